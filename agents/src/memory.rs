@@ -1,0 +1,72 @@
+//! The recurrent state a policy carries between time steps, held by the caller.
+
+use burn::prelude::*;
+
+/// The memory of a batch of envs: a list of batch-first tensors `[B, slots, width]`.
+///
+/// Each policy decides what its tensors mean (a window of past memory vectors and their
+/// validity mask for the Feedback Transformer, per-layer caches for the Transformer, the
+/// hidden state for the GRU, nothing for the MLP). Because every tensor is batch-first, the
+/// trainer can treat memory generically: select the envs of a minibatch, detach it, store the
+/// memory a rollout started with, and measure its size.
+///
+/// Shapes never change from step to step: a policy's memory is a fixed-size window, so the
+/// cost of a step does not grow with the episode's length.
+#[derive(Clone, Debug)]
+pub struct Memory {
+    /// Batch-first tensors `[B, slots, width]`.
+    pub tensors: Vec<Tensor<3>>,
+}
+
+impl Memory {
+    /// An empty memory (memoryless policies).
+    pub fn empty() -> Self {
+        Self { tensors: vec![] }
+    }
+
+    /// Number of envs the memory is held for, `None` for an empty memory.
+    pub fn batch_size(&self) -> Option<usize> {
+        self.tensors.first().map(|t| t.dims()[0])
+    }
+
+    /// The memory of the envs listed in `indices` (in that order).
+    pub fn select(&self, indices: Tensor<1, Int>) -> Self {
+        Self {
+            tensors: self
+                .tensors
+                .iter()
+                .map(|t| t.clone().select(0, indices.clone()))
+                .collect(),
+        }
+    }
+
+    /// The same memory without gradient history.
+    pub fn detach(self) -> Self {
+        Self {
+            tensors: self.tensors.into_iter().map(|t| t.detach()).collect(),
+        }
+    }
+
+    /// Moves the memory to `device` (e.g. from an autodiff device to its inner device).
+    pub fn to_device(self, device: &Device) -> Self {
+        Self {
+            tensors: self.tensors.into_iter().map(|t| t.to_device(device)).collect(),
+        }
+    }
+
+    /// Per-tensor shapes, for tests and diagnostics.
+    pub fn shapes(&self) -> Vec<[usize; 3]> {
+        self.tensors.iter().map(|t| t.dims()).collect()
+    }
+
+    /// Bytes held per env (all tensors, `f32`).
+    pub fn bytes_per_env(&self) -> usize {
+        self.tensors
+            .iter()
+            .map(|t| {
+                let [_, s, w] = t.dims();
+                s * w * std::mem::size_of::<f32>()
+            })
+            .sum()
+    }
+}

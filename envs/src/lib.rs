@@ -1,0 +1,14 @@
+//! Environments for memory-based reinforcement learning.
+//!
+//! - [`Env`]: the trait a user implements to plug in a task (flat `f32` observations,
+//!   discrete actions, `terminated` vs `truncated`).
+//! - `GridMaze`: partially observable maze navigation, a new maze every episode.
+//! - `CueRecall`: a cue seen only at the start decides the right exit after a corridor.
+//! - `VecEnv`: N envs stepped in parallel with rayon, with auto-reset.
+//! - `check_env`: tells a user in words what is wrong with their env.
+
+pub mod env;
+pub mod render;
+
+pub use env::{BoxSpace, Discrete, Env, EnvError, EnvExt, EpisodeStats, Info, Step, derive_seed};
+pub use render::Frame;
