@@ -7,8 +7,15 @@
 //! - `VecEnv`: N envs stepped in parallel with rayon, with auto-reset.
 //! - `check_env`: tells a user in words what is wrong with their env.
 
+pub mod cue_recall;
 pub mod env;
+pub mod gridmaze;
 pub mod render;
 
+pub use cue_recall::{CueRecall, CueRecallConfig};
 pub use env::{BoxSpace, Discrete, Env, EnvError, EnvExt, EpisodeStats, Info, Step, derive_seed};
-pub use render::Frame;
+pub use gridmaze::{
+    ActionMode, Cell, Direction, GridMaze, GridMazeConfig, MazeMode, Pos, ReferencePolicy,
+    ReferenceStats, reference_return, reference_stats,
+};
+pub use render::{Frame, GifWriter, save_gif};

@@ -1,0 +1,343 @@
+//! CueRecall: a T-maze memory diagnostic. A cue seen only at the first step decides which exit
+//! pays at the end of a corridor whose length is the memory delay.
+
+use std::fmt::Write;
+
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::env::{BoxSpace, Discrete, Env, EnvError, EpisodeStats, Step};
+
+/// Action 0: move forward along the corridor (waits in place at the junction).
+pub const CUE_ACTION_FORWARD: usize = 0;
+
+/// Configuration of a [`CueRecall`] task.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CueRecallConfig {
+    /// Corridor steps between the cue and the junction: the delay the cue must be remembered
+    /// over (0 = the junction is at the start).
+    pub corridor_length: u32,
+    /// Number of distinct cues and of exits at the junction (≥ 2; 2 is the classic T-maze).
+    pub num_cues: usize,
+    /// Reward for taking the exit the cue pointed to (finite).
+    pub success_reward: f32,
+    /// Reward for taking a wrong exit (finite, at most `success_reward`; e.g. 0 or −1).
+    pub failure_reward: f32,
+    /// Extra steps the agent may wait at the junction (action forward) before the episode is
+    /// truncated.
+    pub junction_patience: u32,
+    /// Append the corridor progress `position / corridor_length` (1 at the junction) to the
+    /// observation.
+    pub progress_feature: bool,
+}
+
+impl Default for CueRecallConfig {
+    fn default() -> Self {
+        Self {
+            corridor_length: 4,
+            num_cues: 2,
+            success_reward: 1.0,
+            failure_reward: 0.0,
+            junction_patience: 4,
+            progress_feature: false,
+        }
+    }
+}
+
+impl CueRecallConfig {
+    /// The classic two-cue T-maze with a corridor of `corridor_length` steps.
+    pub fn with_corridor(corridor_length: u32) -> Self {
+        Self {
+            corridor_length,
+            ..Self::default()
+        }
+    }
+
+    /// Checks every field; the error names the first offending field.
+    pub fn validate(&self) -> Result<(), EnvError> {
+        let bad =
+            |field: &'static str, reason: String| Err(EnvError::InvalidConfig { field, reason });
+        if self.num_cues < 2 {
+            return bad(
+                "num_cues",
+                format!("must be at least 2, got {}", self.num_cues),
+            );
+        }
+        if self.num_cues > 64 {
+            return bad(
+                "num_cues",
+                format!("must be at most 64, got {}", self.num_cues),
+            );
+        }
+        if self.corridor_length > 1_000_000 {
+            return bad(
+                "corridor_length",
+                format!("must be at most 1000000, got {}", self.corridor_length),
+            );
+        }
+        if !self.success_reward.is_finite() {
+            return bad(
+                "success_reward",
+                format!("must be finite, got {}", self.success_reward),
+            );
+        }
+        if !self.failure_reward.is_finite() || self.failure_reward > self.success_reward {
+            return bad(
+                "failure_reward",
+                format!(
+                    "must be finite and at most success_reward ({}), got {}",
+                    self.success_reward, self.failure_reward
+                ),
+            );
+        }
+        if self.junction_patience > 1_000_000 {
+            return bad(
+                "junction_patience",
+                format!("must be at most 1000000, got {}", self.junction_patience),
+            );
+        }
+        Ok(())
+    }
+
+    /// Length of the observation: `num_cues + 2 (+ 1 with the progress feature)`.
+    pub fn obs_len(&self) -> usize {
+        self.num_cues + 2 + usize::from(self.progress_feature)
+    }
+
+    /// Longest possible episode: the corridor, the patience steps and the decision.
+    pub fn max_steps(&self) -> u32 {
+        self.corridor_length + self.junction_patience + 1
+    }
+}
+
+/// A T-maze / cue-recall memory task.
+///
+/// # Description
+/// At reset a cue `c ∈ {0, …, k−1}` is drawn uniformly (k = `num_cues`) and shown in the first
+/// observation only. The agent then walks a corridor of `corridor_length` steps — every action
+/// moves it one step forward — and reaches a junction with k exits. Exit `c` is the right one.
+/// Nothing after the first observation tells the cue, so a memoryless policy succeeds with
+/// probability exactly 1/k (its choice at the junction cannot depend on the cue), while a
+/// policy that remembers the cue for `corridor_length + 1` steps can succeed every time.
+///
+/// # Action Space
+/// `Discrete(k + 1)`: 0 = forward (in the corridor: move on; at the junction: wait), `1 + i` =
+/// take exit `i` (in the corridor it also just moves forward). For k = 2: 1 = left, 2 = right.
+///
+/// # Observation Encoding
+/// A flat `f32` vector of length `k + 2 (+1)`:
+/// 1. one-hot of the cue at the first observation (from `reset`), zeros afterwards;
+/// 2. 1 while in the corridor (before the junction), else 0;
+/// 3. 1 at the junction, else 0;
+/// 4. with `progress_feature = true`, `position / corridor_length` in [0, 1] (1 if the
+///    corridor is empty).
+///
+/// # Rewards
+/// `success_reward` (default 1) for the right exit, `failure_reward` (default 0; −1 is a common
+/// choice) for a wrong one, 0 on every other step.
+///
+/// # Termination
+/// `terminated` when an exit is taken at the junction (`Info::success` says whether it was the
+/// right one). `truncated` if the agent waits at the junction for more than
+/// `junction_patience` steps (episode length `corridor_length + junction_patience + 1`), with
+/// `Info::success = Some(false)`.
+///
+/// # Configurations
+/// See [`CueRecallConfig`]; `CueRecallConfig::with_corridor(n)` sets the delay. The shortest
+/// episode has `corridor_length + 1` steps.
+#[derive(Clone, Debug)]
+pub struct CueRecall {
+    cfg: CueRecallConfig,
+    space: BoxSpace,
+    rng: ChaCha8Rng,
+    cue: usize,
+    position: u32,
+    t: u32,
+    started: bool,
+    done: bool,
+    stats: EpisodeStats,
+}
+
+impl CueRecall {
+    /// A cue-recall task; fails if `cfg` is invalid (the error names the field).
+    pub fn new(cfg: CueRecallConfig) -> Result<Self, EnvError> {
+        cfg.validate()?;
+        let space = BoxSpace::uniform(cfg.obs_len(), 0.0, 1.0);
+        Ok(Self {
+            cfg,
+            space,
+            rng: ChaCha8Rng::seed_from_u64(0),
+            cue: 0,
+            position: 0,
+            t: 0,
+            started: false,
+            done: false,
+            stats: EpisodeStats::default(),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &CueRecallConfig {
+        &self.cfg
+    }
+
+    /// The current episode's cue (the index of the right exit).
+    pub fn cue(&self) -> usize {
+        self.cue
+    }
+
+    /// Steps walked along the corridor (`corridor_length` = at the junction).
+    pub fn position(&self) -> u32 {
+        self.position
+    }
+
+    /// Whether the agent stands at the junction.
+    pub fn at_junction(&self) -> bool {
+        self.position >= self.cfg.corridor_length
+    }
+
+    /// Statistics of the current episode so far (final once it has ended).
+    pub fn episode_stats(&self) -> EpisodeStats {
+        self.stats
+    }
+
+    /// The optimal action for an agent that remembers the cue: forward along the corridor,
+    /// then the cued exit.
+    pub fn optimal_action(&self) -> usize {
+        if self.at_junction() {
+            1 + self.cue
+        } else {
+            CUE_ACTION_FORWARD
+        }
+    }
+
+    fn write_obs(&self, obs: &mut [f32]) {
+        obs.fill(0.0);
+        let k = self.cfg.num_cues;
+        if self.t == 0 {
+            obs[self.cue] = 1.0;
+        }
+        if self.at_junction() {
+            obs[k + 1] = 1.0;
+        } else {
+            obs[k] = 1.0;
+        }
+        if self.cfg.progress_feature {
+            obs[k + 2] = if self.cfg.corridor_length == 0 {
+                1.0
+            } else {
+                self.position as f32 / self.cfg.corridor_length as f32
+            };
+        }
+    }
+
+    fn check_obs_len(&self, obs: &[f32]) -> Result<(), EnvError> {
+        if obs.len() != self.space.flat_len() {
+            return Err(EnvError::ObsBufferLength {
+                got: obs.len(),
+                expected: self.space.flat_len(),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Env for CueRecall {
+    fn observation_space(&self) -> &BoxSpace {
+        &self.space
+    }
+
+    fn action_space(&self) -> Discrete {
+        Discrete {
+            n: self.cfg.num_cues + 1,
+        }
+    }
+
+    fn reset(&mut self, seed: u64, obs: &mut [f32]) -> Result<(), EnvError> {
+        self.check_obs_len(obs)?;
+        self.rng = ChaCha8Rng::seed_from_u64(seed);
+        self.cue = self.rng.random_range(0..self.cfg.num_cues);
+        self.position = 0;
+        self.t = 0;
+        self.started = true;
+        self.done = false;
+        self.stats = EpisodeStats::default();
+        self.write_obs(obs);
+        Ok(())
+    }
+
+    fn step(&mut self, action: usize, obs: &mut [f32]) -> Result<Step, EnvError> {
+        if !self.started {
+            return Err(EnvError::NotReset);
+        }
+        if self.done {
+            return Err(EnvError::StepAfterDone);
+        }
+        let n = self.cfg.num_cues + 1;
+        if action >= n {
+            return Err(EnvError::InvalidAction { action, n });
+        }
+        self.check_obs_len(obs)?;
+        let mut step = Step::default();
+        if !self.at_junction() {
+            self.position += 1;
+        } else if action != CUE_ACTION_FORWARD {
+            let success = action - 1 == self.cue;
+            step.reward = if success {
+                self.cfg.success_reward
+            } else {
+                self.cfg.failure_reward
+            };
+            step.terminated = true;
+            step.info.success = Some(success);
+            step.info.goal_reached = success;
+        }
+        self.t += 1;
+        if !step.terminated && self.t >= self.cfg.max_steps() {
+            step.truncated = true;
+            step.info.success = Some(false);
+        }
+        self.done = step.done();
+        self.stats.ret += step.reward;
+        self.stats.length = self.t;
+        self.stats.goals += u32::from(step.info.goal_reached);
+        self.stats.truncated = step.truncated;
+        if self.done {
+            self.stats.success = step.info.success;
+        }
+        self.write_obs(obs);
+        Ok(step)
+    }
+
+    fn render_ascii(&self) -> Option<String> {
+        let mut s = String::new();
+        let len = self.cfg.corridor_length as usize;
+        s.push('S');
+        for i in 1..=len {
+            s.push(if i == len { 'J' } else { '-' });
+        }
+        let mut line: Vec<char> = s.chars().collect();
+        line[self.position as usize] = '@';
+        let mut out: String = line.into_iter().collect();
+        let cue = if self.t == 0 {
+            format!("cue {} (visible now)", self.cue)
+        } else {
+            "cue hidden".to_string()
+        };
+        let _ = write!(
+            out,
+            "  exits 0..{}  {cue}  t={}/{}",
+            self.cfg.num_cues,
+            self.t,
+            self.cfg.max_steps()
+        );
+        out.push('\n');
+        Some(out)
+    }
+
+    fn name(&self) -> String {
+        format!("cue-recall-{}", self.cfg.corridor_length)
+    }
+}

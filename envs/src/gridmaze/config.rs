@@ -1,0 +1,189 @@
+//! [`GridMazeConfig`]: every knob of the GridMaze task, with validation.
+
+use serde::{Deserialize, Serialize};
+
+use crate::env::EnvError;
+
+/// Smallest allowed maze side length (cells, walls included).
+pub const MIN_SIZE: usize = 7;
+/// Largest allowed maze side length (cells, walls included).
+pub const MAX_SIZE: usize = 31;
+
+/// What happens when the agent reaches the goal.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MazeMode {
+    /// The episode terminates at the goal (or is truncated at the horizon).
+    Single,
+    /// The agent respawns at a random cell other than the goal and the episode runs until the
+    /// horizon; the maze and the goal stay, so remembering them pays off.
+    #[default]
+    Multi,
+}
+
+/// How actions move the agent.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ActionMode {
+    /// Four absolute moves: 0 = up (north), 1 = right (east), 2 = down (south), 3 = left (west).
+    #[default]
+    Absolute,
+    /// Minigrid style: 0 = turn left, 1 = turn right, 2 = move forward; the agent has a facing
+    /// direction and the view turns with it (the facing direction is always "up" in the view).
+    Egocentric,
+}
+
+/// Configuration of a [`crate::GridMaze`].
+///
+/// The default is the main experiment's setting: `multi` mode, 7×7 maze, 3×3 view, horizon 64.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GridMazeConfig {
+    /// Side length of the square maze in grid cells, outer walls included; odd, 7..=31.
+    pub size: usize,
+    /// View radius r: the agent sees a (2r+1)×(2r+1) window centred on itself (1 → 3×3).
+    pub view_radius: usize,
+    /// `single` (terminate at the goal) or `multi` (respawn, run until the horizon).
+    pub mode: MazeMode,
+    /// `absolute` (4 moves) or `egocentric` (turn left / turn right / forward).
+    pub actions: ActionMode,
+    /// Maximum episode length in steps; reaching it truncates the episode.
+    pub horizon: u32,
+    /// Reward for reaching the goal (≥ 0).
+    pub goal_reward: f32,
+    /// Penalty subtracted from the reward on every step (≥ 0; 0 disables it).
+    pub step_penalty: f32,
+    /// Probability in [0, 1] that each wall between two maze cells left by the perfect-maze
+    /// generator is knocked out, adding loops (0 = perfect maze).
+    pub loop_density: f32,
+    /// Minimum shortest-path distance from the start to the goal, in moves; when no cell is
+    /// that far, the goal is placed among the farthest cells.
+    pub min_goal_distance: u32,
+    /// Append the normalised time step `t / horizon` to the observation.
+    pub time_feature: bool,
+}
+
+impl Default for GridMazeConfig {
+    fn default() -> Self {
+        Self {
+            size: 7,
+            view_radius: 1,
+            mode: MazeMode::Multi,
+            actions: ActionMode::Absolute,
+            horizon: 64,
+            goal_reward: 1.0,
+            step_penalty: 0.0,
+            loop_density: 0.0,
+            min_goal_distance: 4,
+            time_feature: false,
+        }
+    }
+}
+
+impl GridMazeConfig {
+    /// `multi` mode (respawn at the goal, fixed horizon) with a 3×3 view and defaults elsewhere.
+    /// The main experiment is `GridMazeConfig::multi(7, 64)`.
+    pub fn multi(size: usize, horizon: u32) -> Self {
+        Self {
+            size,
+            horizon,
+            mode: MazeMode::Multi,
+            ..Self::default()
+        }
+    }
+
+    /// `single` mode (terminate at the goal, truncate at the horizon) with a 3×3 view.
+    pub fn single(size: usize, horizon: u32) -> Self {
+        Self {
+            size,
+            horizon,
+            mode: MazeMode::Single,
+            ..Self::default()
+        }
+    }
+
+    /// The same configuration with egocentric actions (turn left / turn right / forward).
+    pub fn egocentric(mut self) -> Self {
+        self.actions = ActionMode::Egocentric;
+        self
+    }
+
+    /// Checks every field; the error names the first offending field.
+    pub fn validate(&self) -> Result<(), EnvError> {
+        if self.size % 2 == 0 || !(MIN_SIZE..=MAX_SIZE).contains(&self.size) {
+            return Err(invalid(
+                "size",
+                format!(
+                    "must be odd and in {MIN_SIZE}..={MAX_SIZE}, got {}",
+                    self.size
+                ),
+            ));
+        }
+        self.validate_except_size(self.size)
+    }
+
+    /// Validation of everything but the size rule, against a maze of side `side`
+    /// (used for hand-written layouts, whose side need not be odd).
+    pub(crate) fn validate_except_size(&self, side: usize) -> Result<(), EnvError> {
+        if 2 * self.view_radius + 1 > side {
+            return Err(invalid(
+                "view_radius",
+                format!(
+                    "the view ({0}×{0}) is larger than the maze ({side}×{side})",
+                    2 * self.view_radius + 1
+                ),
+            ));
+        }
+        if self.horizon == 0 {
+            return Err(invalid("horizon", "must be at least 1, got 0".to_string()));
+        }
+        if !self.goal_reward.is_finite() || self.goal_reward < 0.0 {
+            return Err(invalid(
+                "goal_reward",
+                format!("must be finite and ≥ 0, got {}", self.goal_reward),
+            ));
+        }
+        if !self.step_penalty.is_finite() || self.step_penalty < 0.0 {
+            return Err(invalid(
+                "step_penalty",
+                format!(
+                    "must be finite and ≥ 0 (it is subtracted), got {}",
+                    self.step_penalty
+                ),
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.loop_density) {
+            return Err(invalid(
+                "loop_density",
+                format!("must be in [0, 1], got {}", self.loop_density),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Number of actions: 4 (absolute) or 3 (egocentric).
+    pub fn num_actions(&self) -> usize {
+        match self.actions {
+            ActionMode::Absolute => 4,
+            ActionMode::Egocentric => 3,
+        }
+    }
+
+    /// Side of the visible window, `2r + 1`.
+    pub fn view_side(&self) -> usize {
+        2 * self.view_radius + 1
+    }
+
+    /// Length of the flat observation:
+    /// `3·(2r+1)² + num_actions + 1 (+ 1 with the time feature)`.
+    pub fn obs_len(&self) -> usize {
+        3 * self.view_side() * self.view_side()
+            + self.num_actions()
+            + 1
+            + usize::from(self.time_feature)
+    }
+}
+
+fn invalid(field: &'static str, reason: String) -> EnvError {
+    EnvError::InvalidConfig { field, reason }
+}

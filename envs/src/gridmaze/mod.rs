@@ -1,0 +1,628 @@
+//! GridMaze: partially observable maze navigation with a new procedurally generated maze
+//! every episode — the maze task of the Feedback Transformer paper.
+//!
+//! - `config.rs`: [`GridMazeConfig`] and its validation.
+//! - `generate.rs`: randomised depth-first search, loops, start and goal placement.
+//! - `oracle.rs`: the BFS shortest-path oracle, the scripted wall follower and reference runs.
+//! - `draw.rs`: ASCII and RGB rendering.
+
+mod config;
+mod draw;
+mod generate;
+mod oracle;
+
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+pub use config::{ActionMode, GridMazeConfig, MAX_SIZE, MIN_SIZE, MazeMode};
+pub use oracle::{ReferencePolicy, ReferenceStats, reference_return, reference_stats};
+
+use crate::env::{BoxSpace, Discrete, Env, EnvError, EpisodeStats, Info, Step};
+use generate::MazeGen;
+
+/// Grid code of a wall (one-hot slot 0 of a visible cell).
+pub(crate) const WALL: u8 = 0;
+/// Grid code of a floor cell (one-hot slot 1).
+pub(crate) const FLOOR: u8 = 1;
+/// Grid code of the goal cell (one-hot slot 2).
+pub(crate) const GOAL: u8 = 2;
+
+/// What a grid cell holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Cell {
+    /// Impassable; also what lies outside the maze.
+    Wall,
+    /// Free to walk on.
+    Floor,
+    /// The goal (walkable).
+    Goal,
+}
+
+/// A grid position: row 0 is the top (north) edge, column 0 the left (west) edge.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Pos {
+    /// Row, from the top.
+    pub row: usize,
+    /// Column, from the left.
+    pub col: usize,
+}
+
+impl Pos {
+    /// The position at `row`, `col`.
+    pub fn new(row: usize, col: usize) -> Self {
+        Self { row, col }
+    }
+}
+
+/// A compass direction; also the absolute action with the same number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// Up (row − 1).
+    North = 0,
+    /// Right (column + 1).
+    East = 1,
+    /// Down (row + 1).
+    South = 2,
+    /// Left (column − 1).
+    West = 3,
+}
+
+impl Direction {
+    /// The direction numbered `i % 4` (0 = north, clockwise).
+    pub fn from_index(i: usize) -> Self {
+        [Self::North, Self::East, Self::South, Self::West][i % 4]
+    }
+}
+
+/// Absolute action: move up (north).
+pub const ACTION_UP: usize = 0;
+/// Absolute action: move right (east).
+pub const ACTION_RIGHT: usize = 1;
+/// Absolute action: move down (south).
+pub const ACTION_DOWN: usize = 2;
+/// Absolute action: move left (west).
+pub const ACTION_LEFT: usize = 3;
+/// Egocentric action: turn 90° counter-clockwise in place.
+pub const ACTION_TURN_LEFT: usize = 0;
+/// Egocentric action: turn 90° clockwise in place.
+pub const ACTION_TURN_RIGHT: usize = 1;
+/// Egocentric action: move one cell in the facing direction.
+pub const ACTION_FORWARD: usize = 2;
+
+/// A hand-written maze: the grid and the agent's start.
+#[derive(Clone, Debug)]
+struct Layout {
+    grid: Vec<u8>,
+    agent: usize,
+    facing: u8,
+    goal: usize,
+}
+
+/// Partially observable maze navigation with a fresh maze every episode.
+///
+/// # Description
+/// A square maze of odd side `size` (walls included) is generated at every `reset` by
+/// randomised depth-first search from a random start cell, which gives a *perfect* maze (a
+/// spanning tree of the `((size−1)/2)²` maze cells: every cell reachable, exactly one path
+/// between two cells). With `loop_density > 0` each remaining wall between two maze cells is
+/// knocked out with that probability, adding loops. The agent starts at the DFS start cell; the
+/// goal is a maze cell drawn uniformly among those whose shortest-path distance from the start
+/// is at least `min_goal_distance` moves (default 4 = two maze cells away, out of sight of a
+/// 3×3 view); when no cell is that far, among the farthest cells. The agent sees only the
+/// `(2r+1)×(2r+1)` window around itself; outside the maze reads as wall. All randomness comes
+/// from the env's own ChaCha8 RNG seeded by `reset(seed)`, so a seed fixes the episode.
+/// Hand-written mazes can be loaded with [`GridMaze::from_layout`].
+///
+/// # Action Space
+/// `Discrete(4)` with `actions = "absolute"` (default): 0 = up, 1 = right, 2 = down, 3 = left.
+/// `Discrete(3)` with `actions = "egocentric"`: 0 = turn left, 1 = turn right, 2 = forward; the
+/// agent has a facing direction (random at reset) and its view turns with it. Moving into a
+/// wall leaves the agent in place (the step still counts).
+///
+/// # Observation Encoding
+/// A flat `f32` vector of length `3·(2r+1)² + A + 1 (+1)` (A = number of actions), in order:
+/// 1. the view, row-major from its top-left, 3 values per cell: one-hot `[wall, floor, goal]`.
+///    With egocentric actions the view is rotated so that the facing direction is up: view row
+///    0 is the farthest row ahead, view column 0 the leftmost (the agent is at the centre);
+/// 2. one-hot of the previous action (all zeros at the first step);
+/// 3. the previous reward (0 at the first step);
+/// 4. with `time_feature = true`, the normalised time step `t / horizon` in [0, 1].
+///
+/// The 3×3 / 4-action default is 27 + 4 + 1 = 32 values. Bounds: one-hots and time in [0, 1],
+/// the reward in `[−step_penalty, goal_reward]`.
+///
+/// # Rewards
+/// `goal_reward` (default 1) when the agent steps onto the goal, minus `step_penalty` (default
+/// 0) on every step.
+///
+/// # Termination
+/// - `single` mode: `terminated` when the agent reaches the goal.
+/// - `multi` mode (default): reaching the goal sets `Info::goal_reached`, and the agent respawns
+///   at a uniformly random maze cell other than the goal (facing kept); the maze and goal stay
+///   until the episode ends, so remembering them pays off. It never terminates.
+/// - Both: `truncated` when the step count reaches `horizon` (unless the same step terminated).
+///   After either, `step` returns [`EnvError::StepAfterDone`] until `reset`.
+///
+/// # Configurations
+/// See [`GridMazeConfig`]. Presets: `GridMazeConfig::default()` = `GridMazeConfig::multi(7, 64)`
+/// (the main experiment: 7×7, 3×3 view, horizon 64, multi), `GridMazeConfig::single(size,
+/// horizon)`, and `.egocentric()` on either.
+#[derive(Clone, Debug)]
+pub struct GridMaze {
+    cfg: GridMazeConfig,
+    space: BoxSpace,
+    n_actions: usize,
+    /// Side of the maze (without padding).
+    size: usize,
+    /// Wall cells of padding around the maze, `max(r, 1)`, so the view never leaves the grid.
+    pad: usize,
+    /// Row length of the padded grid, `size + 2·pad`.
+    stride: usize,
+    /// Padded grid of WALL / FLOOR / GOAL codes.
+    grid: Vec<u8>,
+    /// Offsets (padded grid index deltas) of the view cells in observation order, per facing
+    /// direction (absolute actions use entry 0).
+    view_offsets: [Vec<isize>; 4],
+    /// Grid index deltas of N, E, S, W.
+    moves: [isize; 4],
+    layout: Option<Layout>,
+    gen_state: MazeGen,
+    /// Padded grid indices where the agent may (re)spawn.
+    spawn: Vec<u32>,
+    /// Index of the goal in `spawn` (skipped when respawning), or `usize::MAX`.
+    goal_spawn: usize,
+    rng: ChaCha8Rng,
+    agent: usize,
+    goal: usize,
+    facing: u8,
+    t: u32,
+    prev_action: Option<usize>,
+    prev_reward: f32,
+    started: bool,
+    done: bool,
+    stats: EpisodeStats,
+    /// BFS distance to the goal per grid index; valid when `dist_valid`.
+    dist: Vec<u32>,
+    dist_valid: bool,
+    queue: Vec<u32>,
+}
+
+impl GridMaze {
+    /// A GridMaze generating a new maze every episode; fails if `cfg` is invalid (the error
+    /// names the field). Call [`Env::reset`] before stepping.
+    pub fn new(cfg: GridMazeConfig) -> Result<Self, EnvError> {
+        cfg.validate()?;
+        let mut env = Self::with_side(cfg);
+        env.spawn = env.gen_state.cell_index.clone();
+        Ok(env)
+    }
+
+    /// A GridMaze on a fixed hand-written maze, the same at every reset (for tests, debugging
+    /// and hand-made tasks). `cfg.size` is replaced by the layout's side.
+    ///
+    /// One line per row (leading/trailing whitespace and blank lines are ignored), all of the
+    /// same length, as many rows as columns: `#` wall, `.` floor, `G` the goal (exactly one),
+    /// and the agent's start (exactly one): `A` or `^` facing north, `>` east, `v` south, `<`
+    /// west (the facing matters only with egocentric actions).
+    pub fn from_layout(layout: &str, mut cfg: GridMazeConfig) -> Result<Self, EnvError> {
+        let rows: Vec<&str> = layout
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
+        let bad = |reason: String| EnvError::InvalidConfig {
+            field: "layout",
+            reason,
+        };
+        let side = rows.len();
+        if side == 0 {
+            return Err(bad("the layout is empty".into()));
+        }
+        for (i, r) in rows.iter().enumerate() {
+            if r.chars().count() != side {
+                return Err(bad(format!(
+                    "row {i} has {} characters; a layout must be square ({side} rows)",
+                    r.chars().count()
+                )));
+            }
+        }
+        cfg.size = side;
+        cfg.validate_except_size(side)?;
+        let mut env = Self::with_side(cfg);
+        let mut grid = vec![WALL; env.grid.len()];
+        let (mut agent, mut facing, mut goal) = (None, 0u8, None);
+        for (r, row) in rows.iter().enumerate() {
+            for (c, ch) in row.chars().enumerate() {
+                let i = env.index(Pos::new(r, c));
+                grid[i] = match ch {
+                    '#' => WALL,
+                    '.' => FLOOR,
+                    'G' => {
+                        if goal.replace(i).is_some() {
+                            return Err(bad("more than one goal `G`".into()));
+                        }
+                        GOAL
+                    }
+                    'A' | '^' | '>' | 'v' | '<' => {
+                        if agent.replace(i).is_some() {
+                            return Err(bad("more than one agent (`A ^ > v <`)".into()));
+                        }
+                        facing = match ch {
+                            '>' => 1,
+                            'v' => 2,
+                            '<' => 3,
+                            _ => 0,
+                        };
+                        FLOOR
+                    }
+                    other => {
+                        return Err(bad(format!(
+                            "unknown character {other:?} at row {r}, column {c} \
+                             (use # . G A ^ > v <)"
+                        )));
+                    }
+                };
+            }
+        }
+        let agent = agent.ok_or_else(|| bad("no agent (`A ^ > v <`)".into()))?;
+        let goal = goal.ok_or_else(|| bad("no goal `G`".into()))?;
+        env.spawn = (0..grid.len())
+            .filter(|&i| grid[i] != WALL)
+            .map(|i| i as u32)
+            .collect();
+        if env.cfg.mode == MazeMode::Multi && env.spawn.len() < 2 {
+            return Err(bad("multi mode needs a floor cell besides the goal".into()));
+        }
+        env.goal_spawn = env
+            .spawn
+            .iter()
+            .position(|&i| i as usize == goal)
+            .unwrap_or(usize::MAX);
+        env.layout = Some(Layout {
+            grid,
+            agent,
+            facing,
+            goal,
+        });
+        Ok(env)
+    }
+
+    fn with_side(cfg: GridMazeConfig) -> Self {
+        let size = cfg.size;
+        let pad = cfg.view_radius.max(1);
+        let stride = size + 2 * pad;
+        let n_actions = cfg.num_actions();
+        let obs_len = cfg.obs_len();
+        let mut low = vec![0.0; obs_len];
+        let mut high = vec![1.0; obs_len];
+        let reward_slot = 3 * cfg.view_side() * cfg.view_side() + n_actions;
+        low[reward_slot] = -cfg.step_penalty;
+        high[reward_slot] = cfg.goal_reward;
+        let space = BoxSpace {
+            shape: vec![obs_len],
+            low,
+            high,
+        };
+        let s = stride as isize;
+        let moves = [-s, 1, s, -1];
+        let r = cfg.view_radius as isize;
+        // View cell (i, j) (i from the top, j from the left of the view as the agent sees it)
+        // lies at world offset (i − r)·back + (j − r)·right, with back = −forward.
+        let view_offsets = std::array::from_fn(|f| {
+            let (fwd, right) = (moves[f], moves[(f + 1) % 4]);
+            let mut v = Vec::with_capacity(cfg.view_side() * cfg.view_side());
+            for i in -r..=r {
+                for j in -r..=r {
+                    v.push(-i * fwd + j * right);
+                }
+            }
+            v
+        });
+        Self {
+            space,
+            n_actions,
+            size,
+            pad,
+            stride,
+            grid: vec![WALL; stride * stride],
+            view_offsets,
+            moves,
+            layout: None,
+            gen_state: MazeGen::new(size.max(3), pad),
+            spawn: Vec::new(),
+            goal_spawn: usize::MAX,
+            rng: ChaCha8Rng::seed_from_u64(0),
+            agent: 0,
+            goal: 0,
+            facing: 0,
+            t: 0,
+            prev_action: None,
+            prev_reward: 0.0,
+            started: false,
+            done: false,
+            stats: EpisodeStats::default(),
+            dist: vec![u32::MAX; stride * stride],
+            dist_valid: false,
+            queue: Vec::with_capacity(stride * stride),
+            cfg,
+        }
+    }
+
+    /// The configuration (for a layout, `size` is the layout's side).
+    pub fn config(&self) -> &GridMazeConfig {
+        &self.cfg
+    }
+
+    /// Side length of the maze, walls included.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// What lies at `pos`; positions outside the maze read as [`Cell::Wall`].
+    pub fn cell(&self, pos: Pos) -> Cell {
+        if pos.row >= self.size || pos.col >= self.size {
+            return Cell::Wall;
+        }
+        match self.grid[self.index(pos)] {
+            WALL => Cell::Wall,
+            GOAL => Cell::Goal,
+            _ => Cell::Floor,
+        }
+    }
+
+    /// Whether `pos` is walkable (floor or goal).
+    pub fn is_open(&self, pos: Pos) -> bool {
+        self.cell(pos) != Cell::Wall
+    }
+
+    /// The maze as rows of cells, top row first (allocates; for tests and tools).
+    pub fn cells(&self) -> Vec<Vec<Cell>> {
+        (0..self.size)
+            .map(|r| (0..self.size).map(|c| self.cell(Pos::new(r, c))).collect())
+            .collect()
+    }
+
+    /// The agent's position.
+    pub fn agent_pos(&self) -> Pos {
+        self.pos(self.agent)
+    }
+
+    /// The goal's position.
+    pub fn goal_pos(&self) -> Pos {
+        self.pos(self.goal)
+    }
+
+    /// The agent's facing direction (meaningful with egocentric actions; north otherwise).
+    pub fn facing(&self) -> Direction {
+        Direction::from_index(self.facing as usize)
+    }
+
+    /// Steps taken in the current episode.
+    pub fn time_step(&self) -> u32 {
+        self.t
+    }
+
+    /// Whether the current episode has ended (terminated or truncated).
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// Statistics of the current episode so far (final once it has ended).
+    pub fn episode_stats(&self) -> EpisodeStats {
+        self.stats
+    }
+
+    /// Whether `pos` is inside the agent's current view window.
+    pub fn in_view(&self, pos: Pos) -> bool {
+        let a = self.agent_pos();
+        let r = self.cfg.view_radius;
+        pos.row.abs_diff(a.row) <= r && pos.col.abs_diff(a.col) <= r
+    }
+
+    fn index(&self, pos: Pos) -> usize {
+        (pos.row + self.pad) * self.stride + pos.col + self.pad
+    }
+
+    fn pos(&self, index: usize) -> Pos {
+        Pos::new(
+            index / self.stride - self.pad,
+            index % self.stride - self.pad,
+        )
+    }
+
+    /// Builds the episode's maze, start and goal.
+    fn build_episode(&mut self) {
+        if let Some(layout) = &self.layout {
+            self.grid.copy_from_slice(&layout.grid);
+            self.agent = layout.agent;
+            self.goal = layout.goal;
+            self.facing = layout.facing;
+        } else {
+            let start = self
+                .gen_state
+                .carve_perfect(&mut self.grid, self.stride, &mut self.rng);
+            self.agent = self.gen_state.cell_index[start] as usize;
+            if self.cfg.loop_density > 0.0
+                && self.gen_state.add_loops(
+                    &mut self.grid,
+                    self.size,
+                    self.pad,
+                    self.cfg.loop_density,
+                    &mut self.rng,
+                )
+            {
+                // Loops shorten paths: replace the tree depths by true distances.
+                generate::bfs(
+                    &self.grid,
+                    self.stride,
+                    self.agent,
+                    &mut self.dist,
+                    &mut self.queue,
+                );
+                for (d, &i) in self
+                    .gen_state
+                    .depth
+                    .iter_mut()
+                    .zip(&self.gen_state.cell_index)
+                {
+                    *d = self.dist[i as usize];
+                }
+            }
+            let goal_cell =
+                self.gen_state
+                    .pick_goal(start, self.cfg.min_goal_distance, &mut self.rng);
+            self.goal = self.gen_state.cell_index[goal_cell] as usize;
+            self.goal_spawn = goal_cell;
+            self.grid[self.goal] = GOAL;
+            self.facing = if self.cfg.actions == ActionMode::Egocentric {
+                self.rng.random_range(0..4u8)
+            } else {
+                0
+            };
+        }
+        self.dist_valid = false;
+    }
+
+    /// Moves the agent to a uniformly random spawn cell other than the goal.
+    fn respawn(&mut self) {
+        let n = self.spawn.len();
+        let mut j = self.rng.random_range(0..n - 1);
+        if j >= self.goal_spawn {
+            j += 1;
+        }
+        self.agent = self.spawn[j] as usize;
+    }
+
+    /// Writes the observation of the current state into `obs` (length checked by the caller).
+    fn write_obs(&self, obs: &mut [f32]) {
+        obs.fill(0.0);
+        let offsets = &self.view_offsets[self.facing as usize];
+        let (view, rest) = obs.split_at_mut(3 * offsets.len());
+        for (slot, &off) in view.chunks_exact_mut(3).zip(offsets) {
+            slot[self.grid[self.agent.wrapping_add_signed(off)] as usize] = 1.0;
+        }
+        if let Some(a) = self.prev_action {
+            rest[a] = 1.0;
+        }
+        rest[self.n_actions] = self.prev_reward;
+        if self.cfg.time_feature {
+            rest[self.n_actions + 1] = self.t as f32 / self.cfg.horizon as f32;
+        }
+    }
+
+    fn check_obs_len(&self, obs: &[f32]) -> Result<(), EnvError> {
+        let expected = self.space.flat_len();
+        if obs.len() != expected {
+            return Err(EnvError::ObsBufferLength {
+                got: obs.len(),
+                expected,
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Env for GridMaze {
+    fn observation_space(&self) -> &BoxSpace {
+        &self.space
+    }
+
+    fn action_space(&self) -> Discrete {
+        Discrete { n: self.n_actions }
+    }
+
+    fn reset(&mut self, seed: u64, obs: &mut [f32]) -> Result<(), EnvError> {
+        self.check_obs_len(obs)?;
+        self.rng = ChaCha8Rng::seed_from_u64(seed);
+        self.build_episode();
+        self.t = 0;
+        self.prev_action = None;
+        self.prev_reward = 0.0;
+        self.started = true;
+        self.done = false;
+        self.stats = EpisodeStats::default();
+        self.write_obs(obs);
+        Ok(())
+    }
+
+    fn step(&mut self, action: usize, obs: &mut [f32]) -> Result<Step, EnvError> {
+        if !self.started {
+            return Err(EnvError::NotReset);
+        }
+        if self.done {
+            return Err(EnvError::StepAfterDone);
+        }
+        if action >= self.n_actions {
+            return Err(EnvError::InvalidAction {
+                action,
+                n: self.n_actions,
+            });
+        }
+        self.check_obs_len(obs)?;
+        let dir = match self.cfg.actions {
+            ActionMode::Absolute => Some(action),
+            ActionMode::Egocentric => match action {
+                ACTION_TURN_LEFT => {
+                    self.facing = (self.facing + 3) % 4;
+                    None
+                }
+                ACTION_TURN_RIGHT => {
+                    self.facing = (self.facing + 1) % 4;
+                    None
+                }
+                _ => Some(self.facing as usize),
+            },
+        };
+        if let Some(d) = dir {
+            let target = self.agent.wrapping_add_signed(self.moves[d]);
+            if self.grid[target] != WALL {
+                self.agent = target;
+            }
+        }
+        self.t += 1;
+        let mut reward = -self.cfg.step_penalty;
+        let goal_reached = self.agent == self.goal;
+        let mut terminated = false;
+        if goal_reached {
+            reward += self.cfg.goal_reward;
+            self.stats.goals += 1;
+            match self.cfg.mode {
+                MazeMode::Single => terminated = true,
+                MazeMode::Multi => self.respawn(),
+            }
+        }
+        let truncated = !terminated && self.t >= self.cfg.horizon;
+        self.prev_action = Some(action);
+        self.prev_reward = reward;
+        self.stats.ret += reward;
+        self.stats.length = self.t;
+        self.done = terminated || truncated;
+        self.stats.truncated = truncated;
+        self.write_obs(obs);
+        Ok(Step {
+            reward,
+            terminated,
+            truncated,
+            info: Info {
+                goal_reached,
+                success: None,
+            },
+        })
+    }
+
+    fn render_ascii(&self) -> Option<String> {
+        Some(self.ascii())
+    }
+
+    fn render_rgb(&self) -> Option<crate::render::Frame> {
+        Some(self.frame(crate::render::CELL_PX))
+    }
+
+    fn name(&self) -> String {
+        let mode = match self.cfg.mode {
+            MazeMode::Single => "single",
+            MazeMode::Multi => "multi",
+        };
+        format!("gridmaze-{mode}-{0}x{0}", self.size)
+    }
+}
