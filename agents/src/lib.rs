@@ -5,8 +5,13 @@
 //!   at run time.
 //! - PPO with whole-sequence minibatches and truncated BPTT.
 
+pub mod gru;
+pub mod heads;
 pub mod memory;
+pub mod mlp;
 pub mod policy;
 
+pub use gru::{GruConfig, GruPolicy};
 pub use memory::Memory;
-pub use policy::ActorCritic;
+pub use mlp::{MlpConfig, MlpPolicy};
+pub use policy::{ActorCritic, Policy, PolicyConfig, PolicyError, PolicyKind};

@@ -20,7 +20,12 @@ pub trait ActorCritic {
     /// - `obs`: `[B, obs_dim]`
     /// - `episode_start`: `[B]` (1.0 where a new episode starts at this step, else 0.0)
     /// - returns `(logits [B, A], value [B], memory')`
-    fn step(&self, obs: Tensor<2>, episode_start: Tensor<1>, memory: Memory) -> (Tensor<2>, Tensor<1>, Memory);
+    fn step(
+        &self,
+        obs: Tensor<2>,
+        episode_start: Tensor<1>,
+        memory: Memory,
+    ) -> (Tensor<2>, Tensor<1>, Memory);
 
     /// The differentiable version of `T` calls to [`ActorCritic::step`], used by the PPO update.
     /// Starts from `memory0`, the (detached) memory the envs had before the first step.
@@ -30,8 +35,469 @@ pub trait ActorCritic {
     /// - `obs`: `[B, T, obs_dim]`
     /// - `episode_start`: `[B, T]`
     /// - returns `(logits [B, T, A], values [B, T])`
-    fn forward_sequence(&self, obs: Tensor<3>, episode_start: Tensor<2>, memory0: Memory) -> (Tensor<3>, Tensor<2>);
+    fn forward_sequence(
+        &self,
+        obs: Tensor<3>,
+        episode_start: Tensor<2>,
+        memory0: Memory,
+    ) -> (Tensor<3>, Tensor<2>);
 
     /// Number of trainable parameters.
     fn num_parameters(&self) -> usize;
+}
+
+// ---------------------------------------------------------------------------------------------
+// `Policy`: the run-time choice of architecture, its configuration and its errors.
+// ---------------------------------------------------------------------------------------------
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::attention::AttentionConfigError;
+use crate::feedback::{FeedbackTransformer, FeedbackTransformerConfig};
+use crate::gru::{GruConfig, GruPolicy};
+use crate::mlp::{MlpConfig, MlpPolicy};
+use crate::transformer::{Transformer, TransformerConfig};
+
+/// Errors of policy configuration, construction and weight files.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    /// A configuration field has a value the policy cannot be built with.
+    #[error("invalid policy config: `{field}` {message}")]
+    InvalidConfig {
+        /// The offending field.
+        field: &'static str,
+        /// What is wrong with its value.
+        message: String,
+    },
+    /// A policy kind name that is not one of `feedback`, `transformer`, `gru`, `mlp`.
+    #[error("unknown policy kind `{0}` (expected one of: feedback, transformer, gru, mlp)")]
+    UnknownKind(String),
+    /// Reading or writing a weight file failed.
+    #[error("policy file {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The file is not a policy file, or it is truncated or corrupt.
+    #[error("policy file {path} is not a valid policy file: {message}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The weights in the file do not fit the architecture they are loaded into.
+    #[error("policy file {path} does not match the architecture: {message}")]
+    Mismatch {
+        /// The file.
+        path: PathBuf,
+        /// Which tensors or fields disagree.
+        message: String,
+    },
+}
+
+fn invalid(field: &'static str, message: impl Into<String>) -> PolicyError {
+    PolicyError::InvalidConfig {
+        field,
+        message: message.into(),
+    }
+}
+
+impl From<AttentionConfigError> for PolicyError {
+    fn from(e: AttentionConfigError) -> Self {
+        match e {
+            AttentionConfigError::Zero { field } => invalid(field, "must be at least 1"),
+            AttentionConfigError::HeadsDoNotDivide { d_model, n_heads } => invalid(
+                "d_model",
+                format!("= {d_model} is not divisible by n_heads = {n_heads}"),
+            ),
+        }
+    }
+}
+
+/// Which architecture a [`Policy`] is. Written in configs and on the command line in lowercase:
+/// `feedback`, `transformer`, `gru`, `mlp`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PolicyKind {
+    /// The Feedback Transformer: every layer attends to a shared memory of past steps.
+    Feedback,
+    /// The standard (Transformer-XL style) transformer: layer l attends to layer l−1's past.
+    Transformer,
+    /// A GRU recurrent baseline.
+    Gru,
+    /// A memoryless MLP baseline.
+    Mlp,
+}
+
+impl PolicyKind {
+    /// Every kind, in a fixed order.
+    pub const ALL: [PolicyKind; 4] = [
+        PolicyKind::Feedback,
+        PolicyKind::Transformer,
+        PolicyKind::Gru,
+        PolicyKind::Mlp,
+    ];
+
+    /// The lowercase name used in configs, files and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            PolicyKind::Feedback => "feedback",
+            PolicyKind::Transformer => "transformer",
+            PolicyKind::Gru => "gru",
+            PolicyKind::Mlp => "mlp",
+        }
+    }
+
+    /// Whether this kind is an attention model (uses `n_heads`, `d_ff`, `span`).
+    pub fn is_attention(self) -> bool {
+        matches!(self, PolicyKind::Feedback | PolicyKind::Transformer)
+    }
+}
+
+impl fmt::Display for PolicyKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for PolicyKind {
+    type Err = PolicyError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        PolicyKind::ALL
+            .into_iter()
+            .find(|k| k.name().eq_ignore_ascii_case(s.trim()))
+            .ok_or_else(|| PolicyError::UnknownKind(s.to_string()))
+    }
+}
+
+/// The architecture and size of a policy, as written in experiment configs (TOML/JSON) and in
+/// weight files.
+///
+/// Fields left out of a config take the value of [`PolicyConfig::preset`] for its `kind`, so
+/// `kind = "gru"` alone is a complete config. Unknown fields are an error. Each kind reads only
+/// the fields it uses (listed per field); the others are kept but ignored.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "RawPolicyConfig")]
+pub struct PolicyConfig {
+    /// Which architecture: `feedback`, `transformer`, `gru` or `mlp`.
+    pub kind: PolicyKind,
+    /// Model width: embedding and attention width (feedback, transformer), hidden-state size (gru).
+    pub d_model: usize,
+    /// Number of attention heads; must divide `d_model` (feedback, transformer).
+    pub n_heads: usize,
+    /// Number of layers: transformer blocks (feedback, transformer), stacked GRU cells (gru).
+    pub n_layers: usize,
+    /// Hidden width of each block's feed-forward network (feedback, transformer).
+    pub d_ff: usize,
+    /// Attention span τ: how many past time steps a step can attend to (feedback, transformer).
+    pub span: usize,
+    /// Share the memory's key/value projections across layers, computed once per step (feedback).
+    pub share_kv: bool,
+    /// GTrXL-style gated residual connections instead of plain residuals (transformer).
+    pub gating: bool,
+    /// Width of the two hidden layers (mlp).
+    pub hidden: usize,
+}
+
+/// [`PolicyConfig`] as written by a user: every field but `kind` optional.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicyConfig {
+    kind: PolicyKind,
+    d_model: Option<usize>,
+    n_heads: Option<usize>,
+    n_layers: Option<usize>,
+    d_ff: Option<usize>,
+    span: Option<usize>,
+    share_kv: Option<bool>,
+    gating: Option<bool>,
+    hidden: Option<usize>,
+}
+
+impl TryFrom<RawPolicyConfig> for PolicyConfig {
+    type Error = PolicyError;
+
+    fn try_from(raw: RawPolicyConfig) -> Result<Self, Self::Error> {
+        let p = PolicyConfig::preset(raw.kind);
+        let config = PolicyConfig {
+            kind: raw.kind,
+            d_model: raw.d_model.unwrap_or(p.d_model),
+            n_heads: raw.n_heads.unwrap_or(p.n_heads),
+            n_layers: raw.n_layers.unwrap_or(p.n_layers),
+            d_ff: raw.d_ff.unwrap_or(p.d_ff),
+            span: raw.span.unwrap_or(p.span),
+            share_kv: raw.share_kv.unwrap_or(p.share_kv),
+            gating: raw.gating.unwrap_or(p.gating),
+            hidden: raw.hidden.unwrap_or(p.hidden),
+        };
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+impl Default for PolicyConfig {
+    /// The Feedback Transformer preset.
+    fn default() -> Self {
+        Self::preset(PolicyKind::Feedback)
+    }
+}
+
+impl PolicyConfig {
+    /// The equal-depth preset shared by every kind: width 64, 2 layers, 4 heads, `d_ff` 256,
+    /// span τ = 32, shared keys/values, no gating; the GRU is one cell of width 64 and the MLP
+    /// has two hidden layers of 64.
+    pub fn preset(kind: PolicyKind) -> Self {
+        Self {
+            kind,
+            d_model: 64,
+            n_heads: 4,
+            n_layers: if kind == PolicyKind::Gru { 1 } else { 2 },
+            d_ff: 256,
+            span: 32,
+            share_kv: true,
+            gating: false,
+            hidden: 64,
+        }
+    }
+
+    /// Checks every field the kind uses; the error names the first bad field.
+    pub fn validate(&self) -> Result<(), PolicyError> {
+        match self.kind {
+            PolicyKind::Feedback | PolicyKind::Transformer => {
+                if self.d_model == 0 {
+                    return Err(invalid("d_model", "must be at least 1"));
+                }
+                if self.n_heads == 0 {
+                    return Err(invalid("n_heads", "must be at least 1"));
+                }
+                if !self.d_model.is_multiple_of(self.n_heads) {
+                    return Err(invalid(
+                        "d_model",
+                        format!(
+                            "= {} is not divisible by n_heads = {}",
+                            self.d_model, self.n_heads
+                        ),
+                    ));
+                }
+                if self.n_layers == 0 {
+                    return Err(invalid("n_layers", "must be at least 1"));
+                }
+                if self.d_ff == 0 {
+                    return Err(invalid("d_ff", "must be at least 1"));
+                }
+                if self.span == 0 {
+                    return Err(invalid(
+                        "span",
+                        "must be at least 1 (the number of past steps attended to)",
+                    ));
+                }
+            }
+            PolicyKind::Gru => {
+                if self.d_model == 0 {
+                    return Err(invalid("d_model", "must be at least 1"));
+                }
+                if self.n_layers == 0 {
+                    return Err(invalid("n_layers", "must be at least 1"));
+                }
+            }
+            PolicyKind::Mlp => {
+                if self.hidden == 0 {
+                    return Err(invalid("hidden", "must be at least 1"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Builds the policy for observations of `obs_dim` features and `num_actions` actions.
+    pub fn init(
+        &self,
+        obs_dim: usize,
+        num_actions: usize,
+        device: &Device,
+    ) -> Result<Policy, PolicyError> {
+        self.validate()?;
+        if obs_dim == 0 {
+            return Err(invalid("obs_dim", "must be at least 1"));
+        }
+        if num_actions == 0 {
+            return Err(invalid("num_actions", "must be at least 1"));
+        }
+        Ok(match self.kind {
+            PolicyKind::Feedback => Policy::Feedback(
+                FeedbackTransformerConfig::new()
+                    .with_d_model(self.d_model)
+                    .with_n_heads(self.n_heads)
+                    .with_n_layers(self.n_layers)
+                    .with_d_ff(self.d_ff)
+                    .with_span(self.span)
+                    .with_share_kv(self.share_kv)
+                    .try_init(obs_dim, num_actions, device)?,
+            ),
+            PolicyKind::Transformer => Policy::Transformer(
+                TransformerConfig::new()
+                    .with_d_model(self.d_model)
+                    .with_n_heads(self.n_heads)
+                    .with_n_layers(self.n_layers)
+                    .with_d_ff(self.d_ff)
+                    .with_span(self.span)
+                    .with_gating(self.gating)
+                    .try_init(obs_dim, num_actions, device)?,
+            ),
+            PolicyKind::Gru => Policy::Gru(
+                GruConfig::new()
+                    .with_d_model(self.d_model)
+                    .with_n_layers(self.n_layers)
+                    .init(obs_dim, num_actions, device),
+            ),
+            PolicyKind::Mlp => Policy::Mlp(MlpConfig::new().with_hidden(self.hidden).init(
+                obs_dim,
+                num_actions,
+                device,
+            )),
+        })
+    }
+
+    /// Number of trainable parameters of this policy for the given observation and action sizes
+    /// (the parameters are not materialised).
+    pub fn num_parameters(&self, obs_dim: usize, num_actions: usize) -> Result<usize, PolicyError> {
+        Ok(self
+            .init(obs_dim, num_actions, &Device::default())?
+            .num_parameters())
+    }
+
+    /// A config of `kind` whose parameter count is within ±10 % of `target_params` (for
+    /// equal-parameter comparisons). Starts from [`PolicyConfig::preset`] and picks the width
+    /// (`d_model`, with `d_ff = 4·d_model` for attention kinds; `hidden` for the MLP) whose
+    /// count is closest to the target. Errors if no width gets within 10 %.
+    pub fn matched_params(
+        kind: PolicyKind,
+        target_params: usize,
+        obs_dim: usize,
+        num_actions: usize,
+    ) -> Result<PolicyConfig, PolicyError> {
+        let base = PolicyConfig::preset(kind);
+        let step = if kind.is_attention() { base.n_heads } else { 1 };
+        let with_width = |units: usize| {
+            let mut c = base.clone();
+            let width = units * step;
+            match kind {
+                PolicyKind::Mlp => c.hidden = width,
+                _ => {
+                    c.d_model = width;
+                    c.d_ff = 4 * width;
+                }
+            }
+            c
+        };
+        let count = |units: usize| with_width(units).num_parameters(obs_dim, num_actions);
+        // The count grows with the width: binary search for the first width at or above the target.
+        let (mut lo, mut hi) = (1usize, 1usize);
+        while count(hi)? < target_params {
+            lo = hi;
+            hi *= 2;
+            if hi > 1 << 16 {
+                return Err(invalid(
+                    "target_params",
+                    format!("= {target_params} is too large to match"),
+                ));
+            }
+        }
+        while hi - lo > 1 {
+            let mid = (lo + hi) / 2;
+            if count(mid)? < target_params {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        let mut best = hi;
+        if (count(lo)? as i64 - target_params as i64).abs()
+            < (count(hi)? as i64 - target_params as i64).abs()
+        {
+            best = lo;
+        }
+        let got = count(best)?;
+        let rel = (got as f64 - target_params as f64).abs() / target_params.max(1) as f64;
+        if rel > 0.10 {
+            return Err(invalid(
+                "target_params",
+                format!(
+                    "= {target_params}: the closest `{kind}` has {got} parameters (more than 10% off)"
+                ),
+            ));
+        }
+        Ok(with_width(best))
+    }
+}
+
+/// A policy of any kind, chosen at run time from a [`PolicyConfig`]. Implements
+/// [`ActorCritic`] by dispatching to the architecture it holds.
+#[derive(Module, Debug)]
+pub enum Policy {
+    /// A Feedback Transformer policy.
+    Feedback(FeedbackTransformer),
+    /// A standard transformer policy.
+    Transformer(Transformer),
+    /// A GRU policy.
+    Gru(GruPolicy),
+    /// A memoryless MLP policy.
+    Mlp(MlpPolicy),
+}
+
+impl Policy {
+    /// Which architecture this is.
+    pub fn kind(&self) -> PolicyKind {
+        match self {
+            Policy::Feedback(_) => PolicyKind::Feedback,
+            Policy::Transformer(_) => PolicyKind::Transformer,
+            Policy::Gru(_) => PolicyKind::Gru,
+            Policy::Mlp(_) => PolicyKind::Mlp,
+        }
+    }
+
+    fn inner(&self) -> &dyn ActorCritic {
+        match self {
+            Policy::Feedback(p) => p,
+            Policy::Transformer(p) => p,
+            Policy::Gru(p) => p,
+            Policy::Mlp(p) => p,
+        }
+    }
+}
+
+impl ActorCritic for Policy {
+    fn init_memory(&self, batch: usize, device: &Device) -> Memory {
+        self.inner().init_memory(batch, device)
+    }
+
+    fn step(
+        &self,
+        obs: Tensor<2>,
+        episode_start: Tensor<1>,
+        memory: Memory,
+    ) -> (Tensor<2>, Tensor<1>, Memory) {
+        self.inner().step(obs, episode_start, memory)
+    }
+
+    fn forward_sequence(
+        &self,
+        obs: Tensor<3>,
+        episode_start: Tensor<2>,
+        memory0: Memory,
+    ) -> (Tensor<3>, Tensor<2>) {
+        self.inner().forward_sequence(obs, episode_start, memory0)
+    }
+
+    fn num_parameters(&self) -> usize {
+        self.inner().num_parameters()
+    }
 }

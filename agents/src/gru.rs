@@ -1,0 +1,174 @@
+//! The recurrent baseline: an observation embedding, a stack of GRU cells, actor-critic heads.
+
+use burn::nn::Linear;
+use burn::prelude::*;
+use burn::tensor::activation::sigmoid;
+
+use crate::heads::{ActorCriticHeads, HIDDEN_GAIN, orthogonal_linear};
+use crate::memory::Memory;
+use crate::policy::ActorCritic;
+
+/// Configuration of [`GruPolicy`].
+#[derive(Config, Debug)]
+pub struct GruConfig {
+    /// Width of the observation embedding and of each GRU hidden state.
+    #[config(default = 64)]
+    pub d_model: usize,
+    /// Number of stacked GRU cells (each reads the output of the one below).
+    #[config(default = 1)]
+    pub n_layers: usize,
+}
+
+impl GruConfig {
+    /// A GRU policy reading `obs_dim` features and choosing among `num_actions` actions.
+    pub fn init(&self, obs_dim: usize, num_actions: usize, device: &Device) -> GruPolicy {
+        let d = self.d_model;
+        GruPolicy {
+            embed: orthogonal_linear(obs_dim, d, HIDDEN_GAIN, device),
+            cells: (0..self.n_layers)
+                .map(|_| GruCell::new(d, d, device))
+                .collect(),
+            heads: ActorCriticHeads::new(d, num_actions, device),
+        }
+    }
+}
+
+/// One GRU cell (PyTorch's gate layout: reset `r`, update `z`, candidate `n`):
+///
+/// ```text
+/// r = σ(W_ir x + b_ir + W_hr h + b_hr)
+/// z = σ(W_iz x + b_iz + W_hz h + b_hz)
+/// n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn))
+/// h' = (1 − z) ⊙ n + z ⊙ h
+/// ```
+///
+/// The input projection is separate from the recurrence so that a whole sequence's inputs can
+/// be projected in one matrix product and only the `h` path is unrolled step by step.
+#[derive(Module, Debug)]
+pub struct GruCell {
+    /// Input → the three gate pre-activations `[r | z | n]`, `d_input → 3·d_hidden`.
+    pub input: Linear,
+    /// Hidden state → the three gate pre-activations `[r | z | n]`, `d_hidden → 3·d_hidden`.
+    pub hidden: Linear,
+}
+
+impl GruCell {
+    /// A cell with orthogonal weights (gain 1) and zero biases.
+    pub fn new(d_input: usize, d_hidden: usize, device: &Device) -> Self {
+        Self {
+            input: orthogonal_linear(d_input, 3 * d_hidden, 1.0, device),
+            hidden: orthogonal_linear(d_hidden, 3 * d_hidden, 1.0, device),
+        }
+    }
+
+    /// One step from already projected inputs.
+    ///
+    /// # Shapes
+    /// - `x_proj`: `[B, 3·d]` (the output of `self.input`), `h`: `[B, d]`
+    /// - returns the new hidden state `[B, d]`
+    pub fn step_projected(&self, x_proj: Tensor<2>, h: Tensor<2>) -> Tensor<2> {
+        let h_proj = self.hidden.forward(h.clone()); // [B, 3d]
+        let [xr, xz, xn]: [Tensor<2>; 3] = x_proj.chunk(3, 1).try_into().expect("3 gate chunks");
+        let [hr, hz, hn]: [Tensor<2>; 3] = h_proj.chunk(3, 1).try_into().expect("3 gate chunks");
+        let r = sigmoid(xr + hr); // [B, d]
+        let z = sigmoid(xz + hz); // [B, d]
+        let n = (xn + r * hn).tanh(); // [B, d]
+        n.clone() + z * (h - n) // [B, d] = (1 − z)·n + z·h
+    }
+}
+
+/// GRU actor-critic: `obs → tanh(Linear) → GRU cells → (logits, value)`.
+///
+/// Memory: one tensor `[B, n_layers, d_model]`, the hidden state of every cell. An env's
+/// hidden state is multiplied by `1 − episode_start` before the step, so a new episode starts
+/// from zeros and no gradient crosses the boundary.
+#[derive(Module, Debug)]
+pub struct GruPolicy {
+    /// Observation embedding, `obs_dim → d_model`.
+    pub embed: Linear,
+    /// The stacked GRU cells, bottom first.
+    pub cells: Vec<GruCell>,
+    /// Policy and value output layers.
+    pub heads: ActorCriticHeads,
+}
+
+impl GruPolicy {
+    /// Width of the hidden state.
+    pub fn d_model(&self) -> usize {
+        self.heads.value.weight.dims()[0]
+    }
+}
+
+impl ActorCritic for GruPolicy {
+    fn init_memory(&self, batch: usize, device: &Device) -> Memory {
+        Memory {
+            tensors: vec![Tensor::zeros(
+                [batch, self.cells.len(), self.d_model()],
+                device,
+            )],
+        }
+    }
+
+    fn step(
+        &self,
+        obs: Tensor<2>,
+        episode_start: Tensor<1>,
+        memory: Memory,
+    ) -> (Tensor<2>, Tensor<1>, Memory) {
+        let [b, _] = obs.dims();
+        let h = memory
+            .tensors
+            .into_iter()
+            .next()
+            .expect("GRU memory holds one tensor"); // [B, L, d]
+        let keep = (episode_start.neg() + 1.0).reshape([b, 1, 1]); // [B, 1, 1]
+        let h = h * keep; // [B, L, d]
+        let mut x = self.embed.forward(obs).tanh(); // [B, d]
+        let mut new_h = Vec::with_capacity(self.cells.len());
+        for (l, cell) in self.cells.iter().enumerate() {
+            let h_l = h.clone().narrow(1, l, 1).squeeze_dim::<2>(1); // [B, d]
+            x = cell.step_projected(cell.input.forward(x), h_l); // [B, d]
+            new_h.push(x.clone());
+        }
+        let (logits, value) = self.heads.forward(x); // [B, A], [B]
+        let memory = Memory {
+            tensors: vec![Tensor::stack(new_h, 1)], // [B, L, d]
+        };
+        (logits, value, memory)
+    }
+
+    fn forward_sequence(
+        &self,
+        obs: Tensor<3>,
+        episode_start: Tensor<2>,
+        memory0: Memory,
+    ) -> (Tensor<3>, Tensor<2>) {
+        let [_, t, _] = obs.dims();
+        let h0 = memory0
+            .tensors
+            .into_iter()
+            .next()
+            .expect("GRU memory holds one tensor"); // [B, L, d]
+        let keep = episode_start.neg() + 1.0; // [B, T]
+        // Layer by layer: the inputs of a layer over the whole sequence are known once the layer
+        // below has run, so their projection is one batched product; only `h` is unrolled.
+        let mut x = self.embed.forward(obs).tanh(); // [B, T, d]
+        for (l, cell) in self.cells.iter().enumerate() {
+            let x_proj = cell.input.forward(x); // [B, T, 3d]
+            let mut h = h0.clone().narrow(1, l, 1).squeeze_dim::<2>(1); // [B, d]
+            let mut outputs = Vec::with_capacity(t);
+            for step in 0..t {
+                let keep_t = keep.clone().narrow(1, step, 1); // [B, 1]
+                let x_t = x_proj.clone().narrow(1, step, 1).squeeze_dim::<2>(1); // [B, 3d]
+                h = cell.step_projected(x_t, h * keep_t); // [B, d]
+                outputs.push(h.clone());
+            }
+            x = Tensor::stack(outputs, 1); // [B, T, d]
+        }
+        self.heads.forward_sequence(x) // [B, T, A], [B, T]
+    }
+
+    fn num_parameters(&self) -> usize {
+        self.num_params()
+    }
+}
