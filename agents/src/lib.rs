@@ -5,13 +5,18 @@
 //!   at run time.
 //! - PPO with whole-sequence minibatches and truncated BPTT.
 
+pub mod attention;
+pub mod feedback;
 pub mod gru;
 pub mod heads;
 pub mod memory;
 pub mod mlp;
 pub mod policy;
+pub mod transformer;
 
+pub use feedback::{FeedbackTransformer, FeedbackTransformerConfig};
 pub use gru::{GruConfig, GruPolicy};
 pub use memory::Memory;
 pub use mlp::{MlpConfig, MlpPolicy};
 pub use policy::{ActorCritic, Policy, PolicyConfig, PolicyError, PolicyKind};
+pub use transformer::{Transformer, TransformerConfig};

@@ -1,0 +1,264 @@
+//! Pieces shared by the attention policies ([`crate::feedback`] and [`crate::transformer`]):
+//! a learned relative position bias over the attention span, masked multi-head softmax
+//! attention, the feed-forward block, the actor-critic heads and the checks of their sizes.
+
+use burn::module::Param;
+use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::prelude::*;
+use burn::tensor::activation::{relu, sigmoid, softmax};
+
+/// Score given to masked key slots before the softmax. `exp(MASKED_SCORE - max)` underflows to
+/// exactly `0.0` in `f32`, so a masked slot gets an attention weight of exactly zero: its value
+/// adds nothing to the output and it receives exactly zero gradient. Because the score is
+/// *replaced* (not added to), what a masked slot holds cannot change the output.
+pub const MASKED_SCORE: f32 = -1.0e9;
+
+/// A size of an attention policy that cannot be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AttentionConfigError {
+    /// A size that must be at least one is zero.
+    #[error("attention policy config: `{field}` must be at least 1, got 0")]
+    Zero {
+        /// The name of the config field (or `obs_dim` / `num_actions`).
+        field: &'static str,
+    },
+    /// The model width is not a multiple of the number of heads.
+    #[error(
+        "attention policy config: `d_model` ({d_model}) must be divisible by `n_heads` ({n_heads})"
+    )]
+    HeadsDoNotDivide {
+        /// The model width.
+        d_model: usize,
+        /// The number of attention heads.
+        n_heads: usize,
+    },
+}
+
+/// Checks the sizes shared by both attention policies.
+pub fn check_sizes(
+    obs_dim: usize,
+    num_actions: usize,
+    d_model: usize,
+    n_heads: usize,
+    n_layers: usize,
+    d_ff: usize,
+    span: usize,
+) -> Result<(), AttentionConfigError> {
+    for (field, value) in [
+        ("obs_dim", obs_dim),
+        ("num_actions", num_actions),
+        ("d_model", d_model),
+        ("n_heads", n_heads),
+        ("n_layers", n_layers),
+        ("d_ff", d_ff),
+        ("span", span),
+    ] {
+        if value == 0 {
+            return Err(AttentionConfigError::Zero { field });
+        }
+    }
+    if d_model % n_heads != 0 {
+        return Err(AttentionConfigError::HeadsDoNotDivide { d_model, n_heads });
+    }
+    Ok(())
+}
+
+/// A learned bias added to the attention score of each head, one scalar per relative distance
+/// `0..=span` between the query's time step and the key's (0 = the query's own step).
+/// Initialised to zero.
+#[derive(Module, Debug)]
+pub struct RelativePositionBias {
+    /// `[n_heads, span + 1]`, indexed by distance.
+    pub bias: Param<Tensor<2>>,
+}
+
+impl RelativePositionBias {
+    /// A zero bias for `n_heads` heads over distances `0..=span`.
+    pub fn new(n_heads: usize, span: usize, device: &Device) -> Self {
+        Self {
+            bias: Param::from_tensor(Tensor::zeros([n_heads, span + 1], device)),
+        }
+    }
+
+    /// The bias of one query against a full window of `span + 1` keys ordered oldest first, the
+    /// last one being the query's own step (distance `span - k` for key slot `k`).
+    ///
+    /// Returns `[1, n_heads, 1, span + 1]`.
+    pub fn window(&self) -> Tensor<4> {
+        let [heads, slots] = self.bias.dims();
+        self.bias.val().flip([1]).reshape([1, heads, 1, slots])
+    }
+
+    /// The bias for a block of queries and keys given their distances `[Tq, Tk]` (each in
+    /// `0..=span`; entries outside the span must be masked by the caller, clamp them first).
+    ///
+    /// Returns `[1, n_heads, Tq, Tk]`.
+    pub fn for_distances(&self, distances: Tensor<2, Int>) -> Tensor<4> {
+        let [tq, tk] = distances.dims();
+        let [heads, _] = self.bias.dims();
+        self.bias
+            .val()
+            .select(1, distances.reshape([tq * tk]))
+            .reshape([1, heads, tq, tk])
+    }
+}
+
+/// `[B, T, H * Dh]` → `[B, H, T, Dh]`.
+pub fn split_heads(x: Tensor<3>, n_heads: usize) -> Tensor<4> {
+    let [b, t, d] = x.dims();
+    x.reshape([b, t, n_heads, d / n_heads]).swap_dims(1, 2)
+}
+
+/// `[B, H, T, Dh]` → `[B, T, H * Dh]`.
+pub fn merge_heads(x: Tensor<4>) -> Tensor<3> {
+    let [b, h, t, dh] = x.dims();
+    x.swap_dims(1, 2).reshape([b, t, h * dh])
+}
+
+/// Multi-head scaled dot-product attention with an additive bias and a mask.
+///
+/// Every query row must have at least one allowed key (both policies guarantee this by always
+/// letting a step attend to itself).
+///
+/// # Shapes
+/// - `query`: `[B, H, Tq, Dh]`, `key` and `value`: `[B, H, Tk, Dh]`
+/// - `bias`: `[1, H, Tq, Tk]` (added to the scores)
+/// - `allowed`: `[B, 1, Tq, Tk]` (`true` where the query may attend to the key)
+/// - returns `[B, H, Tq, Dh]`
+pub fn masked_attention(
+    query: Tensor<4>,
+    key: Tensor<4>,
+    value: Tensor<4>,
+    bias: Tensor<4>,
+    allowed: Tensor<4, Bool>,
+) -> Tensor<4> {
+    let [b, h, tq, dh] = query.dims();
+    let tk = key.dims()[2];
+    let scores = query
+        .matmul(key.swap_dims(2, 3))
+        .div_scalar((dh as f32).sqrt())
+        + bias; // [B, H, Tq, Tk]
+    let scores = scores.mask_fill(allowed.bool_not().expand([b, h, tq, tk]), MASKED_SCORE);
+    softmax(scores, 3).matmul(value) // [B, H, Tq, Dh]
+}
+
+/// The position-wise feed-forward block `Linear → ReLU → Linear` (no normalisation inside).
+#[derive(Module, Debug)]
+pub struct FeedForward {
+    /// `d_model → d_ff`.
+    pub hidden: Linear,
+    /// `d_ff → d_model`.
+    pub output: Linear,
+}
+
+impl FeedForward {
+    /// A block of width `d_model` with `d_ff` hidden units.
+    pub fn new(d_model: usize, d_ff: usize, device: &Device) -> Self {
+        Self {
+            hidden: LinearConfig::new(d_model, d_ff).init(device),
+            output: LinearConfig::new(d_ff, d_model).init(device),
+        }
+    }
+
+    /// `[.., d_model]` → `[.., d_model]`.
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        self.output.forward(relu(self.hidden.forward(x)))
+    }
+}
+
+/// The GRU-type gate of GTrXL (Parisotto et al. 2020) that replaces a residual connection:
+/// `r = σ(W_r y + U_r x)`, `z = σ(W_z y + U_z x − b)`, `h = tanh(W_g y + U_g (r ⊙ x))`,
+/// `out = (1 − z) ⊙ x + z ⊙ h`, with `x` the residual stream and `y` the sublayer's output.
+/// `b` starts at 2 so that the gate starts close to the identity.
+#[derive(Module, Debug)]
+pub struct GruGate {
+    /// `W_r, W_z, W_g` applied to `y`: `d → 3d`.
+    pub from_output: Linear,
+    /// `U_r, U_z` applied to `x`: `d → 2d`.
+    pub from_stream: Linear,
+    /// `U_g` applied to `r ⊙ x`: `d → d`.
+    pub candidate: Linear,
+    /// The gate bias `b`, `[d]`.
+    pub bias: Param<Tensor<1>>,
+}
+
+impl GruGate {
+    /// A gate of width `d_model`.
+    pub fn new(d_model: usize, device: &Device) -> Self {
+        Self {
+            from_output: LinearConfig::new(d_model, 3 * d_model)
+                .with_bias(false)
+                .init(device),
+            from_stream: LinearConfig::new(d_model, 2 * d_model)
+                .with_bias(false)
+                .init(device),
+            candidate: LinearConfig::new(d_model, d_model)
+                .with_bias(false)
+                .init(device),
+            bias: Param::from_tensor(Tensor::full([d_model], 2.0, device)),
+        }
+    }
+
+    /// Gates the stream `x` with the sublayer output `y`, both `[B, T, d]`.
+    pub fn forward(&self, x: Tensor<3>, y: Tensor<3>) -> Tensor<3> {
+        let d = x.dims()[2];
+        let wy = self.from_output.forward(y); // [B, T, 3d]
+        let ux = self.from_stream.forward(x.clone()); // [B, T, 2d]
+        let r = sigmoid(wy.clone().narrow(2, 0, d) + ux.clone().narrow(2, 0, d));
+        let bias = self.bias.val().reshape([1, 1, d]);
+        let z = sigmoid(wy.clone().narrow(2, d, d) + ux.narrow(2, d, d) - bias);
+        let h = (wy.narrow(2, 2 * d, d) + self.candidate.forward(r * x.clone())).tanh();
+        x.clone() + z * (h - x)
+    }
+}
+
+/// The actor and critic heads on top of a trunk: a final LayerNorm (the trunk is pre-LN), then
+/// `Linear(d, A)` for the action logits (initialised 100 times smaller than usual, so the
+/// initial policy is close to uniform) and `Linear(d, 1)` for the value.
+#[derive(Module, Debug)]
+pub struct ActorCriticHeads {
+    /// Normalises the trunk's output.
+    pub norm: LayerNorm,
+    /// Action logits.
+    pub policy: Linear,
+    /// State value.
+    pub value: Linear,
+}
+
+impl ActorCriticHeads {
+    /// Heads for a trunk of width `d_model` and `num_actions` discrete actions.
+    pub fn new(d_model: usize, num_actions: usize, device: &Device) -> Self {
+        let bound = 0.01 / (d_model as f64).sqrt();
+        Self {
+            norm: LayerNormConfig::new(d_model).init(device),
+            policy: LinearConfig::new(d_model, num_actions)
+                .with_initializer(Initializer::Uniform {
+                    min: -bound,
+                    max: bound,
+                })
+                .init(device),
+            value: LinearConfig::new(d_model, 1).init(device),
+        }
+    }
+
+    /// `[.., d_model]` → (logits `[.., A]`, value `[.., 1]`).
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> (Tensor<D>, Tensor<D>) {
+        let x = self.norm.forward(x);
+        (self.policy.forward(x.clone()), self.value.forward(x))
+    }
+}
+
+/// Checks that a memory handed to a policy has the layout that policy's `init_memory` makes,
+/// with a clear message naming the policy, instead of a shape error deep inside a kernel.
+pub(crate) fn check_memory_layout(policy: &str, expected: &[[usize; 3]], got: &[[usize; 3]]) {
+    let ok = expected.len() == got.len()
+        && expected
+            .iter()
+            .zip(got)
+            .all(|(e, g)| e[1..] == g[1..] && g[0] == got[0][0]);
+    assert!(
+        ok,
+        "{policy}: the memory has shapes {got:?}, expected [B, slots, width] = {expected:?} \
+         (was it made by this policy's `init_memory`?)"
+    );
+}

@@ -1,0 +1,388 @@
+//! The Feedback Transformer (Fan et al. 2020, "Addressing Some Limitations of Transformers
+//! with Feedback Memory", arXiv:2002.09402) as an actor-critic policy.
+//!
+//! # Mechanism
+//! At time step `t` the observation is embedded, `x_t^0 = Linear(obs_t)`, and every layer
+//! `l = 1..=L` computes `x_t^l` from `x_t^{l-1}` (pre-LayerNorm):
+//!
+//! ```text
+//! x' = x^{l-1} + Wo · Attn(q = Wq · LN(x^{l-1}),  keys/values = [m_{t-τ}, …, m_{t-1}, x^{l-1}])
+//! x^l = x' + FF(LN(x'))
+//! ```
+//!
+//! The keys and values do not come from layer `l-1`'s past states, as in a standard
+//! transformer, but from the **memory**: one vector per past step,
+//! `m_t = Σ_{l=0..L} softmax(w)_l · x_t^l` (the embedding included; `w` learned, initialised to
+//! zeros, i.e. a uniform mix), so that the lowest layer of step `t` sees the highest-level
+//! representations of the past. Keys and values are `Wk · LN(m)` and `Wv · LN(m)`. With
+//! `share_kv` (the default) one LayerNorm and one key/value projection serve every layer, so the
+//! keys and values of a memory vector are computed **once**, when it is written, and cached in
+//! the memory window: a step costs one key/value projection plus `O(τ)` attention per layer,
+//! never a recomputation of the window. Without `share_kv` each layer has its own projection and
+//! the window caches one key/value pair per layer. Each head adds a learned bias per relative
+//! distance (`0..=τ`) to its scores.
+//!
+//! # The current step and the first step of an episode
+//! Besides the last `τ` memory vectors, each layer also attends to its own input `x_t^{l-1}`
+//! (one extra key/value slot at distance 0, projected with the same key/value projection as the
+//! memory). The reference implementation (facebookresearch/transformer-sequential,
+//! models/feedback.py) attends only to the memory window, which there always holds `τ` vectors
+//! (zeros before the first step). Here the memory of a new episode is *empty*: every window
+//! entry from the previous episode is masked out, so the extra slot is what keeps the softmax
+//! from running over an empty set. At the first step of an episode each layer therefore
+//! attends only to its own input; at step `k < τ` of an episode it attends to the `k` memory
+//! vectors of the episode so far and to its own input.
+//!
+//! # Memory layout
+//! A sliding window over the last `τ` steps, oldest first, shifted by one each step (drop the
+//! oldest entry, append the newest), so its size never changes and relative positions stay
+//! aligned with the window's slots. [`Memory::tensors`] holds, for each key/value group (one
+//! with `share_kv`, else one per layer), the cached keys `[B, τ, d]` and values `[B, τ, d]`,
+//! then the validity mask `[B, τ, 1]` (1 = a memory vector of the current episode, 0 = empty or
+//! from an earlier episode).
+//!
+//! Training unrolls the same recurrence step by step (the mechanism is inherently sequential):
+//! [`ActorCritic::forward_sequence`] embeds the whole chunk at once, runs the recurrence over
+//! time for the whole batch, and applies the heads to the whole chunk at once.
+
+use burn::module::Param;
+use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::prelude::*;
+use burn::tensor::activation::softmax;
+
+use crate::attention::{
+    ActorCriticHeads, AttentionConfigError, FeedForward, RelativePositionBias, check_memory_layout,
+    check_sizes, masked_attention, merge_heads, split_heads,
+};
+use crate::memory::Memory;
+use crate::policy::ActorCritic;
+
+/// Configuration of a [`FeedbackTransformer`].
+#[derive(Config, Debug)]
+pub struct FeedbackTransformerConfig {
+    /// Width of the embedding, of every layer and of the memory vectors.
+    #[config(default = 64)]
+    pub d_model: usize,
+    /// Number of attention heads (must divide `d_model`).
+    #[config(default = 4)]
+    pub n_heads: usize,
+    /// Number of layers `L`.
+    #[config(default = 2)]
+    pub n_layers: usize,
+    /// Hidden units of each layer's feed-forward block.
+    #[config(default = 256)]
+    pub d_ff: usize,
+    /// Attention span `τ`: the number of past memory vectors each layer attends to, in steps.
+    #[config(default = 32)]
+    pub span: usize,
+    /// Share one key/value projection of the memory across all layers (keys and values are then
+    /// computed once per step and cached); otherwise each layer has its own.
+    #[config(default = true)]
+    pub share_kv: bool,
+}
+
+impl FeedbackTransformerConfig {
+    /// Checks the sizes, naming the first bad field.
+    pub fn check(&self, obs_dim: usize, num_actions: usize) -> Result<(), AttentionConfigError> {
+        check_sizes(
+            obs_dim,
+            num_actions,
+            self.d_model,
+            self.n_heads,
+            self.n_layers,
+            self.d_ff,
+            self.span,
+        )
+    }
+
+    /// Builds the policy for observations of `obs_dim` floats and `num_actions` discrete
+    /// actions, or says which size is wrong.
+    pub fn try_init(
+        &self,
+        obs_dim: usize,
+        num_actions: usize,
+        device: &Device,
+    ) -> Result<FeedbackTransformer, AttentionConfigError> {
+        self.check(obs_dim, num_actions)?;
+        let d = self.d_model;
+        let groups = if self.share_kv { 1 } else { self.n_layers };
+        let layers = (0..self.n_layers)
+            .map(|_| FeedbackLayer {
+                norm_attn: LayerNormConfig::new(d).init(device),
+                query: LinearConfig::new(d, d).with_bias(false).init(device),
+                out: LinearConfig::new(d, d).with_bias(false).init(device),
+                position_bias: RelativePositionBias::new(self.n_heads, self.span, device),
+                norm_ff: LayerNormConfig::new(d).init(device),
+                ff: FeedForward::new(d, self.d_ff, device),
+            })
+            .collect();
+        let key_value = (0..groups)
+            .map(|_| MemoryKeyValue {
+                norm: LayerNormConfig::new(d).init(device),
+                proj: LinearConfig::new(d, 2 * d).with_bias(false).init(device),
+            })
+            .collect();
+        Ok(FeedbackTransformer {
+            embed: LinearConfig::new(obs_dim, d).init(device),
+            layers,
+            key_value,
+            layer_mix: Param::from_tensor(Tensor::zeros([self.n_layers + 1], device)),
+            heads: ActorCriticHeads::new(d, num_actions, device),
+            d_model: d,
+            n_heads: self.n_heads,
+            span: self.span,
+        })
+    }
+
+    /// Builds the policy.
+    ///
+    /// # Panics
+    /// If a size is zero or `n_heads` does not divide `d_model` (see [`Self::try_init`]).
+    pub fn init(&self, obs_dim: usize, num_actions: usize, device: &Device) -> FeedbackTransformer {
+        self.try_init(obs_dim, num_actions, device)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+}
+
+/// One layer: pre-LN attention over the memory window (plus the layer's own input), then a
+/// pre-LN feed-forward block, each with a residual connection.
+#[derive(Module, Debug)]
+pub struct FeedbackLayer {
+    /// LayerNorm of the query input.
+    pub norm_attn: LayerNorm,
+    /// Query projection `d → d`.
+    pub query: Linear,
+    /// Output projection of the attention `d → d`.
+    pub out: Linear,
+    /// Learned relative position bias of this layer's heads.
+    pub position_bias: RelativePositionBias,
+    /// LayerNorm before the feed-forward block.
+    pub norm_ff: LayerNorm,
+    /// Feed-forward block.
+    pub ff: FeedForward,
+}
+
+/// The key/value projection of memory vectors: `LN` then `Linear(d, 2d)`.
+#[derive(Module, Debug)]
+pub struct MemoryKeyValue {
+    /// LayerNorm of the memory vector (pre-LN).
+    pub norm: LayerNorm,
+    /// Keys and values, `d → 2d` (keys first).
+    pub proj: Linear,
+}
+
+impl MemoryKeyValue {
+    /// `[B, d]` → (keys `[B, d]`, values `[B, d]`).
+    fn forward(&self, m: Tensor<2>) -> (Tensor<2>, Tensor<2>) {
+        let d = m.dims()[1];
+        let kv = self.proj.forward(self.norm.forward(m)); // [B, 2d]
+        (kv.clone().narrow(1, 0, d), kv.narrow(1, d, d))
+    }
+}
+
+/// The Feedback Transformer actor-critic (see the [module docs](self) for the mechanism, the
+/// first step of an episode and the memory layout).
+#[derive(Module, Debug)]
+pub struct FeedbackTransformer {
+    /// Observation embedding `obs_dim → d`.
+    pub embed: Linear,
+    /// The layers.
+    pub layers: Vec<FeedbackLayer>,
+    /// Key/value projections of the memory: one shared by all layers, or one per layer.
+    pub key_value: Vec<MemoryKeyValue>,
+    /// Mixing logits `w` of the memory vector over the embedding and the layer outputs,
+    /// `[L + 1]`, initialised to zeros.
+    pub layer_mix: Param<Tensor<1>>,
+    /// Actor and critic heads on the last layer's output.
+    pub heads: ActorCriticHeads,
+    /// Model width.
+    pub d_model: usize,
+    /// Number of attention heads.
+    pub n_heads: usize,
+    /// Attention span `τ` in steps.
+    pub span: usize,
+}
+
+/// The recurrent state in working form: per key/value group the cached keys and values
+/// `[B, τ, d]`, and the validity mask `[B, τ, 1]`.
+struct Window {
+    keys: Vec<Tensor<3>>,
+    values: Vec<Tensor<3>>,
+    valid: Tensor<3>,
+}
+
+impl FeedbackTransformer {
+    /// The shapes of this policy's memory for `batch` envs.
+    fn memory_shapes(&self, batch: usize) -> Vec<[usize; 3]> {
+        let mut shapes = vec![[batch, self.span, self.d_model]; 2 * self.key_value.len()];
+        shapes.push([batch, self.span, 1]);
+        shapes
+    }
+
+    fn window_from_memory(&self, memory: Memory) -> Window {
+        let batch = memory.batch_size().unwrap_or(0);
+        check_memory_layout(
+            "FeedbackTransformer",
+            &self.memory_shapes(batch),
+            &memory.shapes(),
+        );
+        let mut tensors = memory.tensors;
+        let valid = tensors.pop().expect("checked layout");
+        let mut keys = Vec::new();
+        let mut values = Vec::new();
+        let mut it = tensors.into_iter();
+        while let (Some(k), Some(v)) = (it.next(), it.next()) {
+            keys.push(k);
+            values.push(v);
+        }
+        Window {
+            keys,
+            values,
+            valid,
+        }
+    }
+
+    fn window_into_memory(window: Window) -> Memory {
+        let mut tensors = Vec::with_capacity(2 * window.keys.len() + 1);
+        for (k, v) in window.keys.into_iter().zip(window.values) {
+            tensors.push(k);
+            tensors.push(v);
+        }
+        tensors.push(window.valid);
+        Memory { tensors }
+    }
+
+    /// The softmax-normalised weights of the memory vector over the embedding (index 0) and the
+    /// layer outputs (index `l`), `[L + 1]`.
+    pub fn layer_mix_weights(&self) -> Tensor<1> {
+        softmax(self.layer_mix.val(), 0)
+    }
+
+    /// One step of the recurrence for a batch: the embedded observation `x0 [B, d]`, the
+    /// episode-start flags `start [B, 1, 1]` and the window before the step; returns the last
+    /// layer's output `[B, d]` and the window after the step.
+    fn advance(&self, x0: Tensor<2>, start: Tensor<3>, window: Window) -> (Tensor<2>, Window) {
+        let [b, d] = x0.dims();
+        let device = x0.device();
+        let tau = self.span;
+        // A new episode starts with an empty memory: mask out the whole window.
+        let valid = window.valid * start.neg().add_scalar(1.0); // [B, τ, 1]
+        // The window's τ slots plus the current step's own slot, which is always allowed.
+        let allowed = Tensor::cat(vec![valid.clone(), Tensor::ones([b, 1, 1], &device)], 1) // [B, τ+1, 1]
+            .reshape([b, 1, 1, tau + 1])
+            .greater_elem(0.5);
+
+        let shared = self.key_value.len() == 1;
+        let mut x = x0.clone();
+        let mut outputs = vec![x0]; // x^0 .. x^L, each [B, d]
+        for (l, layer) in self.layers.iter().enumerate() {
+            let g = if shared { 0 } else { l };
+            let (k_self, v_self) = self.key_value[g].forward(x.clone()); // [B, d] each
+            let keys = Tensor::cat(vec![window.keys[g].clone(), k_self.reshape([b, 1, d])], 1); // [B, τ+1, d]
+            let values = Tensor::cat(vec![window.values[g].clone(), v_self.reshape([b, 1, d])], 1); // [B, τ+1, d]
+            let query = layer
+                .query
+                .forward(layer.norm_attn.forward(x.clone()))
+                .reshape([b, 1, d]); // [B, 1, d]
+            let attended = masked_attention(
+                split_heads(query, self.n_heads),
+                split_heads(keys, self.n_heads),
+                split_heads(values, self.n_heads),
+                layer.position_bias.window(),
+                allowed.clone(),
+            ); // [B, H, 1, Dh]
+            x = x + layer.out.forward(merge_heads(attended).reshape([b, d]));
+            x = x.clone() + layer.ff.forward(layer.norm_ff.forward(x));
+            outputs.push(x.clone());
+        }
+
+        // The new memory vector: a learned convex mix of the embedding and every layer's output.
+        let n = outputs.len();
+        let mix = self.layer_mix_weights().reshape([n, 1, 1]);
+        let memory_vector = (Tensor::stack::<3>(outputs, 0) * mix)
+            .sum_dim(0)
+            .reshape([b, d]); // [B, d]
+
+        // Slide the window by one: drop the oldest slot, append the new entry.
+        let slide = |old: Tensor<3>, new: Tensor<2>| {
+            let width = new.dims()[1];
+            let new = new.reshape([b, 1, width]);
+            if tau == 1 {
+                new
+            } else {
+                Tensor::cat(vec![old.narrow(1, 1, tau - 1), new], 1)
+            }
+        };
+        let mut keys = Vec::with_capacity(self.key_value.len());
+        let mut values = Vec::with_capacity(self.key_value.len());
+        for (g, kv) in self.key_value.iter().enumerate() {
+            let (k, v) = kv.forward(memory_vector.clone());
+            keys.push(slide(window.keys[g].clone(), k));
+            values.push(slide(window.values[g].clone(), v));
+        }
+        let valid = slide(valid, Tensor::ones([b, 1], &device));
+        (
+            x,
+            Window {
+                keys,
+                values,
+                valid,
+            },
+        )
+    }
+}
+
+impl ActorCritic for FeedbackTransformer {
+    /// An empty window: zero keys and values, every slot invalid.
+    fn init_memory(&self, batch: usize, device: &Device) -> Memory {
+        Memory {
+            tensors: self
+                .memory_shapes(batch)
+                .into_iter()
+                .map(|shape| Tensor::zeros(shape, device))
+                .collect(),
+        }
+    }
+
+    fn step(
+        &self,
+        obs: Tensor<2>,
+        episode_start: Tensor<1>,
+        memory: Memory,
+    ) -> (Tensor<2>, Tensor<1>, Memory) {
+        let [b, _] = obs.dims();
+        let window = self.window_from_memory(memory);
+        let x0 = self.embed.forward(obs); // [B, d]
+        let (top, window) = self.advance(x0, episode_start.reshape([b, 1, 1]), window);
+        let (logits, value) = self.heads.forward(top); // [B, A], [B, 1]
+        (logits, value.reshape([b]), Self::window_into_memory(window))
+    }
+
+    fn forward_sequence(
+        &self,
+        obs: Tensor<3>,
+        episode_start: Tensor<2>,
+        memory0: Memory,
+    ) -> (Tensor<3>, Tensor<2>) {
+        let [b, t, _] = obs.dims();
+        let mut window = self.window_from_memory(memory0.detach());
+        let embedded = self.embed.forward(obs); // [B, T, d]
+        let mut tops = Vec::with_capacity(t);
+        for (x0, start) in embedded.iter_dim(1).zip(episode_start.iter_dim(1)) {
+            let (top, next) = self.advance(
+                x0.reshape([b, self.d_model]),
+                start.reshape([b, 1, 1]),
+                window,
+            );
+            tops.push(top);
+            window = next;
+        }
+        let tops = Tensor::stack::<3>(tops, 1); // [B, T, d]
+        let (logits, values) = self.heads.forward(tops); // [B, T, A], [B, T, 1]
+        (logits, values.reshape([b, t]))
+    }
+
+    fn num_parameters(&self) -> usize {
+        self.num_params()
+    }
+}

@@ -1,0 +1,333 @@
+//! The standard transformer baseline: causal self-attention in which layer `l` at step `t`
+//! attends to layer `l-1`'s states (the layer's own inputs) of steps `t-τ..=t`, Transformer-XL
+//! style, as an actor-critic policy.
+//!
+//! # Mechanism
+//! `x_t^0 = Linear(obs_t)`; each layer is pre-LayerNorm:
+//!
+//! ```text
+//! x' = x^{l-1}_t + Wo · Attn(q = Wq · LN(x^{l-1}_t), keys/values = Wk, Wv · LN(x^{l-1}_{t-τ..=t}))
+//! x^l_t = x' + FF(LN(x'))
+//! ```
+//!
+//! with a learned relative position bias per head over distances `0..=τ`. With `gating`, both
+//! residual connections are replaced by the GRU-type gates of GTrXL (Parisotto et al. 2020),
+//! applied to the ReLU of the sublayer's output. A step always attends to itself, so the first
+//! step of an episode (no valid past) is well defined: it attends only to its own state. The
+//! receptive field over time grows with depth (`L·τ` steps), unlike the Feedback Transformer's
+//! single memory.
+//!
+//! # Memory layout
+//! Per layer, the cache of that layer's inputs over the last `τ` steps, `[B, τ, d]` each
+//! (oldest first), then the validity mask `[B, τ, 1]` (1 = a step of the current episode).
+//! Keys and values of the cached states are recomputed from them at each step, as in
+//! Transformer-XL, so that [`ActorCritic::forward_sequence`] can recompute them with the
+//! current parameters from the detached cache.
+//!
+//! [`ActorCritic::forward_sequence`] runs parallel over time: the cached prefix from `memory0`
+//! (detached) is put in front of the chunk and one attention per layer covers the whole chunk
+//! under a causal + span + episode mask. [`ActorCritic::step`] is the same computation with a
+//! chunk of one step.
+
+use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::prelude::*;
+use burn::tensor::activation::relu;
+
+use crate::attention::{
+    ActorCriticHeads, AttentionConfigError, FeedForward, GruGate, RelativePositionBias,
+    check_memory_layout, check_sizes, masked_attention, merge_heads, split_heads,
+};
+use crate::memory::Memory;
+use crate::policy::ActorCritic;
+
+/// Configuration of a [`Transformer`].
+#[derive(Config, Debug)]
+pub struct TransformerConfig {
+    /// Width of the embedding and of every layer.
+    #[config(default = 64)]
+    pub d_model: usize,
+    /// Number of attention heads (must divide `d_model`).
+    #[config(default = 4)]
+    pub n_heads: usize,
+    /// Number of layers `L`.
+    #[config(default = 2)]
+    pub n_layers: usize,
+    /// Hidden units of each layer's feed-forward block.
+    #[config(default = 256)]
+    pub d_ff: usize,
+    /// Attention span `τ`: the number of past steps each layer attends to, in steps.
+    #[config(default = 32)]
+    pub span: usize,
+    /// GTrXL gating: GRU-type gates instead of residual connections.
+    #[config(default = false)]
+    pub gating: bool,
+}
+
+impl TransformerConfig {
+    /// Checks the sizes, naming the first bad field.
+    pub fn check(&self, obs_dim: usize, num_actions: usize) -> Result<(), AttentionConfigError> {
+        check_sizes(
+            obs_dim,
+            num_actions,
+            self.d_model,
+            self.n_heads,
+            self.n_layers,
+            self.d_ff,
+            self.span,
+        )
+    }
+
+    /// Builds the policy for observations of `obs_dim` floats and `num_actions` discrete
+    /// actions, or says which size is wrong.
+    pub fn try_init(
+        &self,
+        obs_dim: usize,
+        num_actions: usize,
+        device: &Device,
+    ) -> Result<Transformer, AttentionConfigError> {
+        self.check(obs_dim, num_actions)?;
+        let d = self.d_model;
+        let layers = (0..self.n_layers)
+            .map(|_| TransformerLayer {
+                norm_attn: LayerNormConfig::new(d).init(device),
+                query: LinearConfig::new(d, d).with_bias(false).init(device),
+                key_value: LinearConfig::new(d, 2 * d).with_bias(false).init(device),
+                out: LinearConfig::new(d, d).with_bias(false).init(device),
+                position_bias: RelativePositionBias::new(self.n_heads, self.span, device),
+                norm_ff: LayerNormConfig::new(d).init(device),
+                ff: FeedForward::new(d, self.d_ff, device),
+                gate_attn: self.gating.then(|| GruGate::new(d, device)),
+                gate_ff: self.gating.then(|| GruGate::new(d, device)),
+                n_heads: self.n_heads,
+            })
+            .collect();
+        Ok(Transformer {
+            embed: LinearConfig::new(obs_dim, d).init(device),
+            layers,
+            heads: ActorCriticHeads::new(d, num_actions, device),
+            d_model: d,
+            span: self.span,
+        })
+    }
+
+    /// Builds the policy.
+    ///
+    /// # Panics
+    /// If a size is zero or `n_heads` does not divide `d_model` (see [`Self::try_init`]).
+    pub fn init(&self, obs_dim: usize, num_actions: usize, device: &Device) -> Transformer {
+        self.try_init(obs_dim, num_actions, device)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+}
+
+/// One pre-LN transformer layer whose keys and values cover a cached prefix plus the chunk.
+#[derive(Module, Debug)]
+pub struct TransformerLayer {
+    /// LayerNorm of the layer input (queries, keys and values alike).
+    pub norm_attn: LayerNorm,
+    /// Query projection `d → d`.
+    pub query: Linear,
+    /// Key and value projection `d → 2d` (keys first).
+    pub key_value: Linear,
+    /// Output projection of the attention `d → d`.
+    pub out: Linear,
+    /// Learned relative position bias of this layer's heads.
+    pub position_bias: RelativePositionBias,
+    /// LayerNorm before the feed-forward block.
+    pub norm_ff: LayerNorm,
+    /// Feed-forward block.
+    pub ff: FeedForward,
+    /// GTrXL gate replacing the attention's residual connection (with `gating`).
+    pub gate_attn: Option<GruGate>,
+    /// GTrXL gate replacing the feed-forward block's residual connection (with `gating`).
+    pub gate_ff: Option<GruGate>,
+    /// Number of attention heads.
+    pub n_heads: usize,
+}
+
+impl TransformerLayer {
+    /// # Shapes
+    /// - `x`: the chunk's inputs to this layer `[B, T, d]`
+    /// - `prefix`: this layer's inputs at the `τ` steps before the chunk `[B, τ, d]`
+    /// - `bias`: `[1, H, T, τ+T]`, `allowed`: `[B, 1, T, τ+T]`
+    /// - returns `[B, T, d]`
+    fn forward(
+        &self,
+        x: Tensor<3>,
+        prefix: Tensor<3>,
+        bias: Tensor<4>,
+        allowed: Tensor<4, Bool>,
+    ) -> Tensor<3> {
+        let [_, t, d] = x.dims();
+        let tau = prefix.dims()[1];
+        let normed = self
+            .norm_attn
+            .forward(Tensor::cat(vec![prefix, x.clone()], 1)); // [B, τ+T, d]
+        let query = self.query.forward(normed.clone().narrow(1, tau, t)); // [B, T, d]
+        let kv = self.key_value.forward(normed); // [B, τ+T, 2d]
+        let attended = masked_attention(
+            split_heads(query, self.n_heads),
+            split_heads(kv.clone().narrow(2, 0, d), self.n_heads),
+            split_heads(kv.narrow(2, d, d), self.n_heads),
+            bias,
+            allowed,
+        ); // [B, H, T, Dh]
+        let y = self.out.forward(merge_heads(attended)); // [B, T, d]
+        let x = match &self.gate_attn {
+            Some(gate) => gate.forward(x, relu(y)),
+            None => x + y,
+        };
+        let y = self.ff.forward(self.norm_ff.forward(x.clone())); // [B, T, d]
+        match &self.gate_ff {
+            Some(gate) => gate.forward(x, relu(y)),
+            None => x + y,
+        }
+    }
+}
+
+/// The transformer baseline actor-critic (see the [module docs](self)).
+#[derive(Module, Debug)]
+pub struct Transformer {
+    /// Observation embedding `obs_dim → d`.
+    pub embed: Linear,
+    /// The layers.
+    pub layers: Vec<TransformerLayer>,
+    /// Actor and critic heads on the last layer's output.
+    pub heads: ActorCriticHeads,
+    /// Model width.
+    pub d_model: usize,
+    /// Attention span `τ` in steps.
+    pub span: usize,
+}
+
+/// Distances `τ + i − k` between query `i` of a chunk of `t` steps and key `k` of the prefix
+/// plus chunk (`[t, τ+t]`, clamped to `0..=τ`), and whether the key is within the span and not
+/// in the future.
+fn span_layout(t: usize, tau: usize, device: &Device) -> (Tensor<2, Int>, Tensor<2, Bool>) {
+    let keys = tau + t;
+    let mut distances = Vec::with_capacity(t * keys);
+    let mut in_span = Vec::with_capacity(t * keys);
+    for i in 0..t {
+        for k in 0..keys {
+            let dist = (tau + i) as i64 - k as i64;
+            in_span.push((0..=tau as i64).contains(&dist));
+            distances.push(dist.clamp(0, tau as i64));
+        }
+    }
+    (
+        Tensor::from_data(TensorData::new(distances, [t, keys]), device),
+        Tensor::from_data(TensorData::new(in_span, [t, keys]), device),
+    )
+}
+
+impl Transformer {
+    /// The shapes of this policy's memory for `batch` envs.
+    fn memory_shapes(&self, batch: usize) -> Vec<[usize; 3]> {
+        let mut shapes = vec![[batch, self.span, self.d_model]; self.layers.len()];
+        shapes.push([batch, self.span, 1]);
+        shapes
+    }
+
+    /// Runs a chunk of `T` steps in parallel from a memory.
+    ///
+    /// # Shapes
+    /// - `x`: embedded observations `[B, T, d]`, `starts`: `[B, T]`
+    /// - returns the last layer's outputs `[B, T, d]` and the memory after the chunk
+    fn run(&self, x: Tensor<3>, starts: Tensor<2>, memory: Memory) -> (Tensor<3>, Memory) {
+        let [b, t, _] = x.dims();
+        let tau = self.span;
+        let keys = tau + t;
+        let device = x.device();
+        check_memory_layout("Transformer", &self.memory_shapes(b), &memory.shapes());
+        let mut caches = memory.tensors;
+        let valid = caches.pop().expect("checked layout").reshape([b, tau]); // [B, τ]
+
+        // Episode index of each step within the chunk (0 = the episode memory0 belongs to).
+        let episode = starts.cumsum(1); // [B, T]
+        let key_episode = Tensor::cat(vec![Tensor::zeros([b, tau], &device), episode.clone()], 1); // [B, τ+T]
+        let key_valid =
+            Tensor::cat(vec![valid, Tensor::ones([b, t], &device)], 1).greater_elem(0.5); // [B, τ+T]
+        let same_episode = episode
+            .clone()
+            .reshape([b, t, 1])
+            .expand([b, t, keys])
+            .equal(
+                key_episode
+                    .clone()
+                    .reshape([b, 1, keys])
+                    .expand([b, t, keys]),
+            ); // [B, T, τ+T]
+        let (distances, in_span) = span_layout(t, tau, &device);
+        let allowed = same_episode
+            .bool_and(key_valid.clone().reshape([b, 1, keys]).expand([b, t, keys]))
+            .bool_and(in_span.reshape([1, t, keys]).expand([b, t, keys]))
+            .reshape([b, 1, t, keys]);
+
+        let mut x = x;
+        let mut next_caches = Vec::with_capacity(caches.len());
+        for (layer, prefix) in self.layers.iter().zip(caches) {
+            let bias = layer.position_bias.for_distances(distances.clone()); // [1, H, T, τ+T]
+            next_caches.push(Tensor::cat(vec![prefix.clone(), x.clone()], 1).narrow(1, t, tau));
+            x = layer.forward(x, prefix, bias, allowed.clone());
+        }
+
+        // After the chunk, a cached step stays valid if it belongs to the chunk's last episode.
+        let last_episode = episode.narrow(1, t - 1, 1).expand([b, keys]); // [B, τ+T]
+        let next_valid = key_episode
+            .equal(last_episode)
+            .bool_and(key_valid)
+            .float()
+            .narrow(1, t, tau)
+            .reshape([b, tau, 1]);
+        next_caches.push(next_valid);
+        (
+            x,
+            Memory {
+                tensors: next_caches,
+            },
+        )
+    }
+}
+
+impl ActorCritic for Transformer {
+    /// Empty caches: zero states, every slot invalid.
+    fn init_memory(&self, batch: usize, device: &Device) -> Memory {
+        Memory {
+            tensors: self
+                .memory_shapes(batch)
+                .into_iter()
+                .map(|shape| Tensor::zeros(shape, device))
+                .collect(),
+        }
+    }
+
+    fn step(
+        &self,
+        obs: Tensor<2>,
+        episode_start: Tensor<1>,
+        memory: Memory,
+    ) -> (Tensor<2>, Tensor<1>, Memory) {
+        let [b, _] = obs.dims();
+        let x = self.embed.forward(obs).reshape([b, 1, self.d_model]); // [B, 1, d]
+        let (top, memory) = self.run(x, episode_start.reshape([b, 1]), memory);
+        let (logits, value) = self.heads.forward(top.reshape([b, self.d_model])); // [B, A], [B, 1]
+        (logits, value.reshape([b]), memory)
+    }
+
+    fn forward_sequence(
+        &self,
+        obs: Tensor<3>,
+        episode_start: Tensor<2>,
+        memory0: Memory,
+    ) -> (Tensor<3>, Tensor<2>) {
+        let [b, t, _] = obs.dims();
+        let x = self.embed.forward(obs); // [B, T, d]
+        let (top, _) = self.run(x, episode_start, memory0.detach());
+        let (logits, values) = self.heads.forward(top); // [B, T, A], [B, T, 1]
+        (logits, values.reshape([b, t]))
+    }
+
+    fn num_parameters(&self) -> usize {
+        self.num_params()
+    }
+}
