@@ -2,3 +2,13 @@
 
 pub use agents;
 pub use envs;
+
+pub mod checkpoint;
+pub mod config;
+pub mod metrics;
+pub mod run_dir;
+pub mod trainer;
+
+pub use config::{ConfigError, EnvConfig, TrainConfig};
+pub use metrics::{METRICS_HEADER, MetricsRow};
+pub use trainer::{RunSummary, TrainOptions, train, train_from_config};

@@ -12,6 +12,7 @@ pub mod heads;
 pub mod memory;
 pub mod mlp;
 pub mod policy;
+pub mod ppo;
 pub mod transformer;
 
 pub use feedback::{FeedbackTransformer, FeedbackTransformerConfig};

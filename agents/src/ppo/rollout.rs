@@ -1,0 +1,156 @@
+//! Rollout collection: one batched `policy.step` per time step on a [`VecEnv`], actions sampled
+//! on the host from a seeded ChaCha8 RNG.
+
+use burn::prelude::*;
+use burn::tensor::TensorData;
+use burn::tensor::activation::log_softmax;
+use envs::{Env, EpisodeStats, VecEnv};
+use rand::RngExt;
+use rand_chacha::ChaCha8Rng;
+
+use crate::memory::Memory;
+use crate::policy::ActorCritic;
+
+use super::PpoError;
+use super::buffer::RolloutBuffer;
+
+/// What the rollout carries from one update to the next (and what a checkpoint saves).
+#[derive(Clone, Debug)]
+pub struct RolloutState {
+    /// Current observation of every env `[N, obs_dim]`.
+    pub obs: Vec<f32>,
+    /// 1.0 for the envs whose episode starts at the next step (the previous step ended one,
+    /// or the run just began) `[N]`.
+    pub episode_starts: Vec<f32>,
+    /// Policy memory of every env (batch `N`), on the rollout (non-autodiff) device.
+    pub memory: Memory,
+    /// RNG used to sample actions and to shuffle minibatches.
+    pub rng: ChaCha8Rng,
+}
+
+/// An episode that finished during a rollout, with the extra facts of its last step.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct FinishedEpisode {
+    /// Index of the env it ran in.
+    pub env: usize,
+    /// Its statistics.
+    pub stats: EpisodeStats,
+}
+
+/// Samples from the categorical distribution with log-probabilities `logp` by inverse CDF
+/// with the uniform number `u ∈ [0, 1)`; returns the action (deterministic given `u`).
+pub fn sample_categorical(logp: &[f32], u: f64) -> usize {
+    let total: f64 = logp.iter().map(|&l| f64::from(l).exp()).sum();
+    let target = u * total;
+    let mut cum = 0.0f64;
+    for (a, &l) in logp.iter().enumerate() {
+        cum += f64::from(l).exp();
+        if target < cum {
+            return a;
+        }
+    }
+    // Rounding can leave `target` at the very end: pick the last action with mass.
+    logp.iter().rposition(|l| l.is_finite()).unwrap_or(0)
+}
+
+/// Copies a tensor to a host `Vec<f32>`.
+pub(crate) fn to_host<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>, PpoError> {
+    t.into_data()
+        .try_into_vec::<f32>()
+        .map_err(|e| PpoError::Tensor(format!("{e:?}")))
+}
+
+/// Collects `num_steps` steps from every env of `venv` with `policy` (a non-autodiff copy of
+/// the model on `device`), starting from and updating `state`.
+///
+/// Per step `t`: `policy.step(obs_t, episode_start_t, memory)` for all envs at once, actions
+/// sampled from the logits, `venv.step`. `episode_start_{t+1}` is the `done` of step `t`, so the
+/// policy resets the memory of exactly the envs whose episode just began.
+///
+/// Truncation bootstrap: for the envs whose episode was truncated at step `t`,
+/// `V(final_obs)` is computed by one extra, batched policy step on their final observations
+/// with their memory *after* step `t` (the memory of the episode that just ended, before any
+/// reset); its new memory is thrown away. GAE then bootstraps from it (see
+/// [`super::gae::compute_gae`]).
+pub fn collect_rollout<P: ActorCritic, E: Env>(
+    policy: &P,
+    venv: &mut VecEnv<E>,
+    state: &mut RolloutState,
+    num_steps: usize,
+    device: &Device,
+) -> Result<(RolloutBuffer, Vec<FinishedEpisode>), PpoError> {
+    let n = venv.num_envs();
+    let obs_dim = venv.obs_dim();
+    let mut buf = RolloutBuffer::new(num_steps, n, obs_dim, state.memory.clone().detach());
+    let mut finished = Vec::new();
+    for _t in 0..num_steps {
+        let obs = Tensor::<2>::from_data(TensorData::new(state.obs.clone(), [n, obs_dim]), device);
+        let starts =
+            Tensor::<1>::from_data(TensorData::new(state.episode_starts.clone(), [n]), device);
+        let memory = std::mem::replace(&mut state.memory, Memory::empty());
+        let (logits, values, memory) = policy.step(obs, starts, memory); // [N, A], [N]
+        state.memory = memory.detach();
+        let num_actions = logits.dims()[1];
+        let logp = to_host(log_softmax(logits, 1))?; // [N, A]
+        let values = to_host(values)?; // [N]
+
+        let mut actions = Vec::with_capacity(n);
+        for i in 0..n {
+            let row = &logp[i * num_actions..(i + 1) * num_actions];
+            let u: f64 = state.rng.random();
+            let a = sample_categorical(row, u);
+            actions.push(a);
+            buf.logprobs.push(row[a]);
+            buf.actions.push(a as i64);
+        }
+        buf.obs.extend_from_slice(&state.obs);
+        buf.values.extend_from_slice(&values);
+        buf.episode_starts.extend_from_slice(&state.episode_starts);
+
+        let step = venv.step(&actions)?;
+        buf.rewards.extend_from_slice(&step.rewards);
+        buf.terminated.extend_from_slice(&step.terminated);
+        buf.truncated.extend_from_slice(&step.truncated);
+        for &(env, stats) in &step.finished {
+            finished.push(FinishedEpisode { env, stats });
+        }
+
+        let truncated: Vec<usize> = (0..n)
+            .filter(|&i| step.truncated[i] && !step.terminated[i])
+            .collect();
+        let mut trunc_values = vec![0.0f32; n];
+        if !truncated.is_empty() {
+            let b = truncated.len();
+            let mut final_obs = Vec::with_capacity(b * obs_dim);
+            for &i in &truncated {
+                final_obs.extend_from_slice(&step.final_obs[i * obs_dim..(i + 1) * obs_dim]);
+            }
+            let idx: Vec<i64> = truncated.iter().map(|&i| i as i64).collect();
+            let idx = Tensor::<1, Int>::from_data(TensorData::new(idx, [b]), device);
+            let mem = state.memory.select(idx);
+            let fo = Tensor::<2>::from_data(TensorData::new(final_obs, [b, obs_dim]), device);
+            let zeros = Tensor::<1>::zeros([b], device);
+            let (_, v, _) = policy.step(fo, zeros, mem);
+            for (&i, v) in truncated.iter().zip(to_host(v)?) {
+                trunc_values[i] = v;
+            }
+        }
+        buf.truncation_values.extend_from_slice(&trunc_values);
+
+        state.obs.copy_from_slice(&step.obs);
+        for i in 0..n {
+            state.episode_starts[i] = if step.terminated[i] || step.truncated[i] {
+                1.0
+            } else {
+                0.0
+            };
+        }
+    }
+    // Bootstrap value of the observation after the last step; the memory it produces is
+    // discarded (the next rollout repeats this step and keeps it).
+    let obs = Tensor::<2>::from_data(TensorData::new(state.obs.clone(), [n, obs_dim]), device);
+    let starts = Tensor::<1>::from_data(TensorData::new(state.episode_starts.clone(), [n]), device);
+    let (_, last_values, _) = policy.step(obs, starts, state.memory.clone());
+    buf.last_values = to_host(last_values)?;
+    Ok((buf, finished))
+}

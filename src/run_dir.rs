@@ -1,0 +1,115 @@
+//! Run directories: `runs/<env>__<policy>__<seed>__<unix time>/` holding `config.toml`,
+//! `metrics.csv` and `checkpoint/`.
+
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, bail};
+
+/// Name of the resolved config file in a run directory.
+pub const CONFIG_FILE: &str = "config.toml";
+/// Name of the metrics file in a run directory.
+pub const METRICS_FILE: &str = "metrics.csv";
+/// Name of the checkpoint folder in a run directory.
+pub const CHECKPOINT_DIR: &str = "checkpoint";
+
+/// A run directory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunDir {
+    /// Its path.
+    pub path: PathBuf,
+}
+
+/// The CleanRL-style run name `<env>__<policy>__<seed>__<unix time>`.
+pub fn run_name(env: &str, policy: &str, seed: u64, unix_time: u64) -> String {
+    format!("{env}__{policy}__{seed}__{unix_time}")
+}
+
+impl RunDir {
+    /// Creates a new run directory under `root` named by [`run_name`] with the current time
+    /// (a `-2`, `-3`, … suffix if that name is taken).
+    pub fn create_new(root: &Path, env: &str, policy: &str, seed: u64) -> Result<Self> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let base = run_name(env, policy, seed, now);
+        std::fs::create_dir_all(root)
+            .with_context(|| format!("cannot create {}", root.display()))?;
+        for k in 1.. {
+            let name = if k == 1 {
+                base.clone()
+            } else {
+                format!("{base}-{k}")
+            };
+            let path = root.join(name);
+            match std::fs::create_dir(&path) {
+                Ok(()) => return Ok(Self { path }),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => {
+                    return Err(e).with_context(|| format!("cannot create {}", path.display()));
+                }
+            }
+        }
+        unreachable!()
+    }
+
+    /// Uses `path` as a fresh run directory: creates it, and refuses one that already holds
+    /// a run (a `metrics.csv` or a checkpoint), which only `--resume` may continue.
+    pub fn create_at(path: &Path) -> Result<Self> {
+        let dir = Self {
+            path: path.to_path_buf(),
+        };
+        if dir.metrics_path().exists() || dir.checkpoint_dir().exists() {
+            bail!(
+                "{} already holds a run; resume it or pick another directory",
+                path.display()
+            );
+        }
+        std::fs::create_dir_all(path)
+            .with_context(|| format!("cannot create {}", path.display()))?;
+        Ok(dir)
+    }
+
+    /// Opens an existing run directory (it must hold a `config.toml`).
+    pub fn open(path: &Path) -> Result<Self> {
+        let dir = Self {
+            path: path.to_path_buf(),
+        };
+        if !dir.config_path().is_file() {
+            bail!(
+                "{} is not a run directory: it has no {CONFIG_FILE}",
+                path.display()
+            );
+        }
+        Ok(dir)
+    }
+
+    /// `config.toml`.
+    pub fn config_path(&self) -> PathBuf {
+        self.path.join(CONFIG_FILE)
+    }
+
+    /// `metrics.csv`.
+    pub fn metrics_path(&self) -> PathBuf {
+        self.path.join(METRICS_FILE)
+    }
+
+    /// `checkpoint/`.
+    pub fn checkpoint_dir(&self) -> PathBuf {
+        self.path.join(CHECKPOINT_DIR)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_name_is_cleanrl_style() {
+        assert_eq!(
+            run_name("gridmaze", "feedback", 3, 1700000000),
+            "gridmaze__feedback__3__1700000000"
+        );
+    }
+}

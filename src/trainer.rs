@@ -1,0 +1,407 @@
+//! The training loop: rollout → GAE → PPO update → metrics row → checkpoint, with resume.
+//!
+//! ```text
+//! for update in 1..=num_updates:
+//!     lr      = learning_rate · (1 − (update − 1) / num_updates)      (anneal_lr)
+//!     buffer  = collect_rollout(model.valid(), venv, state, num_steps)  (no autodiff)
+//!     buffer.compute_advantages(γ, λ)
+//!     model   = ppo_update(model, optim, buffer, lr)                    (autodiff)
+//!     metrics.csv ← row;  every checkpoint_every updates and at the end: checkpoint
+//! ```
+//!
+//! # Reproducibility and resume
+//! Everything random comes from the run's seed: the policy initialisation (the device RNG is
+//! seeded with `seed`), the envs (`VecEnv` base seed `derive_seed(seed, 1)`), and one ChaCha8
+//! stream (`derive_seed(seed, 2)`) that samples actions and shuffles minibatches. A checkpoint
+//! saves all of it (weights, Adam state, RNG position, env state, observations, episode-start
+//! flags and per-env memory), so `--resume` continues bit for bit: the metrics rows after a
+//! resume equal those of an uninterrupted run (except the wall-clock columns).
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use agents::ppo::{FinishedEpisode, PpoError, RolloutState, adam, collect_rollout, ppo_update};
+use agents::{ActorCritic, PolicyConfig};
+use anyhow::{Context, Result, bail};
+use burn::module::Module;
+use burn::prelude::Device;
+use envs::{CueRecall, Env, EnvError, GridMaze, VecEnv, derive_seed};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::checkpoint::{
+    CHECKPOINT_VERSION, RngState, TrainerState, memory_from_host, memory_to_host, open_latest,
+    save_checkpoint, write_atomic,
+};
+use crate::config::{EnvConfig, TrainConfig};
+use crate::metrics::{MetricsRow, MetricsWriter};
+use crate::run_dir::RunDir;
+
+/// Stream index of the VecEnv base seed, `derive_seed(seed, ENV_SEED_STREAM)`.
+pub const ENV_SEED_STREAM: u64 = 1;
+/// Stream index of the sampling / shuffling RNG seed, `derive_seed(seed, RNG_SEED_STREAM)`.
+pub const RNG_SEED_STREAM: u64 = 2;
+
+/// How to run [`train`].
+#[derive(Default)]
+pub struct TrainOptions<'a> {
+    /// The run directory. A new run: created (refused if it already holds a run); `None`
+    /// creates `<cfg.run_dir>/<env>__<policy>__<seed>__<unix time>/`. With `resume`: the run
+    /// to continue (required).
+    pub run_dir: Option<PathBuf>,
+    /// Continue the run in `run_dir` from its latest checkpoint.
+    pub resume: bool,
+    /// Print nothing (CI).
+    pub quiet: bool,
+    /// Called after every update with its metrics row (e.g. to drive a progress bar); when
+    /// set, the trainer prints no per-update lines itself.
+    pub progress: Option<Box<dyn FnMut(&MetricsRow) + Send + 'a>>,
+    /// Stop once this many updates are done (counted from the start of the run, not of this
+    /// call), writing a checkpoint; the run can be resumed later.
+    pub stop_after_updates: Option<usize>,
+}
+
+/// What a call to [`train`] did.
+#[derive(Clone, Debug)]
+pub struct RunSummary {
+    /// The run directory.
+    pub run_dir: PathBuf,
+    /// Updates done so far (all calls together).
+    pub updates_done: usize,
+    /// Updates of the whole run.
+    pub num_updates: usize,
+    /// Env steps so far.
+    pub env_steps: u64,
+    /// Training wall time so far, seconds.
+    pub wall_time_s: f64,
+    /// Episodes finished so far.
+    pub episodes: u64,
+    /// Env steps per second over this call.
+    pub steps_per_s: f64,
+    /// The last metrics row written, if any.
+    pub last_row: Option<MetricsRow>,
+}
+
+/// Builds the envs of `cfg.env` and trains (see [`train`]).
+pub fn train_from_config(cfg: &TrainConfig, opts: TrainOptions<'_>) -> Result<RunSummary> {
+    match &cfg.env {
+        EnvConfig::Gridmaze(c) => train(cfg, |_| GridMaze::new(c.clone()), opts),
+        EnvConfig::CueRecall(c) => train(cfg, |_| CueRecall::new(c.clone()), opts),
+    }
+}
+
+/// Trains a policy with PPO on `cfg.num_envs` envs made by `make_env(i)` (see the module
+/// docs). Writes `config.toml`, `metrics.csv` and checkpoints into the run directory.
+///
+/// Errors: an invalid config (naming the key), an env error, a non-finite loss or gradient
+/// (naming the update and the quantity; the last checkpoint is left as it was), a missing,
+/// corrupted or truncated checkpoint on resume (naming the file).
+pub fn train<E: Env>(
+    cfg: &TrainConfig,
+    make_env: impl Fn(usize) -> Result<E, EnvError> + Sync,
+    opts: TrainOptions<'_>,
+) -> Result<RunSummary> {
+    cfg.validate()?;
+    if cfg.threads > 0 {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(cfg.threads)
+            .build()
+            .context("cannot build the thread pool")?;
+        let make_env = &make_env;
+        pool.install(move || train_inner(cfg, make_env, opts))
+    } else {
+        train_inner(cfg, &make_env, opts)
+    }
+}
+
+/// Finds the first key whose value differs between two TOML tables (`prefix.key`).
+fn first_difference(a: &toml::Table, b: &toml::Table, prefix: &str) -> Option<String> {
+    let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+    for k in keys {
+        let key = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        match (a.get(k), b.get(k)) {
+            (Some(toml::Value::Table(x)), Some(toml::Value::Table(y))) => {
+                if let Some(d) = first_difference(x, y, &key) {
+                    return Some(d);
+                }
+            }
+            (x, y) if x != y => return Some(key),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// The keys that may change between a run and its resumption.
+const RESUME_FREE_KEYS: [&str; 3] = ["threads", "run_dir", "checkpoint_every"];
+
+fn check_same_run(saved: &TrainConfig, cfg: &TrainConfig, path: &std::path::Path) -> Result<()> {
+    let as_table = |c: &TrainConfig| -> Result<toml::Table> {
+        let mut t = toml::Table::try_from(c).context("cannot convert the config to TOML")?;
+        for k in RESUME_FREE_KEYS {
+            t.remove(k);
+        }
+        Ok(t)
+    };
+    if let Some(key) = first_difference(&as_table(saved)?, &as_table(cfg)?, "") {
+        bail!(
+            "cannot resume: `{key}` differs from the run's {} (resume with the run's own config)",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+fn mean(xs: impl Iterator<Item = f64>) -> f64 {
+    let (s, n) = xs.fold((0.0, 0usize), |(s, n), x| (s + x, n + 1));
+    if n == 0 { f64::NAN } else { s / n as f64 }
+}
+
+/// Fills the episode columns of `row` from the episodes finished in a rollout.
+fn episode_columns(row: &mut MetricsRow, finished: &[FinishedEpisode]) {
+    row.episodes = finished.len();
+    row.return_mean = mean(finished.iter().map(|e| f64::from(e.stats.ret)));
+    row.return_min = finished
+        .iter()
+        .map(|e| f64::from(e.stats.ret))
+        .fold(f64::NAN, f64::min);
+    row.return_max = finished
+        .iter()
+        .map(|e| f64::from(e.stats.ret))
+        .fold(f64::NAN, f64::max);
+    row.length_mean = mean(finished.iter().map(|e| f64::from(e.stats.length)));
+    row.goals_mean = mean(finished.iter().map(|e| f64::from(e.stats.goals)));
+    row.success_rate = mean(
+        finished
+            .iter()
+            .filter_map(|e| e.stats.success)
+            .map(|s| f64::from(u8::from(s))),
+    );
+}
+
+fn train_inner<E: Env>(
+    cfg: &TrainConfig,
+    make_env: &(impl Fn(usize) -> Result<E, EnvError> + Sync),
+    mut opts: TrainOptions<'_>,
+) -> Result<RunSummary> {
+    let started = Instant::now();
+    let device = Device::default();
+    let ad_device = device.clone().autodiff();
+    let num_updates = cfg.num_updates();
+    let (n, t_len) = (cfg.num_envs, cfg.num_steps);
+
+    let mut venv = VecEnv::from_fn(n, derive_seed(cfg.seed, ENV_SEED_STREAM), make_env)
+        .context("cannot build the envs")?;
+    let (obs_dim, num_actions) = (venv.obs_dim(), venv.num_actions());
+    device.seed(cfg.seed);
+    let model = init_policy(&cfg.policy, obs_dim, num_actions, &ad_device)?;
+    let mut optim = adam(&cfg.ppo);
+
+    let run: RunDir;
+    let mut model = model;
+    let mut counters: TrainerState;
+    let mut state: RolloutState;
+    let mut metrics: MetricsWriter;
+    if opts.resume {
+        let Some(dir) = opts.run_dir.as_deref() else {
+            bail!("resume needs the run directory to continue");
+        };
+        run = RunDir::open(dir)?;
+        let saved = TrainConfig::load(run.config_path())?;
+        check_same_run(&saved, cfg, &run.config_path())?;
+        let ckpt = open_latest(&run.checkpoint_dir())?;
+        model = ckpt.load_model(model)?;
+        optim = ckpt.load_optim(optim)?;
+        counters = ckpt.state.clone();
+        if counters.num_updates != num_updates {
+            bail!(
+                "cannot resume: the checkpoint's run has {} updates, the config gives {num_updates}",
+                counters.num_updates
+            );
+        }
+        let obs = venv
+            .restore(&counters.venv)
+            .with_context(|| format!("cannot restore the envs from {}", ckpt.dir.display()))?
+            .to_vec();
+        if obs.len() != counters.obs.len()
+            || obs
+                .iter()
+                .zip(&counters.obs)
+                .any(|(a, b)| a.to_bits() != b.to_bits())
+        {
+            bail!(
+                "cannot resume from {}: replaying the envs does not give the saved observations \
+                 (is the env deterministic given its seed and actions?)",
+                ckpt.dir.display()
+            );
+        }
+        if counters.episode_starts.len() != n {
+            bail!(
+                "checkpoint {} has {} episode-start flags for {n} envs",
+                ckpt.dir.display(),
+                counters.episode_starts.len()
+            );
+        }
+        state = RolloutState {
+            obs,
+            episode_starts: counters.episode_starts.clone(),
+            memory: memory_from_host(&counters.memory, &device)?,
+            rng: counters.rng.restore()?,
+        };
+        metrics = MetricsWriter::resume(run.metrics_path(), counters.updates_done)?;
+    } else {
+        run = match opts.run_dir.as_deref() {
+            Some(p) => RunDir::create_at(p)?,
+            None => RunDir::create_new(
+                &cfg.run_dir,
+                cfg.env.name(),
+                cfg.policy.kind.name(),
+                cfg.seed,
+            )?,
+        };
+        write_atomic(&run.config_path(), cfg.to_toml().as_bytes())?;
+        metrics = MetricsWriter::create(run.metrics_path())?;
+        let obs = venv.reset().context("cannot reset the envs")?.to_vec();
+        let rng = ChaCha8Rng::seed_from_u64(derive_seed(cfg.seed, RNG_SEED_STREAM));
+        state = RolloutState {
+            obs,
+            episode_starts: vec![1.0; n],
+            memory: model.valid().init_memory(n, &device),
+            rng,
+        };
+        counters = TrainerState {
+            version: CHECKPOINT_VERSION,
+            updates_done: 0,
+            num_updates,
+            env_steps: 0,
+            wall_time_s: 0.0,
+            episodes: 0,
+            rng: RngState::capture(&state.rng),
+            venv: venv.state(),
+            obs: vec![],
+            episode_starts: vec![],
+            memory: vec![],
+        };
+    }
+
+    if !opts.quiet && opts.progress.is_none() {
+        eprintln!(
+            "fbrl: {} · {} ({} parameters) · {n} envs × {t_len} steps · {num_updates} updates → {}",
+            cfg.env.name(),
+            cfg.policy.kind,
+            model.num_parameters(),
+            run.path.display()
+        );
+    }
+    let wall_at_start = counters.wall_time_s;
+    let steps_at_start = counters.env_steps;
+    let stop_at = opts
+        .stop_after_updates
+        .unwrap_or(num_updates)
+        .min(num_updates);
+    let log_every = (num_updates / 50).max(1);
+    let mut last_row = None;
+    let ckpt_root = run.checkpoint_dir();
+
+    while counters.updates_done < stop_at {
+        let update = counters.updates_done + 1;
+        let t0 = Instant::now();
+        let lr = cfg.ppo.learning_rate_at(update - 1, num_updates);
+        let rollout_policy = model.valid();
+        let (mut buf, finished) =
+            collect_rollout(&rollout_policy, &mut venv, &mut state, t_len, &device)
+                .with_context(|| format!("rollout of update {update} failed"))?;
+        drop(rollout_policy);
+        buf.compute_advantages(cfg.ppo.gamma, cfg.ppo.gae_lambda);
+        let (new_model, stats) = match ppo_update(
+            model,
+            &mut optim,
+            &buf,
+            &cfg.ppo,
+            lr,
+            &mut state.rng,
+            &ad_device,
+            update,
+        ) {
+            Ok(x) => x,
+            Err(e @ PpoError::NonFinite { .. }) => {
+                let last = match crate::checkpoint::latest_checkpoint(&ckpt_root)? {
+                    Some(p) => format!("the last good checkpoint is {}", p.display()),
+                    None => "no checkpoint was written yet".to_string(),
+                };
+                bail!("training stopped: {e}; {last}");
+            }
+            Err(e) => return Err(e).with_context(|| format!("PPO update {update} failed")),
+        };
+        model = new_model;
+
+        counters.updates_done = update;
+        counters.env_steps += (n * t_len) as u64;
+        counters.episodes += finished.len() as u64;
+        counters.wall_time_s = wall_at_start + started.elapsed().as_secs_f64();
+        let mut row = MetricsRow {
+            update,
+            env_steps: counters.env_steps,
+            wall_time_s: counters.wall_time_s,
+            policy_loss: f64::from(stats.policy_loss),
+            value_loss: f64::from(stats.value_loss),
+            entropy: f64::from(stats.entropy),
+            approx_kl: f64::from(stats.approx_kl),
+            clip_frac: f64::from(stats.clip_frac),
+            explained_var: f64::from(stats.explained_var),
+            grad_norm: f64::from(stats.grad_norm),
+            lr,
+            steps_per_s: (n * t_len) as f64 / t0.elapsed().as_secs_f64().max(1e-9),
+            ..MetricsRow::default()
+        };
+        episode_columns(&mut row, &finished);
+        metrics.append(&row)?;
+        if let Some(cb) = opts.progress.as_mut() {
+            cb(&row);
+        } else if !opts.quiet && (update % log_every == 0 || update == num_updates) {
+            eprintln!(
+                "update {update}/{num_updates}  steps {}  return {:.3}  success {:.2}  kl {:.4}  {:.0} steps/s",
+                row.env_steps, row.return_mean, row.success_rate, row.approx_kl, row.steps_per_s
+            );
+        }
+        last_row = Some(row);
+
+        let periodic = cfg.checkpoint_every > 0 && update.is_multiple_of(cfg.checkpoint_every);
+        if periodic || update == stop_at {
+            metrics.sync()?;
+            counters.rng = RngState::capture(&state.rng);
+            counters.venv = venv.state();
+            counters.obs = state.obs.clone();
+            counters.episode_starts = state.episode_starts.clone();
+            counters.memory = memory_to_host(&state.memory)?;
+            save_checkpoint(&ckpt_root, &model, &optim, &counters)?;
+        }
+    }
+
+    let this_call = started.elapsed().as_secs_f64();
+    Ok(RunSummary {
+        run_dir: run.path.clone(),
+        updates_done: counters.updates_done,
+        num_updates,
+        env_steps: counters.env_steps,
+        wall_time_s: counters.wall_time_s,
+        episodes: counters.episodes,
+        steps_per_s: (counters.env_steps - steps_at_start) as f64 / this_call.max(1e-9),
+        last_row,
+    })
+}
+
+/// Builds the policy of `cfg` on `device`, with the error naming the key.
+fn init_policy(
+    cfg: &PolicyConfig,
+    obs_dim: usize,
+    num_actions: usize,
+    device: &Device,
+) -> Result<agents::Policy> {
+    cfg.init(obs_dim, num_actions, device)
+        .map_err(|e| anyhow::anyhow!("cannot build the policy: {e}"))
+}
