@@ -11,6 +11,10 @@ pub mod cue_recall;
 pub mod env;
 pub mod gridmaze;
 pub mod render;
+pub mod vec_env;
+pub mod check;
+#[cfg(feature = "gymnasium")]
+pub mod gymnasium;
 
 pub use cue_recall::{CueRecall, CueRecallConfig};
 pub use env::{BoxSpace, Discrete, Env, EnvError, EnvExt, EpisodeStats, Info, Step, derive_seed};
@@ -19,3 +23,7 @@ pub use gridmaze::{
     ReferenceStats, reference_return, reference_stats,
 };
 pub use render::{Frame, GifWriter, save_gif};
+pub use check::{CheckConfig, CheckError, CheckReport, check_env, check_env_with};
+#[cfg(feature = "gymnasium")]
+pub use gymnasium::{GridMazeGym, GymCartPole, GymnasiumAdapter, GymnasiumEnv};
+pub use vec_env::{Parallelism, VecEnv, VecEnvState, VecStep};
