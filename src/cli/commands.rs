@@ -1,0 +1,230 @@
+//! The bodies of the `fbrl` subcommands.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use burn::prelude::*;
+
+use agents::Policy;
+use envs::{CueRecall, Env, GridMaze};
+
+use super::play::{self, ActionSelection, EVAL_SEED_OFFSET};
+use super::{EvalArgs, PlotArgs, RenderArgs, XAxisArg};
+use crate::checkpoint::{self, VerifiedCheckpoint};
+use crate::config::{EnvConfig, TrainConfig};
+use crate::curves::XAxis;
+use crate::plot::{RefLine, RunsPlotOptions};
+use crate::run_dir::{CHECKPOINT_DIR, CONFIG_FILE};
+
+pub(super) use super::train::train;
+
+/// Builds one env of the configured kind.
+pub fn make_env(cfg: &EnvConfig) -> Result<Box<dyn Env>> {
+    Ok(match cfg {
+        EnvConfig::Gridmaze(c) => Box::new(GridMaze::new(c.clone()).context("env config")?),
+        EnvConfig::CueRecall(c) => Box::new(CueRecall::new(c.clone()).context("env config")?),
+    })
+}
+
+/// A trained policy with the config of its run.
+pub struct LoadedPolicy {
+    /// The run's resolved config.
+    pub config: TrainConfig,
+    /// The checkpoint the weights came from.
+    pub checkpoint: VerifiedCheckpoint,
+    /// The policy, on `device`.
+    pub policy: Policy,
+    /// The device the policy lives on.
+    pub device: Device,
+}
+
+/// Finds the run directory and checkpoint folder of `path`: a run directory (its latest
+/// checkpoint), a checkpoint folder (`<run>/checkpoint/update_N`) or a file inside one.
+fn locate(path: &Path) -> Result<(PathBuf, PathBuf)> {
+    if !path.exists() {
+        bail!("{} does not exist", path.display());
+    }
+    if path.join(CONFIG_FILE).is_file() {
+        let root = path.join(CHECKPOINT_DIR);
+        let ckpt = checkpoint::latest_checkpoint(&root)?.with_context(|| {
+            format!(
+                "run {} has no checkpoint yet ({} holds no `latest`)",
+                path.display(),
+                root.display()
+            )
+        })?;
+        return Ok((path.to_path_buf(), ckpt));
+    }
+    let dir = if path.is_file() {
+        path.parent().unwrap_or(Path::new(".")).to_path_buf()
+    } else {
+        path.to_path_buf()
+    };
+    if dir.join("manifest.json").is_file() {
+        // <run>/checkpoint/update_N
+        if let Some(run) = dir.parent().and_then(Path::parent)
+            && run.join(CONFIG_FILE).is_file()
+        {
+            return Ok((run.to_path_buf(), dir));
+        }
+        bail!(
+            "checkpoint {} is not inside a run directory (expected <run>/{CHECKPOINT_DIR}/<name> with <run>/{CONFIG_FILE})",
+            dir.display()
+        );
+    }
+    bail!(
+        "{} is neither a run directory (with {CONFIG_FILE}) nor a checkpoint folder (with manifest.json)",
+        path.display()
+    )
+}
+
+/// Loads the policy of a run directory or checkpoint (see [`locate`]).
+pub fn load_policy(path: &Path) -> Result<LoadedPolicy> {
+    let (run, ckpt_dir) = locate(path)?;
+    let config = TrainConfig::load(run.join(CONFIG_FILE))?;
+    let checkpoint = checkpoint::open_checkpoint(&ckpt_dir)?;
+    let device = Device::default();
+    let env = make_env(&config.env)?;
+    let obs_dim = env.observation_space().flat_len();
+    let num_actions = env.action_space().n;
+    let policy = config
+        .policy
+        .init(obs_dim, num_actions, &device)
+        .context("cannot build the run's policy")?;
+    let policy = checkpoint.load_model(policy)?;
+    Ok(LoadedPolicy {
+        config,
+        checkpoint,
+        policy,
+        device,
+    })
+}
+
+fn selection(sample: bool) -> ActionSelection {
+    if sample {
+        ActionSelection::Sample
+    } else {
+        ActionSelection::Greedy
+    }
+}
+
+/// `fbrl eval`.
+pub(super) fn eval(args: EvalArgs) -> Result<()> {
+    let loaded = load_policy(&args.path)?;
+    let eval_seed = args
+        .seed
+        .unwrap_or_else(|| loaded.config.seed.wrapping_add(EVAL_SEED_OFFSET));
+    let env_cfg = loaded.config.env.clone();
+    let report = play::evaluate(
+        &loaded.policy,
+        &|| make_env(&env_cfg),
+        args.episodes,
+        eval_seed,
+        selection(args.sample),
+        &loaded.device,
+    )?;
+    if args.json {
+        let out = serde_json::json!({
+            "run": args.path,
+            "checkpoint": loaded.checkpoint.dir,
+            "updates_done": loaded.checkpoint.state.updates_done,
+            "env_steps": loaded.checkpoint.state.env_steps,
+            "env": loaded.config.env.name(),
+            "policy": loaded.config.policy.kind.name(),
+            "report": report,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    let state = &loaded.checkpoint.state;
+    println!(
+        "checkpoint   {} (update {}, {} env steps)",
+        loaded.checkpoint.dir.display(),
+        state.updates_done,
+        state.env_steps
+    );
+    println!(
+        "evaluation   {} episodes of {}, {} actions, held-out seeds from eval seed {}",
+        report.episodes,
+        loaded.config.env.name(),
+        match report.actions {
+            ActionSelection::Greedy => "greedy",
+            ActionSelection::Sample => "sampled",
+        },
+        report.eval_seed
+    );
+    println!(
+        "mean return  {:.3} ± {:.3} (std; min {:.3}, max {:.3})",
+        report.return_mean, report.return_std, report.return_min, report.return_max
+    );
+    println!("goals/ep.    {:.3}", report.goals_mean);
+    match report.success_rate {
+        Some(s) => println!("success rate {:.1} %", 100.0 * s),
+        None => println!("success rate n/a (the task reports none)"),
+    }
+    println!("mean length  {:.1} steps", report.length_mean);
+    Ok(())
+}
+
+/// `fbrl render`.
+pub(super) fn render(args: RenderArgs) -> Result<()> {
+    let loaded = load_policy(&args.path)?;
+    let seed = args.seed.unwrap_or_else(|| {
+        play::eval_episode_seed(loaded.config.seed.wrapping_add(EVAL_SEED_OFFSET), 0)
+    });
+    let env = make_env(&loaded.config.env)?;
+    let (frames, result) = play::record_episode(
+        &loaded.policy,
+        env,
+        seed,
+        selection(args.sample),
+        &loaded.device,
+    )?;
+    envs::save_gif(&args.output, &frames, args.delay_cs)
+        .with_context(|| format!("cannot write {}", args.output.display()))?;
+    println!(
+        "wrote {} ({} frames): seed {seed}, return {:.3}, {} goals, {} steps",
+        args.output.display(),
+        frames.len(),
+        result.ret,
+        result.goals,
+        result.length
+    );
+    Ok(())
+}
+
+fn parse_ref(s: &str) -> Result<RefLine> {
+    let (label, value) = s
+        .rsplit_once('=')
+        .with_context(|| format!("--ref {s:?}: expected LABEL=VALUE"))?;
+    let value: f64 = value
+        .trim()
+        .parse()
+        .with_context(|| format!("--ref {s:?}: `{value}` is not a number"))?;
+    Ok(RefLine::new(label.trim(), value))
+}
+
+/// `fbrl plot`.
+pub(super) fn plot(args: PlotArgs) -> Result<()> {
+    if args.smooth == 0 {
+        bail!("--smooth must be at least 1 (1 = no smoothing)");
+    }
+    let opts = RunsPlotOptions {
+        x_axis: match args.x {
+            XAxisArg::Steps => XAxis::Steps,
+            XAxisArg::Time => XAxis::Time,
+        },
+        smooth: args.smooth,
+        metric: args.metric.clone(),
+        title: args.title.clone(),
+        refs: args
+            .refs
+            .iter()
+            .map(|r| parse_ref(r))
+            .collect::<Result<_>>()?,
+        ..RunsPlotOptions::default()
+    };
+    let saved = crate::plot::plot_runs(&args.runs, &args.output, &opts)?;
+    println!("wrote {} and {}", saved.png.display(), saved.svg.display());
+    Ok(())
+}

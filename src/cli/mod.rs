@@ -1,0 +1,169 @@
+//! The `fbrl` command line: `train`, `eval`, `render` and `plot`.
+//!
+//! The binary (`src/bin/fbrl.rs`) only parses [`Cli`] and calls [`run`]; everything lives
+//! here so that other binaries (the experiments) can reuse the config overrides.
+
+mod commands;
+pub mod overrides;
+pub mod play;
+mod train;
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+pub use overrides::{Overrides, load_config};
+
+/// PPO with memory (Feedback Transformer, Transformer, GRU, MLP) on partially observable tasks.
+#[derive(Parser, Debug)]
+#[command(name = "fbrl", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Train a policy with PPO (config file + command-line overrides).
+    Train(Box<TrainArgs>),
+    /// Evaluate a trained policy on held-out seeds: mean ± std return, goals, success rate.
+    Eval(EvalArgs),
+    /// Record one episode played by a trained policy as an animated GIF.
+    Render(RenderArgs),
+    /// Draw reward curves of run directories, grouped by policy (PNG + SVG).
+    Plot(PlotArgs),
+}
+
+/// `fbrl train`.
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// TOML config file (keys as in `config.toml` of a run); without it the defaults are used.
+    #[arg(long, short = 'c', value_name = "FILE.toml")]
+    pub config: Option<PathBuf>,
+    /// Continue the run in RUN_DIR from its last checkpoint, with its own config.toml (only
+    /// --threads and --checkpoint-every may be changed).
+    #[arg(long, value_name = "RUN_DIR", conflicts_with = "config")]
+    pub resume: Option<PathBuf>,
+    /// Write the run exactly into DIR instead of `<run_dir>/<env>__<policy>__<seed>__<time>`.
+    #[arg(long, value_name = "DIR", conflicts_with = "resume")]
+    pub run_dir: Option<PathBuf>,
+    /// No progress bar: print one plain line every --log-every updates (for CI and logs).
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+    /// Print a log line every this many updates (the last update always prints one).
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub log_every: usize,
+    /// Stop (with a checkpoint) once this many updates are done, counted from the start of
+    /// the run; continue later with --resume.
+    #[arg(long, value_name = "UPDATES")]
+    pub stop_after: Option<usize>,
+    /// Print the resolved configuration as TOML and exit without training.
+    #[arg(long)]
+    pub print_config: bool,
+    /// Hyperparameter overrides.
+    #[command(flatten)]
+    pub overrides: Overrides,
+}
+
+/// Greedy or sampled actions on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ActionsArg {
+    /// The most likely action at every step.
+    Greedy,
+    /// Sample from the policy (seeded, reproducible).
+    Sample,
+}
+
+/// `fbrl eval`.
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// A run directory (its latest checkpoint is used) or a checkpoint directory/file.
+    #[arg(value_name = "RUN_DIR|CHECKPOINT")]
+    pub path: PathBuf,
+    /// Number of episodes.
+    #[arg(long, short = 'n', default_value_t = 100)]
+    pub episodes: usize,
+    /// Base seed of the held-out evaluation seeds (default: the run's seed + 1000000).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Take the most likely action (the default).
+    #[arg(long, conflicts_with = "sample")]
+    pub greedy: bool,
+    /// Sample actions from the policy instead of taking the most likely one.
+    #[arg(long)]
+    pub sample: bool,
+    /// Print one JSON object (summary and per-episode results) instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `fbrl render`.
+#[derive(Args, Debug)]
+pub struct RenderArgs {
+    /// A run directory (its latest checkpoint is used) or a checkpoint directory/file.
+    #[arg(value_name = "RUN_DIR|CHECKPOINT")]
+    pub path: PathBuf,
+    /// Output GIF file.
+    #[arg(long, short = 'o', default_value = "episode.gif")]
+    pub output: PathBuf,
+    /// Episode seed (default: the first held-out evaluation seed of the run).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Take the most likely action (the default).
+    #[arg(long, conflicts_with = "sample")]
+    pub greedy: bool,
+    /// Sample actions from the policy instead.
+    #[arg(long)]
+    pub sample: bool,
+    /// Frame duration in hundredths of a second.
+    #[arg(long, default_value_t = 15)]
+    pub delay_cs: u16,
+}
+
+/// X axis of `fbrl plot`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum XAxisArg {
+    /// Environment steps.
+    Steps,
+    /// Wall-clock seconds.
+    Time,
+}
+
+/// `fbrl plot`.
+#[derive(Args, Debug)]
+pub struct PlotArgs {
+    /// Run directories (each with a metrics.csv); runs are grouped by policy.
+    #[arg(value_name = "RUN_DIRS", required = true, num_args = 1..)]
+    pub runs: Vec<PathBuf>,
+    /// Output PNG (an SVG is written beside it).
+    #[arg(long, short = 'o', default_value = "reward_curve.png")]
+    pub output: PathBuf,
+    /// Moving-average window in updates (1 = no smoothing).
+    #[arg(long, default_value_t = 1)]
+    pub smooth: usize,
+    /// X axis: env steps or wall-clock time.
+    #[arg(long, value_enum, default_value_t = XAxisArg::Steps)]
+    pub x: XAxisArg,
+    /// Metrics column to plot (default: goals_mean for GridMaze, else return_mean).
+    #[arg(long)]
+    pub metric: Option<String>,
+    /// Chart title (default: made from the env, metric and axis).
+    #[arg(long)]
+    pub title: Option<String>,
+    /// A dashed reference line, LABEL=VALUE (repeatable), e.g. --ref "BFS oracle=10.6".
+    #[arg(long = "ref", value_name = "LABEL=VALUE")]
+    pub refs: Vec<String>,
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Train(args) => commands::train(*args),
+        Command::Eval(args) => commands::eval(args),
+        Command::Render(args) => commands::render(args),
+        Command::Plot(args) => commands::plot(args),
+    }
+}

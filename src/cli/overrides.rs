@@ -1,0 +1,609 @@
+//! Command-line overrides of a [`TrainConfig`]: one typed flag per hyperparameter, plus a
+//! generic `--set key.path=value` for any key.
+//!
+//! Precedence, lowest first: built-in defaults < the TOML file < `--set` < typed flags.
+//!
+//! Overrides are applied to the TOML tree *before* it is deserialised, so that
+//! - keys left out still take their defaults, including the per-kind policy presets
+//!   (`--policy gru` on a file that only says `kind = "feedback"` gives the GRU preset);
+//! - unknown keys and wrong types from `--set` are rejected exactly like in the file;
+//! - switching the env kind (`--env cue-recall`) starts from that env's defaults.
+//!
+//! The resolved configuration is then validated; errors name the key.
+
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, ValueEnum};
+use toml::{Table, Value};
+
+use crate::config::TrainConfig;
+
+/// The policy architecture, as named on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PolicyArg {
+    /// Feedback Transformer: every layer attends to a shared memory of past steps.
+    Feedback,
+    /// Standard causal transformer over the last `span` steps (Transformer-XL style cache).
+    Transformer,
+    /// GRU recurrent baseline.
+    Gru,
+    /// Memoryless MLP baseline.
+    Mlp,
+}
+
+impl From<PolicyArg> for agents::PolicyKind {
+    fn from(p: PolicyArg) -> Self {
+        match p {
+            PolicyArg::Feedback => agents::PolicyKind::Feedback,
+            PolicyArg::Transformer => agents::PolicyKind::Transformer,
+            PolicyArg::Gru => agents::PolicyKind::Gru,
+            PolicyArg::Mlp => agents::PolicyKind::Mlp,
+        }
+    }
+}
+
+/// The environment, as named on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum EnvArg {
+    /// Partially observable maze navigation (`env.kind = "gridmaze"`).
+    Gridmaze,
+    /// Remember a cue across a corridor (`env.kind = "cue_recall"`).
+    CueRecall,
+}
+
+impl EnvArg {
+    /// The `env.kind` tag in config files.
+    pub fn kind(self) -> &'static str {
+        match self {
+            EnvArg::Gridmaze => GRIDMAZE,
+            EnvArg::CueRecall => CUE_RECALL,
+        }
+    }
+}
+
+/// GridMaze goal behaviour, as named on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum MazeModeArg {
+    /// The episode ends at the goal.
+    Single,
+    /// The agent respawns after each goal until the horizon.
+    Multi,
+}
+
+/// GridMaze action set, as named on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum MazeActionsArg {
+    /// Four absolute moves (up, right, down, left).
+    Absolute,
+    /// Turn left, turn right, move forward.
+    Egocentric,
+}
+
+const GRIDMAZE: &str = "gridmaze";
+const CUE_RECALL: &str = "cue_recall";
+
+/// Overrides of the training configuration. Every flag is optional; a flag that is given
+/// replaces the value from the config file (`--set` is applied first, typed flags last).
+#[derive(Args, Clone, Debug, Default, PartialEq)]
+pub struct Overrides {
+    // ---- run ----
+    /// Base random seed of the run (envs, initialisation, action sampling).
+    #[arg(long, help_heading = "Run")]
+    pub seed: Option<u64>,
+    /// Total training budget in env steps, summed over all envs.
+    #[arg(long, help_heading = "Run")]
+    pub total_steps: Option<u64>,
+    /// Number of parallel environments.
+    #[arg(long, help_heading = "Run")]
+    pub num_envs: Option<usize>,
+    /// Rollout length per env per update, in steps (also the truncated-BPTT length).
+    #[arg(long, help_heading = "Run")]
+    pub num_steps: Option<usize>,
+    /// Write a checkpoint every this many updates (0 = only at the end).
+    #[arg(long, help_heading = "Run")]
+    pub checkpoint_every: Option<usize>,
+    /// Worker threads (0 = one per core).
+    #[arg(long, help_heading = "Run")]
+    pub threads: Option<usize>,
+
+    // ---- PPO ----
+    /// Adam learning rate (initial value when annealing); > 0.
+    #[arg(
+        long,
+        visible_alias = "lr",
+        allow_negative_numbers = true,
+        help_heading = "PPO"
+    )]
+    pub learning_rate: Option<f64>,
+    /// Anneal the learning rate linearly to 0 over the run.
+    #[arg(long, value_name = "BOOL", help_heading = "PPO")]
+    pub anneal_lr: Option<bool>,
+    /// Discount factor γ, in [0, 1].
+    #[arg(long, allow_negative_numbers = true, help_heading = "PPO")]
+    pub gamma: Option<f32>,
+    /// GAE λ, in [0, 1].
+    #[arg(long, allow_negative_numbers = true, help_heading = "PPO")]
+    pub gae_lambda: Option<f32>,
+    /// Minibatches per epoch; must divide --num-envs (minibatches are whole env sequences).
+    #[arg(long, help_heading = "PPO")]
+    pub num_minibatches: Option<usize>,
+    /// Optimisation epochs over each rollout.
+    #[arg(long, help_heading = "PPO")]
+    pub update_epochs: Option<usize>,
+    /// Normalise advantages per minibatch.
+    #[arg(long, value_name = "BOOL", help_heading = "PPO")]
+    pub norm_adv: Option<bool>,
+    /// Surrogate clipping coefficient ε (ratio clipped to [1−ε, 1+ε]).
+    #[arg(long, allow_negative_numbers = true, help_heading = "PPO")]
+    pub clip_coef: Option<f32>,
+    /// Clip the value loss around the rollout's values.
+    #[arg(long, value_name = "BOOL", help_heading = "PPO")]
+    pub clip_vloss: Option<bool>,
+    /// Coefficient of the entropy bonus.
+    #[arg(long, allow_negative_numbers = true, help_heading = "PPO")]
+    pub ent_coef: Option<f32>,
+    /// Coefficient of the value loss.
+    #[arg(long, allow_negative_numbers = true, help_heading = "PPO")]
+    pub vf_coef: Option<f32>,
+    /// Maximum global L2 norm of the gradient.
+    #[arg(long, allow_negative_numbers = true, help_heading = "PPO")]
+    pub max_grad_norm: Option<f32>,
+    /// Stop an update's epochs early when the approximate KL exceeds this.
+    #[arg(long, allow_negative_numbers = true, help_heading = "PPO")]
+    pub target_kl: Option<f32>,
+    /// Adam ε (numerical stability term).
+    #[arg(long, allow_negative_numbers = true, help_heading = "PPO")]
+    pub adam_eps: Option<f32>,
+
+    // ---- policy ----
+    /// Policy architecture; fields not set in the file take this kind's preset.
+    #[arg(long, value_enum, help_heading = "Policy")]
+    pub policy: Option<PolicyArg>,
+    /// Model width: embedding/attention width, GRU hidden size.
+    #[arg(long, help_heading = "Policy")]
+    pub d_model: Option<usize>,
+    /// Number of layers: transformer blocks or stacked GRU cells.
+    #[arg(long, help_heading = "Policy")]
+    pub n_layers: Option<usize>,
+    /// Number of attention heads (must divide --d-model).
+    #[arg(long, help_heading = "Policy")]
+    pub n_heads: Option<usize>,
+    /// Hidden width of each transformer block's feed-forward network.
+    #[arg(long, help_heading = "Policy")]
+    pub d_ff: Option<usize>,
+    /// Attention span τ: how many past steps a step can attend to.
+    #[arg(long, help_heading = "Policy")]
+    pub span: Option<usize>,
+    /// Feedback Transformer: share the memory's key/value projections across layers.
+    #[arg(long, value_name = "BOOL", help_heading = "Policy")]
+    pub share_kv: Option<bool>,
+    /// Transformer: GTrXL-style gated residual connections.
+    #[arg(long, value_name = "BOOL", help_heading = "Policy")]
+    pub gating: Option<bool>,
+    /// MLP: width of the two hidden layers.
+    #[arg(long, help_heading = "Policy")]
+    pub hidden: Option<usize>,
+
+    // ---- environment ----
+    /// Environment kind; switching kind starts from that env's default settings.
+    #[arg(long, value_enum, help_heading = "Environment")]
+    pub env: Option<EnvArg>,
+    /// GridMaze: side length in cells, outer walls included (odd, 7..=31).
+    #[arg(long, help_heading = "Environment")]
+    pub maze_size: Option<usize>,
+    /// GridMaze: episode length limit in steps (the episode is truncated there).
+    #[arg(long, help_heading = "Environment")]
+    pub horizon: Option<u32>,
+    /// GridMaze: view radius r; the agent sees (2r+1)×(2r+1) cells.
+    #[arg(long, help_heading = "Environment")]
+    pub view_radius: Option<usize>,
+    /// GridMaze: what happens at the goal.
+    #[arg(long, value_enum, help_heading = "Environment")]
+    pub maze_mode: Option<MazeModeArg>,
+    /// GridMaze: action set.
+    #[arg(long, value_enum, help_heading = "Environment")]
+    pub maze_actions: Option<MazeActionsArg>,
+    /// GridMaze: reward for reaching the goal (≥ 0).
+    #[arg(long, allow_negative_numbers = true, help_heading = "Environment")]
+    pub goal_reward: Option<f32>,
+    /// GridMaze: penalty subtracted on every step (≥ 0).
+    #[arg(long, allow_negative_numbers = true, help_heading = "Environment")]
+    pub step_penalty: Option<f32>,
+    /// GridMaze: probability of knocking out extra walls (adds loops), in [0, 1].
+    #[arg(long, allow_negative_numbers = true, help_heading = "Environment")]
+    pub loop_density: Option<f32>,
+    /// GridMaze: minimum start-to-goal shortest-path distance in moves.
+    #[arg(long, help_heading = "Environment")]
+    pub min_goal_distance: Option<u32>,
+    /// GridMaze: append the normalised time t / horizon to the observation.
+    #[arg(long, value_name = "BOOL", help_heading = "Environment")]
+    pub time_feature: Option<bool>,
+    /// CueRecall: corridor steps between the cue and the junction (the memory delay).
+    #[arg(long, help_heading = "Environment")]
+    pub corridor_length: Option<u32>,
+    /// CueRecall: number of cues and exits (≥ 2).
+    #[arg(long, help_heading = "Environment")]
+    pub num_cues: Option<usize>,
+    /// CueRecall: reward for the right exit.
+    #[arg(long, allow_negative_numbers = true, help_heading = "Environment")]
+    pub success_reward: Option<f32>,
+    /// CueRecall: reward for a wrong exit (at most the success reward).
+    #[arg(long, allow_negative_numbers = true, help_heading = "Environment")]
+    pub failure_reward: Option<f32>,
+    /// CueRecall: extra steps the agent may wait at the junction before truncation.
+    #[arg(long, help_heading = "Environment")]
+    pub junction_patience: Option<u32>,
+    /// CueRecall: append the corridor progress to the observation.
+    #[arg(long, value_name = "BOOL", help_heading = "Environment")]
+    pub progress_feature: Option<bool>,
+
+    // ---- generic ----
+    /// Set any config key by its dotted path, e.g. `--set ppo.gamma=0.95` (repeatable; the
+    /// value is TOML: 3, 0.5, true, "text"; a bare word is taken as a string).
+    #[arg(long = "set", value_name = "KEY.PATH=VALUE", help_heading = "Any key")]
+    pub set: Vec<String>,
+}
+
+/// One override: a dotted key, its value, and the flag it came from (for error messages).
+struct Assignment {
+    flag: &'static str,
+    key: &'static str,
+    value: Value,
+}
+
+fn int<T: TryInto<i64> + Copy>(v: T) -> Value {
+    // Sizes beyond i64 are not meaningful for any field; saturate rather than panic.
+    Value::Integer(v.try_into().unwrap_or(i64::MAX))
+}
+
+impl Overrides {
+    /// The typed flags that were given, as `(flag, dotted key, value)`, in application order.
+    fn assignments(&self) -> Vec<Assignment> {
+        let mut out = Vec::new();
+        let mut push = |flag: &'static str, key: &'static str, value: Option<Value>| {
+            if let Some(value) = value {
+                out.push(Assignment { flag, key, value });
+            }
+        };
+        let float = |v: Option<f32>| v.map(|x| Value::Float(f64::from(x)));
+        let string = |s: &str| Value::String(s.to_string());
+
+        push("--seed", "seed", self.seed.map(int));
+        push("--total-steps", "total_steps", self.total_steps.map(int));
+        push("--num-envs", "num_envs", self.num_envs.map(int));
+        push("--num-steps", "num_steps", self.num_steps.map(int));
+        push(
+            "--checkpoint-every",
+            "checkpoint_every",
+            self.checkpoint_every.map(int),
+        );
+        push("--threads", "threads", self.threads.map(int));
+
+        push(
+            "--learning-rate",
+            "ppo.learning_rate",
+            self.learning_rate.map(Value::Float),
+        );
+        push(
+            "--anneal-lr",
+            "ppo.anneal_lr",
+            self.anneal_lr.map(Value::Boolean),
+        );
+        push("--gamma", "ppo.gamma", float(self.gamma));
+        push("--gae-lambda", "ppo.gae_lambda", float(self.gae_lambda));
+        push(
+            "--num-minibatches",
+            "ppo.num_minibatches",
+            self.num_minibatches.map(int),
+        );
+        push(
+            "--update-epochs",
+            "ppo.update_epochs",
+            self.update_epochs.map(int),
+        );
+        push(
+            "--norm-adv",
+            "ppo.norm_adv",
+            self.norm_adv.map(Value::Boolean),
+        );
+        push("--clip-coef", "ppo.clip_coef", float(self.clip_coef));
+        push(
+            "--clip-vloss",
+            "ppo.clip_vloss",
+            self.clip_vloss.map(Value::Boolean),
+        );
+        push("--ent-coef", "ppo.ent_coef", float(self.ent_coef));
+        push("--vf-coef", "ppo.vf_coef", float(self.vf_coef));
+        push(
+            "--max-grad-norm",
+            "ppo.max_grad_norm",
+            float(self.max_grad_norm),
+        );
+        push("--target-kl", "ppo.target_kl", float(self.target_kl));
+        push("--adam-eps", "ppo.adam_eps", float(self.adam_eps));
+
+        let kind = self
+            .policy
+            .map(|p| string(agents::PolicyKind::from(p).name()));
+        push("--policy", "policy.kind", kind);
+        push("--d-model", "policy.d_model", self.d_model.map(int));
+        push("--n-layers", "policy.n_layers", self.n_layers.map(int));
+        push("--n-heads", "policy.n_heads", self.n_heads.map(int));
+        push("--d-ff", "policy.d_ff", self.d_ff.map(int));
+        push("--span", "policy.span", self.span.map(int));
+        push(
+            "--share-kv",
+            "policy.share_kv",
+            self.share_kv.map(Value::Boolean),
+        );
+        push("--gating", "policy.gating", self.gating.map(Value::Boolean));
+        push("--hidden", "policy.hidden", self.hidden.map(int));
+
+        push("--env", "env.kind", self.env.map(|e| string(e.kind())));
+        push("--maze-size", "env.size", self.maze_size.map(int));
+        push("--horizon", "env.horizon", self.horizon.map(int));
+        push(
+            "--view-radius",
+            "env.view_radius",
+            self.view_radius.map(int),
+        );
+        let mode = self.maze_mode.map(|m| match m {
+            MazeModeArg::Single => string("single"),
+            MazeModeArg::Multi => string("multi"),
+        });
+        push("--maze-mode", "env.mode", mode);
+        let actions = self.maze_actions.map(|a| match a {
+            MazeActionsArg::Absolute => string("absolute"),
+            MazeActionsArg::Egocentric => string("egocentric"),
+        });
+        push("--maze-actions", "env.actions", actions);
+        push("--goal-reward", "env.goal_reward", float(self.goal_reward));
+        push(
+            "--step-penalty",
+            "env.step_penalty",
+            float(self.step_penalty),
+        );
+        push(
+            "--loop-density",
+            "env.loop_density",
+            float(self.loop_density),
+        );
+        push(
+            "--min-goal-distance",
+            "env.min_goal_distance",
+            self.min_goal_distance.map(int),
+        );
+        push(
+            "--time-feature",
+            "env.time_feature",
+            self.time_feature.map(Value::Boolean),
+        );
+        push(
+            "--corridor-length",
+            "env.corridor_length",
+            self.corridor_length.map(int),
+        );
+        push("--num-cues", "env.num_cues", self.num_cues.map(int));
+        push(
+            "--success-reward",
+            "env.success_reward",
+            float(self.success_reward),
+        );
+        push(
+            "--failure-reward",
+            "env.failure_reward",
+            float(self.failure_reward),
+        );
+        push(
+            "--junction-patience",
+            "env.junction_patience",
+            self.junction_patience.map(int),
+        );
+        push(
+            "--progress-feature",
+            "env.progress_feature",
+            self.progress_feature.map(Value::Boolean),
+        );
+        out
+    }
+
+    /// Whether no override at all was given.
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty() && self.assignments().is_empty()
+    }
+
+    /// Applies `--set` and then the typed flags to a config tree (as read from a TOML file).
+    ///
+    /// Switching `env.kind` starts the env table afresh (the other env's keys would be
+    /// unknown); switching `policy.kind` keeps the explicit keys and lets the new kind's
+    /// preset fill the rest.
+    pub fn apply_to_tree(&self, tree: &mut Table) -> Result<()> {
+        let had_env = tree.contains_key("env");
+        apply_sets(tree, &self.set)?;
+        let assignments = self.assignments();
+        for a in &assignments {
+            if a.key == "env.kind" {
+                let env = table_at(tree, "env", a.flag)?;
+                if env.get("kind") != Some(&a.value) {
+                    env.clear();
+                }
+            }
+            set_path(tree, a.key, a.value.clone(), a.flag)?;
+        }
+        // An env table made only by overrides starts from the default env kind.
+        if !had_env && let Some(Value::Table(env)) = tree.get_mut("env") {
+            env.entry("kind")
+                .or_insert_with(|| Value::String(default_env_kind()));
+        }
+        // Env-specific flags must match the env kind, else the error would be a puzzling
+        // "unknown field" from the other env's config.
+        let kind = tree
+            .get("env")
+            .and_then(|e| e.get("kind"))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .unwrap_or_else(default_env_kind);
+        for a in &assignments {
+            let Some(field) = a.key.strip_prefix("env.") else {
+                continue;
+            };
+            let wants = if is_maze_field(field) {
+                GRIDMAZE
+            } else if field == "kind" {
+                continue;
+            } else {
+                CUE_RECALL
+            };
+            if kind != wants {
+                bail!(
+                    "{} sets `{}`, which belongs to env.kind = \"{wants}\", but the configured env is \"{kind}\" (use --env {})",
+                    a.flag,
+                    a.key,
+                    wants.replace('_', "-")
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies the overrides to an already built config (through its TOML form, so the same
+    /// rules hold). Unlike [`load_config`], every field is then explicit, so `--policy` keeps
+    /// the sizes of `cfg` instead of taking the new kind's preset.
+    pub fn apply(&self, cfg: &mut TrainConfig) -> Result<()> {
+        let mut tree = Table::try_from(&*cfg).context("cannot convert the config to TOML")?;
+        self.apply_to_tree(&mut tree)?;
+        *cfg = tree_to_config(tree)?;
+        Ok(())
+    }
+}
+
+fn is_maze_field(field: &str) -> bool {
+    matches!(
+        field,
+        "size"
+            | "horizon"
+            | "view_radius"
+            | "mode"
+            | "actions"
+            | "goal_reward"
+            | "step_penalty"
+            | "loop_density"
+            | "min_goal_distance"
+            | "time_feature"
+    )
+}
+
+/// The `env.kind` of the default config.
+fn default_env_kind() -> String {
+    Table::try_from(TrainConfig::default())
+        .ok()
+        .and_then(|t| t.get("env")?.get("kind")?.as_str().map(str::to_string))
+        .unwrap_or_else(|| GRIDMAZE.to_string())
+}
+
+/// The table at `key` in `tree`, created when missing.
+fn table_at<'a>(tree: &'a mut Table, key: &str, flag: &str) -> Result<&'a mut Table> {
+    match tree
+        .entry(key.to_string())
+        .or_insert_with(|| Value::Table(Table::new()))
+    {
+        Value::Table(t) => Ok(t),
+        other => bail!(
+            "{flag}: `{key}` is a {} in the config, not a table",
+            other.type_str()
+        ),
+    }
+}
+
+/// Sets the dotted `path` in `tree` to `value`, creating missing tables.
+fn set_path(tree: &mut Table, path: &str, value: Value, flag: &str) -> Result<()> {
+    let keys: Vec<&str> = path.split('.').map(str::trim).collect();
+    if keys.iter().any(|k| k.is_empty()) {
+        bail!("{flag}: empty key in path {path:?}");
+    }
+    let (last, parents) = keys.split_last().expect("split yields at least one key");
+    let mut table = tree;
+    for (i, key) in parents.iter().enumerate() {
+        let entry = table
+            .entry(key.to_string())
+            .or_insert_with(|| Value::Table(Table::new()));
+        table = match entry {
+            Value::Table(t) => t,
+            other => bail!(
+                "{flag}: `{}` is a {}, not a table",
+                keys[..=i].join("."),
+                other.type_str()
+            ),
+        };
+    }
+    table.insert(last.to_string(), value);
+    Ok(())
+}
+
+/// Applies `key.path=value` assignments to a TOML tree. The value is parsed as TOML (so
+/// `0.95`, `true`, `"multi"`, `[1, 2]` work); a bare word that is not valid TOML is taken
+/// as a string (`--set env.mode=multi`). Missing tables along the path are created.
+pub fn apply_sets(tree: &mut Table, sets: &[String]) -> Result<()> {
+    for assignment in sets {
+        let (path, raw) = assignment
+            .split_once('=')
+            .with_context(|| format!("--set {assignment:?}: expected KEY.PATH=VALUE"))?;
+        let flag = format!("--set {assignment}");
+        set_path(tree, path.trim(), parse_value(raw.trim()), &flag)?;
+    }
+    Ok(())
+}
+
+fn parse_value(raw: &str) -> Value {
+    match format!("v = {raw}").parse::<Table>() {
+        Ok(mut t) => t
+            .remove("v")
+            .unwrap_or_else(|| Value::String(raw.to_string())),
+        Err(_) => Value::String(raw.to_string()),
+    }
+}
+
+/// Deserialises a config tree; errors quote the offending key.
+fn tree_to_config(tree: Table) -> Result<TrainConfig> {
+    // Round-trip through text so that deserialisation errors quote the offending line.
+    let text = toml::to_string(&tree).context("cannot serialise the configuration")?;
+    toml::from_str::<TrainConfig>(&text).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// Loads a training configuration: the TOML file (or the built-in defaults when `path` is
+/// `None`), then the overrides; then validates it.
+///
+/// Errors name the file and the offending key: an unknown key, a wrong type, or a value
+/// that fails validation.
+pub fn load_config(path: Option<&Path>, overrides: &Overrides) -> Result<TrainConfig> {
+    let cfg = match path {
+        None => {
+            let mut tree = Table::new();
+            overrides.apply_to_tree(&mut tree)?;
+            tree_to_config(tree).context("invalid configuration from the command line")?
+        }
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read config file {}", path.display()))?;
+            let mut tree: Table = toml::from_str(&text)
+                .with_context(|| format!("invalid config file {}", path.display()))?;
+            overrides.apply_to_tree(&mut tree)?;
+            match tree_to_config(tree) {
+                Ok(cfg) => cfg,
+                Err(e) => {
+                    // Prefer the error of the file as written: it points at the user's line.
+                    if let Err(file_err) = toml::from_str::<TrainConfig>(&text) {
+                        bail!("invalid config file {}: {file_err}", path.display());
+                    }
+                    return Err(e.context(format!(
+                        "invalid configuration ({} with command-line overrides)",
+                        path.display()
+                    )));
+                }
+            }
+        }
+    };
+    cfg.validate().context("invalid configuration")?;
+    Ok(cfg)
+}

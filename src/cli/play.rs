@@ -1,0 +1,299 @@
+//! Playing episodes with a trained policy: evaluation on held-out seeds (`fbrl eval`) and
+//! recording one episode as a GIF (`fbrl render`).
+//!
+//! # Held-out seeds
+//! Training resets env `i`'s `k`-th episode with `derive_seed(derive_seed(seed, i), k)` (see
+//! [`envs::VecEnv`]). Evaluation episode `j` (`j = 0, 1, …`) is reset with
+//! `derive_seed(eval_seed, j) ^ EVAL_SEED_SALT`, where `eval_seed` defaults to the run's
+//! training seed plus [`EVAL_SEED_OFFSET`]. The two seed streams come from different
+//! functions, so an evaluation episode repeats a training seed only by a 64-bit hash
+//! collision. (A small maze has few distinct layouts, so a held-out *seed* can still draw a
+//! layout seen in training; on 7×7 there are only 192 perfect mazes.)
+
+use anyhow::{Context, Result, bail};
+use burn::prelude::*;
+use burn::tensor::TensorData;
+use burn::tensor::activation::log_softmax;
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+use agents::{ActorCritic, Policy};
+use envs::{Env, Frame, derive_seed};
+
+/// Added to the training seed to get the default evaluation seed.
+pub const EVAL_SEED_OFFSET: u64 = 1_000_000;
+
+/// Mixed into every evaluation episode seed so the evaluation stream differs from the
+/// training stream even for equal base seeds.
+pub const EVAL_SEED_SALT: u64 = 0xE7A1_5EED_0000_0000;
+
+/// At most this many episodes are played side by side in one batch.
+const MAX_BATCH: usize = 64;
+
+/// The reset seed of evaluation episode `j` (see the module docs).
+pub fn eval_episode_seed(eval_seed: u64, j: u64) -> u64 {
+    derive_seed(eval_seed, j) ^ EVAL_SEED_SALT
+}
+
+/// How actions are picked from the policy's logits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ActionSelection {
+    /// The most likely action.
+    Greedy,
+    /// A sample from the policy's distribution (seeded).
+    Sample,
+}
+
+/// One played episode.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct EpisodeResult {
+    /// The reset seed.
+    pub seed: u64,
+    /// Sum of rewards.
+    pub ret: f64,
+    /// Number of steps.
+    pub length: u32,
+    /// Goals reached.
+    pub goals: u32,
+    /// Success flag of the last step, for tasks that report one.
+    pub success: Option<bool>,
+    /// The episode was cut by the time limit.
+    pub truncated: bool,
+}
+
+/// Summary of an evaluation.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct EvalReport {
+    /// Number of episodes.
+    pub episodes: usize,
+    /// Base seed of the evaluation seeds.
+    pub eval_seed: u64,
+    /// Greedy or sampled actions.
+    pub actions: ActionSelection,
+    /// Mean episode return.
+    pub return_mean: f64,
+    /// Standard deviation of the episode return (over episodes, n − 1 denominator).
+    pub return_std: f64,
+    /// Smallest episode return.
+    pub return_min: f64,
+    /// Largest episode return.
+    pub return_max: f64,
+    /// Mean number of goals per episode.
+    pub goals_mean: f64,
+    /// Fraction of episodes that reported success, if the task reports it.
+    pub success_rate: Option<f64>,
+    /// Mean episode length in steps.
+    pub length_mean: f64,
+    /// Every episode.
+    pub per_episode: Vec<EpisodeResult>,
+}
+
+impl EvalReport {
+    /// Summarises a list of episodes.
+    pub fn from_episodes(
+        eval_seed: u64,
+        actions: ActionSelection,
+        per_episode: Vec<EpisodeResult>,
+    ) -> Self {
+        let n = per_episode.len().max(1) as f64;
+        let rets: Vec<f64> = per_episode.iter().map(|e| e.ret).collect();
+        let mean = rets.iter().sum::<f64>() / n;
+        let var = if rets.len() > 1 {
+            rets.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / (rets.len() - 1) as f64
+        } else {
+            0.0
+        };
+        let successes: Vec<bool> = per_episode.iter().filter_map(|e| e.success).collect();
+        Self {
+            episodes: per_episode.len(),
+            eval_seed,
+            actions,
+            return_mean: mean,
+            return_std: var.sqrt(),
+            return_min: rets.iter().copied().fold(f64::INFINITY, f64::min),
+            return_max: rets.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+            goals_mean: per_episode.iter().map(|e| f64::from(e.goals)).sum::<f64>() / n,
+            success_rate: (!successes.is_empty())
+                .then(|| successes.iter().filter(|s| **s).count() as f64 / successes.len() as f64),
+            length_mean: per_episode.iter().map(|e| f64::from(e.length)).sum::<f64>() / n,
+            per_episode,
+        }
+    }
+}
+
+/// Picks actions for a batch from `[B, A]` logits.
+struct Chooser {
+    selection: ActionSelection,
+    rng: ChaCha8Rng,
+}
+
+impl Chooser {
+    fn choose(&mut self, logits: Tensor<2>) -> Result<Vec<usize>> {
+        let [b, a] = logits.dims();
+        let logp = log_softmax(logits, 1) // [B, A]
+            .into_data()
+            .try_into_vec::<f32>()
+            .map_err(|e| anyhow::anyhow!("cannot read the policy's output: {e:?}"))?;
+        let mut actions = Vec::with_capacity(b);
+        for row in logp.chunks(a) {
+            if row.iter().any(|l| l.is_nan()) {
+                bail!("the policy produced NaN logits");
+            }
+            actions.push(match self.selection {
+                ActionSelection::Greedy => argmax(row),
+                ActionSelection::Sample => {
+                    agents::ppo::sample_categorical(row, self.rng.random::<f64>())
+                }
+            });
+        }
+        Ok(actions)
+    }
+}
+
+fn argmax(row: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, v) in row.iter().enumerate() {
+        if *v > row[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+/// Plays `episodes` episodes with `policy`, `make_env` building one env per episode, on the
+/// held-out seeds `eval_episode_seed(eval_seed, j)`, up to 64 at a time in one batch.
+pub fn evaluate(
+    policy: &Policy,
+    make_env: &dyn Fn() -> Result<Box<dyn Env>>,
+    episodes: usize,
+    eval_seed: u64,
+    selection: ActionSelection,
+    device: &Device,
+) -> Result<EvalReport> {
+    if episodes == 0 {
+        bail!("--episodes must be at least 1");
+    }
+    let mut chooser = Chooser {
+        selection,
+        rng: ChaCha8Rng::seed_from_u64(eval_seed),
+    };
+    let mut results = Vec::with_capacity(episodes);
+    let mut start = 0;
+    while start < episodes {
+        let b = MAX_BATCH.min(episodes - start);
+        let seeds: Vec<u64> = (start..start + b)
+            .map(|j| eval_episode_seed(eval_seed, j as u64))
+            .collect();
+        let mut envs = (0..b).map(|_| make_env()).collect::<Result<Vec<_>>>()?;
+        results.extend(play_batch(
+            policy,
+            &mut envs,
+            &seeds,
+            &mut chooser,
+            device,
+            |_| {},
+        )?);
+        start += b;
+    }
+    Ok(EvalReport::from_episodes(eval_seed, selection, results))
+}
+
+/// Plays one episode per env in `envs` (reset with `seeds`), all in one batch, until every
+/// one has ended. `on_step(&envs)` is called after the reset and after every step (for
+/// rendering). Envs whose episode has ended are left alone while the others go on.
+fn play_batch(
+    policy: &Policy,
+    envs: &mut [Box<dyn Env>],
+    seeds: &[u64],
+    chooser: &mut Chooser,
+    device: &Device,
+    mut on_step: impl FnMut(&[Box<dyn Env>]),
+) -> Result<Vec<EpisodeResult>> {
+    let b = envs.len();
+    let obs_dim = envs[0].observation_space().flat_len();
+    let mut obs = vec![0.0f32; b * obs_dim];
+    for (i, env) in envs.iter_mut().enumerate() {
+        env.reset(seeds[i], &mut obs[i * obs_dim..(i + 1) * obs_dim])
+            .with_context(|| format!("reset(seed = {}) failed", seeds[i]))?;
+    }
+    on_step(envs);
+    let mut results: Vec<EpisodeResult> = seeds
+        .iter()
+        .map(|&seed| EpisodeResult {
+            seed,
+            ret: 0.0,
+            length: 0,
+            goals: 0,
+            success: None,
+            truncated: false,
+        })
+        .collect();
+    let mut done = vec![false; b];
+    let mut starts = vec![1.0f32; b];
+    let mut memory = policy.init_memory(b, device);
+    while done.iter().any(|d| !d) {
+        let obs_t = Tensor::<2>::from_data(TensorData::new(obs.clone(), [b, obs_dim]), device);
+        let starts_t = Tensor::<1>::from_data(TensorData::new(starts.clone(), [b]), device);
+        let (logits, _value, next_memory) = policy.step(obs_t, starts_t, memory); // [B, A]
+        memory = next_memory;
+        let actions = chooser.choose(logits)?;
+        starts.fill(0.0);
+        for i in 0..b {
+            if done[i] {
+                continue;
+            }
+            let step = envs[i]
+                .step(actions[i], &mut obs[i * obs_dim..(i + 1) * obs_dim])
+                .with_context(|| format!("step in the episode with seed {}", seeds[i]))?;
+            let r = &mut results[i];
+            r.ret += f64::from(step.reward);
+            r.length += 1;
+            r.goals += u32::from(step.info.goal_reached);
+            if step.done() {
+                done[i] = true;
+                r.success = step.info.success;
+                r.truncated = step.truncated && !step.terminated;
+            }
+        }
+        on_step(envs);
+    }
+    Ok(results)
+}
+
+/// Plays one episode with `env` reset by `seed` and returns its RGB frames (the first
+/// observation's state, then one per step) and its result. Fails if the env cannot draw.
+pub fn record_episode(
+    policy: &Policy,
+    env: Box<dyn Env>,
+    seed: u64,
+    selection: ActionSelection,
+    device: &Device,
+) -> Result<(Vec<Frame>, EpisodeResult)> {
+    let mut chooser = Chooser {
+        selection,
+        rng: ChaCha8Rng::seed_from_u64(seed),
+    };
+    let mut envs = vec![env];
+    let mut frames = Vec::new();
+    let mut missing = false;
+    let results = play_batch(
+        policy,
+        &mut envs,
+        &[seed],
+        &mut chooser,
+        device,
+        |envs| match envs[0].render_rgb() {
+            Some(f) => frames.push(f),
+            None => missing = true,
+        },
+    )?;
+    if missing {
+        bail!(
+            "the env `{}` cannot draw RGB frames (Env::render_rgb returned None)",
+            envs[0].name()
+        );
+    }
+    Ok((frames, results[0]))
+}

@@ -1,0 +1,210 @@
+//! `fbrl train`: config file + overrides → [`crate::trainer::train_from_config`], with a
+//! progress bar (or plain lines with `--quiet`).
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::TrainArgs;
+use super::overrides::load_config;
+use crate::checkpoint::open_latest;
+use crate::metrics::MetricsRow;
+use crate::run_dir::{CHECKPOINT_DIR, RunDir};
+use crate::trainer::{TrainOptions, train_from_config};
+
+/// Number of recent updates the "recent return" of the progress bar averages over.
+const RECENT_UPDATES: usize = 10;
+
+/// A running mean of the last few finite values (updates without a finished episode log NaN).
+#[derive(Default)]
+struct Recent {
+    values: VecDeque<f64>,
+}
+
+impl Recent {
+    fn push(&mut self, v: f64) {
+        if v.is_finite() {
+            if self.values.len() == RECENT_UPDATES {
+                self.values.pop_front();
+            }
+            self.values.push_back(v);
+        }
+    }
+
+    fn mean(&self) -> Option<f64> {
+        (!self.values.is_empty())
+            .then(|| self.values.iter().sum::<f64>() / self.values.len() as f64)
+    }
+}
+
+fn fmt_opt(v: Option<f64>, prec: usize) -> String {
+    match v {
+        Some(v) => format!("{v:.prec$}"),
+        None => "–".to_string(),
+    }
+}
+
+fn finite(v: f64) -> Option<f64> {
+    v.is_finite().then_some(v)
+}
+
+/// One plain log line for an update.
+fn log_line(row: &MetricsRow, num_updates: usize) -> String {
+    format!(
+        "update {}/{num_updates}  steps {}  return {}  goals {}  success {}  \
+         pg {:.4}  vf {:.4}  ent {:.3}  kl {:.4}  clip {:.3}  ev {:.3}  {:.0} steps/s",
+        row.update,
+        row.env_steps,
+        fmt_opt(finite(row.return_mean), 3),
+        fmt_opt(finite(row.goals_mean), 2),
+        fmt_opt(finite(row.success_rate), 2),
+        row.policy_loss,
+        row.value_loss,
+        row.entropy,
+        row.approx_kl,
+        row.clip_frac,
+        row.explained_var,
+        row.steps_per_s,
+    )
+}
+
+/// `fbrl train`.
+pub(crate) fn train(args: TrainArgs) -> Result<()> {
+    if args.log_every == 0 {
+        bail!("--log-every must be at least 1");
+    }
+    let (cfg, run_dir) = match &args.resume {
+        Some(dir) => {
+            // The run's own config; only keys the trainer allows to differ may be overridden
+            // (it names the key otherwise).
+            let run = RunDir::open(dir)?;
+            let cfg = load_config(Some(&run.config_path()), &args.overrides)
+                .with_context(|| format!("cannot resume {}", dir.display()))?;
+            (cfg, run.path)
+        }
+        None => {
+            let cfg = load_config(args.config.as_deref(), &args.overrides)?;
+            if args.print_config {
+                print!("{}", cfg.to_toml());
+                return Ok(());
+            }
+            let run = match &args.run_dir {
+                Some(p) => RunDir::create_at(p)?,
+                None => RunDir::create_new(
+                    &cfg.run_dir,
+                    cfg.env.name(),
+                    cfg.policy.kind.name(),
+                    cfg.seed,
+                )?,
+            };
+            (cfg, run.path)
+        }
+    };
+    if args.print_config {
+        print!("{}", cfg.to_toml());
+        return Ok(());
+    }
+
+    let num_updates = cfg.num_updates();
+    let batch = cfg.batch_size() as u64;
+    let (start_updates, start_steps) = if args.resume.is_some() {
+        let ckpt = open_latest(&run_dir.join(CHECKPOINT_DIR))
+            .with_context(|| format!("cannot resume {}", run_dir.display()))?;
+        (ckpt.state.updates_done, ckpt.state.env_steps)
+    } else {
+        (0, 0)
+    };
+    let header = format!(
+        "fbrl train: {} · {} · {} envs × {} steps · {num_updates} updates ({} env steps) → {}{}",
+        cfg.env.name(),
+        cfg.policy.kind.name(),
+        cfg.num_envs,
+        cfg.num_steps,
+        num_updates as u64 * batch,
+        run_dir.display(),
+        if start_updates > 0 {
+            format!(" (resuming after update {start_updates})")
+        } else {
+            String::new()
+        }
+    );
+
+    let bar = if args.quiet {
+        ProgressBar::hidden()
+    } else {
+        let bar = ProgressBar::new(num_updates as u64 * batch).with_position(start_steps);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} steps  {msg}  eta {eta}",
+            )
+            .expect("the progress template is valid"),
+        );
+        bar.enable_steady_tick(Duration::from_millis(250));
+        bar
+    };
+    // Lines go through the bar so they never garble it (plain stderr when it is hidden).
+    let say = {
+        let bar = bar.clone();
+        move |line: String| {
+            if bar.is_hidden() {
+                eprintln!("{line}");
+            } else {
+                bar.println(line);
+            }
+        }
+    };
+    say(header);
+
+    let mut recent_return = Recent::default();
+    let mut recent_goals = Recent::default();
+    let log_every = args.log_every;
+    let progress = {
+        let bar = bar.clone();
+        let say = say.clone();
+        move |row: &MetricsRow| {
+            recent_return.push(row.return_mean);
+            recent_goals.push(row.goals_mean);
+            if !bar.is_hidden() {
+                bar.set_position(row.env_steps);
+                bar.set_message(format!(
+                    "return {}  goals {}  {:.0} steps/s",
+                    fmt_opt(recent_return.mean(), 3),
+                    fmt_opt(recent_goals.mean(), 2),
+                    row.steps_per_s
+                ));
+            }
+            if row.update.is_multiple_of(log_every) || row.update == num_updates {
+                say(log_line(row, num_updates));
+            }
+        }
+    };
+    let opts = TrainOptions {
+        run_dir: Some(run_dir.clone()),
+        resume: args.resume.is_some(),
+        quiet: true,
+        progress: Some(Box::new(progress)),
+        stop_after_updates: args.stop_after,
+    };
+    let result = train_from_config(&cfg, opts);
+    bar.finish_and_clear();
+    let summary = result?;
+    eprintln!(
+        "fbrl train: {} updates / {} env steps in {:.1} s ({:.0} steps/s this session) → {}",
+        summary.updates_done,
+        summary.env_steps,
+        summary.wall_time_s,
+        summary.steps_per_s,
+        summary.run_dir.display()
+    );
+    if summary.updates_done < summary.num_updates {
+        eprintln!(
+            "stopped after update {} of {}; continue with: fbrl train --resume {}",
+            summary.updates_done,
+            summary.num_updates,
+            summary.run_dir.display()
+        );
+    }
+    Ok(())
+}
