@@ -1,0 +1,784 @@
+//! Learning curves from training runs: reading `metrics.csv`, grouping runs by policy,
+//! aligning seeds on a common x grid (env steps or wall time) and summarising them as
+//! mean ± 95 % confidence interval (Student t over seeds).
+//!
+//! Every statistic here is across *runs* (seeds): a run contributes one value per grid point,
+//! interpolated linearly between its logged updates (after an optional trailing moving
+//! average). The confidence interval of the mean of `n` seeds is
+//! `mean ± t(0.975, n − 1) · s / √n`, with `s` the sample standard deviation.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+/// The columns of `metrics.csv`, in the order the trainer writes them.
+pub const METRICS_COLUMNS: [&str; 19] = [
+    "update",
+    "env_steps",
+    "wall_time_s",
+    "episodes",
+    "return_mean",
+    "return_min",
+    "return_max",
+    "length_mean",
+    "goals_mean",
+    "success_rate",
+    "policy_loss",
+    "value_loss",
+    "entropy",
+    "approx_kl",
+    "clip_frac",
+    "explained_var",
+    "grad_norm",
+    "lr",
+    "steps_per_s",
+];
+
+/// File name of the per-update metrics inside a run directory.
+pub const METRICS_FILE: &str = "metrics.csv";
+
+/// Errors while reading runs or computing curves.
+#[derive(Debug, Error)]
+pub enum CurvesError {
+    /// A file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A CSV line is malformed.
+    #[error("{path}, line {line}: {reason}")]
+    Csv {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A column the caller asked for is not in the file.
+    #[error("{path}: no column `{column}` (columns: {available})")]
+    MissingColumn {
+        /// The file.
+        path: PathBuf,
+        /// The missing column.
+        column: String,
+        /// The columns that are there, comma separated.
+        available: String,
+    },
+    /// Nothing to plot or summarise.
+    #[error("no data: {0}")]
+    NoData(String),
+}
+
+/// One `metrics.csv`: a header and rows of optional numbers (an empty cell is `None`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct MetricsTable {
+    /// Where the table was read from (used in error messages).
+    pub path: PathBuf,
+    /// Column names, in file order.
+    pub header: Vec<String>,
+    /// One row per logged update; `None` where the cell was empty (e.g. no episode ended).
+    pub rows: Vec<Vec<Option<f64>>>,
+}
+
+impl MetricsTable {
+    /// Reads and parses a metrics CSV file.
+    pub fn read(path: &Path) -> Result<Self, CurvesError> {
+        let text = std::fs::read_to_string(path).map_err(|source| CurvesError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses CSV text (header line, then numeric rows; empty cells allowed).
+    ///
+    /// A trailing line without a newline that has the wrong number of cells is ignored:
+    /// that is a row being written when a run was killed, not a corrupt file.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, CurvesError> {
+        let err = |line: usize, reason: String| CurvesError::Csv {
+            path: path.to_path_buf(),
+            line,
+            reason,
+        };
+        let mut lines = text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty());
+        let (_, header_line) = lines
+            .next()
+            .ok_or_else(|| err(1, "empty file, expected a header line".into()))?;
+        let header: Vec<String> = header_line
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .collect();
+        let ends_with_newline = text.ends_with('\n');
+        let lines: Vec<(usize, &str)> = lines.collect();
+        let last = lines.len().saturating_sub(1);
+        let mut rows = Vec::with_capacity(lines.len());
+        for (k, (i, line)) in lines.iter().enumerate() {
+            let cells: Vec<&str> = line.split(',').collect();
+            if cells.len() != header.len() {
+                if k == last && !ends_with_newline {
+                    break;
+                }
+                return Err(err(
+                    i + 1,
+                    format!("{} cells, header has {}", cells.len(), header.len()),
+                ));
+            }
+            let mut row = Vec::with_capacity(cells.len());
+            for (c, cell) in cells.iter().enumerate() {
+                let cell = cell.trim();
+                if cell.is_empty() {
+                    row.push(None);
+                } else {
+                    let v: f64 = cell.parse().map_err(|_| {
+                        err(
+                            i + 1,
+                            format!("column `{}`: `{cell}` is not a number", header[c]),
+                        )
+                    })?;
+                    row.push(Some(v));
+                }
+            }
+            rows.push(row);
+        }
+        Ok(Self {
+            path: path.to_path_buf(),
+            header,
+            rows,
+        })
+    }
+
+    fn index(&self, name: &str) -> Result<usize, CurvesError> {
+        self.header
+            .iter()
+            .position(|h| h == name)
+            .ok_or_else(|| CurvesError::MissingColumn {
+                path: self.path.clone(),
+                column: name.to_string(),
+                available: self.header.join(", "),
+            })
+    }
+
+    /// Whether the table has a column of that name.
+    pub fn has_column(&self, name: &str) -> bool {
+        self.header.iter().any(|h| h == name)
+    }
+
+    /// All values of one column (`None` for empty cells).
+    pub fn column(&self, name: &str) -> Result<Vec<Option<f64>>, CurvesError> {
+        let i = self.index(name)?;
+        Ok(self.rows.iter().map(|r| r[i]).collect())
+    }
+
+    /// `(x, y)` pairs of two columns, keeping only rows where both cells hold finite numbers.
+    pub fn xy(&self, x: &str, y: &str) -> Result<Vec<(f64, f64)>, CurvesError> {
+        let (ix, iy) = (self.index(x)?, self.index(y)?);
+        Ok(self
+            .rows
+            .iter()
+            .filter_map(|r| match (r[ix], r[iy]) {
+                (Some(a), Some(b)) if a.is_finite() && b.is_finite() => Some((a, b)),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// The last non-empty value of a column, if any.
+    pub fn last(&self, name: &str) -> Result<Option<f64>, CurvesError> {
+        Ok(self.column(name)?.into_iter().rev().flatten().next())
+    }
+}
+
+/// A training run on disk: its directory, identity and metrics.
+#[derive(Clone, Debug)]
+pub struct Run {
+    /// The run directory.
+    pub dir: PathBuf,
+    /// Environment name (from the directory name `<env>__<policy>__<seed>__<time>`).
+    pub env: String,
+    /// Policy name, used to group runs (from the directory name, or the whole name).
+    pub policy: String,
+    /// Seed, when the directory name carries one.
+    pub seed: Option<u64>,
+    /// The run's `metrics.csv`.
+    pub metrics: MetricsTable,
+}
+
+/// Splits a run directory name `<env>__<policy>__<seed>__<time>` (time optional) into
+/// `(env, policy, seed)`. Returns `None` for names that do not follow the pattern.
+pub fn parse_run_name(name: &str) -> Option<(String, String, Option<u64>)> {
+    let parts: Vec<&str> = name.split("__").collect();
+    if parts.len() < 3 || parts[0].is_empty() || parts[1].is_empty() {
+        return None;
+    }
+    Some((
+        parts[0].to_string(),
+        parts[1].to_string(),
+        parts[2].parse().ok(),
+    ))
+}
+
+impl Run {
+    /// Loads a run directory: parses its name and reads `metrics.csv`.
+    pub fn load(dir: &Path) -> Result<Self, CurvesError> {
+        let metrics = MetricsTable::read(&dir.join(METRICS_FILE))?;
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| dir.display().to_string());
+        let (env, policy, seed) = parse_run_name(&name).unwrap_or((String::new(), name, None));
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            env,
+            policy,
+            seed,
+            metrics,
+        })
+    }
+}
+
+/// Groups runs by policy name, keeping the order in which policies first appear.
+pub fn group_by_policy(runs: Vec<Run>) -> Vec<(String, Vec<Run>)> {
+    let mut groups: Vec<(String, Vec<Run>)> = Vec::new();
+    for run in runs {
+        match groups.iter_mut().find(|(p, _)| *p == run.policy) {
+            Some((_, g)) => g.push(run),
+            None => groups.push((run.policy.clone(), vec![run])),
+        }
+    }
+    groups
+}
+
+/// What goes on the x axis of a learning curve.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum XAxis {
+    /// Environment steps (summed over all parallel envs).
+    #[default]
+    Steps,
+    /// Wall-clock time in seconds since the run started.
+    Time,
+}
+
+impl XAxis {
+    /// The metrics column for this axis.
+    pub fn column(self) -> &'static str {
+        match self {
+            XAxis::Steps => "env_steps",
+            XAxis::Time => "wall_time_s",
+        }
+    }
+
+    /// A human-readable axis label.
+    pub fn label(self) -> &'static str {
+        match self {
+            XAxis::Steps => "environment steps",
+            XAxis::Time => "wall-clock time (s)",
+        }
+    }
+}
+
+impl fmt::Display for XAxis {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            XAxis::Steps => "steps",
+            XAxis::Time => "time",
+        })
+    }
+}
+
+impl std::str::FromStr for XAxis {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "steps" | "env_steps" => Ok(XAxis::Steps),
+            "time" | "wall_time" | "wall_time_s" => Ok(XAxis::Time),
+            other => Err(format!(
+                "unknown x axis `{other}`: expected `steps` or `time`"
+            )),
+        }
+    }
+}
+
+/// Trailing moving average over `window` points (the point itself and up to `window − 1`
+/// before it). `window <= 1` returns the points unchanged.
+pub fn smooth(points: &[(f64, f64)], window: usize) -> Vec<(f64, f64)> {
+    if window <= 1 {
+        return points.to_vec();
+    }
+    let mut out = Vec::with_capacity(points.len());
+    let mut sum = 0.0;
+    for i in 0..points.len() {
+        sum += points[i].1;
+        if i >= window {
+            sum -= points[i - window].1;
+        }
+        let n = (i + 1).min(window) as f64;
+        out.push((points[i].0, sum / n));
+    }
+    out
+}
+
+/// Linear interpolation of a curve sorted by x; `None` outside `[x_first, x_last]`.
+pub fn interpolate(points: &[(f64, f64)], x: f64) -> Option<f64> {
+    let first = points.first()?;
+    let last = points.last()?;
+    if x < first.0 || x > last.0 {
+        return None;
+    }
+    let j = points.partition_point(|p| p.0 < x);
+    if j == 0 {
+        return Some(first.1);
+    }
+    let (a, b) = (points[j - 1], points[j.min(points.len() - 1)]);
+    if b.0 <= a.0 {
+        return Some(b.1);
+    }
+    Some(a.1 + (b.1 - a.1) * (x - a.0) / (b.0 - a.0))
+}
+
+/// Mean, spread and 95 % confidence interval of a set of values (one per seed).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Summary {
+    /// Number of values.
+    pub n: usize,
+    /// Sample mean.
+    pub mean: f64,
+    /// Sample standard deviation (n − 1 denominator); 0 for a single value.
+    pub std: f64,
+    /// Lower end of the 95 % Student-t confidence interval of the mean (= mean when n = 1).
+    pub ci_low: f64,
+    /// Upper end of the 95 % Student-t confidence interval of the mean (= mean when n = 1).
+    pub ci_high: f64,
+}
+
+impl Summary {
+    /// Half the width of the confidence interval.
+    pub fn half_width(&self) -> f64 {
+        (self.ci_high - self.ci_low) / 2.0
+    }
+}
+
+/// Mean and two-sided 95 % Student-t confidence interval of the mean.
+/// Returns `None` for an empty slice. With one value the interval collapses to the value.
+pub fn mean_ci95(values: &[f64]) -> Option<Summary> {
+    let n = values.len();
+    if n == 0 {
+        return None;
+    }
+    let mean = values.iter().sum::<f64>() / n as f64;
+    if n == 1 {
+        return Some(Summary {
+            n,
+            mean,
+            std: 0.0,
+            ci_low: mean,
+            ci_high: mean,
+        });
+    }
+    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
+    let std = var.sqrt();
+    let half = t_quantile(0.975, (n - 1) as f64) * std / (n as f64).sqrt();
+    Some(Summary {
+        n,
+        mean,
+        std,
+        ci_low: mean - half,
+        ci_high: mean + half,
+    })
+}
+
+/// Natural log of the gamma function (Lanczos approximation, |error| < 2e-10 for x > 0).
+fn ln_gamma(x: f64) -> f64 {
+    const G: [f64; 6] = [
+        76.180_091_729_471_46,
+        -86.505_320_329_416_77,
+        24.014_098_240_830_91,
+        -1.231_739_572_450_155,
+        0.001_208_650_973_866_179,
+        -0.000_005_395_239_384_953,
+    ];
+    let mut y = x;
+    let tmp = x + 5.5 - (x + 0.5) * (x + 5.5).ln();
+    let mut ser = 1.000_000_000_190_015;
+    for g in G {
+        y += 1.0;
+        ser += g / y;
+    }
+    -tmp + (2.506_628_274_631_000_5 * ser / x).ln()
+}
+
+/// Continued fraction of the incomplete beta function (modified Lentz).
+fn beta_cf(a: f64, b: f64, x: f64) -> f64 {
+    const TINY: f64 = 1e-300;
+    let (qab, qap, qam) = (a + b, a + 1.0, a - 1.0);
+    let mut c = 1.0;
+    let mut d = 1.0 - qab * x / qap;
+    if d.abs() < TINY {
+        d = TINY;
+    }
+    d = 1.0 / d;
+    let mut h = d;
+    for m in 1..500 {
+        let m = m as f64;
+        let m2 = 2.0 * m;
+        let aa = m * (b - m) * x / ((qam + m2) * (a + m2));
+        d = 1.0 + aa * d;
+        if d.abs() < TINY {
+            d = TINY;
+        }
+        c = 1.0 + aa / c;
+        if c.abs() < TINY {
+            c = TINY;
+        }
+        d = 1.0 / d;
+        h *= d * c;
+        let aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2));
+        d = 1.0 + aa * d;
+        if d.abs() < TINY {
+            d = TINY;
+        }
+        c = 1.0 + aa / c;
+        if c.abs() < TINY {
+            c = TINY;
+        }
+        d = 1.0 / d;
+        let del = d * c;
+        h *= del;
+        if (del - 1.0).abs() < 1e-15 {
+            break;
+        }
+    }
+    h
+}
+
+/// Regularised incomplete beta function `I_x(a, b)`.
+fn inc_beta(a: f64, b: f64, x: f64) -> f64 {
+    if x <= 0.0 {
+        return 0.0;
+    }
+    if x >= 1.0 {
+        return 1.0;
+    }
+    let front =
+        (ln_gamma(a + b) - ln_gamma(a) - ln_gamma(b) + a * x.ln() + b * (1.0 - x).ln()).exp();
+    if x < (a + 1.0) / (a + b + 2.0) {
+        front * beta_cf(a, b, x) / a
+    } else {
+        1.0 - front * beta_cf(b, a, 1.0 - x) / b
+    }
+}
+
+/// CDF of Student's t distribution with `df` degrees of freedom.
+pub fn t_cdf(t: f64, df: f64) -> f64 {
+    let tail = 0.5 * inc_beta(df / 2.0, 0.5, df / (df + t * t));
+    if t >= 0.0 { 1.0 - tail } else { tail }
+}
+
+/// Quantile of Student's t distribution: the `t` with `P(T <= t) = p`, for `0 < p < 1`
+/// and `df > 0` (found by bisection on [`t_cdf`], accurate to ~1e-10).
+pub fn t_quantile(p: f64, df: f64) -> f64 {
+    assert!(p > 0.0 && p < 1.0 && df > 0.0, "t_quantile({p}, {df})");
+    if p < 0.5 {
+        return -t_quantile(1.0 - p, df);
+    }
+    let mut hi = 1.0;
+    while t_cdf(hi, df) < p {
+        hi *= 2.0;
+    }
+    let mut lo = 0.0;
+    for _ in 0..200 {
+        let mid = 0.5 * (lo + hi);
+        if t_cdf(mid, df) < p {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+        if hi - lo < 1e-12 {
+            break;
+        }
+    }
+    0.5 * (lo + hi)
+}
+
+/// A curve summarised across runs: mean and 95 % CI per grid point.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BandCurve {
+    /// Legend label (usually the policy name).
+    pub label: String,
+    /// Number of runs (seeds) behind every point.
+    pub n_runs: usize,
+    /// Grid of x values.
+    pub x: Vec<f64>,
+    /// Mean over runs at each x.
+    pub mean: Vec<f64>,
+    /// Lower 95 % CI bound at each x.
+    pub low: Vec<f64>,
+    /// Upper 95 % CI bound at each x.
+    pub high: Vec<f64>,
+}
+
+/// Aligns several runs' curves on a common grid of `grid_points` evenly spaced x values
+/// over the range every run covers (from the latest first x to the earliest last x), and
+/// summarises them per grid point with [`mean_ci95`]. Each run is linearly interpolated.
+pub fn aggregate(
+    label: &str,
+    curves: &[Vec<(f64, f64)>],
+    grid_points: usize,
+) -> Result<BandCurve, CurvesError> {
+    let curves: Vec<&Vec<(f64, f64)>> = curves.iter().filter(|c| !c.is_empty()).collect();
+    if curves.is_empty() {
+        return Err(CurvesError::NoData(format!(
+            "`{label}`: no run has a data point"
+        )));
+    }
+    let x0 = curves.iter().map(|c| c[0].0).fold(f64::MIN, f64::max);
+    let x1 = curves
+        .iter()
+        .map(|c| c[c.len() - 1].0)
+        .fold(f64::MAX, f64::min);
+    if x1 < x0 {
+        return Err(CurvesError::NoData(format!(
+            "`{label}`: the runs' x ranges do not overlap"
+        )));
+    }
+    let n = if x1 > x0 { grid_points.max(2) } else { 1 };
+    let mut out = BandCurve {
+        label: label.to_string(),
+        n_runs: curves.len(),
+        x: Vec::with_capacity(n),
+        mean: Vec::with_capacity(n),
+        low: Vec::with_capacity(n),
+        high: Vec::with_capacity(n),
+    };
+    for i in 0..n {
+        let x = if n == 1 {
+            x0
+        } else {
+            x0 + (x1 - x0) * i as f64 / (n - 1) as f64
+        };
+        let ys: Vec<f64> = curves.iter().filter_map(|c| interpolate(c, x)).collect();
+        let s = mean_ci95(&ys).expect("every curve covers the grid");
+        out.x.push(x);
+        out.mean.push(s.mean);
+        out.low.push(s.ci_low);
+        out.high.push(s.ci_high);
+    }
+    Ok(out)
+}
+
+/// The mean of `y` over the last `frac` of a run's x range (e.g. `0.1` = last 10 % of env
+/// steps): the run's "final" value, less noisy than the last logged point alone.
+pub fn final_value(points: &[(f64, f64)], frac: f64) -> Option<f64> {
+    let (first, last) = (points.first()?.0, points.last()?.0);
+    let from = last - frac.clamp(0.0, 1.0) * (last - first);
+    let tail: Vec<f64> = points.iter().filter(|p| p.0 >= from).map(|p| p.1).collect();
+    Some(tail.iter().sum::<f64>() / tail.len() as f64)
+}
+
+/// Chooses the reward metric to plot for a set of runs: `goals_mean` when any run logged a
+/// goal count (GridMaze), otherwise `return_mean`.
+pub fn default_metric(runs: &[Run]) -> &'static str {
+    let has_goals = runs.iter().any(|r| {
+        r.metrics
+            .column("goals_mean")
+            .map(|c| c.iter().flatten().any(|v| *v != 0.0))
+            .unwrap_or(false)
+    });
+    if has_goals {
+        "goals_mean"
+    } else {
+        "return_mean"
+    }
+}
+
+/// A human-readable label for a metrics column.
+pub fn metric_label(column: &str) -> String {
+    let known: HashMap<&str, &str> = [
+        ("goals_mean", "goals per episode"),
+        ("return_mean", "average episode reward"),
+        ("success_rate", "success rate"),
+        ("length_mean", "episode length (steps)"),
+        ("steps_per_s", "env steps per second"),
+        ("entropy", "policy entropy"),
+        ("explained_var", "explained variance"),
+    ]
+    .into_iter()
+    .collect();
+    known
+        .get(column)
+        .map(|s| s.to_string())
+        .unwrap_or_else(|| column.replace('_', " "))
+}
+
+/// Learning curves of a group of runs, summarised as a [`BandCurve`]: each run's
+/// `(x_axis, metric)` points are smoothed with a trailing window of `smooth_window`
+/// updates, then aligned on `grid_points` x values.
+pub fn group_curve(
+    label: &str,
+    runs: &[Run],
+    x_axis: XAxis,
+    metric: &str,
+    smooth_window: usize,
+    grid_points: usize,
+) -> Result<BandCurve, CurvesError> {
+    let mut curves = Vec::with_capacity(runs.len());
+    for run in runs {
+        let pts = run.metrics.xy(x_axis.column(), metric)?;
+        curves.push(smooth(&pts, smooth_window));
+    }
+    aggregate(label, &curves, grid_points)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn close(a: f64, b: f64, tol: f64) -> bool {
+        (a - b).abs() <= tol
+    }
+
+    #[test]
+    fn t_quantiles_match_tables() {
+        // Two-sided 95 % critical values from standard tables.
+        let table = [
+            (1.0, 12.706),
+            (2.0, 4.303),
+            (3.0, 3.182),
+            (4.0, 2.776),
+            (5.0, 2.571),
+            (9.0, 2.262),
+            (29.0, 2.045),
+            (1000.0, 1.962),
+        ];
+        for (df, t) in table {
+            let q = t_quantile(0.975, df);
+            assert!(close(q, t, 1e-3), "df={df}: {q} vs {t}");
+        }
+        // df = 1 is Cauchy: quantile = tan(pi (p - 1/2)), exactly.
+        let q = t_quantile(0.9, 1.0);
+        assert!(close(q, (std::f64::consts::PI * 0.4).tan(), 1e-8), "{q}");
+        // df = 2 has a closed form: t = (2p-1) sqrt(2 / (4 p (1-p))).
+        let p: f64 = 0.975;
+        let exact = (2.0 * p - 1.0) * (2.0 / (4.0 * p * (1.0 - p))).sqrt();
+        assert!(close(t_quantile(p, 2.0), exact, 1e-8));
+        assert!(close(t_quantile(0.025, 4.0), -2.776, 1e-3));
+        assert!(close(t_cdf(0.0, 3.0), 0.5, 1e-12));
+    }
+
+    #[test]
+    fn ci_matches_hand_computation() {
+        // values 1, 2, 3, 4: mean 2.5, s = sqrt(5/3), t(0.975, 3) = 3.182446.
+        let s = mean_ci95(&[1.0, 2.0, 3.0, 4.0]).unwrap();
+        let half = 3.182_446 * (5.0f64 / 3.0).sqrt() / 2.0;
+        assert_eq!(s.n, 4);
+        assert!(close(s.mean, 2.5, 1e-12));
+        assert!(close(s.std, (5.0f64 / 3.0).sqrt(), 1e-12));
+        assert!(close(s.ci_low, 2.5 - half, 1e-5), "{s:?}");
+        assert!(close(s.ci_high, 2.5 + half, 1e-5), "{s:?}");
+        // two values 0 and 2: mean 1, s = sqrt(2), half = 12.706 * sqrt(2) / sqrt(2).
+        let s = mean_ci95(&[0.0, 2.0]).unwrap();
+        assert!(close(s.half_width(), 12.706_2, 1e-3), "{s:?}");
+        // one value: no spread.
+        let s = mean_ci95(&[3.0]).unwrap();
+        assert_eq!((s.ci_low, s.ci_high), (3.0, 3.0));
+        assert!(mean_ci95(&[]).is_none());
+    }
+
+    #[test]
+    fn parse_handles_empty_cells_and_partial_last_line() {
+        let text = "update,env_steps,goals_mean\n1,100,\n2,200,1.5\n3,30";
+        let t = MetricsTable::parse(text, Path::new("m.csv")).unwrap();
+        assert_eq!(t.rows.len(), 2);
+        assert_eq!(t.column("goals_mean").unwrap(), vec![None, Some(1.5)]);
+        assert_eq!(t.xy("env_steps", "goals_mean").unwrap(), vec![(200.0, 1.5)]);
+        assert_eq!(t.last("goals_mean").unwrap(), Some(1.5));
+        let e = t.column("nope").unwrap_err().to_string();
+        assert!(e.contains("nope") && e.contains("m.csv"), "{e}");
+        let e = MetricsTable::parse("a,b\n1,x\n", Path::new("m.csv"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 2") && e.contains("`b`"), "{e}");
+        let e = MetricsTable::parse("a,b\n1\n2,3\n", Path::new("m.csv"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 2"), "{e}");
+    }
+
+    #[test]
+    fn smoothing_and_interpolation() {
+        let pts = [(0.0, 0.0), (1.0, 3.0), (2.0, 6.0), (3.0, 0.0)];
+        let s = smooth(&pts, 2);
+        assert_eq!(s, vec![(0.0, 0.0), (1.0, 1.5), (2.0, 4.5), (3.0, 3.0)]);
+        assert_eq!(smooth(&pts, 1), pts.to_vec());
+        assert_eq!(interpolate(&pts, 0.5), Some(1.5));
+        assert_eq!(interpolate(&pts, 2.5), Some(3.0));
+        assert_eq!(interpolate(&pts, 3.0), Some(0.0));
+        assert_eq!(interpolate(&pts, 3.5), None);
+        assert_eq!(interpolate(&pts, -0.1), None);
+    }
+
+    #[test]
+    fn aggregate_aligns_runs_on_common_range() {
+        // Run a: y = x on [0, 10]; run b: y = x + 2 on [2, 8] (sampled every 2).
+        let a: Vec<(f64, f64)> = (0..=10).map(|i| (i as f64, i as f64)).collect();
+        let b: Vec<(f64, f64)> = (1..=4)
+            .map(|i| (2.0 * i as f64, 2.0 * i as f64 + 2.0))
+            .collect();
+        let c = aggregate("p", &[a, b], 4).unwrap();
+        assert_eq!(c.n_runs, 2);
+        assert_eq!(c.x, vec![2.0, 4.0, 6.0, 8.0]);
+        assert_eq!(c.mean, vec![3.0, 5.0, 7.0, 9.0]);
+        // n = 2, s = sqrt(2): half width = t(0.975, 1) * sqrt(2)/sqrt(2) = 12.706.
+        for i in 0..4 {
+            assert!(close(c.high[i] - c.mean[i], 12.7062, 1e-3));
+            assert!(close(c.mean[i] - c.low[i], 12.7062, 1e-3));
+        }
+        assert!(aggregate("p", &[vec![], vec![]], 4).is_err());
+        let e = aggregate("p", &[vec![(0.0, 1.0)], vec![(5.0, 1.0)]], 4).unwrap_err();
+        assert!(e.to_string().contains("overlap"));
+    }
+
+    #[test]
+    fn final_value_averages_the_tail() {
+        let pts: Vec<(f64, f64)> = (0..=100).map(|i| (i as f64, i as f64)).collect();
+        // last 10 % of x: 90..=100, mean 95.
+        assert_eq!(final_value(&pts, 0.1), Some(95.0));
+        assert_eq!(final_value(&pts, 0.0), Some(100.0));
+        assert_eq!(final_value(&[], 0.1), None);
+    }
+
+    #[test]
+    fn run_names_and_grouping() {
+        assert_eq!(
+            parse_run_name("gridmaze__feedback__3__20250101-120000"),
+            Some(("gridmaze".into(), "feedback".into(), Some(3)))
+        );
+        assert_eq!(
+            parse_run_name("maze-quick__mlp__0"),
+            Some(("maze-quick".into(), "mlp".into(), Some(0)))
+        );
+        assert_eq!(parse_run_name("my_run"), None);
+        let t = MetricsTable::parse("env_steps\n1\n", Path::new("m")).unwrap();
+        let mk = |p: &str| Run {
+            dir: PathBuf::from(p),
+            env: "e".into(),
+            policy: p.into(),
+            seed: None,
+            metrics: t.clone(),
+        };
+        let g = group_by_policy(vec![mk("b"), mk("a"), mk("b")]);
+        assert_eq!(g.len(), 2);
+        assert_eq!((g[0].0.as_str(), g[0].1.len()), ("b", 2));
+        assert_eq!((g[1].0.as_str(), g[1].1.len()), ("a", 1));
+        assert_eq!("time".parse::<XAxis>(), Ok(XAxis::Time));
+        assert!("foo".parse::<XAxis>().is_err());
+    }
+}
