@@ -1,0 +1,156 @@
+//! Resume tests: an interrupted run continued with `--resume` gives exactly the metrics rows of
+//! an uninterrupted run (bitwise, except the wall-clock columns `wall_time_s` and
+//! `steps_per_s`), both after a clean stop and after a SIGKILL of the training process.
+
+mod ppo_common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use agents::{PolicyConfig, PolicyKind};
+use envs::GridMazeConfig;
+use fbrl::metrics::{MetricsRow, read_metrics};
+use fbrl::{EnvConfig, TrainConfig, TrainOptions, train_from_config};
+use ppo_common::{TRAIN_LOCK, train_rows};
+
+fn small_cfg(kind: PolicyKind, updates: usize) -> TrainConfig {
+    let mut policy = PolicyConfig::preset(kind);
+    policy.d_model = 32;
+    policy.d_ff = 64;
+    policy.n_heads = 2;
+    policy.span = 8;
+    policy.hidden = 32;
+    TrainConfig {
+        seed: 5,
+        env: EnvConfig::Gridmaze(GridMazeConfig::multi(7, 24)),
+        policy,
+        num_envs: 8,
+        num_steps: 16,
+        total_steps: (8 * 16 * updates) as u64,
+        checkpoint_every: 2,
+        ..TrainConfig::default()
+    }
+}
+
+/// Every column but the wall-clock ones, as raw bits (NaN compares equal to NaN).
+fn key(r: &MetricsRow) -> Vec<u64> {
+    let mut v = vec![r.update as u64, r.env_steps, r.episodes as u64];
+    for x in [
+        r.return_mean,
+        r.return_min,
+        r.return_max,
+        r.length_mean,
+        r.goals_mean,
+        r.success_rate,
+        r.policy_loss,
+        r.value_loss,
+        r.entropy,
+        r.approx_kl,
+        r.clip_frac,
+        r.explained_var,
+        r.grad_norm,
+        r.lr,
+    ] {
+        v.push(if x.is_nan() { u64::MAX } else { x.to_bits() });
+    }
+    v
+}
+
+fn assert_same_rows(a: &[MetricsRow], b: &[MetricsRow], what: &str) {
+    assert_eq!(a.len(), b.len(), "{what}: {} rows vs {}", a.len(), b.len());
+    for (x, y) in a.iter().zip(b) {
+        assert_eq!(key(x), key(y), "{what}: row of update {} differs:\n{x:?}\n{y:?}", x.update);
+    }
+}
+
+fn train_until(cfg: &TrainConfig, dir: &Path, resume: bool, stop: Option<usize>) {
+    let _guard = TRAIN_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    train_from_config(
+        cfg,
+        TrainOptions {
+            run_dir: Some(dir.to_path_buf()),
+            resume,
+            quiet: true,
+            stop_after_updates: stop,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+}
+
+#[test]
+fn stop_and_resume_gives_identical_rows_for_every_policy() {
+    for kind in PolicyKind::ALL {
+        let k = 6;
+        let cfg = small_cfg(kind, k);
+        let a = tempfile::tempdir().unwrap();
+        let full = train_rows(&cfg, a.path());
+        assert_eq!(full.len(), k);
+
+        let b = tempfile::tempdir().unwrap();
+        // Stop after 3 updates (a checkpoint is written at the stop), then resume twice.
+        train_until(&cfg, b.path(), false, Some(3));
+        assert_eq!(read_metrics(b.path().join("metrics.csv")).unwrap().len(), 3);
+        train_until(&cfg, b.path(), true, Some(5));
+        train_until(&cfg, b.path(), true, None);
+        let resumed = read_metrics(b.path().join("metrics.csv")).unwrap();
+        assert_same_rows(&full, &resumed, &format!("{kind}"));
+        println!("{kind}: {k} updates in one go == 3 + resume 2 + resume 1 (bitwise)");
+    }
+}
+
+/// Run by `sigkill_mid_run_then_resume` as a child process; does nothing otherwise.
+#[test]
+fn child_training_process() {
+    let Ok(dir) = std::env::var("FBRL_TEST_CHILD_RUN_DIR") else { return };
+    let cfg = small_cfg(PolicyKind::Gru, KILL_UPDATES);
+    train_from_config(
+        &cfg,
+        TrainOptions {
+            run_dir: Some(dir.into()),
+            quiet: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+}
+
+const KILL_UPDATES: usize = 60;
+
+#[test]
+fn sigkill_mid_run_then_resume() {
+    let cfg = small_cfg(PolicyKind::Gru, KILL_UPDATES);
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_training_process", "--nocapture", "--test-threads", "1"])
+        .env("FBRL_TEST_CHILD_RUN_DIR", &run)
+        .spawn()
+        .unwrap();
+    // Kill it at some update past a checkpoint, with rows written after that checkpoint.
+    let metrics = run.join("metrics.csv");
+    let t0 = Instant::now();
+    loop {
+        let rows = std::fs::read_to_string(&metrics).map(|s| s.lines().count().saturating_sub(1)).unwrap_or(0);
+        if rows >= 7 {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(120), "the child made no progress");
+        assert!(child.try_wait().unwrap().is_none(), "the child exited early");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "the child should have been killed");
+    let rows_at_kill = read_metrics(&metrics).map(|r| r.len()).unwrap_or(0);
+    assert!(rows_at_kill < KILL_UPDATES, "the child finished before it was killed");
+
+    train_until(&cfg, &run, true, None);
+    let resumed = read_metrics(&metrics).unwrap();
+
+    let reference = tempfile::tempdir().unwrap();
+    let full = train_rows(&cfg, reference.path());
+    assert_same_rows(&full, &resumed, "killed and resumed");
+    println!("killed after {rows_at_kill} rows; resumed run equals the uninterrupted one ({KILL_UPDATES} rows, bitwise)");
+}
