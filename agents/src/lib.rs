@@ -12,6 +12,7 @@ pub mod heads;
 pub mod memory;
 pub mod mlp;
 pub mod policy;
+pub mod policy_io;
 pub mod ppo;
 pub mod transformer;
 
@@ -20,4 +21,7 @@ pub use gru::{GruConfig, GruPolicy};
 pub use memory::Memory;
 pub use mlp::{MlpConfig, MlpPolicy};
 pub use policy::{ActorCritic, Policy, PolicyConfig, PolicyError, PolicyKind};
+pub use policy_io::{
+    PolicyFileHeader, load_policy, load_policy_weights, read_policy_header, save_policy,
+};
 pub use transformer::{Transformer, TransformerConfig};

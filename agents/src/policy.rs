@@ -501,3 +501,124 @@ impl ActorCritic for Policy {
         self.inner().num_parameters()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kind_names_round_trip() {
+        for kind in PolicyKind::ALL {
+            assert_eq!(kind.to_string().parse::<PolicyKind>().unwrap(), kind);
+            let json = serde_json::to_string(&kind).unwrap();
+            assert_eq!(json, format!("\"{kind}\""));
+        }
+        assert_eq!("GRU".parse::<PolicyKind>().unwrap(), PolicyKind::Gru);
+        let err = "lstm".parse::<PolicyKind>().unwrap_err().to_string();
+        assert!(err.contains("lstm") && err.contains("feedback"), "{err}");
+    }
+
+    #[test]
+    fn a_config_with_only_a_kind_is_its_preset() {
+        for kind in PolicyKind::ALL {
+            let parsed: PolicyConfig = toml::from_str(&format!("kind = \"{kind}\"")).unwrap();
+            assert_eq!(parsed, PolicyConfig::preset(kind));
+        }
+        let parsed: PolicyConfig =
+            toml::from_str("kind = \"transformer\"\nn_layers = 4\ngating = true").unwrap();
+        assert_eq!(
+            (parsed.n_layers, parsed.gating, parsed.d_model),
+            (4, true, 64)
+        );
+        let json = serde_json::to_string(&parsed).unwrap();
+        assert_eq!(serde_json::from_str::<PolicyConfig>(&json).unwrap(), parsed);
+    }
+
+    #[test]
+    fn bad_configs_name_the_field() {
+        let err = toml::from_str::<PolicyConfig>("kind = \"gru\"\nd_modle = 3")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("d_modle"), "{err}");
+        let err = toml::from_str::<PolicyConfig>("kind = \"feedback\"\nd_model = 66")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("d_model") && err.contains("n_heads"), "{err}");
+
+        let base = PolicyConfig::preset(PolicyKind::Feedback);
+        let cases = [
+            (
+                "n_layers",
+                PolicyConfig {
+                    n_layers: 0,
+                    ..base.clone()
+                },
+            ),
+            (
+                "span",
+                PolicyConfig {
+                    span: 0,
+                    ..base.clone()
+                },
+            ),
+            (
+                "n_heads",
+                PolicyConfig {
+                    n_heads: 0,
+                    ..base.clone()
+                },
+            ),
+            (
+                "d_ff",
+                PolicyConfig {
+                    d_ff: 0,
+                    ..base.clone()
+                },
+            ),
+            (
+                "d_model",
+                PolicyConfig {
+                    d_model: 30,
+                    ..base.clone()
+                },
+            ),
+        ];
+        for (field, config) in cases {
+            match config.validate() {
+                Err(PolicyError::InvalidConfig { field: f, .. }) => assert_eq!(f, field),
+                other => panic!("{field}: {other:?}"),
+            }
+        }
+        let mlp = PolicyConfig {
+            hidden: 0,
+            ..PolicyConfig::preset(PolicyKind::Mlp)
+        };
+        assert!(mlp.validate().is_err());
+        // The MLP ignores the attention fields.
+        let mlp = PolicyConfig {
+            span: 0,
+            ..PolicyConfig::preset(PolicyKind::Mlp)
+        };
+        assert!(mlp.validate().is_ok());
+        let err = PolicyConfig::preset(PolicyKind::Gru)
+            .init(0, 4, &Device::default())
+            .unwrap_err();
+        assert!(err.to_string().contains("obs_dim"), "{err}");
+    }
+
+    #[test]
+    fn matched_params_lands_within_ten_percent() {
+        let (obs_dim, num_actions) = (27, 4);
+        let target = PolicyConfig::preset(PolicyKind::Feedback)
+            .num_parameters(obs_dim, num_actions)
+            .unwrap();
+        for kind in PolicyKind::ALL {
+            let config = PolicyConfig::matched_params(kind, target, obs_dim, num_actions).unwrap();
+            let got = config.num_parameters(obs_dim, num_actions).unwrap();
+            let rel = (got as f64 - target as f64).abs() / target as f64;
+            assert!(rel <= 0.10, "{kind}: {got} vs {target}");
+            config.validate().unwrap();
+        }
+        assert!(PolicyConfig::matched_params(PolicyKind::Gru, 10, obs_dim, num_actions).is_err());
+    }
+}

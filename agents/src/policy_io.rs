@@ -1,0 +1,269 @@
+//! Saving and loading policy weights.
+//!
+//! A policy file is one file with three parts:
+//!
+//! ```text
+//! fbrl-policy\n                       magic line
+//! {"format_version":1,"kind":"gru",…}\n   one-line JSON header (PolicyFileHeader)
+//! <burnpack bytes>                    the weights, as written by burn's ModuleRecord
+//! ```
+//!
+//! The header says what architecture the weights belong to (kind, [`PolicyConfig`],
+//! observation and action sizes), so [`load_policy`] can rebuild the policy from the file alone,
+//! and `head -2 file` shows what a file holds. Files are written atomically (a temporary file
+//! in the same directory, then a rename): a crash mid-save never leaves a half-written file.
+//! Every failure — missing file, not a policy file, truncated or corrupt weights, weights of
+//! another architecture or shape — is a [`PolicyError`] naming the file, never a panic.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use burn::prelude::*;
+use burn::store::ModuleRecord;
+use burn::tensor::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::policy::{ActorCritic, Policy, PolicyConfig, PolicyError, PolicyKind};
+
+/// The first line of every policy file.
+pub const POLICY_FILE_MAGIC: &[u8] = b"fbrl-policy\n";
+/// The version of the file layout written by [`save_policy`].
+pub const POLICY_FILE_VERSION: u32 = 1;
+
+/// What a policy file says about the weights it holds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyFileHeader {
+    /// Version of the file layout ([`POLICY_FILE_VERSION`]).
+    pub format_version: u32,
+    /// The architecture (same as `config.kind`, repeated for people reading the header).
+    pub kind: PolicyKind,
+    /// The configuration the policy was built from.
+    pub config: PolicyConfig,
+    /// Number of observation features the policy reads.
+    pub obs_dim: usize,
+    /// Number of discrete actions.
+    pub num_actions: usize,
+    /// Number of trainable parameters.
+    pub num_parameters: usize,
+    /// Length of the burnpack weights that follow the header, in bytes.
+    pub weights_bytes: u64,
+}
+
+fn io_error(path: &Path, source: std::io::Error) -> PolicyError {
+    PolicyError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn corrupt(path: &Path, message: impl Into<String>) -> PolicyError {
+    PolicyError::Corrupt {
+        path: path.to_path_buf(),
+        message: message.into(),
+    }
+}
+
+fn mismatch(path: &Path, message: impl Into<String>) -> PolicyError {
+    PolicyError::Mismatch {
+        path: path.to_path_buf(),
+        message: message.into(),
+    }
+}
+
+/// Writes `policy`'s weights and a header describing it to `path` (parent directories are
+/// created). `config`, `obs_dim` and `num_actions` must be what `policy` was built with:
+/// a policy whose kind or parameter count disagrees with them is refused.
+pub fn save_policy(
+    path: impl AsRef<Path>,
+    policy: &Policy,
+    config: &PolicyConfig,
+    obs_dim: usize,
+    num_actions: usize,
+) -> Result<(), PolicyError> {
+    let path = path.as_ref();
+    if policy.kind() != config.kind {
+        return Err(mismatch(
+            path,
+            format!(
+                "refusing to save: the policy is a `{}` but its config says `{}`",
+                policy.kind(),
+                config.kind
+            ),
+        ));
+    }
+    let num_parameters = policy.num_parameters();
+    let expected = config.num_parameters(obs_dim, num_actions)?;
+    if num_parameters != expected {
+        return Err(mismatch(
+            path,
+            format!(
+                "refusing to save: the policy has {num_parameters} parameters but its config \
+                 (obs_dim {obs_dim}, num_actions {num_actions}) gives {expected}"
+            ),
+        ));
+    }
+
+    let weights = policy
+        .clone()
+        .into_record()
+        .into_bytes()
+        .map_err(|e| corrupt(path, format!("cannot serialise the weights: {e}")))?;
+    let header = PolicyFileHeader {
+        format_version: POLICY_FILE_VERSION,
+        kind: config.kind,
+        config: config.clone(),
+        obs_dim,
+        num_actions,
+        num_parameters,
+        weights_bytes: weights.len() as u64,
+    };
+    let header_json = serde_json::to_string(&header).expect("the header serialises to JSON");
+
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
+    }
+    let tmp = temp_path(path);
+    let write = || -> std::io::Result<()> {
+        let mut file = fs::File::create(&tmp)?;
+        file.write_all(POLICY_FILE_MAGIC)?;
+        file.write_all(header_json.as_bytes())?;
+        file.write_all(b"\n")?;
+        file.write_all(&weights)?;
+        file.sync_all()?;
+        fs::rename(&tmp, path)
+    };
+    write().map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        io_error(path, e)
+    })
+}
+
+/// A sibling of `path` to write into before the rename.
+fn temp_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    // Unique per process and per call, so concurrent saves never share a temporary file.
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    name.push(format!(".tmp-{}-{n}", std::process::id()));
+    path.with_file_name(name)
+}
+
+/// Reads and checks the header of the policy file at `path`, returning it with the weight
+/// bytes that follow it.
+fn read_file(path: &Path) -> Result<(PolicyFileHeader, Vec<u8>), PolicyError> {
+    let bytes = fs::read(path).map_err(|e| io_error(path, e))?;
+    let rest = bytes.strip_prefix(POLICY_FILE_MAGIC).ok_or_else(|| {
+        corrupt(
+            path,
+            "it does not start with the `fbrl-policy` magic line (not written by save_policy?)",
+        )
+    })?;
+    let newline = rest
+        .iter()
+        .position(|&b| b == b'\n')
+        .ok_or_else(|| corrupt(path, "the header line is not terminated (truncated file?)"))?;
+    let header: PolicyFileHeader = serde_json::from_slice(&rest[..newline])
+        .map_err(|e| corrupt(path, format!("bad header: {e}")))?;
+    if header.format_version != POLICY_FILE_VERSION {
+        return Err(corrupt(
+            path,
+            format!(
+                "format_version {} is not supported (this build reads version {POLICY_FILE_VERSION})",
+                header.format_version
+            ),
+        ));
+    }
+    if header.kind != header.config.kind {
+        return Err(corrupt(
+            path,
+            format!(
+                "header kind `{}` disagrees with config kind `{}`",
+                header.kind, header.config.kind
+            ),
+        ));
+    }
+    let weights = rest[newline + 1..].to_vec();
+    if weights.len() as u64 != header.weights_bytes {
+        return Err(corrupt(
+            path,
+            format!(
+                "truncated or corrupt: the header announces {} weight bytes, the file holds {}",
+                header.weights_bytes,
+                weights.len()
+            ),
+        ));
+    }
+    Ok((header, weights))
+}
+
+/// The header of the policy file at `path` (what it holds, without loading the weights).
+pub fn read_policy_header(path: impl AsRef<Path>) -> Result<PolicyFileHeader, PolicyError> {
+    read_file(path.as_ref()).map(|(header, _)| header)
+}
+
+/// Builds the policy described by the file at `path` on `device` and loads its weights.
+/// Returns the policy and the config it was built from.
+pub fn load_policy(
+    path: impl AsRef<Path>,
+    device: &Device,
+) -> Result<(Policy, PolicyConfig), PolicyError> {
+    let path = path.as_ref();
+    let (header, weights) = read_file(path)?;
+    let policy = header
+        .config
+        .init(header.obs_dim, header.num_actions, device)
+        .map_err(|e| corrupt(path, format!("the header's config is invalid: {e}")))?;
+    if policy.num_parameters() != header.num_parameters {
+        return Err(corrupt(
+            path,
+            format!(
+                "the header's config builds a policy of {} parameters, the header says {}",
+                policy.num_parameters(),
+                header.num_parameters
+            ),
+        ));
+    }
+    let policy = apply_weights(path, policy, weights)?;
+    Ok((policy, header.config))
+}
+
+/// Loads the weights in the file at `path` into `policy`, an already built policy (e.g. one
+/// made from an experiment's config). The file's architecture must match: another kind, or
+/// tensors of another shape or name, is a [`PolicyError::Mismatch`] saying what differs.
+pub fn load_policy_weights(path: impl AsRef<Path>, policy: Policy) -> Result<Policy, PolicyError> {
+    let path = path.as_ref();
+    let (header, weights) = read_file(path)?;
+    if header.kind != policy.kind() {
+        return Err(mismatch(
+            path,
+            format!(
+                "the file holds a `{}` policy, loaded into a `{}` policy",
+                header.kind,
+                policy.kind()
+            ),
+        ));
+    }
+    if header.num_parameters != policy.num_parameters() {
+        return Err(mismatch(
+            path,
+            format!(
+                "the file holds {} parameters (config {}), the policy has {}",
+                header.num_parameters,
+                serde_json::to_string(&header.config).unwrap_or_default(),
+                policy.num_parameters()
+            ),
+        ));
+    }
+    apply_weights(path, policy, weights)
+}
+
+fn apply_weights(path: &Path, policy: Policy, weights: Vec<u8>) -> Result<Policy, PolicyError> {
+    let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(weights))
+        .map_err(|e| corrupt(path, format!("unreadable weights: {e}")))?;
+    policy
+        .try_load_record(record)
+        .map_err(|e| mismatch(path, e.to_string()))
+}

@@ -1,0 +1,269 @@
+//! Saving and loading policy weights: round trips for every kind, and clear errors for
+//! missing, truncated, corrupt or mismatched files.
+
+use std::path::PathBuf;
+
+use agents::{
+    ActorCritic, Policy, PolicyConfig, PolicyError, PolicyKind, load_policy, load_policy_weights,
+    read_policy_header, save_policy,
+};
+use burn::prelude::*;
+
+const OBS_DIM: usize = 5;
+const NUM_ACTIONS: usize = 3;
+
+fn temp_file(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("agents-policy-io-{}", std::process::id()));
+    let path = dir.join(name);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    path
+}
+
+/// Logits and values of a few steps from a fresh memory, on the host.
+fn outputs(policy: &Policy, device: &Device) -> Vec<f32> {
+    let b = 2;
+    let mut memory = policy.init_memory(b, device);
+    let mut out = Vec::new();
+    for s in 0..4 {
+        let obs = Tensor::<1, Int>::arange(0..(b * OBS_DIM) as i64, device)
+            .float()
+            .reshape([b, OBS_DIM])
+            .mul_scalar(0.1 * (s as f32 + 1.0))
+            .sin();
+        let start = Tensor::full([b], if s == 0 { 1.0 } else { 0.0 }, device);
+        let (logits, values, m) = policy.step(obs, start, memory);
+        memory = m;
+        out.extend(logits.into_data().try_into_vec::<f32>().unwrap());
+        out.extend(values.into_data().try_into_vec::<f32>().unwrap());
+    }
+    out
+}
+
+fn small_config(kind: PolicyKind) -> PolicyConfig {
+    PolicyConfig {
+        d_model: 16,
+        n_heads: 2,
+        d_ff: 32,
+        span: 4,
+        hidden: 16,
+        ..PolicyConfig::preset(kind)
+    }
+}
+
+#[test]
+fn save_load_round_trip_gives_identical_outputs_for_every_kind() {
+    let device = Device::flex();
+    for kind in PolicyKind::ALL {
+        let config = small_config(kind);
+        let policy = config.init(OBS_DIM, NUM_ACTIONS, &device).unwrap();
+        let path = temp_file(&format!("round-trip/{kind}.fbrl"));
+        save_policy(&path, &policy, &config, OBS_DIM, NUM_ACTIONS).unwrap();
+
+        let header = read_policy_header(&path).unwrap();
+        assert_eq!(header.kind, kind);
+        assert_eq!(header.config, config);
+        assert_eq!((header.obs_dim, header.num_actions), (OBS_DIM, NUM_ACTIONS));
+        assert_eq!(header.num_parameters, policy.num_parameters());
+
+        let (loaded, loaded_config) = load_policy(&path, &device).unwrap();
+        assert_eq!(loaded_config, config);
+        assert_eq!(loaded.kind(), kind);
+        assert_eq!(
+            outputs(&loaded, &device),
+            outputs(&policy, &device),
+            "{kind}"
+        );
+
+        // Into a freshly initialised policy of the same config (different random weights).
+        let fresh = config.init(OBS_DIM, NUM_ACTIONS, &device).unwrap();
+        assert_ne!(
+            outputs(&fresh, &device),
+            outputs(&policy, &device),
+            "{kind}"
+        );
+        let fresh = load_policy_weights(&path, fresh).unwrap();
+        assert_eq!(
+            outputs(&fresh, &device),
+            outputs(&policy, &device),
+            "{kind}"
+        );
+        // No temporary file is left behind.
+        let leftovers: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+}
+
+#[test]
+fn loading_into_another_architecture_is_an_error() {
+    let device = Device::flex();
+    let gru_config = small_config(PolicyKind::Gru);
+    let gru = gru_config.init(OBS_DIM, NUM_ACTIONS, &device).unwrap();
+    let path = temp_file("gru-for-mismatch.fbrl");
+    save_policy(&path, &gru, &gru_config, OBS_DIM, NUM_ACTIONS).unwrap();
+
+    for kind in [
+        PolicyKind::Mlp,
+        PolicyKind::Feedback,
+        PolicyKind::Transformer,
+    ] {
+        let other = small_config(kind)
+            .init(OBS_DIM, NUM_ACTIONS, &device)
+            .unwrap();
+        let err = load_policy_weights(&path, other).unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, PolicyError::Mismatch { .. }), "{msg}");
+        assert!(
+            msg.contains("`gru`") && msg.contains(&format!("`{kind}`")),
+            "{msg}"
+        );
+        assert!(msg.contains("gru-for-mismatch.fbrl"), "{msg}");
+    }
+
+    // Same kind, another width.
+    let wider = PolicyConfig {
+        d_model: 32,
+        ..gru_config.clone()
+    };
+    let other = wider.init(OBS_DIM, NUM_ACTIONS, &device).unwrap();
+    let err = load_policy_weights(&path, other).unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, PolicyError::Mismatch { .. }), "{msg}");
+    assert!(msg.contains("parameters"), "{msg}");
+
+    // Same kind and width, another observation size.
+    let other = gru_config.init(OBS_DIM + 1, NUM_ACTIONS, &device).unwrap();
+    assert!(matches!(
+        load_policy_weights(&path, other),
+        Err(PolicyError::Mismatch { .. })
+    ));
+}
+
+#[test]
+fn weights_that_do_not_fit_their_header_are_a_shape_mismatch() {
+    // A header that claims d_model 32 in front of d_model 16 weights: burn's record validation
+    // catches every tensor whose shape differs and the error names them.
+    let device = Device::flex();
+    let config = small_config(PolicyKind::Mlp);
+    let policy = config.init(OBS_DIM, NUM_ACTIONS, &device).unwrap();
+    let path = temp_file("mlp-edited-header.fbrl");
+    save_policy(&path, &policy, &config, OBS_DIM, NUM_ACTIONS).unwrap();
+
+    let bytes = std::fs::read(&path).unwrap();
+    let magic_len = b"fbrl-policy\n".len();
+    let header_end = magic_len + bytes[magic_len..].iter().position(|&b| b == b'\n').unwrap();
+    let mut header: serde_json::Value =
+        serde_json::from_slice(&bytes[magic_len..header_end]).unwrap();
+    let wider = PolicyConfig {
+        hidden: 32,
+        ..config.clone()
+    };
+    header["config"]["hidden"] = 32.into();
+    header["num_parameters"] = wider.num_parameters(OBS_DIM, NUM_ACTIONS).unwrap().into();
+    let mut edited = bytes[..magic_len].to_vec();
+    edited.extend(serde_json::to_vec(&header).unwrap());
+    edited.extend(&bytes[header_end..]);
+    std::fs::write(&path, edited).unwrap();
+
+    let err = load_policy(&path, &device).unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, PolicyError::Mismatch { .. }), "{msg}");
+    assert!(msg.contains("shape mismatch"), "{msg}");
+}
+
+#[test]
+fn missing_truncated_and_corrupt_files_are_errors() {
+    let device = Device::flex();
+    let missing = temp_file("does-not-exist.fbrl");
+    let err = load_policy(&missing, &device).unwrap_err();
+    assert!(matches!(err, PolicyError::Io { .. }), "{err}");
+    assert!(err.to_string().contains("does-not-exist.fbrl"), "{err}");
+
+    let config = small_config(PolicyKind::Feedback);
+    let policy = config.init(OBS_DIM, NUM_ACTIONS, &device).unwrap();
+    let path = temp_file("feedback-full.fbrl");
+    save_policy(&path, &policy, &config, OBS_DIM, NUM_ACTIONS).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+
+    // Truncated at several places: inside the magic, the header, the weights.
+    for cut in [5, 40, bytes.len() / 2, bytes.len() - 1] {
+        let truncated = temp_file(&format!("truncated-{cut}.fbrl"));
+        std::fs::write(&truncated, &bytes[..cut]).unwrap();
+        let err = load_policy(&truncated, &device).unwrap_err();
+        assert!(
+            matches!(err, PolicyError::Corrupt { .. }),
+            "cut {cut}: {err}"
+        );
+        assert!(
+            err.to_string().contains(&format!("truncated-{cut}.fbrl")),
+            "{err}"
+        );
+    }
+
+    // Same length, garbage in the weights.
+    let mut garbled = bytes.clone();
+    let n = garbled.len();
+    for b in &mut garbled[n - n / 3..] {
+        *b = 0xAB;
+    }
+    let garbled_path = temp_file("garbled.fbrl");
+    std::fs::write(&garbled_path, &garbled).unwrap();
+    if let Ok((loaded, _)) = load_policy(&garbled_path, &device) {
+        // Garbage that happens to parse must at least not pass for the original weights.
+        assert_ne!(outputs(&loaded, &device), outputs(&policy, &device));
+    }
+
+    // Garbage in the weights' index (just after the header).
+    let mut bad_index = bytes.clone();
+    let header_end = bytes.iter().skip(12).position(|&b| b == b'\n').unwrap() + 13;
+    for b in &mut bad_index[header_end..header_end + 16] {
+        *b = 0xFF;
+    }
+    let bad_index_path = temp_file("bad-index.fbrl");
+    std::fs::write(&bad_index_path, &bad_index).unwrap();
+    let err = load_policy(&bad_index_path, &device).unwrap_err();
+    assert!(matches!(err, PolicyError::Corrupt { .. }), "{err}");
+
+    // Not a policy file at all.
+    let text = temp_file("not-a-policy.txt");
+    std::fs::write(&text, "hello").unwrap();
+    let err = load_policy(&text, &device).unwrap_err();
+    assert!(err.to_string().contains("magic"), "{err}");
+}
+
+#[test]
+fn saving_with_a_config_that_does_not_describe_the_policy_is_refused() {
+    let device = Device::flex();
+    let config = small_config(PolicyKind::Gru);
+    let policy = config.init(OBS_DIM, NUM_ACTIONS, &device).unwrap();
+    let path = temp_file("refused.fbrl");
+    let err = save_policy(
+        &path,
+        &policy,
+        &small_config(PolicyKind::Mlp),
+        OBS_DIM,
+        NUM_ACTIONS,
+    )
+    .unwrap_err();
+    assert!(matches!(err, PolicyError::Mismatch { .. }), "{err}");
+    let err = save_policy(&path, &policy, &config, OBS_DIM + 2, NUM_ACTIONS).unwrap_err();
+    assert!(err.to_string().contains("parameters"), "{err}");
+    assert!(!path.exists());
+}
+
+#[test]
+fn save_from_an_autodiff_device_loads_on_the_plain_device() {
+    let device = Device::flex();
+    let config = small_config(PolicyKind::Transformer);
+    let policy = config
+        .init(OBS_DIM, NUM_ACTIONS, &device.clone().autodiff())
+        .unwrap();
+    let path = temp_file("autodiff.fbrl");
+    save_policy(&path, &policy, &config, OBS_DIM, NUM_ACTIONS).unwrap();
+    let (loaded, _) = load_policy(&path, &device).unwrap();
+    let plain = policy.valid();
+    assert_eq!(outputs(&loaded, &device), outputs(&plain, &device));
+}
