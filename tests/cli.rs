@@ -1,0 +1,375 @@
+//! End-to-end tests of the `fbrl` binary: help, config errors, a tiny training run with
+//! eval / render / plot, and a run killed with SIGKILL and resumed.
+//!
+//! Run with `cargo test --release -p fbrl --test cli`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use fbrl::TrainConfig;
+
+const FBRL: &str = env!("CARGO_BIN_EXE_fbrl");
+
+fn fbrl(args: &[&str]) -> Output {
+    Command::new(FBRL)
+        .args(args)
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .expect("the fbrl binary runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Asserts that `fbrl args` fails and that its stderr mentions every one of `needles`.
+fn assert_fails_naming(args: &[&str], needles: &[&str]) {
+    let o = fbrl(args);
+    let err = stderr(&o);
+    assert!(
+        !o.status.success(),
+        "fbrl {args:?} should fail; stderr:\n{err}"
+    );
+    for n in needles {
+        assert!(
+            err.contains(n),
+            "stderr of fbrl {args:?} should name `{n}`:\n{err}"
+        );
+    }
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// The `update` column of a metrics.csv.
+fn metric_updates(run: &Path) -> Vec<usize> {
+    let text = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let col = header.iter().position(|h| *h == "update").unwrap();
+    lines
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.split(',').nth(col).unwrap().parse().unwrap())
+        .collect()
+}
+
+/// Flags of a tiny, fast run: MLP on a 7×7 GridMaze with a short horizon so episodes end.
+const TINY: &[&str] = &[
+    "--policy",
+    "mlp",
+    "--hidden",
+    "16",
+    "--num-envs",
+    "4",
+    "--num-steps",
+    "16",
+    "--num-minibatches",
+    "2",
+    "--update-epochs",
+    "2",
+    "--maze-size",
+    "7",
+    "--horizon",
+    "16",
+    "--threads",
+    "1",
+    "--quiet",
+];
+
+#[test]
+fn help_documents_commands_and_every_hyperparameter_flag() {
+    let top = fbrl(&["--help"]);
+    assert!(top.status.success());
+    for cmd in ["train", "eval", "render", "plot"] {
+        assert!(stdout(&top).contains(cmd), "fbrl --help lacks `{cmd}`");
+    }
+    let help = stdout(&fbrl(&["train", "--help"]));
+    for flag in [
+        "--config",
+        "--resume",
+        "--run-dir",
+        "--quiet",
+        "--seed",
+        "--total-steps",
+        "--num-envs",
+        "--num-steps",
+        "--checkpoint-every",
+        "--threads",
+        "--learning-rate",
+        "--anneal-lr",
+        "--gamma",
+        "--gae-lambda",
+        "--num-minibatches",
+        "--update-epochs",
+        "--norm-adv",
+        "--clip-coef",
+        "--clip-vloss",
+        "--ent-coef",
+        "--vf-coef",
+        "--max-grad-norm",
+        "--target-kl",
+        "--adam-eps",
+        "--policy",
+        "--d-model",
+        "--n-layers",
+        "--n-heads",
+        "--d-ff",
+        "--span",
+        "--share-kv",
+        "--gating",
+        "--hidden",
+        "--env",
+        "--maze-size",
+        "--horizon",
+        "--view-radius",
+        "--maze-mode",
+        "--corridor-length",
+        "--set",
+    ] {
+        assert!(
+            help.contains(flag),
+            "fbrl train --help lacks {flag}:\n{help}"
+        );
+    }
+    // Each flag carries its one-line doc.
+    assert!(help.contains("Discount factor"));
+    assert!(help.contains("Attention span"));
+    for kind in ["- feedback:", "- transformer:", "- gru:", "- mlp:"] {
+        assert!(help.contains(kind), "--policy does not list `{kind}`");
+    }
+}
+
+#[test]
+fn config_errors_name_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let unknown = write(dir.path(), "unknown.toml", "[ppo]\nlearning_rat = 0.1\n");
+    assert_fails_naming(
+        &["train", "--config", unknown.to_str().unwrap()],
+        &["learning_rat", "unknown.toml"],
+    );
+    let wrong_type = write(dir.path(), "type.toml", "num_envs = \"eight\"\n");
+    assert_fails_naming(
+        &["train", "--config", wrong_type.to_str().unwrap()],
+        &["num_envs", "type.toml"],
+    );
+    let negative = write(dir.path(), "neg.toml", "[ppo]\nlearning_rate = -1e-3\n");
+    assert_fails_naming(
+        &["train", "--config", negative.to_str().unwrap()],
+        &["ppo.learning_rate"],
+    );
+    assert_fails_naming(
+        &["train", "--learning-rate", "-0.001", "--print-config"],
+        &["ppo.learning_rate"],
+    );
+    assert_fails_naming(
+        &["train", "--num-envs", "6", "--num-minibatches", "4"],
+        &["ppo.num_minibatches"],
+    );
+    assert_fails_naming(
+        &["train", "--set", "ppo.gama=0.9", "--print-config"],
+        &["gama"],
+    );
+    assert_fails_naming(
+        &["train", "--set", "ppo.gamma=fast", "--print-config"],
+        &["gamma"],
+    );
+    assert_fails_naming(
+        &[
+            "train",
+            "--env",
+            "cue-recall",
+            "--maze-size",
+            "9",
+            "--print-config",
+        ],
+        &["--maze-size", "gridmaze"],
+    );
+    assert_fails_naming(&["train", "--policy", "lstm"], &["lstm"]);
+}
+
+#[test]
+fn overrides_take_precedence_over_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "c.toml",
+        "seed = 5\n[ppo]\ngamma = 0.9\n[policy]\nkind = \"feedback\"\n",
+    );
+    let resolved = |extra: &[&str]| -> TrainConfig {
+        let mut args = vec![
+            "train",
+            "--config",
+            file.to_str().unwrap(),
+            "--print-config",
+        ];
+        args.extend_from_slice(extra);
+        let o = fbrl(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        toml::from_str(&stdout(&o)).expect("--print-config prints a valid config")
+    };
+    let file_only = resolved(&[]);
+    assert_eq!((file_only.seed, file_only.ppo.gamma), (5, 0.9));
+    assert_eq!(file_only.num_envs, TrainConfig::default().num_envs);
+    let set = resolved(&["--set", "ppo.gamma=0.95"]);
+    assert_eq!(set.ppo.gamma, 0.95);
+    let both = resolved(&["--set", "ppo.gamma=0.95", "--gamma", "0.97", "--seed", "7"]);
+    assert_eq!((both.seed, both.ppo.gamma), (7, 0.97));
+    // Switching the policy kind fills unset fields from that kind's preset.
+    let gru = resolved(&["--policy", "gru"]);
+    assert_eq!(
+        gru.policy,
+        agents::PolicyConfig::preset(agents::PolicyKind::Gru)
+    );
+}
+
+#[test]
+fn tiny_run_trains_evaluates_renders_and_plots() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("gridmaze__mlp__3__0");
+    let run_s = run.to_str().unwrap();
+    let mut args = vec![
+        "train",
+        "--seed",
+        "3",
+        "--total-steps",
+        "192",
+        "--run-dir",
+        run_s,
+    ];
+    args.extend_from_slice(TINY);
+    let o = fbrl(&args);
+    assert!(o.status.success(), "train failed:\n{}", stderr(&o));
+    assert!(stderr(&o).contains("update 3/3"), "{}", stderr(&o));
+
+    let saved = TrainConfig::load(run.join("config.toml")).expect("config.toml is a valid config");
+    assert_eq!(saved.seed, 3);
+    assert_eq!(saved.num_envs, 4);
+    assert_eq!(saved.policy.kind, agents::PolicyKind::Mlp);
+    assert_eq!(metric_updates(&run), vec![1, 2, 3]);
+
+    let o = fbrl(&["eval", run_s, "--episodes", "8"]);
+    assert!(o.status.success(), "eval failed:\n{}", stderr(&o));
+    let out = stdout(&o);
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("mean return"))
+        .unwrap_or_else(|| panic!("{out}"));
+    let mean: f64 = line.split_whitespace().nth(2).unwrap().parse().unwrap();
+    assert!(mean.is_finite() && mean >= 0.0, "{line}");
+    assert!(out.contains("8 episodes"), "{out}");
+
+    let o = fbrl(&["eval", run_s, "-n", "4", "--sample", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(json["report"]["episodes"], 4);
+    assert_eq!(json["report"]["per_episode"].as_array().unwrap().len(), 4);
+    assert!(json["report"]["return_mean"].is_f64());
+
+    let gif = dir.path().join("episode.gif");
+    let o = fbrl(&["render", run_s, "-o", gif.to_str().unwrap()]);
+    assert!(o.status.success(), "render failed:\n{}", stderr(&o));
+    let bytes = std::fs::read(&gif).unwrap();
+    assert!(bytes.starts_with(b"GIF89a") || bytes.starts_with(b"GIF87a"));
+
+    let png = dir.path().join("curve.png");
+    let o = fbrl(&["plot", run_s, "-o", png.to_str().unwrap(), "--smooth", "2"]);
+    assert!(o.status.success(), "plot failed:\n{}", stderr(&o));
+    let bytes = std::fs::read(&png).unwrap();
+    assert!(bytes.starts_with(b"\x89PNG"));
+    assert!(png.with_extension("svg").is_file());
+
+    // A run directory is never silently overwritten.
+    assert_fails_naming(&args, &["already holds a run"]);
+    assert_fails_naming(
+        &["eval", dir.path().to_str().unwrap()],
+        &["neither a run directory"],
+    );
+}
+
+#[test]
+fn killed_run_resumes_without_lost_or_duplicated_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let run_s = run.to_str().unwrap();
+    let updates = 150;
+    let total = (updates * 4 * 16).to_string();
+    let mut args = vec![
+        "train",
+        "--total-steps",
+        &total,
+        "--checkpoint-every",
+        "1",
+        "--run-dir",
+        run_s,
+    ];
+    args.extend_from_slice(TINY);
+    let mut child = Command::new(FBRL)
+        .args(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+
+    // Wait for a few checkpoints, then SIGKILL (Child::kill sends SIGKILL on Unix).
+    let latest = run.join("checkpoint").join("latest");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let name = std::fs::read_to_string(&latest).unwrap_or_default();
+        let done: usize = name
+            .trim()
+            .trim_start_matches("update_")
+            .parse()
+            .unwrap_or(0);
+        if done >= 3 {
+            break;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "training ended before the kill"
+        );
+        assert!(Instant::now() < deadline, "no checkpoint within 60 s");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "training ended before the kill"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let before = metric_updates(&run);
+    assert!(
+        before.len() < updates,
+        "the run finished ({} rows) before it was killed; make it longer",
+        before.len()
+    );
+
+    // Resuming with a different hyperparameter is refused, naming the key.
+    assert_fails_naming(
+        &[
+            "train",
+            "--resume",
+            run_s,
+            "--learning-rate",
+            "0.1",
+            "--quiet",
+        ],
+        &["ppo.learning_rate"],
+    );
+
+    let o = fbrl(&["train", "--resume", run_s, "--quiet"]);
+    assert!(o.status.success(), "resume failed:\n{}", stderr(&o));
+    let after = metric_updates(&run);
+    assert_eq!(
+        after,
+        (1..=updates).collect::<Vec<_>>(),
+        "one row per update, in order"
+    );
+}
