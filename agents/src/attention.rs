@@ -57,7 +57,7 @@ pub fn check_sizes(
             return Err(AttentionConfigError::Zero { field });
         }
     }
-    if d_model % n_heads != 0 {
+    if !d_model.is_multiple_of(n_heads) {
         return Err(AttentionConfigError::HeadsDoNotDivide { d_model, n_heads });
     }
     Ok(())

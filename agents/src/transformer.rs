@@ -18,11 +18,15 @@
 //! single memory.
 //!
 //! # Memory layout
-//! Per layer, the cache of that layer's inputs over the last `τ` steps, `[B, τ, d]` each
-//! (oldest first), then the validity mask `[B, τ, 1]` (1 = a step of the current episode).
-//! Keys and values of the cached states are recomputed from them at each step, as in
-//! Transformer-XL, so that [`ActorCritic::forward_sequence`] can recompute them with the
-//! current parameters from the detached cache.
+//! Per layer, the keys `[B, τ, d]` and values `[B, τ, d]` of that layer's inputs over the last
+//! `τ` steps (oldest first), then the validity mask `[B, τ, 1]` (1 = a step of the current
+//! episode): the usual key/value cache of transformer decoding, so a step projects only its own
+//! state and attends over `τ + 1` slots per layer, `O(τ·d)`, instead of re-projecting the whole
+//! window, `O(τ·d²)`. The memory per env is `2·L·τ·d + τ` floats, against the Feedback
+//! Transformer's `2·τ·d + τ` (one memory shared by all layers). The prefix keys and values
+//! in `memory0` are the ones computed when the memory was written (as the Feedback
+//! Transformer's are): in a PPO update they come from the rollout's parameters, and no gradient
+//! reaches them.
 //!
 //! [`ActorCritic::forward_sequence`] runs parallel over time: the cached prefix from `memory0`
 //! (detached) is put in front of the chunk and one attention per layer covers the whole chunk
@@ -146,29 +150,36 @@ pub struct TransformerLayer {
 }
 
 impl TransformerLayer {
+    /// Runs the layer over a chunk given the cached keys and values of the `τ` steps before it.
+    ///
     /// # Shapes
     /// - `x`: the chunk's inputs to this layer `[B, T, d]`
-    /// - `prefix`: this layer's inputs at the `τ` steps before the chunk `[B, τ, d]`
+    /// - `prefix_keys`, `prefix_values`: `[B, τ, d]`
     /// - `bias`: `[1, H, T, τ+T]`, `allowed`: `[B, 1, T, τ+T]`
-    /// - returns `[B, T, d]`
+    /// - returns the layer's outputs `[B, T, d]` and the chunk's keys and values `[B, T, d]`
     fn forward(
         &self,
         x: Tensor<3>,
-        prefix: Tensor<3>,
+        prefix_keys: Tensor<3>,
+        prefix_values: Tensor<3>,
         bias: Tensor<4>,
         allowed: Tensor<4, Bool>,
-    ) -> Tensor<3> {
-        let [_, t, d] = x.dims();
-        let tau = prefix.dims()[1];
-        let normed = self
-            .norm_attn
-            .forward(Tensor::cat(vec![prefix, x.clone()], 1)); // [B, τ+T, d]
-        let query = self.query.forward(normed.clone().narrow(1, tau, t)); // [B, T, d]
-        let kv = self.key_value.forward(normed); // [B, τ+T, 2d]
+    ) -> (Tensor<3>, Tensor<3>, Tensor<3>) {
+        let d = x.dims()[2];
+        let normed = self.norm_attn.forward(x.clone()); // [B, T, d]
+        let query = self.query.forward(normed.clone()); // [B, T, d]
+        let kv = self.key_value.forward(normed); // [B, T, 2d]
+        let (keys, values) = (kv.clone().narrow(2, 0, d), kv.narrow(2, d, d)); // [B, T, d] each
         let attended = masked_attention(
             split_heads(query, self.n_heads),
-            split_heads(kv.clone().narrow(2, 0, d), self.n_heads),
-            split_heads(kv.narrow(2, d, d), self.n_heads),
+            split_heads(
+                Tensor::cat(vec![prefix_keys, keys.clone()], 1),
+                self.n_heads,
+            ),
+            split_heads(
+                Tensor::cat(vec![prefix_values, values.clone()], 1),
+                self.n_heads,
+            ),
             bias,
             allowed,
         ); // [B, H, T, Dh]
@@ -178,10 +189,11 @@ impl TransformerLayer {
             None => x + y,
         };
         let y = self.ff.forward(self.norm_ff.forward(x.clone())); // [B, T, d]
-        match &self.gate_ff {
+        let x = match &self.gate_ff {
             Some(gate) => gate.forward(x, relu(y)),
             None => x + y,
-        }
+        };
+        (x, keys, values)
     }
 }
 
@@ -223,7 +235,7 @@ fn span_layout(t: usize, tau: usize, device: &Device) -> (Tensor<2, Int>, Tensor
 impl Transformer {
     /// The shapes of this policy's memory for `batch` envs.
     fn memory_shapes(&self, batch: usize) -> Vec<[usize; 3]> {
-        let mut shapes = vec![[batch, self.span, self.d_model]; self.layers.len()];
+        let mut shapes = vec![[batch, self.span, self.d_model]; 2 * self.layers.len()];
         shapes.push([batch, self.span, 1]);
         shapes
     }
@@ -263,12 +275,29 @@ impl Transformer {
             .bool_and(in_span.reshape([1, t, keys]).expand([b, t, keys]))
             .reshape([b, 1, t, keys]);
 
+        // Slide a cache over the chunk: keep the last τ of prefix + chunk.
+        let slide = |prefix: Tensor<3>, chunk: Tensor<3>| {
+            Tensor::cat(vec![prefix, chunk], 1).narrow(1, t, tau)
+        };
         let mut x = x;
-        let mut next_caches = Vec::with_capacity(caches.len());
-        for (layer, prefix) in self.layers.iter().zip(caches) {
+        let mut next_caches = Vec::with_capacity(caches.len() + 1);
+        let mut caches = caches.into_iter();
+        for layer in &self.layers {
+            let (prefix_keys, prefix_values) = (
+                caches.next().expect("checked"),
+                caches.next().expect("checked"),
+            );
             let bias = layer.position_bias.for_distances(distances.clone()); // [1, H, T, τ+T]
-            next_caches.push(Tensor::cat(vec![prefix.clone(), x.clone()], 1).narrow(1, t, tau));
-            x = layer.forward(x, prefix, bias, allowed.clone());
+            let (out, keys, values) = layer.forward(
+                x,
+                prefix_keys.clone(),
+                prefix_values.clone(),
+                bias,
+                allowed.clone(),
+            );
+            next_caches.push(slide(prefix_keys, keys));
+            next_caches.push(slide(prefix_values, values));
+            x = out;
         }
 
         // After the chunk, a cached step stays valid if it belongs to the chunk's last episode.
@@ -290,7 +319,7 @@ impl Transformer {
 }
 
 impl ActorCritic for Transformer {
-    /// Empty caches: zero states, every slot invalid.
+    /// Empty caches: zero keys and values, every slot invalid.
     fn init_memory(&self, batch: usize, device: &Device) -> Memory {
         Memory {
             tensors: self

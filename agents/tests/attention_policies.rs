@@ -13,6 +13,9 @@ const OBS: usize = 5;
 const ACTIONS: usize = 3;
 const SPAN: usize = 4;
 
+/// A policy behind the interface, so every variant runs through the same test code.
+type BoxedPolicy = Box<dyn ActorCritic>;
+
 fn feedback_config() -> FeedbackTransformerConfig {
     FeedbackTransformerConfig::new()
         .with_d_model(16)
@@ -32,7 +35,7 @@ fn transformer_config() -> TransformerConfig {
 }
 
 /// Every attention policy variant under test, small.
-fn policies(device: &Device) -> Vec<(&'static str, Box<dyn ActorCritic>)> {
+fn policies(device: &Device) -> Vec<(&'static str, BoxedPolicy)> {
     vec![
         (
             "feedback",
@@ -185,38 +188,20 @@ fn step_matches_forward_sequence() {
 fn autodiff_sequence_matches_plain_rollout_and_backpropagates() {
     let ad = Device::flex().autodiff();
     let (b, t) = (2, 2 * SPAN);
-    let models: Vec<(
-        &str,
-        Box<dyn Fn() -> (Box<dyn ActorCritic>, Box<dyn ActorCritic>)>,
-    )> = vec![
-        (
-            "feedback",
-            Box::new(|| {
-                let m: FeedbackTransformer = feedback_config().init(OBS, ACTIONS, &ad);
-                let plain = m.valid();
-                (
-                    Box::new(m) as Box<dyn ActorCritic>,
-                    Box::new(plain) as Box<dyn ActorCritic>,
-                )
-            }),
-        ),
+    let feedback: FeedbackTransformer = feedback_config().init(OBS, ACTIONS, &ad);
+    let transformer: Transformer = transformer_config()
+        .with_gating(true)
+        .init(OBS, ACTIONS, &ad);
+    let models: Vec<(&str, BoxedPolicy, BoxedPolicy)> = vec![
+        ("feedback", Box::new(feedback.valid()), Box::new(feedback)),
         (
             "transformer",
-            Box::new(|| {
-                let m: Transformer = transformer_config()
-                    .with_gating(true)
-                    .init(OBS, ACTIONS, &ad);
-                let plain = m.valid();
-                (
-                    Box::new(m) as Box<dyn ActorCritic>,
-                    Box::new(plain) as Box<dyn ActorCritic>,
-                )
-            }),
+            Box::new(transformer.valid()),
+            Box::new(transformer),
         ),
     ];
     let plain_device = Device::flex();
-    for (name, make) in models {
-        let (model, plain) = make();
+    for (name, plain, model) in models {
         let memory0 = {
             let o = obs_seq(b, 3, 7, &plain_device);
             let s = starts(b, 3, &[(0, 0), (1, 0)], &plain_device);
@@ -482,7 +467,7 @@ fn memory_size_is_fixed() {
         let expected_bytes = match name {
             "feedback" => (2 * SPAN * d + SPAN) * 4, // shared keys, values, mask
             "feedback (per-layer kv)" => (2 * 2 * SPAN * d + SPAN) * 4, // keys, values per layer
-            _ => (2 * SPAN * d + SPAN) * 4,          // one state cache per layer
+            _ => (2 * 2 * SPAN * d + SPAN) * 4,      // keys, values per layer
         };
         assert_eq!(after_long.1, expected_bytes, "{name}: bytes per env");
     }
