@@ -78,7 +78,7 @@ impl Env for Walk {
         self.done = end;
         Ok(Step {
             reward,
-            terminated: end && self.seed % 2 == 0,
+            terminated: end && self.seed.is_multiple_of(2),
             truncated: end && self.seed % 2 == 1,
             info: Info {
                 goal_reached: action == 2,
@@ -234,7 +234,7 @@ fn finished_stats_are_those_of_the_episode() {
             assert!(!s.done(0));
         } else {
             assert!(s.done(0));
-            assert_eq!(s.terminated[0], seed0 % 2 == 0);
+            assert_eq!(s.terminated[0], seed0.is_multiple_of(2));
             let ret: f32 = (0..len0)
                 .map(|k| if k + 1 == len0 { 1.0 } else { 2.0 } + 0.5 * k as f32)
                 .sum();
