@@ -110,7 +110,7 @@ impl GridMazeConfig {
 
     /// Checks every field; the error names the first offending field.
     pub fn validate(&self) -> Result<(), EnvError> {
-        if self.size % 2 == 0 || !(MIN_SIZE..=MAX_SIZE).contains(&self.size) {
+        if self.size.is_multiple_of(2) || !(MIN_SIZE..=MAX_SIZE).contains(&self.size) {
             return Err(invalid(
                 "size",
                 format!(

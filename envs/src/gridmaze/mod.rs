@@ -580,8 +580,9 @@ impl Env for GridMaze {
             }
         }
         self.t += 1;
-        let mut reward = -self.cfg.step_penalty;
         let goal_reached = self.agent == self.goal;
+        // `0 − penalty` rather than `−penalty`: no negative zero without a penalty.
+        let mut reward = 0.0 - self.cfg.step_penalty;
         let mut terminated = false;
         if goal_reached {
             reward += self.cfg.goal_reward;

@@ -113,9 +113,8 @@ impl GridMaze {
             ActionMode::Egocentric => {
                 let f = self.facing as usize;
                 let (ahead, left) = (neighbour(f), neighbour(f + 3));
-                if ahead == GOAL {
-                    ACTION_FORWARD
-                } else if self.prev_action == Some(ACTION_TURN_LEFT) && ahead != WALL {
+                let just_turned_left = self.prev_action == Some(ACTION_TURN_LEFT);
+                if ahead == GOAL || (just_turned_left && ahead != WALL) {
                     ACTION_FORWARD
                 } else if left != WALL {
                     ACTION_TURN_LEFT
