@@ -78,6 +78,10 @@ pub struct RunSummary {
     pub episodes: u64,
     /// Env steps per second over this call.
     pub steps_per_s: f64,
+    /// Seconds spent collecting rollouts in this call (policy inference + env steps).
+    pub rollout_time_s: f64,
+    /// Seconds spent in PPO updates in this call (GAE, forward/backward, optimizer).
+    pub update_time_s: f64,
     /// The last metrics row written, if any.
     pub last_row: Option<MetricsRow>,
 }
@@ -305,6 +309,7 @@ fn train_inner<E: Env>(
         .min(num_updates);
     let log_every = (num_updates / 50).max(1);
     let mut last_row = None;
+    let (mut rollout_time_s, mut update_time_s) = (0.0f64, 0.0f64);
     let ckpt_root = run.checkpoint_dir();
 
     while counters.updates_done < stop_at {
@@ -316,6 +321,8 @@ fn train_inner<E: Env>(
             collect_rollout(&rollout_policy, &mut venv, &mut state, t_len, &device)
                 .with_context(|| format!("rollout of update {update} failed"))?;
         drop(rollout_policy);
+        let t_rollout = t0.elapsed();
+        rollout_time_s += t_rollout.as_secs_f64();
         buf.compute_advantages(cfg.ppo.gamma, cfg.ppo.gae_lambda);
         let (new_model, stats) = match ppo_update(
             model,
@@ -338,6 +345,7 @@ fn train_inner<E: Env>(
             Err(e) => return Err(e).with_context(|| format!("PPO update {update} failed")),
         };
         model = new_model;
+        update_time_s += (t0.elapsed() - t_rollout).as_secs_f64();
 
         counters.updates_done = update;
         counters.env_steps += (n * t_len) as u64;
@@ -391,6 +399,8 @@ fn train_inner<E: Env>(
         wall_time_s: counters.wall_time_s,
         episodes: counters.episodes,
         steps_per_s: (counters.env_steps - steps_at_start) as f64 / this_call.max(1e-9),
+        rollout_time_s,
+        update_time_s,
         last_row,
     })
 }

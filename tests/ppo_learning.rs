@@ -24,7 +24,9 @@ fn gridmaze_cfg() -> TrainConfig {
 #[test]
 fn mlp_improves_on_gridmaze_single_over_random() {
     let cfg = gridmaze_cfg();
-    let EnvConfig::Gridmaze(env_cfg) = cfg.env.clone() else { unreachable!() };
+    let EnvConfig::Gridmaze(env_cfg) = cfg.env.clone() else {
+        unreachable!()
+    };
     let (random_return, _) = random_policy(|_| GridMaze::new(env_cfg.clone()), 2000, 99);
     let dir = tempfile::tempdir().unwrap();
     let t0 = std::time::Instant::now();
@@ -37,7 +39,10 @@ fn mlp_improves_on_gridmaze_single_over_random() {
         cfg.total_steps,
         t0.elapsed().as_secs_f64()
     );
-    assert!(last > random_return + 0.15, "PPO return {last:.3} is not clearly above random {random_return:.3}");
+    assert!(
+        last > random_return + 0.15,
+        "PPO return {last:.3} is not clearly above random {random_return:.3}"
+    );
 }
 
 fn cue_cfg(kind: PolicyKind) -> TrainConfig {
@@ -75,11 +80,16 @@ fn run_cue(kind: PolicyKind) -> f64 {
 
 #[test]
 fn memory_policy_solves_cue_recall_where_mlp_is_at_chance() {
-    let EnvConfig::CueRecall(env_cfg) = cue_cfg(PolicyKind::Mlp).env else { unreachable!() };
+    let EnvConfig::CueRecall(env_cfg) = cue_cfg(PolicyKind::Mlp).env else {
+        unreachable!()
+    };
     let (_, random_success) = random_policy(|_| CueRecall::new(env_cfg.clone()), 2000, 7);
     println!("cue_recall random policy success {random_success:.3}");
     let mlp = run_cue(PolicyKind::Mlp);
     let feedback = run_cue(PolicyKind::Feedback);
     assert!(feedback >= 0.9, "Feedback success {feedback:.3} < 0.9");
-    assert!((0.35..=0.65).contains(&mlp), "MLP success {mlp:.3} is not near chance (0.5)");
+    assert!(
+        (0.35..=0.65).contains(&mlp),
+        "MLP success {mlp:.3} is not near chance (0.5)"
+    );
 }

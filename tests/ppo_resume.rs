@@ -60,7 +60,12 @@ fn key(r: &MetricsRow) -> Vec<u64> {
 fn assert_same_rows(a: &[MetricsRow], b: &[MetricsRow], what: &str) {
     assert_eq!(a.len(), b.len(), "{what}: {} rows vs {}", a.len(), b.len());
     for (x, y) in a.iter().zip(b) {
-        assert_eq!(key(x), key(y), "{what}: row of update {} differs:\n{x:?}\n{y:?}", x.update);
+        assert_eq!(
+            key(x),
+            key(y),
+            "{what}: row of update {} differs:\n{x:?}\n{y:?}",
+            x.update
+        );
     }
 }
 
@@ -103,7 +108,9 @@ fn stop_and_resume_gives_identical_rows_for_every_policy() {
 /// Run by `sigkill_mid_run_then_resume` as a child process; does nothing otherwise.
 #[test]
 fn child_training_process() {
-    let Ok(dir) = std::env::var("FBRL_TEST_CHILD_RUN_DIR") else { return };
+    let Ok(dir) = std::env::var("FBRL_TEST_CHILD_RUN_DIR") else {
+        return;
+    };
     let cfg = small_cfg(PolicyKind::Gru, KILL_UPDATES);
     train_from_config(
         &cfg,
@@ -124,7 +131,13 @@ fn sigkill_mid_run_then_resume() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_training_process", "--nocapture", "--test-threads", "1"])
+        .args([
+            "--exact",
+            "child_training_process",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
         .env("FBRL_TEST_CHILD_RUN_DIR", &run)
         .spawn()
         .unwrap();
@@ -132,19 +145,30 @@ fn sigkill_mid_run_then_resume() {
     let metrics = run.join("metrics.csv");
     let t0 = Instant::now();
     loop {
-        let rows = std::fs::read_to_string(&metrics).map(|s| s.lines().count().saturating_sub(1)).unwrap_or(0);
+        let rows = std::fs::read_to_string(&metrics)
+            .map(|s| s.lines().count().saturating_sub(1))
+            .unwrap_or(0);
         if rows >= 7 {
             break;
         }
-        assert!(t0.elapsed() < Duration::from_secs(120), "the child made no progress");
-        assert!(child.try_wait().unwrap().is_none(), "the child exited early");
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "the child made no progress"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the child exited early"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     child.kill().unwrap(); // SIGKILL
     let status = child.wait().unwrap();
     assert!(!status.success(), "the child should have been killed");
     let rows_at_kill = read_metrics(&metrics).map(|r| r.len()).unwrap_or(0);
-    assert!(rows_at_kill < KILL_UPDATES, "the child finished before it was killed");
+    assert!(
+        rows_at_kill < KILL_UPDATES,
+        "the child finished before it was killed"
+    );
 
     train_until(&cfg, &run, true, None);
     let resumed = read_metrics(&metrics).unwrap();
@@ -152,5 +176,7 @@ fn sigkill_mid_run_then_resume() {
     let reference = tempfile::tempdir().unwrap();
     let full = train_rows(&cfg, reference.path());
     assert_same_rows(&full, &resumed, "killed and resumed");
-    println!("killed after {rows_at_kill} rows; resumed run equals the uninterrupted one ({KILL_UPDATES} rows, bitwise)");
+    println!(
+        "killed after {rows_at_kill} rows; resumed run equals the uninterrupted one ({KILL_UPDATES} rows, bitwise)"
+    );
 }

@@ -5,7 +5,10 @@ use agents::ppo::{GaeInputs, compute_gae, explained_variance};
 fn close(a: &[f32], b: &[f32]) {
     assert_eq!(a.len(), b.len());
     for (i, (x, y)) in a.iter().zip(b).enumerate() {
-        assert!((x - y).abs() < 1e-5, "index {i}: got {x}, expected {y} (all: {a:?})");
+        assert!(
+            (x - y).abs() < 1e-5,
+            "index {i}: got {x}, expected {y} (all: {a:?})"
+        );
     }
 }
 

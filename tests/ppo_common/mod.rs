@@ -33,7 +33,11 @@ pub fn train_rows(cfg: &TrainConfig, dir: &Path) -> Vec<MetricsRow> {
 
 /// Statistics of a uniformly random policy over `episodes` finished episodes:
 /// (mean return, success rate among episodes that report success).
-pub fn random_policy<E: Env>(make: impl Fn(usize) -> Result<E, EnvError>, episodes: usize, seed: u64) -> (f64, f64) {
+pub fn random_policy<E: Env>(
+    make: impl Fn(usize) -> Result<E, EnvError>,
+    episodes: usize,
+    seed: u64,
+) -> (f64, f64) {
     let mut venv = VecEnv::from_fn(16, seed, make).unwrap();
     venv.reset().unwrap();
     let na = venv.num_actions();
@@ -51,7 +55,14 @@ pub fn random_policy<E: Env>(make: impl Fn(usize) -> Result<E, EnvError>, episod
             }
         }
     }
-    (ret / n as f64, if ns == 0 { f64::NAN } else { succ as f64 / ns as f64 })
+    (
+        ret / n as f64,
+        if ns == 0 {
+            f64::NAN
+        } else {
+            succ as f64 / ns as f64
+        },
+    )
 }
 
 /// Mean of a column over the last `k` rows that have a value.

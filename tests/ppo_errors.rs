@@ -1,0 +1,274 @@
+//! Error paths: invalid configs name the key; corrupted or truncated checkpoints name the
+//! file; a non-finite loss stops the run with the update and the quantity and leaves the last
+//! good checkpoint readable.
+
+mod ppo_common;
+
+use std::path::Path;
+
+use agents::PolicyKind;
+use envs::{BoxSpace, Discrete, Env, EnvError, GridMaze, GridMazeConfig, Step};
+use fbrl::checkpoint::{latest_checkpoint, open_latest};
+use fbrl::metrics::read_metrics;
+use fbrl::{EnvConfig, TrainConfig, TrainOptions, train, train_from_config};
+use ppo_common::TRAIN_LOCK;
+
+fn parse_err(text: &str) -> String {
+    match TrainConfig::from_toml_str(text, "bad.toml") {
+        Ok(_) => panic!("config should be rejected:\n{text}"),
+        Err(e) => {
+            println!("{e}");
+            e.to_string()
+        }
+    }
+}
+
+fn assert_mentions(msg: &str, needles: &[&str]) {
+    for n in needles {
+        assert!(msg.contains(n), "error message lacks `{n}`:\n{msg}");
+    }
+}
+
+#[test]
+fn invalid_configs_name_the_key() {
+    // Unknown keys, at every level.
+    assert_mentions(&parse_err("num_env = 4\n"), &["bad.toml", "num_env"]);
+    assert_mentions(
+        &parse_err("[ppo]\nlearning_rat = 0.1\n"),
+        &["bad.toml", "learning_rat"],
+    );
+    assert_mentions(
+        &parse_err("[env]\nkind = \"gridmaze\"\nsizee = 9\n"),
+        &["bad.toml", "sizee"],
+    );
+    assert_mentions(
+        &parse_err("[policy]\nkind = \"gru\"\nwidth = 9\n"),
+        &["bad.toml", "width"],
+    );
+    assert_mentions(
+        &parse_err("[env]\nkind = \"mujoco\"\n"),
+        &["bad.toml", "mujoco"],
+    );
+    // Wrong types.
+    assert_mentions(
+        &parse_err("num_envs = \"many\"\n"),
+        &["bad.toml", "num_envs"],
+    );
+    assert_mentions(
+        &parse_err("[ppo]\nnorm_adv = 3\n"),
+        &["bad.toml", "norm_adv"],
+    );
+    // Invalid values.
+    assert_mentions(
+        &parse_err("[ppo]\nlearning_rate = -1.0\n"),
+        &["ppo.learning_rate", "> 0", "-1"],
+    );
+    assert_mentions(&parse_err("[ppo]\ngamma = 1.5\n"), &["ppo.gamma"]);
+    assert_mentions(
+        &parse_err("num_envs = 6\n[ppo]\nnum_minibatches = 4\n"),
+        &["ppo.num_minibatches", "6"],
+    );
+    assert_mentions(&parse_err("num_envs = 0\n"), &["num_envs"]);
+    assert_mentions(&parse_err("total_steps = 10\n"), &["total_steps"]);
+    assert_mentions(
+        &parse_err("[env]\nkind = \"gridmaze\"\nsize = 8\n"),
+        &["env.size"],
+    );
+    assert_mentions(
+        &parse_err("[env]\nkind = \"cue_recall\"\nnum_cues = 1\n"),
+        &["env.num_cues"],
+    );
+    assert_mentions(
+        &parse_err("[policy]\nkind = \"feedback\"\nd_model = 30\nn_heads = 4\n"),
+        &["d_model"],
+    );
+
+    // A valid file loads, and its resolved form reads back the same.
+    let cfg = TrainConfig::from_toml_str(
+        "seed = 3\nnum_envs = 8\n[env]\nkind = \"gridmaze\"\nsize = 9\nmode = \"single\"\n[policy]\nkind = \"gru\"\n[ppo]\nnum_minibatches = 2\ntarget_kl = 0.02\n",
+        "good.toml",
+    )
+    .unwrap();
+    assert_eq!(cfg.num_envs, 8);
+    assert_eq!(cfg.ppo.target_kl, Some(0.02));
+    assert_eq!(
+        TrainConfig::from_toml_str(&cfg.to_toml(), "resolved").unwrap(),
+        cfg
+    );
+
+    // A missing file names it.
+    let e = TrainConfig::load("/nonexistent/cfg.toml")
+        .unwrap_err()
+        .to_string();
+    assert_mentions(&e, &["/nonexistent/cfg.toml"]);
+}
+
+fn tiny_cfg() -> TrainConfig {
+    let mut cfg = TrainConfig::preset_gridmaze_single(PolicyKind::Gru);
+    cfg.env = EnvConfig::Gridmaze(GridMazeConfig::single(7, 20));
+    cfg.policy.d_model = 16;
+    cfg.num_envs = 4;
+    cfg.num_steps = 8;
+    cfg.ppo.num_minibatches = 2;
+    cfg.total_steps = 4 * 8 * 6;
+    cfg.checkpoint_every = 2;
+    cfg
+}
+
+fn run(
+    cfg: &TrainConfig,
+    dir: &Path,
+    resume: bool,
+    stop: Option<usize>,
+) -> anyhow::Result<fbrl::RunSummary> {
+    let _guard = TRAIN_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    train_from_config(
+        cfg,
+        TrainOptions {
+            run_dir: Some(dir.to_path_buf()),
+            resume,
+            quiet: true,
+            stop_after_updates: stop,
+            ..Default::default()
+        },
+    )
+}
+
+/// Writes a checkpoint at update 2, damages one of its files with `damage`, and checks that
+/// both opening it and resuming from it fail naming `file` and `what`.
+fn damaged(file: &str, what: &str, damage: impl Fn(&Path)) {
+    let cfg = tiny_cfg();
+    let dir = tempfile::tempdir().unwrap();
+    run(&cfg, dir.path(), false, Some(2)).unwrap();
+    let ckpt = latest_checkpoint(&dir.path().join("checkpoint"))
+        .unwrap()
+        .unwrap();
+    damage(&ckpt.join(file));
+    let e = format!(
+        "{:#}",
+        open_latest(&dir.path().join("checkpoint")).unwrap_err()
+    );
+    assert_mentions(&e, &[file, what]);
+    let e = format!("{:#}", run(&cfg, dir.path(), true, None).unwrap_err());
+    assert_mentions(&e, &[file, what]);
+    println!("{file}: {e}");
+}
+
+fn truncate(p: &Path) {
+    let bytes = std::fs::read(p).unwrap();
+    std::fs::write(p, &bytes[..bytes.len() / 2]).unwrap();
+}
+
+fn flip_byte(p: &Path) {
+    let mut bytes = std::fs::read(p).unwrap();
+    let k = bytes.len() * 2 / 3;
+    bytes[k] ^= 0x5a;
+    std::fs::write(p, &bytes).unwrap();
+}
+
+#[test]
+fn corrupted_and_truncated_checkpoints_give_clear_errors() {
+    damaged("model.bpk", "truncated", truncate);
+    damaged("model.bpk", "corrupted", flip_byte);
+    damaged("optim.bpk", "truncated", truncate);
+    damaged("optim.bpk", "corrupted", flip_byte);
+    damaged("state.json", "truncated", truncate);
+    damaged("state.json", "corrupted", flip_byte);
+    damaged("manifest.json", "corrupted or truncated", truncate);
+    damaged("model.bpk", "missing", |p| std::fs::remove_file(p).unwrap());
+
+    // No checkpoint at all.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("config.toml"), tiny_cfg().to_toml()).unwrap();
+    let e = format!(
+        "{:#}",
+        run(&tiny_cfg(), dir.path(), true, None).unwrap_err()
+    );
+    assert_mentions(&e, &["no checkpoint", "checkpoint"]);
+}
+
+#[test]
+fn resume_with_a_different_config_is_refused() {
+    let cfg = tiny_cfg();
+    let dir = tempfile::tempdir().unwrap();
+    run(&cfg, dir.path(), false, Some(2)).unwrap();
+    let mut other = cfg.clone();
+    other.ppo.learning_rate = 1e-3;
+    let e = format!("{:#}", run(&other, dir.path(), true, None).unwrap_err());
+    assert_mentions(&e, &["ppo.learning_rate", "config.toml"]);
+}
+
+/// GridMaze whose env 0 returns a NaN reward at its `at`-th step.
+struct NanReward {
+    inner: GridMaze,
+    steps: usize,
+    at: Option<usize>,
+}
+
+impl Env for NanReward {
+    fn observation_space(&self) -> &BoxSpace {
+        self.inner.observation_space()
+    }
+    fn action_space(&self) -> Discrete {
+        self.inner.action_space()
+    }
+    fn reset(&mut self, seed: u64, obs: &mut [f32]) -> Result<(), EnvError> {
+        self.inner.reset(seed, obs)
+    }
+    fn step(&mut self, action: usize, obs: &mut [f32]) -> Result<Step, EnvError> {
+        let mut s = self.inner.step(action, obs)?;
+        self.steps += 1;
+        if Some(self.steps) == self.at {
+            s.reward = f32::NAN;
+        }
+        Ok(s)
+    }
+}
+
+#[test]
+fn non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint() {
+    let cfg = tiny_cfg();
+    let dir = tempfile::tempdir().unwrap();
+    // NaN during update 3's rollout (steps 17..24 of each env); checkpoint at update 2.
+    let at = 2 * cfg.num_steps + 3;
+    let make = |i: usize| -> Result<NanReward, EnvError> {
+        let EnvConfig::Gridmaze(c) = &cfg.env else {
+            unreachable!()
+        };
+        Ok(NanReward {
+            inner: GridMaze::new(c.clone())?,
+            steps: 0,
+            at: (i == 0).then_some(at),
+        })
+    };
+    let result = {
+        let _guard = TRAIN_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        train(
+            &cfg,
+            make,
+            TrainOptions {
+                run_dir: Some(dir.path().to_path_buf()),
+                quiet: true,
+                ..Default::default()
+            },
+        )
+    };
+    let e = format!("{:#}", result.unwrap_err());
+    assert_mentions(&e, &["non-finite", "update 3", "loss", "update_000002"]);
+    println!("{e}");
+    let ckpt = open_latest(&dir.path().join("checkpoint")).unwrap();
+    assert_eq!(ckpt.state.updates_done, 2);
+    assert_eq!(
+        read_metrics(dir.path().join("metrics.csv")).unwrap().len(),
+        2
+    );
+
+    // A learning rate that blows the weights up stops with the same kind of error.
+    let mut huge = tiny_cfg();
+    huge.ppo.learning_rate = 1e30;
+    huge.ppo.anneal_lr = false;
+    let dir = tempfile::tempdir().unwrap();
+    let e = format!("{:#}", run(&huge, dir.path(), false, None).unwrap_err());
+    assert_mentions(&e, &["non-finite", "update"]);
+    println!("{e}");
+}
