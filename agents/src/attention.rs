@@ -262,3 +262,66 @@ pub(crate) fn check_memory_layout(policy: &str, expected: &[[usize; 3]], got: &[
          (was it made by this policy's `init_memory`?)"
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn to_vec<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+        t.try_into_vec_as::<f32>().unwrap()
+    }
+
+    #[test]
+    fn window_bias_is_ordered_oldest_first() {
+        let device = Device::flex();
+        let mut bias = RelativePositionBias::new(1, 2, &device);
+        // Bias by distance 0, 1, 2.
+        bias.bias = Param::from_tensor(Tensor::from_floats([[10.0, 11.0, 12.0]], &device));
+        // Window slots: distance 2 (oldest), 1, 0 (the query's own step).
+        assert_eq!(to_vec(bias.window()), [12.0, 11.0, 10.0]);
+        let distances = Tensor::from_data(TensorData::new(vec![0i64, 2, 1, 1], [2, 2]), &device);
+        assert_eq!(
+            to_vec(bias.for_distances(distances)),
+            [10.0, 12.0, 11.0, 11.0]
+        );
+    }
+
+    #[test]
+    fn masked_slots_get_exactly_zero_weight() {
+        let device = Device::flex();
+        let query = Tensor::<4>::ones([1, 1, 1, 2], &device);
+        let value =
+            |masked: f32| Tensor::<4>::from_floats([[[[1.0, 2.0], [masked, masked]]]], &device);
+        let key = Tensor::<4>::from_floats([[[[0.5, 0.5], [1.0e4, 1.0e4]]]], &device);
+        let allowed = Tensor::<4, Bool>::from_bool(TensorData::from([[[[true, false]]]]), &device);
+        let bias = Tensor::<4>::zeros([1, 1, 1, 2], &device);
+        let out = |masked: f32| {
+            to_vec(masked_attention(
+                query.clone(),
+                key.clone(),
+                value(masked),
+                bias.clone(),
+                allowed.clone(),
+            ))
+        };
+        // Only the allowed slot counts, whatever the masked one holds (even a huge score).
+        assert_eq!(out(0.0), [1.0, 2.0]);
+        assert_eq!(out(1.0e6), [1.0, 2.0]);
+    }
+
+    #[test]
+    fn sizes_are_checked() {
+        assert_eq!(check_sizes(3, 4, 64, 4, 2, 256, 32), Ok(()));
+        assert_eq!(
+            check_sizes(3, 4, 64, 5, 2, 256, 32),
+            Err(AttentionConfigError::HeadsDoNotDivide {
+                d_model: 64,
+                n_heads: 5
+            })
+        );
+        assert_eq!(
+            check_sizes(0, 4, 64, 4, 2, 256, 32),
+            Err(AttentionConfigError::Zero { field: "obs_dim" })
+        );
+    }
+}
