@@ -211,6 +211,15 @@ struct Window {
     valid: Tensor<3>,
 }
 
+/// What every step of a call shares, computed once per call: each layer's position bias over
+/// the window `[1, H, 1, τ+1]`, the memory mix weights `[L+1, 1, 1]` and a column of ones
+/// `[B, 1, 1]`.
+struct StepConstants {
+    biases: Vec<Tensor<4>>,
+    mix: Tensor<3>,
+    ones: Tensor<3>,
+}
+
 impl FeedbackTransformer {
     /// The shapes of this policy's memory for `batch` envs.
     fn memory_shapes(&self, batch: usize) -> Vec<[usize; 3]> {
@@ -261,14 +270,33 @@ impl FeedbackTransformer {
     /// One step of the recurrence for a batch: the embedded observation `x0 [B, d]`, the
     /// episode-start flags `start [B, 1, 1]` and the window before the step; returns the last
     /// layer's output `[B, d]` and the window after the step.
-    fn advance(&self, x0: Tensor<2>, start: Tensor<3>, window: Window) -> (Tensor<2>, Window) {
+    fn constants(&self, batch: usize, device: &Device) -> StepConstants {
+        StepConstants {
+            biases: self
+                .layers
+                .iter()
+                .map(|layer| layer.position_bias.window())
+                .collect(),
+            mix: self
+                .layer_mix_weights()
+                .reshape([self.layers.len() + 1, 1, 1]),
+            ones: Tensor::ones([batch, 1, 1], device),
+        }
+    }
+
+    fn advance(
+        &self,
+        x0: Tensor<2>,
+        start: Tensor<3>,
+        window: Window,
+        consts: &StepConstants,
+    ) -> (Tensor<2>, Window) {
         let [b, d] = x0.dims();
-        let device = x0.device();
         let tau = self.span;
         // A new episode starts with an empty memory: mask out the whole window.
         let valid = window.valid * start.neg().add_scalar(1.0); // [B, τ, 1]
         // The window's τ slots plus the current step's own slot, which is always allowed.
-        let allowed = Tensor::cat(vec![valid.clone(), Tensor::ones([b, 1, 1], &device)], 1) // [B, τ+1, 1]
+        let allowed = Tensor::cat(vec![valid.clone(), consts.ones.clone()], 1) // [B, τ+1, 1]
             .reshape([b, 1, 1, tau + 1])
             .greater_elem(0.5);
 
@@ -288,7 +316,7 @@ impl FeedbackTransformer {
                 split_heads(query, self.n_heads),
                 split_heads(keys, self.n_heads),
                 split_heads(values, self.n_heads),
-                layer.position_bias.window(),
+                consts.biases[l].clone(),
                 allowed.clone(),
             ); // [B, H, 1, Dh]
             x = x + layer.out.forward(merge_heads(attended).reshape([b, d]));
@@ -297,9 +325,7 @@ impl FeedbackTransformer {
         }
 
         // The new memory vector: a learned convex mix of the embedding and every layer's output.
-        let n = outputs.len();
-        let mix = self.layer_mix_weights().reshape([n, 1, 1]);
-        let memory_vector = (Tensor::stack::<3>(outputs, 0) * mix)
+        let memory_vector = (Tensor::stack::<3>(outputs, 0) * consts.mix.clone())
             .sum_dim(0)
             .reshape([b, d]); // [B, d]
 
@@ -320,7 +346,7 @@ impl FeedbackTransformer {
             keys.push(slide(window.keys[g].clone(), k));
             values.push(slide(window.values[g].clone(), v));
         }
-        let valid = slide(valid, Tensor::ones([b, 1], &device));
+        let valid = slide(valid, consts.ones.clone().reshape([b, 1]));
         (
             x,
             Window {
@@ -353,7 +379,8 @@ impl ActorCritic for FeedbackTransformer {
         let [b, _] = obs.dims();
         let window = self.window_from_memory(memory);
         let x0 = self.embed.forward(obs); // [B, d]
-        let (top, window) = self.advance(x0, episode_start.reshape([b, 1, 1]), window);
+        let consts = self.constants(b, &x0.device());
+        let (top, window) = self.advance(x0, episode_start.reshape([b, 1, 1]), window, &consts);
         let (logits, value) = self.heads.forward(top); // [B, A], [B, 1]
         (logits, value.reshape([b]), Self::window_into_memory(window))
     }
@@ -367,12 +394,14 @@ impl ActorCritic for FeedbackTransformer {
         let [b, t, _] = obs.dims();
         let mut window = self.window_from_memory(memory0.detach());
         let embedded = self.embed.forward(obs); // [B, T, d]
+        let consts = self.constants(b, &embedded.device());
         let mut tops = Vec::with_capacity(t);
         for (x0, start) in embedded.iter_dim(1).zip(episode_start.iter_dim(1)) {
             let (top, next) = self.advance(
                 x0.reshape([b, self.d_model]),
                 start.reshape([b, 1, 1]),
                 window,
+                &consts,
             );
             tops.push(top);
             window = next;
