@@ -12,11 +12,26 @@ use burn::prelude::*;
 const OBS_DIM: usize = 5;
 const NUM_ACTIONS: usize = 3;
 
-fn temp_file(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("agents-policy-io-{}", std::process::id()));
-    let path = dir.join(name);
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    path
+/// A directory of its own for one test, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(test: &str) -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("agents-policy-io-{}-{test}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+
+    fn file(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// Logits and values of a few steps from a fresh memory, on the host.
@@ -52,11 +67,12 @@ fn small_config(kind: PolicyKind) -> PolicyConfig {
 
 #[test]
 fn save_load_round_trip_gives_identical_outputs_for_every_kind() {
+    let dir = TempDir::new("save_load_round_trip_gives_identical_outputs_for_every_kind");
     let device = Device::flex();
     for kind in PolicyKind::ALL {
         let config = small_config(kind);
         let policy = config.init(OBS_DIM, NUM_ACTIONS, &device).unwrap();
-        let path = temp_file(&format!("round-trip/{kind}.fbrl"));
+        let path = dir.file(&format!("{kind}.fbrl"));
         save_policy(&path, &policy, &config, OBS_DIM, NUM_ACTIONS).unwrap();
 
         let header = read_policy_header(&path).unwrap();
@@ -99,10 +115,11 @@ fn save_load_round_trip_gives_identical_outputs_for_every_kind() {
 
 #[test]
 fn loading_into_another_architecture_is_an_error() {
+    let dir = TempDir::new("loading_into_another_architecture_is_an_error");
     let device = Device::flex();
     let gru_config = small_config(PolicyKind::Gru);
     let gru = gru_config.init(OBS_DIM, NUM_ACTIONS, &device).unwrap();
-    let path = temp_file("gru-for-mismatch.fbrl");
+    let path = dir.file("gru-for-mismatch.fbrl");
     save_policy(&path, &gru, &gru_config, OBS_DIM, NUM_ACTIONS).unwrap();
 
     for kind in [
@@ -144,12 +161,13 @@ fn loading_into_another_architecture_is_an_error() {
 
 #[test]
 fn weights_that_do_not_fit_their_header_are_a_shape_mismatch() {
+    let dir = TempDir::new("weights_that_do_not_fit_their_header_are_a_shape_mismatch");
     // A header that claims d_model 32 in front of d_model 16 weights: burn's record validation
     // catches every tensor whose shape differs and the error names them.
     let device = Device::flex();
     let config = small_config(PolicyKind::Mlp);
     let policy = config.init(OBS_DIM, NUM_ACTIONS, &device).unwrap();
-    let path = temp_file("mlp-edited-header.fbrl");
+    let path = dir.file("mlp-edited-header.fbrl");
     save_policy(&path, &policy, &config, OBS_DIM, NUM_ACTIONS).unwrap();
 
     let bytes = std::fs::read(&path).unwrap();
@@ -176,21 +194,22 @@ fn weights_that_do_not_fit_their_header_are_a_shape_mismatch() {
 
 #[test]
 fn missing_truncated_and_corrupt_files_are_errors() {
+    let dir = TempDir::new("missing_truncated_and_corrupt_files_are_errors");
     let device = Device::flex();
-    let missing = temp_file("does-not-exist.fbrl");
+    let missing = dir.file("does-not-exist.fbrl");
     let err = load_policy(&missing, &device).unwrap_err();
     assert!(matches!(err, PolicyError::Io { .. }), "{err}");
     assert!(err.to_string().contains("does-not-exist.fbrl"), "{err}");
 
     let config = small_config(PolicyKind::Feedback);
     let policy = config.init(OBS_DIM, NUM_ACTIONS, &device).unwrap();
-    let path = temp_file("feedback-full.fbrl");
+    let path = dir.file("feedback-full.fbrl");
     save_policy(&path, &policy, &config, OBS_DIM, NUM_ACTIONS).unwrap();
     let bytes = std::fs::read(&path).unwrap();
 
     // Truncated at several places: inside the magic, the header, the weights.
     for cut in [5, 40, bytes.len() / 2, bytes.len() - 1] {
-        let truncated = temp_file(&format!("truncated-{cut}.fbrl"));
+        let truncated = dir.file(&format!("truncated-{cut}.fbrl"));
         std::fs::write(&truncated, &bytes[..cut]).unwrap();
         let err = load_policy(&truncated, &device).unwrap_err();
         assert!(
@@ -209,7 +228,7 @@ fn missing_truncated_and_corrupt_files_are_errors() {
     for b in &mut garbled[n - n / 3..] {
         *b = 0xAB;
     }
-    let garbled_path = temp_file("garbled.fbrl");
+    let garbled_path = dir.file("garbled.fbrl");
     std::fs::write(&garbled_path, &garbled).unwrap();
     if let Ok((loaded, _)) = load_policy(&garbled_path, &device) {
         // Garbage that happens to parse must at least not pass for the original weights.
@@ -222,13 +241,13 @@ fn missing_truncated_and_corrupt_files_are_errors() {
     for b in &mut bad_index[header_end..header_end + 16] {
         *b = 0xFF;
     }
-    let bad_index_path = temp_file("bad-index.fbrl");
+    let bad_index_path = dir.file("bad-index.fbrl");
     std::fs::write(&bad_index_path, &bad_index).unwrap();
     let err = load_policy(&bad_index_path, &device).unwrap_err();
     assert!(matches!(err, PolicyError::Corrupt { .. }), "{err}");
 
     // Not a policy file at all.
-    let text = temp_file("not-a-policy.txt");
+    let text = dir.file("not-a-policy.txt");
     std::fs::write(&text, "hello").unwrap();
     let err = load_policy(&text, &device).unwrap_err();
     assert!(err.to_string().contains("magic"), "{err}");
@@ -236,10 +255,11 @@ fn missing_truncated_and_corrupt_files_are_errors() {
 
 #[test]
 fn saving_with_a_config_that_does_not_describe_the_policy_is_refused() {
+    let dir = TempDir::new("saving_with_a_config_that_does_not_describe_the_policy_is_refused");
     let device = Device::flex();
     let config = small_config(PolicyKind::Gru);
     let policy = config.init(OBS_DIM, NUM_ACTIONS, &device).unwrap();
-    let path = temp_file("refused.fbrl");
+    let path = dir.file("refused.fbrl");
     let err = save_policy(
         &path,
         &policy,
@@ -256,12 +276,13 @@ fn saving_with_a_config_that_does_not_describe_the_policy_is_refused() {
 
 #[test]
 fn save_from_an_autodiff_device_loads_on_the_plain_device() {
+    let dir = TempDir::new("save_from_an_autodiff_device_loads_on_the_plain_device");
     let device = Device::flex();
     let config = small_config(PolicyKind::Transformer);
     let policy = config
         .init(OBS_DIM, NUM_ACTIONS, &device.clone().autodiff())
         .unwrap();
-    let path = temp_file("autodiff.fbrl");
+    let path = dir.file("autodiff.fbrl");
     save_policy(&path, &policy, &config, OBS_DIM, NUM_ACTIONS).unwrap();
     let (loaded, _) = load_policy(&path, &device).unwrap();
     let plain = policy.valid();
