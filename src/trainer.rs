@@ -42,6 +42,9 @@ pub const ENV_SEED_STREAM: u64 = 1;
 /// Stream index of the sampling / shuffling RNG seed, `derive_seed(seed, RNG_SEED_STREAM)`.
 pub const RNG_SEED_STREAM: u64 = 2;
 
+/// A callback receiving each update's metrics row (e.g. to drive a progress bar).
+pub type ProgressFn<'a> = Box<dyn FnMut(&MetricsRow) + Send + 'a>;
+
 /// How to run [`train`].
 #[derive(Default)]
 pub struct TrainOptions<'a> {
@@ -55,7 +58,7 @@ pub struct TrainOptions<'a> {
     pub quiet: bool,
     /// Called after every update with its metrics row (e.g. to drive a progress bar); when
     /// set, the trainer prints no per-update lines itself.
-    pub progress: Option<Box<dyn FnMut(&MetricsRow) + Send + 'a>>,
+    pub progress: Option<ProgressFn<'a>>,
     /// Stop once this many updates are done (counted from the start of the run, not of this
     /// call), writing a checkpoint; the run can be resumed later.
     pub stop_after_updates: Option<usize>,
@@ -370,7 +373,7 @@ fn train_inner<E: Env>(
         metrics.append(&row)?;
         if let Some(cb) = opts.progress.as_mut() {
             cb(&row);
-        } else if !opts.quiet && (update % log_every == 0 || update == num_updates) {
+        } else if !opts.quiet && (update.is_multiple_of(log_every) || update == num_updates) {
             eprintln!(
                 "update {update}/{num_updates}  steps {}  return {:.3}  success {:.2}  kl {:.4}  {:.0} steps/s",
                 row.env_steps, row.return_mean, row.success_rate, row.approx_kl, row.steps_per_s
