@@ -607,3 +607,276 @@ pub fn load_config(path: Option<&Path>, overrides: &Overrides) -> Result<TrainCo
     cfg.validate().context("invalid configuration")?;
     Ok(cfg)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::EnvConfig;
+    use agents::PolicyKind;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cmd {
+        #[command(flatten)]
+        overrides: Overrides,
+    }
+
+    fn parse(args: &[&str]) -> Overrides {
+        let mut argv = vec!["test"];
+        argv.extend_from_slice(args);
+        Cmd::try_parse_from(argv).unwrap().overrides
+    }
+
+    fn resolve(file: &str, args: &[&str]) -> Result<TrainConfig> {
+        let mut tree: Table = toml::from_str(file).unwrap();
+        parse(args).apply_to_tree(&mut tree)?;
+        tree_to_config(tree)
+    }
+
+    #[test]
+    fn typed_flags_beat_set_which_beats_the_file() {
+        let file = "[ppo]\ngamma = 0.9\nent_coef = 0.02\n";
+        let cfg = resolve(file, &[]).unwrap();
+        assert_eq!((cfg.ppo.gamma, cfg.ppo.ent_coef), (0.9, 0.02));
+        let cfg = resolve(file, &["--set", "ppo.gamma=0.95"]).unwrap();
+        assert_eq!((cfg.ppo.gamma, cfg.ppo.ent_coef), (0.95, 0.02));
+        let cfg = resolve(file, &["--set", "ppo.gamma=0.95", "--gamma", "0.8"]).unwrap();
+        assert_eq!(cfg.ppo.gamma, 0.8);
+        // Keys nobody set keep their defaults.
+        assert_eq!(
+            cfg.ppo.clip_coef,
+            agents::ppo::PpoConfig::default().clip_coef
+        );
+    }
+
+    #[test]
+    fn every_typed_flag_reaches_its_field() {
+        let cfg = resolve(
+            "",
+            &[
+                "--seed",
+                "9",
+                "--total-steps",
+                "1000",
+                "--num-envs",
+                "8",
+                "--num-steps",
+                "16",
+                "--checkpoint-every",
+                "3",
+                "--threads",
+                "2",
+                "--lr",
+                "0.001",
+                "--anneal-lr",
+                "false",
+                "--gamma",
+                "0.5",
+                "--gae-lambda",
+                "0.6",
+                "--num-minibatches",
+                "2",
+                "--update-epochs",
+                "7",
+                "--norm-adv",
+                "false",
+                "--clip-coef",
+                "0.3",
+                "--clip-vloss",
+                "false",
+                "--ent-coef",
+                "0.05",
+                "--vf-coef",
+                "0.7",
+                "--max-grad-norm",
+                "1.5",
+                "--target-kl",
+                "0.02",
+                "--adam-eps",
+                "1e-6",
+                "--policy",
+                "transformer",
+                "--d-model",
+                "48",
+                "--n-layers",
+                "3",
+                "--n-heads",
+                "6",
+                "--d-ff",
+                "96",
+                "--span",
+                "12",
+                "--share-kv",
+                "false",
+                "--gating",
+                "true",
+                "--hidden",
+                "40",
+                "--maze-size",
+                "9",
+                "--horizon",
+                "100",
+                "--view-radius",
+                "2",
+                "--maze-mode",
+                "single",
+                "--maze-actions",
+                "egocentric",
+                "--goal-reward",
+                "2",
+                "--step-penalty",
+                "0.01",
+                "--loop-density",
+                "0.1",
+                "--min-goal-distance",
+                "3",
+                "--time-feature",
+                "true",
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            (cfg.seed, cfg.total_steps, cfg.num_envs, cfg.num_steps),
+            (9, 1000, 8, 16)
+        );
+        assert_eq!((cfg.checkpoint_every, cfg.threads), (3, 2));
+        let p = &cfg.ppo;
+        assert_eq!(
+            (p.learning_rate, p.anneal_lr, p.gamma, p.gae_lambda),
+            (0.001, false, 0.5, 0.6)
+        );
+        assert_eq!(
+            (p.num_minibatches, p.update_epochs, p.norm_adv),
+            (2, 7, false)
+        );
+        assert_eq!(
+            (p.clip_coef, p.clip_vloss, p.ent_coef, p.vf_coef),
+            (0.3, false, 0.05, 0.7)
+        );
+        assert_eq!(
+            (p.max_grad_norm, p.target_kl, p.adam_eps),
+            (1.5, Some(0.02), 1e-6)
+        );
+        let q = &cfg.policy;
+        assert_eq!(q.kind, PolicyKind::Transformer);
+        assert_eq!(
+            (q.d_model, q.n_layers, q.n_heads, q.d_ff, q.span),
+            (48, 3, 6, 96, 12)
+        );
+        assert_eq!((q.share_kv, q.gating, q.hidden), (false, true, 40));
+        let EnvConfig::Gridmaze(m) = &cfg.env else {
+            panic!("expected a gridmaze env")
+        };
+        assert_eq!((m.size, m.horizon, m.view_radius), (9, 100, 2));
+        assert_eq!(
+            (m.mode, m.actions),
+            (envs::MazeMode::Single, envs::ActionMode::Egocentric)
+        );
+        assert_eq!(
+            (m.goal_reward, m.step_penalty, m.loop_density),
+            (2.0, 0.01, 0.1)
+        );
+        assert_eq!((m.min_goal_distance, m.time_feature), (3, true));
+
+        let cfg = resolve(
+            "",
+            &[
+                "--env",
+                "cue-recall",
+                "--corridor-length",
+                "12",
+                "--num-cues",
+                "3",
+                "--success-reward",
+                "2",
+                "--failure-reward",
+                "-1",
+                "--junction-patience",
+                "5",
+                "--progress-feature",
+                "true",
+            ],
+        )
+        .unwrap();
+        let EnvConfig::CueRecall(c) = &cfg.env else {
+            panic!("expected a cue_recall env")
+        };
+        assert_eq!(
+            (c.corridor_length, c.num_cues, c.junction_patience),
+            (12, 3, 5)
+        );
+        assert_eq!(
+            (c.success_reward, c.failure_reward, c.progress_feature),
+            (2.0, -1.0, true)
+        );
+    }
+
+    #[test]
+    fn switching_env_kind_starts_from_its_defaults() {
+        let file = "[env]\nkind = \"gridmaze\"\nsize = 11\n";
+        let cfg = resolve(file, &["--env", "cue-recall"]).unwrap();
+        assert_eq!(
+            cfg.env,
+            EnvConfig::CueRecall(envs::CueRecallConfig::default())
+        );
+        // Naming the kind the file already has keeps the file's settings.
+        let cfg = resolve(file, &["--env", "gridmaze"]).unwrap();
+        let EnvConfig::Gridmaze(m) = cfg.env else {
+            panic!()
+        };
+        assert_eq!(m.size, 11);
+        let err = resolve(file, &["--env", "cue-recall", "--horizon", "9"]).unwrap_err();
+        assert!(err.to_string().contains("--horizon"), "{err}");
+    }
+
+    #[test]
+    fn switching_policy_kind_takes_the_preset_for_unset_fields() {
+        let file = "[policy]\nkind = \"feedback\"\nd_model = 32\n";
+        let cfg = resolve(file, &["--policy", "gru"]).unwrap();
+        assert_eq!(cfg.policy.kind, PolicyKind::Gru);
+        assert_eq!(cfg.policy.d_model, 32, "an explicit key is kept");
+        assert_eq!(
+            cfg.policy.n_layers,
+            agents::PolicyConfig::preset(PolicyKind::Gru).n_layers
+        );
+    }
+
+    #[test]
+    fn set_parses_toml_values_and_bare_words() {
+        let mut tree = Table::new();
+        apply_sets(
+            &mut tree,
+            &[
+                "a.b.c=3".into(),
+                "a.x = 0.5".into(),
+                "flag=true".into(),
+                "word=multi".into(),
+                "quoted=\"a b\"".into(),
+            ],
+        )
+        .unwrap();
+        assert_eq!(tree["a"]["b"]["c"].as_integer(), Some(3));
+        assert_eq!(tree["a"]["x"].as_float(), Some(0.5));
+        assert_eq!(tree["flag"].as_bool(), Some(true));
+        assert_eq!(tree["word"].as_str(), Some("multi"));
+        assert_eq!(tree["quoted"].as_str(), Some("a b"));
+        assert!(apply_sets(&mut tree, &["novalue".into()]).is_err());
+        assert!(apply_sets(&mut tree, &["a..b=1".into()]).is_err());
+        let err = apply_sets(&mut tree, &["flag.inner=1".into()]).unwrap_err();
+        assert!(err.to_string().contains("`flag` is a boolean"), "{err}");
+    }
+
+    #[test]
+    fn apply_to_a_built_config_and_validation_names_keys() {
+        let mut cfg = TrainConfig::default();
+        parse(&["--num-envs", "8", "--seed", "4"])
+            .apply(&mut cfg)
+            .unwrap();
+        assert_eq!((cfg.num_envs, cfg.seed), (8, 4));
+        cfg.ppo.num_minibatches = 3;
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(err.contains("ppo.num_minibatches"), "{err}");
+        let err = load_config(None, &parse(&["--lr=-1"])).unwrap_err();
+        assert!(format!("{err:#}").contains("ppo.learning_rate"), "{err:#}");
+    }
+}

@@ -2,8 +2,9 @@
 //! recording one episode as a GIF (`fbrl render`).
 //!
 //! # Held-out seeds
-//! Training resets env `i`'s `k`-th episode with `derive_seed(derive_seed(seed, i), k)` (see
-//! [`envs::VecEnv`]). Evaluation episode `j` (`j = 0, 1, …`) is reset with
+//! Training resets env `i`'s `k`-th episode with
+//! `derive_seed(derive_seed(derive_seed(seed, 1), i), k)` (the VecEnv rule of
+//! [`envs::VecEnv`] on the base seed `derive_seed(seed, 1)`, see [`crate::trainer`]). Evaluation episode `j` (`j = 0, 1, …`) is reset with
 //! `derive_seed(eval_seed, j) ^ EVAL_SEED_SALT`, where `eval_seed` defaults to the run's
 //! training seed plus [`EVAL_SEED_OFFSET`]. The two seed streams come from different
 //! functions, so an evaluation episode repeats a training seed only by a 64-bit hash
@@ -296,4 +297,74 @@ pub fn record_episode(
         );
     }
     Ok((frames, results[0]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use agents::{PolicyConfig, PolicyKind};
+    use envs::{CueRecall, CueRecallConfig};
+
+    fn episode(ret: f64, goals: u32, success: Option<bool>) -> EpisodeResult {
+        EpisodeResult {
+            seed: 0,
+            ret,
+            length: 10,
+            goals,
+            success,
+            truncated: false,
+        }
+    }
+
+    #[test]
+    fn report_summarises_episodes() {
+        let eps = vec![
+            episode(1.0, 1, Some(true)),
+            episode(3.0, 2, Some(false)),
+            episode(5.0, 3, Some(true)),
+            episode(7.0, 6, Some(true)),
+        ];
+        let r = EvalReport::from_episodes(5, ActionSelection::Greedy, eps);
+        assert_eq!(r.episodes, 4);
+        assert_eq!(r.return_mean, 4.0);
+        // Sample std of 1, 3, 5, 7: sqrt(20 / 3).
+        assert!((r.return_std - (20.0f64 / 3.0).sqrt()).abs() < 1e-12);
+        assert_eq!((r.return_min, r.return_max), (1.0, 7.0));
+        assert_eq!(r.goals_mean, 3.0);
+        assert_eq!(r.success_rate, Some(0.75));
+        let r = EvalReport::from_episodes(5, ActionSelection::Greedy, vec![episode(2.0, 0, None)]);
+        assert_eq!((r.return_std, r.success_rate), (0.0, None));
+    }
+
+    #[test]
+    fn eval_seeds_are_not_training_seeds() {
+        // Training episode seeds of the first envs and episodes of the same base seed.
+        let train: std::collections::HashSet<u64> = (0..64)
+            .flat_map(|i| (0..64).map(move |k| derive_seed(derive_seed(derive_seed(7, 1), i), k)))
+            .collect();
+        for j in 0..1000 {
+            assert!(!train.contains(&eval_episode_seed(7 + EVAL_SEED_OFFSET, j)));
+            assert!(!train.contains(&eval_episode_seed(7, j)));
+        }
+    }
+
+    #[test]
+    fn evaluation_is_reproducible_and_batches_any_count() {
+        let device = Device::default();
+        let cfg = CueRecallConfig::with_corridor(3);
+        let make = || -> Result<Box<dyn Env>> { Ok(Box::new(CueRecall::new(cfg.clone())?)) };
+        let obs_dim = cfg.obs_len();
+        let policy = PolicyConfig::preset(PolicyKind::Gru)
+            .init(obs_dim, make().unwrap().action_space().n, &device)
+            .unwrap();
+        for selection in [ActionSelection::Greedy, ActionSelection::Sample] {
+            let a = evaluate(&policy, &make, 70, 3, selection, &device).unwrap();
+            let b = evaluate(&policy, &make, 70, 3, selection, &device).unwrap();
+            assert_eq!(a, b);
+            assert_eq!(a.per_episode.len(), 70);
+            assert!(a.per_episode.iter().all(|e| e.success.is_some()));
+            assert!(a.per_episode.iter().all(|e| e.length >= 4));
+        }
+        assert!(evaluate(&policy, &make, 0, 3, ActionSelection::Greedy, &device).is_err());
+    }
 }
