@@ -36,14 +36,22 @@ use serde::{Deserialize, Serialize};
 
 use crate::env::{BoxSpace, Env, EnvError, EpisodeStats, Info, derive_seed};
 
-/// Below this many envs, [`Parallelism::Auto`] steps sequentially.
+/// With the caller outside any rayon pool, [`Parallelism::Auto`] steps sequentially below
+/// this many envs.
 ///
-/// Measured with `cargo bench -p envs --bench env_throughput` on 2 cores (GridMaze 9×9,
-/// multi mode, 3×3 view, ≈ 0.1 µs per step): at 64 envs one step of all envs takes ≈ 6 µs and
-/// rayon's fork/join (a few µs per step) eats the gain, so sequential is as fast or faster;
-/// from a few hundred envs on rayon pays. Envs with costlier steps profit earlier; pick
-/// [`Parallelism::Rayon`] for them explicitly.
-pub const AUTO_RAYON_MIN_ENVS: usize = 256;
+/// Measured with `cargo bench -p envs --bench env_throughput` on 2 cores (GridMaze, multi
+/// mode, 3×3 view: ≈ 30–60 ns per env step, so 1024 envs take ≈ 60 µs sequentially): from a
+/// thread outside the pool every step pays a hand-off to the pool and back (tens of µs on a
+/// busy machine), and rayon stayed at 0.6–1.2× sequential up to 1024 envs. Envs with costlier
+/// steps profit much earlier; pick [`Parallelism::Rayon`] for them explicitly.
+pub const AUTO_RAYON_MIN_ENVS: usize = 4096;
+
+/// With the caller running inside a rayon pool (`ThreadPool::install`, as the trainer does),
+/// [`Parallelism::Auto`] steps sequentially below this many envs.
+///
+/// Measured as above: inside the pool the hand-off is cheaper; rayon reached 0.55× sequential
+/// at 32 envs, 0.9–1.2× at 256–512 and 0.9–1.3× at 1024 envs on a shared 2-core machine.
+pub const AUTO_RAYON_MIN_ENVS_IN_POOL: usize = 1024;
 
 /// Rayon splits the envs into about this many chunks per worker thread, so that an unlucky
 /// chunk (e.g. one with several resets, which generate a maze) does not stall a whole step.
@@ -53,13 +61,17 @@ const CHUNKS_PER_THREAD: usize = 4;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Parallelism {
-    /// Sequential when rayon would not pay: fewer than [`AUTO_RAYON_MIN_ENVS`] envs, or a
-    /// rayon pool with a single thread; rayon otherwise.
+    /// Sequential when rayon would not pay: a rayon pool with a single thread, or fewer envs
+    /// than [`AUTO_RAYON_MIN_ENVS_IN_POOL`] (caller on a rayon worker thread, e.g. inside
+    /// `ThreadPool::install`) or [`AUTO_RAYON_MIN_ENVS`] (caller outside any pool); rayon
+    /// otherwise.
     #[default]
     Auto,
     /// One env after the other on the calling thread.
     Sequential,
-    /// Chunks of envs on the current rayon thread pool (use `ThreadPool::install` to pick one).
+    /// Chunks of envs on the current rayon thread pool (use `ThreadPool::install` to pick one;
+    /// running the whole stepping loop inside `install` also makes each step's hand-off to
+    /// the pool cheaper).
     Rayon,
 }
 
@@ -374,7 +386,12 @@ impl<E: Env> VecEnv<E> {
             Parallelism::Sequential => false,
             Parallelism::Rayon => true,
             Parallelism::Auto => {
-                self.envs.len() >= AUTO_RAYON_MIN_ENVS && rayon::current_num_threads() > 1
+                let min = if rayon::current_thread_index().is_some() {
+                    AUTO_RAYON_MIN_ENVS_IN_POOL
+                } else {
+                    AUTO_RAYON_MIN_ENVS
+                };
+                self.envs.len() >= min && rayon::current_num_threads() > 1
             }
         }
     }

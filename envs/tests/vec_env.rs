@@ -356,13 +356,19 @@ fn gridmaze_matches_the_reference_on_every_path_and_thread_count() {
 
 #[test]
 fn auto_picks_rayon_for_many_envs_and_matches() {
-    let n = envs::vec_env::AUTO_RAYON_MIN_ENVS + 3;
+    use envs::vec_env::{AUTO_RAYON_MIN_ENVS, AUTO_RAYON_MIN_ENVS_IN_POOL};
+    let n = AUTO_RAYON_MIN_ENVS_IN_POOL + 3;
     let make = |_| GridMaze::new(GridMazeConfig::multi(7, 8));
     let actions = random_actions(n, 4, 30, 4);
     let mut seq = VecEnv::from_fn(n, 1, make)
         .unwrap()
         .with_parallelism(Parallelism::Sequential);
     let expected = run(&mut seq, &actions);
+    // Outside any pool this many envs stay sequential.
+    let mut auto = VecEnv::from_fn(n, 1, make).unwrap();
+    assert!(!auto.uses_rayon());
+    assert_eq!(run(&mut auto, &actions), expected);
+    // Inside a pool of several threads Auto picks rayon.
     for threads in [1, 2, 4] {
         let (uses, got) = pool(threads).install(|| {
             let mut venv = VecEnv::from_fn(n, 1, make).unwrap();
@@ -371,6 +377,10 @@ fn auto_picks_rayon_for_many_envs_and_matches() {
         assert_eq!(uses, threads > 1, "Auto with {threads} threads");
         assert_eq!(got, expected, "Auto with {threads} threads");
     }
+    // Outside any pool, from AUTO_RAYON_MIN_ENVS envs on (when the global pool has several
+    // threads).
+    let many = VecEnv::from_fn(AUTO_RAYON_MIN_ENVS, 1, make).unwrap();
+    assert_eq!(many.uses_rayon(), rayon::current_num_threads() > 1);
 }
 
 #[test]
