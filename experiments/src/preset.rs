@@ -1,0 +1,314 @@
+//! Experiment presets: a TOML file with an `[experiment]` section, a `[train]` section (a
+//! `TrainConfig` without its policy: every arm trains with exactly these settings) and the
+//! arms, each a named policy config:
+//!
+//! ```toml
+//! [experiment]
+//! name = "quick"
+//! title = "GridMaze multi 7x7, horizon 64"
+//! seeds = 3
+//!
+//! [train]
+//! total_steps = 300_000
+//! [train.env]
+//! kind = "gridmaze"
+//!
+//! [[arms]]
+//! name = "feedback"
+//! kind = "feedback"
+//! n_layers = 2
+//! ```
+//!
+//! An arm may override `learning_rate` (a per-policy tuned value, stated in the preset); every
+//! other PPO setting and the env-step budget are shared.
+
+use std::path::{Path, PathBuf};
+
+use agents::PolicyConfig;
+use anyhow::{Context, Result, bail};
+use fbrl::TrainConfig;
+use serde::Deserialize;
+
+/// The `[experiment]` section of a preset.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExperimentSection {
+    /// Preset name, used in run directory names and chart titles (e.g. `quick`).
+    pub name: String,
+    /// Description of the setting for chart titles (e.g. `GridMaze multi 7x7, horizon 64`).
+    pub title: String,
+    /// Seeds per arm: runs use seeds `0..seeds`.
+    pub seeds: u64,
+    /// Fraction of each run's env steps (the last part) averaged into its final reward.
+    #[serde(default = "default_final_fraction")]
+    pub final_fraction: f64,
+    /// Episodes per run when evaluating the final checkpoint on held-out seeds.
+    #[serde(default = "default_eval_episodes")]
+    pub eval_episodes: usize,
+    /// Episodes per scripted reference policy (BFS oracle, random, wall follower).
+    #[serde(default = "default_reference_episodes")]
+    pub reference_episodes: usize,
+    /// Trailing moving-average window of the learning curves, in updates (1 = none).
+    #[serde(default = "default_smooth")]
+    pub smooth: usize,
+    /// Corridor lengths (memory delays) swept by the memory-length experiment.
+    #[serde(default)]
+    pub delays: Vec<u32>,
+}
+
+fn default_final_fraction() -> f64 {
+    0.1
+}
+fn default_eval_episodes() -> usize {
+    256
+}
+fn default_reference_episodes() -> usize {
+    1000
+}
+fn default_smooth() -> usize {
+    1
+}
+
+/// One compared policy: a name and its architecture (plus an optional tuned learning rate).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Arm {
+    /// Name used in run directories, legends and CSVs (`[a-z0-9_-]`, e.g. `feedback_l1`).
+    pub name: String,
+    /// The policy architecture and size.
+    pub policy: PolicyConfig,
+    /// Learning rate for this arm instead of `train.ppo.learning_rate`, if set.
+    pub learning_rate: Option<f64>,
+}
+
+/// A parsed preset file.
+#[derive(Clone, Debug)]
+pub struct Preset {
+    /// The file it was read from.
+    pub path: PathBuf,
+    /// The `[experiment]` section.
+    pub experiment: ExperimentSection,
+    /// The shared training config (its `policy` is a placeholder, replaced per arm).
+    pub train: TrainConfig,
+    /// The main comparison (`[[arms]]`).
+    pub arms: Vec<Arm>,
+    /// The depth comparison (`[[depth_arms]]`), possibly empty.
+    pub depth_arms: Vec<Arm>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PresetFile {
+    experiment: ExperimentSection,
+    train: toml::Table,
+    arms: Vec<toml::Table>,
+    #[serde(default)]
+    depth_arms: Vec<toml::Table>,
+}
+
+fn parse_arms(tables: Vec<toml::Table>, section: &str) -> Result<Vec<Arm>> {
+    let mut arms: Vec<Arm> = Vec::new();
+    for (i, mut t) in tables.into_iter().enumerate() {
+        let name = match t.remove("name") {
+            Some(toml::Value::String(s)) => s,
+            Some(other) => bail!("{section}[{i}].name must be a string, got {other}"),
+            None => bail!("{section}[{i}] has no `name`"),
+        };
+        if name.is_empty()
+            || name.contains("__")
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+        {
+            bail!(
+                "{section}[{i}].name `{name}`: use lowercase letters, digits, `_` and `-` (no `__`)"
+            );
+        }
+        if arms.iter().any(|a| a.name == name) {
+            bail!("{section}[{i}].name `{name}` is used twice");
+        }
+        let learning_rate = match t.remove("learning_rate") {
+            None => None,
+            Some(toml::Value::Float(x)) if x > 0.0 && x.is_finite() => Some(x),
+            Some(other) => bail!(
+                "{section}[{i}] (`{name}`).learning_rate must be a positive number, got {other}"
+            ),
+        };
+        let policy: PolicyConfig = toml::Value::Table(t)
+            .try_into()
+            .with_context(|| format!("{section}[{i}] (`{name}`): invalid policy config"))?;
+        arms.push(Arm {
+            name,
+            policy,
+            learning_rate,
+        });
+    }
+    Ok(arms)
+}
+
+impl Preset {
+    /// Reads and checks a preset file; errors name the file and the key.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read preset {}", path.display()))?;
+        Self::parse(&text, path).with_context(|| format!("invalid preset {}", path.display()))
+    }
+
+    /// Parses preset TOML text (`path` is recorded, not read).
+    pub fn parse(text: &str, path: &Path) -> Result<Self> {
+        let file: PresetFile = toml::from_str(text)?;
+        let mut train = file.train;
+        if train.contains_key("policy") {
+            bail!("train.policy: policies are set per arm in [[arms]], not in [train]");
+        }
+        if train.contains_key("seed") {
+            bail!("train.seed: seeds are set by experiment.seeds (runs use 0..seeds)");
+        }
+        let mut placeholder = toml::Table::new();
+        placeholder.insert("kind".into(), toml::Value::String("mlp".into()));
+        train.insert("policy".into(), toml::Value::Table(placeholder));
+        let train: TrainConfig = toml::Value::Table(train)
+            .try_into()
+            .context("invalid [train] section")?;
+        let arms = parse_arms(file.arms, "arms")?;
+        let depth_arms = parse_arms(file.depth_arms, "depth_arms")?;
+        if arms.is_empty() {
+            bail!("arms: the preset compares no policy");
+        }
+        let e = &file.experiment;
+        if e.seeds == 0 {
+            bail!("experiment.seeds must be at least 1");
+        }
+        if !(e.final_fraction > 0.0 && e.final_fraction <= 1.0) {
+            bail!(
+                "experiment.final_fraction must be in (0, 1], got {}",
+                e.final_fraction
+            );
+        }
+        if e.eval_episodes == 0 || e.reference_episodes == 0 || e.smooth == 0 {
+            bail!("experiment.eval_episodes, reference_episodes and smooth must be at least 1");
+        }
+        if e.name.is_empty() || e.name.contains('/') || e.name.contains("__") {
+            bail!("experiment.name `{}` cannot name a directory", e.name);
+        }
+        let preset = Self {
+            path: path.to_path_buf(),
+            experiment: file.experiment,
+            train,
+            arms,
+            depth_arms,
+        };
+        for arm in preset.arms.iter().chain(&preset.depth_arms) {
+            preset
+                .run_config(arm, 0, 1)
+                .validate()
+                .with_context(|| format!("arm `{}`", arm.name))?;
+        }
+        Ok(preset)
+    }
+
+    /// The training config of one run: the shared settings, the arm's policy (and learning
+    /// rate, if it overrides it), the seed and the worker threads.
+    pub fn run_config(&self, arm: &Arm, seed: u64, threads: usize) -> TrainConfig {
+        let mut cfg = self.train.clone();
+        cfg.policy = arm.policy.clone();
+        if let Some(lr) = arm.learning_rate {
+            cfg.ppo.learning_rate = lr;
+        }
+        cfg.seed = seed;
+        cfg.threads = threads;
+        cfg
+    }
+}
+
+/// Keeps the arms named in `names` (in the preset's order); errors on a name the preset lacks.
+pub fn select_arms(arms: &[Arm], names: Option<&[String]>) -> Result<Vec<Arm>> {
+    let Some(names) = names else {
+        return Ok(arms.to_vec());
+    };
+    for n in names {
+        if !arms.iter().any(|a| &a.name == n) {
+            let known: Vec<&str> = arms.iter().map(|a| a.name.as_str()).collect();
+            bail!(
+                "--policies: `{n}` is not an arm of this preset (arms: {})",
+                known.join(", ")
+            );
+        }
+    }
+    Ok(arms
+        .iter()
+        .filter(|a| names.contains(&a.name))
+        .cloned()
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[experiment]
+name = "t"
+title = "test"
+seeds = 2
+
+[train]
+total_steps = 1024
+num_envs = 8
+num_steps = 16
+[train.env]
+kind = "gridmaze"
+size = 7
+horizon = 16
+[train.ppo]
+num_minibatches = 2
+
+[[arms]]
+name = "feedback"
+kind = "feedback"
+d_model = 16
+n_heads = 2
+
+[[arms]]
+name = "mlp"
+kind = "mlp"
+learning_rate = 1e-3
+"#;
+
+    #[test]
+    fn parses_and_builds_run_configs() {
+        let p = Preset::parse(GOOD, Path::new("t.toml")).unwrap();
+        assert_eq!(p.arms.len(), 2);
+        assert_eq!(p.experiment.final_fraction, 0.1);
+        let c = p.run_config(&p.arms[0], 3, 1);
+        assert_eq!((c.seed, c.threads, c.policy.d_model), (3, 1, 16));
+        assert_eq!(c.ppo.learning_rate, p.train.ppo.learning_rate);
+        let c = p.run_config(&p.arms[1], 0, 1);
+        assert_eq!(c.ppo.learning_rate, 1e-3);
+        let sel = select_arms(&p.arms, Some(&["mlp".to_string()])).unwrap();
+        assert_eq!(sel.len(), 1);
+        let e = select_arms(&p.arms, Some(&["gru".to_string()])).unwrap_err();
+        assert!(e.to_string().contains("`gru`"), "{e}");
+    }
+
+    #[test]
+    fn bad_presets_name_the_key() {
+        let cases = [
+            (GOOD.replace("seeds = 2", "seeds = 0"), "experiment.seeds"),
+            (
+                GOOD.replace("num_minibatches = 2", "num_minibatches = 3"),
+                "ppo.num_minibatches",
+            ),
+            (GOOD.replace("name = \"mlp\"", "name = \"m__x\""), "m__x"),
+            (GOOD.replace("d_model = 16", "d_model = 15"), "d_model"),
+            (GOOD.replace("horizon = 16", "horizn = 16"), "horizn"),
+            (GOOD.replace("[train]", "[train]\nseed = 4"), "train.seed"),
+        ];
+        for (text, key) in cases {
+            let e = format!(
+                "{:#}",
+                Preset::parse(&text, Path::new("t.toml")).unwrap_err()
+            );
+            assert!(e.contains(key), "expected `{key}` in: {e}");
+        }
+    }
+}

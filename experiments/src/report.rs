@@ -1,0 +1,125 @@
+//! Report files: CSV tables, a description of the machine, and the generated block of a
+//! results README (the human-written reading around it is kept when the block is rewritten).
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+
+/// Start marker of the generated block of a results README.
+pub const BEGIN: &str = "<!-- BEGIN GENERATED (rewritten by the experiment binary) -->";
+/// End marker of the generated block of a results README.
+pub const END: &str = "<!-- END GENERATED -->";
+
+/// Writes a CSV file: a header and rows of already formatted cells (cells must not hold
+/// commas; none of ours do).
+pub fn write_csv(path: &Path, header: &[&str], rows: &[Vec<String>]) -> Result<()> {
+    let mut text = header.join(",");
+    text.push('\n');
+    for r in rows {
+        text.push_str(&r.join(","));
+        text.push('\n');
+    }
+    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Formats an optional number for a CSV cell (empty when absent or not finite).
+pub fn cell(v: Option<f64>) -> String {
+    match v {
+        Some(x) if x.is_finite() => format!("{x:.4}"),
+        _ => String::new(),
+    }
+}
+
+/// A one-line description of this machine: CPU model, logical cores, memory, OS.
+pub fn machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|| "unknown CPU".into());
+    let mem_gib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("MemTotal"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map(|kb| format!("{:.0} GiB RAM", kb / 1024.0 / 1024.0))
+        .unwrap_or_else(|| "unknown RAM".into());
+    let os = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| format!("Linux {}", s.trim()))
+        .unwrap_or_else(|_| std::env::consts::OS.to_string());
+    format!(
+        "{model}, {} logical cores, {mem_gib}, {os}",
+        crate::runner::cores()
+    )
+}
+
+/// The command line this process was started with, shell-quoted where needed.
+pub fn command_line() -> String {
+    std::env::args()
+        .map(|a| {
+            if a.is_empty() || a.contains(|c: char| c.is_whitespace() || c == '\'' || c == '"') {
+                format!("'{}'", a.replace('\'', "'\\''"))
+            } else {
+                a
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Writes `generated` between the [`BEGIN`] and [`END`] markers of the README at `path`,
+/// keeping everything outside them. A missing README is created with `title`, the block and
+/// a placeholder section for the human-written reading.
+pub fn update_readme(path: &Path, title: &str, generated: &str) -> Result<()> {
+    let block = format!("{BEGIN}\n{}\n{END}", generated.trim_end());
+    let text = match std::fs::read_to_string(path) {
+        Ok(old) => match (old.find(BEGIN), old.find(END)) {
+            (Some(b), Some(e)) if e > b => {
+                format!("{}{block}{}", &old[..b], &old[e + END.len()..])
+            }
+            _ => format!("{}\n\n{block}\n", old.trim_end()),
+        },
+        Err(_) => format!(
+            "# {title}\n\n{block}\n\n## Reading\n\n_To be written after looking at the curves: what they show, \
+             and where the Feedback Transformer does not win._\n"
+        ),
+    };
+    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readme_block_is_replaced_and_the_rest_kept() {
+        let dir = std::env::temp_dir().join(format!("fbrl-readme-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("README.md");
+        let _ = std::fs::remove_file(&p);
+        update_readme(&p, "Maze", "first").unwrap();
+        let t = std::fs::read_to_string(&p).unwrap();
+        assert!(t.starts_with("# Maze") && t.contains("first") && t.contains("## Reading"));
+        let edited = t.replace("_To be written", "Feedback wins by 0.5. _To be written");
+        std::fs::write(&p, edited).unwrap();
+        update_readme(&p, "Maze", "second").unwrap();
+        let t = std::fs::read_to_string(&p).unwrap();
+        assert!(t.contains("second") && !t.contains("first"));
+        assert!(t.contains("Feedback wins by 0.5."));
+        assert_eq!(t.matches(BEGIN).count(), 1);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn cells_and_machine() {
+        assert_eq!(cell(Some(1.5)), "1.5000");
+        assert_eq!(cell(None), "");
+        assert_eq!(cell(Some(f64::NAN)), "");
+        assert!(machine().contains("logical cores"));
+    }
+}

@@ -1,0 +1,358 @@
+//! Runs many training runs, `jobs` at a time, each in a worker process, with resume.
+//!
+//! Every run has a deterministic directory (e.g. `runs/maze/quick/gridmaze__feedback__0`), so
+//! re-running the same command finds it: a run whose latest checkpoint covers all its updates
+//! is skipped, one with an earlier checkpoint is resumed from it (the trainer continues the
+//! same metrics curve), and one without a checkpoint is started afresh. Stopping the
+//! experiment (Ctrl-C, or killing it) loses at most the work since each run's last
+//! checkpoint.
+//!
+//! Why processes and not threads: the trainer seeds the backend's global RNG with the run's
+//! seed before initialising the policy, so two runs in one process would race on it and the
+//! weights would no longer be a function of the seed. A worker process per run keeps every
+//! run exactly reproducible, and its own thread pool (`threads` = cores / jobs).
+//! The worker is this same executable, started with [`WORKER_ARG`]; it exits if its parent
+//! goes away, so no orphan keeps writing into a run directory.
+
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use fbrl::checkpoint::{latest_checkpoint, open_checkpoint};
+use fbrl::{TrainConfig, TrainOptions};
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// First argument that makes an experiment binary act as a training worker.
+pub const WORKER_ARG: &str = "__train-worker";
+
+/// One training run of an experiment.
+#[derive(Clone, Debug)]
+pub struct Job {
+    /// Short name for progress lines (e.g. `feedback seed 3`).
+    pub name: String,
+    /// Its run directory (deterministic).
+    pub dir: PathBuf,
+    /// Its full training config.
+    pub config: TrainConfig,
+    /// Relative cost estimate; costlier jobs start first so the last ones finish together.
+    pub cost: f64,
+}
+
+/// Where a run stands on disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunStatus {
+    /// No usable checkpoint: start from scratch.
+    Fresh,
+    /// A checkpoint after this many updates (fewer than the run has): resume.
+    Partial(usize),
+    /// The latest checkpoint covers every update.
+    Finished,
+}
+
+/// Reads a run directory's latest checkpoint to tell whether to start, resume or skip it.
+pub fn run_status(dir: &Path, cfg: &TrainConfig) -> Result<RunStatus> {
+    let Some(ckpt) = latest_checkpoint(&dir.join(fbrl::run_dir::CHECKPOINT_DIR))? else {
+        return Ok(RunStatus::Fresh);
+    };
+    let state = open_checkpoint(&ckpt)?.state;
+    if state.updates_done >= cfg.num_updates() {
+        Ok(RunStatus::Finished)
+    } else {
+        Ok(RunStatus::Partial(state.updates_done))
+    }
+}
+
+/// If this process was started as a worker (`WORKER_ARG config.toml run_dir fresh|resume
+/// parent_pid stop_after|-`), trains that run and returns its result; otherwise `None`.
+pub fn run_worker_if_requested() -> Option<Result<()>> {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) != Some(WORKER_ARG) {
+        return None;
+    }
+    Some(worker(&args[2..]))
+}
+
+fn worker(args: &[String]) -> Result<()> {
+    let [config, dir, mode, parent, stop_after] = args else {
+        bail!("{WORKER_ARG} expects: CONFIG RUN_DIR fresh|resume PARENT_PID STOP_AFTER|-");
+    };
+    let stop_after_updates = match stop_after.as_str() {
+        "-" => None,
+        n => Some(n.parse().context("stop-after updates")?),
+    };
+    let cfg = TrainConfig::load(config)?;
+    let parent: u32 = parent.parse().context("parent pid")?;
+    let opts = TrainOptions {
+        run_dir: Some(PathBuf::from(dir)),
+        resume: mode == "resume",
+        quiet: true,
+        progress: Some(Box::new(move |_| {
+            // Reparented: the experiment was killed. Stop like a killed run would.
+            if std::os::unix::process::parent_id() != parent {
+                std::process::exit(130);
+            }
+        })),
+        stop_after_updates,
+    };
+    let summary = fbrl::train_from_config(&cfg, opts)?;
+    eprintln!(
+        "finished {}: {} updates, {} env steps, {:.0} s, {:.0} steps/s",
+        summary.run_dir.display(),
+        summary.updates_done,
+        summary.env_steps,
+        summary.wall_time_s,
+        summary.steps_per_s
+    );
+    Ok(())
+}
+
+/// The env steps a run has logged so far (last row of its `metrics.csv`; 0 if none).
+pub fn logged_steps(dir: &Path) -> u64 {
+    let Ok(file) = std::fs::File::open(dir.join(fbrl::run_dir::METRICS_FILE)) else {
+        return 0;
+    };
+    let mut last = 0;
+    for line in std::io::BufReader::new(file).lines().map_while(Result::ok) {
+        if let Some(v) = line.split(',').nth(1).and_then(|c| c.parse::<u64>().ok()) {
+            last = v;
+        }
+    }
+    last
+}
+
+/// What [`run_jobs`] did.
+#[derive(Clone, Debug, Default)]
+pub struct RunReport {
+    /// Runs skipped because they were already finished.
+    pub skipped: usize,
+    /// Runs resumed from a checkpoint.
+    pub resumed: usize,
+    /// Runs started from scratch.
+    pub started: usize,
+    /// Wall time of this call, seconds.
+    pub wall_s: f64,
+}
+
+struct Active {
+    job: Job,
+    child: Child,
+    log: PathBuf,
+}
+
+/// Trains every job that is not finished, `parallel` at a time, each in a worker process
+/// (this executable) with `job.config.threads` threads; with `stop_after`, each run stops
+/// (with a checkpoint) once it has done that many updates, to be resumed by a later call. Shows one progress bar over all env
+/// steps (a plain line per finished run when `quiet` or stderr is not a terminal). Worker
+/// logs go to `<logs_dir>/<run dir name>.log`. Fails after the running jobs end if any run
+/// failed, naming it and quoting the end of its log.
+pub fn run_jobs(
+    jobs: &[Job],
+    parallel: usize,
+    logs_dir: &Path,
+    quiet: bool,
+    stop_after: Option<usize>,
+) -> Result<RunReport> {
+    let t0 = Instant::now();
+    let exe = std::env::current_exe().context("cannot find this executable")?;
+    std::fs::create_dir_all(logs_dir)
+        .with_context(|| format!("cannot create {}", logs_dir.display()))?;
+    let mut report = RunReport::default();
+    let mut queue: Vec<(Job, RunStatus)> = Vec::new();
+    let total: u64 = jobs.iter().map(|j| j.config.total_steps).sum();
+    let mut finished_steps = 0u64;
+    for job in jobs {
+        let status = run_status(&job.dir, &job.config)
+            .with_context(|| format!("cannot read the state of run {}", job.dir.display()))?;
+        match status {
+            RunStatus::Partial(u) if stop_after.is_some_and(|s| u >= s) => {
+                report.skipped += 1;
+                finished_steps += job.config.total_steps;
+            }
+            RunStatus::Finished => {
+                report.skipped += 1;
+                finished_steps += job.config.total_steps;
+            }
+            s => queue.push((job.clone(), s)),
+        }
+    }
+    // Costliest first, so that the cheap runs fill the gaps at the end.
+    queue.sort_by(|a, b| b.0.cost.total_cmp(&a.0.cost));
+    queue.reverse(); // pop() from the end
+
+    let bar = if quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(total)
+    };
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:30}] {percent:>3}% {human_pos}/{human_len} steps, ETA {eta} · {msg}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    let say = |bar: &ProgressBar, line: String| {
+        if bar.is_hidden() {
+            eprintln!("{line}");
+        } else {
+            bar.println(line);
+        }
+    };
+    say(
+        &bar,
+        format!(
+            "{} runs: {} finished already, {} to resume, {} to start; {parallel} at a time",
+            jobs.len(),
+            report.skipped,
+            queue
+                .iter()
+                .filter(|(_, s)| matches!(s, RunStatus::Partial(_)))
+                .count(),
+            queue
+                .iter()
+                .filter(|(_, s)| matches!(s, RunStatus::Fresh))
+                .count()
+        ),
+    );
+    let mut active: Vec<Active> = Vec::new();
+    let mut failures: Vec<String> = Vec::new();
+    let mut last_line = Instant::now();
+    loop {
+        while failures.is_empty() && active.len() < parallel.max(1) {
+            let Some((job, status)) = queue.pop() else {
+                break;
+            };
+            let resume = match status {
+                RunStatus::Partial(u) => {
+                    report.resumed += 1;
+                    say(&bar, format!("resume {} from update {u}", job.name));
+                    true
+                }
+                _ => {
+                    report.started += 1;
+                    if job.dir.exists() {
+                        // Killed before its first checkpoint: nothing to keep.
+                        std::fs::remove_dir_all(&job.dir).with_context(|| {
+                            format!("cannot clear {} to restart it", job.dir.display())
+                        })?;
+                    }
+                    false
+                }
+            };
+            active.push(spawn(&exe, job, resume, logs_dir, stop_after)?);
+        }
+        if active.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        let mut i = 0;
+        while i < active.len() {
+            match active[i].child.try_wait()? {
+                None => i += 1,
+                Some(status) => {
+                    let a = active.swap_remove(i);
+                    if status.success() {
+                        finished_steps += a.job.config.total_steps;
+                        say(
+                            &bar,
+                            format!(
+                                "done {} ({:.0} s so far)",
+                                a.job.name,
+                                t0.elapsed().as_secs_f64()
+                            ),
+                        );
+                    } else {
+                        let tail = log_tail(&a.log, 8);
+                        failures.push(format!(
+                            "run {} ({}) failed with {status}; end of {}:\n{tail}",
+                            a.job.name,
+                            a.job.dir.display(),
+                            a.log.display()
+                        ));
+                    }
+                }
+            }
+        }
+        let running: u64 = active.iter().map(|a| logged_steps(&a.job.dir)).sum();
+        let names: Vec<&str> = active.iter().map(|a| a.job.name.as_str()).collect();
+        bar.set_position((finished_steps + running).min(total));
+        bar.set_message(format!("running: {}", names.join(", ")));
+        if bar.is_hidden() && !quiet && last_line.elapsed() > Duration::from_secs(60) {
+            last_line = Instant::now();
+            eprintln!(
+                "{:.0} s: {}/{} env steps; running: {}",
+                t0.elapsed().as_secs_f64(),
+                finished_steps + running,
+                total,
+                names.join(", ")
+            );
+        }
+    }
+    bar.finish_and_clear();
+    report.wall_s = t0.elapsed().as_secs_f64();
+    if !failures.is_empty() {
+        bail!(
+            "{} run(s) failed (re-run the same command to resume):\n{}",
+            failures.len(),
+            failures.join("\n")
+        );
+    }
+    Ok(report)
+}
+
+fn spawn(
+    exe: &Path,
+    job: Job,
+    resume: bool,
+    logs_dir: &Path,
+    stop_after: Option<usize>,
+) -> Result<Active> {
+    let name = job
+        .dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "run".into());
+    let cfg_path = logs_dir.join(format!("{name}.toml"));
+    std::fs::write(&cfg_path, job.config.to_toml())
+        .with_context(|| format!("cannot write {}", cfg_path.display()))?;
+    let log = logs_dir.join(format!("{name}.log"));
+    let mut log_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .with_context(|| format!("cannot open {}", log.display()))?;
+    writeln!(
+        log_file,
+        "--- {} {}",
+        if resume { "resume" } else { "start" },
+        job.dir.display()
+    )?;
+    let child = Command::new(exe)
+        .arg(WORKER_ARG)
+        .arg(&cfg_path)
+        .arg(&job.dir)
+        .arg(if resume { "resume" } else { "fresh" })
+        .arg(std::process::id().to_string())
+        .arg(stop_after.map_or("-".to_string(), |n| n.to_string()))
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone()?)
+        .stderr(log_file)
+        .spawn()
+        .with_context(|| format!("cannot start a worker for {}", job.name))?;
+    Ok(Active { job, child, log })
+}
+
+fn log_tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Logical cores of this machine (1 if unknown).
+pub fn cores() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}

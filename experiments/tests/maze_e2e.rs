@@ -1,0 +1,138 @@
+//! End to end: the maze binary on the tiny preset trains every policy × seed in worker
+//! processes, can be stopped and resumed, and writes decodable PNGs, SVGs and the CSVs.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("fbrl-e2e-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn maze(out: &Path, runs: &Path, extra: &[&str]) -> String {
+    let o = Command::new(env!("CARGO_BIN_EXE_maze"))
+        .args(["--preset", "tiny", "--quiet", "--jobs", "2"])
+        .arg("--out")
+        .arg(out)
+        .arg("--runs-dir")
+        .arg(runs)
+        .args(extra)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "maze failed:\n{stderr}");
+    stderr
+}
+
+fn png_size(path: &Path) -> (u32, u32) {
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path).unwrap()));
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    (info.width, info.height)
+}
+
+fn metrics_rows(dir: &Path) -> Vec<u64> {
+    std::fs::read_to_string(dir.join("metrics.csv"))
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap().parse().unwrap())
+        .collect()
+}
+
+#[test]
+fn maze_tiny_end_to_end_with_resume() {
+    let root = temp_dir("maze");
+    let (out, runs) = (root.join("out"), root.join("runs"));
+
+    // Stop every run after 1 of its 3 updates, then resume them all.
+    let log = maze(&out, &runs, &["--stop-after-updates", "1"]);
+    assert!(log.contains("8 to start"), "{log}");
+    let run = runs.join("tiny/gridmaze__feedback__1");
+    assert_eq!(metrics_rows(&run), vec![1]);
+    assert!(!out.join("summary.csv").exists());
+    let log = maze(&out, &runs, &[]);
+    assert!(log.contains("8 to resume"), "{log}");
+    // The resumed curve continues without duplicated or lost rows.
+    assert_eq!(metrics_rows(&run), vec![1, 2, 3]);
+
+    for name in ["reward_curve", "reward_vs_time", "final_reward_bar"] {
+        assert_eq!(
+            png_size(&out.join(format!("{name}.png"))),
+            fbrl::plot::DEFAULT_SIZE
+        );
+        let svg = std::fs::read_to_string(out.join(format!("{name}.svg"))).unwrap();
+        assert!(
+            svg.contains("BFS oracle"),
+            "{name}.svg lacks the oracle line"
+        );
+    }
+    let summary = std::fs::read_to_string(out.join("summary.csv")).unwrap();
+    let rows: Vec<&str> = summary.lines().skip(1).collect();
+    let policies: Vec<&str> = rows.iter().map(|r| r.split(',').next().unwrap()).collect();
+    assert_eq!(
+        policies,
+        ["feedback", "transformer", "gru", "mlp"],
+        "{summary}"
+    );
+    for r in &rows {
+        let cells: Vec<&str> = r.split(',').collect();
+        assert_eq!(cells[4], "2", "two seeds: {r}");
+        let mean: f64 = cells[5].parse().unwrap();
+        assert!((0.0..=16.0).contains(&mean), "goals per episode {mean}");
+    }
+    let generalisation = std::fs::read_to_string(out.join("generalisation.csv")).unwrap();
+    assert_eq!(generalisation.lines().count(), 5, "{generalisation}");
+    let readme = std::fs::read_to_string(out.join("README.md")).unwrap();
+    assert!(readme.contains("--preset tiny") && readme.contains("logical cores"));
+
+    // A third call trains nothing and redraws the same tables.
+    let log = maze(&out, &runs, &[]);
+    assert!(log.contains("8 finished already"), "{log}");
+    assert_eq!(
+        std::fs::read_to_string(out.join("summary.csv"))
+            .unwrap()
+            .lines()
+            .count(),
+        5
+    );
+
+    // The depth comparison: parameter counts in the legend.
+    maze(&out, &runs, &["--experiment", "depth", "--seeds", "1"]);
+    let svg = std::fs::read_to_string(out.join("depth/reward_curve.svg")).unwrap();
+    assert!(svg.contains("feedback L=1 ·") && svg.contains("transformer L=2 ·"));
+    assert!(svg.contains("params (n=1)"));
+    std::fs::remove_dir_all(root).unwrap();
+}
+
+#[test]
+fn unknown_policy_is_a_clear_error() {
+    let root = temp_dir("bad");
+    let o = Command::new(env!("CARGO_BIN_EXE_maze"))
+        .args(["--preset", "tiny", "--quiet", "--policies", "feedback,lstm"])
+        .arg("--out")
+        .arg(root.join("out"))
+        .arg("--runs-dir")
+        .arg(root.join("runs"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("`lstm`") && stderr.contains("arms:"),
+        "{stderr}"
+    );
+    let o = Command::new(env!("CARGO_BIN_EXE_maze"))
+        .args(["--preset", "nope"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && stderr.contains("maze_nope.toml"),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(root).unwrap();
+}
