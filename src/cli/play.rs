@@ -3,12 +3,13 @@
 //!
 //! # Held-out seeds
 //! Training resets env `i`'s `k`-th episode with
-//! `derive_seed(derive_seed(derive_seed(seed, 1), i), k)` (the VecEnv rule of
-//! [`envs::VecEnv`] on the base seed `derive_seed(seed, 1)`, see [`crate::trainer`]). Evaluation episode `j` (`j = 0, 1, …`) is reset with
-//! `derive_seed(eval_seed, j) ^ EVAL_SEED_SALT`, where `eval_seed` defaults to the run's
-//! training seed plus [`EVAL_SEED_OFFSET`]. The two seed streams come from different
-//! functions, so an evaluation episode repeats a training seed only by a 64-bit hash
-//! collision. (A small maze has few distinct layouts, so a held-out *seed* can still draw a
+//! `derive_seed(derive_seed(derive_seed(seed, 1), i), k)`: the [`envs::VecEnv`] rule on the
+//! base seed `derive_seed(seed, 1)` (see [`crate::trainer`]). Evaluation episode `j`
+//! (`j = 0, 1, …`) is reset with `derive_seed(eval_seed, j) ^ EVAL_SEED_SALT`, where
+//! `eval_seed` defaults to the run's training seed plus [`EVAL_SEED_OFFSET`]. The two seed
+//! streams come from different functions, so an evaluation episode repeats a training seed
+//! only by a 64-bit hash collision. (A small maze has few distinct layouts, so a held-out
+//! *seed* can still draw a
 //! layout seen in training; on 7×7 there are only 192 perfect mazes.)
 
 use anyhow::{Context, Result, bail};
