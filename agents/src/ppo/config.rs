@@ -37,7 +37,8 @@ pub struct PpoConfig {
     pub vf_coef: f32,
     /// Maximum global L2 norm of the gradient (over all parameters together).
     pub max_grad_norm: f32,
-    /// Stop the epochs of an update early when the approximate KL exceeds this (none: never).
+    /// Stop the epochs of an update early when the approximate KL (mean over an epoch's
+    /// minibatches, checked after each epoch) exceeds this (none: never).
     pub target_kl: Option<f32>,
     /// Adam ε (numerical stability term).
     pub adam_eps: f32,
