@@ -883,7 +883,7 @@ const LEGEND_SAMPLE: i32 = 34;
 
 /// Splits the root into the plot (left) and a legend panel (right) wide enough for the
 /// longest label, capped at 40 % of the width.
-fn split_legend<'a, DB: DrawingBackend>(
+fn split_legend<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     entries: &[LegendEntry],
 ) -> (DrawingArea<DB, Shift>, DrawingArea<DB, Shift>) {
