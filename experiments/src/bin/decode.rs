@@ -46,7 +46,7 @@ struct Args {
     d_ff: Option<usize>,
     /// Timed episodes per configuration, interleaved across configurations; each episode is
     /// 10·τ steps.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 6)]
     episodes: usize,
     /// Untimed warm-up steps per configuration before the timed episodes.
     #[arg(long, default_value_t = 32)]
@@ -57,6 +57,9 @@ struct Args {
     /// Number of discrete actions.
     #[arg(long, default_value_t = 4)]
     num_actions: usize,
+    /// Worker threads for the CPU backend's parallel kernels (0 = one per hardware thread).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
     /// Output directory.
     #[arg(long, default_value = "results/decode")]
     out: PathBuf,
@@ -378,6 +381,13 @@ fn main() -> Result<()> {
     if args.span == 0 {
         bail!("--span must be at least 1");
     }
+    if args.threads > 0 {
+        // The flex backend runs its parallel kernels (matmul, reductions) on rayon's global pool.
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(args.threads)
+            .build_global()
+            .context("setting the number of threads")?;
+    }
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
 
@@ -431,13 +441,15 @@ fn main() -> Result<()> {
         )
     };
     let threads = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let pool = rayon::current_num_threads();
     let readme = format!(
         "# Decoding speed: Feedback Transformer vs Transformer\n\n\
          The analog of the decoding-speed table of Fan et al. (2020): the per-step inference \
          latency of `ActorCritic::step` (one step for a batch of envs, logits and values read \
          back to the host, as in a rollout), on the plain `flex` CPU device without autodiff.\n\n\
          Command:\n\n```sh\n{command}\n```\n\n\
-         Machine: {cpu} ({threads} hardware threads), burn 0.22 `flex` backend. \
+         Machine: {cpu} ({threads} hardware threads), burn 0.22 `flex` backend with {pool} \
+         worker thread(s). \
          Run took {elapsed:.0} s; load average at the end: {load} (other processes running \
          on the machine add outliers to the mean, which is why the median is reported too and \
          plotted).\n\n\
