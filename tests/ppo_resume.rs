@@ -105,7 +105,8 @@ fn stop_and_resume_gives_identical_rows_for_every_policy() {
     }
 }
 
-/// Run by `sigkill_mid_run_then_resume` as a child process; does nothing otherwise.
+/// The child process of `sigkill_mid_run_then_resume`: trains only when that test starts it
+/// (with `FBRL_TEST_CHILD_RUN_DIR` set) and returns at once otherwise.
 #[test]
 fn child_training_process() {
     let Ok(dir) = std::env::var("FBRL_TEST_CHILD_RUN_DIR") else {
