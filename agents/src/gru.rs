@@ -97,6 +97,21 @@ impl GruPolicy {
     pub fn d_model(&self) -> usize {
         self.heads.value.weight.dims()[0]
     }
+
+    /// The hidden state held in `memory`, checked against this policy's layout.
+    ///
+    /// # Panics
+    /// If `memory` is not one tensor `[batch, n_layers, d_model]` (a memory made by another
+    /// policy, or for another batch): a caller bug, reported with both layouts.
+    fn hidden_state(&self, memory: Memory, batch: usize) -> Tensor<3> {
+        let expected = vec![[batch, self.cells.len(), self.d_model()]];
+        assert_eq!(
+            memory.shapes(),
+            expected,
+            "GruPolicy: the memory's shapes differ from the ones init_memory({batch}) makes"
+        );
+        memory.tensors.into_iter().next().expect("checked above")
+    }
 }
 
 impl ActorCritic for GruPolicy {
@@ -116,11 +131,7 @@ impl ActorCritic for GruPolicy {
         memory: Memory,
     ) -> (Tensor<2>, Tensor<1>, Memory) {
         let [b, _] = obs.dims();
-        let h = memory
-            .tensors
-            .into_iter()
-            .next()
-            .expect("GRU memory holds one tensor"); // [B, L, d]
+        let h = self.hidden_state(memory, b); // [B, L, d]
         let keep = (episode_start.neg() + 1.0).reshape([b, 1, 1]); // [B, 1, 1]
         let h = h * keep; // [B, L, d]
         let mut x = self.embed.forward(obs).tanh(); // [B, d]
@@ -143,12 +154,9 @@ impl ActorCritic for GruPolicy {
         episode_start: Tensor<2>,
         memory0: Memory,
     ) -> (Tensor<3>, Tensor<2>) {
-        let [_, t, _] = obs.dims();
-        let h0 = memory0
-            .tensors
-            .into_iter()
-            .next()
-            .expect("GRU memory holds one tensor"); // [B, L, d]
+        let [b, t, _] = obs.dims();
+        // Truncated BPTT: the sequence starts from the memory as a constant.
+        let h0 = self.hidden_state(memory0.detach(), b); // [B, L, d]
         let keep = episode_start.neg() + 1.0; // [B, T]
         // Layer by layer: the inputs of a layer over the whole sequence are known once the layer
         // below has run, so their projection is one batched product; only `h` is unrolled.

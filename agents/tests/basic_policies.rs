@@ -291,3 +291,13 @@ fn policy_head_starts_near_uniform() {
         );
     }
 }
+
+#[test]
+#[should_panic(expected = "GruPolicy: the memory's shapes differ")]
+fn gru_rejects_a_memory_of_another_batch_size() {
+    let device = Device::flex();
+    let policy = policy(PolicyKind::Gru, &device);
+    let memory = policy.init_memory(3, &device);
+    let obs = obs_seq(2, 1, 8, &device).reshape([2, OBS_DIM]);
+    let _ = policy.step(obs, Tensor::zeros([2], &device), memory);
+}
