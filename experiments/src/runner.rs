@@ -168,7 +168,7 @@ pub fn run_jobs(
         match status {
             RunStatus::Partial(u) if stop_after.is_some_and(|s| u >= s) => {
                 report.skipped += 1;
-                finished_steps += job.config.total_steps;
+                finished_steps += logged_steps(&job.dir);
             }
             RunStatus::Finished => {
                 report.skipped += 1;
@@ -254,7 +254,10 @@ pub fn run_jobs(
                 Some(status) => {
                     let a = active.swap_remove(i);
                     if status.success() {
-                        finished_steps += a.job.config.total_steps;
+                        finished_steps += match stop_after {
+                            Some(_) => logged_steps(&a.job.dir),
+                            None => a.job.config.total_steps,
+                        };
                         say(
                             &bar,
                             format!(
