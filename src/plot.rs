@@ -343,7 +343,7 @@ impl LineChart {
         Y::CoordDescType: ValueFormatter<f64>,
     {
         let mut chart = ChartBuilder::on(area)
-            .caption(&self.title, (FONT_FAMILY, 26))
+            .caption(&self.title, (FONT_FAMILY, title_size(area, &self.title)))
             .margin(16)
             .x_label_area_size(56)
             .y_label_area_size(80)
@@ -574,7 +574,10 @@ impl BarChart {
         let n = self.bars.len() as f64;
         let (x0, x1) = (-0.5, n - 0.5);
         let mut chart = ChartBuilder::on(&plot_area)
-            .caption(&self.title, (FONT_FAMILY, 26))
+            .caption(
+                &self.title,
+                (FONT_FAMILY, title_size(&plot_area, &self.title)),
+            )
             .margin(16)
             .x_label_area_size(56)
             .y_label_area_size(80)
@@ -959,6 +962,20 @@ fn draw_legend<DB: DrawingBackend>(
         }
     }
     Ok(())
+}
+
+/// The largest title font size (26 down to 12 px) at which `title` fits the area's width.
+fn title_size<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, title: &str) -> u32 {
+    let width = area.dim_in_pixel().0.saturating_sub(24);
+    (12..=26)
+        .rev()
+        .find(|&size| {
+            let style = TextStyle::from((FONT_FAMILY, size).into_font());
+            area.estimate_text_size(title, &style)
+                .map(|(w, _)| w <= width)
+                .unwrap_or(true)
+        })
+        .unwrap_or(12)
 }
 
 /// Greedy word wrap to a pixel width.

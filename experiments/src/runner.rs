@@ -155,7 +155,13 @@ pub fn run_jobs(
     stop_after: Option<usize>,
 ) -> Result<RunReport> {
     let t0 = Instant::now();
-    let exe = std::env::current_exe().context("cannot find this executable")?;
+    // /proc/self/exe stays valid even if the binary is rebuilt while the experiment runs.
+    let proc_exe = Path::new("/proc/self/exe");
+    let exe = if proc_exe.exists() {
+        proc_exe.to_path_buf()
+    } else {
+        std::env::current_exe().context("cannot find this executable")?
+    };
     std::fs::create_dir_all(logs_dir)
         .with_context(|| format!("cannot create {}", logs_dir.display()))?;
     let mut report = RunReport::default();
