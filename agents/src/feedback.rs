@@ -51,8 +51,8 @@ use burn::prelude::*;
 use burn::tensor::activation::softmax;
 
 use crate::attention::{
-    ActorCriticHeads, AttentionConfigError, FeedForward, RelativePositionBias, check_memory_layout,
-    check_sizes, masked_attention, merge_heads, split_heads,
+    ActorCriticHeads, AttentionConfigError, FeedForward, MASKED_SCORE, RelativePositionBias,
+    check_memory_layout, check_sizes,
 };
 use crate::memory::Memory;
 use crate::policy::ActorCritic;
@@ -172,11 +172,9 @@ pub struct MemoryKeyValue {
 }
 
 impl MemoryKeyValue {
-    /// `[B, d]` → (keys `[B, d]`, values `[B, d]`).
-    fn forward(&self, m: Tensor<2>) -> (Tensor<2>, Tensor<2>) {
-        let d = m.dims()[1];
-        let kv = self.proj.forward(self.norm.forward(m)); // [B, 2d]
-        (kv.clone().narrow(1, 0, d), kv.narrow(1, d, d))
+    /// `[B, d]` → keys and values side by side `[B, 2d]` (keys first).
+    fn project(&self, m: Tensor<2>) -> Tensor<2> {
+        self.proj.forward(self.norm.forward(m))
     }
 }
 
@@ -203,17 +201,17 @@ pub struct FeedbackTransformer {
     pub span: usize,
 }
 
-/// The recurrent state in working form: per key/value group the cached keys and values
-/// `[B, τ, d]`, and the validity mask `[B, τ, 1]`.
+/// The recurrent state in working form: per key/value group the cached keys and values side by
+/// side `[B, τ, 2d]` (keys first, as the projection makes them), and the validity mask
+/// `[B, τ, 1]`.
 struct Window {
-    keys: Vec<Tensor<3>>,
-    values: Vec<Tensor<3>>,
+    key_values: Vec<Tensor<3>>,
     valid: Tensor<3>,
 }
 
 /// What every step of a call shares, computed once per call: each layer's position bias over
-/// the window `[1, H, 1, τ+1]`, the memory mix weights `[L+1, 1, 1]` and a column of ones
-/// `[B, 1, 1]`.
+/// the window laid out as `[1, τ+1, H, 1]` (key slots oldest first), the memory mix weights
+/// `[L+1, 1, 1]` and a column of ones `[B, 1, 1]`.
 struct StepConstants {
     biases: Vec<Tensor<4>>,
     mix: Tensor<3>,
@@ -237,25 +235,20 @@ impl FeedbackTransformer {
         );
         let mut tensors = memory.tensors;
         let valid = tensors.pop().expect("checked layout");
-        let mut keys = Vec::new();
-        let mut values = Vec::new();
+        let mut key_values = Vec::new();
         let mut it = tensors.into_iter();
         while let (Some(k), Some(v)) = (it.next(), it.next()) {
-            keys.push(k);
-            values.push(v);
+            key_values.push(Tensor::cat(vec![k, v], 2)); // [B, τ, 2d]
         }
-        Window {
-            keys,
-            values,
-            valid,
-        }
+        Window { key_values, valid }
     }
 
     fn window_into_memory(window: Window) -> Memory {
-        let mut tensors = Vec::with_capacity(2 * window.keys.len() + 1);
-        for (k, v) in window.keys.into_iter().zip(window.values) {
-            tensors.push(k);
-            tensors.push(v);
+        let mut tensors = Vec::with_capacity(2 * window.key_values.len() + 1);
+        for kv in window.key_values {
+            let d = kv.dims()[2] / 2;
+            tensors.push(kv.clone().narrow(2, 0, d));
+            tensors.push(kv.narrow(2, d, d));
         }
         tensors.push(window.valid);
         Memory { tensors }
@@ -267,15 +260,20 @@ impl FeedbackTransformer {
         softmax(self.layer_mix.val(), 0)
     }
 
-    /// One step of the recurrence for a batch: the embedded observation `x0 [B, d]`, the
-    /// episode-start flags `start [B, 1, 1]` and the window before the step; returns the last
-    /// layer's output `[B, d]` and the window after the step.
     fn constants(&self, batch: usize, device: &Device) -> StepConstants {
         StepConstants {
             biases: self
                 .layers
                 .iter()
-                .map(|layer| layer.position_bias.window())
+                .map(|layer| {
+                    let [_, heads, _, slots] = layer.position_bias.window().dims();
+                    layer
+                        .position_bias
+                        .window()
+                        .reshape([heads, slots])
+                        .swap_dims(0, 1)
+                        .reshape([1, slots, heads, 1])
+                })
                 .collect(),
             mix: self
                 .layer_mix_weights()
@@ -284,6 +282,12 @@ impl FeedbackTransformer {
         }
     }
 
+    /// One step of the recurrence for a batch: the embedded observation `x0 [B, d]`, the
+    /// episode-start flags `start [B, 1, 1]` and the window before the step; returns the last
+    /// layer's output `[B, d]` and the window after the step.
+    ///
+    /// The attention of the single query is written with broadcast products and sums over
+    /// `[B, τ+1, H, Dh]` (scores `[B, τ+1, H, 1]`), which needs no transposes and no copies.
     fn advance(
         &self,
         x0: Tensor<2>,
@@ -293,33 +297,38 @@ impl FeedbackTransformer {
     ) -> (Tensor<2>, Window) {
         let [b, d] = x0.dims();
         let tau = self.span;
+        let heads = self.n_heads;
+        let dh = d / heads;
+        let scale = (dh as f32).sqrt();
         // A new episode starts with an empty memory: mask out the whole window.
         let valid = window.valid * start.neg().add_scalar(1.0); // [B, τ, 1]
         // The window's τ slots plus the current step's own slot, which is always allowed.
-        let allowed = Tensor::cat(vec![valid.clone(), consts.ones.clone()], 1) // [B, τ+1, 1]
-            .reshape([b, 1, 1, tau + 1])
-            .greater_elem(0.5);
+        let masked = Tensor::cat(vec![valid.clone(), consts.ones.clone()], 1) // [B, τ+1, 1]
+            .reshape([b, tau + 1, 1, 1])
+            .lower_elem(0.5)
+            .expand([b, tau + 1, heads, 1]); // [B, τ+1, H, 1]
 
         let shared = self.key_value.len() == 1;
         let mut x = x0.clone();
         let mut outputs = vec![x0]; // x^0 .. x^L, each [B, d]
         for (l, layer) in self.layers.iter().enumerate() {
             let g = if shared { 0 } else { l };
-            let (k_self, v_self) = self.key_value[g].forward(x.clone()); // [B, d] each
-            let keys = Tensor::cat(vec![window.keys[g].clone(), k_self.reshape([b, 1, d])], 1); // [B, τ+1, d]
-            let values = Tensor::cat(vec![window.values[g].clone(), v_self.reshape([b, 1, d])], 1); // [B, τ+1, d]
+            let kv_self = self.key_value[g].project(x.clone()); // [B, 2d]
+            let kv = Tensor::cat(
+                vec![window.key_values[g].clone(), kv_self.reshape([b, 1, 2 * d])],
+                1,
+            )
+            .reshape([b, tau + 1, 2 * heads, dh]); // [B, τ+1, 2H, Dh]
+            let keys = kv.clone().narrow(2, 0, heads); // [B, τ+1, H, Dh]
+            let values = kv.narrow(2, heads, heads); // [B, τ+1, H, Dh]
             let query = layer
                 .query
                 .forward(layer.norm_attn.forward(x.clone()))
-                .reshape([b, 1, d]); // [B, 1, d]
-            let attended = masked_attention(
-                split_heads(query, self.n_heads),
-                split_heads(keys, self.n_heads),
-                split_heads(values, self.n_heads),
-                consts.biases[l].clone(),
-                allowed.clone(),
-            ); // [B, H, 1, Dh]
-            x = x + layer.out.forward(merge_heads(attended).reshape([b, d]));
+                .reshape([b, 1, heads, dh]); // [B, 1, H, Dh]
+            let scores = (keys * query).sum_dim(3).div_scalar(scale) + consts.biases[l].clone(); // [B, τ+1, H, 1]
+            let weights = softmax(scores.mask_fill(masked.clone(), MASKED_SCORE), 1); // [B, τ+1, H, 1]
+            let attended = (weights * values).sum_dim(1).reshape([b, d]); // [B, d]
+            x = x + layer.out.forward(attended);
             x = x.clone() + layer.ff.forward(layer.norm_ff.forward(x));
             outputs.push(x.clone());
         }
@@ -339,22 +348,14 @@ impl FeedbackTransformer {
                 Tensor::cat(vec![old.narrow(1, 1, tau - 1), new], 1)
             }
         };
-        let mut keys = Vec::with_capacity(self.key_value.len());
-        let mut values = Vec::with_capacity(self.key_value.len());
-        for (g, kv) in self.key_value.iter().enumerate() {
-            let (k, v) = kv.forward(memory_vector.clone());
-            keys.push(slide(window.keys[g].clone(), k));
-            values.push(slide(window.values[g].clone(), v));
-        }
+        let key_values = self
+            .key_value
+            .iter()
+            .zip(window.key_values)
+            .map(|(kv, old)| slide(old, kv.project(memory_vector.clone())))
+            .collect();
         let valid = slide(valid, consts.ones.clone().reshape([b, 1]));
-        (
-            x,
-            Window {
-                keys,
-                values,
-                valid,
-            },
-        )
+        (x, Window { key_values, valid })
     }
 }
 
@@ -391,18 +392,17 @@ impl ActorCritic for FeedbackTransformer {
         episode_start: Tensor<2>,
         memory0: Memory,
     ) -> (Tensor<3>, Tensor<2>) {
-        let [b, t, _] = obs.dims();
+        let [b, t, obs_dim] = obs.dims();
         let mut window = self.window_from_memory(memory0.detach());
-        let embedded = self.embed.forward(obs); // [B, T, d]
-        let consts = self.constants(b, &embedded.device());
+        let device = obs.device();
+        let consts = self.constants(b, &device);
         let mut tops = Vec::with_capacity(t);
-        for (x0, start) in embedded.iter_dim(1).zip(episode_start.iter_dim(1)) {
-            let (top, next) = self.advance(
-                x0.reshape([b, self.d_model]),
-                start.reshape([b, 1, 1]),
-                window,
-                &consts,
-            );
+        // Each step embeds its own observation slice: slicing the (untracked) observations costs
+        // nothing in the backward pass, whereas slicing an embedded `[B, T, d]` would make every
+        // step's gradient a full-size `[B, T, d]` tensor.
+        for (o, start) in obs.iter_dim(1).zip(episode_start.iter_dim(1)) {
+            let x0 = self.embed.forward(o.reshape([b, obs_dim])); // [B, d]
+            let (top, next) = self.advance(x0, start.reshape([b, 1, 1]), window, &consts);
             tops.push(top);
             window = next;
         }
