@@ -462,11 +462,11 @@ fn main() -> Result<()> {
         trained_wall / 60.0
     ));
     md.push_str(&format!(
-        "Setting: {} — GridMaze `{:?}` {}×{}, horizon {}, view {}×{}; {} envs × {} steps per update, \
+        "Setting: {} — GridMaze `{}` {}×{}, horizon {}, view {}×{}; {} envs × {} steps per update, \
          {} env steps per run, {} seed(s) per policy; identical PPO settings for every policy \
          (learning rate per arm in summary.csv).\n\n",
         e.title,
-        maze_cfg.mode,
+        format!("{:?}", maze_cfg.mode).to_lowercase(),
         maze_cfg.size,
         maze_cfg.size,
         maze_cfg.horizon,
