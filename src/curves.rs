@@ -559,13 +559,21 @@ pub fn aggregate(
         high: Vec::with_capacity(n),
     };
     for i in 0..n {
+        // The last grid point is exactly x1: computed, it could overshoot by rounding.
         let x = if n == 1 {
             x0
+        } else if i == n - 1 {
+            x1
         } else {
-            x0 + (x1 - x0) * i as f64 / (n - 1) as f64
+            (x0 + (x1 - x0) * i as f64 / (n - 1) as f64).clamp(x0, x1)
         };
         let ys: Vec<f64> = curves.iter().filter_map(|c| interpolate(c, x)).collect();
-        let s = mean_ci95(&ys).expect("every curve covers the grid");
+        if ys.len() != curves.len() {
+            return Err(CurvesError::NoData(format!(
+                "`{label}`: a run has no value at x = {x}"
+            )));
+        }
+        let s = mean_ci95(&ys).expect("ys is not empty");
         out.x.push(x);
         out.mean.push(s.mean);
         out.low.push(s.ci_low);
@@ -742,6 +750,14 @@ mod tests {
             assert!(close(c.mean[i] - c.low[i], 12.7062, 1e-3));
         }
         assert!(aggregate("p", &[vec![], vec![]], 4).is_err());
+        // Float grids whose computed last point would overshoot the common end.
+        let t1: Vec<(f64, f64)> = vec![(0.1, 1.0), (0.7, 2.0), (1.3000000000000003, 3.0)];
+        let t2: Vec<(f64, f64)> = vec![(0.1, 1.0), (0.9, 2.0), (1.3, 3.0)];
+        for n in 2..300 {
+            let c = aggregate("t", &[t1.clone(), t2.clone()], n).unwrap();
+            assert_eq!(c.n_runs, 2);
+            assert_eq!(*c.x.last().unwrap(), 1.3);
+        }
         let e = aggregate("p", &[vec![(0.0, 1.0)], vec![(5.0, 1.0)]], 4).unwrap_err();
         assert!(e.to_string().contains("overlap"));
     }
