@@ -13,6 +13,6 @@ pub use config::{ConfigError, EnvConfig, TrainConfig};
 pub use metrics::{METRICS_HEADER, MetricsRow};
 pub use trainer::{RunSummary, TrainOptions, train, train_from_config};
 
+pub mod cli;
 pub mod curves;
 pub mod plot;
-pub mod cli;

@@ -50,7 +50,11 @@ impl Memory {
     /// Moves the memory to `device` (e.g. from an autodiff device to its inner device).
     pub fn to_device(self, device: &Device) -> Self {
         Self {
-            tensors: self.tensors.into_iter().map(|t| t.to_device(device)).collect(),
+            tensors: self
+                .tensors
+                .into_iter()
+                .map(|t| t.to_device(device))
+                .collect(),
         }
     }
 

@@ -37,8 +37,7 @@ impl BoxSpace {
     /// Whether `x` lies in the box (right length, finite, within bounds).
     pub fn contains(&self, x: &[f32]) -> bool {
         x.len() == self.flat_len()
-            && x
-                .iter()
+            && x.iter()
                 .zip(self.low.iter().zip(&self.high))
                 .all(|(v, (lo, hi))| v.is_finite() && *v >= *lo && *v <= *hi)
     }
@@ -235,7 +234,10 @@ impl fmt::Display for EpisodeStats {
 /// Derives a per-env seed from a base seed and an env index (SplitMix64 of both), so that a
 /// vectorised run does not depend on thread scheduling and nearby indices are uncorrelated.
 pub fn derive_seed(base_seed: u64, index: u64) -> u64 {
-    let mut z = base_seed ^ index.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(0xD1B5_4A32_D192_ED03);
+    let mut z = base_seed
+        ^ index
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .wrapping_add(0xD1B5_4A32_D192_ED03);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)

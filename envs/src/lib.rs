@@ -7,23 +7,23 @@
 //! - `VecEnv`: N envs stepped in parallel with rayon, with auto-reset.
 //! - `check_env`: tells a user in words what is wrong with their env.
 
+pub mod check;
 pub mod cue_recall;
 pub mod env;
 pub mod gridmaze;
-pub mod render;
-pub mod vec_env;
-pub mod check;
 #[cfg(feature = "gymnasium")]
 pub mod gymnasium;
+pub mod render;
+pub mod vec_env;
 
+pub use check::{CheckConfig, CheckError, CheckReport, check_env, check_env_with};
 pub use cue_recall::{CueRecall, CueRecallConfig};
 pub use env::{BoxSpace, Discrete, Env, EnvError, EnvExt, EpisodeStats, Info, Step, derive_seed};
 pub use gridmaze::{
     ActionMode, Cell, Direction, GridMaze, GridMazeConfig, MazeMode, Pos, ReferencePolicy,
     ReferenceStats, reference_return, reference_stats,
 };
-pub use render::{Frame, GifWriter, save_gif};
-pub use check::{CheckConfig, CheckError, CheckReport, check_env, check_env_with};
 #[cfg(feature = "gymnasium")]
 pub use gymnasium::{GridMazeGym, GymCartPole, GymnasiumAdapter, GymnasiumEnv};
+pub use render::{Frame, GifWriter, save_gif};
 pub use vec_env::{Parallelism, VecEnv, VecEnvState, VecStep};
