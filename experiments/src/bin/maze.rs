@@ -449,7 +449,7 @@ fn main() -> Result<()> {
     md.push_str(&format!(
         "Command: `cargo run --release -p experiments --bin maze -- {shown_args}`\n\n"
     ));
-    md.push_str(&format!("Preset: `{}`\n\n", rel(&path)));
+    md.push_str(&format!("Preset: `{}`\n\n", report::rel_path(&path)));
     md.push_str(&format!("Machine: {}\n\n", report::machine()));
     let trained_wall: f64 = results.iter().map(|r| r.wall_s * r.runs.len() as f64).sum();
     md.push_str(&format!(
@@ -548,14 +548,4 @@ fn depth_color(arm: &Arm) -> usize {
         (agents::PolicyKind::Transformer, _) => 5,
         _ => 7,
     }
-}
-
-/// A path relative to the current directory when it is inside it.
-fn rel(p: &Path) -> String {
-    std::env::current_dir()
-        .ok()
-        .and_then(|cwd| p.strip_prefix(cwd).ok().map(Path::to_path_buf))
-        .unwrap_or_else(|| p.to_path_buf())
-        .display()
-        .to_string()
 }

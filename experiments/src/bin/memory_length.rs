@@ -237,7 +237,7 @@ fn main() -> Result<()> {
          ![success vs delay](success_vs_delay.png)\n\n\
          | policy | delay | seeds | held-out greedy success [95% CI] | training success (final) |\n|---|---|---|---|---|\n{md_rows}\n\
          Files: `success_vs_delay.csv`, `success_vs_delay.png` / `.svg`.\n",
-        path.display(),
+        report::rel_path(&path),
         report::machine(),
         t0.elapsed().as_secs_f64() / 60.0,
         run_report.started,
