@@ -241,6 +241,18 @@ pub fn select_arms(arms: &[Arm], names: Option<&[String]>) -> Result<Vec<Arm>> {
         .collect())
 }
 
+/// The preset file for `preset`: a path to a TOML file as given, otherwise the bundled
+/// `experiments/configs/<prefix>_<preset>.toml` (e.g. prefix `maze`, preset `full`).
+pub fn preset_path(prefix: &str, preset: &str) -> PathBuf {
+    let as_path = PathBuf::from(preset);
+    if preset.ends_with(".toml") || as_path.is_file() {
+        return as_path;
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("configs")
+        .join(format!("{prefix}_{preset}.toml"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

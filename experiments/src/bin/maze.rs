@@ -12,13 +12,13 @@
 //! resumes unfinished runs from their checkpoints and skips finished ones, then redraws
 //! everything from all the runs' metrics.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, ValueEnum};
 use envs::gridmaze::{ReferencePolicy, reference_stats};
 use experiments::evaluate::evaluate_run;
-use experiments::preset::{Arm, Preset, select_arms};
+use experiments::preset::{self, Arm, Preset, select_arms};
 use experiments::report::{self, cell};
 use experiments::runner::{self, Job};
 use fbrl::EnvConfig;
@@ -73,17 +73,6 @@ struct Args {
     quiet: bool,
 }
 
-/// The preset file for a name or path.
-fn preset_path(preset: &str) -> PathBuf {
-    let as_path = PathBuf::from(preset);
-    if preset.ends_with(".toml") || as_path.is_file() {
-        return as_path;
-    }
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("configs")
-        .join(format!("maze_{preset}.toml"))
-}
-
 /// Relative cost per env step of an arm (measured on one core: MLP ≈ 28k steps/s, GRU ≈
 /// 6.7k, Transformer ≈ 2.8k, Feedback ≈ 1k at d = 64, 2 layers), to start costly runs first.
 fn cost_per_step(arm: &Arm) -> f64 {
@@ -125,7 +114,7 @@ fn main() -> Result<()> {
     }
     let args = Args::parse();
     let t0 = std::time::Instant::now();
-    let path = preset_path(&args.preset);
+    let path = preset::preset_path("maze", &args.preset);
     let preset = Preset::load(&path)?;
     let EnvConfig::Gridmaze(maze_cfg) = preset.train.env.clone() else {
         bail!(

@@ -9,12 +9,12 @@
 //!
 //! Like the maze binary, runs live in deterministic directories and re-running resumes them.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use experiments::evaluate::evaluate_run;
-use experiments::preset::{Preset, select_arms};
+use experiments::preset::{self, Preset, select_arms};
 use experiments::report::{self, cell};
 use experiments::runner::{self, Job};
 use fbrl::EnvConfig;
@@ -53,23 +53,13 @@ struct Args {
     quiet: bool,
 }
 
-fn preset_path(preset: &str) -> PathBuf {
-    let as_path = PathBuf::from(preset);
-    if preset.ends_with(".toml") || as_path.is_file() {
-        return as_path;
-    }
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("configs")
-        .join(format!("memory_length_{preset}.toml"))
-}
-
 fn main() -> Result<()> {
     if let Some(result) = runner::run_worker_if_requested() {
         return result;
     }
     let args = Args::parse();
     let t0 = std::time::Instant::now();
-    let path = preset_path(&args.preset);
+    let path = preset::preset_path("memory_length", &args.preset);
     let preset = Preset::load(&path)?;
     let EnvConfig::CueRecall(cue_cfg) = preset.train.env.clone() else {
         bail!(
