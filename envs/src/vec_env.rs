@@ -5,7 +5,8 @@
 //! # Buffers
 //! Observations come back as one contiguous row-major `[N × obs_dim]` buffer, ready to become
 //! a tensor. All buffers live in a [`VecStep`] that is reused from step to step: after the first
-//! episodes have grown the per-env action logs, a step allocates nothing, on either path.
+//! episodes have grown the per-env action logs, a step allocates nothing (the rayon path
+//! called from outside a pool allocates one small task per step).
 //!
 //! # Auto-reset
 //! When env `i` ends an episode (`terminated` or `truncated`) at a step:
@@ -31,47 +32,59 @@
 //! deterministic given the reset seed and the actions (which [`crate::check_env`] checks), and
 //! it verifies the replay: a replay that ends early or gives different statistics is an error.
 
+use std::sync::{Mutex, MutexGuard};
+
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::env::{BoxSpace, Env, EnvError, EpisodeStats, Info, derive_seed};
 
-/// With the caller outside any rayon pool, [`Parallelism::Auto`] steps sequentially below
-/// this many envs.
+/// [`Parallelism::Auto`] steps sequentially below this many envs (and on a single-thread
+/// pool), with rayon from here on.
 ///
 /// Measured with `cargo bench -p envs --bench env_throughput` on 2 cores (GridMaze, multi
-/// mode, 3×3 view: ≈ 30–60 ns per env step, so 1024 envs take ≈ 60 µs sequentially): from a
-/// thread outside the pool every step pays a hand-off to the pool and back (tens of µs on a
-/// busy machine), and rayon stayed at 0.6–1.2× sequential up to 1024 envs. Envs with costlier
-/// steps profit much earlier; pick [`Parallelism::Rayon`] for them explicitly.
-pub const AUTO_RAYON_MIN_ENVS: usize = 4096;
-
-/// With the caller running inside a rayon pool (`ThreadPool::install`, as the trainer does),
-/// [`Parallelism::Auto`] steps sequentially below this many envs.
+/// mode, 3×3 view: ≈ 30–60 ns per env step, so 1024 envs take ≈ 60 µs sequentially); median
+/// paired ratio rayon / sequential, 9×9 mazes:
 ///
-/// Measured as above: inside the pool the hand-off is cheaper; rayon reached 0.55× sequential
-/// at 32 envs, 0.9–1.2× at 256–512 and 0.9–1.3× at 1024 envs on a shared 2-core machine.
-pub const AUTO_RAYON_MIN_ENVS_IN_POOL: usize = 1024;
+/// | envs              | 256   | 512   | 1024  | 2048  | 4096  |
+/// |-------------------|-------|-------|-------|-------|-------|
+/// | caller in a pool  | 1.03× | 1.10× | 1.96× | 1.43× | 2.00× |
+/// | caller outside    | 0.48× | 0.88× | 1.61× | 1.75× | 1.83× |
+///
+/// Each step pays a fork and a join on the pool (a few µs, more on a busy machine), which
+/// cheap envs only earn back from about a thousand envs on. Envs with costlier steps profit
+/// much earlier; pick [`Parallelism::Rayon`] for them explicitly.
+pub const AUTO_RAYON_MIN_ENVS: usize = 1024;
 
 /// Rayon splits the envs into about this many chunks per worker thread, so that an unlucky
 /// chunk (e.g. one with several resets, which generate a maze) does not stall a whole step.
 const CHUNKS_PER_THREAD: usize = 4;
 
+/// The rayon path called from outside any pool cuts a step into this many chunks, shared
+/// between the calling thread and the pool (see `Lanes::step_with_caller`).
+const SHARED_CHUNKS: usize = 16;
+
+/// Locks `m`; a lock poisoned by a panicking env is still usable (the panic propagates).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// How a [`VecEnv`] steps its envs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Parallelism {
-    /// Sequential when rayon would not pay: a rayon pool with a single thread, or fewer envs
-    /// than [`AUTO_RAYON_MIN_ENVS_IN_POOL`] (caller on a rayon worker thread, e.g. inside
-    /// `ThreadPool::install`) or [`AUTO_RAYON_MIN_ENVS`] (caller outside any pool); rayon
-    /// otherwise.
+    /// Sequential when rayon would not pay (a rayon pool with a single thread, or fewer
+    /// envs than [`AUTO_RAYON_MIN_ENVS`]); rayon otherwise.
     #[default]
     Auto,
     /// One env after the other on the calling thread.
     Sequential,
-    /// Chunks of envs on the current rayon thread pool (use `ThreadPool::install` to pick one;
-    /// running the whole stepping loop inside `install` also makes each step's hand-off to
-    /// the pool cheaper).
+    /// Chunks of envs on the current rayon thread pool (use `ThreadPool::install` to pick
+    /// one). Called on a pool's worker thread (inside `install`, as the trainer does), the
+    /// chunks are forked with `rayon::join`; called from outside any pool, the calling thread
+    /// steps chunks itself while tasks on the global pool step the others. Running the whole
+    /// stepping loop inside `install` is the faster of the two (no third thread competing
+    /// for the cores).
     Rayon,
 }
 
@@ -180,7 +193,131 @@ struct Lanes<'a, E> {
     infos: &'a mut [Info],
 }
 
-impl<E: Env> Lanes<'_, E> {
+impl<'a, E: Env> Lanes<'a, E> {
+    /// Number of envs in the run.
+    fn len(&self) -> usize {
+        self.envs.len()
+    }
+
+    /// Splits the run into envs `[0, mid)` and `[mid, len)`.
+    fn split_at(self, mid: usize, obs_dim: usize) -> (Self, Self) {
+        let (envs_a, envs_b) = self.envs.split_at_mut(mid);
+        let (slots_a, slots_b) = self.slots.split_at_mut(mid);
+        let (actions_a, actions_b) = self.actions.split_at(mid);
+        let (obs_a, obs_b) = self.obs.split_at_mut(mid * obs_dim);
+        let (final_a, final_b) = self.final_obs.split_at_mut(mid * obs_dim);
+        let (rewards_a, rewards_b) = self.rewards.split_at_mut(mid);
+        let (term_a, term_b) = self.terminated.split_at_mut(mid);
+        let (trunc_a, trunc_b) = self.truncated.split_at_mut(mid);
+        let (infos_a, infos_b) = self.infos.split_at_mut(mid);
+        (
+            Lanes {
+                first: self.first,
+                envs: envs_a,
+                slots: slots_a,
+                actions: actions_a,
+                obs: obs_a,
+                final_obs: final_a,
+                rewards: rewards_a,
+                terminated: term_a,
+                truncated: trunc_a,
+                infos: infos_a,
+            },
+            Lanes {
+                first: self.first + mid,
+                envs: envs_b,
+                slots: slots_b,
+                actions: actions_b,
+                obs: obs_b,
+                final_obs: final_b,
+                rewards: rewards_b,
+                terminated: term_b,
+                truncated: trunc_b,
+                infos: infos_b,
+            },
+        )
+    }
+
+    /// Steps the run on the current rayon pool: halves are forked with `rayon::join` down to
+    /// runs of at most `min_len` envs. On errors in several halves, the lowest env's wins.
+    fn step_joined(self, min_len: usize, base_seed: u64, obs_dim: usize) -> Result<(), EnvError> {
+        if self.len() <= min_len {
+            return self.step(base_seed, obs_dim);
+        }
+        let mid = self.len() / 2;
+        let (a, b) = self.split_at(mid, obs_dim);
+        let (ra, rb) = rayon::join(
+            || a.step_joined(min_len, base_seed, obs_dim),
+            || b.step_joined(min_len, base_seed, obs_dim),
+        );
+        ra.and(rb)
+    }
+
+    /// Steps the run from a thread outside any rayon pool, with the calling thread working
+    /// instead of waiting. The run is cut into at most [`SHARED_CHUNKS`] chunks; the caller
+    /// takes chunks from the front and `helpers` tasks spawned on the global pool take them
+    /// from the back, until they meet. The split adapts to how late the helpers start, and
+    /// each side keeps mostly the same envs from step to step (warm caches). On errors in
+    /// several chunks, the lowest env's wins.
+    fn step_with_caller(
+        self,
+        helpers: usize,
+        base_seed: u64,
+        obs_dim: usize,
+    ) -> Result<(), EnvError> {
+        let chunk_len = self.len().div_ceil(SHARED_CHUNKS).max(1);
+        let mut rest = Some(self);
+        let chunks: [Mutex<Option<Self>>; SHARED_CHUNKS] = std::array::from_fn(|_| {
+            Mutex::new(rest.take().map(|lanes| {
+                if lanes.len() > chunk_len {
+                    let (head, tail) = lanes.split_at(chunk_len, obs_dim);
+                    rest = Some(tail);
+                    head
+                } else {
+                    lanes
+                }
+            }))
+        });
+        let used = chunks.iter().filter(|c| lock(c).is_some()).count();
+        let errors: [Mutex<Option<EnvError>>; SHARED_CHUNKS] =
+            std::array::from_fn(|_| Mutex::new(None));
+        // Chunks `[front, back)` are still to be stepped.
+        let queue = Mutex::new((0, used));
+        let work = |from_front: bool| loop {
+            let k = {
+                let mut q = lock(&queue);
+                if q.0 >= q.1 {
+                    break;
+                }
+                if from_front {
+                    q.0 += 1;
+                    q.0 - 1
+                } else {
+                    q.1 -= 1;
+                    q.1
+                }
+            };
+            if let Some(lanes) = lock(&chunks[k]).take()
+                && let Err(e) = lanes.step(base_seed, obs_dim)
+            {
+                *lock(&errors[k]) = Some(e);
+            }
+        };
+        rayon::in_place_scope(|scope| {
+            for _ in 0..helpers {
+                scope.spawn(|_| work(false));
+            }
+            work(true);
+        });
+        match errors
+            .into_iter()
+            .find_map(|e| e.into_inner().unwrap_or_else(|p| p.into_inner()))
+        {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
     /// Steps every env of the run; auto-resets those that end.
     fn step(self, base_seed: u64, obs_dim: usize) -> Result<(), EnvError> {
         let obs_rows = self.obs.chunks_exact_mut(obs_dim);
@@ -386,12 +523,7 @@ impl<E: Env> VecEnv<E> {
             Parallelism::Sequential => false,
             Parallelism::Rayon => true,
             Parallelism::Auto => {
-                let min = if rayon::current_thread_index().is_some() {
-                    AUTO_RAYON_MIN_ENVS_IN_POOL
-                } else {
-                    AUTO_RAYON_MIN_ENVS
-                };
-                self.envs.len() >= min && rayon::current_num_threads() > 1
+                self.envs.len() >= AUTO_RAYON_MIN_ENVS && rayon::current_num_threads() > 1
             }
         }
     }
@@ -494,63 +626,40 @@ impl<E: Env> VecEnv<E> {
         }
         let base_seed = self.base_seed;
         let d = self.obs_dim;
-        let result = if self.uses_rayon() {
-            let c = self.chunk_len();
-            let buf = &mut self.buf;
-            (
-                self.envs.par_chunks_mut(c),
-                self.slots.par_chunks_mut(c),
-                actions.par_chunks(c),
-                buf.obs.par_chunks_mut(c * d),
-                buf.final_obs.par_chunks_mut(c * d),
-                buf.rewards.par_chunks_mut(c),
-                buf.terminated.par_chunks_mut(c),
-                buf.truncated.par_chunks_mut(c),
-                buf.infos.par_chunks_mut(c),
-            )
-                .into_par_iter()
-                .enumerate()
-                .try_for_each(
-                    |(k, (envs, slots, actions, obs, final_obs, rewards, term, trunc, infos))| {
-                        Lanes {
-                            first: k * c,
-                            envs,
-                            slots,
-                            actions,
-                            obs,
-                            final_obs,
-                            rewards,
-                            terminated: term,
-                            truncated: trunc,
-                            infos,
-                        }
-                        .step(base_seed, d)
-                    },
-                )
+        let uses_rayon = self.uses_rayon();
+        let buf = &mut self.buf;
+        let lanes = Lanes {
+            first: 0,
+            envs: &mut self.envs,
+            slots: &mut self.slots,
+            actions,
+            obs: &mut buf.obs,
+            final_obs: &mut buf.final_obs,
+            rewards: &mut buf.rewards,
+            terminated: &mut buf.terminated,
+            truncated: &mut buf.truncated,
+            infos: &mut buf.infos,
+        };
+        let threads = rayon::current_num_threads().max(1);
+        let result = if !uses_rayon {
+            lanes.step(base_seed, d)
+        } else if rayon::current_thread_index().is_some() {
+            lanes.step_joined(n.div_ceil(threads * CHUNKS_PER_THREAD), base_seed, d)
         } else {
-            let buf = &mut self.buf;
-            Lanes {
-                first: 0,
-                envs: &mut self.envs,
-                slots: &mut self.slots,
-                actions,
-                obs: &mut buf.obs,
-                final_obs: &mut buf.final_obs,
-                rewards: &mut buf.rewards,
-                terminated: &mut buf.terminated,
-                truncated: &mut buf.truncated,
-                infos: &mut buf.infos,
-            }
-            .step(base_seed, d)
+            lanes.step_with_caller(threads - 1, base_seed, d)
         };
         if let Err(e) = result {
             self.ready = false;
             return Err(e);
         }
-        self.buf.finished.clear();
-        for (i, slot) in self.slots.iter().enumerate() {
-            if let Some(stats) = slot.finished {
-                self.buf.finished.push((i, stats));
+        // Scan the compact done flags; only the slots of envs that ended are read.
+        let buf = &mut self.buf;
+        buf.finished.clear();
+        for (i, (&term, &trunc)) in buf.terminated.iter().zip(&buf.truncated).enumerate() {
+            if term | trunc
+                && let Some(stats) = self.slots[i].finished
+            {
+                buf.finished.push((i, stats));
             }
         }
         Ok(&self.buf)

@@ -356,19 +356,28 @@ fn gridmaze_matches_the_reference_on_every_path_and_thread_count() {
 
 #[test]
 fn auto_picks_rayon_for_many_envs_and_matches() {
-    use envs::vec_env::{AUTO_RAYON_MIN_ENVS, AUTO_RAYON_MIN_ENVS_IN_POOL};
-    let n = AUTO_RAYON_MIN_ENVS_IN_POOL + 3;
+    use envs::vec_env::AUTO_RAYON_MIN_ENVS;
     let make = |_| GridMaze::new(GridMazeConfig::multi(7, 8));
+    // Below the threshold Auto stays sequential, in a pool or not.
+    let few = AUTO_RAYON_MIN_ENVS - 1;
+    assert!(!VecEnv::from_fn(few, 1, make).unwrap().uses_rayon());
+    assert!(!pool(2).install(|| VecEnv::from_fn(few, 1, make).unwrap().uses_rayon()));
+
+    let n = AUTO_RAYON_MIN_ENVS + 3;
     let actions = random_actions(n, 4, 30, 4);
     let mut seq = VecEnv::from_fn(n, 1, make)
         .unwrap()
         .with_parallelism(Parallelism::Sequential);
     let expected = run(&mut seq, &actions);
-    // Outside any pool this many envs stay sequential.
+    // From the threshold on, Auto picks rayon wherever the pool has several threads, and
+    // gives the sequential results.
     let mut auto = VecEnv::from_fn(n, 1, make).unwrap();
-    assert!(!auto.uses_rayon());
-    assert_eq!(run(&mut auto, &actions), expected);
-    // Inside a pool of several threads Auto picks rayon.
+    assert_eq!(auto.uses_rayon(), rayon::current_num_threads() > 1);
+    assert_eq!(
+        run(&mut auto, &actions),
+        expected,
+        "Auto on the global pool"
+    );
     for threads in [1, 2, 4] {
         let (uses, got) = pool(threads).install(|| {
             let mut venv = VecEnv::from_fn(n, 1, make).unwrap();
@@ -377,10 +386,6 @@ fn auto_picks_rayon_for_many_envs_and_matches() {
         assert_eq!(uses, threads > 1, "Auto with {threads} threads");
         assert_eq!(got, expected, "Auto with {threads} threads");
     }
-    // Outside any pool, from AUTO_RAYON_MIN_ENVS envs on (when the global pool has several
-    // threads).
-    let many = VecEnv::from_fn(AUTO_RAYON_MIN_ENVS, 1, make).unwrap();
-    assert_eq!(many.uses_rayon(), rayon::current_num_threads() > 1);
 }
 
 #[test]
@@ -522,6 +527,31 @@ fn an_env_failure_names_the_env_and_requires_a_reset() {
         assert!(e.contains("call VecEnv::reset"), "{e}");
         venv.reset().unwrap();
         venv.step(&[0; 6]).unwrap();
+    }
+}
+
+#[test]
+fn the_lowest_failing_env_is_reported_on_every_path() {
+    // Envs 1 and 4 fail at the same step; on the rayon paths they may fail on different
+    // threads, and the error must still name env 1, as the sequential path does.
+    let make = || {
+        let mut envs = vec![Walk::new(); 6];
+        envs[1].fail_at = Some(1);
+        envs[4].fail_at = Some(1);
+        VecEnv::new(envs, 0).unwrap()
+    };
+    let check = |p: Parallelism, label: &str| {
+        let mut venv = make().with_parallelism(p);
+        venv.reset().unwrap();
+        venv.step(&[0; 6]).unwrap();
+        let e = venv.step(&[0; 6]).unwrap_err().to_string();
+        assert_eq!(e, "env 1: simulated failure", "{p:?} {label}");
+    };
+    for p in [Parallelism::Sequential, Parallelism::Rayon] {
+        check(p, "on the global pool");
+        for threads in [1, 2, 4] {
+            pool(threads).install(|| check(p, &format!("in a pool of {threads}")));
+        }
     }
 }
 

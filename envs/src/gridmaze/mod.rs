@@ -575,9 +575,9 @@ impl Env for GridMaze {
         };
         if let Some(d) = dir {
             let target = self.agent.wrapping_add_signed(self.moves[d]);
-            if self.grid[target] != WALL {
-                self.agent = target;
-            }
+            // A select, not a branch: under a random policy the branch is unpredictable.
+            let open = self.grid[target] != WALL;
+            self.agent = if open { target } else { self.agent };
         }
         self.t += 1;
         let goal_reached = self.agent == self.goal;
