@@ -32,7 +32,9 @@
 //! deterministic given the reset seed and the actions (which [`crate::check_env`] checks), and
 //! it verifies the replay: a replay that ends early or gives different statistics is an error.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -43,13 +45,16 @@ use crate::env::{BoxSpace, Env, EnvError, EpisodeStats, Info, derive_seed};
 /// pool), with rayon from here on.
 ///
 /// Measured with `cargo bench -p envs --bench env_throughput` on 2 cores (GridMaze, multi
-/// mode, 3×3 view: ≈ 30–60 ns per env step, so 1024 envs take ≈ 60 µs sequentially); median
-/// paired ratio rayon / sequential, 9×9 mazes:
+/// mode, 3×3 view: ≈ 20–60 ns per env step, so 1024 envs take ≈ 55 µs sequentially); median
+/// paired ratio rayon / sequential, 9×9 mazes, range over three runs:
 ///
-/// | envs              | 256   | 512   | 1024  | 2048  | 4096  |
-/// |-------------------|-------|-------|-------|-------|-------|
-/// | caller in a pool  | 1.03× | 1.10× | 1.96× | 1.43× | 2.00× |
-/// | caller outside    | 0.48× | 0.88× | 1.61× | 1.75× | 1.83× |
+/// | envs              | 256       | 512       | 1024      | 2048      | 4096      |
+/// |-------------------|-----------|-----------|-----------|-----------|-----------|
+/// | caller in a pool  | 1.08–1.18 | 0.94–1.07 | 1.13–1.71 | 1.00–1.18 | 1.57–2.02 |
+/// | caller outside    | 0.99–1.00 | 1.11–1.41 | 1.33–2.11 | 1.84–1.89 | 1.65–1.92 |
+///
+/// (The 1024-env rows of the main table, with twice the steps per round, measure 1.62–2.29×
+/// in a pool and 1.86–2.10× outside.)
 ///
 /// Each step pays a fork and a join on the pool (a few µs, more on a busy machine), which
 /// cheap envs only earn back from about a thousand envs on. Envs with costlier steps profit
@@ -63,6 +68,10 @@ const CHUNKS_PER_THREAD: usize = 4;
 /// The rayon path called from outside any pool cuts a step into this many chunks, shared
 /// between the calling thread and the pool (see `Lanes::step_with_caller`).
 const SHARED_CHUNKS: usize = 16;
+
+/// How long a calling thread outside the pool spins for helpers still stepping their last
+/// chunks before it blocks (see `Lanes::step_with_caller`).
+const CALLER_SPIN: Duration = Duration::from_micros(50);
 
 /// Locks `m`; a lock poisoned by a panicking env is still usable (the panic propagates).
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -303,11 +312,22 @@ impl<'a, E: Env> Lanes<'a, E> {
                 *lock(&errors[k]) = Some(e);
             }
         };
+        // Helpers still stepping. When the caller runs out of chunks it spins briefly for
+        // them rather than going to sleep in the scope's join, whose wake-up costs more than
+        // a chunk takes.
+        let pending = AtomicUsize::new(helpers);
         rayon::in_place_scope(|scope| {
             for _ in 0..helpers {
-                scope.spawn(|_| work(false));
+                scope.spawn(|_| {
+                    work(false);
+                    pending.fetch_sub(1, Ordering::Release);
+                });
             }
             work(true);
+            let start = Instant::now();
+            while pending.load(Ordering::Acquire) > 0 && start.elapsed() < CALLER_SPIN {
+                std::hint::spin_loop();
+            }
         });
         match errors
             .into_iter()
