@@ -17,7 +17,7 @@ use fbrl::agents::{PolicyConfig, PolicyKind};
 use fbrl::envs::{BoxSpace, Discrete, Env, EnvError, Info, Step, check_env};
 use fbrl::plot::{RefLine, RunsPlotOptions, plot_runs};
 use fbrl::run_dir::RunDir;
-use fbrl::{MetricsRow, TrainConfig, TrainOptions};
+use fbrl::{CustomEnvConfig, EnvConfig, MetricsRow, TrainConfig, TrainOptions};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -120,6 +120,10 @@ fn main() -> Result<()> {
             total_steps: 16 * 32 * 80, // 80 updates
             checkpoint_every: 0,
             threads: 1,
+            env: EnvConfig::Custom(CustomEnvConfig {
+                name: "remember_the_light".into(),
+                params: toml::toml! { delay = 4 },
+            }),
             policy: PolicyConfig {
                 d_model: 32,
                 hidden: 32,

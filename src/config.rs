@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use agents::ppo::PpoConfig;
 use agents::{PolicyConfig, PolicyKind};
-use envs::{CueRecallConfig, EnvError, GridMazeConfig};
+use envs::{CueRecall, CueRecallConfig, Env, EnvError, GridMaze, GridMazeConfig};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -56,6 +56,16 @@ fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
 /// size = 9
 /// mode = "multi"
 /// ```
+///
+/// An env of your own, trained with [`crate::train`] and your env factory, is recorded as
+/// `kind = "custom"` with its name (and any settings you want kept with the run):
+///
+/// ```toml
+/// [env]
+/// kind = "custom"
+/// name = "remember_the_light"
+/// params = { delay = 4 }
+/// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum EnvConfig {
@@ -63,6 +73,36 @@ pub enum EnvConfig {
     Gridmaze(GridMazeConfig),
     /// The cue-recall (T-maze) memory diagnostic (`kind = "cue_recall"`).
     CueRecall(CueRecallConfig),
+    /// An env built by the program that trains it (`kind = "custom"`).
+    Custom(CustomEnvConfig),
+}
+
+/// The record of an env built by user code (see [`EnvConfig::Custom`]). The trainer cannot
+/// build it from the config: `fbrl train`, `fbrl eval` and `fbrl render` refuse such runs
+/// with an error that says so; the program that trained the run resumes and evaluates it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomEnvConfig {
+    /// Name of the env, used in run directory names: letters, digits, `_`, `-` and `.`.
+    pub name: String,
+    /// Free-form settings of the env, kept in the run's `config.toml`.
+    #[serde(default, skip_serializing_if = "toml::Table::is_empty")]
+    pub params: toml::Table,
+}
+
+impl CustomEnvConfig {
+    /// The error for building this env from its record, which only its own program can do.
+    pub fn not_buildable(&self) -> ConfigError {
+        invalid(
+            "env.kind",
+            format!(
+                "is \"custom\" (env {:?}): a custom env is built by the program that trained \
+                 the run (`fbrl::train` with its env factory), not from the config; train, \
+                 resume, evaluate or render it from that program",
+                self.name
+            ),
+        )
+    }
 }
 
 impl Default for EnvConfig {
@@ -72,11 +112,21 @@ impl Default for EnvConfig {
 }
 
 impl EnvConfig {
-    /// Short name used in run directory names: `gridmaze` or `cue_recall`.
-    pub fn name(&self) -> &'static str {
+    /// A custom env named `name`, without recorded settings.
+    pub fn custom(name: impl Into<String>) -> Self {
+        EnvConfig::Custom(CustomEnvConfig {
+            name: name.into(),
+            params: toml::Table::new(),
+        })
+    }
+
+    /// Short name used in run directory names: `gridmaze`, `cue_recall` or a custom env's
+    /// name.
+    pub fn name(&self) -> &str {
         match self {
             EnvConfig::Gridmaze(_) => "gridmaze",
             EnvConfig::CueRecall(_) => "cue_recall",
+            EnvConfig::Custom(c) => &c.name,
         }
     }
 
@@ -85,11 +135,41 @@ impl EnvConfig {
         let r = match self {
             EnvConfig::Gridmaze(c) => c.validate(),
             EnvConfig::CueRecall(c) => c.validate(),
+            EnvConfig::Custom(c) => {
+                let ok = |ch: char| ch.is_ascii_alphanumeric() || "_-.".contains(ch);
+                if c.name.is_empty() || !c.name.chars().all(ok) || c.name.starts_with('.') {
+                    return Err(invalid(
+                        "env.name",
+                        format!(
+                            "must be a non-empty name of letters, digits, `_`, `-` and `.` \
+                             (not starting with `.`; it names run directories), got {:?}",
+                            c.name
+                        ),
+                    ));
+                }
+                Ok(())
+            }
         };
-        r.map_err(|e| match e {
-            EnvError::InvalidConfig { field, reason } => invalid(format!("env.{field}"), reason),
-            other => invalid("env", other.to_string()),
-        })
+        r.map_err(env_error)
+    }
+
+    /// Builds one env of the configured kind. A custom env cannot be built from its record:
+    /// the error says so and names the env.
+    pub fn build(&self) -> Result<Box<dyn Env>, ConfigError> {
+        let built: Result<Box<dyn Env>, EnvError> = match self {
+            EnvConfig::Gridmaze(c) => GridMaze::new(c.clone()).map(|e| Box::new(e) as _),
+            EnvConfig::CueRecall(c) => CueRecall::new(c.clone()).map(|e| Box::new(e) as _),
+            EnvConfig::Custom(c) => return Err(c.not_buildable()),
+        };
+        built.map_err(env_error)
+    }
+}
+
+/// An env's config error as a [`ConfigError`] naming the key `env.<field>`.
+fn env_error(e: EnvError) -> ConfigError {
+    match e {
+        EnvError::InvalidConfig { field, reason } => invalid(format!("env.{field}"), reason),
+        other => invalid("env", other.to_string()),
     }
 }
 

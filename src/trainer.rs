@@ -89,12 +89,40 @@ pub struct RunSummary {
     pub last_row: Option<MetricsRow>,
 }
 
-/// Builds the envs of `cfg.env` and trains (see [`train`]).
+/// Builds the envs of `cfg.env` and trains (see [`train`]). A custom env (`kind = "custom"`)
+/// cannot be built from its record: call [`train`] with its factory instead.
 pub fn train_from_config(cfg: &TrainConfig, opts: TrainOptions<'_>) -> Result<RunSummary> {
     match &cfg.env {
         EnvConfig::Gridmaze(c) => train(cfg, |_| GridMaze::new(c.clone()), opts),
         EnvConfig::CueRecall(c) => train(cfg, |_| CueRecall::new(c.clone()), opts),
+        EnvConfig::Custom(c) => Err(c.not_buildable().into()),
     }
+}
+
+/// Checks that the envs a caller built match the run's recorded `[env]`, so that the run's
+/// `config.toml` describes what was trained: for a built-in kind, env 0 must have the spaces
+/// of the env the config builds. A custom env is taken at its word.
+fn check_envs_match_config<E: Env>(cfg: &TrainConfig, env: &E) -> Result<()> {
+    if matches!(cfg.env, EnvConfig::Custom(_)) {
+        return Ok(());
+    }
+    let configured = cfg.env.build()?;
+    let describe = |space: &envs::BoxSpace, n: usize| {
+        format!("observation shape {:?} and {n} actions", space.shape)
+    };
+    let want = describe(configured.observation_space(), configured.action_space().n);
+    let got = describe(env.observation_space(), env.action_space().n);
+    if want != got {
+        bail!(
+            "the envs given to `train` do not match the config's `[env]`: kind = \"{}\" has \
+             {want}, but env 0 (`{}`) has {got}; for an env of your own set \
+             `env = EnvConfig::custom(\"<name>\")` (`kind = \"custom\"` in TOML) so that the \
+             run's config.toml records it",
+            cfg.env.name(),
+            env.name()
+        );
+    }
+    Ok(())
 }
 
 /// Trains a policy with PPO on `cfg.num_envs` envs made by `make_env(i)` (see the module
@@ -203,6 +231,7 @@ fn train_inner<E: Env>(
 
     let mut venv = VecEnv::from_fn(n, derive_seed(cfg.seed, ENV_SEED_STREAM), make_env)
         .context("cannot build the envs")?;
+    check_envs_match_config(cfg, &venv.envs()[0])?;
     let (obs_dim, num_actions) = (venv.obs_dim(), venv.num_actions());
     device.seed(cfg.seed);
     let model = init_policy(&cfg.policy, obs_dim, num_actions, &ad_device)?;

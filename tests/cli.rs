@@ -373,3 +373,102 @@ fn killed_run_resumes_without_lost_or_duplicated_rows() {
         "one row per update, in order"
     );
 }
+
+/// A two-action env of four steps with a two-number observation: a stand-in for a user's env.
+struct Coin {
+    space: envs::BoxSpace,
+    t: u32,
+}
+
+impl Coin {
+    fn new() -> Self {
+        Coin {
+            space: envs::BoxSpace::uniform(2, 0.0, 1.0),
+            t: 0,
+        }
+    }
+}
+
+impl envs::Env for Coin {
+    fn observation_space(&self) -> &envs::BoxSpace {
+        &self.space
+    }
+    fn action_space(&self) -> envs::Discrete {
+        envs::Discrete { n: 2 }
+    }
+    fn reset(&mut self, _seed: u64, obs: &mut [f32]) -> Result<(), envs::EnvError> {
+        self.t = 0;
+        obs.copy_from_slice(&[1.0, 0.0]);
+        Ok(())
+    }
+    fn step(&mut self, action: usize, obs: &mut [f32]) -> Result<envs::Step, envs::EnvError> {
+        self.t += 1;
+        obs.copy_from_slice(&[0.0, self.t as f32 / 4.0]);
+        Ok(envs::Step {
+            reward: action as f32,
+            terminated: self.t == 4,
+            truncated: false,
+            info: envs::Info::default(),
+        })
+    }
+    fn name(&self) -> String {
+        "coin".into()
+    }
+}
+
+#[test]
+fn custom_env_runs_are_recorded_as_custom_and_refused_by_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = TrainConfig {
+        num_envs: 4,
+        num_steps: 8,
+        total_steps: 4 * 8 * 2,
+        ..TrainConfig::default()
+    };
+    cfg.ppo.num_minibatches = 2;
+    cfg.policy.kind = agents::PolicyKind::Mlp;
+    let opts = |sub: &str| fbrl::TrainOptions {
+        run_dir: Some(dir.path().join(sub)),
+        quiet: true,
+        ..Default::default()
+    };
+
+    // The default `[env]` describes GridMaze: training a custom env under it is refused.
+    let e = format!(
+        "{:#}",
+        fbrl::train(&cfg, |_| Ok(Coin::new()), opts("mislabelled")).unwrap_err()
+    );
+    for needle in [
+        "do not match",
+        "kind = \"gridmaze\"",
+        "`coin`",
+        "kind = \"custom\"",
+    ] {
+        assert!(e.contains(needle), "`{needle}` missing from: {e}");
+    }
+
+    // A bad custom name is an error naming `env.name`.
+    cfg.env = fbrl::EnvConfig::custom("no spaces please");
+    let e = format!(
+        "{:#}",
+        fbrl::train(&cfg, |_| Ok(Coin::new()), opts("bad")).unwrap_err()
+    );
+    assert!(e.contains("env.name"), "{e}");
+
+    // Recorded as custom, the run trains; the CLI then says why it cannot rebuild the env.
+    cfg.env = fbrl::EnvConfig::custom("coin");
+    fbrl::train(&cfg, |_| Ok(Coin::new()), opts("run")).unwrap();
+    let run = dir.path().join("run");
+    let saved = TrainConfig::load(run.join("config.toml")).unwrap();
+    assert_eq!(saved.env, cfg.env);
+    let run = run.to_str().unwrap();
+    let config = format!("{run}/config.toml");
+    for args in [
+        vec!["eval", run],
+        vec!["render", run],
+        vec!["train", "--resume", run],
+        vec!["train", "--config", config.as_str()],
+    ] {
+        assert_fails_naming(&args, &["\"custom\"", "\"coin\"", "program that trained"]);
+    }
+}

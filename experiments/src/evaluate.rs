@@ -5,9 +5,9 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use burn::prelude::Device;
-use envs::{CueRecall, Env, GridMaze};
+use envs::Env;
+use fbrl::TrainConfig;
 use fbrl::cli::play::{self, ActionSelection, EVAL_SEED_OFFSET};
-use fbrl::{EnvConfig, TrainConfig};
 use serde::{Deserialize, Serialize};
 
 /// File name of the cached evaluation inside a run directory.
@@ -39,13 +39,6 @@ pub struct HeldOutEval {
     pub sampled: EvalMeans,
 }
 
-fn make_env(cfg: &EnvConfig) -> Result<Box<dyn Env>> {
-    Ok(match cfg {
-        EnvConfig::Gridmaze(c) => Box::new(GridMaze::new(c.clone()).context("env config")?),
-        EnvConfig::CueRecall(c) => Box::new(CueRecall::new(c.clone()).context("env config")?),
-    })
-}
-
 /// Evaluates the latest checkpoint of `run_dir` on `episodes` held-out episodes, greedy and
 /// sampled (seeds never used in training, see `fbrl::cli::play`), or returns the cached
 /// result for that checkpoint.
@@ -61,7 +54,7 @@ pub fn evaluate_run(run_dir: &Path, episodes: usize) -> Result<HeldOutEval> {
         return Ok(saved);
     }
     let device = Device::default();
-    let probe = make_env(&config.env)?;
+    let probe = config.env.build()?;
     let policy = config
         .policy
         .init(
@@ -77,7 +70,7 @@ pub fn evaluate_run(run_dir: &Path, episodes: usize) -> Result<HeldOutEval> {
     for mode in [ActionSelection::Greedy, ActionSelection::Sample] {
         let r = play::evaluate(
             &policy,
-            &|| make_env(&env_cfg),
+            &|| Ok(env_cfg.build()?),
             episodes,
             eval_seed,
             mode,

@@ -6,7 +6,7 @@ use anyhow::{Context, Result, bail};
 use burn::prelude::*;
 
 use agents::Policy;
-use envs::{CueRecall, Env, GridMaze};
+use envs::Env;
 
 use super::play::{self, ActionSelection, EVAL_SEED_OFFSET};
 use super::{EvalArgs, PlotArgs, RenderArgs, XAxisArg};
@@ -18,12 +18,10 @@ use crate::run_dir::{CHECKPOINT_DIR, CONFIG_FILE};
 
 pub(super) use super::train::train;
 
-/// Builds one env of the configured kind.
+/// Builds one env of the configured kind (an error for a custom env, which only the program
+/// that trained it can build).
 pub fn make_env(cfg: &EnvConfig) -> Result<Box<dyn Env>> {
-    Ok(match cfg {
-        EnvConfig::Gridmaze(c) => Box::new(GridMaze::new(c.clone()).context("env config")?),
-        EnvConfig::CueRecall(c) => Box::new(CueRecall::new(c.clone()).context("env config")?),
-    })
+    Ok(cfg.build()?)
 }
 
 /// A trained policy with the config of its run.

@@ -10,6 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use super::TrainArgs;
 use super::overrides::load_config;
 use crate::checkpoint::open_latest;
+use crate::config::EnvConfig;
 use crate::metrics::MetricsRow;
 use crate::run_dir::{CHECKPOINT_DIR, RunDir};
 use crate::trainer::{TrainOptions, train_from_config};
@@ -82,6 +83,10 @@ pub(crate) fn train(args: TrainArgs) -> Result<()> {
             let run = RunDir::open(dir)?;
             let cfg = load_config(Some(&run.config_path()), &args.overrides)
                 .with_context(|| format!("cannot resume {}", dir.display()))?;
+            if let EnvConfig::Custom(c) = &cfg.env {
+                return Err(anyhow::Error::from(c.not_buildable())
+                    .context(format!("cannot resume {}", dir.display())));
+            }
             (cfg, run.path)
         }
         None => {
@@ -89,6 +94,9 @@ pub(crate) fn train(args: TrainArgs) -> Result<()> {
             if args.print_config {
                 print!("{}", cfg.to_toml());
                 return Ok(());
+            }
+            if let EnvConfig::Custom(c) = &cfg.env {
+                return Err(c.not_buildable().into());
             }
             let run = match &args.run_dir {
                 Some(p) => RunDir::create_at(p)?,
