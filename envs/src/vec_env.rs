@@ -66,7 +66,8 @@ pub const AUTO_RAYON_MIN_ENVS: usize = 1024;
 const CHUNKS_PER_THREAD: usize = 4;
 
 /// The rayon path called from outside any pool cuts a step into this many chunks, shared
-/// between the calling thread and the pool (see `Lanes::step_with_caller`).
+/// between the calling thread and the pool (see `Lanes::step_with_caller`); so from outside,
+/// at most this many threads step at once (inside a pool, every thread can).
 const SHARED_CHUNKS: usize = 16;
 
 /// How long a calling thread outside the pool spins for helpers still stepping their last
@@ -288,6 +289,8 @@ impl<'a, E: Env> Lanes<'a, E> {
             }))
         });
         let used = chunks.iter().filter(|c| lock(c).is_some()).count();
+        // More helpers than chunks left for them would find nothing to do.
+        let helpers = helpers.min(used - 1);
         let errors: [Mutex<Option<EnvError>>; SHARED_CHUNKS] =
             std::array::from_fn(|_| Mutex::new(None));
         // Chunks `[front, back)` are still to be stepped.
