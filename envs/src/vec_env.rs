@@ -5,8 +5,8 @@
 //! # Buffers
 //! Observations come back as one contiguous row-major `[N × obs_dim]` buffer, ready to become
 //! a tensor. All buffers live in a [`VecStep`] that is reused from step to step: after the first
-//! episodes have grown the per-env action logs, a step allocates nothing (the rayon path
-//! called from outside a pool allocates one small task per step).
+//! episodes have grown the per-env action logs, a step allocates nothing (the rayon path:
+//! one small task per helper thread).
 //!
 //! # Auto-reset
 //! When env `i` ends an episode (`terminated` or `truncated`) at a step:
@@ -45,33 +45,32 @@ use crate::env::{BoxSpace, Env, EnvError, EpisodeStats, Info, derive_seed};
 /// pool), with rayon from here on.
 ///
 /// Measured with `cargo bench -p envs --bench env_throughput` on 2 cores (GridMaze, multi
-/// mode, 3×3 view: ≈ 20–60 ns per env step, so 1024 envs take ≈ 55 µs sequentially); median
-/// paired ratio rayon / sequential, 9×9 mazes, range over three runs:
+/// mode, 3×3 view: ≈ 20–60 ns per env step, so 1024 envs take ≈ 55 µs sequentially); rayon /
+/// sequential throughput (best of 15 rounds each), 9×9 mazes, range over four runs:
 ///
 /// | envs              | 256       | 512       | 1024      | 2048      | 4096      |
 /// |-------------------|-----------|-----------|-----------|-----------|-----------|
-/// | caller in a pool  | 1.08–1.18 | 0.94–1.07 | 1.13–1.71 | 1.00–1.18 | 1.57–2.02 |
-/// | caller outside    | 0.99–1.00 | 1.11–1.41 | 1.33–2.11 | 1.84–1.89 | 1.65–1.92 |
+/// | caller in a pool  | 1.00–1.12 | 1.12–1.63 | 1.43–2.32 | 1.84–2.03 | 1.73–1.97 |
+/// | caller outside    | 0.92–0.99 | 1.10–1.56 | 1.40–2.14 | 1.79–2.00 | 1.78–1.95 |
 ///
-/// (The 1024-env rows of the main table, with twice the steps per round, measure 1.62–2.29×
-/// in a pool and 1.86–2.10× outside.)
+/// (The sweep's rounds are half as long as those of the bench's main table, whose 1024-env
+/// rows (9×9 and 15×15) measured 1.74–2.29× in these four runs.)
 ///
-/// Each step pays a fork and a join on the pool (a few µs, more on a busy machine), which
-/// cheap envs only earn back from about a thousand envs on. Envs with costlier steps profit
+/// Each step hands work to another thread and waits for its last chunk (a few µs, more on a
+/// busy machine), which cheap envs only earn back from several hundred envs on. Envs with costlier steps profit
 /// much earlier; pick [`Parallelism::Rayon`] for them explicitly.
 pub const AUTO_RAYON_MIN_ENVS: usize = 1024;
 
-/// Rayon splits the envs into about this many chunks per worker thread, so that an unlucky
-/// chunk (e.g. one with several resets, which generate a maze) does not stall a whole step.
+/// [`VecEnv::restore`] splits the envs into about this many chunks per worker thread, so
+/// that an env with a long replay does not stall the others.
 const CHUNKS_PER_THREAD: usize = 4;
 
-/// The rayon path called from outside any pool cuts a step into this many chunks, shared
-/// between the calling thread and the pool (see `Lanes::step_with_caller`); so from outside,
-/// at most this many threads step at once (inside a pool, every thread can).
+/// The rayon path cuts a step into this many chunks, shared between the calling thread and
+/// the pool (see `Lanes::step_shared`); so at most this many threads step at once.
 const SHARED_CHUNKS: usize = 16;
 
-/// How long a calling thread outside the pool spins for helpers still stepping their last
-/// chunks before it blocks (see `Lanes::step_with_caller`).
+/// How long the calling thread spins for helpers still stepping their last chunks before it
+/// blocks (see `Lanes::step_shared`).
 const CALLER_SPIN: Duration = Duration::from_micros(50);
 
 /// Locks `m`; a lock poisoned by a panicking env is still usable (the panic propagates).
@@ -90,11 +89,9 @@ pub enum Parallelism {
     /// One env after the other on the calling thread.
     Sequential,
     /// Chunks of envs on the current rayon thread pool (use `ThreadPool::install` to pick
-    /// one). Called on a pool's worker thread (inside `install`, as the trainer does), the
-    /// chunks are forked with `rayon::join`; called from outside any pool, the calling thread
-    /// steps chunks itself while tasks on the global pool step the others. Running the whole
-    /// stepping loop inside `install` is the faster of the two (no third thread competing
-    /// for the cores).
+    /// one): the calling thread steps chunks itself while tasks on the pool step the others.
+    /// Running the whole stepping loop inside `install` (as the trainer does) is a little
+    /// faster than calling from outside (no third thread competing for the cores).
     Rayon,
 }
 
@@ -248,33 +245,13 @@ impl<'a, E: Env> Lanes<'a, E> {
         )
     }
 
-    /// Steps the run on the current rayon pool: halves are forked with `rayon::join` down to
-    /// runs of at most `min_len` envs. On errors in several halves, the lowest env's wins.
-    fn step_joined(self, min_len: usize, base_seed: u64, obs_dim: usize) -> Result<(), EnvError> {
-        if self.len() <= min_len {
-            return self.step(base_seed, obs_dim);
-        }
-        let mid = self.len() / 2;
-        let (a, b) = self.split_at(mid, obs_dim);
-        let (ra, rb) = rayon::join(
-            || a.step_joined(min_len, base_seed, obs_dim),
-            || b.step_joined(min_len, base_seed, obs_dim),
-        );
-        ra.and(rb)
-    }
-
-    /// Steps the run from a thread outside any rayon pool, with the calling thread working
-    /// instead of waiting. The run is cut into at most [`SHARED_CHUNKS`] chunks; the caller
-    /// takes chunks from the front and `helpers` tasks spawned on the global pool take them
-    /// from the back, until they meet. The split adapts to how late the helpers start, and
-    /// each side keeps mostly the same envs from step to step (warm caches). On errors in
-    /// several chunks, the lowest env's wins.
-    fn step_with_caller(
-        self,
-        helpers: usize,
-        base_seed: u64,
-        obs_dim: usize,
-    ) -> Result<(), EnvError> {
+    /// Steps the run on the current rayon pool with the calling thread working instead of
+    /// waiting. The run is cut into at most [`SHARED_CHUNKS`] chunks; the caller takes chunks
+    /// from the front and `helpers` tasks spawned on the pool take them from the back, until
+    /// they meet. The split adapts to how late the helpers start, and each side keeps mostly
+    /// the same envs from step to step (warm caches). On errors in several chunks, the lowest
+    /// env's wins. Works the same whether the caller is one of the pool's threads or not.
+    fn step_shared(self, helpers: usize, base_seed: u64, obs_dim: usize) -> Result<(), EnvError> {
         let chunk_len = self.len().div_ceil(SHARED_CHUNKS).max(1);
         let mut rest = Some(self);
         let chunks: [Mutex<Option<Self>>; SHARED_CHUNKS] = std::array::from_fn(|_| {
@@ -663,13 +640,10 @@ impl<E: Env> VecEnv<E> {
             truncated: &mut buf.truncated,
             infos: &mut buf.infos,
         };
-        let threads = rayon::current_num_threads().max(1);
-        let result = if !uses_rayon {
-            lanes.step(base_seed, d)
-        } else if rayon::current_thread_index().is_some() {
-            lanes.step_joined(n.div_ceil(threads * CHUNKS_PER_THREAD), base_seed, d)
+        let result = if uses_rayon {
+            lanes.step_shared(rayon::current_num_threads().max(1) - 1, base_seed, d)
         } else {
-            lanes.step_with_caller(threads - 1, base_seed, d)
+            lanes.step(base_seed, d)
         };
         if let Err(e) = result {
             self.ready = false;
