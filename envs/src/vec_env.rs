@@ -253,6 +253,7 @@ impl<'a, E: Env> Lanes<'a, E> {
     /// env's wins. Works the same whether the caller is one of the pool's threads or not.
     fn step_shared(self, helpers: usize, base_seed: u64, obs_dim: usize) -> Result<(), EnvError> {
         let chunk_len = self.len().div_ceil(SHARED_CHUNKS).max(1);
+        let used = self.len().div_ceil(chunk_len);
         let mut rest = Some(self);
         let chunks: [Mutex<Option<Self>>; SHARED_CHUNKS] = std::array::from_fn(|_| {
             Mutex::new(rest.take().map(|lanes| {
@@ -265,7 +266,6 @@ impl<'a, E: Env> Lanes<'a, E> {
                 }
             }))
         });
-        let used = chunks.iter().filter(|c| lock(c).is_some()).count();
         // More helpers than chunks left for them would find nothing to do.
         let helpers = helpers.min(used - 1);
         let errors: [Mutex<Option<EnvError>>; SHARED_CHUNKS] =

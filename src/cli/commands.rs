@@ -11,18 +11,12 @@ use envs::Env;
 use super::play::{self, ActionSelection, EVAL_SEED_OFFSET};
 use super::{EvalArgs, PlotArgs, RenderArgs, XAxisArg};
 use crate::checkpoint::{self, VerifiedCheckpoint};
-use crate::config::{EnvConfig, TrainConfig};
+use crate::config::TrainConfig;
 use crate::curves::XAxis;
 use crate::plot::{RefLine, RunsPlotOptions};
 use crate::run_dir::{CHECKPOINT_DIR, CONFIG_FILE};
 
 pub(super) use super::train::train;
-
-/// Builds one env of the configured kind (an error for a custom env, which only the program
-/// that trained it can build).
-pub fn make_env(cfg: &EnvConfig) -> Result<Box<dyn Env>> {
-    Ok(cfg.build()?)
-}
 
 /// A trained policy with the config of its run.
 pub struct LoadedPolicy {
@@ -82,7 +76,7 @@ pub fn load_policy(path: &Path) -> Result<LoadedPolicy> {
     let config = TrainConfig::load(run.join(CONFIG_FILE))?;
     let checkpoint = checkpoint::open_checkpoint(&ckpt_dir)?;
     let device = Device::default();
-    let env = make_env(&config.env)?;
+    let env = config.env.build()?;
     let obs_dim = env.observation_space().flat_len();
     let num_actions = env.action_space().n;
     let policy = config
@@ -115,7 +109,7 @@ pub(super) fn eval(args: EvalArgs) -> Result<()> {
     let env_cfg = loaded.config.env.clone();
     let report = play::evaluate(
         &loaded.policy,
-        &|| make_env(&env_cfg),
+        &|| Ok(env_cfg.build()?),
         args.episodes,
         eval_seed,
         selection(args.sample),
@@ -170,7 +164,7 @@ pub(super) fn render(args: RenderArgs) -> Result<()> {
     let seed = args.seed.unwrap_or_else(|| {
         play::eval_episode_seed(loaded.config.seed.wrapping_add(EVAL_SEED_OFFSET), 0)
     });
-    let env = make_env(&loaded.config.env)?;
+    let env = loaded.config.env.build()?;
     let (frames, result) = play::record_episode(
         &loaded.policy,
         env,

@@ -73,18 +73,6 @@ struct Args {
     quiet: bool,
 }
 
-/// Relative cost per env step of an arm (measured on one core: MLP ≈ 28k steps/s, GRU ≈
-/// 6.7k, Transformer ≈ 2.8k, Feedback ≈ 1k at d = 64, 2 layers), to start costly runs first.
-fn cost_per_step(arm: &Arm) -> f64 {
-    let layers = arm.policy.n_layers.max(1) as f64 / 2.0;
-    match arm.policy.kind {
-        agents::PolicyKind::Feedback => 1.0 * layers,
-        agents::PolicyKind::Transformer => 0.36 * layers,
-        agents::PolicyKind::Gru => 0.15,
-        agents::PolicyKind::Mlp => 0.04,
-    }
-}
-
 /// Everything measured for one arm.
 struct ArmResult {
     arm: Arm,
@@ -161,7 +149,7 @@ fn main() -> Result<()> {
             jobs.push(Job {
                 name: format!("{} seed {seed}", arm.name),
                 dir,
-                cost: cost_per_step(arm) * config.total_steps as f64,
+                cost: arm.cost_per_step() * config.total_steps as f64,
                 config,
             });
         }

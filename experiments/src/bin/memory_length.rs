@@ -95,16 +95,10 @@ fn main() -> Result<()> {
                     .with_context(|| format!("{} at delay {d}", arm.name))?;
                 let dir = runs_root.join(format!("cue_recall-d{d:03}__{}__{seed}", arm.name));
                 dirs.push(dir.clone());
-                let weight = match arm.policy.kind {
-                    agents::PolicyKind::Feedback => 1.0,
-                    agents::PolicyKind::Transformer => 0.4,
-                    agents::PolicyKind::Gru => 0.15,
-                    agents::PolicyKind::Mlp => 0.05,
-                };
                 jobs.push(Job {
                     name: format!("{} delay {d} seed {seed}", arm.name),
                     dir,
-                    cost: weight * config.total_steps as f64,
+                    cost: arm.cost_per_step() * config.total_steps as f64,
                     config,
                 });
             }
