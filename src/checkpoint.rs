@@ -9,7 +9,8 @@
 //!     model.bpk             policy weights (burnpack; parameter ids kept)
 //!     optim.bpk             Adam moments and step counts (burnpack, keyed by parameter id)
 //!     state.json            counters, sampling RNG, VecEnv state, observations, episode
-//!                           starts and the per-env policy memory (see [`TrainerState`])
+//!                           starts, the per-env policy memory and the reward / observation
+//!                           normalisers' statistics (see [`TrainerState`])
 //!     manifest.json         length and FNV-1a 64 hash of each of the three files above
 //! ```
 //!
@@ -29,6 +30,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use agents::Memory;
+use agents::ppo::{ObsNormalizer, RewardNormalizer};
 use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 use burn::prelude::*;
@@ -40,7 +42,7 @@ use serde::{Deserialize, Serialize};
 use anyhow::{Context, Result, bail};
 
 /// Version of the checkpoint format.
-pub const CHECKPOINT_VERSION: u32 = 1;
+pub const CHECKPOINT_VERSION: u32 = 2;
 
 /// Name of the pointer file to the newest checkpoint.
 pub const LATEST: &str = "latest";
@@ -164,6 +166,55 @@ pub struct TrainerState {
     pub episode_starts: Vec<f32>,
     /// The policy memory of every env.
     pub memory: Vec<SavedTensor>,
+    /// Reward scaling statistics (`ppo.norm_reward`), `null` when off.
+    pub reward_norm: Option<RewardNormalizer>,
+    /// Observation normalisation statistics (`ppo.norm_obs`), `null` when off.
+    pub obs_norm: Option<ObsNormalizer>,
+}
+
+impl TrainerState {
+    /// Checks the normalisers of a checkpoint against the run (`norm_reward`, `norm_obs`,
+    /// `num_envs`, `obs_dim`); the error names the file and what is wrong.
+    pub fn check_normalizers(
+        &self,
+        path: &Path,
+        norm_reward: bool,
+        norm_obs: bool,
+        num_envs: usize,
+        obs_dim: usize,
+    ) -> Result<()> {
+        match (&self.reward_norm, norm_reward) {
+            (Some(n), true) => n.check(num_envs).map_err(|e| {
+                anyhow::anyhow!(
+                    "checkpoint file {}: the reward normaliser (`reward_norm`) {e}",
+                    path.display()
+                )
+            })?,
+            (None, false) => {}
+            (saved, _) => bail!(
+                "checkpoint file {}: the run has ppo.norm_reward = {norm_reward} but the \
+                 checkpoint {} a reward normaliser (`reward_norm`)",
+                path.display(),
+                if saved.is_some() { "has" } else { "lacks" }
+            ),
+        }
+        match (&self.obs_norm, norm_obs) {
+            (Some(n), true) => n.check(obs_dim).map_err(|e| {
+                anyhow::anyhow!(
+                    "checkpoint file {}: the observation normaliser (`obs_norm`) {e}",
+                    path.display()
+                )
+            })?,
+            (None, false) => {}
+            (saved, _) => bail!(
+                "checkpoint file {}: the run has ppo.norm_obs = {norm_obs} but the checkpoint \
+                 {} an observation normaliser (`obs_norm`)",
+                path.display(),
+                if saved.is_some() { "has" } else { "lacks" }
+            ),
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -326,6 +377,11 @@ impl VerifiedCheckpoint {
         model
             .try_load_file(&p)
             .map_err(|e| anyhow::anyhow!("cannot load weights from {}: {e:?}", p.display()))
+    }
+
+    /// Path of the trainer-state file.
+    pub fn state_path(&self) -> PathBuf {
+        self.dir.join(STATE_FILE)
     }
 
     /// Loads the optimizer state into `optim`.

@@ -20,7 +20,10 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use agents::ppo::{FinishedEpisode, PpoError, RolloutState, adam, collect_rollout, ppo_update};
+use agents::ppo::{
+    FinishedEpisode, ObsNormalizer, PpoError, RewardNormalizer, RolloutState, adam,
+    collect_rollout, ppo_update,
+};
 use agents::{ActorCritic, PolicyConfig};
 use anyhow::{Context, Result, bail};
 use burn::module::Module;
@@ -282,11 +285,20 @@ fn train_inner<E: Env>(
                 counters.episode_starts.len()
             );
         }
+        counters.check_normalizers(
+            &ckpt.state_path(),
+            cfg.ppo.norm_reward,
+            cfg.ppo.norm_obs,
+            n,
+            obs_dim,
+        )?;
         state = RolloutState {
             obs,
             episode_starts: counters.episode_starts.clone(),
             memory: memory_from_host(&counters.memory, &device)?,
             rng: counters.rng.restore()?,
+            reward_norm: counters.reward_norm.clone(),
+            obs_norm: counters.obs_norm.clone(),
         };
         metrics = MetricsWriter::resume(run.metrics_path(), counters.updates_done)?;
     } else {
@@ -308,6 +320,14 @@ fn train_inner<E: Env>(
             episode_starts: vec![1.0; n],
             memory: model.valid().init_memory(n, &device),
             rng,
+            reward_norm: cfg
+                .ppo
+                .norm_reward
+                .then(|| RewardNormalizer::new(n, cfg.ppo.gamma, cfg.ppo.reward_clip)),
+            obs_norm: cfg
+                .ppo
+                .norm_obs
+                .then(|| ObsNormalizer::new(obs_dim, cfg.ppo.obs_clip)),
         };
         counters = TrainerState {
             version: CHECKPOINT_VERSION,
@@ -321,6 +341,8 @@ fn train_inner<E: Env>(
             obs: vec![],
             episode_starts: vec![],
             memory: vec![],
+            reward_norm: None,
+            obs_norm: None,
         };
     }
 
@@ -418,6 +440,8 @@ fn train_inner<E: Env>(
             counters.obs = state.obs.clone();
             counters.episode_starts = state.episode_starts.clone();
             counters.memory = memory_to_host(&state.memory)?;
+            counters.reward_norm = state.reward_norm.clone();
+            counters.obs_norm = state.obs_norm.clone();
             save_checkpoint(&ckpt_root, &model, &optim, &counters)?;
         }
     }

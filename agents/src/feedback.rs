@@ -220,7 +220,7 @@ struct StepConstants {
 
 impl FeedbackTransformer {
     /// The shapes of this policy's memory for `batch` envs.
-    fn memory_shapes(&self, batch: usize) -> Vec<[usize; 3]> {
+    pub(crate) fn memory_shapes(&self, batch: usize) -> Vec<[usize; 3]> {
         let mut shapes = vec![[batch, self.span, self.d_model]; 2 * self.key_value.len()];
         shapes.push([batch, self.span, 1]);
         shapes

@@ -20,7 +20,9 @@ pub use feedback::{FeedbackTransformer, FeedbackTransformerConfig};
 pub use gru::{GruConfig, GruPolicy};
 pub use memory::Memory;
 pub use mlp::{MlpConfig, MlpPolicy};
-pub use policy::{ActorCritic, Policy, PolicyConfig, PolicyError, PolicyKind};
+pub use policy::{
+    ActorCritic, CriticKind, Policy, PolicyConfig, PolicyError, PolicyKind, PolicyNet,
+};
 pub use policy_io::{
     PolicyFileHeader, load_policy, load_policy_weights, read_policy_header, save_policy,
 };

@@ -178,6 +178,49 @@ impl FromStr for PolicyKind {
     }
 }
 
+/// Where a policy's value function reads its features from. Written `shared` / `separate`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CriticKind {
+    /// Actor and critic share the network; the value is a second head on its output.
+    #[default]
+    Shared,
+    /// The critic is a second network of the same kind and size, with its own trunk (and its
+    /// own memory): twice the parameters and compute, and no interference between the value
+    /// loss and the policy gradient (CleanRL's classic-control agents).
+    Separate,
+}
+
+impl CriticKind {
+    /// The lowercase name used in configs and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            CriticKind::Shared => "shared",
+            CriticKind::Separate => "separate",
+        }
+    }
+}
+
+impl fmt::Display for CriticKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for CriticKind {
+    type Err = PolicyError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [CriticKind::Shared, CriticKind::Separate]
+            .into_iter()
+            .find(|k| k.name().eq_ignore_ascii_case(s.trim()))
+            .ok_or_else(|| PolicyError::InvalidConfig {
+                field: "critic",
+                message: format!("is `{s}`; expected `shared` or `separate`"),
+            })
+    }
+}
+
 /// The architecture and size of a policy, as written in experiment configs (TOML/JSON) and in
 /// weight files.
 ///
@@ -205,6 +248,9 @@ pub struct PolicyConfig {
     pub gating: bool,
     /// Width of the two hidden layers (mlp).
     pub hidden: usize,
+    /// `shared`: the value head reads the actor's network; `separate`: the critic is a second
+    /// network of the same kind and size (every kind).
+    pub critic: CriticKind,
 }
 
 /// [`PolicyConfig`] as written by a user: every field but `kind` optional.
@@ -220,6 +266,7 @@ struct RawPolicyConfig {
     share_kv: Option<bool>,
     gating: Option<bool>,
     hidden: Option<usize>,
+    critic: Option<CriticKind>,
 }
 
 impl TryFrom<RawPolicyConfig> for PolicyConfig {
@@ -237,6 +284,7 @@ impl TryFrom<RawPolicyConfig> for PolicyConfig {
             share_kv: raw.share_kv.unwrap_or(p.share_kv),
             gating: raw.gating.unwrap_or(p.gating),
             hidden: raw.hidden.unwrap_or(p.hidden),
+            critic: raw.critic.unwrap_or(p.critic),
         };
         config.validate()?;
         Ok(config)
@@ -265,6 +313,7 @@ impl PolicyConfig {
             share_kv: true,
             gating: false,
             hidden: 64,
+            critic: CriticKind::Shared,
         }
     }
 
@@ -331,39 +380,47 @@ impl PolicyConfig {
         if num_actions == 0 {
             return Err(invalid("num_actions", "must be at least 1"));
         }
-        Ok(match self.kind {
-            PolicyKind::Feedback => Policy::Feedback(
-                FeedbackTransformerConfig::new()
-                    .with_d_model(self.d_model)
-                    .with_n_heads(self.n_heads)
-                    .with_n_layers(self.n_layers)
-                    .with_d_ff(self.d_ff)
-                    .with_span(self.span)
-                    .with_share_kv(self.share_kv)
-                    .try_init(obs_dim, num_actions, device)?,
-            ),
-            PolicyKind::Transformer => Policy::Transformer(
-                TransformerConfig::new()
-                    .with_d_model(self.d_model)
-                    .with_n_heads(self.n_heads)
-                    .with_n_layers(self.n_layers)
-                    .with_d_ff(self.d_ff)
-                    .with_span(self.span)
-                    .with_gating(self.gating)
-                    .try_init(obs_dim, num_actions, device)?,
-            ),
-            PolicyKind::Gru => Policy::Gru(
-                GruConfig::new()
-                    .with_d_model(self.d_model)
-                    .with_n_layers(self.n_layers)
-                    .init(obs_dim, num_actions, device),
-            ),
-            PolicyKind::Mlp => Policy::Mlp(MlpConfig::new().with_hidden(self.hidden).init(
-                obs_dim,
-                num_actions,
-                device,
-            )),
-        })
+        let net = |device: &Device| -> Result<PolicyNet, PolicyError> {
+            Ok(match self.kind {
+                PolicyKind::Feedback => PolicyNet::Feedback(
+                    FeedbackTransformerConfig::new()
+                        .with_d_model(self.d_model)
+                        .with_n_heads(self.n_heads)
+                        .with_n_layers(self.n_layers)
+                        .with_d_ff(self.d_ff)
+                        .with_span(self.span)
+                        .with_share_kv(self.share_kv)
+                        .try_init(obs_dim, num_actions, device)?,
+                ),
+                PolicyKind::Transformer => PolicyNet::Transformer(
+                    TransformerConfig::new()
+                        .with_d_model(self.d_model)
+                        .with_n_heads(self.n_heads)
+                        .with_n_layers(self.n_layers)
+                        .with_d_ff(self.d_ff)
+                        .with_span(self.span)
+                        .with_gating(self.gating)
+                        .try_init(obs_dim, num_actions, device)?,
+                ),
+                PolicyKind::Gru => PolicyNet::Gru(
+                    GruConfig::new()
+                        .with_d_model(self.d_model)
+                        .with_n_layers(self.n_layers)
+                        .init(obs_dim, num_actions, device),
+                ),
+                PolicyKind::Mlp => PolicyNet::Mlp(MlpConfig::new().with_hidden(self.hidden).init(
+                    obs_dim,
+                    num_actions,
+                    device,
+                )),
+            })
+        };
+        let actor = net(device)?;
+        let critic = match self.critic {
+            CriticKind::Shared => None,
+            CriticKind::Separate => Some(net(device)?),
+        };
+        Ok(Policy { actor, critic })
     }
 
     /// Number of trainable parameters of this policy for the given observation and action sizes
@@ -439,44 +496,99 @@ impl PolicyConfig {
     }
 }
 
-/// A policy of any kind, chosen at run time from a [`PolicyConfig`]. Implements
-/// [`ActorCritic`] by dispatching to the architecture it holds.
+/// One network of any kind: the actor of a [`Policy`], or its separate critic.
 #[derive(Module, Debug)]
-pub enum Policy {
-    /// A Feedback Transformer policy.
+pub enum PolicyNet {
+    /// A Feedback Transformer.
     Feedback(FeedbackTransformer),
-    /// A standard transformer policy.
+    /// A standard transformer.
     Transformer(Transformer),
-    /// A GRU policy.
+    /// A GRU.
     Gru(GruPolicy),
-    /// A memoryless MLP policy.
+    /// A memoryless MLP.
     Mlp(MlpPolicy),
 }
 
-impl Policy {
+impl PolicyNet {
     /// Which architecture this is.
     pub fn kind(&self) -> PolicyKind {
         match self {
-            Policy::Feedback(_) => PolicyKind::Feedback,
-            Policy::Transformer(_) => PolicyKind::Transformer,
-            Policy::Gru(_) => PolicyKind::Gru,
-            Policy::Mlp(_) => PolicyKind::Mlp,
+            PolicyNet::Feedback(_) => PolicyKind::Feedback,
+            PolicyNet::Transformer(_) => PolicyKind::Transformer,
+            PolicyNet::Gru(_) => PolicyKind::Gru,
+            PolicyNet::Mlp(_) => PolicyKind::Mlp,
+        }
+    }
+
+    /// Number of tensors in this network's [`Memory`].
+    fn memory_len(&self) -> usize {
+        match self {
+            PolicyNet::Feedback(p) => p.memory_shapes(0).len(),
+            PolicyNet::Transformer(p) => p.memory_shapes(0).len(),
+            PolicyNet::Gru(_) => 1,
+            PolicyNet::Mlp(_) => 0,
         }
     }
 
     fn inner(&self) -> &dyn ActorCritic {
         match self {
-            Policy::Feedback(p) => p,
-            Policy::Transformer(p) => p,
-            Policy::Gru(p) => p,
-            Policy::Mlp(p) => p,
+            PolicyNet::Feedback(p) => p,
+            PolicyNet::Transformer(p) => p,
+            PolicyNet::Gru(p) => p,
+            PolicyNet::Mlp(p) => p,
         }
     }
 }
 
+/// A policy of any kind, chosen at run time from a [`PolicyConfig`]: the actor network and,
+/// with `critic = "separate"`, a second network of the same kind and size whose value head
+/// gives the values (its own trunk and, for memory policies, its own memory). Implements
+/// [`ActorCritic`]; with a separate critic the memory holds the actor's tensors followed by the
+/// critic's.
+#[derive(Module, Debug)]
+pub struct Policy {
+    /// The actor (and, with a shared critic, the value function too).
+    pub actor: PolicyNet,
+    /// The critic's own network (`critic = "separate"`); only its value head is used.
+    pub critic: Option<PolicyNet>,
+}
+
+impl Policy {
+    /// Which architecture this is.
+    pub fn kind(&self) -> PolicyKind {
+        self.actor.kind()
+    }
+
+    /// Whether the value function has its own network.
+    pub fn critic_kind(&self) -> CriticKind {
+        if self.critic.is_some() {
+            CriticKind::Separate
+        } else {
+            CriticKind::Shared
+        }
+    }
+
+    /// Splits a memory into the actor's and the critic's parts.
+    fn split_memory(&self, memory: Memory) -> (Memory, Memory) {
+        let mut tensors = memory.tensors;
+        let critic = tensors.split_off(self.actor.memory_len().min(tensors.len()));
+        (Memory { tensors }, Memory { tensors: critic })
+    }
+}
+
+fn join_memory(actor: Memory, critic: Memory) -> Memory {
+    let mut tensors = actor.tensors;
+    tensors.extend(critic.tensors);
+    Memory { tensors }
+}
+
 impl ActorCritic for Policy {
     fn init_memory(&self, batch: usize, device: &Device) -> Memory {
-        self.inner().init_memory(batch, device)
+        let actor = self.actor.inner().init_memory(batch, device);
+        match &self.critic {
+            Some(c) => join_memory(actor, c.inner().init_memory(batch, device)),
+            None => actor,
+        }
     }
 
     fn step(
@@ -485,7 +597,16 @@ impl ActorCritic for Policy {
         episode_start: Tensor<1>,
         memory: Memory,
     ) -> (Tensor<2>, Tensor<1>, Memory) {
-        self.inner().step(obs, episode_start, memory)
+        let Some(critic) = &self.critic else {
+            return self.actor.inner().step(obs, episode_start, memory);
+        };
+        let (actor_mem, critic_mem) = self.split_memory(memory);
+        let (logits, _, actor_mem) =
+            self.actor
+                .inner()
+                .step(obs.clone(), episode_start.clone(), actor_mem);
+        let (_, value, critic_mem) = critic.inner().step(obs, episode_start, critic_mem);
+        (logits, value, join_memory(actor_mem, critic_mem))
     }
 
     fn forward_sequence(
@@ -494,11 +615,29 @@ impl ActorCritic for Policy {
         episode_start: Tensor<2>,
         memory0: Memory,
     ) -> (Tensor<3>, Tensor<2>) {
-        self.inner().forward_sequence(obs, episode_start, memory0)
+        let Some(critic) = &self.critic else {
+            return self
+                .actor
+                .inner()
+                .forward_sequence(obs, episode_start, memory0);
+        };
+        let (actor_mem, critic_mem) = self.split_memory(memory0);
+        let (logits, _) =
+            self.actor
+                .inner()
+                .forward_sequence(obs.clone(), episode_start.clone(), actor_mem);
+        let (_, values) = critic
+            .inner()
+            .forward_sequence(obs, episode_start, critic_mem);
+        (logits, values)
     }
 
     fn num_parameters(&self) -> usize {
-        self.inner().num_parameters()
+        self.actor.inner().num_parameters()
+            + self
+                .critic
+                .as_ref()
+                .map_or(0, |c| c.inner().num_parameters())
     }
 }
 

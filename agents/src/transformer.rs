@@ -234,7 +234,7 @@ fn span_layout(t: usize, tau: usize, device: &Device) -> (Tensor<2, Int>, Tensor
 
 impl Transformer {
     /// The shapes of this policy's memory for `batch` envs.
-    fn memory_shapes(&self, batch: usize) -> Vec<[usize; 3]> {
+    pub(crate) fn memory_shapes(&self, batch: usize) -> Vec<[usize; 3]> {
         let mut shapes = vec![[batch, self.span, self.d_model]; 2 * self.layers.len()];
         shapes.push([batch, self.span, 1]);
         shapes

@@ -84,6 +84,13 @@ pub fn load_policy(path: &Path) -> Result<LoadedPolicy> {
         .init(obs_dim, num_actions, &device)
         .context("cannot build the run's policy")?;
     let policy = checkpoint.load_model(policy)?;
+    checkpoint.state.check_normalizers(
+        &checkpoint.state_path(),
+        config.ppo.norm_reward,
+        config.ppo.norm_obs,
+        config.num_envs,
+        obs_dim,
+    )?;
     Ok(LoadedPolicy {
         config,
         checkpoint,
@@ -109,6 +116,7 @@ pub(super) fn eval(args: EvalArgs) -> Result<()> {
     let env_cfg = loaded.config.env.clone();
     let report = play::evaluate(
         &loaded.policy,
+        loaded.checkpoint.state.obs_norm.as_ref(),
         &|| Ok(env_cfg.build()?),
         args.episodes,
         eval_seed,
@@ -167,6 +175,7 @@ pub(super) fn render(args: RenderArgs) -> Result<()> {
     let env = loaded.config.env.build()?;
     let (frames, result) = play::record_episode(
         &loaded.policy,
+        loaded.checkpoint.state.obs_norm.as_ref(),
         env,
         seed,
         selection(args.sample),

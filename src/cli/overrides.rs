@@ -43,6 +43,24 @@ impl From<PolicyArg> for agents::PolicyKind {
     }
 }
 
+/// Where the value function reads its features from, as named on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CriticArg {
+    /// A value head on the actor's network.
+    Shared,
+    /// A second network of the same kind and size.
+    Separate,
+}
+
+impl From<CriticArg> for agents::CriticKind {
+    fn from(c: CriticArg) -> Self {
+        match c {
+            CriticArg::Shared => agents::CriticKind::Shared,
+            CriticArg::Separate => agents::CriticKind::Separate,
+        }
+    }
+}
+
 /// The environment, as named on the command line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum EnvArg {
@@ -155,6 +173,19 @@ pub struct Overrides {
     /// Adam ε (numerical stability term).
     #[arg(long, allow_negative_numbers = true, help_heading = "PPO")]
     pub adam_eps: Option<f32>,
+    /// Scale rewards by a running std of the discounted return (default true): the same
+    /// settings then learn whatever the env's reward scale. Logged returns stay unscaled.
+    #[arg(long, value_name = "BOOL", help_heading = "PPO")]
+    pub norm_reward: Option<bool>,
+    /// Clip scaled rewards to ±this (with --norm-reward).
+    #[arg(long, allow_negative_numbers = true, help_heading = "PPO")]
+    pub reward_clip: Option<f32>,
+    /// Normalise observations per feature with a running mean/var (frozen at evaluation).
+    #[arg(long, value_name = "BOOL", help_heading = "PPO")]
+    pub norm_obs: Option<bool>,
+    /// Clip normalised observations to ±this (with --norm-obs).
+    #[arg(long, allow_negative_numbers = true, help_heading = "PPO")]
+    pub obs_clip: Option<f32>,
 
     // ---- policy ----
     /// Policy architecture; fields not set in the file take this kind's preset.
@@ -184,6 +215,10 @@ pub struct Overrides {
     /// MLP: width of the two hidden layers.
     #[arg(long, help_heading = "Policy")]
     pub hidden: Option<usize>,
+    /// Value function: `shared` (a head on the actor's network) or `separate` (a second
+    /// network of the same kind and size; twice the compute).
+    #[arg(long, value_enum, help_heading = "Policy")]
+    pub critic: Option<CriticArg>,
 
     // ---- environment ----
     /// Environment kind; switching kind starts from that env's default settings.
@@ -322,6 +357,18 @@ impl Overrides {
         );
         push("--target-kl", "ppo.target_kl", float(self.target_kl));
         push("--adam-eps", "ppo.adam_eps", float(self.adam_eps));
+        push(
+            "--norm-reward",
+            "ppo.norm_reward",
+            self.norm_reward.map(Value::Boolean),
+        );
+        push("--reward-clip", "ppo.reward_clip", float(self.reward_clip));
+        push(
+            "--norm-obs",
+            "ppo.norm_obs",
+            self.norm_obs.map(Value::Boolean),
+        );
+        push("--obs-clip", "ppo.obs_clip", float(self.obs_clip));
 
         let kind = self
             .policy
@@ -339,6 +386,10 @@ impl Overrides {
         );
         push("--gating", "policy.gating", self.gating.map(Value::Boolean));
         push("--hidden", "policy.hidden", self.hidden.map(int));
+        let critic = self
+            .critic
+            .map(|c| string(agents::CriticKind::from(c).name()));
+        push("--critic", "policy.critic", critic);
 
         push("--env", "env.kind", self.env.map(|e| string(e.kind())));
         push("--maze-size", "env.size", self.maze_size.map(int));

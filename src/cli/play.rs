@@ -20,6 +20,7 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
+use agents::ppo::ObsNormalizer;
 use agents::{ActorCritic, Policy};
 use envs::{Env, Frame, derive_seed};
 
@@ -166,8 +167,10 @@ fn argmax(row: &[f32]) -> usize {
 
 /// Plays `episodes` episodes with `policy`, `make_env` building one env per episode, on the
 /// held-out seeds `eval_episode_seed(eval_seed, j)`, up to 64 at a time in one batch.
+/// `obs_norm`: the run's observation normaliser (frozen), when it trained with one.
 pub fn evaluate(
     policy: &Policy,
+    obs_norm: Option<&ObsNormalizer>,
     make_env: &dyn Fn() -> Result<Box<dyn Env>>,
     episodes: usize,
     eval_seed: u64,
@@ -191,6 +194,7 @@ pub fn evaluate(
         let mut envs = (0..b).map(|_| make_env()).collect::<Result<Vec<_>>>()?;
         results.extend(play_batch(
             policy,
+            obs_norm,
             &mut envs,
             &seeds,
             &mut chooser,
@@ -207,6 +211,7 @@ pub fn evaluate(
 /// rendering). Envs whose episode has ended are left alone while the others go on.
 fn play_batch(
     policy: &Policy,
+    obs_norm: Option<&ObsNormalizer>,
     envs: &mut [Box<dyn Env>],
     seeds: &[u64],
     chooser: &mut Chooser,
@@ -236,7 +241,11 @@ fn play_batch(
     let mut starts = vec![1.0f32; b];
     let mut memory = policy.init_memory(b, device);
     while done.iter().any(|d| !d) {
-        let obs_t = Tensor::<2>::from_data(TensorData::new(obs.clone(), [b, obs_dim]), device);
+        let policy_obs = match obs_norm {
+            Some(norm) => norm.normalize(&obs),
+            None => obs.clone(),
+        };
+        let obs_t = Tensor::<2>::from_data(TensorData::new(policy_obs, [b, obs_dim]), device);
         let starts_t = Tensor::<1>::from_data(TensorData::new(starts.clone(), [b]), device);
         let (logits, _value, next_memory) = policy.step(obs_t, starts_t, memory); // [B, A]
         memory = next_memory;
@@ -268,6 +277,7 @@ fn play_batch(
 /// observation's state, then one per step) and its result. Fails if the env cannot draw.
 pub fn record_episode(
     policy: &Policy,
+    obs_norm: Option<&ObsNormalizer>,
     env: Box<dyn Env>,
     seed: u64,
     selection: ActionSelection,
@@ -282,6 +292,7 @@ pub fn record_episode(
     let mut missing = false;
     let results = play_batch(
         policy,
+        obs_norm,
         &mut envs,
         &[seed],
         &mut chooser,
@@ -359,13 +370,13 @@ mod tests {
             .init(obs_dim, make().unwrap().action_space().n, &device)
             .unwrap();
         for selection in [ActionSelection::Greedy, ActionSelection::Sample] {
-            let a = evaluate(&policy, &make, 70, 3, selection, &device).unwrap();
-            let b = evaluate(&policy, &make, 70, 3, selection, &device).unwrap();
+            let a = evaluate(&policy, None, &make, 70, 3, selection, &device).unwrap();
+            let b = evaluate(&policy, None, &make, 70, 3, selection, &device).unwrap();
             assert_eq!(a, b);
             assert_eq!(a.per_episode.len(), 70);
             assert!(a.per_episode.iter().all(|e| e.success.is_some()));
             assert!(a.per_episode.iter().all(|e| e.length >= 4));
         }
-        assert!(evaluate(&policy, &make, 0, 3, ActionSelection::Greedy, &device).is_err());
+        assert!(evaluate(&policy, None, &make, 0, 3, ActionSelection::Greedy, &device).is_err());
     }
 }

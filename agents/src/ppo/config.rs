@@ -1,11 +1,13 @@
-//! [`PpoConfig`]: the PPO hyperparameters (CleanRL `ppo_atari_lstm` defaults).
+//! [`PpoConfig`]: the PPO hyperparameters (CleanRL `ppo_atari_lstm` defaults, plus return
+//! normalisation).
 
 use serde::{Deserialize, Serialize};
 
 use super::PpoError;
 
 /// PPO hyperparameters. Defaults follow CleanRL's `ppo_atari_lstm.py`, with an entropy
-/// coefficient of 0.01.
+/// coefficient of 0.01, and reward scaling on (`norm_reward`, as CleanRL's continuous PPO and
+/// SB3's `VecNormalize`) so that the same defaults learn whatever the env's reward scale.
 ///
 /// Rollout sizes (`num_envs`, `num_steps`) live in the training config: they are shared with
 /// the environment side. A minibatch is `num_envs / num_minibatches` whole env sequences of
@@ -42,6 +44,18 @@ pub struct PpoConfig {
     pub target_kl: Option<f32>,
     /// Adam ε (numerical stability term).
     pub adam_eps: f32,
+    /// Divide rewards by a running standard deviation of the discounted return before GAE
+    /// (Gymnasium's `NormalizeReward`; see [`super::normalize`]). Makes the losses independent
+    /// of the env's reward scale; logged episode returns stay unscaled.
+    pub norm_reward: bool,
+    /// Scaled rewards are clipped to `±reward_clip` (with `norm_reward`).
+    pub reward_clip: f32,
+    /// Normalise observations per feature with a running mean and variance (frozen at
+    /// evaluation, saved in the checkpoint); useful for continuous observations of unknown
+    /// scale.
+    pub norm_obs: bool,
+    /// Normalised observations are clipped to `±obs_clip` (with `norm_obs`).
+    pub obs_clip: f32,
 }
 
 impl Default for PpoConfig {
@@ -61,6 +75,10 @@ impl Default for PpoConfig {
             max_grad_norm: 0.5,
             target_kl: None,
             adam_eps: 1e-5,
+            norm_reward: true,
+            reward_clip: 10.0,
+            norm_obs: false,
+            obs_clip: 10.0,
         }
     }
 }
@@ -128,6 +146,18 @@ impl PpoConfig {
             return bad(
                 "ppo.adam_eps",
                 format!("must be > 0, got {}", self.adam_eps),
+            );
+        }
+        if !self.reward_clip.is_finite() || self.reward_clip <= 0.0 {
+            return bad(
+                "ppo.reward_clip",
+                format!("must be > 0, got {}", self.reward_clip),
+            );
+        }
+        if !self.obs_clip.is_finite() || self.obs_clip <= 0.0 {
+            return bad(
+                "ppo.obs_clip",
+                format!("must be > 0, got {}", self.obs_clip),
             );
         }
         Ok(())

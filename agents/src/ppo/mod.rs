@@ -5,6 +5,8 @@
 //!    non-autodiff copy of the model, actions sampled on the host from a seeded ChaCha8 RNG,
 //!    memory reset per env at episode starts; the memory each env *started* the rollout with
 //!    is kept in the [`RolloutBuffer`]; `V(final_obs)` is computed for truncated episodes.
+//!    Rewards are scaled by a running std of the discounted return and observations optionally
+//!    normalised ([`normalize`]).
 //! 2. [`RolloutBuffer::compute_advantages`]: GAE(γ, λ), bootstrapping on `truncated` and not
 //!    on `terminated` ([`compute_gae`]).
 //! 3. [`ppo_update`]: epochs × minibatches of whole env sequences recomputed with
@@ -14,6 +16,7 @@
 pub mod buffer;
 pub mod config;
 pub mod gae;
+pub mod normalize;
 pub mod rollout;
 pub mod update;
 
@@ -23,6 +26,7 @@ use thiserror::Error;
 pub use buffer::RolloutBuffer;
 pub use config::PpoConfig;
 pub use gae::{GaeInputs, compute_gae, explained_variance};
+pub use normalize::{ObsNormalizer, RewardNormalizer, RunningMeanStd};
 pub use rollout::{FinishedEpisode, RolloutState, collect_rollout, sample_categorical};
 pub use update::{UpdateStats, clip_grad_norm, ppo_update};
 

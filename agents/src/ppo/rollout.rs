@@ -13,11 +13,12 @@ use crate::policy::ActorCritic;
 
 use super::PpoError;
 use super::buffer::RolloutBuffer;
+use super::normalize::{ObsNormalizer, RewardNormalizer};
 
 /// What the rollout carries from one update to the next (and what a checkpoint saves).
 #[derive(Clone, Debug)]
 pub struct RolloutState {
-    /// Current observation of every env `[N, obs_dim]`.
+    /// Current (raw, unnormalised) observation of every env `[N, obs_dim]`.
     pub obs: Vec<f32>,
     /// 1.0 for the envs whose episode starts at the next step (the previous step ended one,
     /// or the run just began) `[N]`.
@@ -26,6 +27,21 @@ pub struct RolloutState {
     pub memory: Memory,
     /// RNG used to sample actions and to shuffle minibatches.
     pub rng: ChaCha8Rng,
+    /// Reward scaling (`ppo.norm_reward`), updated every step.
+    pub reward_norm: Option<RewardNormalizer>,
+    /// Observation normalisation (`ppo.norm_obs`), updated every step.
+    pub obs_norm: Option<ObsNormalizer>,
+}
+
+impl RolloutState {
+    /// The observations `obs` `[n, obs_dim]` as the policy sees them: normalised with the
+    /// current statistics when observation normalisation is on (statistics unchanged).
+    pub fn policy_obs(&self, obs: &[f32]) -> Vec<f32> {
+        match &self.obs_norm {
+            Some(norm) => norm.normalize(obs),
+            None => obs.to_vec(),
+        }
+    }
 }
 
 /// An episode that finished during a rollout, with the extra facts of its last step.
@@ -63,8 +79,10 @@ pub(crate) fn to_host<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>, PpoError
 /// Collects `num_steps` steps from every env of `venv` with `policy` (a non-autodiff copy of
 /// the model on `device`), starting from and updating `state`.
 ///
-/// Per step `t`: `policy.step(obs_t, episode_start_t, memory)` for all envs at once, actions
-/// sampled from the logits, `venv.step`. `episode_start_{t+1}` is the `done` of step `t`, so the
+/// Per step `t`: the observation statistics are updated with `obs_t` and `obs_t` normalised
+/// (`norm_obs`), `policy.step(obs_t, episode_start_t, memory)` for all envs at once, actions
+/// sampled from the logits, `venv.step`, rewards scaled (`norm_reward`; the buffer holds the
+/// scaled rewards, the finished episodes' statistics the env's own). `episode_start_{t+1}` is the `done` of step `t`, so the
 /// policy resets the memory of exactly the envs whose episode just began.
 ///
 /// Truncation bootstrap: for the envs whose episode was truncated at step `t`,
@@ -84,7 +102,12 @@ pub fn collect_rollout<P: ActorCritic, E: Env>(
     let mut buf = RolloutBuffer::new(num_steps, n, obs_dim, state.memory.clone().detach());
     let mut finished = Vec::new();
     for _t in 0..num_steps {
-        let obs = Tensor::<2>::from_data(TensorData::new(state.obs.clone(), [n, obs_dim]), device);
+        if let Some(norm) = state.obs_norm.as_mut() {
+            norm.update(&state.obs);
+        }
+        let policy_obs = state.policy_obs(&state.obs);
+        buf.obs.extend_from_slice(&policy_obs);
+        let obs = Tensor::<2>::from_data(TensorData::new(policy_obs, [n, obs_dim]), device);
         let starts =
             Tensor::<1>::from_data(TensorData::new(state.episode_starts.clone(), [n]), device);
         let memory = std::mem::replace(&mut state.memory, Memory::empty());
@@ -103,12 +126,18 @@ pub fn collect_rollout<P: ActorCritic, E: Env>(
             buf.logprobs.push(row[a]);
             buf.actions.push(a as i64);
         }
-        buf.obs.extend_from_slice(&state.obs);
         buf.values.extend_from_slice(&values);
         buf.episode_starts.extend_from_slice(&state.episode_starts);
 
         let step = venv.step(&actions)?;
-        buf.rewards.extend_from_slice(&step.rewards);
+        match state.reward_norm.as_mut() {
+            Some(norm) => {
+                let mut rewards = step.rewards.to_vec();
+                norm.normalize(&mut rewards, &step.terminated, &step.truncated);
+                buf.rewards.extend_from_slice(&rewards);
+            }
+            None => buf.rewards.extend_from_slice(&step.rewards),
+        }
         buf.terminated.extend_from_slice(&step.terminated);
         buf.truncated.extend_from_slice(&step.truncated);
         for &(env, stats) in &step.finished {
@@ -128,6 +157,7 @@ pub fn collect_rollout<P: ActorCritic, E: Env>(
             let idx: Vec<i64> = truncated.iter().map(|&i| i as i64).collect();
             let idx = Tensor::<1, Int>::from_data(TensorData::new(idx, [b]), device);
             let mem = state.memory.select(idx);
+            let final_obs = state.policy_obs(&final_obs);
             let fo = Tensor::<2>::from_data(TensorData::new(final_obs, [b, obs_dim]), device);
             let zeros = Tensor::<1>::zeros([b], device);
             let (_, v, _) = policy.step(fo, zeros, mem);
@@ -148,7 +178,10 @@ pub fn collect_rollout<P: ActorCritic, E: Env>(
     }
     // Bootstrap value of the observation after the last step; the memory it produces is
     // discarded (the next rollout repeats this step and keeps it).
-    let obs = Tensor::<2>::from_data(TensorData::new(state.obs.clone(), [n, obs_dim]), device);
+    let obs = Tensor::<2>::from_data(
+        TensorData::new(state.policy_obs(&state.obs), [n, obs_dim]),
+        device,
+    );
     let starts = Tensor::<1>::from_data(TensorData::new(state.episode_starts.clone(), [n]), device);
     let (_, last_values, _) = policy.step(obs, starts, state.memory.clone());
     buf.last_values = to_host(last_values)?;
