@@ -73,8 +73,55 @@ pub enum EnvConfig {
     Gridmaze(GridMazeConfig),
     /// The cue-recall (T-maze) memory diagnostic (`kind = "cue_recall"`).
     CueRecall(CueRecallConfig),
+    /// gymnasium-rs's CartPole as Gymnasium's `CartPole-v1` (`kind = "cartpole"`; needs the
+    /// `gymnasium` cargo feature, on by default).
+    Cartpole(CartPoleConfig),
     /// An env built by the program that trains it (`kind = "custom"`).
     Custom(CustomEnvConfig),
+}
+
+/// Settings of CartPole (`kind = "cartpole"`): reward 1 per step, terminated when the pole
+/// falls or the cart leaves the track, truncated at `max_steps`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CartPoleConfig {
+    /// Time limit: the episode is truncated after this many steps (`CartPole-v1`: 500).
+    pub max_steps: u32,
+}
+
+impl Default for CartPoleConfig {
+    fn default() -> Self {
+        Self { max_steps: 500 }
+    }
+}
+
+impl CartPoleConfig {
+    /// Checks the fields; the error names the field.
+    pub fn validate(&self) -> Result<(), EnvError> {
+        if self.max_steps == 0 {
+            return Err(EnvError::InvalidConfig {
+                field: "max_steps",
+                reason: "must be at least 1, got 0".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Builds the env (gymnasium-rs's CartPole through [`envs::GymnasiumEnv`]).
+    #[cfg(feature = "gymnasium")]
+    pub fn build(&self) -> Result<envs::GymCartPole, EnvError> {
+        self.validate()?;
+        envs::GymCartPole::cartpole().with_time_limit(self.max_steps)
+    }
+
+    /// Builds the env: this build lacks the `gymnasium` feature, so it cannot.
+    #[cfg(not(feature = "gymnasium"))]
+    pub fn build(&self) -> Result<envs::GridMaze, EnvError> {
+        Err(EnvError::InvalidConfig {
+            field: "kind",
+            reason: "is \"cartpole\", which needs fbrl built with the `gymnasium` feature".into(),
+        })
+    }
 }
 
 /// The record of an env built by user code (see [`EnvConfig::Custom`]). The trainer cannot
@@ -126,6 +173,7 @@ impl EnvConfig {
         match self {
             EnvConfig::Gridmaze(_) => "gridmaze",
             EnvConfig::CueRecall(_) => "cue_recall",
+            EnvConfig::Cartpole(_) => "cartpole",
             EnvConfig::Custom(c) => &c.name,
         }
     }
@@ -135,6 +183,7 @@ impl EnvConfig {
         let r = match self {
             EnvConfig::Gridmaze(c) => c.validate(),
             EnvConfig::CueRecall(c) => c.validate(),
+            EnvConfig::Cartpole(c) => c.validate(),
             EnvConfig::Custom(c) => {
                 let ok = |ch: char| ch.is_ascii_alphanumeric() || "_-.".contains(ch);
                 if c.name.is_empty() || !c.name.chars().all(ok) || c.name.starts_with('.') {
@@ -159,6 +208,7 @@ impl EnvConfig {
         let built: Result<Box<dyn Env>, EnvError> = match self {
             EnvConfig::Gridmaze(c) => GridMaze::new(c.clone()).map(|e| Box::new(e) as _),
             EnvConfig::CueRecall(c) => CueRecall::new(c.clone()).map(|e| Box::new(e) as _),
+            EnvConfig::Cartpole(c) => c.build().map(|e| Box::new(e) as _),
             EnvConfig::Custom(c) => return Err(c.not_buildable()),
         };
         built.map_err(env_error)
@@ -311,6 +361,19 @@ impl TrainConfig {
         Self {
             total_steps: 1_000_000,
             env: EnvConfig::Gridmaze(GridMazeConfig::single(7, 50)),
+            policy: PolicyConfig::preset(kind),
+            ..Self::default()
+        }
+    }
+
+    /// CartPole-v1 with CleanRL's `ppo.py` rollout sizes (4 envs × 128 steps, 500 k steps) and
+    /// the `kind` preset policy.
+    pub fn preset_cartpole(kind: PolicyKind) -> Self {
+        Self {
+            total_steps: 500_000,
+            num_envs: 4,
+            num_steps: 128,
+            env: EnvConfig::Cartpole(CartPoleConfig::default()),
             policy: PolicyConfig::preset(kind),
             ..Self::default()
         }

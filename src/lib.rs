@@ -9,7 +9,7 @@ pub mod metrics;
 pub mod run_dir;
 pub mod trainer;
 
-pub use config::{ConfigError, CustomEnvConfig, EnvConfig, TrainConfig};
+pub use config::{CartPoleConfig, ConfigError, CustomEnvConfig, EnvConfig, TrainConfig};
 pub use metrics::{METRICS_HEADER, MetricsRow};
 pub use trainer::{RunSummary, TrainOptions, train, train_from_config};
 

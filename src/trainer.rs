@@ -98,6 +98,7 @@ pub fn train_from_config(cfg: &TrainConfig, opts: TrainOptions<'_>) -> Result<Ru
     match &cfg.env {
         EnvConfig::Gridmaze(c) => train(cfg, |_| GridMaze::new(c.clone()), opts),
         EnvConfig::CueRecall(c) => train(cfg, |_| CueRecall::new(c.clone()), opts),
+        EnvConfig::Cartpole(c) => train(cfg, |_| c.build(), opts),
         EnvConfig::Custom(c) => Err(c.not_buildable().into()),
     }
 }

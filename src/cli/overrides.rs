@@ -68,6 +68,8 @@ pub enum EnvArg {
     Gridmaze,
     /// Remember a cue across a corridor (`env.kind = "cue_recall"`).
     CueRecall,
+    /// gymnasium-rs's CartPole-v1 (`env.kind = "cartpole"`).
+    Cartpole,
 }
 
 impl EnvArg {
@@ -76,6 +78,7 @@ impl EnvArg {
         match self {
             EnvArg::Gridmaze => GRIDMAZE,
             EnvArg::CueRecall => CUE_RECALL,
+            EnvArg::Cartpole => "cartpole",
         }
     }
 }

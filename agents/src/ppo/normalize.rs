@@ -350,7 +350,7 @@ mod tests {
     fn observations_are_centred_scaled_and_clipped() {
         let mut norm = ObsNormalizer::new(2, 5.0);
         let batch: Vec<f32> = (0..100)
-            .flat_map(|i| [i as f32, 1000.0 + (i % 2) as f32])
+            .flat_map(|i| [i as f32, 3.0 + 2.0 * (i % 2) as f32])
             .collect();
         norm.update(&batch);
         let out = norm.normalize(&batch);
