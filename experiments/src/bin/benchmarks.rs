@@ -1,0 +1,559 @@
+//! Benchmarks of the trainer with the framework defaults (`PpoConfig::default()`, each policy's
+//! preset; no per-env tuning), against published and built-in references:
+//!
+//! - `cartpole`: CartPole-v1 (gymnasium-rs), MLP, CleanRL's `ppo.py` rollout sizes (4 envs ×
+//!   128 steps, 500 k steps). Check: the mean over seeds of the final return (last 10 % of env
+//!   steps) is ≥ 475. CleanRL's published `ppo.py` figure is drawn beside it.
+//! - `scale`: the same run with the env's rewards ×1 and ×100, on CueRecall (GRU) and GridMaze
+//!   `single` (MLP). Check: the final success rates' 95 % CIs overlap (scale invariance).
+//! - `memory`: every memory policy on CueRecall at its default delay. Check: final success
+//!   ≥ 0.95 (mean over seeds).
+//!
+//! ```text
+//! cargo run --release -p experiments --bin benchmarks
+//! ```
+//!
+//! Writes `results/benchmarks/` (one PNG per suite, summary.csv, README block). Runs live in
+//! deterministic directories under `runs/benchmarks/`; re-running resumes or skips them. Exits
+//! with an error when a check fails (except on the `tiny` preset, whose budgets are for tests).
+
+use std::path::{Path, PathBuf};
+
+use agents::{PolicyConfig, PolicyKind};
+use anyhow::{Context, Result, bail};
+use clap::{Parser, ValueEnum};
+use envs::{CueRecallConfig, GridMazeConfig};
+use experiments::evaluate::evaluate_run;
+use experiments::report::{self, cell};
+use experiments::runner::{self, Job};
+use fbrl::curves::{self, Run, Summary, XAxis};
+use fbrl::plot::{LineChart, RefLine};
+use fbrl::{CartPoleConfig, EnvConfig, TrainConfig};
+use rayon::prelude::*;
+
+/// CleanRL's `ppo.py` on CartPole-v1 with these rollout sizes: average episodic return
+/// 492.40 ± 13.05 (CleanRL documentation, "PPO" page, `ppo.py` experiment results table).
+const CLEANRL_CARTPOLE: f64 = 492.40;
+/// The CartPole check: mean final return over seeds.
+const CARTPOLE_TARGET: f64 = 475.0;
+/// The memory check: mean final success over seeds.
+const MEMORY_TARGET: f64 = 0.95;
+/// "Final" = mean over the last this fraction of env steps.
+const FINAL_FRACTION: f64 = 0.1;
+/// Rewards of the scaled twin of a scale-invariance pair are multiplied by this.
+const REWARD_SCALE: f32 = 100.0;
+/// Held-out greedy episodes per run of the memory suite.
+const EVAL_EPISODES: usize = 200;
+
+/// Budgets: `default` (the benchmark, ≈ 10 minutes on 2 cores) or `tiny` (seconds; for tests).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum BudgetPreset {
+    /// The benchmark's budgets.
+    Default,
+    /// A few updates per run: checks the pipeline, not the learning.
+    Tiny,
+}
+
+/// One suite of benchmarks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Suite {
+    /// CartPole-v1, MLP, vs CleanRL.
+    Cartpole,
+    /// Rewards ×1 vs ×100 on CueRecall and GridMaze.
+    Scale,
+    /// Every memory policy on CueRecall.
+    Memory,
+}
+
+impl Suite {
+    fn name(self) -> &'static str {
+        match self {
+            Suite::Cartpole => "cartpole",
+            Suite::Scale => "scale",
+            Suite::Memory => "memory",
+        }
+    }
+}
+
+/// Train the benchmark suites with the framework defaults, then check and plot them.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Budgets: `default` or `tiny` (a few updates per run, for tests).
+    #[arg(long, value_enum, default_value = "default")]
+    preset: BudgetPreset,
+    /// Seeds per benchmark.
+    #[arg(long, default_value_t = 5)]
+    seeds: u64,
+    /// Comma-separated suites to run (default: all).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    suites: Option<Vec<Suite>>,
+    /// Folder for the PNGs, CSV and README.
+    #[arg(long, default_value = "results/benchmarks")]
+    out: PathBuf,
+    /// Root of the run directories.
+    #[arg(long, default_value = "runs/benchmarks")]
+    runs_dir: PathBuf,
+    /// Runs trained at once (default: one per core).
+    #[arg(long)]
+    jobs: Option<usize>,
+    /// No progress bar: plain lines only.
+    #[arg(long)]
+    quiet: bool,
+}
+
+/// One benchmark: a training config run over seeds, and the metric it is judged by.
+#[derive(Clone, Debug)]
+struct Bench {
+    suite: Suite,
+    /// Directory-name stem, e.g. `cue_recall-x100__gru`.
+    id: String,
+    /// Legend label.
+    label: String,
+    /// metrics.csv column judged: `return_mean`, `success_rate` or `goals_mean`.
+    metric: &'static str,
+    config: TrainConfig,
+}
+
+impl Bench {
+    fn dir(&self, runs_root: &Path, seed: u64) -> PathBuf {
+        runs_root.join(format!("{}__{seed}", self.id))
+    }
+}
+
+/// What a benchmark reached over its seeds.
+struct Outcome {
+    /// Final value of the metric per seed.
+    finals: Vec<f64>,
+    summary: Summary,
+    /// Held-out greedy success per seed (memory suite).
+    greedy: Option<Summary>,
+}
+
+fn budget(preset: BudgetPreset, default: u64, batch: usize) -> u64 {
+    match preset {
+        BudgetPreset::Default => default,
+        BudgetPreset::Tiny => 3 * batch as u64,
+    }
+}
+
+fn cue_recall(kind: PolicyKind, scale: f32, preset: BudgetPreset) -> TrainConfig {
+    let defaults = CueRecallConfig::default();
+    let env = CueRecallConfig {
+        success_reward: defaults.success_reward * scale,
+        failure_reward: defaults.failure_reward * scale,
+        ..defaults
+    };
+    let mut cfg = TrainConfig {
+        num_envs: 32,
+        num_steps: 32,
+        env: EnvConfig::CueRecall(env),
+        policy: PolicyConfig::preset(kind),
+        ..TrainConfig::default()
+    };
+    cfg.total_steps = budget(preset, 153_600, cfg.batch_size());
+    cfg
+}
+
+fn gridmaze_single(scale: f32, preset: BudgetPreset) -> TrainConfig {
+    let defaults = GridMazeConfig::single(7, 50);
+    let env = GridMazeConfig {
+        goal_reward: defaults.goal_reward * scale,
+        step_penalty: defaults.step_penalty * scale,
+        ..defaults
+    };
+    let mut cfg = TrainConfig {
+        env: EnvConfig::Gridmaze(env),
+        policy: PolicyConfig::preset(PolicyKind::Mlp),
+        ..TrainConfig::default()
+    };
+    cfg.total_steps = budget(preset, 524_288, cfg.batch_size());
+    cfg
+}
+
+fn benches(suites: &[Suite], preset: BudgetPreset) -> Vec<Bench> {
+    let mut out = Vec::new();
+    for &suite in suites {
+        match suite {
+            Suite::Cartpole => {
+                let mut config = TrainConfig::preset_cartpole(PolicyKind::Mlp);
+                config.env = EnvConfig::Cartpole(CartPoleConfig::default());
+                config.total_steps = budget(preset, 500_000, config.batch_size());
+                out.push(Bench {
+                    suite,
+                    id: "cartpole__mlp".into(),
+                    label: "mlp".into(),
+                    metric: "return_mean",
+                    config,
+                });
+            }
+            Suite::Scale => {
+                for scale in [1.0, REWARD_SCALE] {
+                    out.push(Bench {
+                        suite,
+                        id: format!("cue_recall-x{scale}__gru"),
+                        label: format!("cue_recall gru, reward ×{scale}"),
+                        metric: "success_rate",
+                        config: cue_recall(PolicyKind::Gru, scale, preset),
+                    });
+                }
+                for scale in [1.0, REWARD_SCALE] {
+                    out.push(Bench {
+                        suite,
+                        id: format!("gridmaze_single-x{scale}__mlp"),
+                        label: format!("gridmaze single mlp, reward ×{scale}"),
+                        // GridMaze `single` ends at the goal: goals per episode is the
+                        // fraction of episodes that reached it.
+                        metric: "goals_mean",
+                        config: gridmaze_single(scale, preset),
+                    });
+                }
+            }
+            Suite::Memory => {
+                for kind in [
+                    PolicyKind::Feedback,
+                    PolicyKind::Transformer,
+                    PolicyKind::Gru,
+                ] {
+                    out.push(Bench {
+                        suite,
+                        // The GRU's ×1 run is the scale suite's: same config, same directory.
+                        id: format!("cue_recall-x1__{kind}"),
+                        label: kind.name().into(),
+                        metric: "success_rate",
+                        config: cue_recall(kind, 1.0, preset),
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+fn main() -> Result<()> {
+    if let Some(result) = runner::run_worker_if_requested() {
+        return result;
+    }
+    let args = Args::parse();
+    let t0 = std::time::Instant::now();
+    if args.seeds == 0 {
+        bail!("--seeds must be at least 1");
+    }
+    let suites = args
+        .suites
+        .clone()
+        .unwrap_or_else(|| vec![Suite::Cartpole, Suite::Scale, Suite::Memory]);
+    let benches = benches(&suites, args.preset);
+    let runs_root = match args.preset {
+        BudgetPreset::Default => args.runs_dir.clone(),
+        BudgetPreset::Tiny => args.runs_dir.join("tiny"),
+    };
+
+    let mut jobs: Vec<Job> = Vec::new();
+    for b in &benches {
+        for seed in 0..args.seeds {
+            let dir = b.dir(&runs_root, seed);
+            if jobs.iter().any(|j| j.dir == dir) {
+                continue;
+            }
+            let mut config = b.config.clone();
+            config.seed = seed;
+            config.checkpoint_every = 25;
+            config
+                .validate()
+                .with_context(|| format!("benchmark {}", b.id))?;
+            let cost_per_step = match config.policy.kind {
+                PolicyKind::Feedback => 9.0,
+                PolicyKind::Transformer => 2.5,
+                PolicyKind::Gru => 1.0,
+                PolicyKind::Mlp => 0.4,
+            };
+            jobs.push(Job {
+                name: format!("{} seed {seed}", b.id),
+                dir,
+                cost: cost_per_step * config.total_steps as f64,
+                config,
+            });
+        }
+    }
+    let at_once = args.jobs.unwrap_or_else(runner::cores).clamp(1, jobs.len());
+    let threads = (runner::cores() / at_once).max(1);
+    for j in &mut jobs {
+        j.config.threads = threads;
+    }
+    eprintln!(
+        "benchmarks ({:?} preset): {} runs ({} benchmarks × {} seeds) → {}",
+        args.preset,
+        jobs.len(),
+        benches.len(),
+        args.seeds,
+        runs_root.display()
+    );
+    let run_report = runner::run_jobs(&jobs, at_once, &runs_root.join("logs"), args.quiet, None)?;
+
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    let checked = args.preset == BudgetPreset::Default;
+    let mut outcomes = Vec::new();
+    for b in &benches {
+        let dirs: Vec<PathBuf> = (0..args.seeds).map(|s| b.dir(&runs_root, s)).collect();
+        let mut finals = Vec::new();
+        for dir in &dirs {
+            let run = Run::load(dir)?;
+            let pts = run.metrics.xy("env_steps", b.metric)?;
+            finals.push(curves::final_value(&pts, FINAL_FRACTION).unwrap_or(f64::NAN));
+        }
+        let summary = curves::mean_ci95(&finals).expect("at least one seed");
+        let greedy = if b.suite == Suite::Memory {
+            let evals = dirs
+                .par_iter()
+                .map(|dir| evaluate_run(dir, EVAL_EPISODES))
+                .collect::<Result<Vec<_>>>()?;
+            let g: Vec<f64> = evals
+                .iter()
+                .map(|e| e.greedy.success_rate.unwrap_or(f64::NAN))
+                .collect();
+            curves::mean_ci95(&g)
+        } else {
+            None
+        };
+        outcomes.push(Outcome {
+            finals,
+            summary,
+            greedy,
+        });
+    }
+
+    // ---- checks ----
+    let mut checks: Vec<(String, bool)> = Vec::new();
+    let fmt_seeds = |o: &Outcome, digits: usize| {
+        o.finals
+            .iter()
+            .map(|v| format!("{v:.digits$}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    for (b, o) in benches.iter().zip(&outcomes) {
+        let s = &o.summary;
+        match b.suite {
+            Suite::Cartpole => checks.push((
+                format!(
+                    "cartpole mlp: final return {:.1} [{:.1}, {:.1}] ≥ {CARTPOLE_TARGET} (seeds: {}; CleanRL ppo.py {CLEANRL_CARTPOLE})",
+                    s.mean,
+                    s.ci_low,
+                    s.ci_high,
+                    fmt_seeds(o, 1)
+                ),
+                s.mean >= CARTPOLE_TARGET,
+            )),
+            Suite::Memory => checks.push((
+                format!(
+                    "memory {}: final success {:.3} [{:.3}, {:.3}] ≥ {MEMORY_TARGET} (seeds: {}; held-out greedy {})",
+                    b.label,
+                    s.mean,
+                    s.ci_low,
+                    s.ci_high,
+                    fmt_seeds(o, 3),
+                    o.greedy.map_or("-".into(), |g| format!("{:.3}", g.mean))
+                ),
+                s.mean >= MEMORY_TARGET,
+            )),
+            Suite::Scale => {}
+        }
+    }
+    let scale_pairs: Vec<(usize, usize)> = (0..benches.len())
+        .filter(|&i| benches[i].suite == Suite::Scale && benches[i].id.contains("-x1__"))
+        .filter_map(|i| {
+            let twin = benches[i]
+                .id
+                .replace("-x1__", &format!("-x{REWARD_SCALE}__"));
+            benches.iter().position(|b| b.id == twin).map(|j| (i, j))
+        })
+        .collect();
+    for &(i, j) in &scale_pairs {
+        let (a, b) = (&outcomes[i].summary, &outcomes[j].summary);
+        let overlap = a.ci_low <= b.ci_high && b.ci_low <= a.ci_high;
+        let name = benches[i].id.replace("-x1__", " ");
+        checks.push((
+            format!(
+                "scale {name}: final success ×1 {:.3} [{:.3}, {:.3}] vs ×{REWARD_SCALE} {:.3} [{:.3}, {:.3}]: 95 % CIs overlap (seeds ×1: {}; ×{REWARD_SCALE}: {})",
+                a.mean,
+                a.ci_low,
+                a.ci_high,
+                b.mean,
+                b.ci_low,
+                b.ci_high,
+                fmt_seeds(&outcomes[i], 3),
+                fmt_seeds(&outcomes[j], 3)
+            ),
+            overlap,
+        ));
+    }
+    let verdict = |ok: bool| match (checked, ok) {
+        (false, _) => "not checked (tiny preset)",
+        (true, true) => "PASS",
+        (true, false) => "FAIL",
+    };
+    for (line, ok) in &checks {
+        println!("{}  {line}", verdict(*ok));
+    }
+
+    // ---- plots ----
+    let mut pngs = Vec::new();
+    for &suite in &suites {
+        let members: Vec<(&Bench, &Outcome)> = benches
+            .iter()
+            .zip(&outcomes)
+            .filter(|(b, _)| b.suite == suite)
+            .collect();
+        let mut bands = Vec::new();
+        for (b, _) in &members {
+            let runs = (0..args.seeds)
+                .map(|s| Run::load(&b.dir(&runs_root, s)))
+                .collect::<Result<Vec<_>, _>>()?;
+            let smooth = (b.config.num_updates() / 50).max(1);
+            bands.push(curves::group_curve(
+                &b.label,
+                &runs,
+                XAxis::Steps,
+                b.metric,
+                smooth,
+                100,
+            )?);
+        }
+        let (title, y_label) = match suite {
+            Suite::Cartpole => (
+                "CartPole-v1, MLP, framework defaults".to_string(),
+                "episodic return",
+            ),
+            Suite::Scale => (
+                format!("Reward scale invariance: rewards ×1 vs ×{REWARD_SCALE}"),
+                "success rate",
+            ),
+            Suite::Memory => (
+                "CueRecall (default delay), framework defaults".to_string(),
+                "success rate",
+            ),
+        };
+        let mut chart = LineChart::from_bands(title, XAxis::Steps.label(), y_label, &bands);
+        if suite == Suite::Cartpole {
+            chart.hlines = vec![
+                RefLine::new(
+                    format!("CleanRL ppo.py, {CLEANRL_CARTPOLE} (docs.cleanrl.dev)"),
+                    CLEANRL_CARTPOLE,
+                ),
+                RefLine::new(format!("target {CARTPOLE_TARGET}"), CARTPOLE_TARGET),
+            ];
+        } else {
+            chart.y_range = Some((0.0, 1.02));
+        }
+        if suite == Suite::Scale {
+            // Each ×100 twin is dashed in its ×1 partner's colour.
+            for k in 0..chart.series.len() / 2 {
+                let color = chart.series[2 * k].color;
+                chart.series[2 * k + 1].color = color;
+                chart.series[2 * k + 1].dashed = true;
+            }
+        }
+        let png = args.out.join(format!("{}.png", suite.name()));
+        chart
+            .save(&png)
+            .with_context(|| format!("cannot write {}", png.display()))?;
+        pngs.push(png);
+    }
+
+    // ---- tables ----
+    let mut rows = Vec::new();
+    for (b, o) in benches.iter().zip(&outcomes) {
+        let s = &o.summary;
+        rows.push(vec![
+            b.suite.name().to_string(),
+            b.id.clone(),
+            b.config.env.name().to_string(),
+            b.config.policy.kind.name().to_string(),
+            b.metric.to_string(),
+            b.config.total_steps.to_string(),
+            s.n.to_string(),
+            cell(Some(s.mean)),
+            cell(Some(s.ci_low)),
+            cell(Some(s.ci_high)),
+            o.finals
+                .iter()
+                .map(|v| format!("{v:.4}"))
+                .collect::<Vec<_>>()
+                .join(" "),
+            cell(o.greedy.map(|g| g.mean)),
+        ]);
+    }
+    report::write_csv(
+        &args.out.join("summary.csv"),
+        &[
+            "suite",
+            "benchmark",
+            "env",
+            "policy",
+            "metric",
+            "env_steps",
+            "seeds",
+            "final_mean",
+            "ci95_low",
+            "ci95_high",
+            "per_seed",
+            "heldout_greedy_success",
+        ],
+        &rows,
+    )?;
+
+    let mut md = String::new();
+    md.push_str(&format!(
+        "Command: `{}` ({:?} preset, {} seeds; {} runs started, {} resumed, {} already finished; {:.0} s wall).\n\n",
+        report::command_line(),
+        args.preset,
+        args.seeds,
+        run_report.started,
+        run_report.resumed,
+        run_report.skipped,
+        t0.elapsed().as_secs_f64()
+    ));
+    md.push_str(&format!("Machine: {}\n\n", report::machine()));
+    md.push_str(
+        "Every run uses the framework defaults: `PpoConfig::default()` (reward scaling on) and \
+         the policy's preset. Final = mean of the metric over the last 10 % of env steps \
+         (sampled actions, as logged in training); mean [95 % Student-t CI] over seeds.\n\n",
+    );
+    md.push_str("| suite | benchmark | env steps | final (mean [95 % CI]) | per seed |\n");
+    md.push_str("|---|---|---:|---|---|\n");
+    for (b, o) in benches.iter().zip(&outcomes) {
+        let s = &o.summary;
+        md.push_str(&format!(
+            "| {} | {} | {} | {:.3} [{:.3}, {:.3}] | {} |\n",
+            b.suite.name(),
+            b.label,
+            b.config.total_steps,
+            s.mean,
+            s.ci_low,
+            s.ci_high,
+            fmt_seeds(o, 3)
+        ));
+    }
+    md.push_str("\nChecks:\n\n");
+    for (line, ok) in &checks {
+        md.push_str(&format!("- **{}** {line}\n", verdict(*ok)));
+    }
+    md.push('\n');
+    for png in &pngs {
+        let name = png.file_name().unwrap_or_default().to_string_lossy();
+        md.push_str(&format!("![{name}]({name})\n\n"));
+    }
+    report::update_readme(&args.out.join("README.md"), "Benchmarks", &md)?;
+    eprintln!(
+        "wrote {} in {:.0} s",
+        report::rel_path(&args.out),
+        t0.elapsed().as_secs_f64()
+    );
+    let failed = checks.iter().filter(|(_, ok)| !ok).count();
+    if checked && failed > 0 {
+        bail!("{failed} benchmark check(s) failed (see above)");
+    }
+    Ok(())
+}
