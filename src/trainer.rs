@@ -14,7 +14,8 @@
 //! seeded with `seed`), the envs (`VecEnv` base seed `derive_seed(seed, 1)`), and one ChaCha8
 //! stream (`derive_seed(seed, 2)`) that samples actions and shuffles minibatches. A checkpoint
 //! saves all of it (weights, Adam state, RNG position, env state, observations, episode-start
-//! flags and per-env memory), so `--resume` continues bit for bit: the metrics rows after a
+//! flags, per-env memory and the reward / observation normalisers' statistics), so `--resume`
+//! continues bit for bit: the metrics rows after a
 //! resume equal those of an uninterrupted run (except the wall-clock columns).
 
 use std::path::PathBuf;

@@ -1,5 +1,5 @@
 //! Error paths: invalid configs name the key; corrupted or truncated checkpoints name the
-//! file; a non-finite loss stops the run with the update and the quantity and leaves the last
+//! file; a normaliser state that does not fit the run names the normaliser; a non-finite loss stops the run with the update and the quantity and leaves the last
 //! good checkpoint readable.
 
 mod ppo_common;
@@ -185,6 +185,78 @@ fn corrupted_and_truncated_checkpoints_give_clear_errors() {
         run(&tiny_cfg(), dir.path(), true, None).unwrap_err()
     );
     assert_mentions(&e, &["no checkpoint", "checkpoint"]);
+}
+
+/// FNV-1a 64, as the checkpoint manifest records it.
+fn fnv64(bytes: &[u8]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+/// Rewrites the checkpoint's state.json with `edit` and updates the manifest to match, so that
+/// the damage passes the integrity check and only the state's own validation can catch it.
+fn edit_state(ckpt: &Path, edit: impl Fn(&mut serde_json::Value)) {
+    let path = ckpt.join("state.json");
+    let mut state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    edit(&mut state);
+    let bytes = serde_json::to_vec(&state).unwrap();
+    std::fs::write(&path, &bytes).unwrap();
+    let mpath = ckpt.join("manifest.json");
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&mpath).unwrap()).unwrap();
+    for f in manifest["files"].as_array_mut().unwrap() {
+        if f["name"] == "state.json" {
+            f["len"] = serde_json::json!(bytes.len());
+            f["fnv64"] = serde_json::json!(fnv64(&bytes));
+        }
+    }
+    std::fs::write(&mpath, serde_json::to_vec(&manifest).unwrap()).unwrap();
+}
+
+#[test]
+fn a_corrupted_normalizer_state_is_a_named_error() {
+    let mut cfg = tiny_cfg();
+    cfg.ppo.norm_obs = true;
+    type Edit = fn(&mut serde_json::Value);
+    let cases: [(Edit, &[&str]); 5] = [
+        (
+            |s| s["reward_norm"]["return_rms"]["var"][0] = serde_json::json!(-1.0),
+            &["reward normaliser", "var[0]"],
+        ),
+        (
+            |s| s["reward_norm"]["returns"] = serde_json::json!([0.0]),
+            &["reward normaliser", "1 envs", "4"],
+        ),
+        (
+            |s| s["obs_norm"]["rms"]["mean"] = serde_json::json!([0.0, 1.0]),
+            &["observation normaliser", "expected"],
+        ),
+        (
+            |s| s["reward_norm"] = serde_json::Value::Null,
+            &["norm_reward", "lacks", "reward_norm"],
+        ),
+        (
+            |s| s["obs_norm"]["rms"]["count"] = serde_json::json!("many"),
+            &["state.json", "cannot be parsed"],
+        ),
+    ];
+    for (edit, needles) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        run(&cfg, dir.path(), false, Some(2)).unwrap();
+        let ckpt = latest_checkpoint(&dir.path().join("checkpoint"))
+            .unwrap()
+            .unwrap();
+        edit_state(&ckpt, edit);
+        let e = format!("{:#}", run(&cfg, dir.path(), true, None).unwrap_err());
+        assert_mentions(&e, needles);
+        assert_mentions(&e, &["state.json"]);
+        println!("{e}");
+    }
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! Resume tests: an interrupted run continued with `--resume` gives exactly the metrics rows of
 //! an uninterrupted run (bitwise, except the wall-clock columns `wall_time_s` and
-//! `steps_per_s`), both after a clean stop and after a SIGKILL of the training process.
+//! `steps_per_s`), both after a clean stop and after a SIGKILL of the training process, with
+//! the reward and observation normalisers on (their statistics travel in the checkpoint).
 
 mod ppo_common;
 
@@ -8,7 +9,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use agents::{PolicyConfig, PolicyKind};
+use agents::{CriticKind, PolicyConfig, PolicyKind};
 use envs::GridMazeConfig;
 use fbrl::metrics::{MetricsRow, read_metrics};
 use fbrl::{EnvConfig, TrainConfig, TrainOptions, train_from_config};
@@ -84,11 +85,30 @@ fn train_until(cfg: &TrainConfig, dir: &Path, resume: bool, stop: Option<usize>)
     .unwrap();
 }
 
+/// Both normalisers on (reward scaling is on by default) and, optionally, a separate critic.
+fn normalized_cfg(kind: PolicyKind, updates: usize, critic: CriticKind) -> TrainConfig {
+    let mut cfg = small_cfg(kind, updates);
+    assert!(cfg.ppo.norm_reward, "reward scaling is on by default");
+    cfg.ppo.norm_obs = true;
+    cfg.policy.critic = critic;
+    cfg
+}
+
 #[test]
 fn stop_and_resume_gives_identical_rows_for_every_policy() {
-    for kind in PolicyKind::ALL {
-        let k = 6;
-        let cfg = small_cfg(kind, k);
+    let k = 6;
+    let configs = PolicyKind::ALL
+        .into_iter()
+        .map(|kind| small_cfg(kind, k))
+        .chain([
+            normalized_cfg(PolicyKind::Gru, k, CriticKind::Separate),
+            normalized_cfg(PolicyKind::Feedback, k, CriticKind::Separate),
+        ]);
+    for cfg in configs {
+        let kind = format!(
+            "{} (critic {}, norm_reward {}, norm_obs {})",
+            cfg.policy.kind, cfg.policy.critic, cfg.ppo.norm_reward, cfg.ppo.norm_obs
+        );
         let a = tempfile::tempdir().unwrap();
         let full = train_rows(&cfg, a.path());
         assert_eq!(full.len(), k);
@@ -112,7 +132,7 @@ fn child_training_process() {
     let Ok(dir) = std::env::var("FBRL_TEST_CHILD_RUN_DIR") else {
         return;
     };
-    let cfg = small_cfg(PolicyKind::Gru, KILL_UPDATES);
+    let cfg = normalized_cfg(PolicyKind::Gru, KILL_UPDATES, CriticKind::Shared);
     train_from_config(
         &cfg,
         TrainOptions {
@@ -128,7 +148,7 @@ const KILL_UPDATES: usize = 60;
 
 #[test]
 fn sigkill_mid_run_then_resume() {
-    let cfg = small_cfg(PolicyKind::Gru, KILL_UPDATES);
+    let cfg = normalized_cfg(PolicyKind::Gru, KILL_UPDATES, CriticKind::Shared);
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
     let mut child = Command::new(std::env::current_exe().unwrap())

@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! fbrl-policy\n                       magic line
-//! {"format_version":1,"kind":"gru",…}\n   one-line JSON header (PolicyFileHeader)
+//! {"format_version":2,"kind":"gru",…}\n   one-line JSON header (PolicyFileHeader)
 //! <burnpack bytes>                    the weights, as written by burn's ModuleRecord
 //! ```
 //!
@@ -30,7 +30,7 @@ use crate::policy::{ActorCritic, Policy, PolicyConfig, PolicyError, PolicyKind};
 /// The first line of every policy file.
 pub const POLICY_FILE_MAGIC: &[u8] = b"fbrl-policy\n";
 /// The version of the file layout written by [`save_policy`].
-pub const POLICY_FILE_VERSION: u32 = 1;
+pub const POLICY_FILE_VERSION: u32 = 2;
 
 /// What a policy file says about the weights it holds.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

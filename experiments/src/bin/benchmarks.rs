@@ -6,6 +6,9 @@
 //!   steps) is ≥ 475. CleanRL's published `ppo.py` figure is drawn beside it.
 //! - `scale`: the same run with the env's rewards ×1 and ×100, on CueRecall (GRU) and GridMaze
 //!   `single` (MLP). Check: the final success rates' 95 % CIs overlap (scale invariance).
+//!
+//! Controls with reward scaling off (`ppo.norm_reward = false`: CartPole, and the ×100 runs)
+//! are trained and drawn beside them, unchecked, to show what the scaling changes.
 //! - `memory`: every memory policy on CueRecall at its default delay. Check: final success
 //!   ≥ 0.95 (mean over seeds).
 //!
@@ -112,6 +115,8 @@ struct Bench {
     label: String,
     /// metrics.csv column judged: `return_mean`, `success_rate` or `goals_mean`.
     metric: &'static str,
+    /// A control run with reward scaling off: shown beside the checked runs, not checked.
+    control: bool,
     config: TrainConfig,
 }
 
@@ -171,6 +176,16 @@ fn gridmaze_single(scale: f32, preset: BudgetPreset) -> TrainConfig {
     cfg
 }
 
+/// Directory tag of a control run with reward scaling off.
+fn unscaled_tag(scaled: bool) -> &'static str {
+    if scaled { "" } else { "-unscaled" }
+}
+
+/// Legend suffix of a control run with reward scaling off.
+fn off_label(scaled: bool) -> &'static str {
+    if scaled { "" } else { ", scaling off" }
+}
+
 fn benches(suites: &[Suite], preset: BudgetPreset) -> Vec<Bench> {
     let mut out = Vec::new();
     for &suite in suites {
@@ -179,33 +194,51 @@ fn benches(suites: &[Suite], preset: BudgetPreset) -> Vec<Bench> {
                 let mut config = TrainConfig::preset_cartpole(PolicyKind::Mlp);
                 config.env = EnvConfig::Cartpole(CartPoleConfig::default());
                 config.total_steps = budget(preset, 500_000, config.batch_size());
+                let mut unscaled = config.clone();
+                unscaled.ppo.norm_reward = false;
                 out.push(Bench {
                     suite,
                     id: "cartpole__mlp".into(),
                     label: "mlp".into(),
                     metric: "return_mean",
+                    control: false,
                     config,
+                });
+                out.push(Bench {
+                    suite,
+                    id: "cartpole-unscaled__mlp".into(),
+                    label: "mlp, reward scaling off".into(),
+                    metric: "return_mean",
+                    control: true,
+                    config: unscaled,
                 });
             }
             Suite::Scale => {
-                for scale in [1.0, REWARD_SCALE] {
+                // Per env: rewards ×1, ×100, and ×100 with reward scaling off (a control).
+                for (scale, scaled) in [(1.0, true), (REWARD_SCALE, true), (REWARD_SCALE, false)] {
+                    let mut config = cue_recall(PolicyKind::Gru, scale, preset);
+                    config.ppo.norm_reward = scaled;
                     out.push(Bench {
                         suite,
-                        id: format!("cue_recall-x{scale}__gru"),
-                        label: format!("cue_recall gru, reward ×{scale}"),
+                        id: format!("cue_recall-x{scale}{}__gru", unscaled_tag(scaled)),
+                        label: format!("cue_recall gru, reward ×{scale}{}", off_label(scaled)),
                         metric: "success_rate",
-                        config: cue_recall(PolicyKind::Gru, scale, preset),
+                        control: !scaled,
+                        config,
                     });
                 }
-                for scale in [1.0, REWARD_SCALE] {
+                for (scale, scaled) in [(1.0, true), (REWARD_SCALE, true), (REWARD_SCALE, false)] {
+                    let mut config = gridmaze_single(scale, preset);
+                    config.ppo.norm_reward = scaled;
                     out.push(Bench {
                         suite,
-                        id: format!("gridmaze_single-x{scale}__mlp"),
-                        label: format!("gridmaze single mlp, reward ×{scale}"),
+                        id: format!("gridmaze_single-x{scale}{}__mlp", unscaled_tag(scaled)),
+                        label: format!("gridmaze single mlp, reward ×{scale}{}", off_label(scaled)),
                         // GridMaze `single` ends at the goal: goals per episode is the
                         // fraction of episodes that reached it.
                         metric: "goals_mean",
-                        config: gridmaze_single(scale, preset),
+                        control: !scaled,
+                        config,
                     });
                 }
             }
@@ -221,6 +254,7 @@ fn benches(suites: &[Suite], preset: BudgetPreset) -> Vec<Bench> {
                         id: format!("cue_recall-x1__{kind}"),
                         label: kind.name().into(),
                         metric: "success_rate",
+                        control: false,
                         config: cue_recall(kind, 1.0, preset),
                     });
                 }
@@ -335,6 +369,9 @@ fn main() -> Result<()> {
     };
     for (b, o) in benches.iter().zip(&outcomes) {
         let s = &o.summary;
+        if b.control {
+            continue;
+        }
         match b.suite {
             Suite::Cartpole => checks.push((
                 format!(
@@ -374,9 +411,19 @@ fn main() -> Result<()> {
         let (a, b) = (&outcomes[i].summary, &outcomes[j].summary);
         let overlap = a.ci_low <= b.ci_high && b.ci_low <= a.ci_high;
         let name = benches[i].id.replace("-x1__", " ");
+        let control_id = benches[i]
+            .id
+            .replace("-x1__", &format!("-x{REWARD_SCALE}-unscaled__"));
+        let control = benches
+            .iter()
+            .position(|b| b.id == control_id)
+            .map_or("-".to_string(), |k| {
+                let c = &outcomes[k].summary;
+                format!("{:.3} [{:.3}, {:.3}]", c.mean, c.ci_low, c.ci_high)
+            });
         checks.push((
             format!(
-                "scale {name}: final success ×1 {:.3} [{:.3}, {:.3}] vs ×{REWARD_SCALE} {:.3} [{:.3}, {:.3}]: 95 % CIs overlap (seeds ×1: {}; ×{REWARD_SCALE}: {})",
+                "scale {name}: final success ×1 {:.3} [{:.3}, {:.3}] vs ×{REWARD_SCALE} {:.3} [{:.3}, {:.3}]: 95 % CIs overlap (seeds ×1: {}; ×{REWARD_SCALE}: {}; control ×{REWARD_SCALE} with scaling off: {control})",
                 a.mean,
                 a.ci_low,
                 a.ci_high,
@@ -448,11 +495,16 @@ fn main() -> Result<()> {
             chart.y_range = Some((0.0, 1.02));
         }
         if suite == Suite::Scale {
-            // Each ×100 twin is dashed in its ×1 partner's colour.
-            for k in 0..chart.series.len() / 2 {
-                let color = chart.series[2 * k].color;
-                chart.series[2 * k + 1].color = color;
-                chart.series[2 * k + 1].dashed = true;
+            // Each ×100 twin (scaling on) is dashed in its ×1 partner's colour.
+            for (k, (b, _)) in members.iter().enumerate() {
+                if b.control || !b.id.contains(&format!("-x{REWARD_SCALE}__")) {
+                    continue;
+                }
+                let partner = b.id.replace(&format!("-x{REWARD_SCALE}__"), "-x1__");
+                if let Some(p) = members.iter().position(|(m, _)| m.id == partner) {
+                    chart.series[k].color = chart.series[p].color;
+                    chart.series[k].dashed = true;
+                }
             }
         }
         let png = args.out.join(format!("{}.png", suite.name()));
@@ -471,6 +523,7 @@ fn main() -> Result<()> {
             b.id.clone(),
             b.config.env.name().to_string(),
             b.config.policy.kind.name().to_string(),
+            b.config.ppo.norm_reward.to_string(),
             b.metric.to_string(),
             b.config.total_steps.to_string(),
             s.n.to_string(),
@@ -492,6 +545,7 @@ fn main() -> Result<()> {
             "benchmark",
             "env",
             "policy",
+            "norm_reward",
             "metric",
             "env_steps",
             "seeds",
@@ -526,9 +580,10 @@ fn main() -> Result<()> {
     for (b, o) in benches.iter().zip(&outcomes) {
         let s = &o.summary;
         md.push_str(&format!(
-            "| {} | {} | {} | {:.3} [{:.3}, {:.3}] | {} |\n",
+            "| {} | {}{} | {} | {:.3} [{:.3}, {:.3}] | {} |\n",
             b.suite.name(),
             b.label,
+            if b.control { " (control)" } else { "" },
             b.config.total_steps,
             s.mean,
             s.ci_low,
