@@ -186,7 +186,7 @@ impl TrainerState {
         match (&self.reward_norm, norm_reward) {
             (Some(n), true) => n.check(num_envs).map_err(|e| {
                 anyhow::anyhow!(
-                    "checkpoint file {}: the reward normaliser (`reward_norm`) {e}",
+                    "checkpoint file {}: the reward normaliser (`reward_norm`) is invalid: {e}",
                     path.display()
                 )
             })?,
@@ -201,7 +201,7 @@ impl TrainerState {
         match (&self.obs_norm, norm_obs) {
             (Some(n), true) => n.check(obs_dim).map_err(|e| {
                 anyhow::anyhow!(
-                    "checkpoint file {}: the observation normaliser (`obs_norm`) {e}",
+                    "checkpoint file {}: the observation normaliser (`obs_norm`) is invalid: {e}",
                     path.display()
                 )
             })?,

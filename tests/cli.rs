@@ -117,7 +117,12 @@ fn help_documents_commands_and_every_hyperparameter_flag() {
         "--max-grad-norm",
         "--target-kl",
         "--adam-eps",
+        "--norm-reward",
+        "--reward-clip",
+        "--norm-obs",
+        "--obs-clip",
         "--policy",
+        "--critic",
         "--d-model",
         "--n-layers",
         "--n-heads",
@@ -227,6 +232,50 @@ fn overrides_take_precedence_over_the_file() {
     assert_eq!(
         gru.policy,
         agents::PolicyConfig::preset(agents::PolicyKind::Gru)
+    );
+}
+
+#[test]
+fn cartpole_with_normalisers_and_a_separate_critic_trains_and_evaluates() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("cartpole");
+    let run_s = run.to_str().unwrap();
+    let o = fbrl(&[
+        "train",
+        "--env",
+        "cartpole",
+        "--policy",
+        "gru",
+        "--critic",
+        "separate",
+        "--norm-obs",
+        "true",
+        "--num-envs",
+        "4",
+        "--num-steps",
+        "16",
+        "--total-steps",
+        "128",
+        "--quiet",
+        "--run-dir",
+        run_s,
+    ]);
+    assert!(o.status.success(), "train failed:\n{}", stderr(&o));
+    let saved = TrainConfig::load(run.join("config.toml")).unwrap();
+    assert_eq!(saved.policy.critic, agents::CriticKind::Separate);
+    assert!(saved.ppo.norm_obs && saved.ppo.norm_reward);
+    assert_eq!(saved.env.name(), "cartpole");
+    let o = fbrl(&["eval", run_s, "--episodes", "3", "--json"]);
+    assert!(o.status.success(), "eval failed:\n{}", stderr(&o));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(json["report"]["episodes"], 3);
+    assert_fails_naming(
+        &["train", "--critic", "both", "--print-config"],
+        &["--critic", "both"],
+    );
+    assert_fails_naming(
+        &["train", "--reward-clip", "0", "--print-config"],
+        &["ppo.reward_clip"],
     );
 }
 

@@ -160,7 +160,7 @@ impl RewardNormalizer {
     pub fn check(&self, num_envs: usize) -> Result<(), String> {
         self.return_rms
             .check(1)
-            .map_err(|e| format!("return statistics {e}"))?;
+            .map_err(|e| format!("return statistics: {e}"))?;
         if self.returns.len() != num_envs {
             return Err(format!(
                 "has discounted returns for {} envs, the run has {num_envs}",
@@ -221,9 +221,7 @@ impl ObsNormalizer {
 
     /// Checks the state read from a checkpoint for observations of `obs_dim` features.
     pub fn check(&self, obs_dim: usize) -> Result<(), String> {
-        self.rms
-            .check(obs_dim)
-            .map_err(|e| format!("observation statistics {e}"))
+        self.rms.check(obs_dim)
     }
 }
 

@@ -1,0 +1,58 @@
+//! End to end: the benchmarks binary on its tiny preset trains every suite (controls included),
+//! writes one PNG per suite, summary.csv and the README block, and marks its checks as not
+//! checked (the tiny budgets are for the pipeline, not for learning).
+
+use std::process::Command;
+
+#[test]
+fn benchmarks_tiny_end_to_end() {
+    let root = std::env::temp_dir().join(format!("fbrl-e2e-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let out = root.join("out");
+    let o = Command::new(env!("CARGO_BIN_EXE_benchmarks"))
+        .args(["--preset", "tiny", "--seeds", "2", "--quiet", "--jobs", "2"])
+        .arg("--out")
+        .arg(&out)
+        .arg("--runs-dir")
+        .arg(root.join("runs"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "benchmarks failed:\n{stderr}");
+    // Cartpole 1, memory 3, scale 2 checks; controls are not checked.
+    assert_eq!(
+        stdout.matches("not checked (tiny preset)").count(),
+        6,
+        "{stdout}"
+    );
+    assert!(stdout.contains("control ×100 with scaling off"), "{stdout}");
+
+    for suite in ["cartpole", "scale", "memory"] {
+        let bytes = std::fs::read(out.join(format!("{suite}.png"))).unwrap();
+        assert!(bytes.starts_with(b"\x89PNG"), "{suite}.png");
+    }
+    let svg = std::fs::read_to_string(out.join("cartpole.svg")).unwrap();
+    assert!(
+        svg.contains("CleanRL ppo.py"),
+        "the CleanRL reference line is drawn"
+    );
+
+    let csv = std::fs::read_to_string(out.join("summary.csv")).unwrap();
+    let rows: Vec<Vec<&str>> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
+    // cartpole 2 (one control), scale 6 (two controls), memory 3.
+    assert_eq!(rows.len(), 11, "{csv}");
+    for r in &rows {
+        let mean: f64 = r[8].parse().unwrap();
+        assert!(mean.is_finite(), "{r:?}");
+        assert_eq!(r[7], "2", "two seeds: {r:?}");
+    }
+    assert_eq!(rows.iter().filter(|r| r[4] == "false").count(), 3, "{csv}");
+    let readme = std::fs::read_to_string(out.join("README.md")).unwrap();
+    assert!(readme.contains("| cartpole | mlp |"), "{readme}");
+    std::fs::remove_dir_all(root).unwrap();
+}
