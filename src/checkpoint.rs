@@ -183,37 +183,42 @@ impl TrainerState {
         num_envs: usize,
         obs_dim: usize,
     ) -> Result<()> {
-        match (&self.reward_norm, norm_reward) {
-            (Some(n), true) => n.check(num_envs).map_err(|e| {
-                anyhow::anyhow!(
-                    "checkpoint file {}: the reward normaliser (`reward_norm`) is invalid: {e}",
-                    path.display()
-                )
-            })?,
-            (None, false) => {}
-            (saved, _) => bail!(
-                "checkpoint file {}: the run has ppo.norm_reward = {norm_reward} but the \
-                 checkpoint {} a reward normaliser (`reward_norm`)",
-                path.display(),
-                if saved.is_some() { "has" } else { "lacks" }
-            ),
-        }
-        match (&self.obs_norm, norm_obs) {
-            (Some(n), true) => n.check(obs_dim).map_err(|e| {
-                anyhow::anyhow!(
-                    "checkpoint file {}: the observation normaliser (`obs_norm`) is invalid: {e}",
-                    path.display()
-                )
-            })?,
-            (None, false) => {}
-            (saved, _) => bail!(
-                "checkpoint file {}: the run has ppo.norm_obs = {norm_obs} but the checkpoint \
-                 {} an observation normaliser (`obs_norm`)",
-                path.display(),
-                if saved.is_some() { "has" } else { "lacks" }
-            ),
-        }
+        check_normalizer(
+            path,
+            ("reward normaliser", "reward_norm", "ppo.norm_reward"),
+            norm_reward,
+            self.reward_norm.as_ref().map(|n| n.check(num_envs)),
+        )?;
+        check_normalizer(
+            path,
+            ("observation normaliser", "obs_norm", "ppo.norm_obs"),
+            norm_obs,
+            self.obs_norm.as_ref().map(|n| n.check(obs_dim)),
+        )?;
         Ok(())
+    }
+}
+
+/// One normaliser of a checkpoint against the run: `(what, state key, config key)` name it,
+/// `on` says whether the run uses it, `saved` is the result of checking the saved state (`None`
+/// when the checkpoint has none).
+fn check_normalizer(
+    path: &Path,
+    (what, key, flag): (&str, &str, &str),
+    on: bool,
+    saved: Option<Result<(), String>>,
+) -> Result<()> {
+    match (saved, on) {
+        (Some(Err(e)), true) => bail!(
+            "checkpoint file {}: the {what} (`{key}`) is invalid: {e}",
+            path.display()
+        ),
+        (Some(Ok(())), true) | (None, false) => Ok(()),
+        (saved, _) => bail!(
+            "checkpoint file {}: the run has {flag} = {on} but the checkpoint {} a {what} (`{key}`)",
+            path.display(),
+            if saved.is_some() { "has" } else { "lacks" }
+        ),
     }
 }
 

@@ -120,7 +120,7 @@ fn stop_and_resume_gives_identical_rows_for_every_policy() {
         train_until(&cfg, b.path(), true, Some(5));
         train_until(&cfg, b.path(), true, None);
         let resumed = read_metrics(b.path().join("metrics.csv")).unwrap();
-        assert_same_rows(&full, &resumed, &format!("{kind}"));
+        assert_same_rows(&full, &resumed, &kind);
         println!("{kind}: {k} updates in one go == 3 + resume 2 + resume 1 (bitwise)");
     }
 }

@@ -1,8 +1,12 @@
 //! The GRU and MLP baselines behind the `ActorCritic` interface, through `Policy`:
 //! stepping equals the sequence forward, episode starts cut off the past (values and
-//! gradients), gradients flow through the GRU's memory, and memory does not grow.
+//! gradients), gradients flow through the GRU's memory, and memory does not grow. And
+//! `critic = "separate"` for every kind: the value function is a second network with its own
+//! memory, stepping equals the sequence forward, and the value loss reaches no actor parameter
+//! (nor the policy loss a critic parameter).
 
-use agents::{ActorCritic, Memory, Policy, PolicyConfig, PolicyKind};
+use agents::{ActorCritic, CriticKind, Memory, Policy, PolicyConfig, PolicyKind};
+use burn::optim::GradientsParams;
 use burn::prelude::*;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -38,7 +42,7 @@ fn starts(b: usize, t: usize, at: &[(usize, usize)], device: &Device) -> Tensor<
     Tensor::from_data(TensorData::new(v, [b, t]), device)
 }
 
-fn host(t: Tensor<3>) -> Vec<f32> {
+fn host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     t.into_data().try_into_vec::<f32>().unwrap()
 }
 
@@ -300,4 +304,105 @@ fn gru_rejects_a_memory_of_another_batch_size() {
     let memory = policy.init_memory(3, &device);
     let obs = obs_seq(2, 1, 8, &device).reshape([2, OBS_DIM]);
     let _ = policy.step(obs, Tensor::zeros([2], &device), memory);
+}
+
+/// A small policy of `kind` (every kind) with the given critic.
+fn small_policy(kind: PolicyKind, critic: CriticKind, device: &Device) -> Policy {
+    let mut c = PolicyConfig::preset(kind);
+    c.d_model = 16;
+    c.d_ff = 32;
+    c.n_heads = 2;
+    c.span = 4;
+    c.hidden = 16;
+    c.critic = critic;
+    c.init(OBS_DIM, NUM_ACTIONS, device).expect("config builds")
+}
+
+#[test]
+fn separate_critic_doubles_parameters_and_memory() {
+    let device = Device::flex();
+    for kind in PolicyKind::ALL {
+        let shared = small_policy(kind, CriticKind::Shared, &device);
+        let separate = small_policy(kind, CriticKind::Separate, &device);
+        assert_eq!(separate.critic_kind(), CriticKind::Separate);
+        assert_eq!(
+            separate.num_parameters(),
+            2 * shared.num_parameters(),
+            "{kind}"
+        );
+        let one = shared.init_memory(3, &device).shapes();
+        let two = separate.init_memory(3, &device).shapes();
+        assert_eq!(two, [one.clone(), one].concat(), "{kind}");
+    }
+}
+
+#[test]
+fn separate_critic_stepping_equals_forward_sequence() {
+    let device = Device::flex();
+    let (b, t) = (3, 9);
+    for kind in PolicyKind::ALL {
+        let policy = small_policy(kind, CriticKind::Separate, &device);
+        let memory0 = warm_memory(&policy, b, 5, &device);
+        let obs = obs_seq(b, t, 1, &device);
+        let st = starts(b, t, &[(0, 0), (0, 5), (1, 3)], &device);
+        let mut memory = memory0.clone();
+        let (mut logits, mut values) = (Vec::new(), Vec::new());
+        for s in 0..t {
+            let o = obs.clone().narrow(1, s, 1).reshape([b, OBS_DIM]);
+            let e = st.clone().narrow(1, s, 1).reshape([b]);
+            let (l, v, m) = policy.step(o, e, memory);
+            logits.push(l);
+            values.push(v.reshape([b, 1]));
+            memory = m;
+        }
+        let step_logits = Tensor::stack::<3>(logits, 1);
+        let step_values = Tensor::cat(values, 1);
+        let (seq_logits, seq_values) = policy.forward_sequence(obs, st, memory0);
+        let dl = max_abs_diff(&host(step_logits), &host(seq_logits));
+        let dv = max_abs_diff(&host(step_values), &host(seq_values));
+        assert!(dl <= 1e-4, "{kind}: logits differ by {dl}");
+        assert!(dv <= 1e-4, "{kind}: values differ by {dv}");
+    }
+}
+
+#[test]
+fn value_and_policy_gradients_reach_only_their_own_network() {
+    let device = Device::flex().autodiff();
+    let (b, t) = (2, 6);
+    for kind in PolicyKind::ALL {
+        let policy = small_policy(kind, CriticKind::Separate, &device);
+        let critic = policy.critic.as_ref().expect("a separate critic");
+        let obs = obs_seq(b, t, 2, &device);
+        let st = starts(b, t, &[(0, 0), (1, 0)], &device);
+        let memory0 = policy.init_memory(b, &device);
+
+        let (_, values) = policy.forward_sequence(obs.clone(), st.clone(), memory0.clone());
+        let value_loss = values.square().mean();
+        let g = value_loss.backward();
+        let to_actor = GradientsParams::from_grads(g, &policy.actor);
+        assert!(
+            to_actor.is_empty(),
+            "{kind}: the value loss reached {} actor parameters",
+            to_actor.len()
+        );
+        let g = policy
+            .forward_sequence(obs.clone(), st.clone(), memory0.clone())
+            .1
+            .square()
+            .mean()
+            .backward();
+        assert!(
+            !GradientsParams::from_grads(g, critic).is_empty(),
+            "{kind}: the value loss does not train the critic"
+        );
+
+        let (logits, _) = policy.forward_sequence(obs.clone(), st.clone(), memory0.clone());
+        let g = logits.square().mean().backward();
+        let to_critic = GradientsParams::from_grads(g, critic);
+        assert!(
+            to_critic.is_empty(),
+            "{kind}: the policy loss reached {} critic parameters",
+            to_critic.len()
+        );
+    }
 }

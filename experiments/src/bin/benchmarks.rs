@@ -176,16 +176,6 @@ fn gridmaze_single(scale: f32, preset: BudgetPreset) -> TrainConfig {
     cfg
 }
 
-/// Directory tag of a control run with reward scaling off.
-fn unscaled_tag(scaled: bool) -> &'static str {
-    if scaled { "" } else { "-unscaled" }
-}
-
-/// Legend suffix of a control run with reward scaling off.
-fn off_label(scaled: bool) -> &'static str {
-    if scaled { "" } else { ", scaling off" }
-}
-
 fn benches(suites: &[Suite], preset: BudgetPreset) -> Vec<Bench> {
     let mut out = Vec::new();
     for &suite in suites {
@@ -215,31 +205,38 @@ fn benches(suites: &[Suite], preset: BudgetPreset) -> Vec<Bench> {
             }
             Suite::Scale => {
                 // Per env: rewards ×1, ×100, and ×100 with reward scaling off (a control).
-                for (scale, scaled) in [(1.0, true), (REWARD_SCALE, true), (REWARD_SCALE, false)] {
-                    let mut config = cue_recall(PolicyKind::Gru, scale, preset);
-                    config.ppo.norm_reward = scaled;
-                    out.push(Bench {
-                        suite,
-                        id: format!("cue_recall-x{scale}{}__gru", unscaled_tag(scaled)),
-                        label: format!("cue_recall gru, reward ×{scale}{}", off_label(scaled)),
-                        metric: "success_rate",
-                        control: !scaled,
-                        config,
-                    });
-                }
-                for (scale, scaled) in [(1.0, true), (REWARD_SCALE, true), (REWARD_SCALE, false)] {
-                    let mut config = gridmaze_single(scale, preset);
-                    config.ppo.norm_reward = scaled;
-                    out.push(Bench {
-                        suite,
-                        id: format!("gridmaze_single-x{scale}{}__mlp", unscaled_tag(scaled)),
-                        label: format!("gridmaze single mlp, reward ×{scale}{}", off_label(scaled)),
-                        // GridMaze `single` ends at the goal: goals per episode is the
-                        // fraction of episodes that reached it.
-                        metric: "goals_mean",
-                        control: !scaled,
-                        config,
-                    });
+                // GridMaze `single` ends at the goal: goals per episode is the fraction of
+                // episodes that reached it.
+                type Make = fn(f32, BudgetPreset) -> TrainConfig;
+                let envs: [(&str, &str, &str, Make); 2] = [
+                    ("cue_recall", "gru", "success_rate", |scale, preset| {
+                        cue_recall(PolicyKind::Gru, scale, preset)
+                    }),
+                    ("gridmaze_single", "mlp", "goals_mean", gridmaze_single),
+                ];
+                for (env, policy, metric, make) in envs {
+                    for (scale, scaled) in
+                        [(1.0, true), (REWARD_SCALE, true), (REWARD_SCALE, false)]
+                    {
+                        let mut config = make(scale, preset);
+                        config.ppo.norm_reward = scaled;
+                        let (tag, off) = if scaled {
+                            ("", "")
+                        } else {
+                            ("-unscaled", ", scaling off")
+                        };
+                        out.push(Bench {
+                            suite,
+                            id: format!("{env}-x{scale}{tag}__{policy}"),
+                            label: format!(
+                                "{} {policy}, reward ×{scale}{off}",
+                                env.replace('_', " ")
+                            ),
+                            metric,
+                            control: !scaled,
+                            config,
+                        });
+                    }
                 }
             }
             Suite::Memory => {
