@@ -83,15 +83,20 @@ pub struct Arm {
 impl Arm {
     /// Relative cost per env step (measured on one core: MLP ≈ 28k steps/s, GRU ≈ 6.7k,
     /// Transformer ≈ 2.8k, Feedback ≈ 1k at d = 64, 2 layers; attention arms scale with
-    /// depth), so that runners start costly runs first.
+    /// depth; a separate critic doubles it), so that runners start costly runs first.
     pub fn cost_per_step(&self) -> f64 {
         let layers = self.policy.n_layers.max(1) as f64 / 2.0;
-        match self.policy.kind {
-            agents::PolicyKind::Feedback => layers,
-            agents::PolicyKind::Transformer => 0.36 * layers,
-            agents::PolicyKind::Gru => 0.15,
-            agents::PolicyKind::Mlp => 0.04,
-        }
+        let networks = match self.policy.critic {
+            agents::CriticKind::Shared => 1.0,
+            agents::CriticKind::Separate => 2.0,
+        };
+        networks
+            * match self.policy.kind {
+                agents::PolicyKind::Feedback => layers,
+                agents::PolicyKind::Transformer => 0.36 * layers,
+                agents::PolicyKind::Gru => 0.15,
+                agents::PolicyKind::Mlp => 0.04,
+            }
     }
 }
 
