@@ -34,7 +34,8 @@ use agents::ppo::{ObsNormalizer, RewardNormalizer};
 use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 use burn::prelude::*;
-use burn::tensor::TensorData;
+use burn::store::ModuleRecord;
+use burn::tensor::{Bytes, TensorData};
 use envs::VecEnvState;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -145,6 +146,9 @@ pub fn memory_from_host(saved: &[SavedTensor], device: &Device) -> Result<Memory
 pub struct TrainerState {
     /// Format version ([`CHECKPOINT_VERSION`]).
     pub version: u32,
+    /// The run's resolved config (TOML) when the run started: a resume refuses a config.toml
+    /// that differs from it in any key that may not change.
+    pub config: String,
     /// Updates completed (the next update is `updates_done + 1`); also the position in the
     /// learning-rate schedule.
     pub updates_done: usize,
@@ -342,15 +346,28 @@ pub fn save_checkpoint<M: Module>(
     fsync_dir(ckpt_root)?;
     write_atomic(&ckpt_root.join(LATEST), format!("{name}\n").as_bytes())?;
 
-    // The new checkpoint is live: drop the older ones and leftover temporary folders.
+    // The new checkpoint is live: drop the older ones and leftover temporary folders, but
+    // keep the previous one, which a reader that read `latest` just before may still be
+    // opening (`fbrl eval` during training).
+    let mut older: Vec<(String, PathBuf)> = Vec::new();
     for entry in
         fs::read_dir(ckpt_root).with_context(|| format!("cannot list {}", ckpt_root.display()))?
     {
         let entry = entry?;
         let fname = entry.file_name().to_string_lossy().to_string();
         if fname.starts_with("update_") && fname != name && entry.path().is_dir() {
-            fs::remove_dir_all(entry.path())
-                .with_context(|| format!("cannot remove {}", entry.path().display()))?;
+            older.push((fname, entry.path()));
+        }
+    }
+    // Names sort by update (zero-padded); `.tmp` leftovers sort after their update.
+    older.sort();
+    let keep = older
+        .iter()
+        .rposition(|(f, _)| !f.ends_with(".tmp") && f.as_str() < name.as_str());
+    for (k, (_, path)) in older.iter().enumerate() {
+        if Some(k) != keep {
+            fs::remove_dir_all(path)
+                .with_context(|| format!("cannot remove {}", path.display()))?;
         }
     }
     Ok(dest)
@@ -363,6 +380,9 @@ pub struct VerifiedCheckpoint {
     pub dir: PathBuf,
     /// The trainer state.
     pub state: TrainerState,
+    /// The weights file's bytes, as verified (loading never re-reads a file that a running
+    /// trainer may have rotated away since).
+    model_bytes: Vec<u8>,
 }
 
 impl VerifiedCheckpoint {
@@ -376,12 +396,15 @@ impl VerifiedCheckpoint {
         self.dir.join(OPTIM_FILE)
     }
 
-    /// Loads the weights into `model` (built with the run's policy config).
+    /// Loads the weights into `model` (built with the run's policy config); the error names the
+    /// weights file.
     pub fn load_model<M: Module>(&self, model: M) -> Result<M> {
         let p = self.model_path();
+        let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(self.model_bytes.clone()))
+            .map_err(|e| anyhow::anyhow!("cannot read weights from {}: {e}", p.display()))?;
         model
-            .try_load_file(&p)
-            .map_err(|e| anyhow::anyhow!("cannot load weights from {}: {e:?}", p.display()))
+            .try_load_record(record)
+            .map_err(|e| anyhow::anyhow!("cannot load weights from {}: {e}", p.display()))
     }
 
     /// Path of the trainer-state file.
@@ -438,6 +461,7 @@ pub fn open_checkpoint(dir: &Path) -> Result<VerifiedCheckpoint> {
             manifest.version
         );
     }
+    let mut model_bytes = Vec::new();
     for f in [MODEL_FILE, OPTIM_FILE, STATE_FILE] {
         let p = dir.join(f);
         let Some(entry) = manifest.files.iter().find(|e| e.name == f) else {
@@ -460,6 +484,9 @@ pub fn open_checkpoint(dir: &Path) -> Result<VerifiedCheckpoint> {
                 mpath.display()
             );
         }
+        if f == MODEL_FILE {
+            model_bytes = bytes;
+        }
     }
     let spath = dir.join(STATE_FILE);
     let state: TrainerState = serde_json::from_slice(&fs::read(&spath)?)
@@ -474,17 +501,27 @@ pub fn open_checkpoint(dir: &Path) -> Result<VerifiedCheckpoint> {
     Ok(VerifiedCheckpoint {
         dir: dir.to_path_buf(),
         state,
+        model_bytes,
     })
 }
 
-/// Opens the newest checkpoint under `ckpt_root` (see [`open_checkpoint`]).
+/// Opens the newest checkpoint under `ckpt_root` (see [`open_checkpoint`]). A checkpoint that
+/// vanishes while it is being read (a running trainer rotated it away) is not an error: the
+/// newer one `latest` names by then is read instead.
 pub fn open_latest(ckpt_root: &Path) -> Result<VerifiedCheckpoint> {
-    match latest_checkpoint(ckpt_root)? {
-        Some(dir) => open_checkpoint(&dir),
-        None => bail!(
-            "no checkpoint in {} (no `{LATEST}` file)",
-            ckpt_root.display()
-        ),
+    let mut attempts = 0;
+    loop {
+        let Some(dir) = latest_checkpoint(ckpt_root)? else {
+            bail!(
+                "no checkpoint in {} (no `{LATEST}` file)",
+                ckpt_root.display()
+            );
+        };
+        match open_checkpoint(&dir) {
+            Ok(ckpt) => return Ok(ckpt),
+            Err(_) if !dir.exists() && attempts < 10 => attempts += 1,
+            Err(e) => return Err(e),
+        }
     }
 }
 

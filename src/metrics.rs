@@ -195,13 +195,21 @@ impl MetricsWriter {
             _ => bail!("{}: missing or unexpected header", path.display()),
         }
         let mut expected = 1;
-        for line in lines {
+        for (i, line) in lines.enumerate() {
             // A line without its newline is a row cut by a kill: drop it.
             if !line.ends_with('\n') {
                 break;
             }
-            let Ok(row) = MetricsRow::from_csv(line) else {
-                break;
+            let row = match MetricsRow::from_csv(line) {
+                Ok(row) => row,
+                // Rows after the checkpoint are dropped anyway; a bad row before it is damage.
+                Err(e) if expected <= keep_updates => bail!(
+                    "{}: line {} (the row of update {expected}, covered by the checkpoint) is \
+                     not a metrics row: {e:#}",
+                    path.display(),
+                    i + 2
+                ),
+                Err(_) => break,
             };
             if row.update > keep_updates {
                 break;

@@ -687,8 +687,14 @@ pub fn plot_runs(
     if run_dirs.is_empty() {
         return Err(PlotError::Invalid("no run directories given".into()));
     }
-    let runs = run_dirs
+    // The same run named twice (`runs/a runs/a/`, a symlink) is one seed, not two.
+    let mut seen = std::collections::HashSet::new();
+    let unique: Vec<&PathBuf> = run_dirs
         .iter()
+        .filter(|d| seen.insert(std::fs::canonicalize(d).unwrap_or_else(|_| d.to_path_buf())))
+        .collect();
+    let runs = unique
+        .into_iter()
         .map(|d| Run::load(d))
         .collect::<Result<Vec<_>, _>>()?;
     let metric = opts

@@ -40,6 +40,8 @@ use crate::checkpoint::{
 use crate::config::{EnvConfig, TrainConfig};
 use crate::metrics::{MetricsRow, MetricsWriter};
 use crate::run_dir::RunDir;
+use crate::run_lock::RunLock;
+use crate::signals::{StopFlag, signal_name};
 
 /// Stream index of the VecEnv base seed, `derive_seed(seed, ENV_SEED_STREAM)`.
 pub const ENV_SEED_STREAM: u64 = 1;
@@ -66,6 +68,38 @@ pub struct TrainOptions<'a> {
     /// Stop once this many updates are done (counted from the start of the run, not of this
     /// call), writing a checkpoint; the run can be resumed later.
     pub stop_after_updates: Option<usize>,
+    /// A stop request checked after every update (see [`crate::signals`]): once it holds a
+    /// signal number, the trainer writes a checkpoint and returns [`Interrupted`].
+    pub stop: Option<StopFlag>,
+}
+
+/// The run stopped at a signal, after writing a checkpoint at the update it had reached.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "stopped by {} after update {update} of {num_updates}: checkpoint written to {}; continue \
+     with `fbrl train --resume {}`",
+    signal_name(*.signal),
+    .checkpoint.display(),
+    .run_dir.display()
+)]
+pub struct Interrupted {
+    /// The signal number (2: SIGINT, 15: SIGTERM).
+    pub signal: i32,
+    /// Updates done.
+    pub update: usize,
+    /// Updates of the whole run.
+    pub num_updates: usize,
+    /// The checkpoint written.
+    pub checkpoint: PathBuf,
+    /// The run directory.
+    pub run_dir: PathBuf,
+}
+
+impl Interrupted {
+    /// The conventional exit status of a process stopped by this signal, `128 + signal`.
+    pub fn exit_code(&self) -> i32 {
+        128 + self.signal
+    }
 }
 
 /// What a call to [`train`] did.
@@ -142,6 +176,8 @@ pub fn train<E: Env>(
     opts: TrainOptions<'_>,
 ) -> Result<RunSummary> {
     cfg.validate()?;
+    crate::resources::check_threads(cfg.threads)?;
+    crate::resources::check_run_fits(cfg, &make_env)?;
     if cfg.threads > 0 {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(cfg.threads)
@@ -179,7 +215,8 @@ fn first_difference(a: &toml::Table, b: &toml::Table, prefix: &str) -> Option<St
 /// The keys that may change between a run and its resumption.
 const RESUME_FREE_KEYS: [&str; 3] = ["threads", "run_dir", "checkpoint_every"];
 
-fn check_same_run(saved: &TrainConfig, cfg: &TrainConfig, path: &std::path::Path) -> Result<()> {
+/// The first key (other than [`RESUME_FREE_KEYS`]) whose value differs between two configs.
+fn differing_key(a: &TrainConfig, b: &TrainConfig) -> Result<Option<String>> {
     let as_table = |c: &TrainConfig| -> Result<toml::Table> {
         let mut t = toml::Table::try_from(c).context("cannot convert the config to TOML")?;
         for k in RESUME_FREE_KEYS {
@@ -187,7 +224,11 @@ fn check_same_run(saved: &TrainConfig, cfg: &TrainConfig, path: &std::path::Path
         }
         Ok(t)
     };
-    if let Some(key) = first_difference(&as_table(saved)?, &as_table(cfg)?, "") {
+    Ok(first_difference(&as_table(a)?, &as_table(b)?, ""))
+}
+
+fn check_same_run(saved: &TrainConfig, cfg: &TrainConfig, path: &std::path::Path) -> Result<()> {
+    if let Some(key) = differing_key(saved, cfg)? {
         bail!(
             "cannot resume: `{key}` differs from the run's {} (resume with the run's own config)",
             path.display()
@@ -247,14 +288,91 @@ fn train_inner<E: Env>(
     let mut counters: TrainerState;
     let mut state: RolloutState;
     let mut metrics: MetricsWriter;
+    // Held for the whole run: one process at a time trains in a run directory.
+    let _lock: RunLock;
+    let mut restart = !opts.resume;
     if opts.resume {
         let Some(dir) = opts.run_dir.as_deref() else {
             bail!("resume needs the run directory to continue");
         };
         run = RunDir::open(dir)?;
+        _lock = RunLock::acquire(&run.path)?;
         let saved = TrainConfig::load(run.config_path())?;
         check_same_run(&saved, cfg, &run.config_path())?;
+        if crate::checkpoint::latest_checkpoint(&run.checkpoint_dir())?.is_none() {
+            // Killed before its first checkpoint: nothing to continue from, so the run starts
+            // over from its config (the same seed gives the same rows again).
+            if !opts.quiet {
+                eprintln!(
+                    "fbrl: {} has no checkpoint yet: starting the run over from its {} (update 0)",
+                    run.path.display(),
+                    crate::run_dir::CONFIG_FILE
+                );
+            }
+            restart = true;
+        }
+    } else {
+        run = match opts.run_dir.as_deref() {
+            Some(p) => RunDir::create_at(p)?,
+            None => RunDir::create_new(
+                &cfg.run_dir,
+                cfg.env.name(),
+                cfg.policy.kind.name(),
+                cfg.seed,
+            )?,
+        };
+        _lock = RunLock::acquire(&run.path)?;
+    }
+    if restart {
+        write_atomic(&run.config_path(), cfg.to_toml().as_bytes())?;
+        metrics = MetricsWriter::create(run.metrics_path())?;
+        let obs = venv.reset().context("cannot reset the envs")?.to_vec();
+        let rng = ChaCha8Rng::seed_from_u64(derive_seed(cfg.seed, RNG_SEED_STREAM));
+        state = RolloutState {
+            obs,
+            episode_starts: vec![1.0; n],
+            memory: model.valid().init_memory(n, &device),
+            rng,
+            reward_norm: cfg
+                .ppo
+                .norm_reward
+                .then(|| RewardNormalizer::new(n, cfg.ppo.gamma, cfg.ppo.reward_clip)),
+            obs_norm: cfg
+                .ppo
+                .norm_obs
+                .then(|| ObsNormalizer::new(obs_dim, cfg.ppo.obs_clip)),
+        };
+        counters = TrainerState {
+            version: CHECKPOINT_VERSION,
+            config: cfg.to_toml(),
+            updates_done: 0,
+            num_updates,
+            env_steps: 0,
+            wall_time_s: 0.0,
+            episodes: 0,
+            rng: RngState::capture(&state.rng),
+            venv: venv.state(),
+            obs: vec![],
+            episode_starts: vec![],
+            memory: vec![],
+            reward_norm: None,
+            obs_norm: None,
+        };
+    } else {
         let ckpt = open_latest(&run.checkpoint_dir())?;
+        // A config.toml edited by hand since the checkpoint would silently change the run.
+        let recorded = TrainConfig::from_toml_str(
+            &ckpt.state.config,
+            &format!("the config recorded in {}", ckpt.state_path().display()),
+        )?;
+        if let Some(key) = differing_key(&recorded, cfg)? {
+            bail!(
+                "cannot resume: `{key}` in {} differs from the config the checkpoint {} was \
+                 trained with (was config.toml edited?); restore it, or start a new run",
+                run.config_path().display(),
+                ckpt.dir.display()
+            );
+        }
         model = ckpt.load_model(model)?;
         optim = ckpt.load_optim(optim)?;
         counters = ckpt.state.clone();
@@ -303,49 +421,6 @@ fn train_inner<E: Env>(
             obs_norm: counters.obs_norm.clone(),
         };
         metrics = MetricsWriter::resume(run.metrics_path(), counters.updates_done)?;
-    } else {
-        run = match opts.run_dir.as_deref() {
-            Some(p) => RunDir::create_at(p)?,
-            None => RunDir::create_new(
-                &cfg.run_dir,
-                cfg.env.name(),
-                cfg.policy.kind.name(),
-                cfg.seed,
-            )?,
-        };
-        write_atomic(&run.config_path(), cfg.to_toml().as_bytes())?;
-        metrics = MetricsWriter::create(run.metrics_path())?;
-        let obs = venv.reset().context("cannot reset the envs")?.to_vec();
-        let rng = ChaCha8Rng::seed_from_u64(derive_seed(cfg.seed, RNG_SEED_STREAM));
-        state = RolloutState {
-            obs,
-            episode_starts: vec![1.0; n],
-            memory: model.valid().init_memory(n, &device),
-            rng,
-            reward_norm: cfg
-                .ppo
-                .norm_reward
-                .then(|| RewardNormalizer::new(n, cfg.ppo.gamma, cfg.ppo.reward_clip)),
-            obs_norm: cfg
-                .ppo
-                .norm_obs
-                .then(|| ObsNormalizer::new(obs_dim, cfg.ppo.obs_clip)),
-        };
-        counters = TrainerState {
-            version: CHECKPOINT_VERSION,
-            updates_done: 0,
-            num_updates,
-            env_steps: 0,
-            wall_time_s: 0.0,
-            episodes: 0,
-            rng: RngState::capture(&state.rng),
-            venv: venv.state(),
-            obs: vec![],
-            episode_starts: vec![],
-            memory: vec![],
-            reward_norm: None,
-            obs_norm: None,
-        };
     }
 
     if !opts.quiet && opts.progress.is_none() {
@@ -434,8 +509,11 @@ fn train_inner<E: Env>(
         }
         last_row = Some(row);
 
-        let periodic = cfg.checkpoint_every > 0 && update.is_multiple_of(cfg.checkpoint_every);
-        if periodic || update == stop_at {
+        // The first checkpoint comes after update 1, so that a crash early on loses little.
+        let periodic = cfg.checkpoint_every > 0
+            && (update == 1 || update.is_multiple_of(cfg.checkpoint_every));
+        let signal = opts.stop.as_ref().and_then(StopFlag::requested);
+        if periodic || update == stop_at || signal.is_some() {
             metrics.sync()?;
             counters.rng = RngState::capture(&state.rng);
             counters.venv = venv.state();
@@ -444,7 +522,17 @@ fn train_inner<E: Env>(
             counters.memory = memory_to_host(&state.memory)?;
             counters.reward_norm = state.reward_norm.clone();
             counters.obs_norm = state.obs_norm.clone();
-            save_checkpoint(&ckpt_root, &model, &optim, &counters)?;
+            let saved = save_checkpoint(&ckpt_root, &model, &optim, &counters)?;
+            if let Some(signal) = signal {
+                return Err(Interrupted {
+                    signal,
+                    update,
+                    num_updates,
+                    checkpoint: saved,
+                    run_dir: run.path.clone(),
+                }
+                .into());
+            }
         }
     }
 

@@ -176,15 +176,45 @@ fn corrupted_and_truncated_checkpoints_give_clear_errors() {
     damaged("state.json", "corrupted", flip_byte);
     damaged("manifest.json", "corrupted or truncated", truncate);
     damaged("model.bpk", "missing", |p| std::fs::remove_file(p).unwrap());
+}
 
-    // No checkpoint at all.
+/// A run killed before its first checkpoint (only config.toml and some metrics rows exist) is
+/// not a dead end: `--resume` starts it over from its config and ends with exactly the rows of
+/// an uninterrupted run.
+#[test]
+fn a_run_without_a_checkpoint_resumes_from_its_config() {
+    let cfg = tiny_cfg();
+    let reference = tempfile::tempdir().unwrap();
+    run(&cfg, reference.path(), false, None).unwrap();
+    let want = std::fs::read_to_string(reference.path().join("metrics.csv")).unwrap();
+
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("config.toml"), tiny_cfg().to_toml()).unwrap();
-    let e = format!(
-        "{:#}",
-        run(&tiny_cfg(), dir.path(), true, None).unwrap_err()
-    );
-    assert_mentions(&e, &["no checkpoint", "checkpoint"]);
+    std::fs::write(dir.path().join("config.toml"), cfg.to_toml()).unwrap();
+    // Two rows of a run that died before checkpointing, the second cut mid-line.
+    let mut rows = want.lines().take(3).collect::<Vec<_>>().join("\n");
+    rows.truncate(rows.len() - 5);
+    std::fs::write(dir.path().join("metrics.csv"), rows).unwrap();
+    let summary = run(&cfg, dir.path(), true, None).unwrap();
+    assert_eq!(summary.updates_done, cfg.num_updates());
+    let got = read_metrics(dir.path().join("metrics.csv")).unwrap();
+    let want = read_metrics(reference.path().join("metrics.csv")).unwrap();
+    assert_eq!(got.len(), want.len());
+    for (a, b) in got.iter().zip(&want) {
+        assert_eq!(
+            (
+                a.update,
+                a.env_steps,
+                a.return_mean.to_bits(),
+                a.policy_loss.to_bits()
+            ),
+            (
+                b.update,
+                b.env_steps,
+                b.return_mean.to_bits(),
+                b.policy_loss.to_bits()
+            )
+        );
+    }
 }
 
 /// FNV-1a 64, as the checkpoint manifest records it.

@@ -423,6 +423,37 @@ impl PolicyConfig {
         Ok(Policy { actor, critic })
     }
 
+    /// Approximate number of trainable parameters of one network of this config (actor, or
+    /// critic), from the sizes alone, in `f64`: nothing is allocated, so it can vet sizes too
+    /// large to build. Within a few percent of [`PolicyConfig::num_parameters`] per network.
+    pub fn approx_parameters(&self, obs_dim: usize, num_actions: usize) -> f64 {
+        let f = |x: usize| x as f64;
+        let heads_out = f(num_actions) + 1.0;
+        match self.kind {
+            PolicyKind::Mlp => {
+                let h = f(self.hidden);
+                f(obs_dim) * h + h + h * h + h + (h + 1.0) * heads_out
+            }
+            PolicyKind::Gru => {
+                let d = f(self.d_model);
+                f(obs_dim) * d
+                    + d
+                    + f(self.n_layers) * 2.0 * (3.0 * d * d + 3.0 * d)
+                    + (d + 1.0) * heads_out
+            }
+            PolicyKind::Feedback | PolicyKind::Transformer => {
+                let (d, ff) = (f(self.d_model), f(self.d_ff));
+                let per_layer = 4.0 * (d * d + d)
+                    + 2.0 * d * ff
+                    + ff
+                    + d
+                    + 4.0 * d
+                    + f(self.span + 1) * f(self.n_heads);
+                f(obs_dim) * d + d + f(self.n_layers) * per_layer + (d + 1.0) * heads_out + 2.0 * d
+            }
+        }
+    }
+
     /// Number of trainable parameters of this policy for the given observation and action sizes
     /// (the parameters are not materialised).
     pub fn num_parameters(&self, obs_dim: usize, num_actions: usize) -> Result<usize, PolicyError> {

@@ -15,13 +15,15 @@
 //! goes away, so no orphan keeps writing into a run directory.
 
 use std::io::{BufRead, Write};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use fbrl::checkpoint::{latest_checkpoint, open_checkpoint};
-use fbrl::{TrainConfig, TrainOptions};
+use fbrl::signals::signal_name;
+use fbrl::{StopFlag, TrainConfig, TrainOptions};
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// First argument that makes an experiment binary act as a training worker.
@@ -95,8 +97,18 @@ fn worker(args: &[String]) -> Result<()> {
             }
         })),
         stop_after_updates,
+        stop: Some(StopFlag::install()?),
     };
-    let summary = fbrl::train_from_config(&cfg, opts)?;
+    let summary = match fbrl::train_from_config(&cfg, opts) {
+        Ok(summary) => summary,
+        Err(e) => match e.downcast_ref::<fbrl::Interrupted>() {
+            Some(stopped) => {
+                eprintln!("{stopped}");
+                std::process::exit(stopped.exit_code());
+            }
+            None => return Err(e),
+        },
+    };
     eprintln!(
         "finished {}: {} updates, {} env steps, {:.0} s, {:.0} steps/s",
         summary.run_dir.display(),
@@ -225,8 +237,31 @@ pub fn run_jobs(
     let mut active: Vec<Active> = Vec::new();
     let mut failures: Vec<String> = Vec::new();
     let mut last_line = Instant::now();
+    // SIGINT / SIGTERM: forwarded once to every worker (each in its own process group, so a
+    // terminal's Ctrl-C reaches only this process), which checkpoints and exits; no new run
+    // starts; this process then exits with 128 + signal.
+    let stop = StopFlag::install()?;
+    let mut forwarded = None;
     loop {
-        while failures.is_empty() && active.len() < parallel.max(1) {
+        if let (Some(sig), None) = (stop.requested(), forwarded) {
+            forwarded = Some(sig);
+            say(
+                &bar,
+                format!(
+                    "{}: asking {} running worker(s) to checkpoint and stop",
+                    signal_name(sig),
+                    active.len()
+                ),
+            );
+            for a in &active {
+                // `kill` from procps: the standard library can only send SIGKILL.
+                let _ = Command::new("kill")
+                    .arg(format!("-{sig}"))
+                    .arg(a.child.id().to_string())
+                    .status();
+            }
+        }
+        while forwarded.is_none() && failures.is_empty() && active.len() < parallel.max(1) {
             let Some((job, status)) = queue.pop() else {
                 break;
             };
@@ -252,14 +287,28 @@ pub fn run_jobs(
         if active.is_empty() {
             break;
         }
-        std::thread::sleep(Duration::from_millis(500));
+        // Poll twice a second, but forward a signal within 50 ms.
+        for _ in 0..10 {
+            if stop.requested().is_some() && forwarded.is_none() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let mut i = 0;
         while i < active.len() {
             match active[i].child.try_wait()? {
                 None => i += 1,
                 Some(status) => {
                     let a = active.swap_remove(i);
-                    if status.success() {
+                    if forwarded.is_some() {
+                        say(
+                            &bar,
+                            format!(
+                                "stopped {} ({status}); it resumes on the next run",
+                                a.job.name
+                            ),
+                        );
+                    } else if status.success() {
                         finished_steps += match stop_after {
                             Some(_) => logged_steps(&a.job.dir),
                             None => a.job.config.total_steps,
@@ -301,6 +350,15 @@ pub fn run_jobs(
     }
     bar.finish_and_clear();
     report.wall_s = t0.elapsed().as_secs_f64();
+    if let Some(sig) = forwarded {
+        eprintln!(
+            "stopped by {} after {:.0} s; every run stopped with a checkpoint: re-run the same \
+             command to resume",
+            signal_name(sig),
+            report.wall_s
+        );
+        std::process::exit(128 + sig);
+    }
     if !failures.is_empty() {
         bail!(
             "{} run(s) failed (re-run the same command to resume):\n{}",
@@ -346,6 +404,7 @@ fn spawn(
         .arg(std::process::id().to_string())
         .arg(stop_after.map_or("-".to_string(), |n| n.to_string()))
         .stdin(Stdio::null())
+        .process_group(0)
         .stdout(log_file.try_clone()?)
         .stderr(log_file)
         .spawn()

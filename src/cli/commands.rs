@@ -74,7 +74,12 @@ fn locate(path: &Path) -> Result<(PathBuf, PathBuf)> {
 pub fn load_policy(path: &Path) -> Result<LoadedPolicy> {
     let (run, ckpt_dir) = locate(path)?;
     let config = TrainConfig::load(run.join(CONFIG_FILE))?;
-    let checkpoint = checkpoint::open_checkpoint(&ckpt_dir)?;
+    let checkpoint = if path.join(CONFIG_FILE).is_file() {
+        // A run directory: its newest checkpoint, even if a running trainer rotates it now.
+        checkpoint::open_latest(&run.join(CHECKPOINT_DIR))?
+    } else {
+        checkpoint::open_checkpoint(&ckpt_dir)?
+    };
     let device = Device::default();
     let env = config.env.build()?;
     let obs_dim = env.observation_space().flat_len();
@@ -202,6 +207,9 @@ fn parse_ref(s: &str) -> Result<RefLine> {
         .trim()
         .parse()
         .with_context(|| format!("--ref {s:?}: `{value}` is not a number"))?;
+    if !value.is_finite() {
+        bail!("--ref {s:?}: the value must be a finite number, got {value}");
+    }
     Ok(RefLine::new(label.trim(), value))
 }
 

@@ -290,14 +290,26 @@ struct Assignment {
     value: Value,
 }
 
-fn int<T: TryInto<i64> + Copy>(v: T) -> Value {
-    // Sizes beyond i64 are not meaningful for any field; saturate rather than panic.
-    Value::Integer(v.try_into().unwrap_or(i64::MAX))
+/// An integer flag as a TOML value. TOML integers are 64-bit signed: a larger value (a seed
+/// ≥ 2^63, say) is an error naming the flag, never silently clamped.
+fn int<T: TryInto<i64> + Copy + std::fmt::Display>(
+    flag: &str,
+    v: Option<T>,
+) -> Result<Option<Value>> {
+    v.map(|x| {
+        x.try_into().map(Value::Integer).map_err(|_| {
+            anyhow::anyhow!(
+                "{flag} {x} is larger than a config file can hold (at most {} = 2^63 − 1)",
+                i64::MAX
+            )
+        })
+    })
+    .transpose()
 }
 
 impl Overrides {
     /// The typed flags that were given, as `(flag, dotted key, value)`, in application order.
-    fn assignments(&self) -> Vec<Assignment> {
+    fn assignments(&self) -> Result<Vec<Assignment>> {
         let mut out = Vec::new();
         let mut push = |flag: &'static str, key: &'static str, value: Option<Value>| {
             if let Some(value) = value {
@@ -307,16 +319,24 @@ impl Overrides {
         let float = |v: Option<f32>| v.map(|x| Value::Float(f64::from(x)));
         let string = |s: &str| Value::String(s.to_string());
 
-        push("--seed", "seed", self.seed.map(int));
-        push("--total-steps", "total_steps", self.total_steps.map(int));
-        push("--num-envs", "num_envs", self.num_envs.map(int));
-        push("--num-steps", "num_steps", self.num_steps.map(int));
+        push("--seed", "seed", int("--seed", self.seed)?);
+        push(
+            "--total-steps",
+            "total_steps",
+            int("--total-steps", self.total_steps)?,
+        );
+        push("--num-envs", "num_envs", int("--num-envs", self.num_envs)?);
+        push(
+            "--num-steps",
+            "num_steps",
+            int("--num-steps", self.num_steps)?,
+        );
         push(
             "--checkpoint-every",
             "checkpoint_every",
-            self.checkpoint_every.map(int),
+            int("--checkpoint-every", self.checkpoint_every)?,
         );
-        push("--threads", "threads", self.threads.map(int));
+        push("--threads", "threads", int("--threads", self.threads)?);
 
         push(
             "--learning-rate",
@@ -333,12 +353,12 @@ impl Overrides {
         push(
             "--num-minibatches",
             "ppo.num_minibatches",
-            self.num_minibatches.map(int),
+            int("--num-minibatches", self.num_minibatches)?,
         );
         push(
             "--update-epochs",
             "ppo.update_epochs",
-            self.update_epochs.map(int),
+            int("--update-epochs", self.update_epochs)?,
         );
         push(
             "--norm-adv",
@@ -377,30 +397,46 @@ impl Overrides {
             .policy
             .map(|p| string(agents::PolicyKind::from(p).name()));
         push("--policy", "policy.kind", kind);
-        push("--d-model", "policy.d_model", self.d_model.map(int));
-        push("--n-layers", "policy.n_layers", self.n_layers.map(int));
-        push("--n-heads", "policy.n_heads", self.n_heads.map(int));
-        push("--d-ff", "policy.d_ff", self.d_ff.map(int));
-        push("--span", "policy.span", self.span.map(int));
+        push(
+            "--d-model",
+            "policy.d_model",
+            int("--d-model", self.d_model)?,
+        );
+        push(
+            "--n-layers",
+            "policy.n_layers",
+            int("--n-layers", self.n_layers)?,
+        );
+        push(
+            "--n-heads",
+            "policy.n_heads",
+            int("--n-heads", self.n_heads)?,
+        );
+        push("--d-ff", "policy.d_ff", int("--d-ff", self.d_ff)?);
+        push("--span", "policy.span", int("--span", self.span)?);
         push(
             "--share-kv",
             "policy.share_kv",
             self.share_kv.map(Value::Boolean),
         );
         push("--gating", "policy.gating", self.gating.map(Value::Boolean));
-        push("--hidden", "policy.hidden", self.hidden.map(int));
+        push("--hidden", "policy.hidden", int("--hidden", self.hidden)?);
         let critic = self
             .critic
             .map(|c| string(agents::CriticKind::from(c).name()));
         push("--critic", "policy.critic", critic);
 
         push("--env", "env.kind", self.env.map(|e| string(e.kind())));
-        push("--maze-size", "env.size", self.maze_size.map(int));
-        push("--horizon", "env.horizon", self.horizon.map(int));
+        push(
+            "--maze-size",
+            "env.size",
+            int("--maze-size", self.maze_size)?,
+        );
+        push("--horizon", "env.horizon", int("--horizon", self.horizon)?);
         push(
             "--view-radius",
             "env.view_radius",
-            self.view_radius.map(int),
+            int("--view-radius", self.view_radius)?,
         );
         let mode = self.maze_mode.map(|m| match m {
             MazeModeArg::Single => string("single"),
@@ -426,7 +462,7 @@ impl Overrides {
         push(
             "--min-goal-distance",
             "env.min_goal_distance",
-            self.min_goal_distance.map(int),
+            int("--min-goal-distance", self.min_goal_distance)?,
         );
         push(
             "--time-feature",
@@ -436,9 +472,13 @@ impl Overrides {
         push(
             "--corridor-length",
             "env.corridor_length",
-            self.corridor_length.map(int),
+            int("--corridor-length", self.corridor_length)?,
         );
-        push("--num-cues", "env.num_cues", self.num_cues.map(int));
+        push(
+            "--num-cues",
+            "env.num_cues",
+            int("--num-cues", self.num_cues)?,
+        );
         push(
             "--success-reward",
             "env.success_reward",
@@ -452,19 +492,19 @@ impl Overrides {
         push(
             "--junction-patience",
             "env.junction_patience",
-            self.junction_patience.map(int),
+            int("--junction-patience", self.junction_patience)?,
         );
         push(
             "--progress-feature",
             "env.progress_feature",
             self.progress_feature.map(Value::Boolean),
         );
-        out
+        Ok(out)
     }
 
     /// Whether no override at all was given.
     pub fn is_empty(&self) -> bool {
-        self.set.is_empty() && self.assignments().is_empty()
+        self.set.is_empty() && matches!(self.assignments(), Ok(a) if a.is_empty())
     }
 
     /// Applies `--set` and then the typed flags to a config tree (as read from a TOML file).
@@ -475,7 +515,7 @@ impl Overrides {
     pub fn apply_to_tree(&self, tree: &mut Table) -> Result<()> {
         let had_env = tree.contains_key("env");
         apply_sets(tree, &self.set)?;
-        let assignments = self.assignments();
+        let assignments = self.assignments()?;
         for a in &assignments {
             if a.key == "env.kind" {
                 let env = table_at(tree, "env", a.flag)?;

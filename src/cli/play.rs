@@ -180,6 +180,11 @@ pub fn evaluate(
     if episodes == 0 {
         bail!("--episodes must be at least 1");
     }
+    // One result per episode is kept (and printed with --json).
+    crate::resources::check_fits(
+        episodes as f64 * (std::mem::size_of::<EpisodeResult>() as f64 + 128.0),
+        || format!("--episodes {episodes}"),
+    )?;
     let mut chooser = Chooser {
         selection,
         rng: ChaCha8Rng::seed_from_u64(eval_seed),

@@ -9,11 +9,12 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use super::TrainArgs;
 use super::overrides::load_config;
-use crate::checkpoint::open_latest;
+use crate::checkpoint::{latest_checkpoint, open_latest};
 use crate::config::EnvConfig;
 use crate::metrics::MetricsRow;
 use crate::run_dir::{CHECKPOINT_DIR, RunDir};
-use crate::trainer::{TrainOptions, train_from_config};
+use crate::signals::StopFlag;
+use crate::trainer::{Interrupted, TrainOptions, train_from_config};
 
 /// Number of recent updates the "recent return" of the progress bar averages over.
 const RECENT_UPDATES: usize = 10;
@@ -98,6 +99,14 @@ pub(crate) fn train(args: TrainArgs) -> Result<()> {
             if let EnvConfig::Custom(c) = &cfg.env {
                 return Err(c.not_buildable().into());
             }
+            // Vetted before the run folder exists, so a refused run leaves nothing behind.
+            crate::resources::check_threads(cfg.threads)?;
+            let env = cfg.env.build()?;
+            crate::resources::check_sizes_fit(
+                &cfg,
+                env.observation_space().flat_len(),
+                env.action_space().n,
+            )?;
             let run = match &args.run_dir {
                 Some(p) => RunDir::create_at(p)?,
                 None => RunDir::create_new(
@@ -118,9 +127,17 @@ pub(crate) fn train(args: TrainArgs) -> Result<()> {
     let num_updates = cfg.num_updates();
     let batch = cfg.batch_size() as u64;
     let (start_updates, start_steps) = if args.resume.is_some() {
-        let ckpt = open_latest(&run_dir.join(CHECKPOINT_DIR))
-            .with_context(|| format!("cannot resume {}", run_dir.display()))?;
-        (ckpt.state.updates_done, ckpt.state.env_steps)
+        if latest_checkpoint(&run_dir.join(CHECKPOINT_DIR))?.is_none() {
+            eprintln!(
+                "fbrl train: {} has no checkpoint yet: starting the run over from its config.toml (update 0)",
+                run_dir.display()
+            );
+            (0, 0)
+        } else {
+            let ckpt = open_latest(&run_dir.join(CHECKPOINT_DIR))
+                .with_context(|| format!("cannot resume {}", run_dir.display()))?;
+            (ckpt.state.updates_done, ckpt.state.env_steps)
+        }
     } else {
         (0, 0)
     };
@@ -194,10 +211,20 @@ pub(crate) fn train(args: TrainArgs) -> Result<()> {
         quiet: true,
         progress: Some(Box::new(progress)),
         stop_after_updates: args.stop_after,
+        stop: Some(StopFlag::install()?),
     };
     let result = train_from_config(&cfg, opts);
     bar.finish_and_clear();
-    let summary = result?;
+    let summary = match result {
+        Ok(summary) => summary,
+        Err(e) => match e.downcast_ref::<Interrupted>() {
+            Some(stopped) => {
+                eprintln!("fbrl train: {stopped}");
+                std::process::exit(stopped.exit_code());
+            }
+            None => return Err(e),
+        },
+    };
     eprintln!(
         "fbrl train: {} updates / {} env steps in {:.1} s ({:.0} steps/s this session) → {}",
         summary.updates_done,

@@ -82,8 +82,9 @@ pub(crate) fn to_host<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>, PpoError
 /// Per step `t`: the observation statistics are updated with `obs_t` and `obs_t` normalised
 /// (`norm_obs`), `policy.step(obs_t, episode_start_t, memory)` for all envs at once, actions
 /// sampled from the logits, `venv.step`, rewards scaled (`norm_reward`; the buffer holds the
-/// scaled rewards, the finished episodes' statistics the env's own). `episode_start_{t+1}` is the `done` of step `t`, so the
-/// policy resets the memory of exactly the envs whose episode just began.
+/// scaled rewards, the finished episodes' statistics the env's own). `episode_start_{t+1}` is
+/// the `done` of step `t`, so the policy resets the memory of exactly the envs whose episode
+/// just began.
 ///
 /// Truncation bootstrap: for the envs whose episode was truncated at step `t`,
 /// `V(final_obs)` is computed by one extra, batched policy step on their final observations
