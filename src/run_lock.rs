@@ -178,6 +178,15 @@ impl Drop for RunLock {
     }
 }
 
+/// Who holds the lock of run directory `dir`, unless nobody does or the holder is known to be
+/// gone (see [`LockHolder::is_stale`]).
+pub fn live_holder(dir: &Path) -> Option<LockHolder> {
+    match read_holder(&dir.join(LOCK_FILE)) {
+        Ok(Some(holder)) if !holder.is_stale() => Some(holder),
+        _ => None,
+    }
+}
+
 /// The holder written in a lock file; `None` if the file does not exist.
 fn read_holder(path: &Path) -> Result<Option<LockHolder>> {
     match fs::read(path) {

@@ -273,6 +273,14 @@ pub fn run_jobs(
                 }
                 _ => {
                     report.started += 1;
+                    if let Some(holder) = fbrl::run_lock::live_holder(&job.dir) {
+                        failures.push(format!(
+                            "run {} ({}) is in use by {holder}: not started",
+                            job.name,
+                            job.dir.display()
+                        ));
+                        continue;
+                    }
                     if job.dir.exists() {
                         // Killed before its first checkpoint: nothing to keep.
                         std::fs::remove_dir_all(&job.dir).with_context(|| {
