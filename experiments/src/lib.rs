@@ -7,8 +7,10 @@
 //!   and skips finished ones.
 //! - [`evaluate`]: plays a run's final checkpoint on held-out seeds (cached per checkpoint).
 //! - [`report`]: CSV files, machine description, and the generated block of a results README.
+//! - [`shard`]: splitting a grid over the tasks of a Slurm job array or Kubernetes Indexed Job.
 
 pub mod evaluate;
 pub mod preset;
 pub mod report;
 pub mod runner;
+pub mod shard;

@@ -143,6 +143,8 @@ pub struct RunReport {
     pub resumed: usize,
     /// Runs started from scratch.
     pub started: usize,
+    /// Runs left alone because another live process (another shard, another host) holds them.
+    pub claimed: usize,
     /// Wall time of this call, seconds.
     pub wall_s: f64,
 }
@@ -265,6 +267,12 @@ pub fn run_jobs(
             let Some((job, status)) = queue.pop() else {
                 break;
             };
+            // Claimed by a live process (another shard, another host): leave it alone.
+            if let Some(holder) = fbrl::run_lock::live_holder(&job.dir) {
+                report.claimed += 1;
+                say(&bar, format!("skip {}: claimed by {holder}", job.name));
+                continue;
+            }
             let resume = match status {
                 RunStatus::Partial(u) => {
                     report.resumed += 1;
@@ -273,14 +281,6 @@ pub fn run_jobs(
                 }
                 _ => {
                     report.started += 1;
-                    if let Some(holder) = fbrl::run_lock::live_holder(&job.dir) {
-                        failures.push(format!(
-                            "run {} ({}) is in use by {holder}: not started",
-                            job.name,
-                            job.dir.display()
-                        ));
-                        continue;
-                    }
                     if job.dir.exists() {
                         // Killed before its first checkpoint: nothing to keep.
                         std::fs::remove_dir_all(&job.dir).with_context(|| {

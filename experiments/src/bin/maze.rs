@@ -21,6 +21,7 @@ use experiments::evaluate::evaluate_run;
 use experiments::preset::{self, Arm, Preset, select_arms};
 use experiments::report::{self, cell};
 use experiments::runner::{self, Job};
+use experiments::shard::{self, ShardArgs};
 use fbrl::EnvConfig;
 use fbrl::curves::{self, BandCurve, Run, Summary, XAxis};
 use fbrl::plot::{Bar, BarChart, LineChart, RefLine, policy_color};
@@ -61,9 +62,9 @@ struct Args {
     /// Runs trained at once (default: one per core); each gets cores / jobs threads.
     #[arg(long)]
     jobs: Option<usize>,
-    /// Do not train: plot and summarise the runs that exist (all must be finished).
-    #[arg(long)]
-    no_train: bool,
+    /// Sharding over a cluster and `--report-only` (alias `--no-train`).
+    #[command(flatten)]
+    shard: ShardArgs,
     /// Stop every run after this many updates (with a checkpoint) and exit; the same command
     /// without it resumes them.
     #[arg(long)]
@@ -163,16 +164,17 @@ fn main() -> Result<()> {
         preset.train.total_steps,
         runs_root.display()
     );
-    let run_report = if args.no_train {
-        runner::RunReport::default()
-    } else {
+    let Some(run_report) = shard::train_grid(&args.shard, &jobs, |mine| {
         runner::run_jobs(
-            &jobs,
-            jobs_at_once,
+            mine,
+            jobs_at_once.min(mine.len()).max(1),
             &runs_root.join("logs"),
             args.quiet,
             args.stop_after_updates,
-        )?
+        )
+    })?
+    else {
+        return Ok(());
     };
     n_jobs -= run_report.skipped;
     if let Some(n) = args.stop_after_updates {

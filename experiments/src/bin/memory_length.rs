@@ -17,6 +17,7 @@ use experiments::evaluate::evaluate_run;
 use experiments::preset::{self, Preset, select_arms};
 use experiments::report::{self, cell};
 use experiments::runner::{self, Job};
+use experiments::shard::{self, ShardArgs};
 use fbrl::EnvConfig;
 use fbrl::curves::{self, Run};
 use fbrl::plot::{LineChart, RefLine, Series, policy_color};
@@ -51,6 +52,9 @@ struct Args {
     /// No progress bar: plain lines only.
     #[arg(long)]
     quiet: bool,
+    /// Sharding over a cluster and `--report-only`.
+    #[command(flatten)]
+    shard: ShardArgs,
 }
 
 fn main() -> Result<()> {
@@ -114,7 +118,18 @@ fn main() -> Result<()> {
         preset.train.total_steps,
         runs_root.display()
     );
-    let run_report = runner::run_jobs(&jobs, at_once, &runs_root.join("logs"), args.quiet, None)?;
+    let Some(run_report) = shard::train_grid(&args.shard, &jobs, |mine| {
+        runner::run_jobs(
+            mine,
+            at_once.min(mine.len()).max(1),
+            &runs_root.join("logs"),
+            args.quiet,
+            None,
+        )
+    })?
+    else {
+        return Ok(());
+    };
 
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;

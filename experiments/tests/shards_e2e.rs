@@ -1,0 +1,248 @@
+//! Sharding a grid over processes that share one runs/ folder: every run is trained exactly
+//! once, a killed shard resumes its unfinished run from its checkpoint, and `--report-only`
+//! writes the same summary as a single-process invocation.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const MAZE: &str = env!("CARGO_BIN_EXE_maze");
+
+fn temp_dir(name: &str) -> PathBuf {
+    let p = std::env::temp_dir().join(format!("fbrl-e2e-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&p);
+    std::fs::create_dir_all(&p).unwrap();
+    p
+}
+
+fn maze_cmd(preset: &str, runs: &Path, out: &Path, extra: &[&str]) -> Command {
+    let mut c = Command::new(MAZE);
+    c.args(["--preset", preset, "--quiet", "--jobs", "1"])
+        .arg("--runs-dir")
+        .arg(runs)
+        .arg("--out")
+        .arg(out)
+        .args(extra)
+        .env("RUST_BACKTRACE", "0")
+        .env_remove("SLURM_ARRAY_TASK_ID")
+        .env_remove("JOB_COMPLETION_INDEX");
+    c
+}
+
+fn ok(o: Output, what: &str) -> String {
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "{what} failed:\n{err}");
+    assert!(!err.contains("panicked"), "{what}:\n{err}");
+    err
+}
+
+/// summary.csv without the timing columns (`steps_per_s`, `wall_time_s_per_run`).
+fn summary_without_timing(out: &Path) -> Vec<Vec<String>> {
+    let text = std::fs::read_to_string(out.join("summary.csv")).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let keep: Vec<usize> = (0..header.len())
+        .filter(|&i| !["steps_per_s", "wall_time_s_per_run"].contains(&header[i]))
+        .collect();
+    assert!(keep.len() + 2 == header.len(), "{header:?}");
+    lines
+        .map(|l| {
+            let cells: Vec<&str> = l.split(',').collect();
+            keep.iter().map(|&i| cells[i].to_string()).collect()
+        })
+        .collect()
+}
+
+/// How often each run of `runs_root` was started and resumed, from the runner's logs.
+fn starts_and_resumes(runs_root: &Path) -> Vec<(String, usize, usize)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(runs_root.join("logs")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "log") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            out.push((
+                path.file_stem().unwrap().to_string_lossy().into_owned(),
+                text.matches("--- start").count(),
+                text.matches("--- resume").count(),
+            ));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn three_shards_at_once_train_every_run_once_and_report_like_one_process() {
+    let root = temp_dir("shards");
+    let single = root.join("single");
+    let o = maze_cmd("tiny", &single, &root.join("out-single"), &[])
+        .output()
+        .unwrap();
+    ok(o, "the single-process run");
+
+    let shared = root.join("shared");
+    let children: Vec<_> = (0..3)
+        .map(|i| {
+            maze_cmd(
+                "tiny",
+                &shared,
+                &root.join(format!("out-{i}")),
+                &["--shard", &format!("{i}/3")],
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+        })
+        .collect();
+    for (i, c) in children.into_iter().enumerate() {
+        let err = ok(c.wait_with_output().unwrap(), &format!("shard {i}/3"));
+        assert!(err.contains(&format!("shard {i}/3:")), "{err}");
+        assert!(
+            !root.join(format!("out-{i}/summary.csv")).exists(),
+            "a shard wrote a report"
+        );
+    }
+    let counts = starts_and_resumes(&shared.join("tiny"));
+    assert_eq!(counts.len(), 8, "{counts:?}");
+    for (run, started, resumed) in &counts {
+        assert_eq!(
+            (*started, *resumed),
+            (1, 0),
+            "{run} was trained {started}+{resumed} times"
+        );
+    }
+
+    let report = root.join("out-report");
+    let o = maze_cmd("tiny", &shared, &report, &["--report-only"])
+        .output()
+        .unwrap();
+    ok(o, "--report-only");
+    assert_eq!(
+        summary_without_timing(&report),
+        summary_without_timing(&root.join("out-single"))
+    );
+    std::fs::remove_dir_all(root).unwrap();
+}
+
+/// Four GRU runs of 300 updates, checkpointing every 20.
+const LONG: &str = r#"
+[experiment]
+name = "long"
+title = "GridMaze multi 7x7, horizon 16"
+seeds = 4
+final_fraction = 0.5
+eval_episodes = 4
+reference_episodes = 10
+smooth = 1
+
+[train]
+total_steps = 38_400
+num_envs = 8
+num_steps = 16
+checkpoint_every = 20
+
+[train.env]
+kind = "gridmaze"
+size = 7
+mode = "multi"
+horizon = 16
+
+[train.ppo]
+num_minibatches = 2
+update_epochs = 1
+
+[[arms]]
+name = "gru"
+kind = "gru"
+d_model = 16
+"#;
+
+fn rows(run: &Path) -> usize {
+    std::fs::read_to_string(run.join("metrics.csv"))
+        .map(|s| s.lines().count().saturating_sub(1))
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_killed_shard_resumes_its_run_and_the_report_is_unchanged() {
+    let root = temp_dir("shard-kill");
+    let preset = root.join("long.toml");
+    std::fs::write(&preset, LONG).unwrap();
+    let preset = preset.to_str().unwrap();
+    let single_out = root.join("out-single");
+    ok(
+        maze_cmd(preset, &root.join("single"), &single_out, &[])
+            .output()
+            .unwrap(),
+        "the single-process run",
+    );
+
+    let shared = root.join("shared");
+    ok(
+        maze_cmd(preset, &shared, &root.join("out-0"), &["--shard", "0/2"])
+            .output()
+            .unwrap(),
+        "shard 0/2",
+    );
+    let mut shard1 = maze_cmd(preset, &shared, &root.join("out-1"), &["--shard", "1/2"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Shard 1 of 2 owns seeds 1 and 3 (every other run directory in path order).
+    let run1 = shared.join("long/gridmaze__gru__1");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while rows(&run1) < 50 {
+        assert!(shard1.try_wait().unwrap().is_none(), "shard 1 ended early");
+        assert!(Instant::now() < deadline, "no progress within 120 s");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    shard1.kill().unwrap(); // SIGKILL: no checkpoint, its worker stops on its own
+    shard1.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while fbrl::run_lock::live_holder(&run1).is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "the orphaned worker did not stop"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let at_kill = rows(&run1);
+    assert!(at_kill < 300, "run 1 finished before the kill");
+
+    let missing = maze_cmd(
+        preset,
+        &shared,
+        &root.join("out-report"),
+        &["--report-only"],
+    )
+    .output()
+    .unwrap();
+    let err = String::from_utf8_lossy(&missing.stderr);
+    assert!(!missing.status.success(), "{err}");
+    assert!(
+        err.contains("not finished") && err.contains("gridmaze__gru__1"),
+        "{err}"
+    );
+
+    let err = ok(
+        maze_cmd(preset, &shared, &root.join("out-1"), &["--shard", "1/2"])
+            .output()
+            .unwrap(),
+        "shard 1/2 again",
+    );
+    assert!(err.contains("1 to resume"), "{err}");
+    let report = root.join("out-report");
+    ok(
+        maze_cmd(preset, &shared, &report, &["--report-only"])
+            .output()
+            .unwrap(),
+        "--report-only",
+    );
+    assert_eq!(
+        summary_without_timing(&report),
+        summary_without_timing(&single_out)
+    );
+    std::fs::remove_dir_all(root).unwrap();
+}
