@@ -144,7 +144,7 @@ impl std::fmt::Display for Shard {
 /// Trains the part of `jobs` this process owns, or nothing with `--report-only` (which
 /// first checks that every run of the grid is finished, naming those that are not).
 /// Returns `None` when this process was one shard of several: it trained its runs and the
-/// report is left to `--report-only`. `run` trains a list of jobs (the runner).
+/// report is left to `--report-only` (a single shard, `0/1`, is the whole grid and reports). `run` trains a list of jobs (the runner).
 pub fn train_grid(
     args: &ShardArgs,
     jobs: &[Job],
@@ -164,7 +164,8 @@ pub fn train_grid(
         return Ok(Some(crate::runner::RunReport::default()));
     }
     match Shard::resolve(args, |k| std::env::var(k).ok())? {
-        None => run(jobs).map(Some),
+        // One shard of one is the whole grid: train it and report, as without sharding.
+        None | Some(Shard { count: 1, .. }) => run(jobs).map(Some),
         Some(shard) => {
             let mine = shard.select(jobs);
             eprintln!(

@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# A real one-node Slurm cluster on localhost runs the tiny maze preset through the ready-made
+# files: maze.sbatch as a 4-task array, then maze-report.sbatch with --dependency=afterok. The
+# report must equal a single-process run of the same preset (summary.csv and
+# generalisation.csv, timing columns aside). Needs root and apt (installs Debian's slurm-wlm
+# and munge when missing); skips with a message otherwise. Every daemon it starts is stopped
+# by its PID at the end, whatever happens.
+#
+#   bash experiments/cluster/test-local-slurm.sh
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+repo=$(pwd)
+
+if [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null; then
+    echo "SKIP: this test needs root and apt-get (it installs and starts slurm-wlm and munge)"
+    exit 0
+fi
+if ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null; then
+    echo "== installing slurm-wlm and munge"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y slurm-wlm munge >/dev/null
+fi
+
+echo "== building the maze binary"
+cargo build --release -p experiments --bin maze 2>&1 | tail -1
+
+work=$(mktemp -d /tmp/fbrl-slurm.XXXXXX)
+chmod 755 "$work"
+host=$(hostname -s)
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    for pid in "${pids[@]}"; do
+        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -9 "$pid" 2>/dev/null || true
+    done
+    echo "== stopped daemons (pids ${pids[*]:-none})"
+}
+trap cleanup EXIT
+
+echo "== munged"
+mkdir -p "$work/munge"
+dd if=/dev/urandom of="$work/munge/munge.key" bs=1024 count=1 status=none
+chmod 400 "$work/munge/munge.key"
+munged --foreground --force --key-file="$work/munge/munge.key" \
+    --socket="$work/munge/munge.socket" --pid-file="$work/munge/munged.pid" \
+    --log-file="$work/munge/munged.log" --seed-file="$work/munge/munged.seed" &
+pids+=($!)
+for _ in $(seq 50); do [[ -S "$work/munge/munge.socket" ]] && break; sleep 0.1; done
+
+echo "== slurm.conf (one node, 2 CPUs)"
+mkdir -p "$work/state" "$work/spool"
+cat > "$work/slurm.conf" <<CONF
+ClusterName=fbrltest
+SlurmctldHost=$host
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+AuthInfo=socket=$work/munge/munge.socket
+CredType=cred/munge
+MpiDefault=none
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SwitchType=switch/none
+ReturnToService=2
+SchedulerType=sched/backfill
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+StateSaveLocation=$work/state
+SlurmdSpoolDir=$work/spool
+SlurmctldPidFile=$work/slurmctld.pid
+SlurmdPidFile=$work/slurmd.pid
+SlurmctldLogFile=$work/slurmctld.log
+SlurmdLogFile=$work/slurmd.log
+SlurmctldPort=16817
+SlurmdPort=16818
+AccountingStorageType=accounting_storage/none
+JobAcctGatherType=jobacct_gather/none
+JobCompType=jobcomp/filetxt
+JobCompLoc=$work/jobcomp.txt
+MinJobAge=3600
+NodeName=$host CPUs=2 State=UNKNOWN
+PartitionName=test Nodes=$host Default=YES MaxTime=INFINITE State=UP
+CONF
+export SLURM_CONF="$work/slurm.conf"
+
+echo "== slurmctld and slurmd"
+slurmctld -D -i -f "$SLURM_CONF" &
+pids+=($!)
+slurmd -D -f "$SLURM_CONF" &
+pids+=($!)
+for _ in $(seq 100); do
+    state=$(sinfo -h -n "$host" -o %t 2>/dev/null || true)
+    [[ "$state" == idle* ]] && break
+    sleep 0.2
+done
+sinfo
+
+echo "== the tiny preset as a 4-task array plus the dependent report job"
+export FBRL_PRESET=tiny FBRL_RUNS_DIR="$work/runs" FBRL_OUT="$work/out-slurm"
+export FBRL_BIN="$repo/target/release/maze"
+array=$(sbatch --parsable --array=0-3 --chdir="$work" "$repo/experiments/cluster/maze.sbatch")
+report=$(sbatch --parsable --chdir="$work" --dependency="afterok:$array" \
+    "$repo/experiments/cluster/maze-report.sbatch")
+echo "array job $array, report job $report"
+deadline=$((SECONDS + 600))
+while squeue -h -j "$array,$report" 2>/dev/null | grep -q .; do
+    if (( SECONDS > deadline )); then
+        echo "FAIL: the jobs did not finish within 600 s"; squeue; exit 1
+    fi
+    sleep 1
+done
+
+echo "== job records (jobcomp/filetxt; this cluster has no accounting database for sacct)"
+while read -r line; do
+    echo "$line" | grep -oE "(^| )(JobId|Name|ArrayJobId|ArrayTaskId|JobState|StartTime|EndTime|ExitCode)=[^ ]*" \
+        | tr -d '\n'; echo
+done < "$work/jobcomp.txt"
+if grep -E "JobId=($array|$report)" "$work/jobcomp.txt" | grep -qv "JobState=COMPLETED"; then
+    echo "FAIL: a job did not complete"; tail -20 "$work"/fbrl-maze-*.log; exit 1
+fi
+for log in "$work"/fbrl-maze-*.log; do echo "--- $(basename "$log")"; tail -3 "$log"; done
+
+echo "== the same preset in one process"
+"$repo/target/release/maze" --preset tiny --runs-dir "$work/runs-single" \
+    --out "$work/out-single" --quiet --shard 0/1 >/dev/null 2>&1
+
+# Every column but the timing ones.
+strip() {
+    python3 - "$1" <<'PY'
+import csv, sys
+rows = list(csv.reader(open(sys.argv[1])))
+drop = {i for i, h in enumerate(rows[0]) if h in ("steps_per_s", "wall_time_s_per_run")}
+for r in rows:
+    print(",".join(c for i, c in enumerate(r) if i not in drop))
+PY
+}
+status=0
+for f in summary.csv generalisation.csv; do
+    if diff <(strip "$work/out-slurm/$f") <(strip "$work/out-single/$f") >/dev/null; then
+        echo "same: $f ($(($(wc -l < "$work/out-slurm/$f") - 1)) rows)"
+    else
+        echo "FAIL: $f differs"; diff <(strip "$work/out-slurm/$f") <(strip "$work/out-single/$f") || true
+        status=1
+    fi
+done
+[[ $status -eq 0 ]] && echo "PASS: the Slurm array + report equal the single-process run"
+exit $status
