@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# A real one-node Slurm cluster on localhost runs the tiny maze preset through the ready-made
+# A real one-node Slurm cluster on localhost (slurmctld, slurmd, and slurmdbd on a MariaDB of
+# its own, so that sacct shows the jobs) runs the tiny maze preset through the ready-made
 # files: maze.sbatch as a 4-task array, then maze-report.sbatch with --dependency=afterok. The
 # report must equal a single-process run of the same preset (summary.csv and
-# generalisation.csv, timing columns aside). Needs root and apt (installs Debian's slurm-wlm
-# and munge when missing); skips with a message otherwise. Every daemon it starts is stopped
+# generalisation.csv, timing columns aside). Needs root and apt (installs Debian's slurm-wlm,
+# slurmdbd, munge and mariadb-server when missing); skips with a message otherwise. Every daemon it starts is stopped
 # by its PID at the end, whatever happens.
 #
 #   bash experiments/cluster/test-local-slurm.sh
@@ -15,9 +16,11 @@ if [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null; then
     echo "SKIP: this test needs root and apt-get (it installs and starts slurm-wlm and munge)"
     exit 0
 fi
-if ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null; then
-    echo "== installing slurm-wlm and munge"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y slurm-wlm munge >/dev/null
+if ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null \
+    || ! command -v slurmdbd >/dev/null || ! command -v mariadbd >/dev/null; then
+    echo "== installing slurm-wlm, slurmdbd, munge and mariadb-server"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y slurm-wlm slurmdbd munge mariadb-server \
+        >/dev/null
 fi
 
 echo "== building the maze binary"
@@ -49,6 +52,33 @@ munged --foreground --force --key-file="$work/munge/munge.key" \
 pids+=($!)
 for _ in $(seq 50); do [[ -S "$work/munge/munge.socket" ]] && break; sleep 0.1; done
 
+echo "== MariaDB and slurmdbd (accounting, for sacct)"
+mariadb-install-db --user=root --datadir="$work/db" --auth-root-authentication-method=normal \
+    >"$work/db-install.log" 2>&1
+mariadbd --user=root --datadir="$work/db" --socket="$work/db.sock" --port=16306 \
+    --bind-address=127.0.0.1 --pid-file="$work/db.pid" --log-error="$work/db.err" &
+pids+=($!)
+for _ in $(seq 100); do [[ -S "$work/db.sock" ]] && break; sleep 0.1; done
+mariadb --socket="$work/db.sock" -uroot -e "CREATE DATABASE slurm_acct_db;
+    CREATE USER 'slurm'@'127.0.0.1' IDENTIFIED BY 'slurm';
+    GRANT ALL ON slurm_acct_db.* TO 'slurm'@'127.0.0.1';"
+cat > "$work/slurmdbd.conf" <<CONF
+AuthType=auth/munge
+AuthInfo=socket=$work/munge/munge.socket
+DbdHost=localhost
+DbdPort=16819
+SlurmUser=root
+PidFile=$work/slurmdbd.pid
+LogFile=$work/slurmdbd.log
+StorageType=accounting_storage/mysql
+StorageHost=127.0.0.1
+StoragePort=16306
+StorageLoc=slurm_acct_db
+StorageUser=slurm
+StoragePass=slurm
+CONF
+chmod 600 "$work/slurmdbd.conf"
+
 echo "== slurm.conf (one node, 2 CPUs)"
 mkdir -p "$work/state" "$work/spool"
 cat > "$work/slurm.conf" <<CONF
@@ -75,17 +105,22 @@ SlurmctldLogFile=$work/slurmctld.log
 SlurmdLogFile=$work/slurmd.log
 SlurmctldPort=16817
 SlurmdPort=16818
-AccountingStorageType=accounting_storage/none
-JobAcctGatherType=jobacct_gather/none
-JobCompType=jobcomp/filetxt
-JobCompLoc=$work/jobcomp.txt
+AccountingStorageType=accounting_storage/slurmdbd
+AccountingStorageHost=localhost
+AccountingStoragePort=16819
+AccountingStoragePass=$work/munge/munge.socket
+JobAcctGatherType=jobacct_gather/linux
 MinJobAge=3600
 NodeName=$host CPUs=2 State=UNKNOWN
 PartitionName=test Nodes=$host Default=YES MaxTime=INFINITE State=UP
 CONF
 export SLURM_CONF="$work/slurm.conf"
 
-echo "== slurmctld and slurmd"
+echo "== slurmdbd, slurmctld and slurmd"
+slurmdbd -D &
+pids+=($!)
+for _ in $(seq 100); do sacctmgr -n list cluster >/dev/null 2>&1 && break; sleep 0.2; done
+sacctmgr -i add cluster fbrltest >/dev/null
 slurmctld -D -i -f "$SLURM_CONF" &
 pids+=($!)
 slurmd -D -f "$SLURM_CONF" &
@@ -112,12 +147,14 @@ while squeue -h -j "$array,$report" 2>/dev/null | grep -q .; do
     sleep 1
 done
 
-echo "== job records (jobcomp/filetxt; this cluster has no accounting database for sacct)"
-while read -r line; do
-    echo "$line" | grep -oE "(^| )(JobId|Name|ArrayJobId|ArrayTaskId|JobState|StartTime|EndTime|ExitCode)=[^ ]*" \
-        | tr -d '\n'; echo
-done < "$work/jobcomp.txt"
-if grep -E "JobId=($array|$report)" "$work/jobcomp.txt" | grep -qv "JobState=COMPLETED"; then
+echo "== sacct"
+# Completed jobs reach the database shortly after they end.
+for _ in $(seq 50); do
+    [[ $(sacct -n -X -j "$array,$report" -o State | grep -c COMPLETED) -ge 5 ]] && break
+    sleep 0.2
+done
+sacct -X -j "$array,$report" -o JobID,JobName%18,State,ExitCode,Start,End,AllocCPUS
+if sacct -n -X -j "$array,$report" -o State | grep -qv COMPLETED; then
     echo "FAIL: a job did not complete"; tail -20 "$work"/fbrl-maze-*.log; exit 1
 fi
 for log in "$work"/fbrl-maze-*.log; do echo "--- $(basename "$log")"; tail -3 "$log"; done
