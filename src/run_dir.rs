@@ -54,6 +54,20 @@ impl RunDir {
         unreachable!()
     }
 
+    /// The directory of a new run of `cfg`: exactly `path` when given (see
+    /// [`RunDir::create_at`]), else a new one under `cfg.run_dir` (see [`RunDir::create_new`]).
+    pub fn create_for(cfg: &crate::TrainConfig, path: Option<&Path>) -> Result<Self> {
+        match path {
+            Some(p) => Self::create_at(p),
+            None => Self::create_new(
+                &cfg.run_dir,
+                cfg.env.name(),
+                cfg.policy.kind.name(),
+                cfg.seed,
+            ),
+        }
+    }
+
     /// Uses `path` as a fresh run directory: creates it, and refuses one that already holds
     /// a run (a `metrics.csv` or a checkpoint), which only `--resume` may continue.
     pub fn create_at(path: &Path) -> Result<Self> {

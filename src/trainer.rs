@@ -312,15 +312,7 @@ fn train_inner<E: Env>(
             restart = true;
         }
     } else {
-        run = match opts.run_dir.as_deref() {
-            Some(p) => RunDir::create_at(p)?,
-            None => RunDir::create_new(
-                &cfg.run_dir,
-                cfg.env.name(),
-                cfg.policy.kind.name(),
-                cfg.seed,
-            )?,
-        };
+        run = RunDir::create_for(cfg, opts.run_dir.as_deref())?;
         _lock = RunLock::acquire(&run.path)?;
     }
     if restart {

@@ -4,44 +4,14 @@
 //! Run with `cargo test --release -p fbrl --test cli`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fbrl::TrainConfig;
 
-const FBRL: &str = env!("CARGO_BIN_EXE_fbrl");
+mod cli_common;
 
-fn fbrl(args: &[&str]) -> Output {
-    Command::new(FBRL)
-        .args(args)
-        .env("RUST_BACKTRACE", "0")
-        .output()
-        .expect("the fbrl binary runs")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// Asserts that `fbrl args` fails and that its stderr mentions every one of `needles`.
-fn assert_fails_naming(args: &[&str], needles: &[&str]) {
-    let o = fbrl(args);
-    let err = stderr(&o);
-    assert!(
-        !o.status.success(),
-        "fbrl {args:?} should fail; stderr:\n{err}"
-    );
-    for n in needles {
-        assert!(
-            err.contains(n),
-            "stderr of fbrl {args:?} should name `{n}`:\n{err}"
-        );
-    }
-}
+use cli_common::{FBRL, TINY, assert_fails_naming, fbrl, stderr, stdout};
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(name);
@@ -60,29 +30,6 @@ fn metric_updates(run: &Path) -> Vec<usize> {
         .map(|l| l.split(',').nth(col).unwrap().parse().unwrap())
         .collect()
 }
-
-/// Flags of a tiny, fast run: MLP on a 7×7 GridMaze with a short horizon so episodes end.
-const TINY: &[&str] = &[
-    "--policy",
-    "mlp",
-    "--hidden",
-    "16",
-    "--num-envs",
-    "4",
-    "--num-steps",
-    "16",
-    "--num-minibatches",
-    "2",
-    "--update-epochs",
-    "2",
-    "--maze-size",
-    "7",
-    "--horizon",
-    "16",
-    "--threads",
-    "1",
-    "--quiet",
-];
 
 #[test]
 fn help_documents_commands_and_every_hyperparameter_flag() {

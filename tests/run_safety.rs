@@ -6,82 +6,32 @@
 //! Run with `cargo test --release -p fbrl --test run_safety`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fbrl::checkpoint::open_latest;
 use fbrl::metrics::{MetricsRow, read_metrics};
 
-const FBRL: &str = env!("CARGO_BIN_EXE_fbrl");
+mod cli_common;
 
-fn fbrl(args: &[&str]) -> Output {
-    Command::new(FBRL)
-        .args(args)
-        .env("RUST_BACKTRACE", "0")
-        .output()
-        .expect("the fbrl binary runs")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// Asserts that `fbrl args` fails without a panic and that its stderr names every `needle`.
-fn assert_fails_naming(args: &[&str], needles: &[&str]) -> String {
-    let o = fbrl(args);
-    let err = stderr(&o);
-    assert!(!o.status.success(), "fbrl {args:?} should fail:\n{err}");
-    assert!(
-        !err.contains("panicked at"),
-        "fbrl {args:?} panicked:\n{err}"
-    );
-    for n in needles {
-        assert!(
-            err.contains(n),
-            "stderr of fbrl {args:?} lacks `{n}`:\n{err}"
-        );
-    }
-    err
-}
+use cli_common::{FBRL, TINY, assert_fails_naming, fbrl, stderr};
 
 /// A tiny MLP run of `updates` updates (4 envs × 16 steps) in `run`, checkpointing every
 /// `every` updates.
 fn train_args(run: &Path, updates: usize, every: usize) -> Vec<String> {
-    [
-        "train",
-        "--policy",
-        "mlp",
-        "--hidden",
-        "16",
-        "--num-envs",
-        "4",
-        "--num-steps",
-        "16",
-        "--num-minibatches",
-        "2",
-        "--update-epochs",
-        "2",
-        "--maze-size",
-        "7",
-        "--horizon",
-        "16",
-        "--threads",
-        "1",
-        "--quiet",
-        "--seed",
-        "4",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .chain([
-        "--total-steps".to_string(),
-        (updates * 64).to_string(),
-        "--checkpoint-every".to_string(),
-        every.to_string(),
-        "--run-dir".to_string(),
-        run.display().to_string(),
-    ])
-    .collect()
+    ["train", "--seed", "4"]
+        .iter()
+        .chain(TINY)
+        .map(|s| s.to_string())
+        .chain([
+            "--total-steps".to_string(),
+            (updates * 64).to_string(),
+            "--checkpoint-every".to_string(),
+            every.to_string(),
+            "--run-dir".to_string(),
+            run.display().to_string(),
+        ])
+        .collect()
 }
 
 fn spawn(args: &[String]) -> Child {

@@ -2,50 +2,14 @@
 //! training workers, each writes a checkpoint at the update it reached, the binary exits with
 //! 143, and the same command later resumes every run to the end.
 
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fbrl::checkpoint::open_latest;
 
-/// The tiny maze preset, but long (2000 updates of 8 envs × 16 steps), checkpointing rarely.
-const PRESET: &str = r#"
-[experiment]
-name = "signals"
-title = "GridMaze multi 7x7, horizon 16"
-seeds = 2
-final_fraction = 0.5
-eval_episodes = 4
-reference_episodes = 10
-smooth = 1
+mod common;
 
-[train]
-total_steps = 256_000
-num_envs = 8
-num_steps = 16
-checkpoint_every = 1000
-
-[train.env]
-kind = "gridmaze"
-size = 7
-mode = "multi"
-horizon = 16
-
-[train.ppo]
-num_minibatches = 2
-update_epochs = 1
-
-[[arms]]
-name = "gru"
-kind = "gru"
-d_model = 16
-"#;
-
-fn rows(run: &Path) -> usize {
-    std::fs::read_to_string(run.join("metrics.csv"))
-        .map(|s| s.lines().count().saturating_sub(1))
-        .unwrap_or(0)
-}
+use common::rows;
 
 #[test]
 fn sigterm_stops_every_worker_with_a_checkpoint_and_the_rerun_resumes() {
@@ -53,7 +17,7 @@ fn sigterm_stops_every_worker_with_a_checkpoint_and_the_rerun_resumes() {
     let _ = std::fs::remove_dir_all(&root);
     std::fs::create_dir_all(&root).unwrap();
     let preset = root.join("preset.toml");
-    std::fs::write(&preset, PRESET).unwrap();
+    std::fs::write(&preset, common::gru_preset("signals", 2, 2000, 1000)).unwrap();
     let args = |extra: &[&str]| {
         let mut a = vec![
             "--preset".to_string(),

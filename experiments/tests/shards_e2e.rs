@@ -6,6 +6,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::rows;
+
 const MAZE: &str = env!("CARGO_BIN_EXE_maze");
 
 fn temp_dir(name: &str) -> PathBuf {
@@ -125,50 +129,11 @@ fn three_shards_at_once_train_every_run_once_and_report_like_one_process() {
     std::fs::remove_dir_all(root).unwrap();
 }
 
-/// Four GRU runs of 300 updates, checkpointing every 20.
-const LONG: &str = r#"
-[experiment]
-name = "long"
-title = "GridMaze multi 7x7, horizon 16"
-seeds = 4
-final_fraction = 0.5
-eval_episodes = 4
-reference_episodes = 10
-smooth = 1
-
-[train]
-total_steps = 38_400
-num_envs = 8
-num_steps = 16
-checkpoint_every = 20
-
-[train.env]
-kind = "gridmaze"
-size = 7
-mode = "multi"
-horizon = 16
-
-[train.ppo]
-num_minibatches = 2
-update_epochs = 1
-
-[[arms]]
-name = "gru"
-kind = "gru"
-d_model = 16
-"#;
-
-fn rows(run: &Path) -> usize {
-    std::fs::read_to_string(run.join("metrics.csv"))
-        .map(|s| s.lines().count().saturating_sub(1))
-        .unwrap_or(0)
-}
-
 #[test]
 fn a_killed_shard_resumes_its_run_and_the_report_is_unchanged() {
     let root = temp_dir("shard-kill");
     let preset = root.join("long.toml");
-    std::fs::write(&preset, LONG).unwrap();
+    std::fs::write(&preset, common::gru_preset("long", 4, 300, 20)).unwrap();
     let preset = preset.to_str().unwrap();
     let single_out = root.join("out-single");
     ok(

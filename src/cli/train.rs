@@ -107,15 +107,7 @@ pub(crate) fn train(args: TrainArgs) -> Result<()> {
                 env.observation_space().flat_len(),
                 env.action_space().n,
             )?;
-            let run = match &args.run_dir {
-                Some(p) => RunDir::create_at(p)?,
-                None => RunDir::create_new(
-                    &cfg.run_dir,
-                    cfg.env.name(),
-                    cfg.policy.kind.name(),
-                    cfg.seed,
-                )?,
-            };
+            let run = RunDir::create_for(&cfg, args.run_dir.as_deref())?;
             (cfg, run.path)
         }
     };

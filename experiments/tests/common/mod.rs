@@ -1,0 +1,51 @@
+//! Shared helpers of the experiment binaries' end-to-end tests.
+#![allow(dead_code)]
+
+use std::path::Path;
+
+/// A maze preset named `name` whose runs are GRUs of width 16 on the tiny maze: `seeds` seeds
+/// of `updates` updates (8 envs × 16 steps), a checkpoint every `checkpoint_every` updates.
+/// Long enough to stop mid-run, short enough to finish in seconds.
+pub fn gru_preset(name: &str, seeds: u64, updates: usize, checkpoint_every: usize) -> String {
+    format!(
+        r#"
+[experiment]
+name = "{name}"
+title = "GridMaze multi 7x7, horizon 16"
+seeds = {seeds}
+final_fraction = 0.5
+eval_episodes = 4
+reference_episodes = 10
+smooth = 1
+
+[train]
+total_steps = {total}
+num_envs = 8
+num_steps = 16
+checkpoint_every = {checkpoint_every}
+
+[train.env]
+kind = "gridmaze"
+size = 7
+mode = "multi"
+horizon = 16
+
+[train.ppo]
+num_minibatches = 2
+update_epochs = 1
+
+[[arms]]
+name = "gru"
+kind = "gru"
+d_model = 16
+"#,
+        total = updates * 8 * 16
+    )
+}
+
+/// The number of metrics rows a run has logged (0 before its metrics.csv exists).
+pub fn rows(run: &Path) -> usize {
+    std::fs::read_to_string(run.join("metrics.csv"))
+        .map(|s| s.lines().count().saturating_sub(1))
+        .unwrap_or(0)
+}
