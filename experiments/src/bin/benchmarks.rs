@@ -280,10 +280,71 @@ fn main() -> Result<()> {
         BudgetPreset::Tiny => args.runs_dir.join("tiny"),
     };
 
+    // 1. Train every (benchmark, seed) not finished yet.
+    let (jobs, at_once) = build_jobs(&benches, args.seeds, &runs_root, args.jobs)?;
+    eprintln!(
+        "benchmarks ({:?} preset): {} runs ({} benchmarks × {} seeds) → {}",
+        args.preset,
+        jobs.len(),
+        benches.len(),
+        args.seeds,
+        runs_root.display()
+    );
+    let run_report = runner::run_jobs(&jobs, at_once, &runs_root.join("logs"), args.quiet, None)?;
+
+    // 2. Final values per seed, checks.
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    let checked = args.preset == BudgetPreset::Default;
+    let outcomes = benches
+        .iter()
+        .map(|b| measure(b, args.seeds, &runs_root))
+        .collect::<Result<Vec<_>>>()?;
+    let checks = checks(&benches, &outcomes);
+    for (line, ok) in &checks {
+        println!("{}  {line}", verdict(checked, *ok));
+    }
+
+    // 3. Curves, summary.csv, README block.
+    let pngs = plot_suites(&suites, &benches, args.seeds, &runs_root, &args.out)?;
+    write_summary_csv(&benches, &outcomes, &args.out)?;
+    let mut md = String::new();
+    md.push_str(&format!(
+        "Command: `{}` ({:?} preset, {} seeds; {} runs started, {} resumed, {} already finished; {:.0} s wall).\n\n",
+        report::command_line(),
+        args.preset,
+        args.seeds,
+        run_report.started,
+        run_report.resumed,
+        run_report.skipped,
+        t0.elapsed().as_secs_f64()
+    ));
+    md.push_str(&readme_block(&benches, &outcomes, &checks, checked, &pngs));
+    report::update_readme(&args.out.join("README.md"), "Benchmarks", &md)?;
+    eprintln!(
+        "wrote {} in {:.0} s",
+        report::rel_path(&args.out),
+        t0.elapsed().as_secs_f64()
+    );
+    let failed = checks.iter().filter(|(_, ok)| !ok).count();
+    if checked && failed > 0 {
+        bail!("{failed} benchmark check(s) failed (see above)");
+    }
+    Ok(())
+}
+
+/// The runs of every benchmark × seed (a run shared by two benchmarks once), with the number
+/// trained at once and their threads.
+fn build_jobs(
+    benches: &[Bench],
+    seeds: u64,
+    runs_root: &Path,
+    jobs_arg: Option<usize>,
+) -> Result<(Vec<Job>, usize)> {
     let mut jobs: Vec<Job> = Vec::new();
-    for b in &benches {
-        for seed in 0..args.seeds {
-            let dir = b.dir(&runs_root, seed);
+    for b in benches {
+        for seed in 0..seeds {
+            let dir = b.dir(runs_root, seed);
             if jobs.iter().any(|j| j.dir == dir) {
                 continue;
             }
@@ -307,64 +368,67 @@ fn main() -> Result<()> {
             });
         }
     }
-    let at_once = args.jobs.unwrap_or_else(runner::cores).clamp(1, jobs.len());
+    let at_once = jobs_arg.unwrap_or_else(runner::cores).clamp(1, jobs.len());
     let threads = (runner::cores() / at_once).max(1);
     for j in &mut jobs {
         j.config.threads = threads;
     }
-    eprintln!(
-        "benchmarks ({:?} preset): {} runs ({} benchmarks × {} seeds) → {}",
-        args.preset,
-        jobs.len(),
-        benches.len(),
-        args.seeds,
-        runs_root.display()
-    );
-    let run_report = runner::run_jobs(&jobs, at_once, &runs_root.join("logs"), args.quiet, None)?;
+    Ok((jobs, at_once))
+}
 
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("cannot create {}", args.out.display()))?;
-    let checked = args.preset == BudgetPreset::Default;
-    let mut outcomes = Vec::new();
-    for b in &benches {
-        let dirs: Vec<PathBuf> = (0..args.seeds).map(|s| b.dir(&runs_root, s)).collect();
-        let mut finals = Vec::new();
-        for dir in &dirs {
-            let run = Run::load(dir)?;
-            let pts = run.metrics.xy("env_steps", b.metric)?;
-            finals.push(curves::final_value(&pts, FINAL_FRACTION).unwrap_or(f64::NAN));
-        }
-        let summary = curves::mean_ci95(&finals).expect("at least one seed");
-        let greedy = if b.suite == Suite::Memory {
-            let evals = dirs
-                .par_iter()
-                .map(|dir| evaluate_run(dir, EVAL_EPISODES))
-                .collect::<Result<Vec<_>>>()?;
-            let g: Vec<f64> = evals
-                .iter()
-                .map(|e| e.greedy.success_rate.unwrap_or(f64::NAN))
-                .collect();
-            curves::mean_ci95(&g)
-        } else {
-            None
-        };
-        outcomes.push(Outcome {
-            finals,
-            summary,
-            greedy,
-        });
+/// A benchmark's final value per seed (and held-out greedy success for the memory suite).
+fn measure(b: &Bench, seeds: u64, runs_root: &Path) -> Result<Outcome> {
+    let dirs: Vec<PathBuf> = (0..seeds).map(|s| b.dir(runs_root, s)).collect();
+    let mut finals = Vec::new();
+    for dir in &dirs {
+        let run = Run::load(dir)?;
+        let pts = run.metrics.xy("env_steps", b.metric)?;
+        finals.push(curves::final_value(&pts, FINAL_FRACTION).unwrap_or(f64::NAN));
     }
-
-    // ---- checks ----
-    let mut checks: Vec<(String, bool)> = Vec::new();
-    let fmt_seeds = |o: &Outcome, digits: usize| {
-        o.finals
+    let summary = curves::mean_ci95(&finals).expect("at least one seed");
+    let greedy = if b.suite == Suite::Memory {
+        let evals = dirs
+            .par_iter()
+            .map(|dir| evaluate_run(dir, EVAL_EPISODES))
+            .collect::<Result<Vec<_>>>()?;
+        let g: Vec<f64> = evals
             .iter()
-            .map(|v| format!("{v:.digits$}"))
-            .collect::<Vec<_>>()
-            .join(", ")
+            .map(|e| e.greedy.success_rate.unwrap_or(f64::NAN))
+            .collect();
+        curves::mean_ci95(&g)
+    } else {
+        None
     };
-    for (b, o) in benches.iter().zip(&outcomes) {
+    Ok(Outcome {
+        finals,
+        summary,
+        greedy,
+    })
+}
+
+/// Per-seed finals, comma-separated.
+fn fmt_seeds(o: &Outcome, digits: usize) -> String {
+    o.finals
+        .iter()
+        .map(|v| format!("{v:.digits$}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `PASS` / `FAIL`, or `not checked` on the tiny preset.
+fn verdict(checked: bool, ok: bool) -> &'static str {
+    match (checked, ok) {
+        (false, _) => "not checked (tiny preset)",
+        (true, true) => "PASS",
+        (true, false) => "FAIL",
+    }
+}
+
+/// Every check as `(line, passed)`: CartPole's target, each memory policy's success, each
+/// ×1 / ×100 pair's overlapping CIs (controls are reported beside, not checked).
+fn checks(benches: &[Bench], outcomes: &[Outcome]) -> Vec<(String, bool)> {
+    let mut checks: Vec<(String, bool)> = Vec::new();
+    for (b, o) in benches.iter().zip(outcomes) {
         let s = &o.summary;
         if b.control {
             continue;
@@ -434,26 +498,24 @@ fn main() -> Result<()> {
             overlap,
         ));
     }
-    let verdict = |ok: bool| match (checked, ok) {
-        (false, _) => "not checked (tiny preset)",
-        (true, true) => "PASS",
-        (true, false) => "FAIL",
-    };
-    for (line, ok) in &checks {
-        println!("{}  {line}", verdict(*ok));
-    }
+    checks
+}
 
-    // ---- plots ----
+/// One PNG per suite: mean curves with 95 % CI bands (CleanRL's published CartPole figure
+/// beside ours; each ×100 twin dashed in its ×1 partner's colour).
+fn plot_suites(
+    suites: &[Suite],
+    benches: &[Bench],
+    seeds: u64,
+    runs_root: &Path,
+    out: &Path,
+) -> Result<Vec<PathBuf>> {
     let mut pngs = Vec::new();
-    for &suite in &suites {
-        let members: Vec<(&Bench, &Outcome)> = benches
-            .iter()
-            .zip(&outcomes)
-            .filter(|(b, _)| b.suite == suite)
-            .collect();
+    for &suite in suites {
+        let members: Vec<&Bench> = benches.iter().filter(|b| b.suite == suite).collect();
         let mut bands = Vec::new();
-        for (b, _) in &members {
-            let runs = (0..args.seeds)
+        for b in &members {
+            let runs = (0..seeds)
                 .map(|s| Run::load(&b.dir(&runs_root, s)))
                 .collect::<Result<Vec<_>, _>>()?;
             let smooth = (b.config.num_updates() / 50).max(1);
@@ -494,27 +556,31 @@ fn main() -> Result<()> {
         }
         if suite == Suite::Scale {
             // Each ×100 twin (scaling on) is dashed in its ×1 partner's colour.
-            for (k, (b, _)) in members.iter().enumerate() {
+            for (k, b) in members.iter().enumerate() {
                 if b.control || !b.id.contains(&format!("-x{REWARD_SCALE}__")) {
                     continue;
                 }
                 let partner = b.id.replace(&format!("-x{REWARD_SCALE}__"), "-x1__");
-                if let Some(p) = members.iter().position(|(m, _)| m.id == partner) {
+                if let Some(p) = members.iter().position(|m| m.id == partner) {
                     chart.series[k].color = chart.series[p].color;
                     chart.series[k].dashed = true;
                 }
             }
         }
-        let png = args.out.join(format!("{}.png", suite.name()));
+        let png = out.join(format!("{}.png", suite.name()));
         chart
             .save(&png)
             .with_context(|| format!("cannot write {}", png.display()))?;
         pngs.push(png);
     }
 
-    // ---- tables ----
+    Ok(pngs)
+}
+
+/// summary.csv: one row per benchmark.
+fn write_summary_csv(benches: &[Bench], outcomes: &[Outcome], out: &Path) -> Result<()> {
     let mut rows = Vec::new();
-    for (b, o) in benches.iter().zip(&outcomes) {
+    for (b, o) in benches.iter().zip(outcomes) {
         let s = &o.summary;
         rows.push(vec![
             b.suite.name().to_string(),
@@ -537,7 +603,7 @@ fn main() -> Result<()> {
         ]);
     }
     report::write_csv(
-        &args.out.join("summary.csv"),
+        &out.join("summary.csv"),
         &[
             "suite",
             "benchmark",
@@ -554,19 +620,18 @@ fn main() -> Result<()> {
             "heldout_greedy_success",
         ],
         &rows,
-    )?;
+    )
+}
 
+/// The README block after the command line: machine, table, checks, PNGs.
+fn readme_block(
+    benches: &[Bench],
+    outcomes: &[Outcome],
+    checks: &[(String, bool)],
+    checked: bool,
+    pngs: &[PathBuf],
+) -> String {
     let mut md = String::new();
-    md.push_str(&format!(
-        "Command: `{}` ({:?} preset, {} seeds; {} runs started, {} resumed, {} already finished; {:.0} s wall).\n\n",
-        report::command_line(),
-        args.preset,
-        args.seeds,
-        run_report.started,
-        run_report.resumed,
-        run_report.skipped,
-        t0.elapsed().as_secs_f64()
-    ));
     md.push_str(&format!("Machine: {}\n\n", report::machine()));
     md.push_str(
         "Every run uses the framework defaults: `PpoConfig::default()` (reward scaling on) and \
@@ -575,7 +640,7 @@ fn main() -> Result<()> {
     );
     md.push_str("| suite | benchmark | env steps | final (mean [95 % CI]) | per seed |\n");
     md.push_str("|---|---|---:|---|---|\n");
-    for (b, o) in benches.iter().zip(&outcomes) {
+    for (b, o) in benches.iter().zip(outcomes) {
         let s = &o.summary;
         md.push_str(&format!(
             "| {} | {}{} | {} | {:.3} [{:.3}, {:.3}] | {} |\n",
@@ -590,23 +655,13 @@ fn main() -> Result<()> {
         ));
     }
     md.push_str("\nChecks:\n\n");
-    for (line, ok) in &checks {
-        md.push_str(&format!("- **{}** {line}\n", verdict(*ok)));
+    for (line, ok) in checks {
+        md.push_str(&format!("- **{}** {line}\n", verdict(checked, *ok)));
     }
     md.push('\n');
-    for png in &pngs {
+    for png in pngs {
         let name = png.file_name().unwrap_or_default().to_string_lossy();
         md.push_str(&format!("![{name}]({name})\n\n"));
     }
-    report::update_readme(&args.out.join("README.md"), "Benchmarks", &md)?;
-    eprintln!(
-        "wrote {} in {:.0} s",
-        report::rel_path(&args.out),
-        t0.elapsed().as_secs_f64()
-    );
-    let failed = checks.iter().filter(|(_, ok)| !ok).count();
-    if checked && failed > 0 {
-        bail!("{failed} benchmark check(s) failed (see above)");
-    }
-    Ok(())
+    md
 }
