@@ -527,7 +527,9 @@ pub struct BandCurve {
 
 /// Aligns several runs' curves on a common grid of `grid_points` evenly spaced x values
 /// over the range every run covers (from the latest first x to the earliest last x), and
-/// summarises them per grid point with [`mean_ci95`]. Each run is linearly interpolated.
+/// summarises them per grid point with [`mean_ci95`]. Each run is linearly interpolated. When
+/// no x is common to all runs, the grid spans all of them and each run is held at its first /
+/// last value outside its own range.
 pub fn aggregate(
     label: &str,
     curves: &[Vec<(f64, f64)>],
@@ -539,15 +541,21 @@ pub fn aggregate(
             "`{label}`: no run has a data point"
         )));
     }
-    let x0 = curves.iter().map(|c| c[0].0).fold(f64::MIN, f64::max);
-    let x1 = curves
+    let mut x0 = curves.iter().map(|c| c[0].0).fold(f64::MIN, f64::max);
+    let mut x1 = curves
         .iter()
         .map(|c| c[c.len() - 1].0)
         .fold(f64::MAX, f64::min);
-    if x1 < x0 {
-        return Err(CurvesError::NoData(format!(
-            "`{label}`: the runs' x ranges do not overlap"
-        )));
+    // Ranges with nothing in common (very short runs against wall-clock time, whose first
+    // and last updates jitter): summarise over all of them, each run held at its first / last
+    // value outside its own range.
+    let disjoint = x1 < x0;
+    if disjoint {
+        x0 = curves.iter().map(|c| c[0].0).fold(f64::MAX, f64::min);
+        x1 = curves
+            .iter()
+            .map(|c| c[c.len() - 1].0)
+            .fold(f64::MIN, f64::max);
     }
     let n = if x1 > x0 { grid_points.max(2) } else { 1 };
     let mut out = BandCurve {
@@ -567,7 +575,16 @@ pub fn aggregate(
         } else {
             (x0 + (x1 - x0) * i as f64 / (n - 1) as f64).clamp(x0, x1)
         };
-        let ys: Vec<f64> = curves.iter().filter_map(|c| interpolate(c, x)).collect();
+        let ys: Vec<f64> = curves
+            .iter()
+            .filter_map(|c| {
+                if disjoint {
+                    interpolate(c, x.clamp(c[0].0, c[c.len() - 1].0))
+                } else {
+                    interpolate(c, x)
+                }
+            })
+            .collect();
         if ys.len() != curves.len() {
             return Err(CurvesError::NoData(format!(
                 "`{label}`: a run has no value at x = {x}"
@@ -758,8 +775,13 @@ mod tests {
             assert_eq!(c.n_runs, 2);
             assert_eq!(*c.x.last().unwrap(), 1.3);
         }
-        let e = aggregate("p", &[vec![(0.0, 1.0)], vec![(5.0, 1.0)]], 4).unwrap_err();
-        assert!(e.to_string().contains("overlap"));
+        // Disjoint ranges: the grid spans both, each run held at its ends outside its range.
+        let a = vec![(0.0, 1.0), (1.0, 3.0)];
+        let b = vec![(5.0, 10.0), (6.0, 20.0)];
+        let c = aggregate("p", &[a, b], 7).unwrap();
+        assert_eq!((c.x[0], *c.x.last().unwrap()), (0.0, 6.0));
+        assert!(close(c.mean[0], (1.0 + 10.0) / 2.0, 1e-12));
+        assert!(close(*c.mean.last().unwrap(), (3.0 + 20.0) / 2.0, 1e-12));
     }
 
     #[test]
