@@ -516,7 +516,7 @@ fn plot_suites(
         let mut bands = Vec::new();
         for b in &members {
             let runs = (0..seeds)
-                .map(|s| Run::load(&b.dir(&runs_root, s)))
+                .map(|s| Run::load(&b.dir(runs_root, s)))
                 .collect::<Result<Vec<_>, _>>()?;
             let smooth = (b.config.num_updates() / 50).max(1);
             bands.push(curves::group_curve(
