@@ -28,6 +28,7 @@ use agents::ppo::{
 use agents::{ActorCritic, PolicyConfig};
 use anyhow::{Context, Result, bail};
 use burn::module::Module;
+use burn::optim::ModuleOptimizer;
 use burn::prelude::Device;
 use envs::{CueRecall, Env, EnvError, GridMaze, VecEnv, derive_seed};
 use rand::SeedableRng;
@@ -264,6 +265,185 @@ fn episode_columns(row: &mut MetricsRow, finished: &[FinishedEpisode]) {
     );
 }
 
+/// The state of a run that starts at update 0: its config.toml and a fresh metrics.csv
+/// written, the envs reset, the RNG seeded, empty memory and normalisers.
+fn fresh_start<E: Env>(
+    cfg: &TrainConfig,
+    run: &RunDir,
+    venv: &mut VecEnv<E>,
+    model: &agents::Policy,
+    device: &Device,
+) -> Result<(TrainerState, RolloutState, MetricsWriter)> {
+    let (n, obs_dim) = (cfg.num_envs, venv.obs_dim());
+    write_atomic(&run.config_path(), cfg.to_toml().as_bytes())?;
+    let metrics = MetricsWriter::create(run.metrics_path())?;
+    let obs = venv.reset().context("cannot reset the envs")?.to_vec();
+    let rng = ChaCha8Rng::seed_from_u64(derive_seed(cfg.seed, RNG_SEED_STREAM));
+    let state = RolloutState {
+        obs,
+        episode_starts: vec![1.0; n],
+        memory: model.valid().init_memory(n, device),
+        rng,
+        reward_norm: cfg
+            .ppo
+            .norm_reward
+            .then(|| RewardNormalizer::new(n, cfg.ppo.gamma, cfg.ppo.reward_clip)),
+        obs_norm: cfg
+            .ppo
+            .norm_obs
+            .then(|| ObsNormalizer::new(obs_dim, cfg.ppo.obs_clip)),
+    };
+    let counters = TrainerState {
+        version: CHECKPOINT_VERSION,
+        config: cfg.to_toml(),
+        updates_done: 0,
+        num_updates: cfg.num_updates(),
+        env_steps: 0,
+        wall_time_s: 0.0,
+        episodes: 0,
+        rng: RngState::capture(&state.rng),
+        venv: venv.state(),
+        obs: vec![],
+        episode_starts: vec![],
+        memory: vec![],
+        reward_norm: None,
+        obs_norm: None,
+    };
+    Ok((counters, state, metrics))
+}
+
+/// The state of a run continued from its latest checkpoint, after checking that the
+/// checkpoint belongs to this run and that replaying the envs gives its observations.
+fn resume_start<E: Env>(
+    cfg: &TrainConfig,
+    run: &RunDir,
+    venv: &mut VecEnv<E>,
+    model: agents::Policy,
+    optim: ModuleOptimizer,
+    device: &Device,
+) -> Result<(
+    agents::Policy,
+    ModuleOptimizer,
+    TrainerState,
+    RolloutState,
+    MetricsWriter,
+)> {
+    let (n, obs_dim, num_updates) = (cfg.num_envs, venv.obs_dim(), cfg.num_updates());
+    let ckpt = open_latest(&run.checkpoint_dir())?;
+    // A config.toml edited by hand since the checkpoint would silently change the run.
+    let recorded = TrainConfig::from_toml_str(
+        &ckpt.state.config,
+        &format!("the config recorded in {}", ckpt.state_path().display()),
+    )?;
+    if let Some(key) = differing_key(&recorded, cfg)? {
+        bail!(
+            "cannot resume: `{key}` in {} differs from the config the checkpoint {} was \
+             trained with (was config.toml edited?); restore it, or start a new run",
+            run.config_path().display(),
+            ckpt.dir.display()
+        );
+    }
+    let model = ckpt.load_model(model)?;
+    let optim = ckpt.load_optim(optim)?;
+    let counters = ckpt.state.clone();
+    if counters.num_updates != num_updates {
+        bail!(
+            "cannot resume: the checkpoint's run has {} updates, the config gives {num_updates}",
+            counters.num_updates
+        );
+    }
+    let obs = venv
+        .restore(&counters.venv)
+        .with_context(|| format!("cannot restore the envs from {}", ckpt.dir.display()))?
+        .to_vec();
+    if obs.len() != counters.obs.len()
+        || obs
+            .iter()
+            .zip(&counters.obs)
+            .any(|(a, b)| a.to_bits() != b.to_bits())
+    {
+        bail!(
+            "cannot resume from {}: replaying the envs does not give the saved observations \
+             (is the env deterministic given its seed and actions?)",
+            ckpt.dir.display()
+        );
+    }
+    if counters.episode_starts.len() != n {
+        bail!(
+            "checkpoint {} has {} episode-start flags for {n} envs",
+            ckpt.dir.display(),
+            counters.episode_starts.len()
+        );
+    }
+    counters.check_normalizers(
+        &ckpt.state_path(),
+        cfg.ppo.norm_reward,
+        cfg.ppo.norm_obs,
+        n,
+        obs_dim,
+    )?;
+    let state = RolloutState {
+        obs,
+        episode_starts: counters.episode_starts.clone(),
+        memory: memory_from_host(&counters.memory, device)?,
+        rng: counters.rng.restore()?,
+        reward_norm: counters.reward_norm.clone(),
+        obs_norm: counters.obs_norm.clone(),
+    };
+    let metrics = MetricsWriter::resume(run.metrics_path(), counters.updates_done)?;
+    Ok((model, optim, counters, state, metrics))
+}
+
+/// Writes a checkpoint of the run as it stands (weights, optimizer, counters, RNG, envs,
+/// observations, memory, normalisers) and returns its folder.
+fn checkpoint_now<E: Env>(
+    ckpt_root: &std::path::Path,
+    model: &agents::Policy,
+    optim: &ModuleOptimizer,
+    counters: &mut TrainerState,
+    state: &RolloutState,
+    venv: &VecEnv<E>,
+    metrics: &mut MetricsWriter,
+) -> Result<PathBuf> {
+    metrics.sync()?;
+    counters.rng = RngState::capture(&state.rng);
+    counters.venv = venv.state();
+    counters.obs = state.obs.clone();
+    counters.episode_starts = state.episode_starts.clone();
+    counters.memory = memory_to_host(&state.memory)?;
+    counters.reward_norm = state.reward_norm.clone();
+    counters.obs_norm = state.obs_norm.clone();
+    save_checkpoint(ckpt_root, model, optim, counters)
+}
+
+/// Opens the run of `opts` (resume) or creates it, and takes its lock. The flag says whether
+/// it starts at update 0 (a new run, or one killed before its first checkpoint).
+fn open_run(cfg: &TrainConfig, opts: &TrainOptions<'_>) -> Result<(RunDir, RunLock, bool)> {
+    if !opts.resume {
+        let run = RunDir::create_for(cfg, opts.run_dir.as_deref())?;
+        let lock = RunLock::acquire(&run.path)?;
+        return Ok((run, lock, true));
+    }
+    let Some(dir) = opts.run_dir.as_deref() else {
+        bail!("resume needs the run directory to continue");
+    };
+    let run = RunDir::open(dir)?;
+    let lock = RunLock::acquire(&run.path)?;
+    let saved = TrainConfig::load(run.config_path())?;
+    check_same_run(&saved, cfg, &run.config_path())?;
+    let restart = crate::checkpoint::latest_checkpoint(&run.checkpoint_dir())?.is_none();
+    if restart && !opts.quiet {
+        // Killed before its first checkpoint: nothing to continue from, so the run starts
+        // over from its config (the same seed gives the same rows again).
+        eprintln!(
+            "fbrl: {} has no checkpoint yet: starting the run over from its {} (update 0)",
+            run.path.display(),
+            crate::run_dir::CONFIG_FILE
+        );
+    }
+    Ok((run, lock, restart))
+}
+
 fn train_inner<E: Env>(
     cfg: &TrainConfig,
     make_env: &(impl Fn(usize) -> Result<E, EnvError> + Sync),
@@ -281,139 +461,16 @@ fn train_inner<E: Env>(
     let (obs_dim, num_actions) = (venv.obs_dim(), venv.num_actions());
     device.seed(cfg.seed);
     let model = init_policy(&cfg.policy, obs_dim, num_actions, &ad_device)?;
-    let mut optim = adam(&cfg.ppo);
+    let optim = adam(&cfg.ppo);
 
-    let run: RunDir;
-    let mut model = model;
-    let mut counters: TrainerState;
-    let mut state: RolloutState;
-    let mut metrics: MetricsWriter;
-    // Held for the whole run: one process at a time trains in a run directory.
-    let _lock: RunLock;
-    let mut restart = !opts.resume;
-    if opts.resume {
-        let Some(dir) = opts.run_dir.as_deref() else {
-            bail!("resume needs the run directory to continue");
-        };
-        run = RunDir::open(dir)?;
-        _lock = RunLock::acquire(&run.path)?;
-        let saved = TrainConfig::load(run.config_path())?;
-        check_same_run(&saved, cfg, &run.config_path())?;
-        if crate::checkpoint::latest_checkpoint(&run.checkpoint_dir())?.is_none() {
-            // Killed before its first checkpoint: nothing to continue from, so the run starts
-            // over from its config (the same seed gives the same rows again).
-            if !opts.quiet {
-                eprintln!(
-                    "fbrl: {} has no checkpoint yet: starting the run over from its {} (update 0)",
-                    run.path.display(),
-                    crate::run_dir::CONFIG_FILE
-                );
-            }
-            restart = true;
-        }
+    // The lock is held for the whole run: one process at a time trains in a run directory.
+    let (run, _lock, restart) = open_run(cfg, &opts)?;
+    let (mut model, mut optim, mut counters, mut state, mut metrics) = if restart {
+        let (counters, state, metrics) = fresh_start(cfg, &run, &mut venv, &model, &device)?;
+        (model, optim, counters, state, metrics)
     } else {
-        run = RunDir::create_for(cfg, opts.run_dir.as_deref())?;
-        _lock = RunLock::acquire(&run.path)?;
-    }
-    if restart {
-        write_atomic(&run.config_path(), cfg.to_toml().as_bytes())?;
-        metrics = MetricsWriter::create(run.metrics_path())?;
-        let obs = venv.reset().context("cannot reset the envs")?.to_vec();
-        let rng = ChaCha8Rng::seed_from_u64(derive_seed(cfg.seed, RNG_SEED_STREAM));
-        state = RolloutState {
-            obs,
-            episode_starts: vec![1.0; n],
-            memory: model.valid().init_memory(n, &device),
-            rng,
-            reward_norm: cfg
-                .ppo
-                .norm_reward
-                .then(|| RewardNormalizer::new(n, cfg.ppo.gamma, cfg.ppo.reward_clip)),
-            obs_norm: cfg
-                .ppo
-                .norm_obs
-                .then(|| ObsNormalizer::new(obs_dim, cfg.ppo.obs_clip)),
-        };
-        counters = TrainerState {
-            version: CHECKPOINT_VERSION,
-            config: cfg.to_toml(),
-            updates_done: 0,
-            num_updates,
-            env_steps: 0,
-            wall_time_s: 0.0,
-            episodes: 0,
-            rng: RngState::capture(&state.rng),
-            venv: venv.state(),
-            obs: vec![],
-            episode_starts: vec![],
-            memory: vec![],
-            reward_norm: None,
-            obs_norm: None,
-        };
-    } else {
-        let ckpt = open_latest(&run.checkpoint_dir())?;
-        // A config.toml edited by hand since the checkpoint would silently change the run.
-        let recorded = TrainConfig::from_toml_str(
-            &ckpt.state.config,
-            &format!("the config recorded in {}", ckpt.state_path().display()),
-        )?;
-        if let Some(key) = differing_key(&recorded, cfg)? {
-            bail!(
-                "cannot resume: `{key}` in {} differs from the config the checkpoint {} was \
-                 trained with (was config.toml edited?); restore it, or start a new run",
-                run.config_path().display(),
-                ckpt.dir.display()
-            );
-        }
-        model = ckpt.load_model(model)?;
-        optim = ckpt.load_optim(optim)?;
-        counters = ckpt.state.clone();
-        if counters.num_updates != num_updates {
-            bail!(
-                "cannot resume: the checkpoint's run has {} updates, the config gives {num_updates}",
-                counters.num_updates
-            );
-        }
-        let obs = venv
-            .restore(&counters.venv)
-            .with_context(|| format!("cannot restore the envs from {}", ckpt.dir.display()))?
-            .to_vec();
-        if obs.len() != counters.obs.len()
-            || obs
-                .iter()
-                .zip(&counters.obs)
-                .any(|(a, b)| a.to_bits() != b.to_bits())
-        {
-            bail!(
-                "cannot resume from {}: replaying the envs does not give the saved observations \
-                 (is the env deterministic given its seed and actions?)",
-                ckpt.dir.display()
-            );
-        }
-        if counters.episode_starts.len() != n {
-            bail!(
-                "checkpoint {} has {} episode-start flags for {n} envs",
-                ckpt.dir.display(),
-                counters.episode_starts.len()
-            );
-        }
-        counters.check_normalizers(
-            &ckpt.state_path(),
-            cfg.ppo.norm_reward,
-            cfg.ppo.norm_obs,
-            n,
-            obs_dim,
-        )?;
-        state = RolloutState {
-            obs,
-            episode_starts: counters.episode_starts.clone(),
-            memory: memory_from_host(&counters.memory, &device)?,
-            rng: counters.rng.restore()?,
-            reward_norm: counters.reward_norm.clone(),
-            obs_norm: counters.obs_norm.clone(),
-        };
-        metrics = MetricsWriter::resume(run.metrics_path(), counters.updates_done)?;
-    }
+        resume_start(cfg, &run, &mut venv, model, optim, &device)?
+    };
 
     if !opts.quiet && opts.progress.is_none() {
         eprintln!(
@@ -506,15 +563,15 @@ fn train_inner<E: Env>(
             && (update == 1 || update.is_multiple_of(cfg.checkpoint_every));
         let signal = opts.stop.as_ref().and_then(StopFlag::requested);
         if periodic || update == stop_at || signal.is_some() {
-            metrics.sync()?;
-            counters.rng = RngState::capture(&state.rng);
-            counters.venv = venv.state();
-            counters.obs = state.obs.clone();
-            counters.episode_starts = state.episode_starts.clone();
-            counters.memory = memory_to_host(&state.memory)?;
-            counters.reward_norm = state.reward_norm.clone();
-            counters.obs_norm = state.obs_norm.clone();
-            let saved = save_checkpoint(&ckpt_root, &model, &optim, &counters)?;
+            let saved = checkpoint_now(
+                &ckpt_root,
+                &model,
+                &optim,
+                &mut counters,
+                &state,
+                &venv,
+                &mut metrics,
+            )?;
             if let Some(signal) = signal {
                 return Err(Interrupted {
                     signal,
