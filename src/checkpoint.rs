@@ -176,33 +176,6 @@ pub struct TrainerState {
     pub obs_norm: Option<ObsNormalizer>,
 }
 
-impl TrainerState {
-    /// Checks the normalisers of a checkpoint against the run (`norm_reward`, `norm_obs`,
-    /// `num_envs`, `obs_dim`); the error names the file and what is wrong.
-    pub fn check_normalizers(
-        &self,
-        path: &Path,
-        norm_reward: bool,
-        norm_obs: bool,
-        num_envs: usize,
-        obs_dim: usize,
-    ) -> Result<()> {
-        check_normalizer(
-            path,
-            ("reward normaliser", "reward_norm", "ppo.norm_reward"),
-            norm_reward,
-            self.reward_norm.as_ref().map(|n| n.check(num_envs)),
-        )?;
-        check_normalizer(
-            path,
-            ("observation normaliser", "obs_norm", "ppo.norm_obs"),
-            norm_obs,
-            self.obs_norm.as_ref().map(|n| n.check(obs_dim)),
-        )?;
-        Ok(())
-    }
-}
-
 /// One normaliser of a checkpoint against the run: `(what, state key, config key)` name it,
 /// `on` says whether the run uses it, `saved` is the result of checking the saved state (`None`
 /// when the checkpoint has none).
@@ -410,6 +383,28 @@ impl VerifiedCheckpoint {
     /// Path of the trainer-state file.
     pub fn state_path(&self) -> PathBuf {
         self.dir.join(STATE_FILE)
+    }
+
+    /// Checks the checkpoint's normalisers against the run's config `cfg` (`ppo.norm_reward`,
+    /// `ppo.norm_obs`, `num_envs`) and observation size; the error names state.json and the
+    /// normaliser.
+    pub fn check_normalizers(&self, cfg: &crate::TrainConfig, obs_dim: usize) -> Result<()> {
+        let path = self.state_path();
+        check_normalizer(
+            &path,
+            ("reward normaliser", "reward_norm", "ppo.norm_reward"),
+            cfg.ppo.norm_reward,
+            self.state
+                .reward_norm
+                .as_ref()
+                .map(|n| n.check(cfg.num_envs)),
+        )?;
+        check_normalizer(
+            &path,
+            ("observation normaliser", "obs_norm", "ppo.norm_obs"),
+            cfg.ppo.norm_obs,
+            self.state.obs_norm.as_ref().map(|n| n.check(obs_dim)),
+        )
     }
 
     /// Loads the optimizer state into `optim`.

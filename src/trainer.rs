@@ -15,8 +15,8 @@
 //! stream (`derive_seed(seed, 2)`) that samples actions and shuffles minibatches. A checkpoint
 //! saves all of it (weights, Adam state, RNG position, env state, observations, episode-start
 //! flags, per-env memory and the reward / observation normalisers' statistics), so `--resume`
-//! continues bit for bit: the metrics rows after a
-//! resume equal those of an uninterrupted run (except the wall-clock columns).
+//! continues bit for bit: the metrics rows after a resume equal those of an uninterrupted run
+//! (except the wall-clock columns).
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -100,6 +100,19 @@ impl Interrupted {
     /// The conventional exit status of a process stopped by this signal, `128 + signal`.
     pub fn exit_code(&self) -> i32 {
         128 + self.signal
+    }
+
+    /// For a program stopping as the signal asked: when `result` is an [`Interrupted`] run, prints
+    /// its message after `prefix` and exits the process with [`Interrupted::exit_code`];
+    /// otherwise returns `result`.
+    pub fn exit_process_on<T>(result: Result<T>, prefix: &str) -> Result<T> {
+        if let Err(e) = &result
+            && let Some(stopped) = e.downcast_ref::<Interrupted>()
+        {
+            eprintln!("{prefix}{stopped}");
+            std::process::exit(stopped.exit_code());
+        }
+        result
     }
 }
 
@@ -375,13 +388,7 @@ fn resume_start<E: Env>(
             counters.episode_starts.len()
         );
     }
-    counters.check_normalizers(
-        &ckpt.state_path(),
-        cfg.ppo.norm_reward,
-        cfg.ppo.norm_obs,
-        n,
-        obs_dim,
-    )?;
+    ckpt.check_normalizers(cfg, obs_dim)?;
     let state = RolloutState {
         obs,
         episode_starts: counters.episode_starts.clone(),

@@ -207,20 +207,6 @@ impl fmt::Display for CriticKind {
     }
 }
 
-impl FromStr for CriticKind {
-    type Err = PolicyError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        [CriticKind::Shared, CriticKind::Separate]
-            .into_iter()
-            .find(|k| k.name().eq_ignore_ascii_case(s.trim()))
-            .ok_or_else(|| PolicyError::InvalidConfig {
-                field: "critic",
-                message: format!("is `{s}`; expected `shared` or `separate`"),
-            })
-    }
-}
-
 /// The architecture and size of a policy, as written in experiment configs (TOML/JSON) and in
 /// weight files.
 ///

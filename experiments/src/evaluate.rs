@@ -64,13 +64,7 @@ pub fn evaluate_run(run_dir: &Path, episodes: usize) -> Result<HeldOutEval> {
         )
         .context("cannot build the run's policy")?;
     let policy = ckpt.load_model(policy)?;
-    ckpt.state.check_normalizers(
-        &ckpt.state_path(),
-        config.ppo.norm_reward,
-        config.ppo.norm_obs,
-        config.num_envs,
-        probe.observation_space().flat_len(),
-    )?;
+    ckpt.check_normalizers(&config, probe.observation_space().flat_len())?;
     let eval_seed = config.seed.wrapping_add(EVAL_SEED_OFFSET);
     let env_cfg = config.env.clone();
     let mut means = Vec::new();

@@ -99,16 +99,7 @@ fn worker(args: &[String]) -> Result<()> {
         stop_after_updates,
         stop: Some(StopFlag::install()?),
     };
-    let summary = match fbrl::train_from_config(&cfg, opts) {
-        Ok(summary) => summary,
-        Err(e) => match e.downcast_ref::<fbrl::Interrupted>() {
-            Some(stopped) => {
-                eprintln!("{stopped}");
-                std::process::exit(stopped.exit_code());
-            }
-            None => return Err(e),
-        },
-    };
+    let summary = fbrl::Interrupted::exit_process_on(fbrl::train_from_config(&cfg, opts), "")?;
     eprintln!(
         "finished {}: {} updates, {} env steps, {:.0} s, {:.0} steps/s",
         summary.run_dir.display(),

@@ -144,7 +144,8 @@ impl std::fmt::Display for Shard {
 /// Trains the part of `jobs` this process owns, or nothing with `--report-only` (which
 /// first checks that every run of the grid is finished, naming those that are not).
 /// Returns `None` when this process was one shard of several: it trained its runs and the
-/// report is left to `--report-only` (a single shard, `0/1`, is the whole grid and reports). `run` trains a list of jobs (the runner).
+/// report is left to `--report-only` (a single shard, `0/1`, is the whole grid and reports).
+/// `run` trains a list of jobs (the runner).
 pub fn train_grid(
     args: &ShardArgs,
     jobs: &[Job],
@@ -185,8 +186,8 @@ pub fn train_grid(
     }
 }
 
-/// The runs of `jobs` that are not finished (missing, or with fewer updates than planned), as
-/// `(name, directory)`: what `--report-only` must refuse to summarise.
+/// The runs of `jobs` that are not finished (missing, or with fewer updates than planned), each
+/// described by its name, directory and progress: what `--report-only` must refuse to summarise.
 pub fn unfinished(jobs: &[Job]) -> Result<Vec<String>> {
     let mut missing = Vec::new();
     for job in jobs {

@@ -89,13 +89,7 @@ pub fn load_policy(path: &Path) -> Result<LoadedPolicy> {
         .init(obs_dim, num_actions, &device)
         .context("cannot build the run's policy")?;
     let policy = checkpoint.load_model(policy)?;
-    checkpoint.state.check_normalizers(
-        &checkpoint.state_path(),
-        config.ppo.norm_reward,
-        config.ppo.norm_obs,
-        config.num_envs,
-        obs_dim,
-    )?;
+    checkpoint.check_normalizers(&config, obs_dim)?;
     Ok(LoadedPolicy {
         config,
         checkpoint,

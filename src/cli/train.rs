@@ -207,16 +207,7 @@ pub(crate) fn train(args: TrainArgs) -> Result<()> {
     };
     let result = train_from_config(&cfg, opts);
     bar.finish_and_clear();
-    let summary = match result {
-        Ok(summary) => summary,
-        Err(e) => match e.downcast_ref::<Interrupted>() {
-            Some(stopped) => {
-                eprintln!("fbrl train: {stopped}");
-                std::process::exit(stopped.exit_code());
-            }
-            None => return Err(e),
-        },
-    };
+    let summary = Interrupted::exit_process_on(result, "fbrl train: ")?;
     eprintln!(
         "fbrl train: {} updates / {} env steps in {:.1} s ({:.0} steps/s this session) → {}",
         summary.updates_done,

@@ -229,6 +229,22 @@ impl ObsNormalizer {
 mod tests {
     use super::*;
 
+    /// Mean and population variance of feature `j` of row-major `[n, dim]` data.
+    fn column_stats(xs: &[f32], j: usize, dim: usize) -> (f64, f64) {
+        let col: Vec<f64> = xs
+            .iter()
+            .skip(j)
+            .step_by(dim)
+            .map(|&x| f64::from(x))
+            .collect();
+        let n = col.len() as f64;
+        let mean = col.iter().sum::<f64>() / n;
+        (
+            mean,
+            col.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n,
+        )
+    }
+
     #[test]
     fn running_statistics_match_the_whole_stream() {
         let xs: Vec<f32> = (0..60)
@@ -239,15 +255,7 @@ mod tests {
             rms.update(chunk);
         }
         for j in 0..3 {
-            let col: Vec<f64> = xs
-                .iter()
-                .skip(j)
-                .step_by(3)
-                .map(|&x| f64::from(x))
-                .collect();
-            let n = col.len() as f64;
-            let mean = col.iter().sum::<f64>() / n;
-            let var = col.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n;
+            let (mean, var) = column_stats(&xs, j, 3);
             // The 1e-4 prior shifts the figures by ~1e-5.
             assert!(
                 (rms.mean[j] - mean).abs() < 1e-4,
@@ -353,14 +361,7 @@ mod tests {
         norm.update(&batch);
         let out = norm.normalize(&batch);
         for j in 0..2 {
-            let col: Vec<f64> = out
-                .iter()
-                .skip(j)
-                .step_by(2)
-                .map(|&x| f64::from(x))
-                .collect();
-            let mean = col.iter().sum::<f64>() / col.len() as f64;
-            let var = col.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / col.len() as f64;
+            let (mean, var) = column_stats(&out, j, 2);
             assert!(mean.abs() < 1e-3, "feature {j}: mean {mean}");
             assert!((var - 1.0).abs() < 1e-2, "feature {j}: var {var}");
         }
