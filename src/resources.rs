@@ -13,12 +13,17 @@ use crate::config::TrainConfig;
 /// `threads` may be at most this many times the machine's available parallelism.
 pub const MAX_THREADS_PER_CORE: usize = 4;
 
-/// Bytes of memory available to a new process (`MemAvailable` of `/proc/meminfo`), if known.
-pub fn available_memory() -> Option<u64> {
+/// A field of `/proc/meminfo` (e.g. `MemTotal`, `MemAvailable`) in bytes, if known.
+pub fn meminfo_bytes(field: &str) -> Option<u64> {
     let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let line = text.lines().find(|l| l.split(':').next() == Some(field))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib.saturating_mul(1024))
+}
+
+/// Bytes of memory available to a new process (`MemAvailable` of `/proc/meminfo`), if known.
+pub fn available_memory() -> Option<u64> {
+    meminfo_bytes("MemAvailable")
 }
 
 /// Checks `threads` (the `threads` key; 0 means one per core) against the machine.

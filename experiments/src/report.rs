@@ -39,15 +39,8 @@ pub fn machine() -> String {
         .and_then(|l| l.split(':').nth(1))
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|| "unknown CPU".into());
-    let mem_gib = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find(|l| l.starts_with("MemTotal"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map(|kb| format!("{:.0} GiB RAM", kb / 1024.0 / 1024.0))
+    let mem_gib = fbrl::resources::meminfo_bytes("MemTotal")
+        .map(|b| format!("{:.0} GiB RAM", b as f64 / (1u64 << 30) as f64))
         .unwrap_or_else(|| "unknown RAM".into());
     let os = std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .map(|s| format!("Linux {}", s.trim()))
