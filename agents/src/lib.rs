@@ -9,6 +9,7 @@ pub mod attention;
 pub mod feedback;
 pub mod gru;
 pub mod heads;
+pub mod kernels;
 pub mod memory;
 pub mod mlp;
 pub mod policy;

@@ -1,0 +1,74 @@
+//! Row-major matrix products on `f32` slices, through `ndarray`'s safe interface to
+//! `matrixmultiply` (runtime-selected AVX/FMA kernels, single-threaded and deterministic).
+
+use ndarray::linalg::general_mat_mul;
+use ndarray::{ArrayView2, ArrayViewMut2, ShapeBuilder};
+
+/// `c[m×n] = beta·c + a[m×k] · b[k×n]` (all row-major).
+pub(crate) fn gemm(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], beta: f32, c: &mut [f32]) {
+    let a = ArrayView2::from_shape((m, k), &a[..m * k]).expect("a: m×k");
+    let b = ArrayView2::from_shape((k, n), &b[..k * n]).expect("b: k×n");
+    let mut c = ArrayViewMut2::from_shape((m, n), &mut c[..m * n]).expect("c: m×n");
+    general_mat_mul(1.0, &a, &b, beta, &mut c);
+}
+
+/// `c[m×n] = beta·c + a[m×k] · b[n×k]ᵀ` (`b` row-major `n×k`).
+pub(crate) fn gemm_nt(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    b: &[f32],
+    beta: f32,
+    c: &mut [f32],
+) {
+    let a = ArrayView2::from_shape((m, k), &a[..m * k]).expect("a: m×k");
+    let b = ArrayView2::from_shape((k, n).f(), &b[..k * n]).expect("b: n×k");
+    let mut c = ArrayViewMut2::from_shape((m, n), &mut c[..m * n]).expect("c: m×n");
+    general_mat_mul(1.0, &a, &b, beta, &mut c);
+}
+
+/// `c[m×n] = beta·c + a[k×m]ᵀ · b[k×n]` (`a` row-major `k×m`).
+pub(crate) fn gemm_tn(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    b: &[f32],
+    beta: f32,
+    c: &mut [f32],
+) {
+    let a = ArrayView2::from_shape((m, k).f(), &a[..m * k]).expect("a: k×m");
+    let b = ArrayView2::from_shape((k, n), &b[..k * n]).expect("b: k×n");
+    let mut c = ArrayViewMut2::from_shape((m, n), &mut c[..m * n]).expect("c: m×n");
+    general_mat_mul(1.0, &a, &b, beta, &mut c);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn products_match_the_definition() {
+        let (m, k, n) = (3, 4, 5);
+        let a: Vec<f32> = (0..m * k).map(|i| i as f32 * 0.5 - 2.0).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| (i as f32).sin()).collect();
+        let naive = |i: usize, j: usize| (0..k).map(|p| a[i * k + p] * b[p * n + j]).sum::<f32>();
+        let mut c = vec![1.0; m * n];
+        gemm(m, k, n, &a, &b, 1.0, &mut c);
+        let bt: Vec<f32> = (0..n * k).map(|i| b[(i % k) * n + i / k]).collect();
+        let mut c_nt = vec![0.0; m * n];
+        gemm_nt(m, k, n, &a, &bt, 0.0, &mut c_nt);
+        let at: Vec<f32> = (0..k * m).map(|i| a[(i % m) * k + i / m]).collect();
+        let mut c_tn = vec![0.0; m * n];
+        gemm_tn(m, k, n, &at, &b, 0.0, &mut c_tn);
+        for i in 0..m {
+            for j in 0..n {
+                let want = naive(i, j);
+                assert!((c[i * n + j] - 1.0 - want).abs() < 1e-4);
+                assert!((c_nt[i * n + j] - want).abs() < 1e-4);
+                assert!((c_tn[i * n + j] - want).abs() < 1e-4);
+            }
+        }
+    }
+}

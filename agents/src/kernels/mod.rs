@@ -1,0 +1,65 @@
+//! Fused CPU kernels for the recurrent policies.
+//!
+//! The Feedback Transformer and the GRU are sequential in time: written with tensor operations,
+//! one training step of theirs is dozens of small operations per time step, and on the CPU the
+//! cost of each operation (dispatch, allocation, the autodiff graph) outweighs its arithmetic.
+//! The kernels here run a whole sequence forward, and its hand-derived backward pass, on plain
+//! `f32` buffers with batched matrix products (`ndarray`/`matrixmultiply`), parallel over the
+//! batch on the rayon pool, and enter burn's autodiff graph as **one** operation each.
+//!
+//! A kernel is used where the policy's tensors live on the `flex` CPU backend (with or without
+//! autodiff, without gradient checkpointing) and [`fused_enabled`] is true (the default). The
+//! tensor-operation implementations in the policies stay as the reference path: other backends
+//! use them, the tests compare the kernels against them, and [`set_fused`] switches a process
+//! back to them (the `throughput` binary measures both in one run).
+//!
+//! # Determinism
+//! The batch is split into blocks of a fixed number of rows ([`ROWS_PER_BLOCK`]), whatever the
+//! number of threads, and every reduction over rows (weight gradients) runs in a fixed order
+//! after the parallel part, so results are bitwise the same for any pool size.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use burn::prelude::*;
+
+#[cfg(feature = "flex")]
+mod glue;
+#[cfg(feature = "flex")]
+pub(crate) mod linalg;
+
+#[cfg(feature = "flex")]
+#[allow(unused_imports)]
+pub(crate) use glue::{FusedOp, apply};
+
+/// Rows of the batch a parallel task processes. Fixed, so that the split (and so every result)
+/// does not depend on the number of threads.
+pub const ROWS_PER_BLOCK: usize = 4;
+
+static FUSED: AtomicBool = AtomicBool::new(true);
+
+/// Whether the fused kernels are used where they apply (the default).
+pub fn fused_enabled() -> bool {
+    FUSED.load(Ordering::Relaxed)
+}
+
+/// Turns the fused kernels on or off for the whole process (off: every policy runs its
+/// tensor-operation reference path). Meant for benchmarks and tests that compare the two.
+pub fn set_fused(enabled: bool) {
+    FUSED.store(enabled, Ordering::Relaxed);
+}
+
+/// Whether a tensor on `device` would go through the fused kernels: the flex backend, bare or
+/// under autodiff without gradient checkpointing, and [`fused_enabled`].
+pub fn runs_fused(device: &Device) -> bool {
+    fused_enabled() && glue_supports(device)
+}
+
+#[cfg(feature = "flex")]
+fn glue_supports(device: &Device) -> bool {
+    glue::supports(device)
+}
+
+#[cfg(not(feature = "flex"))]
+fn glue_supports(_device: &Device) -> bool {
+    false
+}
