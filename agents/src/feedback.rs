@@ -36,14 +36,24 @@
 //! # Memory layout
 //! A sliding window over the last `τ` steps, oldest first, shifted by one each step (drop the
 //! oldest entry, append the newest), so its size never changes and relative positions stay
-//! aligned with the window's slots. [`Memory::tensors`] holds, for each key/value group (one
-//! with `share_kv`, else one per layer), the cached keys `[B, τ, d]` and values `[B, τ, d]`,
-//! then the validity mask `[B, τ, 1]` (1 = a memory vector of the current episode, 0 = empty or
-//! from an earlier episode).
+//! aligned with the window's slots. [`Memory::tensors`] holds the memory vectors `[B, τ, d]`,
+//! then, for each key/value group (one with `share_kv`, else one per layer), their cached keys
+//! `[B, τ, d]` and values `[B, τ, d]`, then the validity mask `[B, τ, 1]` (1 = a memory vector
+//! of the current episode, 0 = empty or from an earlier episode).
 //!
-//! Training unrolls the same recurrence step by step (the mechanism is inherently sequential):
-//! [`ActorCritic::forward_sequence`] embeds the whole chunk at once, runs the recurrence over
-//! time for the whole batch, and applies the heads to the whole chunk at once.
+//! Stepping (rollouts, evaluation) reads the cached keys and values, so a step projects only the
+//! new vector. [`ActorCritic::forward_sequence`] (the PPO update) ignores the cache and
+//! recomputes the starting window's keys and values from the stored vectors with the current
+//! weights, as the paper's reference code does: nothing is stale after the first epoch, and the
+//! key/value projection and its LayerNorm get gradient through the starting window too. The
+//! price is the vectors themselves: `τ·d` floats per env besides the `2·τ·d` of the cache.
+//!
+//! Training unrolls the same recurrence step by step (the mechanism is inherently sequential).
+//! On the flex CPU backend both calls run the fused kernel of [`crate::kernels`] (one operation
+//! for the whole sequence, with a hand-derived backward pass); elsewhere, and as the reference
+//! the kernel is tested against, the tensor-operation path below: it embeds the whole chunk at
+//! once, runs the recurrence over time for the whole batch, and applies the heads to the whole
+//! chunk at once.
 
 use burn::module::Param;
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
@@ -54,6 +64,7 @@ use crate::attention::{
     ActorCriticHeads, AttentionConfigError, FeedForward, MASKED_SCORE, RelativePositionBias,
     check_memory_layout, check_sizes,
 };
+use crate::kernels;
 use crate::memory::Memory;
 use crate::policy::ActorCritic;
 
@@ -172,8 +183,8 @@ pub struct MemoryKeyValue {
 }
 
 impl MemoryKeyValue {
-    /// `[B, d]` → keys and values side by side `[B, 2d]` (keys first).
-    fn project(&self, m: Tensor<2>) -> Tensor<2> {
+    /// `[.., d]` → keys and values side by side `[.., 2d]` (keys first).
+    fn project<const D: usize>(&self, m: Tensor<D>) -> Tensor<D> {
         self.proj.forward(self.norm.forward(m))
     }
 }
@@ -201,10 +212,11 @@ pub struct FeedbackTransformer {
     pub span: usize,
 }
 
-/// The recurrent state in working form: per key/value group the cached keys and values side by
-/// side `[B, τ, 2d]` (keys first, as the projection makes them), and the validity mask
-/// `[B, τ, 1]`.
+/// The recurrent state in working form: the memory vectors `[B, τ, d]`, per key/value group the
+/// keys and values side by side `[B, τ, 2d]` (keys first, as the projection makes them), and the
+/// validity mask `[B, τ, 1]`.
 struct Window {
+    vectors: Tensor<3>,
     key_values: Vec<Tensor<3>>,
     valid: Tensor<3>,
 }
@@ -221,30 +233,47 @@ struct StepConstants {
 impl FeedbackTransformer {
     /// The shapes of this policy's memory for `batch` envs.
     pub(crate) fn memory_shapes(&self, batch: usize) -> Vec<[usize; 3]> {
-        let mut shapes = vec![[batch, self.span, self.d_model]; 2 * self.key_value.len()];
+        let mut shapes = vec![[batch, self.span, self.d_model]; 1 + 2 * self.key_value.len()];
         shapes.push([batch, self.span, 1]);
         shapes
     }
 
-    fn window_from_memory(&self, memory: Memory) -> Window {
+    /// The memory's tensors in working form. With `recompute`, the keys and values come from
+    /// the memory vectors with the current weights (the cache is not read).
+    fn window_from_memory(&self, memory: Memory, recompute: bool) -> Window {
         let batch = memory.batch_size().unwrap_or(0);
         check_memory_layout(
             "FeedbackTransformer",
             &self.memory_shapes(batch),
             &memory.shapes(),
         );
-        let mut tensors = memory.tensors;
-        let valid = tensors.pop().expect("checked layout");
-        let mut key_values = Vec::new();
-        let mut it = tensors.into_iter();
-        while let (Some(k), Some(v)) = (it.next(), it.next()) {
-            key_values.push(Tensor::cat(vec![k, v], 2)); // [B, τ, 2d]
+        let mut tensors = memory.tensors.into_iter();
+        let vectors = tensors.next().expect("checked layout");
+        let mut rest: Vec<Tensor<3>> = tensors.collect();
+        let valid = rest.pop().expect("checked layout");
+        let key_values = if recompute {
+            self.key_value
+                .iter()
+                .map(|kv| kv.project(vectors.clone()))
+                .collect()
+        } else {
+            let mut key_values = Vec::new();
+            let mut it = rest.into_iter();
+            while let (Some(k), Some(v)) = (it.next(), it.next()) {
+                key_values.push(Tensor::cat(vec![k, v], 2)); // [B, τ, 2d]
+            }
+            key_values
+        };
+        Window {
+            vectors,
+            key_values,
+            valid,
         }
-        Window { key_values, valid }
     }
 
     fn window_into_memory(window: Window) -> Memory {
-        let mut tensors = Vec::with_capacity(2 * window.key_values.len() + 1);
+        let mut tensors = Vec::with_capacity(2 * window.key_values.len() + 2);
+        tensors.push(window.vectors);
         for kv in window.key_values {
             let d = kv.dims()[2] / 2;
             tensors.push(kv.clone().narrow(2, 0, d));
@@ -354,9 +383,232 @@ impl FeedbackTransformer {
             .zip(window.key_values)
             .map(|(kv, old)| slide(old, kv.project(memory_vector.clone())))
             .collect();
+        let vectors = slide(window.vectors, memory_vector);
         let valid = slide(valid, consts.ones.clone().reshape([b, 1]));
-        (x, Window { key_values, valid })
+        (
+            x,
+            Window {
+                vectors,
+                key_values,
+                valid,
+            },
+        )
     }
+}
+
+/// The two implementations of the recurrence: tensor operations (any backend; the reference)
+/// and the fused kernel (flex).
+impl FeedbackTransformer {
+    /// The recurrence over a sequence with tensor operations: the embedded observations
+    /// `x0 [B, T, d]` and episode starts `[B, T]` from `memory0` to the last layer's outputs
+    /// `[B, T, d]`. The starting keys and values are recomputed from the memory vectors.
+    pub fn recurrence_reference(
+        &self,
+        x0: Tensor<3>,
+        episode_start: Tensor<2>,
+        memory0: Memory,
+    ) -> Tensor<3> {
+        let [b, _, d] = x0.dims();
+        let mut window = self.window_from_memory(memory0, true);
+        let consts = self.constants(b, &x0.device());
+        let mut tops = Vec::with_capacity(x0.dims()[1]);
+        for (x, start) in x0.iter_dim(1).zip(episode_start.iter_dim(1)) {
+            let (top, next) =
+                self.advance(x.reshape([b, d]), start.reshape([b, 1, 1]), window, &consts);
+            tops.push(top);
+            window = next;
+        }
+        Tensor::stack::<3>(tops, 1) // [B, T, d]
+    }
+
+    /// [`Self::recurrence_reference`] as one fused operation (flex backend only). Unlike
+    /// `forward_sequence`, the starting memory vectors are not detached here, so their gradient
+    /// can be checked.
+    pub fn recurrence_fused(
+        &self,
+        x0: Tensor<3>,
+        episode_start: Tensor<2>,
+        memory0: Memory,
+    ) -> Tensor<3> {
+        let [b, t, d] = x0.dims();
+        let span = self.span;
+        let mut tensors = memory0.tensors;
+        let valid0 = tensors.pop().expect("memory layout");
+        let m0 = tensors.swap_remove(0);
+        assert_eq!(
+            m0.dims(),
+            [b, span, d],
+            "FeedbackTransformer: memory vectors [B, τ, d]"
+        );
+        let dims = self.kernel_dims();
+        let op = kernels::feedback::FeedbackSequence {
+            layout: kernels::feedback::Layout::new(&dims),
+            dims,
+            batch: b,
+            steps: t,
+            starts: host_values(episode_start),
+            valid0: host_values(valid0),
+        };
+        let out = kernels::apply(
+            op,
+            [
+                self.flat_parameters(),
+                x0.reshape([b * t * d]),
+                m0.reshape([b * span * d]),
+            ],
+        );
+        out.reshape([b, t, d])
+    }
+
+    fn step_reference(
+        &self,
+        obs: Tensor<2>,
+        episode_start: Tensor<1>,
+        memory: Memory,
+    ) -> (Tensor<2>, Tensor<1>, Memory) {
+        let [b, _] = obs.dims();
+        let window = self.window_from_memory(memory, false);
+        let x0 = self.embed.forward(obs); // [B, d]
+        let consts = self.constants(b, &x0.device());
+        let (top, window) = self.advance(x0, episode_start.reshape([b, 1, 1]), window, &consts);
+        let (logits, value) = self.heads.forward(top); // [B, A], [B, 1]
+        (logits, value.reshape([b]), Self::window_into_memory(window))
+    }
+
+    fn step_fused(
+        &self,
+        obs: Tensor<2>,
+        episode_start: Tensor<1>,
+        memory: Memory,
+    ) -> (Tensor<2>, Tensor<1>, Memory) {
+        let [b, _] = obs.dims();
+        let device = obs.device();
+        let (d, span) = (self.d_model, self.span);
+        check_memory_layout(
+            "FeedbackTransformer",
+            &self.memory_shapes(b),
+            &memory.shapes(),
+        );
+        let dims = self.kernel_dims();
+        let layout = kernels::feedback::Layout::new(&dims);
+        let x0 = self.embed.forward(obs); // [B, d]
+        let mut tensors = memory.tensors.into_iter();
+        let vectors = tensors.next().expect("checked layout");
+        let mut rest: Vec<Tensor<3>> = tensors.collect();
+        let valid = rest.pop().expect("checked layout");
+        let kv: Vec<Vec<f32>> = rest
+            .chunks(2)
+            .map(|kv| host_values(Tensor::cat(kv.to_vec(), 2)))
+            .collect();
+        let starts = host_values(episode_start);
+        let valid_host = host_values(valid);
+        let (top, m, new_kv) = kernels::feedback::decode_step(
+            &dims,
+            &layout,
+            &host_values(self.flat_parameters()),
+            &host_values(x0),
+            &starts,
+            &kv,
+            &valid_host,
+        );
+        // Slide the window on the host: drop the oldest slot, append the new entry.
+        let slide = |old: &[f32], new: &[f32], width: usize| {
+            let mut out = Vec::with_capacity(b * span * width);
+            for r in 0..b {
+                out.extend_from_slice(&old[(r * span + 1) * width..(r + 1) * span * width]);
+                out.extend_from_slice(&new[r * width..(r + 1) * width]);
+            }
+            out
+        };
+        let mut tensors = Vec::with_capacity(2 * kv.len() + 2);
+        tensors.push(tensor3(
+            slide(&host_values(vectors), &m, d),
+            [b, span, d],
+            &device,
+        ));
+        for (old, new) in kv.iter().zip(&new_kv) {
+            let both = slide(old, new, 2 * d);
+            let (keys, values): (Vec<f32>, Vec<f32>) = {
+                let mut k = Vec::with_capacity(b * span * d);
+                let mut v = Vec::with_capacity(b * span * d);
+                for row in both.chunks_exact(2 * d) {
+                    k.extend_from_slice(&row[..d]);
+                    v.extend_from_slice(&row[d..]);
+                }
+                (k, v)
+            };
+            tensors.push(tensor3(keys, [b, span, d], &device));
+            tensors.push(tensor3(values, [b, span, d], &device));
+        }
+        let mut new_valid = Vec::with_capacity(b * span);
+        for r in 0..b {
+            let keep = if starts[r] > 0.5 { 0.0 } else { 1.0 };
+            new_valid.extend(
+                valid_host[r * span + 1..(r + 1) * span]
+                    .iter()
+                    .map(|v| v * keep),
+            );
+            new_valid.push(1.0);
+        }
+        tensors.push(tensor3(new_valid, [b, span, 1], &device));
+        let top = Tensor::<1>::from_data(TensorData::new(top, [b * d]), &device).reshape([b, d]);
+        let (logits, value) = self.heads.forward(top); // [B, A], [B, 1]
+        (logits, value.reshape([b]), Memory { tensors })
+    }
+
+    fn kernel_dims(&self) -> kernels::feedback::Dims {
+        kernels::feedback::Dims {
+            d: self.d_model,
+            heads: self.n_heads,
+            layers: self.layers.len(),
+            ff: self.layers[0].ff.hidden.weight.dims()[1],
+            span: self.span,
+            groups: self.key_value.len(),
+        }
+    }
+
+    /// Every trunk parameter flattened into one vector, in the order of
+    /// [`kernels::feedback::Layout`] (differentiable: the gradient of the vector reaches each
+    /// parameter).
+    fn flat_parameters(&self) -> Tensor<1> {
+        fn flat<const D: usize>(t: Tensor<D>) -> Tensor<1> {
+            let n = t.shape().num_elements();
+            t.reshape([n])
+        }
+        fn norm(ln: &LayerNorm, out: &mut Vec<Tensor<1>>) {
+            out.push(ln.gamma.val());
+            out.push(ln.beta.as_ref().expect("LayerNorm with beta").val());
+        }
+        let mut parts = Vec::new();
+        for layer in &self.layers {
+            norm(&layer.norm_attn, &mut parts);
+            parts.push(flat(layer.query.weight.val()));
+            parts.push(flat(layer.out.weight.val()));
+            parts.push(flat(layer.position_bias.bias.val()));
+            norm(&layer.norm_ff, &mut parts);
+            parts.push(flat(layer.ff.hidden.weight.val()));
+            parts.push(layer.ff.hidden.bias.as_ref().expect("bias").val());
+            parts.push(flat(layer.ff.output.weight.val()));
+            parts.push(layer.ff.output.bias.as_ref().expect("bias").val());
+        }
+        for kv in &self.key_value {
+            norm(&kv.norm, &mut parts);
+            parts.push(flat(kv.proj.weight.val()));
+        }
+        parts.push(self.layer_mix.val());
+        Tensor::cat(parts, 0)
+    }
+}
+
+fn host_values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .expect("f32 tensor")
+}
+
+fn tensor3(values: Vec<f32>, shape: [usize; 3], device: &Device) -> Tensor<3> {
+    Tensor::from_data(TensorData::new(values, shape), device)
 }
 
 impl ActorCritic for FeedbackTransformer {
@@ -377,13 +629,11 @@ impl ActorCritic for FeedbackTransformer {
         episode_start: Tensor<1>,
         memory: Memory,
     ) -> (Tensor<2>, Tensor<1>, Memory) {
-        let [b, _] = obs.dims();
-        let window = self.window_from_memory(memory);
-        let x0 = self.embed.forward(obs); // [B, d]
-        let consts = self.constants(b, &x0.device());
-        let (top, window) = self.advance(x0, episode_start.reshape([b, 1, 1]), window, &consts);
-        let (logits, value) = self.heads.forward(top); // [B, A], [B, 1]
-        (logits, value.reshape([b]), Self::window_into_memory(window))
+        let device = obs.device();
+        if kernels::runs_fused(&device) && !device.is_autodiff() {
+            return self.step_fused(obs, episode_start, memory);
+        }
+        self.step_reference(obs, episode_start, memory)
     }
 
     fn forward_sequence(
@@ -392,21 +642,13 @@ impl ActorCritic for FeedbackTransformer {
         episode_start: Tensor<2>,
         memory0: Memory,
     ) -> (Tensor<3>, Tensor<2>) {
-        let [b, t, obs_dim] = obs.dims();
-        let mut window = self.window_from_memory(memory0.detach());
-        let device = obs.device();
-        let consts = self.constants(b, &device);
-        let mut tops = Vec::with_capacity(t);
-        // Each step embeds its own observation slice: slicing the (untracked) observations costs
-        // nothing in the backward pass, whereas slicing an embedded `[B, T, d]` would make every
-        // step's gradient a full-size `[B, T, d]` tensor.
-        for (o, start) in obs.iter_dim(1).zip(episode_start.iter_dim(1)) {
-            let x0 = self.embed.forward(o.reshape([b, obs_dim])); // [B, d]
-            let (top, next) = self.advance(x0, start.reshape([b, 1, 1]), window, &consts);
-            tops.push(top);
-            window = next;
-        }
-        let tops = Tensor::stack::<3>(tops, 1); // [B, T, d]
+        let [b, t, _] = obs.dims();
+        let x0 = self.embed.forward(obs); // [B, T, d]
+        let tops = if kernels::runs_fused(&x0.device()) {
+            self.recurrence_fused(x0, episode_start, memory0.detach())
+        } else {
+            self.recurrence_reference(x0, episode_start, memory0.detach())
+        };
         let (logits, values) = self.heads.forward(tops); // [B, T, A], [B, T, 1]
         (logits, values.reshape([b, t]))
     }

@@ -465,8 +465,8 @@ fn memory_size_is_fixed() {
             "{name}: memory differs from init_memory's"
         );
         let expected_bytes = match name {
-            "feedback" => (2 * SPAN * d + SPAN) * 4, // shared keys, values, mask
-            "feedback (per-layer kv)" => (2 * 2 * SPAN * d + SPAN) * 4, // keys, values per layer
+            "feedback" => (3 * SPAN * d + SPAN) * 4, // vectors, shared keys and values, mask
+            "feedback (per-layer kv)" => ((1 + 2 * 2) * SPAN * d + SPAN) * 4, // kv per layer
             _ => (2 * 2 * SPAN * d + SPAN) * 4,      // keys, values per layer
         };
         assert_eq!(after_long.1, expected_bytes, "{name}: bytes per env");

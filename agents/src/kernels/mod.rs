@@ -23,6 +23,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use burn::prelude::*;
 
 #[cfg(feature = "flex")]
+pub(crate) mod feedback;
+#[cfg(feature = "flex")]
 mod glue;
 #[cfg(feature = "flex")]
 pub(crate) mod linalg;
@@ -33,7 +35,7 @@ pub(crate) use glue::{FusedOp, apply};
 
 /// Rows of the batch a parallel task processes. Fixed, so that the split (and so every result)
 /// does not depend on the number of threads.
-pub const ROWS_PER_BLOCK: usize = 4;
+pub const ROWS_PER_BLOCK: usize = 8;
 
 static FUSED: AtomicBool = AtomicBool::new(true);
 

@@ -1,0 +1,1036 @@
+//! The Feedback Transformer's recurrence ([`crate::feedback`]) as one fused operation: the
+//! forward pass over a whole sequence, its hand-derived backward pass, and the single decoding
+//! step of the rollouts.
+//!
+//! The operation maps the embedded observations `x0 [B, T, d]`, the memory vectors the sequence
+//! starts from `m0 [B, τ, d]` and the trunk's parameters (flattened in the order of [`Layout`])
+//! to the last layer's outputs `[B, T, d]`; the actor-critic heads stay tensor operations. It
+//! computes exactly what the reference path of [`crate::feedback`] computes: pre-LN layers
+//! attending to the last `τ` memory vectors of the episode plus their own input, keys and values
+//! `Wkv · LN(m)` recomputed from the starting memory vectors with the current weights, the
+//! memory vector a softmax-weighted mix of the embedding and every layer's output.
+//!
+//! Each block of [`ROWS_PER_BLOCK`](super::ROWS_PER_BLOCK) batch rows runs on its own (rows do
+//! not interact); the products inside a step are matrix products over the rows of a block.
+//! The backward pass of a block keeps the per-step gradients of every linear layer's output and
+//! forms the weight gradients as one matrix product over all `T × rows` at the end; blocks'
+//! gradients are summed in block order.
+
+use rayon::prelude::*;
+
+use super::ROWS_PER_BLOCK;
+use super::glue::FusedOp;
+use super::linalg::{gemm, gemm_nt, gemm_tn};
+
+/// LayerNorm's epsilon (burn's default, which every norm of the policy uses).
+const LN_EPS: f32 = 1e-5;
+
+/// Sizes of the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Dims {
+    /// Width `d`.
+    pub d: usize,
+    /// Attention heads `H`.
+    pub heads: usize,
+    /// Layers `L`.
+    pub layers: usize,
+    /// Feed-forward width.
+    pub ff: usize,
+    /// Span `τ`.
+    pub span: usize,
+    /// Key/value groups: 1 with `share_kv`, else `L`.
+    pub groups: usize,
+}
+
+impl Dims {
+    fn dh(&self) -> usize {
+        self.d / self.heads
+    }
+
+    fn group(&self, layer: usize) -> usize {
+        if self.groups == 1 { 0 } else { layer }
+    }
+}
+
+/// Offsets of one layer's parameters in the flat parameter vector.
+#[derive(Debug, Clone, Copy)]
+struct LayerAt {
+    ln_a_g: usize,
+    ln_a_b: usize,
+    wq: usize,
+    wo: usize,
+    bias: usize,
+    ln_f_g: usize,
+    ln_f_b: usize,
+    w1: usize,
+    b1: usize,
+    w2: usize,
+    b2: usize,
+}
+
+/// Offsets of one key/value group's parameters.
+#[derive(Debug, Clone, Copy)]
+struct GroupAt {
+    ln_g: usize,
+    ln_b: usize,
+    wkv: usize,
+}
+
+/// Where each parameter lives in the flat vector. The order, which the policy's
+/// `flat_parameters` must follow: per layer `norm_attn.gamma, norm_attn.beta, query.weight,
+/// out.weight, position_bias.bias, norm_ff.gamma, norm_ff.beta, ff.hidden.weight,
+/// ff.hidden.bias, ff.output.weight, ff.output.bias`; then per group `norm.gamma, norm.beta,
+/// proj.weight`; then `layer_mix`. Weights are `[d_in, d_out]` row-major, the position bias
+/// `[H, τ+1]` by distance.
+#[derive(Debug, Clone)]
+pub(crate) struct Layout {
+    layers: Vec<LayerAt>,
+    groups: Vec<GroupAt>,
+    mix: usize,
+    /// Total number of floats.
+    pub len: usize,
+}
+
+impl Layout {
+    pub(crate) fn new(dims: &Dims) -> Self {
+        let (d, f) = (dims.d, dims.ff);
+        let mut at = 0;
+        let mut take = |n: usize| {
+            let start = at;
+            at += n;
+            start
+        };
+        let layers = (0..dims.layers)
+            .map(|_| LayerAt {
+                ln_a_g: take(d),
+                ln_a_b: take(d),
+                wq: take(d * d),
+                wo: take(d * d),
+                bias: take(dims.heads * (dims.span + 1)),
+                ln_f_g: take(d),
+                ln_f_b: take(d),
+                w1: take(d * f),
+                b1: take(f),
+                w2: take(f * d),
+                b2: take(d),
+            })
+            .collect();
+        let groups = (0..dims.groups)
+            .map(|_| GroupAt {
+                ln_g: take(d),
+                ln_b: take(d),
+                wkv: take(d * 2 * d),
+            })
+            .collect();
+        let mix = take(dims.layers + 1);
+        Self {
+            layers,
+            groups,
+            mix,
+            len: at,
+        }
+    }
+}
+
+/// LayerNorm of `rows` rows of width `d`: writes the normalised rows `hat`, the output
+/// `out = hat·g + b` and each row's `1/σ`.
+fn layer_norm(x: &[f32], g: &[f32], b: &[f32], hat: &mut [f32], out: &mut [f32], rstd: &mut [f32]) {
+    let d = g.len();
+    for (r, xr) in x.chunks_exact(d).enumerate() {
+        let mean = xr.iter().sum::<f32>() / d as f32;
+        let var = xr.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / d as f32;
+        let s = 1.0 / (var + LN_EPS).sqrt();
+        rstd[r] = s;
+        let hr = &mut hat[r * d..(r + 1) * d];
+        let or = &mut out[r * d..(r + 1) * d];
+        for i in 0..d {
+            hr[i] = (xr[i] - mean) * s;
+            or[i] = hr[i] * g[i] + b[i];
+        }
+    }
+}
+
+/// LayerNorm's backward pass: adds the input gradient to `dx` and the parameters' gradients
+/// to `dg`, `db`, given the output gradient `dy` and the forward's `hat`, `rstd`.
+fn layer_norm_back(
+    dy: &[f32],
+    hat: &[f32],
+    rstd: &[f32],
+    g: &[f32],
+    dx: &mut [f32],
+    dg: &mut [f32],
+    db: &mut [f32],
+) {
+    let d = g.len();
+    for (r, dyr) in dy.chunks_exact(d).enumerate() {
+        let hr = &hat[r * d..(r + 1) * d];
+        let mut mean_dh = 0.0;
+        let mut mean_dh_h = 0.0;
+        for i in 0..d {
+            let dh = dyr[i] * g[i];
+            mean_dh += dh;
+            mean_dh_h += dh * hr[i];
+            dg[i] += dyr[i] * hr[i];
+            db[i] += dyr[i];
+        }
+        mean_dh /= d as f32;
+        mean_dh_h /= d as f32;
+        let dxr = &mut dx[r * d..(r + 1) * d];
+        for i in 0..d {
+            dxr[i] += rstd[r] * (dyr[i] * g[i] - mean_dh - hr[i] * mean_dh_h);
+        }
+    }
+}
+
+fn softmax_in_place(v: &mut [f32]) {
+    let max = v.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0.0;
+    for x in v.iter_mut() {
+        *x = (*x - max).exp();
+        sum += *x;
+    }
+    for x in v.iter_mut() {
+        *x /= sum;
+    }
+}
+
+fn add_into(dst: &mut [f32], src: &[f32]) {
+    for (a, b) in dst.iter_mut().zip(src) {
+        *a += b;
+    }
+}
+
+fn column_sums_into(dst: &mut [f32], rows: &[f32]) {
+    for row in rows.chunks_exact(dst.len()) {
+        add_into(dst, row);
+    }
+}
+
+/// The inputs of a block of rows that are not parameters.
+struct BlockInput<'a> {
+    rows: usize,
+    steps: usize,
+    /// `[rows, T, d]`.
+    x0: &'a [f32],
+    /// `[rows, T]`, 1.0 where an episode starts.
+    starts: &'a [f32],
+    /// `[rows, τ]`, 1.0 where a starting memory slot holds a vector of the current episode.
+    valid0: &'a [f32],
+    /// The starting window: memory vectors `[rows, τ, d]`, or cached keys/values.
+    window: Window<'a>,
+}
+
+enum Window<'a> {
+    /// Memory vectors `[rows, τ, d]`: keys and values are computed from them.
+    Vectors(&'a [f32]),
+    /// Keys/values per group `[G][rows, τ, 2d]` (already projected: decoding).
+    KeyValues(Vec<&'a [f32]>),
+}
+
+/// Everything the forward pass of a block computes that its backward pass reads. Per-layer
+/// arrays are `[L][T][rows][width]`, per-step ones `[T][rows][width]`, the memory history
+/// `[G][rows][τ+T][width]` (index `i < τ`: the starting window, `τ + t`: step `t`'s vector).
+#[derive(Debug, Default)]
+pub(crate) struct Trace {
+    rows: usize,
+    steps: usize,
+    /// Layer outputs `x^0..x^L`: `[L+1][T][rows][d]`.
+    xs: Vec<f32>,
+    a_hat: Vec<f32>,
+    a_out: Vec<f32>,
+    a_rstd: Vec<f32>,
+    q: Vec<f32>,
+    c_hat: Vec<f32>,
+    c_out: Vec<f32>,
+    c_rstd: Vec<f32>,
+    kv_self: Vec<f32>,
+    /// Attention weights `[L][T][rows][H][τ+1]` (slot `τ`: the own input).
+    p: Vec<f32>,
+    att: Vec<f32>,
+    f_hat: Vec<f32>,
+    f_out: Vec<f32>,
+    f_rstd: Vec<f32>,
+    /// Feed-forward hidden units after the ReLU, `[L][T][rows][F]`.
+    hid: Vec<f32>,
+    /// `LN(m)` of every memory vector: `[G][rows][τ+T][d]` (hat and output), rstd `[G][rows][τ+T]`.
+    m_hat: Vec<f32>,
+    m_out: Vec<f32>,
+    m_rstd: Vec<f32>,
+    kv_hist: Vec<f32>,
+    /// The first history index each row may attend to at each step, `[T][rows]`.
+    floor: Vec<usize>,
+}
+
+/// What a forward pass of a block returns besides its trace.
+struct BlockOutput {
+    /// Last layer's outputs `[rows, T, d]`.
+    top: Vec<f32>,
+    /// The last step's memory vector `[rows, d]`.
+    last_m: Vec<f32>,
+}
+
+/// The forward pass of one block of rows.
+fn forward_block(dims: &Dims, at: &Layout, p: &[f32], input: &BlockInput) -> (BlockOutput, Trace) {
+    let Dims {
+        d,
+        heads,
+        layers,
+        ff,
+        span,
+        groups,
+    } = *dims;
+    let (rows, steps) = (input.rows, input.steps);
+    let dh = dims.dh();
+    let hist = span + steps;
+    let slots = span + 1;
+    let scale = 1.0 / (dh as f32).sqrt();
+    let per_layer = |w: usize| vec![0.0; layers * steps * rows * w];
+    let mut tr = Trace {
+        rows,
+        steps,
+        xs: vec![0.0; (layers + 1) * steps * rows * d],
+        a_hat: per_layer(d),
+        a_out: per_layer(d),
+        a_rstd: per_layer(1),
+        q: per_layer(d),
+        c_hat: per_layer(d),
+        c_out: per_layer(d),
+        c_rstd: per_layer(1),
+        kv_self: per_layer(2 * d),
+        p: per_layer(heads * slots),
+        att: per_layer(d),
+        f_hat: per_layer(d),
+        f_out: per_layer(d),
+        f_rstd: per_layer(1),
+        hid: per_layer(ff),
+        m_hat: vec![0.0; groups * rows * hist * d],
+        m_out: vec![0.0; groups * rows * hist * d],
+        m_rstd: vec![0.0; groups * rows * hist],
+        kv_hist: vec![0.0; groups * rows * hist * 2 * d],
+        floor: vec![0; steps * rows],
+    };
+    let mix = {
+        let mut w = p[at.mix..at.mix + layers + 1].to_vec();
+        softmax_in_place(&mut w);
+        w
+    };
+
+    // The starting window's keys and values.
+    let mut m_rows = vec![0.0; span * d];
+    let mut m_hat_rows = vec![0.0; span * d];
+    let mut m_out_rows = vec![0.0; span * d];
+    let mut m_rstd_rows = vec![0.0; span];
+    let mut kv_rows = vec![0.0; span * 2 * d];
+    for g in 0..groups {
+        let ga = at.groups[g];
+        for r in 0..rows {
+            let h0 = (g * rows + r) * hist;
+            match &input.window {
+                Window::Vectors(m0) => {
+                    m_rows.copy_from_slice(&m0[r * span * d..(r + 1) * span * d]);
+                    layer_norm(
+                        &m_rows,
+                        &p[ga.ln_g..ga.ln_g + d],
+                        &p[ga.ln_b..ga.ln_b + d],
+                        &mut m_hat_rows,
+                        &mut m_out_rows,
+                        &mut m_rstd_rows,
+                    );
+                    gemm(span, d, 2 * d, &m_out_rows, &p[ga.wkv..], 0.0, &mut kv_rows);
+                    tr.m_hat[h0 * d..(h0 + span) * d].copy_from_slice(&m_hat_rows);
+                    tr.m_out[h0 * d..(h0 + span) * d].copy_from_slice(&m_out_rows);
+                    tr.m_rstd[h0..h0 + span].copy_from_slice(&m_rstd_rows);
+                    tr.kv_hist[h0 * 2 * d..(h0 + span) * 2 * d].copy_from_slice(&kv_rows);
+                }
+                Window::KeyValues(kv) => {
+                    tr.kv_hist[h0 * 2 * d..(h0 + span) * 2 * d]
+                        .copy_from_slice(&kv[g][r * span * 2 * d..(r + 1) * span * 2 * d]);
+                }
+            }
+        }
+    }
+
+    let mut top = vec![0.0; rows * steps * d];
+    let mut floor: Vec<usize> = vec![0; rows];
+    let mut xp = vec![0.0; rows * d];
+    let mut m = vec![0.0; rows * d];
+    let mut m_hat_t = vec![0.0; rows * d];
+    let mut m_out_t = vec![0.0; rows * d];
+    let mut m_rstd_t = vec![0.0; rows];
+    let mut kv_t = vec![0.0; rows * 2 * d];
+    let mut scores = vec![0.0; slots];
+    let lt = |l: usize, t: usize| (l * steps + t) * rows;
+    for t in 0..steps {
+        for r in 0..rows {
+            if input.starts[r * steps + t] > 0.5 {
+                floor[r] = span + t;
+            }
+            tr.floor[t * rows + r] = floor[r];
+        }
+        // x^0: the embedded observations of this step.
+        {
+            let x = &mut tr.xs[lt(0, t) * d..(lt(0, t) + rows) * d];
+            for r in 0..rows {
+                x[r * d..(r + 1) * d]
+                    .copy_from_slice(&input.x0[(r * steps + t) * d..(r * steps + t + 1) * d]);
+            }
+        }
+        for l in 0..layers {
+            let la = at.layers[l];
+            let g = dims.group(l);
+            let ga = at.groups[g];
+            let o = lt(l, t);
+            let (below, above) = tr.xs.split_at_mut(lt(l + 1, t) * d);
+            let x = &below[o * d..(o + rows) * d];
+            let x_next = &mut above[..rows * d];
+            // Query.
+            layer_norm(
+                x,
+                &p[la.ln_a_g..la.ln_a_g + d],
+                &p[la.ln_a_b..la.ln_a_b + d],
+                &mut tr.a_hat[o * d..(o + rows) * d],
+                &mut tr.a_out[o * d..(o + rows) * d],
+                &mut tr.a_rstd[o..o + rows],
+            );
+            gemm(
+                rows,
+                d,
+                d,
+                &tr.a_out[o * d..],
+                &p[la.wq..],
+                0.0,
+                &mut tr.q[o * d..],
+            );
+            // The own input's key and value.
+            layer_norm(
+                x,
+                &p[ga.ln_g..ga.ln_g + d],
+                &p[ga.ln_b..ga.ln_b + d],
+                &mut tr.c_hat[o * d..(o + rows) * d],
+                &mut tr.c_out[o * d..(o + rows) * d],
+                &mut tr.c_rstd[o..o + rows],
+            );
+            gemm(
+                rows,
+                d,
+                2 * d,
+                &tr.c_out[o * d..],
+                &p[ga.wkv..],
+                0.0,
+                &mut tr.kv_self[o * 2 * d..],
+            );
+            // Attention of each row and head over the window and the own slot.
+            for r in 0..rows {
+                let q = &tr.q[(o + r) * d..(o + r + 1) * d];
+                let kv_s = &tr.kv_self[(o + r) * 2 * d..(o + r + 1) * 2 * d];
+                let base = (g * rows + r) * hist;
+                let lo = floor[r].max(t);
+                for h in 0..heads {
+                    let qh = &q[h * dh..(h + 1) * dh];
+                    let mut max = f32::NEG_INFINITY;
+                    for j in 0..span {
+                        let i = t + j;
+                        let allowed = i >= lo && (i >= span || input.valid0[r * span + i] > 0.5);
+                        scores[j] = if allowed {
+                            let k = &tr.kv_hist[(base + i) * 2 * d + h * dh..][..dh];
+                            let s = dot(qh, k) * scale + p[la.bias + h * slots + span - j];
+                            max = max.max(s);
+                            s
+                        } else {
+                            f32::NEG_INFINITY
+                        };
+                    }
+                    let s_self =
+                        dot(qh, &kv_s[h * dh..(h + 1) * dh]) * scale + p[la.bias + h * slots];
+                    scores[span] = s_self;
+                    max = max.max(s_self);
+                    let mut sum = 0.0;
+                    for s in scores.iter_mut() {
+                        *s = if *s == f32::NEG_INFINITY {
+                            0.0
+                        } else {
+                            (*s - max).exp()
+                        };
+                        sum += *s;
+                    }
+                    let pw = &mut tr.p[((o + r) * heads + h) * slots..][..slots];
+                    for (w, s) in pw.iter_mut().zip(&scores) {
+                        *w = s / sum;
+                    }
+                    let out = &mut tr.att[(o + r) * d + h * dh..][..dh];
+                    out.fill(0.0);
+                    for (j, &w) in pw.iter().enumerate() {
+                        if w == 0.0 {
+                            continue;
+                        }
+                        let v = if j < span {
+                            &tr.kv_hist[(base + t + j) * 2 * d + d + h * dh..][..dh]
+                        } else {
+                            &kv_s[d + h * dh..d + (h + 1) * dh]
+                        };
+                        for (a, b) in out.iter_mut().zip(v) {
+                            *a += w * b;
+                        }
+                    }
+                }
+            }
+            // x' = x + Att·Wo, then the feed-forward block.
+            xp.copy_from_slice(x);
+            gemm(rows, d, d, &tr.att[o * d..], &p[la.wo..], 1.0, &mut xp);
+            layer_norm(
+                &xp,
+                &p[la.ln_f_g..la.ln_f_g + d],
+                &p[la.ln_f_b..la.ln_f_b + d],
+                &mut tr.f_hat[o * d..(o + rows) * d],
+                &mut tr.f_out[o * d..(o + rows) * d],
+                &mut tr.f_rstd[o..o + rows],
+            );
+            let hid = &mut tr.hid[o * ff..(o + rows) * ff];
+            for row in hid.chunks_exact_mut(ff) {
+                row.copy_from_slice(&p[la.b1..la.b1 + ff]);
+            }
+            gemm(rows, d, ff, &tr.f_out[o * d..], &p[la.w1..], 1.0, hid);
+            for v in hid.iter_mut() {
+                *v = v.max(0.0);
+            }
+            for (r, row) in x_next.chunks_exact_mut(d).enumerate() {
+                for i in 0..d {
+                    row[i] = xp[r * d + i] + p[la.b2 + i];
+                }
+            }
+            gemm(rows, ff, d, hid, &p[la.w2..], 1.0, x_next);
+        }
+        // The memory vector of this step and its keys/values.
+        m.fill(0.0);
+        for (l, &w) in mix.iter().enumerate() {
+            let o = lt(l, t);
+            for (a, b) in m.iter_mut().zip(&tr.xs[o * d..(o + rows) * d]) {
+                *a += w * b;
+            }
+        }
+        for g in 0..groups {
+            let ga = at.groups[g];
+            layer_norm(
+                &m,
+                &p[ga.ln_g..ga.ln_g + d],
+                &p[ga.ln_b..ga.ln_b + d],
+                &mut m_hat_t,
+                &mut m_out_t,
+                &mut m_rstd_t,
+            );
+            gemm(rows, d, 2 * d, &m_out_t, &p[ga.wkv..], 0.0, &mut kv_t);
+            for r in 0..rows {
+                let i = (g * rows + r) * hist + span + t;
+                tr.m_hat[i * d..(i + 1) * d].copy_from_slice(&m_hat_t[r * d..(r + 1) * d]);
+                tr.m_out[i * d..(i + 1) * d].copy_from_slice(&m_out_t[r * d..(r + 1) * d]);
+                tr.m_rstd[i] = m_rstd_t[r];
+                tr.kv_hist[i * 2 * d..(i + 1) * 2 * d]
+                    .copy_from_slice(&kv_t[r * 2 * d..(r + 1) * 2 * d]);
+            }
+        }
+        let o = lt(layers, t);
+        for r in 0..rows {
+            top[(r * steps + t) * d..(r * steps + t + 1) * d]
+                .copy_from_slice(&tr.xs[(o + r) * d..(o + r + 1) * d]);
+        }
+    }
+    (BlockOutput { top, last_m: m }, tr)
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// Gradients of one block: every parameter `[Layout::len]`, the inputs `[rows, T, d]` and the
+/// starting memory vectors `[rows, τ, d]` (empty unless asked for).
+struct BlockGrads {
+    params: Vec<f32>,
+    x0: Vec<f32>,
+    m0: Vec<f32>,
+}
+
+/// The backward pass of one block given the gradient of its outputs `dtop [rows, T, d]`.
+fn backward_block(
+    dims: &Dims,
+    at: &Layout,
+    p: &[f32],
+    tr: &Trace,
+    dtop: &[f32],
+    want_m0: bool,
+) -> BlockGrads {
+    let Dims {
+        d,
+        heads,
+        layers,
+        ff,
+        span,
+        groups,
+    } = *dims;
+    let (rows, steps) = (tr.rows, tr.steps);
+    let dh = dims.dh();
+    let hist = span + steps;
+    let slots = span + 1;
+    let scale = 1.0 / (dh as f32).sqrt();
+    let lt = |l: usize, t: usize| (l * steps + t) * rows;
+    let mut gp = vec![0.0; at.len];
+    let mut dx0 = vec![0.0; rows * steps * d];
+    // Per-step gradients of the linear layers' outputs, for the weight products at the end.
+    let per_layer = |w: usize| vec![0.0; layers * steps * rows * w];
+    let mut d_q = per_layer(d);
+    let mut d_kv_self = per_layer(2 * d);
+    let mut d_xp = per_layer(d);
+    let mut d_hpre = per_layer(ff);
+    let mut d_y = per_layer(d);
+    let mut d_kv_hist = vec![0.0; groups * rows * hist * 2 * d];
+    let mut d_mixw = vec![0.0; layers + 1];
+    let mix = {
+        let mut w = p[at.mix..at.mix + layers + 1].to_vec();
+        softmax_in_place(&mut w);
+        w
+    };
+
+    let mut dxs = vec![0.0; (layers + 1) * rows * d];
+    let mut dm = vec![0.0; rows * d];
+    let mut dkv_rows = vec![0.0; rows * 2 * d];
+    let mut d_lnout = vec![0.0; rows * d];
+    let mut dhid = vec![0.0; rows * ff];
+    let mut datt = vec![0.0; rows * d];
+    let mut dp = vec![0.0; slots];
+    for t in (0..steps).rev() {
+        dxs.fill(0.0);
+        for r in 0..rows {
+            dxs[(layers * rows + r) * d..(layers * rows + r + 1) * d]
+                .copy_from_slice(&dtop[(r * steps + t) * d..(r * steps + t + 1) * d]);
+        }
+        // The memory vector of step t: every later step that read it is done.
+        dm.fill(0.0);
+        for g in 0..groups {
+            let ga = at.groups[g];
+            for r in 0..rows {
+                let i = (g * rows + r) * hist + span + t;
+                dkv_rows[r * 2 * d..(r + 1) * 2 * d]
+                    .copy_from_slice(&d_kv_hist[i * 2 * d..(i + 1) * 2 * d]);
+            }
+            gemm_nt(rows, 2 * d, d, &dkv_rows, &p[ga.wkv..], 0.0, &mut d_lnout);
+            let (mut hat, mut rstd) = (vec![0.0; rows * d], vec![0.0; rows]);
+            for r in 0..rows {
+                let i = (g * rows + r) * hist + span + t;
+                hat[r * d..(r + 1) * d].copy_from_slice(&tr.m_hat[i * d..(i + 1) * d]);
+                rstd[r] = tr.m_rstd[i];
+            }
+            let (gg, rest) = gp[ga.ln_g..].split_at_mut(d);
+            layer_norm_back(
+                &d_lnout,
+                &hat,
+                &rstd,
+                &p[ga.ln_g..ga.ln_g + d],
+                &mut dm,
+                gg,
+                &mut rest[..d],
+            );
+        }
+        for l in 0..=layers {
+            let o = lt(l, t);
+            let x = &tr.xs[o * d..(o + rows) * d];
+            d_mixw[l] += dot(x, &dm);
+            for (a, b) in dxs[l * rows * d..(l + 1) * rows * d].iter_mut().zip(&dm) {
+                *a += mix[l] * b;
+            }
+        }
+        for l in (0..layers).rev() {
+            let la = at.layers[l];
+            let g = dims.group(l);
+            let ga = at.groups[g];
+            let o = lt(l, t);
+            let (dlow, dhigh) = dxs.split_at_mut((l + 1) * rows * d);
+            let dy = &dhigh[..rows * d];
+            let dx = &mut dlow[l * rows * d..];
+            d_y[o * d..(o + rows) * d].copy_from_slice(dy);
+            // Feed-forward block.
+            gemm_nt(rows, d, ff, dy, &p[la.w2..], 0.0, &mut dhid);
+            let hid = &tr.hid[o * ff..(o + rows) * ff];
+            let dh_pre = &mut d_hpre[o * ff..(o + rows) * ff];
+            for i in 0..rows * ff {
+                dh_pre[i] = if hid[i] > 0.0 { dhid[i] } else { 0.0 };
+            }
+            gemm_nt(rows, ff, d, dh_pre, &p[la.w1..], 0.0, &mut d_lnout);
+            let dxp = &mut d_xp[o * d..(o + rows) * d];
+            dxp.copy_from_slice(dy);
+            {
+                let (gg, rest) = gp[la.ln_f_g..].split_at_mut(d);
+                layer_norm_back(
+                    &d_lnout,
+                    &tr.f_hat[o * d..(o + rows) * d],
+                    &tr.f_rstd[o..o + rows],
+                    &p[la.ln_f_g..la.ln_f_g + d],
+                    dxp,
+                    gg,
+                    &mut rest[..d],
+                );
+            }
+            add_into(&mut dx[..rows * d], dxp);
+            // Attention.
+            gemm_nt(rows, d, d, dxp, &p[la.wo..], 0.0, &mut datt);
+            let dq = &mut d_q[o * d..(o + rows) * d];
+            dq.fill(0.0);
+            let dkvs = &mut d_kv_self[o * 2 * d..(o + rows) * 2 * d];
+            dkvs.fill(0.0);
+            for r in 0..rows {
+                let q = &tr.q[(o + r) * d..(o + r + 1) * d];
+                let kv_s = &tr.kv_self[(o + r) * 2 * d..(o + r + 1) * 2 * d];
+                let base = (g * rows + r) * hist;
+                for h in 0..heads {
+                    let pw = &tr.p[((o + r) * heads + h) * slots..][..slots];
+                    let da = &datt[r * d + h * dh..r * d + (h + 1) * dh];
+                    let mut pdp = 0.0;
+                    for j in 0..slots {
+                        dp[j] = if pw[j] == 0.0 {
+                            0.0
+                        } else {
+                            let v = if j < span {
+                                &tr.kv_hist[(base + t + j) * 2 * d + d + h * dh..][..dh]
+                            } else {
+                                &kv_s[d + h * dh..d + (h + 1) * dh]
+                            };
+                            dot(da, v)
+                        };
+                        pdp += pw[j] * dp[j];
+                    }
+                    let qh = &q[h * dh..(h + 1) * dh];
+                    for j in 0..slots {
+                        if pw[j] == 0.0 {
+                            continue;
+                        }
+                        let ds = pw[j] * (dp[j] - pdp);
+                        gp[la.bias + h * slots + span - j] += ds;
+                        let (k, dk_dv): (&[f32], &mut [f32]) = if j < span {
+                            let i = base + t + j;
+                            (
+                                &tr.kv_hist[i * 2 * d..(i + 1) * 2 * d],
+                                &mut d_kv_hist[i * 2 * d..(i + 1) * 2 * d],
+                            )
+                        } else {
+                            (kv_s, &mut dkvs[r * 2 * d..(r + 1) * 2 * d])
+                        };
+                        let dqh = &mut dq[r * d + h * dh..r * d + (h + 1) * dh];
+                        for e in 0..dh {
+                            dqh[e] += ds * scale * k[h * dh + e];
+                            dk_dv[h * dh + e] += ds * scale * qh[e];
+                            dk_dv[d + h * dh + e] += pw[j] * da[e];
+                        }
+                    }
+                }
+            }
+            // Query and own key/value back to x^{l-1}.
+            gemm_nt(rows, d, d, dq, &p[la.wq..], 0.0, &mut d_lnout);
+            {
+                let (gg, rest) = gp[la.ln_a_g..].split_at_mut(d);
+                layer_norm_back(
+                    &d_lnout,
+                    &tr.a_hat[o * d..(o + rows) * d],
+                    &tr.a_rstd[o..o + rows],
+                    &p[la.ln_a_g..la.ln_a_g + d],
+                    &mut dx[..rows * d],
+                    gg,
+                    &mut rest[..d],
+                );
+            }
+            gemm_nt(rows, 2 * d, d, dkvs, &p[ga.wkv..], 0.0, &mut d_lnout);
+            {
+                let (gg, rest) = gp[ga.ln_g..].split_at_mut(d);
+                layer_norm_back(
+                    &d_lnout,
+                    &tr.c_hat[o * d..(o + rows) * d],
+                    &tr.c_rstd[o..o + rows],
+                    &p[ga.ln_g..ga.ln_g + d],
+                    &mut dx[..rows * d],
+                    gg,
+                    &mut rest[..d],
+                );
+            }
+        }
+        for r in 0..rows {
+            dx0[(r * steps + t) * d..(r * steps + t + 1) * d]
+                .copy_from_slice(&dxs[r * d..(r + 1) * d]);
+        }
+    }
+
+    // The starting window's keys/values were computed from the starting memory vectors.
+    let mut dm0 = if want_m0 {
+        vec![0.0; rows * span * d]
+    } else {
+        Vec::new()
+    };
+    let mut scratch = vec![0.0; rows * span * d];
+    let mut d_ln0 = vec![0.0; span * d];
+    for g in 0..groups {
+        let ga = at.groups[g];
+        for r in 0..rows {
+            let h0 = (g * rows + r) * hist;
+            gemm_nt(
+                span,
+                2 * d,
+                d,
+                &d_kv_hist[h0 * 2 * d..(h0 + span) * 2 * d],
+                &p[ga.wkv..],
+                0.0,
+                &mut d_ln0,
+            );
+            let dst = if want_m0 {
+                &mut dm0[r * span * d..(r + 1) * span * d]
+            } else {
+                &mut scratch[r * span * d..(r + 1) * span * d]
+            };
+            let (gg, rest) = gp[ga.ln_g..].split_at_mut(d);
+            layer_norm_back(
+                &d_ln0,
+                &tr.m_hat[h0 * d..(h0 + span) * d],
+                &tr.m_rstd[h0..h0 + span],
+                &p[ga.ln_g..ga.ln_g + d],
+                dst,
+                gg,
+                &mut rest[..d],
+            );
+        }
+    }
+
+    // Weight gradients: one product over all `T × rows` per matrix.
+    let n = steps * rows;
+    for l in 0..layers {
+        let la = at.layers[l];
+        let g = dims.group(l);
+        let ga = at.groups[g];
+        let o = lt(l, 0);
+        gemm_tn(
+            d,
+            n,
+            d,
+            &tr.a_out[o * d..],
+            &d_q[o * d..],
+            1.0,
+            &mut gp[la.wq..la.wq + d * d],
+        );
+        gemm_tn(
+            d,
+            n,
+            d,
+            &tr.att[o * d..],
+            &d_xp[o * d..],
+            1.0,
+            &mut gp[la.wo..la.wo + d * d],
+        );
+        gemm_tn(
+            d,
+            n,
+            ff,
+            &tr.f_out[o * d..],
+            &d_hpre[o * ff..],
+            1.0,
+            &mut gp[la.w1..la.w1 + d * ff],
+        );
+        column_sums_into(&mut gp[la.b1..la.b1 + ff], &d_hpre[o * ff..(o + n) * ff]);
+        gemm_tn(
+            ff,
+            n,
+            d,
+            &tr.hid[o * ff..],
+            &d_y[o * d..],
+            1.0,
+            &mut gp[la.w2..la.w2 + ff * d],
+        );
+        column_sums_into(&mut gp[la.b2..la.b2 + d], &d_y[o * d..(o + n) * d]);
+        gemm_tn(
+            d,
+            n,
+            2 * d,
+            &tr.c_out[o * d..],
+            &d_kv_self[o * 2 * d..],
+            1.0,
+            &mut gp[ga.wkv..ga.wkv + 2 * d * d],
+        );
+    }
+    for g in 0..groups {
+        let ga = at.groups[g];
+        let o = g * rows * hist;
+        gemm_tn(
+            d,
+            rows * hist,
+            2 * d,
+            &tr.m_out[o * d..],
+            &d_kv_hist[o * 2 * d..],
+            1.0,
+            &mut gp[ga.wkv..ga.wkv + 2 * d * d],
+        );
+    }
+    // The mixing logits through the softmax.
+    let s_dw: f32 = mix.iter().zip(&d_mixw).map(|(s, w)| s * w).sum();
+    for l in 0..=layers {
+        gp[at.mix + l] += mix[l] * (d_mixw[l] - s_dw);
+    }
+    BlockGrads {
+        params: gp,
+        x0: dx0,
+        m0: dm0,
+    }
+}
+
+/// The fused sequence operation: inputs `[params, x0 [B,T,d], m0 [B,τ,d]]`, output the last
+/// layer's outputs `[B, T, d]`.
+#[derive(Debug)]
+pub(crate) struct FeedbackSequence {
+    pub dims: Dims,
+    pub layout: Layout,
+    pub batch: usize,
+    pub steps: usize,
+    /// `[B, T]`.
+    pub starts: Vec<f32>,
+    /// `[B, τ]`.
+    pub valid0: Vec<f32>,
+}
+
+impl FeedbackSequence {
+    fn block_input<'a>(
+        &'a self,
+        x0: &'a [f32],
+        m0: &'a [f32],
+        b0: usize,
+        rows: usize,
+    ) -> BlockInput<'a> {
+        let (d, span, steps) = (self.dims.d, self.dims.span, self.steps);
+        BlockInput {
+            rows,
+            steps,
+            x0: &x0[b0 * steps * d..(b0 + rows) * steps * d],
+            starts: &self.starts[b0 * steps..(b0 + rows) * steps],
+            valid0: &self.valid0[b0 * span..(b0 + rows) * span],
+            window: Window::Vectors(&m0[b0 * span * d..(b0 + rows) * span * d]),
+        }
+    }
+
+    fn blocks(&self) -> Vec<(usize, usize)> {
+        (0..self.batch)
+            .step_by(ROWS_PER_BLOCK)
+            .map(|b0| (b0, ROWS_PER_BLOCK.min(self.batch - b0)))
+            .collect()
+    }
+}
+
+impl FusedOp for FeedbackSequence {
+    type Saved = Vec<Trace>;
+
+    fn forward(&self, inputs: &[&[f32]], save: bool) -> (Vec<f32>, Option<Vec<Trace>>) {
+        let (params, x0, m0) = (inputs[0], inputs[1], inputs[2]);
+        let results: Vec<(BlockOutput, Trace)> = self
+            .blocks()
+            .into_par_iter()
+            .map(|(b0, rows)| {
+                forward_block(
+                    &self.dims,
+                    &self.layout,
+                    params,
+                    &self.block_input(x0, m0, b0, rows),
+                )
+            })
+            .collect();
+        let mut top = Vec::with_capacity(self.batch * self.steps * self.dims.d);
+        let mut traces = Vec::with_capacity(results.len());
+        for (out, trace) in results {
+            top.extend_from_slice(&out.top);
+            traces.push(trace);
+        }
+        (top, save.then_some(traces))
+    }
+
+    fn backward(
+        &self,
+        inputs: &[&[f32]],
+        saved: &Vec<Trace>,
+        grad: &[f32],
+        wanted: &[bool],
+    ) -> Vec<Vec<f32>> {
+        let params = inputs[0];
+        let (d, span, steps) = (self.dims.d, self.dims.span, self.steps);
+        let want_m0 = wanted.get(2).copied().unwrap_or(false);
+        let grads: Vec<BlockGrads> = self
+            .blocks()
+            .into_par_iter()
+            .zip(saved.par_iter())
+            .map(|((b0, rows), trace)| {
+                backward_block(
+                    &self.dims,
+                    &self.layout,
+                    params,
+                    trace,
+                    &grad[b0 * steps * d..(b0 + rows) * steps * d],
+                    want_m0,
+                )
+            })
+            .collect();
+        let mut gp = vec![0.0; self.layout.len];
+        let mut gx = Vec::with_capacity(self.batch * steps * d);
+        let mut gm = Vec::with_capacity(if want_m0 { self.batch * span * d } else { 0 });
+        for g in grads {
+            add_into(&mut gp, &g.params);
+            gx.extend_from_slice(&g.x0);
+            gm.extend_from_slice(&g.m0);
+        }
+        if !want_m0 {
+            gm = vec![0.0; self.batch * span * d];
+        }
+        vec![gp, gx, gm]
+    }
+}
+
+/// One decoding step for a batch: the embedded observations `x0 [B, d]`, the episode starts
+/// `[B]`, the window's cached keys/values per group `[G][B, τ, 2d]` and validity `[B, τ]`.
+/// Returns the last layer's outputs `[B, d]`, the new memory vectors `[B, d]` and their
+/// keys/values per group `[G][B, 2d]`.
+pub(crate) fn decode_step(
+    dims: &Dims,
+    at: &Layout,
+    params: &[f32],
+    x0: &[f32],
+    starts: &[f32],
+    kv: &[Vec<f32>],
+    valid: &[f32],
+) -> (Vec<f32>, Vec<f32>, Vec<Vec<f32>>) {
+    let (d, span, groups) = (dims.d, dims.span, dims.groups);
+    let batch = starts.len();
+    let blocks: Vec<(usize, usize)> = (0..batch)
+        .step_by(ROWS_PER_BLOCK)
+        .map(|b0| (b0, ROWS_PER_BLOCK.min(batch - b0)))
+        .collect();
+    let results: Vec<(BlockOutput, Trace)> = blocks
+        .par_iter()
+        .map(|&(b0, rows)| {
+            let input = BlockInput {
+                rows,
+                steps: 1,
+                x0: &x0[b0 * d..(b0 + rows) * d],
+                starts: &starts[b0..b0 + rows],
+                valid0: &valid[b0 * span..(b0 + rows) * span],
+                window: Window::KeyValues(
+                    kv.iter()
+                        .map(|k| &k[b0 * span * 2 * d..(b0 + rows) * span * 2 * d])
+                        .collect(),
+                ),
+            };
+            forward_block(dims, at, params, &input)
+        })
+        .collect();
+    let mut top = Vec::with_capacity(batch * d);
+    let mut m = Vec::with_capacity(batch * d);
+    let mut new_kv = vec![Vec::with_capacity(batch * 2 * d); groups];
+    let hist = span + 1;
+    for (out, tr) in results {
+        top.extend_from_slice(&out.top);
+        m.extend_from_slice(&out.last_m);
+        for (g, kv_g) in new_kv.iter_mut().enumerate() {
+            for r in 0..tr.rows {
+                let i = (g * tr.rows + r) * hist + span;
+                kv_g.extend_from_slice(&tr.kv_hist[i * 2 * d..(i + 1) * 2 * d]);
+            }
+        }
+    }
+    (top, m, new_kv)
+}

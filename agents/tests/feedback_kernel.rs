@@ -1,0 +1,274 @@
+//! The fused Feedback Transformer kernel against the tensor-operation reference: outputs,
+//! the gradient of every parameter and of the starting memory, the decoding step, and
+//! determinism across thread counts.
+
+use agents::memory::Memory;
+use agents::policy::ActorCritic;
+use agents::{FeedbackTransformer, FeedbackTransformerConfig};
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::optim::GradientsParams;
+use burn::prelude::*;
+
+const OBS: usize = 5;
+const ACTIONS: usize = 3;
+
+fn noise(n: usize, seed: u64) -> Vec<f32> {
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.try_into_vec_as::<f32>().unwrap()
+}
+
+/// Replaces every parameter with noise of a size that keeps activations in range (LayerNorm
+/// gains around 1, the memory mix far from uniform, position biases non-zero).
+struct Randomize {
+    seed: u64,
+}
+
+impl ModuleMapper for Randomize {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        self.seed += 1;
+        let seed = self.seed;
+        param.map(|t| {
+            let dims = t.dims();
+            let n: usize = dims.iter().product();
+            let v: Vec<f32> = if D == 1 {
+                noise(n, seed).into_iter().map(|x| 0.75 + 0.5 * x).collect()
+            } else {
+                let scale = 1.5 / (dims[0] as f32).sqrt();
+                noise(n, seed).into_iter().map(|x| x * scale).collect()
+            };
+            let device = t.device();
+            let new = Tensor::from_data(TensorData::new(v, dims), &device);
+            if device.is_autodiff() {
+                new.require_grad()
+            } else {
+                new
+            }
+        })
+    }
+}
+
+/// Every parameter's gradient, in visiting order (zeros where a parameter got none).
+struct CollectGrads<'a> {
+    grads: &'a GradientsParams,
+    out: Vec<Vec<f32>>,
+}
+
+impl ModuleVisitor for CollectGrads<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let n = param.val().shape().num_elements();
+        let grad: Option<Tensor<D>> = self.grads.get(param.id);
+        self.out.push(grad.map_or(vec![0.0; n], values));
+    }
+}
+
+fn config(share_kv: bool) -> FeedbackTransformerConfig {
+    FeedbackTransformerConfig::new()
+        .with_d_model(16)
+        .with_n_heads(2)
+        .with_n_layers(2)
+        .with_d_ff(24)
+        .with_span(4)
+        .with_share_kv(share_kv)
+}
+
+fn policy(share_kv: bool, device: &Device) -> FeedbackTransformer {
+    config(share_kv)
+        .init(OBS, ACTIONS, device)
+        .map(&mut Randomize { seed: 7 })
+}
+
+fn tensor<const D: usize>(v: Vec<f32>, dims: [usize; D], device: &Device) -> Tensor<D> {
+    Tensor::from_data(TensorData::new(v, dims), device)
+}
+
+fn starts(b: usize, t: usize, ones: &[(usize, usize)], device: &Device) -> Tensor<2> {
+    let mut v = vec![0.0f32; b * t];
+    for &(env, step) in ones {
+        v[env * t + step] = 1.0;
+    }
+    tensor(v, [b, t], device)
+}
+
+/// A memory after `steps` real steps (one env has a start in the middle, so part of its window
+/// is from an earlier episode).
+fn warmed_up(policy: &FeedbackTransformer, b: usize, steps: usize, device: &Device) -> Memory {
+    let mut memory = policy.init_memory(b, device);
+    for t in 0..steps {
+        let obs = tensor(noise(b * OBS, 100 + t as u64), [b, OBS], device);
+        let mut s = vec![0.0; b];
+        if t == steps - 2 {
+            s[1] = 1.0;
+        }
+        let (_, _, m) = policy.step(obs, tensor(s, [b], device), memory);
+        memory = m;
+    }
+    memory.detach()
+}
+
+fn assert_close(what: &str, got: &[f32], want: &[f32]) {
+    assert_eq!(got.len(), want.len(), "{what}: lengths");
+    let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-3);
+    let diff = got
+        .iter()
+        .zip(want)
+        .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(
+        diff <= 1e-4 * scale,
+        "{what}: max |fused - reference| = {diff:e}, largest reference magnitude {scale:e}"
+    );
+}
+
+/// Logits, values, every parameter's gradient and the starting memory vectors' gradient of
+/// `loss = Σ logits·u + Σ values·w`, by the fused or the reference recurrence.
+fn run(
+    policy: &FeedbackTransformer,
+    obs: &Tensor<3>,
+    starts: &Tensor<2>,
+    memory: &Memory,
+    fused: bool,
+) -> (Vec<f32>, Vec<f32>, Vec<Vec<f32>>, Vec<f32>) {
+    let device = obs.device();
+    let mut memory = memory.clone();
+    let m0 = memory.tensors[0].clone().require_grad();
+    memory.tensors[0] = m0.clone();
+    let [b, t, _] = obs.dims();
+    let x0 = policy.embed.forward(obs.clone());
+    let tops = if fused {
+        policy.recurrence_fused(x0, starts.clone(), memory)
+    } else {
+        policy.recurrence_reference(x0, starts.clone(), memory)
+    };
+    let (logits, value) = policy.heads.forward(tops);
+    let u = tensor(noise(b * t * ACTIONS, 5), [b, t, ACTIONS], &device);
+    let w = tensor(noise(b * t, 6), [b, t, 1], &device);
+    let loss = (logits.clone() * u).sum() + (value.clone() * w).sum();
+    let mut grads = loss.backward();
+    let dm0 = values(
+        m0.grad(&grads)
+            .expect("the starting memory gets a gradient"),
+    );
+    let grads = GradientsParams::from_module(&mut grads, policy);
+    let mut visitor = CollectGrads {
+        grads: &grads,
+        out: Vec::new(),
+    };
+    policy.visit(&mut visitor);
+    (values(logits), values(value), visitor.out, dm0)
+}
+
+/// Acceptance: batch 3, T = 3τ + 5, episode starts in the middle (and at the first step of one
+/// env), a warmed-up memory, `share_kv` on and off: outputs and all gradients agree within
+/// 1e-4 relative.
+#[test]
+fn fused_recurrence_matches_the_reference_with_gradients() {
+    let device = Device::flex().autodiff();
+    for share_kv in [true, false] {
+        let policy = policy(share_kv, &device);
+        let (b, t) = (3, 3 * 4 + 5);
+        let memory = warmed_up(&policy, b, 6, &device);
+        let obs = tensor(noise(b * t * OBS, 11), [b, t, OBS], &device);
+        let starts = starts(b, t, &[(0, 5), (1, 0), (2, 9), (2, 10)], &device);
+        let fused = run(&policy, &obs, &starts, &memory, true);
+        let reference = run(&policy, &obs, &starts, &memory, false);
+        let tag = if share_kv {
+            "shared kv"
+        } else {
+            "per-layer kv"
+        };
+        assert_close(&format!("{tag}: logits"), &fused.0, &reference.0);
+        assert_close(&format!("{tag}: values"), &fused.1, &reference.1);
+        assert_eq!(fused.2.len(), reference.2.len());
+        let mut nonzero = 0;
+        for (i, (g, r)) in fused.2.iter().zip(&reference.2).enumerate() {
+            assert_close(&format!("{tag}: gradient of parameter #{i}"), g, r);
+            nonzero += usize::from(r.iter().any(|v| *v != 0.0));
+        }
+        assert_eq!(
+            nonzero,
+            reference.2.len(),
+            "{tag}: every parameter gets a gradient"
+        );
+        assert_close(
+            &format!("{tag}: gradient of the starting memory"),
+            &fused.3,
+            &reference.3,
+        );
+        assert!(reference.3.iter().any(|v| *v != 0.0));
+    }
+}
+
+/// The fused decoding step (plain flex) against the reference step (the same weights under
+/// autodiff, which steps with tensor operations): logits, values and every memory tensor.
+#[test]
+fn fused_step_matches_the_reference_step() {
+    let ad = Device::flex().autodiff();
+    for share_kv in [true, false] {
+        let reference = policy(share_kv, &ad);
+        let fused = reference.valid();
+        let plain = Device::flex();
+        let b = 5;
+        let mut m_ref = reference.init_memory(b, &ad);
+        let mut m_fused = fused.init_memory(b, &plain);
+        for t in 0..11 {
+            let o = noise(b * OBS, 40 + t);
+            let mut s = vec![0.0f32; b];
+            if t == 6 {
+                s[2] = 1.0;
+            }
+            let (l1, v1, m1) = reference.step(
+                tensor(o.clone(), [b, OBS], &ad),
+                tensor(s.clone(), [b], &ad),
+                m_ref,
+            );
+            let (l2, v2, m2) =
+                fused.step(tensor(o, [b, OBS], &plain), tensor(s, [b], &plain), m_fused);
+            assert_close(&format!("step {t}: logits"), &values(l2), &values(l1));
+            assert_close(&format!("step {t}: values"), &values(v2), &values(v1));
+            assert_eq!(m1.shapes(), m2.shapes());
+            for (i, (a, b)) in m2.tensors.iter().zip(&m1.tensors).enumerate() {
+                assert_close(
+                    &format!("step {t}: memory tensor {i}"),
+                    &values(a.clone()),
+                    &values(b.clone()),
+                );
+            }
+            (m_ref, m_fused) = (m1, m2);
+        }
+    }
+}
+
+/// The split of the batch into blocks does not depend on the number of threads: the same
+/// gradients, bitwise, with one and with two threads.
+#[test]
+fn fused_gradients_do_not_depend_on_the_thread_count() {
+    let device = Device::flex().autodiff();
+    let policy = policy(true, &device);
+    let (b, t) = (19, 9);
+    let memory = warmed_up(&policy, b, 3, &device);
+    let obs = tensor(noise(b * t * OBS, 3), [b, t, OBS], &device);
+    let starts = starts(b, t, &[(4, 2), (17, 0)], &device);
+    let with = |threads: usize| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(|| run(&policy, &obs, &starts, &memory, true))
+    };
+    let (one, two) = (with(1), with(2));
+    assert_eq!(one.0, two.0);
+    assert_eq!(one.2, two.2);
+    assert_eq!(one.3, two.3);
+}
