@@ -1,10 +1,11 @@
 //! Training throughput (env steps per second, rollout + update) of PPO on GridMaze 9×9 for
-//! every policy kind at the same width and depth.
+//! every policy kind at the same width and depth, with the fused CPU kernels and with the
+//! tensor-operation reference path back to back (same seed, same config), and their ratio.
 //!
 //! ```text
-//! cargo run --release -p experiments --bin throughput -- --updates 3
+//! cargo run --release -p experiments --bin throughput -- --updates 3 --threads 2
 //! ```
-//! Prints one line per policy and writes `results/throughput/throughput.csv`.
+//! Prints one line per policy and path, and writes `results/throughput/throughput.csv`.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -43,59 +44,107 @@ struct Args {
         default_value = "mlp,gru,transformer,feedback"
     )]
     policies: Vec<String>,
+    /// Worker threads of the pool (envs, rollouts and the fused kernels); 0: all cores.
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Paths to measure: `fused` (the CPU kernels, where a policy has one) and `reference`
+    /// (tensor operations only).
+    #[arg(long, value_delimiter = ',', default_value = "fused,reference")]
+    paths: Vec<String>,
     /// Output CSV.
     #[arg(long, default_value = "results/throughput/throughput.csv")]
     out: PathBuf,
 }
 
+/// One measured run.
+struct Measured {
+    steps_per_s: f64,
+    rollout_steps_per_s: f64,
+    update_s: f64,
+}
+
+fn measure(args: &Args, policy: &PolicyConfig, dir: PathBuf) -> Result<Measured> {
+    let cfg = TrainConfig {
+        env: EnvConfig::Gridmaze(GridMazeConfig::multi(args.size, 128)),
+        policy: policy.clone(),
+        num_envs: args.num_envs,
+        num_steps: args.num_steps,
+        total_steps: (args.num_envs * args.num_steps * args.updates) as u64,
+        checkpoint_every: 0,
+        threads: args.threads,
+        ..TrainConfig::default()
+    };
+    let s = train_from_config(
+        &cfg,
+        TrainOptions {
+            run_dir: Some(dir),
+            quiet: true,
+            ..Default::default()
+        },
+    )?;
+    Ok(Measured {
+        steps_per_s: s.steps_per_s,
+        rollout_steps_per_s: s.env_steps as f64 / s.rollout_time_s,
+        update_s: s.update_time_s / s.updates_done as f64,
+    })
+}
+
 fn main() -> Result<()> {
     let args = Args::parse();
+    for path in &args.paths {
+        anyhow::ensure!(
+            path == "fused" || path == "reference",
+            "--paths: unknown path `{path}` (expected fused, reference)"
+        );
+    }
     let tmp = std::env::temp_dir().join(format!("fbrl-throughput-{}", std::process::id()));
-    let mut lines = vec!["policy,parameters,num_envs,num_steps,updates,steps_per_s,rollout_steps_per_s,update_s_per_update".to_string()];
+    let mut lines = vec!["policy,path,threads,parameters,num_envs,num_steps,updates,steps_per_s,rollout_steps_per_s,update_s_per_update".to_string()];
+    let threads = if args.threads == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        args.threads
+    };
+    println!(
+        "threads {threads}, {} envs x {} steps, {} updates",
+        args.num_envs, args.num_steps, args.updates
+    );
     for name in &args.policies {
         let kind: PolicyKind = name.parse()?;
         let mut policy = PolicyConfig::preset(kind);
         policy.d_model = args.d_model;
         policy.hidden = args.d_model;
         policy.n_layers = args.n_layers;
-        let cfg = TrainConfig {
-            env: EnvConfig::Gridmaze(GridMazeConfig::multi(args.size, 128)),
-            policy: policy.clone(),
-            num_envs: args.num_envs,
-            num_steps: args.num_steps,
-            total_steps: (args.num_envs * args.num_steps * args.updates) as u64,
-            checkpoint_every: 0,
-            ..TrainConfig::default()
-        };
         let obs_dim = GridMazeConfig::multi(args.size, 128).obs_len();
         let params = policy.num_parameters(obs_dim, 4)?;
-        let dir = tmp.join(name);
-        let s = train_from_config(
-            &cfg,
-            TrainOptions {
-                run_dir: Some(dir),
-                quiet: true,
-                ..Default::default()
-            },
-        )?;
-        let steps = s.env_steps as f64;
-        let line = format!(
-            "{name},{params},{},{},{},{:.0},{:.0},{:.2}",
-            args.num_envs,
-            args.num_steps,
-            s.updates_done,
-            s.steps_per_s,
-            steps / s.rollout_time_s,
-            s.update_time_s / s.updates_done as f64
-        );
-        println!(
-            "{name:12} {params:7} params  train {:8.0} steps/s  (rollout alone {:8.0} steps/s, update {:.2} s each)",
-            s.steps_per_s,
-            steps / s.rollout_time_s,
-            s.update_time_s / s.updates_done as f64
-        );
-        lines.push(line);
+        let mut by_path = Vec::new();
+        for path in &args.paths {
+            agents::kernels::set_fused(path == "fused");
+            let m = measure(&args, &policy, tmp.join(format!("{name}-{path}")))?;
+            println!(
+                "{name:12} {path:9} {params:7} params  train {:8.0} steps/s  (rollout alone {:8.0} steps/s, update {:.2} s each)",
+                m.steps_per_s, m.rollout_steps_per_s, m.update_s
+            );
+            lines.push(format!(
+                "{name},{path},{threads},{params},{},{},{},{:.0},{:.0},{:.3}",
+                args.num_envs,
+                args.num_steps,
+                args.updates,
+                m.steps_per_s,
+                m.rollout_steps_per_s,
+                m.update_s
+            ));
+            by_path.push(m);
+        }
+        if let [fused, reference] = by_path.as_slice() {
+            println!(
+                "{name:12} fused / reference: training {:.2}x, rollout {:.2}x, update {:.2}x",
+                fused.steps_per_s / reference.steps_per_s,
+                fused.rollout_steps_per_s / reference.rollout_steps_per_s,
+                reference.update_s / fused.update_s
+            );
+        }
     }
+    agents::kernels::set_fused(true);
     let _ = std::fs::remove_dir_all(&tmp);
     if let Some(parent) = args.out.parent() {
         std::fs::create_dir_all(parent)?;
