@@ -18,9 +18,9 @@
 
 use rayon::prelude::*;
 
-use super::ROWS_PER_BLOCK;
 use super::glue::FusedOp;
 use super::linalg::{gemm, gemm_nt, gemm_tn};
+use super::{ROWS_PER_BLOCK, pool};
 
 /// LayerNorm's epsilon (burn's default, which every norm of the policy uses).
 const LN_EPS: f32 = 1e-5;
@@ -261,6 +261,34 @@ pub(crate) struct Trace {
     floor: Vec<usize>,
 }
 
+impl Drop for Trace {
+    fn drop(&mut self) {
+        for v in [
+            &mut self.xs,
+            &mut self.a_hat,
+            &mut self.a_out,
+            &mut self.a_rstd,
+            &mut self.q,
+            &mut self.c_hat,
+            &mut self.c_out,
+            &mut self.c_rstd,
+            &mut self.kv_self,
+            &mut self.p,
+            &mut self.att,
+            &mut self.f_hat,
+            &mut self.f_out,
+            &mut self.f_rstd,
+            &mut self.hid,
+            &mut self.m_hat,
+            &mut self.m_out,
+            &mut self.m_rstd,
+            &mut self.kv_hist,
+        ] {
+            pool::recycle(std::mem::take(v));
+        }
+    }
+}
+
 /// What a forward pass of a block returns besides its trace.
 struct BlockOutput {
     /// Last layer's outputs `[rows, T, d]`.
@@ -284,11 +312,11 @@ fn forward_block(dims: &Dims, at: &Layout, p: &[f32], input: &BlockInput) -> (Bl
     let hist = span + steps;
     let slots = span + 1;
     let scale = 1.0 / (dh as f32).sqrt();
-    let per_layer = |w: usize| vec![0.0; layers * steps * rows * w];
+    let per_layer = |w: usize| pool::zeros(layers * steps * rows * w);
     let mut tr = Trace {
         rows,
         steps,
-        xs: vec![0.0; (layers + 1) * steps * rows * d],
+        xs: pool::zeros((layers + 1) * steps * rows * d),
         a_hat: per_layer(d),
         a_out: per_layer(d),
         a_rstd: per_layer(1),
@@ -303,10 +331,10 @@ fn forward_block(dims: &Dims, at: &Layout, p: &[f32], input: &BlockInput) -> (Bl
         f_out: per_layer(d),
         f_rstd: per_layer(1),
         hid: per_layer(ff),
-        m_hat: vec![0.0; groups * rows * hist * d],
-        m_out: vec![0.0; groups * rows * hist * d],
-        m_rstd: vec![0.0; groups * rows * hist],
-        kv_hist: vec![0.0; groups * rows * hist * 2 * d],
+        m_hat: pool::zeros(groups * rows * hist * d),
+        m_out: pool::zeros(groups * rows * hist * d),
+        m_rstd: pool::zeros(groups * rows * hist),
+        kv_hist: pool::zeros(groups * rows * hist * 2 * d),
         floor: vec![0; steps * rows],
     };
     let mix = {
@@ -350,7 +378,7 @@ fn forward_block(dims: &Dims, at: &Layout, p: &[f32], input: &BlockInput) -> (Bl
         }
     }
 
-    let mut top = vec![0.0; rows * steps * d];
+    let mut top = pool::zeros(rows * steps * d);
     let mut floor: Vec<usize> = vec![0; rows];
     let mut xp = vec![0.0; rows * d];
     let mut m = vec![0.0; rows * d];
@@ -468,9 +496,7 @@ fn forward_block(dims: &Dims, at: &Layout, p: &[f32], input: &BlockInput) -> (Bl
                         } else {
                             &kv_s[d + h * dh..d + (h + 1) * dh]
                         };
-                        for (a, b) in out.iter_mut().zip(v) {
-                            *a += w * b;
-                        }
+                        axpy(out, w, v);
                     }
                 }
             }
@@ -537,8 +563,25 @@ fn forward_block(dims: &Dims, at: &Layout, p: &[f32], input: &BlockInput) -> (Bl
     (BlockOutput { top, last_m: m }, tr)
 }
 
+/// `Σ a·b` with eight independent partial sums (vectorised; the order is fixed).
 fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
+    let mut acc = [0.0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    let tail: f32 = ra.iter().zip(rb).map(|(x, y)| x * y).sum();
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
+}
+
+/// `y += a·x`.
+fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
+    for (y, x) in y.iter_mut().zip(x) {
+        *y += a * x;
+    }
 }
 
 /// Gradients of one block: every parameter `[Layout::len]`, the inputs `[rows, T, d]` and the
@@ -572,16 +615,16 @@ fn backward_block(
     let slots = span + 1;
     let scale = 1.0 / (dh as f32).sqrt();
     let lt = |l: usize, t: usize| (l * steps + t) * rows;
-    let mut gp = vec![0.0; at.len];
-    let mut dx0 = vec![0.0; rows * steps * d];
+    let mut gp = pool::zeros(at.len);
+    let mut dx0 = pool::zeros(rows * steps * d);
     // Per-step gradients of the linear layers' outputs, for the weight products at the end.
-    let per_layer = |w: usize| vec![0.0; layers * steps * rows * w];
+    let per_layer = |w: usize| pool::zeros(layers * steps * rows * w);
     let mut d_q = per_layer(d);
     let mut d_kv_self = per_layer(2 * d);
     let mut d_xp = per_layer(d);
     let mut d_hpre = per_layer(ff);
     let mut d_y = per_layer(d);
-    let mut d_kv_hist = vec![0.0; groups * rows * hist * 2 * d];
+    let mut d_kv_hist = pool::zeros(groups * rows * hist * 2 * d);
     let mut d_mixw = vec![0.0; layers + 1];
     let mix = {
         let mut w = p[at.mix..at.mix + layers + 1].to_vec();
@@ -713,11 +756,10 @@ fn backward_block(
                             (kv_s, &mut dkvs[r * 2 * d..(r + 1) * 2 * d])
                         };
                         let dqh = &mut dq[r * d + h * dh..r * d + (h + 1) * dh];
-                        for e in 0..dh {
-                            dqh[e] += ds * scale * k[h * dh + e];
-                            dk_dv[h * dh + e] += ds * scale * qh[e];
-                            dk_dv[d + h * dh + e] += pw[j] * da[e];
-                        }
+                        axpy(dqh, ds * scale, &k[h * dh..(h + 1) * dh]);
+                        let (dk, dv) = dk_dv.split_at_mut(d);
+                        axpy(&mut dk[h * dh..(h + 1) * dh], ds * scale, qh);
+                        axpy(&mut dv[h * dh..(h + 1) * dh], pw[j], da);
                     }
                 }
             }
@@ -867,6 +909,9 @@ fn backward_block(
     for l in 0..=layers {
         gp[at.mix + l] += mix[l] * (d_mixw[l] - s_dw);
     }
+    for v in [d_q, d_kv_self, d_xp, d_hpre, d_y, d_kv_hist, scratch] {
+        pool::recycle(v);
+    }
     BlockGrads {
         params: gp,
         x0: dx0,
@@ -936,6 +981,7 @@ impl FusedOp for FeedbackSequence {
         let mut traces = Vec::with_capacity(results.len());
         for (out, trace) in results {
             top.extend_from_slice(&out.top);
+            pool::recycle(out.top);
             traces.push(trace);
         }
         (top, save.then_some(traces))
@@ -973,6 +1019,8 @@ impl FusedOp for FeedbackSequence {
             add_into(&mut gp, &g.params);
             gx.extend_from_slice(&g.x0);
             gm.extend_from_slice(&g.m0);
+            pool::recycle(g.params);
+            pool::recycle(g.x0);
         }
         if !want_m0 {
             gm = vec![0.0; self.batch * span * d];

@@ -28,6 +28,8 @@ pub(crate) mod feedback;
 mod glue;
 #[cfg(feature = "flex")]
 pub(crate) mod linalg;
+#[cfg(feature = "flex")]
+pub(crate) mod pool;
 
 #[cfg(feature = "flex")]
 #[allow(unused_imports)]
