@@ -502,10 +502,24 @@ impl FeedbackTransformer {
             .collect();
         let starts = host_values(episode_start);
         let valid_host = host_values(valid);
+        let storage: Vec<kernels::HostTensor> = self
+            .parameter_tensors()
+            .into_iter()
+            .map(kernels::HostTensor::new)
+            .collect();
+        let mut offset = 0;
+        let parts = storage
+            .iter()
+            .map(|t| {
+                let values = t.values();
+                offset += values.len();
+                (offset - values.len(), values)
+            })
+            .collect();
         let (top, m, new_kv) = kernels::feedback::decode_step(
             &dims,
             &layout,
-            &host_values(self.flat_parameters()),
+            &kernels::feedback::Params::Parts(parts),
             &host_values(x0),
             &starts,
             &kv,
@@ -567,10 +581,9 @@ impl FeedbackTransformer {
         }
     }
 
-    /// Every trunk parameter flattened into one vector, in the order of
-    /// [`kernels::feedback::Layout`] (differentiable: the gradient of the vector reaches each
-    /// parameter).
-    fn flat_parameters(&self) -> Tensor<1> {
+    /// The trunk's parameter tensors in [`kernels::feedback::Layout`] order (what
+    /// [`Self::flat_parameters`] concatenates).
+    fn parameter_tensors(&self) -> Vec<Tensor<1>> {
         fn flat<const D: usize>(t: Tensor<D>) -> Tensor<1> {
             let n = t.shape().num_elements();
             t.reshape([n])
@@ -596,7 +609,14 @@ impl FeedbackTransformer {
             parts.push(flat(kv.proj.weight.val()));
         }
         parts.push(self.layer_mix.val());
-        Tensor::cat(parts, 0)
+        parts
+    }
+
+    /// Every trunk parameter flattened into one vector, in the order of
+    /// [`kernels::feedback::Layout`] (differentiable: the gradient of the vector reaches each
+    /// parameter).
+    fn flat_parameters(&self) -> Tensor<1> {
+        Tensor::cat(self.parameter_tensors(), 0)
     }
 }
 

@@ -132,6 +132,30 @@ impl Layout {
     }
 }
 
+/// The parameters as the kernel reads them: one flat vector in [`Layout`] order (training,
+/// where they arrive as one differentiable tensor), or the separate parameter tensors' own
+/// storage, each starting at its [`Layout`] offset (decoding, without copying them).
+pub(crate) enum Params<'a> {
+    /// The flat vector.
+    Flat(&'a [f32]),
+    /// `(offset, values)` per parameter, in [`Layout`] order.
+    Parts(Vec<(usize, &'a [f32])>),
+}
+
+impl Params<'_> {
+    /// The `len` floats at `offset` of the flat layout.
+    fn get(&self, offset: usize, len: usize) -> &[f32] {
+        match self {
+            Params::Flat(p) => &p[offset..offset + len],
+            Params::Parts(parts) => {
+                let i = parts.partition_point(|(o, _)| *o <= offset) - 1;
+                let (o, values) = parts[i];
+                &values[offset - o..offset - o + len]
+            }
+        }
+    }
+}
+
 /// LayerNorm of `rows` rows of width `d`: writes the normalised rows `hat`, the output
 /// `out = hat·g + b` and each row's `1/σ`.
 fn layer_norm(x: &[f32], g: &[f32], b: &[f32], hat: &mut [f32], out: &mut [f32], rstd: &mut [f32]) {
@@ -298,7 +322,7 @@ struct BlockOutput {
 }
 
 /// The forward pass of one block of rows.
-fn forward_block(dims: &Dims, at: &Layout, p: &[f32], input: &BlockInput) -> (BlockOutput, Trace) {
+fn forward_block(dims: &Dims, at: &Layout, p: &Params, input: &BlockInput) -> (BlockOutput, Trace) {
     let Dims {
         d,
         heads,
@@ -338,7 +362,7 @@ fn forward_block(dims: &Dims, at: &Layout, p: &[f32], input: &BlockInput) -> (Bl
         floor: vec![0; steps * rows],
     };
     let mix = {
-        let mut w = p[at.mix..at.mix + layers + 1].to_vec();
+        let mut w = p.get(at.mix, layers + 1).to_vec();
         softmax_in_place(&mut w);
         w
     };
@@ -358,13 +382,21 @@ fn forward_block(dims: &Dims, at: &Layout, p: &[f32], input: &BlockInput) -> (Bl
                     m_rows.copy_from_slice(&m0[r * span * d..(r + 1) * span * d]);
                     layer_norm(
                         &m_rows,
-                        &p[ga.ln_g..ga.ln_g + d],
-                        &p[ga.ln_b..ga.ln_b + d],
+                        p.get(ga.ln_g, d),
+                        p.get(ga.ln_b, d),
                         &mut m_hat_rows,
                         &mut m_out_rows,
                         &mut m_rstd_rows,
                     );
-                    gemm(span, d, 2 * d, &m_out_rows, &p[ga.wkv..], 0.0, &mut kv_rows);
+                    gemm(
+                        span,
+                        d,
+                        2 * d,
+                        &m_out_rows,
+                        p.get(ga.wkv, 2 * d * d),
+                        0.0,
+                        &mut kv_rows,
+                    );
                     tr.m_hat[h0 * d..(h0 + span) * d].copy_from_slice(&m_hat_rows);
                     tr.m_out[h0 * d..(h0 + span) * d].copy_from_slice(&m_out_rows);
                     tr.m_rstd[h0..h0 + span].copy_from_slice(&m_rstd_rows);
@@ -414,8 +446,8 @@ fn forward_block(dims: &Dims, at: &Layout, p: &[f32], input: &BlockInput) -> (Bl
             // Query.
             layer_norm(
                 x,
-                &p[la.ln_a_g..la.ln_a_g + d],
-                &p[la.ln_a_b..la.ln_a_b + d],
+                p.get(la.ln_a_g, d),
+                p.get(la.ln_a_b, d),
                 &mut tr.a_hat[o * d..(o + rows) * d],
                 &mut tr.a_out[o * d..(o + rows) * d],
                 &mut tr.a_rstd[o..o + rows],
@@ -425,15 +457,15 @@ fn forward_block(dims: &Dims, at: &Layout, p: &[f32], input: &BlockInput) -> (Bl
                 d,
                 d,
                 &tr.a_out[o * d..],
-                &p[la.wq..],
+                p.get(la.wq, d * d),
                 0.0,
                 &mut tr.q[o * d..],
             );
             // The own input's key and value.
             layer_norm(
                 x,
-                &p[ga.ln_g..ga.ln_g + d],
-                &p[ga.ln_b..ga.ln_b + d],
+                p.get(ga.ln_g, d),
+                p.get(ga.ln_b, d),
                 &mut tr.c_hat[o * d..(o + rows) * d],
                 &mut tr.c_out[o * d..(o + rows) * d],
                 &mut tr.c_rstd[o..o + rows],
@@ -443,11 +475,12 @@ fn forward_block(dims: &Dims, at: &Layout, p: &[f32], input: &BlockInput) -> (Bl
                 d,
                 2 * d,
                 &tr.c_out[o * d..],
-                &p[ga.wkv..],
+                p.get(ga.wkv, 2 * d * d),
                 0.0,
                 &mut tr.kv_self[o * 2 * d..],
             );
             // Attention of each row and head over the window and the own slot.
+            let bias = p.get(la.bias, heads * slots);
             for r in 0..rows {
                 let q = &tr.q[(o + r) * d..(o + r + 1) * d];
                 let kv_s = &tr.kv_self[(o + r) * 2 * d..(o + r + 1) * 2 * d];
@@ -461,15 +494,14 @@ fn forward_block(dims: &Dims, at: &Layout, p: &[f32], input: &BlockInput) -> (Bl
                         let allowed = i >= lo && (i >= span || input.valid0[r * span + i] > 0.5);
                         scores[j] = if allowed {
                             let k = &tr.kv_hist[(base + i) * 2 * d + h * dh..][..dh];
-                            let s = dot(qh, k) * scale + p[la.bias + h * slots + span - j];
+                            let s = dot(qh, k) * scale + bias[h * slots + span - j];
                             max = max.max(s);
                             s
                         } else {
                             f32::NEG_INFINITY
                         };
                     }
-                    let s_self =
-                        dot(qh, &kv_s[h * dh..(h + 1) * dh]) * scale + p[la.bias + h * slots];
+                    let s_self = dot(qh, &kv_s[h * dh..(h + 1) * dh]) * scale + bias[h * slots];
                     scores[span] = s_self;
                     max = max.max(s_self);
                     let mut sum = 0.0;
@@ -502,29 +534,46 @@ fn forward_block(dims: &Dims, at: &Layout, p: &[f32], input: &BlockInput) -> (Bl
             }
             // x' = x + Att·Wo, then the feed-forward block.
             xp.copy_from_slice(x);
-            gemm(rows, d, d, &tr.att[o * d..], &p[la.wo..], 1.0, &mut xp);
+            gemm(
+                rows,
+                d,
+                d,
+                &tr.att[o * d..],
+                p.get(la.wo, d * d),
+                1.0,
+                &mut xp,
+            );
             layer_norm(
                 &xp,
-                &p[la.ln_f_g..la.ln_f_g + d],
-                &p[la.ln_f_b..la.ln_f_b + d],
+                p.get(la.ln_f_g, d),
+                p.get(la.ln_f_b, d),
                 &mut tr.f_hat[o * d..(o + rows) * d],
                 &mut tr.f_out[o * d..(o + rows) * d],
                 &mut tr.f_rstd[o..o + rows],
             );
             let hid = &mut tr.hid[o * ff..(o + rows) * ff];
             for row in hid.chunks_exact_mut(ff) {
-                row.copy_from_slice(&p[la.b1..la.b1 + ff]);
+                row.copy_from_slice(p.get(la.b1, ff));
             }
-            gemm(rows, d, ff, &tr.f_out[o * d..], &p[la.w1..], 1.0, hid);
+            gemm(
+                rows,
+                d,
+                ff,
+                &tr.f_out[o * d..],
+                p.get(la.w1, d * ff),
+                1.0,
+                hid,
+            );
             for v in hid.iter_mut() {
                 *v = v.max(0.0);
             }
+            let b2 = p.get(la.b2, d);
             for (r, row) in x_next.chunks_exact_mut(d).enumerate() {
                 for i in 0..d {
-                    row[i] = xp[r * d + i] + p[la.b2 + i];
+                    row[i] = xp[r * d + i] + b2[i];
                 }
             }
-            gemm(rows, ff, d, hid, &p[la.w2..], 1.0, x_next);
+            gemm(rows, ff, d, hid, p.get(la.w2, ff * d), 1.0, x_next);
         }
         // The memory vector of this step and its keys/values.
         m.fill(0.0);
@@ -538,13 +587,21 @@ fn forward_block(dims: &Dims, at: &Layout, p: &[f32], input: &BlockInput) -> (Bl
             let ga = at.groups[g];
             layer_norm(
                 &m,
-                &p[ga.ln_g..ga.ln_g + d],
-                &p[ga.ln_b..ga.ln_b + d],
+                p.get(ga.ln_g, d),
+                p.get(ga.ln_b, d),
                 &mut m_hat_t,
                 &mut m_out_t,
                 &mut m_rstd_t,
             );
-            gemm(rows, d, 2 * d, &m_out_t, &p[ga.wkv..], 0.0, &mut kv_t);
+            gemm(
+                rows,
+                d,
+                2 * d,
+                &m_out_t,
+                p.get(ga.wkv, 2 * d * d),
+                0.0,
+                &mut kv_t,
+            );
             for r in 0..rows {
                 let i = (g * rows + r) * hist + span + t;
                 tr.m_hat[i * d..(i + 1) * d].copy_from_slice(&m_hat_t[r * d..(r + 1) * d]);
@@ -596,7 +653,7 @@ struct BlockGrads {
 fn backward_block(
     dims: &Dims,
     at: &Layout,
-    p: &[f32],
+    p: &Params,
     tr: &Trace,
     dtop: &[f32],
     want_m0: bool,
@@ -627,7 +684,7 @@ fn backward_block(
     let mut d_kv_hist = pool::zeros(groups * rows * hist * 2 * d);
     let mut d_mixw = vec![0.0; layers + 1];
     let mix = {
-        let mut w = p[at.mix..at.mix + layers + 1].to_vec();
+        let mut w = p.get(at.mix, layers + 1).to_vec();
         softmax_in_place(&mut w);
         w
     };
@@ -654,7 +711,15 @@ fn backward_block(
                 dkv_rows[r * 2 * d..(r + 1) * 2 * d]
                     .copy_from_slice(&d_kv_hist[i * 2 * d..(i + 1) * 2 * d]);
             }
-            gemm_nt(rows, 2 * d, d, &dkv_rows, &p[ga.wkv..], 0.0, &mut d_lnout);
+            gemm_nt(
+                rows,
+                2 * d,
+                d,
+                &dkv_rows,
+                p.get(ga.wkv, 2 * d * d),
+                0.0,
+                &mut d_lnout,
+            );
             let (mut hat, mut rstd) = (vec![0.0; rows * d], vec![0.0; rows]);
             for r in 0..rows {
                 let i = (g * rows + r) * hist + span + t;
@@ -666,7 +731,7 @@ fn backward_block(
                 &d_lnout,
                 &hat,
                 &rstd,
-                &p[ga.ln_g..ga.ln_g + d],
+                p.get(ga.ln_g, d),
                 &mut dm,
                 gg,
                 &mut rest[..d],
@@ -690,13 +755,13 @@ fn backward_block(
             let dx = &mut dlow[l * rows * d..];
             d_y[o * d..(o + rows) * d].copy_from_slice(dy);
             // Feed-forward block.
-            gemm_nt(rows, d, ff, dy, &p[la.w2..], 0.0, &mut dhid);
+            gemm_nt(rows, d, ff, dy, p.get(la.w2, ff * d), 0.0, &mut dhid);
             let hid = &tr.hid[o * ff..(o + rows) * ff];
             let dh_pre = &mut d_hpre[o * ff..(o + rows) * ff];
             for i in 0..rows * ff {
                 dh_pre[i] = if hid[i] > 0.0 { dhid[i] } else { 0.0 };
             }
-            gemm_nt(rows, ff, d, dh_pre, &p[la.w1..], 0.0, &mut d_lnout);
+            gemm_nt(rows, ff, d, dh_pre, p.get(la.w1, d * ff), 0.0, &mut d_lnout);
             let dxp = &mut d_xp[o * d..(o + rows) * d];
             dxp.copy_from_slice(dy);
             {
@@ -705,7 +770,7 @@ fn backward_block(
                     &d_lnout,
                     &tr.f_hat[o * d..(o + rows) * d],
                     &tr.f_rstd[o..o + rows],
-                    &p[la.ln_f_g..la.ln_f_g + d],
+                    p.get(la.ln_f_g, d),
                     dxp,
                     gg,
                     &mut rest[..d],
@@ -713,7 +778,7 @@ fn backward_block(
             }
             add_into(&mut dx[..rows * d], dxp);
             // Attention.
-            gemm_nt(rows, d, d, dxp, &p[la.wo..], 0.0, &mut datt);
+            gemm_nt(rows, d, d, dxp, p.get(la.wo, d * d), 0.0, &mut datt);
             let dq = &mut d_q[o * d..(o + rows) * d];
             dq.fill(0.0);
             let dkvs = &mut d_kv_self[o * 2 * d..(o + rows) * 2 * d];
@@ -764,27 +829,35 @@ fn backward_block(
                 }
             }
             // Query and own key/value back to x^{l-1}.
-            gemm_nt(rows, d, d, dq, &p[la.wq..], 0.0, &mut d_lnout);
+            gemm_nt(rows, d, d, dq, p.get(la.wq, d * d), 0.0, &mut d_lnout);
             {
                 let (gg, rest) = gp[la.ln_a_g..].split_at_mut(d);
                 layer_norm_back(
                     &d_lnout,
                     &tr.a_hat[o * d..(o + rows) * d],
                     &tr.a_rstd[o..o + rows],
-                    &p[la.ln_a_g..la.ln_a_g + d],
+                    p.get(la.ln_a_g, d),
                     &mut dx[..rows * d],
                     gg,
                     &mut rest[..d],
                 );
             }
-            gemm_nt(rows, 2 * d, d, dkvs, &p[ga.wkv..], 0.0, &mut d_lnout);
+            gemm_nt(
+                rows,
+                2 * d,
+                d,
+                dkvs,
+                p.get(ga.wkv, 2 * d * d),
+                0.0,
+                &mut d_lnout,
+            );
             {
                 let (gg, rest) = gp[ga.ln_g..].split_at_mut(d);
                 layer_norm_back(
                     &d_lnout,
                     &tr.c_hat[o * d..(o + rows) * d],
                     &tr.c_rstd[o..o + rows],
-                    &p[ga.ln_g..ga.ln_g + d],
+                    p.get(ga.ln_g, d),
                     &mut dx[..rows * d],
                     gg,
                     &mut rest[..d],
@@ -814,7 +887,7 @@ fn backward_block(
                 2 * d,
                 d,
                 &d_kv_hist[h0 * 2 * d..(h0 + span) * 2 * d],
-                &p[ga.wkv..],
+                p.get(ga.wkv, 2 * d * d),
                 0.0,
                 &mut d_ln0,
             );
@@ -828,7 +901,7 @@ fn backward_block(
                 &d_ln0,
                 &tr.m_hat[h0 * d..(h0 + span) * d],
                 &tr.m_rstd[h0..h0 + span],
-                &p[ga.ln_g..ga.ln_g + d],
+                p.get(ga.ln_g, d),
                 dst,
                 gg,
                 &mut rest[..d],
@@ -964,7 +1037,7 @@ impl FusedOp for FeedbackSequence {
     type Saved = Vec<Trace>;
 
     fn forward(&self, inputs: &[&[f32]], save: bool) -> (Vec<f32>, Option<Vec<Trace>>) {
-        let (params, x0, m0) = (inputs[0], inputs[1], inputs[2]);
+        let (params, x0, m0) = (Params::Flat(inputs[0]), inputs[1], inputs[2]);
         let results: Vec<(BlockOutput, Trace)> = self
             .blocks()
             .into_par_iter()
@@ -972,7 +1045,7 @@ impl FusedOp for FeedbackSequence {
                 forward_block(
                     &self.dims,
                     &self.layout,
-                    params,
+                    &params,
                     &self.block_input(x0, m0, b0, rows),
                 )
             })
@@ -994,7 +1067,7 @@ impl FusedOp for FeedbackSequence {
         grad: &[f32],
         wanted: &[bool],
     ) -> Vec<Vec<f32>> {
-        let params = inputs[0];
+        let params = Params::Flat(inputs[0]);
         let (d, span, steps) = (self.dims.d, self.dims.span, self.steps);
         let want_m0 = wanted.get(2).copied().unwrap_or(false);
         let grads: Vec<BlockGrads> = self
@@ -1005,7 +1078,7 @@ impl FusedOp for FeedbackSequence {
                 backward_block(
                     &self.dims,
                     &self.layout,
-                    params,
+                    &params,
                     trace,
                     &grad[b0 * steps * d..(b0 + rows) * steps * d],
                     want_m0,
@@ -1036,7 +1109,7 @@ impl FusedOp for FeedbackSequence {
 pub(crate) fn decode_step(
     dims: &Dims,
     at: &Layout,
-    params: &[f32],
+    params: &Params,
     x0: &[f32],
     starts: &[f32],
     kv: &[Vec<f32>],

@@ -49,6 +49,41 @@ pub(crate) fn supports(device: &Device) -> bool {
     }
 }
 
+/// A tensor's values on the host, read in place where the flex tensor is contiguous `f32`
+/// (no copy), else copied.
+pub(crate) enum HostTensor {
+    /// The flex tensor itself.
+    InPlace(FlexTensor),
+    /// A copy.
+    Copied(Vec<f32>),
+}
+
+impl HostTensor {
+    /// Reads `tensor` (plain flex, or autodiff over flex).
+    pub(crate) fn new<const D: usize>(tensor: Tensor<D>) -> Self {
+        let inner = if tensor.device().is_autodiff() {
+            tensor.inner()
+        } else {
+            tensor
+        };
+        match inner.try_into_primitive::<Flex>() {
+            Ok(flex) if flex.dtype() == burn::tensor::DType::F32 && flex.is_contiguous() => {
+                Self::InPlace(flex)
+            }
+            Ok(flex) => Self::Copied(host(&flex)),
+            Err(e) => panic!("fused kernels read flex tensors: {e:?}"),
+        }
+    }
+
+    /// The values, row-major.
+    pub(crate) fn values(&self) -> &[f32] {
+        match self {
+            Self::InPlace(t) => t.as_slice::<f32>().expect("contiguous f32"),
+            Self::Copied(v) => v,
+        }
+    }
+}
+
 fn host(tensor: &FlexTensor) -> Vec<f32> {
     tensor
         .clone()

@@ -33,7 +33,7 @@ pub(crate) mod pool;
 
 #[cfg(feature = "flex")]
 #[allow(unused_imports)]
-pub(crate) use glue::{FusedOp, apply};
+pub(crate) use glue::{FusedOp, HostTensor, apply};
 
 /// Rows of the batch a parallel task processes. Fixed, so that the split (and so every result)
 /// does not depend on the number of threads.
