@@ -396,8 +396,7 @@ impl FeedbackTransformer {
     }
 }
 
-/// The two implementations of the recurrence: tensor operations (any backend; the reference)
-/// and the fused kernel (flex).
+/// The tensor-operation path (any backend; the reference the fused kernel is tested against).
 impl FeedbackTransformer {
     /// The recurrence over a sequence with tensor operations: the embedded observations
     /// `x0 [B, T, d]` and episode starts `[B, T]` from `memory0` to the last layer's outputs
@@ -421,6 +420,25 @@ impl FeedbackTransformer {
         Tensor::stack::<3>(tops, 1) // [B, T, d]
     }
 
+    fn step_reference(
+        &self,
+        obs: Tensor<2>,
+        episode_start: Tensor<1>,
+        memory: Memory,
+    ) -> (Tensor<2>, Tensor<1>, Memory) {
+        let [b, _] = obs.dims();
+        let window = self.window_from_memory(memory, false);
+        let x0 = self.embed.forward(obs); // [B, d]
+        let consts = self.constants(b, &x0.device());
+        let (top, window) = self.advance(x0, episode_start.reshape([b, 1, 1]), window, &consts);
+        let (logits, value) = self.heads.forward(top); // [B, A], [B, 1]
+        (logits, value.reshape([b]), Self::window_into_memory(window))
+    }
+}
+
+/// The fused path (flex backend).
+#[cfg(feature = "flex")]
+impl FeedbackTransformer {
     /// [`Self::recurrence_reference`] as one fused operation (flex backend only). Unlike
     /// `forward_sequence`, the starting memory vectors are not detached here, so their gradient
     /// can be checked.
@@ -458,21 +476,6 @@ impl FeedbackTransformer {
             ],
         );
         out.reshape([b, t, d])
-    }
-
-    fn step_reference(
-        &self,
-        obs: Tensor<2>,
-        episode_start: Tensor<1>,
-        memory: Memory,
-    ) -> (Tensor<2>, Tensor<1>, Memory) {
-        let [b, _] = obs.dims();
-        let window = self.window_from_memory(memory, false);
-        let x0 = self.embed.forward(obs); // [B, d]
-        let consts = self.constants(b, &x0.device());
-        let (top, window) = self.advance(x0, episode_start.reshape([b, 1, 1]), window, &consts);
-        let (logits, value) = self.heads.forward(top); // [B, A], [B, 1]
-        (logits, value.reshape([b]), Self::window_into_memory(window))
     }
 
     fn step_fused(
@@ -620,6 +623,7 @@ impl FeedbackTransformer {
     }
 }
 
+#[cfg(feature = "flex")]
 fn host_values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     t.into_data()
         .convert::<f32>()
@@ -627,6 +631,7 @@ fn host_values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
         .expect("f32 tensor")
 }
 
+#[cfg(feature = "flex")]
 fn tensor3(values: Vec<f32>, shape: [usize; 3], device: &Device) -> Tensor<3> {
     Tensor::from_data(TensorData::new(values, shape), device)
 }
@@ -649,8 +654,8 @@ impl ActorCritic for FeedbackTransformer {
         episode_start: Tensor<1>,
         memory: Memory,
     ) -> (Tensor<2>, Tensor<1>, Memory) {
-        let device = obs.device();
-        if kernels::runs_fused(&device) && !device.is_autodiff() {
+        #[cfg(feature = "flex")]
+        if kernels::runs_fused(&obs.device()) && !obs.device().is_autodiff() {
             return self.step_fused(obs, episode_start, memory);
         }
         self.step_reference(obs, episode_start, memory)
@@ -664,11 +669,14 @@ impl ActorCritic for FeedbackTransformer {
     ) -> (Tensor<3>, Tensor<2>) {
         let [b, t, _] = obs.dims();
         let x0 = self.embed.forward(obs); // [B, T, d]
+        #[cfg(feature = "flex")]
         let tops = if kernels::runs_fused(&x0.device()) {
             self.recurrence_fused(x0, episode_start, memory0.detach())
         } else {
             self.recurrence_reference(x0, episode_start, memory0.detach())
         };
+        #[cfg(not(feature = "flex"))]
+        let tops = self.recurrence_reference(x0, episode_start, memory0.detach());
         let (logits, values) = self.heads.forward(tops); // [B, T, A], [B, T, 1]
         (logits, values.reshape([b, t]))
     }

@@ -1,6 +1,7 @@
 //! The fused Feedback Transformer kernel against the tensor-operation reference: outputs,
 //! the gradient of every parameter and of the starting memory, the decoding step, and
 //! determinism across thread counts.
+#![cfg(feature = "flex")]
 
 use agents::memory::Memory;
 use agents::policy::ActorCritic;

@@ -18,7 +18,7 @@
 //! number of threads, and every reduction over rows (weight gradients) runs in a fixed order
 //! after the parallel part, so results are bitwise the same for any pool size.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use burn::prelude::*;
 
@@ -39,17 +39,39 @@ pub(crate) use glue::{FusedOp, HostTensor, apply};
 /// does not depend on the number of threads.
 pub const ROWS_PER_BLOCK: usize = 8;
 
-static FUSED: AtomicBool = AtomicBool::new(true);
+/// Unset (0), on (1), off (2).
+static FUSED: AtomicU8 = AtomicU8::new(0);
 
-/// Whether the fused kernels are used where they apply (the default).
+/// The environment variable that picks the path for a whole process (and the worker processes
+/// it starts): `FBRL_KERNELS=reference` runs every policy on its tensor-operation reference
+/// path; `fused` (or unset) uses the kernels where they apply.
+pub const KERNELS_ENV: &str = "FBRL_KERNELS";
+
+/// Whether the fused kernels are used where they apply: the last [`set_fused`], else
+/// [`KERNELS_ENV`], else yes.
+///
+/// # Panics
+/// If [`KERNELS_ENV`] holds something other than `fused` or `reference`.
 pub fn fused_enabled() -> bool {
-    FUSED.load(Ordering::Relaxed)
+    match FUSED.load(Ordering::Relaxed) {
+        1 => true,
+        2 => false,
+        _ => {
+            let on = match std::env::var(KERNELS_ENV).as_deref() {
+                Err(_) | Ok("fused") | Ok("") => true,
+                Ok("reference") => false,
+                Ok(other) => panic!("{KERNELS_ENV}={other}: expected `fused` or `reference`"),
+            };
+            set_fused(on);
+            on
+        }
+    }
 }
 
 /// Turns the fused kernels on or off for the whole process (off: every policy runs its
 /// tensor-operation reference path). Meant for benchmarks and tests that compare the two.
 pub fn set_fused(enabled: bool) {
-    FUSED.store(enabled, Ordering::Relaxed);
+    FUSED.store(if enabled { 1 } else { 2 }, Ordering::Relaxed);
 }
 
 /// Whether a tensor on `device` would go through the fused kernels: the flex backend, bare or

@@ -432,13 +432,25 @@ fn main() -> Result<()> {
 
     let table = table(&rows);
     let passed: Vec<String> = std::env::args().skip(1).collect();
+    let fused = agents::kernels::fused_enabled();
+    let env_prefix = if fused {
+        String::new()
+    } else {
+        format!("{}=reference ", agents::kernels::KERNELS_ENV)
+    };
     let command = if passed.is_empty() {
-        "cargo run --release -p experiments --bin decode".to_string()
+        format!("{env_prefix}cargo run --release -p experiments --bin decode")
     } else {
         format!(
-            "cargo run --release -p experiments --bin decode -- {}",
+            "{env_prefix}cargo run --release -p experiments --bin decode -- {}",
             passed.join(" ")
         )
+    };
+    let path = if fused {
+        "the fused CPU kernel for the Feedback Transformer's step (`agents::kernels`; the \
+         Transformer has none and runs tensor operations)"
+    } else {
+        "tensor operations for every model (the reference path, `FBRL_KERNELS=reference`)"
     };
     let threads = std::thread::available_parallelism().map_or(0, |n| n.get());
     let pool = rayon::current_num_threads();
@@ -446,7 +458,8 @@ fn main() -> Result<()> {
         "# Decoding speed: Feedback Transformer vs Transformer\n\n\
          The analog of the decoding-speed table of Fan et al. (2020): the per-step inference \
          latency of `ActorCritic::step` (one step for a batch of envs, logits and values read \
-         back to the host, as in a rollout), on the plain `flex` CPU device without autodiff.\n\n\
+         back to the host, as in a rollout), on the plain `flex` CPU device without autodiff, \
+         with {path}.\n\n\
          Command:\n\n```sh\n{command}\n```\n\n\
          Machine: {cpu} ({threads} hardware threads), burn 0.22 `flex` backend with {pool} \
          worker thread(s). \
