@@ -25,10 +25,11 @@ use burn::prelude::*;
 #[cfg(feature = "flex")]
 mod glue;
 #[cfg(feature = "flex")]
+pub(crate) mod gru;
+#[cfg(feature = "flex")]
 pub(crate) mod linalg;
 
 #[cfg(feature = "flex")]
-#[allow(unused_imports)]
 pub(crate) use glue::{FusedOp, apply};
 
 /// Rows of the batch a parallel task processes. Fixed, so that the split (and so every result)

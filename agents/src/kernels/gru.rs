@@ -1,0 +1,432 @@
+//! A stack of GRU cells over a whole sequence as one fused operation.
+//!
+//! Per layer the input projection of the whole sequence is one matrix product; only the
+//! hidden-state path is unrolled step by step. The backward pass is back-propagation through
+//! time in reverse order, keeping the gate pre-activation gradients of every step, after which
+//! the weight gradients are matrix products over all the rows of the sequence.
+//!
+//! Every block of [`ROWS_PER_BLOCK`] batch rows runs the whole stack (forward, and backward)
+//! on its own, in parallel; the blocks' parameter gradients are summed in block order.
+
+use burn::prelude::*;
+use rayon::prelude::*;
+
+use super::linalg::{gemm, gemm_nt, gemm_tn};
+use super::{FusedOp, ROWS_PER_BLOCK, apply};
+
+/// The GRU stack of `layers` cells of width `d` (inputs of width `d` too) over `batch`
+/// sequences of `steps` steps.
+///
+/// Inputs (all flat):
+/// 0. `x`: the bottom cell's inputs `[B, T, d]`;
+/// 1. the packed parameters: for every cell, bottom first, the input `Linear`'s weight
+///    `[d, 3d]` and bias `[3d]`, then the hidden `Linear`'s weight `[d, 3d]` and bias `[3d]`
+///    (gate layout `[r | z | n]`, see [`crate::gru::GruCell`]);
+/// 2. `h0`: the hidden state of every cell before the first step `[B, L, d]`;
+/// 3. `episode_start`: `[B, T]` (no gradient); a row's hidden state is multiplied by
+///    `1 − episode_start` before each step.
+///
+/// Output: the top cell's outputs `[B, T, d]`, followed by every cell's last hidden state
+/// `[B, L, d]`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct GruStack {
+    batch: usize,
+    steps: usize,
+    d: usize,
+    layers: usize,
+}
+
+/// What the forward pass of one block of rows keeps: per layer, its outputs `[rows, T, d]`
+/// and the gates `[rows, T, 4d]` (`r`, `z`, `n` and the hidden projection's `n` part).
+#[derive(Debug)]
+pub(crate) struct BlockSaved {
+    outs: Vec<Vec<f32>>,
+    gates: Vec<Vec<f32>>,
+}
+
+/// Offsets of one cell's parameters in the packed vector.
+#[derive(Clone, Copy)]
+struct Layout {
+    d: usize,
+}
+
+impl Layout {
+    fn w_len(self) -> usize {
+        3 * self.d * self.d
+    }
+    fn layer_len(self) -> usize {
+        2 * (self.w_len() + 3 * self.d)
+    }
+    fn w_input(self, l: usize) -> usize {
+        l * self.layer_len()
+    }
+    fn b_input(self, l: usize) -> usize {
+        self.w_input(l) + self.w_len()
+    }
+    fn w_hidden(self, l: usize) -> usize {
+        self.b_input(l) + 3 * self.d
+    }
+    fn b_hidden(self, l: usize) -> usize {
+        self.w_hidden(l) + self.w_len()
+    }
+}
+
+fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// `out += a · b` for one row `a` (`k` values) and a row-major `b` `[k, n]`.
+fn row_times(a: &[f32], b: &[f32], out: &mut [f32]) {
+    let n = out.len();
+    for (&a_k, b_row) in a.iter().zip(b.chunks_exact(n)) {
+        for (o, &w) in out.iter_mut().zip(b_row) {
+            *o += a_k * w;
+        }
+    }
+}
+
+/// Every row of the row-major `rows × n` matrix `m` set to `bias`.
+fn rows_of(bias: &[f32], rows: usize) -> Vec<f32> {
+    let mut m = Vec::with_capacity(rows * bias.len());
+    for _ in 0..rows {
+        m.extend_from_slice(bias);
+    }
+    m
+}
+
+/// `out += ` the column sums of the row-major matrix `m` (`out.len()` columns), in row order.
+fn add_column_sums(m: &[f32], out: &mut [f32]) {
+    for row in m.chunks_exact(out.len()) {
+        for (o, &v) in out.iter_mut().zip(row) {
+            *o += v;
+        }
+    }
+}
+
+/// `[n, m]` row-major from `[m, n]` row-major.
+fn transpose(a: &[f32], m: usize, n: usize) -> Vec<f32> {
+    let mut t = vec![0.0; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            t[j * m + i] = a[i * n + j];
+        }
+    }
+    t
+}
+
+impl GruStack {
+    pub(crate) fn new(batch: usize, steps: usize, d: usize, layers: usize) -> Self {
+        Self {
+            batch,
+            steps,
+            d,
+            layers,
+        }
+    }
+
+    fn layout(&self) -> Layout {
+        Layout { d: self.d }
+    }
+
+    /// Length of the packed parameter vector.
+    pub(crate) fn param_len(&self) -> usize {
+        self.layers * self.layout().layer_len()
+    }
+
+    fn blocks(&self) -> usize {
+        self.batch.div_ceil(ROWS_PER_BLOCK)
+    }
+
+    /// The first row and the number of rows of block `blk`.
+    fn block_rows(&self, blk: usize) -> (usize, usize) {
+        let b0 = blk * ROWS_PER_BLOCK;
+        (b0, ROWS_PER_BLOCK.min(self.batch - b0))
+    }
+
+    fn check(&self, inputs: &[&[f32]]) {
+        let (b, t, d, l) = (self.batch, self.steps, self.d, self.layers);
+        assert_eq!(inputs.len(), 4, "GruStack: x, params, h0, episode_start");
+        assert_eq!(inputs[0].len(), b * t * d, "GruStack: x is [B, T, d]");
+        assert_eq!(inputs[1].len(), self.param_len(), "GruStack: packed params");
+        assert_eq!(inputs[2].len(), b * l * d, "GruStack: h0 is [B, L, d]");
+        assert_eq!(inputs[3].len(), b * t, "GruStack: episode_start is [B, T]");
+    }
+
+    /// The forward pass of rows `b0 .. b0 + rows`.
+    fn forward_block(&self, inputs: &[&[f32]], b0: usize, rows: usize) -> BlockSaved {
+        let (t_len, d, lay) = (self.steps, self.d, self.layout());
+        let (d3, d4) = (3 * d, 4 * d);
+        let params = inputs[1];
+        let h0 = &inputs[2][b0 * self.layers * d..(b0 + rows) * self.layers * d];
+        let starts = &inputs[3][b0 * t_len..(b0 + rows) * t_len];
+        let n_rows = rows * t_len;
+        let mut outs: Vec<Vec<f32>> = Vec::with_capacity(self.layers);
+        let mut gates_all = Vec::with_capacity(self.layers);
+        for l in 0..self.layers {
+            let x = match l {
+                0 => &inputs[0][b0 * t_len * d..(b0 + rows) * t_len * d],
+                _ => outs[l - 1].as_slice(),
+            };
+            let w_i = &params[lay.w_input(l)..lay.b_input(l)];
+            let b_i = &params[lay.b_input(l)..lay.w_hidden(l)];
+            let w_h = &params[lay.w_hidden(l)..lay.b_hidden(l)];
+            let b_h = &params[lay.b_hidden(l)..lay.b_hidden(l) + d3];
+            // The input projection of every step at once: [rows·T, d] × [d, 3d].
+            let mut xp = rows_of(b_i, n_rows);
+            gemm(n_rows, d, d3, x, w_i, 1.0, &mut xp);
+            let mut h: Vec<f32> = (0..rows)
+                .flat_map(|r| h0[(r * self.layers + l) * d..][..d].iter().copied())
+                .collect();
+            let mut out = vec![0.0; n_rows * d];
+            let mut gates = vec![0.0; n_rows * d4];
+            let mut hp = vec![0.0; d3];
+            for t in 0..t_len {
+                for r in 0..rows {
+                    let row = r * t_len + t;
+                    let keep = 1.0 - starts[row];
+                    let h_r = &mut h[r * d..(r + 1) * d];
+                    for v in h_r.iter_mut() {
+                        *v *= keep;
+                    }
+                    hp.copy_from_slice(b_h);
+                    row_times(h_r, w_h, &mut hp);
+                    let xp_r = &xp[row * d3..(row + 1) * d3];
+                    let g = &mut gates[row * d4..(row + 1) * d4];
+                    let o = &mut out[row * d..(row + 1) * d];
+                    for j in 0..d {
+                        let rg = sigmoid(xp_r[j] + hp[j]);
+                        let zg = sigmoid(xp_r[d + j] + hp[d + j]);
+                        let hn = hp[2 * d + j];
+                        let n = (xp_r[2 * d + j] + rg * hn).tanh();
+                        let h_new = n + zg * (h_r[j] - n);
+                        g[j] = rg;
+                        g[d + j] = zg;
+                        g[2 * d + j] = n;
+                        g[3 * d + j] = hn;
+                        o[j] = h_new;
+                        h_r[j] = h_new;
+                    }
+                }
+            }
+            outs.push(out);
+            gates_all.push(gates);
+        }
+        BlockSaved {
+            outs,
+            gates: gates_all,
+        }
+    }
+
+    /// The backward pass of rows `b0 .. b0 + rows`: the gradients of this block's `x` and
+    /// `h0`, and its share of the parameter gradient (empty unless `want_params`).
+    fn backward_block(
+        &self,
+        inputs: &[&[f32]],
+        saved: &BlockSaved,
+        w_hidden_t: &[Vec<f32>],
+        grad: &[f32],
+        b0: usize,
+        rows: usize,
+        want_params: bool,
+    ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+        let (b, t_len, d, n_layers, lay) =
+            (self.batch, self.steps, self.d, self.layers, self.layout());
+        let (d3, d4) = (3 * d, 4 * d);
+        let params = inputs[1];
+        let h0 = &inputs[2][b0 * n_layers * d..(b0 + rows) * n_layers * d];
+        let starts = &inputs[3][b0 * t_len..(b0 + rows) * t_len];
+        let n_rows = rows * t_len;
+        let g_last = &grad[b * t_len * d..][(b0 * n_layers * d)..((b0 + rows) * n_layers * d)];
+        // The gradient reaching the current layer's outputs: the top cell's from `grad`.
+        let mut g_out = grad[b0 * t_len * d..(b0 + rows) * t_len * d].to_vec();
+        let mut dh0 = vec![0.0; rows * n_layers * d];
+        let mut dparams = if want_params {
+            vec![0.0; self.param_len()]
+        } else {
+            Vec::new()
+        };
+        for l in (0..n_layers).rev() {
+            let out = &saved.outs[l];
+            let gates = &saved.gates[l];
+            let x = match l {
+                0 => &inputs[0][b0 * t_len * d..(b0 + rows) * t_len * d],
+                _ => saved.outs[l - 1].as_slice(),
+            };
+            for r in 0..rows {
+                let last = (r * t_len + t_len - 1) * d;
+                let g = &g_last[(r * n_layers + l) * d..][..d];
+                for (o, &v) in g_out[last..last + d].iter_mut().zip(g) {
+                    *o += v;
+                }
+            }
+            let w_ht = &w_hidden_t[l];
+            // Gradients of the input projection and of the hidden projection, every step.
+            let mut dxp = vec![0.0; n_rows * d3];
+            let mut dhp = vec![0.0; n_rows * d3];
+            let mut h_prev_all = vec![0.0; n_rows * d];
+            // The gradient reaching each row's hidden state from later steps.
+            let mut dh = vec![0.0; rows * d];
+            for t in (0..t_len).rev() {
+                for r in 0..rows {
+                    let row = r * t_len + t;
+                    let keep = 1.0 - starts[row];
+                    let h_prev_src = match t {
+                        0 => &h0[(r * n_layers + l) * d..][..d],
+                        _ => &out[(row - 1) * d..row * d],
+                    };
+                    let h_prev = &mut h_prev_all[row * d..(row + 1) * d];
+                    for (p, &s) in h_prev.iter_mut().zip(h_prev_src) {
+                        *p = keep * s;
+                    }
+                    let g = &gates[row * d4..(row + 1) * d4];
+                    let go = &g_out[row * d..(row + 1) * d];
+                    let dh_r = &mut dh[r * d..(r + 1) * d];
+                    let dxp_r = &mut dxp[row * d3..(row + 1) * d3];
+                    let dhp_r = &mut dhp[row * d3..(row + 1) * d3];
+                    for j in 0..d {
+                        let (rg, zg, n, hn) = (g[j], g[d + j], g[2 * d + j], g[3 * d + j]);
+                        let dht = go[j] + dh_r[j];
+                        let da_n = dht * (1.0 - zg) * (1.0 - n * n);
+                        let da_z = dht * (h_prev[j] - n) * zg * (1.0 - zg);
+                        let da_r = da_n * hn * rg * (1.0 - rg);
+                        dxp_r[j] = da_r;
+                        dxp_r[d + j] = da_z;
+                        dxp_r[2 * d + j] = da_n;
+                        dhp_r[j] = da_r;
+                        dhp_r[d + j] = da_z;
+                        dhp_r[2 * d + j] = da_n * rg;
+                        dh_r[j] = dht * zg;
+                    }
+                    row_times(dhp_r, w_ht, dh_r);
+                    for v in dh_r.iter_mut() {
+                        *v *= keep;
+                    }
+                }
+            }
+            for r in 0..rows {
+                dh0[(r * n_layers + l) * d..][..d].copy_from_slice(&dh[r * d..(r + 1) * d]);
+            }
+            if want_params {
+                let (dw_i, rest) = dparams[lay.w_input(l)..].split_at_mut(lay.w_len());
+                let (db_i, rest) = rest.split_at_mut(d3);
+                let (dw_h, rest) = rest.split_at_mut(lay.w_len());
+                let db_h = &mut rest[..d3];
+                gemm_tn(d, n_rows, d3, x, &dxp, 0.0, dw_i);
+                add_column_sums(&dxp, db_i);
+                gemm_tn(d, n_rows, d3, &h_prev_all, &dhp, 0.0, dw_h);
+                add_column_sums(&dhp, db_h);
+            }
+            // The gradient of this layer's inputs: [rows·T, 3d] × [d, 3d]ᵀ.
+            let w_i = &params[lay.w_input(l)..lay.b_input(l)];
+            gemm_nt(n_rows, d3, d, &dxp, w_i, 0.0, &mut g_out);
+        }
+        (g_out, dh0, dparams)
+    }
+}
+
+impl FusedOp for GruStack {
+    type Saved = Vec<BlockSaved>;
+
+    fn forward(&self, inputs: &[&[f32]], _save: bool) -> (Vec<f32>, Option<Vec<BlockSaved>>) {
+        self.check(inputs);
+        let (b, t, d, n_layers) = (self.batch, self.steps, self.d, self.layers);
+        let saved: Vec<BlockSaved> = (0..self.blocks())
+            .into_par_iter()
+            .map(|blk| {
+                let (b0, rows) = self.block_rows(blk);
+                self.forward_block(inputs, b0, rows)
+            })
+            .collect();
+        let mut output = Vec::with_capacity(b * t * d + b * n_layers * d);
+        for s in &saved {
+            output.extend_from_slice(&s.outs[n_layers - 1]);
+        }
+        for s in &saved {
+            let rows = s.outs[0].len() / (t * d);
+            for r in 0..rows {
+                for out in &s.outs {
+                    output.extend_from_slice(&out[(r * t + t - 1) * d..(r * t + t) * d]);
+                }
+            }
+        }
+        (output, Some(saved))
+    }
+
+    fn backward(
+        &self,
+        inputs: &[&[f32]],
+        saved: &Vec<BlockSaved>,
+        grad: &[f32],
+        wanted: &[bool],
+    ) -> Vec<Vec<f32>> {
+        self.check(inputs);
+        let (d, lay) = (self.d, self.layout());
+        let w_hidden_t: Vec<Vec<f32>> = (0..self.layers)
+            .map(|l| transpose(&inputs[1][lay.w_hidden(l)..lay.b_hidden(l)], d, 3 * d))
+            .collect();
+        let blocks: Vec<(Vec<f32>, Vec<f32>, Vec<f32>)> = saved
+            .par_iter()
+            .enumerate()
+            .map(|(blk, s)| {
+                let (b0, rows) = self.block_rows(blk);
+                self.backward_block(inputs, s, &w_hidden_t, grad, b0, rows, wanted[1])
+            })
+            .collect();
+        let mut dx = Vec::new();
+        let mut dh0 = Vec::new();
+        let mut dparams = if wanted[1] {
+            vec![0.0; self.param_len()]
+        } else {
+            Vec::new()
+        };
+        // Block order, whatever the number of threads.
+        for (bx, bh, bp) in &blocks {
+            if wanted[0] {
+                dx.extend_from_slice(bx);
+            }
+            if wanted[2] {
+                dh0.extend_from_slice(bh);
+            }
+            for (a, &v) in dparams.iter_mut().zip(bp) {
+                *a += v;
+            }
+        }
+        let dstarts = if wanted[3] {
+            vec![0.0; self.batch * self.steps]
+        } else {
+            Vec::new()
+        };
+        vec![dx, dparams, dh0, dstarts]
+    }
+}
+
+/// The GRU stack as one operation (one autodiff node on `Autodiff<Flex>`).
+///
+/// # Shapes
+/// - `x`: `[B, T, d]`, `params`: the packed cell parameters (see [`GruStack`]), `h0`:
+///   `[B, L, d]`, `episode_start`: `[B, T]`
+/// - returns the top cell's outputs `[B, T, d]` and every cell's last hidden state
+///   `[B, L, d]`
+pub(crate) fn gru_stack(
+    x: Tensor<3>,
+    params: Tensor<1>,
+    h0: Tensor<3>,
+    episode_start: Tensor<2>,
+) -> (Tensor<3>, Tensor<3>) {
+    let [b, t, d] = x.dims();
+    let [_, n_layers, _] = h0.dims();
+    let op = GruStack::new(b, t, d, n_layers);
+    assert_eq!(params.dims()[0], op.param_len(), "GruStack: packed params");
+    let out = apply(
+        op,
+        [
+            x.reshape([b * t * d]),
+            params,
+            h0.reshape([b * n_layers * d]),
+            episode_start.reshape([b * t]),
+        ],
+    );
+    let top = out.clone().narrow(0, 0, b * t * d).reshape([b, t, d]);
+    let last = out.narrow(0, b * t * d, b * n_layers * d).reshape([b, n_layers, d]);
+    (top, last)
+}
