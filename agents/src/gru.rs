@@ -195,9 +195,10 @@ impl GruPolicy {
     ) -> (Tensor<2>, Tensor<1>, Memory) {
         let [b, _] = obs.dims();
         let d = self.d_model();
-        let x = self.embed.forward(obs).tanh().reshape([b, 1, d]); // [B, 1, d]
+        // The kernel applies the embedding's tanh.
+        let e = self.embed.forward(obs).reshape([b, 1, d]); // [B, 1, d]
         let (top, last) = kernels::gru::gru_stack(
-            x,
+            e,
             self.packed_cell_params(),
             h,
             episode_start.reshape([b, 1]),
@@ -217,9 +218,9 @@ impl GruPolicy {
         episode_start: Tensor<2>,
         h0: Tensor<3>,
     ) -> (Tensor<3>, Tensor<2>) {
-        let x = self.embed.forward(obs).tanh(); // [B, T, d]
-        let (top, _) =
-            kernels::gru::gru_stack(x, self.packed_cell_params(), h0, episode_start); // [B, T, d]
+        // The kernel applies the embedding's tanh.
+        let e = self.embed.forward(obs); // [B, T, d]
+        let (top, _) = kernels::gru::gru_stack(e, self.packed_cell_params(), h0, episode_start); // [B, T, d]
         self.heads.forward_sequence(top) // [B, T, A], [B, T]
     }
 }

@@ -38,7 +38,13 @@ fn randomize(linear: &mut Linear, scale: f32, rng: &mut ChaCha8Rng, device: &Dev
 }
 
 /// A policy whose every weight and bias is random (non-zero biases included).
-fn random_policy(d: usize, n_layers: usize, obs_dim: usize, seed: u64, device: &Device) -> GruPolicy {
+fn random_policy(
+    d: usize,
+    n_layers: usize,
+    obs_dim: usize,
+    seed: u64,
+    device: &Device,
+) -> GruPolicy {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut policy = GruConfig::new()
         .with_d_model(d)
@@ -74,7 +80,10 @@ fn param_grads(policy: &GruPolicy, grads: &Gradients) -> Vec<(String, Vec<f32>)>
         let weight = linear.weight.val().grad(grads).expect("weight gradient");
         out.push((format!("{name}.weight"), host(weight)));
         let bias = linear.bias.as_ref().expect("bias").val();
-        out.push((format!("{name}.bias"), host(bias.grad(grads).expect("bias gradient"))));
+        out.push((
+            format!("{name}.bias"),
+            host(bias.grad(grads).expect("bias gradient")),
+        ));
     }
     out
 }
@@ -86,7 +95,11 @@ fn host<const R: usize>(t: Tensor<R>) -> Vec<f32> {
 /// `max|a − b| ≤ tol · max(1, max|b|)`.
 fn assert_close(what: &str, a: &[f32], b: &[f32], tol: f32) {
     assert_eq!(a.len(), b.len(), "{what}: lengths");
-    let diff = a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
+    let diff = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max);
     let scale = b.iter().map(|y| y.abs()).fold(1.0, f32::max);
     assert!(
         diff <= tol * scale,
@@ -136,10 +149,16 @@ fn sequence_matches_reference(b: usize, n_layers: usize, seed: u64) {
         } else {
             policy.forward_sequence_reference(obs.clone(), es.clone(), h0.clone())
         };
-        let loss = (logits.clone() * w_logits.clone()).sum() + (values.clone() * w_values.clone()).sum();
+        let loss =
+            (logits.clone() * w_logits.clone()).sum() + (values.clone() * w_values.clone()).sum();
         let grads = loss.backward();
         let dh0 = host(h0.grad(&grads).expect("h0 gradient"));
-        (host(logits), host(values), param_grads(&policy, &grads), dh0)
+        (
+            host(logits),
+            host(values),
+            param_grads(&policy, &grads),
+            dh0,
+        )
     };
     let (logits, values, grads, dh0) = run(true);
     let (logits_ref, values_ref, grads_ref, dh0_ref) = run(false);
@@ -147,10 +166,16 @@ fn sequence_matches_reference(b: usize, n_layers: usize, seed: u64) {
     assert_close(&format!("{case}: logits"), &logits, &logits_ref, 1e-4);
     assert_close(&format!("{case}: values"), &values, &values_ref, 1e-4);
     assert_close(&format!("{case}: dh0"), &dh0, &dh0_ref, 1e-4);
-    assert!(dh0_ref.iter().any(|&v| v != 0.0), "{case}: h0 reaches the loss");
+    assert!(
+        dh0_ref.iter().any(|&v| v != 0.0),
+        "{case}: h0 reaches the loss"
+    );
     assert_eq!(grads.len(), 2 + 4 * n_layers + 4);
     for ((name, g), (_, g_ref)) in grads.iter().zip(&grads_ref) {
-        assert!(g_ref.iter().any(|&v| v != 0.0), "{case}: {name} reaches the loss");
+        assert!(
+            g_ref.iter().any(|&v| v != 0.0),
+            "{case}: {name} reaches the loss"
+        );
         assert_close(&format!("{case}: d {name}"), g, g_ref, 1e-4);
     }
 }
@@ -179,7 +204,10 @@ fn fused_step_matches_the_reference_with_gradients() {
     let policy = random_policy(D, 2, OBS_DIM, 21, &device);
     let mut rng = ChaCha8Rng::seed_from_u64(22);
     let obs = random_tensor([b, OBS_DIM], 1.0, &mut rng, &device);
-    let es = Tensor::from_data(TensorData::new(vec![0.0, 1.0, 0.0, 0.0, 1.0, 0.0], [b]), &device);
+    let es = Tensor::from_data(
+        TensorData::new(vec![0.0, 1.0, 0.0, 0.0, 1.0, 0.0], [b]),
+        &device,
+    );
     let h0 = warm_h0(&policy, b, &mut rng, &device);
     let w_logits = random_tensor([b, NUM_ACTIONS], 1.0, &mut rng, &device);
     let w_values = random_tensor([b], 1.0, &mut rng, &device);
@@ -257,53 +285,64 @@ fn fused_steps_equal_the_fused_sequence() {
             assert_close(&format!("step {t}: values"), &v, &seq_v, 1e-5);
             assert_close(&format!("step {t}: logits"), &l, &host(l_ref), 1e-4);
             assert_close(&format!("step {t}: values"), &v, &host(v_ref), 1e-4);
-            assert_close(&format!("step {t}: memory"), &host(h.clone()), &host(h_ref.clone()), 1e-4);
+            assert_close(
+                &format!("step {t}: memory"),
+                &host(h.clone()),
+                &host(h_ref.clone()),
+                1e-4,
+            );
         }
     }
 }
 
-/// Outputs and the gradients of `x`, the parameters and `h0` from the kernel alone.
-fn kernel_run(
-    b: usize,
-    n_layers: usize,
-    seed: u64,
-) -> (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>) {
+/// The kernel's two outputs and the gradients of its inputs `e`, the parameters and `h0`.
+type KernelRun = [Vec<f32>; 5];
+
+/// One forward and backward pass of the kernel alone, on random inputs.
+fn kernel_run(b: usize, t: usize, n_layers: usize, seed: u64) -> KernelRun {
     let device = Device::flex().autodiff();
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let op = kernels::gru::GruStack::new(b, T, D, n_layers);
-    let x = random_tensor([b, T, D], 1.0, &mut rng, &device).require_grad();
+    let op = kernels::gru::GruStack::new(b, t, D, n_layers);
+    let e = random_tensor([b, t, D], 1.0, &mut rng, &device).require_grad();
     let params = random_tensor([op.param_len()], 0.5, &mut rng, &device).require_grad();
     let h0 = random_tensor([b, n_layers, D], 0.8, &mut rng, &device).require_grad();
-    let es = starts(b, T, &device);
-    let w_top = random_tensor([b, T, D], 1.0, &mut rng, &device);
+    let es = starts(b, t, &device);
+    let w_top = random_tensor([b, t, D], 1.0, &mut rng, &device);
     let w_last = random_tensor([b, n_layers, D], 1.0, &mut rng, &device);
-    let (top, last) = kernels::gru::gru_stack(x.clone(), params.clone(), h0.clone(), es);
+    let (top, last) = kernels::gru::gru_stack(e.clone(), params.clone(), h0.clone(), es);
     let loss = (top.clone() * w_top).sum() + (last.clone() * w_last).sum();
     let grads = loss.backward();
-    (
+    [
         host(top),
         host(last),
-        host(x.grad(&grads).unwrap()),
+        host(e.grad(&grads).unwrap()),
         host(params.grad(&grads).unwrap()),
         host(h0.grad(&grads).unwrap()),
-    )
+    ]
 }
 
 #[test]
 fn the_kernel_is_bitwise_the_same_for_any_number_of_threads() {
-    let b = 2 * kernels::ROWS_PER_BLOCK + 1;
-    let in_pool = |threads: usize| {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap()
-            .install(|| kernel_run(b, 2, 50))
-    };
-    let one = in_pool(1);
-    let two = in_pool(2);
-    assert_eq!(one, two);
-    assert_eq!(one, in_pool(2), "the same across runs");
-    assert!(one.3.iter().all(|v| v.is_finite()) && one.3.iter().any(|&v| v != 0.0));
+    // Sequences (blocks of `ROWS_PER_BLOCK` rows) and single steps (larger blocks), each with
+    // a last block that is not full.
+    for (b, t) in [(2 * kernels::ROWS_PER_BLOCK + 1, T), (70, 1)] {
+        let in_pool = |threads: usize| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap()
+                .install(|| kernel_run(b, t, 2, 50))
+        };
+        let one = in_pool(1);
+        let two = in_pool(2);
+        assert_eq!(one, two, "batch {b}, {t} step(s)");
+        assert_eq!(
+            one,
+            in_pool(2),
+            "batch {b}, {t} step(s): the same across runs"
+        );
+        assert!(one[3].iter().all(|v| v.is_finite()) && one[3].iter().any(|&v| v != 0.0));
+    }
 }
 
 /// Times forward + backward of a whole training sequence (autodiff flex) and one rollout step
@@ -313,13 +352,16 @@ fn the_kernel_is_bitwise_the_same_for_any_number_of_threads() {
 #[ignore = "a timing report, not a check"]
 fn gru_speed() {
     let (b, t, d, obs_dim) = (16, 128, 64, 32);
+    // The best of `reps` runs (the machine may be shared).
     let time = |mut f: Box<dyn FnMut() + '_>, reps: usize| {
         f();
-        let start = Instant::now();
-        for _ in 0..reps {
-            f();
-        }
-        start.elapsed().as_secs_f64() / reps as f64
+        (0..reps)
+            .map(|_| {
+                let start = Instant::now();
+                f();
+                start.elapsed().as_secs_f64()
+            })
+            .fold(f64::INFINITY, f64::min)
     };
     for n_layers in [1, 2] {
         let device = Device::flex().autodiff();
@@ -337,8 +379,8 @@ fn gru_speed() {
             let grads = (logits.sum() + values.sum()).backward();
             std::hint::black_box(grads);
         };
-        let fused = time(Box::new(|| train(true)), 5);
-        let reference = time(Box::new(|| train(false)), 3);
+        let fused = time(Box::new(|| train(true)), 10);
+        let reference = time(Box::new(|| train(false)), 5);
         println!(
             "forward_sequence + backward, B={b} T={t} d={d} layers={n_layers}: fused {:.2} ms, \
              reference {:.2} ms, ratio {:.1}x",
@@ -362,10 +404,24 @@ fn gru_speed() {
             std::hint::black_box(host(out.0));
         };
         let fused = time(Box::new(|| step(true)), 200);
+        let op = kernels::gru::GruStack::new(sb, 1, d, n_layers);
+        let x = vec![0.1f32; sb * d];
+        let params = vec![0.01f32; op.param_len()];
+        let h0 = vec![0.2f32; sb * n_layers * d];
+        let starts = vec![0.0f32; sb];
+        let kernel = time(
+            Box::new(|| {
+                use kernels::FusedOp;
+                std::hint::black_box(op.forward(&[&x, &params, &h0, &starts], false));
+            }),
+            200,
+        );
         let reference = time(Box::new(|| step(false)), 200);
         println!(
-            "step, B={sb} d={d} layers={n_layers}: fused {:.1} µs, reference {:.1} µs, ratio {:.1}x",
+            "step, B={sb} d={d} layers={n_layers}: fused {:.1} µs (kernel alone {:.1} µs), \
+             reference {:.1} µs, ratio {:.1}x",
             fused * 1e6,
+            kernel * 1e6,
             reference * 1e6,
             reference / fused
         );

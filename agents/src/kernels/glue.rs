@@ -38,9 +38,9 @@ pub(crate) fn supports(device: &Device) -> bool {
         DispatchDevice::Flex(_) => true,
         DispatchDevice::Autodiff(inner) => {
             matches!(**inner, DispatchDevice::Flex(_))
-                && device.gradient_checkpointing_strategy().is_none_or(|s| {
-                    s == burn::backend::GradientCheckpointingStrategy::Disabled
-                })
+                && device
+                    .gradient_checkpointing_strategy()
+                    .is_none_or(|s| s == burn::backend::GradientCheckpointingStrategy::Disabled)
         }
         // Reachable when another backend feature (tch, wgpu, cuda) is on.
         #[allow(unreachable_patterns)]
@@ -125,7 +125,12 @@ pub(crate) fn apply<Op: FusedOp, const N: usize>(op: Op, inputs: [Tensor<1>; N])
     } else {
         let host_inputs: Vec<Vec<f32>> = inputs
             .into_iter()
-            .map(|t| host(&t.try_into_primitive::<Flex>().expect("fused kernel inputs on flex")))
+            .map(|t| {
+                host(
+                    &t.try_into_primitive::<Flex>()
+                        .expect("fused kernel inputs on flex"),
+                )
+            })
             .collect();
         let slices: Vec<&[f32]> = host_inputs.iter().map(Vec::as_slice).collect();
         Tensor::from_primitive::<Flex>(flex(op.forward(&slices, false).0))
@@ -143,7 +148,11 @@ mod tests {
     impl FusedOp for Mul {
         type Saved = ();
         fn forward(&self, inputs: &[&[f32]], _: bool) -> (Vec<f32>, Option<()>) {
-            let y = inputs[0].iter().zip(inputs[1]).map(|(a, b)| a * b).collect();
+            let y = inputs[0]
+                .iter()
+                .zip(inputs[1])
+                .map(|(a, b)| a * b)
+                .collect();
             (y, Some(()))
         }
         fn backward(&self, inputs: &[&[f32]], _: &(), grad: &[f32], _: &[bool]) -> Vec<Vec<f32>> {
@@ -164,8 +173,18 @@ mod tests {
         let y = apply(Mul, [a.clone() * 2.0, b.clone().exp()]);
         let loss = (y * Tensor::from_floats([1.0, -1.0, 0.5], &device)).sum();
         let grads = loss.backward();
-        let ga = a.grad(&grads).unwrap().into_data().try_to_vec::<f32>().unwrap();
-        let gb = b.grad(&grads).unwrap().into_data().try_to_vec::<f32>().unwrap();
+        let ga = a
+            .grad(&grads)
+            .unwrap()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        let gb = b
+            .grad(&grads)
+            .unwrap()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
         let w = [1.0f32, -1.0, 0.5];
         for i in 0..3 {
             let (av, bv) = ([1.0f32, 2.0, 3.0][i], [4.0f32, 5.0, 6.0][i]);

@@ -14,11 +14,15 @@ use rayon::prelude::*;
 use super::linalg::{gemm, gemm_nt, gemm_tn};
 use super::{FusedOp, ROWS_PER_BLOCK, apply};
 
+/// The fewest row-steps (batch rows × steps) a parallel block is given where the batch allows.
+const MIN_BLOCK_ROW_STEPS: usize = 32;
+
 /// The GRU stack of `layers` cells of width `d` (inputs of width `d` too) over `batch`
 /// sequences of `steps` steps.
 ///
 /// Inputs (all flat):
-/// 0. `x`: the bottom cell's inputs `[B, T, d]`;
+/// 0. `e`: the bottom cell's inputs before their `tanh` (the observation embedding)
+///    `[B, T, d]`;
 /// 1. the packed parameters: for every cell, bottom first, the input `Linear`'s weight
 ///    `[d, 3d]` and bias `[3d]`, then the hidden `Linear`'s weight `[d, 3d]` and bias `[3d]`
 ///    (gate layout `[r | z | n]`, see [`crate::gru::GruCell`]);
@@ -36,10 +40,12 @@ pub(crate) struct GruStack {
     layers: usize,
 }
 
-/// What the forward pass of one block of rows keeps: per layer, its outputs `[rows, T, d]`
+/// What the forward pass of one block of rows keeps: the bottom cell's inputs `tanh(e)`
+/// `[rows, T, d]`, and per layer, its outputs `[rows, T, d]`
 /// and the gates `[rows, T, 4d]` (`r`, `z`, `n` and the hidden projection's `n` part).
 #[derive(Debug)]
 pub(crate) struct BlockSaved {
+    x0: Vec<f32>,
     outs: Vec<Vec<f32>>,
     gates: Vec<Vec<f32>>,
 }
@@ -71,18 +77,42 @@ impl Layout {
     }
 }
 
-fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + (-x).exp())
+/// `eˣ` without branches, so that loops over slices vectorise: Cody-Waite range reduction and
+/// Cephes' polynomial (relative error about 2·10⁻⁷), the input clamped to `[−87, 88]`.
+#[inline(always)]
+fn exp(x: f32) -> f32 {
+    // 1.5·2²³: adding it rounds to an integer, kept in the low bits of the sum.
+    const SHIFT: f32 = 12_582_912.0;
+    let x = if x < -87.0 { -87.0 } else { x };
+    let x = if x > 88.0 { 88.0 } else { x };
+    let shifted = x * std::f32::consts::LOG2_E + SHIFT;
+    let n = shifted - SHIFT;
+    let f = x - n * 0.693_359_4 - n * -2.121_944_4e-4;
+    let mut p = 1.987_569_1e-4;
+    p = p * f + 1.398_199_9e-3;
+    p = p * f + 8.333_452e-3;
+    p = p * f + 4.166_579_6e-2;
+    p = p * f + 0.166_666_65;
+    p = p * f + 0.5;
+    let e_f = p * f * f + f + 1.0;
+    let two_n = f32::from_bits(
+        shifted
+            .to_bits()
+            .wrapping_sub(SHIFT.to_bits())
+            .wrapping_add(127)
+            << 23,
+    );
+    e_f * two_n
 }
 
-/// `out += a · b` for one row `a` (`k` values) and a row-major `b` `[k, n]`.
-fn row_times(a: &[f32], b: &[f32], out: &mut [f32]) {
-    let n = out.len();
-    for (&a_k, b_row) in a.iter().zip(b.chunks_exact(n)) {
-        for (o, &w) in out.iter_mut().zip(b_row) {
-            *o += a_k * w;
-        }
-    }
+#[inline(always)]
+fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + exp(-x))
+}
+
+#[inline(always)]
+fn tanh(x: f32) -> f32 {
+    1.0 - 2.0 / (exp(2.0 * x) + 1.0)
 }
 
 /// Every row of the row-major `rows × n` matrix `m` set to `bias`.
@@ -101,17 +131,6 @@ fn add_column_sums(m: &[f32], out: &mut [f32]) {
             *o += v;
         }
     }
-}
-
-/// `[n, m]` row-major from `[m, n]` row-major.
-fn transpose(a: &[f32], m: usize, n: usize) -> Vec<f32> {
-    let mut t = vec![0.0; m * n];
-    for i in 0..m {
-        for j in 0..n {
-            t[j * m + i] = a[i * n + j];
-        }
-    }
-    t
 }
 
 impl GruStack {
@@ -133,20 +152,27 @@ impl GruStack {
         self.layers * self.layout().layer_len()
     }
 
+    /// Batch rows per parallel block: [`ROWS_PER_BLOCK`], or a multiple of it for short
+    /// sequences (a single step: 32 rows), so that a block's matrix products are not too small.
+    /// A function of the sequence length only, never of the number of threads.
+    fn rows_per_block(&self) -> usize {
+        ROWS_PER_BLOCK * (MIN_BLOCK_ROW_STEPS / (ROWS_PER_BLOCK * self.steps)).max(1)
+    }
+
     fn blocks(&self) -> usize {
-        self.batch.div_ceil(ROWS_PER_BLOCK)
+        self.batch.div_ceil(self.rows_per_block())
     }
 
     /// The first row and the number of rows of block `blk`.
     fn block_rows(&self, blk: usize) -> (usize, usize) {
-        let b0 = blk * ROWS_PER_BLOCK;
-        (b0, ROWS_PER_BLOCK.min(self.batch - b0))
+        let b0 = blk * self.rows_per_block();
+        (b0, self.rows_per_block().min(self.batch - b0))
     }
 
     fn check(&self, inputs: &[&[f32]]) {
         let (b, t, d, l) = (self.batch, self.steps, self.d, self.layers);
-        assert_eq!(inputs.len(), 4, "GruStack: x, params, h0, episode_start");
-        assert_eq!(inputs[0].len(), b * t * d, "GruStack: x is [B, T, d]");
+        assert_eq!(inputs.len(), 4, "GruStack: e, params, h0, episode_start");
+        assert_eq!(inputs[0].len(), b * t * d, "GruStack: e is [B, T, d]");
         assert_eq!(inputs[1].len(), self.param_len(), "GruStack: packed params");
         assert_eq!(inputs[2].len(), b * l * d, "GruStack: h0 is [B, L, d]");
         assert_eq!(inputs[3].len(), b * t, "GruStack: episode_start is [B, T]");
@@ -160,11 +186,15 @@ impl GruStack {
         let h0 = &inputs[2][b0 * self.layers * d..(b0 + rows) * self.layers * d];
         let starts = &inputs[3][b0 * t_len..(b0 + rows) * t_len];
         let n_rows = rows * t_len;
+        let x0: Vec<f32> = inputs[0][b0 * t_len * d..(b0 + rows) * t_len * d]
+            .iter()
+            .map(|&e| tanh(e))
+            .collect();
         let mut outs: Vec<Vec<f32>> = Vec::with_capacity(self.layers);
         let mut gates_all = Vec::with_capacity(self.layers);
         for l in 0..self.layers {
             let x = match l {
-                0 => &inputs[0][b0 * t_len * d..(b0 + rows) * t_len * d],
+                0 => x0.as_slice(),
                 _ => outs[l - 1].as_slice(),
             };
             let w_i = &params[lay.w_input(l)..lay.b_input(l)];
@@ -179,32 +209,41 @@ impl GruStack {
                 .collect();
             let mut out = vec![0.0; n_rows * d];
             let mut gates = vec![0.0; n_rows * d4];
-            let mut hp = vec![0.0; d3];
+            let mut hp = vec![0.0; rows * d3];
             for t in 0..t_len {
                 for r in 0..rows {
-                    let row = r * t_len + t;
-                    let keep = 1.0 - starts[row];
-                    let h_r = &mut h[r * d..(r + 1) * d];
-                    for v in h_r.iter_mut() {
+                    let keep = 1.0 - starts[r * t_len + t];
+                    for v in &mut h[r * d..(r + 1) * d] {
                         *v *= keep;
                     }
-                    hp.copy_from_slice(b_h);
-                    row_times(h_r, w_h, &mut hp);
+                    hp[r * d3..(r + 1) * d3].copy_from_slice(b_h);
+                }
+                // The hidden projection of the block's rows: [rows, d] × [d, 3d].
+                gemm(rows, d, d3, &h, w_h, 1.0, &mut hp);
+                for r in 0..rows {
+                    let row = r * t_len + t;
+                    let h_r = &mut h[r * d..(r + 1) * d];
+                    let hp_r = &hp[r * d3..(r + 1) * d3];
                     let xp_r = &xp[row * d3..(row + 1) * d3];
-                    let g = &mut gates[row * d4..(row + 1) * d4];
+                    let (g_rz, g_rest) = gates[row * d4..(row + 1) * d4].split_at_mut(2 * d);
+                    let (g_n, g_hn) = g_rest.split_at_mut(d);
+                    for ((g, &a), &b) in g_rz.iter_mut().zip(&xp_r[..2 * d]).zip(&hp_r[..2 * d]) {
+                        *g = sigmoid(a + b);
+                    }
+                    g_hn.copy_from_slice(&hp_r[2 * d..]);
+                    for (((n, &a), &rg), &hn) in g_n
+                        .iter_mut()
+                        .zip(&xp_r[2 * d..])
+                        .zip(&g_rz[..d])
+                        .zip(&*g_hn)
+                    {
+                        *n = tanh(a + rg * hn);
+                    }
                     let o = &mut out[row * d..(row + 1) * d];
-                    for j in 0..d {
-                        let rg = sigmoid(xp_r[j] + hp[j]);
-                        let zg = sigmoid(xp_r[d + j] + hp[d + j]);
-                        let hn = hp[2 * d + j];
-                        let n = (xp_r[2 * d + j] + rg * hn).tanh();
-                        let h_new = n + zg * (h_r[j] - n);
-                        g[j] = rg;
-                        g[d + j] = zg;
-                        g[2 * d + j] = n;
-                        g[3 * d + j] = hn;
-                        o[j] = h_new;
-                        h_r[j] = h_new;
+                    for (((o, h), &n), &z) in o.iter_mut().zip(h_r).zip(&*g_n).zip(&g_rz[d..]) {
+                        let h_new = n + z * (*h - n);
+                        *o = h_new;
+                        *h = h_new;
                     }
                 }
             }
@@ -212,18 +251,18 @@ impl GruStack {
             gates_all.push(gates);
         }
         BlockSaved {
+            x0,
             outs,
             gates: gates_all,
         }
     }
 
-    /// The backward pass of rows `b0 .. b0 + rows`: the gradients of this block's `x` and
+    /// The backward pass of rows `b0 .. b0 + rows`: the gradients of this block's `e` and
     /// `h0`, and its share of the parameter gradient (empty unless `want_params`).
     fn backward_block(
         &self,
         inputs: &[&[f32]],
         saved: &BlockSaved,
-        w_hidden_t: &[Vec<f32>],
         grad: &[f32],
         b0: usize,
         rows: usize,
@@ -249,9 +288,10 @@ impl GruStack {
             let out = &saved.outs[l];
             let gates = &saved.gates[l];
             let x = match l {
-                0 => &inputs[0][b0 * t_len * d..(b0 + rows) * t_len * d],
+                0 => saved.x0.as_slice(),
                 _ => saved.outs[l - 1].as_slice(),
             };
+            let w_h = &params[lay.w_hidden(l)..lay.b_hidden(l)];
             for r in 0..rows {
                 let last = (r * t_len + t_len - 1) * d;
                 let g = &g_last[(r * n_layers + l) * d..][..d];
@@ -259,22 +299,24 @@ impl GruStack {
                     *o += v;
                 }
             }
-            let w_ht = &w_hidden_t[l];
-            // Gradients of the input projection and of the hidden projection, every step.
+            // Gradients of the input projection (rows in batch-major order, like the inputs) and of the
+            // hidden projection (time-major, so that a step's rows are contiguous), every step.
             let mut dxp = vec![0.0; n_rows * d3];
             let mut dhp = vec![0.0; n_rows * d3];
+            // The masked hidden state each step read, time-major like `dhp`.
             let mut h_prev_all = vec![0.0; n_rows * d];
             // The gradient reaching each row's hidden state from later steps.
             let mut dh = vec![0.0; rows * d];
             for t in (0..t_len).rev() {
                 for r in 0..rows {
                     let row = r * t_len + t;
+                    let row_t = t * rows + r;
                     let keep = 1.0 - starts[row];
                     let h_prev_src = match t {
                         0 => &h0[(r * n_layers + l) * d..][..d],
                         _ => &out[(row - 1) * d..row * d],
                     };
-                    let h_prev = &mut h_prev_all[row * d..(row + 1) * d];
+                    let h_prev = &mut h_prev_all[row_t * d..(row_t + 1) * d];
                     for (p, &s) in h_prev.iter_mut().zip(h_prev_src) {
                         *p = keep * s;
                     }
@@ -282,7 +324,7 @@ impl GruStack {
                     let go = &g_out[row * d..(row + 1) * d];
                     let dh_r = &mut dh[r * d..(r + 1) * d];
                     let dxp_r = &mut dxp[row * d3..(row + 1) * d3];
-                    let dhp_r = &mut dhp[row * d3..(row + 1) * d3];
+                    let dhp_r = &mut dhp[row_t * d3..(row_t + 1) * d3];
                     for j in 0..d {
                         let (rg, zg, n, hn) = (g[j], g[d + j], g[2 * d + j], g[3 * d + j]);
                         let dht = go[j] + dh_r[j];
@@ -297,8 +339,12 @@ impl GruStack {
                         dhp_r[2 * d + j] = da_n * rg;
                         dh_r[j] = dht * zg;
                     }
-                    row_times(dhp_r, w_ht, dh_r);
-                    for v in dh_r.iter_mut() {
+                }
+                // Through the hidden projection: [rows, 3d] × [d, 3d]ᵀ.
+                gemm_nt(rows, d3, d, &dhp[t * rows * d3..], w_h, 1.0, &mut dh);
+                for r in 0..rows {
+                    let keep = 1.0 - starts[r * t_len + t];
+                    for v in &mut dh[r * d..(r + 1) * d] {
                         *v *= keep;
                     }
                 }
@@ -319,6 +365,10 @@ impl GruStack {
             // The gradient of this layer's inputs: [rows·T, 3d] × [d, 3d]ᵀ.
             let w_i = &params[lay.w_input(l)..lay.b_input(l)];
             gemm_nt(n_rows, d3, d, &dxp, w_i, 0.0, &mut g_out);
+        }
+        // Through the tanh of the bottom cell's inputs.
+        for (g, &x) in g_out.iter_mut().zip(&saved.x0) {
+            *g *= 1.0 - x * x;
         }
         (g_out, dh0, dparams)
     }
@@ -360,16 +410,12 @@ impl FusedOp for GruStack {
         wanted: &[bool],
     ) -> Vec<Vec<f32>> {
         self.check(inputs);
-        let (d, lay) = (self.d, self.layout());
-        let w_hidden_t: Vec<Vec<f32>> = (0..self.layers)
-            .map(|l| transpose(&inputs[1][lay.w_hidden(l)..lay.b_hidden(l)], d, 3 * d))
-            .collect();
         let blocks: Vec<(Vec<f32>, Vec<f32>, Vec<f32>)> = saved
             .par_iter()
             .enumerate()
             .map(|(blk, s)| {
                 let (b0, rows) = self.block_rows(blk);
-                self.backward_block(inputs, s, &w_hidden_t, grad, b0, rows, wanted[1])
+                self.backward_block(inputs, s, grad, b0, rows, wanted[1])
             })
             .collect();
         let mut dx = Vec::new();
@@ -400,33 +446,35 @@ impl FusedOp for GruStack {
     }
 }
 
-/// The GRU stack as one operation (one autodiff node on `Autodiff<Flex>`).
+/// The GRU stack reading `tanh(e)` as one operation (one autodiff node on `Autodiff<Flex>`).
 ///
 /// # Shapes
-/// - `x`: `[B, T, d]`, `params`: the packed cell parameters (see [`GruStack`]), `h0`:
+/// - `e`: `[B, T, d]`, `params`: the packed cell parameters (see [`GruStack`]), `h0`:
 ///   `[B, L, d]`, `episode_start`: `[B, T]`
 /// - returns the top cell's outputs `[B, T, d]` and every cell's last hidden state
 ///   `[B, L, d]`
 pub(crate) fn gru_stack(
-    x: Tensor<3>,
+    e: Tensor<3>,
     params: Tensor<1>,
     h0: Tensor<3>,
     episode_start: Tensor<2>,
 ) -> (Tensor<3>, Tensor<3>) {
-    let [b, t, d] = x.dims();
+    let [b, t, d] = e.dims();
     let [_, n_layers, _] = h0.dims();
     let op = GruStack::new(b, t, d, n_layers);
     assert_eq!(params.dims()[0], op.param_len(), "GruStack: packed params");
     let out = apply(
         op,
         [
-            x.reshape([b * t * d]),
+            e.reshape([b * t * d]),
             params,
             h0.reshape([b * n_layers * d]),
             episode_start.reshape([b * t]),
         ],
     );
     let top = out.clone().narrow(0, 0, b * t * d).reshape([b, t, d]);
-    let last = out.narrow(0, b * t * d, b * n_layers * d).reshape([b, n_layers, d]);
+    let last = out
+        .narrow(0, b * t * d, b * n_layers * d)
+        .reshape([b, n_layers, d]);
     (top, last)
 }
