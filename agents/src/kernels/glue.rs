@@ -94,6 +94,12 @@ impl<Op: FusedOp, const N: usize> Backward<Flex, N> for FusedBackward<Op> {
 pub(crate) fn apply<Op: FusedOp, const N: usize>(op: Op, inputs: [Tensor<1>; N]) -> Tensor<1> {
     let device = inputs[0].device();
     if device.is_autodiff() {
+        // An input outside autodiff (a flex tensor moved with `to_device` stays one) enters as a
+        // constant leaf.
+        let inputs = inputs.map(|t| match t.device().is_autodiff() {
+            true => t,
+            false => Tensor::from_data(t.into_data(), &device),
+        });
         let prims = inputs.map(|t| {
             t.try_into_primitive::<Autodiff<Flex>>()
                 .expect("fused kernel inputs on autodiff(flex)")
@@ -191,6 +197,18 @@ mod tests {
             assert!((ga[i] - w[i] * 2.0 * bv.exp()).abs() < 1e-3 * bv.exp());
             assert!((gb[i] - w[i] * 2.0 * av * bv.exp()).abs() < 1e-3 * bv.exp());
         }
+        // An input on the inner device, as `to_device` leaves it: a constant.
+        let c =
+            Tensor::<1>::from_floats([4.0, 5.0, 6.0], &device.clone().inner()).to_device(&device);
+        let y = apply(Mul, [a.clone(), c]);
+        let ga = y.sum().backward();
+        let ga = a
+            .grad(&ga)
+            .unwrap()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        assert_eq!(ga, [4.0, 5.0, 6.0]);
         let plain = apply(
             Mul,
             [
