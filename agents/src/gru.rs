@@ -5,6 +5,8 @@ use burn::prelude::*;
 use burn::tensor::activation::sigmoid;
 
 use crate::heads::{ActorCriticHeads, HIDDEN_GAIN, orthogonal_linear};
+#[cfg(feature = "flex")]
+use crate::kernels;
 use crate::memory::Memory;
 use crate::policy::ActorCritic;
 
@@ -112,6 +114,115 @@ impl GruPolicy {
         );
         memory.tensors.into_iter().next().expect("checked above")
     }
+
+    /// [`ActorCritic::step`] with tensor operations, from the hidden state `h` `[B, L, d]`.
+    fn step_reference(
+        &self,
+        obs: Tensor<2>,
+        episode_start: Tensor<1>,
+        h: Tensor<3>,
+    ) -> (Tensor<2>, Tensor<1>, Memory) {
+        let [b, _] = obs.dims();
+        let keep = (episode_start.neg() + 1.0).reshape([b, 1, 1]); // [B, 1, 1]
+        let h = h * keep; // [B, L, d]
+        let mut x = self.embed.forward(obs).tanh(); // [B, d]
+        let mut new_h = Vec::with_capacity(self.cells.len());
+        for (l, cell) in self.cells.iter().enumerate() {
+            let h_l = h.clone().narrow(1, l, 1).squeeze_dim::<2>(1); // [B, d]
+            x = cell.step_projected(cell.input.forward(x), h_l); // [B, d]
+            new_h.push(x.clone());
+        }
+        let (logits, value) = self.heads.forward(x); // [B, A], [B]
+        let memory = Memory {
+            tensors: vec![Tensor::stack(new_h, 1)], // [B, L, d]
+        };
+        (logits, value, memory)
+    }
+
+    /// [`ActorCritic::forward_sequence`] with tensor operations, from the hidden state `h0`
+    /// `[B, L, d]` (not detached here: gradients reach it).
+    fn forward_sequence_reference(
+        &self,
+        obs: Tensor<3>,
+        episode_start: Tensor<2>,
+        h0: Tensor<3>,
+    ) -> (Tensor<3>, Tensor<2>) {
+        let [_, t, _] = obs.dims();
+        let keep = episode_start.neg() + 1.0; // [B, T]
+        // Layer by layer: the inputs of a layer over the whole sequence are known once the layer
+        // below has run, so their projection is one batched product; only `h` is unrolled.
+        let mut x = self.embed.forward(obs).tanh(); // [B, T, d]
+        for (l, cell) in self.cells.iter().enumerate() {
+            let x_proj = cell.input.forward(x); // [B, T, 3d]
+            let mut h = h0.clone().narrow(1, l, 1).squeeze_dim::<2>(1); // [B, d]
+            let mut outputs = Vec::with_capacity(t);
+            for step in 0..t {
+                let keep_t = keep.clone().narrow(1, step, 1); // [B, 1]
+                let x_t = x_proj.clone().narrow(1, step, 1).squeeze_dim::<2>(1); // [B, 3d]
+                h = cell.step_projected(x_t, h * keep_t); // [B, d]
+                outputs.push(h.clone());
+            }
+            x = Tensor::stack(outputs, 1); // [B, T, d]
+        }
+        self.heads.forward_sequence(x) // [B, T, A], [B, T]
+    }
+
+    /// Every cell's parameters in one vector, the layout of [`kernels::gru::GruStack`].
+    #[cfg(feature = "flex")]
+    fn packed_cell_params(&self) -> Tensor<1> {
+        let mut parts = Vec::with_capacity(4 * self.cells.len());
+        for cell in &self.cells {
+            for linear in [&cell.input, &cell.hidden] {
+                let weight = linear.weight.val();
+                let [d_in, d_out] = weight.dims();
+                parts.push(weight.reshape([d_in * d_out]));
+                parts.push(match &linear.bias {
+                    Some(bias) => bias.val(),
+                    None => Tensor::zeros([d_out], &linear.weight.device()),
+                });
+            }
+        }
+        Tensor::cat(parts, 0)
+    }
+
+    /// [`Self::step_reference`] through the fused GRU kernel.
+    #[cfg(feature = "flex")]
+    fn step_fused(
+        &self,
+        obs: Tensor<2>,
+        episode_start: Tensor<1>,
+        h: Tensor<3>,
+    ) -> (Tensor<2>, Tensor<1>, Memory) {
+        let [b, _] = obs.dims();
+        let d = self.d_model();
+        // The kernel applies the embedding's tanh.
+        let e = self.embed.forward(obs).reshape([b, 1, d]); // [B, 1, d]
+        let (top, last) = kernels::gru::gru_stack(
+            e,
+            self.packed_cell_params(),
+            h,
+            episode_start.reshape([b, 1]),
+        ); // [B, 1, d], [B, L, d]
+        let (logits, value) = self.heads.forward(top.reshape([b, d])); // [B, A], [B]
+        let memory = Memory {
+            tensors: vec![last],
+        };
+        (logits, value, memory)
+    }
+
+    /// [`Self::forward_sequence_reference`] through the fused GRU kernel.
+    #[cfg(feature = "flex")]
+    fn forward_sequence_fused(
+        &self,
+        obs: Tensor<3>,
+        episode_start: Tensor<2>,
+        h0: Tensor<3>,
+    ) -> (Tensor<3>, Tensor<2>) {
+        // The kernel applies the embedding's tanh.
+        let e = self.embed.forward(obs); // [B, T, d]
+        let (top, _) = kernels::gru::gru_stack(e, self.packed_cell_params(), h0, episode_start); // [B, T, d]
+        self.heads.forward_sequence(top) // [B, T, A], [B, T]
+    }
 }
 
 impl ActorCritic for GruPolicy {
@@ -132,20 +243,11 @@ impl ActorCritic for GruPolicy {
     ) -> (Tensor<2>, Tensor<1>, Memory) {
         let [b, _] = obs.dims();
         let h = self.hidden_state(memory, b); // [B, L, d]
-        let keep = (episode_start.neg() + 1.0).reshape([b, 1, 1]); // [B, 1, 1]
-        let h = h * keep; // [B, L, d]
-        let mut x = self.embed.forward(obs).tanh(); // [B, d]
-        let mut new_h = Vec::with_capacity(self.cells.len());
-        for (l, cell) in self.cells.iter().enumerate() {
-            let h_l = h.clone().narrow(1, l, 1).squeeze_dim::<2>(1); // [B, d]
-            x = cell.step_projected(cell.input.forward(x), h_l); // [B, d]
-            new_h.push(x.clone());
+        #[cfg(feature = "flex")]
+        if kernels::runs_fused(&obs.device()) {
+            return self.step_fused(obs, episode_start, h);
         }
-        let (logits, value) = self.heads.forward(x); // [B, A], [B]
-        let memory = Memory {
-            tensors: vec![Tensor::stack(new_h, 1)], // [B, L, d]
-        };
-        (logits, value, memory)
+        self.step_reference(obs, episode_start, h)
     }
 
     fn forward_sequence(
@@ -154,29 +256,20 @@ impl ActorCritic for GruPolicy {
         episode_start: Tensor<2>,
         memory0: Memory,
     ) -> (Tensor<3>, Tensor<2>) {
-        let [b, t, _] = obs.dims();
+        let [b, _, _] = obs.dims();
         // Truncated BPTT: the sequence starts from the memory as a constant.
         let h0 = self.hidden_state(memory0.detach(), b); // [B, L, d]
-        let keep = episode_start.neg() + 1.0; // [B, T]
-        // Layer by layer: the inputs of a layer over the whole sequence are known once the layer
-        // below has run, so their projection is one batched product; only `h` is unrolled.
-        let mut x = self.embed.forward(obs).tanh(); // [B, T, d]
-        for (l, cell) in self.cells.iter().enumerate() {
-            let x_proj = cell.input.forward(x); // [B, T, 3d]
-            let mut h = h0.clone().narrow(1, l, 1).squeeze_dim::<2>(1); // [B, d]
-            let mut outputs = Vec::with_capacity(t);
-            for step in 0..t {
-                let keep_t = keep.clone().narrow(1, step, 1); // [B, 1]
-                let x_t = x_proj.clone().narrow(1, step, 1).squeeze_dim::<2>(1); // [B, 3d]
-                h = cell.step_projected(x_t, h * keep_t); // [B, d]
-                outputs.push(h.clone());
-            }
-            x = Tensor::stack(outputs, 1); // [B, T, d]
+        #[cfg(feature = "flex")]
+        if kernels::runs_fused(&obs.device()) {
+            return self.forward_sequence_fused(obs, episode_start, h0);
         }
-        self.heads.forward_sequence(x) // [B, T, A], [B, T]
+        self.forward_sequence_reference(obs, episode_start, h0)
     }
 
     fn num_parameters(&self) -> usize {
         self.num_params()
     }
 }
+
+#[cfg(all(test, feature = "flex"))]
+mod tests;

@@ -237,6 +237,18 @@ mod tests {
             assert!((ga[i] - w[i] * 2.0 * bv.exp()).abs() < 1e-3 * bv.exp());
             assert!((gb[i] - w[i] * 2.0 * av * bv.exp()).abs() < 1e-3 * bv.exp());
         }
+        // An input on the inner device, as `to_device` leaves it: a constant.
+        let c =
+            Tensor::<1>::from_floats([4.0, 5.0, 6.0], &device.clone().inner()).to_device(&device);
+        let y = apply(Mul, [a.clone(), c]);
+        let ga = y.sum().backward();
+        let ga = a
+            .grad(&ga)
+            .unwrap()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        assert_eq!(ga, [4.0, 5.0, 6.0]);
         let plain = apply(
             Mul,
             [

@@ -27,6 +27,8 @@ pub(crate) mod feedback;
 #[cfg(feature = "flex")]
 mod glue;
 #[cfg(feature = "flex")]
+pub(crate) mod gru;
+#[cfg(feature = "flex")]
 pub(crate) mod linalg;
 #[cfg(feature = "flex")]
 pub(crate) mod pool;
