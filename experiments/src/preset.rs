@@ -69,7 +69,8 @@ fn default_smooth() -> usize {
     1
 }
 
-/// One compared policy: a name and its architecture (plus an optional tuned learning rate).
+/// One compared policy: a name and its architecture (plus optional tuned learning rate and
+/// entropy coefficient).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Arm {
     /// Name used in run directories, legends and CSVs (`[a-z0-9_-]`, e.g. `feedback_l1`).
@@ -78,6 +79,8 @@ pub struct Arm {
     pub policy: PolicyConfig,
     /// Learning rate for this arm instead of `train.ppo.learning_rate`, if set.
     pub learning_rate: Option<f64>,
+    /// Entropy coefficient for this arm instead of `train.ppo.ent_coef`, if set.
+    pub ent_coef: Option<f64>,
 }
 
 impl Arm {
@@ -153,6 +156,14 @@ fn parse_arms(tables: Vec<toml::Table>, section: &str) -> Result<Vec<Arm>> {
                 "{section}[{i}] (`{name}`).learning_rate must be a positive number, got {other}"
             ),
         };
+        let ent_coef = match t.remove("ent_coef") {
+            None => None,
+            Some(toml::Value::Float(x)) if x >= 0.0 && x.is_finite() => Some(x),
+            Some(toml::Value::Integer(0)) => Some(0.0),
+            Some(other) => {
+                bail!("{section}[{i}] (`{name}`).ent_coef must be a number ≥ 0, got {other}")
+            }
+        };
         let policy: PolicyConfig = toml::Value::Table(t)
             .try_into()
             .with_context(|| format!("{section}[{i}] (`{name}`): invalid policy config"))?;
@@ -160,6 +171,7 @@ fn parse_arms(tables: Vec<toml::Table>, section: &str) -> Result<Vec<Arm>> {
             name,
             policy,
             learning_rate,
+            ent_coef,
         });
     }
     Ok(arms)
@@ -227,12 +239,15 @@ impl Preset {
     }
 
     /// The training config of one run: the shared settings, the arm's policy (and learning
-    /// rate, if it overrides it), the seed and the worker threads.
+    /// rate and entropy coefficient, where it overrides them), the seed and the worker threads.
     pub fn run_config(&self, arm: &Arm, seed: u64, threads: usize) -> TrainConfig {
         let mut cfg = self.train.clone();
         cfg.policy = arm.policy.clone();
         if let Some(lr) = arm.learning_rate {
             cfg.ppo.learning_rate = lr;
+        }
+        if let Some(ent) = arm.ent_coef {
+            cfg.ppo.ent_coef = ent as f32;
         }
         cfg.seed = seed;
         cfg.threads = threads;

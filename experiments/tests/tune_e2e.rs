@@ -1,0 +1,90 @@
+//! End to end: the tune binary on the tiny preset trains every arm × learning rate × entropy
+//! coefficient × seed in worker processes, skips finished runs when run again, and writes the
+//! tables, one heat map per arm and the README block.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("fbrl-e2e-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn tune(out: &Path, runs: &Path, extra: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tune"))
+        .args(["--preset", "tiny", "--quiet", "--jobs", "2", "--seeds", "2"])
+        .args(["--policies", "feedback,mlp", "--lrs", "0.001,0.002"])
+        .args(["--ent-coefs", "0,0.01"])
+        .arg("--out")
+        .arg(out)
+        .arg("--runs-dir")
+        .arg(runs)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn tune_tiny_end_to_end() {
+    let root = temp_dir("tune");
+    let (out, runs) = (root.join("out"), root.join("runs"));
+    let o = tune(&out, &runs, &[]);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    );
+    assert!(o.status.success(), "tune failed:\n{stderr}");
+    // 2 arms × 2 learning rates × 2 entropy coefficients × 2 seeds.
+    assert!(stderr.contains("= 16 runs"), "{stderr}");
+    assert!(
+        runs.join("tiny/feedback__lr0.002__ent0.01__1/metrics.csv")
+            .exists()
+    );
+    for arm in ["feedback", "mlp"] {
+        assert!(
+            stdout.contains(&format!("  {arm}: learning_rate = ")),
+            "{stdout}"
+        );
+        assert!(out.join(format!("heatmap_{arm}.png")).exists());
+        assert!(out.join(format!("heatmap_{arm}.svg")).exists());
+    }
+    let tuning = std::fs::read_to_string(out.join("tuning.csv")).unwrap();
+    assert_eq!(tuning.lines().count(), 1 + 8, "{tuning}");
+    let chosen = std::fs::read_to_string(out.join("chosen.csv")).unwrap();
+    assert_eq!(chosen.lines().count(), 1 + 2, "{chosen}");
+    let readme = std::fs::read_to_string(out.join("README.md")).unwrap();
+    assert!(
+        readme.contains("--preset tiny") && readme.contains("**←**"),
+        "{readme}"
+    );
+
+    // Run again: every run is finished, nothing is trained, the report is rewritten.
+    let o = tune(&out, &runs, &[]);
+    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "second tune failed:\n{stderr}");
+    assert!(
+        stderr.contains("16 already finished") || stderr.contains("nothing to train"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_bad_sweep_value_is_a_clear_error() {
+    let root = temp_dir("tune-bad");
+    let o = Command::new(env!("CARGO_BIN_EXE_tune"))
+        .args(["--preset", "tiny", "--lrs", "0.001,-1", "--quiet"])
+        .arg("--out")
+        .arg(root.join("out"))
+        .arg("--runs-dir")
+        .arg(root.join("runs"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        stderr.contains("--lrs: -1 is not a valid value"),
+        "{stderr}"
+    );
+}
