@@ -65,6 +65,16 @@ pub fn command_line() -> String {
         .join(" ")
 }
 
+/// What goes before a command in a README so that it reproduces this process's kernel path:
+/// `FBRL_KERNELS=reference ` when the process runs the reference path, else nothing.
+pub fn env_prefix() -> String {
+    if agents::kernels::fused_enabled() {
+        String::new()
+    } else {
+        format!("{}=reference ", agents::kernels::KERNELS_ENV)
+    }
+}
+
 /// Writes `generated` between the [`BEGIN`] and [`END`] markers of the README at `path`,
 /// keeping everything outside them. A missing README is created with `title`, the block and
 /// a placeholder section for the human-written reading.

@@ -310,7 +310,8 @@ fn main() -> Result<()> {
     write_summary_csv(&benches, &outcomes, &args.out)?;
     let mut md = String::new();
     md.push_str(&format!(
-        "Command: `{}` ({:?} preset, {} seeds; {} runs started, {} resumed, {} already finished; {:.0} s wall).\n\n",
+        "Command: `{}{}` ({:?} preset, {} seeds; {} runs started, {} resumed, {} already finished; {:.0} s wall).\n\n",
+        report::env_prefix(),
         report::command_line(),
         args.preset,
         args.seeds,

@@ -426,7 +426,8 @@ fn main() -> Result<()> {
     let shown_args = args_text.split_once(' ').map(|(_, a)| a).unwrap_or("");
     let mut md = String::new();
     md.push_str(&format!(
-        "Command: `cargo run --release -p experiments --bin maze -- {shown_args}`\n\n"
+        "Command: `{}cargo run --release -p experiments --bin maze -- {shown_args}`\n\n",
+        report::env_prefix()
     ));
     md.push_str(&format!("Preset: `{}`\n\n", report::rel_path(&path)));
     md.push_str(&format!("Machine: {}\n\n", report::machine()));

@@ -228,7 +228,7 @@ fn main() -> Result<()> {
     let cmd = report::command_line();
     let shown = cmd.split_once(' ').map(|(_, a)| a).unwrap_or("");
     let md = format!(
-        "Command: `cargo run --release -p experiments --bin memory_length -- {shown}`\n\n\
+        "Command: `{}cargo run --release -p experiments --bin memory_length -- {shown}`\n\n\
          Preset: `{}`\n\nMachine: {}\n\n\
          Wall time of this invocation: {:.1} min ({} runs started, {} resumed, {} already finished; {at_once} at a time).\n\n\
          Setting: cue recall with {} cues, {} envs × {} steps per update, {} env steps per run, \
@@ -236,6 +236,7 @@ fn main() -> Result<()> {
          ![success vs delay](success_vs_delay.png)\n\n\
          | policy | delay | seeds | held-out greedy success [95% CI] | training success (final) |\n|---|---|---|---|---|\n{md_rows}\n\
          Files: `success_vs_delay.csv`, `success_vs_delay.png` / `.svg`.\n",
+        report::env_prefix(),
         report::rel_path(&path),
         report::machine(),
         t0.elapsed().as_secs_f64() / 60.0,

@@ -395,14 +395,17 @@ fn write_readme(
         ));
     }
     let generated = format!(
-        "Command:\n\n```sh\n{}\n```\n\nMachine: {}. Preset `{}` ({}): {} env steps per run, the \
+        "Command:\n\n```sh\n{}cargo run --release -p experiments --bin tune -- {}\n```\n\nMachine: {}. Preset `{}` ({}): {} env steps per run, the \
          preset's PPO settings except the two swept; {} seed(s) per setting. Score: final \
          `{metric}` (mean over the last {:.0} % of env steps, training rollouts), mean [95 % \
          Student-t CI] over seeds. **←** marks the setting chosen for each arm (highest mean).\n\n\
          {table}\nChosen (`chosen.csv`, for the presets' `[[arms]]`):\n\n```text\n{toml}```\n\n\
          Files: `tuning.csv` (every setting and seed), `chosen.csv`, `heatmap_<policy>.png` / \
          `.svg`.\n",
-        report::command_line(),
+        report::env_prefix(),
+        report::command_line()
+            .split_once(' ')
+            .map_or("", |(_, a)| a),
         report::machine(),
         e.name,
         e.title,
