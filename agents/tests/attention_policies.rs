@@ -9,6 +9,9 @@ use agents::{FeedbackTransformer, FeedbackTransformerConfig, Transformer, Transf
 use burn::module::{Module, Param};
 use burn::prelude::*;
 
+mod common;
+use common::noise;
+
 const OBS: usize = 5;
 const ACTIONS: usize = 3;
 const SPAN: usize = 4;
@@ -62,21 +65,6 @@ fn policies(device: &Device) -> Vec<(&'static str, BoxedPolicy)> {
             ),
         ),
     ]
-}
-
-/// Deterministic pseudo-random floats in [-1, 1).
-fn noise(n: usize, seed: u64) -> Vec<f32> {
-    let mut state = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    (0..n)
-        .map(|_| {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
 }
 
 fn obs_seq(b: usize, t: usize, seed: u64, device: &Device) -> Tensor<3> {

@@ -156,6 +156,54 @@ impl Params<'_> {
     }
 }
 
+/// The sizes a block's passes work with: the model's, the block's, and what follows from them.
+#[derive(Clone, Copy)]
+struct Sizes {
+    d: usize,
+    heads: usize,
+    layers: usize,
+    ff: usize,
+    span: usize,
+    groups: usize,
+    rows: usize,
+    steps: usize,
+    /// Width of a head.
+    dh: usize,
+    /// Memory history per row: the starting window plus one vector per step.
+    hist: usize,
+    /// Attention slots: the window plus the own input.
+    slots: usize,
+    /// `1/√dh`.
+    scale: f32,
+}
+
+impl Sizes {
+    fn new(dims: &Dims, rows: usize, steps: usize) -> Self {
+        let dh = dims.dh();
+        Self {
+            d: dims.d,
+            heads: dims.heads,
+            layers: dims.layers,
+            ff: dims.ff,
+            span: dims.span,
+            groups: dims.groups,
+            rows,
+            steps,
+            dh,
+            hist: dims.span + steps,
+            slots: dims.span + 1,
+            scale: 1.0 / (dh as f32).sqrt(),
+        }
+    }
+}
+
+/// The memory mix: softmax of the mixing logits, `[L + 1]`.
+fn mix_weights(p: &Params, at: &Layout, layers: usize) -> Vec<f32> {
+    let mut w = p.get(at.mix, layers + 1).to_vec();
+    softmax_in_place(&mut w);
+    w
+}
+
 /// LayerNorm of `rows` rows of width `d`: writes the normalised rows `hat`, the output
 /// `out = hat·g + b` and each row's `1/σ`.
 fn layer_norm(x: &[f32], g: &[f32], b: &[f32], hat: &mut [f32], out: &mut [f32], rstd: &mut [f32]) {
@@ -323,19 +371,20 @@ struct BlockOutput {
 
 /// The forward pass of one block of rows.
 fn forward_block(dims: &Dims, at: &Layout, p: &Params, input: &BlockInput) -> (BlockOutput, Trace) {
-    let Dims {
+    let Sizes {
         d,
         heads,
         layers,
         ff,
         span,
         groups,
-    } = *dims;
-    let (rows, steps) = (input.rows, input.steps);
-    let dh = dims.dh();
-    let hist = span + steps;
-    let slots = span + 1;
-    let scale = 1.0 / (dh as f32).sqrt();
+        rows,
+        steps,
+        dh,
+        hist,
+        slots,
+        scale,
+    } = Sizes::new(dims, input.rows, input.steps);
     let per_layer = |w: usize| pool::zeros(layers * steps * rows * w);
     let mut tr = Trace {
         rows,
@@ -361,11 +410,7 @@ fn forward_block(dims: &Dims, at: &Layout, p: &Params, input: &BlockInput) -> (B
         kv_hist: pool::zeros(groups * rows * hist * 2 * d),
         floor: vec![0; steps * rows],
     };
-    let mix = {
-        let mut w = p.get(at.mix, layers + 1).to_vec();
-        softmax_in_place(&mut w);
-        w
-    };
+    let mix = mix_weights(p, at, layers);
 
     // The starting window's keys and values.
     let mut m_rows = vec![0.0; span * d];
@@ -658,19 +703,20 @@ fn backward_block(
     dtop: &[f32],
     want_m0: bool,
 ) -> BlockGrads {
-    let Dims {
+    let Sizes {
         d,
         heads,
         layers,
         ff,
         span,
         groups,
-    } = *dims;
-    let (rows, steps) = (tr.rows, tr.steps);
-    let dh = dims.dh();
-    let hist = span + steps;
-    let slots = span + 1;
-    let scale = 1.0 / (dh as f32).sqrt();
+        rows,
+        steps,
+        dh,
+        hist,
+        slots,
+        scale,
+    } = Sizes::new(dims, tr.rows, tr.steps);
     let lt = |l: usize, t: usize| (l * steps + t) * rows;
     let mut gp = pool::zeros(at.len);
     let mut dx0 = pool::zeros(rows * steps * d);
@@ -683,11 +729,7 @@ fn backward_block(
     let mut d_y = per_layer(d);
     let mut d_kv_hist = pool::zeros(groups * rows * hist * 2 * d);
     let mut d_mixw = vec![0.0; layers + 1];
-    let mix = {
-        let mut w = p.get(at.mix, layers + 1).to_vec();
-        softmax_in_place(&mut w);
-        w
-    };
+    let mix = mix_weights(p, at, layers);
 
     let mut dxs = vec![0.0; (layers + 1) * rows * d];
     let mut dm = vec![0.0; rows * d];

@@ -4,12 +4,37 @@
 use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayView2, ArrayViewMut2, ShapeBuilder};
 
-/// `c[m×n] = beta·c + a[m×k] · b[k×n]` (all row-major).
-pub(crate) fn gemm(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], beta: f32, c: &mut [f32]) {
-    let a = ArrayView2::from_shape((m, k), &a[..m * k]).expect("a: m×k");
-    let b = ArrayView2::from_shape((k, n), &b[..k * n]).expect("b: k×n");
+/// `c[m×n] = beta·c + op(a) · op(b)` where `op(a)` is `m×k` and `op(b)` is `k×n`; a
+/// transposed operand is stored row-major as its transpose (`k×m`, `n×k`).
+#[allow(clippy::too_many_arguments)]
+fn product(
+    (m, k, n): (usize, usize, usize),
+    a: &[f32],
+    a_transposed: bool,
+    b: &[f32],
+    b_transposed: bool,
+    beta: f32,
+    c: &mut [f32],
+) {
+    let (a, b) = (view(m, k, a, a_transposed), view(k, n, b, b_transposed));
     let mut c = ArrayViewMut2::from_shape((m, n), &mut c[..m * n]).expect("c: m×n");
     general_mat_mul(1.0, &a, &b, beta, &mut c);
+}
+
+/// A `rows×cols` view of the front of `data`, stored row-major (or column-major: transposed).
+fn view(rows: usize, cols: usize, data: &[f32], transposed: bool) -> ArrayView2<'_, f32> {
+    let data = &data[..rows * cols];
+    if transposed {
+        ArrayView2::from_shape((rows, cols).f(), data)
+    } else {
+        ArrayView2::from_shape((rows, cols), data)
+    }
+    .expect("operand size")
+}
+
+/// `c[m×n] = beta·c + a[m×k] · b[k×n]` (all row-major).
+pub(crate) fn gemm(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], beta: f32, c: &mut [f32]) {
+    product((m, k, n), a, false, b, false, beta, c);
 }
 
 /// `c[m×n] = beta·c + a[m×k] · b[n×k]ᵀ` (`b` row-major `n×k`).
@@ -22,10 +47,7 @@ pub(crate) fn gemm_nt(
     beta: f32,
     c: &mut [f32],
 ) {
-    let a = ArrayView2::from_shape((m, k), &a[..m * k]).expect("a: m×k");
-    let b = ArrayView2::from_shape((k, n).f(), &b[..k * n]).expect("b: n×k");
-    let mut c = ArrayViewMut2::from_shape((m, n), &mut c[..m * n]).expect("c: m×n");
-    general_mat_mul(1.0, &a, &b, beta, &mut c);
+    product((m, k, n), a, false, b, true, beta, c);
 }
 
 /// `c[m×n] = beta·c + a[k×m]ᵀ · b[k×n]` (`a` row-major `k×m`).
@@ -38,10 +60,7 @@ pub(crate) fn gemm_tn(
     beta: f32,
     c: &mut [f32],
 ) {
-    let a = ArrayView2::from_shape((m, k).f(), &a[..m * k]).expect("a: k×m");
-    let b = ArrayView2::from_shape((k, n), &b[..k * n]).expect("b: k×n");
-    let mut c = ArrayViewMut2::from_shape((m, n), &mut c[..m * n]).expect("c: m×n");
-    general_mat_mul(1.0, &a, &b, beta, &mut c);
+    product((m, k, n), a, true, b, false, beta, c);
 }
 
 #[cfg(test)]
