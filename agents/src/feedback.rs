@@ -68,6 +68,52 @@ use crate::kernels;
 use crate::memory::Memory;
 use crate::policy::ActorCritic;
 
+/// What a step's memory vector is made of.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MemoryMix {
+    /// A learned softmax-weighted mix of the embedding and every layer's output (the paper's).
+    #[default]
+    Learned,
+    /// The last layer's output only.
+    Top,
+    /// The embedded observation only (no layer's output: the memory holds no computed state).
+    Embedding,
+}
+
+/// What each layer attends to besides the memory window.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CurrentSlot {
+    /// Its own input at the current step, projected like a memory vector.
+    #[default]
+    Input,
+    /// A learned key/value pair (one per key/value group), the same at every step: the
+    /// current step's input reaches the layer only through the residual stream.
+    Null,
+}
+
+impl MemoryMix {
+    /// The name used in configs (`learned`, `top`, `embedding`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Learned => "learned",
+            Self::Top => "top",
+            Self::Embedding => "embedding",
+        }
+    }
+}
+
+impl CurrentSlot {
+    /// The name used in configs (`input`, `null`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Input => "input",
+            Self::Null => "null",
+        }
+    }
+}
+
 /// Configuration of a [`FeedbackTransformer`].
 #[derive(Config, Debug)]
 pub struct FeedbackTransformerConfig {
@@ -90,6 +136,13 @@ pub struct FeedbackTransformerConfig {
     /// computed once per step and cached); otherwise each layer has its own.
     #[config(default = true)]
     pub share_kv: bool,
+    /// What the memory vector is made of (an ablation of the mechanism; default: the learned
+    /// mix of all layers).
+    #[config(default = "MemoryMix::Learned")]
+    pub memory_mix: MemoryMix,
+    /// What each layer attends to besides the window (an ablation; default: its own input).
+    #[config(default = "CurrentSlot::Input")]
+    pub current_slot: CurrentSlot,
 }
 
 impl FeedbackTransformerConfig {
@@ -131,6 +184,8 @@ impl FeedbackTransformerConfig {
             .map(|_| MemoryKeyValue {
                 norm: LayerNormConfig::new(d).init(device),
                 proj: LinearConfig::new(d, 2 * d).with_bias(false).init(device),
+                null: (self.current_slot == CurrentSlot::Null)
+                    .then(|| Param::from_tensor(Tensor::zeros([2 * d], device))),
             })
             .collect();
         Ok(FeedbackTransformer {
@@ -142,6 +197,7 @@ impl FeedbackTransformerConfig {
             d_model: d,
             n_heads: self.n_heads,
             span: self.span,
+            memory_mix: self.memory_mix,
         })
     }
 
@@ -180,6 +236,9 @@ pub struct MemoryKeyValue {
     pub norm: LayerNorm,
     /// Keys and values, `d → 2d` (keys first).
     pub proj: Linear,
+    /// The learned key/value pair of the current step's slot `[2d]`, with
+    /// [`CurrentSlot::Null`] (none: the slot holds the layer's own input).
+    pub null: Option<Param<Tensor<1>>>,
 }
 
 impl MemoryKeyValue {
@@ -210,6 +269,9 @@ pub struct FeedbackTransformer {
     pub n_heads: usize,
     /// Attention span `τ` in steps.
     pub span: usize,
+    /// What the memory vector is made of.
+    #[module(skip)]
+    pub memory_mix: MemoryMix,
 }
 
 /// The recurrent state in working form: the memory vectors `[B, τ, d]`, per key/value group the
@@ -286,7 +348,17 @@ impl FeedbackTransformer {
     /// The softmax-normalised weights of the memory vector over the embedding (index 0) and the
     /// layer outputs (index `l`), `[L + 1]`.
     pub fn layer_mix_weights(&self) -> Tensor<1> {
-        softmax(self.layer_mix.val(), 0)
+        let n = self.layers.len() + 1;
+        let one_hot = |i: usize| {
+            let mut w = vec![0.0f32; n];
+            w[i] = 1.0;
+            Tensor::from_data(TensorData::new(w, [n]), &self.layer_mix.device())
+        };
+        match self.memory_mix {
+            MemoryMix::Learned => softmax(self.layer_mix.val(), 0),
+            MemoryMix::Top => one_hot(n - 1),
+            MemoryMix::Embedding => one_hot(0),
+        }
     }
 
     fn constants(&self, batch: usize, device: &Device) -> StepConstants {
@@ -342,7 +414,10 @@ impl FeedbackTransformer {
         let mut outputs = vec![x0]; // x^0 .. x^L, each [B, d]
         for (l, layer) in self.layers.iter().enumerate() {
             let g = if shared { 0 } else { l };
-            let kv_self = self.key_value[g].project(x.clone()); // [B, 2d]
+            let kv_self = match &self.key_value[g].null {
+                None => self.key_value[g].project(x.clone()), // [B, 2d]
+                Some(null) => null.val().reshape([1, 2 * d]).expand([b, 2 * d]),
+            };
             let kv = Tensor::cat(
                 vec![window.key_values[g].clone(), kv_self.reshape([b, 1, 2 * d])],
                 1,
@@ -581,6 +656,8 @@ impl FeedbackTransformer {
             ff: self.layers[0].ff.hidden.weight.dims()[1],
             span: self.span,
             groups: self.key_value.len(),
+            mix: self.memory_mix,
+            null_slot: self.key_value[0].null.is_some(),
         }
     }
 
@@ -610,6 +687,9 @@ impl FeedbackTransformer {
         for kv in &self.key_value {
             norm(&kv.norm, &mut parts);
             parts.push(flat(kv.proj.weight.val()));
+            if let Some(null) = &kv.null {
+                parts.push(null.val());
+            }
         }
         parts.push(self.layer_mix.val());
         parts

@@ -57,7 +57,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::attention::AttentionConfigError;
-use crate::feedback::{FeedbackTransformer, FeedbackTransformerConfig};
+use crate::feedback::{CurrentSlot, FeedbackTransformer, FeedbackTransformerConfig, MemoryMix};
 use crate::gru::{GruConfig, GruPolicy};
 use crate::mlp::{MlpConfig, MlpPolicy};
 use crate::transformer::{Transformer, TransformerConfig};
@@ -237,6 +237,14 @@ pub struct PolicyConfig {
     /// `shared`: the value head reads the actor's network; `separate`: the critic is a second
     /// network of the same kind and size (every kind).
     pub critic: CriticKind,
+    /// What the memory vector is made of: `learned` (the mix of all layers), `top` or
+    /// `embedding` (feedback; ablations of the mechanism).
+    #[serde(default)]
+    pub memory_mix: MemoryMix,
+    /// What each layer attends to besides the window: `input` (its own input) or `null` (a
+    /// learned key/value pair) (feedback; an ablation).
+    #[serde(default)]
+    pub current_slot: CurrentSlot,
 }
 
 /// [`PolicyConfig`] as written by a user: every field but `kind` optional.
@@ -253,6 +261,8 @@ struct RawPolicyConfig {
     gating: Option<bool>,
     hidden: Option<usize>,
     critic: Option<CriticKind>,
+    memory_mix: Option<MemoryMix>,
+    current_slot: Option<CurrentSlot>,
 }
 
 impl TryFrom<RawPolicyConfig> for PolicyConfig {
@@ -271,6 +281,8 @@ impl TryFrom<RawPolicyConfig> for PolicyConfig {
             gating: raw.gating.unwrap_or(p.gating),
             hidden: raw.hidden.unwrap_or(p.hidden),
             critic: raw.critic.unwrap_or(p.critic),
+            memory_mix: raw.memory_mix.unwrap_or(p.memory_mix),
+            current_slot: raw.current_slot.unwrap_or(p.current_slot),
         };
         config.validate()?;
         Ok(config)
@@ -300,6 +312,8 @@ impl PolicyConfig {
             gating: false,
             hidden: 64,
             critic: CriticKind::Shared,
+            memory_mix: MemoryMix::Learned,
+            current_slot: CurrentSlot::Input,
         }
     }
 
@@ -376,6 +390,8 @@ impl PolicyConfig {
                         .with_d_ff(self.d_ff)
                         .with_span(self.span)
                         .with_share_kv(self.share_kv)
+                        .with_memory_mix(self.memory_mix)
+                        .with_current_slot(self.current_slot)
                         .try_init(obs_dim, num_actions, device)?,
                 ),
                 PolicyKind::Transformer => PolicyNet::Transformer(

@@ -5,6 +5,7 @@
 
 use agents::memory::Memory;
 use agents::policy::ActorCritic;
+use agents::feedback::{CurrentSlot, MemoryMix};
 use agents::{FeedbackTransformer, FeedbackTransformerConfig};
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
@@ -64,7 +65,20 @@ impl ModuleVisitor for CollectGrads<'_> {
     }
 }
 
-fn config(share_kv: bool) -> FeedbackTransformerConfig {
+/// A variant of the model: `share_kv`, the memory mix and the current step's slot.
+type Variant = (bool, MemoryMix, CurrentSlot);
+
+/// The default model with and without shared keys/values, and every ablation.
+const VARIANTS: [Variant; 6] = [
+    (true, MemoryMix::Learned, CurrentSlot::Input),
+    (false, MemoryMix::Learned, CurrentSlot::Input),
+    (true, MemoryMix::Top, CurrentSlot::Input),
+    (false, MemoryMix::Embedding, CurrentSlot::Input),
+    (true, MemoryMix::Learned, CurrentSlot::Null),
+    (false, MemoryMix::Top, CurrentSlot::Null),
+];
+
+fn config((share_kv, mix, slot): Variant) -> FeedbackTransformerConfig {
     FeedbackTransformerConfig::new()
         .with_d_model(16)
         .with_n_heads(2)
@@ -72,10 +86,12 @@ fn config(share_kv: bool) -> FeedbackTransformerConfig {
         .with_d_ff(24)
         .with_span(4)
         .with_share_kv(share_kv)
+        .with_memory_mix(mix)
+        .with_current_slot(slot)
 }
 
-fn policy(share_kv: bool, device: &Device) -> FeedbackTransformer {
-    config(share_kv)
+fn policy(variant: Variant, device: &Device) -> FeedbackTransformer {
+    config(variant)
         .init(OBS, ACTIONS, device)
         .map(&mut Randomize { seed: 7 })
 }
@@ -160,24 +176,26 @@ fn run(
 }
 
 /// Acceptance: batch 3, T = 3τ + 5, episode starts in the middle (and at the first step of one
-/// env), a warmed-up memory, `share_kv` on and off: outputs and all gradients agree within
-/// 1e-4 relative.
+/// env), a warmed-up memory, `share_kv` on and off, every ablation of the memory: outputs and
+/// all gradients agree within 1e-4 relative.
 #[test]
 fn fused_recurrence_matches_the_reference_with_gradients() {
     let device = Device::flex().autodiff();
-    for share_kv in [true, false] {
-        let policy = policy(share_kv, &device);
+    for variant in VARIANTS {
+        let policy = policy(variant, &device);
         let (b, t) = (3, 3 * 4 + 5);
         let memory = warmed_up(&policy, b, 6, &device);
         let obs = tensor(noise(b * t * OBS, 11), [b, t, OBS], &device);
         let starts = starts(b, t, &[(0, 5), (1, 0), (2, 9), (2, 10)], &device);
         let fused = run(&policy, &obs, &starts, &memory, true);
         let reference = run(&policy, &obs, &starts, &memory, false);
-        let tag = if share_kv {
-            "shared kv"
-        } else {
-            "per-layer kv"
-        };
+        let (share_kv, mix, slot) = variant;
+        let tag = format!(
+            "{} kv, {} mix, {} slot",
+            if share_kv { "shared" } else { "per-layer" },
+            mix.name(),
+            slot.name()
+        );
         assert_close(&format!("{tag}: logits"), &fused.0, &reference.0);
         assert_close(&format!("{tag}: values"), &fused.1, &reference.1);
         assert_eq!(fused.2.len(), reference.2.len());
@@ -186,10 +204,12 @@ fn fused_recurrence_matches_the_reference_with_gradients() {
             assert_close(&format!("{tag}: gradient of parameter #{i}"), g, r);
             nonzero += usize::from(r.iter().any(|v| *v != 0.0));
         }
+        // A fixed mix leaves the mixing logits without a gradient.
+        let unused = usize::from(mix != MemoryMix::Learned);
         assert_eq!(
             nonzero,
-            reference.2.len(),
-            "{tag}: every parameter gets a gradient"
+            reference.2.len() - unused,
+            "{tag}: every parameter in use gets a gradient"
         );
         assert_close(
             &format!("{tag}: gradient of the starting memory"),
@@ -205,8 +225,8 @@ fn fused_recurrence_matches_the_reference_with_gradients() {
 #[test]
 fn fused_step_matches_the_reference_step() {
     let ad = Device::flex().autodiff();
-    for share_kv in [true, false] {
-        let reference = policy(share_kv, &ad);
+    for variant in VARIANTS {
+        let reference = policy(variant, &ad);
         let fused = reference.valid();
         let plain = Device::flex();
         let b = 5;
@@ -245,7 +265,7 @@ fn fused_step_matches_the_reference_step() {
 #[test]
 fn fused_gradients_do_not_depend_on_the_thread_count() {
     let device = Device::flex().autodiff();
-    let policy = policy(true, &device);
+    let policy = policy(VARIANTS[0], &device);
     let (b, t) = (19, 9);
     let memory = warmed_up(&policy, b, 3, &device);
     let obs = tensor(noise(b * t * OBS, 3), [b, t, OBS], &device);

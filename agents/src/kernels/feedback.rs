@@ -20,6 +20,7 @@ use rayon::prelude::*;
 
 use super::glue::FusedOp;
 use super::linalg::{gemm, gemm_nt, gemm_tn};
+use crate::feedback::MemoryMix;
 use super::{ROWS_PER_BLOCK, pool};
 
 /// LayerNorm's epsilon (burn's default, which every norm of the policy uses).
@@ -40,6 +41,11 @@ pub(crate) struct Dims {
     pub span: usize,
     /// Key/value groups: 1 with `share_kv`, else `L`.
     pub groups: usize,
+    /// What the memory vector is made of.
+    pub mix: MemoryMix,
+    /// Whether the current step's slot is a learned key/value pair per group
+    /// ([`CurrentSlot::Null`](crate::feedback::CurrentSlot::Null)) instead of the own input.
+    pub null_slot: bool,
 }
 
 impl Dims {
@@ -74,13 +80,15 @@ struct GroupAt {
     ln_g: usize,
     ln_b: usize,
     wkv: usize,
+    /// The null slot's key/value pair `[2d]`, with `null_slot`.
+    null: usize,
 }
 
 /// Where each parameter lives in the flat vector. The order, which the policy's
 /// `flat_parameters` must follow: per layer `norm_attn.gamma, norm_attn.beta, query.weight,
 /// out.weight, position_bias.bias, norm_ff.gamma, norm_ff.beta, ff.hidden.weight,
 /// ff.hidden.bias, ff.output.weight, ff.output.bias`; then per group `norm.gamma, norm.beta,
-/// proj.weight`; then `layer_mix`. Weights are `[d_in, d_out]` row-major, the position bias
+/// proj.weight` (and `null` with a null slot); then `layer_mix`. Weights are `[d_in, d_out]` row-major, the position bias
 /// `[H, τ+1]` by distance.
 #[derive(Debug, Clone)]
 pub(crate) struct Layout {
@@ -120,6 +128,7 @@ impl Layout {
                 ln_g: take(d),
                 ln_b: take(d),
                 wkv: take(d * 2 * d),
+                null: take(if dims.null_slot { 2 * d } else { 0 }),
             })
             .collect();
         let mix = take(dims.layers + 1);
@@ -197,11 +206,19 @@ impl Sizes {
     }
 }
 
-/// The memory mix: softmax of the mixing logits, `[L + 1]`.
-fn mix_weights(p: &Params, at: &Layout, layers: usize) -> Vec<f32> {
-    let mut w = p.get(at.mix, layers + 1).to_vec();
-    softmax_in_place(&mut w);
-    w
+/// The weights of the memory mix over the embedding and the layers' outputs, `[L + 1]`: the
+/// softmax of the mixing logits, or one-hot for the fixed mixes.
+fn mix_weights(p: &Params, at: &Layout, dims: &Dims) -> Vec<f32> {
+    let n = dims.layers + 1;
+    match dims.mix {
+        MemoryMix::Learned => {
+            let mut w = p.get(at.mix, n).to_vec();
+            softmax_in_place(&mut w);
+            w
+        }
+        MemoryMix::Top => (0..n).map(|i| f32::from(u8::from(i + 1 == n))).collect(),
+        MemoryMix::Embedding => (0..n).map(|i| f32::from(u8::from(i == 0))).collect(),
+    }
 }
 
 /// LayerNorm of `rows` rows of width `d`: writes the normalised rows `hat`, the output
@@ -410,7 +427,7 @@ fn forward_block(dims: &Dims, at: &Layout, p: &Params, input: &BlockInput) -> (B
         kv_hist: pool::zeros(groups * rows * hist * 2 * d),
         floor: vec![0; steps * rows],
     };
-    let mix = mix_weights(p, at, layers);
+    let mix = mix_weights(p, at, dims);
 
     // The starting window's keys and values.
     let mut m_rows = vec![0.0; span * d];
@@ -506,24 +523,31 @@ fn forward_block(dims: &Dims, at: &Layout, p: &Params, input: &BlockInput) -> (B
                 0.0,
                 &mut tr.q[o * d..],
             );
-            // The own input's key and value.
-            layer_norm(
-                x,
-                p.get(ga.ln_g, d),
-                p.get(ga.ln_b, d),
-                &mut tr.c_hat[o * d..(o + rows) * d],
-                &mut tr.c_out[o * d..(o + rows) * d],
-                &mut tr.c_rstd[o..o + rows],
-            );
-            gemm(
-                rows,
-                d,
-                2 * d,
-                &tr.c_out[o * d..],
-                p.get(ga.wkv, 2 * d * d),
-                0.0,
-                &mut tr.kv_self[o * 2 * d..],
-            );
+            // The current step's slot: the own input's key and value, or the null pair.
+            if dims.null_slot {
+                let null = p.get(ga.null, 2 * d);
+                for row in tr.kv_self[o * 2 * d..(o + rows) * 2 * d].chunks_exact_mut(2 * d) {
+                    row.copy_from_slice(null);
+                }
+            } else {
+                layer_norm(
+                    x,
+                    p.get(ga.ln_g, d),
+                    p.get(ga.ln_b, d),
+                    &mut tr.c_hat[o * d..(o + rows) * d],
+                    &mut tr.c_out[o * d..(o + rows) * d],
+                    &mut tr.c_rstd[o..o + rows],
+                );
+                gemm(
+                    rows,
+                    d,
+                    2 * d,
+                    &tr.c_out[o * d..],
+                    p.get(ga.wkv, 2 * d * d),
+                    0.0,
+                    &mut tr.kv_self[o * 2 * d..],
+                );
+            }
             // Attention of each row and head over the window and the own slot.
             let bias = p.get(la.bias, heads * slots);
             for r in 0..rows {
@@ -729,7 +753,7 @@ fn backward_block(
     let mut d_y = per_layer(d);
     let mut d_kv_hist = pool::zeros(groups * rows * hist * 2 * d);
     let mut d_mixw = vec![0.0; layers + 1];
-    let mix = mix_weights(p, at, layers);
+    let mix = mix_weights(p, at, dims);
 
     let mut dxs = vec![0.0; (layers + 1) * rows * d];
     let mut dm = vec![0.0; rows * d];
@@ -884,16 +908,18 @@ fn backward_block(
                     &mut rest[..d],
                 );
             }
-            gemm_nt(
-                rows,
-                2 * d,
-                d,
-                dkvs,
-                p.get(ga.wkv, 2 * d * d),
-                0.0,
-                &mut d_lnout,
-            );
-            {
+            if dims.null_slot {
+                column_sums_into(&mut gp[ga.null..ga.null + 2 * d], dkvs);
+            } else {
+                gemm_nt(
+                    rows,
+                    2 * d,
+                    d,
+                    dkvs,
+                    p.get(ga.wkv, 2 * d * d),
+                    0.0,
+                    &mut d_lnout,
+                );
                 let (gg, rest) = gp[ga.ln_g..].split_at_mut(d);
                 layer_norm_back(
                     &d_lnout,
@@ -996,15 +1022,17 @@ fn backward_block(
             &mut gp[la.w2..la.w2 + ff * d],
         );
         column_sums_into(&mut gp[la.b2..la.b2 + d], &d_y[o * d..(o + n) * d]);
-        gemm_tn(
-            d,
-            n,
-            2 * d,
-            &tr.c_out[o * d..],
-            &d_kv_self[o * 2 * d..],
-            1.0,
-            &mut gp[ga.wkv..ga.wkv + 2 * d * d],
-        );
+        if !dims.null_slot {
+            gemm_tn(
+                d,
+                n,
+                2 * d,
+                &tr.c_out[o * d..],
+                &d_kv_self[o * 2 * d..],
+                1.0,
+                &mut gp[ga.wkv..ga.wkv + 2 * d * d],
+            );
+        }
     }
     for g in 0..groups {
         let ga = at.groups[g];
@@ -1020,9 +1048,11 @@ fn backward_block(
         );
     }
     // The mixing logits through the softmax.
-    let s_dw: f32 = mix.iter().zip(&d_mixw).map(|(s, w)| s * w).sum();
-    for l in 0..=layers {
-        gp[at.mix + l] += mix[l] * (d_mixw[l] - s_dw);
+    if dims.mix == MemoryMix::Learned {
+        let s_dw: f32 = mix.iter().zip(&d_mixw).map(|(s, w)| s * w).sum();
+        for l in 0..=layers {
+            gp[at.mix + l] += mix[l] * (d_mixw[l] - s_dw);
+        }
     }
     for v in [d_q, d_kv_self, d_xp, d_hpre, d_y, d_kv_hist, scratch] {
         pool::recycle(v);
