@@ -3,8 +3,8 @@
 //! the memory within an episode, the Feedback window holds exactly `τ` memory vectors, and the
 //! memory has a fixed size.
 
+use agents::ActorCritic;
 use agents::memory::Memory;
-use agents::policy::ActorCritic;
 use agents::{FeedbackTransformer, FeedbackTransformerConfig, Transformer, TransformerConfig};
 use burn::module::{Module, Param};
 use burn::prelude::*;

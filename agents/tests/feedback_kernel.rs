@@ -3,8 +3,8 @@
 //! determinism across thread counts.
 #![cfg(feature = "flex")]
 
+use agents::ActorCritic;
 use agents::memory::Memory;
-use agents::policy::ActorCritic;
 use agents::{FeedbackTransformer, FeedbackTransformerConfig};
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
@@ -152,9 +152,9 @@ fn run(
     } else {
         policy.recurrence_reference(x0, starts.clone(), memory)
     };
-    let (logits, value) = policy.heads.forward(tops);
+    let (logits, value) = policy.heads.forward_sequence(tops); // [B, T, A], [B, T]
     let u = tensor(noise(b * t * ACTIONS, 5), [b, t, ACTIONS], &device);
-    let w = tensor(noise(b * t, 6), [b, t, 1], &device);
+    let w = tensor(noise(b * t, 6), [b, t], &device);
     let loss = (logits.clone() * u).sum() + (value.clone() * w).sum();
     let mut grads = loss.backward();
     let dm0 = values(

@@ -2,7 +2,6 @@
 //! parameter and of the initial hidden state, stepping against the sequence forward, and
 //! bitwise determinism across rayon pool sizes.
 
-
 use burn::module::Param;
 use burn::nn::Linear;
 use burn::tensor::Gradients;

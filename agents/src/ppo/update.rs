@@ -9,7 +9,7 @@ use burn::tensor::activation::log_softmax;
 use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
 
-use crate::policy::ActorCritic;
+use crate::actor_critic::ActorCritic;
 
 use super::PpoError;
 use super::buffer::RolloutBuffer;
