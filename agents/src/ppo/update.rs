@@ -294,7 +294,7 @@ pub fn ppo_update<M: ActorCritic + Module>(
         buf.num_steps * n,
         "compute_advantages must run before ppo_update"
     );
-    if n % cfg.num_minibatches != 0 {
+    if !n.is_multiple_of(cfg.num_minibatches) {
         return Err(PpoError::InvalidConfig {
             key: "ppo.num_minibatches",
             reason: format!("must divide num_envs ({n}), got {}", cfg.num_minibatches),
