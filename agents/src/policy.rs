@@ -78,6 +78,7 @@ impl From<AttentionConfigError> for PolicyError {
 /// Which architecture a [`Policy`] is. Written in configs and on the command line in lowercase:
 /// `feedback`, `transformer`, `gru`, `mlp`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum PolicyKind {
     /// The Feedback Transformer: every layer attends to a shared memory of past steps.
@@ -134,6 +135,7 @@ impl FromStr for PolicyKind {
 
 /// Where a policy's value function reads its features from. Written `shared` / `separate`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum CriticKind {
     /// Actor and critic share the network; the value is a second head on its output.
