@@ -2,6 +2,7 @@
 //! progress bar (or plain lines with `--quiet`).
 
 use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -10,11 +11,11 @@ use indicatif::{ProgressBar, ProgressStyle};
 use super::TrainArgs;
 use super::overrides::load_config;
 use crate::checkpoint::{latest_checkpoint, open_latest};
-use crate::config::EnvConfig;
+use crate::config::{EnvConfig, TrainConfig};
 use crate::metrics::MetricsRow;
 use crate::run_dir::{CHECKPOINT_DIR, RunDir};
 use crate::signals::StopFlag;
-use crate::trainer::{Interrupted, TrainOptions, train_from_config};
+use crate::trainer::{Interrupted, ProgressFn, TrainOptions, train_from_config};
 
 /// Number of recent updates the "recent return" of the progress bar averages over.
 const RECENT_UPDATES: usize = 10;
@@ -72,12 +73,10 @@ fn log_line(row: &MetricsRow, num_updates: usize) -> String {
     )
 }
 
-/// `fbrl train`.
-pub(crate) fn train(args: TrainArgs) -> Result<()> {
-    if args.log_every == 0 {
-        bail!("--log-every must be at least 1");
-    }
-    let (cfg, run_dir) = match &args.resume {
+/// The config of the run and, unless only `--print-config` was asked, its run directory
+/// (a new run's is created here, after its sizes are vetted).
+fn resolve(args: &TrainArgs) -> Result<(TrainConfig, Option<PathBuf>)> {
+    let cfg = match &args.resume {
         Some(dir) => {
             // The run's own config; only keys the trainer allows to differ may be overridden
             // (it names the key otherwise).
@@ -88,14 +87,16 @@ pub(crate) fn train(args: TrainArgs) -> Result<()> {
                 return Err(anyhow::Error::from(c.not_buildable())
                     .context(format!("cannot resume {}", dir.display())));
             }
-            (cfg, run.path)
+            cfg
         }
+        None => load_config(args.config.as_deref(), &args.overrides)?,
+    };
+    if args.print_config {
+        return Ok((cfg, None));
+    }
+    let run_dir = match &args.resume {
+        Some(dir) => dir.clone(),
         None => {
-            let cfg = load_config(args.config.as_deref(), &args.overrides)?;
-            if args.print_config {
-                print!("{}", cfg.to_toml());
-                return Ok(());
-            }
             if let EnvConfig::Custom(c) = &cfg.env {
                 return Err(c.not_buildable().into());
             }
@@ -107,101 +108,113 @@ pub(crate) fn train(args: TrainArgs) -> Result<()> {
                 env.observation_space().flat_len(),
                 env.action_space().n,
             )?;
-            let run = RunDir::create_for(&cfg, args.run_dir.as_deref())?;
-            (cfg, run.path)
+            RunDir::create_for(&cfg, args.run_dir.as_deref())?.path
         }
     };
-    if args.print_config {
-        print!("{}", cfg.to_toml());
-        return Ok(());
+    Ok((cfg, Some(run_dir)))
+}
+
+/// Updates and env steps the run starts from: its latest checkpoint's when resuming.
+fn start_point(resume: bool, run_dir: &Path) -> Result<(usize, u64)> {
+    if !resume {
+        return Ok((0, 0));
     }
-
-    let num_updates = cfg.num_updates();
-    let batch = cfg.batch_size() as u64;
-    let (start_updates, start_steps) = if args.resume.is_some() {
-        if latest_checkpoint(&run_dir.join(CHECKPOINT_DIR))?.is_none() {
-            eprintln!(
-                "fbrl train: {} has no checkpoint yet: starting the run over from its config.toml (update 0)",
-                run_dir.display()
-            );
-            (0, 0)
-        } else {
-            let ckpt = open_latest(&run_dir.join(CHECKPOINT_DIR))
-                .with_context(|| format!("cannot resume {}", run_dir.display()))?;
-            (ckpt.state.updates_done, ckpt.state.env_steps)
-        }
-    } else {
-        (0, 0)
-    };
-    let header = format!(
-        "fbrl train: {} · {} · {} envs × {} steps · {num_updates} updates ({} env steps) → {}{}",
-        cfg.env.name(),
-        cfg.policy.kind.name(),
-        cfg.num_envs,
-        cfg.num_steps,
-        num_updates as u64 * batch,
-        run_dir.display(),
-        if start_updates > 0 {
-            format!(" (resuming after update {start_updates})")
-        } else {
-            String::new()
-        }
-    );
-
-    let bar = if args.quiet {
-        ProgressBar::hidden()
-    } else {
-        let bar = ProgressBar::new(num_updates as u64 * batch).with_position(start_steps);
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} steps  {msg}  eta {eta}",
-            )
-            .expect("the progress template is valid"),
+    if latest_checkpoint(&run_dir.join(CHECKPOINT_DIR))?.is_none() {
+        eprintln!(
+            "fbrl train: {} has no checkpoint yet: starting the run over from its config.toml (update 0)",
+            run_dir.display()
         );
-        bar.enable_steady_tick(Duration::from_millis(250));
-        bar
-    };
-    // Lines go through the bar so they never garble it (plain stderr when it is hidden).
-    let say = {
-        let bar = bar.clone();
-        move |line: String| {
-            if bar.is_hidden() {
-                eprintln!("{line}");
-            } else {
-                bar.println(line);
-            }
-        }
-    };
-    say(header);
+        return Ok((0, 0));
+    }
+    let ckpt = open_latest(&run_dir.join(CHECKPOINT_DIR))
+        .with_context(|| format!("cannot resume {}", run_dir.display()))?;
+    Ok((ckpt.state.updates_done, ckpt.state.env_steps))
+}
 
+/// The progress bar over all env steps of the run (hidden with `--quiet`).
+fn progress_bar(quiet: bool, total_steps: u64, start_steps: u64) -> ProgressBar {
+    if quiet {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(total_steps).with_position(start_steps);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} steps  {msg}  eta {eta}",
+        )
+        .expect("the progress template is valid"),
+    );
+    bar.enable_steady_tick(Duration::from_millis(250));
+    bar
+}
+
+/// Prints a line through the bar so it never garbles it (plain stderr when it is hidden).
+fn say(bar: &ProgressBar, line: String) {
+    if bar.is_hidden() {
+        eprintln!("{line}");
+    } else {
+        bar.println(line);
+    }
+}
+
+/// The trainer's progress callback: moves the bar, shows recent returns, and logs a line
+/// every `log_every` updates.
+fn progress(bar: ProgressBar, log_every: usize, num_updates: usize) -> ProgressFn<'static> {
     let mut recent_return = Recent::default();
     let mut recent_goals = Recent::default();
-    let log_every = args.log_every;
-    let progress = {
-        let bar = bar.clone();
-        let say = say.clone();
-        move |row: &MetricsRow| {
-            recent_return.push(row.return_mean);
-            recent_goals.push(row.goals_mean);
-            if !bar.is_hidden() {
-                bar.set_position(row.env_steps);
-                bar.set_message(format!(
-                    "return {}  goals {}  {:.0} steps/s",
-                    fmt_opt(recent_return.mean(), 3),
-                    fmt_opt(recent_goals.mean(), 2),
-                    row.steps_per_s
-                ));
-            }
-            if row.update.is_multiple_of(log_every) || row.update == num_updates {
-                say(log_line(row, num_updates));
-            }
+    Box::new(move |row: &MetricsRow| {
+        recent_return.push(row.return_mean);
+        recent_goals.push(row.goals_mean);
+        if !bar.is_hidden() {
+            bar.set_position(row.env_steps);
+            bar.set_message(format!(
+                "return {}  goals {}  {:.0} steps/s",
+                fmt_opt(recent_return.mean(), 3),
+                fmt_opt(recent_goals.mean(), 2),
+                row.steps_per_s
+            ));
         }
+        if row.update.is_multiple_of(log_every) || row.update == num_updates {
+            say(&bar, log_line(row, num_updates));
+        }
+    })
+}
+
+/// `fbrl train`.
+pub(crate) fn train(args: TrainArgs) -> Result<()> {
+    if args.log_every == 0 {
+        bail!("--log-every must be at least 1");
+    }
+    let (cfg, run_dir) = resolve(&args)?;
+    let Some(run_dir) = run_dir else {
+        print!("{}", cfg.to_toml());
+        return Ok(());
     };
+    let num_updates = cfg.num_updates();
+    let batch = cfg.batch_size() as u64;
+    let (start_updates, start_steps) = start_point(args.resume.is_some(), &run_dir)?;
+    let bar = progress_bar(args.quiet, num_updates as u64 * batch, start_steps);
+    say(
+        &bar,
+        format!(
+            "fbrl train: {} · {} · {} envs × {} steps · {num_updates} updates ({} env steps) → {}{}",
+            cfg.env.name(),
+            cfg.policy.kind.name(),
+            cfg.num_envs,
+            cfg.num_steps,
+            num_updates as u64 * batch,
+            run_dir.display(),
+            if start_updates > 0 {
+                format!(" (resuming after update {start_updates})")
+            } else {
+                String::new()
+            }
+        ),
+    );
     let opts = TrainOptions {
         run_dir: Some(run_dir.clone()),
         resume: args.resume.is_some(),
         quiet: true,
-        progress: Some(Box::new(progress)),
+        progress: Some(progress(bar.clone(), args.log_every, num_updates)),
         stop_after_updates: args.stop_after,
         stop: Some(StopFlag::install()?),
     };
