@@ -20,7 +20,7 @@ pub mod trainer;
 pub use config::{CartPoleConfig, ConfigError, CustomEnvConfig, EnvConfig, TrainConfig};
 pub use metrics::{METRICS_COLUMNS, MetricsRow};
 pub use signals::StopFlag;
-pub use trainer::{Interrupted, RunSummary, TrainOptions, train, train_from_config};
+pub use trainer::{Interrupted, RunStart, RunSummary, TrainOptions, train, train_from_config};
 
 #[cfg(feature = "cli")]
 pub mod cli;

@@ -52,6 +52,22 @@ pub const RNG_SEED_STREAM: u64 = 2;
 /// A callback receiving each update's metrics row (e.g. to drive a progress bar).
 pub type ProgressFn<'a> = Box<dyn FnMut(&MetricsRow) + Send + 'a>;
 
+/// Where a run starts, once its directory is open: what a caller shows before the first update.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunStart {
+    /// The run directory (created by the trainer for a new run).
+    pub run_dir: PathBuf,
+    /// Updates its checkpoint covers (0 for a new run).
+    pub updates_done: usize,
+    /// Env steps its checkpoint covers (0 for a new run).
+    pub env_steps: u64,
+    /// A resumed run had no checkpoint yet, so it starts over from its config.
+    pub restarted: bool,
+}
+
+/// A callback receiving the [`RunStart`] of a run.
+pub type StartFn<'a> = Box<dyn FnOnce(&RunStart) + Send + 'a>;
+
 /// How to run [`train`].
 #[derive(Default)]
 pub struct TrainOptions<'a> {
@@ -72,6 +88,8 @@ pub struct TrainOptions<'a> {
     /// A stop request checked after every update (see [`crate::signals`]): once it holds a
     /// signal number, the trainer writes a checkpoint and returns [`Interrupted`].
     pub stop: Option<StopFlag>,
+    /// Called once the run directory is open and the run is set up, before the first update.
+    pub on_start: Option<StartFn<'a>>,
 }
 
 /// The run stopped at a signal, after writing a checkpoint at the update it had reached.
@@ -576,6 +594,14 @@ fn train_inner<E: Env>(
 
     if !opts.quiet && opts.progress.is_none() {
         announce(cfg, model.num_parameters(), &run.path);
+    }
+    if let Some(on_start) = opts.on_start.take() {
+        on_start(&RunStart {
+            run_dir: run.path.clone(),
+            updates_done: counters.updates_done,
+            env_steps: counters.env_steps,
+            restarted: restart && opts.resume,
+        });
     }
     let wall_at_start = counters.wall_time_s;
     let steps_at_start = counters.env_steps;

@@ -99,6 +99,7 @@ fn worker(args: &[String]) -> Result<()> {
         })),
         stop_after_updates,
         stop: Some(StopFlag::install()?),
+        on_start: None,
     };
     let summary = fbrl::Interrupted::exit_process_on(fbrl::train_from_config(&cfg, opts), "")?;
     eprintln!(

@@ -2,7 +2,6 @@
 //! progress bar (or plain lines with `--quiet`).
 
 use std::collections::VecDeque;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -10,12 +9,11 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use super::TrainArgs;
 use super::overrides::load_config;
-use crate::checkpoint::{latest_checkpoint, open_latest};
 use crate::config::{EnvConfig, TrainConfig};
 use crate::metrics::MetricsRow;
-use crate::run_dir::{CHECKPOINT_DIR, RunDir};
+use crate::run_dir::RunDir;
 use crate::signals::StopFlag;
-use crate::trainer::{Interrupted, ProgressFn, TrainOptions, train_from_config};
+use crate::trainer::{Interrupted, ProgressFn, RunStart, TrainOptions, train_from_config};
 
 /// Number of recent updates the "recent return" of the progress bar averages over.
 const RECENT_UPDATES: usize = 10;
@@ -73,70 +71,28 @@ fn log_line(row: &MetricsRow, num_updates: usize) -> String {
     )
 }
 
-/// The config of the run and, unless only `--print-config` was asked, its run directory
-/// (a new run's is created here, after its sizes are vetted).
-fn resolve(args: &TrainArgs) -> Result<(TrainConfig, Option<PathBuf>)> {
-    let cfg = match &args.resume {
-        Some(dir) => {
-            // The run's own config; only keys the trainer allows to differ may be overridden
-            // (it names the key otherwise).
-            let run = RunDir::open(dir)?;
-            let cfg = load_config(Some(&run.config_path()), &args.overrides)
-                .with_context(|| format!("cannot resume {}", dir.display()))?;
-            if let EnvConfig::Custom(c) = &cfg.env {
-                return Err(anyhow::Error::from(c.not_buildable())
-                    .context(format!("cannot resume {}", dir.display())));
-            }
-            cfg
-        }
-        None => load_config(args.config.as_deref(), &args.overrides)?,
+/// The config of the run: the run's own `config.toml` when resuming (only keys the trainer
+/// allows to differ may be overridden; it names the key otherwise), else the file given.
+fn resolve(args: &TrainArgs) -> Result<TrainConfig> {
+    let Some(dir) = &args.resume else {
+        return load_config(args.config.as_deref(), &args.overrides);
     };
-    if args.print_config {
-        return Ok((cfg, None));
+    let run = RunDir::open(dir)?;
+    let cfg = load_config(Some(&run.config_path()), &args.overrides)
+        .with_context(|| format!("cannot resume {}", dir.display()))?;
+    if let EnvConfig::Custom(c) = &cfg.env {
+        return Err(anyhow::Error::from(c.not_buildable())
+            .context(format!("cannot resume {}", dir.display())));
     }
-    let run_dir = match &args.resume {
-        Some(dir) => dir.clone(),
-        None => {
-            if let EnvConfig::Custom(c) = &cfg.env {
-                return Err(c.not_buildable().into());
-            }
-            // Vetted before the run folder exists, so a refused run leaves nothing behind.
-            crate::resources::check_threads(cfg.threads)?;
-            let env = cfg.env.build()?;
-            crate::resources::check_sizes_fit(
-                &cfg,
-                env.observation_space().flat_len(),
-                env.action_space().n,
-            )?;
-            RunDir::create_for(&cfg, args.run_dir.as_deref())?.path
-        }
-    };
-    Ok((cfg, Some(run_dir)))
-}
-
-/// Updates and env steps the run starts from: its latest checkpoint's when resuming.
-fn start_point(resume: bool, run_dir: &Path) -> Result<(usize, u64)> {
-    if !resume {
-        return Ok((0, 0));
-    }
-    if latest_checkpoint(&run_dir.join(CHECKPOINT_DIR))?.is_none() {
-        eprintln!(
-            "fbrl train: {} has no checkpoint yet: starting the run over from its config.toml (update 0)",
-            run_dir.display()
-        );
-        return Ok((0, 0));
-    }
-    let ckpt = open_latest(&run_dir.join(CHECKPOINT_DIR))
-        .with_context(|| format!("cannot resume {}", run_dir.display()))?;
-    Ok((ckpt.state.updates_done, ckpt.state.env_steps))
+    Ok(cfg)
 }
 
 /// The progress bar over all env steps of the run (hidden with `--quiet`).
-fn progress_bar(quiet: bool, total_steps: u64, start_steps: u64) -> ProgressBar {
+fn progress_bar(quiet: bool, total_steps: u64) -> ProgressBar {
     if quiet {
         return ProgressBar::hidden();
     }
-    let bar = ProgressBar::new(total_steps).with_position(start_steps);
+    let bar = ProgressBar::new(total_steps);
     bar.set_style(
         ProgressStyle::with_template(
             "{spinner} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} steps  {msg}  eta {eta}",
@@ -145,6 +101,25 @@ fn progress_bar(quiet: bool, total_steps: u64, start_steps: u64) -> ProgressBar 
     );
     bar.enable_steady_tick(Duration::from_millis(250));
     bar
+}
+
+/// The first line of a run: what is trained, for how long, and where.
+fn header(cfg: &TrainConfig, start: &RunStart) -> String {
+    let num_updates = cfg.num_updates();
+    format!(
+        "fbrl train: {} · {} · {} envs × {} steps · {num_updates} updates ({} env steps) → {}{}",
+        cfg.env.name(),
+        cfg.policy.kind.name(),
+        cfg.num_envs,
+        cfg.num_steps,
+        num_updates as u64 * cfg.batch_size() as u64,
+        start.run_dir.display(),
+        if start.updates_done > 0 {
+            format!(" (resuming after update {})", start.updates_done)
+        } else {
+            String::new()
+        }
+    )
 }
 
 /// Prints a line through the bar so it never garbles it (plain stderr when it is hidden).
@@ -184,39 +159,40 @@ pub(crate) fn train(args: TrainArgs) -> Result<()> {
     if args.log_every == 0 {
         bail!("--log-every must be at least 1");
     }
-    let (cfg, run_dir) = resolve(&args)?;
-    let Some(run_dir) = run_dir else {
+    let cfg = resolve(&args)?;
+    if args.print_config {
         print!("{}", cfg.to_toml());
         return Ok(());
-    };
+    }
     let num_updates = cfg.num_updates();
-    let batch = cfg.batch_size() as u64;
-    let (start_updates, start_steps) = start_point(args.resume.is_some(), &run_dir)?;
-    let bar = progress_bar(args.quiet, num_updates as u64 * batch, start_steps);
-    say(
-        &bar,
-        format!(
-            "fbrl train: {} · {} · {} envs × {} steps · {num_updates} updates ({} env steps) → {}{}",
-            cfg.env.name(),
-            cfg.policy.kind.name(),
-            cfg.num_envs,
-            cfg.num_steps,
-            num_updates as u64 * batch,
-            run_dir.display(),
-            if start_updates > 0 {
-                format!(" (resuming after update {start_updates})")
-            } else {
-                String::new()
+    let total_steps = num_updates as u64 * cfg.batch_size() as u64;
+    let bar = progress_bar(args.quiet, total_steps);
+    // The trainer vets the run and creates its directory; the header follows once it is open.
+    let on_start = {
+        let bar = bar.clone();
+        let cfg = cfg.clone();
+        move |start: &RunStart| {
+            if start.restarted {
+                say(
+                    &bar,
+                    format!(
+                        "fbrl train: {} has no checkpoint yet: starting the run over from its config.toml (update 0)",
+                        start.run_dir.display()
+                    ),
+                );
             }
-        ),
-    );
+            bar.set_position(start.env_steps);
+            say(&bar, header(&cfg, start));
+        }
+    };
     let opts = TrainOptions {
-        run_dir: Some(run_dir.clone()),
+        run_dir: args.resume.clone().or_else(|| args.run_dir.clone()),
         resume: args.resume.is_some(),
         quiet: true,
         progress: Some(progress(bar.clone(), args.log_every, num_updates)),
         stop_after_updates: args.stop_after,
         stop: Some(StopFlag::install()?),
+        on_start: Some(Box::new(on_start)),
     };
     let result = train_from_config(&cfg, opts);
     bar.finish_and_clear();
