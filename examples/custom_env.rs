@@ -9,14 +9,11 @@
 //! down a dark corridor of `delay` steps and at the junction must turn towards the side the
 //! light was on. Without memory the best it can do is guess (success 50 %).
 
-use std::path::Path;
-
 use anyhow::Result;
 use fbrl::agents::ppo::PpoConfig;
 use fbrl::agents::{PolicyConfig, PolicyKind};
 use fbrl::envs::{BoxSpace, Discrete, Env, EnvError, Info, Step, check_env};
 use fbrl::plot::{RefLine, RunsPlotOptions, plot_runs};
-use fbrl::run_dir::RunDir;
 use fbrl::{CustomEnvConfig, EnvConfig, MetricsRow, TrainConfig, TrainOptions};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -135,10 +132,8 @@ fn main() -> Result<()> {
             },
             ..TrainConfig::default()
         };
-        let name = "remember_the_light";
-        let run = RunDir::create_new(Path::new("runs"), name, kind.name(), cfg.seed)?;
+        // The trainer creates `runs/remember_the_light__<kind>__<seed>__<time>/`.
         let opts = TrainOptions {
-            run_dir: Some(run.path.clone()),
             progress: Some(Box::new(move |row: &MetricsRow| {
                 if row.update.is_multiple_of(20) {
                     println!(
@@ -154,9 +149,9 @@ fn main() -> Result<()> {
             "{kind}: {} updates in {:.1} s → {}",
             summary.updates_done,
             summary.wall_time_s,
-            run.path.display()
+            summary.run_dir.display()
         );
-        runs.push(run.path);
+        runs.push(summary.run_dir);
     }
 
     // 3. Plot the success rate of both against env steps (mean over seeds per policy; one

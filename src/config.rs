@@ -345,17 +345,6 @@ impl TrainConfig {
         Ok(())
     }
 
-    /// GridMaze `multi` (the main experiment: 9×9 maze, 3×3 view, horizon 128) with the
-    /// `kind` preset policy, 64 envs × 128 steps, 10 M steps.
-    pub fn preset_gridmaze_multi(kind: PolicyKind) -> Self {
-        Self {
-            total_steps: 10_000_000,
-            env: EnvConfig::Gridmaze(GridMazeConfig::multi(9, 128)),
-            policy: PolicyConfig::preset(kind),
-            ..Self::default()
-        }
-    }
-
     /// GridMaze `single` (7×7, horizon 50): the episode ends at the goal; a quick sanity task.
     pub fn preset_gridmaze_single(kind: PolicyKind) -> Self {
         Self {

@@ -1,10 +1,15 @@
 //! fbrl: PPO with Feedback Transformer policies on partially observable tasks.
+//!
+//! Cargo features (all on by default): `plot` (reward-curve charts, [`plot`]) and `cli` (the
+//! `fbrl` command line, [`cli`]); a program that only trains and evaluates can turn them off
+//! and drop plotters, clap and indicatif.
 
 pub use agents;
 pub use envs;
 
 pub mod checkpoint;
 pub mod config;
+pub mod eval;
 pub mod metrics;
 pub mod resources;
 pub mod run_dir;
@@ -13,10 +18,12 @@ pub mod signals;
 pub mod trainer;
 
 pub use config::{CartPoleConfig, ConfigError, CustomEnvConfig, EnvConfig, TrainConfig};
-pub use metrics::{METRICS_HEADER, MetricsRow};
+pub use metrics::{METRICS_COLUMNS, MetricsRow};
 pub use signals::StopFlag;
-pub use trainer::{Interrupted, RunSummary, TrainOptions, train, train_from_config};
+pub use trainer::{Interrupted, RunStart, RunSummary, TrainOptions, train, train_from_config};
 
+#[cfg(feature = "cli")]
 pub mod cli;
 pub mod curves;
+#[cfg(feature = "plot")]
 pub mod plot;

@@ -1,182 +1,184 @@
 //! `metrics.csv`: one row per PPO update, appended as the run goes, truncated on resume.
+//!
+//! [`MetricsRow`] is the schema: its fields, in order, are the columns ([`METRICS_COLUMNS`]),
+//! read and written through the `csv` crate. A NaN or infinite value (e.g. no episode ended
+//! during the update) is an empty cell.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
 
-/// The CSV header, in column order.
-pub const METRICS_HEADER: &str = "update,env_steps,wall_time_s,episodes,return_mean,return_min,return_max,length_mean,goals_mean,success_rate,policy_loss,value_loss,entropy,approx_kl,clip_frac,explained_var,grad_norm,lr,steps_per_s";
+/// The columns of `metrics.csv`, in order: the fields of [`MetricsRow`].
+pub const METRICS_COLUMNS: [&str; 19] = [
+    "update",
+    "env_steps",
+    "wall_time_s",
+    "episodes",
+    "return_mean",
+    "return_min",
+    "return_max",
+    "length_mean",
+    "goals_mean",
+    "success_rate",
+    "policy_loss",
+    "value_loss",
+    "entropy",
+    "approx_kl",
+    "clip_frac",
+    "explained_var",
+    "grad_norm",
+    "lr",
+    "steps_per_s",
+];
 
 /// One row of `metrics.csv`. Episode statistics are over the episodes that finished during
 /// this update's rollout; a NaN (no such episode) is written as an empty field.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct MetricsRow {
     /// Update number, 1-based.
     pub update: usize,
     /// Env steps so far (all envs), after this update's rollout.
     pub env_steps: u64,
     /// Training wall time so far, seconds (summed across resumes).
+    #[serde(with = "cell")]
     pub wall_time_s: f64,
     /// Episodes finished during this update's rollout.
     pub episodes: usize,
     /// Mean episodic return.
+    #[serde(with = "cell")]
     pub return_mean: f64,
     /// Minimum episodic return.
+    #[serde(with = "cell")]
     pub return_min: f64,
     /// Maximum episodic return.
+    #[serde(with = "cell")]
     pub return_max: f64,
     /// Mean episode length, steps.
+    #[serde(with = "cell")]
     pub length_mean: f64,
     /// Mean goals reached per episode.
+    #[serde(with = "cell")]
     pub goals_mean: f64,
     /// Fraction of successful episodes among those reporting success (NaN if none did).
+    #[serde(with = "cell")]
     pub success_rate: f64,
     /// Clipped surrogate loss.
+    #[serde(with = "cell")]
     pub policy_loss: f64,
     /// Value loss.
+    #[serde(with = "cell")]
     pub value_loss: f64,
     /// Policy entropy, nats.
+    #[serde(with = "cell")]
     pub entropy: f64,
     /// Approximate KL divergence, `mean((r − 1) − log r)`.
+    #[serde(with = "cell")]
     pub approx_kl: f64,
     /// Fraction of clipped ratios.
+    #[serde(with = "cell")]
     pub clip_frac: f64,
     /// Explained variance of the value estimates.
+    #[serde(with = "cell")]
     pub explained_var: f64,
     /// Global gradient norm before clipping (mean over minibatches).
+    #[serde(with = "cell")]
     pub grad_norm: f64,
     /// Learning rate used in this update.
+    #[serde(with = "cell")]
     pub lr: f64,
     /// Env steps per second of this update (rollout + learning).
+    #[serde(with = "cell")]
     pub steps_per_s: f64,
 }
 
-fn field(x: f64) -> String {
-    if x.is_finite() {
-        format!("{x}")
-    } else {
-        String::new()
+/// A float cell: the shortest text that reads back to the same value, empty when not finite.
+mod cell {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(x: &f64, s: S) -> Result<S::Ok, S::Error> {
+        if x.is_finite() {
+            s.collect_str(x)
+        } else {
+            s.serialize_str("")
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
     }
 }
 
-fn parse_field(s: &str) -> Result<f64> {
-    if s.is_empty() {
-        Ok(f64::NAN)
-    } else {
-        s.parse::<f64>()
-            .with_context(|| format!("not a number: `{s}`"))
+/// The metrics file at `path` as CSV records, its header checked against [`METRICS_COLUMNS`].
+fn reader<'t>(path: &Path, text: &'t [u8]) -> Result<csv::Reader<&'t [u8]>> {
+    let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(text);
+    let header = reader
+        .headers()
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    if header.iter().ne(METRICS_COLUMNS) {
+        bail!(
+            "{}: unexpected header `{}`",
+            path.display(),
+            header.iter().collect::<Vec<_>>().join(",")
+        );
     }
+    Ok(reader)
 }
 
-impl MetricsRow {
-    /// The row as a CSV line (no newline); non-finite values are empty fields.
-    pub fn to_csv(&self) -> String {
-        let v = [
-            self.wall_time_s,
-            self.episodes as f64,
-            self.return_mean,
-            self.return_min,
-            self.return_max,
-            self.length_mean,
-            self.goals_mean,
-            self.success_rate,
-            self.policy_loss,
-            self.value_loss,
-            self.entropy,
-            self.approx_kl,
-            self.clip_frac,
-            self.explained_var,
-            self.grad_norm,
-            self.lr,
-            self.steps_per_s,
-        ];
-        let mut s = format!("{},{}", self.update, self.env_steps);
-        for x in v {
-            s.push(',');
-            s.push_str(&field(x));
-        }
-        s
+/// One record as a row (errors name the file and the line).
+fn parse_row(path: &Path, record: csv::Result<csv::StringRecord>) -> Result<MetricsRow> {
+    let record = record.with_context(|| format!("cannot read {}", path.display()))?;
+    let line = record.position().map_or(0, |p| p.line() as usize);
+    if record.len() != METRICS_COLUMNS.len() {
+        bail!(
+            "{}: line {line}: expected {} fields, got {}",
+            path.display(),
+            METRICS_COLUMNS.len(),
+            record.len()
+        );
     }
-
-    /// Parses a CSV line written by [`MetricsRow::to_csv`].
-    pub fn from_csv(line: &str) -> Result<Self> {
-        let f: Vec<&str> = line.trim_end().split(',').collect();
-        let ncols = METRICS_HEADER.split(',').count();
-        if f.len() != ncols {
-            bail!("expected {ncols} fields, got {}", f.len());
-        }
-        let p = |i: usize| parse_field(f[i]);
-        Ok(Self {
-            update: f[0]
-                .parse()
-                .with_context(|| format!("bad update `{}`", f[0]))?,
-            env_steps: f[1]
-                .parse()
-                .with_context(|| format!("bad env_steps `{}`", f[1]))?,
-            wall_time_s: p(2)?,
-            episodes: f[3]
-                .parse()
-                .with_context(|| format!("bad episodes `{}`", f[3]))?,
-            return_mean: p(4)?,
-            return_min: p(5)?,
-            return_max: p(6)?,
-            length_mean: p(7)?,
-            goals_mean: p(8)?,
-            success_rate: p(9)?,
-            policy_loss: p(10)?,
-            value_loss: p(11)?,
-            entropy: p(12)?,
-            approx_kl: p(13)?,
-            clip_frac: p(14)?,
-            explained_var: p(15)?,
-            grad_norm: p(16)?,
-            lr: p(17)?,
-            steps_per_s: p(18)?,
-        })
-    }
+    record
+        .deserialize(None)
+        .with_context(|| format!("{}: line {line}", path.display()))
 }
 
 /// Reads every row of a `metrics.csv`.
 pub fn read_metrics(path: impl AsRef<Path>) -> Result<Vec<MetricsRow>> {
     let path = path.as_ref();
-    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let mut rows = Vec::new();
-    for (i, line) in BufReader::new(file).lines().enumerate() {
-        let line = line.with_context(|| format!("cannot read {}", path.display()))?;
-        if i == 0 {
-            if line.trim_end() != METRICS_HEADER {
-                bail!("{}: unexpected header `{line}`", path.display());
-            }
-            continue;
-        }
-        if line.trim().is_empty() {
-            continue;
-        }
-        rows.push(
-            MetricsRow::from_csv(&line)
-                .with_context(|| format!("{}: line {}", path.display(), i + 1))?,
-        );
-    }
-    Ok(rows)
+    let text = std::fs::read(path).with_context(|| format!("cannot open {}", path.display()))?;
+    reader(path, &text)?
+        .into_records()
+        .map(|record| parse_row(path, record))
+        .collect()
+}
+
+/// A CSV writer of metrics rows that writes no header of its own: the header is written
+/// once, when the file is created.
+fn row_writer<W: std::io::Write>(out: W) -> csv::Writer<W> {
+    csv::WriterBuilder::new()
+        .has_headers(false)
+        .from_writer(out)
 }
 
 /// Appends rows to `metrics.csv`, flushing each one.
 pub struct MetricsWriter {
     path: PathBuf,
-    file: File,
+    writer: csv::Writer<File>,
 }
 
 impl MetricsWriter {
     /// Creates a new `metrics.csv` with its header (overwriting any file there).
     pub fn create(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
-        let mut file =
+        let file =
             File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
-        writeln!(file, "{METRICS_HEADER}")
+        let mut writer = row_writer(file);
+        writer
+            .write_record(METRICS_COLUMNS)
+            .and_then(|()| writer.flush().map_err(csv::Error::from))
             .with_context(|| format!("cannot write {}", path.display()))?;
-        Ok(Self { path, file })
+        Ok(Self { path, writer })
     }
 
     /// Opens an existing `metrics.csv` for a resumed run: keeps the header and the complete
@@ -184,30 +186,24 @@ impl MetricsWriter {
     /// half-written last line, are dropped), rewriting the file atomically, then appends.
     pub fn resume(path: impl AsRef<Path>, keep_updates: usize) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        let mut kept = String::new();
-        kept.push_str(METRICS_HEADER);
-        kept.push('\n');
-        let mut lines = text.split_inclusive('\n');
-        match lines.next() {
-            Some(h) if h.trim_end() == METRICS_HEADER => {}
-            _ => bail!("{}: missing or unexpected header", path.display()),
-        }
-        let mut expected = 1;
-        for (i, line) in lines.enumerate() {
-            // A line without its newline is a row cut by a kill: drop it.
-            if !line.ends_with('\n') {
-                break;
-            }
-            let row = match MetricsRow::from_csv(line) {
+        let text =
+            std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        // A last line without its newline is a row cut by a kill: drop it.
+        let complete = match text.iter().rposition(|&b| b == b'\n') {
+            Some(end) => &text[..=end],
+            None => &text[..0],
+        };
+        let reader = reader(&path, complete)
+            .with_context(|| format!("{}: missing or unexpected header", path.display()))?;
+        let mut kept = Vec::with_capacity(keep_updates);
+        for record in reader.into_records() {
+            let expected = kept.len() + 1;
+            let row = match parse_row(&path, record) {
                 Ok(row) => row,
                 // Rows after the checkpoint are dropped anyway; a bad row before it is damage.
                 Err(e) if expected <= keep_updates => bail!(
-                    "{}: line {} (the row of update {expected}, covered by the checkpoint) is \
-                     not a metrics row: {e:#}",
-                    path.display(),
-                    i + 2
+                    "the row of update {expected}, covered by the checkpoint, is not a \
+                     metrics row: {e:#}"
                 ),
                 Err(_) => break,
             };
@@ -221,34 +217,46 @@ impl MetricsWriter {
                     row.update
                 );
             }
-            kept.push_str(line);
-            expected += 1;
+            kept.push(row);
         }
-        if expected != keep_updates + 1 {
+        if kept.len() != keep_updates {
             bail!(
                 "{}: has rows up to update {} but the checkpoint is at update {keep_updates}",
                 path.display(),
-                expected - 1
+                kept.len()
             );
         }
-        crate::checkpoint::write_atomic(&path, kept.as_bytes())?;
+        let mut out = row_writer(Vec::new());
+        out.write_record(METRICS_COLUMNS)?;
+        for row in &kept {
+            out.serialize(row)?;
+        }
+        let bytes = out
+            .into_inner()
+            .map_err(|e| anyhow::anyhow!("cannot format the kept metrics rows: {e}"))?;
+        crate::checkpoint::write_atomic(&path, &bytes)?;
         let file = OpenOptions::new()
             .append(true)
             .open(&path)
             .with_context(|| format!("cannot open {}", path.display()))?;
-        Ok(Self { path, file })
+        Ok(Self {
+            path,
+            writer: row_writer(file),
+        })
     }
 
     /// Appends one row and flushes it to the OS.
     pub fn append(&mut self, row: &MetricsRow) -> Result<()> {
-        writeln!(self.file, "{}", row.to_csv())
-            .and_then(|_| self.file.flush())
+        self.writer
+            .serialize(row)
+            .and_then(|()| self.writer.flush().map_err(csv::Error::from))
             .with_context(|| format!("cannot write {}", self.path.display()))
     }
 
     /// Forces the rows written so far to disk.
     pub fn sync(&mut self) -> Result<()> {
-        self.file
+        self.writer
+            .get_ref()
             .sync_data()
             .with_context(|| format!("cannot sync {}", self.path.display()))
     }
@@ -257,6 +265,41 @@ impl MetricsWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A `metrics.csv` as the hand-written writer before the `csv` crate wrote it.
+    const OLD_FILE: &str = "update,env_steps,wall_time_s,episodes,return_mean,return_min,return_max,length_mean,goals_mean,success_rate,policy_loss,value_loss,entropy,approx_kl,clip_frac,explained_var,grad_norm,lr,steps_per_s\n\
+        1,512,0.8123,0,,,,,,,-0.0012,0.4,1.386,0.0001,0,-0.2,0.31,0.00025,630.2\n\
+        2,1024,1.6,3,1.5,0,3,42.333333333333336,1.5,,0.002,0.35,1.38,0.0002,0.01,0.1,0.29,0.00024,640\n";
+
+    fn temp_file(name: &str, text: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("fbrl-metrics-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("metrics.csv");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn files_of_the_old_writer_load_and_resume() {
+        let path = temp_file("old", OLD_FILE);
+        let rows = read_metrics(&path).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(
+            (rows[0].update, rows[0].env_steps, rows[0].episodes),
+            (1, 512, 0)
+        );
+        assert!(rows[0].return_mean.is_nan() && rows[0].success_rate.is_nan());
+        assert_eq!(rows[0].lr, 2.5e-4);
+        assert_eq!(rows[1].length_mean, 42.333333333333336);
+        assert!(rows[1].success_rate.is_nan());
+        // Resuming rewrites the kept rows exactly as the old writer wrote them.
+        drop(MetricsWriter::resume(&path, 2).unwrap());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), OLD_FILE);
+        let mut w = MetricsWriter::resume(&path, 1).unwrap();
+        w.append(&rows[1]).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), OLD_FILE);
+        std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
+    }
 
     #[test]
     fn row_round_trips_and_nan_is_empty() {
@@ -269,12 +312,25 @@ mod tests {
             lr: 2.5e-4,
             ..Default::default()
         };
-        let line = row.to_csv();
-        assert_eq!(line.split(',').count(), METRICS_HEADER.split(',').count());
-        assert!(line.starts_with("3,1024,1.5,0,,"));
-        let back = MetricsRow::from_csv(&line).unwrap();
+        let path = temp_file("round-trip", "");
+        let mut w = MetricsWriter::create(&path).unwrap();
+        w.append(&row).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let line = text.lines().nth(1).unwrap();
+        assert_eq!(line.split(',').count(), METRICS_COLUMNS.len());
+        assert!(line.starts_with("3,1024,1.5,0,,"), "{line}");
+        let back = read_metrics(&path).unwrap()[0];
         assert!(back.return_mean.is_nan());
         assert_eq!(back.lr, 2.5e-4);
         assert_eq!(back.update, 3);
+        std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
+    }
+
+    #[test]
+    fn the_columns_are_the_fields_of_the_row() {
+        let mut w = csv::Writer::from_writer(Vec::new());
+        w.serialize(MetricsRow::default()).unwrap();
+        let text = String::from_utf8(w.into_inner().unwrap()).unwrap();
+        assert_eq!(text.lines().next().unwrap(), METRICS_COLUMNS.join(","));
     }
 }

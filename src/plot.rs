@@ -330,6 +330,29 @@ impl LineChart {
         entries
     }
 
+    /// Whether a point can be drawn: finite, and positive on a log axis.
+    fn plottable(&self, p: &(f64, f64)) -> bool {
+        p.0.is_finite()
+            && p.1.is_finite()
+            && (!self.x_log || p.0 > 0.0)
+            && (!self.y_log || p.1 > 0.0)
+    }
+
+    /// The outline of a series' band: its upper edge left to right, then its lower edge back.
+    fn band_outline(&self, s: &Series) -> Vec<(f64, f64)> {
+        let edge = |pick: fn(&(f64, f64)) -> f64| -> Vec<(f64, f64)> {
+            s.points
+                .iter()
+                .zip(&s.band)
+                .map(|(p, b)| (p.0, pick(b)))
+                .filter(|p| self.plottable(p))
+                .collect()
+        };
+        let mut outline = edge(|b| b.1);
+        outline.extend(edge(|b| b.0).into_iter().rev());
+        outline
+    }
+
     fn draw_in<DB, X, Y>(
         &self,
         area: &DrawingArea<DB, Shift>,
@@ -367,35 +390,15 @@ impl LineChart {
             .map_err(err)?;
         let clamp_x = |x: f64| x.clamp(x0, x1);
         let clamp_y = |y: f64| y.clamp(y0, y1);
-        let keep = |p: &(f64, f64)| {
-            p.0.is_finite()
-                && p.1.is_finite()
-                && (!self.x_log || p.0 > 0.0)
-                && (!self.y_log || p.1 > 0.0)
-        };
+        let keep = |p: &(f64, f64)| self.plottable(p);
         // Bands first, so every line is drawn on top of every band.
         for (i, s) in self.series.iter().enumerate() {
             if s.band.is_empty() {
                 continue;
             }
             let color = palette(s.color.unwrap_or(i));
-            let upper = s
-                .points
-                .iter()
-                .zip(&s.band)
-                .map(|(p, b)| (p.0, b.1))
-                .filter(keep);
-            let lower = s
-                .points
-                .iter()
-                .zip(&s.band)
-                .map(|(p, b)| (p.0, b.0))
-                .filter(keep);
-            let mut poly: Vec<(f64, f64)> = upper.collect();
-            let mut low: Vec<(f64, f64)> = lower.collect();
-            low.reverse();
-            poly.extend(low);
-            let poly: Vec<(f64, f64)> = poly
+            let poly: Vec<(f64, f64)> = self
+                .band_outline(s)
                 .into_iter()
                 .map(|(x, y)| (clamp_x(x), clamp_y(y)))
                 .collect();
@@ -1246,6 +1249,7 @@ fn trim(s: String) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::{MetricsRow, MetricsWriter};
 
     /// A fresh temporary directory (removed at the end of the test). Set
     /// `FBRL_PLOT_TEST_DIR` to write the charts there instead, to look at them.
@@ -1417,32 +1421,29 @@ mod tests {
     #[test]
     fn plot_runs_groups_synthetic_run_dirs() {
         let dir = temp_dir("runs");
-        let header = crate::curves::METRICS_COLUMNS.join(",");
         let mut dirs = Vec::new();
         for (policy, slope) in [("feedback", 2.0), ("mlp", 1.0)] {
             for seed in 0..3u64 {
                 let run = dir.join(format!("gridmaze__{policy}__{seed}__20250101-000000"));
                 std::fs::create_dir_all(&run).unwrap();
-                let mut text = format!("{header}\n");
+                let mut metrics = MetricsWriter::create(run.join("metrics.csv")).unwrap();
                 for u in 1..=20u64 {
-                    let steps = u * 1000;
-                    let goals = slope * u as f64 / 10.0 + seed as f64 * 0.1;
                     // First update: no episode finished yet (empty reward cells).
-                    let g = if u == 1 {
-                        String::new()
+                    let goals = if u == 1 {
+                        f64::NAN
                     } else {
-                        goals.to_string()
+                        slope * u as f64 / 10.0 + seed as f64 * 0.1
                     };
-                    let mut cells = vec![String::new(); 19];
-                    cells[0] = u.to_string();
-                    cells[1] = steps.to_string();
-                    cells[2] = (u as f64 * 0.5).to_string();
-                    cells[4] = g.clone();
-                    cells[8] = g;
-                    text.push_str(&cells.join(","));
-                    text.push('\n');
+                    let row = MetricsRow {
+                        update: u as usize,
+                        env_steps: u * 1000,
+                        wall_time_s: u as f64 * 0.5,
+                        return_mean: goals,
+                        goals_mean: goals,
+                        ..MetricsRow::default()
+                    };
+                    metrics.append(&row).unwrap();
                 }
-                std::fs::write(run.join("metrics.csv"), text).unwrap();
                 dirs.push(run);
             }
         }

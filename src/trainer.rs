@@ -22,7 +22,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use agents::ppo::{
-    FinishedEpisode, ObsNormalizer, PpoError, RewardNormalizer, RolloutState, adam,
+    FinishedEpisode, ObsNormalizer, PpoError, RewardNormalizer, RolloutState, UpdateStats, adam,
     collect_rollout, ppo_update,
 };
 use agents::{ActorCritic, PolicyConfig};
@@ -52,6 +52,22 @@ pub const RNG_SEED_STREAM: u64 = 2;
 /// A callback receiving each update's metrics row (e.g. to drive a progress bar).
 pub type ProgressFn<'a> = Box<dyn FnMut(&MetricsRow) + Send + 'a>;
 
+/// Where a run starts, once its directory is open: what a caller shows before the first update.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunStart {
+    /// The run directory (created by the trainer for a new run).
+    pub run_dir: PathBuf,
+    /// Updates its checkpoint covers (0 for a new run).
+    pub updates_done: usize,
+    /// Env steps its checkpoint covers (0 for a new run).
+    pub env_steps: u64,
+    /// A resumed run had no checkpoint yet, so it starts over from its config.
+    pub restarted: bool,
+}
+
+/// A callback receiving the [`RunStart`] of a run.
+pub type StartFn<'a> = Box<dyn FnOnce(&RunStart) + Send + 'a>;
+
 /// How to run [`train`].
 #[derive(Default)]
 pub struct TrainOptions<'a> {
@@ -72,6 +88,8 @@ pub struct TrainOptions<'a> {
     /// A stop request checked after every update (see [`crate::signals`]): once it holds a
     /// signal number, the trainer writes a checkpoint and returns [`Interrupted`].
     pub stop: Option<StopFlag>,
+    /// Called once the run directory is open and the run is set up, before the first update.
+    pub on_start: Option<StartFn<'a>>,
 }
 
 /// The run stopped at a signal, after writing a checkpoint at the update it had reached.
@@ -451,6 +469,106 @@ fn open_run(cfg: &TrainConfig, opts: &TrainOptions<'_>) -> Result<(RunDir, RunLo
     Ok((run, lock, restart))
 }
 
+/// The result of a PPO update, or the error that stops the run: a non-finite loss or
+/// gradient names the last good checkpoint.
+fn stop_on_update_error<T>(
+    result: Result<T, PpoError>,
+    update: usize,
+    ckpt_root: &std::path::Path,
+) -> Result<T> {
+    match result {
+        Ok(x) => Ok(x),
+        Err(e @ PpoError::NonFinite { .. }) => {
+            let last = match crate::checkpoint::latest_checkpoint(ckpt_root)? {
+                Some(p) => format!("the last good checkpoint is {}", p.display()),
+                None => "no checkpoint was written yet".to_string(),
+            };
+            bail!("training stopped: {e}; {last}");
+        }
+        Err(e) => Err(e).with_context(|| format!("PPO update {update} failed")),
+    }
+}
+
+/// The metrics row of the update `counters` has just counted.
+fn metrics_row(
+    counters: &TrainerState,
+    stats: &UpdateStats,
+    lr: f64,
+    steps_per_s: f64,
+    finished: &[FinishedEpisode],
+) -> MetricsRow {
+    let mut row = MetricsRow {
+        update: counters.updates_done,
+        env_steps: counters.env_steps,
+        wall_time_s: counters.wall_time_s,
+        policy_loss: f64::from(stats.policy_loss),
+        value_loss: f64::from(stats.value_loss),
+        entropy: f64::from(stats.entropy),
+        approx_kl: f64::from(stats.approx_kl),
+        clip_frac: f64::from(stats.clip_frac),
+        explained_var: f64::from(stats.explained_var),
+        grad_norm: f64::from(stats.grad_norm),
+        lr,
+        steps_per_s,
+        ..MetricsRow::default()
+    };
+    episode_columns(&mut row, finished);
+    row
+}
+
+/// Hands the row to the progress callback, or prints a line every `log_every` updates.
+fn report_row(opts: &mut TrainOptions<'_>, row: &MetricsRow, num_updates: usize, log_every: usize) {
+    let update = row.update;
+    if let Some(cb) = opts.progress.as_mut() {
+        cb(row);
+    } else if !opts.quiet && (update.is_multiple_of(log_every) || update == num_updates) {
+        eprintln!(
+            "update {update}/{num_updates}  steps {}  return {:.3}  success {:.2}  kl {:.4}  {:.0} steps/s",
+            row.env_steps, row.return_mean, row.success_rate, row.approx_kl, row.steps_per_s
+        );
+    }
+}
+
+/// The envs of the run (seeded from `cfg.seed`, checked against `cfg.env`) and a fresh
+/// policy for them on `ad_device`, its weights drawn from `cfg.seed`.
+fn build_envs_and_policy<E: Env>(
+    cfg: &TrainConfig,
+    make_env: &(impl Fn(usize) -> Result<E, EnvError> + Sync),
+    device: &Device,
+    ad_device: &Device,
+) -> Result<(VecEnv<E>, agents::Policy)> {
+    let venv = VecEnv::from_fn(
+        cfg.num_envs,
+        derive_seed(cfg.seed, ENV_SEED_STREAM),
+        make_env,
+    )
+    .context("cannot build the envs")?;
+    check_envs_match_config(cfg, &venv.envs()[0])?;
+    let (obs_dim, num_actions) = (venv.obs_dim(), venv.num_actions());
+    device.seed(cfg.seed);
+    let model = init_policy(&cfg.policy, obs_dim, num_actions, ad_device)?;
+    Ok((venv, model))
+}
+
+/// Whether `cfg.checkpoint_every` asks for a checkpoint after `update`. The first one comes
+/// after update 1, so that a crash early on loses little.
+fn is_periodic_checkpoint(cfg: &TrainConfig, update: usize) -> bool {
+    cfg.checkpoint_every > 0 && (update == 1 || update.is_multiple_of(cfg.checkpoint_every))
+}
+
+/// The line a run starts with when the trainer prints its own progress.
+fn announce(cfg: &TrainConfig, num_parameters: usize, run_dir: &std::path::Path) {
+    eprintln!(
+        "fbrl: {} · {} ({num_parameters} parameters) · {} envs × {} steps · {} updates → {}",
+        cfg.env.name(),
+        cfg.policy.kind,
+        cfg.num_envs,
+        cfg.num_steps,
+        cfg.num_updates(),
+        run_dir.display()
+    );
+}
+
 fn train_inner<E: Env>(
     cfg: &TrainConfig,
     make_env: &(impl Fn(usize) -> Result<E, EnvError> + Sync),
@@ -462,12 +580,7 @@ fn train_inner<E: Env>(
     let num_updates = cfg.num_updates();
     let (n, t_len) = (cfg.num_envs, cfg.num_steps);
 
-    let mut venv = VecEnv::from_fn(n, derive_seed(cfg.seed, ENV_SEED_STREAM), make_env)
-        .context("cannot build the envs")?;
-    check_envs_match_config(cfg, &venv.envs()[0])?;
-    let (obs_dim, num_actions) = (venv.obs_dim(), venv.num_actions());
-    device.seed(cfg.seed);
-    let model = init_policy(&cfg.policy, obs_dim, num_actions, &ad_device)?;
+    let (mut venv, model) = build_envs_and_policy(cfg, make_env, &device, &ad_device)?;
     let optim = adam(&cfg.ppo);
 
     // The lock is held for the whole run: one process at a time trains in a run directory.
@@ -480,13 +593,15 @@ fn train_inner<E: Env>(
     };
 
     if !opts.quiet && opts.progress.is_none() {
-        eprintln!(
-            "fbrl: {} · {} ({} parameters) · {n} envs × {t_len} steps · {num_updates} updates → {}",
-            cfg.env.name(),
-            cfg.policy.kind,
-            model.num_parameters(),
-            run.path.display()
-        );
+        announce(cfg, model.num_parameters(), &run.path);
+    }
+    if let Some(on_start) = opts.on_start.take() {
+        on_start(&RunStart {
+            run_dir: run.path.clone(),
+            updates_done: counters.updates_done,
+            env_steps: counters.env_steps,
+            restarted: restart && opts.resume,
+        });
     }
     let wall_at_start = counters.wall_time_s;
     let steps_at_start = counters.env_steps;
@@ -511,7 +626,7 @@ fn train_inner<E: Env>(
         let t_rollout = t0.elapsed();
         rollout_time_s += t_rollout.as_secs_f64();
         buf.compute_advantages(cfg.ppo.gamma, cfg.ppo.gae_lambda);
-        let (new_model, stats) = match ppo_update(
+        let update_result = ppo_update(
             model,
             &mut optim,
             &buf,
@@ -520,17 +635,8 @@ fn train_inner<E: Env>(
             &mut state.rng,
             &ad_device,
             update,
-        ) {
-            Ok(x) => x,
-            Err(e @ PpoError::NonFinite { .. }) => {
-                let last = match crate::checkpoint::latest_checkpoint(&ckpt_root)? {
-                    Some(p) => format!("the last good checkpoint is {}", p.display()),
-                    None => "no checkpoint was written yet".to_string(),
-                };
-                bail!("training stopped: {e}; {last}");
-            }
-            Err(e) => return Err(e).with_context(|| format!("PPO update {update} failed")),
-        };
+        );
+        let (new_model, stats) = stop_on_update_error(update_result, update, &ckpt_root)?;
         model = new_model;
         update_time_s += (t0.elapsed() - t_rollout).as_secs_f64();
 
@@ -538,38 +644,14 @@ fn train_inner<E: Env>(
         counters.env_steps += (n * t_len) as u64;
         counters.episodes += finished.len() as u64;
         counters.wall_time_s = wall_at_start + started.elapsed().as_secs_f64();
-        let mut row = MetricsRow {
-            update,
-            env_steps: counters.env_steps,
-            wall_time_s: counters.wall_time_s,
-            policy_loss: f64::from(stats.policy_loss),
-            value_loss: f64::from(stats.value_loss),
-            entropy: f64::from(stats.entropy),
-            approx_kl: f64::from(stats.approx_kl),
-            clip_frac: f64::from(stats.clip_frac),
-            explained_var: f64::from(stats.explained_var),
-            grad_norm: f64::from(stats.grad_norm),
-            lr,
-            steps_per_s: (n * t_len) as f64 / t0.elapsed().as_secs_f64().max(1e-9),
-            ..MetricsRow::default()
-        };
-        episode_columns(&mut row, &finished);
+        let steps_per_s = (n * t_len) as f64 / t0.elapsed().as_secs_f64().max(1e-9);
+        let row = metrics_row(&counters, &stats, lr, steps_per_s, &finished);
         metrics.append(&row)?;
-        if let Some(cb) = opts.progress.as_mut() {
-            cb(&row);
-        } else if !opts.quiet && (update.is_multiple_of(log_every) || update == num_updates) {
-            eprintln!(
-                "update {update}/{num_updates}  steps {}  return {:.3}  success {:.2}  kl {:.4}  {:.0} steps/s",
-                row.env_steps, row.return_mean, row.success_rate, row.approx_kl, row.steps_per_s
-            );
-        }
+        report_row(&mut opts, &row, num_updates, log_every);
         last_row = Some(row);
 
-        // The first checkpoint comes after update 1, so that a crash early on loses little.
-        let periodic = cfg.checkpoint_every > 0
-            && (update == 1 || update.is_multiple_of(cfg.checkpoint_every));
         let signal = opts.stop.as_ref().and_then(StopFlag::requested);
-        if periodic || update == stop_at || signal.is_some() {
+        if is_periodic_checkpoint(cfg, update) || update == stop_at || signal.is_some() {
             let saved = checkpoint_now(
                 &ckpt_root,
                 &model,

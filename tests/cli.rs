@@ -21,13 +21,10 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
 
 /// The `update` column of a metrics.csv.
 fn metric_updates(run: &Path) -> Vec<usize> {
-    let text = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
-    let mut lines = text.lines();
-    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
-    let col = header.iter().position(|h| *h == "update").unwrap();
-    lines
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| l.split(',').nth(col).unwrap().parse().unwrap())
+    fbrl::metrics::read_metrics(run.join("metrics.csv"))
+        .unwrap()
+        .iter()
+        .map(|row| row.update)
         .collect()
 }
 

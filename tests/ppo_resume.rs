@@ -128,6 +128,7 @@ fn stop_and_resume_gives_identical_rows_for_every_policy() {
 /// The child process of `sigkill_mid_run_then_resume`: trains only when that test starts it
 /// (with `FBRL_TEST_CHILD_RUN_DIR` set) and returns at once otherwise.
 #[test]
+#[ignore = "the child process of sigkill_mid_run_then_resume, which runs it"]
 fn child_training_process() {
     let Ok(dir) = std::env::var("FBRL_TEST_CHILD_RUN_DIR") else {
         return;
@@ -155,6 +156,7 @@ fn sigkill_mid_run_then_resume() {
         .args([
             "--exact",
             "child_training_process",
+            "--include-ignored",
             "--nocapture",
             "--test-threads",
             "1",

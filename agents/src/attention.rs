@@ -1,9 +1,9 @@
 //! Pieces shared by the attention policies ([`crate::feedback`] and [`crate::transformer`]):
 //! a learned relative position bias over the attention span, masked multi-head softmax
-//! attention, the feed-forward block, the actor-critic heads and the checks of their sizes.
+//! attention, the feed-forward block and the checks of their sizes.
 
 use burn::module::Param;
-use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::{relu, sigmoid, softmax};
 
@@ -44,23 +44,38 @@ pub fn check_sizes(
     d_ff: usize,
     span: usize,
 ) -> Result<(), AttentionConfigError> {
-    for (field, value) in [
-        ("obs_dim", obs_dim),
-        ("num_actions", num_actions),
+    at_least_one(&[("obs_dim", obs_dim), ("num_actions", num_actions)])?;
+    check_config(d_model, n_heads, n_layers, d_ff, span)
+}
+
+/// Checks the configured sizes of an attention policy (those of [`check_sizes`] that do not
+/// depend on the environment).
+pub fn check_config(
+    d_model: usize,
+    n_heads: usize,
+    n_layers: usize,
+    d_ff: usize,
+    span: usize,
+) -> Result<(), AttentionConfigError> {
+    at_least_one(&[
         ("d_model", d_model),
         ("n_heads", n_heads),
         ("n_layers", n_layers),
         ("d_ff", d_ff),
         ("span", span),
-    ] {
-        if value == 0 {
-            return Err(AttentionConfigError::Zero { field });
-        }
-    }
+    ])?;
     if !d_model.is_multiple_of(n_heads) {
         return Err(AttentionConfigError::HeadsDoNotDivide { d_model, n_heads });
     }
     Ok(())
+}
+
+/// The first of `sizes` that is zero, as an error naming it.
+fn at_least_one(sizes: &[(&'static str, usize)]) -> Result<(), AttentionConfigError> {
+    match sizes.iter().find(|(_, value)| *value == 0) {
+        Some(&(field, _)) => Err(AttentionConfigError::Zero { field }),
+        None => Ok(()),
+    }
 }
 
 /// A learned bias added to the attention score of each head, one scalar per relative distance
@@ -209,42 +224,6 @@ impl GruGate {
         let z = sigmoid(wy.clone().narrow(2, d, d) + ux.narrow(2, d, d) - bias);
         let h = (wy.narrow(2, 2 * d, d) + self.candidate.forward(r * x.clone())).tanh();
         x.clone() + z * (h - x)
-    }
-}
-
-/// The actor and critic heads on top of a trunk: a final LayerNorm (the trunk is pre-LN), then
-/// `Linear(d, A)` for the action logits (initialised 100 times smaller than usual, so the
-/// initial policy is close to uniform) and `Linear(d, 1)` for the value.
-#[derive(Module, Debug)]
-pub struct ActorCriticHeads {
-    /// Normalises the trunk's output.
-    pub norm: LayerNorm,
-    /// Action logits.
-    pub policy: Linear,
-    /// State value.
-    pub value: Linear,
-}
-
-impl ActorCriticHeads {
-    /// Heads for a trunk of width `d_model` and `num_actions` discrete actions.
-    pub fn new(d_model: usize, num_actions: usize, device: &Device) -> Self {
-        let bound = 0.01 / (d_model as f64).sqrt();
-        Self {
-            norm: LayerNormConfig::new(d_model).init(device),
-            policy: LinearConfig::new(d_model, num_actions)
-                .with_initializer(Initializer::Uniform {
-                    min: -bound,
-                    max: bound,
-                })
-                .init(device),
-            value: LinearConfig::new(d_model, 1).init(device),
-        }
-    }
-
-    /// `[.., d_model]` → (logits `[.., A]`, value `[.., 1]`).
-    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> (Tensor<D>, Tensor<D>) {
-        let x = self.norm.forward(x);
-        (self.policy.forward(x.clone()), self.value.forward(x))
     }
 }
 

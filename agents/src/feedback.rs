@@ -60,13 +60,14 @@ use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
 
+use crate::actor_critic::ActorCritic;
 use crate::attention::{
-    ActorCriticHeads, AttentionConfigError, FeedForward, MASKED_SCORE, RelativePositionBias,
-    check_memory_layout, check_sizes,
+    AttentionConfigError, FeedForward, MASKED_SCORE, RelativePositionBias, check_memory_layout,
+    check_sizes,
 };
+use crate::heads::ActorCriticHeads;
 use crate::kernels;
 use crate::memory::Memory;
-use crate::policy::ActorCritic;
 
 /// What a step's memory vector is made of.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -193,7 +194,7 @@ impl FeedbackTransformerConfig {
             layers,
             key_value,
             layer_mix: Param::from_tensor(Tensor::zeros([self.n_layers + 1], device)),
-            heads: ActorCriticHeads::new(d, num_actions, device),
+            heads: ActorCriticHeads::with_final_norm(d, num_actions, device),
             d_model: d,
             n_heads: self.n_heads,
             span: self.span,
@@ -506,7 +507,7 @@ impl FeedbackTransformer {
         let x0 = self.embed.forward(obs); // [B, d]
         let consts = self.constants(b, &x0.device());
         let (top, window) = self.advance(x0, episode_start.reshape([b, 1, 1]), window, &consts);
-        let (logits, value) = self.heads.forward(top); // [B, A], [B, 1]
+        let (logits, value) = self.heads.forward(top); // [B, A], [B]
         (logits, value.reshape([b]), Self::window_into_memory(window))
     }
 }
@@ -644,7 +645,7 @@ impl FeedbackTransformer {
         }
         tensors.push(tensor3(new_valid, [b, span, 1], &device));
         let top = Tensor::<1>::from_data(TensorData::new(top, [b * d]), &device).reshape([b, d]);
-        let (logits, value) = self.heads.forward(top); // [B, A], [B, 1]
+        let (logits, value) = self.heads.forward(top); // [B, A], [B]
         (logits, value.reshape([b]), Memory { tensors })
     }
 
@@ -757,7 +758,7 @@ impl ActorCritic for FeedbackTransformer {
         };
         #[cfg(not(feature = "flex"))]
         let tops = self.recurrence_reference(x0, episode_start, memory0.detach());
-        let (logits, values) = self.heads.forward(tops); // [B, T, A], [B, T, 1]
+        let (logits, values) = self.heads.forward_sequence(tops); // [B, T, A], [B, T]
         (logits, values.reshape([b, t]))
     }
 

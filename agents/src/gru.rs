@@ -4,11 +4,11 @@ use burn::nn::Linear;
 use burn::prelude::*;
 use burn::tensor::activation::sigmoid;
 
+use crate::actor_critic::ActorCritic;
 use crate::heads::{ActorCriticHeads, HIDDEN_GAIN, orthogonal_linear};
 #[cfg(feature = "flex")]
 use crate::kernels;
 use crate::memory::Memory;
-use crate::policy::ActorCritic;
 
 /// Configuration of [`GruPolicy`].
 #[derive(Config, Debug)]

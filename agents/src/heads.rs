@@ -1,7 +1,7 @@
-//! Actor-critic output heads and CleanRL-style layer initialisation.
+//! Actor-critic output heads and CleanRL-style layer initialisation, shared by every policy.
 
 use burn::module::Param;
-use burn::nn::{Initializer, Linear, LinearConfig};
+use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
 
 /// Gain of the policy (logits) output layer: small, so the initial policy is near uniform.
@@ -22,10 +22,15 @@ pub fn orthogonal_linear(d_input: usize, d_output: usize, gain: f64, device: &De
     linear
 }
 
-/// The two output layers of an actor-critic: action logits (gain 0.01) and a scalar value
-/// (gain 1), both reading the same trunk features.
+/// The two output layers of an actor-critic, the same for every policy: action logits
+/// (orthogonal, gain 0.01, so the initial policy is near uniform) and a scalar value
+/// (orthogonal, gain 1), both reading the same trunk features. A pre-LN trunk (the attention
+/// policies) leaves its residual stream unnormalised, so its heads start with a final
+/// LayerNorm ([`ActorCriticHeads::with_final_norm`]).
 #[derive(Module, Debug)]
 pub struct ActorCriticHeads {
+    /// Normalises the trunk's output (pre-LN trunks only).
+    pub norm: Option<LayerNorm>,
     /// Trunk features → action logits.
     pub policy: Linear,
     /// Trunk features → state value.
@@ -36,9 +41,27 @@ impl ActorCriticHeads {
     /// Heads reading `d_input` features and producing `num_actions` logits and one value.
     pub fn new(d_input: usize, num_actions: usize, device: &Device) -> Self {
         Self {
+            norm: None,
             policy: orthogonal_linear(d_input, num_actions, POLICY_HEAD_GAIN, device),
             value: orthogonal_linear(d_input, 1, VALUE_HEAD_GAIN, device),
         }
+    }
+
+    /// [`ActorCriticHeads::new`] behind a final LayerNorm of width `d_input`.
+    pub fn with_final_norm(d_input: usize, num_actions: usize, device: &Device) -> Self {
+        Self {
+            norm: Some(LayerNormConfig::new(d_input).init(device)),
+            ..Self::new(d_input, num_actions, device)
+        }
+    }
+
+    /// `[.., d_input]` → (logits `[.., A]`, value `[.., 1]`).
+    fn apply<const D: usize>(&self, features: Tensor<D>) -> (Tensor<D>, Tensor<D>) {
+        let x = match &self.norm {
+            Some(norm) => norm.forward(features),
+            None => features,
+        };
+        (self.policy.forward(x.clone()), self.value.forward(x))
     }
 
     /// Logits and values for a batch of feature vectors.
@@ -47,9 +70,8 @@ impl ActorCriticHeads {
     /// - `features`: `[N, d_input]`
     /// - returns `(logits [N, A], values [N])`
     pub fn forward(&self, features: Tensor<2>) -> (Tensor<2>, Tensor<1>) {
-        let logits = self.policy.forward(features.clone()); // [N, A]
-        let value = self.value.forward(features).squeeze_dim::<1>(1); // [N]
-        (logits, value)
+        let (logits, value) = self.apply(features); // [N, A], [N, 1]
+        (logits, value.squeeze_dim::<1>(1))
     }
 
     /// Logits and values for a batch of feature sequences.
@@ -58,8 +80,7 @@ impl ActorCriticHeads {
     /// - `features`: `[B, T, d_input]`
     /// - returns `(logits [B, T, A], values [B, T])`
     pub fn forward_sequence(&self, features: Tensor<3>) -> (Tensor<3>, Tensor<2>) {
-        let logits = self.policy.forward(features.clone()); // [B, T, A]
-        let values = self.value.forward(features).squeeze_dim::<2>(2); // [B, T]
-        (logits, values)
+        let (logits, values) = self.apply(features); // [B, T, A], [B, T, 1]
+        (logits, values.squeeze_dim::<2>(2))
     }
 }

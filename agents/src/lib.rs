@@ -1,10 +1,12 @@
 //! Policies with memory and PPO.
 //!
-//! - [`ActorCritic`]: the interface (`init_memory`, `step`, `forward_sequence`).
+//! - [`Memory`] ← [`ActorCritic`]: the state a caller holds, and the interface
+//!   (`init_memory`, `step`, `forward_sequence`).
 //! - The policies (Feedback Transformer, Transformer, GRU, MLP) and `Policy`, which picks one
 //!   at run time.
 //! - PPO with whole-sequence minibatches and truncated BPTT.
 
+pub mod actor_critic;
 pub mod attention;
 pub mod feedback;
 pub mod gru;
@@ -17,13 +19,12 @@ pub mod policy_io;
 pub mod ppo;
 pub mod transformer;
 
+pub use actor_critic::ActorCritic;
 pub use feedback::{FeedbackTransformer, FeedbackTransformerConfig};
 pub use gru::{GruConfig, GruPolicy};
 pub use memory::Memory;
 pub use mlp::{MlpConfig, MlpPolicy};
-pub use policy::{
-    ActorCritic, CriticKind, Policy, PolicyConfig, PolicyError, PolicyKind, PolicyNet,
-};
+pub use policy::{CriticKind, Policy, PolicyConfig, PolicyError, PolicyKind, PolicyNet};
 pub use policy_io::{
     PolicyFileHeader, load_policy, load_policy_weights, read_policy_header, save_policy,
 };

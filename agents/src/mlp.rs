@@ -3,9 +3,9 @@
 use burn::nn::Linear;
 use burn::prelude::*;
 
+use crate::actor_critic::ActorCritic;
 use crate::heads::{ActorCriticHeads, HIDDEN_GAIN, orthogonal_linear};
 use crate::memory::Memory;
-use crate::policy::ActorCritic;
 
 /// Configuration of [`MlpPolicy`].
 #[derive(Config, Debug)]

@@ -1,64 +1,18 @@
-//! The actor-critic interface every policy implements, and [`Policy`], the enum that the
-//! trainer, the CLI and the experiments use to pick one at run time.
-
-use burn::prelude::*;
-
-use crate::memory::Memory;
-
-/// An actor-critic with explicit memory: a trunk, a policy head (action logits) and a value
-/// head. The caller holds one [`Memory`] per batch of envs and passes it back each step.
-pub trait ActorCritic {
-    /// A fresh (empty) memory for `batch` envs on `device`.
-    fn init_memory(&self, batch: usize, device: &Device) -> Memory;
-
-    /// One time step for a batch of envs.
-    ///
-    /// The memory of the envs whose `episode_start` is 1.0 is reset before the step, so
-    /// nothing from their previous episode reaches the output.
-    ///
-    /// # Shapes
-    /// - `obs`: `[B, obs_dim]`
-    /// - `episode_start`: `[B]` (1.0 where a new episode starts at this step, else 0.0)
-    /// - returns `(logits [B, A], value [B], memory')`
-    fn step(
-        &self,
-        obs: Tensor<2>,
-        episode_start: Tensor<1>,
-        memory: Memory,
-    ) -> (Tensor<2>, Tensor<1>, Memory);
-
-    /// The differentiable version of `T` calls to [`ActorCritic::step`], used by the PPO update.
-    /// Starts from `memory0`, the (detached) memory the envs had before the first step.
-    /// Returns the same logits and values as stepping one at a time.
-    ///
-    /// # Shapes
-    /// - `obs`: `[B, T, obs_dim]`
-    /// - `episode_start`: `[B, T]`
-    /// - returns `(logits [B, T, A], values [B, T])`
-    fn forward_sequence(
-        &self,
-        obs: Tensor<3>,
-        episode_start: Tensor<2>,
-        memory0: Memory,
-    ) -> (Tensor<3>, Tensor<2>);
-
-    /// Number of trainable parameters.
-    fn num_parameters(&self) -> usize;
-}
-
-// ---------------------------------------------------------------------------------------------
-// `Policy`: the run-time choice of architecture, its configuration and its errors.
-// ---------------------------------------------------------------------------------------------
+//! [`Policy`], the enum that the trainer, the CLI and the experiments use to pick an
+//! architecture at run time, with its configuration ([`PolicyConfig`]) and errors.
 
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
+use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::attention::AttentionConfigError;
+use crate::actor_critic::ActorCritic;
+use crate::attention::{AttentionConfigError, check_config};
 use crate::feedback::{CurrentSlot, FeedbackTransformer, FeedbackTransformerConfig, MemoryMix};
 use crate::gru::{GruConfig, GruPolicy};
+use crate::memory::Memory;
 use crate::mlp::{MlpConfig, MlpPolicy};
 use crate::transformer::{Transformer, TransformerConfig};
 
@@ -124,6 +78,7 @@ impl From<AttentionConfigError> for PolicyError {
 /// Which architecture a [`Policy`] is. Written in configs and on the command line in lowercase:
 /// `feedback`, `transformer`, `gru`, `mlp`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum PolicyKind {
     /// The Feedback Transformer: every layer attends to a shared memory of past steps.
@@ -180,6 +135,7 @@ impl FromStr for PolicyKind {
 
 /// Where a policy's value function reads its features from. Written `shared` / `separate`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum CriticKind {
     /// Actor and critic share the network; the value is a second head on its output.
@@ -321,33 +277,13 @@ impl PolicyConfig {
     pub fn validate(&self) -> Result<(), PolicyError> {
         match self.kind {
             PolicyKind::Feedback | PolicyKind::Transformer => {
-                if self.d_model == 0 {
-                    return Err(invalid("d_model", "must be at least 1"));
-                }
-                if self.n_heads == 0 {
-                    return Err(invalid("n_heads", "must be at least 1"));
-                }
-                if !self.d_model.is_multiple_of(self.n_heads) {
-                    return Err(invalid(
-                        "d_model",
-                        format!(
-                            "= {} is not divisible by n_heads = {}",
-                            self.d_model, self.n_heads
-                        ),
-                    ));
-                }
-                if self.n_layers == 0 {
-                    return Err(invalid("n_layers", "must be at least 1"));
-                }
-                if self.d_ff == 0 {
-                    return Err(invalid("d_ff", "must be at least 1"));
-                }
-                if self.span == 0 {
-                    return Err(invalid(
-                        "span",
-                        "must be at least 1 (the number of past steps attended to)",
-                    ));
-                }
+                check_config(
+                    self.d_model,
+                    self.n_heads,
+                    self.n_layers,
+                    self.d_ff,
+                    self.span,
+                )?;
             }
             PolicyKind::Gru => {
                 if self.d_model == 0 {

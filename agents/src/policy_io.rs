@@ -25,7 +25,8 @@ use burn::store::ModuleRecord;
 use burn::tensor::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::policy::{ActorCritic, Policy, PolicyConfig, PolicyError, PolicyKind};
+use crate::actor_critic::ActorCritic;
+use crate::policy::{Policy, PolicyConfig, PolicyError, PolicyKind};
 
 /// The first line of every policy file.
 pub const POLICY_FILE_MAGIC: &[u8] = b"fbrl-policy\n";

@@ -37,12 +37,13 @@ use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::relu;
 
+use crate::actor_critic::ActorCritic;
 use crate::attention::{
-    ActorCriticHeads, AttentionConfigError, FeedForward, GruGate, RelativePositionBias,
-    check_memory_layout, check_sizes, masked_attention, merge_heads, split_heads,
+    AttentionConfigError, FeedForward, GruGate, RelativePositionBias, check_memory_layout,
+    check_sizes, masked_attention, merge_heads, split_heads,
 };
+use crate::heads::ActorCriticHeads;
 use crate::memory::Memory;
-use crate::policy::ActorCritic;
 
 /// Configuration of a [`Transformer`].
 #[derive(Config, Debug)]
@@ -108,7 +109,7 @@ impl TransformerConfig {
         Ok(Transformer {
             embed: LinearConfig::new(obs_dim, d).init(device),
             layers,
-            heads: ActorCriticHeads::new(d, num_actions, device),
+            heads: ActorCriticHeads::with_final_norm(d, num_actions, device),
             d_model: d,
             span: self.span,
         })
@@ -339,7 +340,7 @@ impl ActorCritic for Transformer {
         let [b, _] = obs.dims();
         let x = self.embed.forward(obs).reshape([b, 1, self.d_model]); // [B, 1, d]
         let (top, memory) = self.run(x, episode_start.reshape([b, 1]), memory);
-        let (logits, value) = self.heads.forward(top.reshape([b, self.d_model])); // [B, A], [B, 1]
+        let (logits, value) = self.heads.forward(top.reshape([b, self.d_model])); // [B, A], [B]
         (logits, value.reshape([b]), memory)
     }
 
@@ -352,7 +353,7 @@ impl ActorCritic for Transformer {
         let [b, t, _] = obs.dims();
         let x = self.embed.forward(obs); // [B, T, d]
         let (top, _) = self.run(x, episode_start, memory0.detach());
-        let (logits, values) = self.heads.forward(top); // [B, T, A], [B, T, 1]
+        let (logits, values) = self.heads.forward_sequence(top); // [B, T, A], [B, T]
         (logits, values.reshape([b, t]))
     }
 

@@ -3,8 +3,8 @@
 //! the memory within an episode, the Feedback window holds exactly `τ` memory vectors, and the
 //! memory has a fixed size.
 
+use agents::ActorCritic;
 use agents::memory::Memory;
-use agents::policy::ActorCritic;
 use agents::{FeedbackTransformer, FeedbackTransformerConfig, Transformer, TransformerConfig};
 use burn::module::{Module, Param};
 use burn::prelude::*;
@@ -180,16 +180,25 @@ fn autodiff_sequence_matches_plain_rollout_and_backpropagates() {
     let transformer: Transformer = transformer_config()
         .with_gating(true)
         .init(OBS, ACTIONS, &ad);
-    let models: Vec<(&str, BoxedPolicy, BoxedPolicy)> = vec![
-        ("feedback", Box::new(feedback.valid()), Box::new(feedback)),
+    // The embedding is the first layer: a gradient there has crossed the whole trunk.
+    let feedback_embed = feedback.embed.weight.clone();
+    let transformer_embed = transformer.embed.weight.clone();
+    let models: Vec<(&str, BoxedPolicy, BoxedPolicy, Param<Tensor<2>>)> = vec![
+        (
+            "feedback",
+            Box::new(feedback.valid()),
+            Box::new(feedback),
+            feedback_embed,
+        ),
         (
             "transformer",
             Box::new(transformer.valid()),
             Box::new(transformer),
+            transformer_embed,
         ),
     ];
     let plain_device = Device::flex();
-    for (name, plain, model) in models {
+    for (name, plain, model, embed) in models {
         let memory0 = {
             let o = obs_seq(b, 3, 7, &plain_device);
             let s = starts(b, 3, &[(0, 0), (1, 0)], &plain_device);
@@ -207,8 +216,13 @@ fn autodiff_sequence_matches_plain_rollout_and_backpropagates() {
         assert!(logits.device().is_autodiff(), "{name}");
         let d = max_abs_diff(step_logits, logits.clone().inner());
         assert!(d <= 1e-4, "{name}: autodiff sequence vs plain steps: {d:e}");
-        let _grads = (logits.sum() + vals.sum()).backward();
-        assert!(model.num_parameters() > 0, "{name}");
+        let grads = (logits.sum() + vals.sum()).backward();
+        let g = embed
+            .val()
+            .grad(&grads)
+            .unwrap_or_else(|| panic!("{name}: no gradient reaches the embedding"));
+        let g: f32 = g.abs().sum().into_scalar();
+        assert!(g > 0.0 && g.is_finite(), "{name}: embedding gradient {g}");
     }
 }
 

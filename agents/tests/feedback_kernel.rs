@@ -3,9 +3,9 @@
 //! determinism across thread counts.
 #![cfg(feature = "flex")]
 
-use agents::memory::Memory;
-use agents::policy::ActorCritic;
+use agents::ActorCritic;
 use agents::feedback::{CurrentSlot, MemoryMix};
+use agents::memory::Memory;
 use agents::{FeedbackTransformer, FeedbackTransformerConfig};
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
@@ -157,9 +157,9 @@ fn run(
     } else {
         policy.recurrence_reference(x0, starts.clone(), memory)
     };
-    let (logits, value) = policy.heads.forward(tops);
+    let (logits, value) = policy.heads.forward_sequence(tops); // [B, T, A], [B, T]
     let u = tensor(noise(b * t * ACTIONS, 5), [b, t, ACTIONS], &device);
-    let w = tensor(noise(b * t, 6), [b, t, 1], &device);
+    let w = tensor(noise(b * t, 6), [b, t], &device);
     let loss = (logits.clone() * u).sum() + (value.clone() * w).sum();
     let mut grads = loss.backward();
     let dm0 = values(

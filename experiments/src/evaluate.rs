@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use burn::prelude::Device;
 use envs::Env;
 use fbrl::TrainConfig;
-use fbrl::cli::play::{self, ActionSelection, EVAL_SEED_OFFSET};
+use fbrl::eval::{self, ActionSelection, EVAL_SEED_OFFSET};
 use serde::{Deserialize, Serialize};
 
 /// File name of the cached evaluation inside a run directory.
@@ -40,7 +40,7 @@ pub struct HeldOutEval {
 }
 
 /// Evaluates the latest checkpoint of `run_dir` on `episodes` held-out episodes, greedy and
-/// sampled (seeds never used in training, see `fbrl::cli::play`), or returns the cached
+/// sampled (seeds never used in training, see `fbrl::eval`), or returns the cached
 /// result for that checkpoint.
 pub fn evaluate_run(run_dir: &Path, episodes: usize) -> Result<HeldOutEval> {
     let config = TrainConfig::load(run_dir.join(fbrl::run_dir::CONFIG_FILE))?;
@@ -69,7 +69,7 @@ pub fn evaluate_run(run_dir: &Path, episodes: usize) -> Result<HeldOutEval> {
     let env_cfg = config.env.clone();
     let mut means = Vec::new();
     for mode in [ActionSelection::Greedy, ActionSelection::Sample] {
-        let r = play::evaluate(
+        let r = eval::evaluate(
             &policy,
             ckpt.state.obs_norm.as_ref(),
             &|| Ok(env_cfg.build()?),

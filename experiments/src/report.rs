@@ -10,16 +10,32 @@ pub const BEGIN: &str = "<!-- BEGIN GENERATED (rewritten by the experiment binar
 /// End marker of the generated block of a results README.
 pub const END: &str = "<!-- END GENERATED -->";
 
-/// Writes a CSV file: a header and rows of already formatted cells (cells must not hold
-/// commas; none of ours do).
-pub fn write_csv(path: &Path, header: &[&str], rows: &[Vec<String>]) -> Result<()> {
-    let mut text = header.join(",");
-    text.push('\n');
-    for r in rows {
-        text.push_str(&r.join(","));
-        text.push('\n');
-    }
-    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+/// Writes a CSV file: a header and rows of already formatted cells.
+pub fn write_csv<R: AsRef<[String]>>(path: &Path, header: &[&str], rows: &[R]) -> Result<()> {
+    let write = || -> csv::Result<()> {
+        let mut w = csv::Writer::from_path(path)?;
+        w.write_record(header)?;
+        for r in rows {
+            w.write_record(r.as_ref())?;
+        }
+        w.flush()?;
+        Ok(())
+    };
+    write().with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Reads a CSV file written by [`write_csv`]: its header and its rows of cells.
+pub fn read_csv(path: &Path) -> Result<(Vec<String>, Vec<Vec<String>>)> {
+    let read = || -> csv::Result<(Vec<String>, Vec<Vec<String>>)> {
+        let mut reader = csv::Reader::from_path(path)?;
+        let header = reader.headers()?.iter().map(str::to_string).collect();
+        let rows = reader
+            .records()
+            .map(|r| r.map(|r| r.iter().map(str::to_string).collect()))
+            .collect::<csv::Result<_>>()?;
+        Ok((header, rows))
+    };
+    read().with_context(|| format!("cannot read {}", path.display()))
 }
 
 /// Formats an optional number for a CSV cell (empty when absent or not finite).

@@ -14,7 +14,7 @@
 //! The worker is this same executable, started with [`WORKER_ARG`]; it exits if its parent
 //! goes away, so no orphan keeps writing into a run directory.
 
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use fbrl::checkpoint::{latest_checkpoint, open_checkpoint};
+use fbrl::curves::MetricsTable;
 use fbrl::signals::signal_name;
 use fbrl::{StopFlag, TrainConfig, TrainOptions};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -98,6 +99,7 @@ fn worker(args: &[String]) -> Result<()> {
         })),
         stop_after_updates,
         stop: Some(StopFlag::install()?),
+        on_start: None,
     };
     let summary = fbrl::Interrupted::exit_process_on(fbrl::train_from_config(&cfg, opts), "")?;
     eprintln!(
@@ -113,16 +115,11 @@ fn worker(args: &[String]) -> Result<()> {
 
 /// The env steps a run has logged so far (last row of its `metrics.csv`; 0 if none).
 pub fn logged_steps(dir: &Path) -> u64 {
-    let Ok(file) = std::fs::File::open(dir.join(fbrl::run_dir::METRICS_FILE)) else {
-        return 0;
-    };
-    let mut last = 0;
-    for line in std::io::BufReader::new(file).lines().map_while(Result::ok) {
-        if let Some(v) = line.split(',').nth(1).and_then(|c| c.parse::<u64>().ok()) {
-            last = v;
-        }
-    }
-    last
+    MetricsTable::read(&dir.join(fbrl::run_dir::METRICS_FILE))
+        .and_then(|table| table.last("env_steps"))
+        .ok()
+        .flatten()
+        .map_or(0, |steps| steps as u64)
 }
 
 /// What [`run_jobs`] did.
@@ -146,132 +143,150 @@ struct Active {
     log: PathBuf,
 }
 
-/// Trains every job that is not finished, `parallel` at a time, each in a worker process
-/// (this executable) with `job.config.threads` threads; with `stop_after`, each run stops
-/// (with a checkpoint) once it has done that many updates, to be resumed by a later call. Shows one progress bar over all env
-/// steps (a plain line per finished run when `quiet` or stderr is not a terminal). Worker
-/// logs go to `<logs_dir>/<run dir name>.log`. Fails after the running jobs end if any run
-/// failed, naming it and quoting the end of its log.
-pub fn run_jobs(
-    jobs: &[Job],
-    parallel: usize,
-    logs_dir: &Path,
-    quiet: bool,
-    stop_after: Option<usize>,
-) -> Result<RunReport> {
-    let t0 = Instant::now();
-    // /proc/self/exe stays valid even if the binary is rebuilt while the experiment runs.
-    let proc_exe = Path::new("/proc/self/exe");
-    let exe = if proc_exe.exists() {
-        proc_exe.to_path_buf()
+/// Prints a line through the progress bar (plain stderr when it is hidden).
+fn say(bar: &ProgressBar, line: String) {
+    if bar.is_hidden() {
+        eprintln!("{line}");
     } else {
-        std::env::current_exe().context("cannot find this executable")?
-    };
-    std::fs::create_dir_all(logs_dir)
-        .with_context(|| format!("cannot create {}", logs_dir.display()))?;
-    let mut report = RunReport::default();
-    let mut queue: Vec<(Job, RunStatus)> = Vec::new();
-    let total: u64 = jobs.iter().map(|j| j.config.total_steps).sum();
-    let mut finished_steps = 0u64;
-    for job in jobs {
-        let status = run_status(&job.dir, &job.config)
-            .with_context(|| format!("cannot read the state of run {}", job.dir.display()))?;
-        match status {
-            RunStatus::Partial(u) if stop_after.is_some_and(|s| u >= s) => {
-                report.skipped += 1;
-                finished_steps += logged_steps(&job.dir);
+        bar.println(line);
+    }
+}
+
+/// The state of one [`run_jobs`] call: the queue, the running workers and the progress bar.
+struct Pool<'a> {
+    exe: PathBuf,
+    logs_dir: &'a Path,
+    stop_after: Option<usize>,
+    quiet: bool,
+    t0: Instant,
+    bar: ProgressBar,
+    report: RunReport,
+    /// Jobs not started yet, cheapest first (`pop()` takes the costliest).
+    queue: Vec<(Job, RunStatus)>,
+    active: Vec<Active>,
+    failures: Vec<String>,
+    /// All env steps of the runs, and those of the runs that are done.
+    total: u64,
+    finished_steps: u64,
+    last_line: Instant,
+    /// The signal forwarded to the workers, once one came.
+    forwarded: Option<i32>,
+}
+
+impl<'a> Pool<'a> {
+    /// Reads every job's state: finished runs are skipped, the others queued.
+    fn new(
+        jobs: &[Job],
+        logs_dir: &'a Path,
+        quiet: bool,
+        stop_after: Option<usize>,
+    ) -> Result<Self> {
+        let t0 = Instant::now();
+        // /proc/self/exe stays valid even if the binary is rebuilt while the experiment runs.
+        let proc_exe = Path::new("/proc/self/exe");
+        let exe = if proc_exe.exists() {
+            proc_exe.to_path_buf()
+        } else {
+            std::env::current_exe().context("cannot find this executable")?
+        };
+        std::fs::create_dir_all(logs_dir)
+            .with_context(|| format!("cannot create {}", logs_dir.display()))?;
+        let mut report = RunReport::default();
+        let mut queue: Vec<(Job, RunStatus)> = Vec::new();
+        let total: u64 = jobs.iter().map(|j| j.config.total_steps).sum();
+        let mut finished_steps = 0u64;
+        for job in jobs {
+            let status = run_status(&job.dir, &job.config)
+                .with_context(|| format!("cannot read the state of run {}", job.dir.display()))?;
+            match status {
+                RunStatus::Partial(u) if stop_after.is_some_and(|s| u >= s) => {
+                    report.skipped += 1;
+                    finished_steps += logged_steps(&job.dir);
+                }
+                RunStatus::Finished => {
+                    report.skipped += 1;
+                    finished_steps += job.config.total_steps;
+                }
+                s => queue.push((job.clone(), s)),
             }
-            RunStatus::Finished => {
-                report.skipped += 1;
-                finished_steps += job.config.total_steps;
-            }
-            s => queue.push((job.clone(), s)),
+        }
+        // Costliest first, so that the cheap runs fill the gaps at the end.
+        queue.sort_by(|a, b| b.0.cost.total_cmp(&a.0.cost));
+        queue.reverse(); // pop() from the end
+        let bar = if quiet {
+            ProgressBar::hidden()
+        } else {
+            ProgressBar::new(total)
+        };
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{elapsed_precise} [{bar:30}] {percent:>3}% {human_pos}/{human_len} steps, ETA {eta} · {msg}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
+        );
+        Ok(Self {
+            exe,
+            logs_dir,
+            stop_after,
+            quiet,
+            t0,
+            bar,
+            report,
+            queue,
+            active: Vec::new(),
+            failures: Vec::new(),
+            total,
+            finished_steps,
+            last_line: Instant::now(),
+            forwarded: None,
+        })
+    }
+
+    fn say(&self, line: String) {
+        say(&self.bar, line);
+    }
+
+    /// Forwards a stop signal once to every running worker, which checkpoints and exits.
+    fn forward(&mut self, sig: i32) {
+        self.forwarded = Some(sig);
+        self.say(format!(
+            "{}: asking {} running worker(s) to checkpoint and stop",
+            signal_name(sig),
+            self.active.len()
+        ));
+        for a in &self.active {
+            // `kill` from procps: the standard library can only send SIGKILL.
+            let _ = Command::new("kill")
+                .arg(format!("-{sig}"))
+                .arg(a.child.id().to_string())
+                .status();
         }
     }
-    // Costliest first, so that the cheap runs fill the gaps at the end.
-    queue.sort_by(|a, b| b.0.cost.total_cmp(&a.0.cost));
-    queue.reverse(); // pop() from the end
 
-    let bar = if quiet {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::new(total)
-    };
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{elapsed_precise} [{bar:30}] {percent:>3}% {human_pos}/{human_len} steps, ETA {eta} · {msg}",
-        )
-        .expect("valid template")
-        .progress_chars("=> "),
-    );
-    let say = |bar: &ProgressBar, line: String| {
-        if bar.is_hidden() {
-            eprintln!("{line}");
-        } else {
-            bar.println(line);
-        }
-    };
-    say(
-        &bar,
-        format!(
-            "{} runs: {} finished already, {} to resume, {} to start; {parallel} at a time",
-            jobs.len(),
-            report.skipped,
-            queue
-                .iter()
-                .filter(|(_, s)| matches!(s, RunStatus::Partial(_)))
-                .count(),
-            queue
-                .iter()
-                .filter(|(_, s)| matches!(s, RunStatus::Fresh))
-                .count()
-        ),
-    );
-    let mut active: Vec<Active> = Vec::new();
-    let mut failures: Vec<String> = Vec::new();
-    let mut last_line = Instant::now();
-    // SIGINT / SIGTERM: forwarded once to every worker (each in its own process group, so a
-    // terminal's Ctrl-C reaches only this process), which checkpoints and exits; no new run
-    // starts; this process then exits with 128 + signal.
-    let stop = StopFlag::install()?;
-    let mut forwarded = None;
-    loop {
-        if let (Some(sig), None) = (stop.requested(), forwarded) {
-            forwarded = Some(sig);
-            say(
-                &bar,
-                format!(
-                    "{}: asking {} running worker(s) to checkpoint and stop",
-                    signal_name(sig),
-                    active.len()
-                ),
-            );
-            for a in &active {
-                // `kill` from procps: the standard library can only send SIGKILL.
-                let _ = Command::new("kill")
-                    .arg(format!("-{sig}"))
-                    .arg(a.child.id().to_string())
-                    .status();
-            }
-        }
-        while forwarded.is_none() && failures.is_empty() && active.len() < parallel.max(1) {
-            let Some((job, status)) = queue.pop() else {
+    /// Starts queued jobs until `parallel` run (none once stopping or after a failure).
+    fn start_more(&mut self, parallel: usize) -> Result<()> {
+        while self.forwarded.is_none()
+            && self.failures.is_empty()
+            && self.active.len() < parallel.max(1)
+        {
+            let Some((job, status)) = self.queue.pop() else {
                 break;
             };
             // Claimed by a live process (another shard, another host): leave it alone.
             if let Some(holder) = fbrl::run_lock::live_holder(&job.dir) {
-                report.claimed += 1;
-                say(&bar, format!("skip {}: claimed by {holder}", job.name));
+                self.report.claimed += 1;
+                self.say(format!("skip {}: claimed by {holder}", job.name));
                 continue;
             }
             let resume = match status {
                 RunStatus::Partial(u) => {
-                    report.resumed += 1;
-                    say(&bar, format!("resume {} from update {u}", job.name));
+                    self.report.resumed += 1;
+                    self.say(format!("resume {} from update {u}", job.name));
                     true
                 }
                 _ => {
-                    report.started += 1;
+                    self.report.started += 1;
                     if job.dir.exists() {
                         // Killed before its first checkpoint: nothing to keep.
                         std::fs::remove_dir_all(&job.dir).with_context(|| {
@@ -281,91 +296,134 @@ pub fn run_jobs(
                     false
                 }
             };
-            active.push(spawn(&exe, job, resume, logs_dir, stop_after)?);
+            let worker = spawn(&self.exe, job, resume, self.logs_dir, self.stop_after)?;
+            self.active.push(worker);
         }
-        if active.is_empty() {
-            break;
-        }
-        // Poll twice a second, but forward a signal within 50 ms.
-        for _ in 0..10 {
-            if stop.requested().is_some() && forwarded.is_none() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        Ok(())
+    }
+
+    /// Collects the workers that exited: done, stopped by the signal, or failed.
+    fn reap(&mut self) -> Result<()> {
         let mut i = 0;
-        while i < active.len() {
-            match active[i].child.try_wait()? {
-                None => i += 1,
-                Some(status) => {
-                    let a = active.swap_remove(i);
-                    if forwarded.is_some() {
-                        say(
-                            &bar,
-                            format!(
-                                "stopped {} ({status}); it resumes on the next run",
-                                a.job.name
-                            ),
-                        );
-                    } else if status.success() {
-                        finished_steps += match stop_after {
-                            Some(_) => logged_steps(&a.job.dir),
-                            None => a.job.config.total_steps,
-                        };
-                        say(
-                            &bar,
-                            format!(
-                                "done {} ({:.0} s so far)",
-                                a.job.name,
-                                t0.elapsed().as_secs_f64()
-                            ),
-                        );
-                    } else {
-                        let tail = log_tail(&a.log, 8);
-                        failures.push(format!(
-                            "run {} ({}) failed with {status}; end of {}:\n{tail}",
-                            a.job.name,
-                            a.job.dir.display(),
-                            a.log.display()
-                        ));
-                    }
-                }
+        while i < self.active.len() {
+            let Some(status) = self.active[i].child.try_wait()? else {
+                i += 1;
+                continue;
+            };
+            let a = self.active.swap_remove(i);
+            if self.forwarded.is_some() {
+                self.say(format!(
+                    "stopped {} ({status}); it resumes on the next run",
+                    a.job.name
+                ));
+            } else if status.success() {
+                self.finished_steps += match self.stop_after {
+                    Some(_) => logged_steps(&a.job.dir),
+                    None => a.job.config.total_steps,
+                };
+                self.say(format!(
+                    "done {} ({:.0} s so far)",
+                    a.job.name,
+                    self.t0.elapsed().as_secs_f64()
+                ));
+            } else {
+                let tail = log_tail(&a.log, 8);
+                self.failures.push(format!(
+                    "run {} ({}) failed with {status}; end of {}:\n{tail}",
+                    a.job.name,
+                    a.job.dir.display(),
+                    a.log.display()
+                ));
             }
         }
-        let running: u64 = active.iter().map(|a| logged_steps(&a.job.dir)).sum();
-        let names: Vec<&str> = active.iter().map(|a| a.job.name.as_str()).collect();
-        bar.set_position((finished_steps + running).min(total));
-        bar.set_message(format!("running: {}", names.join(", ")));
-        if bar.is_hidden() && !quiet && last_line.elapsed() > Duration::from_secs(60) {
-            last_line = Instant::now();
+        Ok(())
+    }
+
+    /// Moves the bar to the env steps logged so far (a plain line a minute without a bar).
+    fn show_progress(&mut self) {
+        let running: u64 = self.active.iter().map(|a| logged_steps(&a.job.dir)).sum();
+        let names: Vec<&str> = self.active.iter().map(|a| a.job.name.as_str()).collect();
+        let done = self.finished_steps + running;
+        self.bar.set_position(done.min(self.total));
+        self.bar
+            .set_message(format!("running: {}", names.join(", ")));
+        if self.bar.is_hidden() && !self.quiet && self.last_line.elapsed() > Duration::from_secs(60)
+        {
+            self.last_line = Instant::now();
             eprintln!(
-                "{:.0} s: {}/{} env steps; running: {}",
-                t0.elapsed().as_secs_f64(),
-                finished_steps + running,
-                total,
+                "{:.0} s: {done}/{} env steps; running: {}",
+                self.t0.elapsed().as_secs_f64(),
+                self.total,
                 names.join(", ")
             );
         }
     }
-    bar.finish_and_clear();
-    report.wall_s = t0.elapsed().as_secs_f64();
-    if let Some(sig) = forwarded {
+}
+
+/// Trains every job that is not finished, `parallel` at a time, each in a worker process
+/// (this executable) with `job.config.threads` threads; with `stop_after`, each run stops
+/// (with a checkpoint) once it has done that many updates, to be resumed by a later call.
+/// Shows one progress bar over all env steps (a plain line per finished run when `quiet` or
+/// stderr is not a terminal). Worker logs go to `<logs_dir>/<run dir name>.log`. Fails after
+/// the running jobs end if any run failed, naming it and quoting the end of its log.
+///
+/// SIGINT / SIGTERM: forwarded once to every worker (each in its own process group, so a
+/// terminal's Ctrl-C reaches only this process), which checkpoints and exits; no new run
+/// starts; this process then exits with 128 + signal.
+pub fn run_jobs(
+    jobs: &[Job],
+    parallel: usize,
+    logs_dir: &Path,
+    quiet: bool,
+    stop_after: Option<usize>,
+) -> Result<RunReport> {
+    let mut pool = Pool::new(jobs, logs_dir, quiet, stop_after)?;
+    let count = |want: fn(&RunStatus) -> bool| pool.queue.iter().filter(|(_, s)| want(s)).count();
+    pool.say(format!(
+        "{} runs: {} finished already, {} to resume, {} to start; {parallel} at a time",
+        jobs.len(),
+        pool.report.skipped,
+        count(|s| matches!(s, RunStatus::Partial(_))),
+        count(|s| matches!(s, RunStatus::Fresh)),
+    ));
+    let stop = StopFlag::install()?;
+    loop {
+        if let (Some(sig), None) = (stop.requested(), pool.forwarded) {
+            pool.forward(sig);
+        }
+        pool.start_more(parallel)?;
+        if pool.active.is_empty() {
+            break;
+        }
+        // Poll twice a second, but forward a signal within 50 ms.
+        for _ in 0..10 {
+            if stop.requested().is_some() && pool.forwarded.is_none() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        pool.reap()?;
+        pool.show_progress();
+    }
+    pool.bar.finish_and_clear();
+    pool.report.wall_s = pool.t0.elapsed().as_secs_f64();
+    if let Some(sig) = pool.forwarded {
         eprintln!(
             "stopped by {} after {:.0} s; every run stopped with a checkpoint: re-run the same \
              command to resume",
             signal_name(sig),
-            report.wall_s
+            pool.report.wall_s
         );
         std::process::exit(128 + sig);
     }
-    if !failures.is_empty() {
+    if !pool.failures.is_empty() {
         bail!(
             "{} run(s) failed (re-run the same command to resume):\n{}",
-            failures.len(),
-            failures.join("\n")
+            pool.failures.len(),
+            pool.failures.join("\n")
         );
     }
-    Ok(report)
+    Ok(pool.report)
 }
 
 fn spawn(

@@ -38,20 +38,19 @@ fn benchmarks_tiny_end_to_end() {
         "the CleanRL reference line is drawn"
     );
 
-    let csv = std::fs::read_to_string(out.join("summary.csv")).unwrap();
-    let rows: Vec<Vec<&str>> = csv
-        .lines()
-        .skip(1)
-        .map(|l| l.split(',').collect())
-        .collect();
+    let (_, rows) = experiments::report::read_csv(&out.join("summary.csv")).unwrap();
     // cartpole 2 (one control), scale 6 (two controls), memory 3.
-    assert_eq!(rows.len(), 11, "{csv}");
+    assert_eq!(rows.len(), 11, "{rows:?}");
     for r in &rows {
         let mean: f64 = r[8].parse().unwrap();
         assert!(mean.is_finite(), "{r:?}");
         assert_eq!(r[7], "2", "two seeds: {r:?}");
     }
-    assert_eq!(rows.iter().filter(|r| r[4] == "false").count(), 3, "{csv}");
+    assert_eq!(
+        rows.iter().filter(|r| r[4] == "false").count(),
+        3,
+        "{rows:?}"
+    );
     let readme = std::fs::read_to_string(out.join("README.md")).unwrap();
     assert!(readme.contains("| cartpole | mlp |"), "{readme}");
     std::fs::remove_dir_all(root).unwrap();

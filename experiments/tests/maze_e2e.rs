@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use experiments::report::read_csv;
+
 fn temp_dir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("fbrl-e2e-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
@@ -70,35 +72,27 @@ fn maze_tiny_end_to_end_with_resume() {
             "{name}.svg lacks the oracle line"
         );
     }
-    let summary = std::fs::read_to_string(out.join("summary.csv")).unwrap();
-    let rows: Vec<&str> = summary.lines().skip(1).collect();
-    let policies: Vec<&str> = rows.iter().map(|r| r.split(',').next().unwrap()).collect();
+    let (_, rows) = read_csv(&out.join("summary.csv")).unwrap();
+    let policies: Vec<&str> = rows.iter().map(|r| r[0].as_str()).collect();
     assert_eq!(
         policies,
         ["feedback", "transformer", "gru", "mlp"],
-        "{summary}"
+        "{rows:?}"
     );
-    for r in &rows {
-        let cells: Vec<&str> = r.split(',').collect();
-        assert_eq!(cells[4], "2", "two seeds: {r}");
+    for cells in &rows {
+        assert_eq!(cells[4], "2", "two seeds: {cells:?}");
         let mean: f64 = cells[5].parse().unwrap();
         assert!((0.0..=16.0).contains(&mean), "goals per episode {mean}");
     }
-    let generalisation = std::fs::read_to_string(out.join("generalisation.csv")).unwrap();
-    assert_eq!(generalisation.lines().count(), 5, "{generalisation}");
+    let (_, generalisation) = read_csv(&out.join("generalisation.csv")).unwrap();
+    assert_eq!(generalisation.len(), 4, "{generalisation:?}");
     let readme = std::fs::read_to_string(out.join("README.md")).unwrap();
     assert!(readme.contains("--preset tiny") && readme.contains("logical cores"));
 
     // A third call trains nothing and redraws the same tables.
     let log = maze(&out, &runs, &[]);
     assert!(log.contains("8 finished already"), "{log}");
-    assert_eq!(
-        std::fs::read_to_string(out.join("summary.csv"))
-            .unwrap()
-            .lines()
-            .count(),
-        5
-    );
+    assert_eq!(read_csv(&out.join("summary.csv")).unwrap().1.len(), 4);
 
     // The depth comparison: parameter counts in the legend.
     maze(&out, &runs, &["--experiment", "depth", "--seeds", "1"]);

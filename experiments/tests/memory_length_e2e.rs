@@ -29,16 +29,11 @@ fn memory_length_tiny_end_to_end() {
     let svg = std::fs::read_to_string(out.join("success_vs_delay.svg")).unwrap();
     assert!(svg.contains("attention span τ (4)") && svg.contains("chance (0.5)"));
 
-    let csv = std::fs::read_to_string(out.join("success_vs_delay.csv")).unwrap();
-    let rows: Vec<Vec<&str>> = csv
-        .lines()
-        .skip(1)
-        .map(|l| l.split(',').collect())
-        .collect();
-    assert_eq!(rows.len(), 4 * 2, "{csv}");
+    let (_, rows) = experiments::report::read_csv(&out.join("success_vs_delay.csv")).unwrap();
+    assert_eq!(rows.len(), 4 * 2, "{rows:?}");
     for r in &rows {
-        assert!(["feedback", "transformer", "gru", "mlp"].contains(&r[0]));
-        assert!(["2", "6"].contains(&r[1]));
+        assert!(["feedback", "transformer", "gru", "mlp"].contains(&r[0].as_str()));
+        assert!(["2", "6"].contains(&r[1].as_str()));
         let s: f64 = r[3].parse().unwrap();
         assert!((0.0..=1.0).contains(&s), "success {s}");
     }

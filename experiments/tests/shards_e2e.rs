@@ -42,18 +42,13 @@ fn ok(o: Output, what: &str) -> String {
 
 /// summary.csv without the timing columns (`steps_per_s`, `wall_time_s_per_run`).
 fn summary_without_timing(out: &Path) -> Vec<Vec<String>> {
-    let text = std::fs::read_to_string(out.join("summary.csv")).unwrap();
-    let mut lines = text.lines();
-    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let (header, rows) = experiments::report::read_csv(&out.join("summary.csv")).unwrap();
     let keep: Vec<usize> = (0..header.len())
-        .filter(|&i| !["steps_per_s", "wall_time_s_per_run"].contains(&header[i]))
+        .filter(|&i| !["steps_per_s", "wall_time_s_per_run"].contains(&header[i].as_str()))
         .collect();
     assert!(keep.len() + 2 == header.len(), "{header:?}");
-    lines
-        .map(|l| {
-            let cells: Vec<&str> = l.split(',').collect();
-            keep.iter().map(|&i| cells[i].to_string()).collect()
-        })
+    rows.iter()
+        .map(|cells| keep.iter().map(|&i| cells[i].clone()).collect())
         .collect()
 }
 

@@ -8,11 +8,10 @@ use burn::prelude::*;
 use agents::Policy;
 use envs::Env;
 
-use super::play::{self, ActionSelection, EVAL_SEED_OFFSET};
-use super::{EvalArgs, PlotArgs, RenderArgs, XAxisArg};
+use super::{EvalArgs, PlotArgs, RenderArgs};
 use crate::checkpoint::{self, VerifiedCheckpoint};
 use crate::config::TrainConfig;
-use crate::curves::XAxis;
+use crate::eval::{self, ActionSelection, EVAL_SEED_OFFSET};
 use crate::plot::{RefLine, RunsPlotOptions};
 use crate::run_dir::{CHECKPOINT_DIR, CONFIG_FILE};
 
@@ -113,7 +112,7 @@ pub(super) fn eval(args: EvalArgs) -> Result<()> {
         .seed
         .unwrap_or_else(|| loaded.config.seed.wrapping_add(EVAL_SEED_OFFSET));
     let env_cfg = loaded.config.env.clone();
-    let report = play::evaluate(
+    let report = eval::evaluate(
         &loaded.policy,
         loaded.checkpoint.state.obs_norm.as_ref(),
         &|| Ok(env_cfg.build()?),
@@ -169,10 +168,10 @@ pub(super) fn eval(args: EvalArgs) -> Result<()> {
 pub(super) fn render(args: RenderArgs) -> Result<()> {
     let loaded = load_policy(&args.path)?;
     let seed = args.seed.unwrap_or_else(|| {
-        play::eval_episode_seed(loaded.config.seed.wrapping_add(EVAL_SEED_OFFSET), 0)
+        eval::eval_episode_seed(loaded.config.seed.wrapping_add(EVAL_SEED_OFFSET), 0)
     });
     let env = loaded.config.env.build()?;
-    let (frames, result) = play::record_episode(
+    let (frames, result) = eval::record_episode(
         &loaded.policy,
         loaded.checkpoint.state.obs_norm.as_ref(),
         env,
@@ -213,10 +212,7 @@ pub(super) fn plot(args: PlotArgs) -> Result<()> {
         bail!("--smooth must be at least 1 (1 = no smoothing)");
     }
     let opts = RunsPlotOptions {
-        x_axis: match args.x {
-            XAxisArg::Steps => XAxis::Steps,
-            XAxisArg::Time => XAxis::Time,
-        },
+        x_axis: args.x,
         smooth: args.smooth,
         metric: args.metric.clone(),
         title: args.title.clone(),

@@ -5,15 +5,16 @@
 
 mod commands;
 pub mod overrides;
-pub mod play;
 mod train;
 
 use std::path::PathBuf;
 
 use anyhow::Result;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 
 pub use overrides::{Overrides, load_config};
+
+use crate::curves::XAxis;
 
 /// PPO with memory (Feedback Transformer, Transformer, GRU, MLP) on partially observable tasks.
 #[derive(Parser, Debug)]
@@ -68,15 +69,6 @@ pub struct TrainArgs {
     pub overrides: Overrides,
 }
 
-/// Greedy or sampled actions on the command line.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum ActionsArg {
-    /// The most likely action at every step.
-    Greedy,
-    /// Sample from the policy (seeded, reproducible).
-    Sample,
-}
-
 /// `fbrl eval`.
 #[derive(Args, Debug)]
 pub struct EvalArgs {
@@ -123,15 +115,6 @@ pub struct RenderArgs {
     pub delay_cs: u16,
 }
 
-/// X axis of `fbrl plot`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum XAxisArg {
-    /// Environment steps.
-    Steps,
-    /// Wall-clock seconds.
-    Time,
-}
-
 /// `fbrl plot`.
 #[derive(Args, Debug)]
 pub struct PlotArgs {
@@ -145,8 +128,8 @@ pub struct PlotArgs {
     #[arg(long, default_value_t = 1)]
     pub smooth: usize,
     /// X axis: env steps or wall-clock time.
-    #[arg(long, value_enum, default_value_t = XAxisArg::Steps)]
-    pub x: XAxisArg,
+    #[arg(long, value_enum, default_value_t = XAxis::Steps)]
+    pub x: XAxis,
     /// Metrics column to plot (default: goals_mean for GridMaze, else return_mean).
     #[arg(long)]
     pub metric: Option<String>,

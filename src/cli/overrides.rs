@@ -13,56 +13,18 @@
 
 use std::path::Path;
 
+use agents::{CriticKind, PolicyKind};
 use anyhow::{Context, Result, bail};
-use clap::{Args, ValueEnum};
+use clap::{Args, CommandFactory, Parser, ValueEnum};
+use envs::{ActionMode, CueRecallConfig, GridMazeConfig, MazeMode};
+use serde::Serialize;
 use toml::{Table, Value};
 
-use crate::config::TrainConfig;
+use crate::config::{EnvConfig, TrainConfig};
 
-/// The policy architecture, as named on the command line.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum PolicyArg {
-    /// Feedback Transformer: every layer attends to a shared memory of past steps.
-    Feedback,
-    /// Standard causal transformer over the last `span` steps (Transformer-XL style cache).
-    Transformer,
-    /// GRU recurrent baseline.
-    Gru,
-    /// Memoryless MLP baseline.
-    Mlp,
-}
-
-impl From<PolicyArg> for agents::PolicyKind {
-    fn from(p: PolicyArg) -> Self {
-        match p {
-            PolicyArg::Feedback => agents::PolicyKind::Feedback,
-            PolicyArg::Transformer => agents::PolicyKind::Transformer,
-            PolicyArg::Gru => agents::PolicyKind::Gru,
-            PolicyArg::Mlp => agents::PolicyKind::Mlp,
-        }
-    }
-}
-
-/// Where the value function reads its features from, as named on the command line.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum CriticArg {
-    /// A value head on the actor's network.
-    Shared,
-    /// A second network of the same kind and size.
-    Separate,
-}
-
-impl From<CriticArg> for agents::CriticKind {
-    fn from(c: CriticArg) -> Self {
-        match c {
-            CriticArg::Shared => agents::CriticKind::Shared,
-            CriticArg::Separate => agents::CriticKind::Separate,
-        }
-    }
-}
-
-/// The environment, as named on the command line.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+/// The environment, as named on the command line (the `env.kind` tag of a config).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum EnvArg {
     /// Partially observable maze navigation (`env.kind = "gridmaze"`).
     Gridmaze,
@@ -72,434 +34,312 @@ pub enum EnvArg {
     Cartpole,
 }
 
-impl EnvArg {
-    /// The `env.kind` tag in config files.
-    pub fn kind(self) -> &'static str {
-        match self {
-            EnvArg::Gridmaze => GRIDMAZE,
-            EnvArg::CueRecall => CUE_RECALL,
-            EnvArg::Cartpole => "cartpole",
-        }
-    }
-}
-
-/// GridMaze goal behaviour, as named on the command line.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum MazeModeArg {
-    /// The episode ends at the goal.
-    Single,
-    /// The agent respawns after each goal until the horizon.
-    Multi,
-}
-
-/// GridMaze action set, as named on the command line.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum MazeActionsArg {
-    /// Four absolute moves (up, right, down, left).
-    Absolute,
-    /// Turn left, turn right, move forward.
-    Egocentric,
-}
-
-const GRIDMAZE: &str = "gridmaze";
-const CUE_RECALL: &str = "cue_recall";
-
 /// Overrides of the training configuration. Every flag is optional; a flag that is given
 /// replaces the value from the config file (`--set` is applied first, typed flags last).
-#[derive(Args, Clone, Debug, Default, PartialEq)]
+///
+/// The flags mirror the config: each field is named after its key (the sections `ppo`,
+/// `policy` and `env` are the nested structs), so a given flag serialises to exactly the
+/// keys it overrides.
+#[derive(Args, Serialize, Clone, Debug, Default, PartialEq)]
+#[command(next_help_heading = "Run")]
 pub struct Overrides {
-    // ---- run ----
     /// Base random seed of the run (envs, initialisation, action sampling).
-    #[arg(long, help_heading = "Run")]
+    #[arg(long)]
     pub seed: Option<u64>,
     /// Total training budget in env steps, summed over all envs.
-    #[arg(long, help_heading = "Run")]
+    #[arg(long)]
     pub total_steps: Option<u64>,
     /// Number of parallel environments.
-    #[arg(long, help_heading = "Run")]
+    #[arg(long)]
     pub num_envs: Option<usize>,
     /// Rollout length per env per update, in steps (also the truncated-BPTT length).
-    #[arg(long, help_heading = "Run")]
+    #[arg(long)]
     pub num_steps: Option<usize>,
     /// Write a checkpoint every this many updates (0 = only at the end).
-    #[arg(long, help_heading = "Run")]
+    #[arg(long)]
     pub checkpoint_every: Option<usize>,
     /// Worker threads (0 = one per core).
-    #[arg(long, help_heading = "Run")]
+    #[arg(long)]
     pub threads: Option<usize>,
-
-    // ---- PPO ----
-    /// Adam learning rate (initial value when annealing); > 0.
-    #[arg(
-        long,
-        visible_alias = "lr",
-        allow_negative_numbers = true,
-        help_heading = "PPO"
-    )]
-    pub learning_rate: Option<f64>,
-    /// Anneal the learning rate linearly to 0 over the run.
-    #[arg(long, value_name = "BOOL", help_heading = "PPO")]
-    pub anneal_lr: Option<bool>,
-    /// Discount factor γ, in [0, 1].
-    #[arg(long, allow_negative_numbers = true, help_heading = "PPO")]
-    pub gamma: Option<f32>,
-    /// GAE λ, in [0, 1].
-    #[arg(long, allow_negative_numbers = true, help_heading = "PPO")]
-    pub gae_lambda: Option<f32>,
-    /// Minibatches per epoch; must divide --num-envs (minibatches are whole env sequences).
-    #[arg(long, help_heading = "PPO")]
-    pub num_minibatches: Option<usize>,
-    /// Optimisation epochs over each rollout.
-    #[arg(long, help_heading = "PPO")]
-    pub update_epochs: Option<usize>,
-    /// Normalise advantages per minibatch.
-    #[arg(long, value_name = "BOOL", help_heading = "PPO")]
-    pub norm_adv: Option<bool>,
-    /// Surrogate clipping coefficient ε (ratio clipped to [1−ε, 1+ε]).
-    #[arg(long, allow_negative_numbers = true, help_heading = "PPO")]
-    pub clip_coef: Option<f32>,
-    /// Clip the value loss around the rollout's values.
-    #[arg(long, value_name = "BOOL", help_heading = "PPO")]
-    pub clip_vloss: Option<bool>,
-    /// Coefficient of the entropy bonus.
-    #[arg(long, allow_negative_numbers = true, help_heading = "PPO")]
-    pub ent_coef: Option<f32>,
-    /// Coefficient of the value loss.
-    #[arg(long, allow_negative_numbers = true, help_heading = "PPO")]
-    pub vf_coef: Option<f32>,
-    /// Maximum global L2 norm of the gradient.
-    #[arg(long, allow_negative_numbers = true, help_heading = "PPO")]
-    pub max_grad_norm: Option<f32>,
-    /// Stop an update's epochs early when the approximate KL exceeds this.
-    #[arg(long, allow_negative_numbers = true, help_heading = "PPO")]
-    pub target_kl: Option<f32>,
-    /// Adam ε (numerical stability term).
-    #[arg(long, allow_negative_numbers = true, help_heading = "PPO")]
-    pub adam_eps: Option<f32>,
-    /// Scale rewards by a running std of the discounted return (default true): the same
-    /// settings then learn whatever the env's reward scale. Logged returns stay unscaled.
-    #[arg(long, value_name = "BOOL", help_heading = "PPO")]
-    pub norm_reward: Option<bool>,
-    /// Clip scaled rewards to ±this (with --norm-reward).
-    #[arg(long, allow_negative_numbers = true, help_heading = "PPO")]
-    pub reward_clip: Option<f32>,
-    /// Normalise observations per feature with a running mean/var (frozen at evaluation).
-    #[arg(long, value_name = "BOOL", help_heading = "PPO")]
-    pub norm_obs: Option<bool>,
-    /// Clip normalised observations to ±this (with --norm-obs).
-    #[arg(long, allow_negative_numbers = true, help_heading = "PPO")]
-    pub obs_clip: Option<f32>,
-
-    // ---- policy ----
-    /// Policy architecture; fields not set in the file take this kind's preset.
-    #[arg(long, value_enum, help_heading = "Policy")]
-    pub policy: Option<PolicyArg>,
-    /// Model width: embedding/attention width, GRU hidden size.
-    #[arg(long, help_heading = "Policy")]
-    pub d_model: Option<usize>,
-    /// Number of layers: transformer blocks or stacked GRU cells.
-    #[arg(long, help_heading = "Policy")]
-    pub n_layers: Option<usize>,
-    /// Number of attention heads (must divide --d-model).
-    #[arg(long, help_heading = "Policy")]
-    pub n_heads: Option<usize>,
-    /// Hidden width of each transformer block's feed-forward network.
-    #[arg(long, help_heading = "Policy")]
-    pub d_ff: Option<usize>,
-    /// Attention span τ: how many past steps a step can attend to.
-    #[arg(long, help_heading = "Policy")]
-    pub span: Option<usize>,
-    /// Feedback Transformer: share the memory's key/value projections across layers.
-    #[arg(long, value_name = "BOOL", help_heading = "Policy")]
-    pub share_kv: Option<bool>,
-    /// Transformer: GTrXL-style gated residual connections.
-    #[arg(long, value_name = "BOOL", help_heading = "Policy")]
-    pub gating: Option<bool>,
-    /// MLP: width of the two hidden layers.
-    #[arg(long, help_heading = "Policy")]
-    pub hidden: Option<usize>,
-    /// Value function: `shared` (a head on the actor's network) or `separate` (a second
-    /// network of the same kind and size; twice the compute).
-    #[arg(long, value_enum, help_heading = "Policy")]
-    pub critic: Option<CriticArg>,
-
-    // ---- environment ----
-    /// Environment kind; switching kind starts from that env's default settings.
-    #[arg(long, value_enum, help_heading = "Environment")]
-    pub env: Option<EnvArg>,
-    /// GridMaze: side length in cells, outer walls included (odd, 7..=31).
-    #[arg(long, help_heading = "Environment")]
-    pub maze_size: Option<usize>,
-    /// GridMaze: episode length limit in steps (the episode is truncated there).
-    #[arg(long, help_heading = "Environment")]
-    pub horizon: Option<u32>,
-    /// GridMaze: view radius r; the agent sees (2r+1)×(2r+1) cells.
-    #[arg(long, help_heading = "Environment")]
-    pub view_radius: Option<usize>,
-    /// GridMaze: what happens at the goal.
-    #[arg(long, value_enum, help_heading = "Environment")]
-    pub maze_mode: Option<MazeModeArg>,
-    /// GridMaze: action set.
-    #[arg(long, value_enum, help_heading = "Environment")]
-    pub maze_actions: Option<MazeActionsArg>,
-    /// GridMaze: reward for reaching the goal (≥ 0).
-    #[arg(long, allow_negative_numbers = true, help_heading = "Environment")]
-    pub goal_reward: Option<f32>,
-    /// GridMaze: penalty subtracted on every step (≥ 0).
-    #[arg(long, allow_negative_numbers = true, help_heading = "Environment")]
-    pub step_penalty: Option<f32>,
-    /// GridMaze: probability of knocking out extra walls (adds loops), in [0, 1].
-    #[arg(long, allow_negative_numbers = true, help_heading = "Environment")]
-    pub loop_density: Option<f32>,
-    /// GridMaze: minimum start-to-goal shortest-path distance in moves.
-    #[arg(long, help_heading = "Environment")]
-    pub min_goal_distance: Option<u32>,
-    /// GridMaze: append the normalised time t / horizon to the observation.
-    #[arg(long, value_name = "BOOL", help_heading = "Environment")]
-    pub time_feature: Option<bool>,
-    /// CueRecall: corridor steps between the cue and the junction (the memory delay).
-    #[arg(long, help_heading = "Environment")]
-    pub corridor_length: Option<u32>,
-    /// CueRecall: number of cues and exits (≥ 2).
-    #[arg(long, help_heading = "Environment")]
-    pub num_cues: Option<usize>,
-    /// CueRecall: reward for the right exit.
-    #[arg(long, allow_negative_numbers = true, help_heading = "Environment")]
-    pub success_reward: Option<f32>,
-    /// CueRecall: reward for a wrong exit (at most the success reward).
-    #[arg(long, allow_negative_numbers = true, help_heading = "Environment")]
-    pub failure_reward: Option<f32>,
-    /// CueRecall: extra steps the agent may wait at the junction before truncation.
-    #[arg(long, help_heading = "Environment")]
-    pub junction_patience: Option<u32>,
-    /// CueRecall: append the corridor progress to the observation.
-    #[arg(long, value_name = "BOOL", help_heading = "Environment")]
-    pub progress_feature: Option<bool>,
-
-    // ---- generic ----
+    /// The `[ppo]` keys.
+    #[command(flatten)]
+    pub ppo: PpoOverrides,
+    /// The `[policy]` keys.
+    #[command(flatten)]
+    pub policy: PolicyOverrides,
+    /// The `[env]` keys.
+    #[command(flatten)]
+    pub env: EnvOverrides,
     /// Set any config key by its dotted path, e.g. `--set ppo.gamma=0.95` (repeatable; the
     /// value is TOML: 3, 0.5, true, "text"; a bare word is taken as a string).
     #[arg(long = "set", value_name = "KEY.PATH=VALUE", help_heading = "Any key")]
+    #[serde(skip)]
     pub set: Vec<String>,
+}
+
+/// Overrides of the `[ppo]` keys.
+#[derive(Args, Serialize, Clone, Debug, Default, PartialEq)]
+#[command(next_help_heading = "PPO")]
+pub struct PpoOverrides {
+    /// Adam learning rate (initial value when annealing); > 0.
+    #[arg(long, visible_alias = "lr", allow_negative_numbers = true)]
+    pub learning_rate: Option<f64>,
+    /// Anneal the learning rate linearly to 0 over the run.
+    #[arg(long, value_name = "BOOL")]
+    pub anneal_lr: Option<bool>,
+    /// Discount factor γ, in [0, 1].
+    #[arg(long, allow_negative_numbers = true)]
+    pub gamma: Option<f32>,
+    /// GAE λ, in [0, 1].
+    #[arg(long, allow_negative_numbers = true)]
+    pub gae_lambda: Option<f32>,
+    /// Minibatches per epoch; must divide --num-envs (minibatches are whole env sequences).
+    #[arg(long)]
+    pub num_minibatches: Option<usize>,
+    /// Optimisation epochs over each rollout.
+    #[arg(long)]
+    pub update_epochs: Option<usize>,
+    /// Normalise advantages per minibatch.
+    #[arg(long, value_name = "BOOL")]
+    pub norm_adv: Option<bool>,
+    /// Surrogate clipping coefficient ε (ratio clipped to [1−ε, 1+ε]).
+    #[arg(long, allow_negative_numbers = true)]
+    pub clip_coef: Option<f32>,
+    /// Clip the value loss around the rollout's values.
+    #[arg(long, value_name = "BOOL")]
+    pub clip_vloss: Option<bool>,
+    /// Coefficient of the entropy bonus.
+    #[arg(long, allow_negative_numbers = true)]
+    pub ent_coef: Option<f32>,
+    /// Coefficient of the value loss.
+    #[arg(long, allow_negative_numbers = true)]
+    pub vf_coef: Option<f32>,
+    /// Maximum global L2 norm of the gradient.
+    #[arg(long, allow_negative_numbers = true)]
+    pub max_grad_norm: Option<f32>,
+    /// Stop an update's epochs early when the approximate KL exceeds this.
+    #[arg(long, allow_negative_numbers = true)]
+    pub target_kl: Option<f32>,
+    /// Adam ε (numerical stability term).
+    #[arg(long, allow_negative_numbers = true)]
+    pub adam_eps: Option<f32>,
+    /// Scale rewards by a running std of the discounted return (default true): the same
+    /// settings then learn whatever the env's reward scale. Logged returns stay unscaled.
+    #[arg(long, value_name = "BOOL")]
+    pub norm_reward: Option<bool>,
+    /// Clip scaled rewards to ±this (with --norm-reward).
+    #[arg(long, allow_negative_numbers = true)]
+    pub reward_clip: Option<f32>,
+    /// Normalise observations per feature with a running mean/var (frozen at evaluation).
+    #[arg(long, value_name = "BOOL")]
+    pub norm_obs: Option<bool>,
+    /// Clip normalised observations to ±this (with --norm-obs).
+    #[arg(long, allow_negative_numbers = true)]
+    pub obs_clip: Option<f32>,
+}
+
+/// Overrides of the `[policy]` keys.
+#[derive(Args, Serialize, Clone, Debug, Default, PartialEq)]
+#[command(next_help_heading = "Policy")]
+pub struct PolicyOverrides {
+    /// Policy architecture; fields not set in the file take this kind's preset.
+    #[arg(id = "policy.kind", long = "policy", value_enum)]
+    pub kind: Option<PolicyKind>,
+    /// Model width: embedding/attention width, GRU hidden size.
+    #[arg(long)]
+    pub d_model: Option<usize>,
+    /// Number of layers: transformer blocks or stacked GRU cells.
+    #[arg(long)]
+    pub n_layers: Option<usize>,
+    /// Number of attention heads (must divide --d-model).
+    #[arg(long)]
+    pub n_heads: Option<usize>,
+    /// Hidden width of each transformer block's feed-forward network.
+    #[arg(long)]
+    pub d_ff: Option<usize>,
+    /// Attention span τ: how many past steps a step can attend to.
+    #[arg(long)]
+    pub span: Option<usize>,
+    /// Feedback Transformer: share the memory's key/value projections across layers.
+    #[arg(long, value_name = "BOOL")]
+    pub share_kv: Option<bool>,
+    /// Transformer: GTrXL-style gated residual connections.
+    #[arg(long, value_name = "BOOL")]
+    pub gating: Option<bool>,
+    /// MLP: width of the two hidden layers.
+    #[arg(long)]
+    pub hidden: Option<usize>,
+    /// Value function: `shared` (a head on the actor's network) or `separate` (a second
+    /// network of the same kind and size; twice the compute).
+    #[arg(long, value_enum)]
+    pub critic: Option<CriticKind>,
+}
+
+/// Overrides of the `[env]` keys (GridMaze's, then CueRecall's).
+#[derive(Args, Serialize, Clone, Debug, Default, PartialEq)]
+#[command(next_help_heading = "Environment")]
+pub struct EnvOverrides {
+    /// Environment kind; switching kind starts from that env's default settings.
+    #[arg(id = "env.kind", long = "env", value_enum)]
+    pub kind: Option<EnvArg>,
+    /// GridMaze: side length in cells, outer walls included (odd, 7..=31).
+    #[arg(long = "maze-size")]
+    pub size: Option<usize>,
+    /// GridMaze: episode length limit in steps (the episode is truncated there).
+    #[arg(long)]
+    pub horizon: Option<u32>,
+    /// GridMaze: view radius r; the agent sees (2r+1)×(2r+1) cells.
+    #[arg(long)]
+    pub view_radius: Option<usize>,
+    /// GridMaze: what happens at the goal.
+    #[arg(long = "maze-mode", value_enum)]
+    pub mode: Option<MazeMode>,
+    /// GridMaze: action set.
+    #[arg(long = "maze-actions", value_enum)]
+    pub actions: Option<ActionMode>,
+    /// GridMaze: reward for reaching the goal (≥ 0).
+    #[arg(long, allow_negative_numbers = true)]
+    pub goal_reward: Option<f32>,
+    /// GridMaze: penalty subtracted on every step (≥ 0).
+    #[arg(long, allow_negative_numbers = true)]
+    pub step_penalty: Option<f32>,
+    /// GridMaze: probability of knocking out extra walls (adds loops), in [0, 1].
+    #[arg(long, allow_negative_numbers = true)]
+    pub loop_density: Option<f32>,
+    /// GridMaze: minimum start-to-goal shortest-path distance in moves.
+    #[arg(long)]
+    pub min_goal_distance: Option<u32>,
+    /// GridMaze: append the normalised time t / horizon to the observation.
+    #[arg(long, value_name = "BOOL")]
+    pub time_feature: Option<bool>,
+    /// CueRecall: corridor steps between the cue and the junction (the memory delay).
+    #[arg(long)]
+    pub corridor_length: Option<u32>,
+    /// CueRecall: number of cues and exits (≥ 2).
+    #[arg(long)]
+    pub num_cues: Option<usize>,
+    /// CueRecall: reward for the right exit.
+    #[arg(long, allow_negative_numbers = true)]
+    pub success_reward: Option<f32>,
+    /// CueRecall: reward for a wrong exit (at most the success reward).
+    #[arg(long, allow_negative_numbers = true)]
+    pub failure_reward: Option<f32>,
+    /// CueRecall: extra steps the agent may wait at the junction before truncation.
+    #[arg(long)]
+    pub junction_patience: Option<u32>,
+    /// CueRecall: append the corridor progress to the observation.
+    #[arg(long, value_name = "BOOL")]
+    pub progress_feature: Option<bool>,
 }
 
 /// One override: a dotted key, its value, and the flag it came from (for error messages).
 struct Assignment {
-    flag: &'static str,
-    key: &'static str,
+    flag: String,
+    key: String,
     value: Value,
 }
 
-/// An integer flag as a TOML value. TOML integers are 64-bit signed: a larger value (a seed
-/// ≥ 2^63, say) is an error naming the flag, never silently clamped.
-fn int<T: TryInto<i64> + Copy + std::fmt::Display>(
-    flag: &str,
-    v: Option<T>,
-) -> Result<Option<Value>> {
-    v.map(|x| {
-        x.try_into().map(Value::Integer).map_err(|_| {
-            anyhow::anyhow!(
-                "{flag} {x} is larger than a config file can hold (at most {} = 2^63 − 1)",
-                i64::MAX
-            )
-        })
-    })
-    .transpose()
+/// The command-line flag of a config key: the flag whose id is the key, else the one named
+/// after its last part (`ppo.gamma` → `--gamma`).
+fn flag_of(key: &str) -> String {
+    #[derive(Parser)]
+    struct Flags {
+        #[command(flatten)]
+        overrides: Overrides,
+    }
+    let command = Flags::command();
+    let leaf = key.rsplit('.').next().unwrap_or(key);
+    let arg = command
+        .get_arguments()
+        .find(|a| a.get_id().as_str() == key)
+        .or_else(|| {
+            command
+                .get_arguments()
+                .find(|a| a.get_id().as_str() == leaf)
+        });
+    match arg.and_then(|a| a.get_long()) {
+        Some(long) => format!("--{long}"),
+        None => format!("the flag of `{key}`"),
+    }
+}
+
+/// The leaves of a TOML tree as `(dotted key, value)`, tables walked depth first.
+fn leaves(table: &Table, prefix: &str, out: &mut Vec<(String, Value)>) {
+    for (k, v) in table {
+        let key = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        match v {
+            Value::Table(t) => leaves(t, &key, out),
+            v => out.push((key, v.clone())),
+        }
+    }
+}
+
+/// The integer flags too large for a config file, as `(dotted key, value)`: TOML integers
+/// are 64-bit signed.
+fn too_large(tree: &serde_json::Value, prefix: &str, out: &mut Vec<(String, u64)>) {
+    match tree {
+        serde_json::Value::Object(fields) => {
+            for (k, v) in fields {
+                too_large(v, &format!("{prefix}{k}."), out);
+            }
+        }
+        serde_json::Value::Number(n) if n.as_i64().is_none() => {
+            if let Some(u) = n.as_u64() {
+                out.push((prefix.trim_end_matches('.').to_string(), u));
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The `kind` tag of an env config and the keys of its table.
+fn env_keys(env: EnvConfig) -> (String, Table) {
+    let mut table = Table::try_from(env).expect("an env config serialises to TOML");
+    let kind = match table.remove("kind") {
+        Some(Value::String(kind)) => kind,
+        _ => unreachable!("env configs are tagged by `kind`"),
+    };
+    (kind, table)
 }
 
 impl Overrides {
-    /// The typed flags that were given, as `(flag, dotted key, value)`, in application order.
+    /// The typed flags that were given, as `(flag, dotted key, value)`; `env.kind` first, so
+    /// that switching env kind happens before that env's keys are set.
     fn assignments(&self) -> Result<Vec<Assignment>> {
+        // Flags not given are `None`, which TOML leaves out.
+        let table = Table::try_from(self).map_err(|e| self.unrepresentable(e))?;
         let mut out = Vec::new();
-        let mut push = |flag: &'static str, key: &'static str, value: Option<Value>| {
-            if let Some(value) = value {
-                out.push(Assignment { flag, key, value });
-            }
-        };
-        let float = |v: Option<f32>| v.map(|x| Value::Float(f64::from(x)));
-        let string = |s: &str| Value::String(s.to_string());
+        leaves(&table, "", &mut out);
+        out.sort_by_key(|(key, _)| key != "env.kind");
+        Ok(out
+            .into_iter()
+            .map(|(key, value)| Assignment {
+                flag: flag_of(&key),
+                key,
+                value,
+            })
+            .collect())
+    }
 
-        push("--seed", "seed", int("--seed", self.seed)?);
-        push(
-            "--total-steps",
-            "total_steps",
-            int("--total-steps", self.total_steps)?,
-        );
-        push("--num-envs", "num_envs", int("--num-envs", self.num_envs)?);
-        push(
-            "--num-steps",
-            "num_steps",
-            int("--num-steps", self.num_steps)?,
-        );
-        push(
-            "--checkpoint-every",
-            "checkpoint_every",
-            int("--checkpoint-every", self.checkpoint_every)?,
-        );
-        push("--threads", "threads", int("--threads", self.threads)?);
-
-        push(
-            "--learning-rate",
-            "ppo.learning_rate",
-            self.learning_rate.map(Value::Float),
-        );
-        push(
-            "--anneal-lr",
-            "ppo.anneal_lr",
-            self.anneal_lr.map(Value::Boolean),
-        );
-        push("--gamma", "ppo.gamma", float(self.gamma));
-        push("--gae-lambda", "ppo.gae_lambda", float(self.gae_lambda));
-        push(
-            "--num-minibatches",
-            "ppo.num_minibatches",
-            int("--num-minibatches", self.num_minibatches)?,
-        );
-        push(
-            "--update-epochs",
-            "ppo.update_epochs",
-            int("--update-epochs", self.update_epochs)?,
-        );
-        push(
-            "--norm-adv",
-            "ppo.norm_adv",
-            self.norm_adv.map(Value::Boolean),
-        );
-        push("--clip-coef", "ppo.clip_coef", float(self.clip_coef));
-        push(
-            "--clip-vloss",
-            "ppo.clip_vloss",
-            self.clip_vloss.map(Value::Boolean),
-        );
-        push("--ent-coef", "ppo.ent_coef", float(self.ent_coef));
-        push("--vf-coef", "ppo.vf_coef", float(self.vf_coef));
-        push(
-            "--max-grad-norm",
-            "ppo.max_grad_norm",
-            float(self.max_grad_norm),
-        );
-        push("--target-kl", "ppo.target_kl", float(self.target_kl));
-        push("--adam-eps", "ppo.adam_eps", float(self.adam_eps));
-        push(
-            "--norm-reward",
-            "ppo.norm_reward",
-            self.norm_reward.map(Value::Boolean),
-        );
-        push("--reward-clip", "ppo.reward_clip", float(self.reward_clip));
-        push(
-            "--norm-obs",
-            "ppo.norm_obs",
-            self.norm_obs.map(Value::Boolean),
-        );
-        push("--obs-clip", "ppo.obs_clip", float(self.obs_clip));
-
-        let kind = self
-            .policy
-            .map(|p| string(agents::PolicyKind::from(p).name()));
-        push("--policy", "policy.kind", kind);
-        push(
-            "--d-model",
-            "policy.d_model",
-            int("--d-model", self.d_model)?,
-        );
-        push(
-            "--n-layers",
-            "policy.n_layers",
-            int("--n-layers", self.n_layers)?,
-        );
-        push(
-            "--n-heads",
-            "policy.n_heads",
-            int("--n-heads", self.n_heads)?,
-        );
-        push("--d-ff", "policy.d_ff", int("--d-ff", self.d_ff)?);
-        push("--span", "policy.span", int("--span", self.span)?);
-        push(
-            "--share-kv",
-            "policy.share_kv",
-            self.share_kv.map(Value::Boolean),
-        );
-        push("--gating", "policy.gating", self.gating.map(Value::Boolean));
-        push("--hidden", "policy.hidden", int("--hidden", self.hidden)?);
-        let critic = self
-            .critic
-            .map(|c| string(agents::CriticKind::from(c).name()));
-        push("--critic", "policy.critic", critic);
-
-        push("--env", "env.kind", self.env.map(|e| string(e.kind())));
-        push(
-            "--maze-size",
-            "env.size",
-            int("--maze-size", self.maze_size)?,
-        );
-        push("--horizon", "env.horizon", int("--horizon", self.horizon)?);
-        push(
-            "--view-radius",
-            "env.view_radius",
-            int("--view-radius", self.view_radius)?,
-        );
-        let mode = self.maze_mode.map(|m| match m {
-            MazeModeArg::Single => string("single"),
-            MazeModeArg::Multi => string("multi"),
-        });
-        push("--maze-mode", "env.mode", mode);
-        let actions = self.maze_actions.map(|a| match a {
-            MazeActionsArg::Absolute => string("absolute"),
-            MazeActionsArg::Egocentric => string("egocentric"),
-        });
-        push("--maze-actions", "env.actions", actions);
-        push("--goal-reward", "env.goal_reward", float(self.goal_reward));
-        push(
-            "--step-penalty",
-            "env.step_penalty",
-            float(self.step_penalty),
-        );
-        push(
-            "--loop-density",
-            "env.loop_density",
-            float(self.loop_density),
-        );
-        push(
-            "--min-goal-distance",
-            "env.min_goal_distance",
-            int("--min-goal-distance", self.min_goal_distance)?,
-        );
-        push(
-            "--time-feature",
-            "env.time_feature",
-            self.time_feature.map(Value::Boolean),
-        );
-        push(
-            "--corridor-length",
-            "env.corridor_length",
-            int("--corridor-length", self.corridor_length)?,
-        );
-        push(
-            "--num-cues",
-            "env.num_cues",
-            int("--num-cues", self.num_cues)?,
-        );
-        push(
-            "--success-reward",
-            "env.success_reward",
-            float(self.success_reward),
-        );
-        push(
-            "--failure-reward",
-            "env.failure_reward",
-            float(self.failure_reward),
-        );
-        push(
-            "--junction-patience",
-            "env.junction_patience",
-            int("--junction-patience", self.junction_patience)?,
-        );
-        push(
-            "--progress-feature",
-            "env.progress_feature",
-            self.progress_feature.map(Value::Boolean),
-        );
-        Ok(out)
+    /// The error of a flag whose value a config file cannot hold (a seed ≥ 2^63, say), naming
+    /// the flag: such a value is refused, never silently clamped.
+    fn unrepresentable(&self, e: toml::ser::Error) -> anyhow::Error {
+        let mut large = Vec::new();
+        if let Ok(tree) = serde_json::to_value(self) {
+            too_large(&tree, "", &mut large);
+        }
+        match large.first() {
+            Some((key, value)) => anyhow::anyhow!(
+                "{} {value} is larger than a config file can hold (at most {} = 2^63 − 1)",
+                flag_of(key),
+                i64::MAX
+            ),
+            None => anyhow::anyhow!("cannot write the command-line flags as TOML: {e}"),
+        }
     }
 
     /// Whether no override at all was given.
@@ -518,47 +358,19 @@ impl Overrides {
         let assignments = self.assignments()?;
         for a in &assignments {
             if a.key == "env.kind" {
-                let env = table_at(tree, "env", a.flag)?;
+                let env = table_at(tree, "env", &a.flag)?;
                 if env.get("kind") != Some(&a.value) {
                     env.clear();
                 }
             }
-            set_path(tree, a.key, a.value.clone(), a.flag)?;
+            set_path(tree, &a.key, a.value.clone(), &a.flag)?;
         }
         // An env table made only by overrides starts from the default env kind.
         if !had_env && let Some(Value::Table(env)) = tree.get_mut("env") {
             env.entry("kind")
                 .or_insert_with(|| Value::String(default_env_kind()));
         }
-        // Env-specific flags must match the env kind, else the error would be a puzzling
-        // "unknown field" from the other env's config.
-        let kind = tree
-            .get("env")
-            .and_then(|e| e.get("kind"))
-            .and_then(Value::as_str)
-            .map(str::to_string)
-            .unwrap_or_else(default_env_kind);
-        for a in &assignments {
-            let Some(field) = a.key.strip_prefix("env.") else {
-                continue;
-            };
-            let wants = if is_maze_field(field) {
-                GRIDMAZE
-            } else if field == "kind" {
-                continue;
-            } else {
-                CUE_RECALL
-            };
-            if kind != wants {
-                bail!(
-                    "{} sets `{}`, which belongs to env.kind = \"{wants}\", but the configured env is \"{kind}\" (use --env {})",
-                    a.flag,
-                    a.key,
-                    wants.replace('_', "-")
-                );
-            }
-        }
-        Ok(())
+        check_env_keys(tree, &assignments)
     }
 
     /// Applies the overrides to an already built config (through its TOML form, so the same
@@ -572,20 +384,36 @@ impl Overrides {
     }
 }
 
-fn is_maze_field(field: &str) -> bool {
-    matches!(
-        field,
-        "size"
-            | "horizon"
-            | "view_radius"
-            | "mode"
-            | "actions"
-            | "goal_reward"
-            | "step_penalty"
-            | "loop_density"
-            | "min_goal_distance"
-            | "time_feature"
-    )
+/// Env-specific flags must match the env kind, else the error would be a puzzling "unknown
+/// field" from the other env's config.
+fn check_env_keys(tree: &Table, assignments: &[Assignment]) -> Result<()> {
+    let kind = tree
+        .get("env")
+        .and_then(|e| e.get("kind"))
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .unwrap_or_else(default_env_kind);
+    let owners = [
+        env_keys(EnvConfig::Gridmaze(GridMazeConfig::default())),
+        env_keys(EnvConfig::CueRecall(CueRecallConfig::default())),
+    ];
+    for a in assignments {
+        let Some(field) = a.key.strip_prefix("env.") else {
+            continue;
+        };
+        let Some((wants, _)) = owners.iter().find(|(_, keys)| keys.contains_key(field)) else {
+            continue;
+        };
+        if kind != *wants {
+            bail!(
+                "{} sets `{}`, which belongs to env.kind = \"{wants}\", but the configured env is \"{kind}\" (use --env {})",
+                a.flag,
+                a.key,
+                wants.replace('_', "-")
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The `env.kind` of the default config.
@@ -593,7 +421,7 @@ fn default_env_kind() -> String {
     Table::try_from(TrainConfig::default())
         .ok()
         .and_then(|t| t.get("env")?.get("kind")?.as_str().map(str::to_string))
-        .unwrap_or_else(|| GRIDMAZE.to_string())
+        .unwrap_or_else(|| env_keys(EnvConfig::Gridmaze(GridMazeConfig::default())).0)
 }
 
 /// The table at `key` in `tree`, created when missing.
@@ -705,9 +533,6 @@ pub fn load_config(path: Option<&Path>, overrides: &Overrides) -> Result<TrainCo
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::EnvConfig;
-    use agents::PolicyKind;
-    use clap::Parser;
 
     #[derive(Parser)]
     struct Cmd {
@@ -725,6 +550,12 @@ mod tests {
         let mut tree: Table = toml::from_str(file).unwrap();
         parse(args).apply_to_tree(&mut tree)?;
         tree_to_config(tree)
+    }
+
+    /// [`resolve`] on no file, with flags written `"--flag value"`.
+    fn resolve_words(flags: &[&str]) -> Result<TrainConfig> {
+        let args: Vec<&str> = flags.iter().flat_map(|f| f.split(' ')).collect();
+        resolve("", &args)
     }
 
     #[test]
@@ -745,89 +576,47 @@ mod tests {
 
     #[test]
     fn every_typed_flag_reaches_its_field() {
-        let cfg = resolve(
-            "",
-            &[
-                "--seed",
-                "9",
-                "--total-steps",
-                "1000",
-                "--num-envs",
-                "8",
-                "--num-steps",
-                "16",
-                "--checkpoint-every",
-                "3",
-                "--threads",
-                "2",
-                "--lr",
-                "0.001",
-                "--anneal-lr",
-                "false",
-                "--gamma",
-                "0.5",
-                "--gae-lambda",
-                "0.6",
-                "--num-minibatches",
-                "2",
-                "--update-epochs",
-                "7",
-                "--norm-adv",
-                "false",
-                "--clip-coef",
-                "0.3",
-                "--clip-vloss",
-                "false",
-                "--ent-coef",
-                "0.05",
-                "--vf-coef",
-                "0.7",
-                "--max-grad-norm",
-                "1.5",
-                "--target-kl",
-                "0.02",
-                "--adam-eps",
-                "1e-6",
-                "--policy",
-                "transformer",
-                "--d-model",
-                "48",
-                "--n-layers",
-                "3",
-                "--n-heads",
-                "6",
-                "--d-ff",
-                "96",
-                "--span",
-                "12",
-                "--share-kv",
-                "false",
-                "--gating",
-                "true",
-                "--hidden",
-                "40",
-                "--maze-size",
-                "9",
-                "--horizon",
-                "100",
-                "--view-radius",
-                "2",
-                "--maze-mode",
-                "single",
-                "--maze-actions",
-                "egocentric",
-                "--goal-reward",
-                "2",
-                "--step-penalty",
-                "0.01",
-                "--loop-density",
-                "0.1",
-                "--min-goal-distance",
-                "3",
-                "--time-feature",
-                "true",
-            ],
-        )
+        let cfg = resolve_words(&[
+            "--seed 9",
+            "--total-steps 1000",
+            "--num-envs 8",
+            "--num-steps 16",
+            "--checkpoint-every 3",
+            "--threads 2",
+            "--lr 0.001",
+            "--anneal-lr false",
+            "--gamma 0.5",
+            "--gae-lambda 0.6",
+            "--num-minibatches 2",
+            "--update-epochs 7",
+            "--norm-adv false",
+            "--clip-coef 0.3",
+            "--clip-vloss false",
+            "--ent-coef 0.05",
+            "--vf-coef 0.7",
+            "--max-grad-norm 1.5",
+            "--target-kl 0.02",
+            "--adam-eps 1e-6",
+            "--policy transformer",
+            "--d-model 48",
+            "--n-layers 3",
+            "--n-heads 6",
+            "--d-ff 96",
+            "--span 12",
+            "--share-kv false",
+            "--gating true",
+            "--hidden 40",
+            "--maze-size 9",
+            "--horizon 100",
+            "--view-radius 2",
+            "--maze-mode single",
+            "--maze-actions egocentric",
+            "--goal-reward 2",
+            "--step-penalty 0.01",
+            "--loop-density 0.1",
+            "--min-goal-distance 3",
+            "--time-feature true",
+        ])
         .unwrap();
         assert_eq!(
             (cfg.seed, cfg.total_steps, cfg.num_envs, cfg.num_steps),
@@ -871,26 +660,19 @@ mod tests {
             (2.0, 0.01, 0.1)
         );
         assert_eq!((m.min_goal_distance, m.time_feature), (3, true));
+    }
 
-        let cfg = resolve(
-            "",
-            &[
-                "--env",
-                "cue-recall",
-                "--corridor-length",
-                "12",
-                "--num-cues",
-                "3",
-                "--success-reward",
-                "2",
-                "--failure-reward",
-                "-1",
-                "--junction-patience",
-                "5",
-                "--progress-feature",
-                "true",
-            ],
-        )
+    #[test]
+    fn every_cue_recall_flag_reaches_its_field() {
+        let cfg = resolve_words(&[
+            "--env cue-recall",
+            "--corridor-length 12",
+            "--num-cues 3",
+            "--success-reward 2",
+            "--failure-reward -1",
+            "--junction-patience 5",
+            "--progress-feature true",
+        ])
         .unwrap();
         let EnvConfig::CueRecall(c) = &cfg.env else {
             panic!("expected a cue_recall env")

@@ -9,12 +9,11 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use super::TrainArgs;
 use super::overrides::load_config;
-use crate::checkpoint::{latest_checkpoint, open_latest};
-use crate::config::EnvConfig;
+use crate::config::{EnvConfig, TrainConfig};
 use crate::metrics::MetricsRow;
-use crate::run_dir::{CHECKPOINT_DIR, RunDir};
+use crate::run_dir::RunDir;
 use crate::signals::StopFlag;
-use crate::trainer::{Interrupted, TrainOptions, train_from_config};
+use crate::trainer::{Interrupted, ProgressFn, RunStart, TrainOptions, train_from_config};
 
 /// Number of recent updates the "recent return" of the progress bar averages over.
 const RECENT_UPDATES: usize = 10;
@@ -72,138 +71,128 @@ fn log_line(row: &MetricsRow, num_updates: usize) -> String {
     )
 }
 
-/// `fbrl train`.
-pub(crate) fn train(args: TrainArgs) -> Result<()> {
-    if args.log_every == 0 {
-        bail!("--log-every must be at least 1");
-    }
-    let (cfg, run_dir) = match &args.resume {
-        Some(dir) => {
-            // The run's own config; only keys the trainer allows to differ may be overridden
-            // (it names the key otherwise).
-            let run = RunDir::open(dir)?;
-            let cfg = load_config(Some(&run.config_path()), &args.overrides)
-                .with_context(|| format!("cannot resume {}", dir.display()))?;
-            if let EnvConfig::Custom(c) = &cfg.env {
-                return Err(anyhow::Error::from(c.not_buildable())
-                    .context(format!("cannot resume {}", dir.display())));
-            }
-            (cfg, run.path)
-        }
-        None => {
-            let cfg = load_config(args.config.as_deref(), &args.overrides)?;
-            if args.print_config {
-                print!("{}", cfg.to_toml());
-                return Ok(());
-            }
-            if let EnvConfig::Custom(c) = &cfg.env {
-                return Err(c.not_buildable().into());
-            }
-            // Vetted before the run folder exists, so a refused run leaves nothing behind.
-            crate::resources::check_threads(cfg.threads)?;
-            let env = cfg.env.build()?;
-            crate::resources::check_sizes_fit(
-                &cfg,
-                env.observation_space().flat_len(),
-                env.action_space().n,
-            )?;
-            let run = RunDir::create_for(&cfg, args.run_dir.as_deref())?;
-            (cfg, run.path)
-        }
+/// The config of the run: the run's own `config.toml` when resuming (only keys the trainer
+/// allows to differ may be overridden; it names the key otherwise), else the file given.
+fn resolve(args: &TrainArgs) -> Result<TrainConfig> {
+    let Some(dir) = &args.resume else {
+        return load_config(args.config.as_deref(), &args.overrides);
     };
-    if args.print_config {
-        print!("{}", cfg.to_toml());
-        return Ok(());
+    let run = RunDir::open(dir)?;
+    let cfg = load_config(Some(&run.config_path()), &args.overrides)
+        .with_context(|| format!("cannot resume {}", dir.display()))?;
+    if let EnvConfig::Custom(c) = &cfg.env {
+        return Err(anyhow::Error::from(c.not_buildable())
+            .context(format!("cannot resume {}", dir.display())));
     }
+    Ok(cfg)
+}
 
+/// The progress bar over all env steps of the run (hidden with `--quiet`).
+fn progress_bar(quiet: bool, total_steps: u64) -> ProgressBar {
+    if quiet {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(total_steps);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} steps  {msg}  eta {eta}",
+        )
+        .expect("the progress template is valid"),
+    );
+    bar.enable_steady_tick(Duration::from_millis(250));
+    bar
+}
+
+/// The first line of a run: what is trained, for how long, and where.
+fn header(cfg: &TrainConfig, start: &RunStart) -> String {
     let num_updates = cfg.num_updates();
-    let batch = cfg.batch_size() as u64;
-    let (start_updates, start_steps) = if args.resume.is_some() {
-        if latest_checkpoint(&run_dir.join(CHECKPOINT_DIR))?.is_none() {
-            eprintln!(
-                "fbrl train: {} has no checkpoint yet: starting the run over from its config.toml (update 0)",
-                run_dir.display()
-            );
-            (0, 0)
-        } else {
-            let ckpt = open_latest(&run_dir.join(CHECKPOINT_DIR))
-                .with_context(|| format!("cannot resume {}", run_dir.display()))?;
-            (ckpt.state.updates_done, ckpt.state.env_steps)
-        }
-    } else {
-        (0, 0)
-    };
-    let header = format!(
+    format!(
         "fbrl train: {} · {} · {} envs × {} steps · {num_updates} updates ({} env steps) → {}{}",
         cfg.env.name(),
         cfg.policy.kind.name(),
         cfg.num_envs,
         cfg.num_steps,
-        num_updates as u64 * batch,
-        run_dir.display(),
-        if start_updates > 0 {
-            format!(" (resuming after update {start_updates})")
+        num_updates as u64 * cfg.batch_size() as u64,
+        start.run_dir.display(),
+        if start.updates_done > 0 {
+            format!(" (resuming after update {})", start.updates_done)
         } else {
             String::new()
         }
-    );
+    )
+}
 
-    let bar = if args.quiet {
-        ProgressBar::hidden()
+/// Prints a line through the bar so it never garbles it (plain stderr when it is hidden).
+fn say(bar: &ProgressBar, line: String) {
+    if bar.is_hidden() {
+        eprintln!("{line}");
     } else {
-        let bar = ProgressBar::new(num_updates as u64 * batch).with_position(start_steps);
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} steps  {msg}  eta {eta}",
-            )
-            .expect("the progress template is valid"),
-        );
-        bar.enable_steady_tick(Duration::from_millis(250));
-        bar
-    };
-    // Lines go through the bar so they never garble it (plain stderr when it is hidden).
-    let say = {
-        let bar = bar.clone();
-        move |line: String| {
-            if bar.is_hidden() {
-                eprintln!("{line}");
-            } else {
-                bar.println(line);
-            }
-        }
-    };
-    say(header);
+        bar.println(line);
+    }
+}
 
+/// The trainer's progress callback: moves the bar, shows recent returns, and logs a line
+/// every `log_every` updates.
+fn progress(bar: ProgressBar, log_every: usize, num_updates: usize) -> ProgressFn<'static> {
     let mut recent_return = Recent::default();
     let mut recent_goals = Recent::default();
-    let log_every = args.log_every;
-    let progress = {
+    Box::new(move |row: &MetricsRow| {
+        recent_return.push(row.return_mean);
+        recent_goals.push(row.goals_mean);
+        if !bar.is_hidden() {
+            bar.set_position(row.env_steps);
+            bar.set_message(format!(
+                "return {}  goals {}  {:.0} steps/s",
+                fmt_opt(recent_return.mean(), 3),
+                fmt_opt(recent_goals.mean(), 2),
+                row.steps_per_s
+            ));
+        }
+        if row.update.is_multiple_of(log_every) || row.update == num_updates {
+            say(&bar, log_line(row, num_updates));
+        }
+    })
+}
+
+/// `fbrl train`.
+pub(crate) fn train(args: TrainArgs) -> Result<()> {
+    if args.log_every == 0 {
+        bail!("--log-every must be at least 1");
+    }
+    let cfg = resolve(&args)?;
+    if args.print_config {
+        print!("{}", cfg.to_toml());
+        return Ok(());
+    }
+    let num_updates = cfg.num_updates();
+    let total_steps = num_updates as u64 * cfg.batch_size() as u64;
+    let bar = progress_bar(args.quiet, total_steps);
+    // The trainer vets the run and creates its directory; the header follows once it is open.
+    let on_start = {
         let bar = bar.clone();
-        let say = say.clone();
-        move |row: &MetricsRow| {
-            recent_return.push(row.return_mean);
-            recent_goals.push(row.goals_mean);
-            if !bar.is_hidden() {
-                bar.set_position(row.env_steps);
-                bar.set_message(format!(
-                    "return {}  goals {}  {:.0} steps/s",
-                    fmt_opt(recent_return.mean(), 3),
-                    fmt_opt(recent_goals.mean(), 2),
-                    row.steps_per_s
-                ));
+        let cfg = cfg.clone();
+        move |start: &RunStart| {
+            if start.restarted {
+                say(
+                    &bar,
+                    format!(
+                        "fbrl train: {} has no checkpoint yet: starting the run over from its config.toml (update 0)",
+                        start.run_dir.display()
+                    ),
+                );
             }
-            if row.update.is_multiple_of(log_every) || row.update == num_updates {
-                say(log_line(row, num_updates));
-            }
+            bar.set_position(start.env_steps);
+            say(&bar, header(&cfg, start));
         }
     };
     let opts = TrainOptions {
-        run_dir: Some(run_dir.clone()),
+        run_dir: args.resume.clone().or_else(|| args.run_dir.clone()),
         resume: args.resume.is_some(),
         quiet: true,
-        progress: Some(Box::new(progress)),
+        progress: Some(progress(bar.clone(), args.log_every, num_updates)),
         stop_after_updates: args.stop_after,
         stop: Some(StopFlag::install()?),
+        on_start: Some(Box::new(on_start)),
     };
     let result = train_from_config(&cfg, opts);
     bar.finish_and_clear();

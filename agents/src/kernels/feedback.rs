@@ -20,8 +20,8 @@ use rayon::prelude::*;
 
 use super::glue::FusedOp;
 use super::linalg::{gemm, gemm_nt, gemm_tn};
-use crate::feedback::MemoryMix;
 use super::{ROWS_PER_BLOCK, pool};
+use crate::feedback::MemoryMix;
 
 /// LayerNorm's epsilon (burn's default, which every norm of the policy uses).
 const LN_EPS: f32 = 1e-5;

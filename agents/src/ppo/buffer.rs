@@ -72,11 +72,6 @@ impl RolloutBuffer {
         }
     }
 
-    /// Number of steps stored so far.
-    pub fn len_steps(&self) -> usize {
-        self.actions.len() / self.num_envs.max(1)
-    }
-
     /// Fills `advantages` and `returns` with GAE(γ, λ) (see [`compute_gae`]).
     pub fn compute_advantages(&mut self, gamma: f32, lambda: f32) {
         let (adv, ret) = compute_gae(&GaeInputs {

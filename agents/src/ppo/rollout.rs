@@ -8,8 +8,8 @@ use envs::{Env, EpisodeStats, VecEnv};
 use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
 
+use crate::actor_critic::ActorCritic;
 use crate::memory::Memory;
-use crate::policy::ActorCritic;
 
 use super::PpoError;
 use super::buffer::RolloutBuffer;

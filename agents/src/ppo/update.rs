@@ -9,7 +9,8 @@ use burn::tensor::activation::log_softmax;
 use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
 
-use crate::policy::ActorCritic;
+use crate::actor_critic::ActorCritic;
+use crate::memory::Memory;
 
 use super::PpoError;
 use super::buffer::RolloutBuffer;
@@ -38,17 +39,21 @@ pub struct UpdateStats {
     pub epochs: usize,
 }
 
-/// Sums `‖g‖²` over every float parameter's gradient.
+/// Sums `‖g‖²` over every float parameter's gradient, on the device: one tensor of shape
+/// `[1]`, read back once by [`clip_grad_norm`].
 struct GradNormSq<'a> {
     grads: &'a GradientsParams,
-    sum: f64,
+    sum: Option<Tensor<1>>,
 }
 
 impl ModuleVisitor for GradNormSq<'_> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         if let Some(g) = self.grads.get::<D>(param.id) {
-            let s: f32 = g.square().sum().into_scalar();
-            self.sum += f64::from(s);
+            let s = g.square().sum(); // [1]
+            self.sum = Some(match self.sum.take() {
+                Some(acc) => acc + s,
+                None => s,
+            });
         }
     }
 }
@@ -71,9 +76,12 @@ impl ModuleVisitor for ScaleGrads<'_> {
 /// `torch.nn.utils.clip_grad_norm_` does; burn's own clipping is per parameter) and returns
 /// the norm before clipping.
 pub fn clip_grad_norm<M: Module>(model: &M, grads: &mut GradientsParams, max_norm: f32) -> f32 {
-    let mut v = GradNormSq { grads, sum: 0.0 };
+    let mut v = GradNormSq { grads, sum: None };
     model.visit(&mut v);
-    let norm = v.sum.sqrt() as f32;
+    let norm = v.sum.map_or(0.0, |s| {
+        let sum_sq: f32 = s.into_scalar();
+        sum_sq.sqrt()
+    });
     let scale = max_norm / (norm + 1e-6);
     if norm.is_finite() && scale < 1.0 {
         model.visit(&mut ScaleGrads { grads, scale });
@@ -104,6 +112,160 @@ fn shuffle(xs: &mut [usize], rng: &mut ChaCha8Rng) {
     }
 }
 
+/// One minibatch of whole env sequences `[B, T]`: the model's inputs as tensors on the
+/// autodiff device, the rollout's targets on the host.
+struct Minibatch {
+    obs: Tensor<3>,
+    starts: Tensor<2>,
+    actions: Tensor<2, Int>,
+    memory0: Memory,
+    old_logp: Vec<f32>,
+    old_values: Vec<f32>,
+    returns: Vec<f32>,
+    advantages: Vec<f32>,
+}
+
+impl Minibatch {
+    /// The sequences of the envs `envs` from `buf`, advantages normalised when `norm_adv`.
+    fn gather(buf: &RolloutBuffer, envs: &[usize], norm_adv: bool, device: &Device) -> Self {
+        let (b, t_len, obs_dim) = (envs.len(), buf.num_steps, buf.obs_dim);
+        let float = |data: &[f32], width: usize| buf.env_major(data, width, envs);
+        let mut advantages = float(&buf.advantages, 1);
+        if norm_adv {
+            let (m, s) = mean_std(&advantages);
+            for a in &mut advantages {
+                *a = ((f64::from(*a) - m) / (s + 1e-8)) as f32;
+            }
+        }
+        let idx: Vec<i64> = envs.iter().map(|&i| i as i64).collect();
+        let idx = Tensor::<1, Int>::from_data(TensorData::new(idx, [b]), &device.clone().inner());
+        Self {
+            obs: Tensor::from_data(
+                TensorData::new(float(&buf.obs, obs_dim), [b, t_len, obs_dim]),
+                device,
+            ),
+            starts: Tensor::from_data(
+                TensorData::new(float(&buf.episode_starts, 1), [b, t_len]),
+                device,
+            ),
+            actions: Tensor::from_data(
+                TensorData::new(buf.env_major(&buf.actions, 1, envs), [b, t_len]),
+                device,
+            ),
+            memory0: buf.memory0.select(idx).to_device(device),
+            old_logp: float(&buf.logprobs, 1),
+            old_values: float(&buf.values, 1),
+            returns: float(&buf.returns, 1),
+            advantages,
+        }
+    }
+
+    /// A host vector of this minibatch as a `[B, T]` tensor on `device`.
+    fn tensor(&self, data: &[f32], device: &Device) -> Tensor<2> {
+        let [b, t_len] = self.starts.dims();
+        Tensor::from_data(TensorData::new(data.to_vec(), [b, t_len]), device)
+    }
+}
+
+/// The PPO loss of one minibatch and its parts (scalars `[1]`, still attached to the graph).
+struct Losses {
+    total: Tensor<1>,
+    policy: Tensor<1>,
+    value: Tensor<1>,
+    entropy: Tensor<1>,
+    /// Log-probabilities of the rollout's actions under the current model `[B, T]`.
+    new_logp: Tensor<2>,
+}
+
+/// Recomputes the minibatch's sequences and builds the loss: clipped surrogate
+/// − `ent_coef` · entropy + `vf_coef` · (clipped) value loss.
+fn compute_losses<M: ActorCritic>(
+    model: &M,
+    mb: Minibatch,
+    cfg: &PpoConfig,
+    device: &Device,
+) -> Losses {
+    let old_logp = mb.tensor(&mb.old_logp, device);
+    let adv = mb.tensor(&mb.advantages, device);
+    let returns = mb.tensor(&mb.returns, device);
+    let old_values = mb.tensor(&mb.old_values, device);
+
+    let (logits, values) = model.forward_sequence(mb.obs, mb.starts, mb.memory0); // [B, T, A], [B, T]
+    let logp_all = log_softmax(logits, 2); // [B, T, A]
+    let new_logp = logp_all
+        .clone()
+        .gather(2, mb.actions.unsqueeze_dim::<3>(2))
+        .squeeze_dim::<2>(2); // [B, T]
+    let entropy = logp_all.clone().exp().mul(logp_all).sum_dim(2).neg().mean(); // [1]
+
+    // Clipped surrogate objective.
+    let ratio = (new_logp.clone() - old_logp).exp(); // [B, T]
+    let pg1 = adv.clone().neg() * ratio.clone();
+    let pg2 = adv.neg() * ratio.clamp(1.0 - cfg.clip_coef, 1.0 + cfg.clip_coef);
+    let policy = pg1.max_pair(pg2).mean();
+
+    // Value loss, clipped around the rollout's values when `clip_vloss`.
+    let v_unclipped = (values.clone() - returns.clone()).square();
+    let value = if cfg.clip_vloss {
+        let v_clipped =
+            old_values.clone() + (values - old_values).clamp(-cfg.clip_coef, cfg.clip_coef);
+        let v_clipped = (v_clipped - returns).square();
+        v_unclipped.max_pair(v_clipped).mean().mul_scalar(0.5)
+    } else {
+        v_unclipped.mean().mul_scalar(0.5)
+    };
+
+    let total = policy.clone() - entropy.clone().mul_scalar(cfg.ent_coef)
+        + value.clone().mul_scalar(cfg.vf_coef);
+    Losses {
+        total,
+        policy,
+        value,
+        entropy,
+        new_logp,
+    }
+}
+
+/// Approximate KL `mean((r − 1) − log r)` and the fraction of clipped ratios, on the host.
+fn kl_and_clip_frac(new_logp: &[f32], old_logp: &[f32], clip_coef: f32) -> (f64, f64) {
+    let (mut kl, mut clipped) = (0.0f64, 0usize);
+    for (&nl, &ol) in new_logp.iter().zip(old_logp) {
+        let log_ratio = f64::from(nl) - f64::from(ol);
+        let r = log_ratio.exp();
+        kl += (r - 1.0) - log_ratio;
+        if (r - 1.0).abs() > f64::from(clip_coef) {
+            clipped += 1;
+        }
+    }
+    let m = new_logp.len() as f64;
+    (kl / m, clipped as f64 / m)
+}
+
+/// Running sums of the per-minibatch diagnostics.
+#[derive(Default)]
+struct StatSums {
+    policy_loss: f64,
+    value_loss: f64,
+    entropy: f64,
+    approx_kl: f64,
+    clip_frac: f64,
+    grad_norm: f64,
+    count: usize,
+}
+
+impl StatSums {
+    /// The averages, into `stats`.
+    fn average_into(&self, stats: &mut UpdateStats) {
+        let c = self.count.max(1) as f64;
+        stats.policy_loss = (self.policy_loss / c) as f32;
+        stats.value_loss = (self.value_loss / c) as f32;
+        stats.entropy = (self.entropy / c) as f32;
+        stats.approx_kl = (self.approx_kl / c) as f32;
+        stats.clip_frac = (self.clip_frac / c) as f32;
+        stats.grad_norm = (self.grad_norm / c) as f32;
+    }
+}
+
 /// Runs the PPO update on `model` (on the autodiff device `device`) from the rollout `buf`
 /// (whose advantages must be computed), with learning rate `lr`. `update` is the index of this
 /// update, used in error messages.
@@ -126,137 +288,65 @@ pub fn ppo_update<M: ActorCritic + Module>(
     device: &Device,
     update: usize,
 ) -> Result<(M, UpdateStats), PpoError> {
-    let (t_len, n, obs_dim) = (buf.num_steps, buf.num_envs, buf.obs_dim);
+    let n = buf.num_envs;
     assert_eq!(
         buf.advantages.len(),
-        t_len * n,
+        buf.num_steps * n,
         "compute_advantages must run before ppo_update"
     );
-    if n % cfg.num_minibatches != 0 {
+    if !n.is_multiple_of(cfg.num_minibatches) {
         return Err(PpoError::InvalidConfig {
             key: "ppo.num_minibatches",
             reason: format!("must divide num_envs ({n}), got {}", cfg.num_minibatches),
         });
     }
-    let mb_envs = n / cfg.num_minibatches;
-    let inner = device.clone().inner();
+    let non_finite = |quantity, value| PpoError::NonFinite {
+        update,
+        quantity,
+        value,
+    };
     let mut stats = UpdateStats {
         explained_var: explained_variance(&buf.values, &buf.returns),
         ..UpdateStats::default()
     };
-    let mut sums = [0.0f64; 6];
-    let mut count = 0usize;
+    let mut sums = StatSums::default();
     let mut order: Vec<usize> = (0..n).collect();
 
     for _epoch in 0..cfg.update_epochs {
         shuffle(&mut order, rng);
-        let mut epoch_kl = 0.0f64;
-        let mut epoch_count = 0usize;
-        for mb in order.chunks(mb_envs) {
-            let b = mb.len();
-            let obs = Tensor::<3>::from_data(
-                TensorData::new(buf.env_major(&buf.obs, obs_dim, mb), [b, t_len, obs_dim]),
-                device,
-            );
-            let starts = Tensor::<2>::from_data(
-                TensorData::new(buf.env_major(&buf.episode_starts, 1, mb), [b, t_len]),
-                device,
-            );
-            let actions = Tensor::<2, Int>::from_data(
-                TensorData::new(buf.env_major(&buf.actions, 1, mb), [b, t_len]),
-                device,
-            );
-            let old_logp = buf.env_major(&buf.logprobs, 1, mb);
-            let old_values = buf.env_major(&buf.values, 1, mb);
-            let returns = buf.env_major(&buf.returns, 1, mb);
-            let mut adv = buf.env_major(&buf.advantages, 1, mb);
-            if cfg.norm_adv {
-                let (m, s) = mean_std(&adv);
-                for a in &mut adv {
-                    *a = ((f64::from(*a) - m) / (s + 1e-8)) as f32;
-                }
-            }
-            let idx: Vec<i64> = mb.iter().map(|&i| i as i64).collect();
-            let idx = Tensor::<1, Int>::from_data(TensorData::new(idx, [b]), &inner);
-            let memory0 = buf.memory0.select(idx).to_device(device);
-
-            let (logits, values) = model.forward_sequence(obs, starts, memory0); // [B, T, A], [B, T]
-            let logp_all = log_softmax(logits, 2); // [B, T, A]
-            let new_logp = logp_all
-                .clone()
-                .gather(2, actions.unsqueeze_dim::<3>(2))
-                .squeeze_dim::<2>(2); // [B, T]
-            let entropy = logp_all.clone().exp().mul(logp_all).sum_dim(2).neg().mean(); // [1]
-
-            let old_logp_t =
-                Tensor::<2>::from_data(TensorData::new(old_logp.clone(), [b, t_len]), device);
-            let adv_t = Tensor::<2>::from_data(TensorData::new(adv, [b, t_len]), device);
-            let ret_t = Tensor::<2>::from_data(TensorData::new(returns, [b, t_len]), device);
-            let logratio = new_logp.clone() - old_logp_t; // [B, T]
-            let ratio = logratio.exp();
-            let pg1 = adv_t.clone().neg() * ratio.clone();
-            let pg2 = adv_t.neg() * ratio.clamp(1.0 - cfg.clip_coef, 1.0 + cfg.clip_coef);
-            let pg_loss = pg1.max_pair(pg2).mean();
-            let v_unclipped = (values.clone() - ret_t.clone()).square();
-            let v_loss = if cfg.clip_vloss {
-                let old_v = Tensor::<2>::from_data(TensorData::new(old_values, [b, t_len]), device);
-                let v_clipped =
-                    old_v.clone() + (values - old_v).clamp(-cfg.clip_coef, cfg.clip_coef);
-                let v_clipped = (v_clipped - ret_t).square();
-                v_unclipped.max_pair(v_clipped).mean().mul_scalar(0.5)
-            } else {
-                v_unclipped.mean().mul_scalar(0.5)
-            };
-            let loss = pg_loss.clone() - entropy.clone().mul_scalar(cfg.ent_coef)
-                + v_loss.clone().mul_scalar(cfg.vf_coef);
-
-            let loss_value: f32 = loss.clone().detach().into_scalar();
+        let (mut epoch_kl, mut epoch_count) = (0.0f64, 0usize);
+        for envs in order.chunks(n / cfg.num_minibatches) {
+            // Forward: recompute the sequences and build the loss.
+            let mb = Minibatch::gather(buf, envs, cfg.norm_adv, device);
+            let old_logp = mb.old_logp.clone();
+            let losses = compute_losses(&model, mb, cfg, device);
+            let loss_value: f32 = losses.total.clone().detach().into_scalar();
             if !loss_value.is_finite() {
-                return Err(PpoError::NonFinite {
-                    update,
-                    quantity: "loss",
-                    value: loss_value,
-                });
+                return Err(non_finite("loss", loss_value));
             }
-            // Diagnostics on the host, from the detached new log-probabilities.
-            let new_logp_host = to_host(new_logp.detach())?;
-            let (mut kl, mut clipped) = (0.0f64, 0usize);
-            for (&nl, &ol) in new_logp_host.iter().zip(&old_logp) {
-                let lr_ = f64::from(nl) - f64::from(ol);
-                let r = lr_.exp();
-                kl += (r - 1.0) - lr_;
-                if (r - 1.0).abs() > f64::from(cfg.clip_coef) {
-                    clipped += 1;
-                }
-            }
-            let m = new_logp_host.len() as f64;
-            let kl = kl / m;
+            let new_logp = to_host(losses.new_logp.detach())?;
+            let (kl, clip_frac) = kl_and_clip_frac(&new_logp, &old_logp, cfg.clip_coef);
 
-            let mut grads = GradientsParams::from_grads(loss.backward(), &model);
+            // Backward, global-norm clipping, optimizer step.
+            let mut grads = GradientsParams::from_grads(losses.total.backward(), &model);
             let grad_norm = clip_grad_norm(&model, &mut grads, cfg.max_grad_norm);
             if !grad_norm.is_finite() {
-                return Err(PpoError::NonFinite {
-                    update,
-                    quantity: "gradient norm",
-                    value: grad_norm,
-                });
+                return Err(non_finite("gradient norm", grad_norm));
             }
             model = optim.step(lr, model, grads);
 
-            let pg: f32 = pg_loss.detach().into_scalar();
-            let vl: f32 = v_loss.detach().into_scalar();
-            let ent: f32 = entropy.detach().into_scalar();
-            for (s, v) in sums.iter_mut().zip([
-                f64::from(pg),
-                f64::from(vl),
-                f64::from(ent),
-                kl,
-                clipped as f64 / m,
-                f64::from(grad_norm),
-            ]) {
-                *s += v;
-            }
-            count += 1;
+            // Diagnostics.
+            let scalar = |t: Tensor<1>| -> f64 {
+                let v: f32 = t.detach().into_scalar();
+                f64::from(v)
+            };
+            sums.policy_loss += scalar(losses.policy);
+            sums.value_loss += scalar(losses.value);
+            sums.entropy += scalar(losses.entropy);
+            sums.approx_kl += kl;
+            sums.clip_frac += clip_frac;
+            sums.grad_norm += f64::from(grad_norm);
+            sums.count += 1;
             epoch_kl += kl;
             epoch_count += 1;
         }
@@ -267,12 +357,6 @@ pub fn ppo_update<M: ActorCritic + Module>(
             break;
         }
     }
-    let c = count.max(1) as f64;
-    stats.policy_loss = (sums[0] / c) as f32;
-    stats.value_loss = (sums[1] / c) as f32;
-    stats.entropy = (sums[2] / c) as f32;
-    stats.approx_kl = (sums[3] / c) as f32;
-    stats.clip_frac = (sums[4] / c) as f32;
-    stats.grad_norm = (sums[5] / c) as f32;
+    sums.average_into(&mut stats);
     Ok((model, stats))
 }

@@ -11,6 +11,7 @@ pub const MAX_SIZE: usize = 31;
 
 /// What happens when the agent reaches the goal.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum MazeMode {
     /// The episode terminates at the goal (or is truncated at the horizon).
@@ -23,6 +24,7 @@ pub enum MazeMode {
 
 /// How actions move the agent.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum ActionMode {
     /// Four absolute moves: 0 = up (north), 1 = right (east), 2 = down (south), 3 = left (west).

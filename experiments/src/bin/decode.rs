@@ -20,6 +20,7 @@ use agents::{ActorCritic, Memory, Policy, PolicyConfig, PolicyKind};
 use anyhow::{Context, Result, bail};
 use burn::prelude::*;
 use clap::Parser;
+use experiments::report;
 use fbrl::plot::{LineChart, Series, policy_color};
 
 /// Per-step decoding latency of the Feedback Transformer vs the standard transformer.
@@ -242,36 +243,50 @@ impl Bench {
     }
 }
 
-const CSV_HEADER: &str = "model,depth,batch,d_model,n_heads,span,params,mean_latency_ms,\
-std_latency_ms,median_latency_ms,policy_steps_per_s,env_steps_per_s,latency_at_tau_ms,latency_at_10tau_ms,\
-memory_bytes_per_env,memory_bytes_per_env_per_step";
+const CSV_HEADER: [&str; 16] = [
+    "model",
+    "depth",
+    "batch",
+    "d_model",
+    "n_heads",
+    "span",
+    "params",
+    "mean_latency_ms",
+    "std_latency_ms",
+    "median_latency_ms",
+    "policy_steps_per_s",
+    "env_steps_per_s",
+    "latency_at_tau_ms",
+    "latency_at_10tau_ms",
+    "memory_bytes_per_env",
+    "memory_bytes_per_env_per_step",
+];
 
 fn write_csv(path: &Path, args: &Args, rows: &[Row]) -> Result<()> {
-    let mut csv = String::from(CSV_HEADER);
-    csv.push('\n');
-    for r in rows {
-        writeln!(
-            csv,
-            "{},{},{},{},{},{},{},{:.4},{:.4},{:.4},{:.1},{:.1},{:.4},{:.4},{},{:.1}",
-            r.model,
-            r.depth,
-            r.batch,
-            args.d_model,
-            args.n_heads,
-            args.span,
-            r.params,
-            r.mean_s * 1e3,
-            r.std_s * 1e3,
-            r.median_s * 1e3,
-            1.0 / r.mean_s,
-            r.batch as f64 / r.mean_s,
-            r.at_tau_s * 1e3,
-            r.at_10tau_s * 1e3,
-            r.bytes_per_env,
-            r.bytes_per_env_step
-        )?;
-    }
-    std::fs::write(path, csv).with_context(|| format!("writing {}", path.display()))
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.model.to_string(),
+                r.depth.to_string(),
+                r.batch.to_string(),
+                args.d_model.to_string(),
+                args.n_heads.to_string(),
+                args.span.to_string(),
+                r.params.to_string(),
+                format!("{:.4}", r.mean_s * 1e3),
+                format!("{:.4}", r.std_s * 1e3),
+                format!("{:.4}", r.median_s * 1e3),
+                format!("{:.1}", 1.0 / r.mean_s),
+                format!("{:.1}", r.batch as f64 / r.mean_s),
+                format!("{:.4}", r.at_tau_s * 1e3),
+                format!("{:.4}", r.at_10tau_s * 1e3),
+                r.bytes_per_env.to_string(),
+                format!("{:.1}", r.bytes_per_env_step),
+            ]
+        })
+        .collect();
+    report::write_csv(path, &CSV_HEADER, &cells)
 }
 
 fn table(rows: &[Row]) -> String {
@@ -363,6 +378,43 @@ fn load_average() -> String {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    check_args(&args)?;
+    if args.threads > 0 {
+        // The flex backend runs its parallel kernels (matmul, reductions) on rayon's global pool.
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(args.threads)
+            .build_global()
+            .context("setting the number of threads")?;
+    }
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+
+    let started = Instant::now();
+    let rows = measure(&args)?;
+    let elapsed = started.elapsed().as_secs_f64();
+
+    let csv = args.out.join("decode.csv");
+    let png = args.out.join("decode.png");
+    write_csv(&csv, &args, &rows)?;
+    plot(&png, &args, &rows)?;
+
+    let table = table(&rows);
+    let readme_path = args.out.join("README.md");
+    std::fs::write(&readme_path, readme(&args, &table, elapsed))
+        .with_context(|| format!("writing {}", readme_path.display()))?;
+
+    println!("\n{table}");
+    println!(
+        "wrote {}, {}, {} in {elapsed:.0} s",
+        csv.display(),
+        png.display(),
+        readme_path.display()
+    );
+    Ok(())
+}
+
+/// Refuses sizes that measure nothing.
+fn check_args(args: &Args) -> Result<()> {
     if args.depths.is_empty() || args.depths.contains(&0) {
         bail!(
             "--depths must list depths of at least 1, got {:?}",
@@ -381,22 +433,16 @@ fn main() -> Result<()> {
     if args.span == 0 {
         bail!("--span must be at least 1");
     }
-    if args.threads > 0 {
-        // The flex backend runs its parallel kernels (matmul, reductions) on rayon's global pool.
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(args.threads)
-            .build_global()
-            .context("setting the number of threads")?;
-    }
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
+    Ok(())
+}
 
-    let started = Instant::now();
+/// Times every (depth, batch, model) configuration and prints one line per configuration.
+fn measure(args: &Args) -> Result<Vec<Row>> {
     let mut benches = Vec::new();
     for &depth in &args.depths {
         for &batch in &args.batches {
             for model in [PolicyKind::Feedback, PolicyKind::Transformer] {
-                benches.push(Bench::new(&args, model, depth, batch)?);
+                benches.push(Bench::new(args, model, depth, batch)?);
             }
         }
     }
@@ -423,14 +469,11 @@ fn main() -> Result<()> {
             row.bytes_per_env
         );
     }
-    let elapsed = started.elapsed().as_secs_f64();
+    Ok(rows)
+}
 
-    let csv = args.out.join("decode.csv");
-    let png = args.out.join("decode.png");
-    write_csv(&csv, &args, &rows)?;
-    plot(&png, &args, &rows)?;
-
-    let table = table(&rows);
+/// The results README: the command, the machine, the setup and the table.
+fn readme(args: &Args, table: &str, elapsed: f64) -> String {
     let passed: Vec<String> = std::env::args().skip(1).collect();
     let fused = agents::kernels::fused_enabled();
     let env_prefix = if fused {
@@ -454,7 +497,7 @@ fn main() -> Result<()> {
     };
     let threads = std::thread::available_parallelism().map_or(0, |n| n.get());
     let pool = rayon::current_num_threads();
-    let readme = format!(
+    format!(
         "# Decoding speed: Feedback Transformer vs Transformer\n\n\
          The analog of the decoding-speed table of Fan et al. (2020): the per-step inference \
          latency of `ActorCritic::step` (one step for a batch of envs, logits and values read \
@@ -488,17 +531,5 @@ fn main() -> Result<()> {
         len = 10 * args.span,
         win = WINDOW.min(args.span),
         load = load_average(),
-    );
-    let readme_path = args.out.join("README.md");
-    std::fs::write(&readme_path, readme)
-        .with_context(|| format!("writing {}", readme_path.display()))?;
-
-    println!("\n{table}");
-    println!(
-        "wrote {}, {}, {} in {elapsed:.0} s",
-        csv.display(),
-        png.display(),
-        readme_path.display()
-    );
-    Ok(())
+    )
 }

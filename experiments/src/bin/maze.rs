@@ -16,6 +16,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, ValueEnum};
+use envs::GridMazeConfig;
 use envs::gridmaze::{ReferencePolicy, reference_stats};
 use experiments::evaluate::evaluate_run;
 use experiments::preset::{self, Arm, Preset, select_arms};
@@ -24,7 +25,7 @@ use experiments::runner::{self, Job};
 use experiments::shard::{self, ShardArgs};
 use fbrl::EnvConfig;
 use fbrl::curves::{self, BandCurve, Run, Summary, XAxis};
-use fbrl::plot::{Bar, BarChart, LineChart, RefLine, policy_color};
+use fbrl::plot::{Bar, BarChart, LineChart, RefLine, SavedPlot, policy_color};
 use rayon::prelude::*;
 
 /// Which comparison to run.
@@ -97,15 +98,111 @@ fn fmt_params(n: usize) -> String {
     }
 }
 
+/// What one invocation trains: the preset, the arms and one run directory per arm and seed.
+struct Plan {
+    experiment: Experiment,
+    preset: Preset,
+    maze: GridMazeConfig,
+    seeds: u64,
+    arms: Vec<Arm>,
+    /// Where the plots, CSVs and README go.
+    out: PathBuf,
+    runs_root: PathBuf,
+    jobs_at_once: usize,
+    threads: usize,
+    jobs: Vec<Job>,
+    /// The run directories of each arm, one per seed.
+    arm_dirs: Vec<Vec<PathBuf>>,
+}
+
+/// The goals metric every maze chart and table reads.
+const METRIC: &str = "goals_mean";
+
 fn main() -> Result<()> {
     if let Some(result) = runner::run_worker_if_requested() {
         return result;
     }
     let args = Args::parse();
     let t0 = std::time::Instant::now();
+    let plan = plan(&args)?;
+    let e = &plan.preset.experiment;
+    eprintln!(
+        "maze {} ({}): {} arms × {} seeds, {} env steps each, {} at a time × {} threads → {}",
+        e.name,
+        plan.runs_root
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy(),
+        plan.arms.len(),
+        plan.seeds,
+        plan.preset.train.total_steps,
+        plan.jobs_at_once,
+        plan.threads,
+        plan.runs_root.display()
+    );
+    let Some(run_report) = shard::train_grid(&args.shard, &plan.jobs, |mine| {
+        runner::run_jobs(
+            mine,
+            plan.jobs_at_once.min(mine.len()).max(1),
+            &plan.runs_root.join("logs"),
+            args.quiet,
+            args.stop_after_updates,
+        )
+    })?
+    else {
+        return Ok(());
+    };
+    if let Some(n) = args.stop_after_updates {
+        eprintln!(
+            "stopped every run after {n} updates in {:.0} s; run the same command without \
+             --stop-after-updates to continue",
+            run_report.wall_s
+        );
+        return Ok(());
+    }
+    eprintln!(
+        "training done in {:.0} s ({} runs trained or resumed); evaluating and plotting",
+        run_report.wall_s,
+        plan.jobs.len() - run_report.skipped
+    );
+
+    let refs = reference_lines(&plan.maze, e.reference_episodes)?;
+    let results = measure_arms(&plan)?;
+    std::fs::create_dir_all(&plan.out)
+        .with_context(|| format!("cannot create {}", plan.out.display()))?;
+    let saved = draw_charts(&plan, &results, &refs)?;
+    write_tables(&plan, &results)?;
+    let mut md = run_description(&plan, &results, &run_report, t0.elapsed().as_secs_f64());
+    md.push_str(&results_section(&plan, &results, &refs, &saved));
+    let title = match plan.experiment {
+        Experiment::Main => "Maze experiment: Feedback Transformer vs Transformer, GRU, MLP",
+        Experiment::Depth => "Depth comparison: shallow Feedback vs deeper Transformer",
+    };
+    report::update_readme(&plan.out.join("README.md"), title, &md)?;
+    for r in &results {
+        eprintln!(
+            "{:<40} final {:.2} [{:.2}, {:.2}]  held-out greedy {:.2}  {:.0} steps/s",
+            r.label,
+            r.finals.mean,
+            r.finals.ci_low,
+            r.finals.ci_high,
+            r.heldout_greedy.map(|g| g.mean).unwrap_or(f64::NAN),
+            r.steps_per_s
+        );
+    }
+    eprintln!(
+        "wrote {} (total {:.1} s)",
+        plan.out.display(),
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Reads the preset and lays out the runs: arms × seeds, each with its directory and config.
+fn plan(args: &Args) -> Result<Plan> {
     let path = preset::preset_path("maze", &args.preset);
     let preset = Preset::load(&path)?;
-    let EnvConfig::Gridmaze(maze_cfg) = preset.train.env.clone() else {
+    let EnvConfig::Gridmaze(maze) = preset.train.env.clone() else {
         bail!(
             "{}: the maze experiment needs train.env.kind = \"gridmaze\"",
             path.display()
@@ -136,7 +233,7 @@ fn main() -> Result<()> {
     }
     let arms = select_arms(all_arms, args.policies.as_deref())?;
     let runs_root = args.runs_dir.join(&sub);
-    let mut n_jobs = arms.len() * seeds as usize;
+    let n_jobs = arms.len() * seeds as usize;
     let jobs_at_once = args.jobs.unwrap_or_else(runner::cores).clamp(1, n_jobs);
     let threads = (runner::cores() / jobs_at_once).max(1);
     let mut jobs = Vec::new();
@@ -156,119 +253,123 @@ fn main() -> Result<()> {
         }
         arm_dirs.push(dirs);
     }
-    eprintln!(
-        "maze {} ({}): {} arms × {seeds} seeds, {} env steps each, {jobs_at_once} at a time × {threads} threads → {}",
-        e.name,
-        sub,
-        arms.len(),
-        preset.train.total_steps,
-        runs_root.display()
-    );
-    let Some(run_report) = shard::train_grid(&args.shard, &jobs, |mine| {
-        runner::run_jobs(
-            mine,
-            jobs_at_once.min(mine.len()).max(1),
-            &runs_root.join("logs"),
-            args.quiet,
-            args.stop_after_updates,
-        )
-    })?
-    else {
-        return Ok(());
-    };
-    n_jobs -= run_report.skipped;
-    if let Some(n) = args.stop_after_updates {
-        eprintln!(
-            "stopped every run after {n} updates in {:.0} s; run the same command without \
-             --stop-after-updates to continue",
-            run_report.wall_s
-        );
-        return Ok(());
-    }
-    eprintln!(
-        "training done in {:.0} s ({n_jobs} runs trained or resumed); evaluating and plotting",
-        run_report.wall_s
-    );
+    Ok(Plan {
+        experiment: args.experiment,
+        preset,
+        maze,
+        seeds,
+        arms,
+        out,
+        runs_root,
+        jobs_at_once,
+        threads,
+        jobs,
+        arm_dirs,
+    })
+}
 
-    // Reference policies on the same maze distribution.
-    let metric = "goals_mean";
-    let refs: Vec<RefLine> = [
+/// The scripted reference policies' goals per episode on the same maze distribution.
+fn reference_lines(maze: &GridMazeConfig, episodes: usize) -> Result<Vec<RefLine>> {
+    [
         (ReferencePolicy::Oracle, "BFS oracle"),
         (ReferencePolicy::WallFollower, "wall follower (memoryless)"),
         (ReferencePolicy::Random, "random"),
     ]
     .par_iter()
     .map(|(p, label)| {
-        reference_stats(&maze_cfg, *p, e.reference_episodes, 12_345)
+        reference_stats(maze, *p, episodes, 12_345)
             .map(|s| RefLine::new(*label, s.mean_goals))
             .with_context(|| format!("reference policy {p}"))
     })
-    .collect::<Result<_>>()?;
+    .collect()
+}
 
-    let probe = envs::GridMaze::new(maze_cfg.clone())?;
-    let (obs_dim, n_actions) = (maze_cfg.obs_len(), envs::Env::action_space(&probe).n);
-    let mut results = Vec::new();
-    for (arm, dirs) in arms.iter().zip(&arm_dirs) {
-        let params = arm.policy.num_parameters(obs_dim, n_actions)?;
-        let label = match args.experiment {
-            Experiment::Main => format!("{} · {} params", arm.name, fmt_params(params)),
-            Experiment::Depth => format!(
-                "{} L={} · {} params",
-                arm.policy.kind.name(),
-                arm.policy.n_layers,
-                fmt_params(params)
-            ),
-        };
-        let runs = dirs
-            .iter()
-            .map(|d| Run::load(d))
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut finals = Vec::new();
-        let mut sps = Vec::new();
-        let mut walls = Vec::new();
-        for r in &runs {
-            let pts = r.metrics.xy("env_steps", metric)?;
-            finals.push(
-                curves::final_value(&pts, e.final_fraction)
-                    .with_context(|| format!("{}: no episode finished", r.dir.display()))?,
-            );
-            let s: Vec<f64> = r
-                .metrics
-                .column("steps_per_s")?
-                .into_iter()
-                .flatten()
-                .collect();
-            sps.push(s.iter().sum::<f64>() / s.len().max(1) as f64);
-            walls.push(r.metrics.last("wall_time_s")?.unwrap_or(0.0));
-        }
-        let evals = dirs
-            .par_iter()
-            .map(|d| evaluate_run(d, e.eval_episodes))
-            .collect::<Result<Vec<_>>>()?;
-        let greedy: Vec<f64> = evals.iter().map(|v| v.greedy.goals_mean).collect();
-        let sampled: Vec<f64> = evals.iter().map(|v| v.sampled.goals_mean).collect();
-        results.push(ArmResult {
-            arm: arm.clone(),
-            label,
-            params,
-            finals: curves::mean_ci95(&finals).expect("at least one seed"),
-            steps_per_s: sps.iter().sum::<f64>() / sps.len() as f64,
-            wall_s: walls.iter().sum::<f64>() / walls.len() as f64,
-            heldout_greedy: curves::mean_ci95(&greedy),
-            heldout_sampled: curves::mean_ci95(&sampled),
-            runs,
-        });
+/// Reads every arm's runs and evaluates their final checkpoints on held-out seeds.
+fn measure_arms(plan: &Plan) -> Result<Vec<ArmResult>> {
+    let probe = envs::GridMaze::new(plan.maze.clone())?;
+    let (obs_dim, n_actions) = (plan.maze.obs_len(), envs::Env::action_space(&probe).n);
+    plan.arms
+        .iter()
+        .zip(&plan.arm_dirs)
+        .map(|(arm, dirs)| {
+            let params = arm.policy.num_parameters(obs_dim, n_actions)?;
+            measure_arm(plan, arm, params, dirs)
+        })
+        .collect()
+}
+
+/// One arm: final reward, throughput and wall time per seed, and the held-out evaluation.
+fn measure_arm(plan: &Plan, arm: &Arm, params: usize, dirs: &[PathBuf]) -> Result<ArmResult> {
+    let e = &plan.preset.experiment;
+    let label = match plan.experiment {
+        Experiment::Main => format!("{} · {} params", arm.name, fmt_params(params)),
+        Experiment::Depth => format!(
+            "{} L={} · {} params",
+            arm.policy.kind.name(),
+            arm.policy.n_layers,
+            fmt_params(params)
+        ),
+    };
+    let runs = dirs
+        .iter()
+        .map(|d| Run::load(d))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut finals = Vec::new();
+    let mut sps = Vec::new();
+    let mut walls = Vec::new();
+    for r in &runs {
+        let pts = r.metrics.xy("env_steps", METRIC)?;
+        finals.push(
+            curves::final_value(&pts, e.final_fraction)
+                .with_context(|| format!("{}: no episode finished", r.dir.display()))?,
+        );
+        let s: Vec<f64> = r
+            .metrics
+            .column("steps_per_s")?
+            .into_iter()
+            .flatten()
+            .collect();
+        sps.push(s.iter().sum::<f64>() / s.len().max(1) as f64);
+        walls.push(r.metrics.last("wall_time_s")?.unwrap_or(0.0));
     }
+    let evals = dirs
+        .par_iter()
+        .map(|d| evaluate_run(d, e.eval_episodes))
+        .collect::<Result<Vec<_>>>()?;
+    let greedy: Vec<f64> = evals.iter().map(|v| v.greedy.goals_mean).collect();
+    let sampled: Vec<f64> = evals.iter().map(|v| v.sampled.goals_mean).collect();
+    Ok(ArmResult {
+        arm: arm.clone(),
+        label,
+        params,
+        finals: curves::mean_ci95(&finals).expect("at least one seed"),
+        steps_per_s: sps.iter().sum::<f64>() / sps.len() as f64,
+        wall_s: walls.iter().sum::<f64>() / walls.len() as f64,
+        heldout_greedy: curves::mean_ci95(&greedy),
+        heldout_sampled: curves::mean_ci95(&sampled),
+        runs,
+    })
+}
 
-    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
-    let what = match args.experiment {
+/// The colour of an arm in every chart.
+fn arm_color(experiment: Experiment, arm: &Arm) -> usize {
+    match experiment {
+        Experiment::Main => policy_color(&arm.name, 7),
+        Experiment::Depth => depth_color(arm),
+    }
+}
+
+/// Reward curves (vs env steps and vs wall time) and the final-reward bars.
+fn draw_charts(plan: &Plan, results: &[ArmResult], refs: &[RefLine]) -> Result<Vec<SavedPlot>> {
+    let e = &plan.preset.experiment;
+    let what = match plan.experiment {
         Experiment::Main => "",
         Experiment::Depth => "depth comparison, ",
     };
-    let y_label = if maze_cfg.goal_reward == 1.0 && maze_cfg.step_penalty == 0.0 {
-        "goals per episode (= episode reward)".to_string()
+    let y_label = if plan.maze.goal_reward == 1.0 && plan.maze.step_penalty == 0.0 {
+        "goals per episode (= episode reward)"
     } else {
-        "goals per episode".to_string()
+        "goals per episode"
     };
     let smooth_note = if e.smooth > 1 {
         format!(" Curves smoothed over {} updates.", e.smooth)
@@ -282,7 +383,7 @@ fn main() -> Result<()> {
     ] {
         let bands: Vec<BandCurve> = results
             .iter()
-            .map(|r| curves::group_curve(&r.label, &r.runs, x_axis, metric, e.smooth, 200))
+            .map(|r| curves::group_curve(&r.label, &r.runs, x_axis, METRIC, e.smooth, 200))
             .collect::<Result<_, _>>()?;
         let mut chart = LineChart::from_bands(
             format!(
@@ -295,23 +396,20 @@ fn main() -> Result<()> {
                 }
             ),
             x_axis.label(),
-            &y_label,
+            y_label,
             &bands,
         );
-        for (s, r) in chart.series.iter_mut().zip(&results) {
-            s.color = Some(match args.experiment {
-                Experiment::Main => policy_color(&r.arm.name, 7),
-                Experiment::Depth => depth_color(&r.arm),
-            });
-            s.dashed = args.experiment == Experiment::Depth
+        for (s, r) in chart.series.iter_mut().zip(results) {
+            s.color = Some(arm_color(plan.experiment, &r.arm));
+            s.dashed = plan.experiment == Experiment::Depth
                 && r.arm.policy.kind == agents::PolicyKind::Transformer;
         }
-        chart.hlines = refs.clone();
+        chart.hlines = refs.to_vec();
         chart.note = Some(format!(
             "{}{smooth_note} Dashed: scripted reference policies on the same mazes.",
             fbrl::plot::CI_NOTE
         ));
-        saved.push(chart.save(&out.join(file))?);
+        saved.push(chart.save(&plan.out.join(file))?);
     }
     let mut bars = BarChart::new(
         format!(
@@ -320,7 +418,7 @@ fn main() -> Result<()> {
             e.name,
             e.final_fraction * 100.0
         ),
-        &y_label,
+        y_label,
     );
     bars.bars = results
         .iter()
@@ -328,17 +426,19 @@ fn main() -> Result<()> {
             label: r.label.clone(),
             value: r.finals.mean,
             error: (r.finals.n > 1).then_some((r.finals.ci_low, r.finals.ci_high)),
-            color: Some(match args.experiment {
-                Experiment::Main => policy_color(&r.arm.name, 7),
-                Experiment::Depth => depth_color(&r.arm),
-            }),
+            color: Some(arm_color(plan.experiment, &r.arm)),
         })
         .collect();
-    bars.hlines = refs.clone();
+    bars.hlines = refs.to_vec();
     bars.note =
         Some("Error bars: 95% confidence interval of the mean over seeds (Student t).".into());
-    saved.push(bars.save(&out.join("final_reward_bar.png"))?);
+    saved.push(bars.save(&plan.out.join("final_reward_bar.png"))?);
+    Ok(saved)
+}
 
+/// `summary.csv` (training results per arm) and `generalisation.csv` (held-out evaluation).
+fn write_tables(plan: &Plan, results: &[ArmResult]) -> Result<()> {
+    let train = &plan.preset.train;
     let summary_rows: Vec<Vec<String>> = results
         .iter()
         .map(|r| {
@@ -354,16 +454,16 @@ fn main() -> Result<()> {
                 cell(Some(r.finals.std)),
                 format!("{:.0}", r.steps_per_s),
                 format!("{:.1}", r.wall_s),
-                preset.train.total_steps.to_string(),
+                train.total_steps.to_string(),
                 r.arm
                     .learning_rate
-                    .unwrap_or(preset.train.ppo.learning_rate)
+                    .unwrap_or(train.ppo.learning_rate)
                     .to_string(),
             ]
         })
         .collect();
     report::write_csv(
-        &out.join("summary.csv"),
+        &plan.out.join("summary.csv"),
         &[
             "policy",
             "kind",
@@ -398,12 +498,12 @@ fn main() -> Result<()> {
                 cell(Some(s.mean)),
                 cell(Some(s.ci_low)),
                 cell(Some(s.ci_high)),
-                e.eval_episodes.to_string(),
+                plan.preset.experiment.eval_episodes.to_string(),
             ]
         })
         .collect();
     report::write_csv(
-        &out.join("generalisation.csv"),
+        &plan.out.join("generalisation.csv"),
         &[
             "policy",
             "seeds",
@@ -419,9 +519,17 @@ fn main() -> Result<()> {
             "episodes_per_seed",
         ],
         &gen_rows,
-    )?;
+    )
+}
 
-    // The generated part of the README.
+/// The README's first part: how the results were made (command, preset, machine, setting).
+fn run_description(
+    plan: &Plan,
+    results: &[ArmResult],
+    run_report: &runner::RunReport,
+    elapsed_s: f64,
+) -> String {
+    let (e, train, maze) = (&plan.preset.experiment, &plan.preset.train, &plan.maze);
     let args_text = report::command_line();
     let shown_args = args_text.split_once(' ').map(|(_, a)| a).unwrap_or("");
     let mut md = String::new();
@@ -429,16 +537,21 @@ fn main() -> Result<()> {
         "Command: `{}cargo run --release -p experiments --bin maze -- {shown_args}`\n\n",
         report::env_prefix()
     ));
-    md.push_str(&format!("Preset: `{}`\n\n", report::rel_path(&path)));
+    md.push_str(&format!(
+        "Preset: `{}`\n\n",
+        report::rel_path(&plan.preset.path)
+    ));
     md.push_str(&format!("Machine: {}\n\n", report::machine()));
     let trained_wall: f64 = results.iter().map(|r| r.wall_s * r.runs.len() as f64).sum();
     md.push_str(&format!(
         "Wall time of this invocation: {:.1} min ({} runs started, {} resumed, {} already finished; \
-         {jobs_at_once} runs at a time × {threads} threads). Training time summed over all runs: {:.1} min.\n\n",
-        t0.elapsed().as_secs_f64() / 60.0,
+         {} runs at a time × {} threads). Training time summed over all runs: {:.1} min.\n\n",
+        elapsed_s / 60.0,
         run_report.started,
         run_report.resumed,
         run_report.skipped,
+        plan.jobs_at_once,
+        plan.threads,
         trained_wall / 60.0
     ));
     md.push_str(&format!(
@@ -446,18 +559,30 @@ fn main() -> Result<()> {
          {} env steps per run, {} seed(s) per policy; identical PPO settings for every policy \
          (learning rate per arm in summary.csv).\n\n",
         e.title,
-        format!("{:?}", maze_cfg.mode).to_lowercase(),
-        maze_cfg.size,
-        maze_cfg.size,
-        maze_cfg.horizon,
-        2 * maze_cfg.view_radius + 1,
-        2 * maze_cfg.view_radius + 1,
-        preset.train.num_envs,
-        preset.train.num_steps,
-        preset.train.total_steps,
-        seeds
+        format!("{:?}", maze.mode).to_lowercase(),
+        maze.size,
+        maze.size,
+        maze.horizon,
+        2 * maze.view_radius + 1,
+        2 * maze.view_radius + 1,
+        train.num_envs,
+        train.num_steps,
+        train.total_steps,
+        plan.seeds
     ));
-    for s in &saved {
+    md
+}
+
+/// The README's second part: the charts, the results table and the reference policies.
+fn results_section(
+    plan: &Plan,
+    results: &[ArmResult],
+    refs: &[RefLine],
+    saved: &[SavedPlot],
+) -> String {
+    let e = &plan.preset.experiment;
+    let mut md = String::new();
+    for s in saved {
         let name = s.png.file_name().unwrap().to_string_lossy().into_owned();
         md.push_str(&format!("![{name}]({name})\n\n"));
     }
@@ -470,7 +595,7 @@ fn main() -> Result<()> {
         e.eval_episodes
     ));
     md.push_str("| policy | params | seeds | final goals/ep [95% CI] | held-out greedy [95% CI] | held-out sampled | steps/s | wall time/run |\n|---|---|---|---|---|---|---|---|\n");
-    for r in &results {
+    for r in results {
         let g = r.heldout_greedy.expect("evaluated");
         let s = r.heldout_sampled.expect("evaluated");
         md.push_str(&format!(
@@ -490,32 +615,11 @@ fn main() -> Result<()> {
         ));
     }
     md.push_str("\nReference policies (same maze distribution):");
-    for r in &refs {
+    for r in refs {
         md.push_str(&format!(" {} {:.2};", r.label, r.value));
     }
     md.push_str(" goals per episode.\n\nFiles: `summary.csv`, `generalisation.csv`, and each PNG with an SVG beside it.\n");
-    let title = match args.experiment {
-        Experiment::Main => "Maze experiment: Feedback Transformer vs Transformer, GRU, MLP",
-        Experiment::Depth => "Depth comparison: shallow Feedback vs deeper Transformer",
-    };
-    report::update_readme(&out.join("README.md"), title, &md)?;
-    for r in &results {
-        eprintln!(
-            "{:<40} final {:.2} [{:.2}, {:.2}]  held-out greedy {:.2}  {:.0} steps/s",
-            r.label,
-            r.finals.mean,
-            r.finals.ci_low,
-            r.finals.ci_high,
-            r.heldout_greedy.map(|g| g.mean).unwrap_or(f64::NAN),
-            r.steps_per_s
-        );
-    }
-    eprintln!(
-        "wrote {} (total {:.1} s)",
-        out.display(),
-        t0.elapsed().as_secs_f64()
-    );
-    Ok(())
+    md
 }
 
 /// Colour of a depth-comparison arm: blues for Feedback, oranges/reds for Transformer.

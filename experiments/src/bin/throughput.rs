@@ -7,13 +7,13 @@
 //! ```
 //! Prints one line per policy and path, and writes `results/throughput/throughput.csv`.
 
-use std::io::Write;
 use std::path::PathBuf;
 
 use agents::{PolicyConfig, PolicyKind};
 use anyhow::Result;
 use clap::Parser;
 use envs::GridMazeConfig;
+use experiments::report;
 use fbrl::{EnvConfig, TrainConfig, TrainOptions, train_from_config};
 
 /// Measures PPO training steps/s on GridMaze for each policy kind.
@@ -98,7 +98,19 @@ fn main() -> Result<()> {
         );
     }
     let tmp = std::env::temp_dir().join(format!("fbrl-throughput-{}", std::process::id()));
-    let mut lines = vec!["policy,path,threads,parameters,num_envs,num_steps,updates,steps_per_s,rollout_steps_per_s,update_s_per_update".to_string()];
+    let header = [
+        "policy",
+        "path",
+        "threads",
+        "parameters",
+        "num_envs",
+        "num_steps",
+        "updates",
+        "steps_per_s",
+        "rollout_steps_per_s",
+        "update_s_per_update",
+    ];
+    let mut rows: Vec<Vec<String>> = Vec::new();
     let threads = if args.threads == 0 {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     } else {
@@ -124,15 +136,18 @@ fn main() -> Result<()> {
                 "{name:12} {path:9} {params:7} params  train {:8.0} steps/s  (rollout alone {:8.0} steps/s, update {:.2} s each)",
                 m.steps_per_s, m.rollout_steps_per_s, m.update_s
             );
-            lines.push(format!(
-                "{name},{path},{threads},{params},{},{},{},{:.0},{:.0},{:.3}",
-                args.num_envs,
-                args.num_steps,
-                args.updates,
-                m.steps_per_s,
-                m.rollout_steps_per_s,
-                m.update_s
-            ));
+            rows.push(vec![
+                name.clone(),
+                path.clone(),
+                threads.to_string(),
+                params.to_string(),
+                args.num_envs.to_string(),
+                args.num_steps.to_string(),
+                args.updates.to_string(),
+                format!("{:.0}", m.steps_per_s),
+                format!("{:.0}", m.rollout_steps_per_s),
+                format!("{:.3}", m.update_s),
+            ]);
             by_path.push(m);
         }
         if let [fused, reference] = by_path.as_slice() {
@@ -149,8 +164,7 @@ fn main() -> Result<()> {
     if let Some(parent) = args.out.parent() {
         std::fs::create_dir_all(parent)?;
     }
-    let mut f = std::fs::File::create(&args.out)?;
-    writeln!(f, "{}", lines.join("\n"))?;
+    report::write_csv(&args.out, &header, &rows)?;
     println!("wrote {}", args.out.display());
     Ok(())
 }
