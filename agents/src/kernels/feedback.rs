@@ -386,60 +386,131 @@ struct BlockOutput {
     last_m: Vec<f32>,
 }
 
+/// What every stage of a block's passes reads: the sizes, the layout and the parameters.
+struct Ctx<'a> {
+    sz: Sizes,
+    dims: &'a Dims,
+    at: &'a Layout,
+    p: &'a Params<'a>,
+}
+
+impl Trace {
+    /// Zeroed buffers for a block of `sz.rows` rows and `sz.steps` steps.
+    fn new(sz: &Sizes) -> Self {
+        let Sizes {
+            d,
+            heads,
+            layers,
+            ff,
+            groups,
+            rows,
+            steps,
+            hist,
+            slots,
+            ..
+        } = *sz;
+        let per_layer = |w: usize| pool::zeros(layers * steps * rows * w);
+        Trace {
+            rows,
+            steps,
+            xs: pool::zeros((layers + 1) * steps * rows * d),
+            a_hat: per_layer(d),
+            a_out: per_layer(d),
+            a_rstd: per_layer(1),
+            q: per_layer(d),
+            c_hat: per_layer(d),
+            c_out: per_layer(d),
+            c_rstd: per_layer(1),
+            kv_self: per_layer(2 * d),
+            p: per_layer(heads * slots),
+            att: per_layer(d),
+            f_hat: per_layer(d),
+            f_out: per_layer(d),
+            f_rstd: per_layer(1),
+            hid: per_layer(ff),
+            m_hat: pool::zeros(groups * rows * hist * d),
+            m_out: pool::zeros(groups * rows * hist * d),
+            m_rstd: pool::zeros(groups * rows * hist),
+            kv_hist: pool::zeros(groups * rows * hist * 2 * d),
+            floor: vec![0; steps * rows],
+        }
+    }
+}
+
+impl Sizes {
+    /// Offset (in rows) of layer `l`'s rows at step `t` in the per-layer arrays.
+    fn lt(&self, l: usize, t: usize) -> usize {
+        (l * self.steps + t) * self.rows
+    }
+}
+
 /// The forward pass of one block of rows.
 fn forward_block(dims: &Dims, at: &Layout, p: &Params, input: &BlockInput) -> (BlockOutput, Trace) {
+    let sz = Sizes::new(dims, input.rows, input.steps);
+    let cx = Ctx { sz, dims, at, p };
     let Sizes {
         d,
-        heads,
         layers,
-        ff,
+        span,
+        rows,
+        steps,
+        ..
+    } = sz;
+    let mut tr = Trace::new(&sz);
+    start_window(&cx, &input.window, &mut tr);
+    let mix = mix_weights(p, at, dims);
+    let mut top = pool::zeros(rows * steps * d);
+    let mut floor: Vec<usize> = vec![0; rows];
+    let mut xp = vec![0.0; rows * d];
+    let mut m = vec![0.0; rows * d];
+    for t in 0..steps {
+        for r in 0..rows {
+            if input.starts[r * steps + t] > 0.5 {
+                floor[r] = span + t;
+            }
+            tr.floor[t * rows + r] = floor[r];
+        }
+        // x^0: the embedded observations of this step.
+        let o = sz.lt(0, t);
+        for r in 0..rows {
+            tr.xs[(o + r) * d..(o + r + 1) * d]
+                .copy_from_slice(&input.x0[(r * steps + t) * d..(r * steps + t + 1) * d]);
+        }
+        for l in 0..layers {
+            layer_forward(&cx, &mut tr, input.valid0, &floor, (l, t), &mut xp);
+        }
+        write_memory(&cx, &mut tr, &mix, t, &mut m);
+        let o = sz.lt(layers, t);
+        for r in 0..rows {
+            top[(r * steps + t) * d..(r * steps + t + 1) * d]
+                .copy_from_slice(&tr.xs[(o + r) * d..(o + r + 1) * d]);
+        }
+    }
+    (BlockOutput { top, last_m: m }, tr)
+}
+
+/// The starting window's keys and values: projected from the memory vectors, or copied from
+/// the cache.
+fn start_window(cx: &Ctx, window: &Window, tr: &mut Trace) {
+    let Sizes {
+        d,
         span,
         groups,
         rows,
-        steps,
-        dh,
         hist,
-        slots,
-        scale,
-    } = Sizes::new(dims, input.rows, input.steps);
-    let per_layer = |w: usize| pool::zeros(layers * steps * rows * w);
-    let mut tr = Trace {
-        rows,
-        steps,
-        xs: pool::zeros((layers + 1) * steps * rows * d),
-        a_hat: per_layer(d),
-        a_out: per_layer(d),
-        a_rstd: per_layer(1),
-        q: per_layer(d),
-        c_hat: per_layer(d),
-        c_out: per_layer(d),
-        c_rstd: per_layer(1),
-        kv_self: per_layer(2 * d),
-        p: per_layer(heads * slots),
-        att: per_layer(d),
-        f_hat: per_layer(d),
-        f_out: per_layer(d),
-        f_rstd: per_layer(1),
-        hid: per_layer(ff),
-        m_hat: pool::zeros(groups * rows * hist * d),
-        m_out: pool::zeros(groups * rows * hist * d),
-        m_rstd: pool::zeros(groups * rows * hist),
-        kv_hist: pool::zeros(groups * rows * hist * 2 * d),
-        floor: vec![0; steps * rows],
-    };
-    let mix = mix_weights(p, at, dims);
-
-    // The starting window's keys and values.
+        ..
+    } = cx.sz;
+    let p = cx.p;
     let mut m_rows = vec![0.0; span * d];
     let mut m_hat_rows = vec![0.0; span * d];
     let mut m_out_rows = vec![0.0; span * d];
     let mut m_rstd_rows = vec![0.0; span];
     let mut kv_rows = vec![0.0; span * 2 * d];
     for g in 0..groups {
-        let ga = at.groups[g];
+        let ga = cx.at.groups[g];
         for r in 0..rows {
             let h0 = (g * rows + r) * hist;
-            match &input.window {
+            match window {
                 Window::Vectors(m0) => {
                     m_rows.copy_from_slice(&m0[r * span * d..(r + 1) * span * d]);
                     layer_norm(
@@ -471,222 +542,234 @@ fn forward_block(dims: &Dims, at: &Layout, p: &Params, input: &BlockInput) -> (B
             }
         }
     }
+}
 
-    let mut top = pool::zeros(rows * steps * d);
-    let mut floor: Vec<usize> = vec![0; rows];
-    let mut xp = vec![0.0; rows * d];
-    let mut m = vec![0.0; rows * d];
+/// Layer `l` at step `t`: `x^{l+1}` from `x^l` (query, the current slot's key/value, the
+/// attention, the feed-forward block). `xp` is scratch `[rows, d]`.
+fn layer_forward(
+    cx: &Ctx,
+    tr: &mut Trace,
+    valid0: &[f32],
+    floor: &[usize],
+    (l, t): (usize, usize),
+    xp: &mut [f32],
+) {
+    let Sizes { d, rows, .. } = cx.sz;
+    let (p, la) = (cx.p, cx.at.layers[l]);
+    let ga = cx.at.groups[cx.dims.group(l)];
+    let o = cx.sz.lt(l, t);
+    let x = &tr.xs[o * d..(o + rows) * d];
+    layer_norm(
+        x,
+        p.get(la.ln_a_g, d),
+        p.get(la.ln_a_b, d),
+        &mut tr.a_hat[o * d..(o + rows) * d],
+        &mut tr.a_out[o * d..(o + rows) * d],
+        &mut tr.a_rstd[o..o + rows],
+    );
+    gemm(
+        rows,
+        d,
+        d,
+        &tr.a_out[o * d..],
+        p.get(la.wq, d * d),
+        0.0,
+        &mut tr.q[o * d..],
+    );
+    // The current step's slot: the own input's key and value, or the null pair.
+    if cx.dims.null_slot {
+        let null = p.get(ga.null, 2 * d);
+        for row in tr.kv_self[o * 2 * d..(o + rows) * 2 * d].chunks_exact_mut(2 * d) {
+            row.copy_from_slice(null);
+        }
+    } else {
+        layer_norm(
+            x,
+            p.get(ga.ln_g, d),
+            p.get(ga.ln_b, d),
+            &mut tr.c_hat[o * d..(o + rows) * d],
+            &mut tr.c_out[o * d..(o + rows) * d],
+            &mut tr.c_rstd[o..o + rows],
+        );
+        gemm(
+            rows,
+            d,
+            2 * d,
+            &tr.c_out[o * d..],
+            p.get(ga.wkv, 2 * d * d),
+            0.0,
+            &mut tr.kv_self[o * 2 * d..],
+        );
+    }
+    attend(cx, tr, valid0, floor, (l, t));
+    feed_forward(cx, tr, (l, t), xp);
+}
+
+/// The attention of each row and head of layer `l` at step `t` over the window and the
+/// current slot: weights into `tr.p`, outputs into `tr.att`.
+fn attend(cx: &Ctx, tr: &mut Trace, valid0: &[f32], floor: &[usize], (l, t): (usize, usize)) {
+    let Sizes {
+        d,
+        heads,
+        span,
+        rows,
+        dh,
+        hist,
+        slots,
+        scale,
+        ..
+    } = cx.sz;
+    let g = cx.dims.group(l);
+    let o = cx.sz.lt(l, t);
+    let bias = cx.p.get(cx.at.layers[l].bias, heads * slots);
+    let mut scores = vec![0.0; slots];
+    for r in 0..rows {
+        let q = &tr.q[(o + r) * d..(o + r + 1) * d];
+        let kv_s = &tr.kv_self[(o + r) * 2 * d..(o + r + 1) * 2 * d];
+        let base = (g * rows + r) * hist;
+        let lo = floor[r].max(t);
+        for h in 0..heads {
+            let qh = &q[h * dh..(h + 1) * dh];
+            let mut max = f32::NEG_INFINITY;
+            for j in 0..span {
+                let i = t + j;
+                let allowed = i >= lo && (i >= span || valid0[r * span + i] > 0.5);
+                scores[j] = if allowed {
+                    let k = &tr.kv_hist[(base + i) * 2 * d + h * dh..][..dh];
+                    let s = dot(qh, k) * scale + bias[h * slots + span - j];
+                    max = max.max(s);
+                    s
+                } else {
+                    f32::NEG_INFINITY
+                };
+            }
+            let s_self = dot(qh, &kv_s[h * dh..(h + 1) * dh]) * scale + bias[h * slots];
+            scores[span] = s_self;
+            max = max.max(s_self);
+            let mut sum = 0.0;
+            for s in scores.iter_mut() {
+                *s = if *s == f32::NEG_INFINITY {
+                    0.0
+                } else {
+                    (*s - max).exp()
+                };
+                sum += *s;
+            }
+            let pw = &mut tr.p[((o + r) * heads + h) * slots..][..slots];
+            for (w, s) in pw.iter_mut().zip(&scores) {
+                *w = s / sum;
+            }
+            let out = &mut tr.att[(o + r) * d + h * dh..][..dh];
+            out.fill(0.0);
+            for (j, &w) in pw.iter().enumerate() {
+                if w == 0.0 {
+                    continue;
+                }
+                let v = if j < span {
+                    &tr.kv_hist[(base + t + j) * 2 * d + d + h * dh..][..dh]
+                } else {
+                    &kv_s[d + h * dh..d + (h + 1) * dh]
+                };
+                axpy(out, w, v);
+            }
+        }
+    }
+}
+
+/// `x' = x + Att·Wo`, then `x^{l+1} = x' + FF(LN(x'))`, for layer `l` at step `t`.
+fn feed_forward(cx: &Ctx, tr: &mut Trace, (l, t): (usize, usize), xp: &mut [f32]) {
+    let Sizes { d, ff, rows, .. } = cx.sz;
+    let (p, la) = (cx.p, cx.at.layers[l]);
+    let o = cx.sz.lt(l, t);
+    let (below, above) = tr.xs.split_at_mut(cx.sz.lt(l + 1, t) * d);
+    let x = &below[o * d..(o + rows) * d];
+    let x_next = &mut above[..rows * d];
+    xp.copy_from_slice(x);
+    gemm(rows, d, d, &tr.att[o * d..], p.get(la.wo, d * d), 1.0, xp);
+    layer_norm(
+        xp,
+        p.get(la.ln_f_g, d),
+        p.get(la.ln_f_b, d),
+        &mut tr.f_hat[o * d..(o + rows) * d],
+        &mut tr.f_out[o * d..(o + rows) * d],
+        &mut tr.f_rstd[o..o + rows],
+    );
+    let hid = &mut tr.hid[o * ff..(o + rows) * ff];
+    for row in hid.chunks_exact_mut(ff) {
+        row.copy_from_slice(p.get(la.b1, ff));
+    }
+    gemm(
+        rows,
+        d,
+        ff,
+        &tr.f_out[o * d..],
+        p.get(la.w1, d * ff),
+        1.0,
+        hid,
+    );
+    for v in hid.iter_mut() {
+        *v = v.max(0.0);
+    }
+    let b2 = p.get(la.b2, d);
+    for (r, row) in x_next.chunks_exact_mut(d).enumerate() {
+        for i in 0..d {
+            row[i] = xp[r * d + i] + b2[i];
+        }
+    }
+    gemm(rows, ff, d, hid, p.get(la.w2, ff * d), 1.0, x_next);
+}
+
+/// The memory vector `m` of step `t` (the mix of the embedding and the layers' outputs) and
+/// its keys/values, appended to the history.
+fn write_memory(cx: &Ctx, tr: &mut Trace, mix: &[f32], t: usize, m: &mut [f32]) {
+    let Sizes {
+        d,
+        span,
+        groups,
+        rows,
+        hist,
+        ..
+    } = cx.sz;
+    let p = cx.p;
+    m.fill(0.0);
+    for (l, &w) in mix.iter().enumerate() {
+        let o = cx.sz.lt(l, t);
+        for (a, b) in m.iter_mut().zip(&tr.xs[o * d..(o + rows) * d]) {
+            *a += w * b;
+        }
+    }
     let mut m_hat_t = vec![0.0; rows * d];
     let mut m_out_t = vec![0.0; rows * d];
     let mut m_rstd_t = vec![0.0; rows];
     let mut kv_t = vec![0.0; rows * 2 * d];
-    let mut scores = vec![0.0; slots];
-    let lt = |l: usize, t: usize| (l * steps + t) * rows;
-    for t in 0..steps {
+    for g in 0..groups {
+        let ga = cx.at.groups[g];
+        layer_norm(
+            m,
+            p.get(ga.ln_g, d),
+            p.get(ga.ln_b, d),
+            &mut m_hat_t,
+            &mut m_out_t,
+            &mut m_rstd_t,
+        );
+        gemm(
+            rows,
+            d,
+            2 * d,
+            &m_out_t,
+            p.get(ga.wkv, 2 * d * d),
+            0.0,
+            &mut kv_t,
+        );
         for r in 0..rows {
-            if input.starts[r * steps + t] > 0.5 {
-                floor[r] = span + t;
-            }
-            tr.floor[t * rows + r] = floor[r];
-        }
-        // x^0: the embedded observations of this step.
-        {
-            let x = &mut tr.xs[lt(0, t) * d..(lt(0, t) + rows) * d];
-            for r in 0..rows {
-                x[r * d..(r + 1) * d]
-                    .copy_from_slice(&input.x0[(r * steps + t) * d..(r * steps + t + 1) * d]);
-            }
-        }
-        for l in 0..layers {
-            let la = at.layers[l];
-            let g = dims.group(l);
-            let ga = at.groups[g];
-            let o = lt(l, t);
-            let (below, above) = tr.xs.split_at_mut(lt(l + 1, t) * d);
-            let x = &below[o * d..(o + rows) * d];
-            let x_next = &mut above[..rows * d];
-            // Query.
-            layer_norm(
-                x,
-                p.get(la.ln_a_g, d),
-                p.get(la.ln_a_b, d),
-                &mut tr.a_hat[o * d..(o + rows) * d],
-                &mut tr.a_out[o * d..(o + rows) * d],
-                &mut tr.a_rstd[o..o + rows],
-            );
-            gemm(
-                rows,
-                d,
-                d,
-                &tr.a_out[o * d..],
-                p.get(la.wq, d * d),
-                0.0,
-                &mut tr.q[o * d..],
-            );
-            // The current step's slot: the own input's key and value, or the null pair.
-            if dims.null_slot {
-                let null = p.get(ga.null, 2 * d);
-                for row in tr.kv_self[o * 2 * d..(o + rows) * 2 * d].chunks_exact_mut(2 * d) {
-                    row.copy_from_slice(null);
-                }
-            } else {
-                layer_norm(
-                    x,
-                    p.get(ga.ln_g, d),
-                    p.get(ga.ln_b, d),
-                    &mut tr.c_hat[o * d..(o + rows) * d],
-                    &mut tr.c_out[o * d..(o + rows) * d],
-                    &mut tr.c_rstd[o..o + rows],
-                );
-                gemm(
-                    rows,
-                    d,
-                    2 * d,
-                    &tr.c_out[o * d..],
-                    p.get(ga.wkv, 2 * d * d),
-                    0.0,
-                    &mut tr.kv_self[o * 2 * d..],
-                );
-            }
-            // Attention of each row and head over the window and the own slot.
-            let bias = p.get(la.bias, heads * slots);
-            for r in 0..rows {
-                let q = &tr.q[(o + r) * d..(o + r + 1) * d];
-                let kv_s = &tr.kv_self[(o + r) * 2 * d..(o + r + 1) * 2 * d];
-                let base = (g * rows + r) * hist;
-                let lo = floor[r].max(t);
-                for h in 0..heads {
-                    let qh = &q[h * dh..(h + 1) * dh];
-                    let mut max = f32::NEG_INFINITY;
-                    for j in 0..span {
-                        let i = t + j;
-                        let allowed = i >= lo && (i >= span || input.valid0[r * span + i] > 0.5);
-                        scores[j] = if allowed {
-                            let k = &tr.kv_hist[(base + i) * 2 * d + h * dh..][..dh];
-                            let s = dot(qh, k) * scale + bias[h * slots + span - j];
-                            max = max.max(s);
-                            s
-                        } else {
-                            f32::NEG_INFINITY
-                        };
-                    }
-                    let s_self = dot(qh, &kv_s[h * dh..(h + 1) * dh]) * scale + bias[h * slots];
-                    scores[span] = s_self;
-                    max = max.max(s_self);
-                    let mut sum = 0.0;
-                    for s in scores.iter_mut() {
-                        *s = if *s == f32::NEG_INFINITY {
-                            0.0
-                        } else {
-                            (*s - max).exp()
-                        };
-                        sum += *s;
-                    }
-                    let pw = &mut tr.p[((o + r) * heads + h) * slots..][..slots];
-                    for (w, s) in pw.iter_mut().zip(&scores) {
-                        *w = s / sum;
-                    }
-                    let out = &mut tr.att[(o + r) * d + h * dh..][..dh];
-                    out.fill(0.0);
-                    for (j, &w) in pw.iter().enumerate() {
-                        if w == 0.0 {
-                            continue;
-                        }
-                        let v = if j < span {
-                            &tr.kv_hist[(base + t + j) * 2 * d + d + h * dh..][..dh]
-                        } else {
-                            &kv_s[d + h * dh..d + (h + 1) * dh]
-                        };
-                        axpy(out, w, v);
-                    }
-                }
-            }
-            // x' = x + Att·Wo, then the feed-forward block.
-            xp.copy_from_slice(x);
-            gemm(
-                rows,
-                d,
-                d,
-                &tr.att[o * d..],
-                p.get(la.wo, d * d),
-                1.0,
-                &mut xp,
-            );
-            layer_norm(
-                &xp,
-                p.get(la.ln_f_g, d),
-                p.get(la.ln_f_b, d),
-                &mut tr.f_hat[o * d..(o + rows) * d],
-                &mut tr.f_out[o * d..(o + rows) * d],
-                &mut tr.f_rstd[o..o + rows],
-            );
-            let hid = &mut tr.hid[o * ff..(o + rows) * ff];
-            for row in hid.chunks_exact_mut(ff) {
-                row.copy_from_slice(p.get(la.b1, ff));
-            }
-            gemm(
-                rows,
-                d,
-                ff,
-                &tr.f_out[o * d..],
-                p.get(la.w1, d * ff),
-                1.0,
-                hid,
-            );
-            for v in hid.iter_mut() {
-                *v = v.max(0.0);
-            }
-            let b2 = p.get(la.b2, d);
-            for (r, row) in x_next.chunks_exact_mut(d).enumerate() {
-                for i in 0..d {
-                    row[i] = xp[r * d + i] + b2[i];
-                }
-            }
-            gemm(rows, ff, d, hid, p.get(la.w2, ff * d), 1.0, x_next);
-        }
-        // The memory vector of this step and its keys/values.
-        m.fill(0.0);
-        for (l, &w) in mix.iter().enumerate() {
-            let o = lt(l, t);
-            for (a, b) in m.iter_mut().zip(&tr.xs[o * d..(o + rows) * d]) {
-                *a += w * b;
-            }
-        }
-        for g in 0..groups {
-            let ga = at.groups[g];
-            layer_norm(
-                &m,
-                p.get(ga.ln_g, d),
-                p.get(ga.ln_b, d),
-                &mut m_hat_t,
-                &mut m_out_t,
-                &mut m_rstd_t,
-            );
-            gemm(
-                rows,
-                d,
-                2 * d,
-                &m_out_t,
-                p.get(ga.wkv, 2 * d * d),
-                0.0,
-                &mut kv_t,
-            );
-            for r in 0..rows {
-                let i = (g * rows + r) * hist + span + t;
-                tr.m_hat[i * d..(i + 1) * d].copy_from_slice(&m_hat_t[r * d..(r + 1) * d]);
-                tr.m_out[i * d..(i + 1) * d].copy_from_slice(&m_out_t[r * d..(r + 1) * d]);
-                tr.m_rstd[i] = m_rstd_t[r];
-                tr.kv_hist[i * 2 * d..(i + 1) * 2 * d]
-                    .copy_from_slice(&kv_t[r * 2 * d..(r + 1) * 2 * d]);
-            }
-        }
-        let o = lt(layers, t);
-        for r in 0..rows {
-            top[(r * steps + t) * d..(r * steps + t + 1) * d]
-                .copy_from_slice(&tr.xs[(o + r) * d..(o + r + 1) * d]);
+            let i = (g * rows + r) * hist + span + t;
+            tr.m_hat[i * d..(i + 1) * d].copy_from_slice(&m_hat_t[r * d..(r + 1) * d]);
+            tr.m_out[i * d..(i + 1) * d].copy_from_slice(&m_out_t[r * d..(r + 1) * d]);
+            tr.m_rstd[i] = m_rstd_t[r];
+            tr.kv_hist[i * 2 * d..(i + 1) * 2 * d]
+                .copy_from_slice(&kv_t[r * 2 * d..(r + 1) * 2 * d]);
         }
     }
-    (BlockOutput { top, last_m: m }, tr)
 }
 
 /// `Σ a·b` with eight independent partial sums (vectorised; the order is fixed).
@@ -718,6 +801,47 @@ struct BlockGrads {
     m0: Vec<f32>,
 }
 
+/// The gradients a block's backward pass accumulates: every parameter, the inputs, and the
+/// per-step gradients of the linear layers' outputs kept for the weight products at the end.
+struct Grads {
+    params: Vec<f32>,
+    x0: Vec<f32>,
+    q: Vec<f32>,
+    kv_self: Vec<f32>,
+    xp: Vec<f32>,
+    hpre: Vec<f32>,
+    y: Vec<f32>,
+    kv_hist: Vec<f32>,
+    mixw: Vec<f32>,
+}
+
+impl Grads {
+    fn new(sz: &Sizes, n_params: usize) -> Self {
+        let Sizes {
+            d,
+            layers,
+            ff,
+            groups,
+            rows,
+            steps,
+            hist,
+            ..
+        } = *sz;
+        let per_layer = |w: usize| pool::zeros(layers * steps * rows * w);
+        Self {
+            params: pool::zeros(n_params),
+            x0: pool::zeros(rows * steps * d),
+            q: per_layer(d),
+            kv_self: per_layer(2 * d),
+            xp: per_layer(d),
+            hpre: per_layer(ff),
+            y: per_layer(d),
+            kv_hist: pool::zeros(groups * rows * hist * 2 * d),
+            mixw: vec![0.0; layers + 1],
+        }
+    }
+}
+
 /// The backward pass of one block given the gradient of its outputs `dtop [rows, T, d]`.
 fn backward_block(
     dims: &Dims,
@@ -727,41 +851,19 @@ fn backward_block(
     dtop: &[f32],
     want_m0: bool,
 ) -> BlockGrads {
+    let sz = Sizes::new(dims, tr.rows, tr.steps);
+    let cx = Ctx { sz, dims, at, p };
     let Sizes {
         d,
-        heads,
         layers,
-        ff,
-        span,
-        groups,
         rows,
         steps,
-        dh,
-        hist,
-        slots,
-        scale,
-    } = Sizes::new(dims, tr.rows, tr.steps);
-    let lt = |l: usize, t: usize| (l * steps + t) * rows;
-    let mut gp = pool::zeros(at.len);
-    let mut dx0 = pool::zeros(rows * steps * d);
-    // Per-step gradients of the linear layers' outputs, for the weight products at the end.
-    let per_layer = |w: usize| pool::zeros(layers * steps * rows * w);
-    let mut d_q = per_layer(d);
-    let mut d_kv_self = per_layer(2 * d);
-    let mut d_xp = per_layer(d);
-    let mut d_hpre = per_layer(ff);
-    let mut d_y = per_layer(d);
-    let mut d_kv_hist = pool::zeros(groups * rows * hist * 2 * d);
-    let mut d_mixw = vec![0.0; layers + 1];
+        ..
+    } = sz;
+    let mut gr = Grads::new(&sz, at.len);
     let mix = mix_weights(p, at, dims);
-
     let mut dxs = vec![0.0; (layers + 1) * rows * d];
     let mut dm = vec![0.0; rows * d];
-    let mut dkv_rows = vec![0.0; rows * 2 * d];
-    let mut d_lnout = vec![0.0; rows * d];
-    let mut dhid = vec![0.0; rows * ff];
-    let mut datt = vec![0.0; rows * d];
-    let mut dp = vec![0.0; slots];
     for t in (0..steps).rev() {
         dxs.fill(0.0);
         for r in 0..rows {
@@ -769,227 +871,330 @@ fn backward_block(
                 .copy_from_slice(&dtop[(r * steps + t) * d..(r * steps + t + 1) * d]);
         }
         // The memory vector of step t: every later step that read it is done.
-        dm.fill(0.0);
-        for g in 0..groups {
-            let ga = at.groups[g];
-            for r in 0..rows {
-                let i = (g * rows + r) * hist + span + t;
-                dkv_rows[r * 2 * d..(r + 1) * 2 * d]
-                    .copy_from_slice(&d_kv_hist[i * 2 * d..(i + 1) * 2 * d]);
-            }
-            gemm_nt(
-                rows,
-                2 * d,
-                d,
-                &dkv_rows,
-                p.get(ga.wkv, 2 * d * d),
-                0.0,
-                &mut d_lnout,
-            );
-            let (mut hat, mut rstd) = (vec![0.0; rows * d], vec![0.0; rows]);
-            for r in 0..rows {
-                let i = (g * rows + r) * hist + span + t;
-                hat[r * d..(r + 1) * d].copy_from_slice(&tr.m_hat[i * d..(i + 1) * d]);
-                rstd[r] = tr.m_rstd[i];
-            }
-            let (gg, rest) = gp[ga.ln_g..].split_at_mut(d);
-            layer_norm_back(
-                &d_lnout,
-                &hat,
-                &rstd,
-                p.get(ga.ln_g, d),
-                &mut dm,
-                gg,
-                &mut rest[..d],
-            );
-        }
+        memory_back(&cx, tr, &mut gr, t, &mut dm);
         for l in 0..=layers {
-            let o = lt(l, t);
-            let x = &tr.xs[o * d..(o + rows) * d];
-            d_mixw[l] += dot(x, &dm);
+            let o = sz.lt(l, t);
+            gr.mixw[l] += dot(&tr.xs[o * d..(o + rows) * d], &dm);
             for (a, b) in dxs[l * rows * d..(l + 1) * rows * d].iter_mut().zip(&dm) {
                 *a += mix[l] * b;
             }
         }
         for l in (0..layers).rev() {
-            let la = at.layers[l];
-            let g = dims.group(l);
-            let ga = at.groups[g];
-            let o = lt(l, t);
-            let (dlow, dhigh) = dxs.split_at_mut((l + 1) * rows * d);
-            let dy = &dhigh[..rows * d];
-            let dx = &mut dlow[l * rows * d..];
-            d_y[o * d..(o + rows) * d].copy_from_slice(dy);
-            // Feed-forward block.
-            gemm_nt(rows, d, ff, dy, p.get(la.w2, ff * d), 0.0, &mut dhid);
-            let hid = &tr.hid[o * ff..(o + rows) * ff];
-            let dh_pre = &mut d_hpre[o * ff..(o + rows) * ff];
-            for i in 0..rows * ff {
-                dh_pre[i] = if hid[i] > 0.0 { dhid[i] } else { 0.0 };
-            }
-            gemm_nt(rows, ff, d, dh_pre, p.get(la.w1, d * ff), 0.0, &mut d_lnout);
-            let dxp = &mut d_xp[o * d..(o + rows) * d];
-            dxp.copy_from_slice(dy);
-            {
-                let (gg, rest) = gp[la.ln_f_g..].split_at_mut(d);
-                layer_norm_back(
-                    &d_lnout,
-                    &tr.f_hat[o * d..(o + rows) * d],
-                    &tr.f_rstd[o..o + rows],
-                    p.get(la.ln_f_g, d),
-                    dxp,
-                    gg,
-                    &mut rest[..d],
-                );
-            }
-            add_into(&mut dx[..rows * d], dxp);
-            // Attention.
-            gemm_nt(rows, d, d, dxp, p.get(la.wo, d * d), 0.0, &mut datt);
-            let dq = &mut d_q[o * d..(o + rows) * d];
-            dq.fill(0.0);
-            let dkvs = &mut d_kv_self[o * 2 * d..(o + rows) * 2 * d];
-            dkvs.fill(0.0);
-            for r in 0..rows {
-                let q = &tr.q[(o + r) * d..(o + r + 1) * d];
-                let kv_s = &tr.kv_self[(o + r) * 2 * d..(o + r + 1) * 2 * d];
-                let base = (g * rows + r) * hist;
-                for h in 0..heads {
-                    let pw = &tr.p[((o + r) * heads + h) * slots..][..slots];
-                    let da = &datt[r * d + h * dh..r * d + (h + 1) * dh];
-                    let mut pdp = 0.0;
-                    for j in 0..slots {
-                        dp[j] = if pw[j] == 0.0 {
-                            0.0
-                        } else {
-                            let v = if j < span {
-                                &tr.kv_hist[(base + t + j) * 2 * d + d + h * dh..][..dh]
-                            } else {
-                                &kv_s[d + h * dh..d + (h + 1) * dh]
-                            };
-                            dot(da, v)
-                        };
-                        pdp += pw[j] * dp[j];
-                    }
-                    let qh = &q[h * dh..(h + 1) * dh];
-                    for j in 0..slots {
-                        if pw[j] == 0.0 {
-                            continue;
-                        }
-                        let ds = pw[j] * (dp[j] - pdp);
-                        gp[la.bias + h * slots + span - j] += ds;
-                        let (k, dk_dv): (&[f32], &mut [f32]) = if j < span {
-                            let i = base + t + j;
-                            (
-                                &tr.kv_hist[i * 2 * d..(i + 1) * 2 * d],
-                                &mut d_kv_hist[i * 2 * d..(i + 1) * 2 * d],
-                            )
-                        } else {
-                            (kv_s, &mut dkvs[r * 2 * d..(r + 1) * 2 * d])
-                        };
-                        let dqh = &mut dq[r * d + h * dh..r * d + (h + 1) * dh];
-                        axpy(dqh, ds * scale, &k[h * dh..(h + 1) * dh]);
-                        let (dk, dv) = dk_dv.split_at_mut(d);
-                        axpy(&mut dk[h * dh..(h + 1) * dh], ds * scale, qh);
-                        axpy(&mut dv[h * dh..(h + 1) * dh], pw[j], da);
-                    }
-                }
-            }
-            // Query and own key/value back to x^{l-1}.
-            gemm_nt(rows, d, d, dq, p.get(la.wq, d * d), 0.0, &mut d_lnout);
-            {
-                let (gg, rest) = gp[la.ln_a_g..].split_at_mut(d);
-                layer_norm_back(
-                    &d_lnout,
-                    &tr.a_hat[o * d..(o + rows) * d],
-                    &tr.a_rstd[o..o + rows],
-                    p.get(la.ln_a_g, d),
-                    &mut dx[..rows * d],
-                    gg,
-                    &mut rest[..d],
-                );
-            }
-            if dims.null_slot {
-                column_sums_into(&mut gp[ga.null..ga.null + 2 * d], dkvs);
-            } else {
-                gemm_nt(
-                    rows,
-                    2 * d,
-                    d,
-                    dkvs,
-                    p.get(ga.wkv, 2 * d * d),
-                    0.0,
-                    &mut d_lnout,
-                );
-                let (gg, rest) = gp[ga.ln_g..].split_at_mut(d);
-                layer_norm_back(
-                    &d_lnout,
-                    &tr.c_hat[o * d..(o + rows) * d],
-                    &tr.c_rstd[o..o + rows],
-                    p.get(ga.ln_g, d),
-                    &mut dx[..rows * d],
-                    gg,
-                    &mut rest[..d],
-                );
-            }
+            layer_backward(&cx, tr, &mut gr, (l, t), &mut dxs);
         }
         for r in 0..rows {
-            dx0[(r * steps + t) * d..(r * steps + t + 1) * d]
+            gr.x0[(r * steps + t) * d..(r * steps + t + 1) * d]
                 .copy_from_slice(&dxs[r * d..(r + 1) * d]);
         }
     }
+    let dm0 = start_window_back(&cx, tr, &mut gr, want_m0);
+    weight_gradients(&cx, tr, &mut gr);
+    // The mixing logits through the softmax.
+    if dims.mix == MemoryMix::Learned {
+        let s_dw: f32 = mix.iter().zip(&gr.mixw).map(|(s, w)| s * w).sum();
+        for l in 0..=layers {
+            gr.params[at.mix + l] += mix[l] * (gr.mixw[l] - s_dw);
+        }
+    }
+    let Grads {
+        params,
+        x0,
+        q,
+        kv_self,
+        xp,
+        hpre,
+        y,
+        kv_hist,
+        ..
+    } = gr;
+    for v in [q, kv_self, xp, hpre, y, kv_hist] {
+        pool::recycle(v);
+    }
+    BlockGrads {
+        params,
+        x0,
+        m0: dm0,
+    }
+}
 
-    // The starting window's keys/values were computed from the starting memory vectors.
-    let mut dm0 = if want_m0 {
-        vec![0.0; rows * span * d]
-    } else {
-        Vec::new()
-    };
-    let mut scratch = vec![0.0; rows * span * d];
+/// The gradient of step `t`'s memory vector (`dm [rows, d]`) from the gradients its keys and
+/// values received, through their projection and LayerNorm.
+fn memory_back(cx: &Ctx, tr: &Trace, gr: &mut Grads, t: usize, dm: &mut [f32]) {
+    let Sizes {
+        d,
+        span,
+        groups,
+        rows,
+        hist,
+        ..
+    } = cx.sz;
+    let p = cx.p;
+    dm.fill(0.0);
+    let mut dkv_rows = vec![0.0; rows * 2 * d];
+    let mut d_lnout = vec![0.0; rows * d];
+    let (mut hat, mut rstd) = (vec![0.0; rows * d], vec![0.0; rows]);
+    for g in 0..groups {
+        let ga = cx.at.groups[g];
+        for r in 0..rows {
+            let i = (g * rows + r) * hist + span + t;
+            dkv_rows[r * 2 * d..(r + 1) * 2 * d]
+                .copy_from_slice(&gr.kv_hist[i * 2 * d..(i + 1) * 2 * d]);
+            hat[r * d..(r + 1) * d].copy_from_slice(&tr.m_hat[i * d..(i + 1) * d]);
+            rstd[r] = tr.m_rstd[i];
+        }
+        gemm_nt(
+            rows,
+            2 * d,
+            d,
+            &dkv_rows,
+            p.get(ga.wkv, 2 * d * d),
+            0.0,
+            &mut d_lnout,
+        );
+        let (gg, rest) = gr.params[ga.ln_g..].split_at_mut(d);
+        layer_norm_back(
+            &d_lnout,
+            &hat,
+            &rstd,
+            p.get(ga.ln_g, d),
+            dm,
+            gg,
+            &mut rest[..d],
+        );
+    }
+}
+
+/// Layer `l` at step `t` backwards: from the gradient of `x^{l+1}` (`dxs` row block `l + 1`)
+/// into the gradient of `x^l` (row block `l`) and the parameters.
+fn layer_backward(cx: &Ctx, tr: &Trace, gr: &mut Grads, (l, t): (usize, usize), dxs: &mut [f32]) {
+    let Sizes { d, ff, rows, .. } = cx.sz;
+    let (p, la) = (cx.p, cx.at.layers[l]);
+    let o = cx.sz.lt(l, t);
+    let (dlow, dhigh) = dxs.split_at_mut((l + 1) * rows * d);
+    let dy = &dhigh[..rows * d];
+    let dx = &mut dlow[l * rows * d..(l + 1) * rows * d];
+    gr.y[o * d..(o + rows) * d].copy_from_slice(dy);
+    // Feed-forward block.
+    let mut dhid = vec![0.0; rows * ff];
+    let mut d_lnout = vec![0.0; rows * d];
+    gemm_nt(rows, d, ff, dy, p.get(la.w2, ff * d), 0.0, &mut dhid);
+    let hid = &tr.hid[o * ff..(o + rows) * ff];
+    let dh_pre = &mut gr.hpre[o * ff..(o + rows) * ff];
+    for i in 0..rows * ff {
+        dh_pre[i] = if hid[i] > 0.0 { dhid[i] } else { 0.0 };
+    }
+    gemm_nt(rows, ff, d, dh_pre, p.get(la.w1, d * ff), 0.0, &mut d_lnout);
+    let dxp = &mut gr.xp[o * d..(o + rows) * d];
+    dxp.copy_from_slice(dy);
+    let (gg, rest) = gr.params[la.ln_f_g..].split_at_mut(d);
+    layer_norm_back(
+        &d_lnout,
+        &tr.f_hat[o * d..(o + rows) * d],
+        &tr.f_rstd[o..o + rows],
+        p.get(la.ln_f_g, d),
+        dxp,
+        gg,
+        &mut rest[..d],
+    );
+    add_into(dx, dxp);
+    // Attention, then the query and the current slot back to x^l.
+    let mut datt = vec![0.0; rows * d];
+    gemm_nt(rows, d, d, dxp, p.get(la.wo, d * d), 0.0, &mut datt);
+    attend_back(cx, tr, gr, (l, t), &datt);
+    query_slot_back(cx, tr, gr, (l, t), dx);
+}
+
+/// The attention of layer `l` at step `t` backwards, given the gradient of its output
+/// `datt [rows, d]`: into the query's, the current slot's and the window entries' gradients
+/// and the position bias.
+fn attend_back(cx: &Ctx, tr: &Trace, gr: &mut Grads, (l, t): (usize, usize), datt: &[f32]) {
+    let Sizes {
+        d,
+        heads,
+        span,
+        rows,
+        dh,
+        hist,
+        slots,
+        scale,
+        ..
+    } = cx.sz;
+    let g = cx.dims.group(l);
+    let bias_at = cx.at.layers[l].bias;
+    let o = cx.sz.lt(l, t);
+    let dq = &mut gr.q[o * d..(o + rows) * d];
+    dq.fill(0.0);
+    let dkvs = &mut gr.kv_self[o * 2 * d..(o + rows) * 2 * d];
+    dkvs.fill(0.0);
+    let mut dp = vec![0.0; slots];
+    for r in 0..rows {
+        let q = &tr.q[(o + r) * d..(o + r + 1) * d];
+        let kv_s = &tr.kv_self[(o + r) * 2 * d..(o + r + 1) * 2 * d];
+        let base = (g * rows + r) * hist;
+        for h in 0..heads {
+            let pw = &tr.p[((o + r) * heads + h) * slots..][..slots];
+            let da = &datt[r * d + h * dh..r * d + (h + 1) * dh];
+            let mut pdp = 0.0;
+            for j in 0..slots {
+                dp[j] = if pw[j] == 0.0 {
+                    0.0
+                } else {
+                    let v = if j < span {
+                        &tr.kv_hist[(base + t + j) * 2 * d + d + h * dh..][..dh]
+                    } else {
+                        &kv_s[d + h * dh..d + (h + 1) * dh]
+                    };
+                    dot(da, v)
+                };
+                pdp += pw[j] * dp[j];
+            }
+            let qh = &q[h * dh..(h + 1) * dh];
+            for j in 0..slots {
+                if pw[j] == 0.0 {
+                    continue;
+                }
+                let ds = pw[j] * (dp[j] - pdp);
+                gr.params[bias_at + h * slots + span - j] += ds;
+                let (k, dk_dv): (&[f32], &mut [f32]) = if j < span {
+                    let i = base + t + j;
+                    (
+                        &tr.kv_hist[i * 2 * d..(i + 1) * 2 * d],
+                        &mut gr.kv_hist[i * 2 * d..(i + 1) * 2 * d],
+                    )
+                } else {
+                    (kv_s, &mut dkvs[r * 2 * d..(r + 1) * 2 * d])
+                };
+                let dqh = &mut dq[r * d + h * dh..r * d + (h + 1) * dh];
+                axpy(dqh, ds * scale, &k[h * dh..(h + 1) * dh]);
+                let (dk, dv) = dk_dv.split_at_mut(d);
+                axpy(&mut dk[h * dh..(h + 1) * dh], ds * scale, qh);
+                axpy(&mut dv[h * dh..(h + 1) * dh], pw[j], da);
+            }
+        }
+    }
+}
+
+/// The query projection and the current slot's key/value of layer `l` at step `t`
+/// backwards: into `dx` (the gradient of `x^l`) and the parameters.
+fn query_slot_back(cx: &Ctx, tr: &Trace, gr: &mut Grads, (l, t): (usize, usize), dx: &mut [f32]) {
+    let Sizes { d, rows, .. } = cx.sz;
+    let (p, la) = (cx.p, cx.at.layers[l]);
+    let ga = cx.at.groups[cx.dims.group(l)];
+    let o = cx.sz.lt(l, t);
+    let mut d_lnout = vec![0.0; rows * d];
+    gemm_nt(
+        rows,
+        d,
+        d,
+        &gr.q[o * d..(o + rows) * d],
+        p.get(la.wq, d * d),
+        0.0,
+        &mut d_lnout,
+    );
+    let (gg, rest) = gr.params[la.ln_a_g..].split_at_mut(d);
+    layer_norm_back(
+        &d_lnout,
+        &tr.a_hat[o * d..(o + rows) * d],
+        &tr.a_rstd[o..o + rows],
+        p.get(la.ln_a_g, d),
+        dx,
+        gg,
+        &mut rest[..d],
+    );
+    let dkvs = &gr.kv_self[o * 2 * d..(o + rows) * 2 * d];
+    if cx.dims.null_slot {
+        column_sums_into(&mut gr.params[ga.null..ga.null + 2 * d], dkvs);
+        return;
+    }
+    gemm_nt(
+        rows,
+        2 * d,
+        d,
+        dkvs,
+        p.get(ga.wkv, 2 * d * d),
+        0.0,
+        &mut d_lnout,
+    );
+    let (gg, rest) = gr.params[ga.ln_g..].split_at_mut(d);
+    layer_norm_back(
+        &d_lnout,
+        &tr.c_hat[o * d..(o + rows) * d],
+        &tr.c_rstd[o..o + rows],
+        p.get(ga.ln_g, d),
+        dx,
+        gg,
+        &mut rest[..d],
+    );
+}
+
+/// The starting window's keys/values were computed from the starting memory vectors: their
+/// gradients go through that projection (parameters) and, if asked, to the vectors
+/// (`[rows, τ, d]`, else empty).
+fn start_window_back(cx: &Ctx, tr: &Trace, gr: &mut Grads, want_m0: bool) -> Vec<f32> {
+    let Sizes {
+        d,
+        span,
+        groups,
+        rows,
+        hist,
+        ..
+    } = cx.sz;
+    let p = cx.p;
+    let mut dm0 = vec![0.0; rows * span * d];
     let mut d_ln0 = vec![0.0; span * d];
     for g in 0..groups {
-        let ga = at.groups[g];
+        let ga = cx.at.groups[g];
         for r in 0..rows {
             let h0 = (g * rows + r) * hist;
             gemm_nt(
                 span,
                 2 * d,
                 d,
-                &d_kv_hist[h0 * 2 * d..(h0 + span) * 2 * d],
+                &gr.kv_hist[h0 * 2 * d..(h0 + span) * 2 * d],
                 p.get(ga.wkv, 2 * d * d),
                 0.0,
                 &mut d_ln0,
             );
-            let dst = if want_m0 {
-                &mut dm0[r * span * d..(r + 1) * span * d]
-            } else {
-                &mut scratch[r * span * d..(r + 1) * span * d]
-            };
-            let (gg, rest) = gp[ga.ln_g..].split_at_mut(d);
+            let (gg, rest) = gr.params[ga.ln_g..].split_at_mut(d);
             layer_norm_back(
                 &d_ln0,
                 &tr.m_hat[h0 * d..(h0 + span) * d],
                 &tr.m_rstd[h0..h0 + span],
                 p.get(ga.ln_g, d),
-                dst,
+                &mut dm0[r * span * d..(r + 1) * span * d],
                 gg,
                 &mut rest[..d],
             );
         }
     }
+    if want_m0 { dm0 } else { Vec::new() }
+}
 
-    // Weight gradients: one product over all `T × rows` per matrix.
+/// Weight gradients: one product over all `T × rows` per matrix.
+fn weight_gradients(cx: &Ctx, tr: &Trace, gr: &mut Grads) {
+    let Sizes {
+        d,
+        layers,
+        ff,
+        groups,
+        rows,
+        steps,
+        hist,
+        ..
+    } = cx.sz;
     let n = steps * rows;
+    let gp = &mut gr.params;
     for l in 0..layers {
-        let la = at.layers[l];
-        let g = dims.group(l);
-        let ga = at.groups[g];
-        let o = lt(l, 0);
+        let la = cx.at.layers[l];
+        let ga = cx.at.groups[cx.dims.group(l)];
+        let o = cx.sz.lt(l, 0);
+        let (a_out, att, f_out) = (&tr.a_out[o * d..], &tr.att[o * d..], &tr.f_out[o * d..]);
         gemm_tn(
             d,
             n,
             d,
-            &tr.a_out[o * d..],
-            &d_q[o * d..],
+            a_out,
+            &gr.q[o * d..],
             1.0,
             &mut gp[la.wq..la.wq + d * d],
         );
@@ -997,70 +1202,43 @@ fn backward_block(
             d,
             n,
             d,
-            &tr.att[o * d..],
-            &d_xp[o * d..],
+            att,
+            &gr.xp[o * d..],
             1.0,
             &mut gp[la.wo..la.wo + d * d],
         );
-        gemm_tn(
-            d,
-            n,
-            ff,
-            &tr.f_out[o * d..],
-            &d_hpre[o * ff..],
-            1.0,
-            &mut gp[la.w1..la.w1 + d * ff],
-        );
-        column_sums_into(&mut gp[la.b1..la.b1 + ff], &d_hpre[o * ff..(o + n) * ff]);
-        gemm_tn(
-            ff,
-            n,
-            d,
-            &tr.hid[o * ff..],
-            &d_y[o * d..],
-            1.0,
-            &mut gp[la.w2..la.w2 + ff * d],
-        );
-        column_sums_into(&mut gp[la.b2..la.b2 + d], &d_y[o * d..(o + n) * d]);
-        if !dims.null_slot {
+        let w1 = &mut gp[la.w1..la.w1 + d * ff];
+        gemm_tn(d, n, ff, f_out, &gr.hpre[o * ff..], 1.0, w1);
+        column_sums_into(&mut gp[la.b1..la.b1 + ff], &gr.hpre[o * ff..(o + n) * ff]);
+        let w2 = &mut gp[la.w2..la.w2 + ff * d];
+        gemm_tn(ff, n, d, &tr.hid[o * ff..], &gr.y[o * d..], 1.0, w2);
+        column_sums_into(&mut gp[la.b2..la.b2 + d], &gr.y[o * d..(o + n) * d]);
+        if !cx.dims.null_slot {
+            let wkv = &mut gp[ga.wkv..ga.wkv + 2 * d * d];
             gemm_tn(
                 d,
                 n,
                 2 * d,
                 &tr.c_out[o * d..],
-                &d_kv_self[o * 2 * d..],
+                &gr.kv_self[o * 2 * d..],
                 1.0,
-                &mut gp[ga.wkv..ga.wkv + 2 * d * d],
+                wkv,
             );
         }
     }
     for g in 0..groups {
-        let ga = at.groups[g];
+        let ga = cx.at.groups[g];
         let o = g * rows * hist;
+        let wkv = &mut gp[ga.wkv..ga.wkv + 2 * d * d];
         gemm_tn(
             d,
             rows * hist,
             2 * d,
             &tr.m_out[o * d..],
-            &d_kv_hist[o * 2 * d..],
+            &gr.kv_hist[o * 2 * d..],
             1.0,
-            &mut gp[ga.wkv..ga.wkv + 2 * d * d],
+            wkv,
         );
-    }
-    // The mixing logits through the softmax.
-    if dims.mix == MemoryMix::Learned {
-        let s_dw: f32 = mix.iter().zip(&d_mixw).map(|(s, w)| s * w).sum();
-        for l in 0..=layers {
-            gp[at.mix + l] += mix[l] * (d_mixw[l] - s_dw);
-        }
-    }
-    for v in [d_q, d_kv_self, d_xp, d_hpre, d_y, d_kv_hist, scratch] {
-        pool::recycle(v);
-    }
-    BlockGrads {
-        params: gp,
-        x0: dx0,
-        m0: dm0,
     }
 }
 
