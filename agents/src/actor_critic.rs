@@ -4,6 +4,12 @@ use burn::prelude::*;
 
 use crate::memory::Memory;
 
+/// What [`ActorCritic::step`] returns: logits `[B, A]`, values `[B]`, the memory after the step.
+pub type StepOutput = (Tensor<2>, Tensor<1>, Memory);
+
+/// What [`ActorCritic::forward_sequence`] returns: logits `[B, T, A]`, values `[B, T]`.
+pub type SequenceOutput = (Tensor<3>, Tensor<2>);
+
 /// An actor-critic with explicit memory: a trunk, a policy head (action logits) and a value
 /// head. The caller holds one [`Memory`] per batch of envs and passes it back each step.
 pub trait ActorCritic {
@@ -12,19 +18,14 @@ pub trait ActorCritic {
 
     /// One time step for a batch of envs.
     ///
-    /// The memory of the envs whose `episode_start` is 1.0 is reset before the step, so
-    /// nothing from their previous episode reaches the output.
+    /// The memory of the envs whose `starts` entry is 1.0 (a new episode starts at this step)
+    /// is reset before the step, so nothing from their previous episode reaches the output.
     ///
     /// # Shapes
     /// - `obs`: `[B, obs_dim]`
-    /// - `episode_start`: `[B]` (1.0 where a new episode starts at this step, else 0.0)
+    /// - `starts`: `[B]` (1.0 where a new episode starts at this step, else 0.0)
     /// - returns `(logits [B, A], value [B], memory')`
-    fn step(
-        &self,
-        obs: Tensor<2>,
-        episode_start: Tensor<1>,
-        memory: Memory,
-    ) -> (Tensor<2>, Tensor<1>, Memory);
+    fn step(&self, obs: Tensor<2>, starts: Tensor<1>, memory: Memory) -> StepOutput;
 
     /// The differentiable version of `T` calls to [`ActorCritic::step`], used by the PPO update.
     /// Starts from `memory0`, the (detached) memory the envs had before the first step.
@@ -32,14 +33,14 @@ pub trait ActorCritic {
     ///
     /// # Shapes
     /// - `obs`: `[B, T, obs_dim]`
-    /// - `episode_start`: `[B, T]`
+    /// - `starts`: `[B, T]` (episode starts)
     /// - returns `(logits [B, T, A], values [B, T])`
     fn forward_sequence(
         &self,
         obs: Tensor<3>,
-        episode_start: Tensor<2>,
+        starts: Tensor<2>,
         memory0: Memory,
-    ) -> (Tensor<3>, Tensor<2>);
+    ) -> SequenceOutput;
 
     /// Number of trainable parameters.
     fn num_parameters(&self) -> usize;

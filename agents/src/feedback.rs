@@ -60,7 +60,7 @@ use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
 
-use crate::actor_critic::ActorCritic;
+use crate::actor_critic::{ActorCritic, SequenceOutput, StepOutput};
 use crate::attention::{
     AttentionConfigError, FeedForward, MASKED_SCORE, RelativePositionBias, check_memory_layout,
     check_sizes,
@@ -496,17 +496,12 @@ impl FeedbackTransformer {
         Tensor::stack::<3>(tops, 1) // [B, T, d]
     }
 
-    fn step_reference(
-        &self,
-        obs: Tensor<2>,
-        episode_start: Tensor<1>,
-        memory: Memory,
-    ) -> (Tensor<2>, Tensor<1>, Memory) {
+    fn step_reference(&self, obs: Tensor<2>, starts: Tensor<1>, memory: Memory) -> StepOutput {
         let [b, _] = obs.dims();
         let window = self.window_from_memory(memory, false);
         let x0 = self.embed.forward(obs); // [B, d]
         let consts = self.constants(b, &x0.device());
-        let (top, window) = self.advance(x0, episode_start.reshape([b, 1, 1]), window, &consts);
+        let (top, window) = self.advance(x0, starts.reshape([b, 1, 1]), window, &consts);
         let (logits, value) = self.heads.forward(top); // [B, A], [B]
         (logits, value.reshape([b]), Self::window_into_memory(window))
     }
@@ -554,12 +549,7 @@ impl FeedbackTransformer {
         out.reshape([b, t, d])
     }
 
-    fn step_fused(
-        &self,
-        obs: Tensor<2>,
-        episode_start: Tensor<1>,
-        memory: Memory,
-    ) -> (Tensor<2>, Tensor<1>, Memory) {
+    fn step_fused(&self, obs: Tensor<2>, starts: Tensor<1>, memory: Memory) -> StepOutput {
         let [b, _] = obs.dims();
         let device = obs.device();
         let (d, span) = (self.d_model, self.span);
@@ -579,7 +569,7 @@ impl FeedbackTransformer {
             .chunks(2)
             .map(|kv| host_values(Tensor::cat(kv.to_vec(), 2)))
             .collect();
-        let starts = host_values(episode_start);
+        let starts = host_values(starts);
         let valid_host = host_values(valid);
         let storage: Vec<kernels::HostTensor> = self
             .parameter_tensors()
@@ -729,35 +719,25 @@ impl ActorCritic for FeedbackTransformer {
         }
     }
 
-    fn step(
-        &self,
-        obs: Tensor<2>,
-        episode_start: Tensor<1>,
-        memory: Memory,
-    ) -> (Tensor<2>, Tensor<1>, Memory) {
+    fn step(&self, obs: Tensor<2>, starts: Tensor<1>, memory: Memory) -> StepOutput {
         #[cfg(feature = "flex")]
         if kernels::runs_fused(&obs.device()) && !obs.device().is_autodiff() {
-            return self.step_fused(obs, episode_start, memory);
+            return self.step_fused(obs, starts, memory);
         }
-        self.step_reference(obs, episode_start, memory)
+        self.step_reference(obs, starts, memory)
     }
 
-    fn forward_sequence(
-        &self,
-        obs: Tensor<3>,
-        episode_start: Tensor<2>,
-        memory0: Memory,
-    ) -> (Tensor<3>, Tensor<2>) {
+    fn forward_sequence(&self, obs: Tensor<3>, starts: Tensor<2>, m0: Memory) -> SequenceOutput {
         let [b, t, _] = obs.dims();
         let x0 = self.embed.forward(obs); // [B, T, d]
         #[cfg(feature = "flex")]
         let tops = if kernels::runs_fused(&x0.device()) {
-            self.recurrence_fused(x0, episode_start, memory0.detach())
+            self.recurrence_fused(x0, starts, m0.detach())
         } else {
-            self.recurrence_reference(x0, episode_start, memory0.detach())
+            self.recurrence_reference(x0, starts, m0.detach())
         };
         #[cfg(not(feature = "flex"))]
-        let tops = self.recurrence_reference(x0, episode_start, memory0.detach());
+        let tops = self.recurrence_reference(x0, starts, m0.detach());
         let (logits, values) = self.heads.forward_sequence(tops); // [B, T, A], [B, T]
         (logits, values.reshape([b, t]))
     }

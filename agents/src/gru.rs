@@ -4,7 +4,7 @@ use burn::nn::Linear;
 use burn::prelude::*;
 use burn::tensor::activation::sigmoid;
 
-use crate::actor_critic::ActorCritic;
+use crate::actor_critic::{ActorCritic, SequenceOutput, StepOutput};
 use crate::heads::{ActorCriticHeads, HIDDEN_GAIN, orthogonal_linear};
 #[cfg(feature = "flex")]
 use crate::kernels;
@@ -235,35 +235,25 @@ impl ActorCritic for GruPolicy {
         }
     }
 
-    fn step(
-        &self,
-        obs: Tensor<2>,
-        episode_start: Tensor<1>,
-        memory: Memory,
-    ) -> (Tensor<2>, Tensor<1>, Memory) {
+    fn step(&self, obs: Tensor<2>, starts: Tensor<1>, memory: Memory) -> StepOutput {
         let [b, _] = obs.dims();
         let h = self.hidden_state(memory, b); // [B, L, d]
         #[cfg(feature = "flex")]
         if kernels::runs_fused(&obs.device()) {
-            return self.step_fused(obs, episode_start, h);
+            return self.step_fused(obs, starts, h);
         }
-        self.step_reference(obs, episode_start, h)
+        self.step_reference(obs, starts, h)
     }
 
-    fn forward_sequence(
-        &self,
-        obs: Tensor<3>,
-        episode_start: Tensor<2>,
-        memory0: Memory,
-    ) -> (Tensor<3>, Tensor<2>) {
+    fn forward_sequence(&self, obs: Tensor<3>, starts: Tensor<2>, m0: Memory) -> SequenceOutput {
         let [b, _, _] = obs.dims();
         // Truncated BPTT: the sequence starts from the memory as a constant.
-        let h0 = self.hidden_state(memory0.detach(), b); // [B, L, d]
+        let h0 = self.hidden_state(m0.detach(), b); // [B, L, d]
         #[cfg(feature = "flex")]
         if kernels::runs_fused(&obs.device()) {
-            return self.forward_sequence_fused(obs, episode_start, h0);
+            return self.forward_sequence_fused(obs, starts, h0);
         }
-        self.forward_sequence_reference(obs, episode_start, h0)
+        self.forward_sequence_reference(obs, starts, h0)
     }
 
     fn num_parameters(&self) -> usize {

@@ -19,7 +19,7 @@ pub mod policy_io;
 pub mod ppo;
 pub mod transformer;
 
-pub use actor_critic::ActorCritic;
+pub use actor_critic::{ActorCritic, SequenceOutput, StepOutput};
 pub use feedback::{FeedbackTransformer, FeedbackTransformerConfig};
 pub use gru::{GruConfig, GruPolicy};
 pub use memory::Memory;

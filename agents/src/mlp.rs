@@ -3,7 +3,7 @@
 use burn::nn::Linear;
 use burn::prelude::*;
 
-use crate::actor_critic::ActorCritic;
+use crate::actor_critic::{ActorCritic, SequenceOutput, StepOutput};
 use crate::heads::{ActorCriticHeads, HIDDEN_GAIN, orthogonal_linear};
 use crate::memory::Memory;
 
@@ -56,22 +56,12 @@ impl ActorCritic for MlpPolicy {
         Memory::empty()
     }
 
-    fn step(
-        &self,
-        obs: Tensor<2>,
-        _episode_start: Tensor<1>,
-        memory: Memory,
-    ) -> (Tensor<2>, Tensor<1>, Memory) {
+    fn step(&self, obs: Tensor<2>, _starts: Tensor<1>, memory: Memory) -> StepOutput {
         let (logits, value) = self.heads.forward(self.trunk(obs)); // [B, A], [B]
         (logits, value, memory)
     }
 
-    fn forward_sequence(
-        &self,
-        obs: Tensor<3>,
-        _episode_start: Tensor<2>,
-        _memory0: Memory,
-    ) -> (Tensor<3>, Tensor<2>) {
+    fn forward_sequence(&self, obs: Tensor<3>, _starts: Tensor<2>, _m: Memory) -> SequenceOutput {
         let [b, t, d] = obs.dims();
         let features = self.trunk(obs.reshape([b * t, d])); // [B*T, hidden]
         let (logits, values) = self.heads.forward(features); // [B*T, A], [B*T]

@@ -8,7 +8,7 @@ use std::str::FromStr;
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::actor_critic::ActorCritic;
+use crate::actor_critic::{ActorCritic, SequenceOutput, StepOutput};
 use crate::attention::{AttentionConfigError, check_config};
 use crate::feedback::{CurrentSlot, FeedbackTransformer, FeedbackTransformerConfig, MemoryMix};
 use crate::gru::{GruConfig, GruPolicy};
@@ -560,44 +560,29 @@ impl ActorCritic for Policy {
         }
     }
 
-    fn step(
-        &self,
-        obs: Tensor<2>,
-        episode_start: Tensor<1>,
-        memory: Memory,
-    ) -> (Tensor<2>, Tensor<1>, Memory) {
+    fn step(&self, obs: Tensor<2>, starts: Tensor<1>, memory: Memory) -> StepOutput {
         let Some(critic) = &self.critic else {
-            return self.actor.inner().step(obs, episode_start, memory);
+            return self.actor.inner().step(obs, starts, memory);
         };
         let (actor_mem, critic_mem) = self.split_memory(memory);
         let (logits, _, actor_mem) =
             self.actor
                 .inner()
-                .step(obs.clone(), episode_start.clone(), actor_mem);
-        let (_, value, critic_mem) = critic.inner().step(obs, episode_start, critic_mem);
+                .step(obs.clone(), starts.clone(), actor_mem);
+        let (_, value, critic_mem) = critic.inner().step(obs, starts, critic_mem);
         (logits, value, join_memory(actor_mem, critic_mem))
     }
 
-    fn forward_sequence(
-        &self,
-        obs: Tensor<3>,
-        episode_start: Tensor<2>,
-        memory0: Memory,
-    ) -> (Tensor<3>, Tensor<2>) {
+    fn forward_sequence(&self, obs: Tensor<3>, starts: Tensor<2>, m0: Memory) -> SequenceOutput {
         let Some(critic) = &self.critic else {
-            return self
-                .actor
-                .inner()
-                .forward_sequence(obs, episode_start, memory0);
+            return self.actor.inner().forward_sequence(obs, starts, m0);
         };
-        let (actor_mem, critic_mem) = self.split_memory(memory0);
+        let (actor_mem, critic_mem) = self.split_memory(m0);
         let (logits, _) =
             self.actor
                 .inner()
-                .forward_sequence(obs.clone(), episode_start.clone(), actor_mem);
-        let (_, values) = critic
-            .inner()
-            .forward_sequence(obs, episode_start, critic_mem);
+                .forward_sequence(obs.clone(), starts.clone(), actor_mem);
+        let (_, values) = critic.inner().forward_sequence(obs, starts, critic_mem);
         (logits, values)
     }
 

@@ -37,7 +37,7 @@ use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::relu;
 
-use crate::actor_critic::ActorCritic;
+use crate::actor_critic::{ActorCritic, SequenceOutput, StepOutput};
 use crate::attention::{
     AttentionConfigError, FeedForward, GruGate, RelativePositionBias, check_memory_layout,
     check_sizes, masked_attention, merge_heads, split_heads,
@@ -331,28 +331,18 @@ impl ActorCritic for Transformer {
         }
     }
 
-    fn step(
-        &self,
-        obs: Tensor<2>,
-        episode_start: Tensor<1>,
-        memory: Memory,
-    ) -> (Tensor<2>, Tensor<1>, Memory) {
+    fn step(&self, obs: Tensor<2>, starts: Tensor<1>, memory: Memory) -> StepOutput {
         let [b, _] = obs.dims();
         let x = self.embed.forward(obs).reshape([b, 1, self.d_model]); // [B, 1, d]
-        let (top, memory) = self.run(x, episode_start.reshape([b, 1]), memory);
+        let (top, memory) = self.run(x, starts.reshape([b, 1]), memory);
         let (logits, value) = self.heads.forward(top.reshape([b, self.d_model])); // [B, A], [B]
         (logits, value.reshape([b]), memory)
     }
 
-    fn forward_sequence(
-        &self,
-        obs: Tensor<3>,
-        episode_start: Tensor<2>,
-        memory0: Memory,
-    ) -> (Tensor<3>, Tensor<2>) {
+    fn forward_sequence(&self, obs: Tensor<3>, starts: Tensor<2>, m0: Memory) -> SequenceOutput {
         let [b, t, _] = obs.dims();
         let x = self.embed.forward(obs); // [B, T, d]
-        let (top, _) = self.run(x, episode_start, memory0.detach());
+        let (top, _) = self.run(x, starts, m0.detach());
         let (logits, values) = self.heads.forward_sequence(top); // [B, T, A], [B, T]
         (logits, values.reshape([b, t]))
     }

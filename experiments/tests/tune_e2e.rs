@@ -68,23 +68,18 @@ fn tune_tiny_end_to_end() {
         stderr.contains("16 finished already, 0 to resume, 0 to start"),
         "{stderr}"
     );
-}
 
-#[test]
-fn a_bad_sweep_value_is_a_clear_error() {
-    let root = temp_dir("tune-bad");
-    let o = Command::new(env!("CARGO_BIN_EXE_tune"))
-        .args(["--preset", "tiny", "--lrs", "0.001,-1", "--quiet"])
-        .arg("--out")
-        .arg(root.join("out"))
-        .arg("--runs-dir")
-        .arg(root.join("runs"))
-        .output()
-        .unwrap();
+    // A value the sweep cannot use is refused before anything runs, naming the flag.
+    let o = tune(
+        &root.join("out-bad"),
+        &root.join("runs-bad"),
+        &["--lrs", "0.001,-1"],
+    );
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success());
     assert!(
         stderr.contains("--lrs: -1 is not a valid value"),
         "{stderr}"
     );
+    assert!(!root.join("runs-bad").exists());
 }

@@ -19,7 +19,7 @@
 use rayon::prelude::*;
 
 use super::glue::FusedOp;
-use super::linalg::{gemm, gemm_nt, gemm_tn};
+use super::linalg::{Transposed, gemm, gemm_t};
 use super::{ROWS_PER_BLOCK, pool};
 use crate::feedback::MemoryMix;
 
@@ -942,10 +942,9 @@ fn memory_back(cx: &Ctx, tr: &Trace, gr: &mut Grads, t: usize, dm: &mut [f32]) {
             hat[r * d..(r + 1) * d].copy_from_slice(&tr.m_hat[i * d..(i + 1) * d]);
             rstd[r] = tr.m_rstd[i];
         }
-        gemm_nt(
-            rows,
-            2 * d,
-            d,
+        gemm_t(
+            Transposed::B,
+            (rows, 2 * d, d),
             &dkv_rows,
             p.get(ga.wkv, 2 * d * d),
             0.0,
@@ -977,13 +976,27 @@ fn layer_backward(cx: &Ctx, tr: &Trace, gr: &mut Grads, (l, t): (usize, usize), 
     // Feed-forward block.
     let mut dhid = vec![0.0; rows * ff];
     let mut d_lnout = vec![0.0; rows * d];
-    gemm_nt(rows, d, ff, dy, p.get(la.w2, ff * d), 0.0, &mut dhid);
+    gemm_t(
+        Transposed::B,
+        (rows, d, ff),
+        dy,
+        p.get(la.w2, ff * d),
+        0.0,
+        &mut dhid,
+    );
     let hid = &tr.hid[o * ff..(o + rows) * ff];
     let dh_pre = &mut gr.hpre[o * ff..(o + rows) * ff];
     for i in 0..rows * ff {
         dh_pre[i] = if hid[i] > 0.0 { dhid[i] } else { 0.0 };
     }
-    gemm_nt(rows, ff, d, dh_pre, p.get(la.w1, d * ff), 0.0, &mut d_lnout);
+    gemm_t(
+        Transposed::B,
+        (rows, ff, d),
+        dh_pre,
+        p.get(la.w1, d * ff),
+        0.0,
+        &mut d_lnout,
+    );
     let dxp = &mut gr.xp[o * d..(o + rows) * d];
     dxp.copy_from_slice(dy);
     let (gg, rest) = gr.params[la.ln_f_g..].split_at_mut(d);
@@ -999,7 +1012,14 @@ fn layer_backward(cx: &Ctx, tr: &Trace, gr: &mut Grads, (l, t): (usize, usize), 
     add_into(dx, dxp);
     // Attention, then the query and the current slot back to x^l.
     let mut datt = vec![0.0; rows * d];
-    gemm_nt(rows, d, d, dxp, p.get(la.wo, d * d), 0.0, &mut datt);
+    gemm_t(
+        Transposed::B,
+        (rows, d, d),
+        dxp,
+        p.get(la.wo, d * d),
+        0.0,
+        &mut datt,
+    );
     attend_back(cx, tr, gr, (l, t), &datt);
     query_slot_back(cx, tr, gr, (l, t), dx);
 }
@@ -1082,10 +1102,9 @@ fn query_slot_back(cx: &Ctx, tr: &Trace, gr: &mut Grads, (l, t): (usize, usize),
     let ga = cx.at.groups[cx.dims.group(l)];
     let o = cx.sz.lt(l, t);
     let mut d_lnout = vec![0.0; rows * d];
-    gemm_nt(
-        rows,
-        d,
-        d,
+    gemm_t(
+        Transposed::B,
+        (rows, d, d),
         &gr.q[o * d..(o + rows) * d],
         p.get(la.wq, d * d),
         0.0,
@@ -1106,10 +1125,9 @@ fn query_slot_back(cx: &Ctx, tr: &Trace, gr: &mut Grads, (l, t): (usize, usize),
         column_sums_into(&mut gr.params[ga.null..ga.null + 2 * d], dkvs);
         return;
     }
-    gemm_nt(
-        rows,
-        2 * d,
-        d,
+    gemm_t(
+        Transposed::B,
+        (rows, 2 * d, d),
         dkvs,
         p.get(ga.wkv, 2 * d * d),
         0.0,
@@ -1146,10 +1164,9 @@ fn start_window_back(cx: &Ctx, tr: &Trace, gr: &mut Grads, want_m0: bool) -> Vec
         let ga = cx.at.groups[g];
         for r in 0..rows {
             let h0 = (g * rows + r) * hist;
-            gemm_nt(
-                span,
-                2 * d,
-                d,
+            gemm_t(
+                Transposed::B,
+                (span, 2 * d, d),
                 &gr.kv_hist[h0 * 2 * d..(h0 + span) * 2 * d],
                 p.get(ga.wkv, 2 * d * d),
                 0.0,
@@ -1189,36 +1206,47 @@ fn weight_gradients(cx: &Ctx, tr: &Trace, gr: &mut Grads) {
         let ga = cx.at.groups[cx.dims.group(l)];
         let o = cx.sz.lt(l, 0);
         let (a_out, att, f_out) = (&tr.a_out[o * d..], &tr.att[o * d..], &tr.f_out[o * d..]);
-        gemm_tn(
-            d,
-            n,
-            d,
+        gemm_t(
+            Transposed::A,
+            (d, n, d),
             a_out,
             &gr.q[o * d..],
             1.0,
             &mut gp[la.wq..la.wq + d * d],
         );
-        gemm_tn(
-            d,
-            n,
-            d,
+        gemm_t(
+            Transposed::A,
+            (d, n, d),
             att,
             &gr.xp[o * d..],
             1.0,
             &mut gp[la.wo..la.wo + d * d],
         );
         let w1 = &mut gp[la.w1..la.w1 + d * ff];
-        gemm_tn(d, n, ff, f_out, &gr.hpre[o * ff..], 1.0, w1);
+        gemm_t(
+            Transposed::A,
+            (d, n, ff),
+            f_out,
+            &gr.hpre[o * ff..],
+            1.0,
+            w1,
+        );
         column_sums_into(&mut gp[la.b1..la.b1 + ff], &gr.hpre[o * ff..(o + n) * ff]);
         let w2 = &mut gp[la.w2..la.w2 + ff * d];
-        gemm_tn(ff, n, d, &tr.hid[o * ff..], &gr.y[o * d..], 1.0, w2);
+        gemm_t(
+            Transposed::A,
+            (ff, n, d),
+            &tr.hid[o * ff..],
+            &gr.y[o * d..],
+            1.0,
+            w2,
+        );
         column_sums_into(&mut gp[la.b2..la.b2 + d], &gr.y[o * d..(o + n) * d]);
         if !cx.dims.null_slot {
             let wkv = &mut gp[ga.wkv..ga.wkv + 2 * d * d];
-            gemm_tn(
-                d,
-                n,
-                2 * d,
+            gemm_t(
+                Transposed::A,
+                (d, n, 2 * d),
                 &tr.c_out[o * d..],
                 &gr.kv_self[o * 2 * d..],
                 1.0,
@@ -1230,10 +1258,9 @@ fn weight_gradients(cx: &Ctx, tr: &Trace, gr: &mut Grads) {
         let ga = cx.at.groups[g];
         let o = g * rows * hist;
         let wkv = &mut gp[ga.wkv..ga.wkv + 2 * d * d];
-        gemm_tn(
-            d,
-            rows * hist,
-            2 * d,
+        gemm_t(
+            Transposed::A,
+            (d, rows * hist, 2 * d),
             &tr.m_out[o * d..],
             &gr.kv_hist[o * 2 * d..],
             1.0,

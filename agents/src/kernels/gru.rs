@@ -14,7 +14,7 @@
 use burn::prelude::*;
 use rayon::prelude::*;
 
-use super::linalg::{gemm, gemm_nt, gemm_tn};
+use super::linalg::{Transposed, gemm, gemm_t};
 use super::{FusedOp, ROWS_PER_BLOCK, apply};
 
 /// The fewest row-steps (batch rows × steps) a parallel block is given where the batch allows.
@@ -346,7 +346,14 @@ impl GruStack {
                     }
                 }
                 // Through the hidden projection: [rows, 3d] × [d, 3d]ᵀ.
-                gemm_nt(rows, d3, d, &dhp[t * rows * d3..], w_h, 1.0, &mut dh);
+                gemm_t(
+                    Transposed::B,
+                    (rows, d3, d),
+                    &dhp[t * rows * d3..],
+                    w_h,
+                    1.0,
+                    &mut dh,
+                );
                 for r in 0..rows {
                     let keep = 1.0 - starts[r * t_len + t];
                     for v in &mut dh[r * d..(r + 1) * d] {
@@ -362,14 +369,14 @@ impl GruStack {
                 let (db_i, rest) = rest.split_at_mut(d3);
                 let (dw_h, rest) = rest.split_at_mut(lay.w_len());
                 let db_h = &mut rest[..d3];
-                gemm_tn(d, n_rows, d3, x, &dxp, 0.0, dw_i);
+                gemm_t(Transposed::A, (d, n_rows, d3), x, &dxp, 0.0, dw_i);
                 add_column_sums(&dxp, db_i);
-                gemm_tn(d, n_rows, d3, &h_prev_all, &dhp, 0.0, dw_h);
+                gemm_t(Transposed::A, (d, n_rows, d3), &h_prev_all, &dhp, 0.0, dw_h);
                 add_column_sums(&dhp, db_h);
             }
             // The gradient of this layer's inputs: [rows·T, 3d] × [d, 3d]ᵀ.
             let w_i = &params[lay.w_input(l)..lay.b_input(l)];
-            gemm_nt(n_rows, d3, d, &dxp, w_i, 0.0, &mut g_out);
+            gemm_t(Transposed::B, (n_rows, d3, d), &dxp, w_i, 0.0, &mut g_out);
         }
         // Through the tanh of the bottom cell's inputs.
         for (g, &x) in g_out.iter_mut().zip(&saved.x0) {

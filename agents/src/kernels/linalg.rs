@@ -37,30 +37,30 @@ pub(crate) fn gemm(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], beta: f32
     product((m, k, n), a, false, b, false, beta, c);
 }
 
-/// `c[m×n] = beta·c + a[m×k] · b[n×k]ᵀ` (`b` row-major `n×k`).
-pub(crate) fn gemm_nt(
-    m: usize,
-    k: usize,
-    n: usize,
-    a: &[f32],
-    b: &[f32],
-    beta: f32,
-    c: &mut [f32],
-) {
-    product((m, k, n), a, false, b, true, beta, c);
+/// Which operand of [`gemm_t`] is stored transposed.
+#[derive(Clone, Copy)]
+pub(crate) enum Transposed {
+    /// `a` is stored as `k×m`: `c = beta·c + aᵀ · b`.
+    A,
+    /// `b` is stored as `n×k`: `c = beta·c + a · bᵀ`.
+    B,
 }
 
-/// `c[m×n] = beta·c + a[k×m]ᵀ · b[k×n]` (`a` row-major `k×m`).
-pub(crate) fn gemm_tn(
-    m: usize,
-    k: usize,
-    n: usize,
+/// [`gemm`] with one operand stored transposed (`which`).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm_t(
+    which: Transposed,
+    (m, k, n): (usize, usize, usize),
     a: &[f32],
     b: &[f32],
     beta: f32,
     c: &mut [f32],
 ) {
-    product((m, k, n), a, true, b, false, beta, c);
+    let (ta, tb) = match which {
+        Transposed::A => (true, false),
+        Transposed::B => (false, true),
+    };
+    product((m, k, n), a, ta, b, tb, beta, c);
 }
 
 #[cfg(test)]
@@ -77,10 +77,10 @@ mod tests {
         gemm(m, k, n, &a, &b, 1.0, &mut c);
         let bt: Vec<f32> = (0..n * k).map(|i| b[(i % k) * n + i / k]).collect();
         let mut c_nt = vec![0.0; m * n];
-        gemm_nt(m, k, n, &a, &bt, 0.0, &mut c_nt);
+        gemm_t(Transposed::B, (m, k, n), &a, &bt, 0.0, &mut c_nt);
         let at: Vec<f32> = (0..k * m).map(|i| a[(i % m) * k + i / m]).collect();
         let mut c_tn = vec![0.0; m * n];
-        gemm_tn(m, k, n, &at, &b, 0.0, &mut c_tn);
+        gemm_t(Transposed::A, (m, k, n), &at, &b, 0.0, &mut c_tn);
         for i in 0..m {
             for j in 0..n {
                 let want = naive(i, j);
