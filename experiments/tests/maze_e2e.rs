@@ -37,11 +37,10 @@ fn png_size(path: &Path) -> (u32, u32) {
 }
 
 fn metrics_rows(dir: &Path) -> Vec<u64> {
-    std::fs::read_to_string(dir.join("metrics.csv"))
+    csv::Reader::from_path(dir.join("metrics.csv"))
         .unwrap()
-        .lines()
-        .skip(1)
-        .map(|l| l.split(',').next().unwrap().parse().unwrap())
+        .records()
+        .map(|r| r.unwrap()[0].parse().unwrap())
         .collect()
 }
 
