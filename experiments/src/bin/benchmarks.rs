@@ -355,11 +355,12 @@ fn build_jobs(
             config
                 .validate()
                 .with_context(|| format!("benchmark {}", b.id))?;
+            // Relative cost per env step (one-core training throughput, results/throughput).
             let cost_per_step = match config.policy.kind {
-                PolicyKind::Feedback => 9.0,
-                PolicyKind::Transformer => 2.5,
+                PolicyKind::Feedback => 3.2,
+                PolicyKind::Transformer => 6.3,
                 PolicyKind::Gru => 1.0,
-                PolicyKind::Mlp => 0.4,
+                PolicyKind::Mlp => 0.45,
             };
             jobs.push(Job {
                 name: format!("{} seed {seed}", b.id),
