@@ -708,15 +708,9 @@ fn tensor3(values: Vec<f32>, shape: [usize; 3], device: &Device) -> Tensor<3> {
 }
 
 impl ActorCritic for FeedbackTransformer {
-    /// An empty window: zero keys and values, every slot invalid.
+    /// An empty window: zero vectors, keys and values, every slot invalid.
     fn init_memory(&self, batch: usize, device: &Device) -> Memory {
-        Memory {
-            tensors: self
-                .memory_shapes(batch)
-                .into_iter()
-                .map(|shape| Tensor::zeros(shape, device))
-                .collect(),
-        }
+        Memory::zeros(self.memory_shapes(batch), device)
     }
 
     fn step(&self, obs: Tensor<2>, starts: Tensor<1>, memory: Memory) -> StepOutput {

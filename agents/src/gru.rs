@@ -116,14 +116,9 @@ impl GruPolicy {
     }
 
     /// [`ActorCritic::step`] with tensor operations, from the hidden state `h` `[B, L, d]`.
-    fn step_reference(
-        &self,
-        obs: Tensor<2>,
-        episode_start: Tensor<1>,
-        h: Tensor<3>,
-    ) -> (Tensor<2>, Tensor<1>, Memory) {
+    fn step_reference(&self, obs: Tensor<2>, starts: Tensor<1>, h: Tensor<3>) -> StepOutput {
         let [b, _] = obs.dims();
-        let keep = (episode_start.neg() + 1.0).reshape([b, 1, 1]); // [B, 1, 1]
+        let keep = (starts.neg() + 1.0).reshape([b, 1, 1]); // [B, 1, 1]
         let h = h * keep; // [B, L, d]
         let mut x = self.embed.forward(obs).tanh(); // [B, d]
         let mut new_h = Vec::with_capacity(self.cells.len());
@@ -187,22 +182,13 @@ impl GruPolicy {
 
     /// [`Self::step_reference`] through the fused GRU kernel.
     #[cfg(feature = "flex")]
-    fn step_fused(
-        &self,
-        obs: Tensor<2>,
-        episode_start: Tensor<1>,
-        h: Tensor<3>,
-    ) -> (Tensor<2>, Tensor<1>, Memory) {
+    fn step_fused(&self, obs: Tensor<2>, starts: Tensor<1>, h: Tensor<3>) -> StepOutput {
         let [b, _] = obs.dims();
         let d = self.d_model();
         // The kernel applies the embedding's tanh.
         let e = self.embed.forward(obs).reshape([b, 1, d]); // [B, 1, d]
-        let (top, last) = kernels::gru::gru_stack(
-            e,
-            self.packed_cell_params(),
-            h,
-            episode_start.reshape([b, 1]),
-        ); // [B, 1, d], [B, L, d]
+        let (top, last) =
+            kernels::gru::gru_stack(e, self.packed_cell_params(), h, starts.reshape([b, 1])); // [B, 1, d], [B, L, d]
         let (logits, value) = self.heads.forward(top.reshape([b, d])); // [B, A], [B]
         let memory = Memory {
             tensors: vec![last],

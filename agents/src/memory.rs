@@ -19,6 +19,16 @@ pub struct Memory {
 }
 
 impl Memory {
+    /// A memory of zero tensors with the given shapes.
+    pub fn zeros(shapes: Vec<[usize; 3]>, device: &Device) -> Self {
+        Self {
+            tensors: shapes
+                .into_iter()
+                .map(|shape| Tensor::zeros(shape, device))
+                .collect(),
+        }
+    }
+
     /// An empty memory (memoryless policies).
     pub fn empty() -> Self {
         Self { tensors: vec![] }

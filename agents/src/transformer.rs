@@ -322,13 +322,7 @@ impl Transformer {
 impl ActorCritic for Transformer {
     /// Empty caches: zero keys and values, every slot invalid.
     fn init_memory(&self, batch: usize, device: &Device) -> Memory {
-        Memory {
-            tensors: self
-                .memory_shapes(batch)
-                .into_iter()
-                .map(|shape| Tensor::zeros(shape, device))
-                .collect(),
-        }
+        Memory::zeros(self.memory_shapes(batch), device)
     }
 
     fn step(&self, obs: Tensor<2>, starts: Tensor<1>, memory: Memory) -> StepOutput {

@@ -1364,6 +1364,7 @@ impl FusedOp for FeedbackSequence {
             .collect();
         let mut gp = vec![0.0; self.layout.len];
         let mut gx = Vec::with_capacity(self.batch * steps * d);
+        // Empty when the starting memory wants no gradient (the glue then registers none).
         let mut gm = Vec::with_capacity(if want_m0 { self.batch * span * d } else { 0 });
         for g in grads {
             add_into(&mut gp, &g.params);
@@ -1371,9 +1372,6 @@ impl FusedOp for FeedbackSequence {
             gm.extend_from_slice(&g.m0);
             pool::recycle(g.params);
             pool::recycle(g.x0);
-        }
-        if !want_m0 {
-            gm = vec![0.0; self.batch * span * d];
         }
         vec![gp, gx, gm]
     }
