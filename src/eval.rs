@@ -204,6 +204,7 @@ pub fn evaluate(
             &seeds,
             &mut chooser,
             device,
+            None,
             |_| {},
         )?);
         start += b;
@@ -213,7 +214,10 @@ pub fn evaluate(
 
 /// Plays one episode per env in `envs` (reset with `seeds`), all in one batch, until every
 /// one has ended. `on_step(&envs)` is called after the reset and after every step (for
-/// rendering). Envs whose episode has ended are left alone while the others go on.
+/// rendering). Envs whose episode has ended are left alone while the others go on. With
+/// `attention`, every step's attention weights (one `[B, H, τ+1]` tensor per layer, see
+/// [`Policy::step_with_attention`]) are appended to it; it fails for a policy without any.
+#[allow(clippy::too_many_arguments)]
 fn play_batch(
     policy: &Policy,
     obs_norm: Option<&ObsNormalizer>,
@@ -221,6 +225,7 @@ fn play_batch(
     seeds: &[u64],
     chooser: &mut Chooser,
     device: &Device,
+    mut attention: Option<&mut Vec<Vec<Tensor<3>>>>,
     mut on_step: impl FnMut(&[Box<dyn Env>]),
 ) -> Result<Vec<EpisodeResult>> {
     let b = envs.len();
@@ -252,7 +257,21 @@ fn play_batch(
         };
         let obs_t = Tensor::<2>::from_data(TensorData::new(policy_obs, [b, obs_dim]), device);
         let starts_t = Tensor::<1>::from_data(TensorData::new(starts.clone(), [b]), device);
-        let (logits, _value, next_memory) = policy.step(obs_t, starts_t, memory); // [B, A]
+        let (logits, _value, next_memory) = match attention.as_deref_mut() {
+            None => policy.step(obs_t, starts_t, memory), // [B, A]
+            Some(steps) => {
+                let (out, weights) = policy.step_with_attention(obs_t, starts_t, memory);
+                let Some(weights) = weights else {
+                    bail!(
+                        "a `{}` policy has no attention weights to show (only the feedback and \
+                         transformer policies attend over past steps)",
+                        policy.kind().name()
+                    );
+                };
+                steps.push(weights);
+                out
+            }
+        };
         memory = next_memory;
         let actions = chooser.choose(logits)?;
         starts.fill(0.0);
@@ -302,6 +321,7 @@ pub fn record_episode(
         &[seed],
         &mut chooser,
         device,
+        None,
         |envs| match envs[0].render_rgb() {
             Some(f) => frames.push(f),
             None => missing = true,
@@ -314,6 +334,119 @@ pub fn record_episode(
         );
     }
     Ok((frames, results[0]))
+}
+
+/// One episode recorded with an attention policy's weights: what `fbrl render --attention`
+/// draws.
+#[derive(Clone, Debug)]
+pub struct AttentionEpisode {
+    /// The states: after the reset, then after every step (`steps.len() + 1` frames).
+    pub frames: Vec<Frame>,
+    /// Where the agent is drawn in each frame ([`Env::agent_rect`]), if the env says.
+    pub agent_rects: Vec<Option<[usize; 4]>>,
+    /// Per decision step `t` (taken in state `frames[t]`), per layer, per head: the attention
+    /// weights over the window's `τ + 1` slots (the steps `t − τ … t − 1`, then `t` itself).
+    pub weights: Vec<Vec<Vec<Vec<f32>>>>,
+    /// The episode's result.
+    pub result: EpisodeResult,
+}
+
+impl AttentionEpisode {
+    /// The attention span `τ` (window slots minus the current step's).
+    pub fn span(&self) -> usize {
+        self.weights
+            .first()
+            .and_then(|layers| layers.first())
+            .and_then(|heads| heads.first())
+            .map_or(0, |slots| slots.len().saturating_sub(1))
+    }
+
+    /// The episode step a window slot of decision step `t` refers to, or `None` for a slot
+    /// before the episode's start.
+    pub fn slot_step(&self, t: usize, slot: usize) -> Option<usize> {
+        (t + slot).checked_sub(self.span())
+    }
+
+    /// Layer `layer`'s weights at decision step `t` averaged over heads, per window slot.
+    pub fn layer_weights(&self, t: usize, layer: usize) -> Vec<f32> {
+        let heads = &self.weights[t][layer];
+        let mut mean = vec![0.0f32; heads[0].len()];
+        for h in heads {
+            for (m, w) in mean.iter_mut().zip(h) {
+                *m += w / heads.len() as f32;
+            }
+        }
+        mean
+    }
+}
+
+/// Plays one episode like [`record_episode`] and records the attention weights of every step
+/// (the actor's; the Feedback Transformer runs its tensor-operation path). Fails for a policy
+/// without attention or an env that cannot draw.
+pub fn record_attention_episode(
+    policy: &Policy,
+    obs_norm: Option<&ObsNormalizer>,
+    env: Box<dyn Env>,
+    seed: u64,
+    selection: ActionSelection,
+    device: &Device,
+) -> Result<AttentionEpisode> {
+    let mut chooser = Chooser {
+        selection,
+        rng: ChaCha8Rng::seed_from_u64(seed),
+    };
+    let mut envs = vec![env];
+    let mut frames = Vec::new();
+    let mut agent_rects = Vec::new();
+    let mut missing = false;
+    let mut steps = Vec::new();
+    let results = play_batch(
+        policy,
+        obs_norm,
+        &mut envs,
+        &[seed],
+        &mut chooser,
+        device,
+        Some(&mut steps),
+        |envs| match envs[0].render_rgb() {
+            Some(f) => {
+                frames.push(f);
+                agent_rects.push(envs[0].agent_rect());
+            }
+            None => missing = true,
+        },
+    )?;
+    if missing {
+        bail!(
+            "the env `{}` cannot draw RGB frames (Env::render_rgb returned None)",
+            envs[0].name()
+        );
+    }
+    let mut weights = Vec::with_capacity(steps.len());
+    for layers in steps {
+        let mut per_layer = Vec::with_capacity(layers.len());
+        for w in layers {
+            let [_, heads, slots] = w.dims();
+            let v = w
+                .into_data()
+                .convert::<f32>()
+                .try_into_vec::<f32>()
+                .map_err(|e| anyhow::anyhow!("cannot read the attention weights: {e:?}"))?;
+            per_layer.push(
+                v.chunks(slots)
+                    .take(heads)
+                    .map(<[f32]>::to_vec)
+                    .collect::<Vec<_>>(),
+            );
+        }
+        weights.push(per_layer);
+    }
+    Ok(AttentionEpisode {
+        frames,
+        agent_rects,
+        weights,
+        result: results[0],
+    })
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 pub use agents;
 pub use envs;
 
+pub mod attention_view;
 pub mod checkpoint;
 pub mod config;
 pub mod eval;

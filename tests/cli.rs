@@ -271,6 +271,10 @@ fn tiny_run_trains_evaluates_renders_and_plots() {
     assert!(o.status.success(), "render failed:\n{}", stderr(&o));
     let bytes = std::fs::read(&gif).unwrap();
     assert!(bytes.starts_with(b"GIF89a") || bytes.starts_with(b"GIF87a"));
+    assert_fails_naming(
+        &["render", run_s, "--attention", "-o", gif.to_str().unwrap()],
+        &["--attention", "`mlp` policy has no attention weights"],
+    );
 
     let png = dir.path().join("curve.png");
     let o = fbrl(&["plot", run_s, "-o", png.to_str().unwrap(), "--smooth", "2"]);
@@ -285,6 +289,41 @@ fn tiny_run_trains_evaluates_renders_and_plots() {
         &["eval", dir.path().to_str().unwrap()],
         &["neither a run directory"],
     );
+}
+
+/// The screen width of a GIF file (bytes 6–7 of its header).
+fn gif_width(path: &Path) -> u16 {
+    let bytes = std::fs::read(path).unwrap();
+    assert!(bytes.starts_with(b"GIF89a") || bytes.starts_with(b"GIF87a"));
+    u16::from_le_bytes([bytes[6], bytes[7]])
+}
+
+#[test]
+fn attention_policies_render_their_attention() {
+    let dir = tempfile::tempdir().unwrap();
+    for kind in ["feedback", "transformer"] {
+        let run = dir.path().join(kind);
+        let run_s = run.to_str().unwrap();
+        let mut args = vec!["train", "--total-steps", "128", "--run-dir", run_s];
+        args.extend_from_slice(&TINY[2..]);
+        args.extend_from_slice(&["--policy", kind, "--d-model", "16", "--n-heads", "2"]);
+        args.extend_from_slice(&["--d-ff", "32", "--span", "4"]);
+        let o = fbrl(&args);
+        assert!(o.status.success(), "train failed:\n{}", stderr(&o));
+        let plain = dir.path().join(format!("{kind}.gif"));
+        let o = fbrl(&["render", run_s, "-o", plain.to_str().unwrap()]);
+        assert!(o.status.success(), "render failed:\n{}", stderr(&o));
+        let with = dir.path().join(format!("{kind}_attention.gif"));
+        let o = fbrl(&["render", run_s, "--attention", "-o", with.to_str().unwrap()]);
+        assert!(
+            o.status.success(),
+            "render --attention failed:\n{}",
+            stderr(&o)
+        );
+        assert!(stdout(&o).contains("frames"), "{}", stdout(&o));
+        // The attention panel is drawn beside the maze's picture.
+        assert!(gif_width(&with) > gif_width(&plain));
+    }
 }
 
 #[test]

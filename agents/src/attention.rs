@@ -139,14 +139,15 @@ pub fn merge_heads(x: Tensor<4>) -> Tensor<3> {
 /// - `query`: `[B, H, Tq, Dh]`, `key` and `value`: `[B, H, Tk, Dh]`
 /// - `bias`: `[1, H, Tq, Tk]` (added to the scores)
 /// - `allowed`: `[B, 1, Tq, Tk]` (`true` where the query may attend to the key)
-/// - returns `[B, H, Tq, Dh]`
+/// - returns the output `[B, H, Tq, Dh]` and the attention weights `[B, H, Tq, Tk]` (each row
+///   sums to one; exactly zero where not allowed)
 pub fn masked_attention(
     query: Tensor<4>,
     key: Tensor<4>,
     value: Tensor<4>,
     bias: Tensor<4>,
     allowed: Tensor<4, Bool>,
-) -> Tensor<4> {
+) -> (Tensor<4>, Tensor<4>) {
     let [b, h, tq, dh] = query.dims();
     let tk = key.dims()[2];
     let scores = query
@@ -154,7 +155,8 @@ pub fn masked_attention(
         .div_scalar((dh as f32).sqrt())
         + bias; // [B, H, Tq, Tk]
     let scores = scores.mask_fill(allowed.bool_not().expand([b, h, tq, tk]), MASKED_SCORE);
-    softmax(scores, 3).matmul(value) // [B, H, Tq, Dh]
+    let weights = softmax(scores, 3);
+    (weights.clone().matmul(value), weights) // [B, H, Tq, Dh], [B, H, Tq, Tk]
 }
 
 /// The position-wise feed-forward block `Linear → ReLU → Linear` (no normalisation inside).
@@ -275,13 +277,15 @@ mod tests {
         let allowed = Tensor::<4, Bool>::from_bool(TensorData::from([[[[true, false]]]]), &device);
         let bias = Tensor::<4>::zeros([1, 1, 1, 2], &device);
         let out = |masked: f32| {
-            to_vec(masked_attention(
+            let (out, weights) = masked_attention(
                 query.clone(),
                 key.clone(),
                 value(masked),
                 bias.clone(),
                 allowed.clone(),
-            ))
+            );
+            assert_eq!(to_vec(weights), [1.0, 0.0]);
+            to_vec(out)
         };
         // Only the allowed slot counts, whatever the masked one holds (even a huge score).
         assert_eq!(out(0.0), [1.0, 2.0]);

@@ -386,7 +386,8 @@ impl FeedbackTransformer {
 
     /// One step of the recurrence for a batch: the embedded observation `x0 [B, d]`, the
     /// episode-start flags `start [B, 1, 1]` and the window before the step; returns the last
-    /// layer's output `[B, d]` and the window after the step.
+    /// layer's output `[B, d]`, the window after the step and each layer's attention weights
+    /// `[B, τ+1, H, 1]` (window slots oldest first, then the current step's slot).
     ///
     /// The attention of the single query is written with broadcast products and sums over
     /// `[B, τ+1, H, Dh]` (scores `[B, τ+1, H, 1]`), which needs no transposes and no copies.
@@ -396,7 +397,7 @@ impl FeedbackTransformer {
         start: Tensor<3>,
         window: Window,
         consts: &StepConstants,
-    ) -> (Tensor<2>, Window) {
+    ) -> (Tensor<2>, Window, Vec<Tensor<4>>) {
         let [b, d] = x0.dims();
         let tau = self.span;
         let heads = self.n_heads;
@@ -413,6 +414,7 @@ impl FeedbackTransformer {
         let shared = self.key_value.len() == 1;
         let mut x = x0.clone();
         let mut outputs = vec![x0]; // x^0 .. x^L, each [B, d]
+        let mut attention = Vec::with_capacity(self.layers.len());
         for (l, layer) in self.layers.iter().enumerate() {
             let g = if shared { 0 } else { l };
             let kv_self = match &self.key_value[g].null {
@@ -432,7 +434,8 @@ impl FeedbackTransformer {
                 .reshape([b, 1, heads, dh]); // [B, 1, H, Dh]
             let scores = (keys * query).sum_dim(3).div_scalar(scale) + consts.biases[l].clone(); // [B, τ+1, H, 1]
             let weights = softmax(scores.mask_fill(masked.clone(), MASKED_SCORE), 1); // [B, τ+1, H, 1]
-            let attended = (weights * values).sum_dim(1).reshape([b, d]); // [B, d]
+            let attended = (weights.clone() * values).sum_dim(1).reshape([b, d]); // [B, d]
+            attention.push(weights);
             x = x + layer.out.forward(attended);
             x = x.clone() + layer.ff.forward(layer.norm_ff.forward(x));
             outputs.push(x.clone());
@@ -468,6 +471,7 @@ impl FeedbackTransformer {
                 key_values,
                 valid,
             },
+            attention,
         )
     }
 }
@@ -488,7 +492,7 @@ impl FeedbackTransformer {
         let consts = self.constants(b, &x0.device());
         let mut tops = Vec::with_capacity(x0.dims()[1]);
         for (x, start) in x0.iter_dim(1).zip(episode_start.iter_dim(1)) {
-            let (top, next) =
+            let (top, next, _) =
                 self.advance(x.reshape([b, d]), start.reshape([b, 1, 1]), window, &consts);
             tops.push(top);
             window = next;
@@ -497,13 +501,36 @@ impl FeedbackTransformer {
     }
 
     fn step_reference(&self, obs: Tensor<2>, starts: Tensor<1>, memory: Memory) -> StepOutput {
+        self.step_with_attention(obs, starts, memory).0
+    }
+
+    /// [`ActorCritic::step`] (on the tensor-operation path) that also returns each layer's
+    /// attention weights `[B, H, τ+1]` over the window: the memory vectors of the `τ` previous
+    /// steps oldest first, then the current step's own slot. Slots of steps before the
+    /// episode's start (or before the memory was first filled) get exactly 0.
+    pub fn step_with_attention(
+        &self,
+        obs: Tensor<2>,
+        starts: Tensor<1>,
+        memory: Memory,
+    ) -> (StepOutput, Vec<Tensor<3>>) {
         let [b, _] = obs.dims();
         let window = self.window_from_memory(memory, false);
         let x0 = self.embed.forward(obs); // [B, d]
         let consts = self.constants(b, &x0.device());
-        let (top, window) = self.advance(x0, starts.reshape([b, 1, 1]), window, &consts);
+        let (top, window, attention) = self.advance(x0, starts.reshape([b, 1, 1]), window, &consts);
         let (logits, value) = self.heads.forward(top); // [B, A], [B]
-        (logits, value.reshape([b]), Self::window_into_memory(window))
+        let attention = attention
+            .into_iter()
+            .map(|w| {
+                let [b, slots, h, _] = w.dims();
+                w.reshape([b, slots, h]).swap_dims(1, 2) // [B, H, τ+1]
+            })
+            .collect();
+        (
+            (logits, value.reshape([b]), Self::window_into_memory(window)),
+            attention,
+        )
     }
 }
 

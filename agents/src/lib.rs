@@ -20,7 +20,7 @@ pub mod ppo;
 pub mod transformer;
 
 pub use actor_critic::{ActorCritic, SequenceOutput, StepOutput};
-pub use feedback::{FeedbackTransformer, FeedbackTransformerConfig};
+pub use feedback::{CurrentSlot, FeedbackTransformer, FeedbackTransformerConfig, MemoryMix};
 pub use gru::{GruConfig, GruPolicy};
 pub use memory::Memory;
 pub use mlp::{MlpConfig, MlpPolicy};

@@ -537,6 +537,41 @@ impl Policy {
         }
     }
 
+    /// [`ActorCritic::step`] that also returns, for an attention policy, each actor layer's
+    /// attention weights `[B, H, τ+1]` over its window (the `τ` previous steps oldest first,
+    /// then the current step; exactly 0 for steps before the episode's start). `None` for the
+    /// GRU and the MLP. The Feedback Transformer runs its tensor-operation path here.
+    pub fn step_with_attention(
+        &self,
+        obs: Tensor<2>,
+        starts: Tensor<1>,
+        memory: Memory,
+    ) -> (StepOutput, Option<Vec<Tensor<3>>>) {
+        let (actor_mem, critic_mem) = self.split_memory(memory);
+        let ((logits, value, actor_mem), attention) = match &self.actor {
+            PolicyNet::Feedback(p) => {
+                let (out, w) = p.step_with_attention(obs.clone(), starts.clone(), actor_mem);
+                (out, Some(w))
+            }
+            PolicyNet::Transformer(p) => {
+                let (out, w) = p.step_with_attention(obs.clone(), starts.clone(), actor_mem);
+                (out, Some(w))
+            }
+            other => (
+                other.inner().step(obs.clone(), starts.clone(), actor_mem),
+                None,
+            ),
+        };
+        let Some(critic) = &self.critic else {
+            return ((logits, value, actor_mem), attention);
+        };
+        let (_, value, critic_mem) = critic.inner().step(obs, starts, critic_mem);
+        (
+            (logits, value, join_memory(actor_mem, critic_mem)),
+            attention,
+        )
+    }
+
     /// Splits a memory into the actor's and the critic's parts.
     fn split_memory(&self, memory: Memory) -> (Memory, Memory) {
         let mut tensors = memory.tensors;

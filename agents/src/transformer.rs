@@ -157,7 +157,8 @@ impl TransformerLayer {
     /// - `x`: the chunk's inputs to this layer `[B, T, d]`
     /// - `prefix_keys`, `prefix_values`: `[B, τ, d]`
     /// - `bias`: `[1, H, T, τ+T]`, `allowed`: `[B, 1, T, τ+T]`
-    /// - returns the layer's outputs `[B, T, d]` and the chunk's keys and values `[B, T, d]`
+    /// - returns the layer's outputs `[B, T, d]`, the chunk's keys and values `[B, T, d]` and
+    ///   the attention weights `[B, H, T, τ+T]`
     fn forward(
         &self,
         x: Tensor<3>,
@@ -165,13 +166,13 @@ impl TransformerLayer {
         prefix_values: Tensor<3>,
         bias: Tensor<4>,
         allowed: Tensor<4, Bool>,
-    ) -> (Tensor<3>, Tensor<3>, Tensor<3>) {
+    ) -> (Tensor<3>, Tensor<3>, Tensor<3>, Tensor<4>) {
         let d = x.dims()[2];
         let normed = self.norm_attn.forward(x.clone()); // [B, T, d]
         let query = self.query.forward(normed.clone()); // [B, T, d]
         let kv = self.key_value.forward(normed); // [B, T, 2d]
         let (keys, values) = (kv.clone().narrow(2, 0, d), kv.narrow(2, d, d)); // [B, T, d] each
-        let attended = masked_attention(
+        let (attended, weights) = masked_attention(
             split_heads(query, self.n_heads),
             split_heads(
                 Tensor::cat(vec![prefix_keys, keys.clone()], 1),
@@ -194,7 +195,7 @@ impl TransformerLayer {
             Some(gate) => gate.forward(x, relu(y)),
             None => x + y,
         };
-        (x, keys, values)
+        (x, keys, values, weights)
     }
 }
 
@@ -245,8 +246,14 @@ impl Transformer {
     ///
     /// # Shapes
     /// - `x`: embedded observations `[B, T, d]`, `starts`: `[B, T]`
-    /// - returns the last layer's outputs `[B, T, d]` and the memory after the chunk
-    fn run(&self, x: Tensor<3>, starts: Tensor<2>, memory: Memory) -> (Tensor<3>, Memory) {
+    /// - returns the last layer's outputs `[B, T, d]`, the memory after the chunk and each
+    ///   layer's attention weights `[B, H, T, τ+T]` (keys: the τ cached steps, then the chunk)
+    fn run(
+        &self,
+        x: Tensor<3>,
+        starts: Tensor<2>,
+        memory: Memory,
+    ) -> (Tensor<3>, Memory, Vec<Tensor<4>>) {
         let [b, t, _] = x.dims();
         let tau = self.span;
         let keys = tau + t;
@@ -282,6 +289,7 @@ impl Transformer {
         };
         let mut x = x;
         let mut next_caches = Vec::with_capacity(caches.len() + 1);
+        let mut attention = Vec::with_capacity(self.layers.len());
         let mut caches = caches.into_iter();
         for layer in &self.layers {
             let (prefix_keys, prefix_values) = (
@@ -289,7 +297,7 @@ impl Transformer {
                 caches.next().expect("checked"),
             );
             let bias = layer.position_bias.for_distances(distances.clone()); // [1, H, T, τ+T]
-            let (out, keys, values) = layer.forward(
+            let (out, keys, values, weights) = layer.forward(
                 x,
                 prefix_keys.clone(),
                 prefix_values.clone(),
@@ -298,6 +306,7 @@ impl Transformer {
             );
             next_caches.push(slide(prefix_keys, keys));
             next_caches.push(slide(prefix_values, values));
+            attention.push(weights);
             x = out;
         }
 
@@ -315,7 +324,31 @@ impl Transformer {
             Memory {
                 tensors: next_caches,
             },
+            attention,
         )
+    }
+
+    /// [`ActorCritic::step`] that also returns each layer's attention weights `[B, H, τ+1]`
+    /// over the window: the `τ` previous steps oldest first, then the current step. Slots of
+    /// steps before the episode's start (or before the memory was first filled) get exactly 0.
+    pub fn step_with_attention(
+        &self,
+        obs: Tensor<2>,
+        starts: Tensor<1>,
+        memory: Memory,
+    ) -> (StepOutput, Vec<Tensor<3>>) {
+        let [b, _] = obs.dims();
+        let x = self.embed.forward(obs).reshape([b, 1, self.d_model]); // [B, 1, d]
+        let (top, memory, attention) = self.run(x, starts.reshape([b, 1]), memory);
+        let (logits, value) = self.heads.forward(top.reshape([b, self.d_model])); // [B, A], [B]
+        let attention = attention
+            .into_iter()
+            .map(|w| {
+                let [b, h, _, keys] = w.dims();
+                w.reshape([b, h, keys]) // [B, H, τ+1]
+            })
+            .collect();
+        ((logits, value.reshape([b]), memory), attention)
     }
 }
 
@@ -328,7 +361,7 @@ impl ActorCritic for Transformer {
     fn step(&self, obs: Tensor<2>, starts: Tensor<1>, memory: Memory) -> StepOutput {
         let [b, _] = obs.dims();
         let x = self.embed.forward(obs).reshape([b, 1, self.d_model]); // [B, 1, d]
-        let (top, memory) = self.run(x, starts.reshape([b, 1]), memory);
+        let (top, memory, _) = self.run(x, starts.reshape([b, 1]), memory);
         let (logits, value) = self.heads.forward(top.reshape([b, self.d_model])); // [B, A], [B]
         (logits, value.reshape([b]), memory)
     }
@@ -336,7 +369,7 @@ impl ActorCritic for Transformer {
     fn forward_sequence(&self, obs: Tensor<3>, starts: Tensor<2>, m0: Memory) -> SequenceOutput {
         let [b, t, _] = obs.dims();
         let x = self.embed.forward(obs); // [B, T, d]
-        let (top, _) = self.run(x, starts, m0.detach());
+        let (top, _, _) = self.run(x, starts, m0.detach());
         let (logits, values) = self.heads.forward_sequence(top); // [B, T, A], [B, T]
         (logits, values.reshape([b, t]))
     }

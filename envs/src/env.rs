@@ -168,6 +168,13 @@ pub trait Env: Send {
         None
     }
 
+    /// Where the agent is drawn in [`Env::render_rgb`]'s picture, if the env can say:
+    /// `[x, y, width, height]` in pixels. Renderers use it to mark where past steps happened
+    /// (e.g. the steps an attention policy attends to).
+    fn agent_rect(&self) -> Option<[usize; 4]> {
+        None
+    }
+
     /// A short name used in run directories and plot titles.
     fn name(&self) -> String {
         "custom".to_string()
@@ -192,6 +199,9 @@ impl<E: Env + ?Sized> Env for Box<E> {
     }
     fn render_rgb(&self) -> Option<crate::render::Frame> {
         (**self).render_rgb()
+    }
+    fn agent_rect(&self) -> Option<[usize; 4]> {
+        (**self).agent_rect()
     }
     fn name(&self) -> String {
         (**self).name()

@@ -47,6 +47,39 @@ impl Frame {
             }
         }
     }
+
+    /// Blends `colour` over the rectangle at (`x`, `y`) of `w × h` pixels with opacity `alpha`
+    /// (clamped to `0..=1`), clipped to the frame.
+    pub fn blend_rect(
+        &mut self,
+        x: usize,
+        y: usize,
+        w: usize,
+        h: usize,
+        colour: [u8; 3],
+        alpha: f32,
+    ) {
+        let a = alpha.clamp(0.0, 1.0);
+        let (x1, y1) = ((x + w).min(self.width), (y + h).min(self.height));
+        for yy in y.min(y1)..y1 {
+            for xx in x.min(x1)..x1 {
+                let i = 3 * (yy * self.width + xx);
+                for (p, c) in self.rgb[i..i + 3].iter_mut().zip(colour) {
+                    *p = (f32::from(*p) * (1.0 - a) + f32::from(c) * a).round() as u8;
+                }
+            }
+        }
+    }
+
+    /// Copies `other` into this frame with its top-left corner at (`x`, `y`), clipped.
+    pub fn paste(&mut self, other: &Frame, x: usize, y: usize) {
+        for yy in 0..other.height.min(self.height.saturating_sub(y)) {
+            let w = other.width.min(self.width.saturating_sub(x));
+            let src = 3 * yy * other.width;
+            let dst = 3 * ((y + yy) * self.width + x);
+            self.rgb[dst..dst + 3 * w].copy_from_slice(&other.rgb[src..src + 3 * w]);
+        }
+    }
 }
 
 /// Writes frames of one size into an animated, looping GIF file.

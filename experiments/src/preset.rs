@@ -117,6 +117,8 @@ pub struct Preset {
     pub arms: Vec<Arm>,
     /// The depth comparison (`[[depth_arms]]`), possibly empty.
     pub depth_arms: Vec<Arm>,
+    /// Variants of one policy's mechanism (`[[ablation_arms]]`), possibly empty.
+    pub ablation_arms: Vec<Arm>,
 }
 
 #[derive(Deserialize)]
@@ -127,6 +129,8 @@ struct PresetFile {
     arms: Vec<toml::Table>,
     #[serde(default)]
     depth_arms: Vec<toml::Table>,
+    #[serde(default)]
+    ablation_arms: Vec<toml::Table>,
 }
 
 fn parse_arms(tables: Vec<toml::Table>, section: &str) -> Result<Vec<Arm>> {
@@ -204,6 +208,7 @@ impl Preset {
             .context("invalid [train] section")?;
         let arms = parse_arms(file.arms, "arms")?;
         let depth_arms = parse_arms(file.depth_arms, "depth_arms")?;
+        let ablation_arms = parse_arms(file.ablation_arms, "ablation_arms")?;
         if arms.is_empty() {
             bail!("arms: the preset compares no policy");
         }
@@ -229,8 +234,14 @@ impl Preset {
             train,
             arms,
             depth_arms,
+            ablation_arms,
         };
-        for arm in preset.arms.iter().chain(&preset.depth_arms) {
+        for arm in preset
+            .arms
+            .iter()
+            .chain(&preset.depth_arms)
+            .chain(&preset.ablation_arms)
+        {
             preset
                 .run_config(arm, 0, 1)
                 .validate()

@@ -171,14 +171,28 @@ pub(super) fn render(args: RenderArgs) -> Result<()> {
         eval::eval_episode_seed(loaded.config.seed.wrapping_add(EVAL_SEED_OFFSET), 0)
     });
     let env = loaded.config.env.build()?;
-    let (frames, result) = eval::record_episode(
-        &loaded.policy,
-        loaded.checkpoint.state.obs_norm.as_ref(),
-        env,
-        seed,
-        selection(args.sample),
-        &loaded.device,
-    )?;
+    let obs_norm = loaded.checkpoint.state.obs_norm.as_ref();
+    let (frames, result) = if args.attention {
+        let ep = eval::record_attention_episode(
+            &loaded.policy,
+            obs_norm,
+            env,
+            seed,
+            selection(args.sample),
+            &loaded.device,
+        )
+        .with_context(|| format!("--attention: {}", args.path.display()))?;
+        (crate::attention_view::draw(&ep), ep.result)
+    } else {
+        eval::record_episode(
+            &loaded.policy,
+            obs_norm,
+            env,
+            seed,
+            selection(args.sample),
+            &loaded.device,
+        )?
+    };
     envs::save_gif(&args.output, &frames, args.delay_cs)
         .with_context(|| format!("cannot write {}", args.output.display()))?;
     println!(

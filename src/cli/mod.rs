@@ -113,6 +113,10 @@ pub struct RenderArgs {
     /// Frame duration in hundredths of a second.
     #[arg(long, default_value_t = 15)]
     pub delay_cs: u16,
+    /// Draw, beside each frame, the weights each layer of an attention policy (feedback,
+    /// transformer) gives to the steps of its window, and tint where those steps happened.
+    #[arg(long)]
+    pub attention: bool,
 }
 
 /// `fbrl plot`.

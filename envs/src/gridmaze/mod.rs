@@ -619,6 +619,12 @@ impl Env for GridMaze {
         Some(self.frame(crate::render::CELL_PX))
     }
 
+    fn agent_rect(&self) -> Option<[usize; 4]> {
+        let px = crate::render::CELL_PX.max(2);
+        let a = self.agent_pos();
+        Some([a.col * px, a.row * px, px, px])
+    }
+
     fn name(&self) -> String {
         let mode = match self.cfg.mode {
             MazeMode::Single => "single",

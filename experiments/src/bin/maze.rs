@@ -35,6 +35,9 @@ enum Experiment {
     Main,
     /// Feedback at 1–2 layers vs Transformer at 2–4 layers (`[[depth_arms]]`).
     Depth,
+    /// Variants of the Feedback memory (`[[ablation_arms]]`). Runs live beside the main
+    /// comparison's, so an arm with a main arm's name and config reuses its runs.
+    Ablations,
 }
 
 /// Train every policy × seed of a maze preset, then plot and summarise.
@@ -177,6 +180,7 @@ fn main() -> Result<()> {
     let title = match plan.experiment {
         Experiment::Main => "Maze experiment: Feedback Transformer vs Transformer, GRU, MLP",
         Experiment::Depth => "Depth comparison: shallow Feedback vs deeper Transformer",
+        Experiment::Ablations => "Ablations of the Feedback memory",
     };
     report::update_readme(&plan.out.join("README.md"), title, &md)?;
     for r in &results {
@@ -220,6 +224,11 @@ fn plan(args: &Args) -> Result<Plan> {
             format!("{}-depth", e.name),
             args.out.join("depth"),
         ),
+        Experiment::Ablations => (
+            &preset.ablation_arms,
+            e.name.clone(),
+            args.out.join("ablations"),
+        ),
     };
     if all_arms.is_empty() {
         bail!(
@@ -228,6 +237,7 @@ fn plan(args: &Args) -> Result<Plan> {
             match args.experiment {
                 Experiment::Main => "[[arms]]",
                 Experiment::Depth => "[[depth_arms]]",
+                Experiment::Ablations => "[[ablation_arms]]",
             }
         );
     }
@@ -302,7 +312,9 @@ fn measure_arms(plan: &Plan) -> Result<Vec<ArmResult>> {
 fn measure_arm(plan: &Plan, arm: &Arm, params: usize, dirs: &[PathBuf]) -> Result<ArmResult> {
     let e = &plan.preset.experiment;
     let label = match plan.experiment {
-        Experiment::Main => format!("{} · {} params", arm.name, fmt_params(params)),
+        Experiment::Main | Experiment::Ablations => {
+            format!("{} · {} params", arm.name, fmt_params(params))
+        }
         Experiment::Depth => format!(
             "{} L={} · {} params",
             arm.policy.kind.name(),
@@ -356,6 +368,7 @@ fn arm_color(experiment: Experiment, arm: &Arm) -> usize {
     match experiment {
         Experiment::Main => policy_color(&arm.name, 7),
         Experiment::Depth => depth_color(arm),
+        Experiment::Ablations => ablation_color(arm),
     }
 }
 
@@ -365,6 +378,7 @@ fn draw_charts(plan: &Plan, results: &[ArmResult], refs: &[RefLine]) -> Result<V
     let what = match plan.experiment {
         Experiment::Main => "",
         Experiment::Depth => "depth comparison, ",
+        Experiment::Ablations => "ablations, ",
     };
     let y_label = if plan.maze.goal_reward == 1.0 && plan.maze.step_penalty == 0.0 {
         "goals per episode (= episode reward)"
@@ -631,5 +645,18 @@ fn depth_color(arm: &Arm) -> usize {
         (agents::PolicyKind::Transformer, 3) => 3,
         (agents::PolicyKind::Transformer, _) => 5,
         _ => 7,
+    }
+}
+
+/// Ablations: the default Feedback memory keeps the Feedback colour; each variant its own.
+fn ablation_color(arm: &Arm) -> usize {
+    use agents::{CurrentSlot, MemoryMix};
+    let p = &arm.policy;
+    match (p.memory_mix, p.current_slot, p.share_kv) {
+        (MemoryMix::Learned, CurrentSlot::Input, true) => 0,
+        (MemoryMix::Top, _, _) => 4,
+        (MemoryMix::Embedding, _, _) => 5,
+        (_, CurrentSlot::Null, _) => 6,
+        _ => 8,
     }
 }

@@ -221,7 +221,14 @@ fn measure(plan: &Plan) -> Result<Measured> {
         rows: Vec::new(),
         md_rows: String::new(),
     };
+    // Each policy's colour; a second arm of the same policy (another depth) gets a free one.
+    let mut used: Vec<usize> = Vec::new();
     for (arm, per_delay) in plan.arms.iter().zip(&plan.cells) {
+        let mut color = policy_color(&arm.name, 7);
+        if used.contains(&color) {
+            color = (4..10).find(|c| !used.contains(c)).unwrap_or(color);
+        }
+        used.push(color);
         let mut points = Vec::new();
         let mut band = Vec::new();
         for (&d, dirs) in plan.delays.iter().zip(per_delay) {
@@ -269,7 +276,7 @@ fn measure(plan: &Plan) -> Result<Measured> {
             s.band = band;
         }
         s.markers = true;
-        s.color = Some(policy_color(&arm.name, 7));
+        s.color = Some(color);
         out.series.push(s);
     }
     Ok(out)
@@ -296,6 +303,20 @@ fn draw_chart(
     chart.hlines = vec![RefLine::new("chance", 1.0 / plan.cue.num_cues as f64)];
     if let Some(span) = span {
         chart.vlines = vec![RefLine::new("attention span τ", span as f64)];
+        // How far back the deepest standard transformer can see: L·τ.
+        let deepest = plan
+            .arms
+            .iter()
+            .filter(|a| a.policy.kind == agents::PolicyKind::Transformer)
+            .map(|a| a.policy.n_layers)
+            .max()
+            .unwrap_or(1);
+        if deepest > 1 {
+            chart.vlines.push(RefLine::new(
+                format!("{deepest}-layer Transformer reach {deepest}τ"),
+                (deepest * span) as f64,
+            ));
+        }
     }
     chart.note = Some(format!(
         "Points: mean over seeds of the final checkpoint's success on {} held-out episodes; \
