@@ -247,8 +247,9 @@ fn first_difference(a: &toml::Table, b: &toml::Table, prefix: &str) -> Option<St
 /// The keys that may change between a run and its resumption.
 const RESUME_FREE_KEYS: [&str; 3] = ["threads", "run_dir", "checkpoint_every"];
 
-/// The first key (other than [`RESUME_FREE_KEYS`]) whose value differs between two configs.
-fn differing_key(a: &TrainConfig, b: &TrainConfig) -> Result<Option<String>> {
+/// The first key (other than `threads`, `run_dir` and `checkpoint_every`, which a run may
+/// change when it resumes) whose value differs between two configs.
+pub fn differing_key(a: &TrainConfig, b: &TrainConfig) -> Result<Option<String>> {
     let as_table = |c: &TrainConfig| -> Result<toml::Table> {
         let mut t = toml::Table::try_from(c).context("cannot convert the config to TOML")?;
         for k in RESUME_FREE_KEYS {

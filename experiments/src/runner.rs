@@ -55,11 +55,24 @@ pub enum RunStatus {
 }
 
 /// Reads a run directory's latest checkpoint to tell whether to start, resume or skip it.
+/// A run trained with another config than `cfg` (e.g. a preset edited since) is an error
+/// naming the first differing key, never silently reused.
 pub fn run_status(dir: &Path, cfg: &TrainConfig) -> Result<RunStatus> {
     let Some(ckpt) = latest_checkpoint(&dir.join(fbrl::run_dir::CHECKPOINT_DIR))? else {
         return Ok(RunStatus::Fresh);
     };
     let state = open_checkpoint(&ckpt)?.state;
+    let recorded = TrainConfig::from_toml_str(
+        &state.config,
+        &format!("the config recorded in {}", ckpt.display()),
+    )?;
+    if let Some(key) = fbrl::trainer::differing_key(&recorded, cfg)? {
+        bail!(
+            "{}: this run was trained with a different `{key}` than this experiment asks for \
+             (was the preset edited?); move the folder away or pass another --runs-dir",
+            dir.display()
+        );
+    }
     if state.updates_done >= cfg.num_updates() {
         Ok(RunStatus::Finished)
     } else {

@@ -98,6 +98,48 @@ fn maze_tiny_end_to_end_with_resume() {
     let svg = std::fs::read_to_string(out.join("depth/reward_curve.svg")).unwrap();
     assert!(svg.contains("feedback L=1 ·") && svg.contains("transformer L=2 ·"));
     assert!(svg.contains("params (n=1)"));
+
+    // The ablations: the default arm's runs are the main comparison's, the variants train.
+    let log = maze(&out, &runs, &["--experiment", "ablations"]);
+    assert!(
+        log.contains("2 finished already") && log.contains("4 to start"),
+        "{log}"
+    );
+    let (_, rows) = read_csv(&out.join("ablations/summary.csv")).unwrap();
+    let arms: Vec<&str> = rows.iter().map(|r| r[0].as_str()).collect();
+    assert_eq!(
+        arms,
+        ["feedback", "feedback_top_layer", "feedback_null_slot"]
+    );
+    assert!(out.join("ablations/final_reward_bar.png").is_file());
+
+    // Finished runs of another config (an edited preset) are never silently reused.
+    let preset = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/configs/maze_tiny.toml"
+    ))
+    .unwrap();
+    let edited = root.join("tiny_edited.toml");
+    std::fs::write(
+        &edited,
+        preset.replace("update_epochs = 2", "update_epochs = 3"),
+    )
+    .unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_maze"))
+        .arg("--preset")
+        .arg(&edited)
+        .args(["--quiet", "--out"])
+        .arg(&out)
+        .arg("--runs-dir")
+        .arg(&runs)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        stderr.contains("`ppo.update_epochs`") && stderr.contains("gridmaze__feedback__0"),
+        "{stderr}"
+    );
     std::fs::remove_dir_all(root).unwrap();
 }
 
