@@ -342,7 +342,8 @@ fn readme(
          Preset: `{}`\n\nMachine: {}\n\n\
          Wall time of this invocation: {:.1} min ({} runs started, {} resumed, {} already finished; {} at a time).\n\n\
          Setting: cue recall with {} cues, {} envs × {} steps per update, {} env steps per run, \
-         {} seed(s); identical PPO settings for every policy; attention span τ = {}.\n\n\
+         {} seed(s); the preset's PPO settings for every policy, learning rate per arm: {}; \
+         attention span τ = {}.\n\n\
          ![success vs delay](success_vs_delay.png)\n\n\
          | policy | delay | seeds | held-out greedy success [95% CI] | training success (final) |\n|---|---|---|---|---|\n{md_rows}\n\
          Files: `success_vs_delay.csv`, `success_vs_delay.png` / `.svg`.\n",
@@ -359,6 +360,15 @@ fn readme(
         train.num_steps,
         train.total_steps,
         plan.seeds,
+        plan.arms
+            .iter()
+            .map(|a| format!(
+                "{} {}",
+                a.name,
+                a.learning_rate.unwrap_or(train.ppo.learning_rate)
+            ))
+            .collect::<Vec<_>>()
+            .join(", "),
         span.map(|s| s.to_string()).unwrap_or_else(|| "n/a".into()),
     )
 }
