@@ -249,6 +249,8 @@ pub struct TrainConfig {
     pub policy: PolicyConfig,
     /// PPO hyperparameters.
     pub ppo: PpoConfig,
+    /// Also write the metrics as TensorBoard event files into `<run>/tensorboard/`.
+    pub tensorboard: bool,
 }
 
 impl Default for TrainConfig {
@@ -264,6 +266,7 @@ impl Default for TrainConfig {
             env: EnvConfig::default(),
             policy: PolicyConfig::default(),
             ppo: PpoConfig::default(),
+            tensorboard: false,
         }
     }
 }

@@ -16,6 +16,7 @@ pub mod resources;
 pub mod run_dir;
 pub mod run_lock;
 pub mod signals;
+pub mod tensorboard;
 pub mod trainer;
 
 pub use config::{CartPoleConfig, ConfigError, CustomEnvConfig, EnvConfig, TrainConfig};

@@ -161,10 +161,12 @@ fn row_writer<W: std::io::Write>(out: W) -> csv::Writer<W> {
         .from_writer(out)
 }
 
-/// Appends rows to `metrics.csv`, flushing each one.
+/// Appends rows to `metrics.csv`, flushing each one (and, if attached, to a TensorBoard
+/// event file).
 pub struct MetricsWriter {
     path: PathBuf,
     writer: csv::Writer<File>,
+    tensorboard: Option<crate::tensorboard::EventWriter>,
 }
 
 impl MetricsWriter {
@@ -178,7 +180,29 @@ impl MetricsWriter {
             .write_record(METRICS_COLUMNS)
             .and_then(|()| writer.flush().map_err(csv::Error::from))
             .with_context(|| format!("cannot write {}", path.display()))?;
-        Ok(Self { path, writer })
+        Ok(Self {
+            path,
+            writer,
+            tensorboard: None,
+        })
+    }
+
+    /// Also writes every appended row into a new TensorBoard event file in `dir`. For a
+    /// resumed run, `resumed_after_steps` is the env step count of its checkpoint: the file
+    /// starts with a session start there, so TensorBoard drops what an earlier file logged
+    /// after the checkpoint.
+    pub fn with_tensorboard(
+        mut self,
+        dir: &Path,
+        resumed_after_steps: Option<u64>,
+    ) -> Result<Self> {
+        let mut tb = crate::tensorboard::EventWriter::create(dir)?;
+        if let Some(steps) = resumed_after_steps {
+            tb.session_start(steps as i64 + 1)?;
+            tb.flush()?;
+        }
+        self.tensorboard = Some(tb);
+        Ok(self)
     }
 
     /// Opens an existing `metrics.csv` for a resumed run: keeps the header and the complete
@@ -242,6 +266,7 @@ impl MetricsWriter {
         Ok(Self {
             path,
             writer: row_writer(file),
+            tensorboard: None,
         })
     }
 
@@ -250,7 +275,11 @@ impl MetricsWriter {
         self.writer
             .serialize(row)
             .and_then(|()| self.writer.flush().map_err(csv::Error::from))
-            .with_context(|| format!("cannot write {}", self.path.display()))
+            .with_context(|| format!("cannot write {}", self.path.display()))?;
+        match &mut self.tensorboard {
+            Some(tb) => tb.metrics_row(row),
+            None => Ok(()),
+        }
     }
 
     /// Forces the rows written so far to disk.

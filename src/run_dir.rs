@@ -113,6 +113,11 @@ impl RunDir {
     pub fn checkpoint_dir(&self) -> PathBuf {
         self.path.join(CHECKPOINT_DIR)
     }
+
+    /// `tensorboard/` (event files, with `tensorboard = true`).
+    pub fn tensorboard_dir(&self) -> PathBuf {
+        self.path.join(crate::tensorboard::TENSORBOARD_DIR)
+    }
 }
 
 #[cfg(test)]

@@ -245,10 +245,10 @@ fn first_difference(a: &toml::Table, b: &toml::Table, prefix: &str) -> Option<St
 }
 
 /// The keys that may change between a run and its resumption.
-const RESUME_FREE_KEYS: [&str; 3] = ["threads", "run_dir", "checkpoint_every"];
+const RESUME_FREE_KEYS: [&str; 4] = ["threads", "run_dir", "checkpoint_every", "tensorboard"];
 
-/// The first key (other than `threads`, `run_dir` and `checkpoint_every`, which a run may
-/// change when it resumes) whose value differs between two configs.
+/// The first key (other than `threads`, `run_dir`, `checkpoint_every` and `tensorboard`,
+/// which a run may change when it resumes) whose value differs between two configs.
 pub fn differing_key(a: &TrainConfig, b: &TrainConfig) -> Result<Option<String>> {
     let as_table = |c: &TrainConfig| -> Result<toml::Table> {
         let mut t = toml::Table::try_from(c).context("cannot convert the config to TOML")?;
@@ -308,7 +308,10 @@ fn fresh_start<E: Env>(
 ) -> Result<(TrainerState, RolloutState, MetricsWriter)> {
     let (n, obs_dim) = (cfg.num_envs, venv.obs_dim());
     write_atomic(&run.config_path(), cfg.to_toml().as_bytes())?;
-    let metrics = MetricsWriter::create(run.metrics_path())?;
+    let mut metrics = MetricsWriter::create(run.metrics_path())?;
+    if cfg.tensorboard {
+        metrics = metrics.with_tensorboard(&run.tensorboard_dir(), None)?;
+    }
     let obs = venv.reset().context("cannot reset the envs")?.to_vec();
     let rng = ChaCha8Rng::seed_from_u64(derive_seed(cfg.seed, RNG_SEED_STREAM));
     let state = RolloutState {
@@ -416,7 +419,10 @@ fn resume_start<E: Env>(
         reward_norm: counters.reward_norm.clone(),
         obs_norm: counters.obs_norm.clone(),
     };
-    let metrics = MetricsWriter::resume(run.metrics_path(), counters.updates_done)?;
+    let mut metrics = MetricsWriter::resume(run.metrics_path(), counters.updates_done)?;
+    if cfg.tensorboard {
+        metrics = metrics.with_tensorboard(&run.tensorboard_dir(), Some(counters.env_steps))?;
+    }
     Ok((model, optim, counters, state, metrics))
 }
 

@@ -61,6 +61,10 @@ pub struct Overrides {
     /// Worker threads (0 = one per core).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Also write the metrics as TensorBoard event files into `<run>/tensorboard/`
+    /// (`tensorboard --logdir runs`).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub tensorboard: Option<bool>,
     /// The `[ppo]` keys.
     #[command(flatten)]
     pub ppo: PpoOverrides,
