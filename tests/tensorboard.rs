@@ -175,7 +175,10 @@ fn a_resumed_run_starts_a_new_file_with_a_session_start() {
     let second_events = read_events(&files[1]);
     assert_eq!(first.len(), 3);
     // The second file: version, a session start just after update 3's steps, updates 4–6.
-    assert_eq!(second_events[1].session_log.as_ref().map(|s| s.status), Some(1));
+    assert_eq!(
+        second_events[1].session_log.as_ref().map(|s| s.status),
+        Some(1)
+    );
     assert_eq!(second_events[1].step, rows[2].env_steps as i64 + 1);
     let second = summaries(&second_events);
     let steps: Vec<i64> = first.iter().chain(&second).map(|(s, _)| *s).collect();
