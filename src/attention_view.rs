@@ -10,7 +10,7 @@
 
 use envs::Frame;
 
-use crate::eval::AttentionEpisode;
+use crate::eval::RecordedEpisode;
 
 /// The colours of layers 1, 2, … (repeating).
 pub const LAYER_COLOURS: [[u8; 3]; 4] = [
@@ -37,7 +37,7 @@ pub fn layer_colour(layer: usize) -> [u8; 3] {
 /// an attended step happened, the weight (averaged over heads) summed over the steps that
 /// happened there. Slots before the episode's start carry no weight and have no place; the
 /// weights sum to one when the env reports [`envs::Env::agent_rect`] at every step.
-pub fn place_weights(ep: &AttentionEpisode, t: usize, layer: usize) -> Vec<([usize; 4], f32)> {
+pub fn place_weights(ep: &RecordedEpisode, t: usize, layer: usize) -> Vec<([usize; 4], f32)> {
     let mut places: Vec<([usize; 4], f32)> = Vec::new();
     for (slot, w) in ep.layer_weights(t, layer).into_iter().enumerate() {
         let Some(step) = ep.slot_step(t, slot) else {
@@ -73,7 +73,7 @@ fn tint(colour: [u8; 3], alpha: f32) -> [u8; 3] {
 
 /// The GIF frames of an episode: one per state, the attention of the decision taken there
 /// beside it (the last state, where no decision was taken, shows an empty panel).
-pub fn draw(ep: &AttentionEpisode) -> Vec<Frame> {
+pub fn draw(ep: &RecordedEpisode) -> Vec<Frame> {
     let span = ep.span();
     let layers = ep.weights.first().map_or(0, Vec::len);
     let heads = ep
@@ -104,7 +104,7 @@ pub fn draw(ep: &AttentionEpisode) -> Vec<Frame> {
 
 /// The panel blocks and the tinted places of decision step `t`.
 fn draw_decision(
-    ep: &AttentionEpisode,
+    ep: &RecordedEpisode,
     t: usize,
     f: &mut Frame,
     panel_x: usize,

@@ -297,61 +297,23 @@ fn play_batch(
     Ok(results)
 }
 
-/// Plays one episode with `env` reset by `seed` and returns its RGB frames (the first
-/// observation's state, then one per step) and its result. Fails if the env cannot draw.
-pub fn record_episode(
-    policy: &Policy,
-    obs_norm: Option<&ObsNormalizer>,
-    env: Box<dyn Env>,
-    seed: u64,
-    selection: ActionSelection,
-    device: &Device,
-) -> Result<(Vec<Frame>, EpisodeResult)> {
-    let mut chooser = Chooser {
-        selection,
-        rng: ChaCha8Rng::seed_from_u64(seed),
-    };
-    let mut envs = vec![env];
-    let mut frames = Vec::new();
-    let mut missing = false;
-    let results = play_batch(
-        policy,
-        obs_norm,
-        &mut envs,
-        &[seed],
-        &mut chooser,
-        device,
-        None,
-        |envs| match envs[0].render_rgb() {
-            Some(f) => frames.push(f),
-            None => missing = true,
-        },
-    )?;
-    if missing {
-        bail!(
-            "the env `{}` cannot draw RGB frames (Env::render_rgb returned None)",
-            envs[0].name()
-        );
-    }
-    Ok((frames, results[0]))
-}
-
-/// One episode recorded with an attention policy's weights: what `fbrl render --attention`
-/// draws.
+/// One recorded episode: what `fbrl render` draws (with `--attention`, the attention weights
+/// too).
 #[derive(Clone, Debug)]
-pub struct AttentionEpisode {
+pub struct RecordedEpisode {
     /// The states: after the reset, then after every step (`steps.len() + 1` frames).
     pub frames: Vec<Frame>,
     /// Where the agent is drawn in each frame ([`Env::agent_rect`]), if the env says.
     pub agent_rects: Vec<Option<[usize; 4]>>,
     /// Per decision step `t` (taken in state `frames[t]`), per layer, per head: the attention
-    /// weights over the window's `τ + 1` slots (the steps `t − τ … t − 1`, then `t` itself).
+    /// weights over the window's `τ + 1` slots (the steps `t − τ … t − 1`, then `t` itself);
+    /// empty when recorded without attention.
     pub weights: Vec<Vec<Vec<Vec<f32>>>>,
     /// The episode's result.
     pub result: EpisodeResult,
 }
 
-impl AttentionEpisode {
+impl RecordedEpisode {
     /// The attention span `τ` (window slots minus the current step's).
     pub fn span(&self) -> usize {
         self.weights
@@ -380,17 +342,20 @@ impl AttentionEpisode {
     }
 }
 
-/// Plays one episode like [`record_episode`] and records the attention weights of every step
-/// (the actor's; the Feedback Transformer runs its tensor-operation path). Fails for a policy
-/// without attention or an env that cannot draw.
-pub fn record_attention_episode(
+/// Plays one episode with `env` reset by `seed` and records its RGB frames (the first
+/// observation's state, then one per step), where the agent was drawn and its result; with
+/// `attention`, also the attention weights of every step (the actor's; the Feedback
+/// Transformer runs its tensor-operation path). Fails if the env cannot draw, and with
+/// `attention` for a policy without attention.
+pub fn record_episode(
     policy: &Policy,
     obs_norm: Option<&ObsNormalizer>,
     env: Box<dyn Env>,
     seed: u64,
     selection: ActionSelection,
     device: &Device,
-) -> Result<AttentionEpisode> {
+    attention: bool,
+) -> Result<RecordedEpisode> {
     let mut chooser = Chooser {
         selection,
         rng: ChaCha8Rng::seed_from_u64(seed),
@@ -407,7 +372,7 @@ pub fn record_attention_episode(
         &[seed],
         &mut chooser,
         device,
-        Some(&mut steps),
+        attention.then_some(&mut steps),
         |envs| match envs[0].render_rgb() {
             Some(f) => {
                 frames.push(f);
@@ -441,7 +406,7 @@ pub fn record_attention_episode(
         }
         weights.push(per_layer);
     }
-    Ok(AttentionEpisode {
+    Ok(RecordedEpisode {
         frames,
         agent_rects,
         weights,

@@ -6,7 +6,7 @@ use agents::{ActorCritic, CriticKind, Policy, PolicyConfig, PolicyKind};
 use burn::prelude::*;
 use envs::{Env, GridMaze, GridMazeConfig};
 use fbrl::attention_view::{self, place_weights};
-use fbrl::eval::{ActionSelection, AttentionEpisode, record_attention_episode};
+use fbrl::eval::{ActionSelection, RecordedEpisode, record_episode};
 
 const SPAN: usize = 4;
 
@@ -36,22 +36,23 @@ fn policy(kind: PolicyKind, critic: CriticKind, device: &Device) -> Policy {
         .unwrap()
 }
 
-fn record(kind: PolicyKind, critic: CriticKind) -> AttentionEpisode {
+fn record(kind: PolicyKind, critic: CriticKind) -> RecordedEpisode {
     let device = Device::flex();
-    record_attention_episode(
+    record_episode(
         &policy(kind, critic, &device),
         None,
         Box::new(maze()),
         11,
         ActionSelection::Sample,
         &device,
+        true,
     )
     .unwrap()
 }
 
 /// Weights sum to one per layer and head, steps before the start get exactly zero, and the
 /// places drawn on the maze carry the layer's whole weight.
-fn check_episode(ep: &AttentionEpisode) {
+fn check_episode(ep: &RecordedEpisode) {
     assert_eq!(ep.weights.len(), ep.result.length as usize);
     assert_eq!(ep.frames.len(), ep.weights.len() + 1);
     assert_eq!(ep.span(), SPAN);
@@ -189,13 +190,14 @@ fn steps_of_the_previous_episode_get_no_weight() {
 fn policies_without_attention_are_refused() {
     let device = Device::flex();
     for kind in [PolicyKind::Gru, PolicyKind::Mlp] {
-        let err = record_attention_episode(
+        let err = record_episode(
             &policy(kind, CriticKind::Shared, &device),
             None,
             Box::new(maze()),
             1,
             ActionSelection::Greedy,
             &device,
+            true,
         )
         .unwrap_err();
         let msg = format!("{err:#}");

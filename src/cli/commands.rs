@@ -172,26 +172,28 @@ pub(super) fn render(args: RenderArgs) -> Result<()> {
     });
     let env = loaded.config.env.build()?;
     let obs_norm = loaded.checkpoint.state.obs_norm.as_ref();
-    let (frames, result) = if args.attention {
-        let ep = eval::record_attention_episode(
-            &loaded.policy,
-            obs_norm,
-            env,
-            seed,
-            selection(args.sample),
-            &loaded.device,
-        )
-        .with_context(|| format!("--attention: {}", args.path.display()))?;
-        (crate::attention_view::draw(&ep), ep.result)
+    let ep = eval::record_episode(
+        &loaded.policy,
+        obs_norm,
+        env,
+        seed,
+        selection(args.sample),
+        &loaded.device,
+        args.attention,
+    )
+    .with_context(|| {
+        let what = if args.attention {
+            " with --attention"
+        } else {
+            ""
+        };
+        format!("cannot record an episode of {}{what}", args.path.display())
+    })?;
+    let result = ep.result;
+    let frames = if args.attention {
+        crate::attention_view::draw(&ep)
     } else {
-        eval::record_episode(
-            &loaded.policy,
-            obs_norm,
-            env,
-            seed,
-            selection(args.sample),
-            &loaded.device,
-        )?
+        ep.frames
     };
     envs::save_gif(&args.output, &frames, args.delay_cs)
         .with_context(|| format!("cannot write {}", args.output.display()))?;
