@@ -473,6 +473,9 @@ fn write_tables(plan: &Plan, results: &[ArmResult]) -> Result<()> {
                     .learning_rate
                     .unwrap_or(train.ppo.learning_rate)
                     .to_string(),
+                r.arm
+                    .ent_coef
+                    .map_or_else(|| train.ppo.ent_coef.to_string(), |x| x.to_string()),
             ]
         })
         .collect();
@@ -492,6 +495,7 @@ fn write_tables(plan: &Plan, results: &[ArmResult]) -> Result<()> {
             "wall_time_s_per_run",
             "env_steps_per_run",
             "learning_rate",
+            "ent_coef",
         ],
         &summary_rows,
     )?;
@@ -570,8 +574,8 @@ fn run_description(
     ));
     md.push_str(&format!(
         "Setting: {} — GridMaze `{}` {}×{}, horizon {}, view {}×{}; {} envs × {} steps per update, \
-         {} env steps per run, {} seed(s) per policy; identical PPO settings for every policy \
-         (learning rate per arm in summary.csv).\n\n",
+         {} env steps per run, {} seed(s) per policy; the preset's PPO settings for every policy \
+         except the learning rate and entropy coefficient, set per arm (summary.csv).\n\n",
         e.title,
         format!("{:?}", maze.mode).to_lowercase(),
         maze.size,
