@@ -301,7 +301,8 @@ fn play_batch(
 /// too).
 #[derive(Clone, Debug)]
 pub struct RecordedEpisode {
-    /// The states: after the reset, then after every step (`steps.len() + 1` frames).
+    /// The states: after the reset, then after every step (`weights.len() + 1` frames when
+    /// recorded with attention).
     pub frames: Vec<Frame>,
     /// Where the agent is drawn in each frame ([`Env::agent_rect`]), if the env says.
     pub agent_rects: Vec<Option<[usize; 4]>>,
