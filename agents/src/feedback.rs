@@ -501,7 +501,27 @@ impl FeedbackTransformer {
     }
 
     fn step_reference(&self, obs: Tensor<2>, starts: Tensor<1>, memory: Memory) -> StepOutput {
-        self.step_with_attention(obs, starts, memory).0
+        self.step_reference_with_weights(obs, starts, memory).0
+    }
+
+    /// One step on the tensor-operation path and each layer's attention weights as
+    /// [`Self::advance`] makes them, `[B, τ+1, H, 1]`.
+    fn step_reference_with_weights(
+        &self,
+        obs: Tensor<2>,
+        starts: Tensor<1>,
+        memory: Memory,
+    ) -> (StepOutput, Vec<Tensor<4>>) {
+        let [b, _] = obs.dims();
+        let window = self.window_from_memory(memory, false);
+        let x0 = self.embed.forward(obs); // [B, d]
+        let consts = self.constants(b, &x0.device());
+        let (top, window, attention) = self.advance(x0, starts.reshape([b, 1, 1]), window, &consts);
+        let (logits, value) = self.heads.forward(top); // [B, A], [B]
+        (
+            (logits, value.reshape([b]), Self::window_into_memory(window)),
+            attention,
+        )
     }
 
     /// [`ActorCritic::step`] (on the tensor-operation path) that also returns each layer's
@@ -514,12 +534,7 @@ impl FeedbackTransformer {
         starts: Tensor<1>,
         memory: Memory,
     ) -> (StepOutput, Vec<Tensor<3>>) {
-        let [b, _] = obs.dims();
-        let window = self.window_from_memory(memory, false);
-        let x0 = self.embed.forward(obs); // [B, d]
-        let consts = self.constants(b, &x0.device());
-        let (top, window, attention) = self.advance(x0, starts.reshape([b, 1, 1]), window, &consts);
-        let (logits, value) = self.heads.forward(top); // [B, A], [B]
+        let (out, attention) = self.step_reference_with_weights(obs, starts, memory);
         let attention = attention
             .into_iter()
             .map(|w| {
@@ -527,10 +542,7 @@ impl FeedbackTransformer {
                 w.reshape([b, slots, h]).swap_dims(1, 2) // [B, H, τ+1]
             })
             .collect();
-        (
-            (logits, value.reshape([b]), Self::window_into_memory(window)),
-            attention,
-        )
+        (out, attention)
     }
 }
 
