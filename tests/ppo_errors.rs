@@ -10,8 +10,8 @@ use agents::PolicyKind;
 use envs::{BoxSpace, Discrete, Env, EnvError, GridMaze, GridMazeConfig, Step};
 use fbrl::checkpoint::{latest_checkpoint, open_latest};
 use fbrl::metrics::read_metrics;
-use fbrl::{EnvConfig, TrainConfig, TrainOptions, train, train_from_config};
-use ppo_common::TRAIN_LOCK;
+use fbrl::{EnvConfig, TrainConfig, TrainOptions, train};
+use ppo_common::{TRAIN_LOCK, train_until as run};
 
 fn parse_err(text: &str) -> String {
     match TrainConfig::from_toml_str(text, "bad.toml") {
@@ -113,25 +113,6 @@ fn tiny_cfg() -> TrainConfig {
     cfg.total_steps = 4 * 8 * 6;
     cfg.checkpoint_every = 2;
     cfg
-}
-
-fn run(
-    cfg: &TrainConfig,
-    dir: &Path,
-    resume: bool,
-    stop: Option<usize>,
-) -> anyhow::Result<fbrl::RunSummary> {
-    let _guard = TRAIN_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    train_from_config(
-        cfg,
-        TrainOptions {
-            run_dir: Some(dir.to_path_buf()),
-            resume,
-            quiet: true,
-            stop_after_updates: stop,
-            ..Default::default()
-        },
-    )
 }
 
 /// Writes a checkpoint at update 2, damages one of its files with `damage`, and checks that

@@ -5,7 +5,6 @@
 
 mod ppo_common;
 
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -13,7 +12,7 @@ use agents::{CriticKind, PolicyConfig, PolicyKind};
 use envs::GridMazeConfig;
 use fbrl::metrics::{MetricsRow, read_metrics};
 use fbrl::{EnvConfig, TrainConfig, TrainOptions, train_from_config};
-use ppo_common::{TRAIN_LOCK, train_rows};
+use ppo_common::{train_rows, train_until};
 
 fn small_cfg(kind: PolicyKind, updates: usize) -> TrainConfig {
     let mut policy = PolicyConfig::preset(kind);
@@ -70,21 +69,6 @@ fn assert_same_rows(a: &[MetricsRow], b: &[MetricsRow], what: &str) {
     }
 }
 
-fn train_until(cfg: &TrainConfig, dir: &Path, resume: bool, stop: Option<usize>) {
-    let _guard = TRAIN_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    train_from_config(
-        cfg,
-        TrainOptions {
-            run_dir: Some(dir.to_path_buf()),
-            resume,
-            quiet: true,
-            stop_after_updates: stop,
-            ..Default::default()
-        },
-    )
-    .unwrap();
-}
-
 /// Both normalisers on (reward scaling is on by default) and, optionally, a separate critic.
 fn normalized_cfg(kind: PolicyKind, updates: usize, critic: CriticKind) -> TrainConfig {
     let mut cfg = small_cfg(kind, updates);
@@ -115,10 +99,10 @@ fn stop_and_resume_gives_identical_rows_for_every_policy() {
 
         let b = tempfile::tempdir().unwrap();
         // Stop after 3 updates (a checkpoint is written at the stop), then resume twice.
-        train_until(&cfg, b.path(), false, Some(3));
+        train_until(&cfg, b.path(), false, Some(3)).unwrap();
         assert_eq!(read_metrics(b.path().join("metrics.csv")).unwrap().len(), 3);
-        train_until(&cfg, b.path(), true, Some(5));
-        train_until(&cfg, b.path(), true, None);
+        train_until(&cfg, b.path(), true, Some(5)).unwrap();
+        train_until(&cfg, b.path(), true, None).unwrap();
         let resumed = read_metrics(b.path().join("metrics.csv")).unwrap();
         assert_same_rows(&full, &resumed, &kind);
         println!("{kind}: {k} updates in one go == 3 + resume 2 + resume 1 (bitwise)");
@@ -193,7 +177,7 @@ fn sigkill_mid_run_then_resume() {
         "the child finished before it was killed"
     );
 
-    train_until(&cfg, &run, true, None);
+    train_until(&cfg, &run, true, None).unwrap();
     let resumed = read_metrics(&metrics).unwrap();
 
     let reference = tempfile::tempdir().unwrap();

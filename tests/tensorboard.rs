@@ -10,7 +10,10 @@ use agents::{PolicyConfig, PolicyKind};
 use envs::GridMazeConfig;
 use fbrl::metrics::read_metrics;
 use fbrl::tensorboard::{TENSORBOARD_DIR, row_scalars};
-use fbrl::{EnvConfig, TrainConfig, TrainOptions, train_from_config};
+use fbrl::{EnvConfig, TrainConfig};
+
+mod ppo_common;
+use ppo_common::train_until;
 
 /// `tensorflow.Event` (the fields this reader needs).
 #[derive(Clone, PartialEq, prost::Message)]
@@ -99,20 +102,6 @@ fn cfg(updates: usize) -> TrainConfig {
     }
 }
 
-fn train(cfg: &TrainConfig, dir: &Path, resume: bool, stop: Option<usize>) {
-    train_from_config(
-        cfg,
-        TrainOptions {
-            run_dir: Some(dir.to_path_buf()),
-            resume,
-            quiet: true,
-            stop_after_updates: stop,
-            ..Default::default()
-        },
-    )
-    .unwrap();
-}
-
 /// The summary events of a file: `(step, [(tag, value)])`.
 fn summaries(events: &[Event]) -> Vec<(i64, Vec<(String, f32)>)> {
     events
@@ -133,7 +122,7 @@ fn summaries(events: &[Event]) -> Vec<(i64, Vec<(String, f32)>)> {
 fn every_metrics_scalar_is_in_the_event_file() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
-    train(&cfg(4), &run, false, None);
+    train_until(&cfg(4), &run, false, None).unwrap();
     let rows = read_metrics(run.join("metrics.csv")).unwrap();
     let files = event_files(&run);
     assert_eq!(files.len(), 1);
@@ -164,9 +153,9 @@ fn a_resumed_run_starts_a_new_file_with_a_session_start() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
     let c = cfg(6);
-    train(&c, &run, false, Some(3));
+    train_until(&c, &run, false, Some(3)).unwrap();
     // The first checkpoint after the stop covers update 3; resume and finish.
-    train(&c, &run, true, None);
+    train_until(&c, &run, true, None).unwrap();
     let rows = read_metrics(run.join("metrics.csv")).unwrap();
     assert_eq!(rows.len(), 6);
     let files = event_files(&run);

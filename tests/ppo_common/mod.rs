@@ -15,6 +15,27 @@ use rand_chacha::ChaCha8Rng;
 /// reproducible.
 pub static TRAIN_LOCK: Mutex<()> = Mutex::new(());
 
+/// Trains `cfg` quietly into `dir` (resuming the run there with `resume`), stopping after
+/// `stop` updates if given.
+pub fn train_until(
+    cfg: &TrainConfig,
+    dir: &Path,
+    resume: bool,
+    stop: Option<usize>,
+) -> anyhow::Result<fbrl::RunSummary> {
+    let _guard = TRAIN_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    train_from_config(
+        cfg,
+        TrainOptions {
+            run_dir: Some(dir.to_path_buf()),
+            resume,
+            quiet: true,
+            stop_after_updates: stop,
+            ..Default::default()
+        },
+    )
+}
+
 /// Trains `cfg` quietly into `dir` and returns its metrics rows.
 pub fn train_rows(cfg: &TrainConfig, dir: &Path) -> Vec<MetricsRow> {
     let _guard = TRAIN_LOCK.lock().unwrap_or_else(|e| e.into_inner());
