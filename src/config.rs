@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 
 use agents::ppo::PpoConfig;
 use agents::{PolicyConfig, PolicyKind};
-use envs::{CueRecall, CueRecallConfig, Env, EnvError, GridMaze, GridMazeConfig};
+use envs::{
+    CueRecall, CueRecallConfig, Env, EnvError, GridMaze, GridMazeConfig, Pendulum, PendulumConfig,
+    PointCue, PointCueConfig,
+};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -76,6 +79,11 @@ pub enum EnvConfig {
     /// gymnasium-rs's CartPole as Gymnasium's `CartPole-v1` (`kind = "cartpole"`; needs the
     /// `gymnasium` cargo feature, on by default).
     Cartpole(CartPoleConfig),
+    /// Gymnasium's classic-control `Pendulum-v1`: continuous torque (`kind = "pendulum"`).
+    Pendulum(PendulumConfig),
+    /// Steer a point mass to the side a cue showed before a delay: a continuous-action
+    /// memory task (`kind = "point_cue"`).
+    PointCue(PointCueConfig),
     /// An env built by the program that trains it (`kind = "custom"`).
     Custom(CustomEnvConfig),
 }
@@ -174,6 +182,8 @@ impl EnvConfig {
             EnvConfig::Gridmaze(_) => "gridmaze",
             EnvConfig::CueRecall(_) => "cue_recall",
             EnvConfig::Cartpole(_) => "cartpole",
+            EnvConfig::Pendulum(_) => "pendulum",
+            EnvConfig::PointCue(_) => "point_cue",
             EnvConfig::Custom(c) => &c.name,
         }
     }
@@ -184,6 +194,8 @@ impl EnvConfig {
             EnvConfig::Gridmaze(c) => c.validate(),
             EnvConfig::CueRecall(c) => c.validate(),
             EnvConfig::Cartpole(c) => c.validate(),
+            EnvConfig::Pendulum(c) => c.validate(),
+            EnvConfig::PointCue(c) => c.validate(),
             EnvConfig::Custom(c) => {
                 let ok = |ch: char| ch.is_ascii_alphanumeric() || "_-.".contains(ch);
                 if c.name.is_empty() || !c.name.chars().all(ok) || c.name.starts_with('.') {
@@ -209,6 +221,8 @@ impl EnvConfig {
             EnvConfig::Gridmaze(c) => GridMaze::new(c.clone()).map(|e| Box::new(e) as _),
             EnvConfig::CueRecall(c) => CueRecall::new(c.clone()).map(|e| Box::new(e) as _),
             EnvConfig::Cartpole(c) => c.build().map(|e| Box::new(e) as _),
+            EnvConfig::Pendulum(c) => Pendulum::new(c.clone()).map(|e| Box::new(e) as _),
+            EnvConfig::PointCue(c) => PointCue::new(c.clone()).map(|e| Box::new(e) as _),
             EnvConfig::Custom(c) => return Err(c.not_buildable()),
         };
         built.map_err(env_error)
@@ -307,6 +321,12 @@ impl TrainConfig {
         (self.total_steps / self.batch_size().max(1) as u64) as usize
     }
 
+    /// Length of the sequences the PPO update replays: `ppo.seq_len`, or whole rollouts
+    /// (`num_steps`).
+    pub fn seq_len(&self) -> usize {
+        self.ppo.seq_len.unwrap_or(self.num_steps)
+    }
+
     /// Checks every field and the rules across fields; the error names the key.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.num_envs == 0 {
@@ -319,12 +339,26 @@ impl TrainConfig {
             agents::ppo::PpoError::InvalidConfig { key, reason } => invalid(key, reason),
             other => invalid("ppo", other.to_string()),
         })?;
-        if !self.num_envs.is_multiple_of(self.ppo.num_minibatches) {
+        let seq_len = self.seq_len();
+        if !self.num_steps.is_multiple_of(seq_len) {
+            return Err(invalid(
+                "ppo.seq_len",
+                format!(
+                    "must divide num_steps ({}): the update replays each env's rollout in \
+                     chunks of seq_len steps, got {seq_len}",
+                    self.num_steps
+                ),
+            ));
+        }
+        let sequences = self.num_envs * (self.num_steps / seq_len);
+        if !sequences.is_multiple_of(self.ppo.num_minibatches) {
             return Err(invalid(
                 "ppo.num_minibatches",
                 format!(
-                    "must divide num_envs ({}): minibatches are whole env sequences, got {}",
-                    self.num_envs, self.ppo.num_minibatches
+                    "must divide the number of sequences per rollout ({sequences} = num_envs \
+                     {} × num_steps {} / seq_len {seq_len}): minibatches are whole \
+                     sequences, got {}",
+                    self.num_envs, self.num_steps, self.ppo.num_minibatches
                 ),
             ));
         }

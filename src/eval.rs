@@ -15,13 +15,12 @@
 use anyhow::{Context, Result, bail};
 use burn::prelude::*;
 use burn::tensor::TensorData;
-use burn::tensor::activation::log_softmax;
-use rand::{RngExt, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use agents::ppo::ObsNormalizer;
-use agents::{ActorCritic, Policy};
+use agents::{ActionDist, ActorCritic, EnvAction, Policy};
 use envs::{Env, Frame, derive_seed};
 
 /// Added to the training seed to get the default evaluation seed.
@@ -133,36 +132,79 @@ struct Chooser {
 }
 
 impl Chooser {
-    fn choose(&mut self, logits: Tensor<2>) -> Result<Vec<usize>> {
-        let [b, a] = logits.dims();
-        let logp = log_softmax(logits, 1) // [B, A]
+    /// One action per row of `params` `[B, P]` (the policy's distribution parameters for
+    /// `dist`), under the action masks `masks` `[B, mask_width]` when the envs give them:
+    /// the most likely allowed action (greedy; a Gaussian's mean) or a sample, clipped to a
+    /// `Box`'s bounds.
+    fn choose(
+        &mut self,
+        dist: &ActionDist,
+        params: Tensor<2>,
+        masks: Option<Vec<bool>>,
+    ) -> Result<Vec<EnvAction>> {
+        let [b, p] = params.dims();
+        if p != dist.param_width() {
+            bail!(
+                "the policy outputs {p} distribution parameters per step, the env's actions need \
+                 {} ({})",
+                dist.param_width(),
+                dist.describe()
+            );
+        }
+        let device = params.device();
+        let masks = match (masks, dist.mask_width()) {
+            (Some(m), Some(w)) => Some(Tensor::<2, Bool>::from_data(
+                TensorData::new(m, [b, w]),
+                &device,
+            )),
+            _ => None,
+        };
+        let table = dist
+            .sampling_table(params, masks) // [B, P]
             .into_data()
             .try_into_vec::<f32>()
             .map_err(|e| anyhow::anyhow!("cannot read the policy's output: {e:?}"))?;
         let mut actions = Vec::with_capacity(b);
-        for row in logp.chunks(a) {
+        let mut values = Vec::with_capacity(dist.action_width());
+        for row in table.chunks(p) {
             if row.iter().any(|l| l.is_nan()) {
-                bail!("the policy produced NaN logits");
+                bail!("the policy produced NaN outputs");
             }
-            actions.push(match self.selection {
-                ActionSelection::Greedy => argmax(row),
+            values.clear();
+            match self.selection {
+                ActionSelection::Greedy => dist.mode_row(row, &mut values),
                 ActionSelection::Sample => {
-                    agents::ppo::sample_categorical(row, self.rng.random::<f64>())
+                    dist.sample_row(row, &mut self.rng, &mut values);
                 }
-            });
+            }
+            actions.push(dist.env_action(&values));
         }
         Ok(actions)
     }
 }
 
-fn argmax(row: &[f32]) -> usize {
-    let mut best = 0;
-    for (i, v) in row.iter().enumerate() {
-        if *v > row[best] {
-            best = i;
+/// The action masks of `envs` `[B, mask_width]` (all `true` for an env without one), or
+/// `None` when the action space has no masks or no env gives one.
+fn current_masks(dist: &ActionDist, envs: &[Box<dyn Env>]) -> Result<Option<Vec<bool>>> {
+    let Some(width) = dist.mask_width() else {
+        return Ok(None);
+    };
+    if envs.iter().all(|e| e.action_mask().is_none()) {
+        return Ok(None);
+    }
+    let mut masks = Vec::with_capacity(envs.len() * width);
+    for env in envs {
+        match env.action_mask() {
+            Some(m) if m.len() == width => masks.extend_from_slice(m),
+            Some(m) => bail!(
+                "the env's action mask has {} flags, its {} action space needs {width}",
+                m.len(),
+                env.action_space()
+            ),
+            None => masks.extend(std::iter::repeat_n(true, width)),
         }
     }
-    best
+    Ok(Some(masks))
 }
 
 /// Plays `episodes` episodes with `policy`, `make_env` building one env per episode, on the
@@ -230,6 +272,7 @@ fn play_batch(
 ) -> Result<Vec<EpisodeResult>> {
     let b = envs.len();
     let obs_dim = envs[0].observation_space().flat_len();
+    let dist = ActionDist::from_space(&envs[0].action_space());
     let mut obs = vec![0.0f32; b * obs_dim];
     for (i, env) in envs.iter_mut().enumerate() {
         env.reset(seeds[i], &mut obs[i * obs_dim..(i + 1) * obs_dim])
@@ -273,14 +316,18 @@ fn play_batch(
             }
         };
         memory = next_memory;
-        let actions = chooser.choose(logits)?;
+        let masks = current_masks(&dist, envs)?;
+        let actions = chooser.choose(&dist, logits, masks)?;
         starts.fill(0.0);
         for i in 0..b {
             if done[i] {
                 continue;
             }
             let step = envs[i]
-                .step(actions[i], &mut obs[i * obs_dim..(i + 1) * obs_dim])
+                .step(
+                    actions[i].as_action(),
+                    &mut obs[i * obs_dim..(i + 1) * obs_dim],
+                )
                 .with_context(|| format!("step in the episode with seed {}", seeds[i]))?;
             let r = &mut results[i];
             r.ret += f64::from(step.reward);
@@ -471,7 +518,7 @@ mod tests {
         let make = || -> Result<Box<dyn Env>> { Ok(Box::new(CueRecall::new(cfg.clone())?)) };
         let obs_dim = cfg.obs_len();
         let policy = PolicyConfig::preset(PolicyKind::Gru)
-            .init(obs_dim, make().unwrap().action_space().n, &device)
+            .init_for_env(&*make().unwrap(), &device)
             .unwrap();
         for selection in [ActionSelection::Greedy, ActionSelection::Sample] {
             let a = evaluate(&policy, None, &make, 70, 3, selection, &device).unwrap();

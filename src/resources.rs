@@ -155,7 +155,7 @@ pub fn check_run_fits<E: Env>(
     check_sizes_fit(
         cfg,
         env.observation_space().flat_len(),
-        env.action_space().n,
+        agents::ActionDist::from_space(&env.action_space()).param_width(),
     )
 }
 

@@ -166,6 +166,8 @@ pub fn train_from_config(cfg: &TrainConfig, opts: TrainOptions<'_>) -> Result<Ru
         EnvConfig::Gridmaze(c) => train(cfg, |_| GridMaze::new(c.clone()), opts),
         EnvConfig::CueRecall(c) => train(cfg, |_| CueRecall::new(c.clone()), opts),
         EnvConfig::Cartpole(c) => train(cfg, |_| c.build(), opts),
+        EnvConfig::Pendulum(c) => train(cfg, |_| envs::Pendulum::new(c.clone()), opts),
+        EnvConfig::PointCue(c) => train(cfg, |_| envs::PointCue::new(c.clone()), opts),
         EnvConfig::Custom(c) => Err(c.not_buildable().into()),
     }
 }
@@ -178,11 +180,11 @@ fn check_envs_match_config<E: Env>(cfg: &TrainConfig, env: &E) -> Result<()> {
         return Ok(());
     }
     let configured = cfg.env.build()?;
-    let describe = |space: &envs::BoxSpace, n: usize| {
-        format!("observation shape {:?} and {n} actions", space.shape)
+    let describe = |space: &envs::BoxSpace, actions: envs::ActionSpace| {
+        format!("observation shape {:?} and actions {actions}", space.shape)
     };
-    let want = describe(configured.observation_space(), configured.action_space().n);
-    let got = describe(env.observation_space(), env.action_space().n);
+    let want = describe(configured.observation_space(), configured.action_space());
+    let got = describe(env.observation_space(), env.action_space());
     if want != got {
         bail!(
             "the envs given to `train` do not match the config's `[env]`: kind = \"{}\" has \
@@ -551,9 +553,9 @@ fn build_envs_and_policy<E: Env>(
     )
     .context("cannot build the envs")?;
     check_envs_match_config(cfg, &venv.envs()[0])?;
-    let (obs_dim, num_actions) = (venv.obs_dim(), venv.num_actions());
+    let dist = agents::ActionDist::from_space(venv.action_space());
     device.seed(cfg.seed);
-    let model = init_policy(&cfg.policy, obs_dim, num_actions, ad_device)?;
+    let model = init_policy(&cfg.policy, venv.obs_dim(), &dist, ad_device)?;
     Ok((venv, model))
 }
 
@@ -626,9 +628,15 @@ fn train_inner<E: Env>(
         let t0 = Instant::now();
         let lr = cfg.ppo.learning_rate_at(update - 1, num_updates);
         let rollout_policy = model.valid();
-        let (mut buf, finished) =
-            collect_rollout(&rollout_policy, &mut venv, &mut state, t_len, &device)
-                .with_context(|| format!("rollout of update {update} failed"))?;
+        let (mut buf, finished) = collect_rollout(
+            &rollout_policy,
+            &mut venv,
+            &mut state,
+            t_len,
+            cfg.seq_len(),
+            &device,
+        )
+        .with_context(|| format!("rollout of update {update} failed"))?;
         drop(rollout_policy);
         let t_rollout = t0.elapsed();
         rollout_time_s += t_rollout.as_secs_f64();
@@ -700,9 +708,9 @@ fn train_inner<E: Env>(
 fn init_policy(
     cfg: &PolicyConfig,
     obs_dim: usize,
-    num_actions: usize,
+    dist: &agents::ActionDist,
     device: &Device,
 ) -> Result<agents::Policy> {
-    cfg.init(obs_dim, num_actions, device)
+    cfg.init_for(obs_dim, dist, device)
         .map_err(|e| anyhow::anyhow!("cannot build the policy: {e}"))
 }

@@ -8,6 +8,7 @@
 
 pub mod actor_critic;
 pub mod attention;
+pub mod distribution;
 pub mod feedback;
 pub mod gru;
 pub mod heads;
@@ -20,6 +21,7 @@ pub mod ppo;
 pub mod transformer;
 
 pub use actor_critic::{ActorCritic, SequenceOutput, StepOutput};
+pub use distribution::{ActionDist, EnvAction};
 pub use feedback::{CurrentSlot, FeedbackTransformer, FeedbackTransformerConfig, MemoryMix};
 pub use gru::{GruConfig, GruPolicy};
 pub use memory::Memory;
@@ -27,5 +29,6 @@ pub use mlp::{MlpConfig, MlpPolicy};
 pub use policy::{CriticKind, Policy, PolicyConfig, PolicyError, PolicyKind, PolicyNet};
 pub use policy_io::{
     PolicyFileHeader, load_policy, load_policy_weights, read_policy_header, save_policy,
+    save_policy_for,
 };
 pub use transformer::{Transformer, TransformerConfig};

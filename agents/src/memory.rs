@@ -50,6 +50,24 @@ impl Memory {
         }
     }
 
+    /// The memories of several batches, one after the other along the batch dimension (all
+    /// with the same tensor shapes but the batch).
+    pub fn cat(parts: Vec<Memory>) -> Self {
+        let Some(first) = parts.first() else {
+            return Self::empty();
+        };
+        let count = first.tensors.len();
+        let mut columns: Vec<Vec<Tensor<3>>> = vec![Vec::with_capacity(parts.len()); count];
+        for part in parts {
+            for (column, t) in columns.iter_mut().zip(part.tensors) {
+                column.push(t);
+            }
+        }
+        Self {
+            tensors: columns.into_iter().map(|c| Tensor::cat(c, 0)).collect(),
+        }
+    }
+
     /// The same memory without gradient history.
     pub fn detach(self) -> Self {
         Self {

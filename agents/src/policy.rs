@@ -5,11 +5,13 @@ use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
+use burn::module::Param;
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::actor_critic::{ActorCritic, SequenceOutput, StepOutput};
 use crate::attention::{AttentionConfigError, check_config};
+use crate::distribution::ActionDist;
 use crate::feedback::{CurrentSlot, FeedbackTransformer, FeedbackTransformerConfig, MemoryMix};
 use crate::gru::{GruConfig, GruPolicy};
 use crate::memory::Memory;
@@ -302,20 +304,35 @@ impl PolicyConfig {
         Ok(())
     }
 
-    /// Builds the policy for observations of `obs_dim` features and `num_actions` actions.
+    /// Builds the policy for observations of `obs_dim` features and `num_actions` discrete
+    /// actions (a categorical head; [`PolicyConfig::init_for`] for the other action spaces).
     pub fn init(
         &self,
         obs_dim: usize,
         num_actions: usize,
         device: &Device,
     ) -> Result<Policy, PolicyError> {
+        self.init_for(obs_dim, &ActionDist::Categorical { n: num_actions }, device)
+    }
+
+    /// Builds the policy for observations of `obs_dim` features whose actor head
+    /// parameterises `dist`: logits for the categorical kinds, means plus a learned,
+    /// state-independent log-std (initialised to 0) for a Gaussian.
+    pub fn init_for(
+        &self,
+        obs_dim: usize,
+        dist: &ActionDist,
+        device: &Device,
+    ) -> Result<Policy, PolicyError> {
         self.validate()?;
         if obs_dim == 0 {
             return Err(invalid("obs_dim", "must be at least 1"));
         }
-        if num_actions == 0 {
+        if let ActionDist::Categorical { n: 0 } = dist {
             return Err(invalid("num_actions", "must be at least 1"));
         }
+        dist.validate().map_err(|e| invalid("action_space", e))?;
+        let num_actions = dist.head_width();
         let net = |device: &Device| -> Result<PolicyNet, PolicyError> {
             Ok(match self.kind {
                 PolicyKind::Feedback => PolicyNet::Feedback(
@@ -358,7 +375,14 @@ impl PolicyConfig {
             CriticKind::Shared => None,
             CriticKind::Separate => Some(net(device)?),
         };
-        Ok(Policy { actor, critic })
+        let log_std = dist
+            .gaussian_dim()
+            .map(|d| Param::from_tensor(Tensor::zeros([d], device)));
+        Ok(Policy {
+            actor,
+            critic,
+            log_std,
+        })
     }
 
     /// Approximate number of trainable parameters of one network of this config (actor, or
@@ -392,11 +416,34 @@ impl PolicyConfig {
         }
     }
 
+    /// Builds the policy for `env`'s observation and action spaces (see
+    /// [`PolicyConfig::init_for`]).
+    pub fn init_for_env<E: envs::Env + ?Sized>(
+        &self,
+        env: &E,
+        device: &Device,
+    ) -> Result<Policy, PolicyError> {
+        self.init_for(
+            env.observation_space().flat_len(),
+            &ActionDist::from_space(&env.action_space()),
+            device,
+        )
+    }
+
     /// Number of trainable parameters of this policy for the given observation and action sizes
     /// (the parameters are not materialised).
     pub fn num_parameters(&self, obs_dim: usize, num_actions: usize) -> Result<usize, PolicyError> {
+        self.num_parameters_for(obs_dim, &ActionDist::Categorical { n: num_actions })
+    }
+
+    /// [`PolicyConfig::num_parameters`] for a policy whose head parameterises `dist`.
+    pub fn num_parameters_for(
+        &self,
+        obs_dim: usize,
+        dist: &ActionDist,
+    ) -> Result<usize, PolicyError> {
         Ok(self
-            .init(obs_dim, num_actions, &Device::default())?
+            .init_for(obs_dim, dist, &Device::default())?
             .num_parameters())
     }
 
@@ -520,6 +567,9 @@ pub struct Policy {
     pub actor: PolicyNet,
     /// The critic's own network (`critic = "separate"`); only its value head is used.
     pub critic: Option<PolicyNet>,
+    /// The Gaussian's learned log-std `[d]` (continuous actions only), appended to the actor
+    /// head's means in every output (see [`crate::distribution`]).
+    pub log_std: Option<Param<Tensor<1>>>,
 }
 
 impl Policy {
@@ -562,6 +612,7 @@ impl Policy {
                 None,
             ),
         };
+        let logits = self.with_log_std(logits);
         let Some(critic) = &self.critic else {
             return ((logits, value, actor_mem), attention);
         };
@@ -570,6 +621,31 @@ impl Policy {
             (logits, value, join_memory(actor_mem, critic_mem)),
             attention,
         )
+    }
+
+    /// The step's distribution parameters: the head's output, followed by the log-std for
+    /// a Gaussian (`[B, A]` → `[B, 2d]`).
+    fn with_log_std(&self, head: Tensor<2>) -> Tensor<2> {
+        match &self.log_std {
+            Some(log_std) => {
+                let [b, d] = head.dims();
+                let ls = log_std.val().reshape([1, d]).expand([b, d]);
+                Tensor::cat(vec![head, ls], 1)
+            }
+            None => head,
+        }
+    }
+
+    /// [`Policy::with_log_std`] for sequences (`[B, T, A]` → `[B, T, 2d]`).
+    fn with_log_std_seq(&self, head: Tensor<3>) -> Tensor<3> {
+        match &self.log_std {
+            Some(log_std) => {
+                let [b, t, d] = head.dims();
+                let ls = log_std.val().reshape([1, 1, d]).expand([b, t, d]);
+                Tensor::cat(vec![head, ls], 2)
+            }
+            None => head,
+        }
     }
 
     /// Splits a memory into the actor's and the critic's parts.
@@ -597,7 +673,8 @@ impl ActorCritic for Policy {
 
     fn step(&self, obs: Tensor<2>, starts: Tensor<1>, memory: Memory) -> StepOutput {
         let Some(critic) = &self.critic else {
-            return self.actor.inner().step(obs, starts, memory);
+            let (logits, value, memory) = self.actor.inner().step(obs, starts, memory);
+            return (self.with_log_std(logits), value, memory);
         };
         let (actor_mem, critic_mem) = self.split_memory(memory);
         let (logits, _, actor_mem) =
@@ -605,12 +682,17 @@ impl ActorCritic for Policy {
                 .inner()
                 .step(obs.clone(), starts.clone(), actor_mem);
         let (_, value, critic_mem) = critic.inner().step(obs, starts, critic_mem);
-        (logits, value, join_memory(actor_mem, critic_mem))
+        (
+            self.with_log_std(logits),
+            value,
+            join_memory(actor_mem, critic_mem),
+        )
     }
 
     fn forward_sequence(&self, obs: Tensor<3>, starts: Tensor<2>, m0: Memory) -> SequenceOutput {
         let Some(critic) = &self.critic else {
-            return self.actor.inner().forward_sequence(obs, starts, m0);
+            let (logits, values) = self.actor.inner().forward_sequence(obs, starts, m0);
+            return (self.with_log_std_seq(logits), values);
         };
         let (actor_mem, critic_mem) = self.split_memory(m0);
         let (logits, _) =
@@ -618,11 +700,12 @@ impl ActorCritic for Policy {
                 .inner()
                 .forward_sequence(obs.clone(), starts.clone(), actor_mem);
         let (_, values) = critic.inner().forward_sequence(obs, starts, critic_mem);
-        (logits, values)
+        (self.with_log_std_seq(logits), values)
     }
 
     fn num_parameters(&self) -> usize {
-        self.actor.inner().num_parameters()
+        self.log_std.as_ref().map_or(0, |p| p.val().dims()[0])
+            + self.actor.inner().num_parameters()
             + self
                 .critic
                 .as_ref()

@@ -26,6 +26,7 @@ use burn::tensor::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::actor_critic::ActorCritic;
+use crate::distribution::ActionDist;
 use crate::policy::{Policy, PolicyConfig, PolicyError, PolicyKind};
 
 /// The first line of every policy file.
@@ -45,8 +46,13 @@ pub struct PolicyFileHeader {
     pub config: PolicyConfig,
     /// Number of observation features the policy reads.
     pub obs_dim: usize,
-    /// Number of discrete actions.
+    /// Width of the actor head's output: the number of discrete actions (`Σ nvec` for
+    /// multi-discrete actions, the dimension for continuous ones).
     pub num_actions: usize,
+    /// The action distribution, for other than one categorical (absent: a categorical over
+    /// `num_actions`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<ActionDist>,
     /// Number of trainable parameters.
     pub num_parameters: usize,
     /// Length of the burnpack weights that follow the header, in bytes.
@@ -84,7 +90,25 @@ pub fn save_policy(
     obs_dim: usize,
     num_actions: usize,
 ) -> Result<(), PolicyError> {
+    save_policy_for(
+        path,
+        policy,
+        config,
+        obs_dim,
+        &ActionDist::Categorical { n: num_actions },
+    )
+}
+
+/// [`save_policy`] for a policy whose head parameterises `dist` (any action space).
+pub fn save_policy_for(
+    path: impl AsRef<Path>,
+    policy: &Policy,
+    config: &PolicyConfig,
+    obs_dim: usize,
+    dist: &ActionDist,
+) -> Result<(), PolicyError> {
     let path = path.as_ref();
+    let num_actions = dist.head_width();
     if policy.kind() != config.kind {
         return Err(mismatch(
             path,
@@ -96,13 +120,14 @@ pub fn save_policy(
         ));
     }
     let num_parameters = policy.num_parameters();
-    let expected = config.num_parameters(obs_dim, num_actions)?;
+    let expected = config.num_parameters_for(obs_dim, dist)?;
     if num_parameters != expected {
         return Err(mismatch(
             path,
             format!(
                 "refusing to save: the policy has {num_parameters} parameters but its config \
-                 (obs_dim {obs_dim}, num_actions {num_actions}) gives {expected}"
+                 (obs_dim {obs_dim}, actions {}) gives {expected}",
+                dist.describe()
             ),
         ));
     }
@@ -118,6 +143,10 @@ pub fn save_policy(
         config: config.clone(),
         obs_dim,
         num_actions,
+        action: match dist {
+            ActionDist::Categorical { .. } => None,
+            other => Some(other.clone()),
+        },
         num_parameters,
         weights_bytes: weights.len() as u64,
     };
@@ -215,7 +244,7 @@ pub fn load_policy(
     let (header, weights) = read_file(path)?;
     let policy = header
         .config
-        .init(header.obs_dim, header.num_actions, device)
+        .init_for(header.obs_dim, &header.action_dist(), device)
         .map_err(|e| corrupt(path, format!("the header's config is invalid: {e}")))?;
     if policy.num_parameters() != header.num_parameters {
         return Err(corrupt(
@@ -267,4 +296,13 @@ fn apply_weights(path: &Path, policy: Policy, weights: Vec<u8>) -> Result<Policy
     policy
         .try_load_record(record)
         .map_err(|e| mismatch(path, e.to_string()))
+}
+
+impl PolicyFileHeader {
+    /// The action distribution the file's policy parameterises.
+    pub fn action_dist(&self) -> ActionDist {
+        self.action.clone().unwrap_or(ActionDist::Categorical {
+            n: self.num_actions,
+        })
+    }
 }

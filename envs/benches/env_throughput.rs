@@ -71,7 +71,9 @@ fn single_env(cfg: &GridMazeConfig, steps: u64) -> Measure {
         let region = Region::new(GLOBAL);
         let start = Instant::now();
         for t in 0..steps as usize {
-            let s = env.step(table[t & (ACTIONS - 1)], &mut obs).expect("step");
+            let s = env
+                .step(table[t & (ACTIONS - 1)].into(), &mut obs)
+                .expect("step");
             if s.done() {
                 episodes += 1;
                 env.reset(derive_seed(0, episodes), &mut obs)

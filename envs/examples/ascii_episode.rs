@@ -11,7 +11,8 @@ use std::error::Error;
 use std::str::FromStr;
 
 use envs::{
-    ActionMode, Env, GridMaze, GridMazeConfig, MazeMode, ReferencePolicy, derive_seed, save_gif,
+    ActionBuf, ActionMode, ActionSpace, Env, GridMaze, GridMazeConfig, MazeMode, ReferencePolicy,
+    derive_seed, save_gif,
 };
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -84,12 +85,36 @@ fn parse_args() -> Result<Args, Box<dyn Error>> {
     Ok(a)
 }
 
+/// A uniformly random action of a discrete or multi-discrete `space`, each value drawn among
+/// those `mask` allows.
+fn random_action(space: &ActionSpace, mask: Option<&[bool]>, rng: &mut ChaCha8Rng) -> ActionBuf {
+    let nvec = match space {
+        ActionSpace::Discrete(d) => vec![d.n],
+        ActionSpace::MultiDiscrete(m) => m.nvec.clone(),
+        ActionSpace::Box(_) => unreachable!("GridMaze actions are discrete"),
+    };
+    let mut start = 0;
+    let values: Vec<usize> = nvec
+        .iter()
+        .map(|&n| {
+            let allowed: Vec<usize> = (0..n)
+                .filter(|&v| mask.is_none_or(|m| m[start + v]))
+                .collect();
+            start += n;
+            allowed[rng.random_range(0..allowed.len())]
+        })
+        .collect();
+    match space {
+        ActionSpace::Discrete(_) => ActionBuf::Discrete(values[0]),
+        _ => ActionBuf::MultiDiscrete(values),
+    }
+}
+
 fn main() -> Result<(), Box<dyn Error>> {
     let args = parse_args()?;
     let mut env = GridMaze::new(args.cfg.clone())?;
     let mut obs = vec![0.0; env.observation_space().flat_len()];
     let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(args.seed, 1));
-    let n = env.action_space().n;
     env.reset(args.seed, &mut obs)?;
 
     println!(
@@ -107,11 +132,13 @@ fn main() -> Result<(), Box<dyn Error>> {
     let mut shown_gap = false;
     loop {
         let action = match args.policy {
-            ReferencePolicy::Random => rng.random_range(0..n),
-            ReferencePolicy::Oracle => env.oracle_action(),
-            ReferencePolicy::WallFollower => env.wall_follower_action(),
+            ReferencePolicy::Random => {
+                random_action(&env.action_space(), env.action_mask(), &mut rng)
+            }
+            ReferencePolicy::Oracle => ActionBuf::Discrete(env.oracle_action()),
+            ReferencePolicy::WallFollower => ActionBuf::Discrete(env.wall_follower_action()),
         };
-        let step = env.step(action, &mut obs)?;
+        let step = env.step(action.as_action(), &mut obs)?;
         if args.gif.is_some() {
             frames.push(env.frame(args.cell_px));
         }
@@ -123,7 +150,7 @@ fn main() -> Result<(), Box<dyn Error>> {
                 _ => "",
             };
             println!(
-                "step {t}: action {action}, reward {:.2}{note}\n{}",
+                "step {t}: {action}, reward {:.2}{note}\n{}",
                 step.reward,
                 env.ascii()
             );

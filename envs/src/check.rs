@@ -2,7 +2,11 @@
 //!
 //! Checked, in this order:
 //! - the observation space is consistent (`low`/`high` lengths match the shape, bounds are
-//!   not NaN, `low <= high`) and the action space is not empty;
+//!   not NaN, `low <= high`) and so is the action space ([`ActionSpace::validate`]: at least
+//!   one action per dimension, finite box bounds);
+//! - an action mask, where the env gives one (discrete and multi-discrete spaces only), has
+//!   [`ActionSpace::mask_width`] flags and allows at least one value of every dimension;
+//!   random actions are drawn from the mask;
 //! - every observation from `reset` and `step` is written in full, has the space's length,
 //!   is finite and lies within the bounds (the error names the element, its value and the
 //!   bound);
@@ -10,8 +14,9 @@
 //! - every episode ends (`terminated` or `truncated`) within [`CheckConfig::max_steps`];
 //! - after an episode ended, `step` is refused until the next `reset`;
 //! - the same seed and actions give the same trajectory (observations, rewards, flags);
-//! - the invalid action `n` (for `n` actions) is refused, and refusing it leaves the env as
-//!   it was.
+//! - actions outside the space (`n` for `Discrete(n)`, a value `nvec[k]`, a value above a
+//!   box's upper bound, an action of the wrong length) and actions the current mask forbids
+//!   are refused, and refusing them leaves the env as it was.
 //!
 //! Panics inside the env are caught and reported as errors.
 
@@ -22,7 +27,7 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use thiserror::Error;
 
-use crate::env::{BoxSpace, Env, EnvError, Step, derive_seed};
+use crate::env::{Action, ActionBuf, ActionSpace, BoxSpace, Env, EnvError, Step, derive_seed};
 
 /// A quiet NaN with a payload no computation produces: marks observation elements the env
 /// did not write.
@@ -66,8 +71,10 @@ pub struct CheckReport {
     pub truncated: usize,
     /// Length of one observation.
     pub obs_dim: usize,
-    /// Number of discrete actions.
-    pub num_actions: usize,
+    /// The action space.
+    pub action_space: ActionSpace,
+    /// Whether the env gave action masks.
+    pub masked: bool,
 }
 
 impl fmt::Display for CheckReport {
@@ -76,8 +83,8 @@ impl fmt::Display for CheckReport {
             f,
             "env passed: {} random episodes, {} steps (mean return {:.3}, mean length {:.1}, \
              {} terminated, {} truncated); observations of length {} within bounds, finite \
-             rewards, same seed gives the same trajectory, action {} and steps after the end \
-             refused",
+             rewards, same seed gives the same trajectory, actions outside {}{} and steps after \
+             the end refused",
             self.episodes,
             self.steps,
             self.mean_return,
@@ -85,7 +92,8 @@ impl fmt::Display for CheckReport {
             self.terminated,
             self.truncated,
             self.obs_dim,
-            self.num_actions
+            self.action_space,
+            if self.masked { " or its masks" } else { "" }
         )
     }
 }
@@ -99,6 +107,18 @@ pub enum CheckError {
     /// The action space has no actions.
     #[error("the action space has 0 actions; it needs at least one")]
     NoActions,
+    /// The action space contradicts itself (a dimension without values, bad box bounds).
+    #[error("the action space is invalid: {0}")]
+    ActionSpace(String),
+    /// An action mask of the wrong length, on a space that cannot be masked, or forbidding
+    /// every value of a dimension.
+    #[error("{at}: {detail}")]
+    BadMask {
+        /// Which call the mask followed.
+        at: String,
+        /// What is wrong with it.
+        detail: String,
+    },
     /// The env returned an error where none was expected.
     #[error("{at} returned an error: {source}")]
     EnvFailed {
@@ -161,27 +181,27 @@ pub enum CheckError {
          so that the same seed and actions give the same episode"
     )]
     Nondeterministic(String),
-    /// An action outside the action space was accepted.
+    /// An action outside the action space, or one the current mask forbids, was accepted.
     #[error(
-        "{at} accepted the invalid action {action}: the action space has {n} actions \
-         (0..{n}); step must return EnvError::InvalidAction for it"
+        "{at} accepted the invalid {action}: {why}; step must return an error \
+         (EnvError::InvalidAction or EnvError::ActionOutsideSpace) for it"
     )]
     InvalidActionAccepted {
         /// Which call.
         at: String,
-        /// The invalid action.
-        action: usize,
-        /// Number of actions.
-        n: usize,
+        /// The invalid action, in words.
+        action: String,
+        /// Why it is invalid.
+        why: String,
     },
     /// Refusing an invalid action changed the env's trajectory.
     #[error(
-        "refusing the invalid action {action} changed the env: {detail}; a refused action \
+        "refusing the invalid {action} changed the env: {detail}; a refused action \
          must leave the env as it was"
     )]
     RefusalChangedState {
-        /// The invalid action.
-        action: usize,
+        /// The invalid action, in words.
+        action: String,
         /// Where the trajectories differ.
         detail: String,
     },
@@ -216,19 +236,19 @@ pub enum CheckError {
 /// Checks `env` with the default [`CheckConfig`] (3 random episodes of at most 100 000 steps).
 ///
 /// ```
-/// # use envs::{BoxSpace, Discrete, Env, EnvError, Step};
+/// # use envs::{Action, ActionSpace, BoxSpace, Env, EnvError, Step};
 /// /// A one-step env: the action is the reward.
 /// struct Bandit { space: BoxSpace, done: bool }
 /// impl Env for Bandit {
 ///     fn observation_space(&self) -> &BoxSpace { &self.space }
-///     fn action_space(&self) -> Discrete { Discrete { n: 2 } }
+///     fn action_space(&self) -> ActionSpace { ActionSpace::discrete(2) }
 ///     fn reset(&mut self, _seed: u64, obs: &mut [f32]) -> Result<(), EnvError> {
 ///         self.done = false;
 ///         obs[0] = 0.0;
 ///         Ok(())
 ///     }
-///     fn step(&mut self, action: usize, obs: &mut [f32]) -> Result<Step, EnvError> {
-///         if action >= 2 { return Err(EnvError::InvalidAction { action, n: 2 }); }
+///     fn step(&mut self, action: Action<'_>, obs: &mut [f32]) -> Result<Step, EnvError> {
+///         let action = action.discrete(2)?;
 ///         if self.done { return Err(EnvError::StepAfterDone); }
 ///         self.done = true;
 ///         obs[0] = 1.0;
@@ -247,7 +267,9 @@ pub fn check_env<E: Env + ?Sized>(env: &mut E) -> Result<CheckReport, CheckError
 #[derive(Default)]
 struct Trajectory {
     first_obs: Vec<f32>,
-    actions: Vec<usize>,
+    actions: Vec<ActionBuf>,
+    /// The mask before each step (empty without masks).
+    masks: Vec<Option<Vec<bool>>>,
     /// `[len × obs_dim]`
     obs: Vec<f32>,
     steps: Vec<Step>,
@@ -304,7 +326,7 @@ fn reset_checked<E: Env + ?Sized>(
 
 fn step_checked<E: Env + ?Sized>(
     env: &mut E,
-    action: usize,
+    action: Action<'_>,
     obs: &mut [f32],
     space: &BoxSpace,
     at: &dyn Fn() -> String,
@@ -448,10 +470,11 @@ pub fn check_env_with<E: Env + ?Sized>(
 ) -> Result<CheckReport, CheckError> {
     let space = env.observation_space().clone();
     check_space(&space)?;
-    let n = env.action_space().n;
-    if n == 0 {
+    let action_space = env.action_space();
+    if action_space.num_discrete() == Some(0) {
         return Err(CheckError::NoActions);
     }
+    action_space.validate().map_err(CheckError::ActionSpace)?;
     let d = space.flat_len();
     let mut obs = vec![0.0f32; d];
     let mut report = CheckReport {
@@ -462,7 +485,8 @@ pub fn check_env_with<E: Env + ?Sized>(
         terminated: 0,
         truncated: 0,
         obs_dim: d,
-        num_actions: n,
+        action_space: action_space.clone(),
+        masked: false,
     };
     let mut total_return = 0.0f64;
 
@@ -474,6 +498,7 @@ pub fn check_env_with<E: Env + ?Sized>(
         let mut a = Trajectory::default();
         reset_checked(env, seed, &mut obs, &space)?;
         a.first_obs.extend_from_slice(&obs);
+        let mut mask = checked_mask(env, &action_space, &|| format!("reset(seed = {seed})"))?;
         let last = loop {
             if a.steps.len() as u64 >= cfg.max_steps {
                 return Err(CheckError::NeverEnds {
@@ -482,10 +507,17 @@ pub fn check_env_with<E: Env + ?Sized>(
                     max_steps: cfg.max_steps,
                 });
             }
-            let action = rng.random_range(0..n);
+            let action = random_action(&action_space, mask.as_deref(), &mut rng);
             let t = a.steps.len();
-            let at = || format!("step {} of episode {episode} (action {action})", t + 1);
-            let s = step_checked(env, action, &mut obs, &space, &at)?;
+            let at = || format!("step {} of episode {episode} ({action})", t + 1);
+            let s = step_checked(env, action.as_action(), &mut obs, &space, &at)?;
+            report.masked |= mask.is_some();
+            a.masks.push(mask);
+            mask = if s.done() {
+                None
+            } else {
+                checked_mask(env, &action_space, &at)?
+            };
             a.actions.push(action);
             a.obs.extend_from_slice(&obs);
             a.steps.push(s);
@@ -504,7 +536,8 @@ pub fn check_env_with<E: Env + ?Sized>(
 
         // Stepping after the end must be refused.
         let at = || format!("step after the end of episode {episode}");
-        if let Ok(Ok(_)) = guarded(at, d, || env.step(0, &mut obs)) {
+        let first = &a.actions[0];
+        if let Ok(Ok(_)) = guarded(at, d, || env.step(first.as_action(), &mut obs)) {
             return Err(CheckError::StepAfterDoneAccepted {
                 episode,
                 how: if last.terminated {
@@ -525,14 +558,9 @@ pub fn check_env_with<E: Env + ?Sized>(
             )));
         }
         for t in 0..a.actions.len() {
-            let action = a.actions[t];
-            let at = || {
-                format!(
-                    "step {} of episode {episode} (replay, action {action})",
-                    t + 1
-                )
-            };
-            let s = match step_checked(env, action, &mut obs, &space, &at) {
+            let action = &a.actions[t];
+            let at = || format!("step {} of episode {episode} (replay, {action})", t + 1);
+            let s = match step_checked(env, action.as_action(), &mut obs, &space, &at) {
                 Ok(s) => s,
                 Err(CheckError::EnvFailed {
                     source: EnvError::StepAfterDone,
@@ -553,34 +581,45 @@ pub fn check_env_with<E: Env + ?Sized>(
             }
         }
 
-        // Third run (first episode only): the invalid action `n` must be refused, at the
-        // start and midway, without changing the trajectory.
+        // Third run (first episode only): actions outside the space must be refused, at the
+        // start and midway, and so must every action the mask forbids at those steps, without
+        // changing the trajectory.
         if episode == 0 {
             reset_checked(env, seed, &mut obs, &space)?;
             let probes = [0, a.actions.len() / 2];
+            let mut refused_last = String::new();
             for t in 0..a.actions.len() {
                 if probes.contains(&t) {
                     let at = || format!("step {} of episode {episode}", t + 1);
-                    let mut scratch = obs.clone();
-                    let refused = guarded(at, d, || env.step(n, &mut scratch))?;
-                    if refused.is_ok() {
-                        return Err(CheckError::InvalidActionAccepted {
-                            at: at(),
-                            action: n,
-                            n,
-                        });
+                    let mut invalid = invalid_actions(&action_space);
+                    invalid.extend(masked_actions(&action_space, a.masks[t].as_deref()));
+                    for (bad, why) in invalid {
+                        let mut scratch = obs.clone();
+                        let refused = guarded(at, d, || env.step(bad.as_action(), &mut scratch))?;
+                        if refused.is_ok() {
+                            return Err(CheckError::InvalidActionAccepted {
+                                at: at(),
+                                action: bad.to_string(),
+                                why,
+                            });
+                        }
+                        refused_last = bad.to_string();
                     }
                 }
-                let action = a.actions[t];
-                let at = || format!("step {} of episode {episode} (action {action})", t + 1);
-                let s = step_checked(env, action, &mut obs, &space, &at).map_err(|e| {
-                    CheckError::RefusalChangedState {
-                        action: n,
-                        detail: format!("afterwards {e}"),
-                    }
-                })?;
+                let action = &a.actions[t];
+                let at = || format!("step {} of episode {episode} ({action})", t + 1);
+                let s =
+                    step_checked(env, action.as_action(), &mut obs, &space, &at).map_err(|e| {
+                        CheckError::RefusalChangedState {
+                            action: refused_last.clone(),
+                            detail: format!("afterwards {e}"),
+                        }
+                    })?;
                 if let Some(detail) = first_difference(&a, &s, &obs, t) {
-                    return Err(CheckError::RefusalChangedState { action: n, detail });
+                    return Err(CheckError::RefusalChangedState {
+                        action: refused_last.clone(),
+                        detail,
+                    });
                 }
             }
         }
@@ -590,4 +629,147 @@ pub fn check_env_with<E: Env + ?Sized>(
         report.mean_length = report.steps as f64 / cfg.episodes as f64;
     }
     Ok(report)
+}
+
+/// The env's current mask, checked: only discrete spaces have masks, of
+/// [`ActionSpace::mask_width`] flags, allowing a value of every dimension.
+fn checked_mask<E: Env + ?Sized>(
+    env: &E,
+    space: &ActionSpace,
+    at: &dyn Fn() -> String,
+) -> Result<Option<Vec<bool>>, CheckError> {
+    let Some(mask) = guarded(at, 0, || env.action_mask().map(<[bool]>::to_vec))? else {
+        return Ok(None);
+    };
+    let bad = |detail: String| CheckError::BadMask {
+        at: format!("the action mask after {}", at()),
+        detail,
+    };
+    let Some(width) = space.mask_width() else {
+        return Err(bad(format!(
+            "the env gives a mask of {} flags, but its {space} action space cannot be masked \
+             (action_mask must return None)",
+            mask.len()
+        )));
+    };
+    if mask.len() != width {
+        return Err(bad(format!(
+            "it has {} flags; the {space} action space needs {width} (one per action value)",
+            mask.len()
+        )));
+    }
+    for (k, range) in mask_ranges(space).into_iter().enumerate() {
+        if !mask[range].contains(&true) {
+            return Err(bad(format!(
+                "it forbids every value of dimension {k} of {space}; at least one action must \
+                 be allowed"
+            )));
+        }
+    }
+    Ok(Some(mask))
+}
+
+/// The mask flags of each dimension of a discrete space (one range for `Discrete`).
+fn mask_ranges(space: &ActionSpace) -> Vec<std::ops::Range<usize>> {
+    match space {
+        ActionSpace::Discrete(d) => std::iter::once(0..d.n).collect(),
+        ActionSpace::MultiDiscrete(m) => {
+            let mut start = 0;
+            m.nvec
+                .iter()
+                .map(|&n| {
+                    start += n;
+                    start - n..start
+                })
+                .collect()
+        }
+        ActionSpace::Box(_) => vec![],
+    }
+}
+
+/// A uniformly random action of `space`, among the values `mask` allows.
+fn random_action(space: &ActionSpace, mask: Option<&[bool]>, rng: &mut ChaCha8Rng) -> ActionBuf {
+    let mut pick = |range: std::ops::Range<usize>| -> usize {
+        let allowed: Vec<usize> = range
+            .clone()
+            .filter(|&i| mask.is_none_or(|m| m[i]))
+            .collect();
+        allowed[rng.random_range(0..allowed.len())] - range.start
+    };
+    match space {
+        ActionSpace::Discrete(d) => ActionBuf::Discrete(pick(0..d.n)),
+        ActionSpace::MultiDiscrete(_) => {
+            ActionBuf::MultiDiscrete(mask_ranges(space).into_iter().map(pick).collect())
+        }
+        ActionSpace::Box(b) => ActionBuf::Continuous(
+            b.low
+                .iter()
+                .zip(&b.high)
+                .map(|(&lo, &hi)| lo + (hi - lo) * rng.random::<f32>())
+                .collect(),
+        ),
+    }
+}
+
+/// Actions outside `space`, each with why.
+fn invalid_actions(space: &ActionSpace) -> Vec<(ActionBuf, String)> {
+    let mut out = Vec::new();
+    match space {
+        ActionSpace::Discrete(d) => out.push(ActionBuf::Discrete(d.n)),
+        ActionSpace::MultiDiscrete(m) => {
+            let mut a = vec![0; m.nvec.len()];
+            a[0] = m.nvec[0];
+            out.push(ActionBuf::MultiDiscrete(a));
+            out.push(ActionBuf::MultiDiscrete(vec![0; m.nvec.len() + 1]));
+        }
+        ActionSpace::Box(b) => {
+            let mut x = b.low.clone();
+            x[0] = b.high[0] + 1.0 + b.high[0].abs();
+            out.push(ActionBuf::Continuous(x));
+            let mut x = b.low.clone();
+            x[0] = f32::NAN;
+            out.push(ActionBuf::Continuous(x));
+            out.push(ActionBuf::Continuous(vec![b.low[0]; b.flat_len() + 1]));
+        }
+    }
+    out.into_iter()
+        .map(|a| {
+            let why = space
+                .why_outside(a.as_action())
+                .unwrap_or_else(|| format!("it is outside {space}"));
+            (a, why)
+        })
+        .collect()
+}
+
+/// For each value a mask forbids, an action that uses it (the other dimensions take an
+/// allowed value), with why it is invalid.
+fn masked_actions(space: &ActionSpace, mask: Option<&[bool]>) -> Vec<(ActionBuf, String)> {
+    let Some(mask) = mask else {
+        return vec![];
+    };
+    let ranges = mask_ranges(space);
+    let allowed: Vec<usize> = ranges
+        .iter()
+        .map(|r| r.clone().find(|&i| mask[i]).map_or(0, |i| i - r.start))
+        .collect();
+    let mut out = Vec::new();
+    for (k, r) in ranges.iter().enumerate() {
+        for i in r.clone().filter(|&i| !mask[i]) {
+            let v = i - r.start;
+            let action = match space {
+                ActionSpace::Discrete(_) => ActionBuf::Discrete(v),
+                _ => {
+                    let mut a = allowed.clone();
+                    a[k] = v;
+                    ActionBuf::MultiDiscrete(a)
+                }
+            };
+            out.push((
+                action,
+                format!("the current action mask forbids value {v} of dimension {k}"),
+            ));
+        }
+    }
+    out
 }

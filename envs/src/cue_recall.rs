@@ -7,7 +7,7 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::env::{BoxSpace, Discrete, Env, EnvError, EpisodeStats, Step};
+use crate::env::{Action, ActionSpace, BoxSpace, Env, EnvError, EpisodeStats, Step};
 
 /// Action 0: move forward along the corridor (waits in place at the junction).
 pub const CUE_ACTION_FORWARD: usize = 0;
@@ -249,10 +249,8 @@ impl Env for CueRecall {
         &self.space
     }
 
-    fn action_space(&self) -> Discrete {
-        Discrete {
-            n: self.cfg.num_cues + 1,
-        }
+    fn action_space(&self) -> ActionSpace {
+        ActionSpace::discrete(self.cfg.num_cues + 1)
     }
 
     fn reset(&mut self, seed: u64, obs: &mut [f32]) -> Result<(), EnvError> {
@@ -268,17 +266,14 @@ impl Env for CueRecall {
         Ok(())
     }
 
-    fn step(&mut self, action: usize, obs: &mut [f32]) -> Result<Step, EnvError> {
+    fn step(&mut self, action: Action<'_>, obs: &mut [f32]) -> Result<Step, EnvError> {
         if !self.started {
             return Err(EnvError::NotReset);
         }
         if self.done {
             return Err(EnvError::StepAfterDone);
         }
-        let n = self.cfg.num_cues + 1;
-        if action >= n {
-            return Err(EnvError::InvalidAction { action, n });
-        }
+        let action = action.discrete(self.cfg.num_cues + 1)?;
         self.check_obs_len(obs)?;
         let mut step = Step::default();
         if !self.at_junction() {

@@ -50,6 +50,285 @@ pub struct Discrete {
     pub n: usize,
 }
 
+/// Several discrete choices made at once: dimension `k` takes a value in `0..nvec[k]`
+/// (Gymnasium's `MultiDiscrete`, e.g. a move and a second choice).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MultiDiscrete {
+    /// Number of values of each dimension.
+    pub nvec: Vec<usize>,
+}
+
+/// The actions an env accepts.
+///
+/// | space | [`Action`] | mask ([`Env::action_mask`]) |
+/// |---|---|---|
+/// | `Discrete(n)` | `Action::Discrete(a)`, `a < n` | `n` flags |
+/// | `MultiDiscrete(nvec)` | `Action::MultiDiscrete(&[a_0, …])`, `a_k < nvec[k]` | `Σ nvec` flags, dimension after dimension |
+/// | `Box(low, high, shape)` | `Action::Continuous(&[x, …])` within the bounds | none |
+#[derive(Clone, Debug, PartialEq)]
+pub enum ActionSpace {
+    /// One choice among `n`.
+    Discrete(Discrete),
+    /// One choice per dimension.
+    MultiDiscrete(MultiDiscrete),
+    /// A vector of reals within per-element bounds (e.g. torques).
+    Box(BoxSpace),
+}
+
+impl ActionSpace {
+    /// `Discrete(n)`.
+    pub fn discrete(n: usize) -> Self {
+        ActionSpace::Discrete(Discrete { n })
+    }
+
+    /// `MultiDiscrete(nvec)`.
+    pub fn multi_discrete(nvec: Vec<usize>) -> Self {
+        ActionSpace::MultiDiscrete(MultiDiscrete { nvec })
+    }
+
+    /// A 1-D `Box` of `len` actions, each within `[low, high]`.
+    pub fn continuous(len: usize, low: f32, high: f32) -> Self {
+        ActionSpace::Box(BoxSpace::uniform(len, low, high))
+    }
+
+    /// Number of values in one action: 1 (`Discrete`), `nvec.len()`, or the box's flat length.
+    pub fn action_width(&self) -> usize {
+        match self {
+            ActionSpace::Discrete(_) => 1,
+            ActionSpace::MultiDiscrete(m) => m.nvec.len(),
+            ActionSpace::Box(b) => b.flat_len(),
+        }
+    }
+
+    /// Length of an action mask: `n`, `Σ nvec`, or `None` for a `Box` (continuous actions
+    /// cannot be masked).
+    pub fn mask_width(&self) -> Option<usize> {
+        match self {
+            ActionSpace::Discrete(d) => Some(d.n),
+            ActionSpace::MultiDiscrete(m) => Some(m.nvec.iter().sum()),
+            ActionSpace::Box(_) => None,
+        }
+    }
+
+    /// Number of actions of a `Discrete` space, `None` for the others.
+    pub fn num_discrete(&self) -> Option<usize> {
+        match self {
+            ActionSpace::Discrete(d) => Some(d.n),
+            _ => None,
+        }
+    }
+
+    /// Checks the space itself: at least one action per dimension, a non-empty box with
+    /// finite `low <= high` and bounds of the right length. The error says what is wrong.
+    pub fn validate(&self) -> Result<(), String> {
+        match self {
+            ActionSpace::Discrete(d) if d.n == 0 => {
+                Err("Discrete(0) has no actions; it needs at least one".into())
+            }
+            ActionSpace::Discrete(_) => Ok(()),
+            ActionSpace::MultiDiscrete(m) => {
+                if m.nvec.is_empty() {
+                    return Err("MultiDiscrete([]) has no dimensions".into());
+                }
+                match m.nvec.iter().position(|&n| n == 0) {
+                    Some(k) => Err(format!(
+                        "MultiDiscrete({:?}): dimension {k} has 0 values; each needs at least one",
+                        m.nvec
+                    )),
+                    None => Ok(()),
+                }
+            }
+            ActionSpace::Box(b) => {
+                let len = b.flat_len();
+                if len == 0 {
+                    return Err(format!(
+                        "the action Box has shape {:?}: no elements",
+                        b.shape
+                    ));
+                }
+                if b.low.len() != len || b.high.len() != len {
+                    return Err(format!(
+                        "the action Box has shape {:?} ({len} elements) but {} lower and {} \
+                         upper bounds",
+                        b.shape,
+                        b.low.len(),
+                        b.high.len()
+                    ));
+                }
+                for (i, (&lo, &hi)) in b.low.iter().zip(&b.high).enumerate() {
+                    if !lo.is_finite() || !hi.is_finite() || lo > hi {
+                        return Err(format!(
+                            "the action Box's bounds of element {i} are [{lo}, {hi}]; they must \
+                             be finite with low <= high"
+                        ));
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Why `action` is not in the space, or `None` when it is (right kind, right length,
+    /// every value in range, finite).
+    pub fn why_outside(&self, action: Action<'_>) -> Option<String> {
+        match (self, action) {
+            (ActionSpace::Discrete(d), Action::Discrete(a)) => {
+                (a >= d.n).then(|| format!("action {a} is not in Discrete({}) (0..{})", d.n, d.n))
+            }
+            (ActionSpace::MultiDiscrete(m), Action::MultiDiscrete(a)) => {
+                if a.len() != m.nvec.len() {
+                    return Some(format!(
+                        "action {a:?} has {} values, MultiDiscrete({:?}) has {} dimensions",
+                        a.len(),
+                        m.nvec,
+                        m.nvec.len()
+                    ));
+                }
+                a.iter().zip(&m.nvec).position(|(&v, &n)| v >= n).map(|k| {
+                    format!(
+                        "action {a:?}: dimension {k} is {}, outside 0..{}",
+                        a[k], m.nvec[k]
+                    )
+                })
+            }
+            (ActionSpace::Box(b), Action::Continuous(x)) => {
+                if x.len() != b.flat_len() {
+                    return Some(format!(
+                        "action of {} values, the action Box has {}",
+                        x.len(),
+                        b.flat_len()
+                    ));
+                }
+                x.iter()
+                    .zip(b.low.iter().zip(&b.high))
+                    .position(|(v, (lo, hi))| !(v.is_finite() && v >= lo && v <= hi))
+                    .map(|i| {
+                        format!(
+                            "action element {i} is {}, outside [{}, {}]",
+                            x[i], b.low[i], b.high[i]
+                        )
+                    })
+            }
+            (space, action) => Some(format!("{action} is not an action of {space}")),
+        }
+    }
+
+    /// Whether `action` lies in the space.
+    pub fn contains(&self, action: Action<'_>) -> bool {
+        self.why_outside(action).is_none()
+    }
+
+    /// `Ok` when `action` lies in the space, else [`EnvError::InvalidAction`] for a discrete
+    /// action out of range and [`EnvError::ActionOutsideSpace`] otherwise.
+    pub fn check(&self, action: Action<'_>) -> Result<(), EnvError> {
+        match (self, action) {
+            (ActionSpace::Discrete(d), Action::Discrete(a)) if a >= d.n => {
+                Err(EnvError::InvalidAction { action: a, n: d.n })
+            }
+            _ => match self.why_outside(action) {
+                Some(reason) => Err(EnvError::ActionOutsideSpace(reason)),
+                None => Ok(()),
+            },
+        }
+    }
+}
+
+impl fmt::Display for ActionSpace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ActionSpace::Discrete(d) => write!(f, "Discrete({})", d.n),
+            ActionSpace::MultiDiscrete(m) => write!(f, "MultiDiscrete({:?})", m.nvec),
+            ActionSpace::Box(b) => {
+                let same = |v: &[f32]| v.iter().all(|&x| x.to_bits() == v[0].to_bits());
+                if !b.low.is_empty() && same(&b.low) && same(&b.high) {
+                    write!(f, "Box({}, {}, shape {:?})", b.low[0], b.high[0], b.shape)
+                } else {
+                    write!(f, "Box(shape {:?})", b.shape)
+                }
+            }
+        }
+    }
+}
+
+/// One action, borrowed: what [`Env::step`] receives.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Action<'a> {
+    /// An action of a `Discrete` space.
+    Discrete(usize),
+    /// An action of a `MultiDiscrete` space: one value per dimension.
+    MultiDiscrete(&'a [usize]),
+    /// An action of a `Box` space.
+    Continuous(&'a [f32]),
+}
+
+impl From<usize> for Action<'static> {
+    fn from(a: usize) -> Self {
+        Action::Discrete(a)
+    }
+}
+
+impl<'a> From<&'a [usize]> for Action<'a> {
+    fn from(a: &'a [usize]) -> Self {
+        Action::MultiDiscrete(a)
+    }
+}
+
+impl<'a> From<&'a [f32]> for Action<'a> {
+    fn from(a: &'a [f32]) -> Self {
+        Action::Continuous(a)
+    }
+}
+
+impl Action<'_> {
+    /// The index of a `Discrete` action below `n`; any other action is an error naming it
+    /// (for envs with a `Discrete(n)` space: `let a = action.discrete(self.n)?;`).
+    pub fn discrete(self, n: usize) -> Result<usize, EnvError> {
+        ActionSpace::discrete(n).check(self)?;
+        match self {
+            Action::Discrete(a) => Ok(a),
+            _ => unreachable!("check accepted only a discrete action"),
+        }
+    }
+}
+
+/// An owned [`Action`], e.g. to keep a sampled action.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ActionBuf {
+    /// An action of a `Discrete` space.
+    Discrete(usize),
+    /// An action of a `MultiDiscrete` space.
+    MultiDiscrete(Vec<usize>),
+    /// An action of a `Box` space.
+    Continuous(Vec<f32>),
+}
+
+impl ActionBuf {
+    /// The borrowed action.
+    pub fn as_action(&self) -> Action<'_> {
+        match self {
+            ActionBuf::Discrete(a) => Action::Discrete(*a),
+            ActionBuf::MultiDiscrete(a) => Action::MultiDiscrete(a),
+            ActionBuf::Continuous(x) => Action::Continuous(x),
+        }
+    }
+}
+
+impl fmt::Display for ActionBuf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.as_action().fmt(f)
+    }
+}
+
+impl fmt::Display for Action<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Action::Discrete(a) => write!(f, "action {a}"),
+            Action::MultiDiscrete(a) => write!(f, "action {a:?}"),
+            Action::Continuous(x) => write!(f, "action {x:?}"),
+        }
+    }
+}
+
 /// Extra facts about a transition, beyond reward and the end flags.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Info {
@@ -114,6 +393,10 @@ pub enum EnvError {
         /// Size of the action space.
         n: usize,
     },
+    /// The action is not one of the action space (wrong kind or length, a value out of
+    /// range or bounds, or an action the current mask forbids), in words.
+    #[error("invalid action: {0}")]
+    ActionOutsideSpace(String),
     /// `step` was called after the episode ended, without a `reset`.
     #[error("step called after the episode ended; call reset first")]
     StepAfterDone,
@@ -133,7 +416,8 @@ pub enum EnvError {
     Other(String),
 }
 
-/// A reinforcement-learning environment with a flat `f32` observation and a discrete action.
+/// A reinforcement-learning environment with a flat `f32` observation and an action of any
+/// [`ActionSpace`]: `Discrete`, `MultiDiscrete` or `Box`, optionally with an action mask.
 ///
 /// Implement this trait to plug your own task into vectorisation, PPO training, evaluation
 /// and plotting. Run [`crate::check_env`] on it first: it tells you in words what is wrong.
@@ -142,21 +426,32 @@ pub enum EnvError {
 /// - `reset(seed, obs)` starts a new episode; the same seed gives the same episode.
 /// - `step(action, obs)` advances one step. `terminated` is a real end, `truncated` a time
 ///   limit. After either, `step` returns [`EnvError::StepAfterDone`] until the next `reset`.
-/// - Invalid actions return [`EnvError::InvalidAction`]; nothing panics.
+/// - Invalid actions return [`EnvError::InvalidAction`] or [`EnvError::ActionOutsideSpace`]
+///   ([`ActionSpace::check`] does it); nothing panics. An env with a mask also refuses the
+///   actions its current mask forbids.
 /// - The env owns its RNG; it is seeded by `reset`.
 pub trait Env: Send {
     /// The observation space; every observation written must lie in it.
     fn observation_space(&self) -> &BoxSpace;
 
     /// The action space.
-    fn action_space(&self) -> Discrete;
+    fn action_space(&self) -> ActionSpace;
 
     /// Starts a new episode seeded by `seed` and writes its first observation into `obs`
     /// (length [`BoxSpace::flat_len`]).
     fn reset(&mut self, seed: u64, obs: &mut [f32]) -> Result<(), EnvError>;
 
     /// Advances one step with `action` and writes the next observation into `obs`.
-    fn step(&mut self, action: usize, obs: &mut [f32]) -> Result<Step, EnvError>;
+    fn step(&mut self, action: Action<'_>, obs: &mut [f32]) -> Result<Step, EnvError>;
+
+    /// The actions allowed in the current state (after the last `reset` or `step`), for
+    /// `Discrete` and `MultiDiscrete` spaces: one flag per action value, `true` = allowed
+    /// ([`ActionSpace::mask_width`] flags; for `MultiDiscrete` the dimensions' flags one after
+    /// the other). `None` (the default): every action is allowed. Policies never sample a
+    /// forbidden action; each dimension needs at least one allowed value.
+    fn action_mask(&self) -> Option<&[bool]> {
+        None
+    }
 
     /// A text picture of the current state, if the env can draw one.
     fn render_ascii(&self) -> Option<String> {
@@ -185,14 +480,17 @@ impl<E: Env + ?Sized> Env for Box<E> {
     fn observation_space(&self) -> &BoxSpace {
         (**self).observation_space()
     }
-    fn action_space(&self) -> Discrete {
+    fn action_space(&self) -> ActionSpace {
         (**self).action_space()
     }
     fn reset(&mut self, seed: u64, obs: &mut [f32]) -> Result<(), EnvError> {
         (**self).reset(seed, obs)
     }
-    fn step(&mut self, action: usize, obs: &mut [f32]) -> Result<Step, EnvError> {
+    fn step(&mut self, action: Action<'_>, obs: &mut [f32]) -> Result<Step, EnvError> {
         (**self).step(action, obs)
+    }
+    fn action_mask(&self) -> Option<&[bool]> {
+        (**self).action_mask()
     }
     fn render_ascii(&self) -> Option<String> {
         (**self).render_ascii()
@@ -217,10 +515,14 @@ pub trait EnvExt: Env {
         Ok(obs)
     }
 
-    /// `step` returning `(obs, step)`.
-    fn step_vec(&mut self, action: usize) -> Result<(Vec<f32>, Step), EnvError> {
+    /// `step` returning `(obs, step)`; takes anything that converts into an [`Action`]
+    /// (`usize`, `&[usize]`, `&[f32]`).
+    fn step_vec<'a>(
+        &mut self,
+        action: impl Into<Action<'a>>,
+    ) -> Result<(Vec<f32>, Step), EnvError> {
         let mut obs = vec![0.0; self.observation_space().flat_len()];
-        let s = self.step(action, &mut obs)?;
+        let s = self.step(action.into(), &mut obs)?;
         Ok((obs, s))
     }
 }

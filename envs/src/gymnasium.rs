@@ -22,7 +22,7 @@ use gymnasium_rs::envs::cartpole::CartPole;
 use ndarray::{Array1, Array3};
 use serde_json::Value;
 
-use crate::env::{BoxSpace, Discrete, Env, EnvError, Step, derive_seed};
+use crate::env::{Action, ActionSpace, BoxSpace, Env, EnvError, Step, derive_seed};
 use crate::gridmaze::GridMaze;
 
 /// Converts u64 seeds to gymnasium-rs's `i32` seeds by folding the high half into the low
@@ -63,27 +63,56 @@ impl GymObservation for Vec<f32> {
     }
 }
 
-/// An action type of a gymnasium-rs env with discrete actions `0..n`.
-pub trait GymAction: Copy {
-    /// The action with index `i` (`i < n`, and `n` came from an `i32`, so it fits).
-    fn from_index(i: usize) -> Self;
+/// An action type of a gymnasium-rs env: an integer for `Discrete` spaces, an `f32` vector
+/// for `Box` spaces.
+pub trait GymAction: Sized {
+    /// The gymnasium-rs action for our `action` (already checked against the space), or
+    /// `None` when this type cannot hold that kind of action.
+    fn from_action(action: Action<'_>) -> Option<Self>;
 }
 
 impl GymAction for i32 {
-    fn from_index(i: usize) -> Self {
-        i as i32
+    fn from_action(action: Action<'_>) -> Option<Self> {
+        match action {
+            Action::Discrete(a) => i32::try_from(a).ok(),
+            _ => None,
+        }
     }
 }
 
 impl GymAction for i64 {
-    fn from_index(i: usize) -> Self {
-        i as i64
+    fn from_action(action: Action<'_>) -> Option<Self> {
+        match action {
+            Action::Discrete(a) => i64::try_from(a).ok(),
+            _ => None,
+        }
     }
 }
 
 impl GymAction for usize {
-    fn from_index(i: usize) -> Self {
-        i
+    fn from_action(action: Action<'_>) -> Option<Self> {
+        match action {
+            Action::Discrete(a) => Some(a),
+            _ => None,
+        }
+    }
+}
+
+impl GymAction for Array1<f32> {
+    fn from_action(action: Action<'_>) -> Option<Self> {
+        match action {
+            Action::Continuous(x) => Some(Array1::from(x.to_vec())),
+            _ => None,
+        }
+    }
+}
+
+impl GymAction for Vec<f32> {
+    fn from_action(action: Action<'_>) -> Option<Self> {
+        match action {
+            Action::Continuous(x) => Some(x.to_vec()),
+            _ => None,
+        }
     }
 }
 
@@ -95,8 +124,8 @@ enum Phase {
     Done,
 }
 
-/// A gymnasium-rs env (`G: gymnasium_rs::core::Env<O, A>`, Box observations, Discrete
-/// actions) as our [`Env`]: observations are flattened to `f32`, actions are checked, a step
+/// A gymnasium-rs env (`G: gymnasium_rs::core::Env<O, A>`, Box observations, Discrete actions
+/// with an integer `A` or Box actions with an `f32`-vector `A`) as our [`Env`]: observations are flattened to `f32`, actions are checked, a step
 /// after the end is refused, and an optional time limit sets `truncated`.
 ///
 /// Seeds: our `u64` reset seed is passed to the wrapped env's `reset` as [`gym_seed`]`(seed)`.
@@ -106,7 +135,7 @@ enum Phase {
 pub struct GymnasiumEnv<G, O = Array1<f32>, A = i32> {
     inner: G,
     space: BoxSpace,
-    n: usize,
+    action_space: ActionSpace,
     max_steps: Option<u32>,
     t: u32,
     phase: Phase,
@@ -121,7 +150,8 @@ where
     A: GymAction,
 {
     /// Wraps `inner`; fails unless its observation space is a Box with `low`/`high` of equal
-    /// length and its action space is Discrete with at least one action.
+    /// length and its action space is Discrete with at least one action or a Box with finite
+    /// bounds (mapped to our `Discrete(n)` and `Box(low, high, [len])`).
     pub fn new(inner: G) -> Result<Self, EnvError> {
         let space = match inner.observation_space() {
             Space::Box { low, high } => {
@@ -151,29 +181,24 @@ where
                 });
             }
         };
-        let n = match inner.action_space() {
-            Space::Discrete(n) if n > 0 => n as usize,
-            Space::Discrete(n) => {
-                return Err(EnvError::InvalidConfig {
-                    field: "action_space",
-                    reason: format!(
-                        "the gymnasium-rs env has Discrete({n}) actions; need at least 1"
-                    ),
-                });
-            }
-            Space::Box { .. } => {
-                return Err(EnvError::InvalidConfig {
-                    field: "action_space",
-                    reason: "the gymnasium-rs env has a Box action space; only Discrete action \
-                             spaces can be wrapped"
-                        .into(),
-                });
-            }
+        let action_space = match inner.action_space() {
+            Space::Discrete(n) => ActionSpace::discrete(usize::try_from(n).unwrap_or(0)),
+            Space::Box { low, high } => ActionSpace::Box(BoxSpace {
+                shape: vec![low.len()],
+                low: low.to_vec(),
+                high: high.to_vec(),
+            }),
         };
+        if let Err(reason) = action_space.validate() {
+            return Err(EnvError::InvalidConfig {
+                field: "action_space",
+                reason: format!("the gymnasium-rs env's action space: {reason}"),
+            });
+        }
         Ok(Self {
             inner,
             space,
-            n,
+            action_space,
             max_steps: None,
             t: 0,
             phase: Phase::NotReset,
@@ -271,7 +296,7 @@ impl GymnasiumEnv<CartPole> {
         Self {
             inner: CartPole::new(),
             space,
-            n: 2,
+            action_space: ActionSpace::discrete(2),
             max_steps: Some(500),
             t: 0,
             phase: Phase::NotReset,
@@ -291,8 +316,8 @@ where
         &self.space
     }
 
-    fn action_space(&self) -> Discrete {
-        Discrete { n: self.n }
+    fn action_space(&self) -> ActionSpace {
+        self.action_space.clone()
     }
 
     fn reset(&mut self, seed: u64, obs: &mut [f32]) -> Result<(), EnvError> {
@@ -303,16 +328,20 @@ where
         Ok(())
     }
 
-    fn step(&mut self, action: usize, obs: &mut [f32]) -> Result<Step, EnvError> {
-        if action >= self.n {
-            return Err(EnvError::InvalidAction { action, n: self.n });
-        }
+    fn step(&mut self, action: Action<'_>, obs: &mut [f32]) -> Result<Step, EnvError> {
+        self.action_space.check(action)?;
+        let gym_action = A::from_action(action).ok_or_else(|| {
+            EnvError::ActionOutsideSpace(format!(
+                "{action} cannot be passed as the wrapped env's action type `{}`",
+                std::any::type_name::<A>()
+            ))
+        })?;
         match self.phase {
             Phase::NotReset => return Err(EnvError::NotReset),
             Phase::Done => return Err(EnvError::StepAfterDone),
             Phase::Running => {}
         }
-        let (o, reward, terminated, truncated, _info) = self.inner.step(A::from_index(action));
+        let (o, reward, terminated, truncated, _info) = self.inner.step(gym_action);
         self.write_obs(&o, obs)?;
         self.t += 1;
         let truncated = !terminated && (truncated || self.max_steps.is_some_and(|m| self.t >= m));
@@ -389,13 +418,22 @@ impl<E: Env> GymnasiumAdapter<E> {
         &mut self,
         action: i32,
     ) -> Result<(Array1<f32>, Reward, bool, bool, GymInfo), EnvError> {
-        let n = self.env.action_space().n;
         let a = usize::try_from(action).map_err(|_| {
-            EnvError::Other(format!(
-                "invalid action {action}: the action space has {n} actions (0..{n})"
+            EnvError::ActionOutsideSpace(format!(
+                "action {action} is negative; the action space is {}",
+                self.env.action_space()
             ))
         })?;
-        let s = self.env.step(a, &mut self.scratch)?;
+        self.try_step_action(Action::Discrete(a))
+    }
+
+    /// `step` with an action of any kind (e.g. `Action::Continuous(&[0.5])` for a Box action
+    /// space), errors returned.
+    pub fn try_step_action(
+        &mut self,
+        action: Action<'_>,
+    ) -> Result<(Array1<f32>, Reward, bool, bool, GymInfo), EnvError> {
+        let s = self.env.step(action, &mut self.scratch)?;
         std::mem::swap(&mut self.obs, &mut self.scratch);
         let mut info = GymInfo::new();
         info.insert("goal_reached".into(), Value::Bool(s.info.goal_reached));
@@ -421,8 +459,18 @@ impl<E: Env> GymEnv<Array1<f32>, i32> for GymnasiumAdapter<E> {
         }
     }
 
+    /// `Discrete(n)` and `Box` map to gymnasium-rs's spaces of the same name; gymnasium-rs has
+    /// no `MultiDiscrete`, so such a space is reported as `Discrete(0)` (step with
+    /// [`GymnasiumAdapter::try_step_action`]).
     fn action_space(&self) -> Space {
-        Space::Discrete(i32::try_from(self.env.action_space().n).unwrap_or(i32::MAX))
+        match self.env.action_space() {
+            ActionSpace::Discrete(d) => Space::Discrete(i32::try_from(d.n).unwrap_or(i32::MAX)),
+            ActionSpace::Box(b) => Space::Box {
+                low: Array1::from(b.low),
+                high: Array1::from(b.high),
+            },
+            ActionSpace::MultiDiscrete(_) => Space::Discrete(0),
+        }
     }
 
     fn reset(&mut self, seed: Option<i32>, _options: Options) -> (Array1<f32>, GymInfo) {

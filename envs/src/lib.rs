@@ -13,17 +13,24 @@ pub mod env;
 pub mod gridmaze;
 #[cfg(feature = "gymnasium")]
 pub mod gymnasium;
+pub mod pendulum;
+pub mod point_cue;
 pub mod render;
 pub mod vec_env;
 
 pub use check::{CheckConfig, CheckError, CheckReport, check_env, check_env_with};
 pub use cue_recall::{CueRecall, CueRecallConfig};
-pub use env::{BoxSpace, Discrete, Env, EnvError, EnvExt, EpisodeStats, Info, Step, derive_seed};
+pub use env::{
+    Action, ActionBuf, ActionSpace, BoxSpace, Discrete, Env, EnvError, EnvExt, EpisodeStats, Info,
+    MultiDiscrete, Step, derive_seed,
+};
 pub use gridmaze::{
     ActionMode, Cell, Direction, GridMaze, GridMazeConfig, MazeMode, Pos, ReferencePolicy,
     ReferenceStats, reference_return, reference_stats,
 };
 #[cfg(feature = "gymnasium")]
 pub use gymnasium::{GridMazeGym, GymCartPole, GymnasiumAdapter, GymnasiumEnv};
+pub use pendulum::{Pendulum, PendulumConfig};
+pub use point_cue::{PointCue, PointCueConfig};
 pub use render::{Frame, GifWriter, save_gif};
-pub use vec_env::{Parallelism, VecEnv, VecEnvState, VecStep};
+pub use vec_env::{Parallelism, VecActions, VecEnv, VecEnvState, VecStep};

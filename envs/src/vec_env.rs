@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::env::{BoxSpace, Env, EnvError, EpisodeStats, Info, derive_seed};
+use crate::env::{Action, ActionSpace, BoxSpace, Env, EnvError, EpisodeStats, Info, derive_seed};
 
 /// [`Parallelism::Auto`] steps sequentially below this many envs (and on a single-thread
 /// pool), with rayon from here on.
@@ -116,6 +116,81 @@ pub struct VecStep {
     pub infos: Vec<Info>,
     /// Episodes that ended at this step, as `(env index, statistics)`, in env order.
     pub finished: Vec<(usize, EpisodeStats)>,
+    /// `[N × mask_width]` the actions allowed at `obs` ([`Env::action_mask`]; all `true` for
+    /// an env that gives no mask); empty when no env gives masks ([`VecEnv::has_masks`]).
+    pub masks: Vec<bool>,
+}
+
+/// One action per env, flat, for [`VecEnv::step_actions`]: `[N]` discrete actions,
+/// `[N × dims]` multi-discrete actions or `[N × dim]` continuous actions, env after env.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum VecActions<'a> {
+    /// `[N]` actions of a `Discrete` space.
+    Discrete(&'a [usize]),
+    /// `[N × dims]` actions of a `MultiDiscrete` space.
+    MultiDiscrete(&'a [usize]),
+    /// `[N × dim]` actions of a `Box` space.
+    Continuous(&'a [f32]),
+}
+
+impl<'a> VecActions<'a> {
+    /// Number of values held.
+    fn len(&self) -> usize {
+        match self {
+            VecActions::Discrete(a) | VecActions::MultiDiscrete(a) => a.len(),
+            VecActions::Continuous(a) => a.len(),
+        }
+    }
+
+    /// Env `j`'s action, for actions of `width` values each.
+    fn get(&self, j: usize, width: usize) -> Action<'a> {
+        match *self {
+            VecActions::Discrete(a) => Action::Discrete(a[j]),
+            VecActions::MultiDiscrete(a) => Action::MultiDiscrete(&a[j * width..(j + 1) * width]),
+            VecActions::Continuous(a) => Action::Continuous(&a[j * width..(j + 1) * width]),
+        }
+    }
+
+    /// The actions of envs `[0, mid)` and `[mid, ..)`.
+    fn split_at(self, mid: usize, width: usize) -> (Self, Self) {
+        match self {
+            VecActions::Discrete(a) => {
+                let (x, y) = a.split_at(mid);
+                (VecActions::Discrete(x), VecActions::Discrete(y))
+            }
+            VecActions::MultiDiscrete(a) => {
+                let (x, y) = a.split_at(mid * width);
+                (VecActions::MultiDiscrete(x), VecActions::MultiDiscrete(y))
+            }
+            VecActions::Continuous(a) => {
+                let (x, y) = a.split_at(mid * width);
+                (VecActions::Continuous(x), VecActions::Continuous(y))
+            }
+        }
+    }
+}
+
+/// Actions of one episode, as [`Slot`] logs them for replay: discrete and multi-discrete
+/// values in `discrete`, continuous values in `continuous`.
+#[derive(Clone, Debug, Default, PartialEq)]
+struct ActionLog {
+    discrete: Vec<usize>,
+    continuous: Vec<f32>,
+}
+
+impl ActionLog {
+    fn push(&mut self, action: Action<'_>) {
+        match action {
+            Action::Discrete(a) => self.discrete.push(a),
+            Action::MultiDiscrete(a) => self.discrete.extend_from_slice(a),
+            Action::Continuous(x) => self.continuous.extend_from_slice(x),
+        }
+    }
+
+    fn clear(&mut self) {
+        self.discrete.clear();
+        self.continuous.clear();
+    }
 }
 
 impl VecStep {
@@ -131,7 +206,7 @@ struct Slot {
     /// Index of the current episode since the last `reset` (selects the reset seed).
     episode: u64,
     /// Actions taken so far in the current episode (replayed by `restore`).
-    actions: Vec<usize>,
+    actions: ActionLog,
     /// Running statistics of the current episode.
     stats: EpisodeStats,
     /// Statistics of the episode that ended at the last step, if one did.
@@ -143,8 +218,13 @@ struct Slot {
 pub struct EnvSlotState {
     /// Index of the current episode since the last reset (selects the reset seed).
     pub episode: u64,
-    /// Actions taken so far in the current episode.
+    /// Actions taken so far in the current episode: discrete actions, or the values of
+    /// multi-discrete actions one action after the other.
     pub actions: Vec<usize>,
+    /// Values of the continuous actions taken so far in the current episode, one action
+    /// after the other (`Box` action spaces).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub continuous_actions: Vec<f32>,
     /// Sum of the rewards so far in the current episode.
     pub ret: f32,
     /// Goals reached so far in the current episode.
@@ -168,7 +248,10 @@ pub struct VecEnv<E: Env> {
     base_seed: u64,
     space: BoxSpace,
     obs_dim: usize,
-    num_actions: usize,
+    action_space: ActionSpace,
+    action_width: usize,
+    /// Some env gave an action mask at the last reset.
+    masked: bool,
     parallelism: Parallelism,
     /// `reset`/`restore` ran and no step failed since.
     ready: bool,
@@ -191,7 +274,8 @@ struct Lanes<'a, E> {
     first: usize,
     envs: &'a mut [E],
     slots: &'a mut [Slot],
-    actions: &'a [usize],
+    actions: VecActions<'a>,
+    action_width: usize,
     obs: &'a mut [f32],
     final_obs: &'a mut [f32],
     rewards: &'a mut [f32],
@@ -210,7 +294,7 @@ impl<'a, E: Env> Lanes<'a, E> {
     fn split_at(self, mid: usize, obs_dim: usize) -> (Self, Self) {
         let (envs_a, envs_b) = self.envs.split_at_mut(mid);
         let (slots_a, slots_b) = self.slots.split_at_mut(mid);
-        let (actions_a, actions_b) = self.actions.split_at(mid);
+        let (actions_a, actions_b) = self.actions.split_at(mid, self.action_width);
         let (obs_a, obs_b) = self.obs.split_at_mut(mid * obs_dim);
         let (final_a, final_b) = self.final_obs.split_at_mut(mid * obs_dim);
         let (rewards_a, rewards_b) = self.rewards.split_at_mut(mid);
@@ -223,6 +307,7 @@ impl<'a, E: Env> Lanes<'a, E> {
                 envs: envs_a,
                 slots: slots_a,
                 actions: actions_a,
+                action_width: self.action_width,
                 obs: obs_a,
                 final_obs: final_a,
                 rewards: rewards_a,
@@ -235,6 +320,7 @@ impl<'a, E: Env> Lanes<'a, E> {
                 envs: envs_b,
                 slots: slots_b,
                 actions: actions_b,
+                action_width: self.action_width,
                 obs: obs_b,
                 final_obs: final_b,
                 rewards: rewards_b,
@@ -322,19 +408,20 @@ impl<'a, E: Env> Lanes<'a, E> {
     fn step(self, base_seed: u64, obs_dim: usize) -> Result<(), EnvError> {
         let obs_rows = self.obs.chunks_exact_mut(obs_dim);
         let final_rows = self.final_obs.chunks_exact_mut(obs_dim);
+        let (actions, width) = (self.actions, self.action_width);
         let lanes = self
             .envs
             .iter_mut()
             .zip(self.slots.iter_mut())
-            .zip(self.actions)
             .zip(obs_rows.zip(final_rows))
             .zip(self.rewards.iter_mut())
             .zip(self.terminated.iter_mut().zip(self.truncated.iter_mut()))
             .zip(self.infos.iter_mut());
-        for (j, ((((((env, slot), &action), (obs, final_obs)), reward), (term, trunc)), info)) in
+        for (j, (((((env, slot), (obs, final_obs)), reward), (term, trunc)), info)) in
             lanes.enumerate()
         {
             let index = self.first + j;
+            let action = actions.get(j, width);
             let s = env.step(action, obs).map_err(|e| in_env(index, e))?;
             slot.actions.push(action);
             slot.stats.ret += s.reward;
@@ -378,8 +465,35 @@ fn replay<E: Env>(
     slot.finished = None;
     env.reset(episode_seed(base_seed, index, slot.episode), obs)
         .map_err(|e| in_env(index, e))?;
-    let total = saved.actions.len();
-    for (t, &action) in saved.actions.iter().enumerate() {
+    let space = env.action_space();
+    let width = space.action_width();
+    let saved_actions: Vec<Action<'_>> = match space {
+        ActionSpace::Discrete(_) => saved.actions.iter().map(|&a| Action::Discrete(a)).collect(),
+        ActionSpace::MultiDiscrete(_) => saved
+            .actions
+            .chunks_exact(width)
+            .map(Action::MultiDiscrete)
+            .collect(),
+        ActionSpace::Box(_) => saved
+            .continuous_actions
+            .chunks_exact(width)
+            .map(Action::Continuous)
+            .collect(),
+    };
+    let logged = saved.actions.len() + saved.continuous_actions.len();
+    if logged != saved_actions.len() * width {
+        return Err(in_env(
+            index,
+            EnvError::Other(format!(
+                "the saved state holds {} discrete and {} continuous action values, which \
+                 are not whole actions of the {space} action space",
+                saved.actions.len(),
+                saved.continuous_actions.len()
+            )),
+        ));
+    }
+    let total = saved_actions.len();
+    for (t, &action) in saved_actions.iter().enumerate() {
         let s = env.step(action, obs).map_err(|e| {
             in_env(
                 index,
@@ -415,6 +529,29 @@ fn replay<E: Env>(
     Ok(())
 }
 
+/// The first dimension whose value in env `i`'s `action` its mask row forbids, if any.
+fn masked_out(space: &ActionSpace, masks: &[bool], i: usize, action: Action<'_>) -> Option<usize> {
+    let width = space.mask_width()?;
+    let row = &masks[i * width..(i + 1) * width];
+    match action {
+        Action::Discrete(a) => (!row[a]).then_some(0),
+        Action::MultiDiscrete(a) => {
+            let ActionSpace::MultiDiscrete(m) = space else {
+                return None;
+            };
+            let mut start = 0;
+            for (k, (&v, &n)) in a.iter().zip(&m.nvec).enumerate() {
+                if !row[start + v] {
+                    return Some(k);
+                }
+                start += n;
+            }
+            None
+        }
+        Action::Continuous(_) => None,
+    }
+}
+
 impl<E: Env> VecEnv<E> {
     /// Wraps `envs` (at least one; all with the same spaces). Call [`VecEnv::reset`] before
     /// the first step.
@@ -426,7 +563,7 @@ impl<E: Env> VecEnv<E> {
             });
         };
         let space = first.observation_space().clone();
-        let num_actions = first.action_space().n;
+        let action_space = first.action_space();
         let obs_dim = space.flat_len();
         if space.low.len() != obs_dim || space.high.len() != obs_dim {
             return Err(EnvError::InvalidConfig {
@@ -440,10 +577,10 @@ impl<E: Env> VecEnv<E> {
                 ),
             });
         }
-        if num_actions == 0 {
+        if let Err(reason) = action_space.validate() {
             return Err(EnvError::InvalidConfig {
                 field: "envs",
-                reason: "env 0's action space has 0 actions".into(),
+                reason: format!("env 0's action space is invalid: {reason}"),
             });
         }
         for (i, env) in envs.iter().enumerate().skip(1) {
@@ -458,13 +595,13 @@ impl<E: Env> VecEnv<E> {
                     ),
                 });
             }
-            if env.action_space().n != num_actions {
+            if env.action_space() != action_space {
                 return Err(EnvError::InvalidConfig {
                     field: "envs",
                     reason: format!(
-                        "env {i} has {} actions but env 0 has {num_actions}; all envs of a \
-                         VecEnv need the same spaces",
-                        env.action_space().n
+                        "env {i}'s action space {} differs from env 0's {action_space}; all \
+                         envs of a VecEnv need the same spaces",
+                        env.action_space()
                     ),
                 });
             }
@@ -478,6 +615,7 @@ impl<E: Env> VecEnv<E> {
             final_obs: vec![0.0; n * obs_dim],
             infos: vec![Info::default(); n],
             finished: Vec::with_capacity(n),
+            masks: Vec::new(),
         };
         Ok(Self {
             slots: vec![Slot::default(); n],
@@ -485,7 +623,9 @@ impl<E: Env> VecEnv<E> {
             base_seed,
             space,
             obs_dim,
-            num_actions,
+            action_width: action_space.action_width(),
+            action_space,
+            masked: false,
             parallelism: Parallelism::Auto,
             ready: false,
             buf,
@@ -538,9 +678,77 @@ impl<E: Env> VecEnv<E> {
         self.obs_dim
     }
 
-    /// Number of discrete actions.
+    /// Number of actions of a `Discrete` action space; for the other spaces, the number of
+    /// values in one action ([`ActionSpace::action_width`]).
     pub fn num_actions(&self) -> usize {
-        self.num_actions
+        self.action_space
+            .num_discrete()
+            .unwrap_or(self.action_width)
+    }
+
+    /// The action space shared by all envs.
+    pub fn action_space(&self) -> &ActionSpace {
+        &self.action_space
+    }
+
+    /// Whether the envs give action masks (some env returned one at the last reset or
+    /// restore); [`VecStep::masks`] is filled then.
+    pub fn has_masks(&self) -> bool {
+        self.masked
+    }
+
+    /// Copies every env's current action mask into `buf.masks` (all `true` for an env that
+    /// gives none). Errors name the env whose mask has the wrong length or forbids every
+    /// value of a dimension.
+    fn collect_masks(&mut self) -> Result<(), EnvError> {
+        let Some(width) = self.action_space.mask_width() else {
+            self.masked = false;
+            return Ok(());
+        };
+        if !self.masked {
+            return Ok(());
+        }
+        let dims: Vec<usize> = match &self.action_space {
+            ActionSpace::MultiDiscrete(m) => m.nvec.clone(),
+            _ => vec![width],
+        };
+        let masks = &mut self.buf.masks;
+        masks.resize(self.envs.len() * width, true);
+        for (i, (env, row)) in self
+            .envs
+            .iter()
+            .zip(masks.chunks_exact_mut(width))
+            .enumerate()
+        {
+            match env.action_mask() {
+                Some(m) if m.len() == width => row.copy_from_slice(m),
+                Some(m) => {
+                    return Err(in_env(
+                        i,
+                        EnvError::Other(format!(
+                            "action_mask has {} flags, the {} action space needs {width}",
+                            m.len(),
+                            self.action_space
+                        )),
+                    ));
+                }
+                None => row.fill(true),
+            }
+            let mut start = 0;
+            for (k, &n) in dims.iter().enumerate() {
+                if !row[start..start + n].contains(&true) {
+                    return Err(in_env(
+                        i,
+                        EnvError::Other(format!(
+                            "action_mask forbids every value of dimension {k}; at least one \
+                             action must be allowed"
+                        )),
+                    ));
+                }
+                start += n;
+            }
+        }
+        Ok(())
     }
 
     /// The observation space shared by all envs.
@@ -590,13 +798,21 @@ impl<E: Env> VecEnv<E> {
         self.restore(&state)
     }
 
-    /// Steps env `i` with `actions[i]` for every `i`, auto-resetting envs whose episode ends.
-    ///
-    /// Errors (nothing is stepped): `actions.len() != N`, an action outside the action space
-    /// (the message names the env index), or no [`VecEnv::reset`] yet. An error from an env's
-    /// own `step`/`reset` names the env index and leaves the VecEnv needing a `reset` or
-    /// `restore`.
+    /// Steps env `i` with the discrete action `actions[i]` for every `i` (a `Discrete` action
+    /// space), auto-resetting envs whose episode ends. See [`VecEnv::step_actions`].
     pub fn step(&mut self, actions: &[usize]) -> Result<&VecStep, EnvError> {
+        self.step_actions(VecActions::Discrete(actions))
+    }
+
+    /// Steps env `i` with its action in `actions` for every `i`, auto-resetting envs whose
+    /// episode ends; the masks of the new observations are in [`VecStep::masks`].
+    ///
+    /// Errors (nothing is stepped): a number of values other than `N ×` the action width,
+    /// actions of another kind than the action space, an action outside the action space or
+    /// forbidden by the env's current mask (the message names the env index), or no
+    /// [`VecEnv::reset`] yet. An error from an env's own `step`/`reset` names the env index
+    /// and leaves the VecEnv needing a `reset` or `restore`.
+    pub fn step_actions(&mut self, actions: VecActions<'_>) -> Result<&VecStep, EnvError> {
         let n = self.envs.len();
         if !self.ready {
             return Err(EnvError::Other(
@@ -605,24 +821,28 @@ impl<E: Env> VecEnv<E> {
                     .into(),
             ));
         }
-        if actions.len() != n {
+        let width = self.action_width;
+        if actions.len() != n * width {
             return Err(EnvError::Other(format!(
-                "expected {n} actions (one per env), got {}",
+                "expected {} action values ({n} envs × {width} per action of {}), got {}",
+                n * width,
+                self.action_space,
                 actions.len()
             )));
         }
-        if let Some((i, &a)) = actions
-            .iter()
-            .enumerate()
-            .find(|&(_, &a)| a >= self.num_actions)
-        {
-            return Err(in_env(
-                i,
-                EnvError::InvalidAction {
-                    action: a,
-                    n: self.num_actions,
-                },
-            ));
+        for i in 0..n {
+            let action = actions.get(i, width);
+            self.action_space.check(action).map_err(|e| in_env(i, e))?;
+            if self.masked
+                && let Some(dim) = masked_out(&self.action_space, &self.buf.masks, i, action)
+            {
+                return Err(in_env(
+                    i,
+                    EnvError::ActionOutsideSpace(format!(
+                        "{action} is forbidden by the action mask (dimension {dim})"
+                    )),
+                ));
+            }
         }
         let base_seed = self.base_seed;
         let d = self.obs_dim;
@@ -633,6 +853,7 @@ impl<E: Env> VecEnv<E> {
             envs: &mut self.envs,
             slots: &mut self.slots,
             actions,
+            action_width: width,
             obs: &mut buf.obs,
             final_obs: &mut buf.final_obs,
             rewards: &mut buf.rewards,
@@ -659,6 +880,10 @@ impl<E: Env> VecEnv<E> {
                 buf.finished.push((i, stats));
             }
         }
+        if let Err(e) = self.collect_masks() {
+            self.ready = false;
+            return Err(e);
+        }
         Ok(&self.buf)
     }
 
@@ -672,7 +897,8 @@ impl<E: Env> VecEnv<E> {
                 .iter()
                 .map(|s| EnvSlotState {
                     episode: s.episode,
-                    actions: s.actions.clone(),
+                    actions: s.actions.discrete.clone(),
+                    continuous_actions: s.actions.continuous.clone(),
                     ret: s.stats.ret,
                     goals: s.stats.goals,
                 })
@@ -737,6 +963,12 @@ impl<E: Env> VecEnv<E> {
         buf.truncated.fill(false);
         buf.infos.fill(Info::default());
         buf.finished.clear();
+        self.masked = self.action_space.mask_width().is_some()
+            && self.envs.iter().any(|e| e.action_mask().is_some());
+        if !self.masked {
+            self.buf.masks.clear();
+        }
+        self.collect_masks()?;
         self.ready = true;
         Ok(&self.buf.obs)
     }

@@ -2,8 +2,8 @@
 //! envs.
 
 use envs::{
-    BoxSpace, CheckConfig, CheckError, CueRecall, CueRecallConfig, Discrete, Env, EnvError,
-    GridMaze, GridMazeConfig, Step, check_env, check_env_with,
+    Action, ActionSpace, BoxSpace, CheckConfig, CheckError, CueRecall, CueRecallConfig, Env,
+    EnvError, GridMaze, GridMazeConfig, Step, check_env, check_env_with,
 };
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -28,7 +28,8 @@ fn passes_on_gridmaze_configurations() {
         let report = check_env(&mut env).unwrap_or_else(|e| panic!("{cfg:?}: {e}"));
         assert_eq!(report.episodes, 3);
         assert_eq!(report.obs_dim, cfg.obs_len());
-        assert_eq!(report.num_actions, cfg.num_actions());
+        assert_eq!(report.action_space, cfg.action_space());
+        assert!(!report.masked);
         assert!(report.steps > 0);
         let text = report.to_string();
         assert!(text.starts_with("env passed: 3 random episodes"), "{text}");
@@ -149,8 +150,8 @@ impl Env for Toy {
     fn observation_space(&self) -> &BoxSpace {
         &self.space
     }
-    fn action_space(&self) -> Discrete {
-        Discrete { n: 2 }
+    fn action_space(&self) -> ActionSpace {
+        ActionSpace::discrete(2)
     }
     fn reset(&mut self, seed: u64, obs: &mut [f32]) -> Result<(), EnvError> {
         if self.fault != Fault::Nondeterministic {
@@ -162,17 +163,17 @@ impl Env for Toy {
         self.write(obs);
         Ok(())
     }
-    fn step(&mut self, action: usize, obs: &mut [f32]) -> Result<Step, EnvError> {
-        if action >= 2 {
-            match self.fault {
-                Fault::AcceptsInvalidAction => {}
-                Fault::RefusalMoves => {
+    fn step(&mut self, action: Action<'_>, obs: &mut [f32]) -> Result<Step, EnvError> {
+        let action = match (action.discrete(2), action) {
+            (Ok(a), _) => a,
+            (Err(_), Action::Discrete(a)) if self.fault == Fault::AcceptsInvalidAction => a,
+            (Err(e), _) => {
+                if self.fault == Fault::RefusalMoves {
                     self.pos = (self.pos + 0.05).min(1.0);
-                    return Err(EnvError::InvalidAction { action, n: 2 });
                 }
-                _ => return Err(EnvError::InvalidAction { action, n: 2 }),
+                return Err(e);
             }
-        }
+        };
         if self.done && self.fault != Fault::AcceptsStepAfterDone {
             return Err(EnvError::StepAfterDone);
         }
@@ -275,8 +276,9 @@ fn accepted_invalid_action_is_reported() {
     let e = check(Fault::AcceptsInvalidAction).unwrap_err();
     assert_eq!(
         e,
-        "step 1 of episode 0 accepted the invalid action 2: the action space has 2 actions \
-         (0..2); step must return EnvError::InvalidAction for it"
+        "step 1 of episode 0 accepted the invalid action 2: action 2 is not in Discrete(2) \
+         (0..2); step must return an error (EnvError::InvalidAction or \
+         EnvError::ActionOutsideSpace) for it"
     );
 }
 
@@ -349,15 +351,491 @@ fn errors_are_matchable() {
     let mut env = Toy::new(Fault::AcceptsInvalidAction);
     assert!(matches!(
         check_env(&mut env),
-        Err(CheckError::InvalidActionAccepted {
-            action: 2,
-            n: 2,
-            ..
-        })
+        Err(CheckError::InvalidActionAccepted { action, .. }) if action == "action 2"
     ));
     let mut env = Toy::new(Fault::NanObs);
     assert!(matches!(
         check_env(&mut env),
         Err(CheckError::NonFiniteObs { index: 2, .. })
     ));
+}
+
+/// A correct masked env, `Discrete(3)` or `MultiDiscrete([3, 2])`, that each test breaks in
+/// one way. Dimension 0 forbids one value, drawn at random at every step; dimension 1 forbids
+/// value 1 on odd steps. The reward is the value of dimension 0; episodes last 6 steps.
+#[derive(Clone)]
+struct Picker {
+    space: BoxSpace,
+    actions: ActionSpace,
+    rng: ChaCha8Rng,
+    mask: Vec<bool>,
+    blocked: usize,
+    t: u32,
+    done: bool,
+    fault: MaskFault,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum MaskFault {
+    None,
+    /// The mask has one flag too few.
+    ShortMask,
+    /// From step 2 on, the mask forbids every value of the last dimension.
+    EmptyDimension,
+    /// The mask is given but not enforced: forbidden actions are accepted.
+    AcceptsMasked,
+}
+
+impl Picker {
+    fn discrete(fault: MaskFault) -> Self {
+        Self::new(ActionSpace::discrete(3), fault)
+    }
+
+    fn multi(fault: MaskFault) -> Self {
+        Self::new(ActionSpace::multi_discrete(vec![3, 2]), fault)
+    }
+
+    fn new(actions: ActionSpace, fault: MaskFault) -> Self {
+        Self {
+            space: BoxSpace::uniform(3, 0.0, 1.0),
+            actions,
+            rng: ChaCha8Rng::seed_from_u64(0),
+            mask: Vec::new(),
+            blocked: 0,
+            t: 0,
+            done: true,
+            fault,
+        }
+    }
+
+    fn nvec(&self) -> Vec<usize> {
+        match &self.actions {
+            ActionSpace::Discrete(d) => vec![d.n],
+            ActionSpace::MultiDiscrete(m) => m.nvec.clone(),
+            ActionSpace::Box(_) => Vec::new(),
+        }
+    }
+
+    fn draw_mask(&mut self) {
+        self.blocked = self.rng.random_range(0..3);
+        self.mask = (0..3).map(|v| v != self.blocked).collect();
+        if matches!(self.actions, ActionSpace::MultiDiscrete(_)) {
+            self.mask.extend([true, self.t.is_multiple_of(2)]);
+        }
+        match self.fault {
+            MaskFault::ShortMask => {
+                self.mask.pop();
+            }
+            MaskFault::EmptyDimension if self.t >= 2 => {
+                let last = *self.nvec().last().unwrap();
+                let len = self.mask.len();
+                self.mask[len - last..].fill(false);
+            }
+            _ => {}
+        }
+    }
+
+    fn write(&self, obs: &mut [f32]) {
+        obs[0] = self.t as f32 / 6.0;
+        obs[1] = self.blocked as f32 / 2.0;
+        obs[2] = (self.t % 2) as f32;
+    }
+}
+
+impl Env for Picker {
+    fn observation_space(&self) -> &BoxSpace {
+        &self.space
+    }
+    fn action_space(&self) -> ActionSpace {
+        self.actions.clone()
+    }
+    fn reset(&mut self, seed: u64, obs: &mut [f32]) -> Result<(), EnvError> {
+        self.rng = ChaCha8Rng::seed_from_u64(seed);
+        self.t = 0;
+        self.done = false;
+        self.draw_mask();
+        self.write(obs);
+        Ok(())
+    }
+    fn step(&mut self, action: Action<'_>, obs: &mut [f32]) -> Result<Step, EnvError> {
+        self.actions.check(action)?;
+        if self.done {
+            return Err(EnvError::StepAfterDone);
+        }
+        let values = match action {
+            Action::Discrete(a) => vec![a],
+            Action::MultiDiscrete(a) => a.to_vec(),
+            Action::Continuous(_) => unreachable!("the space refuses continuous actions"),
+        };
+        if self.fault != MaskFault::AcceptsMasked {
+            let mut start = 0;
+            for (k, (&v, n)) in values.iter().zip(self.nvec()).enumerate() {
+                if self.mask.get(start + v) == Some(&false) {
+                    return Err(EnvError::ActionOutsideSpace(format!(
+                        "{action}: value {v} of dimension {k} is masked"
+                    )));
+                }
+                start += n;
+            }
+        }
+        self.t += 1;
+        self.done = self.t >= 6;
+        self.draw_mask();
+        self.write(obs);
+        Ok(Step {
+            reward: values[0] as f32,
+            truncated: self.done,
+            ..Step::default()
+        })
+    }
+    fn action_mask(&self) -> Option<&[bool]> {
+        Some(&self.mask)
+    }
+}
+
+/// A correct continuous env that each test breaks in one way: a point on `[-1, 1]` pushed by
+/// a force in `[-1, 1]` and a brake in `[0, 2]`, with noise; it terminates when the point
+/// gets beyond ±0.8 and truncates after 20 steps.
+#[derive(Clone)]
+struct Torque {
+    space: BoxSpace,
+    actions: ActionSpace,
+    rng: ChaCha8Rng,
+    pos: f32,
+    t: u32,
+    done: bool,
+    fault: BoxFault,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum BoxFault {
+    None,
+    /// Any action of the right length is accepted, whatever its values.
+    AcceptsOutOfBounds,
+    /// The bounds are checked with comparisons that NaN passes.
+    AcceptsNan,
+    /// The env gives an action mask although its actions are continuous.
+    MaskOnBox,
+}
+
+impl Torque {
+    fn new(fault: BoxFault) -> Self {
+        Self {
+            space: BoxSpace::uniform(2, -1.0, 1.0),
+            actions: ActionSpace::Box(BoxSpace {
+                shape: vec![2],
+                low: vec![-1.0, 0.0],
+                high: vec![1.0, 2.0],
+            }),
+            rng: ChaCha8Rng::seed_from_u64(0),
+            pos: 0.0,
+            t: 0,
+            done: true,
+            fault,
+        }
+    }
+
+    fn write(&self, obs: &mut [f32]) {
+        obs[0] = self.pos;
+        obs[1] = self.t as f32 / 20.0;
+    }
+}
+
+impl Env for Torque {
+    fn observation_space(&self) -> &BoxSpace {
+        &self.space
+    }
+    fn action_space(&self) -> ActionSpace {
+        self.actions.clone()
+    }
+    fn reset(&mut self, seed: u64, obs: &mut [f32]) -> Result<(), EnvError> {
+        self.rng = ChaCha8Rng::seed_from_u64(seed);
+        self.pos = self.rng.random_range(-0.2..0.2);
+        self.t = 0;
+        self.done = false;
+        self.write(obs);
+        Ok(())
+    }
+    fn step(&mut self, action: Action<'_>, obs: &mut [f32]) -> Result<Step, EnvError> {
+        let x = match action {
+            Action::Continuous(x) if x.len() == 2 => x,
+            other => {
+                return Err(EnvError::ActionOutsideSpace(format!(
+                    "{other} is not a force and a brake"
+                )));
+            }
+        };
+        match self.fault {
+            BoxFault::AcceptsOutOfBounds => {}
+            BoxFault::AcceptsNan => {
+                let ActionSpace::Box(b) = &self.actions else {
+                    unreachable!("a Box space")
+                };
+                if x.iter()
+                    .zip(b.low.iter().zip(&b.high))
+                    .any(|(v, (lo, hi))| v < lo || v > hi)
+                {
+                    return Err(EnvError::ActionOutsideSpace(format!(
+                        "{action} is out of bounds"
+                    )));
+                }
+            }
+            BoxFault::None | BoxFault::MaskOnBox => self.actions.check(action)?,
+        }
+        if self.done {
+            return Err(EnvError::StepAfterDone);
+        }
+        let push = 0.2 * x[0] * (1.0 - 0.4 * x[1]);
+        self.pos = (self.pos + push + self.rng.random_range(-0.05..0.05)).clamp(-1.0, 1.0);
+        self.t += 1;
+        let terminated = self.pos.abs() >= 0.8;
+        let truncated = !terminated && self.t >= 20;
+        self.done = terminated || truncated;
+        self.write(obs);
+        Ok(Step {
+            reward: -0.1 * x[1] + f32::from(u8::from(terminated)),
+            terminated,
+            truncated,
+            ..Step::default()
+        })
+    }
+    fn action_mask(&self) -> Option<&[bool]> {
+        (self.fault == BoxFault::MaskOnBox).then_some(&[true, true][..])
+    }
+}
+
+#[test]
+fn a_masked_multi_discrete_env_passes() {
+    let mut env = Picker::multi(MaskFault::None);
+    let report = check_env(&mut env).unwrap_or_else(|e| panic!("{e}"));
+    assert!(report.masked);
+    assert_eq!(report.action_space, ActionSpace::multi_discrete(vec![3, 2]));
+    assert_eq!((report.steps, report.truncated), (18, 3));
+    let text = report.to_string();
+    assert!(
+        text.contains("actions outside MultiDiscrete([3, 2]) or its masks"),
+        "{text}"
+    );
+
+    let mut env = Picker::discrete(MaskFault::None);
+    let report = check_env(&mut env).unwrap_or_else(|e| panic!("{e}"));
+    assert!(report.masked);
+    assert_eq!(report.action_space, ActionSpace::discrete(3));
+}
+
+#[test]
+fn a_continuous_env_passes() {
+    let mut env = Torque::new(BoxFault::None);
+    let report = check_env_with(
+        &mut env,
+        &CheckConfig {
+            episodes: 8,
+            ..CheckConfig::default()
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!report.masked);
+    assert_eq!(report.action_space, env.action_space());
+    assert_eq!(report.episodes, 8);
+    assert!(report.steps > 8);
+    let text = report.to_string();
+    assert!(
+        text.contains("actions outside Box(shape [2]) and steps"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_mask_of_the_wrong_length_is_reported() {
+    for (mut env, space) in [
+        (Picker::discrete(MaskFault::ShortMask), "Discrete(3)"),
+        (Picker::multi(MaskFault::ShortMask), "MultiDiscrete([3, 2])"),
+    ] {
+        let err = check_env(&mut env).unwrap_err();
+        assert!(matches!(err, CheckError::BadMask { .. }), "{err:?}");
+        let e = err.to_string();
+        let (flags, width) = if space == "Discrete(3)" {
+            (2, 3)
+        } else {
+            (4, 5)
+        };
+        assert!(e.starts_with("the action mask after reset(seed = "), "{e}");
+        assert!(
+            e.ends_with(&format!(
+                "it has {flags} flags; the {space} action space needs {width} (one per action \
+                 value)"
+            )),
+            "{e}"
+        );
+    }
+}
+
+#[test]
+fn a_mask_that_forbids_every_value_of_a_dimension_is_reported() {
+    // Discrete: the mask forbids every action.
+    let err = check_env(&mut Picker::discrete(MaskFault::EmptyDimension)).unwrap_err();
+    assert!(matches!(err, CheckError::BadMask { .. }), "{err:?}");
+    let e = err.to_string();
+    assert!(
+        e.starts_with("the action mask after step 2 of episode 0 (action "),
+        "{e}"
+    );
+    assert!(
+        e.ends_with(
+            "it forbids every value of dimension 0 of Discrete(3); at least one action must be \
+             allowed"
+        ),
+        "{e}"
+    );
+    // MultiDiscrete: every value of dimension 1 is forbidden, dimension 0 is fine.
+    let err = check_env(&mut Picker::multi(MaskFault::EmptyDimension)).unwrap_err();
+    assert!(matches!(err, CheckError::BadMask { .. }), "{err:?}");
+    let e = err.to_string();
+    assert!(
+        e.starts_with("the action mask after step 2 of episode 0 (action ["),
+        "{e}"
+    );
+    assert!(
+        e.ends_with(
+            "it forbids every value of dimension 1 of MultiDiscrete([3, 2]); at least one \
+             action must be allowed"
+        ),
+        "{e}"
+    );
+}
+
+#[test]
+fn an_env_that_accepts_a_masked_action_is_reported() {
+    for mut env in [
+        Picker::discrete(MaskFault::AcceptsMasked),
+        Picker::multi(MaskFault::AcceptsMasked),
+    ] {
+        let err = check_env(&mut env).unwrap_err();
+        let CheckError::InvalidActionAccepted { at, action, why } = &err else {
+            panic!("expected InvalidActionAccepted, got {err:?}");
+        };
+        assert_eq!(at, "step 1 of episode 0");
+        // At the first step, dimension 0 forbids one value; the refused action uses it.
+        assert!(
+            why.starts_with("the current action mask forbids value ")
+                && why.ends_with(" of dimension 0"),
+            "{why}"
+        );
+        assert!(action.starts_with("action "), "{action}");
+        let e = err.to_string();
+        assert!(
+            e.starts_with("step 1 of episode 0 accepted the invalid action "),
+            "{e}"
+        );
+        assert!(e.contains("the current action mask forbids value"), "{e}");
+        assert!(
+            e.ends_with(
+                "step must return an error (EnvError::InvalidAction or \
+                 EnvError::ActionOutsideSpace) for it"
+            ),
+            "{e}"
+        );
+    }
+}
+
+#[test]
+fn invalid_box_bounds_are_reported() {
+    let with_bounds = |low: Vec<f32>, high: Vec<f32>| {
+        let mut env = Torque::new(BoxFault::None);
+        env.actions = ActionSpace::Box(BoxSpace {
+            shape: vec![2],
+            low,
+            high,
+        });
+        check_env(&mut env).unwrap_err()
+    };
+    let cases = [
+        (
+            with_bounds(vec![-1.0, 1.0], vec![1.0, 0.5]),
+            "the action Box's bounds of element 1 are [1, 0.5]; they must be finite with low \
+             <= high",
+        ),
+        (
+            with_bounds(vec![-1.0, 0.0], vec![f32::INFINITY, 2.0]),
+            "the action Box's bounds of element 0 are [-1, inf]; they must be finite with low \
+             <= high",
+        ),
+        (
+            with_bounds(vec![-1.0, f32::NAN], vec![1.0, 2.0]),
+            "the action Box's bounds of element 1 are [NaN, 2]; they must be finite with low \
+             <= high",
+        ),
+        (
+            with_bounds(vec![-1.0], vec![1.0, 2.0]),
+            "the action Box has shape [2] (2 elements) but 1 lower and 2 upper bounds",
+        ),
+    ];
+    for (err, detail) in cases {
+        assert_eq!(err, CheckError::ActionSpace(detail.to_string()));
+        assert_eq!(
+            err.to_string(),
+            format!("the action space is invalid: {detail}")
+        );
+    }
+}
+
+#[test]
+fn a_discrete_space_without_values_is_reported() {
+    let err = check_env(&mut Picker::new(
+        ActionSpace::multi_discrete(vec![3, 0]),
+        MaskFault::None,
+    ))
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "the action space is invalid: MultiDiscrete([3, 0]): dimension 1 has 0 values; each \
+         needs at least one"
+    );
+    assert!(matches!(err, CheckError::ActionSpace(_)));
+    let err = check_env(&mut Picker::new(
+        ActionSpace::multi_discrete(vec![]),
+        MaskFault::None,
+    ))
+    .unwrap_err();
+    assert_eq!(
+        err,
+        CheckError::ActionSpace("MultiDiscrete([]) has no dimensions".to_string())
+    );
+    let err = check_env(&mut Picker::new(ActionSpace::discrete(0), MaskFault::None)).unwrap_err();
+    assert_eq!(err, CheckError::NoActions);
+}
+
+#[test]
+fn a_continuous_env_that_accepts_out_of_bounds_actions_is_reported() {
+    let err = check_env(&mut Torque::new(BoxFault::AcceptsOutOfBounds)).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "step 1 of episode 0 accepted the invalid action [3.0, 0.0]: action element 0 is 3, \
+         outside [-1, 1]; step must return an error (EnvError::InvalidAction or \
+         EnvError::ActionOutsideSpace) for it"
+    );
+    assert!(matches!(err, CheckError::InvalidActionAccepted { .. }));
+    // Bounds checked with `<` and `>` let NaN through.
+    let err = check_env(&mut Torque::new(BoxFault::AcceptsNan)).unwrap_err();
+    let CheckError::InvalidActionAccepted { at, action, why } = &err else {
+        panic!("expected InvalidActionAccepted, got {err:?}");
+    };
+    assert_eq!(at, "step 1 of episode 0");
+    assert_eq!(action, "action [NaN, 0.0]");
+    assert_eq!(why, "action element 0 is NaN, outside [-1, 1]");
+}
+
+#[test]
+fn a_mask_on_a_box_space_is_reported() {
+    let err = check_env(&mut Torque::new(BoxFault::MaskOnBox)).unwrap_err();
+    assert!(matches!(err, CheckError::BadMask { .. }), "{err:?}");
+    let e = err.to_string();
+    assert!(e.starts_with("the action mask after reset(seed = "), "{e}");
+    assert!(
+        e.ends_with(
+            "the env gives a mask of 2 flags, but its Box(shape [2]) action space cannot be \
+             masked (action_mask must return None)"
+        ),
+        "{e}"
+    );
 }

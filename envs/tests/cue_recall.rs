@@ -2,7 +2,7 @@
 //! fails, a memoryless policy is at chance.
 
 use envs::cue_recall::CUE_ACTION_FORWARD;
-use envs::{CueRecall, CueRecallConfig, Env, EnvError, derive_seed};
+use envs::{Action, ActionSpace, CueRecall, CueRecallConfig, Env, EnvError, derive_seed};
 
 fn obs_buf(env: &CueRecall) -> Vec<f32> {
     vec![0.0; env.observation_space().flat_len()]
@@ -26,7 +26,7 @@ fn cue_only_at_the_first_step_and_optimal_play_succeeds() {
         let mut t = 0;
         loop {
             let a = env.optimal_action();
-            let step = env.step(a, &mut obs).unwrap();
+            let step = env.step(a.into(), &mut obs).unwrap();
             t += 1;
             assert_eq!(obs[..2], [0.0, 0.0], "cue hidden after the first step");
             assert!(env.observation_space().contains(&obs));
@@ -50,7 +50,7 @@ fn cue_only_at_the_first_step_and_optimal_play_succeeds() {
             (st.ret, st.length, st.goals, st.success),
             (1.0, 6, 1, Some(true))
         );
-        assert_eq!(env.step(0, &mut obs), Err(EnvError::StepAfterDone));
+        assert_eq!(env.step(0.into(), &mut obs), Err(EnvError::StepAfterDone));
     }
     assert!(cues[0] > 5 && cues[1] > 5, "both cues occur: {cues:?}");
 }
@@ -68,11 +68,11 @@ fn wrong_exit_fails_and_any_action_walks_the_corridor() {
     let wrong = 1 + (env.cue() + 1) % 3;
     for _ in 0..3 {
         // Exit actions in the corridor just move forward.
-        let s = env.step(wrong, &mut obs).unwrap();
+        let s = env.step(wrong.into(), &mut obs).unwrap();
         assert!(!s.done());
     }
     assert!(env.at_junction());
-    let s = env.step(wrong, &mut obs).unwrap();
+    let s = env.step(wrong.into(), &mut obs).unwrap();
     assert!(s.terminated);
     assert_eq!(
         (s.reward, s.info.success, s.info.goal_reached),
@@ -94,14 +94,14 @@ fn waiting_at_the_junction_truncates() {
     assert_eq!(obs[4], 0.0);
     let mut last = None;
     for t in 1..=5 {
-        let s = env.step(CUE_ACTION_FORWARD, &mut obs).unwrap();
+        let s = env.step(CUE_ACTION_FORWARD.into(), &mut obs).unwrap();
         assert_eq!(s.truncated, t == 5, "t={t}");
         last = Some(s);
     }
     let s = last.unwrap();
     assert!(!s.terminated && s.info.success == Some(false) && s.reward == 0.0);
     assert_eq!(obs[4], 1.0, "progress 1 at the junction");
-    assert_eq!(env.step(1, &mut obs), Err(EnvError::StepAfterDone));
+    assert_eq!(env.step(1.into(), &mut obs), Err(EnvError::StepAfterDone));
 }
 
 #[test]
@@ -116,7 +116,7 @@ fn a_memoryless_policy_is_at_chance() {
         env.reset(derive_seed(3, i), &mut obs).unwrap();
         loop {
             // Always "left" (exit 0), a memoryless choice.
-            let s = env.step(1, &mut obs).unwrap();
+            let s = env.step(1.into(), &mut obs).unwrap();
             if s.done() {
                 successes += u32::from(s.info.success == Some(true));
                 break;
@@ -138,13 +138,18 @@ fn determinism_and_errors() {
         assert_eq!(oa, ob);
         assert_eq!(a.cue(), b.cue());
     }
-    assert_eq!(a.action_space().n, 3);
+    assert_eq!(a.action_space(), ActionSpace::discrete(3));
+    assert_eq!(a.action_mask(), None);
     assert_eq!(
-        a.step(3, &mut oa),
+        a.step(3.into(), &mut oa),
         Err(EnvError::InvalidAction { action: 3, n: 3 })
     );
+    assert!(matches!(
+        a.step(Action::MultiDiscrete(&[0, 1]), &mut oa),
+        Err(EnvError::ActionOutsideSpace(why)) if why.contains("Discrete(3)")
+    ));
     let mut fresh = CueRecall::new(CueRecallConfig::default()).unwrap();
-    assert_eq!(fresh.step(0, &mut oa), Err(EnvError::NotReset));
+    assert_eq!(fresh.step(0.into(), &mut oa), Err(EnvError::NotReset));
     let field = |cfg: CueRecallConfig| match CueRecall::new(cfg) {
         Err(EnvError::InvalidConfig { field, .. }) => field,
         other => panic!("expected an error, got {other:?}"),
@@ -170,7 +175,7 @@ fn determinism_and_errors() {
     let mut obs = obs_buf(&env);
     env.reset(1, &mut obs).unwrap();
     assert_eq!(obs[3], 1.0);
-    let s = env.step(env.optimal_action(), &mut obs).unwrap();
+    let s = env.step(env.optimal_action().into(), &mut obs).unwrap();
     assert_eq!(s.info.success, Some(true));
     assert!(env.render_ascii().unwrap().contains('@'));
     assert_eq!(env.name(), "cue-recall-0");

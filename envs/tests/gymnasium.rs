@@ -3,8 +3,8 @@
 
 use envs::gymnasium::gym_seed;
 use envs::{
-    Env, EnvError, EnvExt, GridMaze, GridMazeConfig, GridMazeGym, GymCartPole, GymnasiumAdapter,
-    GymnasiumEnv, Parallelism, VecEnv, check_env,
+    ActionSpace, Env, EnvError, EnvExt, GridMaze, GridMazeConfig, GridMazeGym, GymCartPole,
+    GymnasiumAdapter, GymnasiumEnv, Parallelism, VecEnv, check_env,
 };
 use gymnasium_rs::core::{Env as GymEnv, Space};
 use gymnasium_rs::envs::cartpole::CartPole;
@@ -23,7 +23,8 @@ fn check_env_passes_on_cartpole() {
     let mut env = GymCartPole::cartpole();
     let report = check_env(&mut env).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(report.obs_dim, 4);
-    assert_eq!(report.num_actions, 2);
+    assert_eq!(report.action_space, ActionSpace::discrete(2));
+    assert!(!report.masked);
     // Random actions drop the pole within a few dozen steps: every episode terminates.
     assert_eq!(report.terminated, 3);
     assert!(

@@ -1,8 +1,8 @@
 //! VecEnv: seeding, auto-reset, episode statistics, errors, parallel paths and resume.
 
 use envs::{
-    BoxSpace, Discrete, Env, EnvError, EpisodeStats, GridMaze, GridMazeConfig, Info, Parallelism,
-    Step, VecEnv, VecEnvState, derive_seed,
+    Action, ActionBuf, ActionSpace, BoxSpace, Env, EnvError, EpisodeStats, GridMaze,
+    GridMazeConfig, Info, Parallelism, Step, VecActions, VecEnv, VecEnvState, VecStep, derive_seed,
 };
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -46,8 +46,8 @@ impl Env for Walk {
     fn observation_space(&self) -> &BoxSpace {
         &self.space
     }
-    fn action_space(&self) -> Discrete {
-        Discrete { n: 3 }
+    fn action_space(&self) -> ActionSpace {
+        ActionSpace::discrete(3)
     }
     fn reset(&mut self, seed: u64, obs: &mut [f32]) -> Result<(), EnvError> {
         self.seed = seed;
@@ -58,10 +58,8 @@ impl Env for Walk {
         self.write(obs, 0);
         Ok(())
     }
-    fn step(&mut self, action: usize, obs: &mut [f32]) -> Result<Step, EnvError> {
-        if action >= 3 {
-            return Err(EnvError::InvalidAction { action, n: 3 });
-        }
+    fn step(&mut self, action: Action<'_>, obs: &mut [f32]) -> Result<Step, EnvError> {
+        let action = action.discrete(3)?;
         if !self.started {
             return Err(EnvError::NotReset);
         }
@@ -98,6 +96,30 @@ struct Record {
     truncated: Vec<bool>,
     infos: Vec<Info>,
     finished: Vec<(usize, EpisodeStats)>,
+    masks: Vec<bool>,
+}
+
+impl Record {
+    fn of(s: &VecStep) -> Self {
+        Self {
+            obs: s.obs.clone(),
+            final_obs: s.final_obs.clone(),
+            rewards: s.rewards.clone(),
+            terminated: s.terminated.clone(),
+            truncated: s.truncated.clone(),
+            infos: s.infos.clone(),
+            finished: s.finished.clone(),
+            masks: s.masks.clone(),
+        }
+    }
+}
+
+/// The first observations and masks after a reset, then a record per step.
+#[derive(Clone, Debug, PartialEq)]
+struct Trace {
+    first: Vec<f32>,
+    first_masks: Vec<bool>,
+    steps: Vec<Record>,
 }
 
 fn random_actions(n_envs: usize, n_actions: usize, steps: usize, seed: u64) -> Vec<Vec<usize>> {
@@ -111,34 +133,87 @@ fn random_actions(n_envs: usize, n_actions: usize, steps: usize, seed: u64) -> V
         .collect()
 }
 
-fn run<E: Env>(venv: &mut VecEnv<E>, actions: &[Vec<usize>]) -> (Vec<f32>, Vec<Record>) {
-    let first = venv.reset().unwrap().to_vec();
-    let records = actions
+fn discrete_bufs(actions: &[Vec<usize>]) -> Vec<Vec<ActionBuf>> {
+    actions
         .iter()
-        .map(|a| {
-            let s = venv.step(a).unwrap();
-            Record {
-                obs: s.obs.clone(),
-                final_obs: s.final_obs.clone(),
-                rewards: s.rewards.clone(),
-                terminated: s.terminated.clone(),
-                truncated: s.truncated.clone(),
-                infos: s.infos.clone(),
-                finished: s.finished.clone(),
-            }
-        })
+        .map(|step| step.iter().map(|&a| ActionBuf::Discrete(a)).collect())
+        .collect()
+}
+
+/// Steps `venv` with one action per env, passed in the layout of their kind.
+fn step_with<'v, E: Env>(
+    venv: &'v mut VecEnv<E>,
+    actions: &[ActionBuf],
+) -> Result<&'v VecStep, EnvError> {
+    let ints = || -> Vec<usize> {
+        actions
+            .iter()
+            .flat_map(|a| match a {
+                ActionBuf::Discrete(a) => vec![*a],
+                ActionBuf::MultiDiscrete(a) => a.clone(),
+                ActionBuf::Continuous(_) => panic!("mixed action kinds"),
+            })
+            .collect()
+    };
+    match actions.first() {
+        Some(ActionBuf::Continuous(_)) => {
+            let flat: Vec<f32> = actions
+                .iter()
+                .flat_map(|a| match a {
+                    ActionBuf::Continuous(x) => x.clone(),
+                    _ => panic!("mixed action kinds"),
+                })
+                .collect();
+            venv.step_actions(VecActions::Continuous(&flat))
+        }
+        Some(ActionBuf::MultiDiscrete(_)) => venv.step_actions(VecActions::MultiDiscrete(&ints())),
+        _ => venv.step(&ints()),
+    }
+}
+
+fn run_actions<E: Env>(venv: &mut VecEnv<E>, actions: &[Vec<ActionBuf>]) -> Trace {
+    let first = venv.reset().unwrap().to_vec();
+    let first_masks = venv.last().masks.clone();
+    let steps = actions
+        .iter()
+        .map(|a| Record::of(step_with(venv, a).unwrap()))
         .collect();
-    (first, records)
+    Trace {
+        first,
+        first_masks,
+        steps,
+    }
+}
+
+fn run<E: Env>(venv: &mut VecEnv<E>, actions: &[Vec<usize>]) -> Trace {
+    run_actions(venv, &discrete_bufs(actions))
+}
+
+/// The masks the documented semantics give: none when no env gives one (or the space has
+/// none), else every env's mask, all `true` for an env without one.
+fn reference_masks<E: Env>(envs: &[E], masked: bool) -> Vec<bool> {
+    let Some(width) = envs[0].action_space().mask_width() else {
+        return Vec::new();
+    };
+    if !masked {
+        return Vec::new();
+    }
+    envs.iter()
+        .flat_map(|e| {
+            e.action_mask()
+                .map_or_else(|| vec![true; width], <[bool]>::to_vec)
+        })
+        .collect()
 }
 
 /// The documented semantics, written out with plain loops over standalone envs: env i's
 /// k-th episode is reset with `derive_seed(derive_seed(base, i), k)`, an env that ends is
 /// reset at once, `final_obs` is the observation that followed the action.
-fn reference<E: Env>(
-    mut envs: Vec<E>,
-    base: u64,
-    actions: &[Vec<usize>],
-) -> (Vec<f32>, Vec<Record>) {
+fn reference<E: Env>(envs: Vec<E>, base: u64, actions: &[Vec<usize>]) -> Trace {
+    reference_actions(envs, base, &discrete_bufs(actions))
+}
+
+fn reference_actions<E: Env>(mut envs: Vec<E>, base: u64, actions: &[Vec<ActionBuf>]) -> Trace {
     let n = envs.len();
     let d = envs[0].observation_space().flat_len();
     let mut episode = vec![0u64; n];
@@ -151,8 +226,9 @@ fn reference<E: Env>(
         )
         .unwrap();
     }
-    let first = obs.clone();
-    let mut records = Vec::new();
+    let masked = envs.iter().any(|e| e.action_mask().is_some());
+    let first_masks = reference_masks(&envs, masked);
+    let mut steps = Vec::new();
     for a in actions {
         let mut rec = Record {
             obs: vec![0.0; n * d],
@@ -162,10 +238,11 @@ fn reference<E: Env>(
             truncated: vec![false; n],
             infos: vec![Info::default(); n],
             finished: Vec::new(),
+            masks: Vec::new(),
         };
         for (i, env) in envs.iter_mut().enumerate() {
             let row = &mut rec.final_obs[i * d..(i + 1) * d];
-            let s = env.step(a[i], row).unwrap();
+            let s = env.step(a[i].as_action(), row).unwrap();
             rec.rewards[i] = s.reward;
             rec.terminated[i] = s.terminated;
             rec.truncated[i] = s.truncated;
@@ -186,9 +263,14 @@ fn reference<E: Env>(
                 next.copy_from_slice(&rec.final_obs[i * d..(i + 1) * d]);
             }
         }
-        records.push(rec);
+        rec.masks = reference_masks(&envs, masked);
+        steps.push(rec);
     }
-    (first, records)
+    Trace {
+        first: obs,
+        first_masks,
+        steps,
+    }
 }
 
 fn maze(size: usize, horizon: u32) -> GridMaze {
@@ -211,7 +293,7 @@ fn walk_matches_the_documented_semantics() {
     let got = run(&mut venv, &actions);
     assert_eq!(got, expected);
     // The episodes really did end, both ways, with statistics.
-    let finished: Vec<_> = got.1.iter().flat_map(|r| r.finished.clone()).collect();
+    let finished: Vec<_> = got.steps.iter().flat_map(|r| r.finished.clone()).collect();
     assert!(finished.len() > 20, "{} episodes ended", finished.len());
     assert!(finished.iter().any(|(_, s)| s.truncated));
     assert!(finished.iter().any(|(_, s)| !s.truncated));
@@ -324,10 +406,10 @@ fn gridmaze_matches_the_reference_on_every_path_and_thread_count() {
     let make = |_| GridMaze::new(GridMazeConfig::multi(9, 16));
     let actions = random_actions(n, 4, 120, 9);
     let expected = reference((0..n).map(|i| make(i).unwrap()).collect(), base, &actions);
-    assert!(expected.1.iter().any(|r| !r.finished.is_empty()));
+    assert!(expected.steps.iter().any(|r| !r.finished.is_empty()));
     assert!(
         expected
-            .1
+            .steps
             .iter()
             .any(|r| r.infos.iter().any(|i| i.goal_reached))
     );
@@ -411,18 +493,7 @@ fn state_and_restore_reproduce_the_continuation() {
         let json = serde_json::to_string(&saved).unwrap();
         let continuation: Vec<Record> = actions[47..]
             .iter()
-            .map(|a| {
-                let s = venv.step(a).unwrap();
-                Record {
-                    obs: s.obs.clone(),
-                    final_obs: s.final_obs.clone(),
-                    rewards: s.rewards.clone(),
-                    terminated: s.terminated.clone(),
-                    truncated: s.truncated.clone(),
-                    infos: s.infos.clone(),
-                    finished: s.finished.clone(),
-                }
-            })
+            .map(|a| Record::of(venv.step(a).unwrap()))
             .collect();
         assert!(continuation.iter().any(|r| !r.finished.is_empty()));
 
@@ -432,16 +503,10 @@ fn state_and_restore_reproduce_the_continuation() {
         assert_eq!(other.restore(&restored).unwrap(), &obs_at_save[..]);
         assert_eq!(other.base_seed(), base);
         assert_eq!(other.state(), saved);
+        // Everything matches, including the statistics of episodes that straddle the save
+        // point.
         for (a, expected) in actions[47..].iter().zip(&continuation) {
-            let s = other.step(a).unwrap();
-            assert_eq!(&s.obs, &expected.obs);
-            assert_eq!(&s.final_obs, &expected.final_obs);
-            assert_eq!(&s.rewards, &expected.rewards);
-            assert_eq!(&s.terminated, &expected.terminated);
-            assert_eq!(&s.truncated, &expected.truncated);
-            assert_eq!(&s.infos, &expected.infos);
-            // Statistics of episodes that straddle the save point are complete.
-            assert_eq!(&s.finished, &expected.finished);
+            assert_eq!(&Record::of(other.step(a).unwrap()), expected);
         }
     }
 }
@@ -481,7 +546,10 @@ fn errors_name_the_env_and_the_problem() {
     assert!(e.contains("before reset"), "{e}");
     venv.reset().unwrap();
     let e = venv.step(&[0, 1, 2]).unwrap_err().to_string();
-    assert_eq!(e, "expected 4 actions (one per env), got 3");
+    assert_eq!(
+        e,
+        "expected 4 action values (4 envs × 1 per action of Discrete(3)), got 3"
+    );
     let e = venv.step(&[0, 1, 2, 7]).unwrap_err().to_string();
     assert_eq!(
         e,
@@ -565,4 +633,792 @@ fn accessors_report_the_spaces() {
     assert_eq!(venv.observation_space().flat_len(), cfg.obs_len());
     assert_eq!(venv.parallelism(), Parallelism::Auto);
     assert_eq!(maze(9, 10).observation_space(), venv.observation_space());
+}
+
+/// A deterministic continuous env: the action is a force in `[-1, 1]` and a gain in `[0, 2]`;
+/// the position moves by `force × gain / 4` (within `[0, 1]`), the reward is `force × gain`,
+/// and episodes last `3 + seed % 4` steps and truncate.
+#[derive(Clone, Debug)]
+struct Drift {
+    space: BoxSpace,
+    seed: u64,
+    pos: f32,
+    t: u32,
+    len: u32,
+    started: bool,
+    done: bool,
+}
+
+impl Drift {
+    fn new() -> Self {
+        Self {
+            space: BoxSpace::uniform(3, 0.0, 1.0),
+            seed: 0,
+            pos: 0.0,
+            t: 0,
+            len: 0,
+            started: false,
+            done: false,
+        }
+    }
+
+    fn space() -> ActionSpace {
+        ActionSpace::Box(BoxSpace {
+            shape: vec![2],
+            low: vec![-1.0, 0.0],
+            high: vec![1.0, 2.0],
+        })
+    }
+
+    fn write(&self, obs: &mut [f32]) {
+        obs[0] = self.pos;
+        obs[1] = self.t as f32 / self.len as f32;
+        obs[2] = (self.seed % 1000) as f32 / 1000.0;
+    }
+}
+
+impl Env for Drift {
+    fn observation_space(&self) -> &BoxSpace {
+        &self.space
+    }
+    fn action_space(&self) -> ActionSpace {
+        Drift::space()
+    }
+    fn reset(&mut self, seed: u64, obs: &mut [f32]) -> Result<(), EnvError> {
+        self.seed = seed;
+        self.pos = 0.2 + (seed % 7) as f32 / 10.0;
+        self.t = 0;
+        self.len = 3 + (seed % 4) as u32;
+        self.started = true;
+        self.done = false;
+        self.write(obs);
+        Ok(())
+    }
+    fn step(&mut self, action: Action<'_>, obs: &mut [f32]) -> Result<Step, EnvError> {
+        Drift::space().check(action)?;
+        let Action::Continuous(x) = action else {
+            unreachable!("the space accepts only continuous actions")
+        };
+        if !self.started {
+            return Err(EnvError::NotReset);
+        }
+        if self.done {
+            return Err(EnvError::StepAfterDone);
+        }
+        self.pos = (self.pos + x[0] * x[1] / 4.0).clamp(0.0, 1.0);
+        self.t += 1;
+        self.done = self.t == self.len;
+        self.write(obs);
+        Ok(Step {
+            reward: x[0] * x[1],
+            truncated: self.done,
+            ..Step::default()
+        })
+    }
+}
+
+/// A deterministic masked env, `MultiDiscrete([3, 2])` or `Discrete(3)`: dimension 0 forbids
+/// value `(seed + t) % 3`, dimension 1 forbids value 1 on odd steps; forbidden actions are
+/// refused when the env gives its mask. The reward is `a0 + 10·a1`; episodes last
+/// `2 + seed % 3` steps and terminate.
+#[derive(Clone, Debug)]
+struct Pick {
+    space: BoxSpace,
+    multi: bool,
+    seed: u64,
+    t: u32,
+    len: u32,
+    last: [usize; 2],
+    mask: Vec<bool>,
+    started: bool,
+    done: bool,
+    /// Whether `action_mask` gives the mask and the env enforces it.
+    gives_mask: bool,
+    /// Steps taken since the env was made; from this many on, the mask forbids every value
+    /// of dimension 0.
+    steps_taken: u32,
+    empty_mask_from: Option<u32>,
+    /// The mask has one flag too few.
+    short_mask: bool,
+}
+
+impl Pick {
+    fn multi() -> Self {
+        Self {
+            space: BoxSpace::uniform(4, 0.0, 1.0),
+            multi: true,
+            seed: 0,
+            t: 0,
+            len: 0,
+            last: [0, 0],
+            mask: Vec::new(),
+            started: false,
+            done: false,
+            gives_mask: true,
+            steps_taken: 0,
+            empty_mask_from: None,
+            short_mask: false,
+        }
+    }
+
+    fn discrete() -> Self {
+        Self {
+            multi: false,
+            ..Self::multi()
+        }
+    }
+
+    /// The value of dimension 0 the mask forbids now.
+    fn forbidden(&self) -> usize {
+        ((self.seed + u64::from(self.t)) % 3) as usize
+    }
+
+    fn update(&mut self, obs: &mut [f32]) {
+        let f = self.forbidden();
+        self.mask = (0..3).map(|v| v != f).collect();
+        if self.multi {
+            self.mask.extend([true, self.t.is_multiple_of(2)]);
+        }
+        if self.empty_mask_from.is_some_and(|k| self.steps_taken >= k) {
+            self.mask[..3].fill(false);
+        }
+        if self.short_mask {
+            self.mask.pop();
+        }
+        obs[0] = self.t as f32 / self.len as f32;
+        obs[1] = self.last[0] as f32 / 2.0;
+        obs[2] = self.last[1] as f32;
+        obs[3] = (self.seed % 1000) as f32 / 1000.0;
+    }
+}
+
+impl Env for Pick {
+    fn observation_space(&self) -> &BoxSpace {
+        &self.space
+    }
+    fn action_space(&self) -> ActionSpace {
+        if self.multi {
+            ActionSpace::multi_discrete(vec![3, 2])
+        } else {
+            ActionSpace::discrete(3)
+        }
+    }
+    fn reset(&mut self, seed: u64, obs: &mut [f32]) -> Result<(), EnvError> {
+        self.seed = seed;
+        self.t = 0;
+        self.len = 2 + (seed % 3) as u32;
+        self.last = [0, 0];
+        self.started = true;
+        self.done = false;
+        self.update(obs);
+        Ok(())
+    }
+    fn step(&mut self, action: Action<'_>, obs: &mut [f32]) -> Result<Step, EnvError> {
+        self.action_space().check(action)?;
+        let a = match action {
+            Action::Discrete(a) => [a, 0],
+            Action::MultiDiscrete(a) => [a[0], a[1]],
+            Action::Continuous(_) => unreachable!("the space refuses continuous actions"),
+        };
+        if !self.started {
+            return Err(EnvError::NotReset);
+        }
+        if self.done {
+            return Err(EnvError::StepAfterDone);
+        }
+        if self.gives_mask && (a[0] == self.forbidden() || (a[1] == 1 && self.t % 2 == 1)) {
+            return Err(EnvError::ActionOutsideSpace(format!(
+                "{action} is forbidden now"
+            )));
+        }
+        self.t += 1;
+        self.steps_taken += 1;
+        self.last = a;
+        self.done = self.t == self.len;
+        self.update(obs);
+        Ok(Step {
+            reward: (a[0] + 10 * a[1]) as f32,
+            terminated: self.done,
+            ..Step::default()
+        })
+    }
+    fn action_mask(&self) -> Option<&[bool]> {
+        self.gives_mask.then_some(self.mask.as_slice())
+    }
+}
+
+/// `steps` rounds of random actions of `Drift`'s space for `n_envs` envs.
+fn random_box_actions(n_envs: usize, steps: usize, seed: u64) -> Vec<Vec<ActionBuf>> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    (0..steps)
+        .map(|_| {
+            (0..n_envs)
+                .map(|_| {
+                    ActionBuf::Continuous(vec![
+                        rng.random_range(-1.0..=1.0),
+                        rng.random_range(0.0..=2.0),
+                    ])
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// A random action per env among those its row of `masks` allows (all, where `masks` is
+/// empty), for the discrete dimensions `nvec`.
+fn allowed_actions(
+    masks: &[bool],
+    nvec: &[usize],
+    n_envs: usize,
+    rng: &mut ChaCha8Rng,
+) -> Vec<ActionBuf> {
+    let width: usize = nvec.iter().sum();
+    (0..n_envs)
+        .map(|i| {
+            let mut start = i * width;
+            let values: Vec<usize> = nvec
+                .iter()
+                .map(|&n| {
+                    let ok: Vec<usize> = (0..n)
+                        .filter(|&v| masks.is_empty() || masks[start + v])
+                        .collect();
+                    start += n;
+                    ok[rng.random_range(0..ok.len())]
+                })
+                .collect();
+            if nvec.len() == 1 {
+                ActionBuf::Discrete(values[0])
+            } else {
+                ActionBuf::MultiDiscrete(values)
+            }
+        })
+        .collect()
+}
+
+/// Resets `venv` and steps it `steps` times with random allowed actions; returns the trace
+/// and the actions taken.
+fn drive<E: Env>(
+    venv: &mut VecEnv<E>,
+    nvec: &[usize],
+    steps: usize,
+    seed: u64,
+) -> (Trace, Vec<Vec<ActionBuf>>) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let n = venv.num_envs();
+    let first = venv.reset().unwrap().to_vec();
+    let first_masks = venv.last().masks.clone();
+    let mut actions = Vec::new();
+    let mut records = Vec::new();
+    for _ in 0..steps {
+        let a = allowed_actions(&venv.last().masks, nvec, n, &mut rng);
+        records.push(Record::of(step_with(venv, &a).unwrap()));
+        actions.push(a);
+    }
+    let trace = Trace {
+        first,
+        first_masks,
+        steps: records,
+    };
+    (trace, actions)
+}
+
+fn flat_f32(actions: &[ActionBuf]) -> Vec<f32> {
+    actions
+        .iter()
+        .flat_map(|a| match a {
+            ActionBuf::Continuous(x) => x.clone(),
+            other => panic!("not continuous: {other}"),
+        })
+        .collect()
+}
+
+fn flat_usize(actions: &[ActionBuf]) -> Vec<usize> {
+    actions
+        .iter()
+        .flat_map(|a| match a {
+            ActionBuf::Discrete(a) => vec![*a],
+            ActionBuf::MultiDiscrete(a) => a.clone(),
+            other => panic!("not discrete: {other}"),
+        })
+        .collect()
+}
+
+#[test]
+fn continuous_envs_step_and_auto_reset() {
+    let n = 5;
+    let base = 8;
+    let actions = random_box_actions(n, 30, 2);
+    let expected = reference_actions(vec![Drift::new(); n], base, &actions);
+    let ended: Vec<_> = expected
+        .steps
+        .iter()
+        .flat_map(|r| r.finished.clone())
+        .collect();
+    assert!(ended.len() > 20, "{} episodes ended", ended.len());
+    assert!(ended.iter().all(|(_, s)| s.truncated && s.length >= 3));
+    for p in [Parallelism::Sequential, Parallelism::Rayon] {
+        let mut venv = VecEnv::new(vec![Drift::new(); n], base)
+            .unwrap()
+            .with_parallelism(p);
+        assert_eq!(venv.action_space(), &Drift::space());
+        assert_eq!(venv.num_actions(), 2);
+        let got = run_actions(&mut venv, &actions);
+        assert!(!venv.has_masks());
+        assert!(got.first_masks.is_empty());
+        assert_eq!(got, expected, "{p:?}");
+    }
+    // Where an env ended, `final_obs` is the end of its walk and `obs` the next start.
+    let d = 3;
+    for r in &expected.steps {
+        for (i, _) in &r.finished {
+            assert_eq!(r.final_obs[i * d + 1], 1.0);
+            assert_eq!(r.obs[i * d + 1], 0.0);
+        }
+    }
+}
+
+#[test]
+fn multi_discrete_envs_step_and_auto_reset() {
+    let n = 6;
+    let base = 4;
+    for p in [Parallelism::Sequential, Parallelism::Rayon] {
+        let mut venv = VecEnv::new(vec![Pick::multi(); n], base)
+            .unwrap()
+            .with_parallelism(p);
+        assert_eq!(
+            venv.action_space(),
+            &ActionSpace::multi_discrete(vec![3, 2])
+        );
+        assert_eq!(venv.num_actions(), 2);
+        let (got, actions) = drive(&mut venv, &[3, 2], 40, 5);
+        assert!(venv.has_masks());
+        let expected = reference_actions(vec![Pick::multi(); n], base, &actions);
+        assert_eq!(got, expected, "{p:?}");
+        let ended: Vec<_> = got.steps.iter().flat_map(|r| r.finished.clone()).collect();
+        assert!(ended.len() > 40, "{} episodes ended", ended.len());
+        assert!(ended.iter().all(|(_, s)| !s.truncated));
+        // Both values of dimension 1 were taken: its mask forbids value 1 only on odd steps.
+        for value in [0, 1] {
+            assert!(
+                actions
+                    .iter()
+                    .flatten()
+                    .any(|a| matches!(a, ActionBuf::MultiDiscrete(v) if v[1] == value)),
+                "value {value} of dimension 1 never taken"
+            );
+        }
+    }
+}
+
+/// Steps `venv` through `actions[..at]`, saves, steps the rest; then restores a fresh VecEnv
+/// (another base seed) from the saved state as JSON and checks it continues identically.
+fn check_save_and_restore<E: Env>(
+    mut venv: VecEnv<E>,
+    mut fresh: VecEnv<E>,
+    actions: &[Vec<ActionBuf>],
+    at: usize,
+) -> VecEnvState {
+    venv.reset().unwrap();
+    for a in &actions[..at] {
+        step_with(&mut venv, a).unwrap();
+    }
+    let saved = venv.state();
+    let at_save = Record::of(venv.last());
+    let json = serde_json::to_string(&saved).unwrap();
+    let continuation: Vec<Record> = actions[at..]
+        .iter()
+        .map(|a| Record::of(step_with(&mut venv, a).unwrap()))
+        .collect();
+    assert!(continuation.iter().any(|r| !r.finished.is_empty()));
+
+    let restored: VecEnvState = serde_json::from_str(&json).unwrap();
+    assert_eq!(restored, saved);
+    assert_eq!(fresh.restore(&restored).unwrap(), &at_save.obs[..]);
+    assert_eq!(fresh.last().masks, at_save.masks);
+    assert_eq!(fresh.state(), saved);
+    for (a, expected) in actions[at..].iter().zip(&continuation) {
+        assert_eq!(&Record::of(step_with(&mut fresh, a).unwrap()), expected);
+    }
+    saved
+}
+
+#[test]
+fn state_and_restore_reproduce_continuous_actions() {
+    let n = 7;
+    let base = 12;
+    let actions = random_box_actions(n, 40, 6);
+    for p in [Parallelism::Sequential, Parallelism::Rayon] {
+        let make = |seed| {
+            VecEnv::new(vec![Drift::new(); n], seed)
+                .unwrap()
+                .with_parallelism(p)
+        };
+        let saved = check_save_and_restore(make(base), make(999), &actions, 21);
+        // The continuous actions of the current episodes are what is replayed.
+        assert!(saved.envs.iter().all(|e| e.actions.is_empty()));
+        assert!(
+            saved
+                .envs
+                .iter()
+                .all(|e| e.continuous_actions.len() % 2 == 0)
+        );
+        assert!(
+            saved
+                .envs
+                .iter()
+                .any(|e| e.episode > 0 && !e.continuous_actions.is_empty())
+        );
+        let json = serde_json::to_string(&saved).unwrap();
+        assert!(json.contains("\"continuous_actions\""), "{json}");
+
+        // Changing one saved value changes the replay, which is detected.
+        let i = saved
+            .envs
+            .iter()
+            .position(|e| !e.continuous_actions.is_empty())
+            .unwrap();
+        let mut other = make(base);
+        let mut bad = saved.clone();
+        bad.envs[i].continuous_actions[0] = -bad.envs[i].continuous_actions[0] - 0.5;
+        let e = other.restore(&bad).unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!("env {i}: ")) && e.contains("not deterministic"),
+            "{e}"
+        );
+        // Half an action, or discrete actions for a continuous space, are refused.
+        let mut bad = saved.clone();
+        bad.envs[i].continuous_actions.pop();
+        let e = other.restore(&bad).unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!("env {i}: ")) && e.contains("not whole actions"),
+            "{e}"
+        );
+        let mut bad = saved.clone();
+        bad.envs[i].actions = vec![1];
+        let e = other.restore(&bad).unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!("env {i}: ")) && e.contains("not whole actions"),
+            "{e}"
+        );
+        assert_eq!(other.restore(&saved).unwrap().len(), n * 3);
+    }
+}
+
+#[test]
+fn state_and_restore_reproduce_multi_discrete_actions() {
+    let n = 5;
+    let base = 3;
+    let mut probe = VecEnv::new(vec![Pick::multi(); n], base).unwrap();
+    let (_, actions) = drive(&mut probe, &[3, 2], 30, 8);
+    for p in [Parallelism::Sequential, Parallelism::Rayon] {
+        let make = |seed| {
+            VecEnv::new(vec![Pick::multi(); n], seed)
+                .unwrap()
+                .with_parallelism(p)
+        };
+        let saved = check_save_and_restore(make(base), make(999), &actions, 13);
+        assert!(saved.envs.iter().all(|e| e.continuous_actions.is_empty()));
+        assert!(saved.envs.iter().all(|e| e.actions.len() % 2 == 0));
+        assert!(
+            saved
+                .envs
+                .iter()
+                .any(|e| e.episode > 0 && !e.actions.is_empty())
+        );
+        // An odd number of values is not a whole number of [direction, stride] actions.
+        let i = saved
+            .envs
+            .iter()
+            .position(|e| !e.actions.is_empty())
+            .unwrap();
+        let mut bad = saved.clone();
+        bad.envs[i].actions.pop();
+        let e = make(base).restore(&bad).unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!("env {i}: ")) && e.contains("not whole actions"),
+            "{e}"
+        );
+    }
+}
+
+#[test]
+fn a_wrong_number_or_kind_of_actions_is_an_error() {
+    // Continuous: 3 envs × 2 values.
+    let mut venv = VecEnv::new(vec![Drift::new(); 3], 1).unwrap();
+    let e = venv
+        .step_actions(VecActions::Continuous(&[0.0; 6]))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("before reset"), "{e}");
+    venv.reset().unwrap();
+    let err =
+        |venv: &mut VecEnv<Drift>, a: VecActions<'_>| venv.step_actions(a).unwrap_err().to_string();
+    assert_eq!(
+        err(&mut venv, VecActions::Continuous(&[0.0; 5])),
+        "expected 6 action values (3 envs × 2 per action of Box(shape [2])), got 5"
+    );
+    assert_eq!(
+        venv.step(&[0, 0, 0]).unwrap_err().to_string(),
+        "expected 6 action values (3 envs × 2 per action of Box(shape [2])), got 3"
+    );
+    assert_eq!(
+        err(&mut venv, VecActions::Discrete(&[0; 6])),
+        "env 0: invalid action: action 0 is not an action of Box(shape [2])"
+    );
+    assert_eq!(
+        err(&mut venv, VecActions::MultiDiscrete(&[0; 6])),
+        "env 0: invalid action: action [0, 0] is not an action of Box(shape [2])"
+    );
+    assert_eq!(
+        err(
+            &mut venv,
+            VecActions::Continuous(&[0.0, 1.0, 0.5, 1.0, 1.5, 1.0])
+        ),
+        "env 2: invalid action: action element 0 is 1.5, outside [-1, 1]"
+    );
+    assert_eq!(
+        err(
+            &mut venv,
+            VecActions::Continuous(&[0.0, 1.0, 0.5, f32::NAN, 0.0, 1.0])
+        ),
+        "env 1: invalid action: action element 1 is NaN, outside [0, 2]"
+    );
+    // Refused actions step nothing: the next steps are those of the reference.
+    let actions = random_box_actions(3, 6, 1);
+    let expected = reference_actions(vec![Drift::new(); 3], 1, &actions);
+    for (a, want) in actions.iter().zip(&expected.steps) {
+        let s = venv
+            .step_actions(VecActions::Continuous(&flat_f32(a)))
+            .unwrap();
+        assert_eq!(&Record::of(s), want);
+    }
+
+    // MultiDiscrete([3, 2]): 2 envs × 2 values.
+    let mut venv = VecEnv::new(vec![Pick::multi(); 2], 1).unwrap();
+    venv.reset().unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let ok = flat_usize(&allowed_actions(&venv.last().masks, &[3, 2], 2, &mut rng));
+    let err =
+        |venv: &mut VecEnv<Pick>, a: VecActions<'_>| venv.step_actions(a).unwrap_err().to_string();
+    assert_eq!(
+        err(&mut venv, VecActions::MultiDiscrete(&ok[..3])),
+        "expected 4 action values (2 envs × 2 per action of MultiDiscrete([3, 2])), got 3"
+    );
+    assert_eq!(
+        err(&mut venv, VecActions::Continuous(&[0.0; 4])),
+        "env 0: invalid action: action [0.0, 0.0] is not an action of MultiDiscrete([3, 2])"
+    );
+    assert_eq!(
+        venv.step(&ok).unwrap_err().to_string(),
+        format!(
+            "env 0: invalid action: action {} is not an action of MultiDiscrete([3, 2])",
+            ok[0]
+        )
+    );
+    let mut bad = ok.clone();
+    bad[3] = 2;
+    assert_eq!(
+        err(&mut venv, VecActions::MultiDiscrete(&bad)),
+        format!(
+            "env 1: invalid action: action [{}, 2]: dimension 1 is 2, outside 0..2",
+            ok[2]
+        )
+    );
+    let s = venv.step_actions(VecActions::MultiDiscrete(&ok)).unwrap();
+    let expected = reference_actions(
+        vec![Pick::multi(); 2],
+        1,
+        &[vec![
+            ActionBuf::MultiDiscrete(ok[..2].to_vec()),
+            ActionBuf::MultiDiscrete(ok[2..].to_vec()),
+        ]],
+    );
+    assert_eq!(Record::of(s), expected.steps[0]);
+}
+
+#[test]
+fn masks_follow_resets_and_steps() {
+    let n = 4;
+    let base = 21;
+    let mut envs = vec![Pick::multi(); n];
+    envs[1].gives_mask = false;
+    let mut venv = VecEnv::new(envs, base).unwrap();
+    assert!(!venv.has_masks(), "no reset yet");
+    venv.reset().unwrap();
+    assert!(venv.has_masks());
+    // Row i: dimension 0 forbids (seed + t) % 3, dimension 1 forbids 1 on odd steps; env 1
+    // gives no mask, so its row allows everything.
+    let expected_row = |e: &Pick| -> Vec<bool> {
+        if !e.gives_mask {
+            return vec![true; 5];
+        }
+        let f = ((e.seed + u64::from(e.t)) % 3) as usize;
+        let mut row: Vec<bool> = (0..3).map(|v| v != f).collect();
+        row.extend([true, e.t.is_multiple_of(2)]);
+        row
+    };
+    let check_rows = |venv: &VecEnv<Pick>| {
+        let masks = &venv.last().masks;
+        assert_eq!(masks.len(), n * 5);
+        for (i, e) in venv.envs().iter().enumerate() {
+            assert_eq!(&masks[i * 5..(i + 1) * 5], &expected_row(e)[..], "env {i}");
+        }
+    };
+    check_rows(&venv);
+    for (i, e) in venv.envs().iter().enumerate() {
+        assert_eq!(e.seed, derive_seed(derive_seed(base, i as u64), 0));
+        assert_eq!(e.t, 0);
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let mut episodes = vec![0u64; n];
+    let mut resets = 0;
+    for _ in 0..25 {
+        let a = allowed_actions(&venv.last().masks, &[3, 2], n, &mut rng);
+        let s = step_with(&mut venv, &a).unwrap();
+        let ended: Vec<usize> = (0..n).filter(|&i| s.done(i)).collect();
+        check_rows(&venv);
+        for i in ended {
+            // After an auto-reset the row is the mask at the start of the next episode.
+            resets += 1;
+            episodes[i] += 1;
+            let e = &venv.envs()[i];
+            assert_eq!(e.t, 0);
+            assert_eq!(
+                e.seed,
+                derive_seed(derive_seed(base, i as u64), episodes[i])
+            );
+        }
+    }
+    assert!(resets > 10, "{resets} auto-resets");
+
+    // No masks anywhere: `has_masks` is false and `masks` stays empty.
+    let mut envs = vec![Pick::multi(); 2];
+    envs.iter_mut().for_each(|e| e.gives_mask = false);
+    let mut venv = VecEnv::new(envs, 0).unwrap();
+    venv.reset().unwrap();
+    assert!(!venv.has_masks());
+    assert!(venv.last().masks.is_empty());
+    let mut venv = VecEnv::new(vec![Walk::new(); 2], 0).unwrap();
+    venv.reset().unwrap();
+    let s = venv.step(&[0, 1]).unwrap();
+    assert!(s.masks.is_empty());
+    assert!(!venv.has_masks());
+}
+
+#[test]
+fn a_masked_action_is_refused_naming_the_env() {
+    let n = 3;
+    let base = 40;
+    let mut venv = VecEnv::new(vec![Pick::multi(); n], base).unwrap();
+    venv.reset().unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let mut taken = Vec::new();
+    for round in 0..2 {
+        let ok = allowed_actions(&venv.last().masks, &[3, 2], n, &mut rng);
+        // Env 2 takes the value of dimension 0 its mask forbids.
+        let f = venv.envs()[2].forbidden();
+        let mut bad = flat_usize(&ok);
+        bad[4] = f;
+        let e = venv
+            .step_actions(VecActions::MultiDiscrete(&bad))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            format!(
+                "env 2: invalid action: action [{f}, {}] is forbidden by the action mask \
+                 (dimension 0)",
+                bad[5]
+            )
+        );
+        // On odd steps dimension 1 forbids value 1.
+        if venv.envs()[1].t % 2 == 1 {
+            let mut bad = flat_usize(&ok);
+            bad[3] = 1;
+            let e = venv
+                .step_actions(VecActions::MultiDiscrete(&bad))
+                .unwrap_err()
+                .to_string();
+            assert_eq!(
+                e,
+                format!(
+                    "env 1: invalid action: action [{}, 1] is forbidden by the action mask \
+                     (dimension 1)",
+                    bad[2]
+                )
+            );
+        } else {
+            assert_eq!(round, 0, "env 1 is at an odd step in round 1");
+        }
+        // Nothing was stepped: the allowed actions continue the reference.
+        let s = venv
+            .step_actions(VecActions::MultiDiscrete(&flat_usize(&ok)))
+            .unwrap()
+            .clone();
+        taken.push(ok);
+        let expected = reference_actions(vec![Pick::multi(); n], base, &taken);
+        assert_eq!(&Record::of(&s), expected.steps.last().unwrap());
+    }
+
+    // Discrete(3) with a mask: `step(&[usize])` refuses the forbidden action too.
+    let mut venv = VecEnv::new(vec![Pick::discrete(); 2], 5).unwrap();
+    venv.reset().unwrap();
+    assert!(venv.has_masks());
+    assert_eq!(venv.last().masks.len(), 2 * 3);
+    let f = venv.envs()[0].forbidden();
+    let other = (venv.envs()[1].forbidden() + 1) % 3;
+    let e = venv.step(&[f, other]).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        format!("env 0: invalid action: action {f} is forbidden by the action mask (dimension 0)")
+    );
+    venv.step(&[(f + 1) % 3, other]).unwrap();
+}
+
+#[test]
+fn a_mask_that_forbids_every_action_names_the_env() {
+    // Env 1's mask forbids every value of dimension 0 from its second step on.
+    for p in [Parallelism::Sequential, Parallelism::Rayon] {
+        let mut envs = vec![Pick::multi(); 3];
+        envs[1].empty_mask_from = Some(2);
+        let mut venv = VecEnv::new(envs, 7).unwrap().with_parallelism(p);
+        venv.reset().unwrap();
+        let mut rng = ChaCha8Rng::seed_from_u64(2);
+        let a = allowed_actions(&venv.last().masks, &[3, 2], 3, &mut rng);
+        step_with(&mut venv, &a).unwrap();
+        let a = allowed_actions(&venv.last().masks, &[3, 2], 3, &mut rng);
+        let e = step_with(&mut venv, &a).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "env 1: action_mask forbids every value of dimension 0; at least one action must \
+             be allowed",
+            "{p:?}"
+        );
+        // The VecEnv needs a reset after that.
+        let e = step_with(&mut venv, &a).unwrap_err().to_string();
+        assert!(e.contains("call VecEnv::reset"), "{e}");
+    }
+
+    // At reset already, for a Discrete space: every action is forbidden.
+    let mut envs = vec![Pick::discrete(); 3];
+    envs[2].empty_mask_from = Some(0);
+    let mut venv = VecEnv::new(envs, 7).unwrap();
+    let e = venv.reset().unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "env 2: action_mask forbids every value of dimension 0; at least one action must be \
+         allowed"
+    );
+    let e = venv.step(&[0, 0, 0]).unwrap_err().to_string();
+    assert!(e.contains("before reset"), "{e}");
+
+    // A mask of the wrong length names the env too.
+    let mut envs = vec![Pick::multi(); 3];
+    envs[1].short_mask = true;
+    let mut venv = VecEnv::new(envs, 7).unwrap();
+    let e = venv.reset().unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "env 1: action_mask has 4 flags, the MultiDiscrete([3, 2]) action space needs 5"
+    );
 }

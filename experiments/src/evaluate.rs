@@ -57,11 +57,7 @@ pub fn evaluate_run(run_dir: &Path, episodes: usize) -> Result<HeldOutEval> {
     let probe = config.env.build()?;
     let policy = config
         .policy
-        .init(
-            probe.observation_space().flat_len(),
-            probe.action_space().n,
-            &device,
-        )
+        .init_for_env(&*probe, &device)
         .context("cannot build the run's policy")?;
     let policy = ckpt.load_model(policy)?;
     ckpt.check_normalizers(&config, probe.observation_space().flat_len())?;

@@ -82,10 +82,9 @@ pub fn load_policy(path: &Path) -> Result<LoadedPolicy> {
     let device = Device::default();
     let env = config.env.build()?;
     let obs_dim = env.observation_space().flat_len();
-    let num_actions = env.action_space().n;
     let policy = config
         .policy
-        .init(obs_dim, num_actions, &device)
+        .init_for_env(&*env, &device)
         .context("cannot build the run's policy")?;
     let policy = checkpoint.load_model(policy)?;
     checkpoint.check_normalizers(&config, obs_dim)?;

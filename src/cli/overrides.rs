@@ -32,6 +32,11 @@ pub enum EnvArg {
     CueRecall,
     /// gymnasium-rs's CartPole-v1 (`env.kind = "cartpole"`).
     Cartpole,
+    /// Gymnasium's Pendulum-v1, continuous torque (`env.kind = "pendulum"`).
+    Pendulum,
+    /// Steer a point mass to the side a cue showed: continuous actions with memory
+    /// (`env.kind = "point_cue"`).
+    PointCue,
 }
 
 /// Overrides of the training configuration. Every flag is optional; a flag that is given
@@ -97,9 +102,14 @@ pub struct PpoOverrides {
     /// GAE λ, in [0, 1].
     #[arg(long, allow_negative_numbers = true)]
     pub gae_lambda: Option<f32>,
-    /// Minibatches per epoch; must divide --num-envs (minibatches are whole env sequences).
+    /// Minibatches per epoch; must divide the sequences per rollout, num_envs × num_steps /
+    /// seq_len (minibatches are whole sequences).
     #[arg(long)]
     pub num_minibatches: Option<usize>,
+    /// Length of the sequences the update replays (divides --num-steps; default: whole
+    /// rollouts). Each starts from the memory its env had at that step of the rollout.
+    #[arg(long)]
+    pub seq_len: Option<usize>,
     /// Optimisation epochs over each rollout.
     #[arg(long)]
     pub update_epochs: Option<usize>,

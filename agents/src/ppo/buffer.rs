@@ -1,6 +1,10 @@
 //! [`RolloutBuffer`]: one rollout of `T` steps from `N` envs, plus the memory each env started
 //! it with.
 
+use burn::prelude::*;
+use burn::tensor::TensorData;
+
+use crate::distribution::ActionDist;
 use crate::memory::Memory;
 
 use super::gae::{GaeInputs, compute_gae};
@@ -22,8 +26,14 @@ pub struct RolloutBuffer {
     pub obs_dim: usize,
     /// Observations `[T, N, obs_dim]`.
     pub obs: Vec<f32>,
-    /// Actions taken `[T, N]`.
-    pub actions: Vec<i64>,
+    /// The distribution the actions were sampled from.
+    pub dist: ActionDist,
+    /// Actions taken `[T, N, action_width]`: indices (exact integers) for the discrete
+    /// spaces, the unclipped samples for a Gaussian.
+    pub actions: Vec<f32>,
+    /// The action masks the actions were sampled under `[T, N, mask_width]` (`true` =
+    /// allowed); empty when the envs give no masks.
+    pub masks: Vec<bool>,
     /// Log-probability of the action under the rollout policy `[T, N]`.
     pub logprobs: Vec<f32>,
     /// Rewards `[T, N]`.
@@ -42,6 +52,12 @@ pub struct RolloutBuffer {
     pub last_values: Vec<f32>,
     /// The detached memory of each env before step 0 (batch `N`).
     pub memory0: Memory,
+    /// Length `L` of the sequences the update replays (divides `num_steps`; `num_steps` =
+    /// whole rollouts).
+    pub seq_len: usize,
+    /// The detached memory of each env before steps `L, 2L, …` (batch `N` each): where the
+    /// update's later sequences start.
+    pub chunk_memories: Vec<Memory>,
     /// GAE advantages `[T, N]` (after [`RolloutBuffer::compute_advantages`]).
     pub advantages: Vec<f32>,
     /// Value targets `advantages + values` `[T, N]`.
@@ -49,15 +65,24 @@ pub struct RolloutBuffer {
 }
 
 impl RolloutBuffer {
-    /// An empty buffer for `num_steps` × `num_envs` transitions, starting from `memory0`.
-    pub fn new(num_steps: usize, num_envs: usize, obs_dim: usize, memory0: Memory) -> Self {
+    /// An empty buffer for `num_steps` × `num_envs` transitions of actions from `dist`,
+    /// starting from `memory0`.
+    pub fn new(
+        num_steps: usize,
+        num_envs: usize,
+        obs_dim: usize,
+        dist: ActionDist,
+        memory0: Memory,
+    ) -> Self {
         let len = num_steps * num_envs;
         Self {
             num_steps,
             num_envs,
             obs_dim,
             obs: Vec::with_capacity(len * obs_dim),
-            actions: Vec::with_capacity(len),
+            actions: Vec::with_capacity(len * dist.action_width()),
+            dist,
+            masks: Vec::new(),
             logprobs: Vec::with_capacity(len),
             rewards: Vec::with_capacity(len),
             terminated: Vec::with_capacity(len),
@@ -67,6 +92,8 @@ impl RolloutBuffer {
             episode_starts: Vec::with_capacity(len),
             last_values: vec![0.0; num_envs],
             memory0,
+            seq_len: num_steps,
+            chunk_memories: Vec::new(),
             advantages: vec![],
             returns: vec![],
         }
@@ -88,6 +115,58 @@ impl RolloutBuffer {
         });
         self.advantages = adv;
         self.returns = ret;
+    }
+
+    /// Number of sequences per env, `num_steps / seq_len`.
+    pub fn chunks_per_env(&self) -> usize {
+        self.num_steps / self.seq_len.max(1)
+    }
+
+    /// Gathers a `[T, N, width]` array into `[B, L, width]` for the sequences `units`: unit
+    /// `u = i · K + k` is env `i`'s steps `k·L .. (k+1)·L` (`K` sequences per env of length
+    /// `L = seq_len`; with whole rollouts, `u` is the env index).
+    pub fn sequence_major<X: Copy>(&self, data: &[X], width: usize, units: &[usize]) -> Vec<X> {
+        let (n, len, k_per) = (self.num_envs, self.seq_len, self.chunks_per_env());
+        debug_assert_eq!(data.len(), self.num_steps * n * width);
+        let mut out = Vec::with_capacity(units.len() * len * width);
+        for &u in units {
+            let (i, k) = (u / k_per, u % k_per);
+            for t in k * len..(k + 1) * len {
+                let at = (t * n + i) * width;
+                out.extend_from_slice(&data[at..at + width]);
+            }
+        }
+        out
+    }
+
+    /// The memory each sequence of `units` (see [`RolloutBuffer::sequence_major`]) starts
+    /// from, batch `B`, on the device of the stored memories.
+    pub fn sequence_memory(&self, units: &[usize], device: &Device) -> Memory {
+        let k_per = self.chunks_per_env();
+        let select = |memory: &Memory, envs: Vec<i64>| {
+            let b = envs.len();
+            memory.select(Tensor::<1, Int>::from_data(
+                TensorData::new(envs, [b]),
+                device,
+            ))
+        };
+        if k_per == 1 {
+            return select(&self.memory0, units.iter().map(|&u| u as i64).collect());
+        }
+        Memory::cat(
+            units
+                .iter()
+                .map(|&u| {
+                    let (i, k) = (u / k_per, u % k_per);
+                    let memory = if k == 0 {
+                        &self.memory0
+                    } else {
+                        &self.chunk_memories[k - 1]
+                    };
+                    select(memory, vec![i as i64])
+                })
+                .collect(),
+        )
     }
 
     /// Gathers a `[T, N, width]` array into env-major `[B, T, width]` for the envs `envs`

@@ -23,8 +23,18 @@ pub struct PpoConfig {
     pub gamma: f32,
     /// λ of generalised advantage estimation.
     pub gae_lambda: f32,
-    /// Number of minibatches per epoch (the envs are split into this many groups).
+    /// Number of minibatches per epoch (the rollout's sequences are split into this many
+    /// groups); must divide `num_envs × num_steps / seq_len`.
     pub num_minibatches: usize,
+    /// Length of the sequences the update replays (truncated BPTT length): each env's
+    /// rollout is cut into `num_steps / seq_len` chunks, each replayed from the memory the
+    /// env had at its start in the rollout (stored then). Must divide `num_steps`; absent:
+    /// whole rollouts (`num_steps`). Shorter sequences give more, smaller minibatches with
+    /// few envs: 4 envs × 1024 steps with `seq_len = 128` and 32 minibatches makes CleanRL's
+    /// 32 minibatches of 128 samples. For a memoryless policy every length is exact; for a
+    /// memory policy gradients do not flow across a sequence's start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq_len: Option<usize>,
     /// Number of epochs over the rollout per update.
     pub update_epochs: usize,
     /// Normalise advantages per minibatch (zero mean, unit std).
@@ -66,6 +76,7 @@ impl Default for PpoConfig {
             gamma: 0.99,
             gae_lambda: 0.95,
             num_minibatches: 4,
+            seq_len: None,
             update_epochs: 4,
             norm_adv: true,
             clip_coef: 0.2,
@@ -112,6 +123,9 @@ impl PpoConfig {
                 "ppo.num_minibatches",
                 "must be at least 1, got 0".to_string(),
             );
+        }
+        if self.seq_len == Some(0) {
+            return bad("ppo.seq_len", "must be at least 1, got 0".to_string());
         }
         if self.update_epochs == 0 {
             return bad("ppo.update_epochs", "must be at least 1, got 0".to_string());

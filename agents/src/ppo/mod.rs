@@ -23,11 +23,12 @@ pub mod update;
 use burn::optim::{AdamConfig, ModuleOptimizer};
 use thiserror::Error;
 
+pub use crate::distribution::sample_categorical;
 pub use buffer::RolloutBuffer;
 pub use config::PpoConfig;
 pub use gae::{GaeInputs, compute_gae, explained_variance};
 pub use normalize::{ObsNormalizer, RewardNormalizer, RunningMeanStd};
-pub use rollout::{FinishedEpisode, RolloutState, collect_rollout, sample_categorical};
+pub use rollout::{FinishedEpisode, RolloutState, collect_rollout};
 pub use update::{UpdateStats, clip_grad_norm, ppo_update};
 
 /// Errors of the PPO machinery.

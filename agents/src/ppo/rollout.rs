@@ -3,12 +3,11 @@
 
 use burn::prelude::*;
 use burn::tensor::TensorData;
-use burn::tensor::activation::log_softmax;
-use envs::{Env, EpisodeStats, VecEnv};
-use rand::RngExt;
+use envs::{Env, EpisodeStats, VecActions, VecEnv};
 use rand_chacha::ChaCha8Rng;
 
 use crate::actor_critic::ActorCritic;
+use crate::distribution::ActionDist;
 use crate::memory::Memory;
 
 use super::PpoError;
@@ -53,22 +52,6 @@ pub struct FinishedEpisode {
     pub stats: EpisodeStats,
 }
 
-/// Samples from the categorical distribution with log-probabilities `logp` by inverse CDF
-/// with the uniform number `u ∈ [0, 1)`; returns the action (deterministic given `u`).
-pub fn sample_categorical(logp: &[f32], u: f64) -> usize {
-    let total: f64 = logp.iter().map(|&l| f64::from(l).exp()).sum();
-    let target = u * total;
-    let mut cum = 0.0f64;
-    for (a, &l) in logp.iter().enumerate() {
-        cum += f64::from(l).exp();
-        if target < cum {
-            return a;
-        }
-    }
-    // Rounding can leave `target` at the very end: pick the last action with mass.
-    logp.iter().rposition(|l| l.is_finite()).unwrap_or(0)
-}
-
 /// Copies a tensor to a host `Vec<f32>`.
 pub(crate) fn to_host<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>, PpoError> {
     t.into_data()
@@ -81,7 +64,9 @@ pub(crate) fn to_host<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>, PpoError
 ///
 /// Per step `t`: the observation statistics are updated with `obs_t` and `obs_t` normalised
 /// (`norm_obs`), `policy.step(obs_t, episode_start_t, memory)` for all envs at once, actions
-/// sampled from the logits, `venv.step`, rewards scaled (`norm_reward`; the buffer holds the
+/// sampled from the distribution the env's action space calls for ([`ActionDist`], under
+/// the envs' action masks when they give them; continuous samples clipped to the bounds for
+/// the env only), `venv.step_actions`, rewards scaled (`norm_reward`; the buffer holds the
 /// scaled rewards, the finished episodes' statistics the env's own). `episode_start_{t+1}` is
 /// the `done` of step `t`, so the policy resets the memory of exactly the envs whose episode
 /// just began.
@@ -91,18 +76,43 @@ pub(crate) fn to_host<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>, PpoError
 /// with their memory *after* step `t` (the memory of the episode that just ended, before any
 /// reset); its new memory is thrown away. GAE then bootstraps from it (see
 /// [`super::gae::compute_gae`]).
+///
+/// `seq_len` (dividing `num_steps`): the memory of every env before steps `seq_len`,
+/// `2·seq_len`, … is stored too, so the update can replay sequences of that length
+/// (`num_steps`: whole rollouts only).
 pub fn collect_rollout<P: ActorCritic, E: Env>(
     policy: &P,
     venv: &mut VecEnv<E>,
     state: &mut RolloutState,
     num_steps: usize,
+    seq_len: usize,
     device: &Device,
 ) -> Result<(RolloutBuffer, Vec<FinishedEpisode>), PpoError> {
+    if seq_len == 0 || !num_steps.is_multiple_of(seq_len) {
+        return Err(PpoError::InvalidConfig {
+            key: "ppo.seq_len",
+            reason: format!("must divide num_steps ({num_steps}), got {seq_len}"),
+        });
+    }
     let n = venv.num_envs();
     let obs_dim = venv.obs_dim();
-    let mut buf = RolloutBuffer::new(num_steps, n, obs_dim, state.memory.clone().detach());
+    let dist = ActionDist::from_space(venv.action_space());
+    let width = dist.action_width();
+    let mut buf = RolloutBuffer::new(
+        num_steps,
+        n,
+        obs_dim,
+        dist.clone(),
+        state.memory.clone().detach(),
+    );
     let mut finished = Vec::new();
-    for _t in 0..num_steps {
+    let mut env_discrete: Vec<usize> = Vec::with_capacity(n * width);
+    let mut env_continuous: Vec<f32> = Vec::new();
+    buf.seq_len = seq_len;
+    for t in 0..num_steps {
+        if t > 0 && t.is_multiple_of(seq_len) {
+            buf.chunk_memories.push(state.memory.clone());
+        }
         if let Some(norm) = state.obs_norm.as_mut() {
             norm.update(&state.obs);
         }
@@ -112,25 +122,58 @@ pub fn collect_rollout<P: ActorCritic, E: Env>(
         let starts =
             Tensor::<1>::from_data(TensorData::new(state.episode_starts.clone(), [n]), device);
         let memory = std::mem::replace(&mut state.memory, Memory::empty());
-        let (logits, values, memory) = policy.step(obs, starts, memory); // [N, A], [N]
+        let (params, values, memory) = policy.step(obs, starts, memory); // [N, P], [N]
         state.memory = memory.detach();
-        let num_actions = logits.dims()[1];
-        let logp = to_host(log_softmax(logits, 1))?; // [N, A]
+        let param_width = params.dims()[1];
+        if param_width != dist.param_width() {
+            return Err(PpoError::Tensor(format!(
+                "the policy outputs {param_width} distribution parameters per step, the env's \
+                 {} action space needs {} ({}); was the policy built for another env?",
+                venv.action_space(),
+                dist.param_width(),
+                dist.describe()
+            )));
+        }
+        let mask = match dist.mask_width() {
+            Some(m) if venv.has_masks() => {
+                let masks = venv.last().masks.clone();
+                buf.masks.extend_from_slice(&masks);
+                Some(Tensor::<2, Bool>::from_data(
+                    TensorData::new(masks, [n, m]),
+                    device,
+                ))
+            }
+            _ => None,
+        };
+        let table = to_host(dist.sampling_table(params, mask))?; // [N, P]
         let values = to_host(values)?; // [N]
 
-        let mut actions = Vec::with_capacity(n);
-        for i in 0..n {
-            let row = &logp[i * num_actions..(i + 1) * num_actions];
-            let u: f64 = state.rng.random();
-            let a = sample_categorical(row, u);
-            actions.push(a);
-            buf.logprobs.push(row[a]);
-            buf.actions.push(a as i64);
+        env_discrete.clear();
+        env_continuous.clear();
+        for row in table.chunks_exact(param_width) {
+            let start = buf.actions.len();
+            let logp = dist.sample_row(row, &mut state.rng, &mut buf.actions);
+            buf.logprobs.push(logp);
+            let sampled = &buf.actions[start..];
+            match &dist {
+                ActionDist::Gaussian { low, high } => env_continuous.extend(
+                    sampled
+                        .iter()
+                        .zip(low.iter().zip(high))
+                        .map(|(&x, (&lo, &hi))| x.clamp(lo, hi)),
+                ),
+                _ => env_discrete.extend(sampled.iter().map(|&v| v as usize)),
+            }
         }
         buf.values.extend_from_slice(&values);
         buf.episode_starts.extend_from_slice(&state.episode_starts);
 
-        let step = venv.step(&actions)?;
+        let actions = match &dist {
+            ActionDist::Categorical { .. } => VecActions::Discrete(&env_discrete),
+            ActionDist::MultiCategorical { .. } => VecActions::MultiDiscrete(&env_discrete),
+            ActionDist::Gaussian { .. } => VecActions::Continuous(&env_continuous),
+        };
+        let step = venv.step_actions(actions)?;
         match state.reward_norm.as_mut() {
             Some(norm) => {
                 let mut rewards = step.rewards.to_vec();

@@ -5,11 +5,11 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 use burn::tensor::TensorData;
-use burn::tensor::activation::log_softmax;
 use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
 
 use crate::actor_critic::ActorCritic;
+use crate::distribution::ActionDist;
 use crate::memory::Memory;
 
 use super::PpoError;
@@ -112,12 +112,14 @@ fn shuffle(xs: &mut [usize], rng: &mut ChaCha8Rng) {
     }
 }
 
-/// One minibatch of whole env sequences `[B, T]`: the model's inputs as tensors on the
-/// autodiff device, the rollout's targets on the host.
+/// One minibatch of sequences `[B, L]` (whole rollouts of `B` envs, or `B` chunks of length
+/// `L`): the model's inputs as tensors on the autodiff device, the rollout's targets on the
+/// host.
 struct Minibatch {
     obs: Tensor<3>,
     starts: Tensor<2>,
-    actions: Tensor<2, Int>,
+    actions: Tensor<3>,
+    masks: Option<Tensor<3, Bool>>,
     memory0: Memory,
     old_logp: Vec<f32>,
     old_values: Vec<f32>,
@@ -126,10 +128,11 @@ struct Minibatch {
 }
 
 impl Minibatch {
-    /// The sequences of the envs `envs` from `buf`, advantages normalised when `norm_adv`.
-    fn gather(buf: &RolloutBuffer, envs: &[usize], norm_adv: bool, device: &Device) -> Self {
-        let (b, t_len, obs_dim) = (envs.len(), buf.num_steps, buf.obs_dim);
-        let float = |data: &[f32], width: usize| buf.env_major(data, width, envs);
+    /// The sequences `units` from `buf` (see [`RolloutBuffer::sequence_major`]), advantages
+    /// normalised when `norm_adv`.
+    fn gather(buf: &RolloutBuffer, units: &[usize], norm_adv: bool, device: &Device) -> Self {
+        let (b, t_len, obs_dim) = (units.len(), buf.seq_len, buf.obs_dim);
+        let float = |data: &[f32], width: usize| buf.sequence_major(data, width, units);
         let mut advantages = float(&buf.advantages, 1);
         if norm_adv {
             let (m, s) = mean_std(&advantages);
@@ -137,8 +140,6 @@ impl Minibatch {
                 *a = ((f64::from(*a) - m) / (s + 1e-8)) as f32;
             }
         }
-        let idx: Vec<i64> = envs.iter().map(|&i| i as i64).collect();
-        let idx = Tensor::<1, Int>::from_data(TensorData::new(idx, [b]), &device.clone().inner());
         Self {
             obs: Tensor::from_data(
                 TensorData::new(float(&buf.obs, obs_dim), [b, t_len, obs_dim]),
@@ -148,11 +149,23 @@ impl Minibatch {
                 TensorData::new(float(&buf.episode_starts, 1), [b, t_len]),
                 device,
             ),
-            actions: Tensor::from_data(
-                TensorData::new(buf.env_major(&buf.actions, 1, envs), [b, t_len]),
-                device,
-            ),
-            memory0: buf.memory0.select(idx).to_device(device),
+            actions: {
+                let w = buf.dist.action_width();
+                Tensor::from_data(
+                    TensorData::new(buf.sequence_major(&buf.actions, w, units), [b, t_len, w]),
+                    device,
+                )
+            },
+            masks: match buf.dist.mask_width() {
+                Some(m) if !buf.masks.is_empty() => Some(Tensor::from_data(
+                    TensorData::new(buf.sequence_major(&buf.masks, m, units), [b, t_len, m]),
+                    device,
+                )),
+                _ => None,
+            },
+            memory0: buf
+                .sequence_memory(units, &device.clone().inner())
+                .to_device(device),
             old_logp: float(&buf.logprobs, 1),
             old_values: float(&buf.values, 1),
             returns: float(&buf.returns, 1),
@@ -182,6 +195,7 @@ struct Losses {
 fn compute_losses<M: ActorCritic>(
     model: &M,
     mb: Minibatch,
+    dist: &ActionDist,
     cfg: &PpoConfig,
     device: &Device,
 ) -> Losses {
@@ -190,13 +204,9 @@ fn compute_losses<M: ActorCritic>(
     let returns = mb.tensor(&mb.returns, device);
     let old_values = mb.tensor(&mb.old_values, device);
 
-    let (logits, values) = model.forward_sequence(mb.obs, mb.starts, mb.memory0); // [B, T, A], [B, T]
-    let logp_all = log_softmax(logits, 2); // [B, T, A]
-    let new_logp = logp_all
-        .clone()
-        .gather(2, mb.actions.unsqueeze_dim::<3>(2))
-        .squeeze_dim::<2>(2); // [B, T]
-    let entropy = logp_all.clone().exp().mul(logp_all).sum_dim(2).neg().mean(); // [1]
+    let (params, values) = model.forward_sequence(mb.obs, mb.starts, mb.memory0); // [B, T, P], [B, T]
+    let (new_logp, entropy) = dist.log_prob_entropy(params, mb.actions, mb.masks); // [B, T] each
+    let entropy = entropy.mean(); // [1]
 
     // Clipped surrogate objective.
     let ratio = (new_logp.clone() - old_logp).exp(); // [B, T]
@@ -270,9 +280,11 @@ impl StatSums {
 /// (whose advantages must be computed), with learning rate `lr`. `update` is the index of this
 /// update, used in error messages.
 ///
-/// Per epoch the envs are shuffled and split into `num_minibatches` groups; each group's whole
-/// sequences `[B, T]` are recomputed with `forward_sequence` from `memory0` of those envs
-/// (truncated BPTT over the rollout). Loss = clipped surrogate − `ent_coef` · entropy +
+/// The rollout's sequences are the envs' whole rollouts, or with `buf.seq_len < T` each env's
+/// `T / seq_len` consecutive chunks. Per epoch the sequences are shuffled and split into
+/// `num_minibatches` groups; each group's sequences `[B, L]` are recomputed with
+/// `forward_sequence` from the memory each started with in the rollout (`memory0`, or the
+/// stored chunk memories): truncated BPTT over each sequence. Loss = clipped surrogate − `ent_coef` · entropy +
 /// `vf_coef` · (clipped) value loss; advantages normalised per minibatch; gradients clipped
 /// to a global norm; one Adam step per minibatch.
 ///
@@ -288,16 +300,20 @@ pub fn ppo_update<M: ActorCritic + Module>(
     device: &Device,
     update: usize,
 ) -> Result<(M, UpdateStats), PpoError> {
-    let n = buf.num_envs;
     assert_eq!(
         buf.advantages.len(),
-        buf.num_steps * n,
+        buf.num_steps * buf.num_envs,
         "compute_advantages must run before ppo_update"
     );
-    if !n.is_multiple_of(cfg.num_minibatches) {
+    let n = buf.num_envs * buf.chunks_per_env();
+    if cfg.num_minibatches == 0 || !n.is_multiple_of(cfg.num_minibatches) {
         return Err(PpoError::InvalidConfig {
             key: "ppo.num_minibatches",
-            reason: format!("must divide num_envs ({n}), got {}", cfg.num_minibatches),
+            reason: format!(
+                "must divide the number of sequences per rollout, num_envs × num_steps / \
+                 seq_len = {n}, got {}",
+                cfg.num_minibatches
+            ),
         });
     }
     let non_finite = |quantity, value| PpoError::NonFinite {
@@ -315,11 +331,11 @@ pub fn ppo_update<M: ActorCritic + Module>(
     for _epoch in 0..cfg.update_epochs {
         shuffle(&mut order, rng);
         let (mut epoch_kl, mut epoch_count) = (0.0f64, 0usize);
-        for envs in order.chunks(n / cfg.num_minibatches) {
+        for units in order.chunks(n / cfg.num_minibatches) {
             // Forward: recompute the sequences and build the loss.
-            let mb = Minibatch::gather(buf, envs, cfg.norm_adv, device);
+            let mb = Minibatch::gather(buf, units, cfg.norm_adv, device);
             let old_logp = mb.old_logp.clone();
-            let losses = compute_losses(&model, mb, cfg, device);
+            let losses = compute_losses(&model, mb, &buf.dist, cfg, device);
             let loss_value: f32 = losses.total.clone().detach().into_scalar();
             if !loss_value.is_finite() {
                 return Err(non_finite("loss", loss_value));

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::env::EnvError;
+use crate::env::{ActionSpace, EnvError};
 
 /// Smallest allowed maze side length (cells, walls included).
 pub const MIN_SIZE: usize = 7;
@@ -33,6 +33,18 @@ pub enum ActionMode {
     /// Minigrid style: 0 = turn left, 1 = turn right, 2 = move forward; the agent has a facing
     /// direction and the view turns with it (the facing direction is always "up" in the view).
     Egocentric,
+    /// Two choices per step, `MultiDiscrete([4, 2])`: dimension 0 is the absolute direction
+    /// (as [`ActionMode::Absolute`]), dimension 1 the stride: 0 = walk one cell, 1 = run two
+    /// cells. A run stops at the first wall (after one cell when the second is a wall) and on
+    /// the goal. Serialised `"move_run"`.
+    #[serde(rename = "move_run")]
+    #[cfg_attr(feature = "clap", value(name = "move_run", alias = "move-run"))]
+    MoveRun,
+}
+
+impl ActionMode {
+    /// Number of values of the stride dimension of [`ActionMode::MoveRun`] (walk, run).
+    pub const STRIDES: usize = 2;
 }
 
 /// Configuration of a [`crate::GridMaze`].
@@ -47,7 +59,8 @@ pub struct GridMazeConfig {
     pub view_radius: usize,
     /// `single` (terminate at the goal) or `multi` (respawn, run until the horizon).
     pub mode: MazeMode,
-    /// `absolute` (4 moves) or `egocentric` (turn left / turn right / forward).
+    /// `absolute` (4 moves), `egocentric` (turn left / turn right / forward) or `move_run`
+    /// (a direction and a stride: walk one cell or run two).
     pub actions: ActionMode,
     /// Maximum episode length in steps; reaching it truncates the episode.
     pub horizon: u32,
@@ -63,6 +76,18 @@ pub struct GridMazeConfig {
     pub min_goal_distance: u32,
     /// Append the normalised time step `t / horizon` to the observation.
     pub time_feature: bool,
+    /// Give an action mask that forbids moves into a wall (absolute and `move_run`: the
+    /// directions whose adjacent cell is a wall; egocentric: `forward` when facing a wall,
+    /// turns always allowed); forbidden actions are refused by `step`. Off by default (no
+    /// mask, moving into a wall leaves the agent in place). Left out of the serialised config
+    /// when off.
+    #[serde(skip_serializing_if = "is_false")]
+    pub mask_walls: bool,
+}
+
+/// Whether `b` is `false` (keeps fields that are off out of serialised configs).
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl Default for GridMazeConfig {
@@ -78,6 +103,7 @@ impl Default for GridMazeConfig {
             loop_density: 0.0,
             min_goal_distance: 4,
             time_feature: false,
+            mask_walls: false,
         }
     }
 }
@@ -107,6 +133,19 @@ impl GridMazeConfig {
     /// The same configuration with egocentric actions (turn left / turn right / forward).
     pub fn egocentric(mut self) -> Self {
         self.actions = ActionMode::Egocentric;
+        self
+    }
+
+    /// The same configuration with `move_run` actions (a direction and a stride).
+    pub fn move_run(mut self) -> Self {
+        self.actions = ActionMode::MoveRun;
+        self
+    }
+
+    /// The same configuration with an action mask that forbids moves into a wall
+    /// ([`GridMazeConfig::mask_walls`]).
+    pub fn masked(mut self) -> Self {
+        self.mask_walls = true;
         self
     }
 
@@ -163,11 +202,34 @@ impl GridMazeConfig {
         Ok(())
     }
 
-    /// Number of actions: 4 (absolute) or 3 (egocentric).
+    /// Number of discrete actions: 4 (absolute) or 3 (egocentric). `move_run` has no single
+    /// discrete action; for it this is the number of values in one action, 2 (as
+    /// [`crate::VecEnv::num_actions`] reports for multi-discrete spaces). See
+    /// [`GridMazeConfig::action_space`] for the full space.
     pub fn num_actions(&self) -> usize {
         match self.actions {
             ActionMode::Absolute => 4,
             ActionMode::Egocentric => 3,
+            ActionMode::MoveRun => 2,
+        }
+    }
+
+    /// The action space: `Discrete(4)` (absolute), `Discrete(3)` (egocentric) or
+    /// `MultiDiscrete([4, 2])` (`move_run`: direction, stride).
+    pub fn action_space(&self) -> ActionSpace {
+        match self.actions {
+            ActionMode::Absolute => ActionSpace::discrete(4),
+            ActionMode::Egocentric => ActionSpace::discrete(3),
+            ActionMode::MoveRun => ActionSpace::multi_discrete(vec![4, ActionMode::STRIDES]),
+        }
+    }
+
+    /// Length of the observation's previous-action one-hot: one slot per action (4 or 3),
+    /// or for `move_run` one per direction and one per stride (4 + 2 = 6, two slots set).
+    pub fn prev_action_len(&self) -> usize {
+        match self.actions {
+            ActionMode::Absolute | ActionMode::Egocentric => self.num_actions(),
+            ActionMode::MoveRun => 4 + ActionMode::STRIDES,
         }
     }
 
@@ -177,10 +239,11 @@ impl GridMazeConfig {
     }
 
     /// Length of the flat observation:
-    /// `3·(2r+1)² + num_actions + 1 (+ 1 with the time feature)`.
+    /// `3·(2r+1)² + P + 1 (+ 1 with the time feature)`, with `P` =
+    /// [`GridMazeConfig::prev_action_len`] (4, 3, or 6 for `move_run`).
     pub fn obs_len(&self) -> usize {
         3 * self.view_side() * self.view_side()
-            + self.num_actions()
+            + self.prev_action_len()
             + 1
             + usize::from(self.time_feature)
     }

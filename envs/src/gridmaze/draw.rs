@@ -22,8 +22,8 @@ impl GridMaze {
     /// A text picture of the maze, one character per cell, followed by a status line.
     ///
     /// Outside the view: `#` wall, blank floor. Inside the agent's view: `%` wall, `.` floor.
-    /// `G` the goal; the agent is `A` (absolute actions) or `^ > v <` (its facing, egocentric
-    /// actions).
+    /// `G` the goal; the agent is `A` (absolute and `move_run` actions) or `^ > v <` (its
+    /// facing, egocentric actions).
     pub fn ascii(&self) -> String {
         let mut s = String::with_capacity((self.size + 1) * self.size + 64);
         let agent = self.agent_pos();
@@ -33,7 +33,7 @@ impl GridMaze {
                 let seen = self.in_view(p);
                 let ch = if p == agent {
                     match self.cfg.actions {
-                        ActionMode::Absolute => 'A',
+                        ActionMode::Absolute | ActionMode::MoveRun => 'A',
                         ActionMode::Egocentric => ['^', '>', 'v', '<'][self.facing as usize],
                     }
                 } else {

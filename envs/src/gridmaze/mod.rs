@@ -17,7 +17,7 @@ use rand_chacha::ChaCha8Rng;
 pub use config::{ActionMode, GridMazeConfig, MAX_SIZE, MIN_SIZE, MazeMode};
 pub use oracle::{ReferencePolicy, ReferenceStats, reference_return, reference_stats};
 
-use crate::env::{BoxSpace, Discrete, Env, EnvError, EpisodeStats, Info, Step};
+use crate::env::{Action, ActionSpace, BoxSpace, Env, EnvError, EpisodeStats, Info, Step};
 use generate::MazeGen;
 
 /// Grid code of a wall (one-hot slot 0 of a visible cell).
@@ -88,6 +88,13 @@ pub const ACTION_TURN_LEFT: usize = 0;
 pub const ACTION_TURN_RIGHT: usize = 1;
 /// Egocentric action: move one cell in the facing direction.
 pub const ACTION_FORWARD: usize = 2;
+/// `move_run` stride (dimension 1): walk one cell.
+pub const STRIDE_WALK: usize = 0;
+/// `move_run` stride (dimension 1): run two cells (stopping at the first wall or the goal).
+pub const STRIDE_RUN: usize = 1;
+
+/// Names of the absolute directions / actions, for messages.
+const DIRECTION_NAMES: [&str; 4] = ["up", "right", "down", "left"];
 
 /// A hand-written maze: the grid and the agent's start.
 #[derive(Clone, Debug)]
@@ -116,15 +123,36 @@ struct Layout {
 /// # Action Space
 /// `Discrete(4)` with `actions = "absolute"` (default): 0 = up, 1 = right, 2 = down, 3 = left.
 /// `Discrete(3)` with `actions = "egocentric"`: 0 = turn left, 1 = turn right, 2 = forward; the
-/// agent has a facing direction (random at reset) and its view turns with it. Moving into a
-/// wall leaves the agent in place (the step still counts).
+/// agent has a facing direction (random at reset) and its view turns with it.
+/// `MultiDiscrete([4, 2])` with `actions = "move_run"`: `[direction, stride]`, the direction as
+/// in absolute mode, the stride 0 = walk one cell ([`STRIDE_WALK`]), 1 = run two cells
+/// ([`STRIDE_RUN`]); a run stops at the first wall (after one cell when the second is a wall)
+/// and on the goal. Moving into a wall leaves the agent in place (the step still counts).
+///
+/// # Action Mask
+/// With `mask_walls = true`, [`Env::action_mask`] gives the moves that do not run into a wall,
+/// recomputed after every `reset` and `step`, and `step` refuses a forbidden action with
+/// [`EnvError::ActionOutsideSpace`] (naming the action and the wall), leaving the env as it
+/// was:
+/// - absolute: 4 flags, a direction is forbidden when its adjacent cell is a wall;
+/// - egocentric: 3 flags, `forward` is forbidden when facing a wall, turns are always allowed;
+/// - `move_run`: 4 + 2 flags, the directions as in absolute mode; both strides are always
+///   allowed (a run in an allowed direction moves at least one cell, so it never runs into a
+///   wall from the start).
+///
+/// An agent walled in on all four sides (possible only in hand-written layouts) may take every
+/// direction, so that the mask never forbids every value of a dimension. Without
+/// `mask_walls`, `action_mask` is `None`.
 ///
 /// # Observation Encoding
-/// A flat `f32` vector of length `3·(2r+1)² + A + 1 (+1)` (A = number of actions), in order:
+/// A flat `f32` vector of length `3·(2r+1)² + P + 1 (+1)` (P = 4 absolute, 3 egocentric, 4 + 2
+/// `move_run`; [`GridMazeConfig::prev_action_len`]), in order:
 /// 1. the view, row-major from its top-left, 3 values per cell: one-hot `[wall, floor, goal]`.
 ///    With egocentric actions the view is rotated so that the facing direction is up: view row
 ///    0 is the farthest row ahead, view column 0 the leftmost (the agent is at the centre);
-/// 2. one-hot of the previous action (all zeros at the first step);
+/// 2. one-hot of the previous action (all zeros at the first step); for `move_run` a one-hot
+///    of the previous direction (4 slots) followed by a one-hot of the previous stride (2
+///    slots);
 /// 3. the previous reward (0 at the first step);
 /// 4. with `time_feature = true`, the normalised time step `t / horizon` in [0, 1].
 ///
@@ -146,12 +174,15 @@ struct Layout {
 /// # Configurations
 /// See [`GridMazeConfig`]. Presets: `GridMazeConfig::default()` = `GridMazeConfig::multi(7, 64)`
 /// (the main experiment: 7×7, 3×3 view, horizon 64, multi), `GridMazeConfig::single(size,
-/// horizon)`, and `.egocentric()` on either.
+/// horizon)`, and `.egocentric()`, `.move_run()` and `.masked()` on either.
 #[derive(Clone, Debug)]
 pub struct GridMaze {
     cfg: GridMazeConfig,
     space: BoxSpace,
+    /// Number of discrete actions (absolute, egocentric) or of directions (`move_run`).
     n_actions: usize,
+    /// Length of the previous-action one-hot in the observation.
+    prev_len: usize,
     /// Side of the maze (without padding).
     size: usize,
     /// Wall cells of padding around the maze, `max(r, 1)`, so the view never leaves the grid.
@@ -176,8 +207,13 @@ pub struct GridMaze {
     goal: usize,
     facing: u8,
     t: u32,
+    /// The previous action (absolute, egocentric) or direction (`move_run`).
     prev_action: Option<usize>,
+    /// Observation slot of the previous `move_run` stride, after the direction slots.
+    prev_stride_slot: Option<usize>,
     prev_reward: f32,
+    /// The current action mask (with `mask_walls`; empty otherwise).
+    mask: Vec<bool>,
     started: bool,
     done: bool,
     stats: EpisodeStats,
@@ -291,11 +327,20 @@ impl GridMaze {
         let size = cfg.size;
         let pad = cfg.view_radius.max(1);
         let stride = size + 2 * pad;
-        let n_actions = cfg.num_actions();
+        let n_actions = match cfg.actions {
+            ActionMode::MoveRun => 4,
+            _ => cfg.num_actions(),
+        };
+        let prev_len = cfg.prev_action_len();
+        let mask = if cfg.mask_walls {
+            vec![true; cfg.action_space().mask_width().unwrap_or(0)]
+        } else {
+            Vec::new()
+        };
         let obs_len = cfg.obs_len();
         let mut low = vec![0.0; obs_len];
         let mut high = vec![1.0; obs_len];
-        let reward_slot = 3 * cfg.view_side() * cfg.view_side() + n_actions;
+        let reward_slot = 3 * cfg.view_side() * cfg.view_side() + prev_len;
         low[reward_slot] = -cfg.step_penalty;
         high[reward_slot] = cfg.goal_reward;
         let space = BoxSpace {
@@ -321,6 +366,7 @@ impl GridMaze {
         Self {
             space,
             n_actions,
+            prev_len,
             size,
             pad,
             stride,
@@ -337,7 +383,9 @@ impl GridMaze {
             facing: 0,
             t: 0,
             prev_action: None,
+            prev_stride_slot: None,
             prev_reward: 0.0,
+            mask,
             started: false,
             done: false,
             stats: EpisodeStats::default(),
@@ -504,9 +552,89 @@ impl GridMaze {
         if let Some(a) = self.prev_action {
             rest[a] = 1.0;
         }
-        rest[self.n_actions] = self.prev_reward;
+        if let Some(s) = self.prev_stride_slot {
+            rest[s] = 1.0;
+        }
+        rest[self.prev_len] = self.prev_reward;
         if self.cfg.time_feature {
-            rest[self.n_actions + 1] = self.t as f32 / self.cfg.horizon as f32;
+            rest[self.prev_len + 1] = self.t as f32 / self.cfg.horizon as f32;
+        }
+    }
+
+    /// Whether the cell next to the agent in direction `d` (0 = north, clockwise) is a wall.
+    fn wall_towards(&self, d: usize) -> bool {
+        self.grid[self.agent.wrapping_add_signed(self.moves[d % 4])] == WALL
+    }
+
+    /// Whether the cell next to the agent in direction `dir` is a wall (a move that way
+    /// leaves the agent in place; with `mask_walls` the mask forbids it).
+    pub fn wall_ahead(&self, dir: Direction) -> bool {
+        self.wall_towards(dir as usize)
+    }
+
+    /// Recomputes the action mask for the current state (with `mask_walls` only).
+    fn update_mask(&mut self) {
+        match self.cfg.actions {
+            ActionMode::Egocentric => {
+                self.mask[ACTION_TURN_LEFT] = true;
+                self.mask[ACTION_TURN_RIGHT] = true;
+                self.mask[ACTION_FORWARD] = !self.wall_towards(self.facing as usize);
+            }
+            ActionMode::Absolute | ActionMode::MoveRun => {
+                let open: [bool; 4] = std::array::from_fn(|d| !self.wall_towards(d));
+                // Walled in on all sides (hand-written layouts only): every move is allowed,
+                // so that the mask never forbids a whole dimension.
+                let all = !open.contains(&true);
+                for (m, o) in self.mask.iter_mut().zip(open) {
+                    *m = o || all;
+                }
+                // `move_run` strides: always allowed.
+                for m in self.mask.iter_mut().skip(4) {
+                    *m = true;
+                }
+            }
+        }
+    }
+
+    /// Decodes `action` into (direction or discrete action, stride), refusing actions outside
+    /// the action space.
+    fn decode(&self, action: Action<'_>) -> Result<(usize, usize), EnvError> {
+        if self.cfg.actions != ActionMode::MoveRun {
+            return Ok((action.discrete(self.n_actions)?, STRIDE_WALK));
+        }
+        match action {
+            Action::MultiDiscrete(&[d, s]) if d < 4 && s < ActionMode::STRIDES => Ok((d, s)),
+            _ => Err(match self.cfg.action_space().check(action) {
+                Err(e) => e,
+                Ok(()) => EnvError::ActionOutsideSpace(format!(
+                    "{action} is not an action of {}",
+                    self.cfg.action_space()
+                )),
+            }),
+        }
+    }
+
+    /// The error for an action the current mask forbids, if it does.
+    fn masked_out(&self, a: usize, stride: usize) -> Option<EnvError> {
+        match self.cfg.actions {
+            ActionMode::Absolute if !self.mask[a] => Some(EnvError::ActionOutsideSpace(format!(
+                "action {a} ({}) is forbidden by the action mask: a wall blocks the move {}",
+                DIRECTION_NAMES[a], DIRECTION_NAMES[a]
+            ))),
+            ActionMode::Egocentric if !self.mask[a] => Some(EnvError::ActionOutsideSpace(format!(
+                "action {a} (forward) is forbidden by the action mask: a wall blocks the \
+                     cell ahead (facing {:?})",
+                self.facing()
+            ))),
+            ActionMode::MoveRun if !self.mask[a] || !self.mask[4 + stride] => {
+                let kind = if stride == STRIDE_RUN { "run" } else { "walk" };
+                Some(EnvError::ActionOutsideSpace(format!(
+                    "action [{a}, {stride}] ({kind} {}) is forbidden by the action mask: a wall \
+                     blocks the move {}",
+                    DIRECTION_NAMES[a], DIRECTION_NAMES[a]
+                )))
+            }
+            _ => None,
         }
     }
 
@@ -527,8 +655,8 @@ impl Env for GridMaze {
         &self.space
     }
 
-    fn action_space(&self) -> Discrete {
-        Discrete { n: self.n_actions }
+    fn action_space(&self) -> ActionSpace {
+        self.cfg.action_space()
     }
 
     fn reset(&mut self, seed: u64, obs: &mut [f32]) -> Result<(), EnvError> {
@@ -537,30 +665,34 @@ impl Env for GridMaze {
         self.build_episode();
         self.t = 0;
         self.prev_action = None;
+        self.prev_stride_slot = None;
         self.prev_reward = 0.0;
         self.started = true;
         self.done = false;
         self.stats = EpisodeStats::default();
+        if self.cfg.mask_walls {
+            self.update_mask();
+        }
         self.write_obs(obs);
         Ok(())
     }
 
-    fn step(&mut self, action: usize, obs: &mut [f32]) -> Result<Step, EnvError> {
+    fn step(&mut self, action: Action<'_>, obs: &mut [f32]) -> Result<Step, EnvError> {
         if !self.started {
             return Err(EnvError::NotReset);
         }
         if self.done {
             return Err(EnvError::StepAfterDone);
         }
-        if action >= self.n_actions {
-            return Err(EnvError::InvalidAction {
-                action,
-                n: self.n_actions,
-            });
-        }
+        let (action, stride) = self.decode(action)?;
         self.check_obs_len(obs)?;
+        if self.cfg.mask_walls
+            && let Some(e) = self.masked_out(action, stride)
+        {
+            return Err(e);
+        }
         let dir = match self.cfg.actions {
-            ActionMode::Absolute => Some(action),
+            ActionMode::Absolute | ActionMode::MoveRun => Some(action),
             ActionMode::Egocentric => match action {
                 ACTION_TURN_LEFT => {
                     self.facing = (self.facing + 3) % 4;
@@ -578,6 +710,13 @@ impl Env for GridMaze {
             // A select, not a branch: under a random policy the branch is unpredictable.
             let open = self.grid[target] != WALL;
             self.agent = if open { target } else { self.agent };
+            // A run takes a second step unless the first hit a wall or reached the goal.
+            if stride == STRIDE_RUN && open && self.agent != self.goal {
+                let target = self.agent.wrapping_add_signed(self.moves[d]);
+                if self.grid[target] != WALL {
+                    self.agent = target;
+                }
+            }
         }
         self.t += 1;
         let goal_reached = self.agent == self.goal;
@@ -594,11 +733,17 @@ impl Env for GridMaze {
         }
         let truncated = !terminated && self.t >= self.cfg.horizon;
         self.prev_action = Some(action);
+        if self.cfg.actions == ActionMode::MoveRun {
+            self.prev_stride_slot = Some(self.n_actions + stride);
+        }
         self.prev_reward = reward;
         self.stats.ret += reward;
         self.stats.length = self.t;
         self.done = terminated || truncated;
         self.stats.truncated = truncated;
+        if self.cfg.mask_walls {
+            self.update_mask();
+        }
         self.write_obs(obs);
         Ok(Step {
             reward,
@@ -609,6 +754,10 @@ impl Env for GridMaze {
                 success: None,
             },
         })
+    }
+
+    fn action_mask(&self) -> Option<&[bool]> {
+        self.cfg.mask_walls.then_some(self.mask.as_slice())
     }
 
     fn render_ascii(&self) -> Option<String> {

@@ -10,9 +10,9 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     ACTION_FORWARD, ACTION_TURN_LEFT, ACTION_TURN_RIGHT, ActionMode, GOAL, GridMaze,
-    GridMazeConfig, Pos, WALL, generate,
+    GridMazeConfig, Pos, STRIDE_WALK, WALL, generate,
 };
-use crate::env::{Env, EnvError, derive_seed};
+use crate::env::{Action, Env, EnvError, derive_seed};
 
 impl GridMaze {
     /// Shortest-path distance (in moves) from every grid position to the goal, row-major over
@@ -58,18 +58,22 @@ impl GridMaze {
     /// maze (it is the "optimal" reference, not a fair partially-observing agent). Ties go to
     /// the first of up, right, down, left. With egocentric actions: forward if the best
     /// direction is ahead, turn left if it is to the left, otherwise turn right. If the goal is
-    /// unreachable from the agent, returns action 0.
+    /// unreachable from the agent, returns action 0 (with `mask_walls`: the first action the
+    /// mask allows).
+    ///
+    /// With `move_run` actions it returns the direction, as with absolute actions: the oracle
+    /// walks, so step with `[direction, STRIDE_WALK]` ([`GridMaze::walk`] builds it).
     pub fn oracle_action(&mut self) -> usize {
         self.ensure_distances();
         let here = self.dist[self.agent];
         if here == u32::MAX || here == 0 {
-            return 0;
+            return self.first_allowed();
         }
         let best = (0..4)
             .find(|&d| self.dist[self.agent.wrapping_add_signed(self.moves[d])] == here - 1)
             .unwrap_or(0);
         match self.cfg.actions {
-            ActionMode::Absolute => best,
+            ActionMode::Absolute | ActionMode::MoveRun => best,
             ActionMode::Egocentric => {
                 let f = self.facing as usize;
                 if best == f {
@@ -95,11 +99,15 @@ impl GridMaze {
     /// and ahead is open, forward (completing the turn); else if the goal or an open cell is to
     /// the left, turn left; else if ahead is open, forward; else turn right.
     ///
+    /// `move_run` actions: as absolute actions (the heading is the previous direction); it
+    /// returns the direction, to be walked with `[direction, STRIDE_WALK]`
+    /// ([`GridMaze::walk`]).
+    ///
     /// In a perfect maze (no loops) it visits every cell, so it reaches the goal.
     pub fn wall_follower_action(&self) -> usize {
         let neighbour = |d: usize| self.grid[self.agent.wrapping_add_signed(self.moves[d % 4])];
         match self.cfg.actions {
-            ActionMode::Absolute => {
+            ActionMode::Absolute | ActionMode::MoveRun => {
                 if let Some(d) = (0..4).find(|&d| neighbour(d) == GOAL) {
                     return d;
                 }
@@ -125,6 +133,21 @@ impl GridMaze {
                 }
             }
         }
+    }
+
+    /// The first action (direction for `move_run`) the current mask allows; 0 without a mask.
+    fn first_allowed(&self) -> usize {
+        match self.action_mask() {
+            Some(mask) => mask.iter().position(|&m| m).unwrap_or(0),
+            None => 0,
+        }
+    }
+
+    /// The `move_run` action that walks one cell in direction `dir` (as returned by
+    /// [`GridMaze::oracle_action`] and [`GridMaze::wall_follower_action`] in that mode):
+    /// `[dir, STRIDE_WALK]`.
+    pub fn walk(dir: usize) -> [usize; 2] {
+        [dir, STRIDE_WALK]
     }
 }
 
@@ -179,6 +202,10 @@ pub struct ReferenceStats {
 
 /// Runs `episodes` episodes of `policy` on GridMazes built from `cfg` (episode `i` is reset
 /// with `derive_seed(seed, i)`) and returns the mean statistics.
+///
+/// The random policy draws uniformly among the actions the mask allows (all of them without
+/// `mask_walls`); with `move_run` it draws a direction and a stride, and the scripted
+/// policies walk.
 pub fn reference_stats(
     cfg: &GridMazeConfig,
     policy: ReferencePolicy,
@@ -192,7 +219,7 @@ pub fn reference_stats(
         });
     }
     let mut env = GridMaze::new(cfg.clone())?;
-    let n = env.action_space().n;
+    let n = env.n_actions;
     let mut obs = vec![0.0; env.observation_space().flat_len()];
     let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(seed, u64::MAX));
     let mut total = ReferenceStats {
@@ -203,11 +230,32 @@ pub fn reference_stats(
         env.reset(derive_seed(seed, i as u64), &mut obs)?;
         loop {
             let action = match policy {
-                ReferencePolicy::Random => rng.random_range(0..n),
+                ReferencePolicy::Random => match env.action_mask() {
+                    Some(mask) => {
+                        let allowed = mask[..n].iter().filter(|&&m| m).count();
+                        let k = rng.random_range(0..allowed.max(1));
+                        mask[..n]
+                            .iter()
+                            .enumerate()
+                            .filter(|(_, m)| **m)
+                            .nth(k)
+                            .map_or(0, |(a, _)| a)
+                    }
+                    None => rng.random_range(0..n),
+                },
                 ReferencePolicy::Oracle => env.oracle_action(),
                 ReferencePolicy::WallFollower => env.wall_follower_action(),
             };
-            if env.step(action, &mut obs)?.done() {
+            let step = if env.cfg.actions == ActionMode::MoveRun {
+                let stride = match policy {
+                    ReferencePolicy::Random => rng.random_range(0..ActionMode::STRIDES),
+                    _ => STRIDE_WALK,
+                };
+                env.step(Action::MultiDiscrete(&[action, stride]), &mut obs)?
+            } else {
+                env.step(action.into(), &mut obs)?
+            };
+            if step.done() {
                 break;
             }
         }

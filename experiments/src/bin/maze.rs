@@ -296,8 +296,8 @@ fn reference_lines(maze: &GridMazeConfig, episodes: usize) -> Result<Vec<RefLine
 
 /// Reads every arm's runs and evaluates their final checkpoints on held-out seeds.
 fn measure_arms(plan: &Plan) -> Result<Vec<ArmResult>> {
-    let probe = envs::GridMaze::new(plan.maze.clone())?;
-    let (obs_dim, n_actions) = (plan.maze.obs_len(), envs::Env::action_space(&probe).n);
+    envs::GridMaze::new(plan.maze.clone())?;
+    let (obs_dim, n_actions) = (plan.maze.obs_len(), plan.maze.num_actions());
     plan.arms
         .iter()
         .zip(&plan.arm_dirs)
