@@ -12,7 +12,7 @@
 use anyhow::Result;
 use fbrl::agents::ppo::PpoConfig;
 use fbrl::agents::{PolicyConfig, PolicyKind};
-use fbrl::envs::{BoxSpace, Discrete, Env, EnvError, Info, Step, check_env};
+use fbrl::envs::{Action, ActionSpace, BoxSpace, Env, EnvError, Info, Step, check_env};
 use fbrl::plot::{RefLine, RunsPlotOptions, plot_runs};
 use fbrl::{CustomEnvConfig, EnvConfig, MetricsRow, TrainConfig, TrainOptions};
 use rand::{RngExt, SeedableRng};
@@ -55,8 +55,8 @@ impl Env for RememberTheLight {
         &self.space
     }
 
-    fn action_space(&self) -> Discrete {
-        Discrete { n: 3 }
+    fn action_space(&self) -> ActionSpace {
+        ActionSpace::discrete(3)
     }
 
     fn reset(&mut self, seed: u64, obs: &mut [f32]) -> Result<(), EnvError> {
@@ -68,10 +68,9 @@ impl Env for RememberTheLight {
         Ok(())
     }
 
-    fn step(&mut self, action: usize, obs: &mut [f32]) -> Result<Step, EnvError> {
-        if action >= 3 {
-            return Err(EnvError::InvalidAction { action, n: 3 });
-        }
+    fn step(&mut self, action: Action<'_>, obs: &mut [f32]) -> Result<Step, EnvError> {
+        // Anything but 0, 1 or 2 is refused with an error naming it.
+        let action = action.discrete(3)?;
         if self.done {
             return Err(EnvError::StepAfterDone);
         }

@@ -109,6 +109,46 @@ fn stop_and_resume_gives_identical_rows_for_every_policy() {
     }
 }
 
+#[test]
+fn stop_and_resume_is_bitwise_for_every_action_space() {
+    let k = 5;
+    let mut configs = Vec::new();
+    // Continuous torque (Gaussian head, learned log-std) with sequence chunks.
+    for kind in [PolicyKind::Mlp, PolicyKind::Feedback] {
+        let mut cfg = small_cfg(kind, k);
+        cfg.env = EnvConfig::Pendulum(envs::PendulumConfig::default());
+        cfg.num_envs = 4;
+        cfg.num_steps = 32;
+        cfg.ppo.seq_len = Some(8);
+        cfg.ppo.num_minibatches = 8;
+        cfg.total_steps = (4 * 32 * k) as u64;
+        configs.push(cfg);
+    }
+    // The continuous memory task with a GRU.
+    let mut cfg = small_cfg(PolicyKind::Gru, k);
+    cfg.env = EnvConfig::PointCue(envs::PointCueConfig::default());
+    configs.push(cfg);
+    // Masked moves, and masked multi-discrete moves (move + stride).
+    let mut cfg = small_cfg(PolicyKind::Transformer, k);
+    cfg.env = EnvConfig::Gridmaze(GridMazeConfig::multi(7, 24).masked());
+    configs.push(cfg);
+    let mut cfg = small_cfg(PolicyKind::Feedback, k);
+    cfg.env = EnvConfig::Gridmaze(GridMazeConfig::multi(7, 24).move_run().masked());
+    configs.push(cfg);
+    for cfg in configs {
+        let what = format!("{} on {}", cfg.policy.kind, cfg.env.name());
+        let a = tempfile::tempdir().unwrap();
+        let full = train_rows(&cfg, a.path());
+        assert_eq!(full.len(), k);
+        let b = tempfile::tempdir().unwrap();
+        train_until(&cfg, b.path(), false, Some(2)).unwrap();
+        train_until(&cfg, b.path(), true, None).unwrap();
+        let resumed = read_metrics(b.path().join("metrics.csv")).unwrap();
+        assert_same_rows(&full, &resumed, &what);
+        println!("{what}: {k} updates in one go == 2 + resume 3 (bitwise)");
+    }
+}
+
 /// The child process of `sigkill_mid_run_then_resume`: trains only when that test starts it
 /// (with `FBRL_TEST_CHILD_RUN_DIR` set) and returns at once otherwise.
 #[test]

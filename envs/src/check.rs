@@ -705,7 +705,12 @@ fn random_action(space: &ActionSpace, mask: Option<&[bool]>, rng: &mut ChaCha8Rn
             b.low
                 .iter()
                 .zip(&b.high)
-                .map(|(&lo, &hi)| lo + (hi - lo) * rng.random::<f32>())
+                .map(|(&lo, &hi)| {
+                    // Interpolated, not `lo + (hi − lo)·u`: the width of a box as wide as
+                    // f32 itself overflows.
+                    let u = rng.random::<f32>();
+                    (lo * (1.0 - u) + hi * u).clamp(lo, hi)
+                })
                 .collect(),
         ),
     }

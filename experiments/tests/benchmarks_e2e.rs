@@ -20,15 +20,16 @@ fn benchmarks_tiny_end_to_end() {
     let stderr = String::from_utf8_lossy(&o.stderr);
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "benchmarks failed:\n{stderr}");
-    // Cartpole 1, memory 3, scale 2 checks; controls are not checked.
+    // Cartpole 1, memory 3, scale 2, pendulum 1, point_cue 3 checks; controls are not
+    // checked.
     assert_eq!(
         stdout.matches("not checked (tiny preset)").count(),
-        6,
+        10,
         "{stdout}"
     );
     assert!(stdout.contains("control ×100 with scaling off"), "{stdout}");
 
-    for suite in ["cartpole", "scale", "memory"] {
+    for suite in ["cartpole", "scale", "memory", "pendulum", "point_cue"] {
         let bytes = std::fs::read(out.join(format!("{suite}.png"))).unwrap();
         assert!(bytes.starts_with(b"\x89PNG"), "{suite}.png");
     }
@@ -38,9 +39,13 @@ fn benchmarks_tiny_end_to_end() {
         "the CleanRL reference line is drawn"
     );
 
+    let svg = std::fs::read_to_string(out.join("pendulum.svg")).unwrap();
+    assert!(svg.contains("CleanRL ppo_continuous_action.py"), "{svg}");
+    assert!(stdout.contains("point_cue mlp (no memory)"), "{stdout}");
+
     let (_, rows) = experiments::report::read_csv(&out.join("summary.csv")).unwrap();
-    // cartpole 2 (one control), scale 6 (two controls), memory 3.
-    assert_eq!(rows.len(), 11, "{rows:?}");
+    // cartpole 2 (one control), scale 6 (two controls), memory 3, pendulum 1, point_cue 3.
+    assert_eq!(rows.len(), 15, "{rows:?}");
     for r in &rows {
         let mean: f64 = r[8].parse().unwrap();
         assert!(mean.is_finite(), "{r:?}");
@@ -53,5 +58,6 @@ fn benchmarks_tiny_end_to_end() {
     );
     let readme = std::fs::read_to_string(out.join("README.md")).unwrap();
     assert!(readme.contains("| cartpole | mlp |"), "{readme}");
+    assert!(readme.contains("| pendulum | mlp |"), "{readme}");
     std::fs::remove_dir_all(root).unwrap();
 }

@@ -183,6 +183,8 @@ pub struct GridMaze {
     n_actions: usize,
     /// Length of the previous-action one-hot in the observation.
     prev_len: usize,
+    /// With `mask_walls` or `move_run` actions, steps go through `step_extended`.
+    extended: bool,
     /// Side of the maze (without padding).
     size: usize,
     /// Wall cells of padding around the maze, `max(r, 1)`, so the view never leaves the grid.
@@ -367,6 +369,7 @@ impl GridMaze {
             space,
             n_actions,
             prev_len,
+            extended: cfg.mask_walls || cfg.actions == ActionMode::MoveRun,
             size,
             pad,
             stride,
@@ -596,6 +599,104 @@ impl GridMaze {
         }
     }
 
+    /// Turns (egocentric `turn left` / `turn right`) or moves one cell for the discrete action
+    /// or direction `action`; returns the direction of the move, if any.
+    #[inline(always)]
+    fn act(&mut self, action: usize) -> Option<usize> {
+        let dir = match self.cfg.actions {
+            ActionMode::Absolute | ActionMode::MoveRun => Some(action),
+            ActionMode::Egocentric => match action {
+                ACTION_TURN_LEFT => {
+                    self.facing = (self.facing + 3) % 4;
+                    None
+                }
+                ACTION_TURN_RIGHT => {
+                    self.facing = (self.facing + 1) % 4;
+                    None
+                }
+                _ => Some(self.facing as usize),
+            },
+        };
+        if let Some(d) = dir {
+            self.try_move(d);
+        }
+        dir
+    }
+
+    /// Moves the agent one cell in direction `d` unless a wall is there.
+    #[inline(always)]
+    fn try_move(&mut self, d: usize) {
+        let target = self.agent.wrapping_add_signed(self.moves[d]);
+        // A select, not a branch: under a random policy the branch is unpredictable.
+        let open = self.grid[target] != WALL;
+        self.agent = if open { target } else { self.agent };
+    }
+
+    /// Everything after the move: time, reward, goal and respawn, end flags, statistics and
+    /// the observation.
+    #[inline(always)]
+    fn finish_step(&mut self, action: usize, obs: &mut [f32]) -> Step {
+        self.t += 1;
+        let goal_reached = self.agent == self.goal;
+        // `0 − penalty` rather than `−penalty`: no negative zero without a penalty.
+        let mut reward = 0.0 - self.cfg.step_penalty;
+        let mut terminated = false;
+        if goal_reached {
+            reward += self.cfg.goal_reward;
+            self.stats.goals += 1;
+            match self.cfg.mode {
+                MazeMode::Single => terminated = true,
+                MazeMode::Multi => self.respawn(),
+            }
+        }
+        let truncated = !terminated && self.t >= self.cfg.horizon;
+        self.prev_action = Some(action);
+        self.prev_reward = reward;
+        self.stats.ret += reward;
+        self.stats.length = self.t;
+        self.done = terminated || truncated;
+        self.stats.truncated = truncated;
+        self.write_obs(obs);
+        Step {
+            reward,
+            terminated,
+            truncated,
+            info: Info {
+                goal_reached,
+                success: None,
+            },
+        }
+    }
+
+    /// [`Env::step`] with a wall mask or `move_run` actions (kept apart so that the plain
+    /// path stays as short as it was): decodes the action, refuses what the mask forbids,
+    /// runs a second cell, records the stride and recomputes the mask.
+    fn step_extended(&mut self, action: Action<'_>, obs: &mut [f32]) -> Result<Step, EnvError> {
+        let (action, stride) = self.decode(action)?;
+        self.check_obs_len(obs)?;
+        if self.cfg.mask_walls
+            && let Some(e) = self.masked_out(action, stride)
+        {
+            return Err(e);
+        }
+        // A run takes a second step unless the first reached the goal; when the first hit a
+        // wall, so does the second.
+        if let Some(d) = self.act(action)
+            && stride == STRIDE_RUN
+            && self.agent != self.goal
+        {
+            self.try_move(d);
+        }
+        if self.cfg.actions == ActionMode::MoveRun {
+            self.prev_stride_slot = Some(self.n_actions + stride);
+        }
+        let step = self.finish_step(action, obs);
+        if self.cfg.mask_walls {
+            self.update_mask();
+        }
+        Ok(step)
+    }
+
     /// Decodes `action` into (direction or discrete action, stride), refusing actions outside
     /// the action space.
     fn decode(&self, action: Action<'_>) -> Result<(usize, usize), EnvError> {
@@ -684,76 +785,13 @@ impl Env for GridMaze {
         if self.done {
             return Err(EnvError::StepAfterDone);
         }
-        let (action, stride) = self.decode(action)?;
+        if self.extended {
+            return self.step_extended(action, obs);
+        }
+        let action = action.discrete(self.n_actions)?;
         self.check_obs_len(obs)?;
-        if self.cfg.mask_walls
-            && let Some(e) = self.masked_out(action, stride)
-        {
-            return Err(e);
-        }
-        let dir = match self.cfg.actions {
-            ActionMode::Absolute | ActionMode::MoveRun => Some(action),
-            ActionMode::Egocentric => match action {
-                ACTION_TURN_LEFT => {
-                    self.facing = (self.facing + 3) % 4;
-                    None
-                }
-                ACTION_TURN_RIGHT => {
-                    self.facing = (self.facing + 1) % 4;
-                    None
-                }
-                _ => Some(self.facing as usize),
-            },
-        };
-        if let Some(d) = dir {
-            let target = self.agent.wrapping_add_signed(self.moves[d]);
-            // A select, not a branch: under a random policy the branch is unpredictable.
-            let open = self.grid[target] != WALL;
-            self.agent = if open { target } else { self.agent };
-            // A run takes a second step unless the first hit a wall or reached the goal.
-            if stride == STRIDE_RUN && open && self.agent != self.goal {
-                let target = self.agent.wrapping_add_signed(self.moves[d]);
-                if self.grid[target] != WALL {
-                    self.agent = target;
-                }
-            }
-        }
-        self.t += 1;
-        let goal_reached = self.agent == self.goal;
-        // `0 − penalty` rather than `−penalty`: no negative zero without a penalty.
-        let mut reward = 0.0 - self.cfg.step_penalty;
-        let mut terminated = false;
-        if goal_reached {
-            reward += self.cfg.goal_reward;
-            self.stats.goals += 1;
-            match self.cfg.mode {
-                MazeMode::Single => terminated = true,
-                MazeMode::Multi => self.respawn(),
-            }
-        }
-        let truncated = !terminated && self.t >= self.cfg.horizon;
-        self.prev_action = Some(action);
-        if self.cfg.actions == ActionMode::MoveRun {
-            self.prev_stride_slot = Some(self.n_actions + stride);
-        }
-        self.prev_reward = reward;
-        self.stats.ret += reward;
-        self.stats.length = self.t;
-        self.done = terminated || truncated;
-        self.stats.truncated = truncated;
-        if self.cfg.mask_walls {
-            self.update_mask();
-        }
-        self.write_obs(obs);
-        Ok(Step {
-            reward,
-            terminated,
-            truncated,
-            info: Info {
-                goal_reached,
-                success: None,
-            },
-        })
+        self.act(action);
+        Ok(self.finish_step(action, obs))
     }
 
     fn action_mask(&self) -> Option<&[bool]> {
