@@ -516,7 +516,6 @@ mod tests {
         let device = Device::default();
         let cfg = CueRecallConfig::with_corridor(3);
         let make = || -> Result<Box<dyn Env>> { Ok(Box::new(CueRecall::new(cfg.clone())?)) };
-        let obs_dim = cfg.obs_len();
         let policy = PolicyConfig::preset(PolicyKind::Gru)
             .init_for_env(&*make().unwrap(), &device)
             .unwrap();

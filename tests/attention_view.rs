@@ -27,13 +27,7 @@ fn maze() -> GridMaze {
 
 fn policy(kind: PolicyKind, critic: CriticKind, device: &Device) -> Policy {
     let env = maze();
-    config(kind, critic)
-        .init(
-            env.observation_space().flat_len(),
-            env.action_space().n,
-            device,
-        )
-        .unwrap()
+    config(kind, critic).init_for_env(&env, device).unwrap()
 }
 
 fn record(kind: PolicyKind, critic: CriticKind) -> RecordedEpisode {

@@ -425,15 +425,20 @@ impl envs::Env for Coin {
     fn observation_space(&self) -> &envs::BoxSpace {
         &self.space
     }
-    fn action_space(&self) -> envs::Discrete {
-        envs::Discrete { n: 2 }
+    fn action_space(&self) -> envs::ActionSpace {
+        envs::ActionSpace::discrete(2)
     }
     fn reset(&mut self, _seed: u64, obs: &mut [f32]) -> Result<(), envs::EnvError> {
         self.t = 0;
         obs.copy_from_slice(&[1.0, 0.0]);
         Ok(())
     }
-    fn step(&mut self, action: usize, obs: &mut [f32]) -> Result<envs::Step, envs::EnvError> {
+    fn step(
+        &mut self,
+        action: envs::Action<'_>,
+        obs: &mut [f32],
+    ) -> Result<envs::Step, envs::EnvError> {
+        let action = action.discrete(2)?;
         self.t += 1;
         obs.copy_from_slice(&[0.0, self.t as f32 / 4.0]);
         Ok(envs::Step {

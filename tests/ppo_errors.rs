@@ -7,7 +7,7 @@ mod ppo_common;
 use std::path::Path;
 
 use agents::PolicyKind;
-use envs::{BoxSpace, Discrete, Env, EnvError, GridMaze, GridMazeConfig, Step};
+use envs::{Action, ActionSpace, BoxSpace, Env, EnvError, GridMaze, GridMazeConfig, Step};
 use fbrl::checkpoint::{latest_checkpoint, open_latest};
 use fbrl::metrics::read_metrics;
 use fbrl::{EnvConfig, TrainConfig, TrainOptions, train};
@@ -292,13 +292,13 @@ impl Env for NanReward {
     fn observation_space(&self) -> &BoxSpace {
         self.inner.observation_space()
     }
-    fn action_space(&self) -> Discrete {
+    fn action_space(&self) -> ActionSpace {
         self.inner.action_space()
     }
     fn reset(&mut self, seed: u64, obs: &mut [f32]) -> Result<(), EnvError> {
         self.inner.reset(seed, obs)
     }
-    fn step(&mut self, action: usize, obs: &mut [f32]) -> Result<Step, EnvError> {
+    fn step(&mut self, action: Action<'_>, obs: &mut [f32]) -> Result<Step, EnvError> {
         let mut s = self.inner.step(action, obs)?;
         self.steps += 1;
         if Some(self.steps) == self.at {
