@@ -291,6 +291,105 @@ fn tiny_run_trains_evaluates_renders_and_plots() {
     );
 }
 
+#[test]
+fn every_action_space_trains_evaluates_and_renders() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: [(&str, &[&str]); 4] = [
+        // Continuous torque (Gaussian head), in sequence chunks.
+        (
+            "pendulum",
+            &[
+                "--env",
+                "pendulum",
+                "--policy",
+                "mlp",
+                "--seq-len",
+                "8",
+                "--num-minibatches",
+                "8",
+            ],
+        ),
+        // Continuous actions with memory.
+        ("point_cue", &["--env", "point-cue", "--policy", "gru"]),
+        // Masked moves.
+        (
+            "masked",
+            &[
+                "--policy",
+                "feedback",
+                "--mask-walls",
+                "true",
+                "--d-model",
+                "16",
+                "--n-heads",
+                "2",
+            ],
+        ),
+        // Multi-discrete moves (direction + stride), masked.
+        (
+            "move_run",
+            &[
+                "--policy",
+                "mlp",
+                "--maze-actions",
+                "move-run",
+                "--mask-walls",
+                "true",
+            ],
+        ),
+    ];
+    for (name, flags) in cases {
+        let run = dir.path().join(name);
+        let run_s = run.to_str().unwrap();
+        let mut args = vec![
+            "train",
+            "--num-envs",
+            "4",
+            "--num-steps",
+            "16",
+            "--total-steps",
+            "128",
+            "--quiet",
+            "--run-dir",
+            run_s,
+        ];
+        args.extend_from_slice(flags);
+        let o = fbrl(&args);
+        assert!(o.status.success(), "{name}: train failed:\n{}", stderr(&o));
+        assert_eq!(metric_updates(&run), vec![1, 2], "{name}");
+        for selection in [&[][..], &["--sample"][..]] {
+            let mut eval = vec!["eval", run_s, "--episodes", "3", "--json"];
+            eval.extend_from_slice(selection);
+            let o = fbrl(&eval);
+            assert!(o.status.success(), "{name}: eval failed:\n{}", stderr(&o));
+            let json: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+            assert_eq!(json["report"]["episodes"], 3, "{name}");
+            assert!(json["report"]["return_mean"].is_f64(), "{name}");
+        }
+        let gif = dir.path().join(format!("{name}.gif"));
+        let o = fbrl(&["render", run_s, "-o", gif.to_str().unwrap()]);
+        assert!(o.status.success(), "{name}: render failed:\n{}", stderr(&o));
+        assert!(gif_width(&gif) > 0, "{name}");
+    }
+    let saved = TrainConfig::load(dir.path().join("move_run").join("config.toml")).unwrap();
+    let fbrl::EnvConfig::Gridmaze(maze) = saved.env else {
+        panic!("{:?}", saved.env)
+    };
+    assert!(maze.mask_walls);
+    assert_eq!(maze.actions, envs::ActionMode::MoveRun);
+    assert_fails_naming(
+        &[
+            "train",
+            "--env",
+            "pendulum",
+            "--seq-len",
+            "5",
+            "--print-config",
+        ],
+        &["ppo.seq_len", "num_steps"],
+    );
+}
+
 /// The screen width of a GIF file (bytes 6–7 of its header).
 fn gif_width(path: &Path) -> u16 {
     let bytes = std::fs::read(path).unwrap();

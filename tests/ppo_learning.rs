@@ -1,6 +1,8 @@
 //! Learning tests (release mode): PPO with its default settings solves CartPole, improves over
 //! a random policy on GridMaze `single`, and on the cue-recall memory task a memory policy
-//! succeeds where the MLP stays at chance.
+//! succeeds where the MLP stays at chance. With continuous actions: the MLP swings up the
+//! Pendulum (CleanRL's continuous settings), and on PointCue the GRU steers to the cued side
+//! where the MLP stays at chance.
 //!
 //! `cargo test --release -p fbrl --test ppo_learning -- --nocapture` prints the figures.
 
@@ -114,5 +116,68 @@ fn memory_policy_solves_cue_recall_where_mlp_is_at_chance() {
     assert!(
         (0.35..=0.65).contains(&mlp),
         "MLP success {mlp:.3} is not near chance (0.5)"
+    );
+}
+
+#[test]
+fn mlp_swings_up_the_pendulum_with_continuous_torque() {
+    // CleanRL's continuous-PPO settings as measured in results/benchmarks/continuous.
+    let mut cfg = TrainConfig {
+        num_envs: 4,
+        num_steps: 1024,
+        total_steps: 200_000,
+        checkpoint_every: 0,
+        threads: 1,
+        env: EnvConfig::Pendulum(envs::PendulumConfig::default()),
+        policy: PolicyConfig::preset(PolicyKind::Mlp),
+        ..TrainConfig::default()
+    };
+    cfg.ppo.gamma = 0.9;
+    cfg.ppo.update_epochs = 10;
+    cfg.ppo.ent_coef = 0.0;
+    cfg.ppo.learning_rate = 1e-3;
+    let dir = tempfile::tempdir().unwrap();
+    let t0 = std::time::Instant::now();
+    let rows = train_rows(&cfg, dir.path());
+    let tail = (rows.len() / 10).max(1);
+    let last = tail_mean(&rows, tail, |r| r.return_mean);
+    let first = tail_mean(&rows[..tail], tail, |r| r.return_mean);
+    println!(
+        "pendulum, MLP, {} steps in {:.1}s: mean return {first:.1} over the first 10 % of updates, {last:.1} over the last 10 %",
+        cfg.total_steps,
+        t0.elapsed().as_secs_f64()
+    );
+    assert!(last >= -600.0, "Pendulum return {last:.1} < -600");
+    assert!(last >= first + 400.0, "return {first:.1} → {last:.1}");
+}
+
+#[test]
+fn gru_remembers_the_cue_with_continuous_actions_where_the_mlp_cannot() {
+    let cfg = |kind| {
+        let mut cfg = TrainConfig {
+            num_envs: 16,
+            num_steps: 128,
+            total_steps: 16 * 128 * 40,
+            checkpoint_every: 0,
+            env: EnvConfig::PointCue(envs::PointCueConfig::default()),
+            policy: PolicyConfig::preset(kind),
+            ..TrainConfig::default()
+        };
+        cfg.ppo.learning_rate = 2e-3;
+        cfg
+    };
+    let mut finals = Vec::new();
+    for kind in [PolicyKind::Gru, PolicyKind::Mlp] {
+        let dir = tempfile::tempdir().unwrap();
+        let rows = train_rows(&cfg(kind), dir.path());
+        let last = tail_mean(&rows, 5, |r| r.success_rate);
+        println!("point_cue {kind}: success {last:.3} over the last 5 updates");
+        finals.push(last);
+    }
+    assert!(finals[0] >= 0.9, "GRU success {:.3} < 0.9", finals[0]);
+    assert!(
+        (finals[1] - 0.5).abs() <= 0.15,
+        "the MLP cannot know the cue: success {:.3} should be near 0.5",
+        finals[1]
     );
 }

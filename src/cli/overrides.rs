@@ -211,6 +211,10 @@ pub struct EnvOverrides {
     /// GridMaze: action set.
     #[arg(long = "maze-actions", value_enum)]
     pub actions: Option<ActionMode>,
+    /// GridMaze: give an action mask that forbids moves into walls (the policy never
+    /// samples them).
+    #[arg(long, value_name = "BOOL")]
+    pub mask_walls: Option<bool>,
     /// GridMaze: reward for reaching the goal (≥ 0).
     #[arg(long, allow_negative_numbers = true)]
     pub goal_reward: Option<f32>,
