@@ -673,7 +673,7 @@ fn plot_suites(
         if suite == Suite::Pendulum {
             chart.hlines = vec![
                 RefLine::new(
-                    "CleanRL ppo_continuous_action.py, same settings (measured)",
+                    "CleanRL ppo_continuous_action.py (measured)",
                     CLEANRL_PENDULUM,
                 ),
                 RefLine::new("target", PENDULUM_TARGET),
