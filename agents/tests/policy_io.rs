@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 
 use agents::{
-    ActorCritic, Policy, PolicyConfig, PolicyError, PolicyKind, load_policy, load_policy_weights,
-    read_policy_header, save_policy,
+    ActionDist, ActorCritic, Policy, PolicyConfig, PolicyError, PolicyKind, load_policy,
+    load_policy_weights, read_policy_header, save_policy, save_policy_for,
 };
 use burn::prelude::*;
 
@@ -287,4 +287,44 @@ fn save_from_an_autodiff_device_loads_on_the_plain_device() {
     let (loaded, _) = load_policy(&path, &device).unwrap();
     let plain = policy.valid();
     assert_eq!(outputs(&loaded, &device), outputs(&plain, &device));
+}
+
+#[test]
+fn multi_discrete_and_gaussian_policies_round_trip_with_their_distribution() {
+    let dir = TempDir::new("multi_discrete_and_gaussian_policies_round_trip");
+    let device = Device::flex();
+    let dists = [
+        ActionDist::MultiCategorical { nvec: vec![4, 2] },
+        ActionDist::Gaussian {
+            low: vec![-2.0, -1.0, 0.0],
+            high: vec![2.0, 1.0, 5.0],
+        },
+    ];
+    for kind in PolicyKind::ALL {
+        for dist in &dists {
+            let config = small_config(kind);
+            let mut policy = config.init_for(OBS_DIM, dist, &device).unwrap();
+            if let Some(log_std) = policy.log_std.take() {
+                // A trained-looking log-std, so that a lost one would show.
+                policy.log_std = Some(log_std.map(|t| t.add_scalar(-0.7)));
+            }
+            let path = dir.file(&format!("{kind}-{}.fbrl", dist.describe()));
+            save_policy_for(&path, &policy, &config, OBS_DIM, dist).unwrap();
+            let header = read_policy_header(&path).unwrap();
+            assert_eq!(header.action_dist(), *dist);
+            assert_eq!(header.num_actions, dist.head_width());
+            let (loaded, _) = load_policy(&path, &device).unwrap();
+            assert_eq!(
+                outputs(&loaded, &device),
+                outputs(&policy, &device),
+                "{kind} {}",
+                dist.describe()
+            );
+            // A categorical policy of the same head width does not take these weights.
+            if dist.gaussian_dim().is_some() {
+                let categorical = config.init(OBS_DIM, dist.head_width(), &device).unwrap();
+                assert!(load_policy_weights(&path, categorical).is_err());
+            }
+        }
+    }
 }

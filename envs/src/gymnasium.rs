@@ -66,12 +66,17 @@ impl GymObservation for Vec<f32> {
 /// An action type of a gymnasium-rs env: an integer for `Discrete` spaces, an `f32` vector
 /// for `Box` spaces.
 pub trait GymAction: Sized {
+    /// Whether this type holds `Box` actions (an `f32` vector) rather than a `Discrete` index.
+    const CONTINUOUS: bool;
+
     /// The gymnasium-rs action for our `action` (already checked against the space), or
     /// `None` when this type cannot hold that kind of action.
     fn from_action(action: Action<'_>) -> Option<Self>;
 }
 
 impl GymAction for i32 {
+    const CONTINUOUS: bool = false;
+
     fn from_action(action: Action<'_>) -> Option<Self> {
         match action {
             Action::Discrete(a) => i32::try_from(a).ok(),
@@ -81,6 +86,8 @@ impl GymAction for i32 {
 }
 
 impl GymAction for i64 {
+    const CONTINUOUS: bool = false;
+
     fn from_action(action: Action<'_>) -> Option<Self> {
         match action {
             Action::Discrete(a) => i64::try_from(a).ok(),
@@ -90,6 +97,8 @@ impl GymAction for i64 {
 }
 
 impl GymAction for usize {
+    const CONTINUOUS: bool = false;
+
     fn from_action(action: Action<'_>) -> Option<Self> {
         match action {
             Action::Discrete(a) => Some(a),
@@ -99,6 +108,8 @@ impl GymAction for usize {
 }
 
 impl GymAction for Array1<f32> {
+    const CONTINUOUS: bool = true;
+
     fn from_action(action: Action<'_>) -> Option<Self> {
         match action {
             Action::Continuous(x) => Some(Array1::from(x.to_vec())),
@@ -108,6 +119,8 @@ impl GymAction for Array1<f32> {
 }
 
 impl GymAction for Vec<f32> {
+    const CONTINUOUS: bool = true;
+
     fn from_action(action: Action<'_>) -> Option<Self> {
         match action {
             Action::Continuous(x) => Some(x.to_vec()),
@@ -193,6 +206,17 @@ where
             return Err(EnvError::InvalidConfig {
                 field: "action_space",
                 reason: format!("the gymnasium-rs env's action space: {reason}"),
+            });
+        }
+        if A::CONTINUOUS != matches!(action_space, ActionSpace::Box(_)) {
+            return Err(EnvError::InvalidConfig {
+                field: "action_space",
+                reason: format!(
+                    "the gymnasium-rs env has a {action_space} action space but is wrapped \
+                     with the action type `{}`; use an integer type for Discrete and \
+                     `Array1<f32>` or `Vec<f32>` for Box",
+                    std::any::type_name::<A>()
+                ),
             });
         }
         Ok(Self {

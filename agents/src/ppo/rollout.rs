@@ -7,7 +7,7 @@ use envs::{Env, EpisodeStats, VecActions, VecEnv};
 use rand_chacha::ChaCha8Rng;
 
 use crate::actor_critic::ActorCritic;
-use crate::distribution::ActionDist;
+use crate::distribution::{ActionDist, EnvAction};
 use crate::memory::Memory;
 
 use super::PpoError;
@@ -154,15 +154,10 @@ pub fn collect_rollout<P: ActorCritic, E: Env>(
             let start = buf.actions.len();
             let logp = dist.sample_row(row, &mut state.rng, &mut buf.actions);
             buf.logprobs.push(logp);
-            let sampled = &buf.actions[start..];
-            match &dist {
-                ActionDist::Gaussian { low, high } => env_continuous.extend(
-                    sampled
-                        .iter()
-                        .zip(low.iter().zip(high))
-                        .map(|(&x, (&lo, &hi))| x.clamp(lo, hi)),
-                ),
-                _ => env_discrete.extend(sampled.iter().map(|&v| v as usize)),
+            match dist.env_action(&buf.actions[start..]) {
+                EnvAction::Discrete(a) => env_discrete.push(a),
+                EnvAction::MultiDiscrete(a) => env_discrete.extend(a),
+                EnvAction::Continuous(x) => env_continuous.extend(x),
             }
         }
         buf.values.extend_from_slice(&values);
