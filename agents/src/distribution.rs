@@ -145,8 +145,8 @@ impl ActionDist {
         }
     }
 
-    /// Checks the distribution itself: at least one action per dimension, finite bounds
-    /// with `low <= high`.
+    /// Checks the distribution itself: at least one action per dimension, bounds that are
+    /// not NaN with `low <= high` (infinite bounds: unclipped).
     pub fn validate(&self) -> Result<(), String> {
         match self {
             ActionDist::Categorical { n: 0 } => Err("categorical over 0 actions".into()),
@@ -161,11 +161,13 @@ impl ActionDist {
                         high.len()
                     ));
                 }
-                match low
-                    .iter()
-                    .zip(high)
-                    .position(|(l, h)| !(l.is_finite() && h.is_finite() && l <= h))
-                {
+                match low.iter().zip(high).position(|(&l, &h)| {
+                    l.is_nan()
+                        || h.is_nan()
+                        || l > h
+                        || l == f32::INFINITY
+                        || h == f32::NEG_INFINITY
+                }) {
                     Some(i) => Err(format!(
                         "gaussian bounds of element {i} are [{}, {}]",
                         low[i], high[i]

@@ -706,10 +706,16 @@ fn random_action(space: &ActionSpace, mask: Option<&[bool]>, rng: &mut ChaCha8Rn
                 .iter()
                 .zip(&b.high)
                 .map(|(&lo, &hi)| {
-                    // Interpolated, not `lo + (hi − lo)·u`: the width of a box as wide as
-                    // f32 itself overflows.
                     let u = rng.random::<f32>();
-                    (lo * (1.0 - u) + hi * u).clamp(lo, hi)
+                    match (lo.is_finite(), hi.is_finite()) {
+                        // Interpolated, not `lo + (hi − lo)·u`: the width of a box as wide
+                        // as f32 itself overflows.
+                        (true, true) => (lo * (1.0 - u) + hi * u).clamp(lo, hi),
+                        // Unbounded sides: a value within 1 of the finite bound, or of 0.
+                        (true, false) => lo + u,
+                        (false, true) => hi - u,
+                        (false, false) => 2.0 * u - 1.0,
+                    }
                 })
                 .collect(),
         ),
@@ -728,10 +734,17 @@ fn invalid_actions(space: &ActionSpace) -> Vec<(ActionBuf, String)> {
             out.push(ActionBuf::MultiDiscrete(vec![0; m.nvec.len() + 1]));
         }
         ActionSpace::Box(b) => {
-            let mut x = b.low.clone();
+            let inside: Vec<f32> = b
+                .low
+                .iter()
+                .zip(&b.high)
+                .map(|(&lo, &hi)| if lo.is_finite() { lo } else { hi.min(0.0) })
+                .collect();
+            // Above the upper bound (infinity itself for an unbounded one).
+            let mut x = inside.clone();
             x[0] = b.high[0] + 1.0 + b.high[0].abs();
             out.push(ActionBuf::Continuous(x));
-            let mut x = b.low.clone();
+            let mut x = inside;
             x[0] = f32::NAN;
             out.push(ActionBuf::Continuous(x));
             out.push(ActionBuf::Continuous(vec![b.low[0]; b.flat_len() + 1]));

@@ -119,7 +119,8 @@ impl ActionSpace {
     }
 
     /// Checks the space itself: at least one action per dimension, a non-empty box with
-    /// finite `low <= high` and bounds of the right length. The error says what is wrong.
+    /// bounds of the right length, none NaN, `low <= high` and a finite value between them
+    /// (infinite bounds are allowed: an unbounded action). The error says what is wrong.
     pub fn validate(&self) -> Result<(), String> {
         match self {
             ActionSpace::Discrete(d) if d.n == 0 => {
@@ -156,10 +157,15 @@ impl ActionSpace {
                     ));
                 }
                 for (i, (&lo, &hi)) in b.low.iter().zip(&b.high).enumerate() {
-                    if !lo.is_finite() || !hi.is_finite() || lo > hi {
+                    if lo.is_nan()
+                        || hi.is_nan()
+                        || lo > hi
+                        || lo == f32::INFINITY
+                        || hi == f32::NEG_INFINITY
+                    {
                         return Err(format!(
                             "the action Box's bounds of element {i} are [{lo}, {hi}]; they must \
-                             be finite with low <= high"
+                             not be NaN, with low <= high and a finite value between them"
                         ));
                     }
                 }

@@ -752,18 +752,18 @@ fn invalid_box_bounds_are_reported() {
     let cases = [
         (
             with_bounds(vec![-1.0, 1.0], vec![1.0, 0.5]),
-            "the action Box's bounds of element 1 are [1, 0.5]; they must be finite with low \
-             <= high",
+            "the action Box's bounds of element 1 are [1, 0.5]; they must not be NaN, with low \
+             <= high and a finite value between them",
         ),
         (
-            with_bounds(vec![-1.0, 0.0], vec![f32::INFINITY, 2.0]),
-            "the action Box's bounds of element 0 are [-1, inf]; they must be finite with low \
-             <= high",
+            with_bounds(vec![f32::INFINITY, 0.0], vec![f32::INFINITY, 2.0]),
+            "the action Box's bounds of element 0 are [inf, inf]; they must not be NaN, with \
+             low <= high and a finite value between them",
         ),
         (
             with_bounds(vec![-1.0, f32::NAN], vec![1.0, 2.0]),
-            "the action Box's bounds of element 1 are [NaN, 2]; they must be finite with low \
-             <= high",
+            "the action Box's bounds of element 1 are [NaN, 2]; they must not be NaN, with low \
+             <= high and a finite value between them",
         ),
         (
             with_bounds(vec![-1.0], vec![1.0, 2.0]),
@@ -837,5 +837,27 @@ fn a_mask_on_a_box_space_is_reported() {
              masked (action_mask must return None)"
         ),
         "{e}"
+    );
+}
+
+#[test]
+fn an_unbounded_box_action_space_passes_and_still_refuses_non_finite_actions() {
+    let mut env = Torque::new(BoxFault::None);
+    // Unbounded force; a brake bounded below only.
+    env.actions = ActionSpace::Box(BoxSpace {
+        shape: vec![2],
+        low: vec![f32::NEG_INFINITY, 0.0],
+        high: vec![f32::INFINITY, f32::INFINITY],
+    });
+    let report = check_env(&mut env).unwrap();
+    assert_eq!(report.action_space, env.actions);
+    // An env whose bound checks let non-finite values through is still caught on an
+    // unbounded space (infinity is within [−∞, ∞] by comparison, but not an action).
+    let mut leaky = Torque::new(BoxFault::AcceptsNan);
+    leaky.actions = env.actions.clone();
+    let err = check_env(&mut leaky).unwrap_err();
+    assert!(
+        matches!(err, CheckError::InvalidActionAccepted { ref why, .. } if why.contains("is inf")),
+        "{err}"
     );
 }

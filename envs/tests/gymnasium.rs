@@ -587,8 +587,8 @@ fn invalid_gymnasium_rs_action_spaces_are_refused() {
         (boxed(vec![f32::NAN], vec![1.0]), "element 0 are [NaN, 1]"),
         (boxed(vec![-1.0], vec![f32::NAN]), "element 0 are [-1, NaN]"),
         (
-            boxed(vec![-1.0], vec![f32::INFINITY]),
-            "element 0 are [-1, inf]",
+            boxed(vec![f32::NEG_INFINITY], vec![f32::NEG_INFINITY]),
+            "element 0 are [-inf, -inf]",
         ),
         (
             boxed(vec![-1.0, -1.0], vec![1.0]),
