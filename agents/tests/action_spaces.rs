@@ -5,7 +5,7 @@
 //! action is never sampled.
 
 use agents::distribution::{MASKED_LOGIT, gaussian_logp};
-use agents::{ActionDist, ActorCritic, EnvAction, Memory, Policy, PolicyConfig, PolicyKind};
+use agents::{ActionDist, ActorCritic, EnvAction, PolicyConfig, PolicyKind};
 use burn::prelude::*;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -41,28 +41,6 @@ fn tensor3(data: Vec<f32>, shape: [usize; 3], device: &Device) -> Tensor<3> {
     Tensor::from_data(TensorData::new(data, shape), device)
 }
 
-/// Runs `T` steps one at a time from `memory`; returns the stacked params `[B, T, P]` and
-/// values `[B, T]`.
-fn run_steps(
-    policy: &Policy,
-    obs: Tensor<3>,
-    starts: Tensor<2>,
-    memory: Memory,
-) -> (Tensor<3>, Tensor<2>) {
-    let [b, t, d] = obs.dims();
-    let mut memory = memory;
-    let (mut params, mut values) = (Vec::new(), Vec::new());
-    for s in 0..t {
-        let o = obs.clone().narrow(1, s, 1).reshape([b, d]);
-        let st = starts.clone().narrow(1, s, 1).reshape([b]);
-        let (p, v, m) = policy.step(o, st, memory);
-        params.push(p);
-        values.push(v.reshape([b, 1]));
-        memory = m;
-    }
-    (Tensor::stack(params, 1), Tensor::cat(values, 1))
-}
-
 #[test]
 fn every_kind_steps_as_it_runs_sequences_in_every_action_space() {
     let device = Device::flex();
@@ -85,7 +63,7 @@ fn every_kind_steps_as_it_runs_sequences_in_every_action_space() {
             st[t + 7] = 1.0; // env 1 at step 7
             let starts = Tensor::<2>::from_data(TensorData::new(st, [b, t]), &device);
             let (step_params, step_values) =
-                run_steps(&policy, obs.clone(), starts.clone(), memory.clone());
+                common::run_steps(&policy, obs.clone(), starts.clone(), memory.clone());
             let (seq_params, seq_values) = policy.forward_sequence(obs, starts, memory);
             assert_eq!(
                 seq_params.dims(),

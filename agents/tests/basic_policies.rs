@@ -11,6 +11,8 @@ use burn::prelude::*;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+mod common;
+
 const OBS_DIM: usize = 6;
 const NUM_ACTIONS: usize = 4;
 const KINDS: [PolicyKind; 2] = [PolicyKind::Gru, PolicyKind::Mlp];
@@ -66,30 +68,6 @@ fn warm_memory(policy: &Policy, b: usize, steps: usize, device: &Device) -> Memo
     memory
 }
 
-/// Runs `T` steps one at a time; returns `(logits [B, T, A], values [B, T, 1])`.
-fn run_steps(
-    policy: &Policy,
-    obs: Tensor<3>,
-    starts: Tensor<2>,
-    memory0: Memory,
-) -> (Tensor<3>, Tensor<3>) {
-    let [b, t, _] = obs.dims();
-    let mut memory = memory0;
-    let (mut logits, mut values) = (Vec::new(), Vec::new());
-    for s in 0..t {
-        let o = obs.clone().narrow(1, s, 1).reshape([b, OBS_DIM]);
-        let st = starts.clone().narrow(1, s, 1).reshape([b]);
-        let (l, v, m) = policy.step(o, st, memory);
-        logits.push(l);
-        values.push(v.reshape([b, 1]));
-        memory = m;
-    }
-    (
-        Tensor::stack(logits, 1),
-        Tensor::cat(values, 1).reshape([b, t, 1]),
-    )
-}
-
 #[test]
 fn step_by_step_equals_forward_sequence() {
     let device = Device::flex();
@@ -105,7 +83,8 @@ fn step_by_step_equals_forward_sequence() {
         // Env 0: episode starts at step 0 and mid-sequence; env 1: mid-sequence; env 2: none.
         let st = starts(b, t, &[(0, 0), (0, 6), (1, 4)], &device);
         let (step_logits, step_values) =
-            run_steps(&policy, obs.clone(), st.clone(), memory0.clone());
+            common::run_steps(&policy, obs.clone(), st.clone(), memory0.clone());
+        let step_values = step_values.reshape([b, t, 1]);
         let (seq_logits, seq_values) = policy.forward_sequence(obs, st, memory0);
         let dl = max_abs_diff(&host(step_logits), &host(seq_logits));
         let dv = max_abs_diff(&host(step_values), &host(seq_values.reshape([b, t, 1])));

@@ -232,16 +232,6 @@ impl CueRecall {
             };
         }
     }
-
-    fn check_obs_len(&self, obs: &[f32]) -> Result<(), EnvError> {
-        if obs.len() != self.space.flat_len() {
-            return Err(EnvError::ObsBufferLength {
-                got: obs.len(),
-                expected: self.space.flat_len(),
-            });
-        }
-        Ok(())
-    }
 }
 
 impl Env for CueRecall {
@@ -254,7 +244,7 @@ impl Env for CueRecall {
     }
 
     fn reset(&mut self, seed: u64, obs: &mut [f32]) -> Result<(), EnvError> {
-        self.check_obs_len(obs)?;
+        self.space.check_buffer(obs)?;
         self.rng = ChaCha8Rng::seed_from_u64(seed);
         self.cue = self.rng.random_range(0..self.cfg.num_cues);
         self.position = 0;
@@ -274,7 +264,7 @@ impl Env for CueRecall {
             return Err(EnvError::StepAfterDone);
         }
         let action = action.discrete(self.cfg.num_cues + 1)?;
-        self.check_obs_len(obs)?;
+        self.space.check_buffer(obs)?;
         let mut step = Step::default();
         if !self.at_junction() {
             self.position += 1;
@@ -295,13 +285,7 @@ impl Env for CueRecall {
             step.info.success = Some(false);
         }
         self.done = step.done();
-        self.stats.ret += step.reward;
-        self.stats.length = self.t;
-        self.stats.goals += u32::from(step.info.goal_reached);
-        self.stats.truncated = step.truncated;
-        if self.done {
-            self.stats.success = step.info.success;
-        }
+        self.stats.record(&step, self.t);
         self.write_obs(obs);
         Ok(step)
     }

@@ -34,6 +34,19 @@ impl BoxSpace {
         self.shape.iter().product()
     }
 
+    /// `Ok` when `obs` has the box's flat length, else [`EnvError::ObsBufferLength`] (for an
+    /// env's `reset` / `step` to check the buffer it is given).
+    pub fn check_buffer(&self, obs: &[f32]) -> Result<(), EnvError> {
+        let expected = self.flat_len();
+        if obs.len() != expected {
+            return Err(EnvError::ObsBufferLength {
+                got: obs.len(),
+                expected,
+            });
+        }
+        Ok(())
+    }
+
     /// Whether `x` lies in the box (right length, finite, within bounds).
     pub fn contains(&self, x: &[f32]) -> bool {
         x.len() == self.flat_len()
@@ -534,6 +547,20 @@ pub trait EnvExt: Env {
 }
 
 impl<E: Env + ?Sized> EnvExt for E {}
+
+impl EpisodeStats {
+    /// Adds one step to the running statistics of an episode whose length is now `t` steps:
+    /// its reward and goal; on its last step also whether it was truncated and its success.
+    pub fn record(&mut self, step: &Step, t: u32) {
+        self.ret += step.reward;
+        self.length = t;
+        self.goals += u32::from(step.info.goal_reached);
+        self.truncated = step.truncated;
+        if step.done() {
+            self.success = step.info.success;
+        }
+    }
+}
 
 impl fmt::Display for EpisodeStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -191,7 +191,7 @@ impl Pendulum {
     /// does otherwise: step count 0, the RNG is left as it is) and writes its observation.
     /// Fails if a value is not finite or `|thdot| > max_speed`.
     pub fn set_state(&mut self, th: f64, thdot: f64, obs: &mut [f32]) -> Result<(), EnvError> {
-        self.check_obs_len(obs)?;
+        self.space.check_buffer(obs)?;
         if !th.is_finite() || !thdot.is_finite() || thdot.abs() > self.cfg.max_speed {
             return Err(EnvError::Other(format!(
                 "set_state: the state must be finite with |thdot| <= max_speed ({}), got \
@@ -219,16 +219,6 @@ impl Pendulum {
         obs[1] = self.th.sin() as f32;
         obs[2] = self.thdot as f32;
     }
-
-    fn check_obs_len(&self, obs: &[f32]) -> Result<(), EnvError> {
-        if obs.len() != self.space.flat_len() {
-            return Err(EnvError::ObsBufferLength {
-                got: obs.len(),
-                expected: self.space.flat_len(),
-            });
-        }
-        Ok(())
-    }
 }
 
 impl Env for Pendulum {
@@ -242,7 +232,7 @@ impl Env for Pendulum {
     }
 
     fn reset(&mut self, seed: u64, obs: &mut [f32]) -> Result<(), EnvError> {
-        self.check_obs_len(obs)?;
+        self.space.check_buffer(obs)?;
         self.rng = ChaCha8Rng::seed_from_u64(seed);
         let th = self.rng.random_range(-PI..PI);
         let thdot = self.rng.random_range(-1.0..1.0);
@@ -259,7 +249,7 @@ impl Env for Pendulum {
             return Err(EnvError::StepAfterDone);
         }
         self.action_space().check(action)?;
-        self.check_obs_len(obs)?;
+        self.space.check_buffer(obs)?;
         let Action::Continuous(&[u]) = action else {
             return Err(EnvError::ActionOutsideSpace(format!(
                 "{action} is not a torque of one value"

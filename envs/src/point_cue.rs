@@ -270,16 +270,6 @@ impl PointCue {
             obs[4] = (self.t as f32 / self.cfg.max_steps() as f32).min(1.0);
         }
     }
-
-    fn check_obs_len(&self, obs: &[f32]) -> Result<(), EnvError> {
-        if obs.len() != self.space.flat_len() {
-            return Err(EnvError::ObsBufferLength {
-                got: obs.len(),
-                expected: self.space.flat_len(),
-            });
-        }
-        Ok(())
-    }
 }
 
 impl Env for PointCue {
@@ -292,7 +282,7 @@ impl Env for PointCue {
     }
 
     fn reset(&mut self, seed: u64, obs: &mut [f32]) -> Result<(), EnvError> {
-        self.check_obs_len(obs)?;
+        self.space.check_buffer(obs)?;
         self.rng = ChaCha8Rng::seed_from_u64(seed);
         self.cue = if self.rng.random_bool(0.5) { 1.0 } else { -1.0 };
         self.x = 0.0;
@@ -313,7 +303,7 @@ impl Env for PointCue {
             return Err(EnvError::StepAfterDone);
         }
         self.action_space().check(action)?;
-        self.check_obs_len(obs)?;
+        self.space.check_buffer(obs)?;
         let Action::Continuous(&[a]) = action else {
             return Err(EnvError::ActionOutsideSpace(format!(
                 "{action} is not an acceleration of one value"
@@ -345,13 +335,7 @@ impl Env for PointCue {
             step.info.success = Some(false);
         }
         self.done = step.done();
-        self.stats.ret += step.reward;
-        self.stats.length = self.t;
-        self.stats.goals += u32::from(step.info.goal_reached);
-        self.stats.truncated = step.truncated;
-        if self.done {
-            self.stats.success = step.info.success;
-        }
+        self.stats.record(&step, self.t);
         self.write_obs(obs);
         Ok(step)
     }

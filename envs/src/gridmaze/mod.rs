@@ -673,7 +673,7 @@ impl GridMaze {
     /// runs a second cell, records the stride and recomputes the mask.
     fn step_extended(&mut self, action: Action<'_>, obs: &mut [f32]) -> Result<Step, EnvError> {
         let (action, stride) = self.decode(action)?;
-        self.check_obs_len(obs)?;
+        self.space.check_buffer(obs)?;
         if self.cfg.mask_walls
             && let Some(e) = self.masked_out(action, stride)
         {
@@ -738,17 +738,6 @@ impl GridMaze {
             _ => None,
         }
     }
-
-    fn check_obs_len(&self, obs: &[f32]) -> Result<(), EnvError> {
-        let expected = self.space.flat_len();
-        if obs.len() != expected {
-            return Err(EnvError::ObsBufferLength {
-                got: obs.len(),
-                expected,
-            });
-        }
-        Ok(())
-    }
 }
 
 impl Env for GridMaze {
@@ -761,7 +750,7 @@ impl Env for GridMaze {
     }
 
     fn reset(&mut self, seed: u64, obs: &mut [f32]) -> Result<(), EnvError> {
-        self.check_obs_len(obs)?;
+        self.space.check_buffer(obs)?;
         self.rng = ChaCha8Rng::seed_from_u64(seed);
         self.build_episode();
         self.t = 0;
@@ -789,7 +778,7 @@ impl Env for GridMaze {
             return self.step_extended(action, obs);
         }
         let action = action.discrete(self.n_actions)?;
-        self.check_obs_len(obs)?;
+        self.space.check_buffer(obs)?;
         self.act(action);
         Ok(self.finish_step(action, obs))
     }
