@@ -20,11 +20,11 @@ fn benchmarks_tiny_end_to_end() {
     let stderr = String::from_utf8_lossy(&o.stderr);
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "benchmarks failed:\n{stderr}");
-    // Cartpole 1, memory 3, scale 2, pendulum 1, point_cue 3 checks; controls are not
+    // Cartpole 1, memory 3, scale 2, pendulum 1, point_cue 4 checks; controls are not
     // checked.
     assert_eq!(
         stdout.matches("not checked (tiny preset)").count(),
-        10,
+        11,
         "{stdout}"
     );
     assert!(stdout.contains("control ×100 with scaling off"), "{stdout}");
@@ -44,8 +44,8 @@ fn benchmarks_tiny_end_to_end() {
     assert!(stdout.contains("point_cue mlp (no memory)"), "{stdout}");
 
     let (_, rows) = experiments::report::read_csv(&out.join("summary.csv")).unwrap();
-    // cartpole 2 (one control), scale 6 (two controls), memory 3, pendulum 1, point_cue 3.
-    assert_eq!(rows.len(), 15, "{rows:?}");
+    // cartpole 2 (one control), scale 6 (two controls), memory 3, pendulum 1, point_cue 4.
+    assert_eq!(rows.len(), 16, "{rows:?}");
     for r in &rows {
         let mean: f64 = r[8].parse().unwrap();
         assert!(mean.is_finite(), "{r:?}");

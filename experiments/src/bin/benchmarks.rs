@@ -16,8 +16,8 @@
 //!   entropy 0, lr 1e-3, the rest default), 200 k steps. Check: the mean over seeds of the
 //!   final return is ≥ −550; CleanRL's measured mean (−477) is drawn beside it.
 //! - `point_cue`: the continuous-action memory task (steer to the side a cue showed before a
-//!   delay), Feedback Transformer, GRU and MLP. Check: the memory policies' final success is
-//!   ≥ 0.9 and the memoryless MLP's stays at chance (within 0.5 ± 0.1).
+//!   delay), every policy. Check: each memory policy's final success is ≥ 0.9 and the
+//!   memoryless MLP's stays at chance (within 0.5 ± 0.1).
 //!
 //! ```text
 //! cargo run --release -p experiments --bin benchmarks
@@ -90,7 +90,7 @@ enum Suite {
     Memory,
     /// Pendulum-v1 (continuous actions), MLP, vs CleanRL.
     Pendulum,
-    /// The continuous-action memory task: Feedback, GRU vs MLP.
+    /// The continuous-action memory task: every memory policy vs the MLP.
     PointCue,
 }
 
@@ -307,7 +307,7 @@ fn benches(suites: &[Suite], preset: BudgetPreset) -> Vec<Bench> {
                 config: pendulum(preset),
             }),
             Suite::PointCue => {
-                for kind in [PolicyKind::Feedback, PolicyKind::Gru, PolicyKind::Mlp] {
+                for kind in PolicyKind::ALL {
                     out.push(Bench {
                         suite,
                         id: format!("point_cue__{kind}"),
