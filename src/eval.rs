@@ -195,12 +195,13 @@ fn current_masks(dist: &ActionDist, envs: &[Box<dyn Env>]) -> Result<Option<Vec<
     let mut masks = Vec::with_capacity(envs.len() * width);
     for env in envs {
         match env.action_mask() {
-            Some(m) if m.len() == width => masks.extend_from_slice(m),
-            Some(m) => bail!(
-                "the env's action mask has {} flags, its {} action space needs {width}",
-                m.len(),
-                env.action_space()
-            ),
+            Some(m) => match env.action_space().mask_problem(m) {
+                None => masks.extend_from_slice(m),
+                Some(problem) => bail!(
+                    "the env's action mask does not fit its {} action space: {problem}",
+                    env.action_space()
+                ),
+            },
             None => masks.extend(std::iter::repeat_n(true, width)),
         }
     }

@@ -623,29 +623,18 @@ impl Policy {
         )
     }
 
-    /// The step's distribution parameters: the head's output, followed by the log-std for
-    /// a Gaussian (`[B, A]` → `[B, 2d]`).
-    fn with_log_std(&self, head: Tensor<2>) -> Tensor<2> {
-        match &self.log_std {
-            Some(log_std) => {
-                let [b, d] = head.dims();
-                let ls = log_std.val().reshape([1, d]).expand([b, d]);
-                Tensor::cat(vec![head, ls], 1)
-            }
-            None => head,
-        }
-    }
-
-    /// [`Policy::with_log_std`] for sequences (`[B, T, A]` → `[B, T, 2d]`).
-    fn with_log_std_seq(&self, head: Tensor<3>) -> Tensor<3> {
-        match &self.log_std {
-            Some(log_std) => {
-                let [b, t, d] = head.dims();
-                let ls = log_std.val().reshape([1, 1, d]).expand([b, t, d]);
-                Tensor::cat(vec![head, ls], 2)
-            }
-            None => head,
-        }
+    /// The distribution parameters for the head's output `[.., d]` (a step's `[B, d]` or a
+    /// sequence's `[B, T, d]`): the output itself, followed by the log-std for a Gaussian
+    /// (`[.., 2d]`).
+    fn with_log_std<const D: usize>(&self, head: Tensor<D>) -> Tensor<D> {
+        let Some(log_std) = &self.log_std else {
+            return head;
+        };
+        let dims = head.dims();
+        let mut row = [1; D];
+        row[D - 1] = dims[D - 1];
+        let ls = log_std.val().reshape(row).expand(dims);
+        Tensor::cat(vec![head, ls], D - 1)
     }
 
     /// Splits a memory into the actor's and the critic's parts.
@@ -692,7 +681,7 @@ impl ActorCritic for Policy {
     fn forward_sequence(&self, obs: Tensor<3>, starts: Tensor<2>, m0: Memory) -> SequenceOutput {
         let Some(critic) = &self.critic else {
             let (logits, values) = self.actor.inner().forward_sequence(obs, starts, m0);
-            return (self.with_log_std_seq(logits), values);
+            return (self.with_log_std(logits), values);
         };
         let (actor_mem, critic_mem) = self.split_memory(m0);
         let (logits, _) =
@@ -700,7 +689,7 @@ impl ActorCritic for Policy {
                 .inner()
                 .forward_sequence(obs.clone(), starts.clone(), actor_mem);
         let (_, values) = critic.inner().forward_sequence(obs, starts, critic_mem);
-        (self.with_log_std_seq(logits), values)
+        (self.with_log_std(logits), values)
     }
 
     fn num_parameters(&self) -> usize {

@@ -27,7 +27,9 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use thiserror::Error;
 
-use crate::env::{Action, ActionBuf, ActionSpace, BoxSpace, Env, EnvError, Step, derive_seed};
+use crate::env::{
+    Action, ActionBuf, ActionSpace, BoxSpace, Env, EnvError, MaskProblem, Step, derive_seed,
+};
 
 /// A quiet NaN with a payload no computation produces: marks observation elements the env
 /// did not write.
@@ -645,45 +647,20 @@ fn checked_mask<E: Env + ?Sized>(
         at: format!("the action mask after {}", at()),
         detail,
     };
-    let Some(width) = space.mask_width() else {
-        return Err(bad(format!(
+    match space.mask_problem(&mask) {
+        None => Ok(Some(mask)),
+        Some(MaskProblem::NotMaskable) => Err(bad(format!(
             "the env gives a mask of {} flags, but its {space} action space cannot be masked \
              (action_mask must return None)",
             mask.len()
-        )));
-    };
-    if mask.len() != width {
-        return Err(bad(format!(
-            "it has {} flags; the {space} action space needs {width} (one per action value)",
-            mask.len()
-        )));
-    }
-    for (k, range) in mask_ranges(space).into_iter().enumerate() {
-        if !mask[range].contains(&true) {
-            return Err(bad(format!(
-                "it forbids every value of dimension {k} of {space}; at least one action must \
-                 be allowed"
-            )));
-        }
-    }
-    Ok(Some(mask))
-}
-
-/// The mask flags of each dimension of a discrete space (one range for `Discrete`).
-fn mask_ranges(space: &ActionSpace) -> Vec<std::ops::Range<usize>> {
-    match space {
-        ActionSpace::Discrete(d) => std::iter::once(0..d.n).collect(),
-        ActionSpace::MultiDiscrete(m) => {
-            let mut start = 0;
-            m.nvec
-                .iter()
-                .map(|&n| {
-                    start += n;
-                    start - n..start
-                })
-                .collect()
-        }
-        ActionSpace::Box(_) => vec![],
+        ))),
+        Some(MaskProblem::Length { got, want }) => Err(bad(format!(
+            "it has {got} flags; the {space} action space needs {want} (one per action value)"
+        ))),
+        Some(MaskProblem::AllForbidden { dim }) => Err(bad(format!(
+            "it forbids every value of dimension {dim} of {space}; at least one action must \
+             be allowed"
+        ))),
     }
 }
 
@@ -699,7 +676,7 @@ fn random_action(space: &ActionSpace, mask: Option<&[bool]>, rng: &mut ChaCha8Rn
     match space {
         ActionSpace::Discrete(d) => ActionBuf::Discrete(pick(0..d.n)),
         ActionSpace::MultiDiscrete(_) => {
-            ActionBuf::MultiDiscrete(mask_ranges(space).into_iter().map(pick).collect())
+            ActionBuf::MultiDiscrete(space.mask_ranges().into_iter().map(pick).collect())
         }
         ActionSpace::Box(b) => ActionBuf::Continuous(
             b.low
@@ -766,7 +743,7 @@ fn masked_actions(space: &ActionSpace, mask: Option<&[bool]>) -> Vec<(ActionBuf,
     let Some(mask) = mask else {
         return vec![];
     };
-    let ranges = mask_ranges(space);
+    let ranges = space.mask_ranges();
     let allowed: Vec<usize> = ranges
         .iter()
         .map(|r| r.clone().find(|&i| mask[i]).map_or(0, |i| i - r.start))

@@ -123,6 +123,58 @@ impl ActionSpace {
         }
     }
 
+    /// The flags of each dimension in an action mask, dimension after dimension (one range
+    /// for `Discrete`, none for a `Box`).
+    pub fn mask_ranges(&self) -> Vec<std::ops::Range<usize>> {
+        match self {
+            ActionSpace::Discrete(d) => std::iter::once(0..d.n).collect(),
+            ActionSpace::MultiDiscrete(m) => {
+                let mut start = 0;
+                m.nvec
+                    .iter()
+                    .map(|&n| {
+                        start += n;
+                        start - n..start
+                    })
+                    .collect()
+            }
+            ActionSpace::Box(_) => Vec::new(),
+        }
+    }
+
+    /// What is wrong with `mask` as an action mask of this space, if anything: the space
+    /// cannot be masked, the mask has the wrong length, or it forbids every value of a
+    /// dimension.
+    pub fn mask_problem(&self, mask: &[bool]) -> Option<MaskProblem> {
+        let Some(width) = self.mask_width() else {
+            return Some(MaskProblem::NotMaskable);
+        };
+        if mask.len() != width {
+            return Some(MaskProblem::Length {
+                got: mask.len(),
+                want: width,
+            });
+        }
+        self.mask_ranges()
+            .into_iter()
+            .position(|r| !mask[r].contains(&true))
+            .map(|dim| MaskProblem::AllForbidden { dim })
+    }
+
+    /// The first dimension of `action` (an action of this space) whose value `mask` (a mask
+    /// of this space) forbids, if any.
+    pub fn forbidden_dim(&self, mask: &[bool], action: Action<'_>) -> Option<usize> {
+        let values: &[usize] = match &action {
+            Action::Discrete(a) => std::slice::from_ref(a),
+            Action::MultiDiscrete(a) => a,
+            Action::Continuous(_) => return None,
+        };
+        self.mask_ranges()
+            .into_iter()
+            .zip(values)
+            .position(|(r, &v)| !mask[r.start + v])
+    }
+
     /// Number of actions of a `Discrete` space, `None` for the others.
     pub fn num_discrete(&self) -> Option<usize> {
         match self {
@@ -264,6 +316,39 @@ impl fmt::Display for ActionSpace {
                 } else {
                     write!(f, "Box(shape {:?})", b.shape)
                 }
+            }
+        }
+    }
+}
+
+/// What is wrong with an action mask ([`ActionSpace::mask_problem`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MaskProblem {
+    /// The space is a `Box`: continuous actions cannot be masked.
+    NotMaskable,
+    /// The mask has `got` flags, the space needs `want`.
+    Length {
+        /// Flags in the mask.
+        got: usize,
+        /// [`ActionSpace::mask_width`].
+        want: usize,
+    },
+    /// Every value of dimension `dim` is forbidden.
+    AllForbidden {
+        /// The dimension.
+        dim: usize,
+    },
+}
+
+impl fmt::Display for MaskProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MaskProblem::NotMaskable => f.write_str("continuous actions cannot be masked"),
+            MaskProblem::Length { got, want } => {
+                write!(f, "it has {got} flags, the action space needs {want}")
+            }
+            MaskProblem::AllForbidden { dim } => {
+                write!(f, "it forbids every value of dimension {dim}")
             }
         }
     }

@@ -22,7 +22,7 @@ pub use check::{CheckConfig, CheckError, CheckReport, check_env, check_env_with}
 pub use cue_recall::{CueRecall, CueRecallConfig};
 pub use env::{
     Action, ActionBuf, ActionSpace, BoxSpace, Discrete, Env, EnvError, EnvExt, EpisodeStats, Info,
-    MultiDiscrete, Step, derive_seed,
+    MaskProblem, MultiDiscrete, Step, derive_seed,
 };
 pub use gridmaze::{
     ActionMode, Cell, Direction, GridMaze, GridMazeConfig, MazeMode, Pos, ReferencePolicy,

@@ -39,7 +39,9 @@ use std::time::{Duration, Instant};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::env::{Action, ActionSpace, BoxSpace, Env, EnvError, EpisodeStats, Info, derive_seed};
+use crate::env::{
+    Action, ActionSpace, BoxSpace, Env, EnvError, EpisodeStats, Info, MaskProblem, derive_seed,
+};
 
 /// [`Parallelism::Auto`] steps sequentially below this many envs (and on a single-thread
 /// pool), with rayon from here on.
@@ -529,29 +531,6 @@ fn replay<E: Env>(
     Ok(())
 }
 
-/// The first dimension whose value in env `i`'s `action` its mask row forbids, if any.
-fn masked_out(space: &ActionSpace, masks: &[bool], i: usize, action: Action<'_>) -> Option<usize> {
-    let width = space.mask_width()?;
-    let row = &masks[i * width..(i + 1) * width];
-    match action {
-        Action::Discrete(a) => (!row[a]).then_some(0),
-        Action::MultiDiscrete(a) => {
-            let ActionSpace::MultiDiscrete(m) = space else {
-                return None;
-            };
-            let mut start = 0;
-            for (k, (&v, &n)) in a.iter().zip(&m.nvec).enumerate() {
-                if !row[start + v] {
-                    return Some(k);
-                }
-                start += n;
-            }
-            None
-        }
-        Action::Continuous(_) => None,
-    }
-}
-
 impl<E: Env> VecEnv<E> {
     /// Wraps `envs` (at least one; all with the same spaces). Call [`VecEnv::reset`] before
     /// the first step.
@@ -708,10 +687,6 @@ impl<E: Env> VecEnv<E> {
         if !self.masked {
             return Ok(());
         }
-        let dims: Vec<usize> = match &self.action_space {
-            ActionSpace::MultiDiscrete(m) => m.nvec.clone(),
-            _ => vec![width],
-        };
         let masks = &mut self.buf.masks;
         masks.resize(self.envs.len() * width, true);
         for (i, (env, row)) in self
@@ -720,33 +695,26 @@ impl<E: Env> VecEnv<E> {
             .zip(masks.chunks_exact_mut(width))
             .enumerate()
         {
-            match env.action_mask() {
-                Some(m) if m.len() == width => row.copy_from_slice(m),
-                Some(m) => {
-                    return Err(in_env(
-                        i,
-                        EnvError::Other(format!(
-                            "action_mask has {} flags, the {} action space needs {width}",
-                            m.len(),
-                            self.action_space
-                        )),
-                    ));
+            let Some(mask) = env.action_mask() else {
+                row.fill(true);
+                continue;
+            };
+            let reason = match self.action_space.mask_problem(mask) {
+                None => {
+                    row.copy_from_slice(mask);
+                    continue;
                 }
-                None => row.fill(true),
-            }
-            let mut start = 0;
-            for (k, &n) in dims.iter().enumerate() {
-                if !row[start..start + n].contains(&true) {
-                    return Err(in_env(
-                        i,
-                        EnvError::Other(format!(
-                            "action_mask forbids every value of dimension {k}; at least one \
-                             action must be allowed"
-                        )),
-                    ));
-                }
-                start += n;
-            }
+                Some(MaskProblem::AllForbidden { dim }) => format!(
+                    "action_mask forbids every value of dimension {dim}; at least one action \
+                     must be allowed"
+                ),
+                Some(_) => format!(
+                    "action_mask has {} flags, the {} action space needs {width}",
+                    mask.len(),
+                    self.action_space
+                ),
+            };
+            return Err(in_env(i, EnvError::Other(reason)));
         }
         Ok(())
     }
@@ -833,8 +801,11 @@ impl<E: Env> VecEnv<E> {
         for i in 0..n {
             let action = actions.get(i, width);
             self.action_space.check(action).map_err(|e| in_env(i, e))?;
+            let width = self.action_space.mask_width().unwrap_or(0);
             if self.masked
-                && let Some(dim) = masked_out(&self.action_space, &self.buf.masks, i, action)
+                && let Some(dim) = self
+                    .action_space
+                    .forbidden_dim(&self.buf.masks[i * width..(i + 1) * width], action)
             {
                 return Err(in_env(
                     i,

@@ -168,19 +168,4 @@ impl RolloutBuffer {
                 .collect(),
         )
     }
-
-    /// Gathers a `[T, N, width]` array into env-major `[B, T, width]` for the envs `envs`
-    /// (a minibatch of whole env sequences).
-    pub fn env_major<X: Copy>(&self, data: &[X], width: usize, envs: &[usize]) -> Vec<X> {
-        let (t_len, n) = (self.num_steps, self.num_envs);
-        debug_assert_eq!(data.len(), t_len * n * width);
-        let mut out = Vec::with_capacity(envs.len() * t_len * width);
-        for &i in envs {
-            for t in 0..t_len {
-                let k = (t * n + i) * width;
-                out.extend_from_slice(&data[k..k + width]);
-            }
-        }
-        out
-    }
 }
