@@ -67,6 +67,8 @@ use crate::attention::{
 };
 use crate::heads::ActorCriticHeads;
 use crate::kernels;
+#[cfg(feature = "flex")]
+use crate::kernels::{host_values, tensor3};
 use crate::memory::Memory;
 
 /// What a step's memory vector is made of.
@@ -731,19 +733,6 @@ impl FeedbackTransformer {
     fn flat_parameters(&self) -> Tensor<1> {
         Tensor::cat(self.parameter_tensors(), 0)
     }
-}
-
-#[cfg(feature = "flex")]
-fn host_values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .expect("f32 tensor")
-}
-
-#[cfg(feature = "flex")]
-fn tensor3(values: Vec<f32>, shape: [usize; 3], device: &Device) -> Tensor<3> {
-    Tensor::from_data(TensorData::new(values, shape), device)
 }
 
 impl ActorCritic for FeedbackTransformer {

@@ -32,6 +32,11 @@
 //! (detached) is put in front of the chunk and one attention per layer covers the whole chunk
 //! under a causal + span + episode mask. [`ActorCritic::step`] is the same computation with a
 //! chunk of one step.
+//!
+//! On the flex CPU backend both calls run the fused kernel of [`crate::kernels`] (one
+//! operation of the autodiff graph for the whole trunk, with its hand-derived backward pass;
+//! each query visits only the `τ + 1` slots of its window); the tensor-operation path here is
+//! the reference it is tested against, which other backends use.
 
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
@@ -43,6 +48,9 @@ use crate::attention::{
     check_sizes, masked_attention, merge_heads, split_heads,
 };
 use crate::heads::ActorCriticHeads;
+use crate::kernels;
+#[cfg(feature = "flex")]
+use crate::kernels::{host_values, tensor3};
 use crate::memory::Memory;
 
 /// Configuration of a [`Transformer`].
@@ -352,6 +360,175 @@ impl Transformer {
     }
 }
 
+impl Transformer {
+    /// The layers over a chunk on the tensor-operation reference path: the embedded
+    /// observations `x [B, T, d]`, the episode starts `[B, T]` and the memory the chunk starts
+    /// from (not detached here, so the cache's gradient can be checked) → the last layer's
+    /// outputs `[B, T, d]`.
+    pub fn trunk_reference(&self, x: Tensor<3>, starts: Tensor<2>, memory: Memory) -> Tensor<3> {
+        self.run(x, starts, memory).0
+    }
+
+    /// [`ActorCritic::step`] on the tensor-operation reference path.
+    pub fn step_reference(&self, obs: Tensor<2>, starts: Tensor<1>, memory: Memory) -> StepOutput {
+        let [b, _] = obs.dims();
+        let x = self.embed.forward(obs).reshape([b, 1, self.d_model]); // [B, 1, d]
+        let (top, memory, _) = self.run(x, starts.reshape([b, 1]), memory);
+        let (logits, value) = self.heads.forward(top.reshape([b, self.d_model])); // [B, A], [B]
+        (logits, value.reshape([b]), memory)
+    }
+}
+
+/// The fused path (flex backend).
+#[cfg(feature = "flex")]
+impl Transformer {
+    /// [`Self::trunk_reference`] as one fused operation (flex backend only; the cache is not
+    /// detached here either).
+    pub fn trunk_fused(&self, x: Tensor<3>, starts: Tensor<2>, memory: Memory) -> Tensor<3> {
+        let [b, t, d] = x.dims();
+        let span = self.span;
+        check_memory_layout("Transformer", &self.memory_shapes(b), &memory.shapes());
+        let mut caches = memory.tensors;
+        let valid0 = caches.pop().expect("checked layout");
+        let dims = self.kernel_dims();
+        let op = kernels::transformer::TransformerSequence {
+            layout: kernels::transformer::Layout::new(&dims),
+            dims,
+            batch: b,
+            steps: t,
+            starts: host_values(starts),
+            valid0: host_values(valid0),
+        };
+        let cache = Tensor::cat(
+            caches
+                .into_iter()
+                .map(|c| c.reshape([b * span * d]))
+                .collect(),
+            0,
+        );
+        let out = kernels::apply(op, [self.flat_parameters(), x.reshape([b * t * d]), cache]);
+        out.reshape([b, t, d])
+    }
+
+    /// [`ActorCritic::step`] on the fused path (no autodiff): the new keys and values are
+    /// appended to the caches on the host.
+    pub fn step_fused(&self, obs: Tensor<2>, starts: Tensor<1>, memory: Memory) -> StepOutput {
+        let [b, _] = obs.dims();
+        let device = obs.device();
+        let (d, span) = (self.d_model, self.span);
+        check_memory_layout("Transformer", &self.memory_shapes(b), &memory.shapes());
+        let dims = self.kernel_dims();
+        let layout = kernels::transformer::Layout::new(&dims);
+        let x0 = self.embed.forward(obs); // [B, d]
+        let mut caches = memory.tensors;
+        let valid = host_values(caches.pop().expect("checked layout"));
+        let cache: Vec<Vec<f32>> = caches.into_iter().map(host_values).collect();
+        let flat_cache = cache.concat();
+        let starts = host_values(starts);
+        let storage: Vec<kernels::HostTensor> = self
+            .parameter_tensors()
+            .into_iter()
+            .map(kernels::HostTensor::new)
+            .collect();
+        let mut offset = 0;
+        let parts = storage
+            .iter()
+            .map(|t| {
+                let values = t.values();
+                offset += values.len();
+                (offset - values.len(), values)
+            })
+            .collect();
+        let (top, new_kv) = kernels::transformer::decode_step(
+            &dims,
+            &layout,
+            &kernels::common::Params::Parts(parts),
+            &host_values(x0),
+            &starts,
+            &flat_cache,
+            &valid,
+        );
+        // Slide every cache on the host: drop the oldest slot, append the new entry.
+        let mut tensors = Vec::with_capacity(cache.len() + 1);
+        for (l, kv) in new_kv.iter().enumerate() {
+            for (half, old) in cache[2 * l..2 * l + 2].iter().enumerate() {
+                let mut out = Vec::with_capacity(b * span * d);
+                for r in 0..b {
+                    out.extend_from_slice(&old[(r * span + 1) * d..(r + 1) * span * d]);
+                    out.extend_from_slice(&kv[(2 * r + half) * d..(2 * r + half + 1) * d]);
+                }
+                tensors.push(tensor3(out, [b, span, d], &device));
+            }
+        }
+        let mut new_valid = Vec::with_capacity(b * span);
+        for r in 0..b {
+            let keep = if starts[r] > 0.5 { 0.0 } else { 1.0 };
+            new_valid.extend(valid[r * span + 1..(r + 1) * span].iter().map(|v| v * keep));
+            new_valid.push(1.0);
+        }
+        tensors.push(tensor3(new_valid, [b, span, 1], &device));
+        let top = Tensor::<1>::from_data(TensorData::new(top, [b * d]), &device).reshape([b, d]);
+        let (logits, value) = self.heads.forward(top); // [B, A], [B]
+        (logits, value.reshape([b]), Memory { tensors })
+    }
+
+    fn kernel_dims(&self) -> kernels::transformer::Dims {
+        let first = &self.layers[0];
+        kernels::transformer::Dims {
+            d: self.d_model,
+            heads: first.n_heads,
+            layers: self.layers.len(),
+            ff: first.ff.hidden.weight.dims()[1],
+            span: self.span,
+            gating: first.gate_attn.is_some(),
+        }
+    }
+
+    /// The trunk's parameter tensors in [`kernels::transformer::Layout`] order (what
+    /// [`Self::flat_parameters`] concatenates).
+    fn parameter_tensors(&self) -> Vec<Tensor<1>> {
+        fn flat<const D: usize>(t: Tensor<D>) -> Tensor<1> {
+            let n = t.shape().num_elements();
+            t.reshape([n])
+        }
+        fn norm(ln: &LayerNorm, out: &mut Vec<Tensor<1>>) {
+            out.push(ln.gamma.val());
+            out.push(ln.beta.as_ref().expect("LayerNorm with beta").val());
+        }
+        fn gate(g: &GruGate, out: &mut Vec<Tensor<1>>) {
+            out.push(flat(g.from_output.weight.val()));
+            out.push(flat(g.from_stream.weight.val()));
+            out.push(flat(g.candidate.weight.val()));
+            out.push(g.bias.val());
+        }
+        let mut parts = Vec::new();
+        for layer in &self.layers {
+            norm(&layer.norm_attn, &mut parts);
+            parts.push(flat(layer.query.weight.val()));
+            parts.push(flat(layer.key_value.weight.val()));
+            parts.push(flat(layer.out.weight.val()));
+            parts.push(flat(layer.position_bias.bias.val()));
+            norm(&layer.norm_ff, &mut parts);
+            parts.push(flat(layer.ff.hidden.weight.val()));
+            parts.push(layer.ff.hidden.bias.as_ref().expect("bias").val());
+            parts.push(flat(layer.ff.output.weight.val()));
+            parts.push(layer.ff.output.bias.as_ref().expect("bias").val());
+            if let (Some(ga), Some(gf)) = (&layer.gate_attn, &layer.gate_ff) {
+                gate(ga, &mut parts);
+                gate(gf, &mut parts);
+            }
+        }
+        parts
+    }
+
+    /// Every trunk parameter flattened into one vector, in the order of
+    /// [`kernels::transformer::Layout`] (differentiable: the gradient of the vector reaches
+    /// each parameter).
+    fn flat_parameters(&self) -> Tensor<1> {
+        Tensor::cat(self.parameter_tensors(), 0)
+    }
+}
+
 impl ActorCritic for Transformer {
     /// Empty caches: zero keys and values, every slot invalid.
     fn init_memory(&self, batch: usize, device: &Device) -> Memory {
@@ -359,17 +536,24 @@ impl ActorCritic for Transformer {
     }
 
     fn step(&self, obs: Tensor<2>, starts: Tensor<1>, memory: Memory) -> StepOutput {
-        let [b, _] = obs.dims();
-        let x = self.embed.forward(obs).reshape([b, 1, self.d_model]); // [B, 1, d]
-        let (top, memory, _) = self.run(x, starts.reshape([b, 1]), memory);
-        let (logits, value) = self.heads.forward(top.reshape([b, self.d_model])); // [B, A], [B]
-        (logits, value.reshape([b]), memory)
+        #[cfg(feature = "flex")]
+        if kernels::runs_fused(&obs.device()) && !obs.device().is_autodiff() {
+            return self.step_fused(obs, starts, memory);
+        }
+        self.step_reference(obs, starts, memory)
     }
 
     fn forward_sequence(&self, obs: Tensor<3>, starts: Tensor<2>, m0: Memory) -> SequenceOutput {
         let [b, t, _] = obs.dims();
         let x = self.embed.forward(obs); // [B, T, d]
-        let (top, _, _) = self.run(x, starts, m0.detach());
+        #[cfg(feature = "flex")]
+        let top = if kernels::runs_fused(&x.device()) {
+            self.trunk_fused(x, starts, m0.detach())
+        } else {
+            self.trunk_reference(x, starts, m0.detach())
+        };
+        #[cfg(not(feature = "flex"))]
+        let top = self.trunk_reference(x, starts, m0.detach());
         let (logits, values) = self.heads.forward_sequence(top); // [B, T, A], [B, T]
         (logits, values.reshape([b, t]))
     }

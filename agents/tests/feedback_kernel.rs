@@ -7,63 +7,15 @@ use agents::ActorCritic;
 use agents::feedback::{CurrentSlot, MemoryMix};
 use agents::memory::Memory;
 use agents::{FeedbackTransformer, FeedbackTransformerConfig};
-use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::module::Module;
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 
 mod common;
-use common::noise;
+use common::{CollectGrads, Randomize, assert_close, noise, starts, tensor, values};
 
 const OBS: usize = 5;
 const ACTIONS: usize = 3;
-
-fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.try_into_vec_as::<f32>().unwrap()
-}
-
-/// Replaces every parameter with noise of a size that keeps activations in range (LayerNorm
-/// gains around 1, the memory mix far from uniform, position biases non-zero).
-struct Randomize {
-    seed: u64,
-}
-
-impl ModuleMapper for Randomize {
-    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        self.seed += 1;
-        let seed = self.seed;
-        param.map(|t| {
-            let dims = t.dims();
-            let n: usize = dims.iter().product();
-            let v: Vec<f32> = if D == 1 {
-                noise(n, seed).into_iter().map(|x| 0.75 + 0.5 * x).collect()
-            } else {
-                let scale = 1.5 / (dims[0] as f32).sqrt();
-                noise(n, seed).into_iter().map(|x| x * scale).collect()
-            };
-            let device = t.device();
-            let new = Tensor::from_data(TensorData::new(v, dims), &device);
-            if device.is_autodiff() {
-                new.require_grad()
-            } else {
-                new
-            }
-        })
-    }
-}
-
-/// Every parameter's gradient, in visiting order (zeros where a parameter got none).
-struct CollectGrads<'a> {
-    grads: &'a GradientsParams,
-    out: Vec<Vec<f32>>,
-}
-
-impl ModuleVisitor for CollectGrads<'_> {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let n = param.val().shape().num_elements();
-        let grad: Option<Tensor<D>> = self.grads.get(param.id);
-        self.out.push(grad.map_or(vec![0.0; n], values));
-    }
-}
 
 /// A variant of the model: `share_kv`, the memory mix and the current step's slot.
 type Variant = (bool, MemoryMix, CurrentSlot);
@@ -96,18 +48,6 @@ fn policy(variant: Variant, device: &Device) -> FeedbackTransformer {
         .map(&mut Randomize { seed: 7 })
 }
 
-fn tensor<const D: usize>(v: Vec<f32>, dims: [usize; D], device: &Device) -> Tensor<D> {
-    Tensor::from_data(TensorData::new(v, dims), device)
-}
-
-fn starts(b: usize, t: usize, ones: &[(usize, usize)], device: &Device) -> Tensor<2> {
-    let mut v = vec![0.0f32; b * t];
-    for &(env, step) in ones {
-        v[env * t + step] = 1.0;
-    }
-    tensor(v, [b, t], device)
-}
-
 /// A memory after `steps` real steps (one env has a start in the middle, so part of its window
 /// is from an earlier episode).
 fn warmed_up(policy: &FeedbackTransformer, b: usize, steps: usize, device: &Device) -> Memory {
@@ -122,19 +62,6 @@ fn warmed_up(policy: &FeedbackTransformer, b: usize, steps: usize, device: &Devi
         memory = m;
     }
     memory.detach()
-}
-
-fn assert_close(what: &str, got: &[f32], want: &[f32]) {
-    assert_eq!(got.len(), want.len(), "{what}: lengths");
-    let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-3);
-    let diff = got
-        .iter()
-        .zip(want)
-        .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
-    assert!(
-        diff <= 1e-4 * scale,
-        "{what}: max |fused - reference| = {diff:e}, largest reference magnitude {scale:e}"
-    );
 }
 
 /// Logits, values, every parameter's gradient and the starting memory vectors' gradient of

@@ -23,6 +23,8 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use burn::prelude::*;
 
 #[cfg(feature = "flex")]
+pub(crate) mod common;
+#[cfg(feature = "flex")]
 pub(crate) mod feedback;
 #[cfg(feature = "flex")]
 mod glue;
@@ -32,6 +34,8 @@ pub(crate) mod gru;
 pub(crate) mod linalg;
 #[cfg(feature = "flex")]
 pub(crate) mod pool;
+#[cfg(feature = "flex")]
+pub(crate) mod transformer;
 
 #[cfg(feature = "flex")]
 #[allow(unused_imports)]
@@ -90,4 +94,19 @@ fn glue_supports(device: &Device) -> bool {
 #[cfg(not(feature = "flex"))]
 fn glue_supports(_device: &Device) -> bool {
     false
+}
+
+/// A tensor's values on the host as `f32`, row-major.
+#[cfg(feature = "flex")]
+pub(crate) fn host_values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .expect("f32 tensor")
+}
+
+/// A rank-3 tensor of `values` (row-major) on `device`.
+#[cfg(feature = "flex")]
+pub(crate) fn tensor3(values: Vec<f32>, shape: [usize; 3], device: &Device) -> Tensor<3> {
+    Tensor::from_data(TensorData::new(values, shape), device)
 }

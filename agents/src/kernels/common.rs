@@ -1,0 +1,131 @@
+//! Numeric pieces shared by the fused kernels: LayerNorm forward and backward, dot products,
+//! and the parameters' storage as the kernels read it.
+
+/// LayerNorm's epsilon (burn's default, which every norm of the policy uses).
+pub(crate) const LN_EPS: f32 = 1e-5;
+
+/// The parameters as the kernel reads them: one flat vector in the kernel's layout order (training,
+/// where they arrive as one differentiable tensor), or the separate parameter tensors' own
+/// storage, each starting at its offset in that layout (decoding, without copying them).
+pub(crate) enum Params<'a> {
+    /// The flat vector.
+    Flat(&'a [f32]),
+    /// `(offset, values)` per parameter, in layout order.
+    Parts(Vec<(usize, &'a [f32])>),
+}
+
+impl Params<'_> {
+    /// The `len` floats at `offset` of the flat layout.
+    pub(crate) fn get(&self, offset: usize, len: usize) -> &[f32] {
+        match self {
+            Params::Flat(p) => &p[offset..offset + len],
+            Params::Parts(parts) => {
+                let i = parts.partition_point(|(o, _)| *o <= offset) - 1;
+                let (o, values) = parts[i];
+                &values[offset - o..offset - o + len]
+            }
+        }
+    }
+}
+
+/// LayerNorm of `rows` rows of width `d`: writes the normalised rows `hat`, the output
+/// `out = hat·g + b` and each row's `1/σ`.
+pub(crate) fn layer_norm(
+    x: &[f32],
+    g: &[f32],
+    b: &[f32],
+    hat: &mut [f32],
+    out: &mut [f32],
+    rstd: &mut [f32],
+) {
+    let d = g.len();
+    for (r, xr) in x.chunks_exact(d).enumerate() {
+        let mean = xr.iter().sum::<f32>() / d as f32;
+        let var = xr.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / d as f32;
+        let s = 1.0 / (var + LN_EPS).sqrt();
+        rstd[r] = s;
+        let hr = &mut hat[r * d..(r + 1) * d];
+        let or = &mut out[r * d..(r + 1) * d];
+        for i in 0..d {
+            hr[i] = (xr[i] - mean) * s;
+            or[i] = hr[i] * g[i] + b[i];
+        }
+    }
+}
+
+/// LayerNorm's backward pass: adds the input gradient to `dx` and the parameters' gradients
+/// to `dg`, `db`, given the output gradient `dy` and the forward's `hat`, `rstd`.
+pub(crate) fn layer_norm_back(
+    dy: &[f32],
+    hat: &[f32],
+    rstd: &[f32],
+    g: &[f32],
+    dx: &mut [f32],
+    dg: &mut [f32],
+    db: &mut [f32],
+) {
+    let d = g.len();
+    for (r, dyr) in dy.chunks_exact(d).enumerate() {
+        let hr = &hat[r * d..(r + 1) * d];
+        let mut mean_dh = 0.0;
+        let mut mean_dh_h = 0.0;
+        for i in 0..d {
+            let dh = dyr[i] * g[i];
+            mean_dh += dh;
+            mean_dh_h += dh * hr[i];
+            dg[i] += dyr[i] * hr[i];
+            db[i] += dyr[i];
+        }
+        mean_dh /= d as f32;
+        mean_dh_h /= d as f32;
+        let dxr = &mut dx[r * d..(r + 1) * d];
+        for i in 0..d {
+            dxr[i] += rstd[r] * (dyr[i] * g[i] - mean_dh - hr[i] * mean_dh_h);
+        }
+    }
+}
+
+pub(crate) fn softmax_in_place(v: &mut [f32]) {
+    let max = v.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0.0;
+    for x in v.iter_mut() {
+        *x = (*x - max).exp();
+        sum += *x;
+    }
+    for x in v.iter_mut() {
+        *x /= sum;
+    }
+}
+
+pub(crate) fn add_into(dst: &mut [f32], src: &[f32]) {
+    for (a, b) in dst.iter_mut().zip(src) {
+        *a += b;
+    }
+}
+
+pub(crate) fn column_sums_into(dst: &mut [f32], rows: &[f32]) {
+    for row in rows.chunks_exact(dst.len()) {
+        add_into(dst, row);
+    }
+}
+
+/// `Σ a·b` with eight independent partial sums (vectorised; the order is fixed).
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    let tail: f32 = ra.iter().zip(rb).map(|(x, y)| x * y).sum();
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
+}
+
+/// `y += a·x`.
+pub(crate) fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
+    for (y, x) in y.iter_mut().zip(x) {
+        *y += a * x;
+    }
+}

@@ -1,0 +1,1134 @@
+//! The standard Transformer's trunk ([`crate::transformer`]) as one fused operation: the
+//! forward pass over a chunk with its cached prefix, its hand-derived backward pass, and the
+//! single decoding step of the rollouts.
+//!
+//! The operation maps the embedded observations `x0 [B, T, d]`, the cached keys and values of
+//! the `τ` steps before the chunk (per layer `[B, τ, d]` each, keys then values) and the trunk's
+//! parameters (flattened in the order of [`Layout`]) to the last layer's outputs `[B, T, d]`;
+//! the actor-critic heads stay tensor operations. It computes exactly what the reference path
+//! of [`crate::transformer`] computes: pre-LN layers in which the query of step `t` attends to
+//! the keys of steps `t-τ..=t` of the layer's input (the prefix from the cache, the rest from
+//! the chunk) within the current episode, with a learned relative position bias, and (with
+//! `gating`) the GTrXL gates in place of the residual connections.
+//!
+//! Unlike the Feedback Transformer, a layer depends on time only through its input, so every
+//! layer runs over the whole chunk at once: the projections and the feed-forward block are
+//! matrix products over all `T × rows` of a block, and the attention of a query visits only
+//! the `τ + 1` key slots of its window (the reference computes the full `T × (τ + T)` score
+//! matrix and masks most of it). Each block of [`ROWS_PER_BLOCK`](super::ROWS_PER_BLOCK) batch
+//! rows runs on its own; blocks' parameter gradients are summed in block order, so results do
+//! not depend on the number of threads.
+
+use rayon::prelude::*;
+
+use super::common::{Params, add_into, axpy, column_sums_into, dot, layer_norm, layer_norm_back};
+use super::glue::FusedOp;
+use super::linalg::{Transposed, gemm, gemm_t};
+use super::{ROWS_PER_BLOCK, pool};
+
+/// Sizes of the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Dims {
+    /// Width `d`.
+    pub d: usize,
+    /// Attention heads `H`.
+    pub heads: usize,
+    /// Layers `L`.
+    pub layers: usize,
+    /// Feed-forward width.
+    pub ff: usize,
+    /// Span `τ`.
+    pub span: usize,
+    /// GTrXL gates instead of residual connections.
+    pub gating: bool,
+}
+
+/// Offsets of one GTrXL gate's parameters.
+#[derive(Debug, Clone, Copy)]
+struct GateAt {
+    /// `W_r, W_z, W_g` on the sublayer output, `[d, 3d]`.
+    wy: usize,
+    /// `U_r, U_z` on the stream, `[d, 2d]`.
+    ux: usize,
+    /// `U_g` on `r ⊙ x`, `[d, d]`.
+    ug: usize,
+    /// The gate bias, `[d]`.
+    b: usize,
+}
+
+/// Offsets of one layer's parameters in the flat parameter vector.
+#[derive(Debug, Clone, Copy)]
+struct LayerAt {
+    ln_a_g: usize,
+    ln_a_b: usize,
+    wq: usize,
+    wkv: usize,
+    wo: usize,
+    bias: usize,
+    ln_f_g: usize,
+    ln_f_b: usize,
+    w1: usize,
+    b1: usize,
+    w2: usize,
+    b2: usize,
+    gate_attn: Option<GateAt>,
+    gate_ff: Option<GateAt>,
+}
+
+/// Where each parameter lives in the flat vector. The order, which the policy's
+/// `parameter_tensors` must follow, per layer: `norm_attn.gamma, norm_attn.beta,
+/// query.weight, key_value.weight, out.weight, position_bias.bias, norm_ff.gamma,
+/// norm_ff.beta, ff.hidden.weight, ff.hidden.bias, ff.output.weight, ff.output.bias`, then
+/// with gating `gate_attn.{from_output.weight, from_stream.weight, candidate.weight, bias}` and
+/// the same for `gate_ff`. Weights are `[d_in, d_out]` row-major, the position bias `[H, τ+1]`
+/// by distance.
+#[derive(Debug, Clone)]
+pub(crate) struct Layout {
+    layers: Vec<LayerAt>,
+    /// Total number of floats.
+    pub len: usize,
+}
+
+impl Layout {
+    pub(crate) fn new(dims: &Dims) -> Self {
+        let (d, f) = (dims.d, dims.ff);
+        let mut at = 0;
+        let mut take = |n: usize| {
+            let start = at;
+            at += n;
+            start
+        };
+        let layers = (0..dims.layers)
+            .map(|_| {
+                let mut layer = LayerAt {
+                    ln_a_g: take(d),
+                    ln_a_b: take(d),
+                    wq: take(d * d),
+                    wkv: take(d * 2 * d),
+                    wo: take(d * d),
+                    bias: take(dims.heads * (dims.span + 1)),
+                    ln_f_g: take(d),
+                    ln_f_b: take(d),
+                    w1: take(d * f),
+                    b1: take(f),
+                    w2: take(f * d),
+                    b2: take(d),
+                    gate_attn: None,
+                    gate_ff: None,
+                };
+                if dims.gating {
+                    let mut gate = || GateAt {
+                        wy: take(d * 3 * d),
+                        ux: take(d * 2 * d),
+                        ug: take(d * d),
+                        b: take(d),
+                    };
+                    layer.gate_attn = Some(gate());
+                    layer.gate_ff = Some(gate());
+                }
+                layer
+            })
+            .collect();
+        Self { layers, len: at }
+    }
+}
+
+/// The sizes a block's passes work with.
+#[derive(Clone, Copy)]
+struct Sizes {
+    d: usize,
+    heads: usize,
+    layers: usize,
+    ff: usize,
+    span: usize,
+    rows: usize,
+    steps: usize,
+    /// `rows × steps`: the rows of every batched product.
+    n: usize,
+    /// Width of a head.
+    dh: usize,
+    /// Key/value history per row: the cached prefix plus the chunk.
+    hist: usize,
+    /// Attention slots of a query: the `τ` steps before it and its own.
+    slots: usize,
+    /// `1/√dh`.
+    scale: f32,
+}
+
+impl Sizes {
+    fn new(dims: &Dims, rows: usize, steps: usize) -> Self {
+        let dh = dims.d / dims.heads;
+        Self {
+            d: dims.d,
+            heads: dims.heads,
+            layers: dims.layers,
+            ff: dims.ff,
+            span: dims.span,
+            rows,
+            steps,
+            n: rows * steps,
+            dh,
+            hist: dims.span + steps,
+            slots: dims.span + 1,
+            scale: 1.0 / (dh as f32).sqrt(),
+        }
+    }
+}
+
+/// The inputs of a block of rows that are not parameters.
+struct BlockInput<'a> {
+    rows: usize,
+    steps: usize,
+    /// `[rows, T, d]`.
+    x0: &'a [f32],
+    /// `[rows, T]`, 1.0 where an episode starts.
+    starts: &'a [f32],
+    /// `[rows, τ]`, 1.0 where a cached step belongs to the current episode.
+    valid0: &'a [f32],
+    /// Per layer the cached keys and values of the block's rows, `[rows, τ, d]` each.
+    cache: Vec<(&'a [f32], &'a [f32])>,
+}
+
+/// Everything the forward pass of a block computes that its backward pass reads. Row `i` of a
+/// per-layer array `[L][n][width]` is step `i % T` of the block's row `i / T`.
+#[derive(Debug, Default)]
+pub(crate) struct Trace {
+    rows: usize,
+    steps: usize,
+    /// Layer inputs `x^0..x^L` (`x^L`: the output), `[L+1][n][d]`.
+    xs: Vec<f32>,
+    a_hat: Vec<f32>,
+    a_out: Vec<f32>,
+    a_rstd: Vec<f32>,
+    q: Vec<f32>,
+    /// Keys and values of the prefix and the chunk, `[L][rows][τ+T][2d]`.
+    kv: Vec<f32>,
+    /// Attention weights `[L][n][H][τ+1]` (slot `τ`: the query's own step).
+    p: Vec<f32>,
+    att: Vec<f32>,
+    /// The stream after the attention sublayer, `[L][n][d]`.
+    xp: Vec<f32>,
+    f_hat: Vec<f32>,
+    f_out: Vec<f32>,
+    f_rstd: Vec<f32>,
+    /// Feed-forward hidden units after the ReLU, `[L][n][F]`.
+    hid: Vec<f32>,
+    /// With gating: the sublayers' outputs before the ReLU, `[L][2][n][d]` (attention, then
+    /// feed-forward), and the gates' `r, z, h`, `[L][2][3][n][d]`.
+    sub: Vec<f32>,
+    gates: Vec<f32>,
+    /// The first history index each query may attend to, `[n]`.
+    floor: Vec<usize>,
+}
+
+impl Drop for Trace {
+    fn drop(&mut self) {
+        for v in [
+            &mut self.xs,
+            &mut self.a_hat,
+            &mut self.a_out,
+            &mut self.a_rstd,
+            &mut self.q,
+            &mut self.kv,
+            &mut self.p,
+            &mut self.att,
+            &mut self.xp,
+            &mut self.f_hat,
+            &mut self.f_out,
+            &mut self.f_rstd,
+            &mut self.hid,
+            &mut self.sub,
+            &mut self.gates,
+        ] {
+            pool::recycle(std::mem::take(v));
+        }
+    }
+}
+
+impl Trace {
+    fn new(sz: &Sizes, gating: bool) -> Self {
+        let Sizes {
+            d,
+            heads,
+            layers,
+            ff,
+            rows,
+            steps,
+            n,
+            hist,
+            slots,
+            ..
+        } = *sz;
+        let per_layer = |w: usize| pool::zeros(layers * n * w);
+        Trace {
+            rows,
+            steps,
+            xs: pool::zeros((layers + 1) * n * d),
+            a_hat: per_layer(d),
+            a_out: per_layer(d),
+            a_rstd: per_layer(1),
+            q: per_layer(d),
+            kv: pool::zeros(layers * rows * hist * 2 * d),
+            p: per_layer(heads * slots),
+            att: per_layer(d),
+            xp: per_layer(d),
+            f_hat: per_layer(d),
+            f_out: per_layer(d),
+            f_rstd: per_layer(1),
+            hid: per_layer(ff),
+            sub: if gating { per_layer(2 * d) } else { Vec::new() },
+            gates: if gating { per_layer(6 * d) } else { Vec::new() },
+            floor: vec![0; n],
+        }
+    }
+}
+
+/// What every stage of a block's passes reads: the sizes, the layout and the parameters.
+struct Ctx<'a> {
+    sz: Sizes,
+    at: &'a Layout,
+    p: &'a Params<'a>,
+}
+
+/// `v ← relu(v)`.
+fn relu_in_place(v: &mut [f32]) {
+    for x in v {
+        *x = x.max(0.0);
+    }
+}
+
+fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// The GTrXL gate over `n` rows: `out = x + z ⊙ (h − x)` with `r = σ(W_r ŷ + U_r x)`,
+/// `z = σ(W_z ŷ + U_z x − b)`, `h = tanh(W_g ŷ + U_g (r ⊙ x))` and `ŷ = relu(y)`. Writes
+/// `r, z, h` (`[3][n][d]`) into `rzh` and the result into `out`.
+fn gate_forward(
+    p: &Params,
+    g: GateAt,
+    d: usize,
+    (x, y): (&[f32], &[f32]),
+    rzh: &mut [f32],
+    out: &mut [f32],
+) {
+    let n = x.len() / d;
+    let mut yr = y.to_vec();
+    relu_in_place(&mut yr);
+    let mut wy = pool::zeros(n * 3 * d);
+    gemm(n, d, 3 * d, &yr, p.get(g.wy, 3 * d * d), 0.0, &mut wy);
+    let mut ux = pool::zeros(n * 2 * d);
+    gemm(n, d, 2 * d, x, p.get(g.ux, 2 * d * d), 0.0, &mut ux);
+    let b = p.get(g.b, d);
+    let (r, rest) = rzh.split_at_mut(n * d);
+    let (z, h) = rest.split_at_mut(n * d);
+    let mut rx = pool::zeros(n * d);
+    for i in 0..n {
+        for c in 0..d {
+            let (k, kw, ku) = (i * d + c, i * 3 * d + c, i * 2 * d + c);
+            r[k] = sigmoid(wy[kw] + ux[ku]);
+            z[k] = sigmoid(wy[kw + d] + ux[ku + d] - b[c]);
+            rx[k] = r[k] * x[k];
+            // The candidate's pre-activation, completed by the product below.
+            h[k] = wy[kw + 2 * d];
+        }
+    }
+    gemm(n, d, d, &rx, p.get(g.ug, d * d), 1.0, h);
+    for k in 0..n * d {
+        h[k] = h[k].tanh();
+        out[k] = x[k] + z[k] * (h[k] - x[k]);
+    }
+    pool::recycle(yr);
+    pool::recycle(wy);
+    pool::recycle(ux);
+    pool::recycle(rx);
+}
+
+/// [`gate_forward`] backwards given the gradient of its output `dout [n, d]`: adds the
+/// stream's gradient to `dx`, writes the sublayer output's gradient (before the ReLU) into
+/// `dy` and adds the gate's parameter gradients to `gp`.
+#[allow(clippy::too_many_arguments)]
+fn gate_backward(
+    p: &Params,
+    g: GateAt,
+    d: usize,
+    (x, y, rzh): (&[f32], &[f32], &[f32]),
+    dout: &[f32],
+    dx: &mut [f32],
+    dy: &mut [f32],
+    gp: &mut [f32],
+) {
+    let n = x.len() / d;
+    let (r, rest) = rzh.split_at(n * d);
+    let (z, h) = rest.split_at(n * d);
+    let mut dw = pool::zeros(n * 3 * d); // [dar, daz, dah] per row
+    let mut du = pool::zeros(n * 2 * d); // [dar, daz] per row
+    let mut dah = pool::zeros(n * d);
+    for i in 0..n {
+        for c in 0..d {
+            let k = i * d + c;
+            let go = dout[k];
+            dx[k] += go * (1.0 - z[k]);
+            let dz = go * (h[k] - x[k]);
+            let daz = dz * z[k] * (1.0 - z[k]);
+            dah[k] = go * z[k] * (1.0 - h[k] * h[k]);
+            dw[i * 3 * d + d + c] = daz;
+            dw[i * 3 * d + 2 * d + c] = dah[k];
+            du[i * 2 * d + d + c] = daz;
+            gp[g.b + c] -= daz;
+        }
+    }
+    // Through U_g (r ⊙ x).
+    let mut drx = pool::zeros(n * d);
+    gemm_t(
+        Transposed::B,
+        (n, d, d),
+        &dah,
+        p.get(g.ug, d * d),
+        0.0,
+        &mut drx,
+    );
+    let mut rx = pool::zeros(n * d);
+    for k in 0..n * d {
+        rx[k] = r[k] * x[k];
+        dx[k] += drx[k] * r[k];
+        let dar = drx[k] * x[k] * r[k] * (1.0 - r[k]);
+        let (i, c) = (k / d, k % d);
+        dw[i * 3 * d + c] = dar;
+        du[i * 2 * d + c] = dar;
+    }
+    gemm_t(
+        Transposed::A,
+        (d, n, d),
+        &rx,
+        &dah,
+        1.0,
+        &mut gp[g.ug..g.ug + d * d],
+    );
+    // Through U_r, U_z on the stream.
+    gemm_t(
+        Transposed::B,
+        (n, 2 * d, d),
+        &du,
+        p.get(g.ux, 2 * d * d),
+        1.0,
+        dx,
+    );
+    gemm_t(
+        Transposed::A,
+        (d, n, 2 * d),
+        x,
+        &du,
+        1.0,
+        &mut gp[g.ux..g.ux + 2 * d * d],
+    );
+    // Through W_r, W_z, W_g on relu(y).
+    let mut yr = y.to_vec();
+    relu_in_place(&mut yr);
+    gemm_t(
+        Transposed::A,
+        (d, n, 3 * d),
+        &yr,
+        &dw,
+        1.0,
+        &mut gp[g.wy..g.wy + 3 * d * d],
+    );
+    gemm_t(
+        Transposed::B,
+        (n, 3 * d, d),
+        &dw,
+        p.get(g.wy, 3 * d * d),
+        0.0,
+        dy,
+    );
+    for (g, y) in dy.iter_mut().zip(y) {
+        if *y <= 0.0 {
+            *g = 0.0;
+        }
+    }
+    for v in [dw, du, dah, drx, rx, yr] {
+        pool::recycle(v);
+    }
+}
+
+/// The forward pass of one block of rows. Returns the trace (whose last layer block of `xs`
+/// is the output, and whose `kv` holds every layer's new keys and values).
+fn forward_block(dims: &Dims, at: &Layout, p: &Params, input: &BlockInput) -> Trace {
+    let sz = Sizes::new(dims, input.rows, input.steps);
+    let cx = Ctx { sz, at, p };
+    let Sizes {
+        d,
+        layers,
+        span,
+        rows,
+        steps,
+        n,
+        hist,
+        ..
+    } = sz;
+    let mut tr = Trace::new(&sz, dims.gating);
+    tr.xs[..n * d].copy_from_slice(input.x0);
+    for r in 0..rows {
+        let mut floor = 0;
+        for t in 0..steps {
+            if input.starts[r * steps + t] > 0.5 {
+                floor = span + t;
+            }
+            tr.floor[r * steps + t] = floor;
+        }
+    }
+    for (l, (keys, values)) in input.cache.iter().enumerate() {
+        for r in 0..rows {
+            for i in 0..span {
+                let e = ((l * rows + r) * hist + i) * 2 * d;
+                let s = (r * span + i) * d;
+                tr.kv[e..e + d].copy_from_slice(&keys[s..s + d]);
+                tr.kv[e + d..e + 2 * d].copy_from_slice(&values[s..s + d]);
+            }
+        }
+    }
+    for l in 0..layers {
+        layer_forward(&cx, &mut tr, input.valid0, l);
+    }
+    tr
+}
+
+/// Layer `l` over the whole block: `x^{l+1}` from `x^l`.
+fn layer_forward(cx: &Ctx, tr: &mut Trace, valid0: &[f32], l: usize) {
+    let Sizes {
+        d,
+        ff,
+        span,
+        rows,
+        steps,
+        n,
+        hist,
+        ..
+    } = cx.sz;
+    let (p, la) = (cx.p, cx.at.layers[l]);
+    let o = l * n;
+    layer_norm(
+        &tr.xs[o * d..(o + n) * d],
+        p.get(la.ln_a_g, d),
+        p.get(la.ln_a_b, d),
+        &mut tr.a_hat[o * d..(o + n) * d],
+        &mut tr.a_out[o * d..(o + n) * d],
+        &mut tr.a_rstd[o..o + n],
+    );
+    let a_out = &tr.a_out[o * d..(o + n) * d];
+    gemm(n, d, d, a_out, p.get(la.wq, d * d), 0.0, &mut tr.q[o * d..]);
+    for r in 0..rows {
+        let e = ((l * rows + r) * hist + span) * 2 * d;
+        gemm(
+            steps,
+            d,
+            2 * d,
+            &a_out[r * steps * d..],
+            p.get(la.wkv, 2 * d * d),
+            0.0,
+            &mut tr.kv[e..e + steps * 2 * d],
+        );
+    }
+    attend(cx, tr, valid0, l);
+    let (below, above) = tr.xs.split_at_mut((o + n) * d);
+    let x = &below[o * d..];
+    let x_next = &mut above[..n * d];
+    // The attention sublayer's output and the stream after it.
+    let xp = &mut tr.xp[o * d..(o + n) * d];
+    match la.gate_attn {
+        None => {
+            xp.copy_from_slice(x);
+            gemm(n, d, d, &tr.att[o * d..], p.get(la.wo, d * d), 1.0, xp);
+        }
+        Some(g) => {
+            let y = &mut tr.sub[2 * o * d..(2 * o + n) * d];
+            gemm(n, d, d, &tr.att[o * d..], p.get(la.wo, d * d), 0.0, y);
+            gate_forward(
+                p,
+                g,
+                d,
+                (x, y),
+                &mut tr.gates[6 * o * d..(6 * o + 3 * n) * d],
+                xp,
+            );
+        }
+    }
+    let xp = &tr.xp[o * d..(o + n) * d];
+    layer_norm(
+        xp,
+        p.get(la.ln_f_g, d),
+        p.get(la.ln_f_b, d),
+        &mut tr.f_hat[o * d..(o + n) * d],
+        &mut tr.f_out[o * d..(o + n) * d],
+        &mut tr.f_rstd[o..o + n],
+    );
+    let hid = &mut tr.hid[o * ff..(o + n) * ff];
+    for row in hid.chunks_exact_mut(ff) {
+        row.copy_from_slice(p.get(la.b1, ff));
+    }
+    gemm(n, d, ff, &tr.f_out[o * d..], p.get(la.w1, d * ff), 1.0, hid);
+    relu_in_place(hid);
+    let b2 = p.get(la.b2, d);
+    match la.gate_ff {
+        None => {
+            for (r, row) in x_next.chunks_exact_mut(d).enumerate() {
+                for i in 0..d {
+                    row[i] = xp[r * d + i] + b2[i];
+                }
+            }
+            gemm(n, ff, d, hid, p.get(la.w2, ff * d), 1.0, x_next);
+        }
+        Some(g) => {
+            let y = &mut tr.sub[(2 * o + n) * d..(2 * o + 2 * n) * d];
+            for row in y.chunks_exact_mut(d) {
+                row.copy_from_slice(b2);
+            }
+            gemm(n, ff, d, hid, p.get(la.w2, ff * d), 1.0, y);
+            let rzh = &mut tr.gates[(6 * o + 3 * n) * d..(6 * o + 6 * n) * d];
+            gate_forward(p, g, d, (xp, y), rzh, x_next);
+        }
+    }
+}
+
+/// The attention of every query of layer `l` over its window (the `τ` steps before it within
+/// the episode, then itself): weights into `tr.p`, outputs into `tr.att`. Slots outside the
+/// episode or before the cache was filled are skipped, not computed and masked.
+fn attend(cx: &Ctx, tr: &mut Trace, valid0: &[f32], l: usize) {
+    let Sizes {
+        d,
+        heads,
+        span,
+        rows,
+        steps,
+        n,
+        dh,
+        hist,
+        slots,
+        scale,
+        ..
+    } = cx.sz;
+    let o = l * n;
+    let bias = cx.p.get(cx.at.layers[l].bias, heads * slots);
+    let mut scores = vec![0.0; slots];
+    for r in 0..rows {
+        let base = (l * rows + r) * hist;
+        for t in 0..steps {
+            let i = r * steps + t;
+            let lo = tr.floor[i].max(t);
+            let q = &tr.q[(o + i) * d..(o + i + 1) * d];
+            for h in 0..heads {
+                let qh = &q[h * dh..(h + 1) * dh];
+                let mut max = f32::NEG_INFINITY;
+                for (j, s) in scores.iter_mut().enumerate() {
+                    let k = t + j;
+                    *s = if k >= lo && (k >= span || valid0[r * span + k] > 0.5) {
+                        let key = &tr.kv[(base + k) * 2 * d + h * dh..][..dh];
+                        let s = dot(qh, key) * scale + bias[h * slots + span - j];
+                        max = max.max(s);
+                        s
+                    } else {
+                        f32::NEG_INFINITY
+                    };
+                }
+                let mut sum = 0.0;
+                for s in scores.iter_mut() {
+                    *s = if *s == f32::NEG_INFINITY {
+                        0.0
+                    } else {
+                        (*s - max).exp()
+                    };
+                    sum += *s;
+                }
+                let pw = &mut tr.p[((o + i) * heads + h) * slots..][..slots];
+                for (w, s) in pw.iter_mut().zip(&scores) {
+                    *w = s / sum;
+                }
+                let out = &mut tr.att[(o + i) * d + h * dh..][..dh];
+                out.fill(0.0);
+                for (j, &w) in pw.iter().enumerate() {
+                    if w != 0.0 {
+                        axpy(out, w, &tr.kv[(base + t + j) * 2 * d + d + h * dh..][..dh]);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Gradients of one block: every parameter `[Layout::len]`, the inputs `[rows, T, d]` and,
+/// when asked for, the cached keys and values `[L][rows][τ][2d]`.
+struct BlockGrads {
+    params: Vec<f32>,
+    x0: Vec<f32>,
+    cache: Vec<f32>,
+}
+
+/// The backward pass of one block given the gradient of its outputs `dtop [rows, T, d]`.
+fn backward_block(
+    dims: &Dims,
+    at: &Layout,
+    p: &Params,
+    tr: &Trace,
+    dtop: &[f32],
+    want_cache: bool,
+) -> BlockGrads {
+    let sz = Sizes::new(dims, tr.rows, tr.steps);
+    let cx = Ctx { sz, at, p };
+    let Sizes {
+        d,
+        layers,
+        span,
+        rows,
+        n,
+        hist,
+        ..
+    } = sz;
+    let mut gp = pool::zeros(at.len);
+    let mut dx_high = pool::zeros(n * d);
+    dx_high.copy_from_slice(dtop);
+    let mut dx_low = pool::zeros(n * d);
+    let mut dkv = pool::zeros(rows * hist * 2 * d);
+    let mut cache = if want_cache {
+        pool::zeros(layers * rows * span * 2 * d)
+    } else {
+        Vec::new()
+    };
+    for l in (0..layers).rev() {
+        dx_low.fill(0.0);
+        dkv.fill(0.0);
+        layer_backward(&cx, tr, &mut gp, l, &dx_high, &mut dx_low, &mut dkv);
+        if want_cache {
+            for r in 0..rows {
+                let e = (l * rows + r) * span * 2 * d;
+                cache[e..e + span * 2 * d]
+                    .copy_from_slice(&dkv[r * hist * 2 * d..(r * hist + span) * 2 * d]);
+            }
+        }
+        std::mem::swap(&mut dx_high, &mut dx_low);
+    }
+    pool::recycle(dx_low);
+    pool::recycle(dkv);
+    BlockGrads {
+        params: gp,
+        x0: dx_high,
+        cache,
+    }
+}
+
+/// Layer `l` backwards: from the gradient of its output `dy [n, d]` into the gradient of its
+/// input `dx` (zeroed by the caller), of the keys/values of its history `dkv`
+/// (`[rows][τ+T][2d]`, zeroed) and the parameters `gp`.
+#[allow(clippy::too_many_arguments)]
+fn layer_backward(
+    cx: &Ctx,
+    tr: &Trace,
+    gp: &mut [f32],
+    l: usize,
+    dy: &[f32],
+    dx: &mut [f32],
+    dkv: &mut [f32],
+) {
+    let Sizes {
+        d,
+        ff,
+        span,
+        rows,
+        steps,
+        n,
+        hist,
+        ..
+    } = cx.sz;
+    let (p, la) = (cx.p, cx.at.layers[l]);
+    let o = l * n;
+    let x = &tr.xs[o * d..(o + n) * d];
+    let xp = &tr.xp[o * d..(o + n) * d];
+    // The feed-forward sublayer: the gradient of its output and of the stream before it.
+    let mut dxp = pool::zeros(n * d);
+    let mut dsub = pool::zeros(n * d);
+    match la.gate_ff {
+        None => {
+            dxp.copy_from_slice(dy);
+            dsub.copy_from_slice(dy);
+        }
+        Some(g) => {
+            let y = &tr.sub[(2 * o + n) * d..(2 * o + 2 * n) * d];
+            let rzh = &tr.gates[(6 * o + 3 * n) * d..(6 * o + 6 * n) * d];
+            gate_backward(p, g, d, (xp, y, rzh), dy, &mut dxp, &mut dsub, gp);
+        }
+    }
+    let hid = &tr.hid[o * ff..(o + n) * ff];
+    gemm_t(
+        Transposed::A,
+        (ff, n, d),
+        hid,
+        &dsub,
+        1.0,
+        &mut gp[la.w2..la.w2 + ff * d],
+    );
+    column_sums_into(&mut gp[la.b2..la.b2 + d], &dsub);
+    let mut dh = pool::zeros(n * ff);
+    gemm_t(
+        Transposed::B,
+        (n, d, ff),
+        &dsub,
+        p.get(la.w2, ff * d),
+        0.0,
+        &mut dh,
+    );
+    for (g, h) in dh.iter_mut().zip(hid) {
+        if *h <= 0.0 {
+            *g = 0.0;
+        }
+    }
+    gemm_t(
+        Transposed::A,
+        (d, n, ff),
+        &tr.f_out[o * d..],
+        &dh,
+        1.0,
+        &mut gp[la.w1..la.w1 + d * ff],
+    );
+    column_sums_into(&mut gp[la.b1..la.b1 + ff], &dh);
+    let mut dln = pool::zeros(n * d);
+    gemm_t(
+        Transposed::B,
+        (n, ff, d),
+        &dh,
+        p.get(la.w1, d * ff),
+        0.0,
+        &mut dln,
+    );
+    pool::recycle(dh);
+    let (gg, rest) = gp[la.ln_f_g..].split_at_mut(d);
+    layer_norm_back(
+        &dln,
+        &tr.f_hat[o * d..(o + n) * d],
+        &tr.f_rstd[o..o + n],
+        p.get(la.ln_f_g, d),
+        &mut dxp,
+        gg,
+        &mut rest[..d],
+    );
+    // The attention sublayer.
+    match la.gate_attn {
+        None => {
+            dx.copy_from_slice(&dxp);
+            dsub.copy_from_slice(&dxp);
+        }
+        Some(g) => {
+            let y = &tr.sub[2 * o * d..(2 * o + n) * d];
+            let rzh = &tr.gates[6 * o * d..(6 * o + 3 * n) * d];
+            gate_backward(p, g, d, (x, y, rzh), &dxp, dx, &mut dsub, gp);
+        }
+    }
+    gemm_t(
+        Transposed::A,
+        (d, n, d),
+        &tr.att[o * d..],
+        &dsub,
+        1.0,
+        &mut gp[la.wo..la.wo + d * d],
+    );
+    let mut datt = pool::zeros(n * d);
+    gemm_t(
+        Transposed::B,
+        (n, d, d),
+        &dsub,
+        p.get(la.wo, d * d),
+        0.0,
+        &mut datt,
+    );
+    let mut dq = pool::zeros(n * d);
+    attend_back(cx, tr, l, &datt, &mut dq, dkv, &mut gp[la.bias..]);
+    // Queries, keys and values back to the normalised input.
+    let a_out = &tr.a_out[o * d..(o + n) * d];
+    gemm_t(
+        Transposed::A,
+        (d, n, d),
+        a_out,
+        &dq,
+        1.0,
+        &mut gp[la.wq..la.wq + d * d],
+    );
+    gemm_t(
+        Transposed::B,
+        (n, d, d),
+        &dq,
+        p.get(la.wq, d * d),
+        0.0,
+        &mut dln,
+    );
+    for r in 0..rows {
+        let e = (r * hist + span) * 2 * d;
+        let dkv_r = &dkv[e..e + steps * 2 * d];
+        gemm_t(
+            Transposed::A,
+            (d, steps, 2 * d),
+            &a_out[r * steps * d..],
+            dkv_r,
+            1.0,
+            &mut gp[la.wkv..la.wkv + 2 * d * d],
+        );
+        gemm_t(
+            Transposed::B,
+            (steps, 2 * d, d),
+            dkv_r,
+            p.get(la.wkv, 2 * d * d),
+            1.0,
+            &mut dln[r * steps * d..(r + 1) * steps * d],
+        );
+    }
+    let (gg, rest) = gp[la.ln_a_g..].split_at_mut(d);
+    layer_norm_back(
+        &dln,
+        &tr.a_hat[o * d..(o + n) * d],
+        &tr.a_rstd[o..o + n],
+        p.get(la.ln_a_g, d),
+        dx,
+        gg,
+        &mut rest[..d],
+    );
+    for v in [dxp, dsub, dln, datt, dq] {
+        pool::recycle(v);
+    }
+}
+
+/// The attention of layer `l` backwards, given the gradient of its output `datt [n, d]`: into
+/// the queries' gradient `dq [n, d]`, the history's keys and values `dkv [rows][τ+T][2d]` and
+/// the position bias (`gbias`, starting at the layer's bias).
+#[allow(clippy::too_many_arguments)]
+fn attend_back(
+    cx: &Ctx,
+    tr: &Trace,
+    l: usize,
+    datt: &[f32],
+    dq: &mut [f32],
+    dkv: &mut [f32],
+    gbias: &mut [f32],
+) {
+    let Sizes {
+        d,
+        heads,
+        span,
+        rows,
+        steps,
+        n,
+        dh,
+        hist,
+        slots,
+        scale,
+        ..
+    } = cx.sz;
+    let o = l * n;
+    let mut dp = vec![0.0; slots];
+    for r in 0..rows {
+        let base = (l * rows + r) * hist;
+        for t in 0..steps {
+            let i = r * steps + t;
+            let q = &tr.q[(o + i) * d..(o + i + 1) * d];
+            for h in 0..heads {
+                let pw = &tr.p[((o + i) * heads + h) * slots..][..slots];
+                let da = &datt[i * d + h * dh..i * d + (h + 1) * dh];
+                let mut pdp = 0.0;
+                for j in 0..slots {
+                    dp[j] = if pw[j] == 0.0 {
+                        0.0
+                    } else {
+                        dot(da, &tr.kv[(base + t + j) * 2 * d + d + h * dh..][..dh])
+                    };
+                    pdp += pw[j] * dp[j];
+                }
+                let qh = &q[h * dh..(h + 1) * dh];
+                for j in 0..slots {
+                    if pw[j] == 0.0 {
+                        continue;
+                    }
+                    let ds = pw[j] * (dp[j] - pdp);
+                    gbias[h * slots + span - j] += ds;
+                    let k = base + t + j;
+                    let e = (k - l * rows * hist) * 2 * d;
+                    axpy(
+                        &mut dq[i * d + h * dh..i * d + (h + 1) * dh],
+                        ds * scale,
+                        &tr.kv[k * 2 * d + h * dh..][..dh],
+                    );
+                    axpy(&mut dkv[e + h * dh..e + (h + 1) * dh], ds * scale, qh);
+                    axpy(&mut dkv[e + d + h * dh..e + d + (h + 1) * dh], pw[j], da);
+                }
+            }
+        }
+    }
+}
+
+/// The blocks of rows of a batch: `(first row, rows)`.
+fn blocks(batch: usize) -> Vec<(usize, usize)> {
+    (0..batch)
+        .step_by(ROWS_PER_BLOCK)
+        .map(|b0| (b0, ROWS_PER_BLOCK.min(batch - b0)))
+        .collect()
+}
+
+/// The cache slices of rows `b0..b0 + rows` per layer, from a flat cache
+/// `[L][keys, values][B][τ][d]`.
+fn cache_rows<'a>(
+    cache: &'a [f32],
+    dims: &Dims,
+    batch: usize,
+    (b0, rows): (usize, usize),
+) -> Vec<(&'a [f32], &'a [f32])> {
+    let w = dims.span * dims.d;
+    (0..dims.layers)
+        .map(|l| {
+            let keys = (2 * l * batch + b0) * w;
+            let values = ((2 * l + 1) * batch + b0) * w;
+            (
+                &cache[keys..keys + rows * w],
+                &cache[values..values + rows * w],
+            )
+        })
+        .collect()
+}
+
+/// The fused sequence operation: inputs `[params, x0 [B,T,d], cache [L][2][B,τ,d]]`, output
+/// the last layer's outputs `[B, T, d]`.
+#[derive(Debug)]
+pub(crate) struct TransformerSequence {
+    pub dims: Dims,
+    pub layout: Layout,
+    pub batch: usize,
+    pub steps: usize,
+    /// `[B, T]`.
+    pub starts: Vec<f32>,
+    /// `[B, τ]`.
+    pub valid0: Vec<f32>,
+}
+
+impl FusedOp for TransformerSequence {
+    type Saved = Vec<Trace>;
+
+    fn forward(&self, inputs: &[&[f32]], save: bool) -> (Vec<f32>, Option<Vec<Trace>>) {
+        let (params, x0, cache) = (Params::Flat(inputs[0]), inputs[1], inputs[2]);
+        let (d, span, steps) = (self.dims.d, self.dims.span, self.steps);
+        let traces: Vec<Trace> = blocks(self.batch)
+            .into_par_iter()
+            .map(|(b0, rows)| {
+                let input = BlockInput {
+                    rows,
+                    steps,
+                    x0: &x0[b0 * steps * d..(b0 + rows) * steps * d],
+                    starts: &self.starts[b0 * steps..(b0 + rows) * steps],
+                    valid0: &self.valid0[b0 * span..(b0 + rows) * span],
+                    cache: cache_rows(cache, &self.dims, self.batch, (b0, rows)),
+                };
+                forward_block(&self.dims, &self.layout, &params, &input)
+            })
+            .collect();
+        let mut top = Vec::with_capacity(self.batch * steps * d);
+        let layers = self.dims.layers;
+        for tr in &traces {
+            let n = tr.rows * steps;
+            top.extend_from_slice(&tr.xs[layers * n * d..(layers + 1) * n * d]);
+        }
+        (top, save.then_some(traces))
+    }
+
+    fn backward(
+        &self,
+        inputs: &[&[f32]],
+        saved: &Vec<Trace>,
+        grad: &[f32],
+        wanted: &[bool],
+    ) -> Vec<Vec<f32>> {
+        let params = Params::Flat(inputs[0]);
+        let (d, span, steps, layers) = (self.dims.d, self.dims.span, self.steps, self.dims.layers);
+        let want_cache = wanted.get(2).copied().unwrap_or(false);
+        let grads: Vec<BlockGrads> = blocks(self.batch)
+            .into_par_iter()
+            .zip(saved.par_iter())
+            .map(|((b0, rows), trace)| {
+                backward_block(
+                    &self.dims,
+                    &self.layout,
+                    &params,
+                    trace,
+                    &grad[b0 * steps * d..(b0 + rows) * steps * d],
+                    want_cache,
+                )
+            })
+            .collect();
+        let mut gp = vec![0.0; self.layout.len];
+        let mut gx = Vec::with_capacity(self.batch * steps * d);
+        // Empty when the cache wants no gradient (the glue then registers none).
+        let mut gc = if want_cache {
+            vec![0.0; 2 * layers * self.batch * span * d]
+        } else {
+            Vec::new()
+        };
+        let w = span * d;
+        for ((b0, rows), g) in blocks(self.batch).into_iter().zip(grads) {
+            add_into(&mut gp, &g.params);
+            gx.extend_from_slice(&g.x0);
+            if want_cache {
+                for l in 0..layers {
+                    for r in 0..rows {
+                        let src = &g.cache[(l * rows + r) * 2 * w..(l * rows + r + 1) * 2 * w];
+                        let keys = (2 * l * self.batch + b0 + r) * w;
+                        let values = ((2 * l + 1) * self.batch + b0 + r) * w;
+                        for (i, kv) in src.chunks_exact(2 * d).enumerate() {
+                            gc[keys + i * d..keys + (i + 1) * d].copy_from_slice(&kv[..d]);
+                            gc[values + i * d..values + (i + 1) * d].copy_from_slice(&kv[d..]);
+                        }
+                    }
+                }
+            }
+            pool::recycle(g.params);
+            pool::recycle(g.x0);
+            pool::recycle(g.cache);
+        }
+        vec![gp, gx, gc]
+    }
+}
+
+/// One decoding step for a batch: the embedded observations `x0 [B, d]`, the episode starts
+/// `[B]`, the cache `[L][keys, values][B][τ][d]` (flat) and its validity `[B, τ]`. Returns the
+/// last layer's outputs `[B, d]` and each layer's new keys and values `[L][B][2d]`.
+pub(crate) fn decode_step(
+    dims: &Dims,
+    at: &Layout,
+    params: &Params,
+    x0: &[f32],
+    starts: &[f32],
+    cache: &[f32],
+    valid: &[f32],
+) -> (Vec<f32>, Vec<Vec<f32>>) {
+    let (d, span, layers) = (dims.d, dims.span, dims.layers);
+    let batch = starts.len();
+    let traces: Vec<Trace> = blocks(batch)
+        .into_par_iter()
+        .map(|(b0, rows)| {
+            let input = BlockInput {
+                rows,
+                steps: 1,
+                x0: &x0[b0 * d..(b0 + rows) * d],
+                starts: &starts[b0..b0 + rows],
+                valid0: &valid[b0 * span..(b0 + rows) * span],
+                cache: cache_rows(cache, dims, batch, (b0, rows)),
+            };
+            forward_block(dims, at, params, &input)
+        })
+        .collect();
+    let mut top = Vec::with_capacity(batch * d);
+    let mut new_kv = vec![Vec::with_capacity(batch * 2 * d); layers];
+    let hist = span + 1;
+    for tr in &traces {
+        let n = tr.rows;
+        top.extend_from_slice(&tr.xs[layers * n * d..(layers + 1) * n * d]);
+        for (l, kv_l) in new_kv.iter_mut().enumerate() {
+            for r in 0..n {
+                let e = ((l * n + r) * hist + span) * 2 * d;
+                kv_l.extend_from_slice(&tr.kv[e..e + 2 * d]);
+            }
+        }
+    }
+    (top, new_kv)
+}
