@@ -416,6 +416,57 @@ impl PolicyConfig {
         }
     }
 
+    /// Floating-point operations (a multiply-add counts two) of one forward pass per env step
+    /// of a policy with `params` parameters, run over chunks of `chunk` steps (1: a rollout's
+    /// decoding step; the sequence length: a PPO update), on the fused kernels (`fused`) or
+    /// the tensor-operation reference path. Matrix products count every weight once per step
+    /// (`2·params`, biases and norms included as an upper bound) plus what a kind applies more
+    /// than once per step; attention counts the score and value products of every key slot
+    /// actually computed, masked ones included: `τ + 1` per query on the fused paths and in the
+    /// Feedback recurrence, `τ + chunk` on the Transformer's reference path, which scores the
+    /// whole cached prefix plus chunk for every query and masks most of it.
+    pub fn flops_per_step(&self, params: usize, chunk: usize, fused: bool) -> f64 {
+        let f = |x: usize| x as f64;
+        let weights = 2.0 * f(params);
+        let (d, layers, span) = (f(self.d_model), f(self.n_layers), f(self.span));
+        let networks = match self.critic {
+            CriticKind::Shared => 1.0,
+            CriticKind::Separate => 2.0,
+        };
+        // Score q·k and weighted value, per key slot: 2·d each.
+        let attention = |keys: f64| networks * layers * 4.0 * d * keys;
+        match self.kind {
+            PolicyKind::Mlp | PolicyKind::Gru => weights,
+            PolicyKind::Transformer => {
+                let keys = if fused || chunk == 1 {
+                    span + 1.0
+                } else {
+                    span + f(chunk)
+                };
+                weights + attention(keys)
+            }
+            PolicyKind::Feedback => {
+                // A group's key/value projection `d → 2d` (counted once in `params`, for the
+                // new memory vector) is also applied to every layer's own input (the current
+                // slot), and to the starting window's `τ` vectors once per chunk.
+                let groups = if self.share_kv { 1.0 } else { layers };
+                let kv = 2.0 * d * 2.0 * d;
+                let self_slots = if self.current_slot == CurrentSlot::Input {
+                    layers
+                } else {
+                    0.0
+                };
+                let window = if chunk > 1 {
+                    groups * span / f(chunk)
+                } else {
+                    0.0
+                };
+                let extra = networks * kv * (self_slots + window);
+                weights + extra + attention(span + 1.0)
+            }
+        }
+    }
+
     /// Builds the policy for `env`'s observation and action spaces (see
     /// [`PolicyConfig::init_for`]).
     pub fn init_for_env<E: envs::Env + ?Sized>(

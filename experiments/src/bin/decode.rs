@@ -4,8 +4,11 @@
 //! heads and span), measures the per-step inference latency of `ActorCritic::step` at batch 1
 //! and batch 64 on the plain (no autodiff) device, the steps per second, the memory held per
 //! env, and the latency at episode step τ and 10·τ (which match: the memory is a fixed window).
+//! Both models run on both paths in one process, their episodes interleaved: the fused CPU
+//! kernels and the tensor-operation reference, so that every ratio compares like with like.
 //!
-//! Writes `decode.csv`, `decode.png` (+ `.svg`) and `README.md` to `--out`.
+//! Writes `decode.csv`, `decode.png` (+ `.svg`) and the generated block of `README.md` to
+//! `--out` (the reading around the block is kept).
 //!
 //! ```text
 //! cargo run --release -p experiments --bin decode
@@ -61,6 +64,9 @@ struct Args {
     /// Worker threads for the CPU backend's parallel kernels (0 = one per hardware thread).
     #[arg(long, default_value_t = 0)]
     threads: usize,
+    /// Paths to measure: `fused` (the CPU kernels) and `reference` (tensor operations).
+    #[arg(long, value_delimiter = ',', default_value = "fused,reference")]
+    paths: Vec<String>,
     /// Output directory.
     #[arg(long, default_value = "results/decode")]
     out: PathBuf,
@@ -69,6 +75,8 @@ struct Args {
 /// The measurements of one (model, depth, batch) configuration.
 struct Row {
     model: PolicyKind,
+    /// Whether the step ran on the fused kernels.
+    fused: bool,
     depth: usize,
     batch: usize,
     params: usize,
@@ -124,6 +132,7 @@ fn timed_step(
 /// every timed step so far.
 struct Bench {
     model: PolicyKind,
+    fused: bool,
     depth: usize,
     batch: usize,
     policy: Policy,
@@ -139,7 +148,14 @@ struct Bench {
 
 impl Bench {
     /// Builds the policy and runs the untimed warm-up steps.
-    fn new(args: &Args, model: PolicyKind, depth: usize, batch: usize) -> Result<Self> {
+    fn new(
+        args: &Args,
+        model: PolicyKind,
+        fused: bool,
+        depth: usize,
+        batch: usize,
+    ) -> Result<Self> {
+        agents::kernels::set_fused(fused);
         let device = Device::flex();
         let config = PolicyConfig {
             kind: model,
@@ -166,6 +182,7 @@ impl Bench {
         let memory = policy.init_memory(batch, &device);
         let mut bench = Self {
             model,
+            fused,
             depth,
             batch,
             policy,
@@ -195,6 +212,7 @@ impl Bench {
 
     /// One timed episode of `len` steps.
     fn episode(&mut self, len: usize) -> Result<()> {
+        agents::kernels::set_fused(self.fused);
         let mut lat = Vec::with_capacity(len);
         for s in 0..len {
             lat.push(self.step(s)?);
@@ -228,6 +246,7 @@ impl Bench {
         let bytes_per_env = self.memory.bytes_per_env();
         Row {
             model: self.model,
+            fused: self.fused,
             depth: self.depth,
             batch: self.batch,
             params: self.policy.num_parameters(),
@@ -243,8 +262,14 @@ impl Bench {
     }
 }
 
-const CSV_HEADER: [&str; 16] = [
+/// The name of a path.
+fn path_name(fused: bool) -> &'static str {
+    if fused { "fused" } else { "reference" }
+}
+
+const CSV_HEADER: [&str; 17] = [
     "model",
+    "path",
     "depth",
     "batch",
     "d_model",
@@ -268,6 +293,7 @@ fn write_csv(path: &Path, args: &Args, rows: &[Row]) -> Result<()> {
         .map(|r| {
             vec![
                 r.model.to_string(),
+                path_name(r.fused).to_string(),
                 r.depth.to_string(),
                 r.batch.to_string(),
                 args.d_model.to_string(),
@@ -291,16 +317,17 @@ fn write_csv(path: &Path, args: &Args, rows: &[Row]) -> Result<()> {
 
 fn table(rows: &[Row]) -> String {
     let mut t = String::from(
-        "| model | depth | batch | params | latency/step mean ± std (ms) | median (ms) | \
+        "| model | path | depth | batch | params | latency/step mean ± std (ms) | median (ms) | \
          steps/s (env-steps/s) | at τ (ms) | at 10·τ (ms) | memory/env (bytes) | \
          memory/env/step (bytes) |\n\
-         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+         |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for r in rows {
         let _ = writeln!(
             t,
-            "| {} | {} | {} | {} | {:.3} ± {:.3} | {:.3} | {:.0} ({:.0}) | {:.3} | {:.3} | {} | {:.0} |",
+            "| {} | {} | {} | {} | {} | {:.3} ± {:.3} | {:.3} | {:.0} ({:.0}) | {:.3} | {:.3} | {} | {:.0} |",
             r.model,
+            path_name(r.fused),
             r.depth,
             r.batch,
             r.params,
@@ -318,6 +345,49 @@ fn table(rows: &[Row]) -> String {
     t
 }
 
+/// Like-for-like ratios of median latencies per (depth, batch): Transformer ÷ Feedback on each
+/// path (above 1: Feedback decodes faster), and reference ÷ fused per model.
+fn ratios(rows: &[Row]) -> String {
+    let find = |model: PolicyKind, fused: bool, depth: usize, batch: usize| {
+        rows.iter()
+            .find(|r| r.model == model && r.fused == fused && r.depth == depth && r.batch == batch)
+            .map(|r| r.median_s)
+    };
+    let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) => format!("{:.2}×", a / b),
+        _ => "–".to_string(),
+    };
+    let mut t = String::from(
+        "Median latency ratios, like with like (Transformer ÷ Feedback above 1: Feedback is \
+         faster):\n\n\
+         | depth | batch | Transformer ÷ Feedback, both fused | both reference | \
+         Feedback reference ÷ fused | Transformer reference ÷ fused |\n\
+         |---:|---:|---:|---:|---:|---:|\n",
+    );
+    let mut keys: Vec<(usize, usize)> = rows.iter().map(|r| (r.depth, r.batch)).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    for (depth, batch) in keys {
+        let (ff, tf) = (
+            find(PolicyKind::Feedback, true, depth, batch),
+            find(PolicyKind::Transformer, true, depth, batch),
+        );
+        let (fr, tr) = (
+            find(PolicyKind::Feedback, false, depth, batch),
+            find(PolicyKind::Transformer, false, depth, batch),
+        );
+        let _ = writeln!(
+            t,
+            "| {depth} | {batch} | {} | {} | {} | {} |",
+            ratio(tf, ff),
+            ratio(tr, fr),
+            ratio(fr, ff),
+            ratio(tr, tf)
+        );
+    }
+    t
+}
+
 fn plot(path: &Path, args: &Args, rows: &[Row]) -> Result<()> {
     let mut chart = LineChart::new(
         format!(
@@ -330,23 +400,29 @@ fn plot(path: &Path, args: &Args, rows: &[Row]) -> Result<()> {
     chart.y_log = true;
     for model in [PolicyKind::Feedback, PolicyKind::Transformer] {
         for (bi, &batch) in args.batches.iter().enumerate() {
-            let points: Vec<(f64, f64)> = rows
-                .iter()
-                .filter(|r| r.model == model && r.batch == batch)
-                .map(|r| (r.depth as f64, r.median_s * 1e3))
-                .collect();
-            chart.series.push(Series {
-                label: format!("{model}, batch {batch}"),
-                points,
-                color: Some(policy_color(model.name(), 0)),
-                dashed: bi > 0,
-                markers: true,
-                ..Series::default()
-            });
+            for fused in [true, false] {
+                let points: Vec<(f64, f64)> = rows
+                    .iter()
+                    .filter(|r| r.model == model && r.batch == batch && r.fused == fused)
+                    .map(|r| (r.depth as f64, r.median_s * 1e3))
+                    .collect();
+                if points.is_empty() {
+                    continue;
+                }
+                chart.series.push(Series {
+                    label: format!("{model}, {}, batch {batch}", path_name(fused)),
+                    points,
+                    color: Some(policy_color(model.name(), usize::from(!fused))),
+                    dashed: bi > 0,
+                    markers: true,
+                    ..Series::default()
+                });
+            }
         }
     }
     chart.note = Some(format!(
-        "median over {} timed steps per point (CSV: mean ± std too); dashed: batch {}",
+        "median over {} timed steps per point (CSV: mean ± std too); dashed: batch {}; \
+         lighter: reference path",
         args.episodes * 10 * args.span,
         args.batches
             .get(1)
@@ -398,10 +474,13 @@ fn main() -> Result<()> {
     write_csv(&csv, &args, &rows)?;
     plot(&png, &args, &rows)?;
 
-    let table = table(&rows);
+    let table = format!("{}\n{}", table(&rows), ratios(&rows));
     let readme_path = args.out.join("README.md");
-    std::fs::write(&readme_path, readme(&args, &table, elapsed))
-        .with_context(|| format!("writing {}", readme_path.display()))?;
+    report::update_readme(
+        &readme_path,
+        "Decoding speed: Feedback Transformer vs Transformer",
+        &readme(&args, &table, elapsed),
+    )?;
 
     println!("\n{table}");
     println!(
@@ -433,6 +512,12 @@ fn check_args(args: &Args) -> Result<()> {
     if args.span == 0 {
         bail!("--span must be at least 1");
     }
+    if args.paths.is_empty() || args.paths.iter().any(|p| p != "fused" && p != "reference") {
+        bail!(
+            "--paths must list `fused` and/or `reference`, got {:?}",
+            args.paths
+        );
+    }
     Ok(())
 }
 
@@ -441,8 +526,10 @@ fn measure(args: &Args) -> Result<Vec<Row>> {
     let mut benches = Vec::new();
     for &depth in &args.depths {
         for &batch in &args.batches {
-            for model in [PolicyKind::Feedback, PolicyKind::Transformer] {
-                benches.push(Bench::new(args, model, depth, batch)?);
+            for path in &args.paths {
+                for model in [PolicyKind::Feedback, PolicyKind::Transformer] {
+                    benches.push(Bench::new(args, model, path == "fused", depth, batch)?);
+                }
             }
         }
     }
@@ -454,12 +541,14 @@ fn measure(args: &Args) -> Result<Vec<Row>> {
         }
         println!("round {}/{} done", round + 1, args.episodes);
     }
+    agents::kernels::set_fused(true);
     let rows: Vec<Row> = benches.iter().map(|b| b.row(args.span)).collect();
     for row in &rows {
         println!(
-            "{:<11} depth {} batch {:>3}: {:.3} ms/step (median {:.3}), at τ {:.3} ms, \
+            "{:<11} {:<9} depth {} batch {:>3}: {:.3} ms/step (median {:.3}), at τ {:.3} ms, \
              at 10τ {:.3} ms, {} bytes/env",
             row.model,
+            path_name(row.fused),
             row.depth,
             row.batch,
             row.mean_s * 1e3,
@@ -475,31 +564,27 @@ fn measure(args: &Args) -> Result<Vec<Row>> {
 /// The results README: the command, the machine, the setup and the table.
 fn readme(args: &Args, table: &str, elapsed: f64) -> String {
     let passed: Vec<String> = std::env::args().skip(1).collect();
-    let fused = agents::kernels::fused_enabled();
-    let env_prefix = if fused {
-        String::new()
-    } else {
-        format!("{}=reference ", agents::kernels::KERNELS_ENV)
-    };
     let command = if passed.is_empty() {
-        format!("{env_prefix}cargo run --release -p experiments --bin decode")
+        "cargo run --release -p experiments --bin decode".to_string()
     } else {
         format!(
-            "{env_prefix}cargo run --release -p experiments --bin decode -- {}",
+            "cargo run --release -p experiments --bin decode -- {}",
             passed.join(" ")
         )
     };
-    let path = if fused {
-        "the fused CPU kernel for the Feedback Transformer's step (`agents::kernels`; the \
-         Transformer has none and runs tensor operations)"
-    } else {
-        "tensor operations for every model (the reference path, `FBRL_KERNELS=reference`)"
+    let path = match args.paths.as_slice() {
+        [one] if one == "fused" => "the fused CPU kernels (`agents::kernels`)".to_string(),
+        [one] if one == "reference" => {
+            "tensor operations for every model (the reference path)".to_string()
+        }
+        _ => "both paths, in one process: the fused CPU kernels (`agents::kernels`) and \
+              tensor operations (the reference path)"
+            .to_string(),
     };
     let threads = std::thread::available_parallelism().map_or(0, |n| n.get());
     let pool = rayon::current_num_threads();
     format!(
-        "# Decoding speed: Feedback Transformer vs Transformer\n\n\
-         The analog of the decoding-speed table of Fan et al. (2020): the per-step inference \
+        "The analog of the decoding-speed table of Fan et al. (2020): the per-step inference \
          latency of `ActorCritic::step` (one step for a batch of envs, logits and values read \
          back to the host, as in a rollout), on the plain `flex` CPU device without autodiff, \
          with {path}.\n\n\

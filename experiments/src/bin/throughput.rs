@@ -6,6 +6,12 @@
 //! cargo run --release -p experiments --bin throughput -- --updates 3 --threads 2
 //! ```
 //! Prints one line per policy and path, and writes `results/throughput/throughput.csv`.
+//!
+//! Beside the env steps per second it prints the floating-point work done per second
+//! ([`PolicyConfig::flops_per_step`]: forward, backward counted as twice the forward, Adam) of
+//! the update and of the rollout, and that rate as a fraction of one core's f32 FMA peak
+//! (`--peak-gflops`, else the clock from `/proc/cpuinfo` × 32: two 8-lane FMA units, the
+//! AVX2 kernels of the matrix products), times the number of threads.
 
 use std::path::PathBuf;
 
@@ -54,6 +60,39 @@ struct Args {
     /// Output CSV.
     #[arg(long, default_value = "results/throughput/throughput.csv")]
     out: PathBuf,
+    /// One core's f32 peak in GFLOP/s (default: the clock from /proc/cpuinfo × 32).
+    #[arg(long)]
+    peak_gflops: Option<f64>,
+}
+
+/// One core's f32 FMA peak, GFLOP/s: the first `cpu MHz` of `/proc/cpuinfo` × 32 flops per
+/// cycle (two 8-lane FMA units).
+fn core_peak_gflops() -> Option<f64> {
+    let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    let mhz: f64 = info
+        .lines()
+        .find(|l| l.starts_with("cpu MHz"))?
+        .split(':')
+        .nth(1)?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(mhz / 1000.0 * 32.0)
+}
+
+/// Floating-point operations of one PPO update and of one rollout of `cfg` for a policy of
+/// `params` parameters on the given path.
+fn work(cfg: &TrainConfig, params: usize, fused: bool) -> (f64, f64) {
+    let steps = (cfg.num_envs * cfg.num_steps) as f64;
+    let chunk = cfg.ppo.seq_len.unwrap_or(cfg.num_steps);
+    let forward = cfg.policy.flops_per_step(params, chunk, fused);
+    // Backward: two products per forward product (the input's and the weight's gradient).
+    let per_epoch = 3.0 * forward * steps;
+    // Adam: moments, bias correction, square root, division and the step, per parameter.
+    let adam = 12.0 * params as f64 * cfg.ppo.num_minibatches as f64;
+    let update = cfg.ppo.update_epochs as f64 * (per_epoch + adam);
+    let rollout = cfg.policy.flops_per_step(params, 1, fused) * steps;
+    (update, rollout)
 }
 
 /// One measured run.
@@ -61,10 +100,13 @@ struct Measured {
     steps_per_s: f64,
     rollout_steps_per_s: f64,
     update_s: f64,
+    /// GFLOP/s of the update and of the rollout.
+    update_gflops: f64,
+    rollout_gflops: f64,
 }
 
-fn measure(args: &Args, policy: &PolicyConfig, dir: PathBuf) -> Result<Measured> {
-    let cfg = TrainConfig {
+fn config(args: &Args, policy: &PolicyConfig) -> TrainConfig {
+    TrainConfig {
         env: EnvConfig::Gridmaze(GridMazeConfig::multi(args.size, 128)),
         policy: policy.clone(),
         num_envs: args.num_envs,
@@ -73,7 +115,12 @@ fn measure(args: &Args, policy: &PolicyConfig, dir: PathBuf) -> Result<Measured>
         checkpoint_every: 0,
         threads: args.threads,
         ..TrainConfig::default()
-    };
+    }
+}
+
+fn measure(args: &Args, policy: &PolicyConfig, params: usize, dir: PathBuf) -> Result<Measured> {
+    let cfg = config(args, policy);
+    let (update_flops, rollout_flops) = work(&cfg, params, agents::kernels::fused_enabled());
     let s = train_from_config(
         &cfg,
         TrainOptions {
@@ -82,10 +129,14 @@ fn measure(args: &Args, policy: &PolicyConfig, dir: PathBuf) -> Result<Measured>
             ..Default::default()
         },
     )?;
+    let update_s = s.update_time_s / s.updates_done as f64;
+    let rollout_s = s.rollout_time_s / s.updates_done as f64;
     Ok(Measured {
         steps_per_s: s.steps_per_s,
         rollout_steps_per_s: s.env_steps as f64 / s.rollout_time_s,
-        update_s: s.update_time_s / s.updates_done as f64,
+        update_s,
+        update_gflops: update_flops / update_s / 1e9,
+        rollout_gflops: rollout_flops / rollout_s / 1e9,
     })
 }
 
@@ -109,6 +160,10 @@ fn main() -> Result<()> {
         "steps_per_s",
         "rollout_steps_per_s",
         "update_s_per_update",
+        "update_gflop",
+        "update_gflops",
+        "rollout_gflops",
+        "update_fraction_of_peak",
     ];
     let mut rows: Vec<Vec<String>> = Vec::new();
     let threads = if args.threads == 0 {
@@ -116,8 +171,13 @@ fn main() -> Result<()> {
     } else {
         args.threads
     };
+    let peak = args
+        .peak_gflops
+        .or_else(core_peak_gflops)
+        .unwrap_or(f64::NAN)
+        * threads as f64;
     println!(
-        "threads {threads}, {} envs x {} steps, {} updates",
+        "threads {threads}, {} envs x {} steps, {} updates; f32 FMA peak of {threads} core(s): {peak:.0} GFLOP/s",
         args.num_envs, args.num_steps, args.updates
     );
     for name in &args.policies {
@@ -131,10 +191,16 @@ fn main() -> Result<()> {
         let mut by_path = Vec::new();
         for path in &args.paths {
             agents::kernels::set_fused(path == "fused");
-            let m = measure(&args, &policy, tmp.join(format!("{name}-{path}")))?;
+            let m = measure(&args, &policy, params, tmp.join(format!("{name}-{path}")))?;
+            let update_gflop = work(&config(&args, &policy), params, path == "fused").0 / 1e9;
             println!(
-                "{name:12} {path:9} {params:7} params  train {:8.0} steps/s  (rollout alone {:8.0} steps/s, update {:.2} s each)",
-                m.steps_per_s, m.rollout_steps_per_s, m.update_s
+                "{name:12} {path:9} {params:7} params  train {:8.0} steps/s  (rollout alone {:8.0} steps/s, update {:.2} s each)  update {update_gflop:.1} GFLOP at {:5.1} GFLOP/s ({:4.1} % of peak), rollout {:5.1} GFLOP/s",
+                m.steps_per_s,
+                m.rollout_steps_per_s,
+                m.update_s,
+                m.update_gflops,
+                100.0 * m.update_gflops / peak,
+                m.rollout_gflops
             );
             rows.push(vec![
                 name.clone(),
@@ -147,6 +213,10 @@ fn main() -> Result<()> {
                 format!("{:.0}", m.steps_per_s),
                 format!("{:.0}", m.rollout_steps_per_s),
                 format!("{:.3}", m.update_s),
+                format!("{update_gflop:.2}"),
+                format!("{:.2}", m.update_gflops),
+                format!("{:.2}", m.rollout_gflops),
+                format!("{:.3}", m.update_gflops / peak),
             ]);
             by_path.push(m);
         }
