@@ -422,8 +422,10 @@ impl Transformer {
         let x0 = self.embed.forward(obs); // [B, d]
         let mut caches = memory.tensors;
         let valid = host_values(caches.pop().expect("checked layout"));
-        let cache: Vec<Vec<f32>> = caches.into_iter().map(host_values).collect();
-        let flat_cache = cache.concat();
+        // Read in place where the tensors allow it: the caches are the bulk of a step's data.
+        let cache: Vec<kernels::HostTensor> =
+            caches.into_iter().map(kernels::HostTensor::new).collect();
+        let cache: Vec<&[f32]> = cache.iter().map(kernels::HostTensor::values).collect();
         let starts = host_values(starts);
         let storage: Vec<kernels::HostTensor> = self
             .parameter_tensors()
@@ -445,7 +447,7 @@ impl Transformer {
             &kernels::common::Params::Parts(parts),
             &host_values(x0),
             &starts,
-            &flat_cache,
+            &cache,
             &valid,
         );
         // Slide every cache on the host: drop the oldest slot, append the new entry.

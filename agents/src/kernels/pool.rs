@@ -12,18 +12,20 @@ static FREE: Mutex<Option<HashMap<usize, Vec<Vec<f32>>>>> = Mutex::new(None);
 
 /// A buffer of `len` zeros, reused if one of that size was handed back.
 pub(crate) fn zeros(len: usize) -> Vec<f32> {
+    let mut v = scratch(len);
+    v.fill(0.0);
+    v
+}
+
+/// A buffer of `len` floats whose values are unspecified (a reused buffer keeps what it held):
+/// for buffers the caller overwrites completely, where zeroing would be wasted work.
+pub(crate) fn scratch(len: usize) -> Vec<f32> {
     let reused = FREE
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .as_mut()
         .and_then(|free| free.get_mut(&len).and_then(Vec::pop));
-    match reused {
-        Some(mut v) => {
-            v.fill(0.0);
-            v
-        }
-        None => vec![0.0; len],
-    }
+    reused.unwrap_or_else(|| vec![0.0; len])
 }
 
 /// Hands a buffer back for reuse.

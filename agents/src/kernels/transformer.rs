@@ -147,8 +147,6 @@ struct Sizes {
     n: usize,
     /// Width of a head.
     dh: usize,
-    /// Key/value history per row: the cached prefix plus the chunk.
-    hist: usize,
     /// Attention slots of a query: the `τ` steps before it and its own.
     slots: usize,
     /// `1/√dh`.
@@ -168,7 +166,6 @@ impl Sizes {
             steps,
             n: rows * steps,
             dh,
-            hist: dims.span + steps,
             slots: dims.span + 1,
             scale: 1.0 / (dh as f32).sqrt(),
         }
@@ -185,8 +182,8 @@ struct BlockInput<'a> {
     starts: &'a [f32],
     /// `[rows, τ]`, 1.0 where a cached step belongs to the current episode.
     valid0: &'a [f32],
-    /// Per layer the cached keys and values of the block's rows, `[rows, τ, d]` each.
-    cache: Vec<(&'a [f32], &'a [f32])>,
+    /// Per layer the cached keys and values of the block's rows.
+    cache: Vec<Prefix<'a>>,
 }
 
 /// Everything the forward pass of a block computes that its backward pass reads. Row `i` of a
@@ -201,7 +198,8 @@ pub(crate) struct Trace {
     a_out: Vec<f32>,
     a_rstd: Vec<f32>,
     q: Vec<f32>,
-    /// Keys and values of the prefix and the chunk, `[L][rows][τ+T][2d]`.
+    /// Keys and values of the chunk's steps, `[L][n][2d]` (the prefix's are read from the
+    /// cache).
     kv: Vec<f32>,
     /// Attention weights `[L][n][H][τ+1]` (slot `τ`: the query's own step).
     p: Vec<f32>,
@@ -246,6 +244,7 @@ impl Drop for Trace {
 }
 
 impl Trace {
+    /// Buffers for a block; every one is fully written by the forward pass.
     fn new(sz: &Sizes, gating: bool) -> Self {
         let Sizes {
             d,
@@ -255,20 +254,19 @@ impl Trace {
             rows,
             steps,
             n,
-            hist,
             slots,
             ..
         } = *sz;
-        let per_layer = |w: usize| pool::zeros(layers * n * w);
+        let per_layer = |w: usize| pool::scratch(layers * n * w);
         Trace {
             rows,
             steps,
-            xs: pool::zeros((layers + 1) * n * d),
+            xs: pool::scratch((layers + 1) * n * d),
             a_hat: per_layer(d),
             a_out: per_layer(d),
             a_rstd: per_layer(1),
             q: per_layer(d),
-            kv: pool::zeros(layers * rows * hist * 2 * d),
+            kv: per_layer(2 * d),
             p: per_layer(heads * slots),
             att: per_layer(d),
             xp: per_layer(d),
@@ -281,6 +279,13 @@ impl Trace {
             floor: vec![0; n],
         }
     }
+}
+
+/// The cached keys and values of one layer for the rows of a block, `[rows, τ, d]` each.
+#[derive(Clone, Copy)]
+struct Prefix<'a> {
+    keys: &'a [f32],
+    values: &'a [f32],
 }
 
 /// What every stage of a block's passes reads: the sizes, the layout and the parameters.
@@ -463,7 +468,6 @@ fn forward_block(dims: &Dims, at: &Layout, p: &Params, input: &BlockInput) -> Tr
         rows,
         steps,
         n,
-        hist,
         ..
     } = sz;
     let mut tr = Trace::new(&sz, dims.gating);
@@ -477,34 +481,15 @@ fn forward_block(dims: &Dims, at: &Layout, p: &Params, input: &BlockInput) -> Tr
             tr.floor[r * steps + t] = floor;
         }
     }
-    for (l, (keys, values)) in input.cache.iter().enumerate() {
-        for r in 0..rows {
-            for i in 0..span {
-                let e = ((l * rows + r) * hist + i) * 2 * d;
-                let s = (r * span + i) * d;
-                tr.kv[e..e + d].copy_from_slice(&keys[s..s + d]);
-                tr.kv[e + d..e + 2 * d].copy_from_slice(&values[s..s + d]);
-            }
-        }
-    }
     for l in 0..layers {
-        layer_forward(&cx, &mut tr, input.valid0, l);
+        layer_forward(&cx, &mut tr, input.valid0, input.cache[l], l);
     }
     tr
 }
 
 /// Layer `l` over the whole block: `x^{l+1}` from `x^l`.
-fn layer_forward(cx: &Ctx, tr: &mut Trace, valid0: &[f32], l: usize) {
-    let Sizes {
-        d,
-        ff,
-        span,
-        rows,
-        steps,
-        n,
-        hist,
-        ..
-    } = cx.sz;
+fn layer_forward(cx: &Ctx, tr: &mut Trace, valid0: &[f32], prefix: Prefix, l: usize) {
+    let Sizes { d, ff, n, .. } = cx.sz;
     let (p, la) = (cx.p, cx.at.layers[l]);
     let o = l * n;
     layer_norm(
@@ -517,19 +502,16 @@ fn layer_forward(cx: &Ctx, tr: &mut Trace, valid0: &[f32], l: usize) {
     );
     let a_out = &tr.a_out[o * d..(o + n) * d];
     gemm(n, d, d, a_out, p.get(la.wq, d * d), 0.0, &mut tr.q[o * d..]);
-    for r in 0..rows {
-        let e = ((l * rows + r) * hist + span) * 2 * d;
-        gemm(
-            steps,
-            d,
-            2 * d,
-            &a_out[r * steps * d..],
-            p.get(la.wkv, 2 * d * d),
-            0.0,
-            &mut tr.kv[e..e + steps * 2 * d],
-        );
-    }
-    attend(cx, tr, valid0, l);
+    gemm(
+        n,
+        d,
+        2 * d,
+        a_out,
+        p.get(la.wkv, 2 * d * d),
+        0.0,
+        &mut tr.kv[2 * o * d..2 * (o + n) * d],
+    );
+    attend(cx, tr, valid0, prefix, l);
     let (below, above) = tr.xs.split_at_mut((o + n) * d);
     let x = &below[o * d..];
     let x_next = &mut above[..n * d];
@@ -590,10 +572,36 @@ fn layer_forward(cx: &Ctx, tr: &mut Trace, valid0: &[f32], l: usize) {
     }
 }
 
+/// The key (`half` 0) or value (`half` 1) of head `h` at history index `k` of row `r` (`k < τ`:
+/// the cached prefix, else step `k − τ` of the chunk), from the layer's prefix and the chunk's
+/// keys/values `chunk [n][2d]`.
+#[allow(clippy::too_many_arguments)]
+fn key_value<'a>(
+    sz: &Sizes,
+    prefix: Prefix<'a>,
+    chunk: &'a [f32],
+    (r, k): (usize, usize),
+    h: usize,
+    half: usize,
+) -> &'a [f32] {
+    let (d, dh, span) = (sz.d, sz.dh, sz.span);
+    if k < span {
+        let part = if half == 0 {
+            prefix.keys
+        } else {
+            prefix.values
+        };
+        &part[(r * span + k) * d + h * dh..][..dh]
+    } else {
+        &chunk[(r * sz.steps + k - span) * 2 * d + half * d + h * dh..][..dh]
+    }
+}
+
 /// The attention of every query of layer `l` over its window (the `τ` steps before it within
 /// the episode, then itself): weights into `tr.p`, outputs into `tr.att`. Slots outside the
 /// episode or before the cache was filled are skipped, not computed and masked.
-fn attend(cx: &Ctx, tr: &mut Trace, valid0: &[f32], l: usize) {
+fn attend(cx: &Ctx, tr: &mut Trace, valid0: &[f32], prefix: Prefix, l: usize) {
+    let sz = cx.sz;
     let Sizes {
         d,
         heads,
@@ -602,16 +610,15 @@ fn attend(cx: &Ctx, tr: &mut Trace, valid0: &[f32], l: usize) {
         steps,
         n,
         dh,
-        hist,
         slots,
         scale,
         ..
-    } = cx.sz;
+    } = sz;
     let o = l * n;
     let bias = cx.p.get(cx.at.layers[l].bias, heads * slots);
+    let chunk = &tr.kv[2 * o * d..2 * (o + n) * d];
     let mut scores = vec![0.0; slots];
     for r in 0..rows {
-        let base = (l * rows + r) * hist;
         for t in 0..steps {
             let i = r * steps + t;
             let lo = tr.floor[i].max(t);
@@ -622,7 +629,7 @@ fn attend(cx: &Ctx, tr: &mut Trace, valid0: &[f32], l: usize) {
                 for (j, s) in scores.iter_mut().enumerate() {
                     let k = t + j;
                     *s = if k >= lo && (k >= span || valid0[r * span + k] > 0.5) {
-                        let key = &tr.kv[(base + k) * 2 * d + h * dh..][..dh];
+                        let key = key_value(&sz, prefix, chunk, (r, k), h, 0);
                         let s = dot(qh, key) * scale + bias[h * slots + span - j];
                         max = max.max(s);
                         s
@@ -647,7 +654,7 @@ fn attend(cx: &Ctx, tr: &mut Trace, valid0: &[f32], l: usize) {
                 out.fill(0.0);
                 for (j, &w) in pw.iter().enumerate() {
                     if w != 0.0 {
-                        axpy(out, w, &tr.kv[(base + t + j) * 2 * d + d + h * dh..][..dh]);
+                        axpy(out, w, key_value(&sz, prefix, chunk, (r, t + j), h, 1));
                     }
                 }
             }
@@ -656,19 +663,20 @@ fn attend(cx: &Ctx, tr: &mut Trace, valid0: &[f32], l: usize) {
 }
 
 /// Gradients of one block: every parameter `[Layout::len]`, the inputs `[rows, T, d]` and,
-/// when asked for, the cached keys and values `[L][rows][τ][2d]`.
+/// when asked for, the cached keys and values `[L][keys, values][rows][τ][d]`.
 struct BlockGrads {
     params: Vec<f32>,
     x0: Vec<f32>,
     cache: Vec<f32>,
 }
 
-/// The backward pass of one block given the gradient of its outputs `dtop [rows, T, d]`.
+/// The backward pass of one block given the gradient of its outputs `dtop [rows, T, d]` and
+/// the cache it started from.
 fn backward_block(
     dims: &Dims,
     at: &Layout,
     p: &Params,
-    tr: &Trace,
+    (tr, cache): (&Trace, &[Prefix]),
     dtop: &[f32],
     want_cache: bool,
 ) -> BlockGrads {
@@ -680,64 +688,44 @@ fn backward_block(
         span,
         rows,
         n,
-        hist,
         ..
     } = sz;
+    let w = rows * span * d;
     let mut gp = pool::zeros(at.len);
-    let mut dx_high = pool::zeros(n * d);
+    let mut dx_high = pool::scratch(n * d);
     dx_high.copy_from_slice(dtop);
-    let mut dx_low = pool::zeros(n * d);
-    let mut dkv = pool::zeros(rows * hist * 2 * d);
-    let mut cache = if want_cache {
-        pool::zeros(layers * rows * span * 2 * d)
-    } else {
-        Vec::new()
-    };
+    let mut dx_low = pool::scratch(n * d);
+    let mut dprefix = pool::zeros(layers * 2 * w);
     for l in (0..layers).rev() {
-        dx_low.fill(0.0);
-        dkv.fill(0.0);
-        layer_backward(&cx, tr, &mut gp, l, &dx_high, &mut dx_low, &mut dkv);
-        if want_cache {
-            for r in 0..rows {
-                let e = (l * rows + r) * span * 2 * d;
-                cache[e..e + span * 2 * d]
-                    .copy_from_slice(&dkv[r * hist * 2 * d..(r * hist + span) * 2 * d]);
-            }
-        }
+        let dp = &mut dprefix[2 * l * w..2 * (l + 1) * w];
+        layer_backward(&cx, (tr, cache[l]), &mut gp, l, &dx_high, &mut dx_low, dp);
         std::mem::swap(&mut dx_high, &mut dx_low);
     }
     pool::recycle(dx_low);
-    pool::recycle(dkv);
+    if !want_cache {
+        pool::recycle(std::mem::take(&mut dprefix));
+    }
     BlockGrads {
         params: gp,
         x0: dx_high,
-        cache,
+        cache: dprefix,
     }
 }
 
 /// Layer `l` backwards: from the gradient of its output `dy [n, d]` into the gradient of its
-/// input `dx` (zeroed by the caller), of the keys/values of its history `dkv`
-/// (`[rows][τ+T][2d]`, zeroed) and the parameters `gp`.
+/// input `dx` (overwritten), of its cached prefix `dprefix [keys, values][rows][τ][d]` (added
+/// to) and the parameters `gp`.
 #[allow(clippy::too_many_arguments)]
 fn layer_backward(
     cx: &Ctx,
-    tr: &Trace,
+    (tr, prefix): (&Trace, Prefix),
     gp: &mut [f32],
     l: usize,
     dy: &[f32],
     dx: &mut [f32],
-    dkv: &mut [f32],
+    dprefix: &mut [f32],
 ) {
-    let Sizes {
-        d,
-        ff,
-        span,
-        rows,
-        steps,
-        n,
-        hist,
-        ..
-    } = cx.sz;
+    let Sizes { d, ff, n, .. } = cx.sz;
     let (p, la) = (cx.p, cx.at.layers[l]);
     let o = l * n;
     let x = &tr.xs[o * d..(o + n) * d];
@@ -818,6 +806,7 @@ fn layer_backward(
         Some(g) => {
             let y = &tr.sub[2 * o * d..(2 * o + n) * d];
             let rzh = &tr.gates[6 * o * d..(6 * o + 3 * n) * d];
+            dx.fill(0.0);
             gate_backward(p, g, d, (x, y, rzh), &dxp, dx, &mut dsub, gp);
         }
     }
@@ -839,7 +828,15 @@ fn layer_backward(
         &mut datt,
     );
     let mut dq = pool::zeros(n * d);
-    attend_back(cx, tr, l, &datt, &mut dq, dkv, &mut gp[la.bias..]);
+    let mut dkv = pool::zeros(n * 2 * d);
+    attend_back(
+        cx,
+        (tr, prefix),
+        l,
+        &datt,
+        (&mut dq, &mut dkv, dprefix),
+        &mut gp[la.bias..],
+    );
     // Queries, keys and values back to the normalised input.
     let a_out = &tr.a_out[o * d..(o + n) * d];
     gemm_t(
@@ -858,26 +855,22 @@ fn layer_backward(
         0.0,
         &mut dln,
     );
-    for r in 0..rows {
-        let e = (r * hist + span) * 2 * d;
-        let dkv_r = &dkv[e..e + steps * 2 * d];
-        gemm_t(
-            Transposed::A,
-            (d, steps, 2 * d),
-            &a_out[r * steps * d..],
-            dkv_r,
-            1.0,
-            &mut gp[la.wkv..la.wkv + 2 * d * d],
-        );
-        gemm_t(
-            Transposed::B,
-            (steps, 2 * d, d),
-            dkv_r,
-            p.get(la.wkv, 2 * d * d),
-            1.0,
-            &mut dln[r * steps * d..(r + 1) * steps * d],
-        );
-    }
+    gemm_t(
+        Transposed::A,
+        (d, n, 2 * d),
+        a_out,
+        &dkv,
+        1.0,
+        &mut gp[la.wkv..la.wkv + 2 * d * d],
+    );
+    gemm_t(
+        Transposed::B,
+        (n, 2 * d, d),
+        &dkv,
+        p.get(la.wkv, 2 * d * d),
+        1.0,
+        &mut dln,
+    );
     let (gg, rest) = gp[la.ln_a_g..].split_at_mut(d);
     layer_norm_back(
         &dln,
@@ -888,24 +881,24 @@ fn layer_backward(
         gg,
         &mut rest[..d],
     );
-    for v in [dxp, dsub, dln, datt, dq] {
+    for v in [dxp, dsub, dln, datt, dq, dkv] {
         pool::recycle(v);
     }
 }
 
 /// The attention of layer `l` backwards, given the gradient of its output `datt [n, d]`: into
-/// the queries' gradient `dq [n, d]`, the history's keys and values `dkv [rows][τ+T][2d]` and
-/// the position bias (`gbias`, starting at the layer's bias).
-#[allow(clippy::too_many_arguments)]
+/// the queries' gradient `dq [n, d]`, the chunk's keys and values `dkv [n][2d]`, the cached
+/// prefix's `dprefix [keys, values][rows][τ][d]` and the position bias (`gbias`, starting at
+/// the layer's bias).
 fn attend_back(
     cx: &Ctx,
-    tr: &Trace,
+    (tr, prefix): (&Trace, Prefix),
     l: usize,
     datt: &[f32],
-    dq: &mut [f32],
-    dkv: &mut [f32],
+    (dq, dkv, dprefix): (&mut [f32], &mut [f32], &mut [f32]),
     gbias: &mut [f32],
 ) {
+    let sz = cx.sz;
     let Sizes {
         d,
         heads,
@@ -914,15 +907,15 @@ fn attend_back(
         steps,
         n,
         dh,
-        hist,
         slots,
         scale,
         ..
-    } = cx.sz;
+    } = sz;
     let o = l * n;
+    let chunk = &tr.kv[2 * o * d..2 * (o + n) * d];
+    let (dkeys, dvalues) = dprefix.split_at_mut(rows * span * d);
     let mut dp = vec![0.0; slots];
     for r in 0..rows {
-        let base = (l * rows + r) * hist;
         for t in 0..steps {
             let i = r * steps + t;
             let q = &tr.q[(o + i) * d..(o + i + 1) * d];
@@ -934,7 +927,7 @@ fn attend_back(
                     dp[j] = if pw[j] == 0.0 {
                         0.0
                     } else {
-                        dot(da, &tr.kv[(base + t + j) * 2 * d + d + h * dh..][..dh])
+                        dot(da, key_value(&sz, prefix, chunk, (r, t + j), h, 1))
                     };
                     pdp += pw[j] * dp[j];
                 }
@@ -945,15 +938,22 @@ fn attend_back(
                     }
                     let ds = pw[j] * (dp[j] - pdp);
                     gbias[h * slots + span - j] += ds;
-                    let k = base + t + j;
-                    let e = (k - l * rows * hist) * 2 * d;
+                    let k = t + j;
                     axpy(
                         &mut dq[i * d + h * dh..i * d + (h + 1) * dh],
                         ds * scale,
-                        &tr.kv[k * 2 * d + h * dh..][..dh],
+                        key_value(&sz, prefix, chunk, (r, k), h, 0),
                     );
-                    axpy(&mut dkv[e + h * dh..e + (h + 1) * dh], ds * scale, qh);
-                    axpy(&mut dkv[e + d + h * dh..e + d + (h + 1) * dh], pw[j], da);
+                    let (dk, dv) = if k < span {
+                        let e = (r * span + k) * d + h * dh;
+                        (&mut dkeys[e..e + dh], &mut dvalues[e..e + dh])
+                    } else {
+                        let e = (r * steps + k - span) * 2 * d + h * dh;
+                        let (dk, dv) = dkv[e..e + d + dh].split_at_mut(d);
+                        (&mut dk[..dh], &mut dv[..dh])
+                    };
+                    axpy(dk, ds * scale, qh);
+                    axpy(dv, pw[j], da);
                 }
             }
         }
@@ -968,25 +968,22 @@ fn blocks(batch: usize) -> Vec<(usize, usize)> {
         .collect()
 }
 
-/// The cache slices of rows `b0..b0 + rows` per layer, from a flat cache
-/// `[L][keys, values][B][τ][d]`.
-fn cache_rows<'a>(
-    cache: &'a [f32],
-    dims: &Dims,
-    batch: usize,
-    (b0, rows): (usize, usize),
-) -> Vec<(&'a [f32], &'a [f32])> {
+/// The cache of rows `b0..b0 + rows` per layer, from the cache tensors `[L][keys, values]`
+/// of the batch (`[B, τ, d]` each).
+fn cache_rows<'a>(cache: &[&'a [f32]], dims: &Dims, (b0, rows): (usize, usize)) -> Vec<Prefix<'a>> {
     let w = dims.span * dims.d;
-    (0..dims.layers)
-        .map(|l| {
-            let keys = (2 * l * batch + b0) * w;
-            let values = ((2 * l + 1) * batch + b0) * w;
-            (
-                &cache[keys..keys + rows * w],
-                &cache[values..values + rows * w],
-            )
+    cache
+        .chunks_exact(2)
+        .map(|kv| Prefix {
+            keys: &kv[0][b0 * w..(b0 + rows) * w],
+            values: &kv[1][b0 * w..(b0 + rows) * w],
         })
         .collect()
+}
+
+/// The flat cache input `[L][keys, values][B][τ][d]` as its `2L` tensors.
+fn split_cache<'a>(cache: &'a [f32], dims: &Dims, batch: usize) -> Vec<&'a [f32]> {
+    cache.chunks_exact(batch * dims.span * dims.d).collect()
 }
 
 /// The fused sequence operation: inputs `[params, x0 [B,T,d], cache [L][2][B,τ,d]]`, output
@@ -1007,7 +1004,8 @@ impl FusedOp for TransformerSequence {
     type Saved = Vec<Trace>;
 
     fn forward(&self, inputs: &[&[f32]], save: bool) -> (Vec<f32>, Option<Vec<Trace>>) {
-        let (params, x0, cache) = (Params::Flat(inputs[0]), inputs[1], inputs[2]);
+        let (params, x0) = (Params::Flat(inputs[0]), inputs[1]);
+        let cache = split_cache(inputs[2], &self.dims, self.batch);
         let (d, span, steps) = (self.dims.d, self.dims.span, self.steps);
         let traces: Vec<Trace> = blocks(self.batch)
             .into_par_iter()
@@ -1018,7 +1016,7 @@ impl FusedOp for TransformerSequence {
                     x0: &x0[b0 * steps * d..(b0 + rows) * steps * d],
                     starts: &self.starts[b0 * steps..(b0 + rows) * steps],
                     valid0: &self.valid0[b0 * span..(b0 + rows) * span],
-                    cache: cache_rows(cache, &self.dims, self.batch, (b0, rows)),
+                    cache: cache_rows(&cache, &self.dims, (b0, rows)),
                 };
                 forward_block(&self.dims, &self.layout, &params, &input)
             })
@@ -1040,6 +1038,7 @@ impl FusedOp for TransformerSequence {
         wanted: &[bool],
     ) -> Vec<Vec<f32>> {
         let params = Params::Flat(inputs[0]);
+        let cache = split_cache(inputs[2], &self.dims, self.batch);
         let (d, span, steps, layers) = (self.dims.d, self.dims.span, self.steps, self.dims.layers);
         let want_cache = wanted.get(2).copied().unwrap_or(false);
         let grads: Vec<BlockGrads> = blocks(self.batch)
@@ -1050,7 +1049,7 @@ impl FusedOp for TransformerSequence {
                     &self.dims,
                     &self.layout,
                     &params,
-                    trace,
+                    (trace, &cache_rows(&cache, &self.dims, (b0, rows))),
                     &grad[b0 * steps * d..(b0 + rows) * steps * d],
                     want_cache,
                 )
@@ -1069,16 +1068,10 @@ impl FusedOp for TransformerSequence {
             add_into(&mut gp, &g.params);
             gx.extend_from_slice(&g.x0);
             if want_cache {
-                for l in 0..layers {
-                    for r in 0..rows {
-                        let src = &g.cache[(l * rows + r) * 2 * w..(l * rows + r + 1) * 2 * w];
-                        let keys = (2 * l * self.batch + b0 + r) * w;
-                        let values = ((2 * l + 1) * self.batch + b0 + r) * w;
-                        for (i, kv) in src.chunks_exact(2 * d).enumerate() {
-                            gc[keys + i * d..keys + (i + 1) * d].copy_from_slice(&kv[..d]);
-                            gc[values + i * d..values + (i + 1) * d].copy_from_slice(&kv[d..]);
-                        }
-                    }
+                // [L][keys, values][rows] of the block into [L][keys, values][B].
+                for (part, src) in g.cache.chunks_exact(rows * w).enumerate() {
+                    let at = (part * self.batch + b0) * w;
+                    gc[at..at + rows * w].copy_from_slice(src);
                 }
             }
             pool::recycle(g.params);
@@ -1089,21 +1082,31 @@ impl FusedOp for TransformerSequence {
     }
 }
 
+/// Rows of a block of the decoding step: larger than in training, where a block's products
+/// already have `T` rows per env, so that a step's products are not dominated by packing the
+/// weights; fixed, so that results do not depend on the number of threads.
+const DECODE_ROWS_PER_BLOCK: usize = 32;
+
 /// One decoding step for a batch: the embedded observations `x0 [B, d]`, the episode starts
-/// `[B]`, the cache `[L][keys, values][B][τ][d]` (flat) and its validity `[B, τ]`. Returns the
-/// last layer's outputs `[B, d]` and each layer's new keys and values `[L][B][2d]`.
+/// `[B]`, the cache tensors `[L][keys, values]` (`[B, τ, d]` each) and the cache's validity
+/// `[B, τ]`. Returns the last layer's outputs `[B, d]` and each layer's new keys and values
+/// `[L][B][2d]`.
 pub(crate) fn decode_step(
     dims: &Dims,
     at: &Layout,
     params: &Params,
     x0: &[f32],
     starts: &[f32],
-    cache: &[f32],
+    cache: &[&[f32]],
     valid: &[f32],
 ) -> (Vec<f32>, Vec<Vec<f32>>) {
     let (d, span, layers) = (dims.d, dims.span, dims.layers);
     let batch = starts.len();
-    let traces: Vec<Trace> = blocks(batch)
+    let blocks: Vec<(usize, usize)> = (0..batch)
+        .step_by(DECODE_ROWS_PER_BLOCK)
+        .map(|b0| (b0, DECODE_ROWS_PER_BLOCK.min(batch - b0)))
+        .collect();
+    let traces: Vec<Trace> = blocks
         .into_par_iter()
         .map(|(b0, rows)| {
             let input = BlockInput {
@@ -1112,22 +1115,18 @@ pub(crate) fn decode_step(
                 x0: &x0[b0 * d..(b0 + rows) * d],
                 starts: &starts[b0..b0 + rows],
                 valid0: &valid[b0 * span..(b0 + rows) * span],
-                cache: cache_rows(cache, dims, batch, (b0, rows)),
+                cache: cache_rows(cache, dims, (b0, rows)),
             };
             forward_block(dims, at, params, &input)
         })
         .collect();
     let mut top = Vec::with_capacity(batch * d);
     let mut new_kv = vec![Vec::with_capacity(batch * 2 * d); layers];
-    let hist = span + 1;
     for tr in &traces {
         let n = tr.rows;
         top.extend_from_slice(&tr.xs[layers * n * d..(layers + 1) * n * d]);
         for (l, kv_l) in new_kv.iter_mut().enumerate() {
-            for r in 0..n {
-                let e = ((l * n + r) * hist + span) * 2 * d;
-                kv_l.extend_from_slice(&tr.kv[e..e + 2 * d]);
-            }
+            kv_l.extend_from_slice(&tr.kv[2 * l * n * d..2 * (l + 1) * n * d]);
         }
     }
     (top, new_kv)
