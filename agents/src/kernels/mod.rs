@@ -1,8 +1,11 @@
-//! Fused CPU kernels for the recurrent policies.
+//! Fused CPU kernels for the memory policies.
 //!
 //! The Feedback Transformer and the GRU are sequential in time: written with tensor operations,
 //! one training step of theirs is dozens of small operations per time step, and on the CPU the
 //! cost of each operation (dispatch, allocation, the autodiff graph) outweighs its arithmetic.
+//! The standard Transformer is parallel over time, but its tensor-operation attention scores
+//! every query against the whole cached prefix plus chunk and masks most of it; its kernel
+//! visits only the `τ + 1` slots of each query's window.
 //! The kernels here run a whole sequence forward, and its hand-derived backward pass, on plain
 //! `f32` buffers with batched matrix products (`ndarray`/`matrixmultiply`), parallel over the
 //! batch on the rayon pool, and enter burn's autodiff graph as **one** operation each.

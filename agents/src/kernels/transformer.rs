@@ -572,34 +572,33 @@ fn layer_forward(cx: &Ctx, tr: &mut Trace, valid0: &[f32], prefix: Prefix, l: us
     }
 }
 
-/// The key (`half` 0) or value (`half` 1) of head `h` at history index `k` of row `r` (`k < τ`:
-/// the cached prefix, else step `k − τ` of the chunk), from the layer's prefix and the chunk's
-/// keys/values `chunk [n][2d]`.
-#[allow(clippy::too_many_arguments)]
+/// The key (`half` 0) or value (`half` 1), all heads, at history index `k` of row `r`
+/// (`k < τ`: the cached prefix, else step `k − τ` of the chunk), from the layer's prefix and the
+/// chunk's keys/values `chunk [n][2d]`.
 fn key_value<'a>(
     sz: &Sizes,
     prefix: Prefix<'a>,
     chunk: &'a [f32],
     (r, k): (usize, usize),
-    h: usize,
     half: usize,
 ) -> &'a [f32] {
-    let (d, dh, span) = (sz.d, sz.dh, sz.span);
+    let (d, span) = (sz.d, sz.span);
     if k < span {
         let part = if half == 0 {
             prefix.keys
         } else {
             prefix.values
         };
-        &part[(r * span + k) * d + h * dh..][..dh]
+        &part[(r * span + k) * d..][..d]
     } else {
-        &chunk[(r * sz.steps + k - span) * 2 * d + half * d + h * dh..][..dh]
+        &chunk[(r * sz.steps + k - span) * 2 * d + half * d..][..d]
     }
 }
 
 /// The attention of every query of layer `l` over its window (the `τ` steps before it within
 /// the episode, then itself): weights into `tr.p`, outputs into `tr.att`. Slots outside the
-/// episode or before the cache was filled are skipped, not computed and masked.
+/// episode or before the cache was filled are skipped, not computed and masked. A slot's key
+/// and value are read once for all heads.
 fn attend(cx: &Ctx, tr: &mut Trace, valid0: &[f32], prefix: Prefix, l: usize) {
     let sz = cx.sz;
     let Sizes {
@@ -617,44 +616,50 @@ fn attend(cx: &Ctx, tr: &mut Trace, valid0: &[f32], prefix: Prefix, l: usize) {
     let o = l * n;
     let bias = cx.p.get(cx.at.layers[l].bias, heads * slots);
     let chunk = &tr.kv[2 * o * d..2 * (o + n) * d];
-    let mut scores = vec![0.0; slots];
+    let mut allowed = vec![false; slots];
     for r in 0..rows {
         for t in 0..steps {
             let i = r * steps + t;
             let lo = tr.floor[i].max(t);
             let q = &tr.q[(o + i) * d..(o + i + 1) * d];
-            for h in 0..heads {
-                let qh = &q[h * dh..(h + 1) * dh];
-                let mut max = f32::NEG_INFINITY;
-                for (j, s) in scores.iter_mut().enumerate() {
-                    let k = t + j;
-                    *s = if k >= lo && (k >= span || valid0[r * span + k] > 0.5) {
-                        let key = key_value(&sz, prefix, chunk, (r, k), h, 0);
-                        let s = dot(qh, key) * scale + bias[h * slots + span - j];
-                        max = max.max(s);
-                        s
-                    } else {
-                        f32::NEG_INFINITY
-                    };
+            // Scores straight into the weights' place, `[H][slots]`.
+            let pw = &mut tr.p[(o + i) * heads * slots..(o + i + 1) * heads * slots];
+            for (j, ok) in allowed.iter_mut().enumerate() {
+                let k = t + j;
+                *ok = k >= lo && (k >= span || valid0[r * span + k] > 0.5);
+                if *ok {
+                    let key = key_value(&sz, prefix, chunk, (r, k), 0);
+                    for h in 0..heads {
+                        pw[h * slots + j] =
+                            dot(&q[h * dh..(h + 1) * dh], &key[h * dh..(h + 1) * dh]) * scale
+                                + bias[h * slots + span - j];
+                    }
                 }
+            }
+            for h in 0..heads {
+                let ph = &mut pw[h * slots..(h + 1) * slots];
+                let max = ph
+                    .iter()
+                    .zip(&allowed)
+                    .filter(|(_, ok)| **ok)
+                    .fold(f32::NEG_INFINITY, |m, (s, _)| m.max(*s));
                 let mut sum = 0.0;
-                for s in scores.iter_mut() {
-                    *s = if *s == f32::NEG_INFINITY {
-                        0.0
-                    } else {
-                        (*s - max).exp()
-                    };
+                for (s, ok) in ph.iter_mut().zip(&allowed) {
+                    *s = if *ok { (*s - max).exp() } else { 0.0 };
                     sum += *s;
                 }
-                let pw = &mut tr.p[((o + i) * heads + h) * slots..][..slots];
-                for (w, s) in pw.iter_mut().zip(&scores) {
-                    *w = s / sum;
+                for s in ph.iter_mut() {
+                    *s /= sum;
                 }
-                let out = &mut tr.att[(o + i) * d + h * dh..][..dh];
-                out.fill(0.0);
-                for (j, &w) in pw.iter().enumerate() {
-                    if w != 0.0 {
-                        axpy(out, w, key_value(&sz, prefix, chunk, (r, t + j), h, 1));
+            }
+            let out = &mut tr.att[(o + i) * d..(o + i + 1) * d];
+            out.fill(0.0);
+            for j in 0..slots {
+                if allowed[j] {
+                    let v = key_value(&sz, prefix, chunk, (r, t + j), 1);
+                    for h in 0..heads {
+                        let w = pw[h * slots + j];
+                        axpy(&mut out[h * dh..(h + 1) * dh], w, &v[h * dh..(h + 1) * dh]);
                     }
                 }
             }
@@ -889,7 +894,7 @@ fn layer_backward(
 /// The attention of layer `l` backwards, given the gradient of its output `datt [n, d]`: into
 /// the queries' gradient `dq [n, d]`, the chunk's keys and values `dkv [n][2d]`, the cached
 /// prefix's `dprefix [keys, values][rows][τ][d]` and the position bias (`gbias`, starting at
-/// the layer's bias).
+/// the layer's bias). Slots with zero weight (masked) get exactly nothing.
 fn attend_back(
     cx: &Ctx,
     (tr, prefix): (&Trace, Prefix),
@@ -914,46 +919,53 @@ fn attend_back(
     let o = l * n;
     let chunk = &tr.kv[2 * o * d..2 * (o + n) * d];
     let (dkeys, dvalues) = dprefix.split_at_mut(rows * span * d);
-    let mut dp = vec![0.0; slots];
+    // `dp[h][j]`: the gradient of head h's weight on slot j; `used[j]`: any head weighs slot j.
+    let mut dp = vec![0.0; heads * slots];
+    let mut pdp = vec![0.0; heads];
+    let mut used = vec![false; slots];
     for r in 0..rows {
         for t in 0..steps {
             let i = r * steps + t;
             let q = &tr.q[(o + i) * d..(o + i + 1) * d];
-            for h in 0..heads {
-                let pw = &tr.p[((o + i) * heads + h) * slots..][..slots];
-                let da = &datt[i * d + h * dh..i * d + (h + 1) * dh];
-                let mut pdp = 0.0;
-                for j in 0..slots {
-                    dp[j] = if pw[j] == 0.0 {
-                        0.0
-                    } else {
-                        dot(da, key_value(&sz, prefix, chunk, (r, t + j), h, 1))
-                    };
-                    pdp += pw[j] * dp[j];
+            let pw = &tr.p[(o + i) * heads * slots..(o + i + 1) * heads * slots];
+            let da = &datt[i * d..(i + 1) * d];
+            pdp.fill(0.0);
+            for j in 0..slots {
+                used[j] = (0..heads).any(|h| pw[h * slots + j] != 0.0);
+                if used[j] {
+                    let v = key_value(&sz, prefix, chunk, (r, t + j), 1);
+                    for h in 0..heads {
+                        let g = dot(&da[h * dh..(h + 1) * dh], &v[h * dh..(h + 1) * dh]);
+                        dp[h * slots + j] = g;
+                        pdp[h] += pw[h * slots + j] * g;
+                    }
                 }
-                let qh = &q[h * dh..(h + 1) * dh];
-                for j in 0..slots {
-                    if pw[j] == 0.0 {
+            }
+            for j in 0..slots {
+                if !used[j] {
+                    continue;
+                }
+                let k = t + j;
+                let key = key_value(&sz, prefix, chunk, (r, k), 0);
+                let (dk, dv) = if k < span {
+                    let e = (r * span + k) * d;
+                    (&mut dkeys[e..e + d], &mut dvalues[e..e + d])
+                } else {
+                    let e = (r * steps + k - span) * 2 * d;
+                    dkv[e..e + 2 * d].split_at_mut(d)
+                };
+                let dqi = &mut dq[i * d..(i + 1) * d];
+                for h in 0..heads {
+                    let w = pw[h * slots + j];
+                    if w == 0.0 {
                         continue;
                     }
-                    let ds = pw[j] * (dp[j] - pdp);
+                    let ds = w * (dp[h * slots + j] - pdp[h]);
                     gbias[h * slots + span - j] += ds;
-                    let k = t + j;
-                    axpy(
-                        &mut dq[i * d + h * dh..i * d + (h + 1) * dh],
-                        ds * scale,
-                        key_value(&sz, prefix, chunk, (r, k), h, 0),
-                    );
-                    let (dk, dv) = if k < span {
-                        let e = (r * span + k) * d + h * dh;
-                        (&mut dkeys[e..e + dh], &mut dvalues[e..e + dh])
-                    } else {
-                        let e = (r * steps + k - span) * 2 * d + h * dh;
-                        let (dk, dv) = dkv[e..e + d + dh].split_at_mut(d);
-                        (&mut dk[..dh], &mut dv[..dh])
-                    };
-                    axpy(dk, ds * scale, qh);
-                    axpy(dv, pw[j], da);
+                    let c = h * dh..(h + 1) * dh;
+                    axpy(&mut dqi[c.clone()], ds * scale, &key[c.clone()]);
+                    axpy(&mut dk[c.clone()], ds * scale, &q[c.clone()]);
+                    axpy(&mut dv[c.clone()], w, &da[c]);
                 }
             }
         }
