@@ -372,15 +372,18 @@ impl Overrides {
     /// preset fill the rest.
     pub fn apply_to_tree(&self, tree: &mut Table) -> Result<()> {
         let had_env = tree.contains_key("env");
-        apply_sets(tree, &self.set)?;
         let assignments = self.assignments()?;
-        for a in &assignments {
-            if a.key == "env.kind" {
-                let env = table_at(tree, "env", &a.flag)?;
-                if env.get("kind") != Some(&a.value) {
-                    env.clear();
-                }
+        // A new env kind starts from that kind's defaults. It is switched before `--set` is
+        // applied, so that `--env X --set env.KEY=V` sets KEY of X instead of losing it.
+        for a in assignments.iter().filter(|a| a.key == "env.kind") {
+            let env = table_at(tree, "env", &a.flag)?;
+            if env.get("kind") != Some(&a.value) {
+                env.clear();
             }
+            set_path(tree, &a.key, a.value.clone(), &a.flag)?;
+        }
+        apply_sets(tree, &self.set)?;
+        for a in assignments.iter().filter(|a| a.key != "env.kind") {
             set_path(tree, &a.key, a.value.clone(), &a.flag)?;
         }
         // An env table made only by overrides starts from the default env kind.
@@ -721,6 +724,31 @@ mod tests {
         assert_eq!(m.size, 11);
         let err = resolve(file, &["--env", "cue-recall", "--horizon", "9"]).unwrap_err();
         assert!(err.to_string().contains("--horizon"), "{err}");
+    }
+
+    #[test]
+    fn set_env_keys_survive_an_env_flag() {
+        // With and without a file naming another kind, `--set env.*` applies to the `--env` kind.
+        for file in ["", "[env]\nkind = \"cue_recall\"\n"] {
+            let cfg = resolve(file, &["--env", "gridmaze", "--set", "env.size=9"]).unwrap();
+            let EnvConfig::Gridmaze(m) = cfg.env else {
+                panic!("{:?}", cfg.env)
+            };
+            assert_eq!(m.size, 9, "file {file:?}");
+            let cfg = resolve(file, &["--set", "env.size=11", "--env", "gridmaze"]).unwrap();
+            let EnvConfig::Gridmaze(m) = cfg.env else {
+                panic!("{:?}", cfg.env)
+            };
+            assert_eq!(m.size, 11, "file {file:?}, flags in the other order");
+        }
+        let cfg = resolve("", &["--env", "pendulum", "--set", "env.max_torque=0.5"]).unwrap();
+        let EnvConfig::Pendulum(p) = cfg.env else {
+            panic!("{:?}", cfg.env)
+        };
+        assert_eq!(p.max_torque, 0.5);
+        // A key the kind does not have is an error, not silently dropped.
+        let err = resolve("", &["--env", "pendulum", "--set", "env.bogus=1"]).unwrap_err();
+        assert!(format!("{err:#}").contains("bogus"), "{err:#}");
     }
 
     #[test]
