@@ -416,11 +416,22 @@ impl VerifiedCheckpoint {
     }
 }
 
-/// The folder of the newest checkpoint under `ckpt_root`, if any.
+/// The folder of the newest checkpoint under `ckpt_root`, if any: the one `latest` names, or,
+/// when `latest` is missing (deleted by hand, or a kill between the first checkpoint's rename
+/// and the pointer's), the newest complete `update_N` folder (complete by construction: a
+/// folder gets that name only after all its files are written and fsynced).
 pub fn latest_checkpoint(ckpt_root: &Path) -> Result<Option<PathBuf>> {
     let latest = ckpt_root.join(LATEST);
     if !latest.exists() {
-        return Ok(None);
+        let newest = newest_complete(ckpt_root)?;
+        if let Some(dir) = &newest {
+            eprintln!(
+                "{} is missing: using {}, the newest complete checkpoint",
+                latest.display(),
+                dir.display()
+            );
+        }
+        return Ok(newest);
     }
     let name =
         fs::read_to_string(&latest).with_context(|| format!("cannot read {}", latest.display()))?;
@@ -432,6 +443,28 @@ pub fn latest_checkpoint(ckpt_root: &Path) -> Result<Option<PathBuf>> {
         );
     }
     Ok(Some(ckpt_root.join(name)))
+}
+
+/// The `update_N` folder (not a `.tmp` leftover) with the largest `N` under `ckpt_root`.
+fn newest_complete(ckpt_root: &Path) -> Result<Option<PathBuf>> {
+    let Ok(entries) = fs::read_dir(ckpt_root) else {
+        return Ok(None);
+    };
+    let mut newest: Option<(u64, PathBuf)> = None;
+    for entry in entries {
+        let entry = entry.with_context(|| format!("cannot list {}", ckpt_root.display()))?;
+        let name = entry.file_name().to_string_lossy().to_string();
+        let Some(n) = name
+            .strip_prefix("update_")
+            .and_then(|n| n.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        if entry.path().is_dir() && newest.as_ref().is_none_or(|(m, _)| n > *m) {
+            newest = Some((n, entry.path()));
+        }
+    }
+    Ok(newest.map(|(_, p)| p))
 }
 
 /// Opens the checkpoint in folder `dir`, checking every file against the manifest.

@@ -109,6 +109,23 @@ fn stop_and_resume_gives_identical_rows_for_every_policy() {
     }
 }
 
+/// With `checkpoint/latest` deleted (by hand, or a kill between the first checkpoint and its
+/// pointer), a resume continues from the newest complete `update_N` folder, not from zero.
+#[test]
+fn resume_without_the_latest_pointer_uses_the_newest_checkpoint() {
+    let cfg = small_cfg(PolicyKind::Mlp, 6);
+    let a = tempfile::tempdir().unwrap();
+    let full = train_rows(&cfg, a.path());
+    let b = tempfile::tempdir().unwrap();
+    train_until(&cfg, b.path(), false, Some(3)).unwrap();
+    let latest = b.path().join("checkpoint").join("latest");
+    assert!(latest.exists());
+    std::fs::remove_file(&latest).unwrap();
+    train_until(&cfg, b.path(), true, None).unwrap();
+    let resumed = read_metrics(b.path().join("metrics.csv")).unwrap();
+    assert_same_rows(&full, &resumed, "resumed without `latest`");
+}
+
 #[test]
 fn stop_and_resume_is_bitwise_for_every_action_space() {
     let k = 5;
