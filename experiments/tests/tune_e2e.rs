@@ -82,4 +82,14 @@ fn tune_tiny_end_to_end() {
         "{stderr}"
     );
     assert!(!root.join("runs-bad").exists());
+    // So is one value written twice, which would train the same runs twice.
+    let o = tune(
+        &root.join("out-bad"),
+        &root.join("runs-bad"),
+        &["--lrs", "1e-3,0.001"],
+    );
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(stderr.contains("--lrs: 0.001 is listed twice"), "{stderr}");
+    assert!(!root.join("runs-bad").exists());
 }

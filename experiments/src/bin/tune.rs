@@ -87,6 +87,12 @@ fn check_values(name: &str, values: &[f64], allow_zero: bool) -> Result<()> {
             );
         }
     }
+    // The same number written twice (`1e-3,0.001`) would train the same runs twice.
+    for (i, v) in values.iter().enumerate() {
+        if let Some(w) = values[..i].iter().find(|w| *w == v) {
+            bail!("--{name}: {w} is listed twice (as {w} and {v}); give each value once");
+        }
+    }
     Ok(())
 }
 
