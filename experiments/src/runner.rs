@@ -283,7 +283,8 @@ impl<'a> Pool<'a> {
             && self.failures.is_empty()
             && self.active.len() < parallel.max(1)
         {
-            let Some((job, status)) = self.queue.pop() else {
+            // The status read at the start only planned the queue; it is read again below.
+            let Some((job, _planned)) = self.queue.pop() else {
                 break;
             };
             // Claimed by a live process (another shard, another host): leave it alone.
@@ -292,6 +293,20 @@ impl<'a> Pool<'a> {
                 self.say(format!("skip {}: claimed by {holder}", job.name));
                 continue;
             }
+            // Read the run again: another process may have trained it since this one started
+            // (the state read at the start is only the plan), and a finished or resumable run
+            // must never be cleared.
+            let status = match run_status(&job.dir, &job.config)
+                .with_context(|| format!("cannot read the state of run {}", job.dir.display()))?
+            {
+                RunStatus::Finished => {
+                    self.report.skipped += 1;
+                    self.finished_steps += job.config.total_steps;
+                    self.say(format!("skip {}: finished by another process", job.name));
+                    continue;
+                }
+                now => now,
+            };
             let resume = match status {
                 RunStatus::Partial(u) => {
                     self.report.resumed += 1;
@@ -339,6 +354,11 @@ impl<'a> Pool<'a> {
                     a.job.name,
                     self.t0.elapsed().as_secs_f64()
                 ));
+            } else if let Some(holder) = fbrl::run_lock::live_holder(&a.job.dir) {
+                // Another process claimed the run between the check and this worker's start:
+                // that process trains it.
+                self.report.claimed += 1;
+                self.say(format!("skip {}: claimed by {holder}", a.job.name));
             } else {
                 let tail = log_tail(&a.log, 8);
                 self.failures.push(format!(

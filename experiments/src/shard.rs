@@ -166,7 +166,21 @@ pub fn train_grid(
     }
     match Shard::resolve(args, |k| std::env::var(k).ok())? {
         // One shard of one is the whole grid: train it and report, as without sharding.
-        None | Some(Shard { count: 1, .. }) => run(jobs).map(Some),
+        None | Some(Shard { count: 1, .. }) => {
+            let report = run(jobs)?;
+            if report.claimed > 0 {
+                // Runs another process is training are not finished: a report now would
+                // mix finished and partial runs. The last invocation to finish writes it.
+                eprintln!(
+                    "{} run(s) were claimed by another process and are not finished here: no \
+                     report written; run the same command again (or with --report-only) once \
+                     they are done",
+                    report.claimed
+                );
+                return Ok(None);
+            }
+            Ok(Some(report))
+        }
         Some(shard) => {
             let mine = shard.select(jobs);
             eprintln!(

@@ -206,3 +206,65 @@ fn a_killed_shard_resumes_its_run_and_the_report_is_unchanged() {
     );
     std::fs::remove_dir_all(root).unwrap();
 }
+
+/// Two whole-grid invocations on one runs/ folder, the second (MLP only) started just after the
+/// first: neither clears a run the other trained, neither fails on a run the other holds,
+/// every run is trained once, and an invocation that left runs to the other writes no report.
+#[test]
+fn overlapping_invocations_share_the_runs_without_losing_any() {
+    let root = temp_dir("overlap");
+    let shared = root.join("runs");
+    let all = maze_cmd("tiny", &shared, &root.join("out-all"), &[])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let mlp = maze_cmd(
+        "tiny",
+        &shared,
+        &root.join("out-mlp"),
+        &["--policies", "mlp"],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let err_mlp = ok(mlp.wait_with_output().unwrap(), "the MLP-only invocation");
+    let err_all = ok(all.wait_with_output().unwrap(), "the whole-grid invocation");
+    let counts = starts_and_resumes(&shared.join("tiny"));
+    assert_eq!(counts.len(), 8, "{counts:?}");
+    for (run, started, resumed) in &counts {
+        assert_eq!(
+            (*started, *resumed),
+            (1, 0),
+            "{run} was trained {started}+{resumed} times\nall:\n{err_all}\nmlp:\n{err_mlp}"
+        );
+    }
+    // Every run has its full metrics.
+    let tiny = shared.join("tiny");
+    for entry in std::fs::read_dir(&tiny).unwrap() {
+        let dir = entry.unwrap().path();
+        if dir.join("config.toml").exists() {
+            let n = rows(&dir);
+            assert!(n > 0, "{} has no metrics rows", dir.display());
+        }
+    }
+    // The whole-grid report is written only by an invocation that saw every run finish.
+    let skipped_claimed = err_all.contains("claimed by another process");
+    assert_eq!(
+        root.join("out-all/summary.csv").exists(),
+        !skipped_claimed,
+        "{err_all}"
+    );
+    let o = maze_cmd(
+        "tiny",
+        &shared,
+        &root.join("out-report"),
+        &["--report-only"],
+    )
+    .output()
+    .unwrap();
+    ok(o, "--report-only after both");
+    std::fs::remove_dir_all(root).unwrap();
+}
