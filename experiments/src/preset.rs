@@ -104,6 +104,22 @@ impl Arm {
     }
 }
 
+/// The most seeds per cell an experiment binary accepts: far more than any study needs, and
+/// few enough that planning the grid (a config and a folder name per run) stays small.
+pub const MAX_SEEDS: u64 = 10_000;
+
+/// Checks a number of seeds per cell (`--seeds` or a preset's `experiment.seeds`), naming the
+/// flag.
+pub fn check_seeds(seeds: u64) -> anyhow::Result<()> {
+    if seeds == 0 {
+        anyhow::bail!("--seeds must be at least 1");
+    }
+    if seeds > MAX_SEEDS {
+        anyhow::bail!("--seeds {seeds} is more than {MAX_SEEDS} seeds per cell");
+    }
+    Ok(())
+}
+
 /// A parsed preset file.
 #[derive(Clone, Debug)]
 pub struct Preset {

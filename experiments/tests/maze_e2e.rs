@@ -169,5 +169,24 @@ fn unknown_policy_is_a_clear_error() {
         !o.status.success() && stderr.contains("maze_nope.toml"),
         "{stderr}"
     );
+    // A seed count that would only exhaust memory is refused at once, with or without
+    // --report-only, before any folder is made.
+    for extra in [&[][..], &["--report-only"][..]] {
+        let o = Command::new(env!("CARGO_BIN_EXE_maze"))
+            .args(["--preset", "tiny", "--quiet", "--seeds", "1000000000"])
+            .args(extra)
+            .arg("--out")
+            .arg(root.join("out-seeds"))
+            .arg("--runs-dir")
+            .arg(root.join("runs-seeds"))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            !o.status.success() && stderr.contains("--seeds 1000000000 is more than"),
+            "{stderr}"
+        );
+        assert!(!root.join("runs-seeds").exists());
+    }
     std::fs::remove_dir_all(root).unwrap();
 }

@@ -214,9 +214,7 @@ fn plan(args: &Args) -> Result<Plan> {
     };
     let e = &preset.experiment;
     let seeds = args.seeds.unwrap_or(e.seeds);
-    if seeds == 0 {
-        bail!("--seeds must be at least 1");
-    }
+    experiments::preset::check_seeds(seeds)?;
     let (all_arms, sub, out) = match args.experiment {
         Experiment::Main => (&preset.arms, e.name.clone(), args.out.clone()),
         Experiment::Depth => (

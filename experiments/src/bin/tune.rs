@@ -158,9 +158,7 @@ fn main() -> Result<()> {
     let args = Args::parse();
     check_values("lrs", &args.lrs, false)?;
     check_values("ent-coefs", &args.ent_coefs, true)?;
-    if args.seeds == 0 {
-        bail!("--seeds must be at least 1");
-    }
+    experiments::preset::check_seeds(args.seeds)?;
     let path = preset::preset_path("maze", &args.preset);
     let preset = Preset::load(&path)?;
     let e = &preset.experiment;
