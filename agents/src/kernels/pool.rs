@@ -12,20 +12,27 @@ static FREE: Mutex<Option<HashMap<usize, Vec<Vec<f32>>>>> = Mutex::new(None);
 
 /// A buffer of `len` zeros, reused if one of that size was handed back.
 pub(crate) fn zeros(len: usize) -> Vec<f32> {
-    let mut v = scratch(len);
-    v.fill(0.0);
-    v
+    match reused(len) {
+        Some(mut v) => {
+            v.fill(0.0);
+            v
+        }
+        None => vec![0.0; len],
+    }
 }
 
 /// A buffer of `len` floats whose values are unspecified (a reused buffer keeps what it held):
 /// for buffers the caller overwrites completely, where zeroing would be wasted work.
 pub(crate) fn scratch(len: usize) -> Vec<f32> {
-    let reused = FREE
-        .lock()
+    reused(len).unwrap_or_else(|| vec![0.0; len])
+}
+
+/// A handed-back buffer of `len` floats, if there is one.
+fn reused(len: usize) -> Option<Vec<f32>> {
+    FREE.lock()
         .unwrap_or_else(PoisonError::into_inner)
         .as_mut()
-        .and_then(|free| free.get_mut(&len).and_then(Vec::pop));
-    reused.unwrap_or_else(|| vec![0.0; len])
+        .and_then(|free| free.get_mut(&len).and_then(Vec::pop))
 }
 
 /// Hands a buffer back for reuse.
