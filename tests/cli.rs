@@ -283,6 +283,22 @@ fn tiny_run_trains_evaluates_renders_and_plots() {
     assert!(bytes.starts_with(b"\x89PNG"));
     assert!(png.with_extension("svg").is_file());
 
+    // A hand-edited config.toml is refused by eval and render, naming the key.
+    let config_path = run.join("config.toml");
+    let original = std::fs::read_to_string(&config_path).unwrap();
+    let mut edited: toml::Table = toml::from_str(&original).unwrap();
+    edited.insert("seed".into(), toml::Value::Integer(4));
+    std::fs::write(&config_path, toml::to_string(&edited).unwrap()).unwrap();
+    assert_fails_naming(
+        &["eval", run_s, "-n", "2"],
+        &["`seed`", "was config.toml edited?"],
+    );
+    assert_fails_naming(
+        &["render", run_s, "-o", gif.to_str().unwrap()],
+        &["`seed`", "was config.toml edited?"],
+    );
+    std::fs::write(&config_path, original).unwrap();
+
     // A run directory is never silently overwritten.
     assert_fails_naming(&args, &["already holds a run"]);
     assert_fails_naming(

@@ -79,6 +79,23 @@ pub fn load_policy(path: &Path) -> Result<LoadedPolicy> {
     } else {
         checkpoint::open_checkpoint(&ckpt_dir)?
     };
+    // A config.toml edited by hand since the checkpoint would evaluate another env or fail
+    // on the weights' shapes: the checkpoint's own record decides, as for `--resume`.
+    let recorded = TrainConfig::from_toml_str(
+        &checkpoint.state.config,
+        &format!(
+            "the config recorded in {}",
+            checkpoint.state_path().display()
+        ),
+    )?;
+    if let Some(key) = crate::trainer::differing_key(&recorded, &config)? {
+        bail!(
+            "`{key}` in {} differs from the config the checkpoint {} was trained with (was \
+             config.toml edited?); restore it to evaluate this run",
+            run.join(CONFIG_FILE).display(),
+            checkpoint.dir.display()
+        );
+    }
     let device = Device::default();
     let env = config.env.build()?;
     let obs_dim = env.observation_space().flat_len();
