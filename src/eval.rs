@@ -248,6 +248,7 @@ pub fn evaluate(
             &mut chooser,
             device,
             None,
+            None,
             |_| {},
         )?);
         start += b;
@@ -260,6 +261,8 @@ pub fn evaluate(
 /// rendering). Envs whose episode has ended are left alone while the others go on. With
 /// `attention`, every step's attention weights (one `[B, H, τ+1]` tensor per layer, see
 /// [`Policy::step_with_attention`]) are appended to it; it fails for a policy without any.
+/// With `max_steps`, an episode still running after that many steps is cut there (its result
+/// marked truncated).
 #[allow(clippy::too_many_arguments)]
 fn play_batch(
     policy: &Policy,
@@ -269,6 +272,7 @@ fn play_batch(
     chooser: &mut Chooser,
     device: &Device,
     mut attention: Option<&mut Vec<Vec<Tensor<3>>>>,
+    max_steps: Option<usize>,
     mut on_step: impl FnMut(&[Box<dyn Env>]),
 ) -> Result<Vec<EpisodeResult>> {
     let b = envs.len();
@@ -338,6 +342,10 @@ fn play_batch(
                 done[i] = true;
                 r.success = step.info.success;
                 r.truncated = step.truncated && !step.terminated;
+            } else if max_steps.is_some_and(|m| r.length as usize >= m) {
+                // Cut by the caller's cap, like a time limit.
+                done[i] = true;
+                r.truncated = true;
             }
         }
         on_step(envs);
@@ -395,7 +403,8 @@ impl RecordedEpisode {
 /// observation's state, then one per step), where the agent was drawn and its result; with
 /// `attention`, also the attention weights of every step (the actor's; the Feedback
 /// Transformer runs its tensor-operation path). Fails if the env cannot draw, and with
-/// `attention` for a policy without attention.
+/// `attention` for a policy without attention. With `max_steps`, the episode is cut after that
+/// many steps (so that an env with a huge or no time limit cannot exhaust memory with frames).
 pub fn record_episode(
     policy: &Policy,
     obs_norm: Option<&ObsNormalizer>,
@@ -404,6 +413,7 @@ pub fn record_episode(
     selection: ActionSelection,
     device: &Device,
     attention: bool,
+    max_steps: Option<usize>,
 ) -> Result<RecordedEpisode> {
     let mut chooser = Chooser {
         selection,
@@ -422,6 +432,7 @@ pub fn record_episode(
         &mut chooser,
         device,
         attention.then_some(&mut steps),
+        max_steps,
         |envs| match envs[0].render_rgb() {
             Some(f) => {
                 frames.push(f);

@@ -40,6 +40,7 @@ fn record(kind: PolicyKind, critic: CriticKind) -> RecordedEpisode {
         ActionSelection::Sample,
         &device,
         true,
+        None,
     )
     .unwrap()
 }
@@ -192,6 +193,7 @@ fn policies_without_attention_are_refused() {
             ActionSelection::Greedy,
             &device,
             true,
+            None,
         )
         .unwrap_err();
         let msg = format!("{err:#}");

@@ -271,6 +271,18 @@ fn tiny_run_trains_evaluates_renders_and_plots() {
     assert!(o.status.success(), "render failed:\n{}", stderr(&o));
     let bytes = std::fs::read(&gif).unwrap();
     assert!(bytes.starts_with(b"GIF89a") || bytes.starts_with(b"GIF87a"));
+    // A cap on the episode's steps bounds the frames kept in memory.
+    let o = fbrl(&[
+        "render",
+        run_s,
+        "-o",
+        gif.to_str().unwrap(),
+        "--max-steps",
+        "5",
+    ]);
+    assert!(o.status.success(), "render failed:\n{}", stderr(&o));
+    assert!(stdout(&o).contains("(6 frames)"), "{}", stdout(&o));
+    assert!(stderr(&o).contains("cut after 5 steps"), "{}", stderr(&o));
     assert_fails_naming(
         &["render", run_s, "--attention", "-o", gif.to_str().unwrap()],
         &["--attention", "`mlp` policy has no attention weights"],

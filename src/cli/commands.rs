@@ -196,6 +196,7 @@ pub(super) fn render(args: RenderArgs) -> Result<()> {
         selection(args.sample),
         &loaded.device,
         args.attention,
+        Some(args.max_steps as usize),
     )
     .with_context(|| {
         let what = if args.attention {
@@ -206,6 +207,12 @@ pub(super) fn render(args: RenderArgs) -> Result<()> {
         format!("cannot record an episode of {}{what}", args.path.display())
     })?;
     let result = ep.result;
+    if result.truncated && result.length >= args.max_steps {
+        eprintln!(
+            "the episode was cut after {} steps (--max-steps); the GIF shows those",
+            result.length
+        );
+    }
     let frames = if args.attention {
         crate::attention_view::draw(&ep)
     } else {

@@ -113,6 +113,10 @@ pub struct RenderArgs {
     /// Frame duration in hundredths of a second.
     #[arg(long, default_value_t = 15)]
     pub delay_cs: u16,
+    /// Stop the episode after this many steps (the GIF then ends there): every frame is kept
+    /// in memory until the GIF is written.
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_steps: u32,
     /// Draw, beside each frame, the weights each layer of an attention policy (feedback,
     /// transformer) gives to the steps of its window, and tint where those steps happened.
     #[arg(long)]
