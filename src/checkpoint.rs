@@ -418,7 +418,7 @@ impl VerifiedCheckpoint {
 
 /// The folder of the newest checkpoint under `ckpt_root`, if any: the one `latest` names, or,
 /// when `latest` is missing (deleted by hand, or a kill between the first checkpoint's rename
-/// and the pointer's), the newest complete `update_N` folder (complete by construction: a
+/// and the pointer's) or names no folder, the newest complete `update_N` folder (complete by construction: a
 /// folder gets that name only after all its files are written and fsynced).
 pub fn latest_checkpoint(ckpt_root: &Path) -> Result<Option<PathBuf>> {
     let latest = ckpt_root.join(LATEST);
@@ -436,11 +436,24 @@ pub fn latest_checkpoint(ckpt_root: &Path) -> Result<Option<PathBuf>> {
     let name =
         fs::read_to_string(&latest).with_context(|| format!("cannot read {}", latest.display()))?;
     let name = name.trim();
-    if name.is_empty() || name.contains('/') || name.contains("..") {
-        bail!(
-            "checkpoint pointer {} is corrupted: `{name}`",
-            latest.display()
+    let usable = !name.is_empty()
+        && !name.contains('/')
+        && !name.contains("..")
+        && ckpt_root.join(name).is_dir();
+    if !usable {
+        // A damaged pointer: the folders themselves say which checkpoint is the newest.
+        let Some(dir) = newest_complete(ckpt_root)? else {
+            bail!(
+                "checkpoint pointer {} is corrupted (`{name}`) and no checkpoint folder is left",
+                latest.display()
+            );
+        };
+        eprintln!(
+            "{} is corrupted (`{name}`): using {}, the newest complete checkpoint",
+            latest.display(),
+            dir.display()
         );
+        return Ok(Some(dir));
     }
     Ok(Some(ckpt_root.join(name)))
 }

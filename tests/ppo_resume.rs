@@ -110,7 +110,7 @@ fn stop_and_resume_gives_identical_rows_for_every_policy() {
 }
 
 /// With `checkpoint/latest` deleted (by hand, or a kill between the first checkpoint and its
-/// pointer), a resume continues from the newest complete `update_N` folder, not from zero.
+/// pointer) or damaged, a resume continues from the newest complete `update_N` folder, not from zero.
 #[test]
 fn resume_without_the_latest_pointer_uses_the_newest_checkpoint() {
     let cfg = small_cfg(PolicyKind::Mlp, 6);
@@ -124,6 +124,17 @@ fn resume_without_the_latest_pointer_uses_the_newest_checkpoint() {
     train_until(&cfg, b.path(), true, None).unwrap();
     let resumed = read_metrics(b.path().join("metrics.csv")).unwrap();
     assert_same_rows(&full, &resumed, "resumed without `latest`");
+    // The same with a damaged pointer.
+    let c = tempfile::tempdir().unwrap();
+    train_until(&cfg, c.path(), false, Some(3)).unwrap();
+    std::fs::write(
+        c.path().join("checkpoint").join("latest"),
+        "update_0\u{0}garbage",
+    )
+    .unwrap();
+    train_until(&cfg, c.path(), true, None).unwrap();
+    let resumed = read_metrics(c.path().join("metrics.csv")).unwrap();
+    assert_same_rows(&full, &resumed, "resumed with a damaged `latest`");
 }
 
 #[test]
