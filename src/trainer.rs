@@ -92,26 +92,64 @@ pub struct TrainOptions<'a> {
     pub on_start: Option<StartFn<'a>>,
 }
 
-/// The run stopped at a signal, after writing a checkpoint at the update it had reached.
+/// The run stopped at a signal: after the update under way, with a checkpoint written at the
+/// update it had reached; or, when that update goes on for more than [`UPDATE_STOP_GRACE`]
+/// after the signal, within one minibatch of that, dropping the update: the run then resumes
+/// from its last checkpoint.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "stopped by {} after update {update} of {num_updates}: checkpoint written to {}; continue \
-     with `fbrl train --resume {}`",
+    "stopped by {} after update {update} of {num_updates}: {}; continue with `fbrl train \
+     --resume {}`",
     signal_name(*.signal),
-    .checkpoint.display(),
+    checkpoint_note(.checkpoint, *.dropped_update),
     .run_dir.display()
 )]
 pub struct Interrupted {
     /// The signal number (2: SIGINT, 15: SIGTERM).
     pub signal: i32,
-    /// Updates done.
+    /// Updates done and kept.
     pub update: usize,
     /// Updates of the whole run.
     pub num_updates: usize,
-    /// The checkpoint written.
+    /// The checkpoint the run resumes from (empty when none was written yet).
     pub checkpoint: PathBuf,
     /// The run directory.
     pub run_dir: PathBuf,
+    /// Whether the update under way was dropped (the checkpoint is an earlier one).
+    pub dropped_update: bool,
+}
+
+/// How long an update may go on after a stop signal before it is dropped (see [`Interrupted`]):
+/// 5 s, or the seconds in [`STOP_GRACE_ENV`].
+pub const UPDATE_STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The environment variable that sets [`UPDATE_STOP_GRACE`] in seconds (e.g. `0.5`).
+pub const STOP_GRACE_ENV: &str = "FBRL_STOP_GRACE_S";
+
+/// [`UPDATE_STOP_GRACE`], or the value of [`STOP_GRACE_ENV`] when it is a number of seconds
+/// (≥ 0, finite).
+fn update_stop_grace() -> std::time::Duration {
+    std::env::var(STOP_GRACE_ENV)
+        .ok()
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map_or(UPDATE_STOP_GRACE, std::time::Duration::from_secs_f64)
+}
+
+/// Where an interrupted run resumes from, in words.
+fn checkpoint_note(checkpoint: &std::path::Path, dropped_update: bool) -> String {
+    match (checkpoint.as_os_str().is_empty(), dropped_update) {
+        (true, _) => {
+            "the update under way was dropped and no checkpoint was written yet: a resume \
+             starts from the beginning"
+                .to_string()
+        }
+        (false, true) => format!(
+            "the update under way was dropped; the run resumes from {}",
+            checkpoint.display()
+        ),
+        (false, false) => format!("checkpoint written to {}", checkpoint.display()),
+    }
 }
 
 impl Interrupted {
@@ -641,6 +679,19 @@ fn train_inner<E: Env>(
         let t_rollout = t0.elapsed();
         rollout_time_s += t_rollout.as_secs_f64();
         buf.compute_advantages(cfg.ppo.gamma, cfg.ppo.gae_lambda);
+        // A signal lets the update under way finish (then a checkpoint is written at it) unless
+        // that takes more than the grace period from the signal: then the update is dropped.
+        let stop = opts.stop.clone();
+        let grace = update_stop_grace();
+        let seen = std::cell::Cell::new(None::<Instant>);
+        let should_stop = move || {
+            if stop.as_ref().and_then(StopFlag::requested).is_none() {
+                return false;
+            }
+            let first = seen.get().unwrap_or_else(Instant::now);
+            seen.set(Some(first));
+            first.elapsed() > grace
+        };
         let update_result = ppo_update(
             model,
             &mut optim,
@@ -650,7 +701,26 @@ fn train_inner<E: Env>(
             &mut state.rng,
             &ad_device,
             update,
+            &should_stop,
         );
+        if let Err(PpoError::Interrupted { .. }) = &update_result {
+            // Part-way through the update: the last checkpoint is the state to resume from.
+            let signal = opts
+                .stop
+                .as_ref()
+                .and_then(StopFlag::requested)
+                .unwrap_or(15);
+            let checkpoint = crate::checkpoint::latest_checkpoint(&ckpt_root)?;
+            return Err(Interrupted {
+                signal,
+                update: counters.updates_done,
+                num_updates,
+                checkpoint: checkpoint.unwrap_or_default(),
+                run_dir: run.path.clone(),
+                dropped_update: true,
+            }
+            .into());
+        }
         let (new_model, stats) = stop_on_update_error(update_result, update, &ckpt_root)?;
         model = new_model;
         update_time_s += (t0.elapsed() - t_rollout).as_secs_f64();
@@ -683,6 +753,7 @@ fn train_inner<E: Env>(
                     num_updates,
                     checkpoint: saved,
                     run_dir: run.path.clone(),
+                    dropped_update: false,
                 }
                 .into());
             }

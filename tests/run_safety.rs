@@ -196,6 +196,62 @@ fn stop_with(signal: &str, code: i32) {
     assert_eq!(rows(&run), reference_rows(dir.path(), updates));
 }
 
+/// A signal that arrives during a long update stops the run within the grace period plus one
+/// minibatch: the update under way is dropped, the run resumes from its last checkpoint, and
+/// the resumed run gives the rows of an uninterrupted one.
+#[test]
+fn sigterm_during_a_long_update_drops_it_and_resume_redoes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let long_updates = |run: &Path| {
+        // 64 one-step sequences in 64 minibatches, 200 epochs: 12,800 optimizer steps, far
+        // longer than the half-second grace the test sets.
+        let mut args = train_args(run, 2, 1);
+        for (flag, value) in [("--update-epochs", "200"), ("--num-minibatches", "64")] {
+            let i = args.iter().position(|a| a == flag).unwrap();
+            args[i + 1] = value.to_string();
+        }
+        args.extend(["--seq-len".to_string(), "1".to_string()]);
+        args
+    };
+    let mut child = Command::new(FBRL)
+        .args(long_updates(&run))
+        .env("RUST_BACKTRACE", "0")
+        .env(fbrl::trainer::STOP_GRACE_ENV, "0.5")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_rows(&mut child, &run, 1);
+    // The second update's rollout takes milliseconds, its optimizer steps far longer than
+    // the grace period.
+    std::thread::sleep(Duration::from_millis(300));
+    kill(&child, "-TERM");
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(143), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(
+        err.contains("after update 1 of 2") && err.contains("the update under way was dropped"),
+        "{err}"
+    );
+    assert_eq!(rows(&run).len(), 1, "{err}");
+    assert!(!run.join("lock").exists(), "the lock is released");
+
+    let run_s = run.to_str().unwrap();
+    let o = fbrl(&["train", "--resume", run_s, "--quiet"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let reference = dir.path().join("reference");
+    let o = fbrl(
+        &long_updates(&reference)
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(rows(&run), rows(&reference));
+}
+
 #[test]
 fn sigint_checkpoints_and_resume_continues_bitwise() {
     stop_with("-INT", 130);
@@ -269,6 +325,10 @@ fn values_that_cannot_be_honoured_are_refused_before_anything_is_written() {
         &["span", "memory"],
     );
     check(&["--hidden", "4000000000"], &["hidden", "memory"]);
+    check(
+        &["--update-epochs", "9223372036854775807"],
+        &["ppo.update_epochs", "1..=1000"],
+    );
 
     // A trained run: absurd evaluation sizes are refused too.
     let o = fbrl(

@@ -48,8 +48,18 @@ fn update_runs(model: Policy, buf: &mut agents::ppo::RolloutBuffer, num_minibatc
     };
     buf.compute_advantages(cfg.gamma, cfg.gae_lambda);
     let mut rng = ChaCha8Rng::seed_from_u64(1);
-    let (_, stats) = ppo_update(model, &mut optim, buf, &cfg, 1e-3, &mut rng, &device, 1)
-        .expect("the update runs");
+    let (_, stats) = ppo_update(
+        model,
+        &mut optim,
+        buf,
+        &cfg,
+        1e-3,
+        &mut rng,
+        &device,
+        1,
+        &|| false,
+    )
+    .expect("the update runs");
     for (name, v) in [
         ("policy loss", stats.policy_loss),
         ("value loss", stats.value_loss),

@@ -5,6 +5,9 @@ use serde::{Deserialize, Serialize};
 
 use super::PpoError;
 
+/// The most epochs over a rollout that an update may take (CleanRL uses 4 to 10): a bound on
+/// the time of one update, which is where a run is slowest to answer a stop signal.
+pub const MAX_UPDATE_EPOCHS: usize = 1000;
 /// PPO hyperparameters. Defaults follow CleanRL's `ppo_atari_lstm.py`, with an entropy
 /// coefficient of 0.01, and reward scaling on (`norm_reward`, as CleanRL's continuous PPO and
 /// SB3's `VecNormalize`) so that the same defaults learn whatever the env's reward scale.
@@ -127,8 +130,14 @@ impl PpoConfig {
         if self.seq_len == Some(0) {
             return bad("ppo.seq_len", "must be at least 1, got 0".to_string());
         }
-        if self.update_epochs == 0 {
-            return bad("ppo.update_epochs", "must be at least 1, got 0".to_string());
+        if self.update_epochs == 0 || self.update_epochs > MAX_UPDATE_EPOCHS {
+            return bad(
+                "ppo.update_epochs",
+                format!(
+                    "must be in 1..={MAX_UPDATE_EPOCHS}, got {}",
+                    self.update_epochs
+                ),
+            );
         }
         if !self.clip_coef.is_finite() || self.clip_coef <= 0.0 {
             return bad(

@@ -54,6 +54,12 @@ pub enum PpoError {
         /// The offending value.
         value: f32,
     },
+    /// The caller asked the update to stop (a signal), before its next minibatch.
+    #[error("stopped during update {update}, before its optimizer steps were all taken")]
+    Interrupted {
+        /// Index of the update (1-based, as counted by the trainer).
+        update: usize,
+    },
     /// The environments reported an error.
     #[error("environment error: {0}")]
     Env(#[from] envs::EnvError),

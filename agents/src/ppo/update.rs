@@ -289,7 +289,9 @@ impl StatSums {
 /// to a global norm; one Adam step per minibatch.
 ///
 /// A non-finite loss or gradient norm returns [`PpoError::NonFinite`] before the optimizer
-/// step, so the weights are never overwritten with NaN.
+/// step, so the weights are never overwritten with NaN. `should_stop` is asked before every
+/// minibatch; once it says yes the update ends with [`PpoError::Interrupted`] (the weights
+/// and optimizer are then part-way through the update: the caller resumes from a checkpoint).
 pub fn ppo_update<M: ActorCritic + Module>(
     mut model: M,
     optim: &mut ModuleOptimizer,
@@ -299,6 +301,7 @@ pub fn ppo_update<M: ActorCritic + Module>(
     rng: &mut ChaCha8Rng,
     device: &Device,
     update: usize,
+    should_stop: &dyn Fn() -> bool,
 ) -> Result<(M, UpdateStats), PpoError> {
     assert_eq!(
         buf.advantages.len(),
@@ -332,6 +335,10 @@ pub fn ppo_update<M: ActorCritic + Module>(
         shuffle(&mut order, rng);
         let (mut epoch_kl, mut epoch_count) = (0.0f64, 0usize);
         for units in order.chunks(n / cfg.num_minibatches) {
+            // A signal is honoured within one minibatch, however long the update.
+            if should_stop() {
+                return Err(PpoError::Interrupted { update });
+            }
             // Forward: recompute the sequences and build the loss.
             let mb = Minibatch::gather(buf, units, cfg.norm_adv, device);
             let old_logp = mb.old_logp.clone();
