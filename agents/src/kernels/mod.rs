@@ -31,6 +31,8 @@ pub(crate) mod gru;
 #[cfg(feature = "flex")]
 pub(crate) mod linalg;
 #[cfg(feature = "flex")]
+pub(crate) mod mlp;
+#[cfg(feature = "flex")]
 pub(crate) mod pool;
 
 #[cfg(feature = "flex")]
