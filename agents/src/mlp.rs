@@ -5,6 +5,8 @@ use burn::prelude::*;
 
 use crate::actor_critic::{ActorCritic, SequenceOutput, StepOutput};
 use crate::heads::{ActorCriticHeads, HIDDEN_GAIN, orthogonal_linear};
+#[cfg(feature = "flex")]
+use crate::kernels;
 use crate::memory::Memory;
 
 /// Configuration of [`MlpPolicy`].
@@ -49,6 +51,32 @@ impl MlpPolicy {
         let x = self.layer1.forward(obs).tanh(); // [N, hidden]
         self.layer2.forward(x).tanh() // [N, hidden]
     }
+
+    /// Logits and values of a batch of observations: the trunk and the heads, through the
+    /// fused MLP kernel where it applies ([`kernels::runs_fused`]), else with tensor
+    /// operations (the reference).
+    ///
+    /// # Shapes
+    /// - `obs`: `[N, obs_dim]`, returns `(logits [N, A], values [N])`
+    fn forward_rows(&self, obs: Tensor<2>) -> (Tensor<2>, Tensor<1>) {
+        #[cfg(feature = "flex")]
+        if self.heads.norm.is_none() && kernels::runs_fused(&obs.device()) {
+            return self.forward_rows_fused(obs);
+        }
+        self.forward_rows_reference(obs)
+    }
+
+    /// [`Self::forward_rows`] with tensor operations.
+    fn forward_rows_reference(&self, obs: Tensor<2>) -> (Tensor<2>, Tensor<1>) {
+        self.heads.forward(self.trunk(obs)) // [N, A], [N]
+    }
+
+    /// [`Self::forward_rows`] through the fused MLP kernel (heads without a final norm).
+    #[cfg(feature = "flex")]
+    fn forward_rows_fused(&self, obs: Tensor<2>) -> (Tensor<2>, Tensor<1>) {
+        let (policy, value) = (&self.heads.policy, &self.heads.value);
+        kernels::mlp::mlp_forward(obs, [&self.layer1, &self.layer2, policy, value]) // [N, A], [N]
+    }
 }
 
 impl ActorCritic for MlpPolicy {
@@ -57,19 +85,191 @@ impl ActorCritic for MlpPolicy {
     }
 
     fn step(&self, obs: Tensor<2>, _starts: Tensor<1>, memory: Memory) -> StepOutput {
-        let (logits, value) = self.heads.forward(self.trunk(obs)); // [B, A], [B]
+        let (logits, value) = self.forward_rows(obs); // [B, A], [B]
         (logits, value, memory)
     }
 
     fn forward_sequence(&self, obs: Tensor<3>, _starts: Tensor<2>, _m: Memory) -> SequenceOutput {
         let [b, t, d] = obs.dims();
-        let features = self.trunk(obs.reshape([b * t, d])); // [B*T, hidden]
-        let (logits, values) = self.heads.forward(features); // [B*T, A], [B*T]
+        let (logits, values) = self.forward_rows(obs.reshape([b * t, d])); // [B*T, A], [B*T]
         let a = logits.dims()[1];
         (logits.reshape([b, t, a]), values.reshape([b, t]))
     }
 
     fn num_parameters(&self) -> usize {
         self.num_params()
+    }
+}
+
+#[cfg(all(test, feature = "flex"))]
+mod tests {
+    use burn::module::Param;
+    use burn::tensor::{Gradients, TensorData};
+    use rand::{RngExt, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    use super::*;
+    use crate::kernels::mlp::MLP_ROWS_PER_BLOCK;
+
+    const OBS_DIM: usize = 7;
+    const HIDDEN: usize = 16;
+    const NUM_ACTIONS: usize = 5;
+
+    fn random_tensor<const R: usize>(
+        shape: [usize; R],
+        scale: f32,
+        rng: &mut ChaCha8Rng,
+        device: &Device,
+    ) -> Tensor<R> {
+        let n = shape.iter().product();
+        let v: Vec<f32> = (0..n).map(|_| rng.random_range(-scale..scale)).collect();
+        Tensor::from_data(TensorData::new(v, shape), device)
+    }
+
+    /// A policy whose every weight and bias is random (the heads' biases start at zero).
+    fn random_policy(seed: u64, device: &Device) -> MlpPolicy {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut policy = MlpConfig::new()
+            .with_hidden(HIDDEN)
+            .init(OBS_DIM, NUM_ACTIONS, device);
+        for linear in [
+            &mut policy.layer1,
+            &mut policy.layer2,
+            &mut policy.heads.policy,
+            &mut policy.heads.value,
+        ] {
+            let [d_in, d_out] = linear.weight.dims();
+            let scale = 1.5 / (d_in as f32).sqrt();
+            linear.weight =
+                Param::from_tensor(random_tensor([d_in, d_out], scale, &mut rng, device));
+            linear.bias = Some(Param::from_tensor(random_tensor(
+                [d_out],
+                0.5,
+                &mut rng,
+                device,
+            )));
+        }
+        policy
+    }
+
+    fn host<const R: usize>(t: Tensor<R>) -> Vec<f32> {
+        t.into_data().try_into_vec::<f32>().unwrap()
+    }
+
+    /// The gradient of every weight and bias, in module order.
+    fn param_grads(policy: &MlpPolicy, grads: &Gradients) -> Vec<Vec<f32>> {
+        let mut out = Vec::new();
+        for linear in [
+            &policy.layer1,
+            &policy.layer2,
+            &policy.heads.policy,
+            &policy.heads.value,
+        ] {
+            out.push(host(
+                linear.weight.val().grad(grads).expect("weight gradient"),
+            ));
+            let bias = linear.bias.as_ref().expect("bias").val();
+            out.push(host(bias.grad(grads).expect("bias gradient")));
+        }
+        out
+    }
+
+    /// `max|a − b| ≤ tol · max(1, max|b|)`.
+    fn assert_close(what: &str, a: &[f32], b: &[f32], tol: f32) {
+        assert_eq!(a.len(), b.len(), "{what}: lengths");
+        let diff = a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max);
+        let scale = b.iter().map(|y| y.abs()).fold(1.0, f32::max);
+        assert!(
+            diff <= tol * scale,
+            "{what}: max |fused − reference| = {diff} (scale {scale})"
+        );
+    }
+
+    /// Logits, values, the observations' gradient and every parameter's gradient of a random
+    /// weighted sum of the outputs, on the fused path or the reference.
+    fn run(fused: bool, rows: usize, seed: u64) -> Vec<Vec<f32>> {
+        let device = Device::flex().autodiff();
+        let policy = random_policy(seed, &device);
+        let mut rng = ChaCha8Rng::seed_from_u64(seed + 1);
+        let obs = random_tensor([rows, OBS_DIM], 2.0, &mut rng, &device).require_grad();
+        let w_logits = random_tensor([rows, NUM_ACTIONS], 1.0, &mut rng, &device);
+        let w_values = random_tensor([rows], 1.0, &mut rng, &device);
+        let (logits, values) = if fused {
+            policy.forward_rows_fused(obs.clone())
+        } else {
+            policy.forward_rows_reference(obs.clone())
+        };
+        let loss = (logits.clone() * w_logits).sum() + (values.clone() * w_values).sum();
+        let grads = loss.backward();
+        let mut out = vec![
+            host(logits),
+            host(values),
+            host(obs.grad(&grads).expect("observation gradient")),
+        ];
+        out.extend(param_grads(&policy, &grads));
+        out
+    }
+
+    #[test]
+    fn the_fused_mlp_matches_the_reference() {
+        let names = [
+            "logits", "values", "d obs", "d W1", "d b1", "d W2", "d b2", "d Wp", "d bp", "d Wv",
+            "d bv",
+        ];
+        // One row, one partial block, and two full blocks and a partial one.
+        for rows in [1, 37, 2 * MLP_ROWS_PER_BLOCK + 3] {
+            let fused = run(true, rows, 7);
+            let reference = run(false, rows, 7);
+            for ((name, f), r) in names.iter().zip(&fused).zip(&reference) {
+                assert!(
+                    r.iter().any(|&v| v != 0.0),
+                    "{rows} rows: {name} is all zeros"
+                );
+                assert_close(&format!("{rows} rows: {name}"), f, r, 1e-4);
+            }
+        }
+    }
+
+    #[test]
+    fn the_fused_mlp_is_bitwise_the_same_for_any_number_of_threads() {
+        let rows = 2 * MLP_ROWS_PER_BLOCK + 3;
+        let in_pool = |threads: usize| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap()
+                .install(|| run(true, rows, 11))
+        };
+        let one = in_pool(1);
+        assert_eq!(one, in_pool(2));
+        assert!(one.iter().flatten().all(|v| v.is_finite()));
+    }
+
+    #[test]
+    fn a_step_gives_the_rows_of_the_sequence() {
+        let device = Device::flex();
+        let policy = random_policy(3, &device);
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        let obs = random_tensor([3, 4, OBS_DIM], 1.0, &mut rng, &device);
+        let starts = Tensor::zeros([3, 4], &device);
+        let (logits, values) = policy.forward_sequence(obs.clone(), starts, Memory::empty());
+        let (logits, values) = (host(logits), host(values));
+        for t in 0..4 {
+            let x = obs.clone().narrow(1, t, 1).reshape([3, OBS_DIM]);
+            let (l, v, _) = policy.step(x, Tensor::zeros([3], &device), Memory::empty());
+            let (l, v) = (host(l), host(v));
+            for b in 0..3 {
+                assert_eq!(v[b], values[b * 4 + t]);
+                let row = (b * 4 + t) * NUM_ACTIONS;
+                assert_eq!(
+                    l[b * NUM_ACTIONS..(b + 1) * NUM_ACTIONS],
+                    logits[row..row + NUM_ACTIONS]
+                );
+            }
+        }
     }
 }

@@ -116,7 +116,7 @@ fn sigmoid(x: f32) -> f32 {
 
 /// `tanh x = 1 − 2 / (e²ˣ + 1)` through [`exp`] (absolute error about 2·10⁻⁷).
 #[inline(always)]
-fn tanh(x: f32) -> f32 {
+pub(super) fn tanh(x: f32) -> f32 {
     1.0 - 2.0 / (exp(2.0 * x) + 1.0)
 }
 

@@ -1,14 +1,17 @@
-//! Fused CPU kernels for the memory policies.
+//! Fused CPU kernels for the policies.
 //!
 //! The Feedback Transformer and the GRU are sequential in time: written with tensor operations,
 //! one training step of theirs is dozens of small operations per time step, and on the CPU the
 //! cost of each operation (dispatch, allocation, the autodiff graph) outweighs its arithmetic.
 //! The standard Transformer is parallel over time, but its tensor-operation attention scores
 //! every query against the whole cached prefix plus chunk and masks most of it; its kernel
-//! visits only the `τ + 1` slots of each query's window.
-//! The kernels here run a whole sequence forward, and its hand-derived backward pass, on plain
-//! `f32` buffers with batched matrix products (`ndarray`/`matrixmultiply`), parallel over the
-//! batch on the rayon pool, and enter burn's autodiff graph as **one** operation each.
+//! visits only the `τ + 1` slots of each query's window. The MLP is not recurrent, but its
+//! layers are small and its `tanh` (the backend's scalar `tanhf`, run again in the backward
+//! pass) costs more than its matrix products.
+//! The kernels here run a whole sequence (the MLP: a whole batch of rows) forward, and its
+//! hand-derived backward pass, on plain `f32` buffers with batched matrix products
+//! (`ndarray`/`matrixmultiply`), parallel over the batch on the rayon pool, and enter burn's
+//! autodiff graph as **one** operation each.
 //!
 //! A kernel is used where the policy's tensors live on the `flex` CPU backend (with or without
 //! autodiff, without gradient checkpointing) and [`fused_enabled`] is true (the default). The
@@ -35,6 +38,8 @@ mod glue;
 pub(crate) mod gru;
 #[cfg(feature = "flex")]
 pub(crate) mod linalg;
+#[cfg(feature = "flex")]
+pub(crate) mod mlp;
 #[cfg(feature = "flex")]
 pub(crate) mod pool;
 #[cfg(feature = "flex")]
