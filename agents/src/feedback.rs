@@ -617,15 +617,7 @@ impl FeedbackTransformer {
             .into_iter()
             .map(kernels::HostTensor::new)
             .collect();
-        let mut offset = 0;
-        let parts = storage
-            .iter()
-            .map(|t| {
-                let values = t.values();
-                offset += values.len();
-                (offset - values.len(), values)
-            })
-            .collect();
+        let parts = kernels::param_parts(&storage);
         let (top, m, new_kv) = kernels::feedback::decode_step(
             &dims,
             &layout,
@@ -696,14 +688,7 @@ impl FeedbackTransformer {
     /// The trunk's parameter tensors in [`kernels::feedback::Layout`] order (what
     /// [`Self::flat_parameters`] concatenates).
     fn parameter_tensors(&self) -> Vec<Tensor<1>> {
-        fn flat<const D: usize>(t: Tensor<D>) -> Tensor<1> {
-            let n = t.shape().num_elements();
-            t.reshape([n])
-        }
-        fn norm(ln: &LayerNorm, out: &mut Vec<Tensor<1>>) {
-            out.push(ln.gamma.val());
-            out.push(ln.beta.as_ref().expect("LayerNorm with beta").val());
-        }
+        use kernels::{flat, push_feed_forward, push_norm as norm};
         let mut parts = Vec::new();
         for layer in &self.layers {
             norm(&layer.norm_attn, &mut parts);
@@ -711,10 +696,7 @@ impl FeedbackTransformer {
             parts.push(flat(layer.out.weight.val()));
             parts.push(flat(layer.position_bias.bias.val()));
             norm(&layer.norm_ff, &mut parts);
-            parts.push(flat(layer.ff.hidden.weight.val()));
-            parts.push(layer.ff.hidden.bias.as_ref().expect("bias").val());
-            parts.push(flat(layer.ff.output.weight.val()));
-            parts.push(layer.ff.output.bias.as_ref().expect("bias").val());
+            push_feed_forward(&layer.ff, &mut parts);
         }
         for kv in &self.key_value {
             norm(&kv.norm, &mut parts);

@@ -432,15 +432,7 @@ impl Transformer {
             .into_iter()
             .map(kernels::HostTensor::new)
             .collect();
-        let mut offset = 0;
-        let parts = storage
-            .iter()
-            .map(|t| {
-                let values = t.values();
-                offset += values.len();
-                (offset - values.len(), values)
-            })
-            .collect();
+        let parts = kernels::param_parts(&storage);
         let (top, new_kv) = kernels::transformer::decode_step(
             &dims,
             &layout,
@@ -489,14 +481,7 @@ impl Transformer {
     /// The trunk's parameter tensors in [`kernels::transformer::Layout`] order (what
     /// [`Self::flat_parameters`] concatenates).
     fn parameter_tensors(&self) -> Vec<Tensor<1>> {
-        fn flat<const D: usize>(t: Tensor<D>) -> Tensor<1> {
-            let n = t.shape().num_elements();
-            t.reshape([n])
-        }
-        fn norm(ln: &LayerNorm, out: &mut Vec<Tensor<1>>) {
-            out.push(ln.gamma.val());
-            out.push(ln.beta.as_ref().expect("LayerNorm with beta").val());
-        }
+        use kernels::{flat, push_feed_forward, push_norm as norm};
         fn gate(g: &GruGate, out: &mut Vec<Tensor<1>>) {
             out.push(flat(g.from_output.weight.val()));
             out.push(flat(g.from_stream.weight.val()));
@@ -511,10 +496,7 @@ impl Transformer {
             parts.push(flat(layer.out.weight.val()));
             parts.push(flat(layer.position_bias.bias.val()));
             norm(&layer.norm_ff, &mut parts);
-            parts.push(flat(layer.ff.hidden.weight.val()));
-            parts.push(layer.ff.hidden.bias.as_ref().expect("bias").val());
-            parts.push(flat(layer.ff.output.weight.val()));
-            parts.push(layer.ff.output.bias.as_ref().expect("bias").val());
+            push_feed_forward(&layer.ff, &mut parts);
             if let (Some(ga), Some(gf)) = (&layer.gate_attn, &layer.gate_ff) {
                 gate(ga, &mut parts);
                 gate(gf, &mut parts);

@@ -118,3 +118,42 @@ pub(crate) fn host_values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
 pub(crate) fn tensor3(values: Vec<f32>, shape: [usize; 3], device: &Device) -> Tensor<3> {
     Tensor::from_data(TensorData::new(values, shape), device)
 }
+
+/// The parameter tensors of a decoding step read in place, and each one's offset in the
+/// kernel's flat layout (the tensors laid end to end): what [`common::Params::Parts`] takes.
+#[cfg(feature = "flex")]
+pub(crate) fn param_parts(storage: &[HostTensor]) -> Vec<(usize, &[f32])> {
+    let mut offset = 0;
+    storage
+        .iter()
+        .map(|t| {
+            let values = t.values();
+            offset += values.len();
+            (offset - values.len(), values)
+        })
+        .collect()
+}
+
+/// A parameter tensor as a flat vector, for a kernel's parameter list.
+#[cfg(feature = "flex")]
+pub(crate) fn flat<const D: usize>(t: Tensor<D>) -> Tensor<1> {
+    let n = t.shape().num_elements();
+    t.reshape([n])
+}
+
+/// A LayerNorm's gain and bias, in that order, for a kernel's parameter list.
+#[cfg(feature = "flex")]
+pub(crate) fn push_norm(ln: &burn::nn::LayerNorm, out: &mut Vec<Tensor<1>>) {
+    out.push(ln.gamma.val());
+    out.push(ln.beta.as_ref().expect("LayerNorm with beta").val());
+}
+
+/// A feed-forward block's hidden weight and bias, then its output weight and bias, for a
+/// kernel's parameter list.
+#[cfg(feature = "flex")]
+pub(crate) fn push_feed_forward(ff: &crate::attention::FeedForward, out: &mut Vec<Tensor<1>>) {
+    out.push(flat(ff.hidden.weight.val()));
+    out.push(ff.hidden.bias.as_ref().expect("bias").val());
+    out.push(flat(ff.output.weight.val()));
+    out.push(ff.output.bias.as_ref().expect("bias").val());
+}
