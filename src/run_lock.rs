@@ -160,6 +160,28 @@ impl RunLock {
         }
     }
 
+    /// [`RunLock::acquire`], except that a lock held by process `from` of this host is taken
+    /// over (the file rewritten atomically with this process as holder): a parent that decided
+    /// about the run under its lock hands it to the worker it started, with no moment in
+    /// which another process could take it.
+    pub fn acquire_from(dir: &Path, from: Option<u32>) -> Result<Self> {
+        let path = dir.join(LOCK_FILE);
+        if let Some(from) = from
+            && let Ok(Some(holder)) = read_holder(&path)
+            && holder.host == host_name()
+            && holder.pid == from
+        {
+            let me = LockHolder::this_process();
+            let tmp = dir.join(format!("{LOCK_FILE}.{}.tmp", me.pid));
+            let json = serde_json::to_vec(&me).context("cannot serialise the lock")?;
+            fs::write(&tmp, &json)
+                .and_then(|()| fs::rename(&tmp, &path))
+                .with_context(|| format!("cannot take over the run lock {}", path.display()))?;
+            return Ok(Self { path, holder: me });
+        }
+        Self::acquire(dir)
+    }
+
     /// The lock file.
     pub fn path(&self) -> &Path {
         &self.path
@@ -215,6 +237,33 @@ mod tests {
         drop(lock);
         assert!(!dir.path().join(LOCK_FILE).exists());
         let _again = RunLock::acquire(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn a_lock_is_handed_over_only_by_its_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(LOCK_FILE);
+        // A live process of this host (the parent of this test) holds the lock.
+        let parent = LockHolder {
+            host: host_name(),
+            pid: std::os::unix::process::parent_id(),
+            since_unix: 0,
+        };
+        fs::write(&path, serde_json::to_vec(&parent).unwrap()).unwrap();
+        // Named as the one handing over: taken, and this process is now the holder.
+        let lock = RunLock::acquire_from(dir.path(), Some(parent.pid)).unwrap();
+        let holder = read_holder(&path).unwrap().unwrap();
+        assert_eq!(holder.pid, std::process::id());
+        drop(lock);
+        assert!(!path.exists());
+        // Not named: the live holder keeps it.
+        fs::write(&path, serde_json::to_vec(&parent).unwrap()).unwrap();
+        let e = format!(
+            "{:#}",
+            RunLock::acquire_from(dir.path(), Some(parent.pid + 1)).unwrap_err()
+        );
+        assert!(e.contains("is in use"), "{e}");
+        assert!(RunLock::acquire_from(dir.path(), None).is_err());
     }
 
     #[test]

@@ -90,6 +90,10 @@ pub struct TrainOptions<'a> {
     pub stop: Option<StopFlag>,
     /// Called once the run directory is open and the run is set up, before the first update.
     pub on_start: Option<StartFn<'a>>,
+    /// The pid of a process on this host that holds the run's lock and hands it over to this
+    /// call (an experiment runner that decided about the run under its lock, then started
+    /// this worker), so that no other process can take the run in between.
+    pub lock_from: Option<u32>,
 }
 
 /// The run stopped at a signal: after the update under way, with a checkpoint written at the
@@ -493,14 +497,14 @@ fn checkpoint_now<E: Env>(
 fn open_run(cfg: &TrainConfig, opts: &TrainOptions<'_>) -> Result<(RunDir, RunLock, bool)> {
     if !opts.resume {
         let run = RunDir::create_for(cfg, opts.run_dir.as_deref())?;
-        let lock = RunLock::acquire(&run.path)?;
+        let lock = RunLock::acquire_from(&run.path, opts.lock_from)?;
         return Ok((run, lock, true));
     }
     let Some(dir) = opts.run_dir.as_deref() else {
         bail!("resume needs the run directory to continue");
     };
     let run = RunDir::open(dir)?;
-    let lock = RunLock::acquire(&run.path)?;
+    let lock = RunLock::acquire_from(&run.path, opts.lock_from)?;
     let saved = TrainConfig::load(run.config_path())?;
     check_same_run(&saved, cfg, &run.config_path())?;
     let restart = crate::checkpoint::latest_checkpoint(&run.checkpoint_dir())?.is_none();

@@ -113,6 +113,7 @@ fn worker(args: &[String]) -> Result<()> {
         stop_after_updates,
         stop: Some(StopFlag::install()?),
         on_start: None,
+        lock_from: Some(parent),
     };
     let summary = fbrl::Interrupted::exit_process_on(fbrl::train_from_config(&cfg, opts), "")?;
     eprintln!(
@@ -154,6 +155,10 @@ struct Active {
     job: Job,
     child: Child,
     log: PathBuf,
+    /// The run's lock as this process took it to decide about the run; the worker takes it
+    /// over, and dropping it afterwards removes the file only if it is still this process's
+    /// (the worker died before taking it).
+    _claim: Option<fbrl::run_lock::RunLock>,
 }
 
 /// Prints a line through the progress bar (plain stderr when it is hidden).
@@ -287,44 +292,47 @@ impl<'a> Pool<'a> {
             let Some((job, _planned)) = self.queue.pop() else {
                 break;
             };
-            // Claimed by a live process (another shard, another host): leave it alone.
-            if let Some(holder) = fbrl::run_lock::live_holder(&job.dir) {
-                self.report.claimed += 1;
-                self.say(format!("skip {}: claimed by {holder}", job.name));
-                continue;
-            }
-            // Read the run again: another process may have trained it since this one started
-            // (the state read at the start is only the plan), and a finished or resumable run
-            // must never be cleared.
-            let status = match run_status(&job.dir, &job.config)
-                .with_context(|| format!("cannot read the state of run {}", job.dir.display()))?
-            {
+            // Decide under the run's lock, so that another invocation deciding about the same
+            // run at the same moment finds it claimed: the state read at the start was only
+            // the plan, and a run another process finished, trains or is resuming must never
+            // be cleared.
+            std::fs::create_dir_all(&job.dir)
+                .with_context(|| format!("cannot create {}", job.dir.display()))?;
+            let lock = match fbrl::run_lock::RunLock::acquire(&job.dir) {
+                Ok(lock) => lock,
+                Err(_) => {
+                    // Held by a live process (another shard, another host): leave it alone.
+                    let holder = fbrl::run_lock::live_holder(&job.dir)
+                        .map_or_else(|| "another process".to_string(), |h| h.to_string());
+                    self.report.claimed += 1;
+                    self.say(format!("skip {}: claimed by {holder}", job.name));
+                    continue;
+                }
+            };
+            let status = run_status(&job.dir, &job.config)
+                .with_context(|| format!("cannot read the state of run {}", job.dir.display()))?;
+            let resume = match status {
                 RunStatus::Finished => {
                     self.report.skipped += 1;
                     self.finished_steps += job.config.total_steps;
                     self.say(format!("skip {}: finished by another process", job.name));
                     continue;
                 }
-                now => now,
-            };
-            let resume = match status {
                 RunStatus::Partial(u) => {
                     self.report.resumed += 1;
                     self.say(format!("resume {} from update {u}", job.name));
                     true
                 }
-                _ => {
+                RunStatus::Fresh => {
                     self.report.started += 1;
-                    if job.dir.exists() {
-                        // Killed before its first checkpoint: nothing to keep.
-                        std::fs::remove_dir_all(&job.dir).with_context(|| {
-                            format!("cannot clear {} to restart it", job.dir.display())
-                        })?;
-                    }
+                    // Killed before its first checkpoint: nothing to keep but the lock.
+                    clear_except(&job.dir, lock.path())?;
                     false
                 }
             };
-            let worker = spawn(&self.exe, job, resume, self.logs_dir, self.stop_after)?;
+            // The worker takes the lock over from this process (no moment without a holder).
+            let mut worker = spawn(&self.exe, job, resume, self.logs_dir, self.stop_after)?;
+            worker._claim = Some(lock);
             self.active.push(worker);
         }
         Ok(())
@@ -354,11 +362,14 @@ impl<'a> Pool<'a> {
                     a.job.name,
                     self.t0.elapsed().as_secs_f64()
                 ));
-            } else if let Some(holder) = fbrl::run_lock::live_holder(&a.job.dir) {
-                // Another process claimed the run between the check and this worker's start:
-                // that process trains it.
+            } else if log_tail(&a.log, 3).contains(" is in use: ") {
+                // Another process took the run's lock between this one's decision and its
+                // worker's start: that process trains it.
                 self.report.claimed += 1;
-                self.say(format!("skip {}: claimed by {holder}", a.job.name));
+                self.say(format!(
+                    "skip {}: claimed by another process as it started",
+                    a.job.name
+                ));
             } else {
                 let tail = log_tail(&a.log, 8);
                 self.failures.push(format!(
@@ -391,6 +402,23 @@ impl<'a> Pool<'a> {
             );
         }
     }
+}
+
+/// Removes everything in `dir` but the file `keep`.
+fn clear_except(dir: &Path, keep: &Path) -> Result<()> {
+    for entry in std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
+        let path = entry?.path();
+        if path == keep {
+            continue;
+        }
+        let removed = if path.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        removed.with_context(|| format!("cannot clear {} to restart it", path.display()))?;
+    }
+    Ok(())
 }
 
 /// Trains every job that is not finished, `parallel` at a time, each in a worker process
@@ -499,7 +527,12 @@ fn spawn(
         .stderr(log_file)
         .spawn()
         .with_context(|| format!("cannot start a worker for {}", job.name))?;
-    Ok(Active { job, child, log })
+    Ok(Active {
+        job,
+        child,
+        log,
+        _claim: None,
+    })
 }
 
 fn log_tail(path: &Path, lines: usize) -> String {

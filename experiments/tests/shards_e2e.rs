@@ -52,16 +52,19 @@ fn summary_without_timing(out: &Path) -> Vec<Vec<String>> {
         .collect()
 }
 
-/// How often each run of `runs_root` was started and resumed, from the runner's logs.
+/// How often each run of `runs_root` was started and resumed, from the runner's logs (a start
+/// whose worker found the run's lock taken by another process trained nothing, and does not
+/// count).
 fn starts_and_resumes(runs_root: &Path) -> Vec<(String, usize, usize)> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(runs_root.join("logs")).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "log") {
             let text = std::fs::read_to_string(&path).unwrap();
+            let lost_the_lock = text.matches(" is in use: ").count();
             out.push((
                 path.file_stem().unwrap().to_string_lossy().into_owned(),
-                text.matches("--- start").count(),
+                text.matches("--- start").count() - lost_the_lock,
                 text.matches("--- resume").count(),
             ));
         }
@@ -266,5 +269,46 @@ fn overlapping_invocations_share_the_runs_without_losing_any() {
     .output()
     .unwrap();
     ok(o, "--report-only after both");
+    std::fs::remove_dir_all(root).unwrap();
+}
+
+/// Two identical whole-grid invocations started at the same moment: both exit 0 (a run the
+/// other claimed is skipped, never a failure), every run is trained once, and the report is
+/// written only by an invocation that saw every run finish.
+#[test]
+fn simultaneous_invocations_both_succeed_and_train_each_run_once() {
+    let root = temp_dir("simultaneous");
+    let shared = root.join("runs");
+    let children: Vec<_> = (0..2)
+        .map(|i| {
+            maze_cmd("tiny", &shared, &root.join(format!("out-{i}")), &[])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let errs: Vec<String> = children
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| ok(c.wait_with_output().unwrap(), &format!("invocation {i}")))
+        .collect();
+    let counts = starts_and_resumes(&shared.join("tiny"));
+    assert_eq!(counts.len(), 8, "{counts:?}");
+    for (run, started, resumed) in &counts {
+        assert_eq!(
+            (*started, *resumed),
+            (1, 0),
+            "{run} was trained {started}+{resumed} times\n{errs:?}"
+        );
+    }
+    for (i, err) in errs.iter().enumerate() {
+        let skipped_claimed = err.contains("claimed by another process");
+        assert_eq!(
+            root.join(format!("out-{i}/summary.csv")).exists(),
+            !skipped_claimed,
+            "{err}"
+        );
+    }
     std::fs::remove_dir_all(root).unwrap();
 }

@@ -193,6 +193,7 @@ pub(crate) fn train(args: TrainArgs) -> Result<()> {
         stop_after_updates: args.stop_after,
         stop: Some(StopFlag::install()?),
         on_start: Some(Box::new(on_start)),
+        lock_from: None,
     };
     let result = train_from_config(&cfg, opts);
     bar.finish_and_clear();
