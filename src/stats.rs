@@ -116,8 +116,7 @@ pub fn welch(a: &[f64], b: &[f64]) -> Option<Welch> {
     let df = se2 * se2 / (sa * sa / (na - 1) as f64 + sb * sb / (nb - 1) as f64);
     let dist = StudentsT::new(0.0, 1.0, df).expect("df > 0 is a valid Student-t");
     let p_two_sided = (2.0 * dist.sf(t.abs())).min(1.0);
-    let pooled =
-        (((na - 1) as f64 * va + (nb - 1) as f64 * vb) / (na + nb - 2) as f64).sqrt();
+    let pooled = (((na - 1) as f64 * va + (nb - 1) as f64 * vb) / (na + nb - 2) as f64).sqrt();
     let cohen_d = mean_diff / pooled;
     let hedges_g = cohen_d * (1.0 - 3.0 / (4.0 * (na + nb) as f64 - 9.0));
     Some(Welch {
@@ -186,9 +185,8 @@ pub fn fisher_exact(a: u64, b: u64, c: u64, d: u64) -> f64 {
     let lo = col1.saturating_sub(c + d);
     let hi = row1.min(col1);
     // ln P(top-left = x) = ln C(row1, x) + ln C(n − row1, col1 − x) − ln C(n, col1)
-    let ln_p = |x: u64| {
-        ln_binomial(row1, x) + ln_binomial(n - row1, col1 - x) - ln_binomial(n, col1)
-    };
+    let ln_p =
+        |x: u64| ln_binomial(row1, x) + ln_binomial(n - row1, col1 - x) - ln_binomial(n, col1);
     let observed = ln_p(a);
     let p: f64 = (lo..=hi)
         .map(ln_p)

@@ -27,7 +27,14 @@ fn memory_length_tiny_end_to_end() {
 
     // Tuning: 4 arms × 2 rates × 1 seed at delay 2, on the tuning seeds (1000, …).
     let stdout = run(
-        &["--tune-lrs", "1e-3,2e-3", "--tune-delay", "2", "--seeds", "1"],
+        &[
+            "--tune-lrs",
+            "1e-3,2e-3",
+            "--tune-delay",
+            "2",
+            "--seeds",
+            "1",
+        ],
         &root,
     );
     let tuning = root.join("runs/tiny-tuning/report");
@@ -37,10 +44,16 @@ fn memory_length_tiny_end_to_end() {
         let mine: Vec<_> = rows.iter().filter(|r| r[0] == arm).collect();
         assert_eq!(mine.len(), 2);
         assert_eq!(mine.iter().filter(|r| r[8] == "1").count(), 1, "{mine:?}");
-        assert!(stdout.contains(&format!("{arm}: learning_rate = ")), "{stdout}");
+        assert!(
+            stdout.contains(&format!("{arm}: learning_rate = ")),
+            "{stdout}"
+        );
     }
     let seeds = read(tuning.join("seeds.csv"));
-    assert!(seeds.iter().all(|r| r[3] == "1000" && r[1] == "2"), "{seeds:?}");
+    assert!(
+        seeds.iter().all(|r| r[3] == "1000" && r[1] == "2"),
+        "{seeds:?}"
+    );
     assert_eq!(read(tuning.join("chosen.csv")).len(), 4);
 
     // The study: 4 arms × delays 2 and 6 × 1 seed, written to the default (untracked) folder.
@@ -74,7 +87,11 @@ fn memory_length_tiny_end_to_end() {
     let seeds = read(out.join("seeds.csv"));
     assert_eq!(seeds.len(), 8);
     for r in &seeds {
-        let want = if r[1] == "2" { ["16", "16"] } else { ["8", "32"] };
+        let want = if r[1] == "2" {
+            ["16", "16"]
+        } else {
+            ["8", "32"]
+        };
         assert_eq!([r[4].as_str(), r[5].as_str()], want, "{r:?}");
         let solved = r[6].parse::<f64>().unwrap() >= 0.9;
         assert_eq!(r[9], if solved { "1" } else { "0" }, "{r:?}");

@@ -55,9 +55,11 @@ struct Args {
     #[arg(long, value_delimiter = ',')]
     delays: Option<Vec<u32>>,
     /// Tune instead: train every arm with each of these learning rates at `--tune-delay`, on
-    /// seeds 1000, 1001, …, and choose per arm the rate that solves most seeds.
+    /// seeds 1000, 1001, …, and choose per arm the rate that solves most seeds. `ARM:LR`
+    /// adds a rate for one arm only (a grid extended where its optimum was at an edge), e.g.
+    /// `5e-4,1e-3,2e-3,gru:4e-3`.
     #[arg(long, value_delimiter = ',')]
-    tune_lrs: Option<Vec<f64>>,
+    tune_lrs: Option<Vec<String>>,
     /// The corridor length the learning rates are tuned at.
     #[arg(long, default_value_t = 32)]
     tune_delay: u32,
@@ -134,12 +136,12 @@ fn main() -> Result<()> {
     let plan = plan(&args)?;
     let e = &plan.preset.experiment;
     eprintln!(
-        "memory length {}{}: {} arms × {} delays × {} learning rate(s), {} runs of {} env steps → {}",
+        "memory length {}{}: {} arms × {} delays, {} (arm, delay, learning rate) cells, {} runs of {} env steps → {}",
         e.name,
         if plan.tuning { " (tuning)" } else { "" },
         plan.arms.len(),
         plan.delays.len(),
-        plan.cells.len() / (plan.arms.len() * plan.delays.len()).max(1),
+        plan.cells.len(),
         plan.jobs.len(),
         plan.preset.train.total_steps,
         plan.runs_root.display()
@@ -233,7 +235,11 @@ fn plan(args: &Args) -> Result<Plan> {
     let e = &preset.experiment;
     let tuning = args.tune_lrs.is_some();
     let (seeds, delays, seed_base) = if tuning {
-        (args.seeds.unwrap_or(3), vec![args.tune_delay], TUNE_SEED_BASE)
+        (
+            args.seeds.unwrap_or(3),
+            vec![args.tune_delay],
+            TUNE_SEED_BASE,
+        )
     } else {
         let delays = args.delays.clone().unwrap_or_else(|| e.delays.clone());
         (args.seeds.unwrap_or(e.seeds), delays, 0)
@@ -241,12 +247,11 @@ fn plan(args: &Args) -> Result<Plan> {
     if seeds == 0 || delays.is_empty() {
         bail!("need at least one seed and one delay (experiment.delays or --delays)");
     }
-    if let Some(lrs) = &args.tune_lrs
-        && (lrs.is_empty() || lrs.iter().any(|lr| !(lr.is_finite() && *lr > 0.0)))
-    {
-        bail!("--tune-lrs: give positive learning rates, e.g. 5e-4,1e-3,2e-3");
-    }
     let arms = select_arms(&preset.arms, args.policies.as_deref())?;
+    let tune_lrs = match &args.tune_lrs {
+        Some(items) => Some(parse_tune_lrs(items, &arms)?),
+        None => None,
+    };
     let runs_root = args.runs_dir.join(if tuning {
         format!("{}-tuning", e.name)
     } else {
@@ -261,8 +266,17 @@ fn plan(args: &Args) -> Result<Plan> {
     let mut cells = Vec::new();
     for &d in &delays {
         for arm in &arms {
-            let lrs = match &args.tune_lrs {
-                Some(lrs) => lrs.clone(),
+            let lrs = match &tune_lrs {
+                Some(grid) => {
+                    let mut lrs: Vec<f64> = grid
+                        .iter()
+                        .filter(|(only, _)| only.as_ref().is_none_or(|a| a == &arm.name))
+                        .map(|(_, lr)| *lr)
+                        .collect();
+                    lrs.sort_by(f64::total_cmp);
+                    lrs.dedup();
+                    lrs
+                }
                 None => vec![arm.learning_rate.unwrap_or(preset.train.ppo.learning_rate)],
             };
             let mut env = cue.clone();
@@ -308,7 +322,10 @@ fn plan(args: &Args) -> Result<Plan> {
     for (rank, (c, i)) in ordered.iter().enumerate() {
         let config = run_config(&preset, &cue, c, c.seeds[*i], threads)?;
         jobs.push(Job {
-            name: format!("{} delay {} lr {} seed {}", c.arm.name, c.delay, c.lr, c.seeds[*i]),
+            name: format!(
+                "{} delay {} lr {} seed {}",
+                c.arm.name, c.delay, c.lr, c.seeds[*i]
+            ),
             dir: c.dirs[*i].clone(),
             cost: (ordered.len() - rank) as f64,
             config,
@@ -326,6 +343,34 @@ fn plan(args: &Args) -> Result<Plan> {
         jobs,
         cells,
     })
+}
+
+/// `--tune-lrs` items: `LR` (every arm) or `ARM:LR` (that arm only).
+fn parse_tune_lrs(items: &[String], arms: &[Arm]) -> Result<Vec<(Option<String>, f64)>> {
+    let mut grid = Vec::new();
+    for item in items {
+        let (only, lr) = match item.split_once(':') {
+            Some((arm, lr)) => {
+                if !arms.iter().any(|a| a.name == arm) {
+                    bail!("--tune-lrs: `{arm}` in `{item}` is not one of the arms run");
+                }
+                (Some(arm.to_string()), lr)
+            }
+            None => (None, item.as_str()),
+        };
+        let lr: f64 = lr
+            .trim()
+            .parse()
+            .with_context(|| format!("--tune-lrs: `{item}` is not a learning rate"))?;
+        if !(lr.is_finite() && lr > 0.0) {
+            bail!("--tune-lrs: {lr} is not a positive learning rate");
+        }
+        grid.push((only, lr));
+    }
+    if !grid.iter().any(|(only, _)| only.is_none()) {
+        bail!("--tune-lrs: give at least one rate for every arm, e.g. 5e-4,1e-3,2e-3");
+    }
+    Ok(grid)
 }
 
 /// The training config of one run of a cell.
@@ -914,7 +959,10 @@ fn readme(
          `.svg`.\n",
         provenance(plan, run_report, elapsed_min),
         report::rel_path(&plan.runs_root),
-        measured.first().map_or(0, |m| m.seeds.len()).saturating_sub(1),
+        measured
+            .first()
+            .map_or(0, |m| m.seeds.len())
+            .saturating_sub(1),
     )
 }
 
@@ -938,7 +986,13 @@ mod tests {
             panic!("cue recall preset")
         };
         let batch = preset.train.num_envs * preset.train.num_steps;
-        let want = [(16, 32, 64), (24, 32, 64), (32, 16, 128), (48, 16, 128), (64, 8, 256)];
+        let want = [
+            (16, 32, 64),
+            (24, 32, 64),
+            (32, 16, 128),
+            (48, 16, 128),
+            (64, 8, 256),
+        ];
         for (d, envs, steps) in want {
             let mut env = cue.clone();
             env.corridor_length = d;
@@ -952,6 +1006,25 @@ mod tests {
         env.corridor_length = 2000;
         let err = rollout_shape(&preset, &env).unwrap_err().to_string();
         assert!(err.contains("delay 2000"), "{err}");
+    }
+
+    #[test]
+    fn tune_lrs_take_shared_and_per_arm_rates() {
+        let preset = Preset::load(&preset::preset_path("memory_length", "tiny")).unwrap();
+        let items = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let grid = parse_tune_lrs(&items(&["1e-3", "gru:4e-3"]), &preset.arms).unwrap();
+        assert_eq!(grid, vec![(None, 1e-3), (Some("gru".into()), 4e-3)]);
+        for bad in [
+            &["lstm:1e-3", "1e-3"][..],
+            &["x"],
+            &["-1e-3"],
+            &["gru:1e-3"],
+        ] {
+            assert!(
+                parse_tune_lrs(&items(bad), &preset.arms).is_err(),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]
