@@ -27,7 +27,7 @@ use experiments::report::{self, cell};
 use experiments::runner::{self, Job};
 use experiments::shard::{self, ShardArgs};
 use fbrl::curves::{self, Run};
-use fbrl::plot::{LineChart, RefLine, SavedPlot, Series, policy_color};
+use fbrl::plot::{Bar, BarChart, LineChart, RefLine, SavedPlot, Series, policy_color};
 use fbrl::stats::{self, Proportion};
 use fbrl::{EnvConfig, TrainConfig};
 use rayon::prelude::*;
@@ -185,6 +185,7 @@ fn main() -> Result<()> {
         write_summary(&plan, &measured)?;
         let comparisons = write_fisher(&plan, &measured)?;
         let saved = draw_chart(&plan, &measured)?;
+        draw_bars(&plan, &measured)?;
         let md = readme(&plan, &run_report, &measured, &comparisons, elapsed_min);
         report::update_readme(
             &plan.out.join("README.md"),
@@ -694,6 +695,42 @@ fn draw_chart(plan: &Plan, measured: &[Measured]) -> Result<SavedPlot> {
     Ok(chart.save(&plan.out.join("success_vs_delay.png"))?)
 }
 
+/// One bar chart per delay: each arm's solved fraction with its Wilson interval
+/// (`solved_d<delay>.png`), readable where the line chart has a single point per arm.
+fn draw_bars(plan: &Plan, measured: &[Measured]) -> Result<()> {
+    let e = &plan.preset.experiment;
+    for d in sorted(&plan.delays) {
+        let mut chart = BarChart::new(
+            format!("Cue recall, delay {d}: seeds solved"),
+            format!(
+                "fraction of seeds solved (held-out greedy success ≥ {})",
+                e.solved_threshold
+            ),
+        );
+        for (c, m) in plan
+            .cells
+            .iter()
+            .zip(measured)
+            .filter(|(c, _)| c.delay == d)
+        {
+            chart.bars.push(Bar {
+                label: format!("{} {}/{}", c.arm.name, m.solved.k, m.solved.n),
+                value: m.solved.rate,
+                error: Some((m.solved.low, m.solved.high)),
+                color: Some(policy_color(&c.arm.name, 7)),
+            });
+        }
+        chart.note = Some(format!(
+            "Bars: fraction of seeds whose final checkpoint succeeds in ≥ {:.0} % of {} \
+             held-out greedy episodes; whiskers: 95 % Wilson interval.",
+            e.solved_threshold * 100.0,
+            e.eval_episodes
+        ));
+        chart.save(&plan.out.join(format!("solved_d{d:03}.png")))?;
+    }
+    Ok(())
+}
+
 /// Per arm: the tuned cells' rows in grid order and the chosen one: the most seeds solved,
 /// ties broken by the mean held-out greedy success, then by the mean final training success
 /// (then the smaller rate).
@@ -956,7 +993,7 @@ fn readme(
          Files: `success_vs_delay.csv` (per policy and delay), `fisher.csv`, `seeds.csv` (every \
          run: held-out greedy and sampled success, final training success, solved), \
          `curves.csv` (training success per update of every run), `success_vs_delay.png` / \
-         `.svg`.\n",
+         `.svg`, `solved_d<delay>.png` / `.svg` (one bar chart per delay).\n",
         provenance(plan, run_report, elapsed_min),
         report::rel_path(&plan.runs_root),
         measured
