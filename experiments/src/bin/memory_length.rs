@@ -636,14 +636,7 @@ fn draw_chart(plan: &Plan, measured: &[Measured]) -> Result<SavedPlot> {
             e.solved_threshold
         ),
     );
-    // Each policy's colour; a second arm of the same policy (another depth) gets a free one.
-    let mut used: Vec<usize> = Vec::new();
-    for arm in &plan.arms {
-        let mut color = policy_color(&arm.name, 7);
-        if used.contains(&color) {
-            color = (4..10).find(|c| !used.contains(c)).unwrap_or(color);
-        }
-        used.push(color);
+    for (arm, color) in plan.arms.iter().zip(arm_colors(plan)) {
         let mut cells: Vec<(&Cell, &Measured)> = plan
             .cells
             .iter()
@@ -695,10 +688,31 @@ fn draw_chart(plan: &Plan, measured: &[Measured]) -> Result<SavedPlot> {
     Ok(chart.save(&plan.out.join("success_vs_delay.png"))?)
 }
 
+/// Each arm's palette colour: its policy's, a free one for a second arm of the same policy
+/// (another depth).
+fn arm_colors(plan: &Plan) -> Vec<usize> {
+    let mut used: Vec<usize> = Vec::new();
+    for arm in &plan.arms {
+        let mut color = policy_color(&arm.name, 7);
+        if used.contains(&color) {
+            color = (4..10).find(|c| !used.contains(c)).unwrap_or(color);
+        }
+        used.push(color);
+    }
+    used
+}
+
 /// One bar chart per delay: each arm's solved fraction with its Wilson interval
 /// (`solved_d<delay>.png`), readable where the line chart has a single point per arm.
 fn draw_bars(plan: &Plan, measured: &[Measured]) -> Result<()> {
     let e = &plan.preset.experiment;
+    let colors = arm_colors(plan);
+    let color_of = |name: &str| {
+        plan.arms
+            .iter()
+            .position(|a| a.name == name)
+            .map(|i| colors[i])
+    };
     for d in sorted(&plan.delays) {
         let mut chart = BarChart::new(
             format!("Cue recall, delay {d}: seeds solved"),
@@ -717,7 +731,7 @@ fn draw_bars(plan: &Plan, measured: &[Measured]) -> Result<()> {
                 label: format!("{} {}/{}", c.arm.name, m.solved.k, m.solved.n),
                 value: m.solved.rate,
                 error: Some((m.solved.low, m.solved.high)),
-                color: Some(policy_color(&c.arm.name, 7)),
+                color: color_of(&c.arm.name),
             });
         }
         chart.note = Some(format!(
