@@ -11,7 +11,6 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use statrs::distribution::{ContinuousCDF, StudentsT};
 use thiserror::Error;
 
 /// Errors while reading runs or computing curves.
@@ -316,65 +315,7 @@ pub fn interpolate(points: &[(f64, f64)], x: f64) -> Option<f64> {
     Some(a.1 + (b.1 - a.1) * (x - a.0) / (b.0 - a.0))
 }
 
-/// Mean, spread and 95 % confidence interval of a set of values (one per seed).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Summary {
-    /// Number of values.
-    pub n: usize,
-    /// Sample mean.
-    pub mean: f64,
-    /// Sample standard deviation (n − 1 denominator); 0 for a single value.
-    pub std: f64,
-    /// Lower end of the 95 % Student-t confidence interval of the mean (= mean when n = 1).
-    pub ci_low: f64,
-    /// Upper end of the 95 % Student-t confidence interval of the mean (= mean when n = 1).
-    pub ci_high: f64,
-}
-
-impl Summary {
-    /// Half the width of the confidence interval.
-    pub fn half_width(&self) -> f64 {
-        (self.ci_high - self.ci_low) / 2.0
-    }
-}
-
-/// Mean and two-sided 95 % Student-t confidence interval of the mean.
-/// Returns `None` for an empty slice. With one value the interval collapses to the value.
-pub fn mean_ci95(values: &[f64]) -> Option<Summary> {
-    let n = values.len();
-    if n == 0 {
-        return None;
-    }
-    let mean = values.iter().sum::<f64>() / n as f64;
-    if n == 1 {
-        return Some(Summary {
-            n,
-            mean,
-            std: 0.0,
-            ci_low: mean,
-            ci_high: mean,
-        });
-    }
-    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
-    let std = var.sqrt();
-    let half = t_quantile(0.975, (n - 1) as f64) * std / (n as f64).sqrt();
-    Some(Summary {
-        n,
-        mean,
-        std,
-        ci_low: mean - half,
-        ci_high: mean + half,
-    })
-}
-
-/// Quantile of Student's t distribution: the `t` with `P(T <= t) = p`, for `0 < p < 1`
-/// and `df > 0`.
-pub fn t_quantile(p: f64, df: f64) -> f64 {
-    assert!(p > 0.0 && p < 1.0 && df > 0.0, "t_quantile({p}, {df})");
-    StudentsT::new(0.0, 1.0, df)
-        .expect("df > 0 is a valid Student-t")
-        .inverse_cdf(p)
-}
+pub use crate::stats::{Summary, mean_ci95, t_quantile};
 
 /// A curve summarised across runs: mean and 95 % CI per grid point.
 #[derive(Clone, Debug, PartialEq)]
@@ -536,52 +477,6 @@ mod tests {
 
     fn close(a: f64, b: f64, tol: f64) -> bool {
         (a - b).abs() <= tol
-    }
-
-    #[test]
-    fn t_quantiles_match_tables() {
-        // Two-sided 95 % critical values from standard tables.
-        let table = [
-            (1.0, 12.706),
-            (2.0, 4.303),
-            (3.0, 3.182),
-            (4.0, 2.776),
-            (5.0, 2.571),
-            (9.0, 2.262),
-            (29.0, 2.045),
-            (1000.0, 1.962),
-        ];
-        for (df, t) in table {
-            let q = t_quantile(0.975, df);
-            assert!(close(q, t, 1e-3), "df={df}: {q} vs {t}");
-        }
-        // df = 1 is Cauchy: quantile = tan(pi (p - 1/2)), exactly.
-        let q = t_quantile(0.9, 1.0);
-        assert!(close(q, (std::f64::consts::PI * 0.4).tan(), 1e-8), "{q}");
-        // df = 2 has a closed form: t = (2p-1) sqrt(2 / (4 p (1-p))).
-        let p: f64 = 0.975;
-        let exact = (2.0 * p - 1.0) * (2.0 / (4.0 * p * (1.0 - p))).sqrt();
-        assert!(close(t_quantile(p, 2.0), exact, 1e-8));
-        assert!(close(t_quantile(0.025, 4.0), -2.776, 1e-3));
-    }
-
-    #[test]
-    fn ci_matches_hand_computation() {
-        // values 1, 2, 3, 4: mean 2.5, s = sqrt(5/3), t(0.975, 3) = 3.182446.
-        let s = mean_ci95(&[1.0, 2.0, 3.0, 4.0]).unwrap();
-        let half = 3.182_446 * (5.0f64 / 3.0).sqrt() / 2.0;
-        assert_eq!(s.n, 4);
-        assert!(close(s.mean, 2.5, 1e-12));
-        assert!(close(s.std, (5.0f64 / 3.0).sqrt(), 1e-12));
-        assert!(close(s.ci_low, 2.5 - half, 1e-5), "{s:?}");
-        assert!(close(s.ci_high, 2.5 + half, 1e-5), "{s:?}");
-        // two values 0 and 2: mean 1, s = sqrt(2), half = 12.706 * sqrt(2) / sqrt(2).
-        let s = mean_ci95(&[0.0, 2.0]).unwrap();
-        assert!(close(s.half_width(), 12.706_2, 1e-3), "{s:?}");
-        // one value: no spread.
-        let s = mean_ci95(&[3.0]).unwrap();
-        assert_eq!((s.ci_low, s.ci_high), (3.0, 3.0));
-        assert!(mean_ci95(&[]).is_none());
     }
 
     #[test]

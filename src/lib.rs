@@ -16,6 +16,7 @@ pub mod resources;
 pub mod run_dir;
 pub mod run_lock;
 pub mod signals;
+pub mod stats;
 pub mod tensorboard;
 pub mod trainer;
 

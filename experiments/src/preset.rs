@@ -54,6 +54,25 @@ pub struct ExperimentSection {
     /// Corridor lengths (memory delays) swept by the memory-length experiment.
     #[serde(default)]
     pub delays: Vec<u32>,
+    /// Memory-length experiment: if set, every rollout holds at least this many of the delay's
+    /// longest episodes, with the batch kept: `num_steps` = the smallest power of two ≥
+    /// `rollout_episodes` × (delay + junction patience + 1), `num_envs` = `train.num_envs` ×
+    /// `train.num_steps` / `num_steps`. Updates and env steps per run are then the same at
+    /// every delay. Unset: `train.num_envs` × `train.num_steps` at every delay.
+    #[serde(default)]
+    pub rollout_episodes: Option<u32>,
+    /// Memory-length experiment: a seed counts as solved when its held-out greedy success
+    /// rate is at least this.
+    #[serde(default = "default_solved_threshold")]
+    pub solved_threshold: f64,
+    /// Memory-length experiment: pairs of arms whose solved-seed counts are compared with
+    /// Fisher's exact test at every delay, e.g. `[["feedback_l1", "transformer_l2"]]`.
+    #[serde(default)]
+    pub comparisons: Vec<[String; 2]>,
+    /// Folder the report is written to by default (a committed results folder). Presets
+    /// without it (quick looks) write under the untracked `runs/` folder.
+    #[serde(default)]
+    pub out: Option<PathBuf>,
 }
 
 fn default_final_fraction() -> f64 {
@@ -67,6 +86,9 @@ fn default_reference_episodes() -> usize {
 }
 fn default_smooth() -> usize {
     1
+}
+fn default_solved_threshold() -> f64 {
+    0.9
 }
 
 /// One compared policy: a name and its architecture (plus optional tuned learning rate and
@@ -240,6 +262,22 @@ impl Preset {
         }
         if e.eval_episodes == 0 || e.reference_episodes == 0 || e.smooth == 0 {
             bail!("experiment.eval_episodes, reference_episodes and smooth must be at least 1");
+        }
+        if !(e.solved_threshold > 0.0 && e.solved_threshold <= 1.0) {
+            bail!(
+                "experiment.solved_threshold must be in (0, 1], got {}",
+                e.solved_threshold
+            );
+        }
+        if e.rollout_episodes == Some(0) {
+            bail!("experiment.rollout_episodes must be at least 1");
+        }
+        for [a, b] in &e.comparisons {
+            for name in [a, b] {
+                if !arms.iter().any(|arm| &arm.name == name) {
+                    bail!("experiment.comparisons: `{name}` is not one of the [[arms]]");
+                }
+            }
         }
         if e.name.is_empty() || e.name.contains('/') || e.name.contains("__") {
             bail!("experiment.name `{}` cannot name a directory", e.name);
