@@ -245,8 +245,9 @@ fn plan(args: &Args) -> Result<Plan> {
         let delays = args.delays.clone().unwrap_or_else(|| e.delays.clone());
         (args.seeds.unwrap_or(e.seeds), delays, 0)
     };
-    if seeds == 0 || delays.is_empty() {
-        bail!("need at least one seed and one delay (experiment.delays or --delays)");
+    experiments::preset::check_seeds(seeds)?;
+    if delays.is_empty() {
+        bail!("need at least one delay (experiment.delays or --delays)");
     }
     let arms = select_arms(&preset.arms, args.policies.as_deref())?;
     let tune_lrs = match &args.tune_lrs {
