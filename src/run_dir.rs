@@ -69,16 +69,39 @@ impl RunDir {
     }
 
     /// Uses `path` as a fresh run directory: creates it, and refuses one that already holds
-    /// a run (a `metrics.csv` or a checkpoint), which only `--resume` may continue.
+    /// a run (a `metrics.csv` or a checkpoint), which only `--resume` may continue, or that
+    /// holds anything else but a run lock.
     pub fn create_at(path: &Path) -> Result<Self> {
         let dir = Self {
             path: path.to_path_buf(),
         };
-        if dir.metrics_path().exists() || dir.checkpoint_dir().exists() {
+        if dir.metrics_path().exists()
+            || dir.checkpoint_dir().exists()
+            || dir.config_path().exists()
+        {
             bail!(
                 "{} already holds a run; resume it or pick another directory",
                 path.display()
             );
+        }
+        // Anything else in the folder (`/`, a home directory, another program's files) is not
+        // ours to write into; a run lock alone is (a runner hands a fresh run over with it).
+        if let Ok(entries) = std::fs::read_dir(path) {
+            let mut others: Vec<String> = entries
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().to_string())
+                .filter(|name| name != crate::run_lock::LOCK_FILE)
+                .collect();
+            if !others.is_empty() {
+                others.sort();
+                others.truncate(3);
+                bail!(
+                    "{} is not empty and holds no run ({}…): a new run needs an empty or new \
+                     directory",
+                    path.display(),
+                    others.join(", ")
+                );
+            }
         }
         std::fs::create_dir_all(path)
             .with_context(|| format!("cannot create {}", path.display()))?;

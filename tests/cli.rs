@@ -294,6 +294,16 @@ fn tiny_run_trains_evaluates_renders_and_plots() {
     let bytes = std::fs::read(&png).unwrap();
     assert!(bytes.starts_with(b"\x89PNG"));
     assert!(png.with_extension("svg").is_file());
+    // An output that is not a PNG path is refused in words, not by the plotting library.
+    let svg = dir.path().join("curve.svg");
+    assert_fails_naming(
+        &["plot", run_s, "-o", svg.to_str().unwrap()],
+        &["curve.svg", "ending in .png"],
+    );
+    assert_fails_naming(
+        &["plot", run_s, "-o", dir.path().to_str().unwrap()],
+        &["is a directory"],
+    );
 
     // A hand-edited config.toml is refused by eval and render, naming the key.
     let config_path = run.join("config.toml");
@@ -313,6 +323,16 @@ fn tiny_run_trains_evaluates_renders_and_plots() {
 
     // A run directory is never silently overwritten.
     assert_fails_naming(&args, &["already holds a run"]);
+    // Nor is a folder that holds something else (`--run-dir /`, a home directory).
+    let other = dir.path().join("not-a-run");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("notes.txt"), "mine").unwrap();
+    let mut into_other = args.clone();
+    let at = into_other.iter().position(|a| *a == "--run-dir").unwrap();
+    let other_s = other.to_str().unwrap().to_string();
+    into_other[at + 1] = &other_s;
+    assert_fails_naming(&into_other, &["is not empty and holds no run", "notes.txt"]);
+    assert_eq!(std::fs::read_dir(&other).unwrap().count(), 1);
     assert_fails_naming(
         &["eval", dir.path().to_str().unwrap()],
         &["neither a run directory"],

@@ -250,6 +250,23 @@ pub(super) fn plot(args: PlotArgs) -> Result<()> {
     if args.smooth == 0 {
         bail!("--smooth must be at least 1 (1 = no smoothing)");
     }
+    if args.output.is_dir() {
+        bail!(
+            "-o {}: is a directory; give the PNG file to write (an SVG is written beside it)",
+            args.output.display()
+        );
+    }
+    let png = args
+        .output
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("png"));
+    if !png {
+        bail!(
+            "-o {}: the output is a PNG file (an SVG is written beside it): give a path ending \
+             in .png",
+            args.output.display()
+        );
+    }
     let opts = RunsPlotOptions {
         x_axis: args.x,
         smooth: args.smooth,
