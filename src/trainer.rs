@@ -269,6 +269,14 @@ pub fn train<E: Env>(
 /// Finds the first key whose value differs between two TOML tables (`prefix.key`).
 fn first_difference(a: &toml::Table, b: &toml::Table, prefix: &str) -> Option<String> {
     let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+    // A table's `kind` (the env's, the policy's) decides what its other keys mean: when it
+    // differs, it is the difference to name, not the first key the other kind lacks.
+    let kind = String::from("kind");
+    let keys = keys
+        .contains(&kind)
+        .then_some(&kind)
+        .into_iter()
+        .chain(keys.iter().copied().filter(|k| **k != kind));
     for k in keys {
         let key = if prefix.is_empty() {
             k.clone()

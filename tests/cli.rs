@@ -542,6 +542,11 @@ fn killed_run_resumes_without_lost_or_duplicated_rows() {
         ],
         &["ppo.learning_rate"],
     );
+    // Another env kind is named as such, not by a key the other kind lacks.
+    assert_fails_naming(
+        &["train", "--resume", run_s, "--env", "pendulum", "--quiet"],
+        &["`env.kind`"],
+    );
 
     let o = fbrl(&["train", "--resume", run_s, "--quiet"]);
     assert!(o.status.success(), "resume failed:\n{}", stderr(&o));
