@@ -628,22 +628,14 @@ impl FeedbackTransformer {
             &valid_host,
         );
         // Slide the window on the host: drop the oldest slot, append the new entry.
-        let slide = |old: &[f32], new: &[f32], width: usize| {
-            let mut out = Vec::with_capacity(b * span * width);
-            for r in 0..b {
-                out.extend_from_slice(&old[(r * span + 1) * width..(r + 1) * span * width]);
-                out.extend_from_slice(&new[r * width..(r + 1) * width]);
-            }
-            out
-        };
         let mut tensors = Vec::with_capacity(2 * kv.len() + 2);
         tensors.push(tensor3(
-            slide(&host_values(vectors), &m, d),
+            kernels::slide_window(&host_values(vectors), (b, span, d), |r| &m[r * d..]),
             [b, span, d],
             &device,
         ));
         for (old, new) in kv.iter().zip(&new_kv) {
-            let both = slide(old, new, 2 * d);
+            let both = kernels::slide_window(old, (b, span, 2 * d), |r| &new[r * 2 * d..]);
             let (keys, values): (Vec<f32>, Vec<f32>) = {
                 let mut k = Vec::with_capacity(b * span * d);
                 let mut v = Vec::with_capacity(b * span * d);
@@ -656,16 +648,7 @@ impl FeedbackTransformer {
             tensors.push(tensor3(keys, [b, span, d], &device));
             tensors.push(tensor3(values, [b, span, d], &device));
         }
-        let mut new_valid = Vec::with_capacity(b * span);
-        for r in 0..b {
-            let keep = if starts[r] > 0.5 { 0.0 } else { 1.0 };
-            new_valid.extend(
-                valid_host[r * span + 1..(r + 1) * span]
-                    .iter()
-                    .map(|v| v * keep),
-            );
-            new_valid.push(1.0);
-        }
+        let new_valid = kernels::slide_valid(&valid_host, &starts, span);
         tensors.push(tensor3(new_valid, [b, span, 1], &device));
         let top = Tensor::<1>::from_data(TensorData::new(top, [b * d]), &device).reshape([b, d]);
         let (logits, value) = self.heads.forward(top); // [B, A], [B]

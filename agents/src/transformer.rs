@@ -446,20 +446,11 @@ impl Transformer {
         let mut tensors = Vec::with_capacity(cache.len() + 1);
         for (l, kv) in new_kv.iter().enumerate() {
             for (half, old) in cache[2 * l..2 * l + 2].iter().enumerate() {
-                let mut out = Vec::with_capacity(b * span * d);
-                for r in 0..b {
-                    out.extend_from_slice(&old[(r * span + 1) * d..(r + 1) * span * d]);
-                    out.extend_from_slice(&kv[(2 * r + half) * d..(2 * r + half + 1) * d]);
-                }
+                let out = kernels::slide_window(old, (b, span, d), |r| &kv[(2 * r + half) * d..]);
                 tensors.push(tensor3(out, [b, span, d], &device));
             }
         }
-        let mut new_valid = Vec::with_capacity(b * span);
-        for r in 0..b {
-            let keep = if starts[r] > 0.5 { 0.0 } else { 1.0 };
-            new_valid.extend(valid[r * span + 1..(r + 1) * span].iter().map(|v| v * keep));
-            new_valid.push(1.0);
-        }
+        let new_valid = kernels::slide_valid(&valid, &starts, span);
         tensors.push(tensor3(new_valid, [b, span, 1], &device));
         let top = Tensor::<1>::from_data(TensorData::new(top, [b * d]), &device).reshape([b, d]);
         let (logits, value) = self.heads.forward(top); // [B, A], [B]

@@ -157,3 +157,32 @@ pub(crate) fn push_feed_forward(ff: &crate::attention::FeedForward, out: &mut Ve
     out.push(flat(ff.output.weight.val()));
     out.push(ff.output.bias.as_ref().expect("bias").val());
 }
+
+/// A window `[B, τ, width]` moved on by one step on the host: per row the oldest slot is
+/// dropped and `new(row)` (`width` floats) appended.
+#[cfg(feature = "flex")]
+pub(crate) fn slide_window<'a>(
+    old: &[f32],
+    (batch, span, width): (usize, usize, usize),
+    new: impl Fn(usize) -> &'a [f32],
+) -> Vec<f32> {
+    let mut out = Vec::with_capacity(batch * span * width);
+    for r in 0..batch {
+        out.extend_from_slice(&old[(r * span + 1) * width..(r + 1) * span * width]);
+        out.extend_from_slice(&new(r)[..width]);
+    }
+    out
+}
+
+/// The validity `[B, τ]` of a window after one decoding step: the slots kept stay valid unless
+/// the step started a new episode, and the new slot is valid.
+#[cfg(feature = "flex")]
+pub(crate) fn slide_valid(valid: &[f32], starts: &[f32], span: usize) -> Vec<f32> {
+    let mut out = Vec::with_capacity(starts.len() * span);
+    for (r, start) in starts.iter().enumerate() {
+        let keep = if *start > 0.5 { 0.0 } else { 1.0 };
+        out.extend(valid[r * span + 1..(r + 1) * span].iter().map(|v| v * keep));
+        out.push(1.0);
+    }
+    out
+}
