@@ -100,6 +100,8 @@ struct Measured {
     steps_per_s: f64,
     rollout_steps_per_s: f64,
     update_s: f64,
+    /// Floating-point work of one update, GFLOP.
+    update_gflop: f64,
     /// GFLOP/s of the update and of the rollout.
     update_gflops: f64,
     rollout_gflops: f64,
@@ -135,6 +137,7 @@ fn measure(args: &Args, policy: &PolicyConfig, params: usize, dir: PathBuf) -> R
         steps_per_s: s.steps_per_s,
         rollout_steps_per_s: s.env_steps as f64 / s.rollout_time_s,
         update_s,
+        update_gflop: update_flops / 1e9,
         update_gflops: update_flops / update_s / 1e9,
         rollout_gflops: rollout_flops / rollout_s / 1e9,
     })
@@ -192,7 +195,7 @@ fn main() -> Result<()> {
         for path in &args.paths {
             agents::kernels::set_fused(path == "fused");
             let m = measure(&args, &policy, params, tmp.join(format!("{name}-{path}")))?;
-            let update_gflop = work(&config(&args, &policy), params, path == "fused").0 / 1e9;
+            let update_gflop = m.update_gflop;
             println!(
                 "{name:12} {path:9} {params:7} params  train {:8.0} steps/s  (rollout alone {:8.0} steps/s, update {:.2} s each)  update {update_gflop:.1} GFLOP at {:5.1} GFLOP/s ({:4.1} % of peak), rollout {:5.1} GFLOP/s",
                 m.steps_per_s,
