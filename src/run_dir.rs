@@ -12,6 +12,32 @@ pub const CONFIG_FILE: &str = "config.toml";
 pub const METRICS_FILE: &str = "metrics.csv";
 /// Name of the checkpoint folder in a run directory.
 pub const CHECKPOINT_DIR: &str = "checkpoint";
+/// Name of the file a run writes when it stops on a non-finite loss or gradient: one line,
+/// `update <N>: <message>`. A run that resumes removes it; a run that diverges again
+/// rewrites it.
+pub const DIVERGED_FILE: &str = "diverged.txt";
+
+/// Why and where a run diverged, from its [`DIVERGED_FILE`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Divergence {
+    /// The update (1-based) whose loss or gradient was not finite.
+    pub update: usize,
+    /// The trainer's message.
+    pub message: String,
+}
+
+/// The divergence recorded in the run directory `dir`, if any. A file that cannot be
+/// parsed still counts (update 0, its text as the message): the run did stop on one.
+pub fn divergence(dir: &Path) -> Option<Divergence> {
+    let text = std::fs::read_to_string(dir.join(DIVERGED_FILE)).ok()?;
+    let line = text.lines().next().unwrap_or("").trim();
+    let parsed = line
+        .strip_prefix("update ")
+        .and_then(|rest| rest.split_once(": "))
+        .and_then(|(n, msg)| Some((n.parse().ok()?, msg.to_string())));
+    let (update, message) = parsed.unwrap_or((0, line.to_string()));
+    Some(Divergence { update, message })
+}
 
 /// A run directory.
 #[derive(Clone, Debug, PartialEq, Eq)]

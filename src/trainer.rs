@@ -472,7 +472,8 @@ fn resume_start<E: Env>(
         obs_norm: counters.obs_norm.clone(),
     };
     let mut metrics = MetricsWriter::resume(run.metrics_path(), counters.updates_done)?;
-    if cfg.tensorboard {
+    // A finished run has nothing left to log: no new (empty) event file for it.
+    if cfg.tensorboard && counters.updates_done < num_updates {
         metrics = metrics.with_tensorboard(&run.tensorboard_dir(), Some(counters.env_steps))?;
     }
     Ok((model, optim, counters, state, metrics))
@@ -516,6 +517,19 @@ fn open_run(cfg: &TrainConfig, opts: &TrainOptions<'_>) -> Result<(RunDir, RunLo
     let saved = TrainConfig::load(run.config_path())?;
     check_same_run(&saved, cfg, &run.config_path())?;
     let restart = crate::checkpoint::latest_checkpoint(&run.checkpoint_dir())?.is_none();
+    // A resumed run tries again from its last good checkpoint: an old divergence record no
+    // longer describes it (it is rewritten if the run diverges again).
+    match std::fs::remove_file(run.path.join(crate::run_dir::DIVERGED_FILE)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(e).with_context(|| {
+                format!(
+                    "cannot remove {}",
+                    run.path.join(crate::run_dir::DIVERGED_FILE).display()
+                )
+            });
+        }
+        _ => {}
+    }
     if restart && !opts.quiet {
         // Killed before its first checkpoint: nothing to continue from, so the run starts
         // over from its config (the same seed gives the same rows again).
@@ -542,6 +556,15 @@ fn stop_on_update_error<T>(
                 Some(p) => format!("the last good checkpoint is {}", p.display()),
                 None => "no checkpoint was written yet".to_string(),
             };
+            // Recorded in the run directory, so that an experiment can report a diverged
+            // setting as a result (a learning rate too high) rather than as a crash.
+            if let Some(run_dir) = ckpt_root.parent() {
+                let line = format!("update {update}: {e}\n");
+                crate::checkpoint::write_atomic(
+                    &run_dir.join(crate::run_dir::DIVERGED_FILE),
+                    line.as_bytes(),
+                )?;
+            }
             bail!("training stopped: {e}; {last}");
         }
         Err(e) => Err(e).with_context(|| format!("PPO update {update} failed")),

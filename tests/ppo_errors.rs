@@ -354,4 +354,11 @@ fn non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint() {
     let e = format!("{:#}", run(&huge, dir.path(), false, None).unwrap_err());
     assert_mentions(&e, &["non-finite", "update"]);
     println!("{e}");
+    // The run records where it diverged, for the experiment binaries to report.
+    let d = fbrl::run_dir::divergence(dir.path()).expect("diverged.txt");
+    assert!(d.update >= 1 && d.message.contains("non-finite"), "{d:?}");
+    // A resume tries again from the last good checkpoint (and diverges again, rewriting it).
+    let e = format!("{:#}", run(&huge, dir.path(), true, None).unwrap_err());
+    assert_mentions(&e, &["non-finite"]);
+    assert!(fbrl::run_dir::divergence(dir.path()).is_some());
 }

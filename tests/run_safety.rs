@@ -406,3 +406,27 @@ fn damaged_or_edited_run_files_are_named() {
     let svg = std::fs::read_to_string(png.with_extension("svg")).unwrap();
     assert!(svg.contains("(n=1)"), "the run was counted twice");
 }
+
+#[test]
+fn resuming_a_finished_run_with_tensorboard_adds_no_event_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let mut args = train_args(&run, 2, 1);
+    args.push("--tensorboard".into());
+    let o = Command::new(FBRL).args(&args).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let event_files = || {
+        std::fs::read_dir(run.join("tensorboard"))
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().contains("tfevents"))
+            .count()
+    };
+    assert_eq!(event_files(), 1);
+    for _ in 0..2 {
+        let o = fbrl(&["train", "--resume", run.to_str().unwrap(), "--tensorboard"]);
+        let err = stderr(&o);
+        assert!(o.status.success() && !err.contains("panicked at"), "{err}");
+    }
+    assert_eq!(event_files(), 1);
+}

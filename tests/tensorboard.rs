@@ -174,3 +174,19 @@ fn a_resumed_run_starts_a_new_file_with_a_session_start() {
     let expected: Vec<i64> = rows.iter().map(|r| r.env_steps as i64).collect();
     assert_eq!(steps, expected);
 }
+
+#[test]
+fn resuming_a_finished_run_adds_no_event_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let c = cfg(2);
+    train_until(&c, &run, false, None).unwrap();
+    assert_eq!(event_files(&run).len(), 1);
+    for _ in 0..2 {
+        let summary = train_until(&c, &run, true, None).unwrap();
+        assert_eq!(summary.updates_done, 2);
+    }
+    let files = event_files(&run);
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert_eq!(summaries(&read_events(&files[0])).len(), 2);
+}

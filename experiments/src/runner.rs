@@ -52,14 +52,19 @@ pub enum RunStatus {
     Partial(usize),
     /// The latest checkpoint covers every update.
     Finished,
+    /// The run stopped on a non-finite loss or gradient at this update (its
+    /// [`fbrl::run_dir::DIVERGED_FILE`]): an outcome of its settings, not retrained (the same
+    /// config diverges again).
+    Diverged(usize),
 }
 
 /// Reads a run directory's latest checkpoint to tell whether to start, resume or skip it.
 /// A run trained with another config than `cfg` (e.g. a preset edited since) is an error
 /// naming the first differing key, never silently reused.
 pub fn run_status(dir: &Path, cfg: &TrainConfig) -> Result<RunStatus> {
+    let diverged = fbrl::run_dir::divergence(dir).map(|d| RunStatus::Diverged(d.update));
     let Some(ckpt) = latest_checkpoint(&dir.join(fbrl::run_dir::CHECKPOINT_DIR))? else {
-        return Ok(RunStatus::Fresh);
+        return Ok(diverged.unwrap_or(RunStatus::Fresh));
     };
     let state = open_checkpoint(&ckpt)?.state;
     let recorded = TrainConfig::from_toml_str(
@@ -73,7 +78,9 @@ pub fn run_status(dir: &Path, cfg: &TrainConfig) -> Result<RunStatus> {
             dir.display()
         );
     }
-    if state.updates_done >= cfg.num_updates() {
+    if let Some(d) = diverged {
+        Ok(d)
+    } else if state.updates_done >= cfg.num_updates() {
         Ok(RunStatus::Finished)
     } else {
         Ok(RunStatus::Partial(state.updates_done))
@@ -147,6 +154,8 @@ pub struct RunReport {
     pub started: usize,
     /// Runs left alone because another live process (another shard, another host) holds them.
     pub claimed: usize,
+    /// Runs that stopped on a non-finite loss or gradient (now or in an earlier invocation).
+    pub diverged: usize,
     /// Wall time of this call, seconds.
     pub wall_s: f64,
 }
@@ -221,7 +230,7 @@ impl<'a> Pool<'a> {
                     report.skipped += 1;
                     finished_steps += logged_steps(&job.dir);
                 }
-                RunStatus::Finished => {
+                RunStatus::Finished | RunStatus::Diverged(_) => {
                     report.skipped += 1;
                     finished_steps += job.config.total_steps;
                 }
@@ -318,6 +327,15 @@ impl<'a> Pool<'a> {
                     self.say(format!("skip {}: finished by another process", job.name));
                     continue;
                 }
+                RunStatus::Diverged(u) => {
+                    self.report.skipped += 1;
+                    self.finished_steps += job.config.total_steps;
+                    self.say(format!(
+                        "skip {}: diverged at update {u} in another process",
+                        job.name
+                    ));
+                    continue;
+                }
                 RunStatus::Partial(u) => {
                     self.report.resumed += 1;
                     self.say(format!("resume {} from update {u}", job.name));
@@ -362,6 +380,15 @@ impl<'a> Pool<'a> {
                     a.job.name,
                     self.t0.elapsed().as_secs_f64()
                 ));
+            } else if let Some(d) = fbrl::run_dir::divergence(&a.job.dir) {
+                // A setting that diverges is a result (e.g. a learning rate too high): the
+                // other runs go on, and the experiment decides what to report.
+                self.report.diverged += 1;
+                self.finished_steps += a.job.config.total_steps;
+                self.say(format!(
+                    "diverged {} at update {}: {}",
+                    a.job.name, d.update, d.message
+                ));
             } else if log_tail(&a.log, 3).contains(" is in use: ") {
                 // Another process took the run's lock between this one's decision and its
                 // worker's start: that process trains it.
@@ -402,6 +429,40 @@ impl<'a> Pool<'a> {
             );
         }
     }
+}
+
+/// The runs of `jobs` that diverged, each as `name (dir): update N: message`.
+pub fn diverged(jobs: &[Job]) -> Vec<String> {
+    jobs.iter()
+        .filter_map(|job| {
+            fbrl::run_dir::divergence(&job.dir).map(|d| {
+                format!(
+                    "{} ({}): update {}: {}",
+                    job.name,
+                    job.dir.display(),
+                    d.update,
+                    d.message
+                )
+            })
+        })
+        .collect()
+}
+
+/// Fails, naming every diverged run of `jobs`, for a report that needs every run trained to
+/// its end (mean curves, held-out evaluation of the final checkpoint).
+pub fn refuse_diverged(jobs: &[Job]) -> Result<()> {
+    let runs = diverged(jobs);
+    if runs.is_empty() {
+        return Ok(());
+    }
+    bail!(
+        "{} run(s) stopped on a non-finite loss or gradient, so this report (which needs every \
+         run trained to its end) is not written:\n  {}\nlower the learning rate of their arm \
+         (find one with the `tune` binary) and move their folders away, or pass another \
+         --runs-dir",
+        runs.len(),
+        runs.join("\n  ")
+    )
 }
 
 /// Removes everything in `dir` but the file `keep`.

@@ -206,7 +206,8 @@ pub fn unfinished(jobs: &[Job]) -> Result<Vec<String>> {
     let mut missing = Vec::new();
     for job in jobs {
         match crate::runner::run_status(&job.dir, &job.config)? {
-            crate::runner::RunStatus::Finished => {}
+            // A diverged run is an outcome: the experiment decides whether it can report it.
+            crate::runner::RunStatus::Finished | crate::runner::RunStatus::Diverged(_) => {}
             crate::runner::RunStatus::Partial(u) => missing.push(format!(
                 "{} ({}: {u} of {} updates)",
                 job.name,

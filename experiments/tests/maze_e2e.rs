@@ -190,3 +190,54 @@ fn unknown_policy_is_a_clear_error() {
     }
     std::fs::remove_dir_all(root).unwrap();
 }
+
+/// An arm whose learning rate blows the weights up: every other run is still trained, and the
+/// report, which needs every run trained to its end, is refused with the diverged run named.
+#[test]
+fn a_diverged_run_is_named_and_the_report_refused() {
+    let root = temp_dir("diverge");
+    let tiny = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/maze_tiny.toml"),
+    )
+    .unwrap();
+    let preset = tiny.replace(
+        "name = \"mlp\"\nkind = \"mlp\"\n",
+        "name = \"mlp\"\nkind = \"mlp\"\nlearning_rate = 1e30\n",
+    );
+    assert_ne!(preset, tiny, "the tiny preset's mlp arm moved");
+    let path = root.join("maze_diverge.toml");
+    std::fs::write(&path, preset).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_maze"))
+        .args([
+            "--quiet",
+            "--jobs",
+            "2",
+            "--seeds",
+            "1",
+            "--policies",
+            "gru,mlp",
+        ])
+        .arg("--preset")
+        .arg(&path)
+        .arg("--out")
+        .arg(root.join("out"))
+        .arg("--runs-dir")
+        .arg(root.join("runs"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{stderr}");
+    assert!(!stderr.contains("panicked at"), "{stderr}");
+    assert!(
+        stderr.contains("stopped on a non-finite loss or gradient")
+            && stderr.contains("gridmaze__mlp__0")
+            && stderr.contains("lower the learning rate"),
+        "{stderr}"
+    );
+    assert_eq!(
+        metrics_rows(&root.join("runs/tiny/gridmaze__gru__0")).len(),
+        3
+    );
+    assert!(!root.join("out/summary.csv").exists());
+    std::fs::remove_dir_all(root).unwrap();
+}

@@ -93,3 +93,97 @@ fn tune_tiny_end_to_end() {
     assert!(stderr.contains("--lrs: 0.001 is listed twice"), "{stderr}");
     assert!(!root.join("runs-bad").exists());
 }
+
+/// A learning rate that blows the weights up is a result of the sweep, not a crash: the other
+/// settings are trained and scored, the diverged one is marked in the tables and never chosen,
+/// and a second invocation does not train it again.
+#[test]
+fn a_diverging_learning_rate_is_reported_and_the_sweep_goes_on() {
+    let root = temp_dir("tune-diverge");
+    let (out, runs) = (root.join("out"), root.join("runs"));
+    let sweep = || {
+        Command::new(env!("CARGO_BIN_EXE_tune"))
+            .args(["--preset", "tiny", "--quiet", "--jobs", "2", "--seeds", "1"])
+            .args([
+                "--policies",
+                "mlp",
+                "--lrs",
+                "0.001,1e30",
+                "--ent-coefs",
+                "0.01",
+            ])
+            .arg("--out")
+            .arg(&out)
+            .arg("--runs-dir")
+            .arg(&runs)
+            .output()
+            .unwrap()
+    };
+    let o = sweep();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    );
+    assert!(o.status.success(), "tune failed:\n{stderr}");
+    assert!(!stderr.contains("panicked at"), "{stderr}");
+    assert!(
+        stderr.contains("diverged mlp lr 1000000000000000000000000000000"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("(1 run(s) diverged)"), "{stderr}");
+    assert!(stdout.contains("  mlp: learning_rate = 0.001,"), "{stdout}");
+    let marker = runs.join("tiny/mlp__lr1000000000000000000000000000000__ent0.01__0/diverged.txt");
+    let text = std::fs::read_to_string(&marker).unwrap();
+    assert!(
+        text.starts_with("update ") && text.contains("non-finite"),
+        "{text}"
+    );
+
+    let tuning = std::fs::read_to_string(out.join("tuning.csv")).unwrap();
+    let row = tuning
+        .lines()
+        .find(|l| l.starts_with("mlp,1000000000000000000000000000000,"))
+        .unwrap_or_else(|| panic!("{tuning}"));
+    // Columns: policy, lr, ent, seeds, finals, diverged_at_update, mean, ci low, ci high.
+    let cells: Vec<&str> = row.split(',').collect();
+    assert_eq!(cells[4], "", "{row}");
+    assert!(cells[5].parse::<usize>().unwrap() >= 1, "{row}");
+    assert_eq!(cells[6], "", "{row}");
+    let chosen = std::fs::read_to_string(out.join("chosen.csv")).unwrap();
+    assert!(
+        chosen.lines().nth(1).unwrap().starts_with("mlp,0.001,"),
+        "{chosen}"
+    );
+    let readme = std::fs::read_to_string(out.join("README.md")).unwrap();
+    assert!(
+        readme.contains("diverged (1 of 1 seeds; update "),
+        "{readme}"
+    );
+
+    // Again: both runs are done (one trained, one diverged); nothing is trained.
+    let o = sweep();
+    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "second tune failed:\n{stderr}");
+    assert!(
+        stderr.contains("2 finished already, 0 to resume, 0 to start"),
+        "{stderr}"
+    );
+
+    // Only diverging settings: a clear error naming the arm, no panic.
+    let o = Command::new(env!("CARGO_BIN_EXE_tune"))
+        .args(["--preset", "tiny", "--quiet", "--jobs", "1", "--seeds", "1"])
+        .args(["--policies", "mlp", "--lrs", "1e30", "--ent-coefs", "0.01"])
+        .arg("--out")
+        .arg(root.join("out-all"))
+        .arg("--runs-dir")
+        .arg(&runs)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(!o.status.success());
+    assert!(!stderr.contains("panicked at"), "{stderr}");
+    assert!(
+        stderr.contains("arm mlp: every setting diverged"),
+        "{stderr}"
+    );
+}

@@ -375,6 +375,7 @@ fn main() -> Result<()> {
         runs_root.display()
     );
     let run_report = runner::run_jobs(&jobs, at_once, &runs_root.join("logs"), args.quiet, None)?;
+    runner::refuse_diverged(&jobs)?;
 
     // 2. Final values per seed, checks.
     std::fs::create_dir_all(&args.out)

@@ -155,6 +155,7 @@ fn main() -> Result<()> {
     else {
         return Ok(());
     };
+    runner::refuse_diverged(&plan.jobs)?;
     if let Some(n) = args.stop_after_updates {
         eprintln!(
             "stopped every run after {n} updates in {:.0} s; run the same command without \

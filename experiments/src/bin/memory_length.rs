@@ -158,6 +158,7 @@ fn main() -> Result<()> {
     else {
         return Ok(());
     };
+    runner::refuse_diverged(&plan.jobs)?;
 
     std::fs::create_dir_all(&plan.out)
         .with_context(|| format!("cannot create {}", plan.out.display()))?;

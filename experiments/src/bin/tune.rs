@@ -71,8 +71,31 @@ struct Setting {
 
 /// What one setting reached.
 struct Scored {
+    /// Final reward of each seed that trained to its end.
     finals: Vec<f64>,
-    summary: Summary,
+    /// The update at which each diverged seed stopped (non-finite loss or gradient).
+    diverged: Vec<usize>,
+    /// Mean and CI over `finals`; `None` when a seed diverged (the setting is never chosen).
+    summary: Option<Summary>,
+}
+
+impl Scored {
+    /// The table cell: the summary, or which seeds diverged where.
+    fn describe(&self) -> String {
+        match &self.summary {
+            Some(s) => fmt_summary(s),
+            None => format!(
+                "diverged ({} of {} seeds; update {})",
+                self.diverged.len(),
+                self.diverged.len() + self.finals.len(),
+                self.diverged
+                    .iter()
+                    .map(|u| u.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    }
 }
 
 fn check_values(name: &str, values: &[f64], allow_zero: bool) -> Result<()> {
@@ -136,10 +159,15 @@ fn grid(
 }
 
 /// Final training reward of every seed of a setting (`metric` over the last `fraction` of
-/// env steps).
+/// env steps); a seed that diverged is recorded as such, and its setting gets no summary.
 fn score(setting: &Setting, metric: &str, fraction: f64) -> Result<Scored> {
     let mut finals = Vec::new();
+    let mut diverged = Vec::new();
     for dir in &setting.dirs {
+        if let Some(d) = fbrl::run_dir::divergence(dir) {
+            diverged.push(d.update);
+            continue;
+        }
         let run = Run::load(dir)?;
         let pts = run.metrics.xy("env_steps", metric)?;
         finals.push(
@@ -147,8 +175,16 @@ fn score(setting: &Setting, metric: &str, fraction: f64) -> Result<Scored> {
                 .with_context(|| format!("{}: no episode finished", dir.display()))?,
         );
     }
-    let summary = curves::mean_ci95(&finals).expect("at least one seed");
-    Ok(Scored { finals, summary })
+    let summary = if diverged.is_empty() {
+        curves::mean_ci95(&finals)
+    } else {
+        None
+    };
+    Ok(Scored {
+        finals,
+        diverged,
+        summary,
+    })
 }
 
 fn main() -> Result<()> {
@@ -195,7 +231,10 @@ fn main() -> Result<()> {
     else {
         return Ok(());
     };
-    eprintln!("training done in {:.0} s; scoring", run_report.wall_s);
+    eprintln!(
+        "training done in {:.0} s ({} run(s) diverged); scoring",
+        run_report.wall_s, run_report.diverged
+    );
 
     let scored = settings
         .iter()
@@ -204,7 +243,7 @@ fn main() -> Result<()> {
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
     write_tables(&args, &settings, &scored, metric)?;
-    let chosen = choose(&arms, &settings, &scored);
+    let chosen = choose(&arms, &settings, &scored)?;
     write_heatmaps(&args, &chosen, &settings, &scored, metric, &e.name)?;
     write_readme(&args, &preset, &settings, &scored, &chosen, metric)?;
     println!("chosen settings (for the presets' [[arms]]):");
@@ -215,7 +254,7 @@ fn main() -> Result<()> {
             arm.name,
             s.lr,
             s.ent,
-            fmt_summary(&r.summary)
+            r.describe()
         );
     }
     println!("wrote {}", args.out.display());
@@ -224,19 +263,32 @@ fn main() -> Result<()> {
 
 /// The best setting of each arm: the highest mean final reward over seeds (ties: the first
 /// in grid order, i.e. the smaller learning rate, then the smaller entropy coefficient).
-fn choose<'a>(arms: &'a [Arm], settings: &[Setting], scored: &[Scored]) -> Vec<(&'a Arm, usize)> {
+/// A setting with a diverged seed is never chosen; an arm whose every setting diverged is an
+/// error naming it.
+fn choose<'a>(
+    arms: &'a [Arm],
+    settings: &[Setting],
+    scored: &[Scored],
+) -> Result<Vec<(&'a Arm, usize)>> {
     arms.iter()
         .map(|arm| {
+            let mean = |i: usize| scored[i].summary.as_ref().map(|s| s.mean);
             let best = settings
                 .iter()
                 .enumerate()
-                .filter(|(_, s)| s.arm.name == arm.name)
+                .filter(|(i, s)| s.arm.name == arm.name && mean(*i).is_some())
                 .fold(None::<usize>, |best, (i, _)| match best {
-                    Some(b) if scored[b].summary.mean >= scored[i].summary.mean => Some(b),
+                    Some(b) if mean(b) >= mean(i) => Some(b),
                     _ => Some(i),
-                })
-                .expect("every arm has settings");
-            (arm, best)
+                });
+            match best {
+                Some(b) => Ok((arm, b)),
+                None => bail!(
+                    "arm {}: every setting diverged (a non-finite loss or gradient); try smaller \
+                     learning rates",
+                    arm.name
+                ),
+            }
         })
         .collect()
 }
@@ -258,15 +310,20 @@ fn write_tables(args: &Args, settings: &[Setting], scored: &[Scored], metric: &s
                 s.arm.name.clone(),
                 s.lr.to_string(),
                 s.ent.to_string(),
-                r.summary.n.to_string(),
+                (r.finals.len() + r.diverged.len()).to_string(),
                 r.finals
                     .iter()
                     .map(|v| format!("{v:.4}"))
                     .collect::<Vec<_>>()
                     .join(" "),
-                cell(Some(r.summary.mean)),
-                cell(Some(r.summary.ci_low)),
-                cell(Some(r.summary.ci_high)),
+                r.diverged
+                    .iter()
+                    .map(|u| u.to_string())
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                cell(r.summary.as_ref().map(|x| x.mean)),
+                cell(r.summary.as_ref().map(|x| x.ci_low)),
+                cell(r.summary.as_ref().map(|x| x.ci_high)),
             ]
         })
         .collect();
@@ -279,6 +336,7 @@ fn write_tables(args: &Args, settings: &[Setting], scored: &[Scored], metric: &s
             "ent_coef",
             "seeds",
             &final_col,
+            "diverged_at_update",
             "mean",
             "ci95_low",
             "ci95_high",
@@ -307,7 +365,7 @@ fn write_heatmaps(
                 .iter()
                 .zip(scored)
                 .find(|(s, _)| s.arm.name == arm.name && s.lr == lr && s.ent == ent)
-                .map(|(_, r)| r.summary.mean)
+                .and_then(|(_, r)| r.summary.as_ref().map(|x| x.mean))
         };
         let map = HeatMap {
             title: format!("{}: final {metric}, {preset} preset", arm.name),
@@ -350,10 +408,10 @@ fn write_readme(
                 arm.name.clone(),
                 s.lr.to_string(),
                 s.ent.to_string(),
-                r.summary.n.to_string(),
-                cell(Some(r.summary.mean)),
-                cell(Some(r.summary.ci_low)),
-                cell(Some(r.summary.ci_high)),
+                r.finals.len().to_string(),
+                cell(r.summary.as_ref().map(|x| x.mean)),
+                cell(r.summary.as_ref().map(|x| x.ci_low)),
+                cell(r.summary.as_ref().map(|x| x.ci_high)),
             ]
         })
         .collect();
@@ -386,7 +444,7 @@ fn write_readme(
                     .position(|s| s.arm.name == arm.name && s.lr == lr && s.ent == ent)
                     .expect("grid point");
                 let mark = if i == *best { " **←**" } else { "" };
-                table.push_str(&format!(" {}{mark} |", fmt_summary(&scored[i].summary)));
+                table.push_str(&format!(" {}{mark} |", scored[i].describe()));
             }
             table.push('\n');
         }
@@ -402,7 +460,9 @@ fn write_readme(
         "Command:\n\n```sh\n{}cargo run --release -p experiments --bin tune -- {}\n```\n\nMachine: {}. Preset `{}` ({}): {} env steps per run, the \
          preset's PPO settings except the two swept; {} seed(s) per setting. Score: final \
          `{metric}` (mean over the last {:.0} % of env steps, training rollouts), mean [95 % \
-         Student-t CI] over seeds. **←** marks the setting chosen for each arm (highest mean).\n\n\
+         Student-t CI] over seeds. **←** marks the setting chosen for each arm (highest mean; a \
+         setting with a seed that diverged, i.e. stopped on a non-finite loss or gradient, is \
+         never chosen).\n\n\
          {table}\nChosen (`chosen.csv`, for the presets' `[[arms]]`):\n\n```text\n{toml}```\n\n\
          Files: `tuning.csv` (every setting and seed), `chosen.csv`, `heatmap_<policy>.png` / \
          `.svg`.\n",
