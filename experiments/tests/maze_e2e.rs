@@ -241,3 +241,50 @@ fn a_diverged_run_is_named_and_the_report_refused() {
     assert!(!root.join("out/summary.csv").exists());
     std::fs::remove_dir_all(root).unwrap();
 }
+
+/// A quick look never overwrites a committed results folder: a preset without
+/// `experiment.out` (tiny, quick) reports under its runs folder unless `--out` is given, for
+/// the maze comparison and the tuning sweep alike.
+#[test]
+fn quick_presets_report_under_the_runs_folder_by_default() {
+    let root = temp_dir("default-out");
+    let runs = root.join("runs");
+    let o = Command::new(env!("CARGO_BIN_EXE_maze"))
+        .args([
+            "--preset",
+            "tiny",
+            "--quiet",
+            "--seeds",
+            "1",
+            "--policies",
+            "mlp",
+        ])
+        .arg("--runs-dir")
+        .arg(&runs)
+        .current_dir(&root)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(runs.join("tiny/report/summary.csv").exists());
+    assert!(!root.join("results").exists());
+    let o = Command::new(env!("CARGO_BIN_EXE_tune"))
+        .args([
+            "--preset",
+            "tiny",
+            "--quiet",
+            "--seeds",
+            "1",
+            "--policies",
+            "mlp",
+        ])
+        .args(["--lrs", "0.001", "--ent-coefs", "0.01"])
+        .arg("--runs-dir")
+        .arg(root.join("tune-runs"))
+        .current_dir(&root)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(root.join("tune-runs/tiny/report/tuning.csv").exists());
+    assert!(!root.join("results").exists());
+    std::fs::remove_dir_all(root).unwrap();
+}

@@ -57,9 +57,11 @@ struct Args {
     /// Comma-separated arms to run (default: all of the preset's), e.g. `feedback,mlp`.
     #[arg(long, value_delimiter = ',')]
     policies: Option<Vec<String>>,
-    /// Folder for the plots, CSVs and README (the depth comparison goes into `<out>/depth`).
-    #[arg(long, default_value = "results/maze")]
-    out: PathBuf,
+    /// Folder for the plots, CSVs and README (the depth comparison goes into `<out>/depth`,
+    /// the ablations into `<out>/ablations`). Default: the preset's `experiment.out` (a
+    /// committed results folder); for presets without one (quick looks), `<runs-dir>/<preset>/report`.
+    #[arg(long)]
+    out: Option<PathBuf>,
     /// Root of the run directories (`<runs-dir>/<preset>/gridmaze__<arm>__<seed>`).
     #[arg(long, default_value = "runs/maze")]
     runs_dir: PathBuf,
@@ -216,17 +218,22 @@ fn plan(args: &Args) -> Result<Plan> {
     let e = &preset.experiment;
     let seeds = args.seeds.unwrap_or(e.seeds);
     experiments::preset::check_seeds(seeds)?;
+    let out_root = match (&args.out, &e.out) {
+        (Some(out), _) => out.clone(),
+        (None, Some(out)) => out.clone(),
+        (None, None) => args.runs_dir.join(&e.name).join("report"),
+    };
     let (all_arms, sub, out) = match args.experiment {
-        Experiment::Main => (&preset.arms, e.name.clone(), args.out.clone()),
+        Experiment::Main => (&preset.arms, e.name.clone(), out_root),
         Experiment::Depth => (
             &preset.depth_arms,
             format!("{}-depth", e.name),
-            args.out.join("depth"),
+            out_root.join("depth"),
         ),
         Experiment::Ablations => (
             &preset.ablation_arms,
             e.name.clone(),
-            args.out.join("ablations"),
+            out_root.join("ablations"),
         ),
     };
     if all_arms.is_empty() {

@@ -44,9 +44,10 @@ struct Args {
     /// Seeds per setting.
     #[arg(long, default_value_t = 2)]
     seeds: u64,
-    /// Folder for the tables, heat maps and README.
-    #[arg(long, default_value = "results/maze/tuning")]
-    out: PathBuf,
+    /// Folder for the tables, heat maps and README (default: `<runs-dir>/<preset>/report`,
+    /// untracked, so that a quick sweep never overwrites a committed results folder).
+    #[arg(long)]
+    out: Option<PathBuf>,
     /// Root of the run directories (`<runs-dir>/<preset>/<arm>__lr<lr>__ent<ent>__<seed>`).
     #[arg(long, default_value = "runs/tune")]
     runs_dir: PathBuf,
@@ -59,6 +60,13 @@ struct Args {
     /// No progress bar: plain lines only.
     #[arg(long)]
     quiet: bool,
+}
+
+impl Args {
+    /// The report folder (resolved in `main`).
+    fn out(&self) -> &Path {
+        self.out.as_deref().expect("resolved in main")
+    }
 }
 
 /// One point of the grid: an arm with one learning rate and entropy coefficient.
@@ -191,7 +199,7 @@ fn main() -> Result<()> {
     if let Some(result) = runner::run_worker_if_requested() {
         return result;
     }
-    let args = Args::parse();
+    let mut args = Args::parse();
     check_values("lrs", &args.lrs, false)?;
     check_values("ent-coefs", &args.ent_coefs, true)?;
     experiments::preset::check_seeds(args.seeds)?;
@@ -204,6 +212,9 @@ fn main() -> Result<()> {
         _ => "return_mean",
     };
     let runs_root = args.runs_dir.join(&e.name);
+    if args.out.is_none() {
+        args.out = Some(runs_root.join("report"));
+    }
     let n_runs = arms.len() * args.lrs.len() * args.ent_coefs.len() * args.seeds as usize;
     let jobs_at_once = args.jobs.unwrap_or_else(runner::cores).clamp(1, n_runs);
     let threads = (runner::cores() / jobs_at_once).max(1);
@@ -240,8 +251,8 @@ fn main() -> Result<()> {
         .iter()
         .map(|s| score(s, metric, e.final_fraction))
         .collect::<Result<Vec<_>>>()?;
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    std::fs::create_dir_all(args.out())
+        .with_context(|| format!("cannot create {}", args.out().display()))?;
     write_tables(&args, &settings, &scored, metric)?;
     let chosen = choose(&arms, &settings, &scored)?;
     write_heatmaps(&args, &chosen, &settings, &scored, metric, &e.name)?;
@@ -257,7 +268,7 @@ fn main() -> Result<()> {
             r.describe()
         );
     }
-    println!("wrote {}", args.out.display());
+    println!("wrote {}", args.out().display());
     Ok(())
 }
 
@@ -329,7 +340,7 @@ fn write_tables(args: &Args, settings: &[Setting], scored: &[Scored], metric: &s
         .collect();
     let final_col = format!("final_{metric}_per_seed");
     report::write_csv(
-        &args.out.join("tuning.csv"),
+        &args.out().join("tuning.csv"),
         &[
             "policy",
             "learning_rate",
@@ -386,7 +397,7 @@ fn write_heatmaps(
             )),
             size: (900, 700),
         };
-        map.save(&args.out.join(format!("heatmap_{}.png", arm.name)))?;
+        map.save(&args.out().join(format!("heatmap_{}.png", arm.name)))?;
     }
     Ok(())
 }
@@ -416,7 +427,7 @@ fn write_readme(
         })
         .collect();
     report::write_csv(
-        &args.out.join("chosen.csv"),
+        &args.out().join("chosen.csv"),
         &[
             "policy",
             "learning_rate",
@@ -478,7 +489,7 @@ fn write_readme(
         e.final_fraction * 100.0,
     );
     report::update_readme(
-        &args.out.join("README.md"),
+        &args.out().join("README.md"),
         "Tuning: learning rate × entropy coefficient per policy",
         &generated,
     )
