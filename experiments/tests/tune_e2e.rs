@@ -187,3 +187,67 @@ fn a_diverging_learning_rate_is_reported_and_the_sweep_goes_on() {
         "{stderr}"
     );
 }
+
+/// `--lr-factors` tries multiples of each arm's own learning rate: arms with different rates
+/// get their own grids, each named by its rates.
+#[test]
+fn lr_factors_scale_each_arms_own_rate() {
+    let root = temp_dir("tune-factors");
+    let tiny = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/maze_tiny.toml"),
+    )
+    .unwrap();
+    let preset = tiny.replace(
+        "name = \"mlp\"\nkind = \"mlp\"\n",
+        "name = \"mlp\"\nkind = \"mlp\"\nlearning_rate = 3e-3\n",
+    );
+    let path = root.join("maze_factors.toml");
+    std::fs::write(&path, preset).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_tune"))
+        .args([
+            "--quiet",
+            "--jobs",
+            "2",
+            "--seeds",
+            "1",
+            "--policies",
+            "gru,mlp",
+        ])
+        .args(["--lr-factors", "0.5,2", "--ent-coefs", "0.01"])
+        .arg("--preset")
+        .arg(&path)
+        .arg("--runs-dir")
+        .arg(root.join("runs"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "{stderr}");
+    assert!(stderr.contains("= 4 runs"), "{stderr}");
+    let mut dirs: Vec<String> = std::fs::read_dir(root.join("runs/tiny"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("__lr"))
+        .collect();
+    dirs.sort();
+    // The GRU has no rate of its own: the preset's PPO rate (2.5e-4) scaled.
+    assert_eq!(
+        dirs,
+        [
+            "gru__lr0.000125__ent0.01__0",
+            "gru__lr0.0005__ent0.01__0",
+            "mlp__lr0.0015__ent0.01__0",
+            "mlp__lr0.006__ent0.01__0"
+        ],
+        "{stderr}"
+    );
+    let tuning = std::fs::read_to_string(root.join("runs/tiny/report/tuning.csv")).unwrap();
+    assert!(tuning.contains("\nmlp,0.006,0.01,1,"), "{tuning}");
+    // Both ways of giving the rates at once is refused.
+    let o = Command::new(env!("CARGO_BIN_EXE_tune"))
+        .args(["--preset", "tiny", "--lrs", "0.001", "--lr-factors", "2"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--lr-factors"));
+    std::fs::remove_dir_all(root).unwrap();
+}

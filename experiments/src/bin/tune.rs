@@ -35,9 +35,14 @@ struct Args {
     /// Comma-separated arms to tune (default: all of the preset's).
     #[arg(long, value_delimiter = ',')]
     policies: Option<Vec<String>>,
-    /// Learning rates to try.
+    /// Learning rates to try (the same for every arm).
     #[arg(long, value_delimiter = ',', default_value = "1e-4,2.5e-4,5e-4,1e-3")]
     lrs: Vec<f64>,
+    /// Instead of `--lrs`: factors of each arm's own learning rate (its `learning_rate` in
+    /// the preset, else `train.ppo.learning_rate`), e.g. `0.5,1,2` tries half, the same and
+    /// twice each arm's rate.
+    #[arg(long, value_delimiter = ',', conflicts_with = "lrs")]
+    lr_factors: Option<Vec<f64>>,
     /// Entropy coefficients to try.
     #[arg(long, value_delimiter = ',', default_value = "0.003,0.01")]
     ent_coefs: Vec<f64>,
@@ -66,6 +71,21 @@ impl Args {
     /// The report folder (resolved in `main`).
     fn out(&self) -> &Path {
         self.out.as_deref().expect("resolved in main")
+    }
+
+    /// The learning rates tried for `arm`: `--lrs`, or `--lr-factors` times the arm's rate
+    /// (to 6 significant digits, so that 3 × 1e-3 is named 0.003 in its run folder).
+    fn lrs_of(&self, arm: &Arm, preset: &Preset) -> Vec<f64> {
+        match &self.lr_factors {
+            None => self.lrs.clone(),
+            Some(factors) => {
+                let base = arm.learning_rate.unwrap_or(preset.train.ppo.learning_rate);
+                factors
+                    .iter()
+                    .map(|f| format!("{:.5e}", f * base).parse().expect("a number"))
+                    .collect()
+            }
+        }
     }
 }
 
@@ -138,7 +158,7 @@ fn grid(
     let mut settings = Vec::new();
     let mut jobs = Vec::new();
     for arm in arms {
-        for &lr in &args.lrs {
+        for lr in args.lrs_of(arm, preset) {
             for &ent in &args.ent_coefs {
                 let mut dirs = Vec::new();
                 for seed in 0..args.seeds {
@@ -201,6 +221,9 @@ fn main() -> Result<()> {
     }
     let mut args = Args::parse();
     check_values("lrs", &args.lrs, false)?;
+    if let Some(factors) = &args.lr_factors {
+        check_values("lr-factors", factors, false)?;
+    }
     check_values("ent-coefs", &args.ent_coefs, true)?;
     experiments::preset::check_seeds(args.seeds)?;
     let path = preset::preset_path("maze", &args.preset);
@@ -215,7 +238,8 @@ fn main() -> Result<()> {
     if args.out.is_none() {
         args.out = Some(runs_root.join("report"));
     }
-    let n_runs = arms.len() * args.lrs.len() * args.ent_coefs.len() * args.seeds as usize;
+    let n_lrs = args.lr_factors.as_ref().unwrap_or(&args.lrs).len();
+    let n_runs = arms.len() * n_lrs * args.ent_coefs.len() * args.seeds as usize;
     let jobs_at_once = args.jobs.unwrap_or_else(runner::cores).clamp(1, n_runs);
     let threads = (runner::cores() / jobs_at_once).max(1);
     let (settings, jobs) = grid(&preset, &arms, &args, &runs_root, threads);
@@ -224,7 +248,7 @@ fn main() -> Result<()> {
          of {} env steps, {jobs_at_once} at a time × {threads} threads → {}",
         e.name,
         arms.len(),
-        args.lrs.len(),
+        n_lrs,
         args.ent_coefs.len(),
         args.seeds,
         preset.train.total_steps,
@@ -304,6 +328,17 @@ fn choose<'a>(
         .collect()
 }
 
+/// The learning rates of `arm`'s settings, in grid order, each once.
+fn lrs_tried(settings: &[Setting], arm: &str) -> Vec<f64> {
+    let mut lrs: Vec<f64> = Vec::new();
+    for s in settings.iter().filter(|s| s.arm.name == arm) {
+        if !lrs.contains(&s.lr) {
+            lrs.push(s.lr);
+        }
+    }
+    lrs
+}
+
 fn fmt_summary(s: &Summary) -> String {
     if s.n > 1 {
         format!("{:.3} [{:.3}, {:.3}]", s.mean, s.ci_low, s.ci_high)
@@ -366,8 +401,8 @@ fn write_heatmaps(
 ) -> Result<()> {
     for (arm, best) in chosen {
         let best = &settings[*best];
-        let highlight = args
-            .lrs
+        let lrs = lrs_tried(settings, &arm.name);
+        let highlight = lrs
             .iter()
             .position(|&lr| lr == best.lr)
             .zip(args.ent_coefs.iter().position(|&ent| ent == best.ent));
@@ -383,9 +418,8 @@ fn write_heatmaps(
             x_label: "entropy coefficient".into(),
             y_label: "learning rate".into(),
             columns: args.ent_coefs.iter().map(|v| format!("{v}")).collect(),
-            rows: args.lrs.iter().map(|v| v.to_string()).collect(),
-            values: args
-                .lrs
+            rows: lrs.iter().map(|v| v.to_string()).collect(),
+            values: lrs
                 .iter()
                 .map(|&lr| args.ent_coefs.iter().map(|&ent| value(lr, ent)).collect())
                 .collect(),
@@ -447,7 +481,7 @@ fn write_readme(
     table.push_str(&"---:|".repeat(args.ent_coefs.len()));
     table.push('\n');
     for (arm, best) in chosen {
-        for &lr in &args.lrs {
+        for lr in lrs_tried(settings, &arm.name) {
             table.push_str(&format!("| {} | {lr} |", arm.name));
             for &ent in &args.ent_coefs {
                 let i = settings
