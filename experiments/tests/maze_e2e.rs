@@ -87,6 +87,35 @@ fn maze_tiny_end_to_end_with_resume() {
     assert_eq!(generalisation.len(), 4, "{generalisation:?}");
     let readme = std::fs::read_to_string(out.join("README.md")).unwrap();
     assert!(readme.contains("--preset tiny") && readme.contains("logical cores"));
+    // Every run's numbers and curve, and the Welch tests of the first arm against each other.
+    let (header, seeds) = read_csv(&out.join("seeds.csv")).unwrap();
+    assert_eq!(seeds.len(), 8, "{seeds:?}");
+    assert_eq!(&header[..4], ["policy", "seed", "final_goals", "auc_goals"]);
+    for row in &seeds {
+        let auc: f64 = row[3].parse().unwrap();
+        assert!((0.0..=16.0).contains(&auc), "{row:?}");
+    }
+    let (_, curves) = read_csv(&out.join("curves.csv")).unwrap();
+    assert_eq!(curves.len(), 8 * 3, "3 updates per run");
+    let (_, welch) = read_csv(&out.join("welch.csv")).unwrap();
+    let pairs: Vec<(&str, &str)> = welch
+        .iter()
+        .filter(|r| r[2] == "final")
+        .map(|r| (r[0].as_str(), r[1].as_str()))
+        .collect();
+    assert_eq!(
+        pairs,
+        [
+            ("feedback", "transformer"),
+            ("feedback", "gru"),
+            ("feedback", "mlp")
+        ]
+    );
+    for r in welch.iter().filter(|r| !r[8].is_empty()) {
+        let p: f64 = r[8].parse().unwrap();
+        assert!((0.0..=1.0).contains(&p), "{r:?}");
+    }
+    assert!(readme.contains("| feedback | mlp |"), "{readme}");
 
     // A third call trains nothing and redraws the same tables.
     let log = maze(&out, &runs, &[]);

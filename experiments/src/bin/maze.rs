@@ -80,12 +80,30 @@ struct Args {
     quiet: bool,
 }
 
+/// Fractions of a run's env steps at which the reward is read ("reward at fixed marks").
+const MARKS: [f64; 4] = [0.25, 0.5, 0.75, 1.0];
+
+/// One seed's numbers: what `seeds.csv` holds and the Welch tests compare.
+struct SeedResult {
+    seed: u64,
+    /// Mean of the metric over the last `final_fraction` of env steps.
+    final_value: f64,
+    /// Mean of the metric over every update (the area under the curve per env step).
+    auc: f64,
+    /// The metric at each of [`MARKS`]: the mean over the `final_fraction` window ending there.
+    marks: Vec<f64>,
+    heldout_greedy: f64,
+    steps_per_s: f64,
+    wall_s: f64,
+}
+
 /// Everything measured for one arm.
 struct ArmResult {
     arm: Arm,
     label: String,
     params: usize,
     runs: Vec<Run>,
+    seeds: Vec<SeedResult>,
     finals: Summary,
     steps_per_s: f64,
     wall_s: f64,
@@ -178,8 +196,11 @@ fn main() -> Result<()> {
         .with_context(|| format!("cannot create {}", plan.out.display()))?;
     let saved = draw_charts(&plan, &results, &refs)?;
     write_tables(&plan, &results)?;
+    let tests = pair_tests(&plan, &results);
+    write_seed_tables(&plan, &results, &tests)?;
     let mut md = run_description(&plan, &results, &run_report, t0.elapsed().as_secs_f64());
     md.push_str(&results_section(&plan, &results, &refs, &saved));
+    md.push_str(&speed_and_tests_section(&results, &tests));
     let title = match plan.experiment {
         Experiment::Main => "Maze experiment: Feedback Transformer vs Transformer, GRU, MLP",
         Experiment::Depth => "Depth comparison: shallow Feedback vs deeper Transformer",
@@ -335,11 +356,21 @@ fn measure_arm(plan: &Plan, arm: &Arm, params: usize, dirs: &[PathBuf]) -> Resul
     let mut finals = Vec::new();
     let mut sps = Vec::new();
     let mut walls = Vec::new();
+    let mut aucs = Vec::new();
+    let mut marks = Vec::new();
+    let total = plan.preset.train.total_steps as f64;
     for r in &runs {
         let pts = r.metrics.xy("env_steps", METRIC)?;
         finals.push(
             curves::final_value(&pts, e.final_fraction)
                 .with_context(|| format!("{}: no episode finished", r.dir.display()))?,
+        );
+        aucs.push(pts.iter().map(|p| p.1).sum::<f64>() / pts.len() as f64);
+        marks.push(
+            MARKS
+                .iter()
+                .map(|m| window_mean(&pts, m * total, e.final_fraction * total))
+                .collect::<Vec<_>>(),
         );
         let s: Vec<f64> = r
             .metrics
@@ -356,10 +387,22 @@ fn measure_arm(plan: &Plan, arm: &Arm, params: usize, dirs: &[PathBuf]) -> Resul
         .collect::<Result<Vec<_>>>()?;
     let greedy: Vec<f64> = evals.iter().map(|v| v.greedy.goals_mean).collect();
     let sampled: Vec<f64> = evals.iter().map(|v| v.sampled.goals_mean).collect();
+    let seeds = (0..runs.len())
+        .map(|i| SeedResult {
+            seed: i as u64,
+            final_value: finals[i],
+            auc: aucs[i],
+            marks: marks[i].clone(),
+            heldout_greedy: greedy[i],
+            steps_per_s: sps[i],
+            wall_s: walls[i],
+        })
+        .collect();
     Ok(ArmResult {
         arm: arm.clone(),
         label,
         params,
+        seeds,
         finals: curves::mean_ci95(&finals).expect("at least one seed"),
         steps_per_s: sps.iter().sum::<f64>() / sps.len() as f64,
         wall_s: walls.iter().sum::<f64>() / walls.len() as f64,
@@ -367,6 +410,282 @@ fn measure_arm(plan: &Plan, arm: &Arm, params: usize, dirs: &[PathBuf]) -> Resul
         heldout_sampled: curves::mean_ci95(&sampled),
         runs,
     })
+}
+
+/// Mean of the points with `x` in `(end − width, end]` (NaN when none: no episode ended there).
+fn window_mean(points: &[(f64, f64)], end: f64, width: f64) -> f64 {
+    let inside: Vec<f64> = points
+        .iter()
+        .filter(|p| p.0 <= end + 0.5 && p.0 > end - width)
+        .map(|p| p.1)
+        .collect();
+    if inside.is_empty() {
+        f64::NAN
+    } else {
+        inside.iter().sum::<f64>() / inside.len() as f64
+    }
+}
+
+/// The measures the Welch tests compare, each with a reader of one seed's value.
+fn measures() -> Vec<(String, Box<dyn Fn(&SeedResult) -> f64>)> {
+    let mut m: Vec<(String, Box<dyn Fn(&SeedResult) -> f64>)> = vec![
+        ("final".into(), Box::new(|s: &SeedResult| s.final_value)),
+        ("auc".into(), Box::new(|s: &SeedResult| s.auc)),
+        (
+            "heldout_greedy".into(),
+            Box::new(|s: &SeedResult| s.heldout_greedy),
+        ),
+    ];
+    for (i, f) in MARKS.iter().enumerate().take(MARKS.len() - 1) {
+        m.push((
+            format!("at_{:.0}pct_steps", f * 100.0),
+            Box::new(move |s: &SeedResult| s.marks[i]),
+        ));
+    }
+    m
+}
+
+/// One Welch test of a pair of arms on one measure.
+struct PairTest {
+    a: String,
+    b: String,
+    measure: String,
+    mean_a: f64,
+    mean_b: f64,
+    welch: Option<fbrl::stats::Welch>,
+}
+
+/// The pairs compared: the preset's `experiment.comparisons` whose arms both ran, else the
+/// first arm against each other one.
+fn comparison_pairs(plan: &Plan, results: &[ArmResult]) -> Vec<(usize, usize)> {
+    let index = |name: &str| results.iter().position(|r| r.arm.name == name);
+    let listed: Vec<(usize, usize)> = plan
+        .preset
+        .experiment
+        .comparisons
+        .iter()
+        .filter_map(|[a, b]| Some((index(a)?, index(b)?)))
+        .collect();
+    if !listed.is_empty() && plan.experiment == Experiment::Main {
+        return listed;
+    }
+    (1..results.len()).map(|j| (0, j)).collect()
+}
+
+/// Welch's t-test of every compared pair on every measure.
+fn pair_tests(plan: &Plan, results: &[ArmResult]) -> Vec<PairTest> {
+    let mut tests = Vec::new();
+    for (i, j) in comparison_pairs(plan, results) {
+        let (a, b) = (&results[i], &results[j]);
+        for (name, read) in measures() {
+            let va: Vec<f64> = a
+                .seeds
+                .iter()
+                .map(&read)
+                .filter(|v| v.is_finite())
+                .collect();
+            let vb: Vec<f64> = b
+                .seeds
+                .iter()
+                .map(&read)
+                .filter(|v| v.is_finite())
+                .collect();
+            let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+            tests.push(PairTest {
+                a: a.arm.name.clone(),
+                b: b.arm.name.clone(),
+                measure: name,
+                mean_a: mean(&va),
+                mean_b: mean(&vb),
+                welch: fbrl::stats::welch(&va, &vb),
+            });
+        }
+    }
+    tests
+}
+
+/// `seeds.csv` (every run's numbers), `curves.csv` (every run's metric per update) and
+/// `welch.csv` (every compared pair on every measure).
+fn write_seed_tables(plan: &Plan, results: &[ArmResult], tests: &[PairTest]) -> Result<()> {
+    let mut header = vec![
+        "policy".to_string(),
+        "seed".into(),
+        "final_goals".into(),
+        "auc_goals".into(),
+    ];
+    header.extend(
+        MARKS
+            .iter()
+            .map(|m| format!("goals_at_{:.0}pct_steps", m * 100.0)),
+    );
+    header.extend([
+        "heldout_greedy_goals".into(),
+        "steps_per_s".into(),
+        "wall_time_s".into(),
+    ]);
+    let rows: Vec<Vec<String>> = results
+        .iter()
+        .flat_map(|r| {
+            r.seeds.iter().map(|s| {
+                let mut row = vec![
+                    r.arm.name.clone(),
+                    s.seed.to_string(),
+                    cell(Some(s.final_value)),
+                    cell(Some(s.auc)),
+                ];
+                row.extend(s.marks.iter().map(|v| cell(Some(*v))));
+                row.extend([
+                    cell(Some(s.heldout_greedy)),
+                    format!("{:.0}", s.steps_per_s),
+                    format!("{:.1}", s.wall_s),
+                ]);
+                row
+            })
+        })
+        .collect();
+    let header_refs: Vec<&str> = header.iter().map(String::as_str).collect();
+    report::write_csv(&plan.out.join("seeds.csv"), &header_refs, &rows)?;
+
+    let mut curve_rows = Vec::new();
+    for r in results {
+        for (seed, run) in r.runs.iter().enumerate() {
+            let cols = ["update", "env_steps", "wall_time_s", METRIC];
+            let columns = cols
+                .iter()
+                .map(|c| run.metrics.column(c))
+                .collect::<Result<Vec<_>, _>>()?;
+            for k in 0..columns[0].len() {
+                let mut row = vec![r.arm.name.clone(), seed.to_string()];
+                row.extend(columns.iter().map(|c| cell(c[k])));
+                curve_rows.push(row);
+            }
+        }
+    }
+    report::write_csv(
+        &plan.out.join("curves.csv"),
+        &[
+            "policy",
+            "seed",
+            "update",
+            "env_steps",
+            "wall_time_s",
+            METRIC,
+        ],
+        &curve_rows,
+    )?;
+
+    let welch_rows: Vec<Vec<String>> = tests
+        .iter()
+        .map(|t| {
+            let w = t.welch;
+            vec![
+                t.a.clone(),
+                t.b.clone(),
+                t.measure.clone(),
+                cell(Some(t.mean_a)),
+                cell(Some(t.mean_b)),
+                cell(w.map(|w| w.mean_diff)),
+                cell(w.map(|w| w.t)),
+                cell(w.map(|w| w.df)),
+                cell(w.map(|w| w.p_two_sided)),
+                cell(w.map(|w| w.hedges_g)),
+            ]
+        })
+        .collect();
+    report::write_csv(
+        &plan.out.join("welch.csv"),
+        &[
+            "arm_a",
+            "arm_b",
+            "measure",
+            "mean_a",
+            "mean_b",
+            "mean_diff",
+            "t",
+            "df",
+            "p_two_sided",
+            "hedges_g",
+        ],
+        &welch_rows,
+    )
+}
+
+/// The README's tables of learning speed (reward at the marks, mean over training) and of the
+/// Welch tests.
+fn speed_and_tests_section(results: &[ArmResult], tests: &[PairTest]) -> String {
+    let fmt = |s: Option<Summary>| match s {
+        Some(s) if s.n > 1 => format!("{:.2} [{:.2}, {:.2}]", s.mean, s.ci_low, s.ci_high),
+        Some(s) => format!("{:.2}", s.mean),
+        None => "–".into(),
+    };
+    let mut md = String::from(
+        "Learning speed: goals per episode at fixed fractions of the env-step budget (each the \
+         mean over the same window as the final reward, ending at the mark) and the mean over \
+         the whole run (area under the curve per env step); mean [95% Student-t CI] over \
+         seeds.\n\n| policy |",
+    );
+    for m in MARKS {
+        md.push_str(&format!(" at {:.0}% |", m * 100.0));
+    }
+    md.push_str(" mean over training |\n|---|");
+    md.push_str(&"---|".repeat(MARKS.len() + 1));
+    md.push('\n');
+    for r in results {
+        md.push_str(&format!("| {} |", r.arm.name));
+        for i in 0..MARKS.len() {
+            let v: Vec<f64> = r
+                .seeds
+                .iter()
+                .map(|s| s.marks[i])
+                .filter(|v| v.is_finite())
+                .collect();
+            md.push_str(&format!(" {} |", fmt(curves::mean_ci95(&v))));
+        }
+        let auc: Vec<f64> = r.seeds.iter().map(|s| s.auc).collect();
+        md.push_str(&format!(" {} |\n", fmt(curves::mean_ci95(&auc))));
+    }
+    md.push_str(
+        "\nWelch's t-test of each compared pair (difference of means A − B, two-sided p, \
+         Hedges' g), on the final reward, the mean over training and the held-out greedy \
+         reward; every measure, the marks included, is in `welch.csv`.\n\n\
+         | A | B | final: A − B (p, g) | mean over training: A − B (p, g) | held-out greedy: A − B (p, g) |\n\
+         |---|---|---|---|---|\n",
+    );
+    let mut pairs: Vec<(&str, &str)> = Vec::new();
+    for t in tests {
+        if !pairs.contains(&(t.a.as_str(), t.b.as_str())) {
+            pairs.push((t.a.as_str(), t.b.as_str()));
+        }
+    }
+    for (a, b) in pairs {
+        md.push_str(&format!("| {a} | {b} |"));
+        for measure in ["final", "auc", "heldout_greedy"] {
+            let t = tests
+                .iter()
+                .find(|t| t.a == a && t.b == b && t.measure == measure);
+            md.push_str(&match t.and_then(|t| t.welch) {
+                Some(w) => format!(
+                    " {:+.2} (p = {}, g = {:+.2}) |",
+                    w.mean_diff,
+                    fmt_p(w.p_two_sided),
+                    w.hedges_g
+                ),
+                None => " – |".into(),
+            });
+        }
+        md.push('\n');
+    }
+    md.push('\n');
+    md
+}
+
+/// A p-value: three decimals, scientific below 0.001.
+fn fmt_p(p: f64) -> String {
+    if p < 1e-3 {
+        format!("{p:.1e}")
+    } else {
+        format!("{p:.3}")
+    }
 }
 
 /// The colour of an arm in every chart.
@@ -642,7 +961,7 @@ fn results_section(
     for r in refs {
         md.push_str(&format!(" {} {:.2};", r.label, r.value));
     }
-    md.push_str(" goals per episode.\n\nFiles: `summary.csv`, `generalisation.csv`, and each PNG with an SVG beside it.\n");
+    md.push_str(" goals per episode.\n\nFiles: `summary.csv`, `generalisation.csv`, `seeds.csv` (every run: final, mean over training, the marks, held-out greedy), `curves.csv` (every run's goals per update), `welch.csv`, and each PNG with an SVG beside it.\n\n");
     md
 }
 
