@@ -92,8 +92,8 @@ pub fn env_prefix() -> String {
 }
 
 /// Writes `generated` between the [`BEGIN`] and [`END`] markers of the README at `path`,
-/// keeping everything outside them. A missing README is created with `title`, the block and
-/// a placeholder section for the human-written reading.
+/// keeping everything outside them. A missing README is created with `title` and the block
+/// only: the reading below it is written by a person, after looking at the results.
 pub fn update_readme(path: &Path, title: &str, generated: &str) -> Result<()> {
     let block = format!("{BEGIN}\n{}\n{END}", generated.trim_end());
     let text = match std::fs::read_to_string(path) {
@@ -103,10 +103,7 @@ pub fn update_readme(path: &Path, title: &str, generated: &str) -> Result<()> {
             }
             _ => format!("{}\n\n{block}\n", old.trim_end()),
         },
-        Err(_) => format!(
-            "# {title}\n\n{block}\n\n## Reading\n\n_To be written after looking at the curves: what they show, \
-             and where the Feedback Transformer does not win._\n"
-        ),
+        Err(_) => format!("# {title}\n\n{block}\n"),
     };
     std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
 }
@@ -133,8 +130,9 @@ mod tests {
         let _ = std::fs::remove_file(&p);
         update_readme(&p, "Maze", "first").unwrap();
         let t = std::fs::read_to_string(&p).unwrap();
-        assert!(t.starts_with("# Maze") && t.contains("first") && t.contains("## Reading"));
-        let edited = t.replace("_To be written", "Feedback wins by 0.5. _To be written");
+        assert!(t.starts_with("# Maze") && t.contains("first"));
+        assert!(!t.contains("## Reading"), "no placeholder text: {t}");
+        let edited = format!("{t}\n## Reading\n\nFeedback wins by 0.5.\n");
         std::fs::write(&p, edited).unwrap();
         update_readme(&p, "Maze", "second").unwrap();
         let t = std::fs::read_to_string(&p).unwrap();
