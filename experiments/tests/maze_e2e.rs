@@ -122,8 +122,13 @@ fn maze_tiny_end_to_end_with_resume() {
     assert!(log.contains("8 finished already"), "{log}");
     assert_eq!(read_csv(&out.join("summary.csv")).unwrap().1.len(), 4);
 
-    // The depth comparison: parameter counts in the legend.
-    maze(&out, &runs, &["--experiment", "depth", "--seeds", "1"]);
+    // The depth comparison: parameter counts in the legend; its `transformer` arm is the main
+    // comparison's (same name and config), so only the other two arms train.
+    let log = maze(&out, &runs, &["--experiment", "depth", "--seeds", "1"]);
+    assert!(
+        log.contains("1 finished already, 0 to resume, 2 to start"),
+        "{log}"
+    );
     let svg = std::fs::read_to_string(out.join("depth/reward_curve.svg")).unwrap();
     assert!(svg.contains("feedback L=1 ·") && svg.contains("transformer L=2 ·"));
     assert!(svg.contains("params (n=1)"));

@@ -33,7 +33,8 @@ use rayon::prelude::*;
 enum Experiment {
     /// Feedback vs Transformer vs GRU vs MLP at equal depth (`[[arms]]` of the preset).
     Main,
-    /// Feedback at 1–2 layers vs Transformer at 2–4 layers (`[[depth_arms]]`).
+    /// Feedback at 1–2 layers vs Transformer at 2–4 layers (`[[depth_arms]]`). Runs live
+    /// beside the main comparison's, so an arm with a main arm's name and config reuses its runs.
     Depth,
     /// Variants of the Feedback memory (`[[ablation_arms]]`). Runs live beside the main
     /// comparison's, so an arm with a main arm's name and config reuses its runs.
@@ -246,11 +247,10 @@ fn plan(args: &Args) -> Result<Plan> {
     };
     let (all_arms, sub, out) = match args.experiment {
         Experiment::Main => (&preset.arms, e.name.clone(), out_root),
-        Experiment::Depth => (
-            &preset.depth_arms,
-            format!("{}-depth", e.name),
-            out_root.join("depth"),
-        ),
+        // Depth arms and ablation arms live beside the main comparison's runs: an arm with a
+        // main arm's name and config reuses its runs (a different config is refused, naming
+        // the key).
+        Experiment::Depth => (&preset.depth_arms, e.name.clone(), out_root.join("depth")),
         Experiment::Ablations => (
             &preset.ablation_arms,
             e.name.clone(),
