@@ -213,7 +213,7 @@ fn lr_factors_scale_each_arms_own_rate() {
             "--policies",
             "gru,mlp",
         ])
-        .args(["--lr-factors", "0.5,2", "--ent-coefs", "0.01"])
+        .args(["--lr-factors", "0.5,2,mlp:4", "--ent-coefs", "0.01"])
         .arg("--preset")
         .arg(&path)
         .arg("--runs-dir")
@@ -222,7 +222,7 @@ fn lr_factors_scale_each_arms_own_rate() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
     assert!(o.status.success(), "{stderr}");
-    assert!(stderr.contains("= 4 runs"), "{stderr}");
+    assert!(stderr.contains("= 5 runs"), "{stderr}");
     let mut dirs: Vec<String> = std::fs::read_dir(root.join("runs/tiny"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -236,12 +236,31 @@ fn lr_factors_scale_each_arms_own_rate() {
             "gru__lr0.000125__ent0.01__0",
             "gru__lr0.0005__ent0.01__0",
             "mlp__lr0.0015__ent0.01__0",
-            "mlp__lr0.006__ent0.01__0"
+            "mlp__lr0.006__ent0.01__0",
+            "mlp__lr0.012__ent0.01__0"
         ],
         "{stderr}"
     );
     let tuning = std::fs::read_to_string(root.join("runs/tiny/report/tuning.csv")).unwrap();
     assert!(tuning.contains("\nmlp,0.006,0.01,1,"), "{tuning}");
+    // A factor for an arm that is not tuned is refused, naming it.
+    let o = Command::new(env!("CARGO_BIN_EXE_tune"))
+        .args([
+            "--preset",
+            "tiny",
+            "--policies",
+            "mlp",
+            "--lr-factors",
+            "1,gru:2",
+        ])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("`gru` in `gru:2` is not one of the arms"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     // Both ways of giving the rates at once is refused.
     let o = Command::new(env!("CARGO_BIN_EXE_tune"))
         .args(["--preset", "tiny", "--lrs", "0.001", "--lr-factors", "2"])

@@ -40,9 +40,13 @@ struct Args {
     lrs: Vec<f64>,
     /// Instead of `--lrs`: factors of each arm's own learning rate (its `learning_rate` in
     /// the preset, else `train.ppo.learning_rate`), e.g. `0.5,1,2` tries half, the same and
-    /// twice each arm's rate.
+    /// twice each arm's rate. `ARM:FACTOR` adds a factor for one arm only (a grid extended
+    /// where that arm's optimum was at an edge), e.g. `0.5,1,2,transformer:0.25`.
     #[arg(long, value_delimiter = ',', conflicts_with = "lrs")]
-    lr_factors: Option<Vec<f64>>,
+    lr_factors: Option<Vec<String>>,
+    /// `--lr-factors` parsed: `(only this arm, factor)`.
+    #[arg(skip)]
+    factor_grid: Option<Vec<(Option<String>, f64)>>,
     /// Entropy coefficients to try.
     #[arg(long, value_delimiter = ',', default_value = "0.003,0.01")]
     ent_coefs: Vec<f64>,
@@ -73,20 +77,58 @@ impl Args {
         self.out.as_deref().expect("resolved in main")
     }
 
-    /// The learning rates tried for `arm`: `--lrs`, or `--lr-factors` times the arm's rate
-    /// (to 6 significant digits, so that 3 × 1e-3 is named 0.003 in its run folder).
+    /// The learning rates tried for `arm`: `--lrs`, or the `--lr-factors` that apply to it
+    /// times the arm's rate (to 6 significant digits, so that 3 × 1e-3 is named 0.003 in its
+    /// run folder), smallest first.
     fn lrs_of(&self, arm: &Arm, preset: &Preset) -> Vec<f64> {
-        match &self.lr_factors {
+        match &self.factor_grid {
             None => self.lrs.clone(),
             Some(factors) => {
                 let base = arm.learning_rate.unwrap_or(preset.train.ppo.learning_rate);
-                factors
+                let mut lrs: Vec<f64> = factors
                     .iter()
-                    .map(|f| format!("{:.5e}", f * base).parse().expect("a number"))
-                    .collect()
+                    .filter(|(only, _)| only.as_ref().is_none_or(|a| *a == arm.name))
+                    .map(|(_, f)| format!("{:.5e}", f * base).parse().expect("a number"))
+                    .collect();
+                lrs.sort_by(f64::total_cmp);
+                lrs
             }
         }
     }
+}
+
+/// `--lr-factors` items: `FACTOR` (every arm) or `ARM:FACTOR` (that arm only). Every arm
+/// must get at least one factor, and no arm the same factor twice.
+fn parse_factors(items: &[String], arms: &[Arm]) -> Result<Vec<(Option<String>, f64)>> {
+    let mut grid: Vec<(Option<String>, f64)> = Vec::new();
+    for item in items {
+        let (only, text) = match item.split_once(':') {
+            Some((arm, f)) => {
+                if !arms.iter().any(|a| a.name == arm) {
+                    bail!("--lr-factors: `{arm}` in `{item}` is not one of the arms tuned");
+                }
+                (Some(arm.to_string()), f)
+            }
+            None => (None, item.as_str()),
+        };
+        let f: f64 = text
+            .trim()
+            .parse()
+            .with_context(|| format!("--lr-factors: `{item}` is not a factor"))?;
+        grid.push((only, f));
+    }
+    for arm in arms {
+        let mine: Vec<f64> = grid
+            .iter()
+            .filter(|(only, _)| only.as_ref().is_none_or(|a| *a == arm.name))
+            .map(|(_, f)| *f)
+            .collect();
+        if mine.is_empty() {
+            bail!("--lr-factors: no factor applies to arm {}", arm.name);
+        }
+        check_values("lr-factors", &mine, false)?;
+    }
+    Ok(grid)
 }
 
 /// One point of the grid: an arm with one learning rate and entropy coefficient.
@@ -221,15 +263,15 @@ fn main() -> Result<()> {
     }
     let mut args = Args::parse();
     check_values("lrs", &args.lrs, false)?;
-    if let Some(factors) = &args.lr_factors {
-        check_values("lr-factors", factors, false)?;
-    }
     check_values("ent-coefs", &args.ent_coefs, true)?;
     experiments::preset::check_seeds(args.seeds)?;
     let path = preset::preset_path("maze", &args.preset);
     let preset = Preset::load(&path)?;
     let e = &preset.experiment;
     let arms = select_arms(&preset.arms, args.policies.as_deref())?;
+    if let Some(items) = &args.lr_factors {
+        args.factor_grid = Some(parse_factors(items, &arms)?);
+    }
     let metric = match preset.train.env {
         fbrl::EnvConfig::Gridmaze(_) => "goals_mean",
         _ => "return_mean",
@@ -238,17 +280,16 @@ fn main() -> Result<()> {
     if args.out.is_none() {
         args.out = Some(runs_root.join("report"));
     }
-    let n_lrs = args.lr_factors.as_ref().unwrap_or(&args.lrs).len();
-    let n_runs = arms.len() * n_lrs * args.ent_coefs.len() * args.seeds as usize;
+    let n_lrs: usize = arms.iter().map(|a| args.lrs_of(a, &preset).len()).sum();
+    let n_runs = n_lrs * args.ent_coefs.len() * args.seeds as usize;
     let jobs_at_once = args.jobs.unwrap_or_else(runner::cores).clamp(1, n_runs);
     let threads = (runner::cores() / jobs_at_once).max(1);
     let (settings, jobs) = grid(&preset, &arms, &args, &runs_root, threads);
     eprintln!(
-        "tune {}: {} arms × {} learning rates × {} entropy coefficients × {} seeds = {n_runs} runs \
-         of {} env steps, {jobs_at_once} at a time × {threads} threads → {}",
+        "tune {}: {} arms, {n_lrs} (arm, learning rate) pairs × {} entropy coefficients × {} \
+         seeds = {n_runs} runs of {} env steps, {jobs_at_once} at a time × {threads} threads → {}",
         e.name,
         arms.len(),
-        n_lrs,
         args.ent_coefs.len(),
         args.seeds,
         preset.train.total_steps,
