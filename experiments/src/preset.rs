@@ -106,22 +106,25 @@ pub struct Arm {
 }
 
 impl Arm {
-    /// Relative cost per env step (training throughput on one core with the fused CPU kernels,
-    /// results/throughput: MLP ≈ 58k steps/s, GRU ≈ 26k, Feedback ≈ 8k, Transformer ≈ 4k at
-    /// d = 64, 2 layers; attention arms scale with depth; a separate critic doubles it), so
-    /// that runners start costly runs first.
+    /// Relative cost per env step, 1 for a 2-layer Transformer with span 16 (training
+    /// throughput on one core with the fused CPU kernels, results/throughput and
+    /// results/memory_maze: Transformer ≈ 11k env steps/s, Feedback ≈ 7k, GRU ≈ 32k, MLP ≈
+    /// 145k at d = 64; attention arms scale with depth and, through the attention window, with
+    /// the span: span 128 costs ≈ 2.4× span 16; a separate critic doubles it), so that runners
+    /// start costly runs first.
     pub fn cost_per_step(&self) -> f64 {
-        let layers = self.policy.n_layers.max(1) as f64 / 2.0;
-        let networks = match self.policy.critic {
+        let p = &self.policy;
+        let attention = p.n_layers.max(1) as f64 / 2.0 * (1.0 + p.span as f64 / 64.0) / 1.25;
+        let networks = match p.critic {
             agents::CriticKind::Shared => 1.0,
             agents::CriticKind::Separate => 2.0,
         };
         networks
-            * match self.policy.kind {
-                agents::PolicyKind::Feedback => 0.5 * layers,
-                agents::PolicyKind::Transformer => layers,
-                agents::PolicyKind::Gru => 0.16,
-                agents::PolicyKind::Mlp => 0.07,
+            * match p.kind {
+                agents::PolicyKind::Feedback => 1.55 * attention,
+                agents::PolicyKind::Transformer => attention,
+                agents::PolicyKind::Gru => 0.35,
+                agents::PolicyKind::Mlp => 0.08,
             }
     }
 }
@@ -423,5 +426,27 @@ learning_rate = 1e-3
             );
             assert!(e.contains(key), "expected `{key}` in: {e}");
         }
+    }
+
+    #[test]
+    fn costlier_arms_are_estimated_costlier() {
+        let p = Preset::parse(GOOD, Path::new("t.toml")).unwrap();
+        let arm = |policy: &str| {
+            let mut a = p.arms[0].clone();
+            a.policy = toml::from_str::<agents::PolicyConfig>(policy).unwrap();
+            a.cost_per_step()
+        };
+        let t16 = arm("kind = \"transformer\"\nn_layers = 2\nspan = 16");
+        assert!((t16 - 1.0).abs() < 1e-9, "{t16}");
+        let t128 = arm("kind = \"transformer\"\nn_layers = 2\nspan = 128");
+        let t16_l4 = arm("kind = \"transformer\"\nn_layers = 4\nspan = 16");
+        let separate =
+            arm("kind = \"transformer\"\nn_layers = 2\nspan = 16\ncritic = \"separate\"");
+        let fb16 = arm("kind = \"feedback\"\nn_layers = 2\nspan = 16");
+        let gru = arm("kind = \"gru\"");
+        let mlp = arm("kind = \"mlp\"");
+        assert!(t128 > 2.0 * t16 && t16_l4 > 1.9 * t16, "{t128} {t16_l4}");
+        assert!((separate - 2.0 * t16).abs() < 1e-9);
+        assert!(fb16 > t16 && t16 > gru && gru > mlp, "{fb16} {gru} {mlp}");
     }
 }
