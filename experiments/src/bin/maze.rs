@@ -426,9 +426,12 @@ fn window_mean(points: &[(f64, f64)], end: f64, width: f64) -> f64 {
     }
 }
 
-/// The measures the Welch tests compare, each with a reader of one seed's value.
-fn measures() -> Vec<(String, Box<dyn Fn(&SeedResult) -> f64>)> {
-    let mut m: Vec<(String, Box<dyn Fn(&SeedResult) -> f64>)> = vec![
+/// A measure the Welch tests compare: its name and the reader of one seed's value.
+type Measure = (String, Box<dyn Fn(&SeedResult) -> f64>);
+
+/// The measures the Welch tests compare.
+fn measures() -> Vec<Measure> {
+    let mut m: Vec<Measure> = vec![
         ("final".into(), Box::new(|s: &SeedResult| s.final_value)),
         ("auc".into(), Box::new(|s: &SeedResult| s.auc)),
         (
