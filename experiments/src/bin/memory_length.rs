@@ -534,11 +534,19 @@ fn write_summary(plan: &Plan, measured: &[Measured]) -> Result<()> {
     )
 }
 
-/// How far back an arm can see through attention alone: L·τ for a standard transformer,
-/// `None` for the others (the Feedback Transformer relays, the GRU has no span).
+/// How far back an arm can see through attention alone: L·τ for a standard transformer, τ
+/// for a Feedback Transformer whose memory holds only the embedded observations (nothing
+/// computed is fed back, so nothing is relayed), `None` for the others (the Feedback
+/// Transformer relays, the GRU has no span).
 fn reach(arm: &Arm) -> Option<usize> {
-    (arm.policy.kind == agents::PolicyKind::Transformer)
-        .then_some(arm.policy.n_layers * arm.policy.span)
+    let p = &arm.policy;
+    match p.kind {
+        agents::PolicyKind::Transformer => Some(p.n_layers * p.span),
+        agents::PolicyKind::Feedback if p.memory_mix == agents::MemoryMix::Embedding => {
+            Some(p.span)
+        }
+        _ => None,
+    }
 }
 
 /// One Fisher test: two arms' solved seeds at one delay.
@@ -611,7 +619,7 @@ fn write_fisher(plan: &Plan, measured: &[Measured]) -> Result<Vec<Comparison>> {
             "solved_b",
             "seeds_b",
             "fisher_p_two_sided",
-            "delay_past_transformer_reach",
+            "delay_past_an_arms_attention_reach",
         ],
         &rows,
     )?;
@@ -961,6 +969,7 @@ fn readme(
             .learning_rate
             .unwrap_or(plan.preset.train.ppo.learning_rate);
         let reach = match (reach(arm), arm.policy.kind) {
+            (Some(r), agents::PolicyKind::Feedback) => format!("τ = {r} (no relay)"),
             (Some(r), _) => format!("L·τ = {r}"),
             (None, agents::PolicyKind::Feedback) => "relay".into(),
             (None, agents::PolicyKind::Gru) => "no span".into(),
@@ -985,7 +994,7 @@ fn readme(
         table.push('\n');
     }
     let mut fisher = String::from(
-        "| delay | arm A | solved | arm B | solved | Fisher p (two-sided) | past the Transformer's reach |\n|---:|---|---:|---|---:|---:|---|\n",
+        "| delay | arm A | solved | arm B | solved | Fisher p (two-sided) | past an arm's attention reach |\n|---:|---|---:|---|---:|---:|---|\n",
     );
     for c in comparisons {
         fisher.push_str(&format!(
