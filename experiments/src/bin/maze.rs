@@ -691,6 +691,28 @@ fn fmt_p(p: f64) -> String {
     }
 }
 
+/// Every arm's colour, distinct: an arm whose colour an earlier arm already has (two
+/// Transformer arms of different spans) gets the first palette colour no arm uses.
+fn arm_colors(experiment: Experiment, results: &[ArmResult]) -> Vec<usize> {
+    let wanted: Vec<usize> = results
+        .iter()
+        .map(|r| arm_color(experiment, &r.arm))
+        .collect();
+    let mut taken: Vec<usize> = Vec::new();
+    for &c in &wanted {
+        let clash = taken.contains(&c);
+        let c = if clash {
+            (0..)
+                .find(|k| !wanted.contains(k) && !taken.contains(k))
+                .expect("an unused colour")
+        } else {
+            c
+        };
+        taken.push(c);
+    }
+    taken
+}
+
 /// The colour of an arm in every chart.
 fn arm_color(experiment: Experiment, arm: &Arm) -> usize {
     match experiment {
@@ -718,6 +740,7 @@ fn draw_charts(plan: &Plan, results: &[ArmResult], refs: &[RefLine]) -> Result<V
     } else {
         String::new()
     };
+    let colors = arm_colors(plan.experiment, results);
     let mut saved = Vec::new();
     for (x_axis, file) in [
         (XAxis::Steps, "reward_curve.png"),
@@ -741,8 +764,8 @@ fn draw_charts(plan: &Plan, results: &[ArmResult], refs: &[RefLine]) -> Result<V
             y_label,
             &bands,
         );
-        for (s, r) in chart.series.iter_mut().zip(results) {
-            s.color = Some(arm_color(plan.experiment, &r.arm));
+        for ((s, r), c) in chart.series.iter_mut().zip(results).zip(&colors) {
+            s.color = Some(*c);
             s.dashed = plan.experiment == Experiment::Depth
                 && r.arm.policy.kind == agents::PolicyKind::Transformer;
         }
@@ -764,11 +787,12 @@ fn draw_charts(plan: &Plan, results: &[ArmResult], refs: &[RefLine]) -> Result<V
     );
     bars.bars = results
         .iter()
-        .map(|r| Bar {
+        .zip(&colors)
+        .map(|(r, c)| Bar {
             label: r.label.clone(),
             value: r.finals.mean,
             error: (r.finals.n > 1).then_some((r.finals.ci_low, r.finals.ci_high)),
-            color: Some(arm_color(plan.experiment, &r.arm)),
+            color: Some(*c),
         })
         .collect();
     bars.hlines = refs.to_vec();
