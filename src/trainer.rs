@@ -519,14 +519,10 @@ fn open_run(cfg: &TrainConfig, opts: &TrainOptions<'_>) -> Result<(RunDir, RunLo
     let restart = crate::checkpoint::latest_checkpoint(&run.checkpoint_dir())?.is_none();
     // A resumed run tries again from its last good checkpoint: an old divergence record no
     // longer describes it (it is rewritten if the run diverges again).
-    match std::fs::remove_file(run.path.join(crate::run_dir::DIVERGED_FILE)) {
+    let diverged = run.path.join(crate::run_dir::DIVERGED_FILE);
+    match std::fs::remove_file(&diverged) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            return Err(e).with_context(|| {
-                format!(
-                    "cannot remove {}",
-                    run.path.join(crate::run_dir::DIVERGED_FILE).display()
-                )
-            });
+            return Err(e).with_context(|| format!("cannot remove {}", diverged.display()));
         }
         _ => {}
     }

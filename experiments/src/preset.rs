@@ -345,6 +345,48 @@ pub fn select_arms(arms: &[Arm], names: Option<&[String]>) -> Result<Vec<Arm>> {
         .collect())
 }
 
+/// A flag's list of values for the arms: `VALUE` items apply to every arm, `ARM:VALUE` items
+/// to that arm only (a grid extended for one arm, e.g. `5e-4,1e-3,2e-3,gru:4e-3`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PerArm {
+    /// Each value with the arm it is limited to (`None`: every arm), in the order given.
+    pub items: Vec<(Option<String>, f64)>,
+}
+
+impl PerArm {
+    /// Parses `items` of the flag `flag`; `what` names a value in errors (`a learning
+    /// rate`). An arm that is not in `arms` is refused, naming it.
+    pub fn parse(flag: &str, what: &str, items: &[String], arms: &[Arm]) -> Result<Self> {
+        let mut parsed = Vec::new();
+        for item in items {
+            let (only, text) = match item.split_once(':') {
+                Some((arm, v)) => {
+                    if !arms.iter().any(|a| a.name == arm) {
+                        bail!("{flag}: `{arm}` in `{item}` is not one of the arms run");
+                    }
+                    (Some(arm.to_string()), v)
+                }
+                None => (None, item.as_str()),
+            };
+            let v: f64 = text
+                .trim()
+                .parse()
+                .with_context(|| format!("{flag}: `{item}` is not {what}"))?;
+            parsed.push((only, v));
+        }
+        Ok(Self { items: parsed })
+    }
+
+    /// The values that apply to the arm named `arm`, in the order given.
+    pub fn for_arm(&self, arm: &str) -> Vec<f64> {
+        self.items
+            .iter()
+            .filter(|(only, _)| only.as_deref().is_none_or(|a| a == arm))
+            .map(|(_, v)| *v)
+            .collect()
+    }
+}
+
 /// The preset file for `preset`: a path to a TOML file as given, otherwise the bundled
 /// `experiments/configs/<prefix>_<preset>.toml` (e.g. prefix `maze`, preset `full`).
 pub fn preset_path(prefix: &str, preset: &str) -> PathBuf {

@@ -1,6 +1,8 @@
 //! End to end: the maze binary on the tiny preset trains every policy × seed in worker
 //! processes, can be stopped and resumed, and writes decodable PNGs, SVGs and the CSVs.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -230,17 +232,8 @@ fn unknown_policy_is_a_clear_error() {
 #[test]
 fn a_diverged_run_is_named_and_the_report_refused() {
     let root = temp_dir("diverge");
-    let tiny = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/maze_tiny.toml"),
-    )
-    .unwrap();
-    let preset = tiny.replace(
-        "name = \"mlp\"\nkind = \"mlp\"\n",
-        "name = \"mlp\"\nkind = \"mlp\"\nlearning_rate = 1e30\n",
-    );
-    assert_ne!(preset, tiny, "the tiny preset's mlp arm moved");
     let path = root.join("maze_diverge.toml");
-    std::fs::write(&path, preset).unwrap();
+    common::tiny_preset_with_mlp(&path, "learning_rate = 1e30");
     let o = Command::new(env!("CARGO_BIN_EXE_maze"))
         .args([
             "--quiet",

@@ -2,6 +2,8 @@
 //! coefficient × seed in worker processes, skips finished runs when run again, and writes the
 //! tables, one heat map per arm and the README block.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -193,16 +195,8 @@ fn a_diverging_learning_rate_is_reported_and_the_sweep_goes_on() {
 #[test]
 fn lr_factors_scale_each_arms_own_rate() {
     let root = temp_dir("tune-factors");
-    let tiny = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/maze_tiny.toml"),
-    )
-    .unwrap();
-    let preset = tiny.replace(
-        "name = \"mlp\"\nkind = \"mlp\"\n",
-        "name = \"mlp\"\nkind = \"mlp\"\nlearning_rate = 3e-3\n",
-    );
     let path = root.join("maze_factors.toml");
-    std::fs::write(&path, preset).unwrap();
+    common::tiny_preset_with_mlp(&path, "learning_rate = 3e-3");
     let o = Command::new(env!("CARGO_BIN_EXE_tune"))
         .args([
             "--quiet",

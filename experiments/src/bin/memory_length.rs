@@ -22,7 +22,7 @@ use anyhow::{Context, Result, bail};
 use clap::Parser;
 use envs::CueRecallConfig;
 use experiments::evaluate::{HeldOutEval, evaluate_run};
-use experiments::preset::{self, Arm, Preset, select_arms};
+use experiments::preset::{self, Arm, PerArm, Preset, select_arms};
 use experiments::report::{self, cell};
 use experiments::runner::{self, Job};
 use experiments::shard::{self, ShardArgs};
@@ -271,11 +271,7 @@ fn plan(args: &Args) -> Result<Plan> {
         for arm in &arms {
             let lrs = match &tune_lrs {
                 Some(grid) => {
-                    let mut lrs: Vec<f64> = grid
-                        .iter()
-                        .filter(|(only, _)| only.as_ref().is_none_or(|a| a == &arm.name))
-                        .map(|(_, lr)| *lr)
-                        .collect();
+                    let mut lrs = grid.for_arm(&arm.name);
                     lrs.sort_by(f64::total_cmp);
                     lrs.dedup();
                     lrs
@@ -349,28 +345,14 @@ fn plan(args: &Args) -> Result<Plan> {
 }
 
 /// `--tune-lrs` items: `LR` (every arm) or `ARM:LR` (that arm only).
-fn parse_tune_lrs(items: &[String], arms: &[Arm]) -> Result<Vec<(Option<String>, f64)>> {
-    let mut grid = Vec::new();
-    for item in items {
-        let (only, lr) = match item.split_once(':') {
-            Some((arm, lr)) => {
-                if !arms.iter().any(|a| a.name == arm) {
-                    bail!("--tune-lrs: `{arm}` in `{item}` is not one of the arms run");
-                }
-                (Some(arm.to_string()), lr)
-            }
-            None => (None, item.as_str()),
-        };
-        let lr: f64 = lr
-            .trim()
-            .parse()
-            .with_context(|| format!("--tune-lrs: `{item}` is not a learning rate"))?;
-        if !(lr.is_finite() && lr > 0.0) {
+fn parse_tune_lrs(items: &[String], arms: &[Arm]) -> Result<PerArm> {
+    let grid = PerArm::parse("--tune-lrs", "a learning rate", items, arms)?;
+    for (_, lr) in &grid.items {
+        if !(lr.is_finite() && *lr > 0.0) {
             bail!("--tune-lrs: {lr} is not a positive learning rate");
         }
-        grid.push((only, lr));
     }
-    if !grid.iter().any(|(only, _)| only.is_none()) {
+    if !grid.items.iter().any(|(only, _)| only.is_none()) {
         bail!("--tune-lrs: give at least one rate for every arm, e.g. 5e-4,1e-3,2e-3");
     }
     Ok(grid)
@@ -1075,7 +1057,7 @@ mod tests {
         let preset = Preset::load(&preset::preset_path("memory_length", "tiny")).unwrap();
         let items = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         let grid = parse_tune_lrs(&items(&["1e-3", "gru:4e-3"]), &preset.arms).unwrap();
-        assert_eq!(grid, vec![(None, 1e-3), (Some("gru".into()), 4e-3)]);
+        assert_eq!(grid.items, vec![(None, 1e-3), (Some("gru".into()), 4e-3)]);
         for bad in [
             &["lstm:1e-3", "1e-3"][..],
             &["x"],

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use experiments::preset::{self, Arm, Preset, select_arms};
+use experiments::preset::{self, Arm, PerArm, Preset, select_arms};
 use experiments::report::{self, cell};
 use experiments::runner::{self, Job};
 use experiments::shard::{self, ShardArgs};
@@ -44,9 +44,9 @@ struct Args {
     /// where that arm's optimum was at an edge), e.g. `0.5,1,2,transformer:0.25`.
     #[arg(long, value_delimiter = ',', conflicts_with = "lrs")]
     lr_factors: Option<Vec<String>>,
-    /// `--lr-factors` parsed: `(only this arm, factor)`.
+    /// `--lr-factors` parsed.
     #[arg(skip)]
-    factor_grid: Option<Vec<(Option<String>, f64)>>,
+    factor_grid: Option<PerArm>,
     /// Entropy coefficients to try.
     #[arg(long, value_delimiter = ',', default_value = "0.003,0.01")]
     ent_coefs: Vec<f64>,
@@ -86,9 +86,9 @@ impl Args {
             Some(factors) => {
                 let base = arm.learning_rate.unwrap_or(preset.train.ppo.learning_rate);
                 let mut lrs: Vec<f64> = factors
+                    .for_arm(&arm.name)
                     .iter()
-                    .filter(|(only, _)| only.as_ref().is_none_or(|a| *a == arm.name))
-                    .map(|(_, f)| format!("{:.5e}", f * base).parse().expect("a number"))
+                    .map(|f| format!("{:.5e}", f * base).parse().expect("a number"))
                     .collect();
                 lrs.sort_by(f64::total_cmp);
                 lrs
@@ -99,30 +99,10 @@ impl Args {
 
 /// `--lr-factors` items: `FACTOR` (every arm) or `ARM:FACTOR` (that arm only). Every arm
 /// must get at least one factor, and no arm the same factor twice.
-fn parse_factors(items: &[String], arms: &[Arm]) -> Result<Vec<(Option<String>, f64)>> {
-    let mut grid: Vec<(Option<String>, f64)> = Vec::new();
-    for item in items {
-        let (only, text) = match item.split_once(':') {
-            Some((arm, f)) => {
-                if !arms.iter().any(|a| a.name == arm) {
-                    bail!("--lr-factors: `{arm}` in `{item}` is not one of the arms tuned");
-                }
-                (Some(arm.to_string()), f)
-            }
-            None => (None, item.as_str()),
-        };
-        let f: f64 = text
-            .trim()
-            .parse()
-            .with_context(|| format!("--lr-factors: `{item}` is not a factor"))?;
-        grid.push((only, f));
-    }
+fn parse_factors(items: &[String], arms: &[Arm]) -> Result<PerArm> {
+    let grid = PerArm::parse("--lr-factors", "a factor", items, arms)?;
     for arm in arms {
-        let mine: Vec<f64> = grid
-            .iter()
-            .filter(|(only, _)| only.as_ref().is_none_or(|a| *a == arm.name))
-            .map(|(_, f)| *f)
-            .collect();
+        let mine = grid.for_arm(&arm.name);
         if mine.is_empty() {
             bail!("--lr-factors: no factor applies to arm {}", arm.name);
         }

@@ -49,3 +49,16 @@ pub fn rows(run: &Path) -> usize {
         .map(|s| s.lines().count().saturating_sub(1))
         .unwrap_or(0)
 }
+
+/// Writes to `path` the tiny maze preset (`configs/maze_tiny.toml`) with `line` added to its
+/// `mlp` arm (e.g. `learning_rate = 1e30`).
+pub fn tiny_preset_with_mlp(path: &Path, line: &str) {
+    let tiny = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/maze_tiny.toml"),
+    )
+    .unwrap();
+    let arm = "name = \"mlp\"\nkind = \"mlp\"\n";
+    let preset = tiny.replace(arm, &format!("{arm}{line}\n"));
+    assert_ne!(preset, tiny, "the tiny preset's mlp arm moved");
+    std::fs::write(path, preset).unwrap();
+}
