@@ -1,11 +1,24 @@
-//! Learning curves from training runs: reading `metrics.csv`, grouping runs by policy,
-//! aligning seeds on a common x grid (env steps or wall time) and summarising them as
-//! mean ± 95 % confidence interval (Student t over seeds).
+//! Learning curves from training runs: reading `metrics.csv`, grouping runs by env and label
+//! (or policy), aligning seeds on a common x grid (env steps or wall time) and summarising
+//! them as mean ± 95 % confidence interval (Student t over seeds).
 //!
 //! Every statistic here is across *runs* (seeds): a run contributes one value per grid point,
 //! interpolated linearly between its logged updates (after an optional trailing moving
 //! average). The confidence interval of the mean of `n` seeds is
 //! `mean ± t(0.975, n − 1) · s / √n`, with `s` the sample standard deviation.
+//!
+//! For a metric bounded in [0, 1] (a rate such as `success_rate`, see [`metric_bounds`]) the
+//! interval is clipped to [0, 1]. Each seed's value there is itself a rate over the many
+//! episodes of an update, not one success or failure, so the mean over `n` seeds is not `k`
+//! successes out of `n` trials and a Wilson interval would not apply. The true mean lies in
+//! [0, 1], so clipping the Student-t interval to [0, 1] never removes it: the coverage stays at
+//! least 95 %. (A percentile bootstrap over 3 seeds could not reach beyond the smallest and
+//! largest seed and covers the mean only about 75 % of the time.)
+//!
+//! A run's env and label come from its `config.toml` (the `[env]` table and `label`, which
+//! defaults to the policy kind); runs without one fall back to the directory name
+//! `<env>__<policy>__<seed>__<time>`. Runs of different envs — different `[env]` tables, e.g.
+//! two GridMaze sizes, or two custom envs — are never averaged together.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -43,6 +56,14 @@ pub enum CurvesError {
         column: String,
         /// The columns that are there, comma separated.
         available: String,
+    },
+    /// A run's `config.toml` is not valid TOML.
+    #[error("{path}: {reason}")]
+    Config {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
     },
     /// Nothing to plot or summarise.
     #[error("no data: {0}")]
@@ -172,11 +193,20 @@ impl MetricsTable {
 pub struct Run {
     /// The run directory.
     pub dir: PathBuf,
-    /// Environment name (from the directory name `<env>__<policy>__<seed>__<time>`).
+    /// Environment name: `env.kind` of the run's `config.toml` (`env.name` for a custom env),
+    /// else the `<env>` part of the directory name `<env>__<policy>__<seed>__<time>`, else
+    /// empty.
     pub env: String,
-    /// Policy name, used to group runs (from the directory name, or the whole name).
+    /// The `[env]` table of the run's `config.toml`: the env's full identity (kind and every
+    /// setting). `None` when the run has no `config.toml`.
+    pub env_config: Option<toml::Table>,
+    /// Policy kind: `policy.kind` of the run's `config.toml`, else the `<policy>` part of the
+    /// directory name, else the whole directory name.
     pub policy: String,
-    /// Seed, when the directory name carries one.
+    /// The run's label: `label` of its `config.toml` (`fbrl train --name`), else [`Run::policy`].
+    pub label: String,
+    /// Seed: `seed` of the run's `config.toml`, else from the directory name when it carries
+    /// one.
     pub seed: Option<u64>,
     /// The run's `metrics.csv`.
     pub metrics: MetricsTable,
@@ -196,33 +226,211 @@ pub fn parse_run_name(name: &str) -> Option<(String, String, Option<u64>)> {
     ))
 }
 
+/// Reads a run's `config.toml` as a TOML table; `None` when the run has none.
+fn read_run_config(dir: &Path) -> Result<Option<toml::Table>, CurvesError> {
+    let path = dir.join(crate::run_dir::CONFIG_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(CurvesError::Io { path, source }),
+    };
+    text.parse::<toml::Table>()
+        .map(Some)
+        .map_err(|e| CurvesError::Config {
+            path,
+            reason: e.to_string(),
+        })
+}
+
 impl Run {
-    /// Loads a run directory: parses its name and reads `metrics.csv`.
+    /// Loads a run directory: reads `metrics.csv`, and takes the env, policy, label and seed
+    /// from `config.toml` where it has them, else from the directory name.
     pub fn load(dir: &Path) -> Result<Self, CurvesError> {
         let metrics = MetricsTable::read(&dir.join(crate::run_dir::METRICS_FILE))?;
         let name = dir
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| dir.display().to_string());
-        let (env, policy, seed) = parse_run_name(&name).unwrap_or((String::new(), name, None));
+        let (mut env, mut policy, mut seed) =
+            parse_run_name(&name).unwrap_or((String::new(), name, None));
+        let config = read_run_config(dir)?;
+        let mut label = None;
+        let mut env_config = None;
+        if let Some(cfg) = &config {
+            let text =
+                |v: Option<&toml::Value>| v.and_then(toml::Value::as_str).map(str::to_string);
+            if let Some(table) = cfg.get("env").and_then(toml::Value::as_table) {
+                let kind = text(table.get("kind"));
+                let custom_name =
+                    text(table.get("name")).filter(|_| kind.as_deref() == Some("custom"));
+                if let Some(e) = custom_name.or(kind) {
+                    env = e;
+                }
+                env_config = Some(table.clone());
+            }
+            if let Some(p) = text(cfg.get("policy").and_then(|p| p.get("kind"))) {
+                policy = p;
+            }
+            if let Some(s) = cfg.get("seed").and_then(toml::Value::as_integer) {
+                seed = u64::try_from(s).ok();
+            }
+            label = text(cfg.get("label"));
+        }
         Ok(Self {
             dir: dir.to_path_buf(),
             env,
+            env_config,
+            label: label.unwrap_or_else(|| policy.clone()),
             policy,
             seed,
             metrics,
         })
     }
+
+    /// The env's identity as one string: its kind and every setting of its `[env]` table
+    /// (keys sorted), or its name when the run has no `config.toml`. Runs are only averaged
+    /// together when these are equal.
+    pub fn env_identity(&self) -> String {
+        match &self.env_config {
+            Some(table) => canonical_table(table),
+            None => self.env.clone(),
+        }
+    }
 }
 
-/// Groups runs by policy name, keeping the order in which policies first appear.
-pub fn group_by_policy(runs: Vec<Run>) -> Vec<(String, Vec<Run>)> {
-    let mut groups: Vec<(String, Vec<Run>)> = Vec::new();
+/// A TOML value written with table keys sorted, on one line.
+fn canonical(value: &toml::Value) -> String {
+    match value {
+        toml::Value::Table(t) => canonical_table(t),
+        toml::Value::Array(a) => format!(
+            "[{}]",
+            a.iter().map(canonical).collect::<Vec<_>>().join(", ")
+        ),
+        other => other.to_string(),
+    }
+}
+
+fn canonical_table(table: &toml::Table) -> String {
+    let mut entries: Vec<(&String, &toml::Value)> = table.iter().collect();
+    entries.sort_by(|a, b| a.0.cmp(b.0));
+    let inner: Vec<String> = entries
+        .into_iter()
+        .map(|(k, v)| format!("{k} = {}", canonical(v)))
+        .collect();
+    format!("{{{}}}", inner.join(", "))
+}
+
+/// How `fbrl plot` puts runs into lines. Runs of different envs ([`Run::env_identity`]) are
+/// never put into one line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+pub enum GroupBy {
+    /// One line per env and label (`fbrl train --name`, default: the policy kind).
+    #[default]
+    Label,
+    /// One line per env and policy kind: runs with different labels of one policy are
+    /// averaged together.
+    Policy,
+}
+
+impl fmt::Display for GroupBy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            GroupBy::Label => "label",
+            GroupBy::Policy => "policy",
+        })
+    }
+}
+
+/// Runs that are drawn as one line: one env, one label (or policy).
+#[derive(Clone, Debug)]
+pub struct RunGroup {
+    /// The env's name for the legend and title: [`Run::env`], followed by the settings that
+    /// tell it apart when runs of several envs of that name are grouped, e.g.
+    /// `gridmaze (size = 9)`.
+    pub env: String,
+    /// The env's identity ([`Run::env_identity`]).
+    pub env_identity: String,
+    /// The label (or the policy kind, with [`GroupBy::Policy`]).
+    pub label: String,
+    /// The runs (seeds).
+    pub runs: Vec<Run>,
+}
+
+/// Groups runs by env identity and label (or policy kind), keeping the order in which
+/// groups first appear. Runs of different envs always end up in different groups; when
+/// several envs share a name, each group's [`RunGroup::env`] names the settings that differ.
+pub fn group_runs(runs: Vec<Run>, by: GroupBy) -> Vec<RunGroup> {
+    let mut groups: Vec<RunGroup> = Vec::new();
     for run in runs {
-        match groups.iter_mut().find(|(p, _)| *p == run.policy) {
-            Some((_, g)) => g.push(run),
-            None => groups.push((run.policy.clone(), vec![run])),
+        let identity = run.env_identity();
+        let label = match by {
+            GroupBy::Label => run.label.clone(),
+            GroupBy::Policy => run.policy.clone(),
+        };
+        match groups
+            .iter_mut()
+            .find(|g| g.env_identity == identity && g.label == label)
+        {
+            Some(g) => g.runs.push(run),
+            None => groups.push(RunGroup {
+                env: run.env.clone(),
+                env_identity: identity,
+                label,
+                runs: vec![run],
+            }),
         }
+    }
+    // Envs that share a name are told apart by the settings in which they differ.
+    let configs: Vec<(String, String, Option<toml::Table>)> = groups
+        .iter()
+        .map(|g| {
+            (
+                g.env.clone(),
+                g.env_identity.clone(),
+                g.runs[0].env_config.clone(),
+            )
+        })
+        .collect();
+    for g in &mut groups {
+        let mut namesakes: Vec<&(String, String, Option<toml::Table>)> = Vec::new();
+        for c in configs.iter().filter(|c| c.0 == g.env) {
+            if !namesakes.iter().any(|n| n.1 == c.1) {
+                namesakes.push(c);
+            }
+        }
+        if namesakes.len() < 2 {
+            continue;
+        }
+        let own = namesakes
+            .iter()
+            .find(|n| n.1 == g.env_identity)
+            .and_then(|n| n.2.as_ref());
+        let mut keys: Vec<&String> = namesakes
+            .iter()
+            .filter_map(|n| n.2.as_ref())
+            .flat_map(|t| t.keys())
+            .collect();
+        keys.sort();
+        keys.dedup();
+        let differing: Vec<String> = keys
+            .into_iter()
+            .filter(|k| {
+                let first = namesakes[0].2.as_ref().and_then(|t| t.get(*k));
+                namesakes
+                    .iter()
+                    .any(|n| n.2.as_ref().and_then(|t| t.get(*k)) != first)
+            })
+            .map(|k| {
+                let value = own.and_then(|t| t.get(k)).map(canonical);
+                format!("{k} = {}", value.as_deref().unwrap_or("unset"))
+            })
+            .collect();
+        g.env = if own.is_none() {
+            format!("{} (no config.toml)", g.env)
+        } else {
+            format!("{} ({})", g.env, differing.join(", "))
+        };
     }
     groups
 }
@@ -328,9 +536,9 @@ pub struct BandCurve {
     pub x: Vec<f64>,
     /// Mean over runs at each x.
     pub mean: Vec<f64>,
-    /// Lower 95 % CI bound at each x.
+    /// Lower 95 % CI bound at each x (clipped to the metric's bounds, if it has any).
     pub low: Vec<f64>,
-    /// Upper 95 % CI bound at each x.
+    /// Upper 95 % CI bound at each x (clipped to the metric's bounds, if it has any).
     pub high: Vec<f64>,
 }
 
@@ -343,6 +551,18 @@ pub fn aggregate(
     label: &str,
     curves: &[Vec<(f64, f64)>],
     grid_points: usize,
+) -> Result<BandCurve, CurvesError> {
+    aggregate_within(label, curves, grid_points, None)
+}
+
+/// [`aggregate`] for a metric whose values lie in `bounds = (low, high)` (e.g. `(0, 1)` for a
+/// rate): the Student-t interval is clipped to the bounds, which the true mean never leaves
+/// (so the coverage stays at least 95 %). `None` leaves the interval as it is.
+pub fn aggregate_within(
+    label: &str,
+    curves: &[Vec<(f64, f64)>],
+    grid_points: usize,
+    bounds: Option<(f64, f64)>,
 ) -> Result<BandCurve, CurvesError> {
     let curves: Vec<&Vec<(f64, f64)>> = curves.iter().filter(|c| !c.is_empty()).collect();
     if curves.is_empty() {
@@ -400,10 +620,14 @@ pub fn aggregate(
             )));
         }
         let s = mean_ci95(&ys).expect("ys is not empty");
+        let (low, high) = match bounds {
+            Some((lo, hi)) => (s.ci_low.clamp(lo, hi), s.ci_high.clamp(lo, hi)),
+            None => (s.ci_low, s.ci_high),
+        };
         out.x.push(x);
         out.mean.push(s.mean);
-        out.low.push(s.ci_low);
-        out.high.push(s.ci_high);
+        out.low.push(low);
+        out.high.push(high);
     }
     Ok(out)
 }
@@ -433,6 +657,17 @@ pub fn default_metric(runs: &[Run]) -> &'static str {
     }
 }
 
+/// The range a metrics column's values cannot leave: `(0, 1)` for the rates `success_rate`
+/// (fraction of successful episodes) and `clip_frac` (fraction of clipped ratios), `None` for
+/// every other column. Confidence bands of these columns are clipped to the range (see the
+/// module docs).
+pub fn metric_bounds(column: &str) -> Option<(f64, f64)> {
+    match column {
+        "success_rate" | "clip_frac" => Some((0.0, 1.0)),
+        _ => None,
+    }
+}
+
 /// A human-readable label for a metrics column.
 pub fn metric_label(column: &str) -> String {
     let known: HashMap<&str, &str> = [
@@ -454,7 +689,8 @@ pub fn metric_label(column: &str) -> String {
 
 /// Learning curves of a group of runs, summarised as a [`BandCurve`]: each run's
 /// `(x_axis, metric)` points are smoothed with a trailing window of `smooth_window`
-/// updates, then aligned on `grid_points` x values.
+/// updates, then aligned on `grid_points` x values. The band of a bounded metric
+/// ([`metric_bounds`]) is clipped to its bounds.
 pub fn group_curve(
     label: &str,
     runs: &[Run],
@@ -468,7 +704,7 @@ pub fn group_curve(
         let pts = run.metrics.xy(x_axis.column(), metric)?;
         curves.push(smooth(&pts, smooth_window));
     }
-    aggregate(label, &curves, grid_points)
+    aggregate_within(label, &curves, grid_points, metric_bounds(metric))
 }
 
 #[cfg(test)]
@@ -547,6 +783,119 @@ mod tests {
     }
 
     #[test]
+    fn rate_bands_stay_within_0_1_and_others_keep_the_t_band() {
+        // Three seeds with success rates 0, 1, 1 at every update: the Student-t interval is
+        // 0.667 ± 4.303 · 0.577 / √3 = [-0.77, 2.10]; for a rate it is clipped to [0, 1].
+        let text = |v: f64| format!("env_steps,success_rate,return_mean\n1,{v},{v}\n2,{v},{v}\n");
+        let runs: Vec<Run> = [0.0, 1.0, 1.0]
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| Run {
+                dir: PathBuf::from(format!("r{i}")),
+                env: "e".into(),
+                env_config: None,
+                policy: "p".into(),
+                label: "p".into(),
+                seed: Some(i as u64),
+                metrics: MetricsTable::parse(&text(v), Path::new("m.csv")).unwrap(),
+            })
+            .collect();
+        let rate = group_curve("p", &runs, XAxis::Steps, "success_rate", 1, 5).unwrap();
+        let ret = group_curve("p", &runs, XAxis::Steps, "return_mean", 1, 5).unwrap();
+        for i in 0..rate.x.len() {
+            assert!(close(rate.mean[i], 2.0 / 3.0, 1e-12));
+            assert!((0.0..=1.0).contains(&rate.low[i]), "{rate:?}");
+            assert!((0.0..=1.0).contains(&rate.high[i]), "{rate:?}");
+            assert_eq!((rate.low[i], rate.high[i]), (0.0, 1.0));
+            assert!(close(ret.low[i], -0.7676, 1e-3), "{ret:?}");
+            assert!(close(ret.high[i], 2.1009, 1e-3), "{ret:?}");
+        }
+        // A band inside [0, 1] is left as it is.
+        let c = aggregate_within(
+            "p",
+            &[vec![(0.0, 0.5)], vec![(0.0, 0.6)], vec![(0.0, 0.55)]],
+            3,
+            Some((0.0, 1.0)),
+        )
+        .unwrap();
+        let t = aggregate(
+            "p",
+            &[vec![(0.0, 0.5)], vec![(0.0, 0.6)], vec![(0.0, 0.55)]],
+            3,
+        )
+        .unwrap();
+        assert_eq!(c, t);
+        assert!(c.low[0] > 0.0 && c.high[0] < 1.0);
+        assert_eq!(metric_bounds("success_rate"), Some((0.0, 1.0)));
+        assert_eq!(metric_bounds("return_mean"), None);
+    }
+
+    #[test]
+    fn run_identity_comes_from_config_toml_else_the_folder_name() {
+        let root = std::env::temp_dir().join(format!("fbrl-curves-load-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let metrics = "env_steps,return_mean\n1,0.5\n";
+        let with_config = root.join("gridmaze__mlp__4__1700000000");
+        std::fs::create_dir_all(&with_config).unwrap();
+        std::fs::write(with_config.join("metrics.csv"), metrics).unwrap();
+        std::fs::write(
+            with_config.join("config.toml"),
+            "label = \"big\"\nseed = 7\n[env]\nkind = \"custom\"\nname = \"keydoor\"\n\
+             [env.params]\nsize = 9\n[policy]\nkind = \"gru\"\n",
+        )
+        .unwrap();
+        let run = Run::load(&with_config).unwrap();
+        assert_eq!(
+            (
+                run.env.as_str(),
+                run.policy.as_str(),
+                run.label.as_str(),
+                run.seed
+            ),
+            ("keydoor", "gru", "big", Some(7))
+        );
+        assert_eq!(
+            run.env_identity(),
+            "{kind = \"custom\", name = \"keydoor\", params = {size = 9}}"
+        );
+        // No label: the policy kind is the label.
+        let unlabelled = root.join("my_run");
+        std::fs::create_dir_all(&unlabelled).unwrap();
+        std::fs::write(unlabelled.join("metrics.csv"), metrics).unwrap();
+        std::fs::write(
+            unlabelled.join("config.toml"),
+            "[env]\nkind = \"cue_recall\"\n[policy]\nkind = \"feedback\"\n",
+        )
+        .unwrap();
+        let run = Run::load(&unlabelled).unwrap();
+        assert_eq!(
+            (run.env.as_str(), run.policy.as_str(), run.label.as_str()),
+            ("cue_recall", "feedback", "feedback")
+        );
+        // No config.toml: the directory name.
+        let bare = root.join("pendulum__mlp__3__1700000000");
+        std::fs::create_dir_all(&bare).unwrap();
+        std::fs::write(bare.join("metrics.csv"), metrics).unwrap();
+        let run = Run::load(&bare).unwrap();
+        assert_eq!(
+            (
+                run.env.as_str(),
+                run.policy.as_str(),
+                run.label.as_str(),
+                run.seed
+            ),
+            ("pendulum", "mlp", "mlp", Some(3))
+        );
+        assert_eq!(run.env_config, None);
+        assert_eq!(run.env_identity(), "pendulum");
+        // A config.toml that is not TOML is an error naming it.
+        std::fs::write(bare.join("config.toml"), "[env\n").unwrap();
+        let e = Run::load(&bare).unwrap_err().to_string();
+        assert!(e.contains("config.toml"), "{e}");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
     fn final_value_averages_the_tail() {
         let pts: Vec<(f64, f64)> = (0..=100).map(|i| (i as f64, i as f64)).collect();
         // last 10 % of x: 90..=100, mean 95.
@@ -567,17 +916,73 @@ mod tests {
         );
         assert_eq!(parse_run_name("my_run"), None);
         let t = MetricsTable::parse("env_steps\n1\n", Path::new("m")).unwrap();
-        let mk = |p: &str| Run {
-            dir: PathBuf::from(p),
-            env: "e".into(),
-            policy: p.into(),
-            seed: None,
-            metrics: t.clone(),
+        let mk = |env: &str, size: i64, label: &str, policy: &str| {
+            let mut cfg = toml::Table::new();
+            cfg.insert("kind".into(), env.into());
+            cfg.insert("size".into(), size.into());
+            Run {
+                dir: PathBuf::from(label),
+                env: env.into(),
+                env_config: Some(cfg),
+                policy: policy.into(),
+                label: label.into(),
+                seed: None,
+                metrics: t.clone(),
+            }
         };
-        let g = group_by_policy(vec![mk("b"), mk("a"), mk("b")]);
+        let g = group_runs(
+            vec![
+                mk("e", 7, "b", "b"),
+                mk("e", 7, "a", "a"),
+                mk("e", 7, "b", "b"),
+            ],
+            GroupBy::Label,
+        );
         assert_eq!(g.len(), 2);
-        assert_eq!((g[0].0.as_str(), g[0].1.len()), ("b", 2));
-        assert_eq!((g[1].0.as_str(), g[1].1.len()), ("a", 1));
+        assert_eq!((g[0].label.as_str(), g[0].runs.len()), ("b", 2));
+        assert_eq!((g[1].label.as_str(), g[1].runs.len()), ("a", 1));
+        assert_eq!(
+            g[0].env, "e",
+            "one env of that name: no settings in its name"
+        );
+        // Two labels of one policy: two lines, or one with --group-by policy.
+        let runs = vec![
+            mk("e", 7, "lr1", "gru"),
+            mk("e", 7, "lr2", "gru"),
+            mk("e", 7, "lr1", "gru"),
+        ];
+        let g = group_runs(runs.clone(), GroupBy::Label);
+        let labels: Vec<(&str, usize)> =
+            g.iter().map(|g| (g.label.as_str(), g.runs.len())).collect();
+        assert_eq!(labels, vec![("lr1", 2), ("lr2", 1)]);
+        let g = group_runs(runs, GroupBy::Policy);
+        assert_eq!(
+            (g.len(), g[0].label.as_str(), g[0].runs.len()),
+            (1, "gru", 3)
+        );
+        // Two envs are never averaged, by name or by setting, whatever the grouping.
+        for by in [GroupBy::Label, GroupBy::Policy] {
+            let g = group_runs(
+                vec![
+                    mk("keydoor", 7, "gru", "gru"),
+                    mk("keydoor_cont", 7, "gru", "gru"),
+                    mk("keydoor", 9, "gru", "gru"),
+                    mk("keydoor", 7, "gru", "gru"),
+                ],
+                by,
+            );
+            let envs: Vec<(&str, usize)> =
+                g.iter().map(|g| (g.env.as_str(), g.runs.len())).collect();
+            assert_eq!(
+                envs,
+                vec![
+                    ("keydoor (size = 7)", 2),
+                    ("keydoor_cont", 1),
+                    ("keydoor (size = 9)", 1)
+                ],
+                "{by}"
+            );
+        }
         assert_eq!("time".parse::<XAxis>(), Ok(XAxis::Time));
         assert!("foo".parse::<XAxis>().is_err());
     }

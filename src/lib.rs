@@ -11,6 +11,7 @@ pub mod attention_view;
 pub mod checkpoint;
 pub mod config;
 pub mod eval;
+pub mod hooks;
 pub mod metrics;
 pub mod resources;
 pub mod run_dir;

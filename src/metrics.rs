@@ -93,6 +93,20 @@ pub struct MetricsRow {
     pub steps_per_s: f64,
 }
 
+impl MetricsRow {
+    /// The value of the column `name` (one of [`METRICS_COLUMNS`]); `None` for another name.
+    pub fn column(&self, name: &str) -> Option<f64> {
+        let value = serde_json::to_value(self).ok()?;
+        let cell = value.get(name)?;
+        // Float cells serialise as their text (empty when not finite).
+        Some(
+            cell.as_f64()
+                .or_else(|| cell.as_str().and_then(|s| s.parse().ok()))
+                .unwrap_or(f64::NAN),
+        )
+    }
+}
+
 /// A float cell: the shortest text that reads back to the same value, empty when not finite.
 mod cell {
     use serde::{Deserialize, Deserializer, Serializer};
@@ -279,6 +293,18 @@ impl MetricsWriter {
         match &mut self.tensorboard {
             Some(tb) => tb.metrics_row(row),
             None => Ok(()),
+        }
+    }
+
+    /// Writes extra scalars (e.g. a hook's evaluation) at `env_steps` into the TensorBoard
+    /// file, when the run writes one.
+    pub fn scalars(&mut self, env_steps: u64, values: &[(String, f32)]) -> Result<()> {
+        match &mut self.tensorboard {
+            Some(tb) if !values.is_empty() => {
+                tb.scalars(env_steps as i64, values)?;
+                tb.flush()
+            }
+            _ => Ok(()),
         }
     }
 

@@ -12,8 +12,8 @@
 //! - [`BarChart`]: one bar per policy with error bars (e.g. final reward ± 95 % CI).
 //! - [`HeatMap`]: a value per cell of a grid of settings, printed in the cell (e.g. final
 //!   reward over learning rate × entropy coefficient).
-//! - [`plot_runs`]: reward curves straight from run directories, grouped by policy —
-//!   what `fbrl plot` draws.
+//! - [`plot_runs`]: reward curves straight from run directories, one line per env and
+//!   label — what `fbrl plot` draws.
 //!
 //! The legend sits in its own panel right of the plot, so it never hides a curve.
 
@@ -28,7 +28,7 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 use plotters::style::{FontStyle, register_font};
 use thiserror::Error;
 
-use crate::curves::{self, BandCurve, CurvesError, Run, XAxis};
+use crate::curves::{self, BandCurve, CurvesError, GroupBy, Run, XAxis};
 
 /// DejaVu Sans, embedded so that text renders without system fonts.
 static DEJAVU_SANS: &[u8] = include_bytes!("../assets/fonts/DejaVuSans.ttf");
@@ -42,6 +42,10 @@ pub const DEFAULT_SIZE: (u32, u32) = (1280, 720);
 /// The note printed under the legend of every chart with confidence bands.
 pub const CI_NOTE: &str =
     "Line: mean over seeds. Shaded: 95% confidence interval of the mean (Student t, n-1 dof).";
+
+/// The note of a chart of a rate (a metric bounded in [0, 1]), whose bands are clipped.
+pub const CI_NOTE_RATE: &str = "Line: mean over seeds. Shaded: 95% confidence interval of the \
+     mean (Student t, n-1 dof), clipped to [0, 1], the range of a rate.";
 
 /// Errors while drawing or saving a chart.
 #[derive(Debug, Error)]
@@ -810,6 +814,8 @@ pub struct RunsPlotOptions {
     pub smooth: usize,
     /// Metrics column to plot; `None` picks `goals_mean` for GridMaze runs, else `return_mean`.
     pub metric: Option<String>,
+    /// How runs are put into lines (runs of different envs never share one).
+    pub group_by: GroupBy,
     /// Title; `None` makes one from the env name, metric and axis.
     pub title: Option<String>,
     /// Dashed horizontal reference lines.
@@ -826,6 +832,7 @@ impl Default for RunsPlotOptions {
             x_axis: XAxis::Steps,
             smooth: 1,
             metric: None,
+            group_by: GroupBy::Label,
             title: None,
             refs: Vec::new(),
             grid_points: 200,
@@ -835,9 +842,11 @@ impl Default for RunsPlotOptions {
 }
 
 /// Draws learning curves from run directories (each holding a `metrics.csv`): runs are
-/// grouped by policy (from the directory name `<env>__<policy>__<seed>__<time>`), each
-/// group drawn as mean over seeds with a 95 % Student-t confidence band. Writes `out_png`
-/// and the SVG beside it.
+/// grouped by env and label, or by env and policy kind (see [`GroupBy`] and [`curves::Run`]
+/// for where each is read from); each group is drawn as the mean over its seeds with a 95 %
+/// Student-t confidence band, clipped to [0, 1] for a rate ([`curves::metric_bounds`]).
+/// Runs of different envs are never averaged: with several envs, each line is labelled
+/// `env / label` and the title names them all. Writes `out_png` and the SVG beside it.
 pub fn plot_runs(
     run_dirs: &[PathBuf],
     out_png: &Path,
@@ -860,14 +869,31 @@ pub fn plot_runs(
         .metric
         .clone()
         .unwrap_or_else(|| curves::default_metric(&runs).to_string());
-    let mut envs: Vec<String> = runs.iter().map(|r| r.env.clone()).collect();
-    envs.dedup();
-    let bands = curves::group_by_policy(runs)
-        .into_iter()
-        .map(|(policy, group)| {
+    let groups = curves::group_runs(runs, opts.group_by);
+    let env_name = |g: &curves::RunGroup| {
+        if g.env.is_empty() {
+            "unknown env".to_string()
+        } else {
+            g.env.clone()
+        }
+    };
+    let mut envs: Vec<String> = Vec::new();
+    for g in &groups {
+        if !envs.contains(&env_name(g)) {
+            envs.push(env_name(g));
+        }
+    }
+    let bands = groups
+        .iter()
+        .map(|g| {
+            let label = if envs.len() > 1 {
+                format!("{} / {}", env_name(g), g.label)
+            } else {
+                g.label.clone()
+            };
             curves::group_curve(
-                &policy,
-                &group,
+                &label,
+                &g.runs,
                 opts.x_axis,
                 &metric,
                 opts.smooth,
@@ -876,7 +902,11 @@ pub fn plot_runs(
         })
         .collect::<Result<Vec<_>, _>>()?;
     let title = opts.title.clone().unwrap_or_else(|| {
-        let env = envs.join(", ");
+        let env = if groups.iter().all(|g| g.env.is_empty()) {
+            String::new()
+        } else {
+            envs.join(", ")
+        };
         let what = curves::metric_label(&metric);
         if env.is_empty() {
             format!("{what} vs {}", opts.x_axis.label())
@@ -894,6 +924,9 @@ pub fn plot_runs(
         curves::metric_label(&metric)
     };
     let mut chart = LineChart::from_bands(title, opts.x_axis.label(), y_label, &bands);
+    if curves::metric_bounds(&metric) == Some((0.0, 1.0)) {
+        chart.note = Some(CI_NOTE_RATE.to_string());
+    }
     chart.hlines = opts.refs.clone();
     chart.size = opts.size;
     chart.save(out_png)
@@ -1466,6 +1499,92 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("`nope`") && e.contains("metrics.csv"), "{e}");
+        cleanup(dir);
+    }
+
+    /// A run directory `<root>/<name>` with a config.toml (custom env `env`, GRU policy,
+    /// optional label) and a metrics.csv whose success rate is `rate` at every update.
+    fn fake_run(root: &Path, name: &str, env: &str, label: Option<&str>, rate: f64) -> PathBuf {
+        let run = root.join(name);
+        std::fs::create_dir_all(&run).unwrap();
+        let label = label.map_or(String::new(), |l| format!("label = \"{l}\"\n"));
+        std::fs::write(
+            run.join("config.toml"),
+            format!(
+                "{label}[env]\nkind = \"custom\"\nname = \"{env}\"\n[policy]\nkind = \"gru\"\n"
+            ),
+        )
+        .unwrap();
+        let mut metrics = MetricsWriter::create(run.join("metrics.csv")).unwrap();
+        for u in 1..=10u64 {
+            let row = MetricsRow {
+                update: u as usize,
+                env_steps: u * 1000,
+                wall_time_s: u as f64,
+                return_mean: rate,
+                success_rate: rate,
+                ..MetricsRow::default()
+            };
+            metrics.append(&row).unwrap();
+        }
+        run
+    }
+
+    #[test]
+    fn plot_runs_never_averages_two_envs_and_splits_labels() {
+        let dir = temp_dir("envs");
+        let mut dirs = Vec::new();
+        for (seed, rate) in [0.0, 1.0, 1.0].into_iter().enumerate() {
+            // The folder names agree on the policy: only config.toml tells the envs apart.
+            for env in ["keydoor", "keydoor_cont"] {
+                let name = format!("{env}__gru__{seed}__1700000000");
+                dirs.push(fake_run(&dir, &name, env, None, rate));
+            }
+        }
+        let opts = RunsPlotOptions {
+            metric: Some("success_rate".into()),
+            ..RunsPlotOptions::default()
+        };
+        let saved = plot_runs(&dirs, &dir.join("envs.png"), &opts).unwrap();
+        let svg = std::fs::read_to_string(&saved.svg).unwrap();
+        assert!(svg.contains("keydoor / gru (n=3)"), "one line per env");
+        assert!(svg.contains("keydoor_cont / gru (n=3)"));
+        assert!(!svg.contains("(n=6)"), "two envs averaged into one line");
+        assert!(svg.contains("keydoor, keydoor_cont: success rate"));
+        assert!(svg.contains("clipped"), "the note says the band is clipped");
+        // Grouping by policy still keeps the envs apart.
+        let opts = RunsPlotOptions {
+            group_by: GroupBy::Policy,
+            ..opts
+        };
+        let saved = plot_runs(&dirs, &dir.join("policy.png"), &opts).unwrap();
+        let svg = std::fs::read_to_string(&saved.svg).unwrap();
+        assert!(svg.contains("keydoor / gru (n=3)") && !svg.contains("(n=6)"));
+
+        // Two labels of one policy on one env: two lines; one with --group-by policy.
+        let mut dirs = Vec::new();
+        for seed in 0..2 {
+            for label in ["lr1", "lr2"] {
+                let name = format!("keydoor__gru__{seed}__{label}");
+                dirs.push(fake_run(&dir, &name, "keydoor", Some(label), 0.5));
+            }
+        }
+        let opts = RunsPlotOptions::default();
+        let saved = plot_runs(&dirs, &dir.join("labels.png"), &opts).unwrap();
+        let svg = std::fs::read_to_string(&saved.svg).unwrap();
+        assert!(
+            svg.contains("lr1 (n=2)") && svg.contains("lr2 (n=2)"),
+            "two labels"
+        );
+        assert!(svg.contains("keydoor: average episode reward"));
+        assert!(svg.contains("Student t") && !svg.contains("clipped"));
+        let opts = RunsPlotOptions {
+            group_by: GroupBy::Policy,
+            ..RunsPlotOptions::default()
+        };
+        let saved = plot_runs(&dirs, &dir.join("merged.png"), &opts).unwrap();
+        let svg = std::fs::read_to_string(&saved.svg).unwrap();
+        assert!(svg.contains("gru (n=4)"), "labels merged by policy");
         cleanup(dir);
     }
 

@@ -1,5 +1,5 @@
 //! Run directories: `runs/<env>__<policy>__<seed>__<unix time>/` holding `config.toml`,
-//! `metrics.csv` and `checkpoint/`.
+//! `metrics.csv`, `checkpoint/` and `policy.fbrl`.
 
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -12,6 +12,9 @@ pub const CONFIG_FILE: &str = "config.toml";
 pub const METRICS_FILE: &str = "metrics.csv";
 /// Name of the checkpoint folder in a run directory.
 pub const CHECKPOINT_DIR: &str = "checkpoint";
+/// Name of the policy file in a run directory: the weights of the latest checkpoint with the
+/// observation normaliser, rewritten at every checkpoint (`agents::Agent::load` reads it).
+pub const POLICY_FILE: &str = "policy.fbrl";
 /// Name of the file a run writes when it stops on a non-finite loss or gradient: one line,
 /// `update <N>: <message>`. A run that resumes removes it; a run that diverges again
 /// rewrites it.
@@ -151,6 +154,11 @@ impl RunDir {
     /// `config.toml`.
     pub fn config_path(&self) -> PathBuf {
         self.path.join(CONFIG_FILE)
+    }
+
+    /// `policy.fbrl` (see [`POLICY_FILE`]).
+    pub fn policy_path(&self) -> PathBuf {
+        self.path.join(POLICY_FILE)
     }
 
     /// `metrics.csv`.

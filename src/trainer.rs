@@ -39,6 +39,7 @@ use crate::checkpoint::{
     save_checkpoint, write_atomic,
 };
 use crate::config::{EnvConfig, TrainConfig};
+use crate::hooks::{TrainHook, UpdateContext};
 use crate::metrics::{MetricsRow, MetricsWriter};
 use crate::run_dir::RunDir;
 use crate::run_lock::RunLock;
@@ -94,6 +95,9 @@ pub struct TrainOptions<'a> {
     /// call (an experiment runner that decided about the run under its lock, then started
     /// this worker), so that no other process can take the run in between.
     pub lock_from: Option<u32>,
+    /// Called after every update, in order, with the policy (see [`crate::hooks`]); one
+    /// returning `Break` ends the run there with a checkpoint.
+    pub hooks: Vec<Box<dyn TrainHook + 'a>>,
 }
 
 /// The run stopped at a signal: after the update under way, with a checkpoint written at the
@@ -199,6 +203,8 @@ pub struct RunSummary {
     pub update_time_s: f64,
     /// The last metrics row written, if any.
     pub last_row: Option<MetricsRow>,
+    /// Why a hook ended the run before its last update, if one did.
+    pub stopped_early: Option<String>,
 }
 
 /// Builds the envs of `cfg.env` and trains (see [`train`]). A custom env (`kind = "custom"`)
@@ -480,9 +486,11 @@ fn resume_start<E: Env>(
 }
 
 /// Writes a checkpoint of the run as it stands (weights, optimizer, counters, RNG, envs,
-/// observations, memory, normalisers) and returns its folder.
+/// observations, memory, normalisers) and returns its folder; then the run's policy file
+/// (weights and observation normaliser, for `agents::Agent`).
 fn checkpoint_now<E: Env>(
-    ckpt_root: &std::path::Path,
+    cfg: &TrainConfig,
+    run: &RunDir,
     model: &agents::Policy,
     optim: &ModuleOptimizer,
     counters: &mut TrainerState,
@@ -498,7 +506,17 @@ fn checkpoint_now<E: Env>(
     counters.memory = memory_to_host(&state.memory)?;
     counters.reward_norm = state.reward_norm.clone();
     counters.obs_norm = state.obs_norm.clone();
-    save_checkpoint(ckpt_root, model, optim, counters)
+    let saved = save_checkpoint(&run.checkpoint_dir(), model, optim, counters)?;
+    agents::save_policy_with_normalizer(
+        run.policy_path(),
+        &model.valid(),
+        &cfg.policy,
+        venv.obs_dim(),
+        &agents::ActionDist::from_space(venv.action_space()),
+        state.obs_norm.as_ref(),
+    )
+    .context("cannot write the run's policy file")?;
+    Ok(saved)
 }
 
 /// Opens the run of `opts` (resume) or creates it, and takes its lock. The flag says whether
@@ -691,6 +709,7 @@ fn train_inner<E: Env>(
     let mut last_row = None;
     let (mut rollout_time_s, mut update_time_s) = (0.0f64, 0.0f64);
     let ckpt_root = run.checkpoint_dir();
+    let mut stopped_early = None;
 
     while counters.updates_done < stop_at {
         let update = counters.updates_done + 1;
@@ -764,12 +783,32 @@ fn train_inner<E: Env>(
         let row = metrics_row(&counters, &stats, lr, steps_per_s, &finished);
         metrics.append(&row)?;
         report_row(&mut opts, &row, num_updates, log_every);
+        if stopped_early.is_none() {
+            stopped_early = run_hooks(
+                &mut opts.hooks,
+                &row,
+                num_updates,
+                &model,
+                &state,
+                cfg,
+                &run,
+                &venv,
+                &device,
+                &mut metrics,
+            )
+            .with_context(|| format!("a training hook failed after update {update}"))?;
+        }
         last_row = Some(row);
 
         let signal = opts.stop.as_ref().and_then(StopFlag::requested);
-        if is_periodic_checkpoint(cfg, update) || update == stop_at || signal.is_some() {
+        if is_periodic_checkpoint(cfg, update)
+            || update == stop_at
+            || signal.is_some()
+            || stopped_early.is_some()
+        {
             let saved = checkpoint_now(
-                &ckpt_root,
+                cfg,
+                &run,
                 &model,
                 &optim,
                 &mut counters,
@@ -789,6 +828,9 @@ fn train_inner<E: Env>(
                 .into());
             }
         }
+        if stopped_early.is_some() {
+            break;
+        }
     }
 
     let this_call = started.elapsed().as_secs_f64();
@@ -803,7 +845,49 @@ fn train_inner<E: Env>(
         rollout_time_s,
         update_time_s,
         last_row,
+        stopped_early,
     })
+}
+
+/// Calls the hooks of a run after an update; the reason of the first one that ends the run.
+#[allow(clippy::too_many_arguments)]
+fn run_hooks<E: Env>(
+    hooks: &mut [Box<dyn TrainHook + '_>],
+    row: &MetricsRow,
+    num_updates: usize,
+    model: &agents::Policy,
+    state: &RolloutState,
+    cfg: &TrainConfig,
+    run: &RunDir,
+    venv: &VecEnv<E>,
+    device: &Device,
+    metrics: &mut MetricsWriter,
+) -> Result<Option<String>> {
+    if hooks.is_empty() {
+        return Ok(None);
+    }
+    let policy = model.valid();
+    let dist = agents::ActionDist::from_space(venv.action_space());
+    let mut ctx = UpdateContext::new(
+        row,
+        num_updates,
+        &policy,
+        state.obs_norm.as_ref(),
+        cfg,
+        &run.path,
+        venv.obs_dim(),
+        &dist,
+        device,
+    );
+    let mut stop = None;
+    for hook in hooks.iter_mut() {
+        if let std::ops::ControlFlow::Break(reason) = hook.on_update(&mut ctx)? {
+            stop = Some(reason);
+            break;
+        }
+    }
+    metrics.scalars(row.env_steps, &ctx.take_scalars())?;
+    Ok(stop)
 }
 
 /// Builds the policy of `cfg` on `device`, with the error naming the key.

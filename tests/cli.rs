@@ -339,6 +339,126 @@ fn tiny_run_trains_evaluates_renders_and_plots() {
     );
 }
 
+/// A fake run directory: a config.toml (env `env_toml`, GRU, optional label) and a
+/// metrics.csv whose success rate and return are `rate` at every update.
+fn fake_run(root: &Path, name: &str, env_toml: &str, label: Option<&str>, rate: f64) -> String {
+    let run = root.join(name);
+    std::fs::create_dir_all(&run).unwrap();
+    let label = label.map_or(String::new(), |l| format!("label = \"{l}\"\n"));
+    write(
+        &run,
+        "config.toml",
+        &format!("{label}seed = 0\n[env]\n{env_toml}[policy]\nkind = \"gru\"\n"),
+    );
+    let mut csv = String::from("update,env_steps,wall_time_s,return_mean,success_rate\n");
+    for u in 1..=5 {
+        csv.push_str(&format!("{u},{},{u},{rate},{rate}\n", u * 100));
+    }
+    write(&run, "metrics.csv", &csv);
+    run.to_str().unwrap().to_string()
+}
+
+#[test]
+fn runs_are_named_and_plotted_by_env_and_label() {
+    let dir = tempfile::tempdir().unwrap();
+    // A bad --name is refused, naming the flag.
+    for bad in ["", "a/b", "a__b"] {
+        assert_fails_naming(&["train", "--name", bad, "--print-config"], &["--name"]);
+    }
+    // The label is recorded in config.toml (and config files without one still load).
+    let run = dir.path().join("named");
+    let mut args = vec![
+        "train",
+        "--name",
+        "tiny-lr",
+        "--total-steps",
+        "64",
+        "--run-dir",
+        run.to_str().unwrap(),
+    ];
+    args.extend_from_slice(TINY);
+    let o = fbrl(&args);
+    assert!(o.status.success(), "train failed:\n{}", stderr(&o));
+    let text = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    assert!(text.contains("label = \"tiny-lr\""), "{text}");
+    let saved = TrainConfig::load(run.join("config.toml")).unwrap();
+    assert_eq!(saved.label.as_deref(), Some("tiny-lr"));
+    let png = dir.path().join("named.png");
+    let o = fbrl(&["plot", run.to_str().unwrap(), "-o", png.to_str().unwrap()]);
+    assert!(o.status.success(), "plot failed:\n{}", stderr(&o));
+    let svg = std::fs::read_to_string(png.with_extension("svg")).unwrap();
+    assert!(svg.contains("tiny-lr (n=1)"), "the legend shows the label");
+
+    // Two envs whose folder names agree on the policy: two lines, never one of 6 seeds; the
+    // band of a success rate with seeds 0, 1, 1 stays in [0, 1] (the note says it is clipped).
+    let mut runs = Vec::new();
+    for (seed, rate) in [0.0, 1.0, 1.0].into_iter().enumerate() {
+        for env in ["keydoor", "keydoor_cont"] {
+            let env_toml = format!("kind = \"custom\"\nname = \"{env}\"\n");
+            runs.push(fake_run(
+                dir.path(),
+                &format!("{env}__gru__{seed}__1700000000"),
+                &env_toml,
+                None,
+                rate,
+            ));
+        }
+    }
+    let png = dir.path().join("envs.png");
+    let png_s = png.to_str().unwrap();
+    let mut args = vec!["plot", "-o", png_s, "--metric", "success_rate"];
+    args.extend(runs.iter().map(String::as_str));
+    let o = fbrl(&args);
+    assert!(o.status.success(), "plot failed:\n{}", stderr(&o));
+    let svg = std::fs::read_to_string(png.with_extension("svg")).unwrap();
+    assert!(svg.contains("keydoor / gru (n=3)"), "one line per env");
+    assert!(svg.contains("keydoor_cont / gru (n=3)"), "one line per env");
+    assert!(
+        !svg.contains("(n=6)"),
+        "two envs were averaged into one line"
+    );
+    assert!(svg.contains("clipped"), "the note says the band is clipped");
+    args.extend(["--group-by", "policy"]);
+    let o = fbrl(&args);
+    assert!(o.status.success(), "plot failed:\n{}", stderr(&o));
+    let svg = std::fs::read_to_string(png.with_extension("svg")).unwrap();
+    assert!(svg.contains("keydoor / gru (n=3)") && !svg.contains("(n=6)"));
+
+    // Two settings of one env kind are two envs too; two labels of one policy, two lines.
+    let mut runs = Vec::new();
+    for seed in 0..2 {
+        for (size, label) in [(7, "lr1"), (7, "lr2"), (9, "lr1")] {
+            let env_toml = format!("kind = \"gridmaze\"\nsize = {size}\n");
+            let name = format!("gridmaze__gru__{seed}__{size}{label}");
+            runs.push(fake_run(dir.path(), &name, &env_toml, Some(label), 0.5));
+        }
+    }
+    let png = dir.path().join("labels.png");
+    let mut args = vec![
+        "plot",
+        "-o",
+        png.to_str().unwrap(),
+        "--metric",
+        "return_mean",
+    ];
+    args.extend(runs.iter().map(String::as_str));
+    let o = fbrl(&args);
+    assert!(o.status.success(), "plot failed:\n{}", stderr(&o));
+    let svg = std::fs::read_to_string(png.with_extension("svg")).unwrap();
+    for line in [
+        "gridmaze (size = 7) / lr1 (n=2)",
+        "gridmaze (size = 7) / lr2 (n=2)",
+        "gridmaze (size = 9) / lr1 (n=2)",
+    ] {
+        assert!(svg.contains(line), "no line `{line}`");
+    }
+    let help = stdout(&fbrl(&["plot", "--help"]));
+    assert!(
+        help.contains("--group-by") && help.contains("clipped to [0, 1]"),
+        "{help}"
+    );
+}
+
 #[test]
 fn every_action_space_trains_evaluates_and_renders() {
     let dir = tempfile::tempdir().unwrap();

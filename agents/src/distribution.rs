@@ -250,6 +250,27 @@ impl ActionDist {
         }
     }
 
+    /// Log-probability of the action `values` (as [`ActionDist::sample_row`] and
+    /// [`ActionDist::mode_row`] write them) under a row of [`ActionDist::sampling_table`].
+    pub fn log_prob_row(&self, row: &[f32], values: &[f32]) -> f32 {
+        match self {
+            ActionDist::Gaussian { low, .. } => {
+                let (mean, log_std) = row.split_at(low.len());
+                values
+                    .iter()
+                    .zip(mean.iter().zip(log_std))
+                    .map(|(&x, (&m, &ls))| gaussian_logp(x, m, ls))
+                    .sum::<f64>() as f32
+            }
+            _ => self
+                .segments()
+                .into_iter()
+                .zip(values)
+                .map(|((start, _), &a)| row[start + a as usize])
+                .sum(),
+        }
+    }
+
     /// The action the env receives for the sampled `values` (one action, `action_width`
     /// values): indices for the discrete spaces, the sample clipped to `[low, high]` for a
     /// `Box`.

@@ -5,8 +5,10 @@
 //! - The policies (Feedback Transformer, Transformer, GRU, MLP) and `Policy`, which picks one
 //!   at run time.
 //! - PPO with whole-sequence minibatches and truncated BPTT.
+//! - [`Agent`]: a trained policy loaded from its file, acting on plain slices (deployment).
 
 pub mod actor_critic;
+pub mod agent;
 pub mod attention;
 pub mod distribution;
 pub mod feedback;
@@ -15,20 +17,28 @@ pub mod heads;
 pub mod kernels;
 pub mod memory;
 pub mod mlp;
+pub mod onnx;
 pub mod policy;
 pub mod policy_io;
 pub mod ppo;
 pub mod transformer;
 
 pub use actor_critic::{ActorCritic, SequenceOutput, StepOutput};
+pub use agent::{Acted, Agent, AgentMemory};
+/// The tensor library the policies are written in (for deployers: no separate `burn`
+/// dependency, so no second feature set to compile).
+pub use burn;
+/// The device a policy runs on (`Device::default()`: the CPU backend of the build).
+pub use burn::prelude::Device;
 pub use distribution::{ActionDist, EnvAction};
 pub use feedback::{CurrentSlot, FeedbackTransformer, FeedbackTransformerConfig, MemoryMix};
 pub use gru::{GruConfig, GruPolicy};
 pub use memory::Memory;
 pub use mlp::{MlpConfig, MlpPolicy};
+pub use onnx::{OnnxExport, OnnxSummary, export_onnx};
 pub use policy::{CriticKind, Policy, PolicyConfig, PolicyError, PolicyKind, PolicyNet};
 pub use policy_io::{
     PolicyFileHeader, load_policy, load_policy_weights, read_policy_header, save_policy,
-    save_policy_for,
+    save_policy_for, save_policy_with_normalizer,
 };
 pub use transformer::{Transformer, TransformerConfig};

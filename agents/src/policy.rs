@@ -56,6 +56,9 @@ pub enum PolicyError {
         /// Which tensors or fields disagree.
         message: String,
     },
+    /// What was handed to a loaded policy (observations, masks, memory) does not fit it.
+    #[error("bad input to the policy: {0}")]
+    BadInput(String),
 }
 
 fn invalid(field: &'static str, message: impl Into<String>) -> PolicyError {

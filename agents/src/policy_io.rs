@@ -4,12 +4,13 @@
 //!
 //! ```text
 //! fbrl-policy\n                       magic line
-//! {"format_version":2,"kind":"gru",…}\n   one-line JSON header (PolicyFileHeader)
+//! {"format_version":3,"kind":"gru",…}\n   one-line JSON header (PolicyFileHeader)
 //! <burnpack bytes>                    the weights, as written by burn's ModuleRecord
 //! ```
 //!
 //! The header says what architecture the weights belong to (kind, [`PolicyConfig`],
-//! observation and action sizes), so [`load_policy`] can rebuild the policy from the file alone,
+//! observation and action sizes, and the observation normaliser the policy was trained with),
+//! so [`load_policy`] and [`crate::Agent::load`] can rebuild the policy from the file alone,
 //! and `head -2 file` shows what a file holds. Files are written atomically (a temporary file
 //! in the same directory, then a rename): a crash mid-save never leaves a half-written file.
 //! Every failure — missing file, not a policy file, truncated or corrupt weights, weights of
@@ -28,11 +29,16 @@ use serde::{Deserialize, Serialize};
 use crate::actor_critic::ActorCritic;
 use crate::distribution::ActionDist;
 use crate::policy::{Policy, PolicyConfig, PolicyError, PolicyKind};
+use crate::ppo::ObsNormalizer;
 
 /// The first line of every policy file.
 pub const POLICY_FILE_MAGIC: &[u8] = b"fbrl-policy\n";
-/// The version of the file layout written by [`save_policy`].
-pub const POLICY_FILE_VERSION: u32 = 2;
+/// The version of the file layout written by [`save_policy`] (3: the header may hold the
+/// observation normaliser). Files of version 2 are read too.
+pub const POLICY_FILE_VERSION: u32 = 3;
+
+/// The oldest file layout this build reads.
+const OLDEST_READABLE_VERSION: u32 = 2;
 
 /// What a policy file says about the weights it holds.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -55,6 +61,10 @@ pub struct PolicyFileHeader {
     pub action: Option<ActionDist>,
     /// Number of trainable parameters.
     pub num_parameters: usize,
+    /// The observation normaliser the policy was trained with (frozen), applied to raw
+    /// observations before the network (absent: observations go in unchanged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub obs_normalizer: Option<ObsNormalizer>,
     /// Length of the burnpack weights that follow the header, in bytes.
     pub weights_bytes: u64,
 }
@@ -107,49 +117,91 @@ pub fn save_policy_for(
     obs_dim: usize,
     dist: &ActionDist,
 ) -> Result<(), PolicyError> {
-    let path = path.as_ref();
-    let num_actions = dist.head_width();
-    if policy.kind() != config.kind {
-        return Err(mismatch(
-            path,
-            format!(
-                "refusing to save: the policy is a `{}` but its config says `{}`",
+    write_policy_file(path.as_ref(), policy, config, obs_dim, dist, None)
+}
+
+/// [`save_policy_for`] with the observation normaliser the policy was trained with, so that
+/// whoever loads the file feeds it raw observations (what every run writes as
+/// `RUN/policy.fbrl`).
+pub fn save_policy_with_normalizer(
+    path: impl AsRef<Path>,
+    policy: &Policy,
+    config: &PolicyConfig,
+    obs_dim: usize,
+    dist: &ActionDist,
+    obs_normalizer: Option<&ObsNormalizer>,
+) -> Result<(), PolicyError> {
+    write_policy_file(path.as_ref(), policy, config, obs_dim, dist, obs_normalizer)
+}
+
+impl PolicyFileHeader {
+    /// The header of a file holding `policy` (weights length 0 until written): checks that
+    /// `config`, `obs_dim`, `dist` and the normaliser are what `policy` was built with, and
+    /// says what disagrees otherwise.
+    pub fn describe(
+        policy: &Policy,
+        config: &PolicyConfig,
+        obs_dim: usize,
+        dist: &ActionDist,
+        obs_normalizer: Option<ObsNormalizer>,
+    ) -> Result<Self, String> {
+        if policy.kind() != config.kind {
+            return Err(format!(
+                "the policy is a `{}` but its config says `{}`",
                 policy.kind(),
                 config.kind
-            ),
-        ));
-    }
-    let num_parameters = policy.num_parameters();
-    let expected = config.num_parameters_for(obs_dim, dist)?;
-    if num_parameters != expected {
-        return Err(mismatch(
-            path,
-            format!(
-                "refusing to save: the policy has {num_parameters} parameters but its config \
-                 (obs_dim {obs_dim}, actions {}) gives {expected}",
+            ));
+        }
+        let num_parameters = policy.num_parameters();
+        let expected = config
+            .num_parameters_for(obs_dim, dist)
+            .map_err(|e| e.to_string())?;
+        if num_parameters != expected {
+            return Err(format!(
+                "the policy has {num_parameters} parameters but its config (obs_dim {obs_dim}, \
+                 actions {}) gives {expected}",
                 dist.describe()
-            ),
-        ));
+            ));
+        }
+        if let Some(norm) = &obs_normalizer {
+            norm.check(obs_dim)
+                .map_err(|e| format!("observation normaliser: {e}"))?;
+        }
+        Ok(Self {
+            format_version: POLICY_FILE_VERSION,
+            kind: config.kind,
+            config: config.clone(),
+            obs_dim,
+            num_actions: dist.head_width(),
+            action: match dist {
+                ActionDist::Categorical { .. } => None,
+                other => Some(other.clone()),
+            },
+            num_parameters,
+            obs_normalizer,
+            weights_bytes: 0,
+        })
     }
+}
 
+/// Writes a policy file (see the module docs) atomically.
+pub(crate) fn write_policy_file(
+    path: &Path,
+    policy: &Policy,
+    config: &PolicyConfig,
+    obs_dim: usize,
+    dist: &ActionDist,
+    obs_normalizer: Option<&ObsNormalizer>,
+) -> Result<(), PolicyError> {
+    let mut header =
+        PolicyFileHeader::describe(policy, config, obs_dim, dist, obs_normalizer.cloned())
+            .map_err(|m| mismatch(path, format!("refusing to save: {m}")))?;
     let weights = policy
         .clone()
         .into_record()
         .into_bytes()
         .map_err(|e| corrupt(path, format!("cannot serialise the weights: {e}")))?;
-    let header = PolicyFileHeader {
-        format_version: POLICY_FILE_VERSION,
-        kind: config.kind,
-        config: config.clone(),
-        obs_dim,
-        num_actions,
-        action: match dist {
-            ActionDist::Categorical { .. } => None,
-            other => Some(other.clone()),
-        },
-        num_parameters,
-        weights_bytes: weights.len() as u64,
-    };
+    header.weights_bytes = weights.len() as u64;
     let header_json = serde_json::to_string(&header).expect("the header serialises to JSON");
 
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -197,14 +249,19 @@ fn read_file(path: &Path) -> Result<(PolicyFileHeader, Vec<u8>), PolicyError> {
         .ok_or_else(|| corrupt(path, "the header line is not terminated (truncated file?)"))?;
     let header: PolicyFileHeader = serde_json::from_slice(&rest[..newline])
         .map_err(|e| corrupt(path, format!("bad header: {e}")))?;
-    if header.format_version != POLICY_FILE_VERSION {
+    if !(OLDEST_READABLE_VERSION..=POLICY_FILE_VERSION).contains(&header.format_version) {
         return Err(corrupt(
             path,
             format!(
-                "format_version {} is not supported (this build reads version {POLICY_FILE_VERSION})",
+                "format_version {} is not supported (this build reads versions \
+                 {OLDEST_READABLE_VERSION} to {POLICY_FILE_VERSION})",
                 header.format_version
             ),
         ));
+    }
+    if let Some(norm) = &header.obs_normalizer {
+        norm.check(header.obs_dim)
+            .map_err(|e| corrupt(path, format!("bad observation normaliser: {e}")))?;
     }
     if header.kind != header.config.kind {
         return Err(corrupt(
@@ -240,7 +297,14 @@ pub fn load_policy(
     path: impl AsRef<Path>,
     device: &Device,
 ) -> Result<(Policy, PolicyConfig), PolicyError> {
-    let path = path.as_ref();
+    read_policy_file(path.as_ref(), device).map(|(policy, header)| (policy, header.config))
+}
+
+/// Builds the policy of the file at `path` on `device`, with the file's header.
+pub(crate) fn read_policy_file(
+    path: &Path,
+    device: &Device,
+) -> Result<(Policy, PolicyFileHeader), PolicyError> {
     let (header, weights) = read_file(path)?;
     let policy = header
         .config
@@ -257,7 +321,7 @@ pub fn load_policy(
         ));
     }
     let policy = apply_weights(path, policy, weights)?;
-    Ok((policy, header.config))
+    Ok((policy, header))
 }
 
 /// Loads the weights in the file at `path` into `policy`, an already built policy (e.g. one

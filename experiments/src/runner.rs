@@ -121,6 +121,7 @@ fn worker(args: &[String]) -> Result<()> {
         stop: Some(StopFlag::install()?),
         on_start: None,
         lock_from: Some(parent),
+        hooks: Vec::new(),
     };
     let summary = fbrl::Interrupted::exit_process_on(fbrl::train_from_config(&cfg, opts), "")?;
     eprintln!(

@@ -2,8 +2,6 @@
 //!
 //! See `fbrl --help` and `fbrl <command> --help`; the commands live in [`fbrl::cli`].
 
-use clap::Parser;
-
 fn main() -> anyhow::Result<()> {
-    fbrl::cli::run(fbrl::cli::Cli::parse())
+    fbrl::cli::run(fbrl::cli::parse())
 }

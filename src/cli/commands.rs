@@ -8,12 +8,12 @@ use burn::prelude::*;
 use agents::Policy;
 use envs::Env;
 
-use super::{EvalArgs, PlotArgs, RenderArgs};
+use super::{EvalArgs, ExportArgs, PlotArgs, RenderArgs};
 use crate::checkpoint::{self, VerifiedCheckpoint};
 use crate::config::TrainConfig;
 use crate::eval::{self, ActionSelection, EVAL_SEED_OFFSET};
 use crate::plot::{RefLine, RunsPlotOptions};
-use crate::run_dir::{CHECKPOINT_DIR, CONFIG_FILE};
+use crate::run_dir::{CHECKPOINT_DIR, CONFIG_FILE, POLICY_FILE};
 
 pub(super) use super::train::train;
 
@@ -111,6 +111,79 @@ pub fn load_policy(path: &Path) -> Result<LoadedPolicy> {
         policy,
         device,
     })
+}
+
+/// The observation width and action distribution of a loaded run: from its env, or — for a
+/// custom env the CLI cannot build — from the policy file the run wrote.
+fn run_shapes(loaded: &LoadedPolicy, path: &Path) -> Result<(usize, agents::ActionDist)> {
+    match loaded.config.env.build() {
+        Ok(env) => Ok((
+            env.observation_space().flat_len(),
+            agents::ActionDist::from_space(&env.action_space()),
+        )),
+        Err(build_error) => {
+            let (run, _) = locate(path)?;
+            let file = run.join(POLICY_FILE);
+            let header = agents::read_policy_header(&file).with_context(|| {
+                format!(
+                    "cannot build the run's env ({build_error}) and cannot read its policy file"
+                )
+            })?;
+            Ok((header.obs_dim, header.action_dist()))
+        }
+    }
+}
+
+/// `fbrl export`.
+pub(super) fn export(args: ExportArgs) -> Result<()> {
+    let loaded = load_policy(&args.path)?;
+    let (obs_dim, dist) = run_shapes(&loaded, &args.path)?;
+    let obs_norm = loaded.checkpoint.state.obs_norm.as_ref();
+    if args.onnx {
+        let summary = agents::onnx::export_onnx(
+            &agents::onnx::OnnxExport {
+                policy: &loaded.policy,
+                action: &dist,
+                obs_normalizer: obs_norm,
+                obs_dim,
+            },
+            &args.output,
+        )?;
+        let list = |io: &[(String, Vec<i64>)]| {
+            io.iter()
+                .map(|(name, shape)| format!("{name} {shape:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        println!(
+            "wrote {} (ONNX, {} nodes; batch dimension -1)\n  inputs:  {}\n  outputs: {}",
+            args.output.display(),
+            summary.nodes,
+            list(&summary.inputs),
+            list(&summary.outputs)
+        );
+    } else {
+        agents::save_policy_with_normalizer(
+            &args.output,
+            &loaded.policy,
+            &loaded.config.policy,
+            obs_dim,
+            &dist,
+            obs_norm,
+        )?;
+        println!(
+            "wrote {} ({} policy, checkpoint {}{})",
+            args.output.display(),
+            loaded.policy.kind(),
+            loaded.checkpoint.dir.display(),
+            if obs_norm.is_some() {
+                ", observation normaliser included"
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(())
 }
 
 fn selection(sample: bool) -> ActionSelection {
@@ -271,6 +344,7 @@ pub(super) fn plot(args: PlotArgs) -> Result<()> {
         x_axis: args.x,
         smooth: args.smooth,
         metric: args.metric.clone(),
+        group_by: args.group_by,
         title: args.title.clone(),
         refs: args
             .refs

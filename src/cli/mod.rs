@@ -1,4 +1,4 @@
-//! The `fbrl` command line: `train`, `eval`, `render` and `plot`.
+//! The `fbrl` command line: `train`, `eval`, `render`, `plot` and `export`.
 //!
 //! The binary (`src/bin/fbrl.rs`) only parses [`Cli`] and calls [`run`]; everything lives
 //! here so that other binaries (the experiments) can reuse the config overrides.
@@ -10,11 +10,11 @@ mod train;
 use std::path::PathBuf;
 
 use anyhow::Result;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 pub use overrides::{Overrides, load_config};
 
-use crate::curves::XAxis;
+use crate::curves::{GroupBy, XAxis};
 
 /// PPO with memory (Feedback Transformer, Transformer, GRU, MLP) on partially observable tasks.
 #[derive(Parser, Debug)]
@@ -34,8 +34,26 @@ pub enum Command {
     Eval(EvalArgs),
     /// Record one episode played by a trained policy as an animated GIF.
     Render(RenderArgs),
-    /// Draw reward curves of run directories, grouped by policy (PNG + SVG).
+    /// Draw reward curves of run directories, one line per env and label (PNG + SVG).
     Plot(PlotArgs),
+    /// Write a run's policy (any checkpoint) as a policy file for `agents::Agent`, or as an
+    /// ONNX one-step graph with explicit memory.
+    Export(ExportArgs),
+}
+
+/// `fbrl export`.
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// A run directory (its latest checkpoint is used) or a checkpoint directory/file.
+    #[arg(value_name = "RUN_DIR|CHECKPOINT")]
+    pub path: PathBuf,
+    /// Output file (`.fbrl` policy file, or `.onnx` with --onnx).
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: PathBuf,
+    /// Write the one-step ONNX graph (observation, episode start and memory in; action
+    /// parameters, value and next memory out), observation normaliser included.
+    #[arg(long)]
+    pub onnx: bool,
 }
 
 /// `fbrl train`.
@@ -64,6 +82,26 @@ pub struct TrainArgs {
     /// Print the resolved configuration as TOML and exit without training.
     #[arg(long)]
     pub print_config: bool,
+    /// Evaluate the policy greedily on the held-out seeds of `fbrl eval` every N updates (and
+    /// after the last one), into RUN/eval.csv and TensorBoard; the best policy is kept as
+    /// RUN/best_policy.fbrl.
+    #[arg(long, value_name = "N")]
+    pub eval_every: Option<usize>,
+    /// Episodes per evaluation during training.
+    #[arg(long, value_name = "N", default_value_t = 32)]
+    pub eval_episodes: usize,
+    /// End the run (with a checkpoint) once an evaluation's mean return reaches this value.
+    #[arg(
+        long,
+        value_name = "RETURN",
+        requires = "eval_every",
+        allow_negative_numbers = true
+    )]
+    pub stop_at_return: Option<f64>,
+    /// End the run (with a checkpoint) after this many evaluations in a row without a better
+    /// mean return.
+    #[arg(long, value_name = "EVALS", requires = "eval_every")]
+    pub patience: Option<usize>,
     /// Hyperparameter overrides.
     #[command(flatten)]
     pub overrides: Overrides,
@@ -125,8 +163,19 @@ pub struct RenderArgs {
 
 /// `fbrl plot`.
 #[derive(Args, Debug)]
+#[command(after_help = "\
+Runs are grouped by env and label: each line is the mean over the seeds of one env and one \
+label (`fbrl train --name`, default: the policy kind), both read from the run's config.toml \
+(from its directory name <env>__<policy>__<seed>__<time> when it has none). Runs of different \
+envs (a different [env] table: another kind, name or setting) are never averaged into one line: \
+with several envs, each line is labelled `env / label`.
+
+Bands: 95 % confidence interval of the mean over seeds (Student t, n-1 dof). For a rate \
+(success_rate, clip_frac) the interval is clipped to [0, 1]: each seed's value is itself a \
+rate over many episodes, not one success or failure, so a Wilson interval does not apply, and \
+the true mean never lies outside [0, 1].")]
 pub struct PlotArgs {
-    /// Run directories (each with a metrics.csv); runs are grouped by policy.
+    /// Run directories (each with a metrics.csv, and the config.toml a run writes).
     #[arg(value_name = "RUN_DIRS", required = true, num_args = 1..)]
     pub runs: Vec<PathBuf>,
     /// Output PNG (an SVG is written beside it).
@@ -141,12 +190,29 @@ pub struct PlotArgs {
     /// Metrics column to plot (default: goals_mean for GridMaze, else return_mean).
     #[arg(long)]
     pub metric: Option<String>,
+    /// What makes one line, within each env (runs of different envs never share a line):
+    /// `label` (the run's --name, default: its policy kind) or `policy` (the policy kind;
+    /// runs with different labels of one policy are averaged together).
+    #[arg(long, value_enum, value_name = "KEY", default_value_t = GroupBy::Label)]
+    pub group_by: GroupBy,
     /// Chart title (default: made from the env, metric and axis).
     #[arg(long)]
     pub title: Option<String>,
     /// A dashed reference line, LABEL=VALUE (repeatable), e.g. --ref "BFS oracle=10.6".
     #[arg(long = "ref", value_name = "LABEL=VALUE")]
     pub refs: Vec<String>,
+}
+
+/// The command line's definition, with the defaults of the training flags in `fbrl train
+/// --help`.
+pub fn command() -> clap::Command {
+    Cli::command().mut_subcommand("train", overrides::help_with_defaults)
+}
+
+/// Parses the process's arguments (exits with clap's message on bad input, as `Cli::parse`).
+pub fn parse() -> Cli {
+    let matches = command().get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
 }
 
 /// Runs a parsed command line.
@@ -156,5 +222,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Eval(args) => commands::eval(args),
         Command::Render(args) => commands::render(args),
         Command::Plot(args) => commands::plot(args),
+        Command::Export(args) => commands::export(args),
     }
 }

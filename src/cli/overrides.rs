@@ -20,7 +20,7 @@ use envs::{ActionMode, CueRecallConfig, GridMazeConfig, MazeMode};
 use serde::Serialize;
 use toml::{Table, Value};
 
-use crate::config::{EnvConfig, TrainConfig};
+use crate::config::{EnvConfig, TrainConfig, check_label};
 
 /// The environment, as named on the command line (the `env.kind` tag of a config).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
@@ -48,6 +48,11 @@ pub enum EnvArg {
 #[derive(Args, Serialize, Clone, Debug, Default, PartialEq)]
 #[command(next_help_heading = "Run")]
 pub struct Overrides {
+    /// Label of the run, recorded as `label` in its config.toml: `fbrl plot` draws runs with
+    /// the same env and label as one line (default label: the policy kind). Non-empty, no
+    /// `/`, `\`, `__` or control characters.
+    #[arg(id = "label", long = "name", value_name = "LABEL", value_parser = parse_label)]
+    pub label: Option<String>,
     /// Base random seed of the run (envs, initialisation, action sampling).
     #[arg(long)]
     pub seed: Option<u64>,
@@ -250,6 +255,11 @@ pub struct EnvOverrides {
     pub progress_feature: Option<bool>,
 }
 
+/// The value parser of `--name`: a label [`check_label`] accepts.
+fn parse_label(s: &str) -> Result<String, String> {
+    check_label(s).map(|()| s.to_string())
+}
+
 /// One override: a dotted key, its value, and the flag it came from (for error messages).
 struct Assignment {
     flag: String,
@@ -278,6 +288,58 @@ fn flag_of(key: &str) -> String {
     match arg.and_then(|a| a.get_long()) {
         Some(long) => format!("--{long}"),
         None => format!("the flag of `{key}`"),
+    }
+}
+
+/// `cmd` (the `fbrl train` command) with every override flag's default in its help: the
+/// value `TrainConfig::default()` gives its key (the policy keys of the default kind's preset,
+/// the env keys of the default env), and the per-env, per-kind learning rate.
+pub(crate) fn help_with_defaults(mut cmd: clap::Command) -> clap::Command {
+    let Ok(tree) = Table::try_from(TrainConfig::default()) else {
+        return cmd;
+    };
+    let mut defaults = Vec::new();
+    leaves(&tree, "", &mut defaults);
+    let kind = agents::PolicyConfig::default().kind;
+    let env = default_env_kind();
+    for (key, value) in defaults {
+        let flag = flag_of(&key);
+        let Some(long) = flag.strip_prefix("--") else {
+            continue;
+        };
+        let shown = match key.as_str() {
+            "ppo.learning_rate" => format!(
+                "{} for feedback and transformer, {} gru, {} mlp on gridmaze; {} on other envs",
+                crate::config::default_learning_rate("gridmaze", PolicyKind::Feedback),
+                crate::config::default_learning_rate("gridmaze", PolicyKind::Gru),
+                crate::config::default_learning_rate("gridmaze", PolicyKind::Mlp),
+                crate::config::default_learning_rate("", kind),
+            ),
+            k if k.starts_with("policy.") && k != "policy.kind" => {
+                format!("{} ({kind} preset; each kind has its own)", show(&value))
+            }
+            k if k.starts_with("env.") && k != "env.kind" => format!("{} ({env})", show(&value)),
+            _ => show(&value),
+        };
+        let id = cmd
+            .get_arguments()
+            .find(|a| a.get_long() == Some(long))
+            .map(|a| a.get_id().clone());
+        if let Some(id) = id {
+            cmd = cmd.mut_arg(id, |arg| {
+                let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+                arg.help(format!("{help} [default: {shown}]"))
+            });
+        }
+    }
+    cmd
+}
+
+/// A default value as the help shows it.
+fn show(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
     }
 }
 
@@ -445,6 +507,37 @@ fn default_env_kind() -> String {
         .unwrap_or_else(|| env_keys(EnvConfig::Gridmaze(GridMazeConfig::default())).0)
 }
 
+/// Sets `ppo.learning_rate` to the tuned default of the env and policy kind
+/// ([`crate::config::default_learning_rate`]) when neither the file nor a flag set it.
+fn fill_learning_rate(tree: &mut Table) {
+    let kind_at = |section: &str| {
+        tree.get(section)
+            .and_then(|t| t.get("kind"))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    if tree
+        .get("ppo")
+        .and_then(|p| p.get("learning_rate"))
+        .is_some()
+    {
+        return;
+    }
+    let env = kind_at("env").unwrap_or_else(default_env_kind);
+    let policy = match kind_at("policy") {
+        Some(name) => match name.parse::<PolicyKind>() {
+            Ok(kind) => kind,
+            // An unknown kind is reported when the tree is read.
+            Err(_) => return,
+        },
+        None => agents::PolicyConfig::default().kind,
+    };
+    let lr = crate::config::default_learning_rate(&env, policy);
+    if let Ok(ppo) = table_at(tree, "ppo", "--learning-rate") {
+        ppo.insert("learning_rate".into(), Value::Float(lr));
+    }
+}
+
 /// The table at `key` in `tree`, created when missing.
 fn table_at<'a>(tree: &'a mut Table, key: &str, flag: &str) -> Result<&'a mut Table> {
     match tree
@@ -524,6 +617,7 @@ pub fn load_config(path: Option<&Path>, overrides: &Overrides) -> Result<TrainCo
         None => {
             let mut tree = Table::new();
             overrides.apply_to_tree(&mut tree)?;
+            fill_learning_rate(&mut tree);
             tree_to_config(tree).context("invalid configuration from the command line")?
         }
         Some(path) => {
@@ -532,6 +626,7 @@ pub fn load_config(path: Option<&Path>, overrides: &Overrides) -> Result<TrainCo
             let mut tree: Table = toml::from_str(&text)
                 .with_context(|| format!("invalid config file {}", path.display()))?;
             overrides.apply_to_tree(&mut tree)?;
+            fill_learning_rate(&mut tree);
             match tree_to_config(tree) {
                 Ok(cfg) => cfg,
                 Err(e) => {
@@ -681,6 +776,21 @@ mod tests {
             (2.0, 0.01, 0.1)
         );
         assert_eq!((m.min_goal_distance, m.time_feature), (3, true));
+    }
+
+    #[test]
+    fn name_sets_the_label_and_a_bad_name_is_refused_naming_the_flag() {
+        let cfg = resolve_words(&["--name lr3e-4"]).unwrap();
+        assert_eq!(cfg.label.as_deref(), Some("lr3e-4"));
+        assert_eq!(resolve_words(&[]).unwrap().label, None);
+        assert_eq!(flag_of("label"), "--name");
+        for bad in ["", "a/b", "x__y"] {
+            let e = Cmd::try_parse_from(["test", "--name", bad])
+                .err()
+                .unwrap_or_else(|| panic!("--name {bad:?} was accepted"))
+                .to_string();
+            assert!(e.contains("--name"), "{bad:?}: {e}");
+        }
     }
 
     #[test]

@@ -10,10 +10,29 @@ use indicatif::{ProgressBar, ProgressStyle};
 use super::TrainArgs;
 use super::overrides::load_config;
 use crate::config::{EnvConfig, TrainConfig};
+use crate::hooks::{PeriodicEval, TrainHook};
 use crate::metrics::MetricsRow;
 use crate::run_dir::RunDir;
 use crate::signals::StopFlag;
 use crate::trainer::{Interrupted, ProgressFn, RunStart, TrainOptions, train_from_config};
+
+/// The evaluation-during-training hook of `--eval-every`, with its early stopping.
+fn eval_hooks(args: &TrainArgs, cfg: &TrainConfig) -> Result<Vec<Box<dyn TrainHook>>> {
+    let Some(every) = args.eval_every else {
+        return Ok(Vec::new());
+    };
+    let mut eval = PeriodicEval::for_config(every, args.eval_episodes, cfg)?;
+    if let Some(target) = args.stop_at_return {
+        eval = eval.stop_at(target);
+    }
+    if let Some(patience) = args.patience {
+        if patience == 0 {
+            bail!("--patience must be at least 1 evaluation");
+        }
+        eval = eval.patience(patience);
+    }
+    Ok(vec![Box::new(eval)])
+}
 
 /// Number of recent updates the "recent return" of the progress bar averages over.
 const RECENT_UPDATES: usize = 10;
@@ -75,7 +94,11 @@ fn log_line(row: &MetricsRow, num_updates: usize) -> String {
 /// allows to differ may be overridden; it names the key otherwise), else the file given.
 fn resolve(args: &TrainArgs) -> Result<TrainConfig> {
     let Some(dir) = &args.resume else {
-        return load_config(args.config.as_deref(), &args.overrides);
+        let mut cfg = load_config(args.config.as_deref(), &args.overrides)?;
+        if let Some(note) = round_up_total_steps(&mut cfg) {
+            eprintln!("fbrl train: {note}");
+        }
+        return Ok(cfg);
     };
     let run = RunDir::open(dir)?;
     let cfg = load_config(Some(&run.config_path()), &args.overrides)
@@ -85,6 +108,26 @@ fn resolve(args: &TrainArgs) -> Result<TrainConfig> {
             .context(format!("cannot resume {}", dir.display())));
     }
     Ok(cfg)
+}
+
+/// A new run's `total_steps` rounded up to a whole number of updates (`num_envs ·
+/// num_steps` env steps each), so that the run trains at least the budget asked for and its
+/// config.toml records what it trains; the message saying so, if it changed.
+fn round_up_total_steps(cfg: &mut TrainConfig) -> Option<String> {
+    let batch = cfg.batch_size() as u64;
+    if batch == 0 || cfg.total_steps.is_multiple_of(batch) {
+        return None;
+    }
+    let asked = cfg.total_steps;
+    cfg.total_steps = asked.div_ceil(batch) * batch;
+    Some(format!(
+        "--total-steps {asked} is not a whole number of updates of {} envs × {} steps = {batch} \
+         env steps: training {} updates = {} env steps",
+        cfg.num_envs,
+        cfg.num_steps,
+        cfg.num_updates(),
+        cfg.total_steps
+    ))
 }
 
 /// The progress bar over all env steps of the run (hidden with `--quiet`).
@@ -194,6 +237,7 @@ pub(crate) fn train(args: TrainArgs) -> Result<()> {
         stop: Some(StopFlag::install()?),
         on_start: Some(Box::new(on_start)),
         lock_from: None,
+        hooks: eval_hooks(&args, &cfg)?,
     };
     let result = train_from_config(&cfg, opts);
     bar.finish_and_clear();
@@ -206,7 +250,12 @@ pub(crate) fn train(args: TrainArgs) -> Result<()> {
         summary.steps_per_s,
         summary.run_dir.display()
     );
-    if summary.updates_done < summary.num_updates {
+    if let Some(reason) = &summary.stopped_early {
+        eprintln!(
+            "stopped early after update {} of {}: {reason}",
+            summary.updates_done, summary.num_updates
+        );
+    } else if summary.updates_done < summary.num_updates {
         eprintln!(
             "stopped after update {} of {}; continue with: fbrl train --resume {}",
             summary.updates_done,

@@ -1,0 +1,428 @@
+//! Training hooks: code that runs after every update with the policy in hand.
+//!
+//! A [`TrainHook`] (in [`crate::TrainOptions::hooks`]) is called after each update's metrics
+//! row is written, with the row, the current policy and its observation normaliser. It can
+//! log extra scalars to TensorBoard ([`UpdateContext::log_scalar`]) and end the run early by
+//! returning [`ControlFlow::Break`] with a reason: the trainer then writes a checkpoint at that
+//! update and returns normally, with [`crate::RunSummary::stopped_early`] holding the reason
+//! (no signal involved; `fbrl train --resume` continues the run if wanted).
+//!
+//! Two hooks come with the crate:
+//! - [`PeriodicEval`]: greedy evaluation on the held-out seeds of `fbrl eval` every K updates,
+//!   written to `RUN/eval.csv` and TensorBoard (`eval/…`), the best policy kept as
+//!   `RUN/best_policy.fbrl`, with optional early stopping (a target score, or no improvement
+//!   for a number of evaluations).
+//! - [`StopWhen`]: ends the run once a metrics column reaches a threshold.
+//!
+//! A closure `FnMut(&mut UpdateContext) -> anyhow::Result<ControlFlow<String>>` is a hook too:
+//!
+//! ```
+//! use std::ops::ControlFlow;
+//! use fbrl::hooks::{TrainHook, UpdateContext};
+//!
+//! let stop_on_kl = |ctx: &mut UpdateContext<'_>| -> anyhow::Result<ControlFlow<String>> {
+//!     Ok(if ctx.row.approx_kl > 0.5 {
+//!         ControlFlow::Break(format!("approx_kl {:.2} > 0.5", ctx.row.approx_kl))
+//!     } else {
+//!         ControlFlow::Continue(())
+//!     })
+//! };
+//! let hooks: Vec<Box<dyn TrainHook>> = vec![Box::new(stop_on_kl)];
+//! # let _ = hooks;
+//! ```
+
+use std::io::Write;
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use burn::prelude::*;
+
+use agents::ppo::ObsNormalizer;
+use agents::{ActionDist, Policy};
+use envs::Env;
+
+use crate::config::TrainConfig;
+use crate::eval::{self, ActionSelection, EVAL_SEED_OFFSET, EvalReport};
+use crate::metrics::MetricsRow;
+
+/// Name of the evaluation log [`PeriodicEval`] writes in the run directory.
+pub const EVAL_FILE: &str = "eval.csv";
+/// Name of the best policy file [`PeriodicEval`] keeps in the run directory.
+pub const BEST_POLICY_FILE: &str = "best_policy.fbrl";
+
+/// What a hook sees after an update.
+pub struct UpdateContext<'a> {
+    /// The update's metrics row (already written to `metrics.csv`).
+    pub row: &'a MetricsRow,
+    /// Updates of the whole run.
+    pub num_updates: usize,
+    /// The policy after this update (no autodiff).
+    pub policy: &'a Policy,
+    /// The observation normaliser the policy reads through, if the run uses one.
+    pub obs_normalizer: Option<&'a ObsNormalizer>,
+    /// The run's config.
+    pub config: &'a TrainConfig,
+    /// The run directory.
+    pub run_dir: &'a Path,
+    /// Observation features per env.
+    pub obs_dim: usize,
+    /// The policy's action distribution.
+    pub action_dist: &'a ActionDist,
+    /// The device the policy lives on.
+    pub device: &'a Device,
+    scalars: Vec<(String, f32)>,
+}
+
+impl<'a> UpdateContext<'a> {
+    /// A context for one update (the trainer builds these; public for testing hooks).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        row: &'a MetricsRow,
+        num_updates: usize,
+        policy: &'a Policy,
+        obs_normalizer: Option<&'a ObsNormalizer>,
+        config: &'a TrainConfig,
+        run_dir: &'a Path,
+        obs_dim: usize,
+        action_dist: &'a ActionDist,
+        device: &'a Device,
+    ) -> Self {
+        Self {
+            row,
+            num_updates,
+            policy,
+            obs_normalizer,
+            config,
+            run_dir,
+            obs_dim,
+            action_dist,
+            device,
+            scalars: Vec::new(),
+        }
+    }
+
+    /// Logs a scalar under `tag` (e.g. `eval/return_mean`) at this update's env step count,
+    /// into the run's TensorBoard file when it writes one.
+    pub fn log_scalar(&mut self, tag: impl Into<String>, value: f64) {
+        self.scalars.push((tag.into(), value as f32));
+    }
+
+    /// The scalars logged so far (the trainer hands them to TensorBoard).
+    pub fn take_scalars(&mut self) -> Vec<(String, f32)> {
+        std::mem::take(&mut self.scalars)
+    }
+}
+
+/// Code run after every update (see the module docs).
+pub trait TrainHook: Send {
+    /// Called after each update; `Break(reason)` ends the run there (with a checkpoint).
+    fn on_update(&mut self, ctx: &mut UpdateContext<'_>) -> Result<ControlFlow<String>>;
+}
+
+impl<F> TrainHook for F
+where
+    F: FnMut(&mut UpdateContext<'_>) -> Result<ControlFlow<String>> + Send,
+{
+    fn on_update(&mut self, ctx: &mut UpdateContext<'_>) -> Result<ControlFlow<String>> {
+        self(ctx)
+    }
+}
+
+/// Ends the run once a metrics column (a [`crate::METRICS_COLUMNS`] name) reaches a threshold:
+/// `≥ threshold`, or `≤` with [`StopWhen::below`].
+#[derive(Clone, Debug)]
+pub struct StopWhen {
+    column: String,
+    threshold: f64,
+    below: bool,
+}
+
+impl StopWhen {
+    /// Stop once `column ≥ threshold`. Fails for a name that is not a metrics column.
+    pub fn at_least(column: &str, threshold: f64) -> Result<Self> {
+        if !crate::METRICS_COLUMNS.contains(&column) {
+            bail!(
+                "`{column}` is not a metrics column (one of: {})",
+                crate::METRICS_COLUMNS.join(", ")
+            );
+        }
+        Ok(Self {
+            column: column.to_string(),
+            threshold,
+            below: false,
+        })
+    }
+
+    /// Stop once `column ≤ threshold` instead.
+    pub fn below(mut self) -> Self {
+        self.below = true;
+        self
+    }
+}
+
+impl TrainHook for StopWhen {
+    fn on_update(&mut self, ctx: &mut UpdateContext<'_>) -> Result<ControlFlow<String>> {
+        let value = ctx.row.column(&self.column).unwrap_or(f64::NAN);
+        let reached = if self.below {
+            value <= self.threshold
+        } else {
+            value >= self.threshold
+        };
+        Ok(if reached {
+            ControlFlow::Break(format!(
+                "{} = {value} reached {}",
+                self.column, self.threshold
+            ))
+        } else {
+            ControlFlow::Continue(())
+        })
+    }
+}
+
+/// Which number of an evaluation decides the best policy and early stopping.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EvalScore {
+    /// Mean episode return.
+    Return,
+    /// Mean goals per episode.
+    Goals,
+    /// Success rate (tasks that report success).
+    Success,
+}
+
+impl EvalScore {
+    fn of(self, report: &EvalReport) -> f64 {
+        match self {
+            EvalScore::Return => report.return_mean,
+            EvalScore::Goals => report.goals_mean,
+            EvalScore::Success => report.success_rate.unwrap_or(f64::NAN),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            EvalScore::Return => "return_mean",
+            EvalScore::Goals => "goals_mean",
+            EvalScore::Success => "success_rate",
+        }
+    }
+}
+
+/// A factory of one evaluation env.
+pub type EnvFactory = Box<dyn Fn() -> Result<Box<dyn Env>> + Send + Sync>;
+
+/// Evaluation during training (see the module docs): every `every` updates and after the
+/// last one, `episodes` greedy episodes on the held-out seeds `fbrl eval` uses (the run's
+/// seed + [`EVAL_SEED_OFFSET`]), so an evaluation at the end equals `fbrl eval -n episodes`.
+pub struct PeriodicEval {
+    every: usize,
+    episodes: usize,
+    make_env: EnvFactory,
+    score: EvalScore,
+    stop_at: Option<f64>,
+    patience: Option<usize>,
+    best: Option<(f64, usize)>,
+    evals_since_best: usize,
+    opened: bool,
+}
+
+/// The columns of `eval.csv`.
+pub const EVAL_COLUMNS: [&str; 9] = [
+    "update",
+    "env_steps",
+    "episodes",
+    "return_mean",
+    "return_std",
+    "goals_mean",
+    "success_rate",
+    "length_mean",
+    "best",
+];
+
+impl PeriodicEval {
+    /// Evaluates every `every` updates on `episodes` episodes of envs from `make_env`.
+    pub fn new(every: usize, episodes: usize, make_env: EnvFactory) -> Result<Self> {
+        if every == 0 {
+            bail!("the evaluation interval (--eval-every) must be at least 1 update");
+        }
+        if episodes == 0 {
+            bail!("the number of evaluation episodes (--eval-episodes) must be at least 1");
+        }
+        Ok(Self {
+            every,
+            episodes,
+            make_env,
+            score: EvalScore::Return,
+            stop_at: None,
+            patience: None,
+            best: None,
+            evals_since_best: 0,
+            opened: false,
+        })
+    }
+
+    /// [`PeriodicEval::new`] for a built-in env of `config` (its `env` table).
+    pub fn for_config(every: usize, episodes: usize, config: &TrainConfig) -> Result<Self> {
+        let env = config.env.clone();
+        env.build()
+            .context("evaluation during training needs an env the config can build")?;
+        Self::new(
+            every,
+            episodes,
+            Box::new(move || Ok(env.build()? as Box<dyn Env>)),
+        )
+    }
+
+    /// Which number decides the best policy (default: mean return).
+    pub fn score(mut self, score: EvalScore) -> Self {
+        self.score = score;
+        self
+    }
+
+    /// End the run once an evaluation scores at least `target`.
+    pub fn stop_at(mut self, target: f64) -> Self {
+        self.stop_at = Some(target);
+        self
+    }
+
+    /// End the run after `evaluations` evaluations in a row without a new best.
+    pub fn patience(mut self, evaluations: usize) -> Self {
+        self.patience = Some(evaluations.max(1));
+        self
+    }
+
+    /// Keeps the rows of an existing `eval.csv` before `update` (a resumed run) and the best
+    /// score among them; starts a new file otherwise.
+    fn open(&mut self, path: &Path, update: usize) -> Result<()> {
+        let header = EVAL_COLUMNS.join(",");
+        let mut kept = vec![header.clone()];
+        if let Ok(text) = std::fs::read_to_string(path) {
+            // A last line without its newline was cut by a kill: dropped.
+            let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+            let mut lines = complete.lines();
+            if lines.next() != Some(header.as_str()) {
+                bail!(
+                    "{}: unexpected header (expected `{header}`); move the file away to \
+                     start a new evaluation log",
+                    path.display()
+                );
+            }
+            for line in lines {
+                let cells: Vec<&str> = line.split(',').collect();
+                let Some(u) = cells.first().and_then(|c| c.parse::<usize>().ok()) else {
+                    continue;
+                };
+                if u >= update || cells.len() != EVAL_COLUMNS.len() {
+                    continue;
+                }
+                let column = EVAL_COLUMNS
+                    .iter()
+                    .position(|c| *c == self.score.name())
+                    .expect("the score is a column");
+                if let Ok(score) = cells[column].parse::<f64>()
+                    && self.best.is_none_or(|(b, _)| score > b)
+                {
+                    self.best = Some((score, u));
+                }
+                kept.push(line.to_string());
+            }
+        }
+        let mut text = kept.join("\n");
+        text.push('\n');
+        crate::checkpoint::write_atomic(path, text.as_bytes())
+    }
+}
+
+impl TrainHook for PeriodicEval {
+    fn on_update(&mut self, ctx: &mut UpdateContext<'_>) -> Result<ControlFlow<String>> {
+        let update = ctx.row.update;
+        let path = ctx.run_dir.join(EVAL_FILE);
+        if !self.opened {
+            self.open(&path, update)?;
+            self.opened = true;
+        }
+        if !(update.is_multiple_of(self.every) || update == ctx.num_updates) {
+            return Ok(ControlFlow::Continue(()));
+        }
+        let report = eval::evaluate(
+            ctx.policy,
+            ctx.obs_normalizer,
+            &*self.make_env,
+            self.episodes,
+            ctx.config.seed.wrapping_add(EVAL_SEED_OFFSET),
+            ActionSelection::Greedy,
+            ctx.device,
+        )
+        .with_context(|| format!("evaluation after update {update}"))?;
+        let score = self.score.of(&report);
+        let improved = score.is_finite() && self.best.is_none_or(|(b, _)| score > b);
+        if improved {
+            self.best = Some((score, update));
+            self.evals_since_best = 0;
+            agents::save_policy_with_normalizer(
+                ctx.run_dir.join(BEST_POLICY_FILE),
+                ctx.policy,
+                &ctx.config.policy,
+                ctx.obs_dim,
+                ctx.action_dist,
+                ctx.obs_normalizer,
+            )
+            .context("cannot keep the best policy")?;
+        } else {
+            self.evals_since_best += 1;
+        }
+        let cell = |x: f64| {
+            if x.is_finite() {
+                x.to_string()
+            } else {
+                String::new()
+            }
+        };
+        let line = [
+            update.to_string(),
+            ctx.row.env_steps.to_string(),
+            report.episodes.to_string(),
+            cell(report.return_mean),
+            cell(report.return_std),
+            cell(report.goals_mean),
+            cell(report.success_rate.unwrap_or(f64::NAN)),
+            cell(report.length_mean),
+            u8::from(improved).to_string(),
+        ]
+        .join(",");
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        writeln!(file, "{line}").with_context(|| format!("cannot write {}", path.display()))?;
+        ctx.log_scalar("eval/return_mean", report.return_mean);
+        ctx.log_scalar("eval/goals_mean", report.goals_mean);
+        if let Some(rate) = report.success_rate {
+            ctx.log_scalar("eval/success_rate", rate);
+        }
+        if let Some(target) = self.stop_at
+            && score >= target
+        {
+            return Ok(ControlFlow::Break(format!(
+                "evaluation {} = {score} reached the target {target}",
+                self.score.name()
+            )));
+        }
+        if let Some(patience) = self.patience
+            && self.evals_since_best >= patience
+        {
+            let (best, at) = self.best.unwrap_or((f64::NAN, 0));
+            return Ok(ControlFlow::Break(format!(
+                "no better evaluation {} in {patience} evaluations (best {best} at update {at})",
+                self.score.name()
+            )));
+        }
+        Ok(ControlFlow::Continue(()))
+    }
+}
+
+/// The path of the best policy a [`PeriodicEval`] keeps in `run_dir`.
+pub fn best_policy_path(run_dir: &Path) -> PathBuf {
+    run_dir.join(BEST_POLICY_FILE)
+}

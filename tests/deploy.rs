@@ -1,0 +1,293 @@
+//! From a trained run to a deployed agent: the policy file every run writes, `fbrl export`,
+//! `agents::Agent` (through `examples/deploy.rs` itself), evaluation during training, early
+//! stopping, the per-kind learning rate and the rounding of `--total-steps`.
+//!
+//! Run with `cargo test --release -p fbrl --test deploy`.
+
+use std::ops::ControlFlow;
+use std::path::Path;
+
+use agents::{ActorCritic, Agent};
+use fbrl::hooks::{PeriodicEval, StopWhen, TrainHook, UpdateContext};
+use fbrl::{TrainConfig, TrainOptions};
+
+mod cli_common;
+
+use cli_common::{assert_fails_naming, fbrl, stderr, stdout};
+
+#[path = "../examples/deploy.rs"]
+mod deploy;
+
+/// Flags of a small Feedback run on CueRecall (the example's env) with an observation
+/// normaliser, so the policy file must carry it.
+fn train_cue_recall(run: &Path, total_steps: &str, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        "train",
+        "--env",
+        "cue-recall",
+        "--policy",
+        "feedback",
+        "--d-model",
+        "16",
+        "--n-heads",
+        "2",
+        "--n-layers",
+        "1",
+        "--d-ff",
+        "32",
+        "--span",
+        "4",
+        "--norm-obs",
+        "true",
+        "--num-envs",
+        "4",
+        "--num-steps",
+        "32",
+        "--num-minibatches",
+        "2",
+        "--update-epochs",
+        "1",
+        "--total-steps",
+        total_steps,
+        "--checkpoint-every",
+        "2",
+        "--quiet",
+        "--run-dir",
+        run.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    fbrl(&args)
+}
+
+/// Return and length of episode 0 of `fbrl eval RUN -n 1 --seed seed` and its reset seed.
+fn eval_one(run: &Path, seed: u64) -> (u64, f64, u64) {
+    let seed = seed.to_string();
+    let o = fbrl(&[
+        "eval",
+        run.to_str().unwrap(),
+        "-n",
+        "1",
+        "--seed",
+        &seed,
+        "--json",
+    ]);
+    assert!(o.status.success(), "eval failed:\n{}", stderr(&o));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let ep = &json["report"]["per_episode"][0];
+    (
+        ep["seed"].as_u64().unwrap(),
+        ep["ret"].as_f64().unwrap(),
+        ep["length"].as_u64().unwrap(),
+    )
+}
+
+#[test]
+fn the_deploy_example_acts_like_fbrl_eval_and_export_writes_the_same_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let o = train_cue_recall(&run, "512", &[]);
+    assert!(o.status.success(), "train failed:\n{}", stderr(&o));
+    let policy = run.join("policy.fbrl");
+    let agent = Agent::load(&policy).unwrap();
+    let norm = agent
+        .obs_normalizer()
+        .expect("the run's observation normaliser is in its policy file");
+    assert!(norm.rms.count > 100.0, "normaliser statistics: {norm:?}");
+
+    // `fbrl export` from the latest checkpoint writes an equivalent file.
+    let exported = dir.path().join("exported.fbrl");
+    let o = fbrl(&[
+        "export",
+        run.to_str().unwrap(),
+        "-o",
+        exported.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "export failed:\n{}", stderr(&o));
+    assert_eq!(
+        Agent::load(&exported).unwrap().header(),
+        agent.header(),
+        "exported header"
+    );
+
+    let mut lengths = Vec::new();
+    for s in 0..6u64 {
+        let (seed, ret, len) = eval_one(&run, s);
+        for file in [&policy, &exported] {
+            let (r, l) = deploy::play(file, seed).unwrap();
+            assert_eq!(
+                (f64::from(r), l as u64),
+                (ret, len),
+                "seed {seed}: the example with {} vs fbrl eval",
+                file.display()
+            );
+        }
+        lengths.push(len);
+    }
+    assert!(lengths.iter().all(|&l| l > 1), "episodes: {lengths:?}");
+}
+
+#[test]
+fn agent_errors_name_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let o = train_cue_recall(&run, "128", &[]);
+    assert!(o.status.success(), "train failed:\n{}", stderr(&o));
+    let agent = Agent::load(run.join("policy.fbrl")).unwrap();
+    let mut memory = agent.initial_memory(2);
+    let err = agent
+        .act(&vec![0.0; agent.obs_dim()], &mut memory, true)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("2 envs"), "{err}");
+    let err = agent
+        .act_masked(
+            &vec![0.0; 2 * agent.obs_dim()],
+            Some(&[true]),
+            &mut memory,
+            true,
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("mask"), "{err}");
+    // After errors the memory still works; sampled actions come with log-probabilities ≤ 0.
+    let acted = agent
+        .act(&vec![0.0; 2 * agent.obs_dim()], &mut memory, false)
+        .unwrap();
+    assert_eq!(acted.values.len(), 2);
+    assert!(acted.log_probs.iter().all(|&l| l <= 0.0), "{acted:?}");
+    let err = Agent::load(dir.path().join("missing.fbrl"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("missing.fbrl"), "{err}");
+    assert_fails_naming(
+        &["export", dir.path().to_str().unwrap(), "-o", "x.fbrl"],
+        &["neither a run directory"],
+    );
+}
+
+#[test]
+fn evaluation_during_training_matches_fbrl_eval_and_stops_the_run_early() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    // 8 updates; an evaluation every 3 updates and after the last.
+    let o = train_cue_recall(&run, "1024", &["--eval-every", "3", "--eval-episodes", "5"]);
+    assert!(o.status.success(), "train failed:\n{}", stderr(&o));
+    let eval = std::fs::read_to_string(run.join("eval.csv")).unwrap();
+    let rows: Vec<Vec<&str>> = eval
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
+    let updates: Vec<&str> = rows.iter().map(|r| r[0]).collect();
+    assert_eq!(updates, ["3", "6", "8"], "{eval}");
+    assert!(run.join("best_policy.fbrl").is_file());
+    // The last evaluation is `fbrl eval -n 5` of the final policy.
+    let o = fbrl(&["eval", run.to_str().unwrap(), "-n", "5", "--json"]);
+    assert!(o.status.success(), "eval failed:\n{}", stderr(&o));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let last: f64 = rows[2][3].parse().unwrap();
+    assert_eq!(last, json["report"]["return_mean"].as_f64().unwrap());
+
+    // A target every policy reaches ends the run at the first evaluation, with a checkpoint.
+    let early = dir.path().join("early");
+    let o = train_cue_recall(
+        &early,
+        "1024",
+        &[
+            "--eval-every",
+            "2",
+            "--eval-episodes",
+            "3",
+            "--stop-at-return",
+            "-1000",
+        ],
+    );
+    assert!(o.status.success(), "train failed:\n{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("stopped early after update 2 of 8"), "{err}");
+    assert!(!err.contains("signal"), "{err}");
+    let rows = fbrl::metrics::read_metrics(early.join("metrics.csv")).unwrap();
+    assert_eq!(rows.len(), 2);
+    assert!(early.join("checkpoint/update_000002").is_dir());
+    // The run can be continued like any stopped run.
+    let o = fbrl(&["train", "--resume", early.to_str().unwrap(), "--quiet"]);
+    assert!(o.status.success(), "resume failed:\n{}", stderr(&o));
+    assert_eq!(
+        fbrl::metrics::read_metrics(early.join("metrics.csv"))
+            .unwrap()
+            .len(),
+        8
+    );
+}
+
+#[test]
+fn library_hooks_see_the_policy_and_stop_without_signals() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = TrainConfig {
+        total_steps: 10 * 64,
+        num_envs: 4,
+        num_steps: 16,
+        run_dir: dir.path().to_path_buf(),
+        ..TrainConfig::preset_gridmaze_single(agents::PolicyKind::Mlp)
+    };
+    cfg.checkpoint_every = 0;
+    let mut seen = Vec::new();
+    let counter = |ctx: &mut UpdateContext<'_>| -> anyhow::Result<ControlFlow<String>> {
+        seen.push((ctx.row.update, ctx.policy.num_parameters()));
+        ctx.log_scalar("custom/update", ctx.row.update as f64);
+        Ok(ControlFlow::Continue(()))
+    };
+    let stop = StopWhen::at_least("update", 4.0).unwrap();
+    let hooks: Vec<Box<dyn TrainHook + '_>> = vec![Box::new(counter), Box::new(stop)];
+    let summary = fbrl::train_from_config(
+        &cfg,
+        TrainOptions {
+            run_dir: Some(dir.path().join("run")),
+            quiet: true,
+            hooks,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(summary.updates_done, 4);
+    assert_eq!(
+        summary.stopped_early.as_deref(),
+        Some("update = 4 reached 4")
+    );
+    assert_eq!(seen.len(), 4);
+    assert!(seen.iter().all(|(_, n)| *n > 0));
+    // The checkpoint of the stop is written even with checkpoint_every = 0.
+    assert!(dir.path().join("run/checkpoint/update_000004").is_dir());
+    assert!(StopWhen::at_least("no_such_column", 1.0).is_err());
+    assert!(PeriodicEval::for_config(0, 4, &cfg).is_err());
+}
+
+#[test]
+fn bare_train_uses_the_tuned_learning_rate_and_rounds_total_steps_up() {
+    let print = |args: &[&str]| {
+        let mut all = vec!["train", "--print-config"];
+        all.extend_from_slice(args);
+        let o = fbrl(&all);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let cfg: TrainConfig = toml::from_str(&stdout(&o)).unwrap();
+        (cfg, stderr(&o))
+    };
+    let (cfg, _) = print(&["--policy", "feedback"]);
+    assert_eq!(cfg.ppo.learning_rate, 1e-3);
+    let (cfg, _) = print(&["--policy", "mlp"]);
+    assert_eq!(cfg.ppo.learning_rate, 8e-3);
+    // Elsewhere the PPO default; an explicit rate always wins.
+    let (cfg, _) = print(&["--env", "cartpole", "--policy", "mlp"]);
+    assert_eq!(cfg.ppo.learning_rate, 2.5e-4);
+    let (cfg, _) = print(&["--policy", "gru", "--lr", "3e-4"]);
+    assert_eq!(cfg.ppo.learning_rate, 3e-4);
+    let (cfg, err) = print(&["--total-steps", "200000"]);
+    assert_eq!(cfg.total_steps, 204_800);
+    assert!(
+        err.contains("training 25 updates = 204800 env steps"),
+        "{err}"
+    );
+    let help = stdout(&fbrl(&["train", "--help"]));
+    assert!(help.contains("[default: 5000000]"), "{help}");
+    assert!(help.contains("8e-3") || help.contains("0.008"), "{help}");
+}
