@@ -83,6 +83,7 @@ impl Env for RememberTheLight {
             step.info = Info {
                 goal_reached: correct,
                 success: Some(correct),
+                ..Info::default()
             };
         } else {
             self.t += 1;
@@ -116,8 +117,9 @@ fn main() -> Result<()> {
             total_steps: 16 * 32 * 80, // 80 updates
             checkpoint_every: 0,
             threads: 1,
+            // An empty name: the run takes the env's own `Env::name`.
             env: EnvConfig::Custom(CustomEnvConfig {
-                name: "remember_the_light".into(),
+                name: String::new(),
                 params: toml::toml! { delay = 4 },
             }),
             policy: PolicyConfig {
@@ -131,7 +133,7 @@ fn main() -> Result<()> {
             },
             ..TrainConfig::default()
         };
-        // The trainer creates `runs/remember_the_light__<kind>__<seed>__<time>/`.
+        // The trainer creates `runs/remember_the_light_4__<kind>__<seed>__<time>/`.
         let opts = TrainOptions {
             progress: Some(Box::new(move |row: &MetricsRow| {
                 if row.update.is_multiple_of(20) {

@@ -139,6 +139,7 @@ impl CartPoleConfig {
 #[serde(deny_unknown_fields)]
 pub struct CustomEnvConfig {
     /// Name of the env, used in run directory names: letters, digits, `_`, `-` and `.`.
+    /// Empty: the trainer takes the env's own [`Env::name`] (so the name is given once).
     pub name: String,
     /// Free-form settings of the env, kept in the run's `config.toml`.
     #[serde(default, skip_serializing_if = "toml::Table::is_empty")]
@@ -167,6 +168,12 @@ impl Default for EnvConfig {
 }
 
 impl EnvConfig {
+    /// A custom env that takes its name from its own [`Env::name`] (read from env 0 when
+    /// training starts), without recorded settings: the name is given once, in the env.
+    pub fn custom_env() -> Self {
+        Self::custom("")
+    }
+
     /// A custom env named `name`, without recorded settings.
     pub fn custom(name: impl Into<String>) -> Self {
         EnvConfig::Custom(CustomEnvConfig {

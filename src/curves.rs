@@ -163,6 +163,35 @@ impl MetricsTable {
             })
     }
 
+    /// Adds the env's named step scalars of an info log as columns `info/<name>`, matched to
+    /// the rows by `update` (empty where an update did not report one).
+    pub fn add_info_columns(&mut self, rows: &[(usize, String, f64)]) -> Result<(), CurvesError> {
+        let update = self.index("update")?;
+        let row_of: std::collections::HashMap<usize, usize> = self
+            .rows
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| r[update].map(|u| (u as usize, i)))
+            .collect();
+        for (u, name, mean) in rows {
+            let column = format!("info/{name}");
+            let c = match self.header.iter().position(|h| *h == column) {
+                Some(c) => c,
+                None => {
+                    self.header.push(column);
+                    for r in &mut self.rows {
+                        r.push(None);
+                    }
+                    self.header.len() - 1
+                }
+            };
+            if let Some(&i) = row_of.get(u) {
+                self.rows[i][c] = mean.is_finite().then_some(*mean);
+            }
+        }
+        Ok(())
+    }
+
     /// All values of one column (`None` for empty cells).
     pub fn column(&self, name: &str) -> Result<Vec<Option<f64>>, CurvesError> {
         let i = self.index(name)?;
@@ -246,7 +275,16 @@ impl Run {
     /// Loads a run directory: reads `metrics.csv`, and takes the env, policy, label and seed
     /// from `config.toml` where it has them, else from the directory name.
     pub fn load(dir: &Path) -> Result<Self, CurvesError> {
-        let metrics = MetricsTable::read(&dir.join(crate::run_dir::METRICS_FILE))?;
+        let mut metrics = MetricsTable::read(&dir.join(crate::run_dir::METRICS_FILE))?;
+        let info = dir.join(crate::run_dir::INFO_FILE);
+        if info.is_file() {
+            let rows = crate::metrics::read_info(&info).map_err(|e| CurvesError::Csv {
+                path: info.clone(),
+                line: 0,
+                reason: format!("{e:#}"),
+            })?;
+            metrics.add_info_columns(&rows)?;
+        }
         let name = dir
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())

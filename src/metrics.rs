@@ -317,6 +317,112 @@ impl MetricsWriter {
     }
 }
 
+/// The env's named step scalars per update ([`envs::Info::scalars`]), in long form: one line
+/// `update,env_steps,name,mean` per name and update, appended as the run goes (the names an
+/// env reports need not be known before it reports them), truncated on resume like
+/// `metrics.csv`. [`crate::curves::Run::load`] shows them as columns `info/<name>`.
+pub struct InfoLog {
+    path: PathBuf,
+    created: bool,
+}
+
+/// The header of the info log.
+pub const INFO_COLUMNS: [&str; 4] = ["update", "env_steps", "name", "mean"];
+
+impl InfoLog {
+    /// Opens the info log at `path` for a run at `keep_updates` updates: an existing file keeps
+    /// its complete lines of updates `≤ keep_updates` (rewritten atomically); none is created
+    /// until an update reports a scalar.
+    pub fn open(path: impl AsRef<Path>, keep_updates: usize) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            return Ok(Self {
+                path,
+                created: false,
+            });
+        };
+        let complete = text.rfind('\n').map_or("", |end| &text[..=end]);
+        let mut kept = String::new();
+        for (i, line) in complete.lines().enumerate() {
+            if i == 0 {
+                if line != INFO_COLUMNS.join(",") {
+                    bail!("{}: unexpected header `{line}`", path.display());
+                }
+                kept.push_str(line);
+                kept.push('\n');
+                continue;
+            }
+            let update = line.split(',').next().and_then(|u| u.parse::<usize>().ok());
+            match update {
+                Some(u) if u <= keep_updates => {
+                    kept.push_str(line);
+                    kept.push('\n');
+                }
+                Some(_) => {}
+                None => bail!("{}: line {} is not an info row", path.display(), i + 1),
+            }
+        }
+        crate::checkpoint::write_atomic(&path, kept.as_bytes())?;
+        Ok(Self {
+            path,
+            created: true,
+        })
+    }
+
+    /// Appends the means of one update (nothing when there are none).
+    pub fn append(&mut self, update: usize, env_steps: u64, means: &[(&str, f64)]) -> Result<()> {
+        if means.is_empty() {
+            return Ok(());
+        }
+        let mut text = String::new();
+        if !self.created {
+            text.push_str(&INFO_COLUMNS.join(","));
+            text.push('\n');
+        }
+        for (name, mean) in means {
+            let cell = if mean.is_finite() {
+                mean.to_string()
+            } else {
+                String::new()
+            };
+            text.push_str(&format!("{update},{env_steps},{name},{cell}\n"));
+        }
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+            .with_context(|| format!("cannot open {}", self.path.display()))?;
+        std::io::Write::write_all(&mut file, text.as_bytes())
+            .with_context(|| format!("cannot write {}", self.path.display()))?;
+        self.created = true;
+        Ok(())
+    }
+}
+
+/// The rows of an info log: `(update, name, mean)` (a cut last line is skipped).
+pub fn read_info(path: impl AsRef<Path>) -> Result<Vec<(usize, String, f64)>> {
+    let path = path.as_ref();
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let complete = text.rfind('\n').map_or("", |end| &text[..=end]);
+    let mut rows = Vec::new();
+    for (i, line) in complete.lines().enumerate().skip(1) {
+        let cells: Vec<&str> = line.split(',').collect();
+        let bad = || anyhow::anyhow!("{}: line {} is not an info row", path.display(), i + 1);
+        if cells.len() != INFO_COLUMNS.len() {
+            return Err(bad());
+        }
+        let update = cells[0].parse().map_err(|_| bad())?;
+        let mean = if cells[3].is_empty() {
+            f64::NAN
+        } else {
+            cells[3].parse().map_err(|_| bad())?
+        };
+        rows.push((update, cells[2].to_string(), mean));
+    }
+    Ok(rows)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,6 +10,8 @@ use anyhow::{Context, Result, bail};
 pub const CONFIG_FILE: &str = "config.toml";
 /// Name of the metrics file in a run directory.
 pub const METRICS_FILE: &str = "metrics.csv";
+/// Name of the file of the env's named step scalars per update ([`crate::metrics::InfoLog`]).
+pub const INFO_FILE: &str = "info.csv";
 /// Name of the checkpoint folder in a run directory.
 pub const CHECKPOINT_DIR: &str = "checkpoint";
 /// Name of the policy file in a run directory: the weights of the latest checkpoint with the

@@ -40,8 +40,8 @@ use crate::checkpoint::{
 };
 use crate::config::{EnvConfig, TrainConfig};
 use crate::hooks::{TrainHook, UpdateContext};
-use crate::metrics::{MetricsRow, MetricsWriter};
-use crate::run_dir::RunDir;
+use crate::metrics::{InfoLog, MetricsRow, MetricsWriter};
+use crate::run_dir::{INFO_FILE, RunDir};
 use crate::run_lock::RunLock;
 use crate::signals::{StopFlag, signal_name};
 
@@ -257,6 +257,21 @@ pub fn train<E: Env>(
     make_env: impl Fn(usize) -> Result<E, EnvError> + Sync,
     opts: TrainOptions<'_>,
 ) -> Result<RunSummary> {
+    // A custom env named by its own `Env::name` (`EnvConfig::custom_env()`).
+    let named;
+    let cfg = match &cfg.env {
+        EnvConfig::Custom(c) if c.name.is_empty() => {
+            let env = make_env(0).context("cannot build env 0 to read its name")?;
+            let mut with_name = cfg.clone();
+            with_name.env = EnvConfig::Custom(crate::config::CustomEnvConfig {
+                name: env.name(),
+                params: c.params.clone(),
+            });
+            named = with_name;
+            &named
+        }
+        _ => cfg,
+    };
     cfg.validate()?;
     crate::resources::check_threads(cfg.threads)?;
     crate::resources::check_run_fits(cfg, &make_env)?;
@@ -303,9 +318,15 @@ fn first_difference(a: &toml::Table, b: &toml::Table, prefix: &str) -> Option<St
 }
 
 /// The keys that may change between a run and its resumption.
-const RESUME_FREE_KEYS: [&str; 4] = ["threads", "run_dir", "checkpoint_every", "tensorboard"];
+const RESUME_FREE_KEYS: [&str; 5] = [
+    "threads",
+    "run_dir",
+    "checkpoint_every",
+    "tensorboard",
+    "label",
+];
 
-/// The first key (other than `threads`, `run_dir`, `checkpoint_every` and `tensorboard`,
+/// The first key (other than `threads`, `run_dir`, `checkpoint_every`, `tensorboard` and `label`,
 /// which a run may change when it resumes) whose value differs between two configs.
 pub fn differing_key(a: &TrainConfig, b: &TrainConfig) -> Result<Option<String>> {
     let as_table = |c: &TrainConfig| -> Result<toml::Table> {
@@ -710,6 +731,7 @@ fn train_inner<E: Env>(
     let (mut rollout_time_s, mut update_time_s) = (0.0f64, 0.0f64);
     let ckpt_root = run.checkpoint_dir();
     let mut stopped_early = None;
+    let mut info_log = InfoLog::open(run.path.join(INFO_FILE), counters.updates_done)?;
 
     while counters.updates_done < stop_at {
         let update = counters.updates_done + 1;
@@ -782,6 +804,14 @@ fn train_inner<E: Env>(
         let steps_per_s = (n * t_len) as f64 / t0.elapsed().as_secs_f64().max(1e-9);
         let row = metrics_row(&counters, &stats, lr, steps_per_s, &finished);
         metrics.append(&row)?;
+        let info_means = buf.info_scalar_means();
+        info_log.append(update, row.env_steps, &info_means)?;
+        let info_tags: Vec<(String, f32)> = info_means
+            .iter()
+            .filter(|(_, v)| v.is_finite())
+            .map(|(name, v)| (format!("info/{name}"), *v as f32))
+            .collect();
+        metrics.scalars(row.env_steps, &info_tags)?;
         report_row(&mut opts, &row, num_updates, log_every);
         if stopped_early.is_none() {
             stopped_early = run_hooks(

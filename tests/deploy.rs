@@ -291,3 +291,120 @@ fn bare_train_uses_the_tuned_learning_rate_and_rounds_total_steps_up() {
     assert!(help.contains("[default: 5000000]"), "{help}");
     assert!(help.contains("8e-3") || help.contains("0.008"), "{help}");
 }
+
+/// A continuous-action env reporting two named scalars: `torque` (the action, every step)
+/// and `final_t` (the step count, on the last step only), named `scalar_probe`.
+struct ScalarProbe {
+    space: envs::BoxSpace,
+    t: u32,
+}
+
+impl envs::Env for ScalarProbe {
+    fn observation_space(&self) -> &envs::BoxSpace {
+        &self.space
+    }
+
+    fn action_space(&self) -> envs::ActionSpace {
+        envs::ActionSpace::continuous(1, -1.0, 1.0)
+    }
+
+    fn reset(&mut self, _seed: u64, obs: &mut [f32]) -> Result<(), envs::EnvError> {
+        self.t = 0;
+        obs[0] = 0.0;
+        Ok(())
+    }
+
+    fn step(
+        &mut self,
+        action: envs::Action<'_>,
+        obs: &mut [f32],
+    ) -> Result<envs::Step, envs::EnvError> {
+        let torque = action.continuous(1)?[0];
+        self.t += 1;
+        obs[0] = self.t as f32 / 8.0;
+        let mut info = envs::Info::default().with_scalar("torque", torque);
+        let truncated = self.t == 8;
+        if truncated {
+            info.scalars.set("final_t", self.t as f32);
+        }
+        Ok(envs::Step {
+            reward: -torque.abs(),
+            terminated: false,
+            truncated,
+            info,
+        })
+    }
+
+    fn name(&self) -> String {
+        "scalar_probe".into()
+    }
+}
+
+#[test]
+fn env_scalars_reach_info_csv_and_plots_and_a_custom_env_names_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = TrainConfig {
+        total_steps: 3 * 32,
+        num_envs: 2,
+        num_steps: 16,
+        checkpoint_every: 0,
+        threads: 1,
+        run_dir: dir.path().to_path_buf(),
+        env: fbrl::EnvConfig::custom_env(),
+        policy: agents::PolicyConfig::preset(agents::PolicyKind::Mlp),
+        ppo: agents::ppo::PpoConfig {
+            num_minibatches: 2,
+            ..Default::default()
+        },
+        ..TrainConfig::default()
+    };
+    let make = |_| {
+        Ok(ScalarProbe {
+            space: envs::BoxSpace::uniform(1, 0.0, 1.0),
+            t: 0,
+        })
+    };
+    let summary = fbrl::train(&cfg, make, TrainOptions::default()).unwrap();
+    let run = summary.run_dir;
+    let name = run.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(name.starts_with("scalar_probe__mlp__"), "{name}");
+    let saved = TrainConfig::load(run.join("config.toml")).unwrap();
+    assert_eq!(saved.env.name(), "scalar_probe");
+
+    let rows = fbrl::metrics::read_info(run.join("info.csv")).unwrap();
+    // Every update: torque (32 steps) and final_t (4 episode ends of 8 steps).
+    assert_eq!(rows.len(), 6, "{rows:?}");
+    for (update, name, mean) in &rows {
+        match name.as_str() {
+            "torque" => assert!((-1.0..=1.0).contains(mean), "update {update}: {mean}"),
+            "final_t" => assert_eq!(*mean, 8.0),
+            other => panic!("unexpected scalar {other}"),
+        }
+    }
+    let loaded = fbrl::curves::Run::load(&run).unwrap();
+    let final_t = loaded.metrics.column("info/final_t").unwrap();
+    assert_eq!(final_t, vec![Some(8.0); 3]);
+
+    // The action extractors name what is wrong.
+    let err = envs::Action::Discrete(1)
+        .continuous(1)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("continuous actions of 1"), "{err}");
+    let err = envs::Action::Continuous(&[0.0, f32::NAN])
+        .continuous(2)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not finite"), "{err}");
+    let err = envs::Action::MultiDiscrete(&[1, 3])
+        .multi_discrete(&[2, 3])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("dimension 1"), "{err}");
+    assert_eq!(
+        envs::Action::MultiDiscrete(&[1, 2])
+            .multi_discrete(&[2, 3])
+            .unwrap(),
+        &[1, 2]
+    );
+}

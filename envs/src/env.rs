@@ -383,7 +383,7 @@ impl<'a> From<&'a [f32]> for Action<'a> {
     }
 }
 
-impl Action<'_> {
+impl<'a> Action<'a> {
     /// The index of a `Discrete` action below `n`; any other action is an error naming it
     /// (for envs with a `Discrete(n)` space: `let a = action.discrete(self.n)?;`).
     pub fn discrete(self, n: usize) -> Result<usize, EnvError> {
@@ -391,6 +391,45 @@ impl Action<'_> {
         match self {
             Action::Discrete(a) => Ok(a),
             _ => unreachable!("check accepted only a discrete action"),
+        }
+    }
+
+    /// The `dim` values of a continuous (`Box`) action, all finite; any other action is an
+    /// error naming it (for envs with a `Box` action space of `dim` values:
+    /// `let torque = action.continuous(1)?[0];`). Bounds are the env's to apply: the trainer
+    /// clips sampled actions to the space's bounds before `step`.
+    pub fn continuous(self, dim: usize) -> Result<&'a [f32], EnvError> {
+        match self {
+            Action::Continuous(x) if x.len() == dim && x.iter().all(|v| v.is_finite()) => Ok(x),
+            Action::Continuous(x) if x.len() == dim => Err(EnvError::ActionOutsideSpace(format!(
+                "continuous action {x:?} has a value that is not finite"
+            ))),
+            Action::Continuous(x) => Err(EnvError::ActionOutsideSpace(format!(
+                "continuous action of {} values, the space has {dim}",
+                x.len()
+            ))),
+            other => Err(EnvError::ActionOutsideSpace(format!(
+                "{other:?} given to an env with continuous actions of {dim} values"
+            ))),
+        }
+    }
+
+    /// The values of a `MultiDiscrete(nvec)` action, each below its `nvec` entry; any other
+    /// action is an error naming it.
+    pub fn multi_discrete(self, nvec: &[usize]) -> Result<&'a [usize], EnvError> {
+        match self {
+            Action::MultiDiscrete(a) if a.len() == nvec.len() => {
+                match a.iter().zip(nvec).position(|(v, n)| v >= n) {
+                    None => Ok(a),
+                    Some(i) => Err(EnvError::ActionOutsideSpace(format!(
+                        "multi-discrete action {a:?}: value {} of dimension {i} is not below {}",
+                        a[i], nvec[i]
+                    ))),
+                }
+            }
+            other => Err(EnvError::ActionOutsideSpace(format!(
+                "{other:?} given to an env with MultiDiscrete({nvec:?}) actions"
+            ))),
         }
     }
 }
@@ -441,6 +480,80 @@ pub struct Info {
     /// Set on the last step of an episode of a task with a success criterion
     /// (e.g. the cue-recall task: the right exit was taken).
     pub success: Option<bool>,
+    /// The env's own named numbers for this step (e.g. a distance, an energy), up to
+    /// [`MAX_INFO_SCALARS`]: the trainer averages each name over the steps of an update that
+    /// report it, into `metrics.csv` (column `info/<name>`) and TensorBoard.
+    pub scalars: InfoScalars,
+}
+
+/// Most named scalars one [`Info`] holds.
+pub const MAX_INFO_SCALARS: usize = 8;
+
+/// An env's named scalars of one step (see [`Info::scalars`]): a fixed-size list, so that
+/// stepping allocates nothing.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct InfoScalars {
+    entries: [(&'static str, f32); MAX_INFO_SCALARS],
+    len: usize,
+}
+
+impl InfoScalars {
+    /// The `(name, value)` pairs, in the order they were added.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, f32)> + '_ {
+        self.entries[..self.len].iter().copied()
+    }
+
+    /// Number of scalars.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The value of `name`, if present.
+    pub fn get(&self, name: &str) -> Option<f32> {
+        self.iter().find(|(n, _)| *n == name).map(|(_, v)| v)
+    }
+
+    /// Sets `name` to `value` (replacing an earlier value of that name).
+    ///
+    /// # Panics
+    /// When `name` would be a scalar beyond the [`MAX_INFO_SCALARS`]th, or is not a name of
+    /// letters, digits, `_`, `-` and `.` (it becomes a column name): both are bugs of the env,
+    /// reported at its call site.
+    pub fn set(&mut self, name: &'static str, value: f32) {
+        assert!(
+            !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c)),
+            "info scalar name {name:?}: use letters, digits, `_`, `-` and `.`"
+        );
+        if let Some(slot) = self.entries[..self.len]
+            .iter_mut()
+            .find(|(n, _)| *n == name)
+        {
+            slot.1 = value;
+            return;
+        }
+        assert!(
+            self.len < MAX_INFO_SCALARS,
+            "info scalar {name:?}: an Info holds at most {MAX_INFO_SCALARS} named scalars"
+        );
+        self.entries[self.len] = (name, value);
+        self.len += 1;
+    }
+}
+
+impl Info {
+    /// This info with the named scalar `name = value` (see [`InfoScalars::set`]).
+    pub fn with_scalar(mut self, name: &'static str, value: f32) -> Self {
+        self.scalars.set(name, value);
+        self
+    }
 }
 
 /// The outcome of one [`Env::step`]; the next observation is written into the caller's slice.

@@ -1,7 +1,8 @@
 //! Environments for memory-based reinforcement learning.
 //!
-//! - [`Env`]: the trait a user implements to plug in a task (flat `f32` observations,
-//!   discrete actions, `terminated` vs `truncated`).
+//! - [`Env`]: the trait a user implements to plug in a task (flat `f32` observations;
+//!   discrete, multi-discrete or continuous actions, with optional action masks;
+//!   `terminated` vs `truncated`; named per-step scalars in [`Info`]).
 //! - `GridMaze`: partially observable maze navigation, a new maze every episode.
 //! - `CueRecall`: a cue seen only at the start decides the right exit after a corridor.
 //! - `VecEnv`: N envs stepped in parallel with rayon, with auto-reset.
@@ -22,7 +23,7 @@ pub use check::{CheckConfig, CheckError, CheckReport, check_env, check_env_with}
 pub use cue_recall::{CueRecall, CueRecallConfig};
 pub use env::{
     Action, ActionBuf, ActionSpace, BoxSpace, Discrete, Env, EnvError, EnvExt, EpisodeStats, Info,
-    MaskProblem, MultiDiscrete, Step, derive_seed,
+    InfoScalars, MAX_INFO_SCALARS, MaskProblem, MultiDiscrete, Step, derive_seed,
 };
 pub use gridmaze::{
     ActionMode, Cell, Direction, GridMaze, GridMazeConfig, MazeMode, Pos, ReferencePolicy,

@@ -81,6 +81,7 @@ impl Env for Walk {
             info: Info {
                 goal_reached: action == 2,
                 success: end.then_some(action == 1),
+                ..Info::default()
             },
         })
     }

@@ -62,6 +62,10 @@ pub struct RolloutBuffer {
     pub advantages: Vec<f32>,
     /// Value targets `advantages + values` `[T, N]`.
     pub returns: Vec<f32>,
+    /// The envs' named step scalars ([`envs::Info::scalars`]) over the rollout: per name,
+    /// in order of first appearance, the sum of its values and the number of steps that
+    /// reported it.
+    pub info_scalars: Vec<(&'static str, f64, u64)>,
 }
 
 impl RolloutBuffer {
@@ -96,7 +100,29 @@ impl RolloutBuffer {
             chunk_memories: Vec::new(),
             advantages: vec![],
             returns: vec![],
+            info_scalars: Vec::new(),
         }
+    }
+
+    /// Adds one step's named scalars to [`RolloutBuffer::info_scalars`].
+    pub fn add_info_scalars(&mut self, scalars: impl Iterator<Item = (&'static str, f32)>) {
+        for (name, value) in scalars {
+            match self.info_scalars.iter_mut().find(|(n, _, _)| *n == name) {
+                Some((_, sum, count)) => {
+                    *sum += f64::from(value);
+                    *count += 1;
+                }
+                None => self.info_scalars.push((name, f64::from(value), 1)),
+            }
+        }
+    }
+
+    /// The mean of every named step scalar over the rollout, `(name, mean)`.
+    pub fn info_scalar_means(&self) -> Vec<(&'static str, f64)> {
+        self.info_scalars
+            .iter()
+            .map(|&(name, sum, count)| (name, sum / count.max(1) as f64))
+            .collect()
     }
 
     /// Fills `advantages` and `returns` with GAE(γ, λ) (see [`compute_gae`]).

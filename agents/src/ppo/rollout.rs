@@ -182,6 +182,11 @@ pub fn collect_rollout<P: ActorCritic, E: Env>(
         for &(env, stats) in &step.finished {
             finished.push(FinishedEpisode { env, stats });
         }
+        for info in &step.infos {
+            if !info.scalars.is_empty() {
+                buf.add_info_scalars(info.scalars.iter());
+            }
+        }
 
         let truncated: Vec<usize> = (0..n)
             .filter(|&i| step.truncated[i] && !step.terminated[i])

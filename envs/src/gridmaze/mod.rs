@@ -663,7 +663,7 @@ impl GridMaze {
             truncated,
             info: Info {
                 goal_reached,
-                success: None,
+                ..Info::default()
             },
         }
     }
