@@ -10,6 +10,7 @@
 mod common;
 
 use std::fs;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -393,7 +394,9 @@ fn onnxruntime_reproduces_policy_steps_for_every_kind_and_action_space() {
                  onnxruntime onnx numpy`, then set FBRL_PYTHON=~/onnx-venv/bin/python"
             );
         }
-        eprintln!(
+        // Written to the process's stderr directly, so the test harness does not capture it.
+        let _ = writeln!(
+            std::io::stderr(),
             "\n!!!!!!!!\n!!! skipped: onnxruntime not importable by {python} ({why})\n\
              !!! set FBRL_PYTHON to an interpreter with onnxruntime, onnx and numpy\n!!!!!!!!\n"
         );

@@ -1,5 +1,6 @@
 use super::proto::{ModelProto, tensor_shape_proto::dimension::Value as Dim, type_proto};
 use super::*;
+use crate::actor_critic::ActorCritic;
 use crate::policy::{CriticKind, PolicyConfig, PolicyKind};
 use burn::prelude::*;
 
