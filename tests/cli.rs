@@ -32,7 +32,7 @@ fn metric_updates(run: &Path) -> Vec<usize> {
 fn help_documents_commands_and_every_hyperparameter_flag() {
     let top = fbrl(&["--help"]);
     assert!(top.status.success());
-    for cmd in ["train", "eval", "render", "plot"] {
+    for cmd in ["train", "eval", "render", "plot", "export"] {
         assert!(stdout(&top).contains(cmd), "fbrl --help lacks `{cmd}`");
     }
     let help = stdout(&fbrl(&["train", "--help"]));
