@@ -109,6 +109,30 @@ fn the_deploy_example_acts_like_fbrl_eval_and_export_writes_the_same_policy() {
         "exported header"
     );
 
+    // The ONNX graph of the same checkpoint (its numbers are checked against onnxruntime by
+    // agents/tests/onnx_runtime.rs).
+    let onnx = dir.path().join("agent.onnx");
+    let o = fbrl(&[
+        "export",
+        run.to_str().unwrap(),
+        "--onnx",
+        "-o",
+        onnx.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "export --onnx failed:\n{}", stderr(&o));
+    let out = stdout(&o);
+    for name in [
+        "obs",
+        "episode_start",
+        "memory_0",
+        "logits",
+        "value",
+        "next_memory_0",
+    ] {
+        assert!(out.contains(name), "{out}");
+    }
+    assert!(std::fs::metadata(&onnx).unwrap().len() > 1000);
+
     let mut lengths = Vec::new();
     for s in 0..6u64 {
         let (seed, ret, len) = eval_one(&run, s);
