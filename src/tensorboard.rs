@@ -135,15 +135,11 @@ pub fn tag(column: &str) -> String {
 
 /// Every finite column of a metrics row except `update` and `env_steps` (the step), tagged.
 pub fn row_scalars(row: &MetricsRow) -> Result<Vec<(String, f32)>> {
-    let value = serde_json::to_value(row).context("cannot convert a metrics row")?;
     Ok(METRICS_COLUMNS
         .iter()
         .filter(|c| !matches!(**c, "update" | "env_steps"))
         .filter_map(|c| {
-            let v = value.get(*c)?;
-            let x = v
-                .as_f64()
-                .or_else(|| v.as_str().and_then(|s| s.parse().ok()))?;
+            let x = row.column(c)?;
             x.is_finite().then(|| (tag(c), x as f32))
         })
         .collect())

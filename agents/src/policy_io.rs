@@ -204,16 +204,24 @@ pub(crate) fn write_policy_file(
     header.weights_bytes = weights.len() as u64;
     let header_json = serde_json::to_string(&header).expect("the header serialises to JSON");
 
+    write_atomically(
+        path,
+        &[POLICY_FILE_MAGIC, header_json.as_bytes(), b"\n", &weights],
+    )
+}
+
+/// Writes `parts`, one after the other, to a sibling temporary file of `path` (parent
+/// directories created), then renames it onto `path`: a crash never leaves a half-written file.
+pub(crate) fn write_atomically(path: &Path, parts: &[&[u8]]) -> Result<(), PolicyError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
     }
     let tmp = temp_path(path);
     let write = || -> std::io::Result<()> {
         let mut file = fs::File::create(&tmp)?;
-        file.write_all(POLICY_FILE_MAGIC)?;
-        file.write_all(header_json.as_bytes())?;
-        file.write_all(b"\n")?;
-        file.write_all(&weights)?;
+        for part in parts {
+            file.write_all(part)?;
+        }
         file.sync_all()?;
         fs::rename(&tmp, path)
     };

@@ -81,10 +81,7 @@ mod graph;
 mod nets;
 pub mod proto;
 
-use std::fs;
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::Path;
 
 use prost::Message;
 
@@ -145,7 +142,7 @@ pub fn export_onnx(export: &OnnxExport<'_>, path: &Path) -> Result<OnnxSummary, 
         path: path.to_path_buf(),
         message,
     })?;
-    write_atomically(path, &model.encode_to_vec())?;
+    crate::policy_io::write_atomically(path, &[&model.encode_to_vec()])?;
     Ok(summary)
 }
 
@@ -460,37 +457,6 @@ fn build_model(export: &OnnxExport<'_>) -> Result<(ModelProto, OnnxSummary), Str
         ],
     };
     Ok((model, summary))
-}
-
-/// Writes `bytes` to a sibling temporary file of `path`, then renames it onto `path`.
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), PolicyError> {
-    let io_error = |at: &Path, source| PolicyError::Io {
-        path: at.to_path_buf(),
-        source,
-    };
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
-    }
-    let tmp = temp_path(path);
-    let write = || -> std::io::Result<()> {
-        let mut file = fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        fs::rename(&tmp, path)
-    };
-    write().map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        io_error(path, e)
-    })
-}
-
-/// A sibling of `path` to write into before the rename, unique per process and call.
-fn temp_path(path: &Path) -> PathBuf {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".tmp-{}-{n}", std::process::id()));
-    path.with_file_name(name)
 }
 
 #[cfg(test)]

@@ -3,6 +3,8 @@ use super::*;
 use crate::actor_critic::ActorCritic;
 use crate::policy::{CriticKind, PolicyConfig, PolicyKind};
 use burn::prelude::*;
+use std::fs;
+use std::path::PathBuf;
 
 /// A directory of its own for one test, removed when dropped.
 struct TempDir(PathBuf);
