@@ -86,6 +86,9 @@ pub enum EnvConfig {
     PointCue(PointCueConfig),
     /// An env built by the program that trains it (`kind = "custom"`).
     Custom(CustomEnvConfig),
+    /// A Gymnasium env in the embedded Python (`kind = "gym"`; needs the `python` cargo
+    /// feature).
+    Gym(GymEnvConfig),
 }
 
 /// Settings of CartPole (`kind = "cartpole"`): reward 1 per step, terminated when the pole
@@ -130,6 +133,142 @@ impl CartPoleConfig {
             reason: "is \"cartpole\", which needs fbrl built with the `gymnasium` feature".into(),
         })
     }
+}
+
+/// A Gymnasium env run in the embedded Python (`kind = "gym"`, `fbrl train --env gym:ID`;
+/// needs fbrl built with the `python` cargo feature; see `envs::python` for the spaces, seeds
+/// and errors):
+///
+/// ```toml
+/// [env]
+/// kind = "gym"
+/// id = "MiniGrid-MemoryS9-v0"
+/// wrapper = "minigrid.wrappers:ImgObsWrapper"
+/// kwargs = { agent_view_size = 5 }
+/// ```
+///
+/// A resumed run restarts the episodes in progress at its checkpoint (a Python env's state
+/// cannot be saved): see [`crate::trainer`].
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GymEnvConfig {
+    /// The env: a Gymnasium id for `gymnasium.make` (`CartPole-v1`), or `module:name` of a
+    /// callable in an importable module that makes it (`my_envs:make`).
+    pub id: String,
+    /// A callable `module:fn` applied to the made env (e.g.
+    /// `minigrid.wrappers:ImgObsWrapper`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wrapper: Option<String>,
+    /// Keyword arguments of `gymnasium.make` or of the callable.
+    #[serde(default, skip_serializing_if = "toml::Table::is_empty")]
+    pub kwargs: toml::Table,
+}
+
+impl GymEnvConfig {
+    /// The name runs of this env are called by: the id without its namespace (`ALE/Pong-v5`
+    /// → `Pong-v5`, `my_pkg:Maze-v0` → `Maze-v0`); for a callable `module:name`, the module's
+    /// last part (`my_pkg.envs:make` → `envs`).
+    pub fn name(&self) -> &str {
+        let id = self.id.rsplit('/').next().unwrap_or(&self.id);
+        match id.split_once(':') {
+            Some((module, name)) if is_identifier(name) => {
+                module.rsplit('.').next().unwrap_or(module)
+            }
+            Some((_, name)) => name,
+            None => id,
+        }
+    }
+
+    /// Checks the id (its [`GymEnvConfig::name`] names run directories) and the wrapper's
+    /// form; the error names the field.
+    pub fn validate(&self) -> Result<(), EnvError> {
+        let name = self.name();
+        let ok = |c: char| c.is_ascii_alphanumeric() || "_-.".contains(c);
+        if name.is_empty() || !name.chars().all(ok) || name.starts_with('.') {
+            return Err(EnvError::InvalidConfig {
+                field: "id",
+                reason: format!(
+                    "{:?} is not an env id fbrl can name runs by: a Gymnasium id                      ([namespace/]Name-vN) or `module:name` of a callable, whose name part is                      letters, digits, `_`, `-` and `.`",
+                    self.id
+                ),
+            });
+        }
+        if let Some(w) = &self.wrapper
+            && !matches!(w.split_once(':'), Some((m, f)) if !m.is_empty() && !f.is_empty())
+        {
+            return Err(EnvError::InvalidConfig {
+                field: "wrapper",
+                reason: format!(
+                    "must be `module:fn`, e.g. minigrid.wrappers:ImgObsWrapper, got {w:?}"
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// The env to make, with the keyword arguments as JSON.
+    #[cfg(feature = "python")]
+    fn spec(&self) -> Result<envs::PyEnvSpec, EnvError> {
+        self.validate()?;
+        let kwargs = match serde_json::to_value(&self.kwargs) {
+            Ok(serde_json::Value::Object(map)) => map,
+            other => {
+                return Err(EnvError::InvalidConfig {
+                    field: "kwargs",
+                    reason: format!("cannot be passed to Python: {other:?}"),
+                });
+            }
+        };
+        Ok(envs::PyEnvSpec {
+            id: self.id.clone(),
+            kwargs,
+            wrapper: self.wrapper.clone(),
+            render: false,
+        })
+    }
+
+    /// Makes the env in the embedded Python.
+    #[cfg(feature = "python")]
+    pub fn build(&self) -> Result<envs::PyGymEnv, EnvError> {
+        envs::PyGymEnv::new(&self.spec()?)
+    }
+
+    /// Makes the env with `render_mode="rgb_array"`, for drawing frames; an env that does not
+    /// draw such frames is refused.
+    #[cfg(feature = "python")]
+    pub fn build_for_render(&self) -> Result<envs::PyGymEnv, EnvError> {
+        let mut spec = self.spec()?;
+        spec.render = true;
+        envs::PyGymEnv::new(&spec)
+    }
+
+    /// Makes the env: this build lacks the `python` feature, so it cannot.
+    #[cfg(not(feature = "python"))]
+    pub fn build(&self) -> Result<envs::GridMaze, EnvError> {
+        Err(EnvError::InvalidConfig {
+            field: "kind",
+            reason: format!(
+                "is \"gym\" (env {:?}), which needs fbrl built with the `python` feature: \
+                 cargo build --release --features python",
+                self.id
+            ),
+        })
+    }
+
+    /// Makes the env for drawing frames: this build lacks the `python` feature, so it cannot.
+    #[cfg(not(feature = "python"))]
+    pub fn build_for_render(&self) -> Result<envs::GridMaze, EnvError> {
+        self.build()
+    }
+}
+
+/// Whether `s` is a Python identifier of ASCII letters, digits and `_` (a callable's name,
+/// unlike a Gymnasium env name such as `Maze-v0`).
+fn is_identifier(s: &str) -> bool {
+    s.chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// The record of an env built by user code (see [`EnvConfig::Custom`]). The trainer cannot
@@ -182,8 +321,8 @@ impl EnvConfig {
         })
     }
 
-    /// Short name used in run directory names: `gridmaze`, `cue_recall` or a custom env's
-    /// name.
+    /// Short name used in run directory names: `gridmaze`, `cue_recall`, a custom env's
+    /// name or a Gymnasium env's ([`GymEnvConfig::name`]).
     pub fn name(&self) -> &str {
         match self {
             EnvConfig::Gridmaze(_) => "gridmaze",
@@ -192,6 +331,7 @@ impl EnvConfig {
             EnvConfig::Pendulum(_) => "pendulum",
             EnvConfig::PointCue(_) => "point_cue",
             EnvConfig::Custom(c) => &c.name,
+            EnvConfig::Gym(c) => c.name(),
         }
     }
 
@@ -203,6 +343,7 @@ impl EnvConfig {
             EnvConfig::Cartpole(c) => c.validate(),
             EnvConfig::Pendulum(c) => c.validate(),
             EnvConfig::PointCue(c) => c.validate(),
+            EnvConfig::Gym(c) => c.validate(),
             EnvConfig::Custom(c) => {
                 let ok = |ch: char| ch.is_ascii_alphanumeric() || "_-.".contains(ch);
                 if c.name.is_empty() || !c.name.chars().all(ok) || c.name.starts_with('.') {
@@ -230,9 +371,23 @@ impl EnvConfig {
             EnvConfig::Cartpole(c) => c.build().map(|e| Box::new(e) as _),
             EnvConfig::Pendulum(c) => Pendulum::new(c.clone()).map(|e| Box::new(e) as _),
             EnvConfig::PointCue(c) => PointCue::new(c.clone()).map(|e| Box::new(e) as _),
+            EnvConfig::Gym(c) => c.build().map(|e| Box::new(e) as _),
             EnvConfig::Custom(c) => return Err(c.not_buildable()),
         };
         built.map_err(env_error)
+    }
+
+    /// Builds one env for drawing frames (`fbrl render`): as [`EnvConfig::build`], except
+    /// that a Gymnasium env is made with `render_mode="rgb_array"` (and refused when it does
+    /// not draw such frames).
+    pub fn build_for_render(&self) -> Result<Box<dyn Env>, ConfigError> {
+        match self {
+            EnvConfig::Gym(c) => c
+                .build_for_render()
+                .map(|e| Box::new(e) as _)
+                .map_err(env_error),
+            other => other.build(),
+        }
     }
 }
 
@@ -510,6 +665,66 @@ mod tests {
             assert!(e.contains("`label`"), "{bad:?}: {e}");
         }
         assert!(check_label("feedback_big-2.x").is_ok());
+    }
+
+    #[test]
+    fn gym_env_round_trips_names_its_runs_and_is_checked() {
+        let text = "[env]\nkind = \"gym\"\nid = \"ALE/Pong-v5\"\nwrapper = \"m.w:f\"\n\
+                    [env.kwargs]\nframeskip = 4\n";
+        let cfg = TrainConfig::from_toml_str(text, "<test>").unwrap();
+        let EnvConfig::Gym(gym) = &cfg.env else {
+            panic!("{:?}", cfg.env)
+        };
+        assert_eq!(gym.kwargs["frameskip"].as_integer(), Some(4));
+        assert_eq!(gym.wrapper.as_deref(), Some("m.w:f"));
+        assert_eq!(cfg.env.name(), "Pong-v5");
+        let back = TrainConfig::from_toml_str(&cfg.to_toml(), "<test>").unwrap();
+        assert_eq!(back, cfg);
+        let name = |id: &str| {
+            GymEnvConfig {
+                id: id.into(),
+                ..GymEnvConfig::default()
+            }
+            .name()
+            .to_string()
+        };
+        assert_eq!(name("CartPole-v1"), "CartPole-v1");
+        assert_eq!(
+            name("minigrid:MiniGrid-MemoryS9-v0"),
+            "MiniGrid-MemoryS9-v0"
+        );
+        assert_eq!(name("my_pkg.envs:make"), "envs");
+        assert_eq!(name("pom_env:make"), "pom_env");
+        let invalid = |gym: GymEnvConfig| EnvConfig::Gym(gym).validate().unwrap_err().to_string();
+        let e = invalid(GymEnvConfig::default());
+        assert!(e.contains("env.id"), "{e}");
+        let e = invalid(GymEnvConfig {
+            id: "CartPole-v1".into(),
+            wrapper: Some("no_colon".into()),
+            ..GymEnvConfig::default()
+        });
+        assert!(e.contains("env.wrapper") && e.contains("module:fn"), "{e}");
+        let e =
+            TrainConfig::from_toml_str("[env]\nkind = \"gym\"\nid = \"A-v0\"\nbogus = 1\n", "<t>")
+                .unwrap_err()
+                .to_string();
+        assert!(e.contains("bogus"), "{e}");
+    }
+
+    #[cfg(not(feature = "python"))]
+    #[test]
+    fn a_gym_env_needs_the_python_feature() {
+        let env = EnvConfig::Gym(GymEnvConfig {
+            id: "CartPole-v1".into(),
+            ..GymEnvConfig::default()
+        });
+        for e in [env.build().err(), env.build_for_render().err()] {
+            let e = e.expect("no env without the python feature").to_string();
+            assert!(
+                e.contains("`python` feature") && e.contains("--features python"),
+                "{e}"
+            );
+        }
     }
 
     #[test]

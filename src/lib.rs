@@ -21,7 +21,9 @@ pub mod stats;
 pub mod tensorboard;
 pub mod trainer;
 
-pub use config::{CartPoleConfig, ConfigError, CustomEnvConfig, EnvConfig, TrainConfig};
+pub use config::{
+    CartPoleConfig, ConfigError, CustomEnvConfig, EnvConfig, GymEnvConfig, TrainConfig,
+};
 pub use metrics::{METRICS_COLUMNS, MetricsRow};
 pub use signals::StopFlag;
 pub use trainer::{Interrupted, RunStart, RunSummary, TrainOptions, train, train_from_config};

@@ -17,6 +17,17 @@
 //! flags, per-env memory and the reward / observation normalisers' statistics), so `--resume`
 //! continues bit for bit: the metrics rows after a resume equal those of an uninterrupted run
 //! (except the wall-clock columns).
+//!
+//! The envs are brought back by replaying each episode in progress from its seed and actions,
+//! and the replay must give the saved observations. Envs that cannot be replayed
+//! ([`Env::resumes_by_replay`] is `false`: Gymnasium envs in Python, whose state cannot be
+//! saved) are instead restarted ([`VecEnv::restart`]): the episodes in progress at the
+//! checkpoint are dropped (never counted as finished), every env starts its next episode with
+//! the seed it would have used next, the policy's memory starts afresh there (the episode-start
+//! flags are set) and so do the reward normaliser's running returns. The run then continues
+//! from the checkpoint's weights, optimizer, RNG and statistics, but its metrics rows differ
+//! from those of an uninterrupted run; the trainer says how many episodes it dropped
+//! ([`RunStart::dropped_episodes`]).
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -64,6 +75,10 @@ pub struct RunStart {
     pub env_steps: u64,
     /// A resumed run had no checkpoint yet, so it starts over from its config.
     pub restarted: bool,
+    /// For a resume whose envs cannot replay their episodes ([`Env::resumes_by_replay`]; see
+    /// the module docs): the number of episodes in progress at the checkpoint that were
+    /// dropped. `None` for a new run and for envs resumed exactly.
+    pub dropped_episodes: Option<usize>,
 }
 
 /// A callback receiving the [`RunStart`] of a run.
@@ -216,6 +231,7 @@ pub fn train_from_config(cfg: &TrainConfig, opts: TrainOptions<'_>) -> Result<Ru
         EnvConfig::Cartpole(c) => train(cfg, |_| c.build(), opts),
         EnvConfig::Pendulum(c) => train(cfg, |_| envs::Pendulum::new(c.clone()), opts),
         EnvConfig::PointCue(c) => train(cfg, |_| envs::PointCue::new(c.clone()), opts),
+        EnvConfig::Gym(c) => train(cfg, |_| c.build(), opts),
         EnvConfig::Custom(c) => Err(c.not_buildable().into()),
     }
 }
@@ -427,7 +443,9 @@ fn fresh_start<E: Env>(
 }
 
 /// The state of a run continued from its latest checkpoint, after checking that the
-/// checkpoint belongs to this run and that replaying the envs gives its observations.
+/// checkpoint belongs to this run and that replaying the envs gives its observations (or,
+/// for envs that cannot be replayed, after restarting their episodes: the last value is the
+/// number of episodes dropped, see the module docs).
 fn resume_start<E: Env>(
     cfg: &TrainConfig,
     run: &RunDir,
@@ -441,6 +459,7 @@ fn resume_start<E: Env>(
     TrainerState,
     RolloutState,
     MetricsWriter,
+    Option<usize>,
 )> {
     let (n, obs_dim, num_updates) = (cfg.num_envs, venv.obs_dim(), cfg.num_updates());
     let ckpt = open_latest(&run.checkpoint_dir())?;
@@ -466,22 +485,40 @@ fn resume_start<E: Env>(
             counters.num_updates
         );
     }
-    let obs = venv
-        .restore(&counters.venv)
-        .with_context(|| format!("cannot restore the envs from {}", ckpt.dir.display()))?
-        .to_vec();
-    if obs.len() != counters.obs.len()
-        || obs
-            .iter()
-            .zip(&counters.obs)
-            .any(|(a, b)| a.to_bits() != b.to_bits())
-    {
-        bail!(
-            "cannot resume from {}: replaying the envs does not give the saved observations \
-             (is the env deterministic given its seed and actions?)",
-            ckpt.dir.display()
-        );
-    }
+    let replay = venv.envs().iter().all(Env::resumes_by_replay);
+    let (obs, dropped_episodes) = if replay {
+        let obs = venv
+            .restore(&counters.venv)
+            .with_context(|| format!("cannot restore the envs from {}", ckpt.dir.display()))?
+            .to_vec();
+        if obs.len() != counters.obs.len()
+            || obs
+                .iter()
+                .zip(&counters.obs)
+                .any(|(a, b)| a.to_bits() != b.to_bits())
+        {
+            bail!(
+                "cannot resume from {}: replaying the envs does not give the saved observations \
+                 (is the env deterministic given its seed and actions?)",
+                ckpt.dir.display()
+            );
+        }
+        (obs, None)
+    } else {
+        // The saved observations cannot be reproduced, so they are not compared: each env
+        // starts its next episode (see the module docs).
+        let obs = venv
+            .restart(&counters.venv)
+            .with_context(|| format!("cannot restart the envs of {}", ckpt.dir.display()))?
+            .to_vec();
+        let in_progress = |s: &&envs::vec_env::EnvSlotState| {
+            !s.actions.is_empty() || !s.continuous_actions.is_empty()
+        };
+        (
+            obs,
+            Some(counters.venv.envs.iter().filter(in_progress).count()),
+        )
+    };
     if counters.episode_starts.len() != n {
         bail!(
             "checkpoint {} has {} episode-start flags for {n} envs",
@@ -490,7 +527,7 @@ fn resume_start<E: Env>(
         );
     }
     ckpt.check_normalizers(cfg, obs_dim)?;
-    let state = RolloutState {
+    let mut state = RolloutState {
         obs,
         episode_starts: counters.episode_starts.clone(),
         memory: memory_from_host(&counters.memory, device)?,
@@ -498,12 +535,20 @@ fn resume_start<E: Env>(
         reward_norm: counters.reward_norm.clone(),
         obs_norm: counters.obs_norm.clone(),
     };
+    if !replay {
+        // Every env is at the start of an episode: the policy's memory and the discounted
+        // returns of the reward normaliser start afresh.
+        state.episode_starts.fill(1.0);
+        if let Some(norm) = state.reward_norm.as_mut() {
+            norm.returns.fill(0.0);
+        }
+    }
     let mut metrics = MetricsWriter::resume(run.metrics_path(), counters.updates_done)?;
     // A finished run has nothing left to log: no new (empty) event file for it.
     if cfg.tensorboard && counters.updates_done < num_updates {
         metrics = metrics.with_tensorboard(&run.tensorboard_dir(), Some(counters.env_steps))?;
     }
-    Ok((model, optim, counters, state, metrics))
+    Ok((model, optim, counters, state, metrics, dropped_episodes))
 }
 
 /// Writes a checkpoint of the run as it stands (weights, optimizer, counters, RNG, envs,
@@ -673,6 +718,15 @@ fn is_periodic_checkpoint(cfg: &TrainConfig, update: usize) -> bool {
     cfg.checkpoint_every > 0 && (update == 1 || update.is_multiple_of(cfg.checkpoint_every))
 }
 
+/// What a resume of envs that cannot be replayed did, in words (see the module docs).
+pub fn dropped_episodes_note(dropped_episodes: usize) -> String {
+    format!(
+        "resumed with envs that cannot replay their episodes (Python envs): the {dropped_episodes} \
+         episode(s) in progress at the checkpoint were dropped and every env starts its next \
+         episode, so the metrics from here on differ from those of an uninterrupted run"
+    )
+}
+
 /// The line a run starts with when the trainer prints its own progress.
 fn announce(cfg: &TrainConfig, num_parameters: usize, run_dir: &std::path::Path) {
     eprintln!(
@@ -702,15 +756,19 @@ fn train_inner<E: Env>(
 
     // The lock is held for the whole run: one process at a time trains in a run directory.
     let (run, _lock, restart) = open_run(cfg, &opts)?;
-    let (mut model, mut optim, mut counters, mut state, mut metrics) = if restart {
+    let (mut model, mut optim, mut counters, mut state, mut metrics, dropped_episodes) = if restart
+    {
         let (counters, state, metrics) = fresh_start(cfg, &run, &mut venv, &model, &device)?;
-        (model, optim, counters, state, metrics)
+        (model, optim, counters, state, metrics, None)
     } else {
         resume_start(cfg, &run, &mut venv, model, optim, &device)?
     };
 
     if !opts.quiet && opts.progress.is_none() {
         announce(cfg, model.num_parameters(), &run.path);
+        if let Some(dropped) = dropped_episodes {
+            eprintln!("fbrl: {}", dropped_episodes_note(dropped));
+        }
     }
     if let Some(on_start) = opts.on_start.take() {
         on_start(&RunStart {
@@ -718,6 +776,7 @@ fn train_inner<E: Env>(
             updates_done: counters.updates_done,
             env_steps: counters.env_steps,
             restarted: restart && opts.resume,
+            dropped_episodes,
         });
     }
     let wall_at_start = counters.wall_time_s;

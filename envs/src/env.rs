@@ -687,6 +687,16 @@ pub trait Env: Send {
         None
     }
 
+    /// Whether a resumed run may rebuild this env's episode in progress by resetting it with
+    /// the episode's seed and replaying its actions ([`crate::VecEnv::restore`]): `true` (the
+    /// default) for an env that is deterministic given its reset seed and actions. An env that
+    /// says `false` (one whose state cannot be saved and whose replay cannot be vouched for,
+    /// such as an env in Python) has its episode in progress dropped when a run resumes, and
+    /// starts its next episode instead ([`crate::VecEnv::restart`]).
+    fn resumes_by_replay(&self) -> bool {
+        true
+    }
+
     /// A short name used in run directories and plot titles.
     fn name(&self) -> String {
         "custom".to_string()
@@ -717,6 +727,9 @@ impl<E: Env + ?Sized> Env for Box<E> {
     }
     fn agent_rect(&self) -> Option<[usize; 4]> {
         (**self).agent_rect()
+    }
+    fn resumes_by_replay(&self) -> bool {
+        (**self).resumes_by_replay()
     }
     fn name(&self) -> String {
         (**self).name()

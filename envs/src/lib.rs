@@ -7,6 +7,8 @@
 //! - `CueRecall`: a cue seen only at the start decides the right exit after a corridor.
 //! - `VecEnv`: N envs stepped in parallel with rayon, with auto-reset.
 //! - `check_env`: tells a user in words what is wrong with their env.
+//! - `PyGymEnv` (cargo feature `python`): a Gymnasium env written in Python, run in an
+//!   embedded interpreter.
 
 pub mod check;
 pub mod cue_recall;
@@ -16,6 +18,8 @@ pub mod gridmaze;
 pub mod gymnasium;
 pub mod pendulum;
 pub mod point_cue;
+#[cfg(feature = "python")]
+pub mod python;
 pub mod render;
 pub mod vec_env;
 
@@ -33,5 +37,7 @@ pub use gridmaze::{
 pub use gymnasium::{GridMazeGym, GymCartPole, GymnasiumAdapter, GymnasiumEnv};
 pub use pendulum::{Pendulum, PendulumConfig};
 pub use point_cue::{PointCue, PointCueConfig};
+#[cfg(feature = "python")]
+pub use python::{PyEnvSpec, PyGymEnv};
 pub use render::{Frame, GifWriter, save_gif};
 pub use vec_env::{Parallelism, VecActions, VecEnv, VecEnvState, VecStep};

@@ -31,6 +31,8 @@
 //! resetting it with the same seed and replaying those actions. This requires the envs to be
 //! deterministic given the reset seed and the actions (which [`crate::check_env`] checks), and
 //! it verifies the replay: a replay that ends early or gives different statistics is an error.
+//! Envs that cannot be replayed ([`Env::resumes_by_replay`] is `false`, e.g. envs in Python)
+//! are resumed with [`VecEnv::restart`] instead: each starts its next episode.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -927,6 +929,51 @@ impl<E: Env> VecEnv<E> {
                 replay(i, base_seed, env, slot, saved, obs)?;
             }
         }
+        self.rebuilt()
+    }
+
+    /// Starts every env's *next* episode from `state`, instead of replaying the one in
+    /// progress as [`VecEnv::restore`] does: env `i` is reset into episode
+    /// `state.envs[i].episode + 1` (with that episode's seed), its running statistics start
+    /// from zero, and the `[N × obs_dim]` first observations are returned. The base seed is
+    /// taken from `state`; the last step's rewards and flags are cleared.
+    ///
+    /// This is how a run resumes envs whose episodes cannot be replayed
+    /// ([`Env::resumes_by_replay`] is `false`): the episodes in progress at the checkpoint
+    /// are dropped (never reported as finished), and every env continues with the seeds it
+    /// would have used next.
+    pub fn restart(&mut self, state: &VecEnvState) -> Result<&[f32], EnvError> {
+        let n = self.envs.len();
+        if state.envs.len() != n {
+            return Err(EnvError::Other(format!(
+                "the saved VecEnv state has {} envs, this VecEnv has {n}",
+                state.envs.len()
+            )));
+        }
+        self.ready = false;
+        self.base_seed = state.base_seed;
+        let d = self.obs_dim;
+        for (i, (((env, slot), saved), obs)) in self
+            .envs
+            .iter_mut()
+            .zip(&mut self.slots)
+            .zip(&state.envs)
+            .zip(self.buf.obs.chunks_exact_mut(d))
+            .enumerate()
+        {
+            *slot = Slot {
+                episode: saved.episode + 1,
+                ..Slot::default()
+            };
+            env.reset(episode_seed(state.base_seed, i, slot.episode), obs)
+                .map_err(|e| in_env(i, e))?;
+        }
+        self.rebuilt()
+    }
+
+    /// Ends [`VecEnv::restore`] and [`VecEnv::restart`]: no last step (rewards and flags
+    /// cleared, `final_obs = obs`), the masks of the rebuilt envs, ready to step.
+    fn rebuilt(&mut self) -> Result<&[f32], EnvError> {
         let buf = &mut self.buf;
         buf.final_obs.copy_from_slice(&buf.obs);
         buf.rewards.fill(0.0);

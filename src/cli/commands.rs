@@ -259,7 +259,7 @@ pub(super) fn render(args: RenderArgs) -> Result<()> {
     let seed = args.seed.unwrap_or_else(|| {
         eval::eval_episode_seed(loaded.config.seed.wrapping_add(EVAL_SEED_OFFSET), 0)
     });
-    let env = loaded.config.env.build()?;
+    let env = loaded.config.env.build_for_render()?;
     let obs_norm = loaded.checkpoint.state.obs_norm.as_ref();
     let ep = eval::record_episode(
         &loaded.policy,

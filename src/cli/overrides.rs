@@ -20,7 +20,7 @@ use envs::{ActionMode, CueRecallConfig, GridMazeConfig, MazeMode};
 use serde::Serialize;
 use toml::{Table, Value};
 
-use crate::config::{EnvConfig, TrainConfig, check_label};
+use crate::config::{EnvConfig, GymEnvConfig, TrainConfig, check_label};
 
 /// The environment, as named on the command line (the `env.kind` tag of a config).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
@@ -37,6 +37,115 @@ pub enum EnvArg {
     /// Steer a point mass to the side a cue showed: continuous actions with memory
     /// (`env.kind = "point_cue"`).
     PointCue,
+}
+
+/// The prefix of a Gymnasium env on the command line: `--env gym:CartPole-v1`.
+const GYM_PREFIX: &str = "gym:";
+
+/// The value of `--env`: a built-in env, or `gym:ID` for a Gymnasium env in the embedded
+/// Python (`env.kind = "gym"`, `env.id = ID`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EnvChoice {
+    /// A built-in env.
+    Builtin(EnvArg),
+    /// A Gymnasium env id (or a factory `module:name`).
+    Gym(String),
+}
+
+impl Serialize for EnvChoice {
+    /// A built-in env as its `env.kind`; a Gymnasium env as `gym:ID`, which
+    /// [`Overrides::apply_to_tree`] splits into `env.kind` and `env.id`.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            EnvChoice::Builtin(kind) => kind.serialize(s),
+            EnvChoice::Gym(id) => s.serialize_str(&format!("{GYM_PREFIX}{id}")),
+        }
+    }
+}
+
+/// The value parser of `--env`: a built-in env's name or `gym:ID`.
+fn parse_env_choice(s: &str) -> Result<EnvChoice, String> {
+    if let Some(id) = s.strip_prefix(GYM_PREFIX) {
+        if id.trim().is_empty() {
+            return Err("gym: needs an env id, e.g. gym:CartPole-v1".into());
+        }
+        return Ok(EnvChoice::Gym(id.to_string()));
+    }
+    EnvArg::from_str(s, true)
+        .map(EnvChoice::Builtin)
+        .map_err(|_| {
+            let names: Vec<String> = EnvArg::value_variants()
+                .iter()
+                .filter_map(|v| v.to_possible_value().map(|p| p.get_name().to_string()))
+                .collect();
+            format!(
+                "expected one of {}, or gym:ID (a Gymnasium env, e.g. gym:CartPole-v1)",
+                names.join(", ")
+            )
+        })
+}
+
+/// The value parser of `--env`: [`parse_env_choice`], with the built-in envs and `gym:ID` as
+/// the possible values `--help` lists.
+#[derive(Clone, Copy, Debug)]
+struct EnvChoiceParser;
+
+impl clap::builder::TypedValueParser for EnvChoiceParser {
+    type Value = EnvChoice;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<EnvChoice, clap::Error> {
+        let text = value.to_string_lossy();
+        parse_env_choice(&text).map_err(|reason| {
+            let flag = arg.map_or_else(|| "--env".to_string(), ToString::to_string);
+            clap::Error::raw(
+                clap::error::ErrorKind::InvalidValue,
+                format!("invalid value '{text}' for '{flag}': {reason}\n"),
+            )
+            .with_cmd(cmd)
+        })
+    }
+
+    fn possible_values(
+        &self,
+    ) -> Option<Box<dyn Iterator<Item = clap::builder::PossibleValue> + '_>> {
+        let gym = clap::builder::PossibleValue::new("gym:ID").help(
+            "A Gymnasium env in the embedded Python (`env.kind = \"gym\"`, needs fbrl built \
+             with `--features python`): gymnasium.make(ID); gym:PACKAGE:ID imports the \
+             package that registers ID; gym:module:name calls a factory",
+        );
+        Some(Box::new(
+            EnvArg::value_variants()
+                .iter()
+                .filter_map(ValueEnum::to_possible_value)
+                .chain([gym]),
+        ))
+    }
+}
+
+/// The value parser of `--env-kwargs`: a JSON object, as the TOML table `env.kwargs`.
+fn parse_kwargs(s: &str) -> Result<Table, String> {
+    let json: serde_json::Value =
+        serde_json::from_str(s).map_err(|e| format!("not JSON ({e}), e.g. '{{\"size\": 9}}'"))?;
+    if !json.is_object() {
+        return Err(format!(
+            "must be a JSON object of keyword arguments, got {json}"
+        ));
+    }
+    Table::try_from(&json)
+        .map_err(|e| format!("cannot be kept in config.toml ({e}; TOML has no null)"))
+}
+
+/// The `env.kind` and, for `gym:ID`, the `env.id` of an `--env` value in a config tree.
+fn split_env_kind(value: &Value) -> (Value, Option<Value>) {
+    match value.as_str().and_then(|v| v.strip_prefix(GYM_PREFIX)) {
+        Some(id) => (Value::String("gym".into()), Some(Value::String(id.into()))),
+        None => (value.clone(), None),
+    }
 }
 
 /// Overrides of the training configuration. Every flag is optional; a flag that is given
@@ -194,13 +303,13 @@ pub struct PolicyOverrides {
     pub critic: Option<CriticKind>,
 }
 
-/// Overrides of the `[env]` keys (GridMaze's, then CueRecall's).
+/// Overrides of the `[env]` keys (GridMaze's, then CueRecall's, then a Gymnasium env's).
 #[derive(Args, Serialize, Clone, Debug, Default, PartialEq)]
 #[command(next_help_heading = "Environment")]
 pub struct EnvOverrides {
     /// Environment kind; switching kind starts from that env's default settings.
-    #[arg(id = "env.kind", long = "env", value_enum)]
-    pub kind: Option<EnvArg>,
+    #[arg(id = "env.kind", long = "env", value_name = "ENV", value_parser = EnvChoiceParser)]
+    pub kind: Option<EnvChoice>,
     /// GridMaze: side length in cells, outer walls included (odd, 7..=31).
     #[arg(long = "maze-size")]
     pub size: Option<usize>,
@@ -253,6 +362,15 @@ pub struct EnvOverrides {
     /// CueRecall: append the corridor progress to the observation.
     #[arg(long, value_name = "BOOL")]
     pub progress_feature: Option<bool>,
+    /// Gymnasium env: keyword arguments of `gymnasium.make` (or of the callable), as a JSON
+    /// object, e.g. '{"size": 9}' (recorded as the table `env.kwargs`).
+    #[arg(long = "env-kwargs", value_name = "JSON", value_parser = parse_kwargs)]
+    #[serde(skip)]
+    pub kwargs: Option<Table>,
+    /// Gymnasium env: a callable `module:fn` applied to the made env, e.g.
+    /// minigrid.wrappers:ImgObsWrapper.
+    #[arg(long, value_name = "MODULE:FN")]
+    pub wrapper: Option<String>,
 }
 
 /// The value parser of `--name`: a label [`check_label`] accepts.
@@ -394,6 +512,10 @@ impl Overrides {
         let table = Table::try_from(self).map_err(|e| self.unrepresentable(e))?;
         let mut out = Vec::new();
         leaves(&table, "", &mut out);
+        // The kwargs are one value, a table: `--env-kwargs` replaces the file's.
+        if let Some(kwargs) = &self.env.kwargs {
+            out.push(("env.kwargs".into(), Value::Table(kwargs.clone())));
+        }
         out.sort_by_key(|(key, _)| key != "env.kind");
         Ok(out
             .into_iter()
@@ -438,11 +560,17 @@ impl Overrides {
         // A new env kind starts from that kind's defaults. It is switched before `--set` is
         // applied, so that `--env X --set env.KEY=V` sets KEY of X instead of losing it.
         for a in assignments.iter().filter(|a| a.key == "env.kind") {
+            let (kind, id) = split_env_kind(&a.value);
             let env = table_at(tree, "env", &a.flag)?;
-            if env.get("kind") != Some(&a.value) {
+            if env.get("kind") != Some(&kind)
+                || id.as_ref().is_some_and(|id| env.get("id") != Some(id))
+            {
                 env.clear();
             }
-            set_path(tree, &a.key, a.value.clone(), &a.flag)?;
+            set_path(tree, &a.key, kind, &a.flag)?;
+            if let Some(id) = id {
+                set_path(tree, "env.id", id, &a.flag)?;
+            }
         }
         apply_sets(tree, &self.set)?;
         for a in assignments.iter().filter(|a| a.key != "env.kind") {
@@ -476,9 +604,15 @@ fn check_env_keys(tree: &Table, assignments: &[Assignment]) -> Result<()> {
         .and_then(Value::as_str)
         .map(str::to_string)
         .unwrap_or_else(default_env_kind);
+    let gym = GymEnvConfig {
+        wrapper: Some(String::new()),
+        kwargs: Table::from_iter([("kwarg".to_string(), Value::Integer(0))]),
+        ..GymEnvConfig::default()
+    };
     let owners = [
         env_keys(EnvConfig::Gridmaze(GridMazeConfig::default())),
         env_keys(EnvConfig::CueRecall(CueRecallConfig::default())),
+        env_keys(EnvConfig::Gym(gym)),
     ];
     for a in assignments {
         let Some(field) = a.key.strip_prefix("env.") else {
@@ -492,7 +626,11 @@ fn check_env_keys(tree: &Table, assignments: &[Assignment]) -> Result<()> {
                 "{} sets `{}`, which belongs to env.kind = \"{wants}\", but the configured env is \"{kind}\" (use --env {})",
                 a.flag,
                 a.key,
-                wants.replace('_', "-")
+                if wants == "gym" {
+                    "gym:ID".to_string()
+                } else {
+                    wants.replace('_', "-")
+                }
             );
         }
     }
@@ -859,6 +997,70 @@ mod tests {
         // A key the kind does not have is an error, not silently dropped.
         let err = resolve("", &["--env", "pendulum", "--set", "env.bogus=1"]).unwrap_err();
         assert!(format!("{err:#}").contains("bogus"), "{err:#}");
+    }
+
+    #[test]
+    fn env_gym_sets_the_id_kwargs_and_wrapper() {
+        let cfg = resolve_words(&["--env gym:CartPole-v1"]).unwrap();
+        let gym = |id: &str| GymEnvConfig {
+            id: id.into(),
+            ..GymEnvConfig::default()
+        };
+        assert_eq!(cfg.env, EnvConfig::Gym(gym("CartPole-v1")));
+        let cfg = resolve(
+            "",
+            &[
+                "--env",
+                "gym:minigrid:MiniGrid-MemoryS9-v0",
+                "--env-kwargs",
+                r#"{"agent_view_size": 5, "see_through_walls": true, "name": "x"}"#,
+                "--wrapper",
+                "minigrid.wrappers:ImgObsWrapper",
+            ],
+        )
+        .unwrap();
+        let EnvConfig::Gym(g) = &cfg.env else {
+            panic!("{:?}", cfg.env)
+        };
+        assert_eq!(g.id, "minigrid:MiniGrid-MemoryS9-v0");
+        assert_eq!(
+            g.wrapper.as_deref(),
+            Some("minigrid.wrappers:ImgObsWrapper")
+        );
+        assert_eq!(g.kwargs["agent_view_size"].as_integer(), Some(5));
+        assert_eq!(g.kwargs["see_through_walls"].as_bool(), Some(true));
+        assert_eq!(g.kwargs["name"].as_str(), Some("x"));
+        // The file's settings stay for the same id, not for another; --env-kwargs replaces the
+        // file's table.
+        let file = "[env]\nkind = \"gym\"\nid = \"A-v0\"\nkwargs = { x = 1, y = 2 }\n";
+        let kwargs = |args: &[&str]| {
+            let EnvConfig::Gym(g) = resolve(file, args).unwrap().env else {
+                panic!()
+            };
+            g.kwargs.keys().cloned().collect::<Vec<_>>()
+        };
+        assert_eq!(kwargs(&["--env", "gym:A-v0"]), ["x", "y"]);
+        assert!(kwargs(&["--env", "gym:B-v0"]).is_empty());
+        assert_eq!(kwargs(&["--env-kwargs", r#"{"z": 3}"#]), ["z"]);
+        // Bad values name the flag and say what is expected.
+        for (args, needle) in [
+            (&["--env", "gym:"][..], "gym:CartPole-v1"),
+            (&["--env", "nope"], "gym:ID"),
+            (&["--env-kwargs", "{x"], "not JSON"),
+            (&["--env-kwargs", "[1]"], "JSON object"),
+            (&["--env-kwargs", r#"{"a": null}"#], "null"),
+        ] {
+            let e = Cmd::try_parse_from(std::iter::once("test").chain(args.iter().copied()))
+                .err()
+                .unwrap_or_else(|| panic!("{args:?} was accepted"))
+                .to_string();
+            assert!(e.contains(needle), "{args:?}: {e}");
+        }
+        for flags in [["--wrapper", "m:f"], ["--env-kwargs", "{}"]] {
+            let e = resolve("", &flags).unwrap_err().to_string();
+            assert!(e.contains(flags[0]) && e.contains("--env gym:ID"), "{e}");
+        }
+        assert!(!parse(&["--env-kwargs", "{}"]).is_empty());
     }
 
     #[test]

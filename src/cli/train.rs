@@ -226,6 +226,15 @@ pub(crate) fn train(args: TrainArgs) -> Result<()> {
             }
             bar.set_position(start.env_steps);
             say(&bar, header(&cfg, start));
+            if let Some(dropped) = start.dropped_episodes {
+                say(
+                    &bar,
+                    format!(
+                        "fbrl train: {}",
+                        crate::trainer::dropped_episodes_note(dropped)
+                    ),
+                );
+            }
         }
     };
     let opts = TrainOptions {
