@@ -297,10 +297,24 @@ pub fn train<E: Env>(
             .build()
             .context("cannot build the thread pool")?;
         let make_env = &make_env;
-        pool.install(move || train_inner(cfg, make_env, opts))
+        pool.install(move || on_pool_thread(move || train_inner(cfg, make_env, opts)))
     } else {
         train_inner(cfg, &make_env, opts)
     }
+}
+
+/// Runs `f` on a pool thread; with the `python` feature, keeping that thread's Python
+/// thread state while it runs (once a Python env started the interpreter), so that Python
+/// env steps on it cost what they cost on the main thread ([`envs::python::with_thread_state`]).
+#[cfg(feature = "python")]
+fn on_pool_thread<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    envs::python::with_thread_state(f)
+}
+
+/// Runs `f` (without the `python` feature there is no Python thread state to keep).
+#[cfg(not(feature = "python"))]
+fn on_pool_thread<R>(f: impl FnOnce() -> R) -> R {
+    f()
 }
 
 /// Finds the first key whose value differs between two TOML tables (`prefix.key`).

@@ -381,6 +381,46 @@ fn a_vec_env_of_python_envs_steps_on_rayon_threads_and_restarts() {
 }
 
 #[test]
+fn with_thread_state_keeps_one_python_thread_state_on_a_worker_thread() {
+    require_python!("with_thread_state_keeps_one_python_thread_state_on_a_worker_thread");
+    // A `threading.local` value lives as long as the thread state that set it.
+    let local: Py<PyAny> = Python::with_gil(|py| {
+        py.import("threading")
+            .and_then(|t| t.call_method0("local"))
+            .map(Into::into)
+    })
+    .unwrap();
+    let set_then_read = || {
+        Python::with_gil(|py| local.setattr(py, "x", 1)).unwrap();
+        Python::with_gil(|py| local.as_ref(py).hasattr("x")).unwrap()
+    };
+    std::thread::scope(|s| {
+        // Each GIL acquisition of a thread Python did not start makes a new thread state.
+        assert!(!s.spawn(set_then_read).join().unwrap());
+        assert!(
+            s.spawn(|| envs::python::with_thread_state(set_then_read))
+                .join()
+                .unwrap()
+        );
+    });
+    // Envs step as usual inside it, on a pool thread.
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    let steps = pool.install(|| {
+        envs::python::with_thread_state(|| {
+            let mut venv = VecEnv::from_fn(2, 3, |_| PyGymEnv::make("CartPole-v1")).unwrap();
+            venv.reset().unwrap();
+            (0..50)
+                .map(|_| venv.step(&[1, 0]).unwrap().rewards.len())
+                .sum::<usize>()
+        })
+    });
+    assert_eq!(steps, 100);
+}
+
+#[test]
 fn step_before_reset_and_outside_actions_are_refused_before_python() {
     require_python!("step_before_reset_and_outside_actions_are_refused_before_python");
     let mut env = PyGymEnv::make("CartPole-v1").unwrap();
