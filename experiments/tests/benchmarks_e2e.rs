@@ -61,3 +61,23 @@ fn benchmarks_tiny_end_to_end() {
     assert!(readme.contains("| pendulum | mlp |"), "{readme}");
     std::fs::remove_dir_all(root).unwrap();
 }
+
+/// Without the `python` feature, the python-memory suite is refused with the command that
+/// builds it, before any run starts.
+#[cfg(not(feature = "python"))]
+#[test]
+fn python_memory_needs_the_python_feature() {
+    let root = std::env::temp_dir().join(format!("fbrl-e2e-bench-py-{}", std::process::id()));
+    let o = Command::new(env!("CARGO_BIN_EXE_benchmarks"))
+        .args(["--preset", "tiny", "--suites", "python-memory", "--quiet"])
+        .arg("--out")
+        .arg(root.join("out"))
+        .arg("--runs-dir")
+        .arg(root.join("runs"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{stderr}");
+    assert!(stderr.contains("--features python"), "{stderr}");
+    assert!(!root.join("runs").exists(), "no run started");
+}

@@ -18,9 +18,18 @@
 //! - `point_cue`: the continuous-action memory task (steer to the side a cue showed before a
 //!   delay), every policy. Check: each memory policy's final success is ≥ 0.9 and the
 //!   memoryless MLP's stays at chance (within 0.5 ± 0.1).
+//! - `python-memory` (cargo feature `python`; not in the default list): CleanRL `ppo_trxl`'s
+//!   documented settings on ProofofMemory-v0 (24,576 steps) and MiniGrid-MemoryS9-v0
+//!   (2,048,000 steps), Transformer and Feedback, both envs run in Python (`experiments/python/`,
+//!   put on `PYTHONPATH` by the binary itself). Not checked: CleanRL publishes no figure for
+//!   these envs; reported are the final return and success, env steps/s, and the env steps and
+//!   seconds each seed took to first reach 90 % success (`python_memory.csv`, one PNG per env
+//!   against env steps and one against wall-clock time).
 //!
 //! ```text
 //! cargo run --release -p experiments --bin benchmarks
+//! FBRL_PYTHON=~/gym-venv/bin/python cargo run --release -p experiments --features python \
+//!     --bin benchmarks -- --suites python-memory --seeds 5 --out results/benchmarks/python_memory
 //! ```
 //!
 //! Writes `results/benchmarks/` (one PNG per suite, summary.csv, README block). Runs live in
@@ -29,6 +38,7 @@
 
 use std::path::{Path, PathBuf};
 
+use agents::ppo::PpoConfig;
 use agents::{PolicyConfig, PolicyKind};
 use anyhow::{Context, Result, bail};
 use clap::{Parser, ValueEnum};
@@ -39,7 +49,7 @@ use experiments::report::{self, cell};
 use experiments::runner::{self, Job};
 use fbrl::curves::{self, Run, Summary, XAxis};
 use fbrl::plot::{LineChart, RefLine};
-use fbrl::{CartPoleConfig, EnvConfig, TrainConfig};
+use fbrl::{CartPoleConfig, EnvConfig, GymEnvConfig, TrainConfig};
 use rayon::prelude::*;
 
 /// CleanRL's `ppo.py` on CartPole-v1 with these rollout sizes: average episodic return
@@ -69,6 +79,9 @@ const POINT_CUE_LR: f64 = 2e-3;
 const POINT_CUE_STEPS: u64 = 204_800;
 /// Held-out greedy episodes per run of the memory suite.
 const EVAL_EPISODES: usize = 200;
+/// The python-memory suite's learning-speed threshold: a seed "has learned" at the first update
+/// whose logged success rate reaches this.
+const LEARNED_SUCCESS: f64 = 0.9;
 
 /// Budgets: `default` (the benchmark, ≈ 10 minutes on 2 cores) or `tiny` (seconds; for tests).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -92,6 +105,9 @@ enum Suite {
     Pendulum,
     /// The continuous-action memory task: every memory policy vs the MLP.
     PointCue,
+    /// CleanRL `ppo_trxl`'s settings on Python memory envs: Transformer vs Feedback (needs
+    /// the `python` cargo feature; not run by default).
+    PythonMemory,
 }
 
 impl Suite {
@@ -102,6 +118,100 @@ impl Suite {
             Suite::Memory => "memory",
             Suite::Pendulum => "pendulum",
             Suite::PointCue => "point_cue",
+            Suite::PythonMemory => "python_memory",
+        }
+    }
+}
+
+/// An env of the python-memory suite, with CleanRL `ppo_trxl`'s documented settings for it
+/// (docs.cleanrl.dev, "PPO-TrXL", Hyperparameters; the script's defaults for what the command
+/// does not set).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum PythonMemoryEnv {
+    /// ProofofMemory-v0 (`experiments/python/proof_of_memory.py`).
+    ProofOfMemory,
+    /// MiniGrid-MemoryS9-v0, 3×3 view, 96-step limit (`experiments/python/minigrid_memory.py`).
+    MinigridMemory,
+}
+
+/// CleanRL's settings for one env of the python-memory suite.
+struct TrxlSettings {
+    /// Directory-name stem and plot file name.
+    slug: &'static str,
+    /// The env's Gymnasium name.
+    title: &'static str,
+    /// The `module:factory` that makes it.
+    factory: &'static str,
+    /// CleanRL's `total_timesteps // batch × batch` (the steps it trains).
+    total_steps: u64,
+    num_steps: usize,
+    update_epochs: usize,
+    layers: usize,
+    heads: usize,
+    dim: usize,
+    /// `trxl_memory_length`, capped by CleanRL at the episode's step limit.
+    memory: usize,
+    vf_coef: f32,
+    max_grad_norm: f32,
+    lr: f64,
+    ent_coef: f32,
+    /// The best mean return, and the best a policy without memory can do (where known).
+    optimal: Option<f64>,
+    memoryless: Option<f64>,
+}
+
+impl PythonMemoryEnv {
+    const ALL: [PythonMemoryEnv; 2] = [
+        PythonMemoryEnv::ProofOfMemory,
+        PythonMemoryEnv::MinigridMemory,
+    ];
+
+    fn settings(self) -> TrxlSettings {
+        match self {
+            // --total_timesteps 25000 --num_envs 16 --num_steps 128 --num_minibatches 8
+            // --update_epochs 4 --trxl_num_layers 4 --trxl_num_heads 1 --trxl_dim 64
+            // --trxl_memory_length 16 --trxl_positional_encoding none --vf_coef 0.1
+            // --max_grad_norm 0.5 --init_lr 3.0e-4 --init_ent_coef 0.001 --clip_coef 0.2
+            PythonMemoryEnv::ProofOfMemory => TrxlSettings {
+                slug: "proof_of_memory",
+                title: "ProofofMemory-v0",
+                factory: "proof_of_memory:make",
+                total_steps: 24_576,
+                num_steps: 128,
+                update_epochs: 4,
+                layers: 4,
+                heads: 1,
+                dim: 64,
+                memory: 16,
+                vf_coef: 0.1,
+                max_grad_norm: 0.5,
+                lr: 3.0e-4,
+                ent_coef: 1e-3,
+                optimal: Some(1.2),
+                memoryless: Some(-0.4),
+            },
+            // --total_timesteps 2048000 --num_envs 16 --num_steps 256 --trxl_num_layers 2
+            // --trxl_num_heads 4 --trxl_dim 256 --trxl_memory_length 64 --max_grad_norm 0.25
+            // --anneal_steps 4096000 --clip_coef 0.2; defaults: 3 epochs, 8 minibatches,
+            // vf_coef 0.5, init_lr 2.75e-4, init_ent_coef 1e-4.
+            PythonMemoryEnv::MinigridMemory => TrxlSettings {
+                slug: "minigrid_memory_s9",
+                title: "MiniGrid-MemoryS9-v0",
+                factory: "minigrid_memory:make",
+                total_steps: 2_048_000,
+                num_steps: 256,
+                update_epochs: 3,
+                layers: 2,
+                heads: 4,
+                dim: 256,
+                memory: 64,
+                vf_coef: 0.5,
+                max_grad_norm: 0.25,
+                lr: 2.75e-4,
+                ent_coef: 1e-4,
+                optimal: None,
+                memoryless: None,
+            },
         }
     }
 }
@@ -116,9 +226,18 @@ struct Args {
     /// Seeds per benchmark.
     #[arg(long, default_value_t = 5)]
     seeds: u64,
-    /// Comma-separated suites to run (default: all).
+    /// Comma-separated suites to run (default: all but `python-memory`, which needs the
+    /// `python` cargo feature).
     #[arg(long, value_enum, value_delimiter = ',')]
     suites: Option<Vec<Suite>>,
+    /// The envs of the `python-memory` suite (default: both).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    python_envs: Option<Vec<PythonMemoryEnv>>,
+    /// Train the `python-memory` runs for this many env steps (whole rollouts) instead of
+    /// CleanRL's budget: a reduced run, labelled as such in the report. Use another
+    /// `--runs-dir` and `--out` than the full suite's.
+    #[arg(long)]
+    python_steps: Option<u64>,
     /// Folder for the PNGs, CSV and README.
     #[arg(long, default_value = "results/benchmarks")]
     out: PathBuf,
@@ -235,10 +354,78 @@ fn point_cue(kind: PolicyKind, preset: BudgetPreset) -> TrainConfig {
     cfg
 }
 
-fn benches(suites: &[Suite], preset: BudgetPreset) -> Vec<Bench> {
+/// CleanRL `ppo_trxl`'s settings for `env`, mapped onto `kind` (see the README of
+/// results/benchmarks/python_memory for what does not map exactly). The tiny preset keeps the
+/// model but rolls out 2 envs × one sequence (2 minibatches) for two updates.
+fn python_memory(env: PythonMemoryEnv, kind: PolicyKind, preset: BudgetPreset) -> TrainConfig {
+    let s = env.settings();
+    let mut policy = PolicyConfig::preset(kind);
+    policy.d_model = s.dim;
+    policy.n_heads = s.heads;
+    policy.n_layers = s.layers;
+    // CleanRL's feed-forward is one d × d layer with ReLU.
+    policy.d_ff = s.dim;
+    policy.span = s.memory;
+    let mut cfg = TrainConfig {
+        num_envs: 16,
+        num_steps: s.num_steps,
+        env: EnvConfig::Gym(GymEnvConfig {
+            id: s.factory.into(),
+            ..GymEnvConfig::default()
+        }),
+        policy,
+        ..TrainConfig::default()
+    };
+    cfg.ppo = PpoConfig {
+        learning_rate: s.lr,
+        // CleanRL anneals over `anneal_steps` (163.84 M for ProofofMemory: constant within
+        // 0.02 % over its 24,576 steps; 4.096 M for MiniGrid: down to 52 % by the end).
+        anneal_lr: false,
+        gamma: 0.995,
+        gae_lambda: 0.95,
+        num_minibatches: 8,
+        seq_len: Some(s.memory),
+        update_epochs: s.update_epochs,
+        norm_adv: false,
+        clip_coef: 0.2,
+        clip_vloss: true,
+        ent_coef: s.ent_coef,
+        vf_coef: s.vf_coef,
+        max_grad_norm: s.max_grad_norm,
+        target_kl: None,
+        // torch's AdamW default.
+        adam_eps: 1e-8,
+        norm_reward: false,
+        ..PpoConfig::default()
+    };
+    cfg.total_steps = s.total_steps;
+    if preset == BudgetPreset::Tiny {
+        cfg.num_envs = 2;
+        cfg.num_steps = s.memory;
+        cfg.ppo.num_minibatches = 2;
+        cfg.total_steps = 2 * cfg.batch_size() as u64;
+    }
+    cfg
+}
+
+fn benches(suites: &[Suite], python_envs: &[PythonMemoryEnv], preset: BudgetPreset) -> Vec<Bench> {
     let mut out = Vec::new();
     for &suite in suites {
         match suite {
+            Suite::PythonMemory => {
+                for &env in python_envs {
+                    for kind in [PolicyKind::Transformer, PolicyKind::Feedback] {
+                        out.push(Bench {
+                            suite,
+                            id: format!("{}__{kind}", env.settings().slug),
+                            label: format!("{kind} ({})", env.settings().title),
+                            metric: "return_mean",
+                            control: false,
+                            config: python_memory(env, kind, preset),
+                        });
+                    }
+                }
+            }
             Suite::Cartpole => {
                 let mut config = TrainConfig::preset_cartpole(PolicyKind::Mlp);
                 config.env = EnvConfig::Cartpole(CartPoleConfig::default());
@@ -358,7 +545,23 @@ fn main() -> Result<()> {
             Suite::PointCue,
         ]
     });
-    let benches = benches(&suites, args.preset);
+    let python_envs = args
+        .python_envs
+        .clone()
+        .unwrap_or_else(|| PythonMemoryEnv::ALL.to_vec());
+    if suites.contains(&Suite::PythonMemory) {
+        prepare_python_envs(&python_envs)?;
+    }
+    let mut benches = benches(&suites, &python_envs, args.preset);
+    if let Some(steps) = args.python_steps {
+        for b in benches
+            .iter_mut()
+            .filter(|b| b.suite == Suite::PythonMemory)
+        {
+            let batch = b.config.batch_size() as u64;
+            b.config.total_steps = (steps / batch).max(1) * batch;
+        }
+    }
     let runs_root = match args.preset {
         BudgetPreset::Default => args.runs_dir.clone(),
         BudgetPreset::Tiny => args.runs_dir.join("tiny"),
@@ -389,6 +592,16 @@ fn main() -> Result<()> {
     for (line, ok) in &checks {
         println!("{}  {line}", verdict(checked, *ok));
     }
+    let python_memory = if suites.contains(&Suite::PythonMemory) {
+        let seeds = python_memory_seeds(&benches, args.seeds, &runs_root)?;
+        for line in python_memory_lines(&seeds) {
+            println!("report  {line}");
+        }
+        write_python_memory_csv(&seeds, &args.out)?;
+        Some(seeds)
+    } else {
+        None
+    };
 
     // 3. Curves, summary.csv, README block.
     let pngs = plot_suites(&suites, &benches, args.seeds, &runs_root, &args.out)?;
@@ -406,6 +619,16 @@ fn main() -> Result<()> {
         t0.elapsed().as_secs_f64()
     ));
     md.push_str(&readme_block(&benches, &outcomes, &checks, checked, &pngs));
+    if let Some(seeds) = &python_memory {
+        if let Some(steps) = args.python_steps {
+            md.push_str(&format!(
+                "**Reduced budget** (`--python-steps {steps}`): the python-memory runs trained \
+                 fewer env steps than CleanRL's settings give (ProofofMemory-v0 24,576, \
+                 MiniGrid-MemoryS9-v0 2,048,000); see the env steps column.\n\n"
+            ));
+        }
+        md.push_str(&python_memory_block(seeds));
+    }
     report::update_readme(&args.out.join("README.md"), "Benchmarks", &md)?;
     eprintln!(
         "wrote {} in {:.0} s",
@@ -576,7 +799,7 @@ fn checks(benches: &[Bench], outcomes: &[Outcome]) -> Vec<(String, bool)> {
                 ),
                 s.mean >= POINT_CUE_TARGET,
             )),
-            Suite::Scale => {}
+            Suite::Scale | Suite::PythonMemory => {}
         }
     }
     let scale_pairs: Vec<(usize, usize)> = (0..benches.len())
@@ -632,6 +855,10 @@ fn plot_suites(
 ) -> Result<Vec<PathBuf>> {
     let mut pngs = Vec::new();
     for &suite in suites {
+        if suite == Suite::PythonMemory {
+            pngs.extend(plot_python_memory(benches, seeds, runs_root, out)?);
+            continue;
+        }
         let members: Vec<&Bench> = benches.iter().filter(|b| b.suite == suite).collect();
         let mut bands = Vec::new();
         for b in &members {
@@ -669,6 +896,7 @@ fn plot_suites(
                 "PointCue (continuous actions, delay 8)".to_string(),
                 "success rate",
             ),
+            Suite::PythonMemory => unreachable!("drawn by plot_python_memory"),
         };
         let mut chart = LineChart::from_bands(title, XAxis::Steps.label(), y_label, &bands);
         if suite == Suite::Pendulum {
@@ -773,7 +1001,7 @@ fn readme_block(
         "Every run uses the framework defaults: `PpoConfig::default()` (reward scaling on) and \
          the policy's preset, except where a suite sets its own: `pendulum` takes the settings \
          CleanRL's continuous PPO was measured with (γ 0.9, 4 envs × 1024 steps, 10 epochs, \
-         entropy 0, lr 1e-3), `point_cue` 16 envs × 128 steps and lr 2e-3. Final = mean of the metric over the last 10 % of env steps \
+         entropy 0, lr 1e-3), `point_cue` 16 envs × 128 steps and lr 2e-3, `python_memory` CleanRL `ppo_trxl`'s settings (below). Final = mean of the metric over the last 10 % of env steps \
          (sampled actions, as logged in training); mean [95 % Student-t CI] over seeds.\n\n",
     );
     md.push_str("| suite | benchmark | env steps | final (mean [95 % CI]) | per seed |\n");
@@ -792,7 +1020,10 @@ fn readme_block(
             fmt_seeds(o, 3)
         ));
     }
-    md.push_str("\nChecks:\n\n");
+    if !checks.is_empty() {
+        md.push_str("\nChecks:\n");
+    }
+    md.push('\n');
     for (line, ok) in checks {
         md.push_str(&format!("- **{}** {line}\n", verdict(checked, *ok)));
     }
@@ -802,4 +1033,302 @@ fn readme_block(
         md.push_str(&format!("![{name}]({name})\n\n"));
     }
     md
+}
+
+/// Puts the python-memory envs' folder on `PYTHONPATH` (restarting this process with it when
+/// it is not there: the runs' workers inherit it), then makes each env once, so that a missing
+/// interpreter or package is reported before any run starts.
+#[cfg(feature = "python")]
+fn prepare_python_envs(envs: &[PythonMemoryEnv]) -> Result<()> {
+    use std::os::unix::process::CommandExt;
+    let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/python"));
+    let current = std::env::var_os("PYTHONPATH").unwrap_or_default();
+    if !std::env::split_paths(&current).any(|p| p == dir) {
+        let others = std::env::split_paths(&current).filter(|p| !p.as_os_str().is_empty());
+        let joined = std::env::join_paths(std::iter::once(dir).chain(others))
+            .context("cannot put the python-memory envs on PYTHONPATH")?;
+        let exe = std::env::current_exe().context("cannot find this executable")?;
+        let mut args = std::env::args_os();
+        let arg0 = args.next().unwrap_or_else(|| exe.clone().into_os_string());
+        let err = std::process::Command::new(exe)
+            .arg0(arg0)
+            .args(args)
+            .env("PYTHONPATH", joined)
+            .exec();
+        return Err(err).context("cannot restart with the python-memory envs on PYTHONPATH");
+    }
+    for &env in envs {
+        python_memory(env, PolicyKind::Transformer, BudgetPreset::Tiny)
+            .env
+            .build()
+            .with_context(|| format!("cannot make {} in Python", env.settings().title))?;
+    }
+    Ok(())
+}
+
+/// The python-memory suite runs Python envs: without the `python` feature it cannot.
+#[cfg(not(feature = "python"))]
+fn prepare_python_envs(_: &[PythonMemoryEnv]) -> Result<()> {
+    bail!(
+        "the python-memory suite runs Python envs, which need the `python` cargo feature: \
+         cargo run --release -p experiments --features python --bin benchmarks -- \
+         --suites python-memory"
+    )
+}
+
+/// One python-memory run: what it reached, how fast, and when it first learned.
+struct PySeed {
+    env: PythonMemoryEnv,
+    policy: String,
+    seed: u64,
+    env_steps: f64,
+    wall_s: f64,
+    final_return: f64,
+    final_success: f64,
+    /// The logged return averaged over every update: how fast it learned, per env step.
+    mean_return: f64,
+    /// Env steps and seconds at the first update whose success rate reached
+    /// [`LEARNED_SUCCESS`] (none: never).
+    learned_at: Option<(f64, f64)>,
+}
+
+impl PySeed {
+    fn steps_per_s(&self) -> f64 {
+        self.env_steps / self.wall_s
+    }
+}
+
+/// Every python-memory run's [`PySeed`], in bench then seed order.
+fn python_memory_seeds(benches: &[Bench], seeds: u64, runs_root: &Path) -> Result<Vec<PySeed>> {
+    let mut out = Vec::new();
+    for b in benches.iter().filter(|b| b.suite == Suite::PythonMemory) {
+        let env = PythonMemoryEnv::ALL
+            .into_iter()
+            .find(|e| b.id.starts_with(&format!("{}__", e.settings().slug)))
+            .expect("a python-memory bench is named after its env");
+        for seed in 0..seeds {
+            let run = Run::load(&b.dir(runs_root, seed))?;
+            let m = &run.metrics;
+            let finals = |col: &str| -> Result<f64> {
+                let pts = m.xy("env_steps", col)?;
+                Ok(curves::final_value(&pts, FINAL_FRACTION).unwrap_or(f64::NAN))
+            };
+            let (steps, wall, success) = (
+                m.column("env_steps")?,
+                m.column("wall_time_s")?,
+                m.column("success_rate")?,
+            );
+            let learned_at =
+                (0..success.len()).find_map(|i| match (steps[i], wall[i], success[i]) {
+                    (Some(x), Some(t), Some(s)) if s >= LEARNED_SUCCESS => Some((x, t)),
+                    _ => None,
+                });
+            out.push(PySeed {
+                env,
+                policy: b.config.policy.kind.name().into(),
+                seed,
+                env_steps: m.last("env_steps")?.unwrap_or(f64::NAN),
+                wall_s: m.last("wall_time_s")?.unwrap_or(f64::NAN),
+                final_return: finals("return_mean")?,
+                final_success: finals("success_rate")?,
+                mean_return: {
+                    let r = m.xy("env_steps", "return_mean")?;
+                    r.iter().map(|p| p.1).sum::<f64>() / r.len().max(1) as f64
+                },
+                learned_at,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The python-memory runs grouped by (env, policy), in their order.
+fn python_memory_groups(seeds: &[PySeed]) -> Vec<Vec<&PySeed>> {
+    let mut groups: Vec<Vec<&PySeed>> = Vec::new();
+    for s in seeds {
+        match groups
+            .iter_mut()
+            .find(|g| g[0].env == s.env && g[0].policy == s.policy)
+        {
+            Some(g) => g.push(s),
+            None => groups.push(vec![s]),
+        }
+    }
+    groups
+}
+
+/// `mean [low, high]` of `values` with `digits` decimals.
+fn fmt_ci(values: &[f64], digits: usize) -> String {
+    curves::mean_ci95(values).map_or("-".into(), |s| {
+        format!(
+            "{:.digits$} [{:.digits$}, {:.digits$}]",
+            s.mean, s.ci_low, s.ci_high
+        )
+    })
+}
+
+/// Mean env steps and seconds to [`LEARNED_SUCCESS`] over the seeds that got there, and how
+/// many did.
+fn learned_summary(group: &[&PySeed]) -> (Option<f64>, Option<f64>, usize) {
+    let reached: Vec<(f64, f64)> = group.iter().filter_map(|s| s.learned_at).collect();
+    let mean = |f: fn(&(f64, f64)) -> f64| {
+        (!reached.is_empty()).then(|| reached.iter().map(f).sum::<f64>() / reached.len() as f64)
+    };
+    (mean(|r| r.0), mean(|r| r.1), reached.len())
+}
+
+/// One printed line per (env, policy) of the python-memory suite.
+fn python_memory_lines(seeds: &[PySeed]) -> Vec<String> {
+    python_memory_groups(seeds)
+        .iter()
+        .map(|g| {
+            let col = |f: fn(&PySeed) -> f64| g.iter().map(|s| f(s)).collect::<Vec<_>>();
+            let (steps, secs, n) = learned_summary(g);
+            format!(
+                "python-memory {} {}: final return {} (seeds: {}), final success {}, {:.0} env steps/s; success ≥ {LEARNED_SUCCESS} first after {} env steps, {} s ({n}/{} seeds)",
+                g[0].env.settings().title,
+                g[0].policy,
+                fmt_ci(&col(|s| s.final_return), 3),
+                col(|s| s.final_return)
+                    .iter()
+                    .map(|v| format!("{v:.3}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                fmt_ci(&col(|s| s.final_success), 3),
+                col(PySeed::steps_per_s).iter().sum::<f64>() / g.len() as f64,
+                steps.map_or("-".into(), |v| format!("{v:.0}")),
+                secs.map_or("-".into(), |v| format!("{v:.1}")),
+                g.len()
+            )
+        })
+        .collect()
+}
+
+/// python_memory.csv: one row per python-memory run.
+fn write_python_memory_csv(seeds: &[PySeed], out: &Path) -> Result<()> {
+    let rows: Vec<Vec<String>> = seeds
+        .iter()
+        .map(|s| {
+            vec![
+                s.env.settings().title.to_string(),
+                s.policy.clone(),
+                s.seed.to_string(),
+                format!("{:.0}", s.env_steps),
+                cell(Some(s.final_return)),
+                cell(Some(s.final_success)),
+                cell(Some(s.mean_return)),
+                cell(Some(s.wall_s)),
+                cell(Some(s.steps_per_s())),
+                cell(s.learned_at.map(|l| l.0)),
+                cell(s.learned_at.map(|l| l.1)),
+            ]
+        })
+        .collect();
+    report::write_csv(
+        &out.join("python_memory.csv"),
+        &[
+            "env",
+            "policy",
+            "seed",
+            "env_steps",
+            "final_return",
+            "final_success",
+            "mean_return_over_training",
+            "wall_s",
+            "env_steps_per_s",
+            "steps_to_success_0.9",
+            "seconds_to_success_0.9",
+        ],
+        &rows,
+    )
+}
+
+/// The python-memory part of the README block: settings, then one row per (env, policy).
+fn python_memory_block(seeds: &[PySeed]) -> String {
+    let mut md = String::from(
+        "**python-memory**: CleanRL `ppo_trxl`'s documented settings (no published figure for \
+         these envs). Final = mean over the last 10 % of env steps, mean [95 % CI] over seeds; \
+         \"return over training\" = the logged return averaged over every update (higher: learned \
+         sooner); env steps/s = a run's env steps over its wall time (one thread); \"to 90 %\" = the \
+         first update whose logged success rate is ≥ 0.9, mean over the seeds that reached it.\n\n",
+    );
+    md.push_str("| env | policy | env steps | final return | final success | return over training | env steps/s | to 90 %: env steps | to 90 %: s | seeds there |\n");
+    md.push_str("|---|---|---:|---|---|---|---:|---:|---:|---:|\n");
+    for g in python_memory_groups(seeds) {
+        let col = |f: fn(&PySeed) -> f64| g.iter().map(|s| f(s)).collect::<Vec<_>>();
+        let (steps, secs, n) = learned_summary(&g);
+        md.push_str(&format!(
+            "| {} | {} | {:.0} | {} | {} | {} | {:.0} | {} | {} | {n}/{} |\n",
+            g[0].env.settings().title,
+            g[0].policy,
+            g[0].env_steps,
+            fmt_ci(&col(|s| s.final_return), 3),
+            fmt_ci(&col(|s| s.final_success), 3),
+            fmt_ci(&col(|s| s.mean_return), 3),
+            col(PySeed::steps_per_s).iter().sum::<f64>() / g.len() as f64,
+            steps.map_or("-".into(), |v| format!("{v:.0}")),
+            secs.map_or("-".into(), |v| format!("{v:.1}")),
+            g.len()
+        ));
+    }
+    md.push('\n');
+    md
+}
+
+/// Two PNGs per python-memory env: episodic return against env steps and against wall-clock
+/// time, both policies, with the env's best and memoryless returns where known.
+fn plot_python_memory(
+    benches: &[Bench],
+    seeds: u64,
+    runs_root: &Path,
+    out: &Path,
+) -> Result<Vec<PathBuf>> {
+    let mut pngs = Vec::new();
+    for env in PythonMemoryEnv::ALL {
+        let s = env.settings();
+        let members: Vec<&Bench> = benches
+            .iter()
+            .filter(|b| {
+                b.suite == Suite::PythonMemory && b.id.starts_with(&format!("{}__", s.slug))
+            })
+            .collect();
+        if members.is_empty() {
+            continue;
+        }
+        for (axis, suffix) in [(XAxis::Steps, ""), (XAxis::Time, "_time")] {
+            let mut bands = Vec::new();
+            for b in &members {
+                let runs = (0..seeds)
+                    .map(|seed| Run::load(&b.dir(runs_root, seed)))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let smooth = (b.config.num_updates() / 50).max(1);
+                bands.push(curves::group_curve(
+                    b.config.policy.kind.name(),
+                    &runs,
+                    axis,
+                    b.metric,
+                    smooth,
+                    100,
+                )?);
+            }
+            let mut chart = LineChart::from_bands(
+                format!("{}, CleanRL ppo_trxl settings", s.title),
+                axis.label(),
+                "episodic return",
+                &bands,
+            );
+            if let Some(v) = s.optimal {
+                chart.hlines.push(RefLine::new("best possible", v));
+            }
+            if let Some(v) = s.memoryless {
+                chart.hlines.push(RefLine::new("best without memory", v));
+            }
+            let png = out.join(format!("python_memory_{}{suffix}.png", s.slug));
+            chart
+                .save(&png)
+                .with_context(|| format!("cannot write {}", png.display()))?;
+            pngs.push(png);
+        }
+    }
+    Ok(pngs)
 }
