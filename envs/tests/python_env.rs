@@ -178,6 +178,54 @@ fn a_memory_task_written_in_python_passes_check_env_with_its_masks() {
     assert!(s.truncated && !s.terminated, "{s:?}");
 }
 
+/// CleanRL `ppo_trxl`'s ProofofMemory-v0 (the `python-memory` benchmark's env, in
+/// `experiments/python/`): `check_env`, and the goal side remembered from the first
+/// observations wins where the other side loses.
+#[test]
+fn proof_of_memory_passes_check_env_and_rewards_remembering_the_goal() {
+    require_python!("proof_of_memory_passes_check_env_and_rewards_remembering_the_goal");
+    Python::with_gil(|py| {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../experiments/python");
+        let path = py
+            .import("sys")
+            .and_then(|sys| sys.getattr("path"))
+            .unwrap();
+        if !path.contains(dir).unwrap() {
+            path.call_method1("insert", (0, dir)).unwrap();
+        }
+    });
+    let spec = PyEnvSpec::new("proof_of_memory:make");
+    let mut env = PyGymEnv::new(&spec).unwrap();
+    assert_eq!(env.observation_space().shape, vec![3]);
+    assert_eq!(
+        env.action_space(),
+        ActionSpace::Discrete(envs::Discrete { n: 2 })
+    );
+    check_env(&mut env).unwrap_or_else(|e| panic!("{e}"));
+    for seed in 0..20 {
+        for remember in [true, false] {
+            let obs = env.reset_vec(seed).unwrap();
+            let good_is_right = obs[2] > 0.0;
+            let action = usize::from(good_is_right == remember);
+            let (mut ret, mut steps) = (0.0, 0);
+            let last = loop {
+                let (obs, s) = env.step_vec(action).unwrap();
+                ret += s.reward;
+                steps += 1;
+                if steps > 2 {
+                    assert_eq!((obs[0], obs[2]), (0.0, 0.0), "goals hidden after two steps");
+                }
+                if s.done() {
+                    break s;
+                }
+            };
+            assert!(last.terminated && !last.truncated, "{last:?}");
+            assert_eq!(last.info.success, Some(remember), "seed {seed}");
+            assert_eq!(ret > 0.5, remember, "seed {seed}: return {ret}");
+        }
+    }
+}
+
 #[test]
 fn seeds_map_deterministically_into_python_range() {
     require_python!("seeds_map_deterministically_into_python_range");
