@@ -102,9 +102,22 @@ pub struct TrainArgs {
     /// mean return.
     #[arg(long, value_name = "EVALS", requires = "eval_every")]
     pub patience: Option<usize>,
+    /// Train one run on the ranks of an MPI job (decentralised data-parallel PPO): `mpi`.
+    /// Needs fbrl built with the `mpi` feature and an MPI launcher (`mpirun -np N fbrl train
+    /// --distributed mpi …`, `srun --mpi=pmix …`); `num_envs` is then per rank and
+    /// `total_steps` counts the steps of all ranks.
+    #[arg(long, value_name = "BACKEND")]
+    pub distributed: Option<DistributedBackend>,
     /// Hyperparameter overrides.
     #[command(flatten)]
     pub overrides: Overrides,
+}
+
+/// How `fbrl train --distributed` spreads a run over processes.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DistributedBackend {
+    /// The ranks of an MPI job (feature `mpi`).
+    Mpi,
 }
 
 /// `fbrl eval`.
