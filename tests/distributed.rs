@@ -7,7 +7,8 @@
 //! * learning: 2 ranks × 2 envs solve CartPole with the budget of the single-process learning
 //!   test (4 envs);
 //! * faults: a rank killed with SIGKILL ends the job within a bounded time, naming the rank,
-//!   the checkpoint on disk stays loadable and a relaunch resumes from it; ranks with different
+//!   the checkpoint on disk stays loadable and a relaunch resumes from it; a rank that stops
+//!   answering (SIGSTOP) ends the job after the bounded wait; ranks with different
 //!   configs are refused; `--distributed mpi` outside a launcher says so.
 //!
 //! Skipped with a message when `mpirun` is missing, unless `FBRL_REQUIRE_MPI` is set (CI sets
@@ -100,19 +101,15 @@ fn metrics_rows(run: &Path) -> Vec<MetricsRow> {
     fbrl::metrics::read_metrics(run.join("metrics.csv")).unwrap()
 }
 
-#[test]
-fn two_ranks_take_the_steps_of_one_process_with_the_union_of_their_minibatches() {
-    let Some(mpirun) = mpirun() else { return };
+/// Runs `updates` updates of `cfg` on 2 ranks and compares the weights with the
+/// single-process reference.
+fn check_against_the_reference(mpirun: &Path, cfg: &TrainConfig, what: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = cartpole_cfg(2, 32, 2 * 2 * 32 * 10);
-    cfg.ppo.update_epochs = 2;
-    cfg.ppo.norm_obs = true;
-    cfg.checkpoint_every = 1;
-    let cfg_path = write_cfg(dir.path(), "cfg.toml", &cfg);
+    let cfg_path = write_cfg(dir.path(), "cfg.toml", cfg);
     let run_dir = dir.path().join("run");
     let updates = 3;
     let out = run(mpi_command(
-        &mpirun,
+        mpirun,
         2,
         &[
             "train",
@@ -148,9 +145,8 @@ fn two_ranks_take_the_steps_of_one_process_with_the_union_of_their_minibatches()
         .unwrap();
     let initial = flat_weights(&fresh);
     let distributed = flat_weights(&ckpt.load_model(fresh).unwrap());
-    let reference = flat_weights(
-        &reference_run(&cfg, |_| CartPoleConfig::build(&env_cfg), 2, updates).unwrap(),
-    );
+    let reference =
+        flat_weights(&reference_run(cfg, |_| CartPoleConfig::build(&env_cfg), 2, updates).unwrap());
     assert_eq!(distributed.len(), reference.len());
     let max_diff = distributed
         .iter()
@@ -163,18 +159,39 @@ fn two_ranks_take_the_steps_of_one_process_with_the_union_of_their_minibatches()
         .map(|(a, b)| (a - b).abs())
         .fold(0.0f32, f32::max);
     println!(
-        "2 ranks × 2 envs, {updates} updates: max |w_mpi − w_reference| = {max_diff:.3e} \
-         (the updates moved the weights by up to {moved:.3e})"
+        "{what}, 2 ranks × {} envs, {updates} updates: max |w_mpi − w_reference| = {max_diff:.3e} \
+         (the updates moved the weights by up to {moved:.3e})",
+        cfg.num_envs
     );
     assert!(moved > 1e-4, "the updates did not change the weights");
     assert!(
         max_diff <= 1e-5,
-        "the 2-rank weights differ from the single-process reference by {max_diff}"
+        "{what}: the 2-rank weights differ from the single-process reference by {max_diff}"
     );
-    // Rank 0 wrote every rank's state and the episodes of both ranks.
+    // Rank 0 wrote the steps of both ranks.
     let rows = metrics_rows(&run_dir);
     assert_eq!(rows.len(), updates);
-    assert_eq!(rows[updates - 1].env_steps, (updates * 2 * 2 * 32) as u64);
+    assert_eq!(
+        rows[updates - 1].env_steps,
+        (updates * 2 * cfg.num_envs * cfg.num_steps) as u64
+    );
+}
+
+#[test]
+fn two_ranks_take_the_steps_of_one_process_with_the_union_of_their_minibatches() {
+    let Some(mpirun) = mpirun() else { return };
+    // An MLP with both normalisers (their statistics merged across ranks).
+    let mut cfg = cartpole_cfg(2, 32, 2 * 2 * 32 * 10);
+    cfg.ppo.update_epochs = 2;
+    cfg.ppo.norm_obs = true;
+    cfg.checkpoint_every = 1;
+    check_against_the_reference(&mpirun, &cfg, "MLP");
+    // A GRU replaying chunks of 16 steps from stored memories (4 sequences per rank).
+    let mut cfg = cartpole_cfg(2, 32, 2 * 2 * 32 * 10);
+    cfg.policy = agents::PolicyConfig::preset(PolicyKind::Gru);
+    cfg.ppo.seq_len = Some(16);
+    cfg.checkpoint_every = 1;
+    check_against_the_reference(&mpirun, &cfg, "GRU, seq_len 16");
 }
 
 #[test]
@@ -448,4 +465,77 @@ fn distributed_outside_a_launcher_says_so() {
     assert!(!out.status.success());
     let log = text(&out);
     assert!(log.contains("needs an MPI launcher"), "{log}");
+}
+
+#[test]
+fn a_hung_rank_ends_the_job_after_the_bounded_wait() {
+    let Some(mpirun) = mpirun() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = cartpole_cfg(2, 64, 2 * 2 * 64 * 1000);
+    cfg.checkpoint_every = 2;
+    let cfg_path = write_cfg(dir.path(), "cfg.toml", &cfg);
+    let run_dir = dir.path().join("run");
+    let run_arg = run_dir.to_str().unwrap().to_string();
+    let mut cmd = mpi_command(
+        &mpirun,
+        2,
+        &[
+            "train",
+            "-q",
+            "--distributed",
+            "mpi",
+            "-c",
+            cfg_path.to_str().unwrap(),
+            "--run-dir",
+            &run_arg,
+        ],
+    );
+    cmd.env("FBRL_MPI_TIMEOUT_S", "3")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let latest = run_dir.join("checkpoint").join("latest");
+    let t0 = Instant::now();
+    while std::fs::read_to_string(&latest).unwrap_or_default().trim() < "update_000002" {
+        assert!(t0.elapsed() < Duration::from_secs(300), "no checkpoint");
+        assert!(child.try_wait().unwrap().is_none(), "the job ended early");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Rank 1 stops answering (SIGSTOP): rank 0 gives up after 3 s and the job ends.
+    let pid = rank_pid(1, &run_arg).expect("rank 1's process");
+    let stopped_at = Instant::now();
+    assert!(
+        Command::new("kill")
+            .args(["-STOP", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let Some(status) = wait_with_deadline(&mut child, Duration::from_secs(60)) else {
+        child.kill().ok();
+        Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status()
+            .ok();
+        panic!("the job still runs 60 s after rank 1 stopped answering");
+    };
+    let ended_after = stopped_at.elapsed();
+    Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .ok();
+    let log = text(&child.wait_with_output().unwrap());
+    println!(
+        "rank 1 stopped: the job ended after {:.1} s with {status}: {}",
+        ended_after.as_secs_f64(),
+        log.lines()
+            .find(|l| l.contains("no answer"))
+            .unwrap_or_default()
+    );
+    assert!(!status.success());
+    assert!(
+        log.contains("rank 0 of 2: no answer from every rank for 3 s"),
+        "{log}"
+    );
+    open_latest(&run_dir.join("checkpoint")).expect("the last checkpoint loads");
 }

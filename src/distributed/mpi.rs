@@ -104,7 +104,7 @@ impl MpiGroup {
                             let what = *watch.what.lock().unwrap_or_else(|e| e.into_inner());
                             eprintln!(
                                 "fbrl: rank {rank} of {size}: no answer from every rank for {:.0} s \
-                                 in the {what} (a rank died or hangs); ending this rank so that \
+                                 in the exchange `{what}` (a rank died or hangs); ending this rank so that \
                                  the launcher ends the job (set {TIMEOUT_ENV} to wait longer)",
                                 limit.as_secs_f64()
                             );
