@@ -293,16 +293,25 @@ fn train_mpi(_args: &TrainArgs, _cfg: &TrainConfig) -> Result<()> {
 /// every rank of the job (`MPI_Abort`) after printing it with the rank.
 #[cfg(feature = "mpi")]
 fn train_mpi(args: &TrainArgs, cfg: &TrainConfig) -> Result<()> {
+    if cfg.threads == 0 {
+        return train_mpi_rank(args, cfg);
+    }
+    // As `train` does: the whole rank runs on a worker of a pool of `threads`, MPI included
+    // (initialised, called and finalised on that one thread), so that the tensor operations'
+    // parallel loops start from inside the pool instead of handing work to it op by op.
+    crate::resources::check_threads(cfg.threads)?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(cfg.threads)
+        .build()
+        .context("cannot build the thread pool")?;
+    pool.install(|| train_mpi_rank(args, cfg))
+}
+
+#[cfg(feature = "mpi")]
+fn train_mpi_rank(args: &TrainArgs, cfg: &TrainConfig) -> Result<()> {
     use agents::ppo::Collective;
     let group = crate::distributed::mpi::MpiGroup::init()?;
     let (rank, ranks) = (group.rank(), group.size());
-    if cfg.threads > 0 {
-        // Each rank's own pool (the trainer does not apply `threads` in a distributed run);
-        // refused only when already built, which leaves the existing one.
-        let _ = rayon::ThreadPoolBuilder::new()
-            .num_threads(cfg.threads)
-            .build_global();
-    }
     let num_updates = crate::distributed::num_updates(cfg, ranks);
     let log_every = args.log_every;
     let progress: ProgressFn<'_> = Box::new(move |row: &MetricsRow| {

@@ -515,7 +515,7 @@ struct Start {
 ///
 /// Not supported here (refused): training hooks (`--eval-every`), a custom env whose name is
 /// left to the env, and resuming envs that cannot replay their episodes. `cfg.threads` is not
-/// applied (the caller sizes the global thread pool), and a stop signal is honoured after the
+/// applied (the caller runs each rank in a pool of that size, as `fbrl train` does), and a stop signal is honoured after the
 /// update under way, on every rank.
 pub fn train_distributed<E: Env>(
     cfg: &TrainConfig,
