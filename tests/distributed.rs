@@ -9,7 +9,9 @@
 //! * faults: a rank killed with SIGKILL ends the job within a bounded time, naming the rank,
 //!   the checkpoint on disk stays loadable and a relaunch resumes from it; a rank that stops
 //!   answering (SIGSTOP) ends the job after the bounded wait; ranks with different
-//!   configs are refused; `--distributed mpi` outside a launcher says so.
+//!   configs are refused; `--distributed mpi` outside a launcher says so;
+//! * rollout preemption (`--preempt-fraction`): off, no rollout is cut; on, lagging ranks stop
+//!   at sequence boundaries that leave whole minibatches.
 //!
 //! Skipped with a message when `mpirun` is missing, unless `FBRL_REQUIRE_MPI` is set (CI sets
 //! it after installing Open MPI).
@@ -538,4 +540,64 @@ fn a_hung_rank_ends_the_job_after_the_bounded_wait() {
         "{log}"
     );
     open_latest(&run_dir.join("checkpoint")).expect("the last checkpoint loads");
+}
+
+#[test]
+fn rollout_preemption_cuts_lagging_ranks_at_sequence_boundaries() {
+    let Some(mpirun) = mpirun() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = cartpole_cfg(2, 128, 2 * 2 * 128 * 40);
+    cfg.ppo.seq_len = Some(16);
+    cfg.checkpoint_every = 10;
+    let cfg_path = write_cfg(dir.path(), "cfg.toml", &cfg);
+    let steps_per_update = |run: &Path| -> Vec<u64> {
+        let rows = metrics_rows(run);
+        let mut last = 0;
+        rows.iter()
+            .map(|r| {
+                let d = r.env_steps - last;
+                last = r.env_steps;
+                d
+            })
+            .collect()
+    };
+    let full = (2 * 2 * 128) as u64;
+    for preempt in [None, Some("0.5")] {
+        let run_dir = dir.path().join(format!("run-{}", preempt.unwrap_or("off")));
+        let mut args = vec![
+            "train",
+            "-q",
+            "--distributed",
+            "mpi",
+            "-c",
+            cfg_path.to_str().unwrap(),
+            "--run-dir",
+            run_dir.to_str().unwrap(),
+        ];
+        if let Some(f) = preempt {
+            args.extend(["--preempt-fraction", f]);
+        }
+        let out = run(mpi_command(&mpirun, 2, &args));
+        assert!(out.status.success(), "mpirun failed:\n{}", text(&out));
+        let steps = steps_per_update(&run_dir);
+        assert_eq!(steps.len(), 40);
+        let cut = steps.iter().filter(|&&s| s < full).count();
+        println!(
+            "preemption {}: {cut} of 40 rollouts cut short, {} env steps in all",
+            preempt.unwrap_or("off"),
+            steps.iter().sum::<u64>()
+        );
+        match preempt {
+            // Off: every rank collects every step.
+            None => assert_eq!(cut, 0),
+            // On: a rank stops only where it keeps whole sequences of 16 steps for each of
+            // its 2 minibatches (2 envs: a multiple of 16 steps), never beyond the budget.
+            Some(_) => {
+                for &s in &steps {
+                    assert!(s <= full && s % (2 * 16) == 0, "{s} steps in an update");
+                }
+            }
+        }
+        open_latest(&run_dir.join("checkpoint")).unwrap();
+    }
 }

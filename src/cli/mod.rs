@@ -108,6 +108,11 @@ pub struct TrainArgs {
     /// `total_steps` counts the steps of all ranks.
     #[arg(long, value_name = "BACKEND")]
     pub distributed: Option<DistributedBackend>,
+    /// With --distributed: DD-PPO's rollout preemption, off by default. Once this fraction of
+    /// the ranks (0 < F ≤ 1) has finished its rollout, the others end theirs early (at a
+    /// sequence boundary) and the update weights every rank by its samples.
+    #[arg(long, value_name = "F", requires = "distributed")]
+    pub preempt_fraction: Option<f64>,
     /// Hyperparameter overrides.
     #[command(flatten)]
     pub overrides: Overrides,

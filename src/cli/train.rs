@@ -348,7 +348,10 @@ fn train_mpi_rank(args: &TrainArgs, cfg: &TrainConfig) -> Result<()> {
         lock_from: None,
         hooks: eval_hooks(args, cfg)?,
     };
-    match crate::distributed::train_distributed_from_config(cfg, opts, &group) {
+    let dopts = crate::distributed::DistributedOptions {
+        preempt_fraction: args.preempt_fraction,
+    };
+    match crate::distributed::train_distributed_from_config(cfg, opts, &dopts, &group) {
         Ok(summary) => {
             if rank == 0 {
                 eprintln!(

@@ -6,7 +6,9 @@
 //! from [`rank_seed`]`(seed, r)` (rank 0 uses the run's seed itself, so a one-rank run is
 //! seeded like a plain one). All ranks start from the same weights (drawn from `seed`, checked
 //! by a hash) and per update:
-//! 1. collect a rollout of their own envs (`num_steps` steps);
+//! 1. collect a rollout of their own envs (`num_steps` steps; with DD-PPO's preemption,
+//!    [`DistributedOptions::preempt_fraction`], a rank that lags behind stops early once
+//!    enough ranks have finished);
 //! 2. merge the normalisers' statistics: each rank's share of the rollout's observations and
 //!    discounted returns is merged, in rank order, into the statistics every rank held at the
 //!    rollout's start, so that all ranks continue with the same statistics;
@@ -50,7 +52,8 @@ use std::time::Instant;
 
 use agents::ppo::{
     Collective, FinishedEpisode, ObsNormalizer, RewardNormalizer, RolloutBuffer, RolloutState,
-    RunningMeanStd, UpdatePlan, adam, collect_rollout, ppo_update_with, shuffled_minibatches,
+    RunningMeanStd, UpdatePlan, adam, collect_rollout, collect_rollout_until, ppo_update_with,
+    shuffled_minibatches,
 };
 use agents::{ActorCritic, Policy};
 use anyhow::{Context, Result, bail};
@@ -75,6 +78,19 @@ use crate::trainer::{
     differing_key, first_difference, init_policy, is_periodic_checkpoint, metrics_row, open_run,
     report_row, stop_on_update_error,
 };
+
+/// Options of a distributed run beyond [`TrainOptions`].
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DistributedOptions {
+    /// DD-PPO's rollout preemption: once this fraction of the ranks (rounded up) has finished
+    /// its rollout, the others end theirs at the start of their next sequence that leaves
+    /// them a whole number of sequences per minibatch; the update then weights every rank by
+    /// its number of samples, as one process with the union of the rollouts would. `None`
+    /// (the default): every rank collects `num_steps` steps. A rollout cut short has fewer
+    /// steps, so the run ends with fewer than `total_steps` env steps; the equivalence with
+    /// one process holds for the rollouts as collected.
+    pub preempt_fraction: Option<f64>,
+}
 
 /// The file of a distributed checkpoint that holds every rank's state ([`RankState`]).
 pub const RANKS_FILE: &str = "ranks.json";
@@ -480,23 +496,24 @@ fn decode_after_update(b: &[u8], env_offset: usize, out: &mut Vec<FinishedEpisod
 pub fn train_distributed_from_config(
     cfg: &TrainConfig,
     opts: TrainOptions<'_>,
+    dopts: &DistributedOptions,
     comm: &dyn Collective,
 ) -> Result<RunSummary> {
     match &cfg.env {
         EnvConfig::Gridmaze(c) => {
-            train_distributed(cfg, |_| envs::GridMaze::new(c.clone()), opts, comm)
+            train_distributed(cfg, |_| envs::GridMaze::new(c.clone()), opts, dopts, comm)
         }
         EnvConfig::CueRecall(c) => {
-            train_distributed(cfg, |_| envs::CueRecall::new(c.clone()), opts, comm)
+            train_distributed(cfg, |_| envs::CueRecall::new(c.clone()), opts, dopts, comm)
         }
-        EnvConfig::Cartpole(c) => train_distributed(cfg, |_| c.build(), opts, comm),
+        EnvConfig::Cartpole(c) => train_distributed(cfg, |_| c.build(), opts, dopts, comm),
         EnvConfig::Pendulum(c) => {
-            train_distributed(cfg, |_| envs::Pendulum::new(c.clone()), opts, comm)
+            train_distributed(cfg, |_| envs::Pendulum::new(c.clone()), opts, dopts, comm)
         }
         EnvConfig::PointCue(c) => {
-            train_distributed(cfg, |_| envs::PointCue::new(c.clone()), opts, comm)
+            train_distributed(cfg, |_| envs::PointCue::new(c.clone()), opts, dopts, comm)
         }
-        EnvConfig::Gym(c) => train_distributed(cfg, |_| c.build(), opts, comm),
+        EnvConfig::Gym(c) => train_distributed(cfg, |_| c.build(), opts, dopts, comm),
         EnvConfig::Custom(c) => Err(c.not_buildable().into()),
     }
 }
@@ -521,12 +538,13 @@ pub fn train_distributed<E: Env>(
     cfg: &TrainConfig,
     make_env: impl Fn(usize) -> Result<E, EnvError> + Sync,
     mut opts: TrainOptions<'_>,
+    dopts: &DistributedOptions,
     comm: &dyn Collective,
 ) -> Result<RunSummary> {
     let started = Instant::now();
     let (rank, ranks) = (comm.rank(), comm.size());
     let options = format!(
-        "resume={} run_dir={:?} stop_after={:?} hooks={}",
+        "resume={} run_dir={:?} stop_after={:?} hooks={} {dopts:?}",
         opts.resume,
         opts.run_dir,
         opts.stop_after_updates,
@@ -538,6 +556,11 @@ pub fn train_distributed<E: Env>(
             cfg.validate()?;
             if !opts.hooks.is_empty() {
                 bail!("training hooks (--eval-every) are not supported in a distributed run");
+            }
+            if let Some(f) = dopts.preempt_fraction
+                && !(f > 0.0 && f <= 1.0)
+            {
+                bail!("the preemption fraction must be in (0, 1], got {f}");
             }
             if matches!(&cfg.env, EnvConfig::Custom(c) if c.name.is_empty()) {
                 bail!("a distributed run needs the custom env's name in its config");
@@ -741,7 +764,11 @@ pub fn train_distributed<E: Env>(
     let log_every = (num_updates / 50).max(1);
     let mut last_row = None;
     let (mut rollout_time_s, mut update_time_s) = (0.0f64, 0.0f64);
-    let global_batch = ranks * n * t_len;
+    // With preemption: how many ranks must have finished before the others stop.
+    let preempt_after = dopts
+        .preempt_fraction
+        .map(|f| ((f * ranks as f64).ceil() as usize).clamp(1, ranks));
+    let num_minibatches = cfg.ppo.num_minibatches.max(1);
 
     while counters.updates_done < stop_at {
         let update = counters.updates_done + 1;
@@ -749,22 +776,49 @@ pub fn train_distributed<E: Env>(
         let lr = cfg.ppo.learning_rate_at(update - 1, num_updates);
         let before = NormSnapshot::of(&state);
         let rollout_policy = model.valid();
-        let (mut buf, finished) = collect_rollout(
+        let seq_len = cfg.seq_len();
+        let mut seen = 0usize;
+        let mut preempt = |t: usize| match preempt_after {
+            // Only where this rank keeps a whole number of sequences per minibatch.
+            Some(after) if (n * t / seq_len).is_multiple_of(num_minibatches) => {
+                seen += comm.poll_done(update);
+                seen >= after
+            }
+            _ => false,
+        };
+        let (mut buf, finished) = collect_rollout_until(
             &rollout_policy,
             &mut venv,
             &mut state,
             t_len,
-            cfg.seq_len(),
+            seq_len,
             &device,
+            &mut preempt,
         )
         .with_context(|| format!("rollout of update {update} failed on rank {rank}"))?;
         drop(rollout_policy);
+        // Every rank's rollout length: the weights of the ranks in the update.
+        let (share, global_batch) = if preempt_after.is_some() {
+            comm.notify_done(update);
+            comm.wait_done(update, ranks - 1 - seen);
+            let lengths: Vec<u64> = comm
+                .all_gather_bytes(&(buf.num_steps as u64).to_le_bytes(), "rollout lengths")
+                .iter()
+                .map(|b| u64::from_le_bytes(b[..8].try_into().expect("8 bytes")))
+                .collect();
+            let total: u64 = lengths.iter().sum();
+            (
+                (ranks as f64 * buf.num_steps as f64 / total as f64) as f32,
+                total as usize * n,
+            )
+        } else {
+            (1.0, ranks * n * t_len)
+        };
         sync_normalizers(comm, &mut state, &before);
         let t_rollout = t0.elapsed();
         rollout_time_s += t_rollout.as_secs_f64();
         buf.compute_advantages(cfg.ppo.gamma, cfg.ppo.gae_lambda);
         let mut order: Vec<usize> = (0..buf.num_envs * buf.chunks_per_env()).collect();
-        let num_minibatches = cfg.ppo.num_minibatches.max(1);
         let rng = &mut state.rng;
         let mut minibatches =
             |_epoch: usize| shuffled_minibatches(&mut order, rng, num_minibatches);
@@ -780,6 +834,7 @@ pub fn train_distributed<E: Env>(
             UpdatePlan {
                 minibatches: &mut minibatches,
                 comm: Some(comm),
+                share,
             },
         );
         let (new_model, stats) = if rank == 0 {
@@ -1136,6 +1191,7 @@ pub fn reference_run<E: Env>(
             UpdatePlan {
                 minibatches: &mut minibatches,
                 comm: None,
+                share: 1.0,
             },
         )?;
         model = new_model;

@@ -28,6 +28,12 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 /// Exit status of a rank that gave up waiting for the others.
 pub const STALLED_EXIT: i32 = 75;
 
+/// The message tag of the rollout-preemption notices of `update` (MPI guarantees tags up to
+/// 32 767).
+fn done_tag(update: usize) -> i32 {
+    1 + (update % 30_000) as i32
+}
+
 /// The bounded wait of an exchange: [`TIMEOUT_ENV`] seconds, or [`DEFAULT_TIMEOUT`].
 pub fn timeout() -> Duration {
     std::env::var(TIMEOUT_ENV)
@@ -172,6 +178,40 @@ impl Collective for MpiGroup {
         self.watched(what, 8 * xs.len(), || {
             self.world
                 .all_reduce_into(&send[..], xs, SystemOperation::sum())
+        });
+    }
+
+    fn notify_done(&self, update: usize) {
+        // One byte per rank: sent eagerly by MPI, so this does not wait for the receivers.
+        let tag = done_tag(update);
+        let me = self.rank();
+        for r in (0..self.size()).filter(|&r| r != me) {
+            self.world
+                .process_at_rank(r as i32)
+                .send_with_tag(&1u8, tag);
+        }
+    }
+
+    fn poll_done(&self, update: usize) -> usize {
+        let tag = done_tag(update);
+        let mut seen = 0;
+        while let Some((msg, _)) = self
+            .world
+            .any_process()
+            .immediate_matched_probe_with_tag(tag)
+        {
+            let (_notice, _): (u8, _) = msg.matched_receive();
+            seen += 1;
+        }
+        seen
+    }
+
+    fn wait_done(&self, update: usize, count: usize) {
+        let tag = done_tag(update);
+        self.watched("rollout preemption notices", 0, || {
+            for _ in 0..count {
+                let (_notice, _): (u8, _) = self.world.any_process().receive_with_tag(tag);
+            }
         });
     }
 

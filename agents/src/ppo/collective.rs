@@ -32,6 +32,17 @@ pub trait Collective {
     fn all_reduce_sum_f64(&self, xs: &mut [f64], what: &'static str);
     /// Every rank's `bytes`, in rank order (the lengths may differ).
     fn all_gather_bytes(&self, bytes: &[u8], what: &'static str) -> Vec<Vec<u8>>;
+    /// Tells every other rank that this rank finished collecting the rollout of `update`
+    /// (rollout preemption); does not wait for them. A group without point-to-point
+    /// messages does nothing.
+    fn notify_done(&self, _update: usize) {}
+    /// How many other ranks have told this one (since the last call) that they finished the
+    /// rollout of `update`; does not wait.
+    fn poll_done(&self, _update: usize) -> usize {
+        0
+    }
+    /// Waits for the `count` notices of `update` not received yet, so that none is left over.
+    fn wait_done(&self, _update: usize, _count: usize) {}
 }
 
 /// The gradients of `model`'s float parameters laid out in one vector, in the module's visiting
@@ -147,11 +158,13 @@ pub fn unflatten_grads<M: Module>(
 }
 
 /// Averages the gradients of `model` over the ranks of `comm`, together with `extra` values
-/// (the minibatch's losses and diagnostics), in one exchange. Returns the averaged `extra`.
+/// (the minibatch's losses and diagnostics), in one exchange, this rank's weighted by `share`.
+/// Returns the averaged `extra`.
 pub fn average_grads<M: Module>(
     model: &M,
     grads: &mut GradientsParams,
     extra: &[f32],
+    share: f32,
     comm: &dyn Collective,
     device: &Device,
 ) -> Vec<f32> {
@@ -159,6 +172,15 @@ pub fn average_grads<M: Module>(
     let values = flat.num_values();
     let flags = flat.layout.len();
     flat.data.extend_from_slice(extra);
+    if share != 1.0 {
+        // This rank's weight in the union (see `UpdatePlan::share`); the flags stay.
+        for x in &mut flat.data[..values] {
+            *x *= share;
+        }
+        for x in &mut flat.data[values + flags..] {
+            *x *= share;
+        }
+    }
     comm.all_reduce_sum_f32(&mut flat.data, "gradient all-reduce");
     let inv = 1.0 / comm.size() as f32;
     for x in &mut flat.data[..values] {

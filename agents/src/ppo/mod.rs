@@ -30,7 +30,7 @@ pub use collective::Collective;
 pub use config::PpoConfig;
 pub use gae::{GaeInputs, compute_gae, explained_variance};
 pub use normalize::{ObsNormalizer, RewardNormalizer, RunningMeanStd};
-pub use rollout::{FinishedEpisode, RolloutState, collect_rollout};
+pub use rollout::{FinishedEpisode, RolloutState, collect_rollout, collect_rollout_until};
 pub use update::{
     UpdatePlan, UpdateStats, clip_grad_norm, ppo_update, ppo_update_with, shuffled_minibatches,
 };

@@ -344,6 +344,7 @@ pub fn ppo_update<M: ActorCritic + Module>(
         UpdatePlan {
             minibatches: &mut minibatches,
             comm: None,
+            share: 1.0,
         },
     )
 }
@@ -356,6 +357,10 @@ pub struct UpdatePlan<'a> {
     /// The ranks to average gradients, advantage statistics and diagnostics with (see
     /// [`super::collective`]); `None`: this process alone.
     pub comm: Option<&'a dyn Collective>,
+    /// With `comm`: this rank's share of every minibatch's samples times the number of ranks
+    /// (1 when every rank has as many samples); its gradient and diagnostics are weighted by it
+    /// before the ranks average them, so that the average is that of the union.
+    pub share: f32,
 }
 
 /// [`ppo_update`] with the minibatches and the group of ranks given by `plan`. With
@@ -373,7 +378,11 @@ pub fn ppo_update_with<M: ActorCritic + Module>(
     should_stop: &dyn Fn() -> bool,
     plan: UpdatePlan<'_>,
 ) -> Result<(M, UpdateStats), PpoError> {
-    let UpdatePlan { minibatches, comm } = plan;
+    let UpdatePlan {
+        minibatches,
+        comm,
+        share,
+    } = plan;
     assert_eq!(
         buf.advantages.len(),
         buf.num_steps * buf.num_envs,
@@ -446,7 +455,7 @@ pub fn ppo_update_with<M: ActorCritic + Module>(
                     kl as f32,
                     clip_frac as f32,
                 ];
-                let mean = average_grads(&model, &mut grads, &extra, comm, &inner_device);
+                let mean = average_grads(&model, &mut grads, &extra, share, comm, &inner_device);
                 if !mean[0].is_finite() {
                     return Err(non_finite("loss", mean[0]));
                 }
