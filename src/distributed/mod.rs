@@ -155,6 +155,56 @@ pub struct RankState {
     pub reward_norm: Option<RewardNormalizer>,
     /// Observation normaliser (merged statistics).
     pub obs_norm: Option<ObsNormalizer>,
+    /// The normalisers' `f64` figures as bit patterns (see [`normalizer_bits`]): JSON numbers
+    /// may come back one unit in the last place off, these exactly, so that a resume
+    /// continues bit for bit.
+    #[serde(default)]
+    pub normalizer_bits: Vec<u64>,
+}
+
+/// The `f64` figures of the normalisers of `state`, in a fixed order.
+fn normalizer_values<'a>(
+    reward: Option<&'a mut RewardNormalizer>,
+    obs: Option<&'a mut ObsNormalizer>,
+) -> Vec<&'a mut f64> {
+    let mut out: Vec<&'a mut f64> = Vec::new();
+    if let Some(n) = reward {
+        out.extend(n.return_rms.mean.iter_mut());
+        out.extend(n.return_rms.var.iter_mut());
+        out.push(&mut n.return_rms.count);
+        out.extend(n.returns.iter_mut());
+    }
+    if let Some(n) = obs {
+        out.extend(n.rms.mean.iter_mut());
+        out.extend(n.rms.var.iter_mut());
+        out.push(&mut n.rms.count);
+    }
+    out
+}
+
+/// The bit patterns of the normalisers' figures of `state` (see [`RankState`]).
+pub fn normalizer_bits(state: &RolloutState) -> Vec<u64> {
+    let (mut reward, mut obs) = (state.reward_norm.clone(), state.obs_norm.clone());
+    normalizer_values(reward.as_mut(), obs.as_mut())
+        .into_iter()
+        .map(|x| x.to_bits())
+        .collect()
+}
+
+/// Puts the figures of [`normalizer_bits`] back into `state`'s normalisers (the same shapes).
+fn restore_normalizer_bits(state: &mut RolloutState, bits: &[u64]) -> Result<()> {
+    let values = normalizer_values(state.reward_norm.as_mut(), state.obs_norm.as_mut());
+    if values.len() != bits.len() {
+        bail!(
+            "{RANKS_FILE} holds {} normaliser figures, the run's normalisers have {}",
+            bits.len(),
+            values.len()
+        );
+    }
+    for (v, b) in values.into_iter().zip(bits) {
+        *v = f64::from_bits(*b);
+    }
+    Ok(())
 }
 
 /// FNV-1a 64 hash of every float parameter's values, in visiting order.
@@ -941,6 +991,7 @@ fn rank_state<E: Env>(
         memory: memory_to_host(&state.memory)?,
         reward_norm: state.reward_norm.clone(),
         obs_norm: state.obs_norm.clone(),
+        normalizer_bits: normalizer_bits(state),
     })
 }
 
@@ -1098,7 +1149,7 @@ fn resume_rank<E: Env>(
     }
     let model = ckpt.load_model(model)?;
     let optim = ckpt.load_optim(optim)?;
-    let state = RolloutState {
+    let mut state = RolloutState {
         obs,
         episode_starts: mine.episode_starts.clone(),
         memory: memory_from_host(&mine.memory, device)?,
@@ -1106,6 +1157,10 @@ fn resume_rank<E: Env>(
         reward_norm: mine.reward_norm.clone(),
         obs_norm: mine.obs_norm.clone(),
     };
+    if !mine.normalizer_bits.is_empty() {
+        restore_normalizer_bits(&mut state, &mine.normalizer_bits)
+            .with_context(|| format!("cannot resume rank {rank} from {}", dir.display()))?;
+    }
     if let Some(n) = &state.reward_norm {
         n.check(cfg.num_envs)
             .map_err(|e| anyhow::anyhow!("rank {rank}'s reward normaliser: {e}"))?;
