@@ -269,6 +269,18 @@ pub fn save_checkpoint<M: Module>(
     optim: &ModuleOptimizer,
     state: &TrainerState,
 ) -> Result<PathBuf> {
+    save_checkpoint_with(ckpt_root, model, optim, state, &[])
+}
+
+/// [`save_checkpoint`] with `extra` files `(name, bytes)` written into the checkpoint folder
+/// and listed in its manifest (read back with [`VerifiedCheckpoint::read_extra`]).
+pub fn save_checkpoint_with<M: Module>(
+    ckpt_root: &Path,
+    model: &M,
+    optim: &ModuleOptimizer,
+    state: &TrainerState,
+    extra: &[(&str, &[u8])],
+) -> Result<PathBuf> {
     fs::create_dir_all(ckpt_root)
         .with_context(|| format!("cannot create {}", ckpt_root.display()))?;
     let name = checkpoint_name(state.updates_done);
@@ -290,8 +302,15 @@ pub fn save_checkpoint<M: Module>(
     fs::write(tmp.join(STATE_FILE), &json)
         .with_context(|| format!("cannot write {}", tmp.join(STATE_FILE).display()))?;
 
+    for (name, bytes) in extra {
+        fs::write(tmp.join(name), bytes)
+            .with_context(|| format!("cannot write {}", tmp.join(name).display()))?;
+    }
     let mut files = Vec::new();
-    for f in [MODEL_FILE, OPTIM_FILE, STATE_FILE] {
+    let names = [MODEL_FILE, OPTIM_FILE, STATE_FILE]
+        .into_iter()
+        .chain(extra.iter().map(|(name, _)| *name));
+    for f in names {
         let p = tmp.join(f);
         let bytes = fs::read(&p).with_context(|| format!("cannot read back {}", p.display()))?;
         fsync_file(&p)?;
@@ -378,6 +397,30 @@ impl VerifiedCheckpoint {
         model
             .try_load_record(record)
             .map_err(|e| anyhow::anyhow!("cannot load weights from {}: {e}", p.display()))
+    }
+
+    /// The bytes of the extra file `name` (see [`save_checkpoint_with`]), checked against the
+    /// manifest; `None` when the checkpoint has no such file.
+    pub fn read_extra(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        let mpath = self.dir.join(MANIFEST_FILE);
+        let mbytes =
+            fs::read(&mpath).with_context(|| format!("cannot read {}", mpath.display()))?;
+        let manifest: Manifest = serde_json::from_slice(&mbytes)
+            .with_context(|| format!("checkpoint file {} is corrupted", mpath.display()))?;
+        let Some(entry) = manifest.files.iter().find(|e| e.name == name) else {
+            return Ok(None);
+        };
+        let p = self.dir.join(name);
+        let bytes = fs::read(&p)
+            .with_context(|| format!("checkpoint file {} is missing or unreadable", p.display()))?;
+        if bytes.len() as u64 != entry.len || format!("{:016x}", fnv64(&bytes)) != entry.fnv64 {
+            bail!(
+                "checkpoint file {} is truncated or corrupted (its length or hash differs from \
+                 the manifest's)",
+                p.display()
+            );
+        }
+        Ok(Some(bytes))
     }
 
     /// Path of the trainer-state file.

@@ -10,6 +10,7 @@ pub use envs;
 pub mod attention_view;
 pub mod checkpoint;
 pub mod config;
+pub mod distributed;
 pub mod eval;
 pub mod hooks;
 pub mod metrics;

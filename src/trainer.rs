@@ -239,7 +239,7 @@ pub fn train_from_config(cfg: &TrainConfig, opts: TrainOptions<'_>) -> Result<Ru
 /// Checks that the envs a caller built match the run's recorded `[env]`, so that the run's
 /// `config.toml` describes what was trained: for a built-in kind, env 0 must have the spaces
 /// of the env the config builds. A custom env is taken at its word.
-fn check_envs_match_config<E: Env>(cfg: &TrainConfig, env: &E) -> Result<()> {
+pub(crate) fn check_envs_match_config<E: Env>(cfg: &TrainConfig, env: &E) -> Result<()> {
     if matches!(cfg.env, EnvConfig::Custom(_)) {
         return Ok(());
     }
@@ -318,7 +318,7 @@ fn on_pool_thread<R>(f: impl FnOnce() -> R) -> R {
 }
 
 /// Finds the first key whose value differs between two TOML tables (`prefix.key`).
-fn first_difference(a: &toml::Table, b: &toml::Table, prefix: &str) -> Option<String> {
+pub(crate) fn first_difference(a: &toml::Table, b: &toml::Table, prefix: &str) -> Option<String> {
     let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
     // A table's `kind` (the env's, the policy's) decides what its other keys mean: when it
     // differs, it is the difference to name, not the first key the other kind lacks.
@@ -601,7 +601,10 @@ fn checkpoint_now<E: Env>(
 
 /// Opens the run of `opts` (resume) or creates it, and takes its lock. The flag says whether
 /// it starts at update 0 (a new run, or one killed before its first checkpoint).
-fn open_run(cfg: &TrainConfig, opts: &TrainOptions<'_>) -> Result<(RunDir, RunLock, bool)> {
+pub(crate) fn open_run(
+    cfg: &TrainConfig,
+    opts: &TrainOptions<'_>,
+) -> Result<(RunDir, RunLock, bool)> {
     if !opts.resume {
         let run = RunDir::create_for(cfg, opts.run_dir.as_deref())?;
         let lock = RunLock::acquire_from(&run.path, opts.lock_from)?;
@@ -638,7 +641,7 @@ fn open_run(cfg: &TrainConfig, opts: &TrainOptions<'_>) -> Result<(RunDir, RunLo
 
 /// The result of a PPO update, or the error that stops the run: a non-finite loss or
 /// gradient names the last good checkpoint.
-fn stop_on_update_error<T>(
+pub(crate) fn stop_on_update_error<T>(
     result: Result<T, PpoError>,
     update: usize,
     ckpt_root: &std::path::Path,
@@ -666,7 +669,7 @@ fn stop_on_update_error<T>(
 }
 
 /// The metrics row of the update `counters` has just counted.
-fn metrics_row(
+pub(crate) fn metrics_row(
     counters: &TrainerState,
     stats: &UpdateStats,
     lr: f64,
@@ -693,7 +696,12 @@ fn metrics_row(
 }
 
 /// Hands the row to the progress callback, or prints a line every `log_every` updates.
-fn report_row(opts: &mut TrainOptions<'_>, row: &MetricsRow, num_updates: usize, log_every: usize) {
+pub(crate) fn report_row(
+    opts: &mut TrainOptions<'_>,
+    row: &MetricsRow,
+    num_updates: usize,
+    log_every: usize,
+) {
     let update = row.update;
     if let Some(cb) = opts.progress.as_mut() {
         cb(row);
@@ -728,7 +736,7 @@ fn build_envs_and_policy<E: Env>(
 
 /// Whether `cfg.checkpoint_every` asks for a checkpoint after `update`. The first one comes
 /// after update 1, so that a crash early on loses little.
-fn is_periodic_checkpoint(cfg: &TrainConfig, update: usize) -> bool {
+pub(crate) fn is_periodic_checkpoint(cfg: &TrainConfig, update: usize) -> bool {
     cfg.checkpoint_every > 0 && (update == 1 || update.is_multiple_of(cfg.checkpoint_every))
 }
 
@@ -742,7 +750,7 @@ pub fn dropped_episodes_note(dropped_episodes: usize) -> String {
 }
 
 /// The line a run starts with when the trainer prints its own progress.
-fn announce(cfg: &TrainConfig, num_parameters: usize, run_dir: &std::path::Path) {
+pub(crate) fn announce(cfg: &TrainConfig, num_parameters: usize, run_dir: &std::path::Path) {
     eprintln!(
         "fbrl: {} · {} ({num_parameters} parameters) · {} envs × {} steps · {} updates → {}",
         cfg.env.name(),
@@ -994,7 +1002,7 @@ fn run_hooks<E: Env>(
 }
 
 /// Builds the policy of `cfg` on `device`, with the error naming the key.
-fn init_policy(
+pub(crate) fn init_policy(
     cfg: &PolicyConfig,
     obs_dim: usize,
     dist: &agents::ActionDist,

@@ -96,6 +96,17 @@ fn help_documents_commands_and_every_hyperparameter_flag() {
     }
 }
 
+/// Without the `mpi` feature, `--distributed mpi` says how to get it (with the feature, the
+/// `distributed` test covers it).
+#[cfg(not(feature = "mpi"))]
+#[test]
+fn distributed_training_needs_the_mpi_feature() {
+    assert_fails_naming(
+        &["train", "--distributed", "mpi"],
+        &["--distributed mpi", "`mpi` feature", "--features mpi"],
+    );
+}
+
 #[test]
 fn config_errors_name_the_key() {
     let dir = tempfile::tempdir().unwrap();

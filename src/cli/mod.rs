@@ -102,9 +102,27 @@ pub struct TrainArgs {
     /// mean return.
     #[arg(long, value_name = "EVALS", requires = "eval_every")]
     pub patience: Option<usize>,
+    /// Train one run on the ranks of an MPI job (decentralised data-parallel PPO): `mpi`.
+    /// Needs fbrl built with the `mpi` feature and an MPI launcher (`mpirun -np N fbrl train
+    /// --distributed mpi …`, `srun --mpi=pmix …`); `num_envs` is then per rank and
+    /// `total_steps` counts the steps of all ranks.
+    #[arg(long, value_name = "BACKEND")]
+    pub distributed: Option<DistributedBackend>,
+    /// With --distributed: DD-PPO's rollout preemption, off by default. Once this fraction of
+    /// the ranks (0 < F ≤ 1) has finished its rollout, the others end theirs early (at a
+    /// sequence boundary) and the update weights every rank by its samples.
+    #[arg(long, value_name = "F", requires = "distributed")]
+    pub preempt_fraction: Option<f64>,
     /// Hyperparameter overrides.
     #[command(flatten)]
     pub overrides: Overrides,
+}
+
+/// How `fbrl train --distributed` spreads a run over processes.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DistributedBackend {
+    /// The ranks of an MPI job (feature `mpi`).
+    Mpi,
 }
 
 /// `fbrl eval`.

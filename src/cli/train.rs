@@ -207,6 +207,9 @@ pub(crate) fn train(args: TrainArgs) -> Result<()> {
         print!("{}", cfg.to_toml());
         return Ok(());
     }
+    if let Some(super::DistributedBackend::Mpi) = args.distributed {
+        return train_mpi(&args, &cfg);
+    }
     let num_updates = cfg.num_updates();
     let total_steps = num_updates as u64 * cfg.batch_size() as u64;
     let bar = progress_bar(args.quiet, total_steps);
@@ -273,4 +276,126 @@ pub(crate) fn train(args: TrainArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// `fbrl train --distributed mpi` without the `mpi` feature.
+#[cfg(not(feature = "mpi"))]
+fn train_mpi(_args: &TrainArgs, _cfg: &TrainConfig) -> Result<()> {
+    bail!(
+        "--distributed mpi needs fbrl built with the `mpi` feature: cargo build --release \
+         --features mpi (with an MPI library and its headers, e.g. Debian's openmpi-bin and \
+         libopenmpi-dev, and libclang-dev)"
+    )
+}
+
+/// `fbrl train --distributed mpi`: this process is one rank of the job (see
+/// [`crate::distributed`]); rank 0 prints the progress lines and the summary. An error ends
+/// every rank of the job (`MPI_Abort`) after printing it with the rank.
+#[cfg(feature = "mpi")]
+fn train_mpi(args: &TrainArgs, cfg: &TrainConfig) -> Result<()> {
+    if cfg.threads == 0 {
+        return train_mpi_rank(args, cfg);
+    }
+    // As `train` does: the whole rank runs on a worker of a pool of `threads`, MPI included
+    // (initialised, called and finalised on that one thread), so that the tensor operations'
+    // parallel loops start from inside the pool instead of handing work to it op by op.
+    crate::resources::check_threads(cfg.threads)?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(cfg.threads)
+        .build()
+        .context("cannot build the thread pool")?;
+    pool.install(|| train_mpi_rank(args, cfg))
+}
+
+#[cfg(feature = "mpi")]
+fn train_mpi_rank(args: &TrainArgs, cfg: &TrainConfig) -> Result<()> {
+    use agents::ppo::Collective;
+    let group = crate::distributed::mpi::MpiGroup::init()?;
+    let (rank, ranks) = (group.rank(), group.size());
+    let num_updates = crate::distributed::num_updates(cfg, ranks);
+    let log_every = args.log_every;
+    let progress: ProgressFn<'_> = Box::new(move |row: &MetricsRow| {
+        if row.update.is_multiple_of(log_every) || row.update == num_updates {
+            eprintln!("{}", log_line(row, num_updates));
+        }
+    });
+    let opts = TrainOptions {
+        run_dir: args.resume.clone().or_else(|| args.run_dir.clone()),
+        resume: args.resume.is_some(),
+        quiet: args.quiet || rank != 0,
+        progress: (rank == 0).then_some(progress),
+        stop_after_updates: args.stop_after,
+        stop: Some(StopFlag::install()?),
+        on_start: (rank == 0).then(|| -> crate::trainer::StartFn<'_> {
+            let cfg = cfg.clone();
+            Box::new(move |start: &RunStart| {
+                eprintln!(
+                    "fbrl train: {} · {} · {ranks} ranks × {} envs × {} steps · {num_updates} \
+                     updates → {}{}",
+                    cfg.env.name(),
+                    cfg.policy.kind.name(),
+                    cfg.num_envs,
+                    cfg.num_steps,
+                    start.run_dir.display(),
+                    if start.updates_done > 0 {
+                        format!(" (resuming after update {})", start.updates_done)
+                    } else {
+                        String::new()
+                    }
+                );
+            })
+        }),
+        lock_from: None,
+        hooks: eval_hooks(args, cfg)?,
+    };
+    let dopts = crate::distributed::DistributedOptions {
+        preempt_fraction: args.preempt_fraction,
+    };
+    match crate::distributed::train_distributed_from_config(cfg, opts, &dopts, &group) {
+        Ok(summary) => {
+            if rank == 0 {
+                eprintln!(
+                    "fbrl train: {} updates / {} env steps on {ranks} ranks in {:.1} s ({:.0} \
+                     steps/s this session) → {}",
+                    summary.updates_done,
+                    summary.env_steps,
+                    summary.wall_time_s,
+                    summary.steps_per_s,
+                    summary.run_dir.display()
+                );
+                let x = group.exchanged();
+                eprintln!(
+                    "fbrl train: rank 0's exchanges: {} calls, {:.1} MB sent, {:.2} s in them \
+                     ({:.1} % of the session; rollout {:.1} s, update {:.1} s)",
+                    x.calls,
+                    x.bytes as f64 / 1e6,
+                    x.seconds,
+                    100.0 * x.seconds / (summary.rollout_time_s + summary.update_time_s).max(1e-9),
+                    summary.rollout_time_s,
+                    summary.update_time_s
+                );
+                if summary.updates_done < summary.num_updates {
+                    eprintln!(
+                        "stopped after update {} of {}; continue with: mpirun -np {ranks} fbrl \
+                         train --distributed mpi --resume {}",
+                        summary.updates_done,
+                        summary.num_updates,
+                        summary.run_dir.display()
+                    );
+                }
+            }
+            Ok(())
+        }
+        Err(e) => {
+            if let Some(stopped) = e.downcast_ref::<Interrupted>() {
+                if rank == 0 {
+                    eprintln!("fbrl train: {stopped}");
+                }
+                drop(group);
+                std::process::exit(stopped.exit_code());
+            }
+            eprintln!("fbrl train (rank {rank} of {ranks}): {e:#}");
+            group.abort(1)
+        }
+    }
 }

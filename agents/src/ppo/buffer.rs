@@ -143,6 +143,95 @@ impl RolloutBuffer {
         self.returns = ret;
     }
 
+    /// One buffer holding the envs of `parts` side by side (part 0's envs first): the rollout
+    /// of one process with all their envs, e.g. the union of the rollouts of data-parallel
+    /// ranks. The parts must have the same number of steps, observation size, distribution
+    /// and sequence length. Sequence `u` of part `p` with `S` sequences per part becomes
+    /// sequence `p · S + u`.
+    pub fn concat_envs(parts: &[RolloutBuffer]) -> Self {
+        let first = &parts[0];
+        let t_len = first.num_steps;
+        for p in parts {
+            assert_eq!(
+                (p.num_steps, p.obs_dim, p.seq_len, p.num_envs),
+                (t_len, first.obs_dim, first.seq_len, first.num_envs),
+                "concat_envs needs buffers of the same shape"
+            );
+        }
+        let n: usize = parts.iter().map(|p| p.num_envs).sum();
+        let time_major = |get: &dyn Fn(&RolloutBuffer) -> &[f32], width: usize| -> Vec<f32> {
+            let mut out = Vec::with_capacity(t_len * n * width);
+            for t in 0..t_len {
+                for p in parts {
+                    let row = p.num_envs * width;
+                    out.extend_from_slice(&get(p)[t * row..(t + 1) * row]);
+                }
+            }
+            out
+        };
+        let bools = |get: &dyn Fn(&RolloutBuffer) -> &[bool], width: usize| -> Vec<bool> {
+            let mut out = Vec::with_capacity(t_len * n * width);
+            for t in 0..t_len {
+                for p in parts {
+                    let row = p.num_envs * width;
+                    out.extend_from_slice(&get(p)[t * row..(t + 1) * row]);
+                }
+            }
+            out
+        };
+        let width = first.dist.action_width();
+        let masks = match first.dist.mask_width() {
+            Some(m) if !first.masks.is_empty() => bools(&|p| &p.masks, m),
+            _ => Vec::new(),
+        };
+        let mut info_scalars: Vec<(&'static str, f64, u64)> = Vec::new();
+        for p in parts {
+            for &(name, sum, count) in &p.info_scalars {
+                match info_scalars.iter_mut().find(|(n, _, _)| *n == name) {
+                    Some((_, s, c)) => {
+                        *s += sum;
+                        *c += count;
+                    }
+                    None => info_scalars.push((name, sum, count)),
+                }
+            }
+        }
+        let computed = parts.iter().all(|p| !p.advantages.is_empty());
+        Self {
+            num_steps: t_len,
+            num_envs: n,
+            obs_dim: first.obs_dim,
+            obs: time_major(&|p| &p.obs, first.obs_dim),
+            dist: first.dist.clone(),
+            actions: time_major(&|p| &p.actions, width),
+            masks,
+            logprobs: time_major(&|p| &p.logprobs, 1),
+            rewards: time_major(&|p| &p.rewards, 1),
+            terminated: bools(&|p| &p.terminated, 1),
+            truncated: bools(&|p| &p.truncated, 1),
+            values: time_major(&|p| &p.values, 1),
+            truncation_values: time_major(&|p| &p.truncation_values, 1),
+            episode_starts: time_major(&|p| &p.episode_starts, 1),
+            last_values: parts.iter().flat_map(|p| p.last_values.clone()).collect(),
+            memory0: Memory::cat(parts.iter().map(|p| p.memory0.clone()).collect()),
+            seq_len: first.seq_len,
+            chunk_memories: (0..first.chunk_memories.len())
+                .map(|k| Memory::cat(parts.iter().map(|p| p.chunk_memories[k].clone()).collect()))
+                .collect(),
+            advantages: if computed {
+                time_major(&|p| &p.advantages, 1)
+            } else {
+                Vec::new()
+            },
+            returns: if computed {
+                time_major(&|p| &p.returns, 1)
+            } else {
+                Vec::new()
+            },
+            info_scalars,
+        }
+    }
+
     /// Number of sequences per env, `num_steps / seq_len`.
     pub fn chunks_per_env(&self) -> usize {
         self.num_steps / self.seq_len.max(1)

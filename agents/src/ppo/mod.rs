@@ -14,6 +14,7 @@
 //!    entropy bonus, per-minibatch advantage normalisation, global grad-norm clipping, Adam.
 
 pub mod buffer;
+pub mod collective;
 pub mod config;
 pub mod gae;
 pub mod normalize;
@@ -25,11 +26,14 @@ use thiserror::Error;
 
 pub use crate::distribution::sample_categorical;
 pub use buffer::RolloutBuffer;
+pub use collective::Collective;
 pub use config::PpoConfig;
 pub use gae::{GaeInputs, compute_gae, explained_variance};
 pub use normalize::{ObsNormalizer, RewardNormalizer, RunningMeanStd};
-pub use rollout::{FinishedEpisode, RolloutState, collect_rollout};
-pub use update::{UpdateStats, clip_grad_norm, ppo_update};
+pub use rollout::{FinishedEpisode, RolloutState, collect_rollout, collect_rollout_until};
+pub use update::{
+    UpdatePlan, UpdateStats, clip_grad_norm, ppo_update, ppo_update_with, shuffled_minibatches,
+};
 
 /// Errors of the PPO machinery.
 #[derive(Debug, Error)]

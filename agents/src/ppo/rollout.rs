@@ -88,6 +88,24 @@ pub fn collect_rollout<P: ActorCritic, E: Env>(
     seq_len: usize,
     device: &Device,
 ) -> Result<(RolloutBuffer, Vec<FinishedEpisode>), PpoError> {
+    collect_rollout_until(policy, venv, state, num_steps, seq_len, device, &mut |_| {
+        false
+    })
+}
+
+/// [`collect_rollout`] that may end early: before each step `t` that starts a sequence
+/// (`t` a multiple of `seq_len`, `0 < t < num_steps`), `stop(t)` is asked, and when it says
+/// yes the rollout ends there with `t` steps (the buffer's `num_steps`). Data-parallel
+/// training uses it to preempt the ranks that lag behind.
+pub fn collect_rollout_until<P: ActorCritic, E: Env>(
+    policy: &P,
+    venv: &mut VecEnv<E>,
+    state: &mut RolloutState,
+    num_steps: usize,
+    seq_len: usize,
+    device: &Device,
+    stop: &mut dyn FnMut(usize) -> bool,
+) -> Result<(RolloutBuffer, Vec<FinishedEpisode>), PpoError> {
     if seq_len == 0 || !num_steps.is_multiple_of(seq_len) {
         return Err(PpoError::InvalidConfig {
             key: "ppo.seq_len",
@@ -111,6 +129,10 @@ pub fn collect_rollout<P: ActorCritic, E: Env>(
     buf.seq_len = seq_len;
     for t in 0..num_steps {
         if t > 0 && t.is_multiple_of(seq_len) {
+            if stop(t) {
+                buf.num_steps = t;
+                break;
+            }
             buf.chunk_memories.push(state.memory.clone());
         }
         if let Some(norm) = state.obs_norm.as_mut() {

@@ -14,6 +14,7 @@ use crate::memory::Memory;
 
 use super::PpoError;
 use super::buffer::RolloutBuffer;
+use super::collective::{Collective, average_grads, global_explained_variance, global_mean_std};
 use super::config::PpoConfig;
 use super::gae::explained_variance;
 use super::rollout::to_host;
@@ -112,6 +113,21 @@ fn shuffle(xs: &mut [usize], rng: &mut ChaCha8Rng) {
     }
 }
 
+/// One epoch's minibatches as [`ppo_update`] draws them: `order` (the sequence indices,
+/// carried from epoch to epoch) shuffled in place with `rng`, then cut into `num_minibatches`
+/// consecutive groups.
+pub fn shuffled_minibatches(
+    order: &mut [usize],
+    rng: &mut ChaCha8Rng,
+    num_minibatches: usize,
+) -> Vec<Vec<usize>> {
+    shuffle(order, rng);
+    order
+        .chunks(order.len() / num_minibatches.max(1))
+        .map(<[usize]>::to_vec)
+        .collect()
+}
+
 /// One minibatch of sequences `[B, L]` (whole rollouts of `B` envs, or `B` chunks of length
 /// `L`): the model's inputs as tensors on the autodiff device, the rollout's targets on the
 /// host.
@@ -130,12 +146,22 @@ struct Minibatch {
 impl Minibatch {
     /// The sequences `units` from `buf` (see [`RolloutBuffer::sequence_major`]), advantages
     /// normalised when `norm_adv`.
-    fn gather(buf: &RolloutBuffer, units: &[usize], norm_adv: bool, device: &Device) -> Self {
+    fn gather(
+        buf: &RolloutBuffer,
+        units: &[usize],
+        norm_adv: bool,
+        device: &Device,
+        comm: Option<&dyn Collective>,
+    ) -> Self {
         let (b, t_len, obs_dim) = (units.len(), buf.seq_len, buf.obs_dim);
         let float = |data: &[f32], width: usize| buf.sequence_major(data, width, units);
         let mut advantages = float(&buf.advantages, 1);
         if norm_adv {
-            let (m, s) = mean_std(&advantages);
+            // Over the union of the ranks' minibatches when the update is distributed.
+            let (m, s) = match comm {
+                Some(comm) => global_mean_std(&advantages, comm),
+                None => mean_std(&advantages),
+            };
             for a in &mut advantages {
                 *a = ((f64::from(*a) - m) / (s + 1e-8)) as f32;
             }
@@ -293,7 +319,7 @@ impl StatSums {
 /// minibatch; once it says yes the update ends with [`PpoError::Interrupted`] (the weights
 /// and optimizer are then part-way through the update: the caller resumes from a checkpoint).
 pub fn ppo_update<M: ActorCritic + Module>(
-    mut model: M,
+    model: M,
     optim: &mut ModuleOptimizer,
     buf: &RolloutBuffer,
     cfg: &PpoConfig,
@@ -303,6 +329,60 @@ pub fn ppo_update<M: ActorCritic + Module>(
     update: usize,
     should_stop: &dyn Fn() -> bool,
 ) -> Result<(M, UpdateStats), PpoError> {
+    let mut order: Vec<usize> = (0..buf.num_envs * buf.chunks_per_env()).collect();
+    let mut minibatches =
+        |_epoch: usize| shuffled_minibatches(&mut order, rng, cfg.num_minibatches.max(1));
+    ppo_update_with(
+        model,
+        optim,
+        buf,
+        cfg,
+        lr,
+        device,
+        update,
+        should_stop,
+        UpdatePlan {
+            minibatches: &mut minibatches,
+            comm: None,
+            share: 1.0,
+        },
+    )
+}
+
+/// How [`ppo_update_with`] draws its minibatches and with whom it averages its gradients.
+pub struct UpdatePlan<'a> {
+    /// The minibatches of epoch `e` (0-based), as lists of sequence indices (see
+    /// [`RolloutBuffer::sequence_major`]); [`ppo_update`] uses [`shuffled_minibatches`].
+    pub minibatches: &'a mut dyn FnMut(usize) -> Vec<Vec<usize>>,
+    /// The ranks to average gradients, advantage statistics and diagnostics with (see
+    /// [`super::collective`]); `None`: this process alone.
+    pub comm: Option<&'a dyn Collective>,
+    /// With `comm`: this rank's share of every minibatch's samples times the number of ranks
+    /// (1 when every rank has as many samples); its gradient and diagnostics are weighted by it
+    /// before the ranks average them, so that the average is that of the union.
+    pub share: f32,
+}
+
+/// [`ppo_update`] with the minibatches and the group of ranks given by `plan`. With
+/// `plan.comm`, every rank of the group must call it with a buffer of the same size and the
+/// same config; a non-finite loss or gradient on any rank then stops every rank's update (the
+/// check comes after the exchange).
+pub fn ppo_update_with<M: ActorCritic + Module>(
+    mut model: M,
+    optim: &mut ModuleOptimizer,
+    buf: &RolloutBuffer,
+    cfg: &PpoConfig,
+    lr: f64,
+    device: &Device,
+    update: usize,
+    should_stop: &dyn Fn() -> bool,
+    plan: UpdatePlan<'_>,
+) -> Result<(M, UpdateStats), PpoError> {
+    let UpdatePlan {
+        minibatches,
+        comm,
+        share,
+    } = plan;
     assert_eq!(
         buf.advantages.len(),
         buf.num_steps * buf.num_envs,
@@ -325,33 +405,65 @@ pub fn ppo_update<M: ActorCritic + Module>(
         value,
     };
     let mut stats = UpdateStats {
-        explained_var: explained_variance(&buf.values, &buf.returns),
+        explained_var: match comm {
+            Some(comm) => global_explained_variance(&buf.values, &buf.returns, comm),
+            None => explained_variance(&buf.values, &buf.returns),
+        },
         ..UpdateStats::default()
     };
     let mut sums = StatSums::default();
-    let mut order: Vec<usize> = (0..n).collect();
+    let inner_device = device.clone().inner();
 
-    for _epoch in 0..cfg.update_epochs {
-        shuffle(&mut order, rng);
+    for epoch in 0..cfg.update_epochs {
         let (mut epoch_kl, mut epoch_count) = (0.0f64, 0usize);
-        for units in order.chunks(n / cfg.num_minibatches) {
+        for units in minibatches(epoch) {
+            let units = units.as_slice();
             // A signal is honoured within one minibatch, however long the update.
             if should_stop() {
                 return Err(PpoError::Interrupted { update });
             }
             // Forward: recompute the sequences and build the loss.
-            let mb = Minibatch::gather(buf, units, cfg.norm_adv, device);
+            let mb = Minibatch::gather(buf, units, cfg.norm_adv, device, comm);
             let old_logp = mb.old_logp.clone();
             let losses = compute_losses(&model, mb, &buf.dist, cfg, device);
             let loss_value: f32 = losses.total.clone().detach().into_scalar();
-            if !loss_value.is_finite() {
+            // Distributed, every rank must take part in the exchange below: the check waits
+            // for the averaged loss, which is non-finite when any rank's is.
+            if comm.is_none() && !loss_value.is_finite() {
                 return Err(non_finite("loss", loss_value));
             }
             let new_logp = to_host(losses.new_logp.detach())?;
-            let (kl, clip_frac) = kl_and_clip_frac(&new_logp, &old_logp, cfg.clip_coef);
+            let (mut kl, mut clip_frac) = kl_and_clip_frac(&new_logp, &old_logp, cfg.clip_coef);
+            let scalar = |t: Tensor<1>| -> f64 {
+                let v: f32 = t.detach().into_scalar();
+                f64::from(v)
+            };
+            let mut diagnostics = [
+                scalar(losses.policy),
+                scalar(losses.value),
+                scalar(losses.entropy),
+            ];
 
-            // Backward, global-norm clipping, optimizer step.
+            // Backward, (averaging over the ranks,) global-norm clipping, optimizer step.
             let mut grads = GradientsParams::from_grads(losses.total.backward(), &model);
+            if let Some(comm) = comm {
+                let extra = [
+                    loss_value,
+                    diagnostics[0] as f32,
+                    diagnostics[1] as f32,
+                    diagnostics[2] as f32,
+                    kl as f32,
+                    clip_frac as f32,
+                ];
+                let mean = average_grads(&model, &mut grads, &extra, share, comm, &inner_device);
+                if !mean[0].is_finite() {
+                    return Err(non_finite("loss", mean[0]));
+                }
+                for (d, m) in diagnostics.iter_mut().zip(&mean[1..4]) {
+                    *d = f64::from(*m);
+                }
+                (kl, clip_frac) = (f64::from(mean[4]), f64::from(mean[5]));
+            }
             let grad_norm = clip_grad_norm(&model, &mut grads, cfg.max_grad_norm);
             if !grad_norm.is_finite() {
                 return Err(non_finite("gradient norm", grad_norm));
@@ -359,13 +471,9 @@ pub fn ppo_update<M: ActorCritic + Module>(
             model = optim.step(lr, model, grads);
 
             // Diagnostics.
-            let scalar = |t: Tensor<1>| -> f64 {
-                let v: f32 = t.detach().into_scalar();
-                f64::from(v)
-            };
-            sums.policy_loss += scalar(losses.policy);
-            sums.value_loss += scalar(losses.value);
-            sums.entropy += scalar(losses.entropy);
+            sums.policy_loss += diagnostics[0];
+            sums.value_loss += diagnostics[1];
+            sums.entropy += diagnostics[2];
             sums.approx_kl += kl;
             sums.clip_frac += clip_frac;
             sums.grad_norm += f64::from(grad_norm);
