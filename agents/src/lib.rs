@@ -12,6 +12,7 @@ pub mod agent;
 pub mod attention;
 pub mod distribution;
 pub mod feedback;
+mod feedback_options;
 pub mod gru;
 pub mod heads;
 pub mod kernels;
