@@ -34,7 +34,7 @@ pub use burn::prelude::Device;
 pub use distribution::{ActionDist, EnvAction};
 pub use feedback::{CurrentSlot, FeedbackTransformer, FeedbackTransformerConfig, MemoryMix};
 pub use gru::{GruConfig, GruPolicy};
-pub use memory::Memory;
+pub use memory::{Memory, MemoryLayoutError};
 pub use mlp::{MlpConfig, MlpPolicy};
 pub use onnx::{OnnxExport, OnnxSummary, export_onnx};
 pub use policy::{CriticKind, Policy, PolicyConfig, PolicyError, PolicyKind, PolicyNet};
