@@ -291,7 +291,10 @@ impl MetricsWriter {
             .and_then(|()| self.writer.flush().map_err(csv::Error::from))
             .with_context(|| format!("cannot write {}", self.path.display()))?;
         match &mut self.tensorboard {
-            Some(tb) => tb.metrics_row(row),
+            Some(tb) => {
+                tb.scalars(row.env_steps as i64, &row_scalars(row)?)?;
+                tb.flush()
+            }
             None => Ok(()),
         }
     }
@@ -423,9 +426,41 @@ pub fn read_info(path: impl AsRef<Path>) -> Result<Vec<(usize, String, f64)>> {
     Ok(rows)
 }
 
+/// The TensorBoard tag of a metrics column: losses and statistics of the update under
+/// `losses/`, episode statistics under `episode/`, the rest under `train/`.
+pub fn tensorboard_tag(column: &str) -> String {
+    let group = match column {
+        "policy_loss" | "value_loss" | "entropy" | "approx_kl" | "clip_frac" | "explained_var"
+        | "grad_norm" => "losses",
+        "episodes" | "return_mean" | "return_min" | "return_max" | "length_mean" | "goals_mean"
+        | "success_rate" => "episode",
+        _ => "train",
+    };
+    format!("{group}/{column}")
+}
+
+/// Every finite column of a metrics row except `update` and `env_steps` (the step), tagged.
+pub fn row_scalars(row: &MetricsRow) -> Result<Vec<(String, f32)>> {
+    Ok(METRICS_COLUMNS
+        .iter()
+        .filter(|c| !matches!(**c, "update" | "env_steps"))
+        .filter_map(|c| {
+            let x = row.column(c)?;
+            x.is_finite().then(|| (tensorboard_tag(c), x as f32))
+        })
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tensorboard_tags_group_the_columns() {
+        assert_eq!(tensorboard_tag("value_loss"), "losses/value_loss");
+        assert_eq!(tensorboard_tag("return_mean"), "episode/return_mean");
+        assert_eq!(tensorboard_tag("lr"), "train/lr");
+    }
 
     /// A `metrics.csv` as the hand-written writer before the `csv` crate wrote it.
     const OLD_FILE: &str = "update,env_steps,wall_time_s,episodes,return_mean,return_min,return_max,length_mean,goals_mean,success_rate,policy_loss,value_loss,entropy,approx_kl,clip_frac,explained_var,grad_norm,lr,steps_per_s\n\

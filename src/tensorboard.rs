@@ -1,5 +1,6 @@
-//! TensorBoard event files: the scalars of `metrics.csv`, one event per update, readable by
-//! `tensorboard --logdir runs/`.
+//! TensorBoard event files: tagged scalars at a step, readable by `tensorboard --logdir runs/`.
+//! What the scalars are (the columns of `metrics.csv`, one event per update) is
+//! [`crate::metrics`]'s business: this module knows the file format only.
 //!
 //! The format is TensorFlow's: a sequence of records (`u64` length, masked CRC-32C of the
 //! length, the bytes, masked CRC-32C of the bytes), each an `Event` protocol buffer (from
@@ -15,8 +16,6 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
-
-use crate::metrics::{METRICS_COLUMNS, MetricsRow};
 
 /// The folder inside a run directory that holds the event files.
 pub const TENSORBOARD_DIR: &str = "tensorboard";
@@ -93,12 +92,6 @@ impl EventWriter {
         self.record(&event)
     }
 
-    /// The scalars of a metrics row, at its env step count (the x axis CleanRL's logs use).
-    pub fn metrics_row(&mut self, row: &MetricsRow) -> Result<()> {
-        self.scalars(row.env_steps as i64, &row_scalars(row)?)?;
-        self.flush()
-    }
-
     /// Writes what is buffered to the file.
     pub fn flush(&mut self) -> Result<()> {
         self.out
@@ -118,31 +111,6 @@ impl EventWriter {
             .write_all(&bytes)
             .with_context(|| format!("cannot write {}", self.path.display()))
     }
-}
-
-/// The TensorBoard tag of a metrics column: losses and statistics of the update under
-/// `losses/`, episode statistics under `episode/`, the rest under `train/`.
-pub fn tag(column: &str) -> String {
-    let group = match column {
-        "policy_loss" | "value_loss" | "entropy" | "approx_kl" | "clip_frac" | "explained_var"
-        | "grad_norm" => "losses",
-        "episodes" | "return_mean" | "return_min" | "return_max" | "length_mean" | "goals_mean"
-        | "success_rate" => "episode",
-        _ => "train",
-    };
-    format!("{group}/{column}")
-}
-
-/// Every finite column of a metrics row except `update` and `env_steps` (the step), tagged.
-pub fn row_scalars(row: &MetricsRow) -> Result<Vec<(String, f32)>> {
-    Ok(METRICS_COLUMNS
-        .iter()
-        .filter(|c| !matches!(**c, "update" | "env_steps"))
-        .filter_map(|c| {
-            let x = row.column(c)?;
-            x.is_finite().then(|| (tag(c), x as f32))
-        })
-        .collect())
 }
 
 /// An `Event` with its `wall_time` (field 1, double) and `step` (field 2, int64).
@@ -204,12 +172,5 @@ mod tests {
         // The CRC-32C check value of the ASCII digits 1–9 (RFC 3720, appendix B.4).
         assert_eq!(crc32c(b"123456789"), 0xE306_9283);
         assert_eq!(crc32c(&[0u8; 32]), 0x8A91_36AA);
-    }
-
-    #[test]
-    fn tags_group_the_columns() {
-        assert_eq!(tag("value_loss"), "losses/value_loss");
-        assert_eq!(tag("return_mean"), "episode/return_mean");
-        assert_eq!(tag("lr"), "train/lr");
     }
 }

@@ -9,7 +9,8 @@ use std::path::Path;
 use agents::{PolicyConfig, PolicyKind};
 use envs::GridMazeConfig;
 use fbrl::metrics::read_metrics;
-use fbrl::tensorboard::{TENSORBOARD_DIR, row_scalars};
+use fbrl::metrics::row_scalars;
+use fbrl::tensorboard::TENSORBOARD_DIR;
 use fbrl::{EnvConfig, TrainConfig};
 
 mod ppo_common;

@@ -267,9 +267,11 @@ impl Agent {
                 &self.device,
             )),
         };
-        let Some(state) = memory.memory.take() else {
+        let Some(state) = memory.memory.as_ref() else {
             return Err(bad_input("the memory was lost by an earlier failed step"));
         };
+        self.policy.check_step_inputs(b, b, state)?;
+        let state = memory.memory.take().expect("checked above");
         let policy_obs = match &self.obs_norm {
             Some(norm) => norm.normalize(obs),
             None => obs.to_vec(),

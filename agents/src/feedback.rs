@@ -71,51 +71,7 @@ use crate::kernels;
 use crate::kernels::{host_values, tensor3};
 use crate::memory::Memory;
 
-/// What a step's memory vector is made of.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum MemoryMix {
-    /// A learned softmax-weighted mix of the embedding and every layer's output (the paper's).
-    #[default]
-    Learned,
-    /// The last layer's output only.
-    Top,
-    /// The embedded observation only (no layer's output: the memory holds no computed state).
-    Embedding,
-}
-
-/// What each layer attends to besides the memory window.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CurrentSlot {
-    /// Its own input at the current step, projected like a memory vector.
-    #[default]
-    Input,
-    /// A learned key/value pair (one per key/value group), the same at every step: the
-    /// current step's input reaches the layer only through the residual stream.
-    Null,
-}
-
-impl MemoryMix {
-    /// The name used in configs (`learned`, `top`, `embedding`).
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Learned => "learned",
-            Self::Top => "top",
-            Self::Embedding => "embedding",
-        }
-    }
-}
-
-impl CurrentSlot {
-    /// The name used in configs (`input`, `null`).
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Input => "input",
-            Self::Null => "null",
-        }
-    }
-}
+pub use crate::feedback_options::{CurrentSlot, MemoryMix};
 
 /// Configuration of a [`FeedbackTransformer`].
 #[derive(Config, Debug)]
@@ -704,6 +660,10 @@ impl ActorCritic for FeedbackTransformer {
     /// An empty window: zero vectors, keys and values, every slot invalid.
     fn init_memory(&self, batch: usize, device: &Device) -> Memory {
         Memory::zeros(self.memory_shapes(batch), device)
+    }
+
+    fn memory_shapes(&self, batch: usize) -> Vec<[usize; 3]> {
+        FeedbackTransformer::memory_shapes(self, batch)
     }
 
     fn step(&self, obs: Tensor<2>, starts: Tensor<1>, memory: Memory) -> StepOutput {

@@ -221,6 +221,10 @@ impl ActorCritic for GruPolicy {
         }
     }
 
+    fn memory_shapes(&self, batch: usize) -> Vec<[usize; 3]> {
+        vec![[batch, self.cells.len(), self.d_model()]]
+    }
+
     fn step(&self, obs: Tensor<2>, starts: Tensor<1>, memory: Memory) -> StepOutput {
         let [b, _] = obs.dims();
         let h = self.hidden_state(memory, b); // [B, L, d]

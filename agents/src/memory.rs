@@ -18,6 +18,25 @@ pub struct Memory {
     pub tensors: Vec<Tensor<3>>,
 }
 
+/// A [`Memory`] (or inputs) that do not fit the policy they are handed to: the shapes the policy
+/// expects for the batch of the observations, and the ones it got.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the memory has shapes {got:?} (starts: {starts}), expected [B, slots, width] = {expected:?} \
+     for the batch of {batch} observations (was it made by this policy's `init_memory` for \
+     {batch} envs?)"
+)]
+pub struct MemoryLayoutError {
+    /// Rows of the observations (the batch size the step runs for).
+    pub batch: usize,
+    /// The memory's shapes the policy expects for `batch` envs.
+    pub expected: Vec<[usize; 3]>,
+    /// The memory's shapes.
+    pub got: Vec<[usize; 3]>,
+    /// Entries of the `starts` vector.
+    pub starts: usize,
+}
+
 impl Memory {
     /// A memory of zero tensors with the given shapes.
     pub fn zeros(shapes: Vec<[usize; 3]>, device: &Device) -> Self {

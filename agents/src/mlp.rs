@@ -84,6 +84,10 @@ impl ActorCritic for MlpPolicy {
         Memory::empty()
     }
 
+    fn memory_shapes(&self, _batch: usize) -> Vec<[usize; 3]> {
+        vec![]
+    }
+
     fn step(&self, obs: Tensor<2>, _starts: Tensor<1>, memory: Memory) -> StepOutput {
         let (logits, value) = self.forward_rows(obs); // [B, A], [B]
         (logits, value, memory)

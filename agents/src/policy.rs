@@ -59,6 +59,15 @@ pub enum PolicyError {
     /// What was handed to a loaded policy (observations, masks, memory) does not fit it.
     #[error("bad input to the policy: {0}")]
     BadInput(String),
+    /// [`KERNELS_ENV`](crate::kernels::KERNELS_ENV) holds a value that is not a kernel choice.
+    #[error(transparent)]
+    Kernels(#[from] crate::kernels::KernelsEnvError),
+}
+
+impl From<crate::memory::MemoryLayoutError> for PolicyError {
+    fn from(e: crate::memory::MemoryLayoutError) -> Self {
+        Self::BadInput(e.to_string())
+    }
 }
 
 fn invalid(field: &'static str, message: impl Into<String>) -> PolicyError {
@@ -328,6 +337,7 @@ impl PolicyConfig {
         device: &Device,
     ) -> Result<Policy, PolicyError> {
         self.validate()?;
+        crate::kernels::check_kernels_env()?;
         if obs_dim == 0 {
             return Err(invalid("obs_dim", "must be at least 1"));
         }
@@ -712,6 +722,14 @@ impl ActorCritic for Policy {
             Some(c) => join_memory(actor, c.inner().init_memory(batch, device)),
             None => actor,
         }
+    }
+
+    fn memory_shapes(&self, batch: usize) -> Vec<[usize; 3]> {
+        let mut shapes = self.actor.inner().memory_shapes(batch);
+        if let Some(c) = &self.critic {
+            shapes.extend(c.inner().memory_shapes(batch));
+        }
+        shapes
     }
 
     fn step(&self, obs: Tensor<2>, starts: Tensor<1>, memory: Memory) -> StepOutput {

@@ -510,6 +510,10 @@ impl ActorCritic for Transformer {
         Memory::zeros(self.memory_shapes(batch), device)
     }
 
+    fn memory_shapes(&self, batch: usize) -> Vec<[usize; 3]> {
+        Transformer::memory_shapes(self, batch)
+    }
+
     fn step(&self, obs: Tensor<2>, starts: Tensor<1>, memory: Memory) -> StepOutput {
         #[cfg(feature = "flex")]
         if kernels::runs_fused(&obs.device()) && !obs.device().is_autodiff() {

@@ -25,7 +25,7 @@ use super::common::{
 use super::glue::FusedOp;
 use super::linalg::{Transposed, gemm, gemm_t};
 use super::{ROWS_PER_BLOCK, pool};
-use crate::feedback::MemoryMix;
+use crate::feedback_options::MemoryMix;
 
 /// Sizes of the model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,7 +45,7 @@ pub(crate) struct Dims {
     /// What the memory vector is made of.
     pub mix: MemoryMix,
     /// Whether the current step's slot is a learned key/value pair per group
-    /// ([`CurrentSlot::Null`](crate::feedback::CurrentSlot::Null)) instead of the own input.
+    /// ([`CurrentSlot::Null`](crate::feedback_options::CurrentSlot::Null)) instead of the own input.
     pub null_slot: bool,
 }
 

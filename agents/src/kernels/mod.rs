@@ -61,25 +61,51 @@ static FUSED: AtomicU8 = AtomicU8::new(0);
 /// path; `fused` (or unset) uses the kernels where they apply.
 pub const KERNELS_ENV: &str = "FBRL_KERNELS";
 
+/// A value of [`KERNELS_ENV`] that is not a kernel choice.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{KERNELS_ENV}={value:?} is not a kernel choice: expected `fused`, `reference` or unset")]
+pub struct KernelsEnvError {
+    /// The value the variable holds.
+    pub value: String,
+}
+
+/// The choice a value of [`KERNELS_ENV`] makes: `Some(true)` for fused (also for unset or
+/// empty), `Some(false)` for the reference path.
+pub fn parse_kernels(value: Option<&str>) -> Result<bool, KernelsEnvError> {
+    match value {
+        None | Some("fused" | "") => Ok(true),
+        Some("reference") => Ok(false),
+        Some(other) => Err(KernelsEnvError {
+            value: other.to_string(),
+        }),
+    }
+}
+
+/// Settles the process's kernel choice: the last [`set_fused`], else [`KERNELS_ENV`] (read
+/// once). Policy construction calls it, so a bad value surfaces as an error there rather than
+/// as a panic in the first step.
+pub fn check_kernels_env() -> Result<bool, KernelsEnvError> {
+    match FUSED.load(Ordering::Relaxed) {
+        1 => Ok(true),
+        2 => Ok(false),
+        _ => {
+            let value = std::env::var(KERNELS_ENV).ok();
+            let on = parse_kernels(value.as_deref())?;
+            set_fused(on);
+            Ok(on)
+        }
+    }
+}
+
 /// Whether the fused kernels are used where they apply: the last [`set_fused`], else
 /// [`KERNELS_ENV`], else yes.
 ///
 /// # Panics
-/// If [`KERNELS_ENV`] holds something other than `fused` or `reference`.
+/// If [`KERNELS_ENV`] holds something other than `fused` or `reference` and nothing checked
+/// it first ([`check_kernels_env`], which [`PolicyConfig::init_for`](crate::PolicyConfig::init_for)
+/// and policy files' loading call, returns that as an error).
 pub fn fused_enabled() -> bool {
-    match FUSED.load(Ordering::Relaxed) {
-        1 => true,
-        2 => false,
-        _ => {
-            let on = match std::env::var(KERNELS_ENV).as_deref() {
-                Err(_) | Ok("fused") | Ok("") => true,
-                Ok("reference") => false,
-                Ok(other) => panic!("{KERNELS_ENV}={other}: expected `fused` or `reference`"),
-            };
-            set_fused(on);
-            on
-        }
-    }
+    check_kernels_env().unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Turns the fused kernels on or off for the whole process (off: every policy runs its
