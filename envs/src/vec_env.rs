@@ -879,13 +879,9 @@ impl<E: Env> VecEnv<E> {
         }
     }
 
-    /// Rebuilds every env from `state` (reset with the recorded episode's seed, then replay
-    /// the recorded actions; the base seed is taken from `state`) and returns the current
-    /// `[N × obs_dim]` observations. The last step's rewards and flags are cleared.
-    ///
-    /// Errors: a state for a different number of envs, or a replay that does not reproduce
-    /// the recorded episode (the env is not deterministic given seed and actions).
-    pub fn restore(&mut self, state: &VecEnvState) -> Result<&[f32], EnvError> {
+    /// The start of [`Self::restore`] and [`Self::restart`]: checks that `state` is for this
+    /// many envs, then takes its base seed; the envs must be stepped from `state` next.
+    fn adopt(&mut self, state: &VecEnvState) -> Result<(), EnvError> {
         let n = self.envs.len();
         if state.envs.len() != n {
             return Err(EnvError::Other(format!(
@@ -895,6 +891,17 @@ impl<E: Env> VecEnv<E> {
         }
         self.ready = false;
         self.base_seed = state.base_seed;
+        Ok(())
+    }
+
+    /// Rebuilds every env from `state` (reset with the recorded episode's seed, then replay
+    /// the recorded actions; the base seed is taken from `state`) and returns the current
+    /// `[N × obs_dim]` observations. The last step's rewards and flags are cleared.
+    ///
+    /// Errors: a state for a different number of envs, or a replay that does not reproduce
+    /// the recorded episode (the env is not deterministic given seed and actions).
+    pub fn restore(&mut self, state: &VecEnvState) -> Result<&[f32], EnvError> {
+        self.adopt(state)?;
         let base_seed = self.base_seed;
         let d = self.obs_dim;
         if self.uses_rayon() {
@@ -943,15 +950,7 @@ impl<E: Env> VecEnv<E> {
     /// are dropped (never reported as finished), and every env continues with the seeds it
     /// would have used next.
     pub fn restart(&mut self, state: &VecEnvState) -> Result<&[f32], EnvError> {
-        let n = self.envs.len();
-        if state.envs.len() != n {
-            return Err(EnvError::Other(format!(
-                "the saved VecEnv state has {} envs, this VecEnv has {n}",
-                state.envs.len()
-            )));
-        }
-        self.ready = false;
-        self.base_seed = state.base_seed;
+        self.adopt(state)?;
         let d = self.obs_dim;
         for (i, (((env, slot), saved), obs)) in self
             .envs
