@@ -439,7 +439,7 @@ mod tests {
             cfg.validate().unwrap();
             #[cfg(feature = "gymnasium")]
             cfg.build().unwrap();
-            assert!(std::ptr::eq(BuiltinEnv::find(&b.cli_name()).unwrap(), b));
+            assert_eq!(BuiltinEnv::find(&b.cli_name()).unwrap().kind, b.kind);
         }
         assert!(BuiltinEnv::find("custom").is_none() && BuiltinEnv::find("gym").is_none());
         let keys = EnvConfig::accepted_keys();

@@ -958,6 +958,34 @@ mod tests {
     }
 
     #[test]
+    fn env_flags_are_checked_against_every_registered_env() {
+        // A key of another built-in env names that env, whichever kind is configured.
+        let err = resolve("", &["--env", "pendulum", "--corridor-length", "3"]).unwrap_err();
+        let e = err.to_string();
+        assert!(
+            e.contains("cue_recall")
+                && e.contains("\"pendulum\"")
+                && e.contains("--env cue-recall"),
+            "{e}"
+        );
+        let err = resolve("", &["--env", "cartpole", "--maze-size", "9"]).unwrap_err();
+        assert!(err.to_string().contains("--env gridmaze"), "{err}");
+        // A key two envs share is accepted by either.
+        let cfg = resolve("", &["--env", "point-cue", "--time-feature", "true"]).unwrap();
+        let EnvConfig::PointCue(p) = cfg.env else {
+            panic!("{:?}", cfg.env)
+        };
+        assert!(p.time_feature);
+        // Every registered env is a choice of `--env`, by its command-line name.
+        for b in EnvConfig::BUILTIN {
+            let cfg = resolve("", &["--env", &b.cli_name()]).unwrap();
+            assert_eq!(cfg.env, (b.default)());
+        }
+        let err = parse_env_choice("nope").unwrap_err();
+        assert!(err.contains("point-cue") && err.contains("gym:ID"), "{err}");
+    }
+
+    #[test]
     fn set_env_keys_survive_an_env_flag() {
         // With and without a file naming another kind, `--set env.*` applies to the `--env` kind.
         for file in ["", "[env]\nkind = \"cue_recall\"\n"] {
