@@ -2,10 +2,11 @@
 //! `kind`.
 //!
 //! A built-in env is declared once: its config type sits next to the env (its defaults are
-//! its `Default`, its keys its serde fields, its checks its `validate`), and one line of the
-//! `builtin_envs!` list in `lib.rs` registers it under its `kind` with how to build it. Everything else reads the registry: [`crate::EnvConfig`]'s variants,
-//! its `name`, `validate` and `build`, the list [`crate::EnvConfig::BUILTIN`] (the `fbrl`
-//! command line's `--env` choices and their help) and the keys each kind accepts
+//! its `Default`, its keys its serde fields, its checks its `validate`), and one entry of the
+//! `builtin_envs!` list in `lib.rs` registers it under its `kind` with how to build it.
+//! Everything else reads the registry: [`crate::EnvConfig`]'s variants, its `name`,
+//! `validate` and `build`, the list [`crate::EnvConfig::BUILTIN`] (the `fbrl` command line's
+//! `--env` choices and their help) and the keys each kind accepts
 //! ([`crate::EnvConfig::accepted_keys`]).
 //!
 //! Besides the built-in envs, two kinds are not built from this crate's envs:
