@@ -7,10 +7,8 @@ use std::path::{Path, PathBuf};
 
 use agents::ppo::PpoConfig;
 use agents::{PolicyConfig, PolicyKind};
-use envs::{
-    CueRecall, CueRecallConfig, Env, EnvError, GridMaze, GridMazeConfig, Pendulum, PendulumConfig,
-    PointCue, PointCueConfig,
-};
+pub use envs::{CartPoleConfig, CustomEnvConfig, EnvConfig, GymEnvConfig};
+use envs::{CueRecallConfig, Env, EnvError, GridMazeConfig};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -51,348 +49,26 @@ fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
     }
 }
 
-/// The environment of a run, tagged by `kind` in TOML:
-///
-/// ```toml
-/// [env]
-/// kind = "gridmaze"
-/// size = 9
-/// mode = "multi"
-/// ```
-///
-/// An env of your own, trained with [`crate::train`] and your env factory, is recorded as
-/// `kind = "custom"` with its name (and any settings you want kept with the run):
-///
-/// ```toml
-/// [env]
-/// kind = "custom"
-/// name = "remember_the_light"
-/// params = { delay = 4 }
-/// ```
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum EnvConfig {
-    /// GridMaze maze navigation (`kind = "gridmaze"`).
-    Gridmaze(GridMazeConfig),
-    /// The cue-recall (T-maze) memory diagnostic (`kind = "cue_recall"`).
-    CueRecall(CueRecallConfig),
-    /// gymnasium-rs's CartPole as Gymnasium's `CartPole-v1` (`kind = "cartpole"`; needs the
-    /// `gymnasium` cargo feature, on by default).
-    Cartpole(CartPoleConfig),
-    /// Gymnasium's classic-control `Pendulum-v1`: continuous torque (`kind = "pendulum"`).
-    Pendulum(PendulumConfig),
-    /// Steer a point mass to the side a cue showed before a delay: a continuous-action
-    /// memory task (`kind = "point_cue"`).
-    PointCue(PointCueConfig),
-    /// An env built by the program that trains it (`kind = "custom"`).
-    Custom(CustomEnvConfig),
-    /// A Gymnasium env in the embedded Python (`kind = "gym"`; needs the `python` cargo
-    /// feature).
-    Gym(GymEnvConfig),
+/// Checks the env's own fields ([`EnvConfig::validate`]); the error names the key as
+/// `env.<field>`.
+pub fn validate_env(env: &EnvConfig) -> Result<(), ConfigError> {
+    env.validate().map_err(env_error)
 }
 
-/// Settings of CartPole (`kind = "cartpole"`): reward 1 per step, terminated when the pole
-/// falls or the cart leaves the track, truncated at `max_steps`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct CartPoleConfig {
-    /// Time limit: the episode is truncated after this many steps (`CartPole-v1`: 500).
-    pub max_steps: u32,
+/// Builds one env of `env` ([`EnvConfig::build`]); the error names the key as `env.<field>`
+/// (a custom env cannot be built from its record: the error says so and names the env).
+pub fn build_env(env: &EnvConfig) -> Result<Box<dyn Env>, ConfigError> {
+    env.build().map_err(env_error)
 }
 
-impl Default for CartPoleConfig {
-    fn default() -> Self {
-        Self { max_steps: 500 }
-    }
-}
-
-impl CartPoleConfig {
-    /// Checks the fields; the error names the field.
-    pub fn validate(&self) -> Result<(), EnvError> {
-        if self.max_steps == 0 {
-            return Err(EnvError::InvalidConfig {
-                field: "max_steps",
-                reason: "must be at least 1, got 0".into(),
-            });
-        }
-        Ok(())
-    }
-
-    /// Builds the env (gymnasium-rs's CartPole through [`envs::GymnasiumEnv`]).
-    #[cfg(feature = "gymnasium")]
-    pub fn build(&self) -> Result<envs::GymCartPole, EnvError> {
-        self.validate()?;
-        envs::GymCartPole::cartpole().with_time_limit(self.max_steps)
-    }
-
-    /// Builds the env: this build lacks the `gymnasium` feature, so it cannot.
-    #[cfg(not(feature = "gymnasium"))]
-    pub fn build(&self) -> Result<envs::GridMaze, EnvError> {
-        Err(EnvError::InvalidConfig {
-            field: "kind",
-            reason: "is \"cartpole\", which needs fbrl built with the `gymnasium` feature".into(),
-        })
-    }
-}
-
-/// A Gymnasium env run in the embedded Python (`kind = "gym"`, `fbrl train --env gym:ID`;
-/// needs fbrl built with the `python` cargo feature; see `envs::python` for the spaces, seeds
-/// and errors):
-///
-/// ```toml
-/// [env]
-/// kind = "gym"
-/// id = "MiniGrid-MemoryS9-v0"
-/// wrapper = "minigrid.wrappers:ImgObsWrapper"
-/// kwargs = { agent_view_size = 5 }
-/// ```
-///
-/// A resumed run restarts the episodes in progress at its checkpoint (a Python env's state
-/// cannot be saved): see [`crate::trainer`].
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GymEnvConfig {
-    /// The env: a Gymnasium id for `gymnasium.make` (`CartPole-v1`), or `module:name` of a
-    /// callable in an importable module that makes it (`my_envs:make`).
-    pub id: String,
-    /// A callable `module:fn` applied to the made env (e.g.
-    /// `minigrid.wrappers:ImgObsWrapper`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub wrapper: Option<String>,
-    /// Keyword arguments of `gymnasium.make` or of the callable.
-    #[serde(default, skip_serializing_if = "toml::Table::is_empty")]
-    pub kwargs: toml::Table,
-}
-
-impl GymEnvConfig {
-    /// The name runs of this env are called by: the id without its namespace (`ALE/Pong-v5`
-    /// → `Pong-v5`, `my_pkg:Maze-v0` → `Maze-v0`); for a callable `module:name`, the module's
-    /// last part (`my_pkg.envs:make` → `envs`).
-    pub fn name(&self) -> &str {
-        let id = self.id.rsplit('/').next().unwrap_or(&self.id);
-        match id.split_once(':') {
-            Some((module, name)) if is_identifier(name) => {
-                module.rsplit('.').next().unwrap_or(module)
-            }
-            Some((_, name)) => name,
-            None => id,
-        }
-    }
-
-    /// Checks the id (its [`GymEnvConfig::name`] names run directories) and the wrapper's
-    /// form; the error names the field.
-    pub fn validate(&self) -> Result<(), EnvError> {
-        let name = self.name();
-        let ok = |c: char| c.is_ascii_alphanumeric() || "_-.".contains(c);
-        if name.is_empty() || !name.chars().all(ok) || name.starts_with('.') {
-            return Err(EnvError::InvalidConfig {
-                field: "id",
-                reason: format!(
-                    "{:?} is not an env id fbrl can name runs by: a Gymnasium id                      ([namespace/]Name-vN) or `module:name` of a callable, whose name part is                      letters, digits, `_`, `-` and `.`",
-                    self.id
-                ),
-            });
-        }
-        if let Some(w) = &self.wrapper
-            && !matches!(w.split_once(':'), Some((m, f)) if !m.is_empty() && !f.is_empty())
-        {
-            return Err(EnvError::InvalidConfig {
-                field: "wrapper",
-                reason: format!(
-                    "must be `module:fn`, e.g. minigrid.wrappers:ImgObsWrapper, got {w:?}"
-                ),
-            });
-        }
-        Ok(())
-    }
-
-    /// The env to make, with the keyword arguments as JSON.
-    #[cfg(feature = "python")]
-    fn spec(&self) -> Result<envs::PyEnvSpec, EnvError> {
-        self.validate()?;
-        let kwargs = match serde_json::to_value(&self.kwargs) {
-            Ok(serde_json::Value::Object(map)) => map,
-            other => {
-                return Err(EnvError::InvalidConfig {
-                    field: "kwargs",
-                    reason: format!("cannot be passed to Python: {other:?}"),
-                });
-            }
-        };
-        Ok(envs::PyEnvSpec {
-            id: self.id.clone(),
-            kwargs,
-            wrapper: self.wrapper.clone(),
-            render: false,
-        })
-    }
-
-    /// Makes the env in the embedded Python.
-    #[cfg(feature = "python")]
-    pub fn build(&self) -> Result<envs::PyGymEnv, EnvError> {
-        envs::PyGymEnv::new(&self.spec()?)
-    }
-
-    /// Makes the env with `render_mode="rgb_array"`, for drawing frames; an env that does not
-    /// draw such frames is refused.
-    #[cfg(feature = "python")]
-    pub fn build_for_render(&self) -> Result<envs::PyGymEnv, EnvError> {
-        let mut spec = self.spec()?;
-        spec.render = true;
-        envs::PyGymEnv::new(&spec)
-    }
-
-    /// Makes the env: this build lacks the `python` feature, so it cannot.
-    #[cfg(not(feature = "python"))]
-    pub fn build(&self) -> Result<envs::GridMaze, EnvError> {
-        Err(EnvError::InvalidConfig {
-            field: "kind",
-            reason: format!(
-                "is \"gym\" (env {:?}), which needs fbrl built with the `python` feature: \
-                 cargo build --release --features python",
-                self.id
-            ),
-        })
-    }
-
-    /// Makes the env for drawing frames: this build lacks the `python` feature, so it cannot.
-    #[cfg(not(feature = "python"))]
-    pub fn build_for_render(&self) -> Result<envs::GridMaze, EnvError> {
-        self.build()
-    }
-}
-
-/// Whether `s` is a Python identifier of ASCII letters, digits and `_` (a callable's name,
-/// unlike a Gymnasium env name such as `Maze-v0`).
-fn is_identifier(s: &str) -> bool {
-    s.chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
-/// The record of an env built by user code (see [`EnvConfig::Custom`]). The trainer cannot
-/// build it from the config: `fbrl train`, `fbrl eval` and `fbrl render` refuse such runs
-/// with an error that says so; the program that trained the run resumes and evaluates it.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CustomEnvConfig {
-    /// Name of the env, used in run directory names: letters, digits, `_`, `-` and `.`.
-    /// Empty: the trainer takes the env's own [`Env::name`] (so the name is given once).
-    pub name: String,
-    /// Free-form settings of the env, kept in the run's `config.toml`.
-    #[serde(default, skip_serializing_if = "toml::Table::is_empty")]
-    pub params: toml::Table,
-}
-
-impl CustomEnvConfig {
-    /// The error for building this env from its record, which only its own program can do.
-    pub fn not_buildable(&self) -> ConfigError {
-        invalid(
-            "env.kind",
-            format!(
-                "is \"custom\" (env {:?}): a custom env is built by the program that trained \
-                 the run (`fbrl::train` with its env factory), not from the config; train, \
-                 resume, evaluate or render it from that program",
-                self.name
-            ),
-        )
-    }
-}
-
-impl Default for EnvConfig {
-    fn default() -> Self {
-        EnvConfig::Gridmaze(GridMazeConfig::default())
-    }
-}
-
-impl EnvConfig {
-    /// A custom env that takes its name from its own [`Env::name`] (read from env 0 when
-    /// training starts), without recorded settings: the name is given once, in the env.
-    pub fn custom_env() -> Self {
-        Self::custom("")
-    }
-
-    /// A custom env named `name`, without recorded settings.
-    pub fn custom(name: impl Into<String>) -> Self {
-        EnvConfig::Custom(CustomEnvConfig {
-            name: name.into(),
-            params: toml::Table::new(),
-        })
-    }
-
-    /// Short name used in run directory names: `gridmaze`, `cue_recall`, a custom env's
-    /// name or a Gymnasium env's ([`GymEnvConfig::name`]).
-    pub fn name(&self) -> &str {
-        match self {
-            EnvConfig::Gridmaze(_) => "gridmaze",
-            EnvConfig::CueRecall(_) => "cue_recall",
-            EnvConfig::Cartpole(_) => "cartpole",
-            EnvConfig::Pendulum(_) => "pendulum",
-            EnvConfig::PointCue(_) => "point_cue",
-            EnvConfig::Custom(c) => &c.name,
-            EnvConfig::Gym(c) => c.name(),
-        }
-    }
-
-    /// Checks the env's own fields; the error names the key as `env.<field>`.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        let r = match self {
-            EnvConfig::Gridmaze(c) => c.validate(),
-            EnvConfig::CueRecall(c) => c.validate(),
-            EnvConfig::Cartpole(c) => c.validate(),
-            EnvConfig::Pendulum(c) => c.validate(),
-            EnvConfig::PointCue(c) => c.validate(),
-            EnvConfig::Gym(c) => c.validate(),
-            EnvConfig::Custom(c) => {
-                let ok = |ch: char| ch.is_ascii_alphanumeric() || "_-.".contains(ch);
-                if c.name.is_empty() || !c.name.chars().all(ok) || c.name.starts_with('.') {
-                    return Err(invalid(
-                        "env.name",
-                        format!(
-                            "must be a non-empty name of letters, digits, `_`, `-` and `.` \
-                             (not starting with `.`; it names run directories), got {:?}",
-                            c.name
-                        ),
-                    ));
-                }
-                Ok(())
-            }
-        };
-        r.map_err(env_error)
-    }
-
-    /// Builds one env of the configured kind. A custom env cannot be built from its record:
-    /// the error says so and names the env.
-    pub fn build(&self) -> Result<Box<dyn Env>, ConfigError> {
-        let built: Result<Box<dyn Env>, EnvError> = match self {
-            EnvConfig::Gridmaze(c) => GridMaze::new(c.clone()).map(|e| Box::new(e) as _),
-            EnvConfig::CueRecall(c) => CueRecall::new(c.clone()).map(|e| Box::new(e) as _),
-            EnvConfig::Cartpole(c) => c.build().map(|e| Box::new(e) as _),
-            EnvConfig::Pendulum(c) => Pendulum::new(c.clone()).map(|e| Box::new(e) as _),
-            EnvConfig::PointCue(c) => PointCue::new(c.clone()).map(|e| Box::new(e) as _),
-            EnvConfig::Gym(c) => c.build().map(|e| Box::new(e) as _),
-            EnvConfig::Custom(c) => return Err(c.not_buildable()),
-        };
-        built.map_err(env_error)
-    }
-
-    /// Builds one env for drawing frames (`fbrl render`): as [`EnvConfig::build`], except
-    /// that a Gymnasium env is made with `render_mode="rgb_array"` (and refused when it does
-    /// not draw such frames).
-    pub fn build_for_render(&self) -> Result<Box<dyn Env>, ConfigError> {
-        match self {
-            EnvConfig::Gym(c) => c
-                .build_for_render()
-                .map(|e| Box::new(e) as _)
-                .map_err(env_error),
-            other => other.build(),
-        }
-    }
+/// Builds one env for drawing frames ([`EnvConfig::build_for_render`]); the error names the
+/// key as `env.<field>`.
+pub fn build_env_for_render(env: &EnvConfig) -> Result<Box<dyn Env>, ConfigError> {
+    env.build_for_render().map_err(env_error)
 }
 
 /// An env's config error as a [`ConfigError`] naming the key `env.<field>`.
-fn env_error(e: EnvError) -> ConfigError {
+pub(crate) fn env_error(e: EnvError) -> ConfigError {
     match e {
         EnvError::InvalidConfig { field, reason } => invalid(format!("env.{field}"), reason),
         other => invalid("env", other.to_string()),
@@ -584,7 +260,7 @@ impl TrainConfig {
                 ),
             ));
         }
-        self.env.validate()?;
+        validate_env(&self.env)?;
         self.policy.validate().map_err(|e| match e {
             agents::PolicyError::InvalidConfig { field, message } => {
                 invalid(format!("policy.{field}"), message)
@@ -695,7 +371,8 @@ mod tests {
         );
         assert_eq!(name("my_pkg.envs:make"), "envs");
         assert_eq!(name("pom_env:make"), "pom_env");
-        let invalid = |gym: GymEnvConfig| EnvConfig::Gym(gym).validate().unwrap_err().to_string();
+        let invalid =
+            |gym: GymEnvConfig| validate_env(&EnvConfig::Gym(gym)).unwrap_err().to_string();
         let e = invalid(GymEnvConfig::default());
         assert!(e.contains("env.id"), "{e}");
         let e = invalid(GymEnvConfig {

@@ -265,12 +265,12 @@ impl PeriodicEval {
     /// [`PeriodicEval::new`] for a built-in env of `config` (its `env` table).
     pub fn for_config(every: usize, episodes: usize, config: &TrainConfig) -> Result<Self> {
         let env = config.env.clone();
-        env.build()
+        crate::config::build_env(&env)
             .context("evaluation during training needs an env the config can build")?;
         Self::new(
             every,
             episodes,
-            Box::new(move || Ok(env.build()? as Box<dyn Env>)),
+            Box::new(move || Ok(crate::config::build_env(&env)?)),
         )
     }
 

@@ -41,7 +41,7 @@ use anyhow::{Context, Result, bail};
 use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 use burn::prelude::Device;
-use envs::{CueRecall, Env, EnvError, GridMaze, VecEnv, derive_seed};
+use envs::{Env, EnvError, VecEnv, derive_seed};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -225,15 +225,10 @@ pub struct RunSummary {
 /// Builds the envs of `cfg.env` and trains (see [`train`]). A custom env (`kind = "custom"`)
 /// cannot be built from its record: call [`train`] with its factory instead.
 pub fn train_from_config(cfg: &TrainConfig, opts: TrainOptions<'_>) -> Result<RunSummary> {
-    match &cfg.env {
-        EnvConfig::Gridmaze(c) => train(cfg, |_| GridMaze::new(c.clone()), opts),
-        EnvConfig::CueRecall(c) => train(cfg, |_| CueRecall::new(c.clone()), opts),
-        EnvConfig::Cartpole(c) => train(cfg, |_| c.build(), opts),
-        EnvConfig::Pendulum(c) => train(cfg, |_| envs::Pendulum::new(c.clone()), opts),
-        EnvConfig::PointCue(c) => train(cfg, |_| envs::PointCue::new(c.clone()), opts),
-        EnvConfig::Gym(c) => train(cfg, |_| c.build(), opts),
-        EnvConfig::Custom(c) => Err(c.not_buildable().into()),
+    if let EnvConfig::Custom(c) = &cfg.env {
+        return Err(crate::config::env_error(c.not_buildable()).into());
     }
+    train(cfg, |_| cfg.env.build(), opts)
 }
 
 /// Checks that the envs a caller built match the run's recorded `[env]`, so that the run's
@@ -243,7 +238,7 @@ pub(crate) fn check_envs_match_config<E: Env>(cfg: &TrainConfig, env: &E) -> Res
     if matches!(cfg.env, EnvConfig::Custom(_)) {
         return Ok(());
     }
-    let configured = cfg.env.build()?;
+    let configured = crate::config::build_env(&cfg.env)?;
     let describe = |space: &envs::BoxSpace, actions: envs::ActionSpace| {
         format!("observation shape {:?} and actions {actions}", space.shape)
     };

@@ -8,6 +8,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::env::{Action, ActionSpace, BoxSpace, Env, EnvError, EpisodeStats, Step};
+use crate::episode::EpisodeGuard;
 
 /// Action 0: move forward along the corridor (waits in place at the junction).
 pub const CUE_ACTION_FORWARD: usize = 0;
@@ -154,10 +155,7 @@ pub struct CueRecall {
     rng: ChaCha8Rng,
     cue: usize,
     position: u32,
-    t: u32,
-    started: bool,
-    done: bool,
-    stats: EpisodeStats,
+    episode: EpisodeGuard,
 }
 
 impl CueRecall {
@@ -165,16 +163,14 @@ impl CueRecall {
     pub fn new(cfg: CueRecallConfig) -> Result<Self, EnvError> {
         cfg.validate()?;
         let space = BoxSpace::uniform(cfg.obs_len(), 0.0, 1.0);
+        let episode = EpisodeGuard::new(cfg.max_steps()).failing_on_truncation();
         Ok(Self {
             cfg,
             space,
             rng: ChaCha8Rng::seed_from_u64(0),
             cue: 0,
             position: 0,
-            t: 0,
-            started: false,
-            done: false,
-            stats: EpisodeStats::default(),
+            episode,
         })
     }
 
@@ -200,7 +196,7 @@ impl CueRecall {
 
     /// Statistics of the current episode so far (final once it has ended).
     pub fn episode_stats(&self) -> EpisodeStats {
-        self.stats
+        self.episode.stats()
     }
 
     /// The optimal action for an agent that remembers the cue: forward along the corridor,
@@ -216,7 +212,7 @@ impl CueRecall {
     fn write_obs(&self, obs: &mut [f32]) {
         obs.fill(0.0);
         let k = self.cfg.num_cues;
-        if self.t == 0 {
+        if self.episode.elapsed() == 0 {
             obs[self.cue] = 1.0;
         }
         if self.at_junction() {
@@ -248,21 +244,13 @@ impl Env for CueRecall {
         self.rng = ChaCha8Rng::seed_from_u64(seed);
         self.cue = self.rng.random_range(0..self.cfg.num_cues);
         self.position = 0;
-        self.t = 0;
-        self.started = true;
-        self.done = false;
-        self.stats = EpisodeStats::default();
+        self.episode.start();
         self.write_obs(obs);
         Ok(())
     }
 
     fn step(&mut self, action: Action<'_>, obs: &mut [f32]) -> Result<Step, EnvError> {
-        if !self.started {
-            return Err(EnvError::NotReset);
-        }
-        if self.done {
-            return Err(EnvError::StepAfterDone);
-        }
+        self.episode.check_step()?;
         let action = action.discrete(self.cfg.num_cues + 1)?;
         self.space.check_buffer(obs)?;
         let mut step = Step::default();
@@ -279,13 +267,7 @@ impl Env for CueRecall {
             step.info.success = Some(success);
             step.info.goal_reached = success;
         }
-        self.t += 1;
-        if !step.terminated && self.t >= self.cfg.max_steps() {
-            step.truncated = true;
-            step.info.success = Some(false);
-        }
-        self.done = step.done();
-        self.stats.record(&step, self.t);
+        self.episode.finish_step(&mut step);
         self.write_obs(obs);
         Ok(step)
     }
@@ -300,7 +282,7 @@ impl Env for CueRecall {
         let mut line: Vec<char> = s.chars().collect();
         line[self.position as usize] = '@';
         let mut out: String = line.into_iter().collect();
-        let cue = if self.t == 0 {
+        let cue = if self.episode.elapsed() == 0 {
             format!("cue {} (visible now)", self.cue)
         } else {
             "cue hidden".to_string()
@@ -309,7 +291,7 @@ impl Env for CueRecall {
             out,
             "  exits 0..{}  {cue}  t={}/{}",
             self.cfg.num_cues,
-            self.t,
+            self.episode.elapsed(),
             self.cfg.max_steps()
         );
         out.push('\n');

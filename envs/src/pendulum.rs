@@ -9,6 +9,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::env::{Action, ActionSpace, BoxSpace, Env, EnvError, EpisodeStats, Step};
+use crate::episode::EpisodeGuard;
 use crate::render::Frame;
 
 /// Configuration of a [`Pendulum`]; the defaults are Gymnasium's `Pendulum-v1`.
@@ -136,10 +137,7 @@ pub struct Pendulum {
     th: f64,
     thdot: f64,
     last_u: Option<f64>,
-    t: u32,
-    started: bool,
-    done: bool,
-    stats: EpisodeStats,
+    episode: EpisodeGuard,
 }
 
 impl Pendulum {
@@ -152,6 +150,7 @@ impl Pendulum {
             low: vec![-1.0, -1.0, -speed],
             high: vec![1.0, 1.0, speed],
         };
+        let episode = EpisodeGuard::new(cfg.max_episode_steps);
         Ok(Self {
             cfg,
             space,
@@ -159,10 +158,7 @@ impl Pendulum {
             th: 0.0,
             thdot: 0.0,
             last_u: None,
-            t: 0,
-            started: false,
-            done: false,
-            stats: EpisodeStats::default(),
+            episode,
         })
     }
 
@@ -179,12 +175,12 @@ impl Pendulum {
 
     /// Steps taken in the current episode.
     pub fn elapsed_steps(&self) -> u32 {
-        self.t
+        self.episode.elapsed()
     }
 
     /// Statistics of the current episode so far (final once it has ended).
     pub fn episode_stats(&self) -> EpisodeStats {
-        self.stats
+        self.episode.stats()
     }
 
     /// Starts a new episode in the state `(th, thdot)` instead of a random one (as `reset`
@@ -208,10 +204,7 @@ impl Pendulum {
         self.th = th;
         self.thdot = thdot;
         self.last_u = None;
-        self.t = 0;
-        self.started = true;
-        self.done = false;
-        self.stats = EpisodeStats::default();
+        self.episode.start();
     }
 
     fn write_obs(&self, obs: &mut [f32]) {
@@ -242,12 +235,7 @@ impl Env for Pendulum {
     }
 
     fn step(&mut self, action: Action<'_>, obs: &mut [f32]) -> Result<Step, EnvError> {
-        if !self.started {
-            return Err(EnvError::NotReset);
-        }
-        if self.done {
-            return Err(EnvError::StepAfterDone);
-        }
+        self.episode.check_step()?;
         self.action_space().check(action)?;
         self.space.check_buffer(obs)?;
         let Action::Continuous(&[u]) = action else {
@@ -272,17 +260,11 @@ impl Env for Pendulum {
         self.th = th + newthdot * dt;
         self.thdot = newthdot;
         self.last_u = Some(u);
-        self.t += 1;
-        let step = Step {
+        let mut step = Step {
             reward: -costs as f32,
-            terminated: false,
-            truncated: self.t >= self.cfg.max_episode_steps,
             ..Step::default()
         };
-        self.done = step.done();
-        self.stats.ret += step.reward;
-        self.stats.length = self.t;
-        self.stats.truncated = step.truncated;
+        self.episode.finish_step(&mut step);
         self.write_obs(obs);
         Ok(step)
     }
@@ -297,7 +279,7 @@ impl Env for Pendulum {
              t={}/{}\n",
             angle_normalize(self.th),
             self.thdot,
-            self.t,
+            self.episode.elapsed(),
             self.cfg.max_episode_steps
         ))
     }

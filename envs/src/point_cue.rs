@@ -8,6 +8,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::env::{Action, ActionSpace, BoxSpace, Env, EnvError, EpisodeStats, Step};
+use crate::episode::EpisodeGuard;
 use crate::render::Frame;
 
 /// Configuration of a [`PointCue`] task.
@@ -185,10 +186,7 @@ pub struct PointCue {
     cue: f32,
     x: f32,
     v: f32,
-    t: u32,
-    started: bool,
-    done: bool,
-    stats: EpisodeStats,
+    episode: EpisodeGuard,
 }
 
 impl PointCue {
@@ -206,6 +204,7 @@ impl PointCue {
             low,
             high,
         };
+        let episode = EpisodeGuard::new(cfg.max_steps()).failing_on_truncation();
         Ok(Self {
             cfg,
             space,
@@ -213,10 +212,7 @@ impl PointCue {
             cue: 1.0,
             x: 0.0,
             v: 0.0,
-            t: 0,
-            started: false,
-            done: false,
-            stats: EpisodeStats::default(),
+            episode,
         })
     }
 
@@ -242,17 +238,17 @@ impl PointCue {
 
     /// Steps taken in the current episode.
     pub fn elapsed_steps(&self) -> u32 {
-        self.t
+        self.episode.elapsed()
     }
 
     /// Whether the next action moves the mass (the delay is over).
     pub fn go(&self) -> bool {
-        self.t >= self.cfg.delay
+        self.episode.elapsed() >= self.cfg.delay
     }
 
     /// Statistics of the current episode so far (final once it has ended).
     pub fn episode_stats(&self) -> EpisodeStats {
-        self.stats
+        self.episode.stats()
     }
 
     /// The optimal action for an agent that remembers the cue: full acceleration towards the
@@ -262,12 +258,13 @@ impl PointCue {
     }
 
     fn write_obs(&self, obs: &mut [f32]) {
-        obs[0] = if self.t == 0 { self.cue } else { 0.0 };
+        let t = self.episode.elapsed();
+        obs[0] = if t == 0 { self.cue } else { 0.0 };
         obs[1] = if self.go() { 1.0 } else { 0.0 };
         obs[2] = self.x;
         obs[3] = self.v;
         if self.cfg.time_feature {
-            obs[4] = (self.t as f32 / self.cfg.max_steps() as f32).min(1.0);
+            obs[4] = (t as f32 / self.cfg.max_steps() as f32).min(1.0);
         }
     }
 }
@@ -287,21 +284,13 @@ impl Env for PointCue {
         self.cue = if self.rng.random_bool(0.5) { 1.0 } else { -1.0 };
         self.x = 0.0;
         self.v = 0.0;
-        self.t = 0;
-        self.started = true;
-        self.done = false;
-        self.stats = EpisodeStats::default();
+        self.episode.start();
         self.write_obs(obs);
         Ok(())
     }
 
     fn step(&mut self, action: Action<'_>, obs: &mut [f32]) -> Result<Step, EnvError> {
-        if !self.started {
-            return Err(EnvError::NotReset);
-        }
-        if self.done {
-            return Err(EnvError::StepAfterDone);
-        }
+        self.episode.check_step()?;
         self.action_space().check(action)?;
         self.space.check_buffer(obs)?;
         let Action::Continuous(&[a]) = action else {
@@ -329,13 +318,7 @@ impl Env for PointCue {
                 step.info.goal_reached = success;
             }
         }
-        self.t += 1;
-        if !step.terminated && self.t >= self.cfg.max_steps() {
-            step.truncated = true;
-            step.info.success = Some(false);
-        }
-        self.done = step.done();
-        self.stats.record(&step, self.t);
+        self.episode.finish_step(&mut step);
         self.write_obs(obs);
         Ok(step)
     }
@@ -347,7 +330,7 @@ impl Env for PointCue {
         line[CELLS - 1] = '|';
         line[cell_of(self.x, CELLS)] = '@';
         let mut out: String = line.into_iter().collect();
-        let cue = if self.t == 0 {
+        let cue = if self.episode.elapsed() == 0 {
             format!("cue {:+} (visible now)", self.cue)
         } else {
             "cue hidden".to_string()
@@ -358,7 +341,7 @@ impl Env for PointCue {
             "  x={:+.3} v={:+.3}  {cue}  {phase}  t={}/{}",
             self.x,
             self.v,
-            self.t,
+            self.episode.elapsed(),
             self.cfg.max_steps()
         );
         out.push('\n');
@@ -377,7 +360,7 @@ impl Env for PointCue {
             [160, 160, 160],
         );
         for side in [-1.0f32, 1.0] {
-            let colour = if self.t == 0 && side == self.cue {
+            let colour = if self.episode.elapsed() == 0 && side == self.cue {
                 [0, 170, 0]
             } else {
                 [60, 60, 60]

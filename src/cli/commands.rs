@@ -10,7 +10,7 @@ use envs::Env;
 
 use super::{EvalArgs, ExportArgs, PlotArgs, RenderArgs};
 use crate::checkpoint::{self, VerifiedCheckpoint};
-use crate::config::TrainConfig;
+use crate::config::{TrainConfig, build_env, build_env_for_render};
 use crate::eval::{self, ActionSelection, EVAL_SEED_OFFSET};
 use crate::plot::{RefLine, RunsPlotOptions};
 use crate::run_dir::{CHECKPOINT_DIR, CONFIG_FILE, POLICY_FILE};
@@ -97,7 +97,7 @@ pub fn load_policy(path: &Path) -> Result<LoadedPolicy> {
         );
     }
     let device = Device::default();
-    let env = config.env.build()?;
+    let env = build_env(&config.env)?;
     let obs_dim = env.observation_space().flat_len();
     let policy = config
         .policy
@@ -116,7 +116,7 @@ pub fn load_policy(path: &Path) -> Result<LoadedPolicy> {
 /// The observation width and action distribution of a loaded run: from its env, or — for a
 /// custom env the CLI cannot build — from the policy file the run wrote.
 fn run_shapes(loaded: &LoadedPolicy, path: &Path) -> Result<(usize, agents::ActionDist)> {
-    match loaded.config.env.build() {
+    match build_env(&loaded.config.env) {
         Ok(env) => Ok((
             env.observation_space().flat_len(),
             agents::ActionDist::from_space(&env.action_space()),
@@ -204,7 +204,7 @@ pub(super) fn eval(args: EvalArgs) -> Result<()> {
     let report = eval::evaluate(
         &loaded.policy,
         loaded.checkpoint.state.obs_norm.as_ref(),
-        &|| Ok(env_cfg.build()?),
+        &|| Ok(build_env(&env_cfg)?),
         args.episodes,
         eval_seed,
         selection(args.sample),
@@ -259,7 +259,7 @@ pub(super) fn render(args: RenderArgs) -> Result<()> {
     let seed = args.seed.unwrap_or_else(|| {
         eval::eval_episode_seed(loaded.config.seed.wrapping_add(EVAL_SEED_OFFSET), 0)
     });
-    let env = loaded.config.env.build_for_render()?;
+    let env = build_env_for_render(&loaded.config.env)?;
     let obs_norm = loaded.checkpoint.state.obs_norm.as_ref();
     let ep = eval::record_episode(
         &loaded.policy,

@@ -15,29 +15,13 @@ use std::path::Path;
 
 use agents::{CriticKind, PolicyKind};
 use anyhow::{Context, Result, bail};
-use clap::{Args, CommandFactory, Parser, ValueEnum};
-use envs::{ActionMode, CueRecallConfig, GridMazeConfig, MazeMode};
+use clap::{Args, CommandFactory, Parser};
+use envs::{ActionMode, MazeMode};
 use serde::Serialize;
 use toml::{Table, Value};
 
-use crate::config::{EnvConfig, GymEnvConfig, TrainConfig, check_label};
-
-/// The environment, as named on the command line (the `env.kind` tag of a config).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EnvArg {
-    /// Partially observable maze navigation (`env.kind = "gridmaze"`).
-    Gridmaze,
-    /// Remember a cue across a corridor (`env.kind = "cue_recall"`).
-    CueRecall,
-    /// gymnasium-rs's CartPole-v1 (`env.kind = "cartpole"`).
-    Cartpole,
-    /// Gymnasium's Pendulum-v1, continuous torque (`env.kind = "pendulum"`).
-    Pendulum,
-    /// Steer a point mass to the side a cue showed: continuous actions with memory
-    /// (`env.kind = "point_cue"`).
-    PointCue,
-}
+use crate::config::{EnvConfig, TrainConfig, check_label};
+use envs::BuiltinEnv;
 
 /// The prefix of a Gymnasium env on the command line: `--env gym:CartPole-v1`.
 const GYM_PREFIX: &str = "gym:";
@@ -46,8 +30,8 @@ const GYM_PREFIX: &str = "gym:";
 /// Python (`env.kind = "gym"`, `env.id = ID`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum EnvChoice {
-    /// A built-in env.
-    Builtin(EnvArg),
+    /// A built-in env, by its `env.kind` (one of [`envs::EnvConfig::BUILTIN`]).
+    Builtin(&'static str),
     /// A Gymnasium env id (or a factory `module:name`).
     Gym(String),
 }
@@ -71,18 +55,25 @@ fn parse_env_choice(s: &str) -> Result<EnvChoice, String> {
         }
         return Ok(EnvChoice::Gym(id.to_string()));
     }
-    EnvArg::from_str(s, true)
-        .map(EnvChoice::Builtin)
-        .map_err(|_| {
-            let names: Vec<String> = EnvArg::value_variants()
-                .iter()
-                .filter_map(|v| v.to_possible_value().map(|p| p.get_name().to_string()))
-                .collect();
+    BuiltinEnv::find(s)
+        .map(|b| EnvChoice::Builtin(b.kind))
+        .ok_or_else(|| {
             format!(
                 "expected one of {}, or gym:ID (a Gymnasium env, e.g. gym:CartPole-v1)",
-                names.join(", ")
+                builtin_cli_names().join(", ")
             )
         })
+}
+
+/// The command-line names of the built-in envs (`cue-recall`), in registry order.
+fn builtin_cli_names() -> &'static [String] {
+    static NAMES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    NAMES.get_or_init(|| {
+        EnvConfig::BUILTIN
+            .iter()
+            .map(BuiltinEnv::cli_name)
+            .collect()
+    })
 }
 
 /// The value parser of `--env`: [`parse_env_choice`], with the built-in envs and `gym:ID` as
@@ -118,12 +109,17 @@ impl clap::builder::TypedValueParser for EnvChoiceParser {
              with `--features python`): gymnasium.make(ID); gym:PACKAGE:ID imports the \
              package that registers ID; gym:module:name calls a factory",
         );
-        Some(Box::new(
-            EnvArg::value_variants()
-                .iter()
-                .filter_map(ValueEnum::to_possible_value)
-                .chain([gym]),
-        ))
+        let builtin = EnvConfig::BUILTIN
+            .iter()
+            .zip(builtin_cli_names())
+            .map(|(b, name)| {
+                clap::builder::PossibleValue::new(name.as_str()).help(format!(
+                    "{} (`env.kind = \"{}\"`)",
+                    b.about.trim().trim_end_matches('.'),
+                    b.kind
+                ))
+            });
+        Some(Box::new(builtin.chain([gym])))
     }
 }
 
@@ -494,16 +490,6 @@ fn too_large(tree: &serde_json::Value, prefix: &str, out: &mut Vec<(String, u64)
     }
 }
 
-/// The `kind` tag of an env config and the keys of its table.
-fn env_keys(env: EnvConfig) -> (String, Table) {
-    let mut table = Table::try_from(env).expect("an env config serialises to TOML");
-    let kind = match table.remove("kind") {
-        Some(Value::String(kind)) => kind,
-        _ => unreachable!("env configs are tagged by `kind`"),
-    };
-    (kind, table)
-}
-
 impl Overrides {
     /// The typed flags that were given, as `(flag, dotted key, value)`; `env.kind` first, so
     /// that switching env kind happens before that env's keys are set.
@@ -604,24 +590,20 @@ fn check_env_keys(tree: &Table, assignments: &[Assignment]) -> Result<()> {
         .and_then(Value::as_str)
         .map(str::to_string)
         .unwrap_or_else(default_env_kind);
-    let gym = GymEnvConfig {
-        wrapper: Some(String::new()),
-        kwargs: Table::from_iter([("kwarg".to_string(), Value::Integer(0))]),
-        ..GymEnvConfig::default()
-    };
-    let owners = [
-        env_keys(EnvConfig::Gridmaze(GridMazeConfig::default())),
-        env_keys(EnvConfig::CueRecall(CueRecallConfig::default())),
-        env_keys(EnvConfig::Gym(gym)),
-    ];
+    let owners = EnvConfig::accepted_keys();
     for a in assignments {
         let Some(field) = a.key.strip_prefix("env.") else {
             continue;
         };
-        let Some((wants, _)) = owners.iter().find(|(_, keys)| keys.contains_key(field)) else {
+        let owning: Vec<&str> = owners
+            .iter()
+            .filter(|(_, keys)| keys.iter().any(|k| k == field))
+            .map(|(kind, _)| *kind)
+            .collect();
+        let Some(&wants) = owning.first() else {
             continue;
         };
-        if kind != *wants {
+        if !owning.contains(&kind.as_str()) {
             bail!(
                 "{} sets `{}`, which belongs to env.kind = \"{wants}\", but the configured env is \"{kind}\" (use --env {})",
                 a.flag,
@@ -642,7 +624,7 @@ fn default_env_kind() -> String {
     Table::try_from(TrainConfig::default())
         .ok()
         .and_then(|t| t.get("env")?.get("kind")?.as_str().map(str::to_string))
-        .unwrap_or_else(|| env_keys(EnvConfig::Gridmaze(GridMazeConfig::default())).0)
+        .unwrap_or_else(|| EnvConfig::default().name().to_string())
 }
 
 /// Sets `ppo.learning_rate` to the tuned default of the env and policy kind
@@ -787,6 +769,7 @@ pub fn load_config(path: Option<&Path>, overrides: &Overrides) -> Result<TrainCo
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::GymEnvConfig;
 
     #[derive(Parser)]
     struct Cmd {
@@ -972,6 +955,34 @@ mod tests {
         assert_eq!(m.size, 11);
         let err = resolve(file, &["--env", "cue-recall", "--horizon", "9"]).unwrap_err();
         assert!(err.to_string().contains("--horizon"), "{err}");
+    }
+
+    #[test]
+    fn env_flags_are_checked_against_every_registered_env() {
+        // A key of another built-in env names that env, whichever kind is configured.
+        let err = resolve("", &["--env", "pendulum", "--corridor-length", "3"]).unwrap_err();
+        let e = err.to_string();
+        assert!(
+            e.contains("cue_recall")
+                && e.contains("\"pendulum\"")
+                && e.contains("--env cue-recall"),
+            "{e}"
+        );
+        let err = resolve("", &["--env", "cartpole", "--maze-size", "9"]).unwrap_err();
+        assert!(err.to_string().contains("--env gridmaze"), "{err}");
+        // A key two envs share is accepted by either.
+        let cfg = resolve("", &["--env", "point-cue", "--time-feature", "true"]).unwrap();
+        let EnvConfig::PointCue(p) = cfg.env else {
+            panic!("{:?}", cfg.env)
+        };
+        assert!(p.time_feature);
+        // Every registered env is a choice of `--env`, by its command-line name.
+        for b in EnvConfig::BUILTIN {
+            let cfg = resolve("", &["--env", &b.cli_name()]).unwrap();
+            assert_eq!(cfg.env, (b.default)());
+        }
+        let err = parse_env_choice("nope").unwrap_err();
+        assert!(err.contains("point-cue") && err.contains("gym:ID"), "{err}");
     }
 
     #[test]

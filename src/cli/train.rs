@@ -104,8 +104,10 @@ fn resolve(args: &TrainArgs) -> Result<TrainConfig> {
     let cfg = load_config(Some(&run.config_path()), &args.overrides)
         .with_context(|| format!("cannot resume {}", dir.display()))?;
     if let EnvConfig::Custom(c) = &cfg.env {
-        return Err(anyhow::Error::from(c.not_buildable())
-            .context(format!("cannot resume {}", dir.display())));
+        return Err(
+            anyhow::Error::from(crate::config::env_error(c.not_buildable()))
+                .context(format!("cannot resume {}", dir.display())),
+        );
     }
     Ok(cfg)
 }

@@ -549,23 +549,10 @@ pub fn train_distributed_from_config(
     dopts: &DistributedOptions,
     comm: &dyn Collective,
 ) -> Result<RunSummary> {
-    match &cfg.env {
-        EnvConfig::Gridmaze(c) => {
-            train_distributed(cfg, |_| envs::GridMaze::new(c.clone()), opts, dopts, comm)
-        }
-        EnvConfig::CueRecall(c) => {
-            train_distributed(cfg, |_| envs::CueRecall::new(c.clone()), opts, dopts, comm)
-        }
-        EnvConfig::Cartpole(c) => train_distributed(cfg, |_| c.build(), opts, dopts, comm),
-        EnvConfig::Pendulum(c) => {
-            train_distributed(cfg, |_| envs::Pendulum::new(c.clone()), opts, dopts, comm)
-        }
-        EnvConfig::PointCue(c) => {
-            train_distributed(cfg, |_| envs::PointCue::new(c.clone()), opts, dopts, comm)
-        }
-        EnvConfig::Gym(c) => train_distributed(cfg, |_| c.build(), opts, dopts, comm),
-        EnvConfig::Custom(c) => Err(c.not_buildable().into()),
+    if let EnvConfig::Custom(c) = &cfg.env {
+        return Err(crate::config::env_error(c.not_buildable()).into());
     }
+    train_distributed(cfg, |_| cfg.env.build(), opts, dopts, comm)
 }
 
 /// Where a rank starts: fresh or from the checkpoint rank 0 chose.

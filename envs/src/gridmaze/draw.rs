@@ -49,11 +49,14 @@ impl GridMaze {
             }
             s.push('\n');
         }
-        let st = self.stats;
+        let st = self.episode_stats();
         let _ = writeln!(
             s,
             "t={}/{} goals={} return={:.2}",
-            self.t, self.cfg.horizon, st.goals, st.ret
+            self.time_step(),
+            self.cfg.horizon,
+            st.goals,
+            st.ret
         );
         s
     }

@@ -18,6 +18,7 @@ pub use config::{ActionMode, GridMazeConfig, MAX_SIZE, MIN_SIZE, MazeMode};
 pub use oracle::{ReferencePolicy, ReferenceStats, reference_return, reference_stats};
 
 use crate::env::{Action, ActionSpace, BoxSpace, Env, EnvError, EpisodeStats, Info, Step};
+use crate::episode::EpisodeGuard;
 use generate::MazeGen;
 
 /// Grid code of a wall (one-hot slot 0 of a visible cell).
@@ -208,7 +209,6 @@ pub struct GridMaze {
     agent: usize,
     goal: usize,
     facing: u8,
-    t: u32,
     /// The previous action (absolute, egocentric) or direction (`move_run`).
     prev_action: Option<usize>,
     /// Observation slot of the previous `move_run` stride, after the direction slots.
@@ -216,9 +216,8 @@ pub struct GridMaze {
     prev_reward: f32,
     /// The current action mask (with `mask_walls`; empty otherwise).
     mask: Vec<bool>,
-    started: bool,
-    done: bool,
-    stats: EpisodeStats,
+    /// Reset before step, the horizon, the step count and the episode's statistics.
+    episode: EpisodeGuard,
     /// BFS distance to the goal per grid index; valid when `dist_valid`.
     dist: Vec<u32>,
     dist_valid: bool,
@@ -384,14 +383,11 @@ impl GridMaze {
             agent: 0,
             goal: 0,
             facing: 0,
-            t: 0,
             prev_action: None,
             prev_stride_slot: None,
             prev_reward: 0.0,
             mask,
-            started: false,
-            done: false,
-            stats: EpisodeStats::default(),
+            episode: EpisodeGuard::new(cfg.horizon),
             dist: vec![u32::MAX; stride * stride],
             dist_valid: false,
             queue: Vec::with_capacity(stride * stride),
@@ -450,17 +446,17 @@ impl GridMaze {
 
     /// Steps taken in the current episode.
     pub fn time_step(&self) -> u32 {
-        self.t
+        self.episode.elapsed()
     }
 
     /// Whether the current episode has ended (terminated or truncated).
     pub fn is_done(&self) -> bool {
-        self.done
+        self.episode.is_done()
     }
 
     /// Statistics of the current episode so far (final once it has ended).
     pub fn episode_stats(&self) -> EpisodeStats {
-        self.stats
+        self.episode.stats()
     }
 
     /// Whether `pos` is inside the agent's current view window.
@@ -560,7 +556,7 @@ impl GridMaze {
         }
         rest[self.prev_len] = self.prev_reward;
         if self.cfg.time_feature {
-            rest[self.prev_len + 1] = self.t as f32 / self.cfg.horizon as f32;
+            rest[self.prev_len + 1] = self.episode.elapsed() as f32 / self.cfg.horizon as f32;
         }
     }
 
@@ -636,36 +632,31 @@ impl GridMaze {
     /// the observation.
     #[inline(always)]
     fn finish_step(&mut self, action: usize, obs: &mut [f32]) -> Step {
-        self.t += 1;
         let goal_reached = self.agent == self.goal;
         // `0 − penalty` rather than `−penalty`: no negative zero without a penalty.
         let mut reward = 0.0 - self.cfg.step_penalty;
         let mut terminated = false;
         if goal_reached {
             reward += self.cfg.goal_reward;
-            self.stats.goals += 1;
             match self.cfg.mode {
                 MazeMode::Single => terminated = true,
                 MazeMode::Multi => self.respawn(),
             }
         }
-        let truncated = !terminated && self.t >= self.cfg.horizon;
         self.prev_action = Some(action);
         self.prev_reward = reward;
-        self.stats.ret += reward;
-        self.stats.length = self.t;
-        self.done = terminated || truncated;
-        self.stats.truncated = truncated;
-        self.write_obs(obs);
-        Step {
+        let mut step = Step {
             reward,
             terminated,
-            truncated,
+            truncated: false,
             info: Info {
                 goal_reached,
                 ..Info::default()
             },
-        }
+        };
+        self.episode.finish_step(&mut step);
+        self.write_obs(obs);
+        step
     }
 
     /// [`Env::step`] with a wall mask or `move_run` actions (kept apart so that the plain
@@ -753,13 +744,10 @@ impl Env for GridMaze {
         self.space.check_buffer(obs)?;
         self.rng = ChaCha8Rng::seed_from_u64(seed);
         self.build_episode();
-        self.t = 0;
         self.prev_action = None;
         self.prev_stride_slot = None;
         self.prev_reward = 0.0;
-        self.started = true;
-        self.done = false;
-        self.stats = EpisodeStats::default();
+        self.episode.start();
         if self.cfg.mask_walls {
             self.update_mask();
         }
@@ -768,12 +756,7 @@ impl Env for GridMaze {
     }
 
     fn step(&mut self, action: Action<'_>, obs: &mut [f32]) -> Result<Step, EnvError> {
-        if !self.started {
-            return Err(EnvError::NotReset);
-        }
-        if self.done {
-            return Err(EnvError::StepAfterDone);
-        }
+        self.episode.check_step()?;
         if self.extended {
             return self.step_extended(action, obs);
         }
