@@ -9,8 +9,8 @@
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
 use agents::learner::MAX_LEARNER_COLUMNS;
+use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
 /// The columns of a PPO run's `metrics.csv`, in order: the fields of [`MetricsRow`] with

@@ -487,7 +487,10 @@ fn resume_start<E: Env>(
     let model = ckpt.load_model(model)?;
     let optim = ckpt.load_optim(optim)?;
     learner
-        .restore_checkpoint(&mut |name| ckpt.read_extra(name).map_err(|e| format!("{e:#}")), &model)
+        .restore_checkpoint(
+            &mut |name| ckpt.read_extra(name).map_err(|e| format!("{e:#}")),
+            &model,
+        )
         .with_context(|| format!("cannot resume from {}", ckpt.dir.display()))?;
     let counters = ckpt.state.clone();
     if counters.num_updates != num_updates {
@@ -790,7 +793,15 @@ fn train_inner<E: Env>(
             fresh_start(cfg, learner.as_ref(), &run, &mut venv, &model, &device)?;
         (model, optim, counters, state, metrics, None)
     } else {
-        resume_start(cfg, learner.as_mut(), &run, &mut venv, model, optim, &device)?
+        resume_start(
+            cfg,
+            learner.as_mut(),
+            &run,
+            &mut venv,
+            model,
+            optim,
+            &device,
+        )?
     };
 
     if !opts.quiet && opts.progress.is_none() {

@@ -116,7 +116,10 @@ fn vtrace_with_a_feedback_policy_solves_cue_recall() {
         cfg.total_steps,
         t0.elapsed().as_secs_f64()
     );
-    assert!(success >= 0.9, "V-trace Feedback success {success:.3} < 0.9");
+    assert!(
+        success >= 0.9,
+        "V-trace Feedback success {success:.3} < 0.9"
+    );
 }
 
 #[test]
@@ -168,7 +171,15 @@ fn fbrl_train_algo_vtrace_trains_end_to_end() {
     assert_eq!(read_metrics(run.join("metrics.csv")).unwrap().len(), 4);
     // PPO's typed flags would be ignored by V-trace: refused, naming the flag.
     cli_common::assert_fails_naming(
-        &["train", "--algo", "vtrace", "--gamma", "0.9", "--total-steps", "256"],
+        &[
+            "train",
+            "--algo",
+            "vtrace",
+            "--gamma",
+            "0.9",
+            "--total-steps",
+            "256",
+        ],
         &["--gamma", "vtrace"],
     );
 }

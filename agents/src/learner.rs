@@ -14,7 +14,7 @@
 //! row ← stats (common columns) + stats.columns (learner.metric_columns())
 //! ```
 
-use burn::module::AutodiffModule;
+use burn::module::Module;
 use burn::optim::{AdamConfig, ModuleOptimizer};
 use burn::prelude::*;
 use burn::store::ModuleRecord;

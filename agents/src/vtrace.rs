@@ -21,7 +21,7 @@
 
 use std::collections::VecDeque;
 
-use burn::module::AutodiffModule;
+use burn::module::Module;
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -34,7 +34,7 @@ use crate::learner::{
 use crate::policy::Policy;
 use crate::rollout::collect::to_host;
 use crate::rollout::{
-    RolloutBuffer, RolloutSettings, SequenceBatch, clip_grad_norm, explained_variance,
+    GaeInputs, RolloutBuffer, RolloutSettings, SequenceBatch, clip_grad_norm, explained_variance,
     shuffled_minibatches,
 };
 
@@ -114,7 +114,8 @@ pub const MAX_POLICY_LAG: usize = 64;
 impl VtraceConfig {
     /// Checks every field; the error names the first offending key as `vtrace.<field>`.
     pub fn validate(&self) -> Result<(), LearnerError> {
-        let bad = |key: &'static str, reason: String| Err(LearnerError::InvalidConfig { key, reason });
+        let bad =
+            |key: &'static str, reason: String| Err(LearnerError::InvalidConfig { key, reason });
         let positive = [
             ("vtrace.rho_bar", self.rho_bar),
             ("vtrace.c_bar", self.c_bar),
@@ -173,33 +174,14 @@ impl VtraceConfig {
     }
 }
 
-/// Inputs of [`vtrace_targets`], all laid out time-major `[T, N]` (index `t * N + i`), as
-/// [`crate::rollout::GaeInputs`].
+/// Inputs of [`vtrace_targets`]: the rollout as GAE reads it (time-major `[T, N]`; its `lambda`
+/// is V-trace's λ), the log importance weights and the truncation levels.
 #[derive(Clone, Copy, Debug)]
 pub struct VtraceInputs<'a> {
-    /// Number of time steps `T`.
-    pub num_steps: usize,
-    /// Number of sequences `N`.
-    pub num_envs: usize,
-    /// Reward of the transition taken at step `t`.
-    pub rewards: &'a [f32],
-    /// Value estimate `V(x_t)`.
-    pub values: &'a [f32],
-    /// `log π(a_t|x_t) − log μ(a_t|x_t)`.
+    /// Rewards, values `V(x_t)`, episode ends, bootstrap values, γ and λ.
+    pub rollout: GaeInputs<'a>,
+    /// `log π(a_t|x_t) − log μ(a_t|x_t)` `[T, N]`.
     pub log_rhos: &'a [f32],
-    /// The transition at `t` ended the episode with a real termination (bootstrap from 0).
-    pub terminated: &'a [bool],
-    /// The transition at `t` ended the episode by the time limit (bootstrap from
-    /// `truncation_values`).
-    pub truncated: &'a [bool],
-    /// `V(final_obs)` where `truncated`.
-    pub truncation_values: &'a [f32],
-    /// `[N]`: the value after the last step.
-    pub last_values: &'a [f32],
-    /// Discount factor γ.
-    pub gamma: f32,
-    /// λ (the traces are `λ · min(c̄, π/μ)`).
-    pub lambda: f32,
     /// ρ̄.
     pub rho_bar: f32,
     /// c̄.
@@ -211,14 +193,15 @@ pub struct VtraceInputs<'a> {
 /// V(x_{s+1}))` with `δ_s = ρ_s (r_s + γ V_next − V(x_s))`. `V_next` and `v_{s+1}` are 0 after a
 /// termination, `V(final_obs)` after a truncation, and `last_values` after the last step.
 /// With `π = μ`, `c̄ = ρ̄ = 1` the targets are the GAE(λ) returns. Sums in `f64`.
-pub fn vtrace_targets(inp: &VtraceInputs<'_>) -> (Vec<f32>, Vec<f32>) {
+pub fn vtrace_targets(v: &VtraceInputs<'_>) -> (Vec<f32>, Vec<f32>) {
+    let inp = &v.rollout;
     let (t_len, n) = (inp.num_steps, inp.num_envs);
     let len = t_len * n;
     assert!(
         [
             inp.rewards.len(),
             inp.values.len(),
-            inp.log_rhos.len(),
+            v.log_rhos.len(),
             inp.terminated.len(),
             inp.truncated.len(),
             inp.truncation_values.len()
@@ -235,9 +218,9 @@ pub fn vtrace_targets(inp: &VtraceInputs<'_>) -> (Vec<f32>, Vec<f32>) {
         let mut next_acc = 0.0f64; // v_{t+1} − V(x_{t+1})
         for t in (0..t_len).rev() {
             let k = t * n + i;
-            let ratio = f64::from(inp.log_rhos[k]).exp();
-            let rho = ratio.min(f64::from(inp.rho_bar));
-            let c = lambda * ratio.min(f64::from(inp.c_bar));
+            let ratio = f64::from(v.log_rhos[k]).exp();
+            let rho = ratio.min(f64::from(v.rho_bar));
+            let c = lambda * ratio.min(f64::from(v.c_bar));
             let (next_value, next_vs) = if inp.terminated[k] {
                 (0.0, 0.0)
             } else if inp.truncated[k] {
@@ -360,7 +343,12 @@ impl Learner for VtraceLearner {
     }
 
     fn learning_rate_at(&self, update: usize, num_updates: usize) -> f64 {
-        annealed_learning_rate(self.cfg.learning_rate, self.cfg.anneal_lr, update, num_updates)
+        annealed_learning_rate(
+            self.cfg.learning_rate,
+            self.cfg.anneal_lr,
+            update,
+            num_updates,
+        )
     }
 
     fn optimizer(&self) -> ModuleOptimizer {
@@ -425,13 +413,14 @@ impl Learner for VtraceLearner {
                 let (b, l) = (units.len(), buf.seq_len);
                 let seq = SequenceBatch::gather(buf, &units, device);
                 let old_logp = buf.sequence_major(&buf.logprobs, 1, &units);
-                let (params, values) =
-                    model.forward_sequence(seq.obs.clone(), seq.starts.clone(), seq.memory0.clone()); // [B, L, P], [B, L]
-                let (new_logp, entropy) = buf.dist.log_prob_entropy(
-                    params,
-                    seq.actions.clone(),
-                    seq.masks.clone(),
-                ); // [B, L] each
+                let (params, values) = model.forward_sequence(
+                    seq.obs.clone(),
+                    seq.starts.clone(),
+                    seq.memory0.clone(),
+                ); // [B, L, P], [B, L]
+                let (new_logp, entropy) =
+                    buf.dist
+                        .log_prob_entropy(params, seq.actions.clone(), seq.masks.clone()); // [B, L] each
                 let new_logp_host = to_host(new_logp.clone().detach())?;
                 let values_host = to_host(values.clone().detach())?;
                 let log_rhos: Vec<f32> = new_logp_host
@@ -440,20 +429,21 @@ impl Learner for VtraceLearner {
                     .map(|(nl, ol)| nl - ol)
                     .collect();
                 let tm = |data: &[f32]| transpose(&buf.sequence_major(data, 1, &units), b, l);
-                let tm_bool =
-                    |data: &[bool]| transpose(&buf.sequence_major(data, 1, &units), b, l);
+                let tm_bool = |data: &[bool]| transpose(&buf.sequence_major(data, 1, &units), b, l);
                 let (vs, pg) = vtrace_targets(&VtraceInputs {
-                    num_steps: l,
-                    num_envs: b,
-                    rewards: &tm(&buf.rewards),
-                    values: &transpose(&values_host, b, l),
+                    rollout: GaeInputs {
+                        num_steps: l,
+                        num_envs: b,
+                        rewards: &tm(&buf.rewards),
+                        values: &transpose(&values_host, b, l),
+                        terminated: &tm_bool(&buf.terminated),
+                        truncated: &tm_bool(&buf.truncated),
+                        truncation_values: &tm(&buf.truncation_values),
+                        last_values: &sequence_last_values(buf, &units),
+                        gamma: cfg.gamma,
+                        lambda: cfg.lambda,
+                    },
                     log_rhos: &transpose(&log_rhos, b, l),
-                    terminated: &tm_bool(&buf.terminated),
-                    truncated: &tm_bool(&buf.truncated),
-                    truncation_values: &tm(&buf.truncation_values),
-                    last_values: &sequence_last_values(buf, &units),
-                    gamma: cfg.gamma,
-                    lambda: cfg.lambda,
                     rho_bar: cfg.rho_bar,
                     c_bar: cfg.c_bar,
                 });
@@ -469,8 +459,7 @@ impl Learner for VtraceLearner {
                     .mean()
                     .mul_scalar(0.5);
                 let entropy = entropy.mean();
-                let total = policy_loss.clone()
-                    + value_loss.clone().mul_scalar(cfg.baseline_cost)
+                let total = policy_loss.clone() + value_loss.clone().mul_scalar(cfg.baseline_cost)
                     - entropy.clone().mul_scalar(cfg.entropy_cost);
                 let loss_value: f32 = total.clone().detach().into_scalar();
                 if !loss_value.is_finite() {
@@ -484,9 +473,9 @@ impl Learner for VtraceLearner {
                 sums.value += scalar(value_loss);
                 sums.entropy += scalar(entropy);
                 let m = log_rhos.len().max(1) as f64;
-                for &lr in &log_rhos {
-                    let (lr, r) = (f64::from(lr), f64::from(lr).exp());
-                    sums.kl += ((r - 1.0) - lr) / m;
+                for &log_rho in &log_rhos {
+                    let (log_rho, r) = (f64::from(log_rho), f64::from(log_rho).exp());
+                    sums.kl += ((r - 1.0) - log_rho) / m;
                     sums.rho += r / m;
                     if r > f64::from(cfg.rho_bar) {
                         sums.clipped += 1.0 / m;
@@ -531,15 +520,13 @@ impl Learner for VtraceLearner {
         self.lagged.clear();
         for j in 0..self.cfg.policy_lag {
             let name = lag_file(j);
-            let bytes = read(&name)
-                .map_err(LearnerError::State)?
-                .ok_or_else(|| {
-                    LearnerError::State(format!(
-                        "the checkpoint lacks {name}, the policy of vtrace.policy_lag = {} \
+            let bytes = read(&name).map_err(LearnerError::State)?.ok_or_else(|| {
+                LearnerError::State(format!(
+                    "the checkpoint lacks {name}, the policy of vtrace.policy_lag = {} \
                          updates ago",
-                        self.cfg.policy_lag
-                    ))
-                })?;
+                    self.cfg.policy_lag
+                ))
+            })?;
             self.lagged
                 .push_back(load_policy_weights_from(model.valid(), bytes)?);
         }
@@ -550,7 +537,7 @@ impl Learner for VtraceLearner {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rollout::{GaeInputs, compute_gae};
+    use crate::rollout::compute_gae;
 
     fn close(a: &[f32], b: &[f64]) {
         assert_eq!(a.len(), b.len());
@@ -566,17 +553,19 @@ mod tests {
         let ratios = [2.0f32, 0.5, 1.5, 0.8];
         let log_rhos: Vec<f32> = ratios.iter().map(|r| r.ln()).collect();
         let (vs, pg) = vtrace_targets(&VtraceInputs {
-            num_steps: 4,
-            num_envs: 1,
-            rewards: &[1.0, 2.0, 0.5, 1.0],
-            values: &[0.5, 1.0, 2.0, 1.5],
+            rollout: GaeInputs {
+                num_steps: 4,
+                num_envs: 1,
+                rewards: &[1.0, 2.0, 0.5, 1.0],
+                values: &[0.5, 1.0, 2.0, 1.5],
+                terminated: &[false, true, false, false],
+                truncated: &[false; 4],
+                truncation_values: &[0.0; 4],
+                last_values: &[3.0],
+                gamma: 0.9,
+                lambda: 1.0,
+            },
             log_rhos: &log_rhos,
-            terminated: &[false, true, false, false],
-            truncated: &[false; 4],
-            truncation_values: &[0.0; 4],
-            last_values: &[3.0],
-            gamma: 0.9,
-            lambda: 1.0,
             rho_bar: 1.0,
             c_bar: 0.5,
         });
@@ -605,33 +594,25 @@ mod tests {
         let truncation_values: Vec<f32> = (0..len).map(|k| k as f32 * 0.1).collect();
         let last_values = [0.3, -0.2, 1.1];
         for lambda in [1.0f32, 0.8] {
-            let (vs, _) = vtrace_targets(&VtraceInputs {
+            let rollout = GaeInputs {
                 num_steps: t_len,
                 num_envs: n,
                 rewards: &rewards,
                 values: &values,
-                log_rhos: &vec![0.0; len],
                 terminated: &terminated,
                 truncated: &truncated,
                 truncation_values: &truncation_values,
                 last_values: &last_values,
                 gamma: 0.95,
                 lambda,
+            };
+            let (vs, _) = vtrace_targets(&VtraceInputs {
+                rollout,
+                log_rhos: &vec![0.0; len],
                 rho_bar: 1.0,
                 c_bar: 1.0,
             });
-            let (_, returns) = compute_gae(&GaeInputs {
-                num_steps: t_len,
-                num_envs: n,
-                rewards: &rewards,
-                values: &values,
-                terminated: &terminated,
-                truncated: &truncated,
-                truncation_values: &truncation_values,
-                last_values: &last_values,
-                gamma: 0.95,
-                lambda,
-            });
+            let (_, returns) = compute_gae(&rollout);
             let want: Vec<f64> = returns.iter().map(|&r| f64::from(r)).collect();
             close(&vs, &want);
         }

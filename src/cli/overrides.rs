@@ -586,7 +586,10 @@ impl Overrides {
                 .or_insert_with(|| Value::String(default_env_kind()));
         }
         // The typed learner flags are PPO's keys: another learner would silently ignore them.
-        let algorithm = tree.get("algorithm").and_then(Value::as_str).unwrap_or("ppo");
+        let algorithm = tree
+            .get("algorithm")
+            .and_then(Value::as_str)
+            .unwrap_or("ppo");
         if algorithm != "ppo"
             && let Some(a) = assignments.iter().find(|a| a.key.starts_with("ppo."))
         {

@@ -30,7 +30,6 @@ pub use config::PpoConfig;
 pub use update::{UpdatePlan, UpdateStats, ppo_update, ppo_update_with};
 
 use burn::optim::ModuleOptimizer;
-use burn::prelude::*;
 
 use crate::learner::{Learner, LearnerStats, UpdateInput, adam_with_eps};
 use crate::policy::Policy;

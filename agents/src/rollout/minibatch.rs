@@ -100,7 +100,6 @@ pub fn shuffled_minibatches(
         .collect()
 }
 
-
 /// The model inputs of a minibatch of sequences `[B, L]` (see
 /// [`RolloutBuffer::sequence_major`]), as tensors on the (autodiff) device the update runs on:
 /// what `forward_sequence` and the action log-probabilities need.
@@ -131,7 +130,10 @@ impl SequenceBatch {
                 device,
             ),
             starts: Tensor::from_data(
-                TensorData::new(buf.sequence_major(&buf.episode_starts, 1, units), [b, t_len]),
+                TensorData::new(
+                    buf.sequence_major(&buf.episode_starts, 1, units),
+                    [b, t_len],
+                ),
                 device,
             ),
             actions: Tensor::from_data(
