@@ -111,6 +111,10 @@ pub struct LearnerStats {
     pub columns: Vec<f64>,
 }
 
+/// Reads a file of a checkpoint by name: its bytes, `None` when the checkpoint lacks it, or
+/// why it cannot be read.
+pub type ReadCheckpointFile<'a> = dyn FnMut(&str) -> Result<Option<Vec<u8>>, String> + 'a;
+
 /// One learning algorithm over the shared rollout machinery (see the module docs).
 pub trait Learner {
     /// The algorithm's name as the config and the CLI spell it (`ppo`, `vtrace`).
@@ -167,7 +171,7 @@ pub trait Learner {
     /// bytes (`None` when the checkpoint lacks it); `model` is the checkpoint's model.
     fn restore_checkpoint(
         &mut self,
-        read: &mut dyn FnMut(&str) -> Result<Option<Vec<u8>>, String>,
+        read: &mut ReadCheckpointFile<'_>,
         model: &Policy,
     ) -> Result<(), LearnerError> {
         let _ = (read, model);

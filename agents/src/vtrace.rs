@@ -28,8 +28,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::actor_critic::ActorCritic;
 use crate::learner::{
-    Learner, LearnerError, LearnerStats, UpdateInput, adam_with_eps, annealed_learning_rate,
-    load_policy_weights_from, policy_weights,
+    Learner, LearnerError, LearnerStats, ReadCheckpointFile, UpdateInput, adam_with_eps,
+    annealed_learning_rate, load_policy_weights_from, policy_weights,
 };
 use crate::policy::Policy;
 use crate::rollout::collect::to_host;
@@ -514,7 +514,7 @@ impl Learner for VtraceLearner {
 
     fn restore_checkpoint(
         &mut self,
-        read: &mut dyn FnMut(&str) -> Result<Option<Vec<u8>>, String>,
+        read: &mut ReadCheckpointFile<'_>,
         model: &Policy,
     ) -> Result<(), LearnerError> {
         self.lagged.clear();
