@@ -30,7 +30,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use agents::Memory;
-use agents::ppo::{ObsNormalizer, RewardNormalizer};
+use agents::rollout::{ObsNormalizer, RewardNormalizer};
 use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 use burn::prelude::*;
@@ -170,9 +170,9 @@ pub struct TrainerState {
     pub episode_starts: Vec<f32>,
     /// The policy memory of every env.
     pub memory: Vec<SavedTensor>,
-    /// Reward scaling statistics (`ppo.norm_reward`), `null` when off.
+    /// Reward scaling statistics (the learner's `norm_reward`), `null` when off.
     pub reward_norm: Option<RewardNormalizer>,
-    /// Observation normalisation statistics (`ppo.norm_obs`), `null` when off.
+    /// Observation normalisation statistics (the learner's `norm_obs`), `null` when off.
     pub obs_norm: Option<ObsNormalizer>,
 }
 
@@ -428,15 +428,18 @@ impl VerifiedCheckpoint {
         self.dir.join(STATE_FILE)
     }
 
-    /// Checks the checkpoint's normalisers against the run's config `cfg` (`ppo.norm_reward`,
-    /// `ppo.norm_obs`, `num_envs`) and observation size; the error names state.json and the
-    /// normaliser.
+    /// Checks the checkpoint's normalisers against the run's config `cfg` (the learner's
+    /// `norm_reward` and `norm_obs`, e.g. `ppo.norm_reward`; `num_envs`) and observation size;
+    /// the error names state.json and the normaliser.
     pub fn check_normalizers(&self, cfg: &crate::TrainConfig, obs_dim: usize) -> Result<()> {
         let path = self.state_path();
+        let learner = cfg.learner();
+        let settings = learner.rollout_settings();
+        let key = |field: &str| format!("{}.{field}", learner.name());
         check_normalizer(
             &path,
-            ("reward normaliser", "reward_norm", "ppo.norm_reward"),
-            cfg.ppo.norm_reward,
+            ("reward normaliser", "reward_norm", &key("norm_reward")),
+            settings.norm_reward,
             self.state
                 .reward_norm
                 .as_ref()
@@ -444,8 +447,8 @@ impl VerifiedCheckpoint {
         )?;
         check_normalizer(
             &path,
-            ("observation normaliser", "obs_norm", "ppo.norm_obs"),
-            cfg.ppo.norm_obs,
+            ("observation normaliser", "obs_norm", &key("norm_obs")),
+            settings.norm_obs,
             self.state.obs_norm.as_ref().map(|n| n.check(obs_dim)),
         )
     }

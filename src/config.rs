@@ -5,7 +5,9 @@
 
 use std::path::{Path, PathBuf};
 
-use agents::ppo::PpoConfig;
+use agents::learner::{Learner, LearnerError};
+use agents::ppo::{PpoConfig, PpoLearner};
+use agents::vtrace::{VtraceConfig, VtraceLearner};
 use agents::{PolicyConfig, PolicyKind};
 pub use envs::{CartPoleConfig, CustomEnvConfig, EnvConfig, GymEnvConfig};
 use envs::{CueRecallConfig, Env, EnvError, GridMazeConfig};
@@ -98,7 +100,8 @@ pub fn check_label(label: &str) -> Result<(), String> {
     }
 }
 
-/// A training run: seed, budget, rollout sizes, env, policy and PPO hyperparameters.
+/// A training run: seed, budget, rollout sizes, env, policy, the learning algorithm and its
+/// hyperparameters.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrainConfig {
@@ -128,10 +131,64 @@ pub struct TrainConfig {
     pub env: EnvConfig,
     /// The policy architecture and size.
     pub policy: PolicyConfig,
+    /// The learning algorithm (`ppo`, the default, or `vtrace`): which of the sections
+    /// below the run uses.
+    #[serde(default, skip_serializing_if = "Algorithm::is_ppo")]
+    pub algorithm: Algorithm,
     /// PPO hyperparameters.
     pub ppo: PpoConfig,
+    /// V-trace hyperparameters (with `algorithm = "vtrace"`).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub vtrace: VtraceConfig,
     /// Also write the metrics as TensorBoard event files into `<run>/tensorboard/`.
     pub tensorboard: bool,
+}
+
+/// The learning algorithms a run can use, by their config name (`algorithm = "…"`, `fbrl
+/// train --algo …`). Registering a learner: a variant here, its arm in
+/// [`TrainConfig::learner`] and its config section in [`TrainConfig`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+#[serde(rename_all = "lowercase")]
+pub enum Algorithm {
+    /// PPO with memory ([`agents::ppo`]).
+    #[default]
+    Ppo,
+    /// IMPALA's V-trace actor-critic ([`agents::vtrace`]).
+    Vtrace,
+}
+
+impl Algorithm {
+    /// Every algorithm.
+    pub const ALL: [Algorithm; 2] = [Algorithm::Ppo, Algorithm::Vtrace];
+
+    /// Whether this is PPO (the default, left out of a written config).
+    pub fn is_ppo(&self) -> bool {
+        *self == Algorithm::Ppo
+    }
+
+    /// The learner's own metrics columns ([`Learner::metric_columns`]).
+    pub fn metric_columns(self) -> &'static [&'static str] {
+        TrainConfig {
+            algorithm: self,
+            ..TrainConfig::default()
+        }
+        .learner()
+        .metric_columns()
+    }
+}
+
+impl std::fmt::Display for Algorithm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Algorithm::Ppo => "ppo",
+            Algorithm::Vtrace => "vtrace",
+        })
+    }
+}
+
+fn is_default<T: Default + PartialEq>(x: &T) -> bool {
+    *x == T::default()
 }
 
 /// The learning rate a run gets when neither its config file nor a flag sets one
@@ -164,7 +221,9 @@ impl Default for TrainConfig {
             threads: 0,
             env: EnvConfig::default(),
             policy: PolicyConfig::default(),
+            algorithm: Algorithm::Ppo,
             ppo: PpoConfig::default(),
+            vtrace: VtraceConfig::default(),
             tensorboard: false,
         }
     }
@@ -206,10 +265,18 @@ impl TrainConfig {
         (self.total_steps / self.batch_size().max(1) as u64) as usize
     }
 
-    /// Length of the sequences the PPO update replays: `ppo.seq_len`, or whole rollouts
-    /// (`num_steps`).
+    /// The learner of the run's `algorithm`, with its section's hyperparameters.
+    pub fn learner(&self) -> Box<dyn Learner> {
+        match self.algorithm {
+            Algorithm::Ppo => Box::new(PpoLearner::new(self.ppo.clone())),
+            Algorithm::Vtrace => Box::new(VtraceLearner::new(self.vtrace.clone())),
+        }
+    }
+
+    /// Length of the sequences the update replays: the learner's `seq_len` (`ppo.seq_len`),
+    /// or whole rollouts (`num_steps`).
     pub fn seq_len(&self) -> usize {
-        self.ppo.seq_len.unwrap_or(self.num_steps)
+        self.learner().seq_len().unwrap_or(self.num_steps)
     }
 
     /// Checks every field and the rules across fields; the error names the key.
@@ -223,14 +290,16 @@ impl TrainConfig {
         if self.num_steps == 0 {
             return Err(invalid("num_steps", "must be at least 1, got 0"));
         }
-        self.ppo.validate().map_err(|e| match e {
-            agents::ppo::PpoError::InvalidConfig { key, reason } => invalid(key, reason),
-            other => invalid("ppo", other.to_string()),
+        let learner = self.learner();
+        let section = learner.name();
+        learner.validate().map_err(|e| match e {
+            LearnerError::InvalidConfig { key, reason } => invalid(key, reason),
+            other => invalid(section, other.to_string()),
         })?;
         let seq_len = self.seq_len();
         if !self.num_steps.is_multiple_of(seq_len) {
             return Err(invalid(
-                "ppo.seq_len",
+                format!("{section}.seq_len"),
                 format!(
                     "must divide num_steps ({}): the update replays each env's rollout in \
                      chunks of seq_len steps, got {seq_len}",
@@ -239,14 +308,16 @@ impl TrainConfig {
             ));
         }
         let sequences = self.num_envs * (self.num_steps / seq_len);
-        if !sequences.is_multiple_of(self.ppo.num_minibatches) {
+        if !sequences.is_multiple_of(learner.num_minibatches()) {
             return Err(invalid(
-                "ppo.num_minibatches",
+                format!("{section}.num_minibatches"),
                 format!(
                     "must divide the number of sequences per rollout ({sequences} = num_envs \
                      {} × num_steps {} / seq_len {seq_len}): minibatches are whole \
                      sequences, got {}",
-                    self.num_envs, self.num_steps, self.ppo.num_minibatches
+                    self.num_envs,
+                    self.num_steps,
+                    learner.num_minibatches()
                 ),
             ));
         }

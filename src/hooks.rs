@@ -21,8 +21,9 @@
 //! use fbrl::hooks::{TrainHook, UpdateContext};
 //!
 //! let stop_on_kl = |ctx: &mut UpdateContext<'_>| -> anyhow::Result<ControlFlow<String>> {
-//!     Ok(if ctx.row.approx_kl > 0.5 {
-//!         ControlFlow::Break(format!("approx_kl {:.2} > 0.5", ctx.row.approx_kl))
+//!     let kl = ctx.row.column("approx_kl").unwrap_or(0.0);
+//!     Ok(if kl > 0.5 {
+//!         ControlFlow::Break(format!("approx_kl {kl:.2} > 0.5"))
 //!     } else {
 //!         ControlFlow::Continue(())
 //!     })
@@ -129,7 +130,8 @@ where
     }
 }
 
-/// Ends the run once a metrics column (a [`crate::METRICS_COLUMNS`] name) reaches a threshold:
+/// Ends the run once a metrics column (a [`crate::METRICS_COLUMNS`] name, or a learner's own
+/// column) reaches a threshold:
 /// `≥ threshold`, or `≤` with [`StopWhen::below`].
 #[derive(Clone, Debug)]
 pub struct StopWhen {
@@ -141,7 +143,7 @@ pub struct StopWhen {
 impl StopWhen {
     /// Stop once `column ≥ threshold`. Fails for a name that is not a metrics column.
     pub fn at_least(column: &str, threshold: f64) -> Result<Self> {
-        if !crate::METRICS_COLUMNS.contains(&column) {
+        if !crate::metrics::is_metrics_column(column) {
             bail!(
                 "`{column}` is not a metrics column (one of: {})",
                 crate::METRICS_COLUMNS.join(", ")

@@ -23,7 +23,7 @@ pub mod tensorboard;
 pub mod trainer;
 
 pub use config::{
-    CartPoleConfig, ConfigError, CustomEnvConfig, EnvConfig, GymEnvConfig, TrainConfig,
+    Algorithm, CartPoleConfig, ConfigError, CustomEnvConfig, EnvConfig, GymEnvConfig, TrainConfig,
 };
 pub use metrics::{METRICS_COLUMNS, MetricsRow};
 pub use signals::StopFlag;

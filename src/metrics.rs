@@ -1,16 +1,20 @@
-//! `metrics.csv`: one row per PPO update, appended as the run goes, truncated on resume.
+//! `metrics.csv`: one row per update, appended as the run goes, truncated on resume.
 //!
-//! [`MetricsRow`] is the schema: its fields, in order, are the columns ([`METRICS_COLUMNS`]),
-//! read and written through the `csv` crate. A NaN or infinite value (e.g. no episode ended
+//! [`MetricsRow`] is the schema: its fields, in order, are the columns, the learner's own
+//! ([`LearnerColumns`], named by the learner) between `entropy` and `explained_var`
+//! ([`metrics_columns`]; a PPO run's are [`METRICS_COLUMNS`]), read and written through the
+//! `csv` crate. A NaN or infinite value (e.g. no episode ended
 //! during the update) is an empty cell.
 
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 
+use agents::learner::MAX_LEARNER_COLUMNS;
 use anyhow::{Context, Result, bail};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-/// The columns of `metrics.csv`, in order: the fields of [`MetricsRow`].
+/// The columns of a PPO run's `metrics.csv`, in order: the fields of [`MetricsRow`] with
+/// PPO's own columns ([`agents::ppo::PPO_COLUMNS`]) as the learner's.
 pub const METRICS_COLUMNS: [&str; 19] = [
     "update",
     "env_steps",
@@ -33,68 +37,118 @@ pub const METRICS_COLUMNS: [&str; 19] = [
     "steps_per_s",
 ];
 
+/// The columns every run has before the learner's own.
+const HEAD_COLUMNS: usize = 13;
+/// The columns every run has after the learner's own.
+const TAIL_COLUMNS: usize = 4;
+
+/// The columns of `metrics.csv` for a learner whose own columns are `learner`
+/// ([`agents::learner::Learner::metric_columns`]): the common ones with the learner's between
+/// `entropy` and `explained_var` (for PPO, [`METRICS_COLUMNS`]).
+pub fn metrics_columns(learner: &[&'static str]) -> Vec<&'static str> {
+    let tail = &METRICS_COLUMNS[METRICS_COLUMNS.len() - TAIL_COLUMNS..];
+    METRICS_COLUMNS[..HEAD_COLUMNS]
+        .iter()
+        .chain(learner)
+        .chain(tail)
+        .copied()
+        .collect()
+}
+
+/// Whether `column` is a column of some learner's `metrics.csv`.
+pub fn is_metrics_column(column: &str) -> bool {
+    METRICS_COLUMNS.contains(&column)
+        || crate::config::Algorithm::ALL
+            .iter()
+            .any(|a| a.metric_columns().contains(&column))
+}
+
+/// The learner's own columns of a metrics row: names (from the learner) and values.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LearnerColumns {
+    /// The column names ([`agents::learner::Learner::metric_columns`]).
+    pub names: &'static [&'static str],
+    /// The values, in the order of `names` (the rest unused).
+    pub values: [f64; MAX_LEARNER_COLUMNS],
+}
+
+impl LearnerColumns {
+    /// The columns `names` with `values` (missing values are NaN; extra ones dropped).
+    pub fn new(names: &'static [&'static str], values: &[f64]) -> Self {
+        let mut v = [f64::NAN; MAX_LEARNER_COLUMNS];
+        for (slot, x) in v.iter_mut().zip(values).take(names.len()) {
+            *slot = *x;
+        }
+        Self { names, values: v }
+    }
+
+    /// The value of the column `name`, if the learner has it.
+    pub fn get(&self, name: &str) -> Option<f64> {
+        self.iter().find(|(n, _)| *n == name).map(|(_, v)| v)
+    }
+
+    /// `(name, value)` of every column, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, f64)> + '_ {
+        self.names.iter().copied().zip(self.values)
+    }
+}
+
+impl Default for LearnerColumns {
+    /// PPO's columns, zero.
+    fn default() -> Self {
+        Self {
+            names: agents::ppo::PPO_COLUMNS,
+            values: [0.0; MAX_LEARNER_COLUMNS],
+        }
+    }
+}
+
 /// One row of `metrics.csv`. Episode statistics are over the episodes that finished during
 /// this update's rollout; a NaN (no such episode) is written as an empty field.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct MetricsRow {
     /// Update number, 1-based.
     pub update: usize,
     /// Env steps so far (all envs), after this update's rollout.
     pub env_steps: u64,
     /// Training wall time so far, seconds (summed across resumes).
-    #[serde(with = "cell")]
     pub wall_time_s: f64,
     /// Episodes finished during this update's rollout.
     pub episodes: usize,
     /// Mean episodic return.
-    #[serde(with = "cell")]
     pub return_mean: f64,
     /// Minimum episodic return.
-    #[serde(with = "cell")]
     pub return_min: f64,
     /// Maximum episodic return.
-    #[serde(with = "cell")]
     pub return_max: f64,
     /// Mean episode length, steps.
-    #[serde(with = "cell")]
     pub length_mean: f64,
     /// Mean goals reached per episode.
-    #[serde(with = "cell")]
     pub goals_mean: f64,
     /// Fraction of successful episodes among those reporting success (NaN if none did).
-    #[serde(with = "cell")]
     pub success_rate: f64,
-    /// Clipped surrogate loss.
-    #[serde(with = "cell")]
+    /// Policy-gradient loss (PPO: the clipped surrogate).
     pub policy_loss: f64,
     /// Value loss.
-    #[serde(with = "cell")]
     pub value_loss: f64,
     /// Policy entropy, nats.
-    #[serde(with = "cell")]
     pub entropy: f64,
-    /// Approximate KL divergence, `mean((r − 1) − log r)`.
-    #[serde(with = "cell")]
-    pub approx_kl: f64,
-    /// Fraction of clipped ratios.
-    #[serde(with = "cell")]
-    pub clip_frac: f64,
+    /// The learner's own columns (PPO: `approx_kl`, the approximate KL divergence
+    /// `mean((r − 1) − log r)`, and `clip_frac`, the fraction of clipped ratios).
+    pub learner: LearnerColumns,
     /// Explained variance of the value estimates.
-    #[serde(with = "cell")]
     pub explained_var: f64,
     /// Global gradient norm before clipping (mean over minibatches).
-    #[serde(with = "cell")]
     pub grad_norm: f64,
     /// Learning rate used in this update.
-    #[serde(with = "cell")]
     pub lr: f64,
     /// Env steps per second of this update (rollout + learning).
-    #[serde(with = "cell")]
     pub steps_per_s: f64,
 }
 
 impl MetricsRow {
-    /// The value of the column `name` (one of [`METRICS_COLUMNS`]); `None` for another name.
+    /// The value of the column `name` (one of the row's columns, [`metrics_columns`]);
+    /// `None` for another name.
     pub fn column(&self, name: &str) -> Option<f64> {
         let value = serde_json::to_value(self).ok()?;
         let cell = value.get(name)?;
@@ -105,11 +159,102 @@ impl MetricsRow {
                 .unwrap_or(f64::NAN),
         )
     }
+
+    /// The row's columns: [`metrics_columns`] of its learner's.
+    pub fn columns(&self) -> Vec<&'static str> {
+        metrics_columns(self.learner.names)
+    }
+
+    /// The row of the `record` of a file whose learner columns are `learner`.
+    fn from_record(learner: &'static [&'static str], record: &csv::StringRecord) -> Result<Self> {
+        let text = |i: usize| record.get(i).unwrap_or("");
+        let int = |i: usize| -> Result<u64> {
+            text(i)
+                .parse()
+                .with_context(|| format!("column {} is not a count: {:?}", i + 1, text(i)))
+        };
+        let float = |i: usize| -> Result<f64> {
+            match text(i) {
+                "" => Ok(f64::NAN),
+                t => t
+                    .parse()
+                    .with_context(|| format!("column {} is not a number: {t:?}", i + 1)),
+            }
+        };
+        let k = learner.len();
+        let values = (0..k)
+            .map(|j| float(HEAD_COLUMNS + j))
+            .collect::<Result<Vec<_>>>()?;
+        let tail = HEAD_COLUMNS + k;
+        Ok(Self {
+            update: int(0)? as usize,
+            env_steps: int(1)?,
+            wall_time_s: float(2)?,
+            episodes: int(3)? as usize,
+            return_mean: float(4)?,
+            return_min: float(5)?,
+            return_max: float(6)?,
+            length_mean: float(7)?,
+            goals_mean: float(8)?,
+            success_rate: float(9)?,
+            policy_loss: float(10)?,
+            value_loss: float(11)?,
+            entropy: float(12)?,
+            learner: LearnerColumns::new(learner, &values),
+            explained_var: float(tail)?,
+            grad_norm: float(tail + 1)?,
+            lr: float(tail + 2)?,
+            steps_per_s: float(tail + 3)?,
+        })
+    }
+}
+
+/// A float cell of `metrics.csv` (see [`cell`]).
+struct Cell(f64);
+
+impl Serialize for Cell {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        cell::serialize(&self.0, s)
+    }
+}
+
+impl Serialize for MetricsRow {
+    /// The cells in the order of [`MetricsRow::columns`], named by them.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("MetricsRow", HEAD_COLUMNS + 2 + TAIL_COLUMNS)?;
+        st.serialize_field("update", &self.update)?;
+        st.serialize_field("env_steps", &self.env_steps)?;
+        st.serialize_field("wall_time_s", &Cell(self.wall_time_s))?;
+        st.serialize_field("episodes", &self.episodes)?;
+        for (name, x) in [
+            ("return_mean", self.return_mean),
+            ("return_min", self.return_min),
+            ("return_max", self.return_max),
+            ("length_mean", self.length_mean),
+            ("goals_mean", self.goals_mean),
+            ("success_rate", self.success_rate),
+            ("policy_loss", self.policy_loss),
+            ("value_loss", self.value_loss),
+            ("entropy", self.entropy),
+        ]
+        .into_iter()
+        .chain(self.learner.iter())
+        .chain([
+            ("explained_var", self.explained_var),
+            ("grad_norm", self.grad_norm),
+            ("lr", self.lr),
+            ("steps_per_s", self.steps_per_s),
+        ]) {
+            st.serialize_field(name, &Cell(x))?;
+        }
+        st.end()
+    }
 }
 
 /// A float cell: the shortest text that reads back to the same value, empty when not finite.
 mod cell {
-    use serde::{Deserialize, Deserializer, Serializer};
+    use serde::Serializer;
 
     pub fn serialize<S: Serializer>(x: &f64, s: S) -> Result<S::Ok, S::Error> {
         if x.is_finite() {
@@ -118,42 +263,49 @@ mod cell {
             s.serialize_str("")
         }
     }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
-        Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
-    }
 }
 
-/// The metrics file at `path` as CSV records, its header checked against [`METRICS_COLUMNS`].
-fn reader<'t>(path: &Path, text: &'t [u8]) -> Result<csv::Reader<&'t [u8]>> {
+/// The metrics file at `path` as CSV records, and the learner columns its header names (the
+/// header must be [`metrics_columns`] of some learner's).
+fn reader<'t>(
+    path: &Path,
+    text: &'t [u8],
+) -> Result<(csv::Reader<&'t [u8]>, &'static [&'static str])> {
     let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(text);
     let header = reader
         .headers()
         .with_context(|| format!("cannot read {}", path.display()))?;
-    if header.iter().ne(METRICS_COLUMNS) {
-        bail!(
+    let learner = crate::config::Algorithm::ALL
+        .iter()
+        .map(|a| a.metric_columns())
+        .find(|names| header.iter().eq(metrics_columns(names)));
+    match learner {
+        Some(names) => Ok((reader, names)),
+        None => bail!(
             "{}: unexpected header `{}`",
             path.display(),
             header.iter().collect::<Vec<_>>().join(",")
-        );
+        ),
     }
-    Ok(reader)
 }
 
 /// One record as a row (errors name the file and the line).
-fn parse_row(path: &Path, record: csv::Result<csv::StringRecord>) -> Result<MetricsRow> {
+fn parse_row(
+    path: &Path,
+    learner: &'static [&'static str],
+    record: csv::Result<csv::StringRecord>,
+) -> Result<MetricsRow> {
     let record = record.with_context(|| format!("cannot read {}", path.display()))?;
     let line = record.position().map_or(0, |p| p.line() as usize);
-    if record.len() != METRICS_COLUMNS.len() {
+    let width = HEAD_COLUMNS + learner.len() + TAIL_COLUMNS;
+    if record.len() != width {
         bail!(
-            "{}: line {line}: expected {} fields, got {}",
+            "{}: line {line}: expected {width} fields, got {}",
             path.display(),
-            METRICS_COLUMNS.len(),
             record.len()
         );
     }
-    record
-        .deserialize(None)
+    MetricsRow::from_record(learner, &record)
         .with_context(|| format!("{}: line {line}", path.display()))
 }
 
@@ -161,9 +313,10 @@ fn parse_row(path: &Path, record: csv::Result<csv::StringRecord>) -> Result<Metr
 pub fn read_metrics(path: impl AsRef<Path>) -> Result<Vec<MetricsRow>> {
     let path = path.as_ref();
     let text = std::fs::read(path).with_context(|| format!("cannot open {}", path.display()))?;
-    reader(path, &text)?
+    let (reader, learner) = reader(path, &text)?;
+    reader
         .into_records()
-        .map(|record| parse_row(path, record))
+        .map(|record| parse_row(path, learner, record))
         .collect()
 }
 
@@ -184,14 +337,20 @@ pub struct MetricsWriter {
 }
 
 impl MetricsWriter {
-    /// Creates a new `metrics.csv` with its header (overwriting any file there).
+    /// Creates a new `metrics.csv` with PPO's header (overwriting any file there).
     pub fn create(path: impl AsRef<Path>) -> Result<Self> {
+        Self::create_for(path, agents::ppo::PPO_COLUMNS)
+    }
+
+    /// Creates a new `metrics.csv` with the header of a learner whose own columns are
+    /// `learner` (overwriting any file there).
+    pub fn create_for(path: impl AsRef<Path>, learner: &'static [&'static str]) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         let file =
             File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
         let mut writer = row_writer(file);
         writer
-            .write_record(METRICS_COLUMNS)
+            .write_record(metrics_columns(learner))
             .and_then(|()| writer.flush().map_err(csv::Error::from))
             .with_context(|| format!("cannot write {}", path.display()))?;
         Ok(Self {
@@ -231,12 +390,12 @@ impl MetricsWriter {
             Some(end) => &text[..=end],
             None => &text[..0],
         };
-        let reader = reader(&path, complete)
+        let (reader, learner) = reader(&path, complete)
             .with_context(|| format!("{}: missing or unexpected header", path.display()))?;
         let mut kept = Vec::with_capacity(keep_updates);
         for record in reader.into_records() {
             let expected = kept.len() + 1;
-            let row = match parse_row(&path, record) {
+            let row = match parse_row(&path, learner, record) {
                 Ok(row) => row,
                 // Rows after the checkpoint are dropped anyway; a bad row before it is damage.
                 Err(e) if expected <= keep_updates => bail!(
@@ -265,7 +424,7 @@ impl MetricsWriter {
             );
         }
         let mut out = row_writer(Vec::new());
-        out.write_record(METRICS_COLUMNS)?;
+        out.write_record(metrics_columns(learner))?;
         for row in &kept {
             out.serialize(row)?;
         }
@@ -430,8 +589,13 @@ pub fn read_info(path: impl AsRef<Path>) -> Result<Vec<(usize, String, f64)>> {
 /// `losses/`, episode statistics under `episode/`, the rest under `train/`.
 pub fn tensorboard_tag(column: &str) -> String {
     let group = match column {
-        "policy_loss" | "value_loss" | "entropy" | "approx_kl" | "clip_frac" | "explained_var"
-        | "grad_norm" => "losses",
+        "policy_loss" | "value_loss" | "entropy" | "explained_var" | "grad_norm" => "losses",
+        c if crate::config::Algorithm::ALL
+            .iter()
+            .any(|a| a.metric_columns().contains(&c)) =>
+        {
+            "losses"
+        }
         "episodes" | "return_mean" | "return_min" | "return_max" | "length_mean" | "goals_mean"
         | "success_rate" => "episode",
         _ => "train",
@@ -441,7 +605,8 @@ pub fn tensorboard_tag(column: &str) -> String {
 
 /// Every finite column of a metrics row except `update` and `env_steps` (the step), tagged.
 pub fn row_scalars(row: &MetricsRow) -> Result<Vec<(String, f32)>> {
-    Ok(METRICS_COLUMNS
+    Ok(row
+        .columns()
         .iter()
         .filter(|c| !matches!(**c, "update" | "env_steps"))
         .filter_map(|c| {

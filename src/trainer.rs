@@ -1,11 +1,11 @@
-//! The training loop: rollout → GAE → PPO update → metrics row → checkpoint, with resume.
+//! The training loop: rollout → learner update → metrics row → checkpoint, with resume.
 //!
 //! ```text
+//! learner = cfg.learner()                                  (PPO, V-trace: `algorithm`)
 //! for update in 1..=num_updates:
-//!     lr      = learning_rate · (1 − (update − 1) / num_updates)      (anneal_lr)
-//!     buffer  = collect_rollout(model.valid(), venv, state, num_steps)  (no autodiff)
-//!     buffer.compute_advantages(γ, λ)
-//!     model   = ppo_update(model, optim, buffer, lr)                    (autodiff)
+//!     lr      = learner.learning_rate_at(update − 1, num_updates)
+//!     buffer  = collect_rollout(learner.acting_policy(model), venv, state, num_steps)
+//!     model   = learner.update(model, optim, buffer, lr)      (PPO: GAE, then its epochs)
 //!     metrics.csv ← row;  every checkpoint_every updates and at the end: checkpoint
 //! ```
 //!
@@ -32,10 +32,8 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use agents::ppo::{
-    FinishedEpisode, ObsNormalizer, PpoError, RewardNormalizer, RolloutState, UpdateStats, adam,
-    collect_rollout, ppo_update,
-};
+use agents::learner::{Learner, LearnerError, LearnerStats, UpdateInput};
+use agents::rollout::{FinishedEpisode, RolloutState, collect_rollout};
 use agents::{ActorCritic, PolicyConfig};
 use anyhow::{Context, Result, bail};
 use burn::module::Module;
@@ -47,11 +45,11 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::checkpoint::{
     CHECKPOINT_VERSION, RngState, TrainerState, memory_from_host, memory_to_host, open_latest,
-    save_checkpoint, write_atomic,
+    save_checkpoint_with, write_atomic,
 };
 use crate::config::{EnvConfig, TrainConfig};
 use crate::hooks::{TrainHook, UpdateContext};
-use crate::metrics::{InfoLog, MetricsRow, MetricsWriter};
+use crate::metrics::{InfoLog, LearnerColumns, MetricsRow, MetricsWriter};
 use crate::run_dir::{INFO_FILE, RunDir};
 use crate::run_lock::RunLock;
 use crate::signals::{StopFlag, signal_name};
@@ -405,6 +403,7 @@ fn episode_columns(row: &mut MetricsRow, finished: &[FinishedEpisode]) {
 /// written, the envs reset, the RNG seeded, empty memory and normalisers.
 fn fresh_start<E: Env>(
     cfg: &TrainConfig,
+    learner: &dyn Learner,
     run: &RunDir,
     venv: &mut VecEnv<E>,
     model: &agents::Policy,
@@ -412,7 +411,7 @@ fn fresh_start<E: Env>(
 ) -> Result<(TrainerState, RolloutState, MetricsWriter)> {
     let (n, obs_dim) = (cfg.num_envs, venv.obs_dim());
     write_atomic(&run.config_path(), cfg.to_toml().as_bytes())?;
-    let mut metrics = MetricsWriter::create(run.metrics_path())?;
+    let mut metrics = MetricsWriter::create_for(run.metrics_path(), learner.metric_columns())?;
     if cfg.tensorboard {
         metrics = metrics.with_tensorboard(&run.tensorboard_dir(), None)?;
     }
@@ -423,14 +422,8 @@ fn fresh_start<E: Env>(
         episode_starts: vec![1.0; n],
         memory: model.valid().init_memory(n, device),
         rng,
-        reward_norm: cfg
-            .ppo
-            .norm_reward
-            .then(|| RewardNormalizer::new(n, cfg.ppo.gamma, cfg.ppo.reward_clip)),
-        obs_norm: cfg
-            .ppo
-            .norm_obs
-            .then(|| ObsNormalizer::new(obs_dim, cfg.ppo.obs_clip)),
+        reward_norm: learner.rollout_settings().reward_normalizer(n),
+        obs_norm: learner.rollout_settings().obs_normalizer(obs_dim),
     };
     let counters = TrainerState {
         version: CHECKPOINT_VERSION,
@@ -457,6 +450,7 @@ fn fresh_start<E: Env>(
 /// number of episodes dropped, see the module docs).
 fn resume_start<E: Env>(
     cfg: &TrainConfig,
+    learner: &mut dyn Learner,
     run: &RunDir,
     venv: &mut VecEnv<E>,
     model: agents::Policy,
@@ -487,6 +481,12 @@ fn resume_start<E: Env>(
     }
     let model = ckpt.load_model(model)?;
     let optim = ckpt.load_optim(optim)?;
+    learner
+        .restore_checkpoint(
+            &mut |name| ckpt.read_extra(name).map_err(|e| format!("{e:#}")),
+            &model,
+        )
+        .with_context(|| format!("cannot resume from {}", ckpt.dir.display()))?;
     let counters = ckpt.state.clone();
     if counters.num_updates != num_updates {
         bail!(
@@ -565,6 +565,7 @@ fn resume_start<E: Env>(
 /// (weights and observation normaliser, for `agents::Agent`).
 fn checkpoint_now<E: Env>(
     cfg: &TrainConfig,
+    learner: &dyn Learner,
     run: &RunDir,
     model: &agents::Policy,
     optim: &ModuleOptimizer,
@@ -581,7 +582,12 @@ fn checkpoint_now<E: Env>(
     counters.memory = memory_to_host(&state.memory)?;
     counters.reward_norm = state.reward_norm.clone();
     counters.obs_norm = state.obs_norm.clone();
-    let saved = save_checkpoint(&run.checkpoint_dir(), model, optim, counters)?;
+    let files = learner.checkpoint_files()?;
+    let extra: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|(name, bytes)| (name.as_str(), bytes.as_slice()))
+        .collect();
+    let saved = save_checkpoint_with(&run.checkpoint_dir(), model, optim, counters, &extra)?;
     agents::save_policy_with_normalizer(
         run.policy_path(),
         &model.valid(),
@@ -634,16 +640,16 @@ pub(crate) fn open_run(
     Ok((run, lock, restart))
 }
 
-/// The result of a PPO update, or the error that stops the run: a non-finite loss or
+/// The result of a learner's update, or the error that stops the run: a non-finite loss or
 /// gradient names the last good checkpoint.
 pub(crate) fn stop_on_update_error<T>(
-    result: Result<T, PpoError>,
+    result: Result<T, LearnerError>,
     update: usize,
     ckpt_root: &std::path::Path,
 ) -> Result<T> {
     match result {
         Ok(x) => Ok(x),
-        Err(e @ PpoError::NonFinite { .. }) => {
+        Err(e @ LearnerError::NonFinite { .. }) => {
             let last = match crate::checkpoint::latest_checkpoint(ckpt_root)? {
                 Some(p) => format!("the last good checkpoint is {}", p.display()),
                 None => "no checkpoint was written yet".to_string(),
@@ -659,14 +665,15 @@ pub(crate) fn stop_on_update_error<T>(
             }
             bail!("training stopped: {e}; {last}");
         }
-        Err(e) => Err(e).with_context(|| format!("PPO update {update} failed")),
+        Err(e) => Err(e).with_context(|| format!("update {update} failed")),
     }
 }
 
 /// The metrics row of the update `counters` has just counted.
 pub(crate) fn metrics_row(
     counters: &TrainerState,
-    stats: &UpdateStats,
+    stats: &LearnerStats,
+    columns: &'static [&'static str],
     lr: f64,
     steps_per_s: f64,
     finished: &[FinishedEpisode],
@@ -678,8 +685,7 @@ pub(crate) fn metrics_row(
         policy_loss: f64::from(stats.policy_loss),
         value_loss: f64::from(stats.value_loss),
         entropy: f64::from(stats.entropy),
-        approx_kl: f64::from(stats.approx_kl),
-        clip_frac: f64::from(stats.clip_frac),
+        learner: LearnerColumns::new(columns, &stats.columns),
         explained_var: f64::from(stats.explained_var),
         grad_norm: f64::from(stats.grad_norm),
         lr,
@@ -701,9 +707,11 @@ pub(crate) fn report_row(
     if let Some(cb) = opts.progress.as_mut() {
         cb(row);
     } else if !opts.quiet && (update.is_multiple_of(log_every) || update == num_updates) {
+        let (name, value) = row.learner.iter().next().unwrap_or(("-", f64::NAN));
+        let name = if name == "approx_kl" { "kl" } else { name };
         eprintln!(
-            "update {update}/{num_updates}  steps {}  return {:.3}  success {:.2}  kl {:.4}  {:.0} steps/s",
-            row.env_steps, row.return_mean, row.success_rate, row.approx_kl, row.steps_per_s
+            "update {update}/{num_updates}  steps {}  return {:.3}  success {:.2}  {name} {value:.4}  {:.0} steps/s",
+            row.env_steps, row.return_mean, row.success_rate, row.steps_per_s
         );
     }
 }
@@ -769,16 +777,26 @@ fn train_inner<E: Env>(
     let (n, t_len) = (cfg.num_envs, cfg.num_steps);
 
     let (mut venv, model) = build_envs_and_policy(cfg, make_env, &device, &ad_device)?;
-    let optim = adam(&cfg.ppo);
+    let mut learner = cfg.learner();
+    let optim = learner.optimizer();
 
     // The lock is held for the whole run: one process at a time trains in a run directory.
     let (run, _lock, restart) = open_run(cfg, &opts)?;
     let (mut model, mut optim, mut counters, mut state, mut metrics, dropped_episodes) = if restart
     {
-        let (counters, state, metrics) = fresh_start(cfg, &run, &mut venv, &model, &device)?;
+        let (counters, state, metrics) =
+            fresh_start(cfg, learner.as_ref(), &run, &mut venv, &model, &device)?;
         (model, optim, counters, state, metrics, None)
     } else {
-        resume_start(cfg, &run, &mut venv, model, optim, &device)?
+        resume_start(
+            cfg,
+            learner.as_mut(),
+            &run,
+            &mut venv,
+            model,
+            optim,
+            &device,
+        )?
     };
 
     if !opts.quiet && opts.progress.is_none() {
@@ -812,8 +830,8 @@ fn train_inner<E: Env>(
     while counters.updates_done < stop_at {
         let update = counters.updates_done + 1;
         let t0 = Instant::now();
-        let lr = cfg.ppo.learning_rate_at(update - 1, num_updates);
-        let rollout_policy = model.valid();
+        let lr = learner.learning_rate_at(update - 1, num_updates);
+        let rollout_policy = learner.acting_policy(&model);
         let (mut buf, finished) = collect_rollout(
             &rollout_policy,
             &mut venv,
@@ -826,7 +844,6 @@ fn train_inner<E: Env>(
         drop(rollout_policy);
         let t_rollout = t0.elapsed();
         rollout_time_s += t_rollout.as_secs_f64();
-        buf.compute_advantages(cfg.ppo.gamma, cfg.ppo.gae_lambda);
         // A signal lets the update under way finish (then a checkpoint is written at it) unless
         // that takes more than the grace period from the signal: then the update is dropped.
         let stop = opts.stop.clone();
@@ -840,18 +857,19 @@ fn train_inner<E: Env>(
             seen.set(Some(first));
             first.elapsed() > grace
         };
-        let update_result = ppo_update(
+        let update_result = learner.update(
             model,
             &mut optim,
-            &buf,
-            &cfg.ppo,
-            lr,
-            &mut state.rng,
-            &ad_device,
-            update,
-            &should_stop,
+            &mut buf,
+            UpdateInput {
+                lr,
+                rng: &mut state.rng,
+                device: &ad_device,
+                update,
+                should_stop: &should_stop,
+            },
         );
-        if let Err(PpoError::Interrupted { .. }) = &update_result {
+        if let Err(LearnerError::Interrupted { .. }) = &update_result {
             // Part-way through the update: the last checkpoint is the state to resume from.
             let signal = opts
                 .stop
@@ -878,7 +896,14 @@ fn train_inner<E: Env>(
         counters.episodes += finished.len() as u64;
         counters.wall_time_s = wall_at_start + started.elapsed().as_secs_f64();
         let steps_per_s = (n * t_len) as f64 / t0.elapsed().as_secs_f64().max(1e-9);
-        let row = metrics_row(&counters, &stats, lr, steps_per_s, &finished);
+        let row = metrics_row(
+            &counters,
+            &stats,
+            learner.metric_columns(),
+            lr,
+            steps_per_s,
+            &finished,
+        );
         metrics.append(&row)?;
         let info_means = buf.info_scalar_means();
         info_log.append(update, row.env_steps, &info_means)?;
@@ -914,6 +939,7 @@ fn train_inner<E: Env>(
         {
             let saved = checkpoint_now(
                 cfg,
+                learner.as_ref(),
                 &run,
                 &model,
                 &optim,

@@ -70,7 +70,7 @@ fn key(r: &MetricsRow) -> Vec<u64> {
         r.policy_loss.to_bits(),
         r.value_loss.to_bits(),
         r.entropy.to_bits(),
-        r.approx_kl.to_bits(),
+        r.learner.values[0].to_bits(),
         r.grad_norm.to_bits(),
     ]
 }

@@ -4,7 +4,9 @@
 //!   (`init_memory`, `step`, `forward_sequence`).
 //! - The policies (Feedback Transformer, Transformer, GRU, MLP) and `Policy`, which picks one
 //!   at run time.
-//! - PPO with whole-sequence minibatches and truncated BPTT.
+//! - [`rollout`]: rollout collection, buffers, normalisers and GAE, shared by the learners.
+//! - [`learner::Learner`], the algorithm seam, and its learners: PPO with whole-sequence
+//!   minibatches and truncated BPTT, and IMPALA's V-trace actor-critic ([`vtrace`]).
 //! - [`Agent`]: a trained policy loaded from its file, acting on plain slices (deployment).
 
 pub mod actor_critic;
@@ -16,13 +18,16 @@ mod feedback_options;
 pub mod gru;
 pub mod heads;
 pub mod kernels;
+pub mod learner;
 pub mod memory;
 pub mod mlp;
 pub mod onnx;
 pub mod policy;
 pub mod policy_io;
 pub mod ppo;
+pub mod rollout;
 pub mod transformer;
+pub mod vtrace;
 
 pub use actor_critic::{ActorCritic, SequenceOutput, StepOutput};
 pub use agent::{Acted, Agent, AgentMemory};

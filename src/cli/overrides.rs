@@ -180,6 +180,10 @@ pub struct Overrides {
     /// (`tensorboard --logdir runs`).
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub tensorboard: Option<bool>,
+    /// The learning algorithm: `ppo` (the default; the typed flags below set its `[ppo]`
+    /// keys) or `vtrace` (IMPALA's V-trace; set its keys with `--set vtrace.KEY=VALUE`).
+    #[arg(id = "algorithm", long = "algo", value_enum)]
+    pub algorithm: Option<crate::config::Algorithm>,
     /// The `[ppo]` keys.
     #[command(flatten)]
     pub ppo: PpoOverrides,
@@ -566,6 +570,21 @@ impl Overrides {
         if !had_env && let Some(Value::Table(env)) = tree.get_mut("env") {
             env.entry("kind")
                 .or_insert_with(|| Value::String(default_env_kind()));
+        }
+        // The typed learner flags are PPO's keys: another learner would silently ignore them.
+        let algorithm = tree
+            .get("algorithm")
+            .and_then(Value::as_str)
+            .unwrap_or("ppo");
+        if algorithm != "ppo"
+            && let Some(a) = assignments.iter().find(|a| a.key.starts_with("ppo."))
+        {
+            bail!(
+                "{} sets `{}`, but the run's algorithm is {algorithm}: set its keys with \
+                 --set {algorithm}.KEY=VALUE",
+                a.flag,
+                a.key
+            );
         }
         check_env_keys(tree, &assignments)
     }

@@ -72,9 +72,19 @@ fn finite(v: f64) -> Option<f64> {
 
 /// One plain log line for an update.
 fn log_line(row: &MetricsRow, num_updates: usize) -> String {
+    // The learner's own columns (PPO: `kl`, `clip`).
+    let learner: Vec<String> = row
+        .learner
+        .iter()
+        .map(|(name, v)| match name {
+            "approx_kl" => format!("kl {v:.4}"),
+            "clip_frac" => format!("clip {v:.3}"),
+            _ => format!("{name} {v:.4}"),
+        })
+        .collect();
     format!(
         "update {}/{num_updates}  steps {}  return {}  goals {}  success {}  \
-         pg {:.4}  vf {:.4}  ent {:.3}  kl {:.4}  clip {:.3}  ev {:.3}  {:.0} steps/s",
+         pg {:.4}  vf {:.4}  ent {:.3}  {}  ev {:.3}  {:.0} steps/s",
         row.update,
         row.env_steps,
         fmt_opt(finite(row.return_mean), 3),
@@ -83,8 +93,7 @@ fn log_line(row: &MetricsRow, num_updates: usize) -> String {
         row.policy_loss,
         row.value_loss,
         row.entropy,
-        row.approx_kl,
-        row.clip_frac,
+        learner.join("  "),
         row.explained_var,
         row.steps_per_s,
     )

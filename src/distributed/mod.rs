@@ -578,6 +578,13 @@ pub fn train_distributed<E: Env>(
     dopts: &DistributedOptions,
     comm: &dyn Collective,
 ) -> Result<RunSummary> {
+    if !cfg.algorithm.is_ppo() {
+        bail!(
+            "distributed training runs PPO only, the config has algorithm = \"{}\"; train \
+             it in one process (without --distributed)",
+            cfg.algorithm
+        );
+    }
     let started = Instant::now();
     let (rank, ranks) = (comm.rank(), comm.size());
     let options = format!(
@@ -903,7 +910,14 @@ pub fn train_distributed<E: Env>(
         counters.episodes += episodes.len() as u64;
         counters.wall_time_s = wall_at_start + started.elapsed().as_secs_f64();
         let steps_per_s = global_batch as f64 / t0.elapsed().as_secs_f64().max(1e-9);
-        let row = metrics_row(&counters, &stats, lr, steps_per_s, &episodes);
+        let row = metrics_row(
+            &counters,
+            &agents::learner::LearnerStats::from(stats),
+            agents::ppo::PPO_COLUMNS,
+            lr,
+            steps_per_s,
+            &episodes,
+        );
         if let Some((_, _, metrics, info_log)) = writer.as_mut() {
             metrics.append(&row)?;
             let info_means = buf.info_scalar_means();

@@ -189,11 +189,11 @@ impl PpoConfig {
     /// Learning rate for update `update` (0-based) of `num_updates`: linear decay to 0 when
     /// `anneal_lr` is on (CleanRL: `frac = 1 − update / num_updates`), else constant.
     pub fn learning_rate_at(&self, update: usize, num_updates: usize) -> f64 {
-        if self.anneal_lr && num_updates > 0 {
-            let frac = 1.0 - update as f64 / num_updates as f64;
-            frac * self.learning_rate
-        } else {
-            self.learning_rate
-        }
+        crate::learner::annealed_learning_rate(
+            self.learning_rate,
+            self.anneal_lr,
+            update,
+            num_updates,
+        )
     }
 }

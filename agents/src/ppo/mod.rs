@@ -1,7 +1,7 @@
 //! PPO with memory, to the standard of CleanRL's `ppo_atari_lstm.py` / `ppo_trxl.py`.
 //!
 //! One update reads top to bottom:
-//! 1. [`collect_rollout`]: `T` steps of `N` envs, one batched `policy.step` per step on a
+//! 1. [`collect_rollout`] (in [`crate::rollout`], shared with the other learners): `T` steps of `N` envs, one batched `policy.step` per step on a
 //!    non-autodiff copy of the model, actions sampled on the host from a seeded ChaCha8 RNG,
 //!    memory reset per env at episode starts; the memory each env *started* the rollout with
 //!    is kept in the [`RolloutBuffer`]; `V(final_obs)` is computed for truncated episodes.
@@ -13,67 +13,125 @@
 //!    `forward_sequence` from their starting memory; clipped surrogate, clipped value loss,
 //!    entropy bonus, per-minibatch advantage normalisation, global grad-norm clipping, Adam.
 
-pub mod buffer;
-pub mod collective;
 pub mod config;
-pub mod gae;
-pub mod normalize;
-pub mod rollout;
 pub mod update;
 
-use burn::optim::{AdamConfig, ModuleOptimizer};
-use thiserror::Error;
-
+// The rollout machinery PPO runs on lives in `crate::rollout` (shared with the other
+// learners); its modules and items stay reachable under `ppo::` as before.
 pub use crate::distribution::sample_categorical;
-pub use buffer::RolloutBuffer;
-pub use collective::Collective;
-pub use config::PpoConfig;
-pub use gae::{GaeInputs, compute_gae, explained_variance};
-pub use normalize::{ObsNormalizer, RewardNormalizer, RunningMeanStd};
-pub use rollout::{FinishedEpisode, RolloutState, collect_rollout, collect_rollout_until};
-pub use update::{
-    UpdatePlan, UpdateStats, clip_grad_norm, ppo_update, ppo_update_with, shuffled_minibatches,
+pub use crate::rollout::collect as rollout;
+pub use crate::rollout::{
+    Collective, FinishedEpisode, GaeInputs, ObsNormalizer, RewardNormalizer, RolloutBuffer,
+    RolloutState, RunningMeanStd, clip_grad_norm, collect_rollout, collect_rollout_until,
+    compute_gae, explained_variance, shuffled_minibatches,
 };
+pub use crate::rollout::{buffer, collective, gae, normalize};
+pub use config::PpoConfig;
+pub use update::{UpdatePlan, UpdateStats, ppo_update, ppo_update_with};
 
-/// Errors of the PPO machinery.
-#[derive(Debug, Error)]
-pub enum PpoError {
-    /// A hyperparameter has a value PPO cannot use.
-    #[error("invalid config `{key}`: {reason}")]
-    InvalidConfig {
-        /// Full key of the field, e.g. `ppo.learning_rate`.
-        key: &'static str,
-        /// What is wrong with it.
-        reason: String,
-    },
-    /// A loss or the gradient norm became NaN or infinite.
-    #[error(
-        "non-finite {quantity} ({value}) in update {update}; stopping before the optimizer step"
-    )]
-    NonFinite {
-        /// Index of the update (0-based).
-        update: usize,
-        /// Which quantity: `loss` or `gradient norm`.
-        quantity: &'static str,
-        /// The offending value.
-        value: f32,
-    },
-    /// The caller asked the update to stop (a signal), before its next minibatch.
-    #[error("stopped during update {update}, before its optimizer steps were all taken")]
-    Interrupted {
-        /// Index of the update (1-based, as counted by the trainer).
-        update: usize,
-    },
-    /// The environments reported an error.
-    #[error("environment error: {0}")]
-    Env(#[from] envs::EnvError),
-    /// A tensor could not be read back to the host.
-    #[error("tensor read-back failed: {0}")]
-    Tensor(String),
-}
+use burn::optim::ModuleOptimizer;
+
+use crate::learner::{Learner, LearnerStats, UpdateInput, adam_with_eps};
+use crate::policy::Policy;
+use crate::rollout::RolloutSettings;
+
+/// Errors of the PPO machinery: the learners' errors ([`crate::learner::LearnerError`]).
+pub type PpoError = crate::learner::LearnerError;
 
 /// The Adam optimizer PPO uses (ε from the config; no burn-side clipping: PPO clips the
 /// global norm itself, see [`clip_grad_norm`]).
 pub fn adam(cfg: &PpoConfig) -> ModuleOptimizer {
-    AdamConfig::new().with_epsilon(cfg.adam_eps).init()
+    adam_with_eps(cfg.adam_eps)
+}
+
+/// PPO's own metrics columns: the approximate KL and the fraction of clipped ratios.
+pub const PPO_COLUMNS: &[&str] = &["approx_kl", "clip_frac"];
+
+/// PPO as a [`Learner`]: GAE on the rollout, then [`ppo_update`].
+#[derive(Clone, Debug)]
+pub struct PpoLearner {
+    /// The hyperparameters.
+    pub cfg: PpoConfig,
+}
+
+impl PpoLearner {
+    /// A learner with the hyperparameters `cfg`.
+    pub fn new(cfg: PpoConfig) -> Self {
+        Self { cfg }
+    }
+}
+
+impl Learner for PpoLearner {
+    fn name(&self) -> &'static str {
+        "ppo"
+    }
+
+    fn metric_columns(&self) -> &'static [&'static str] {
+        PPO_COLUMNS
+    }
+
+    fn validate(&self) -> Result<(), PpoError> {
+        self.cfg.validate()
+    }
+
+    fn seq_len(&self) -> Option<usize> {
+        self.cfg.seq_len
+    }
+
+    fn num_minibatches(&self) -> usize {
+        self.cfg.num_minibatches
+    }
+
+    fn rollout_settings(&self) -> RolloutSettings {
+        RolloutSettings {
+            gamma: self.cfg.gamma,
+            norm_reward: self.cfg.norm_reward,
+            reward_clip: self.cfg.reward_clip,
+            norm_obs: self.cfg.norm_obs,
+            obs_clip: self.cfg.obs_clip,
+        }
+    }
+
+    fn learning_rate_at(&self, update: usize, num_updates: usize) -> f64 {
+        self.cfg.learning_rate_at(update, num_updates)
+    }
+
+    fn optimizer(&self) -> ModuleOptimizer {
+        adam(&self.cfg)
+    }
+
+    fn update(
+        &mut self,
+        model: Policy,
+        optim: &mut ModuleOptimizer,
+        buf: &mut RolloutBuffer,
+        input: UpdateInput<'_>,
+    ) -> Result<(Policy, LearnerStats), PpoError> {
+        buf.compute_advantages(self.cfg.gamma, self.cfg.gae_lambda);
+        let (model, s) = ppo_update(
+            model,
+            optim,
+            buf,
+            &self.cfg,
+            input.lr,
+            input.rng,
+            input.device,
+            input.update,
+            input.should_stop,
+        )?;
+        Ok((model, s.into()))
+    }
+}
+
+impl From<UpdateStats> for LearnerStats {
+    fn from(s: UpdateStats) -> Self {
+        Self {
+            policy_loss: s.policy_loss,
+            value_loss: s.value_loss,
+            entropy: s.entropy,
+            explained_var: s.explained_var,
+            grad_norm: s.grad_norm,
+            columns: vec![f64::from(s.approx_kl), f64::from(s.clip_frac)],
+        }
+    }
 }

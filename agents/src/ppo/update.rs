@@ -1,23 +1,23 @@
 //! The PPO update: several epochs over minibatches of whole env sequences, each recomputed
 //! with `forward_sequence` from the memory the env started the rollout with.
 
-use burn::module::{Module, ModuleVisitor, Param};
+use burn::module::Module;
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
-use burn::tensor::TensorData;
-use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
 
 use crate::actor_critic::ActorCritic;
 use crate::distribution::ActionDist;
-use crate::memory::Memory;
+use crate::rollout::buffer::RolloutBuffer;
+use crate::rollout::collect::to_host;
+use crate::rollout::collective::{
+    Collective, average_grads, global_explained_variance, global_mean_std,
+};
+use crate::rollout::gae::explained_variance;
+use crate::rollout::minibatch::{SequenceBatch, clip_grad_norm, mean_std, shuffled_minibatches};
 
 use super::PpoError;
-use super::buffer::RolloutBuffer;
-use super::collective::{Collective, average_grads, global_explained_variance, global_mean_std};
 use super::config::PpoConfig;
-use super::gae::explained_variance;
-use super::rollout::to_host;
 
 /// Diagnostics of one PPO update, averaged over every minibatch step it took.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -40,103 +40,11 @@ pub struct UpdateStats {
     pub epochs: usize,
 }
 
-/// Sums `‖g‖²` over every float parameter's gradient, on the device: one tensor of shape
-/// `[1]`, read back once by [`clip_grad_norm`].
-struct GradNormSq<'a> {
-    grads: &'a GradientsParams,
-    sum: Option<Tensor<1>>,
-}
-
-impl ModuleVisitor for GradNormSq<'_> {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        if let Some(g) = self.grads.get::<D>(param.id) {
-            let s = g.square().sum(); // [1]
-            self.sum = Some(match self.sum.take() {
-                Some(acc) => acc + s,
-                None => s,
-            });
-        }
-    }
-}
-
-/// Multiplies every float parameter's gradient by `scale`.
-struct ScaleGrads<'a> {
-    grads: &'a mut GradientsParams,
-    scale: f32,
-}
-
-impl ModuleVisitor for ScaleGrads<'_> {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        if let Some(g) = self.grads.remove::<D>(param.id) {
-            self.grads.register(param.id, g.mul_scalar(self.scale));
-        }
-    }
-}
-
-/// Clips the gradients to a global L2 norm of `max_norm` (all parameters together, as
-/// `torch.nn.utils.clip_grad_norm_` does; burn's own clipping is per parameter) and returns
-/// the norm before clipping.
-pub fn clip_grad_norm<M: Module>(model: &M, grads: &mut GradientsParams, max_norm: f32) -> f32 {
-    let mut v = GradNormSq { grads, sum: None };
-    model.visit(&mut v);
-    let norm = v.sum.map_or(0.0, |s| {
-        let sum_sq: f32 = s.into_scalar();
-        sum_sq.sqrt()
-    });
-    let scale = max_norm / (norm + 1e-6);
-    if norm.is_finite() && scale < 1.0 {
-        model.visit(&mut ScaleGrads { grads, scale });
-    }
-    norm
-}
-
-/// Mean and (unbiased) standard deviation, in `f64`.
-fn mean_std(xs: &[f32]) -> (f64, f64) {
-    let n = xs.len() as f64;
-    let mean = xs.iter().map(|&x| f64::from(x)).sum::<f64>() / n;
-    let var = if xs.len() > 1 {
-        xs.iter()
-            .map(|&x| (f64::from(x) - mean).powi(2))
-            .sum::<f64>()
-            / (n - 1.0)
-    } else {
-        0.0
-    };
-    (mean, var.sqrt())
-}
-
-/// Shuffles `xs` in place (Fisher–Yates) with `rng`.
-fn shuffle(xs: &mut [usize], rng: &mut ChaCha8Rng) {
-    for i in (1..xs.len()).rev() {
-        let j = rng.random_range(0..=i);
-        xs.swap(i, j);
-    }
-}
-
-/// One epoch's minibatches as [`ppo_update`] draws them: `order` (the sequence indices,
-/// carried from epoch to epoch) shuffled in place with `rng`, then cut into `num_minibatches`
-/// consecutive groups.
-pub fn shuffled_minibatches(
-    order: &mut [usize],
-    rng: &mut ChaCha8Rng,
-    num_minibatches: usize,
-) -> Vec<Vec<usize>> {
-    shuffle(order, rng);
-    order
-        .chunks(order.len() / num_minibatches.max(1))
-        .map(<[usize]>::to_vec)
-        .collect()
-}
-
 /// One minibatch of sequences `[B, L]` (whole rollouts of `B` envs, or `B` chunks of length
 /// `L`): the model's inputs as tensors on the autodiff device, the rollout's targets on the
 /// host.
 struct Minibatch {
-    obs: Tensor<3>,
-    starts: Tensor<2>,
-    actions: Tensor<3>,
-    masks: Option<Tensor<3, Bool>>,
-    memory0: Memory,
+    seq: SequenceBatch,
     old_logp: Vec<f32>,
     old_values: Vec<f32>,
     returns: Vec<f32>,
@@ -153,9 +61,8 @@ impl Minibatch {
         device: &Device,
         comm: Option<&dyn Collective>,
     ) -> Self {
-        let (b, t_len, obs_dim) = (units.len(), buf.seq_len, buf.obs_dim);
-        let float = |data: &[f32], width: usize| buf.sequence_major(data, width, units);
-        let mut advantages = float(&buf.advantages, 1);
+        let float = |data: &[f32]| buf.sequence_major(data, 1, units);
+        let mut advantages = float(&buf.advantages);
         if norm_adv {
             // Over the union of the ranks' minibatches when the update is distributed.
             let (m, s) = match comm {
@@ -167,42 +74,12 @@ impl Minibatch {
             }
         }
         Self {
-            obs: Tensor::from_data(
-                TensorData::new(float(&buf.obs, obs_dim), [b, t_len, obs_dim]),
-                device,
-            ),
-            starts: Tensor::from_data(
-                TensorData::new(float(&buf.episode_starts, 1), [b, t_len]),
-                device,
-            ),
-            actions: {
-                let w = buf.dist.action_width();
-                Tensor::from_data(
-                    TensorData::new(buf.sequence_major(&buf.actions, w, units), [b, t_len, w]),
-                    device,
-                )
-            },
-            masks: match buf.dist.mask_width() {
-                Some(m) if !buf.masks.is_empty() => Some(Tensor::from_data(
-                    TensorData::new(buf.sequence_major(&buf.masks, m, units), [b, t_len, m]),
-                    device,
-                )),
-                _ => None,
-            },
-            memory0: buf
-                .sequence_memory(units, &device.clone().inner())
-                .to_device(device),
-            old_logp: float(&buf.logprobs, 1),
-            old_values: float(&buf.values, 1),
-            returns: float(&buf.returns, 1),
+            seq: SequenceBatch::gather(buf, units, device),
+            old_logp: float(&buf.logprobs),
+            old_values: float(&buf.values),
+            returns: float(&buf.returns),
             advantages,
         }
-    }
-
-    /// A host vector of this minibatch as a `[B, T]` tensor on `device`.
-    fn tensor(&self, data: &[f32], device: &Device) -> Tensor<2> {
-        let [b, t_len] = self.starts.dims();
-        Tensor::from_data(TensorData::new(data.to_vec(), [b, t_len]), device)
     }
 }
 
@@ -225,13 +102,14 @@ fn compute_losses<M: ActorCritic>(
     cfg: &PpoConfig,
     device: &Device,
 ) -> Losses {
-    let old_logp = mb.tensor(&mb.old_logp, device);
-    let adv = mb.tensor(&mb.advantages, device);
-    let returns = mb.tensor(&mb.returns, device);
-    let old_values = mb.tensor(&mb.old_values, device);
+    let seq = mb.seq;
+    let old_logp = seq.tensor(&mb.old_logp, device);
+    let adv = seq.tensor(&mb.advantages, device);
+    let returns = seq.tensor(&mb.returns, device);
+    let old_values = seq.tensor(&mb.old_values, device);
 
-    let (params, values) = model.forward_sequence(mb.obs, mb.starts, mb.memory0); // [B, T, P], [B, T]
-    let (new_logp, entropy) = dist.log_prob_entropy(params, mb.actions, mb.masks); // [B, T] each
+    let (params, values) = model.forward_sequence(seq.obs, seq.starts, seq.memory0); // [B, T, P], [B, T]
+    let (new_logp, entropy) = dist.log_prob_entropy(params, seq.actions, seq.masks); // [B, T] each
     let entropy = entropy.mean(); // [1]
 
     // Clipped surrogate objective.

@@ -1,7 +1,7 @@
 //! Data-parallel PPO: what the update needs from a group of processes ("ranks") that each own
 //! a share of the envs, and the gradient exchange built on it.
 //!
-//! Every rank collects a rollout of its own envs and runs [`super::ppo_update_with`] on it with
+//! Every rank collects a rollout of its own envs and runs [`crate::ppo::ppo_update_with`] on it with
 //! the same minibatch count. Per minibatch each rank computes the loss of its own share, then
 //! the ranks average their gradients ([`Collective::all_reduce_sum_f32`] on one flat vector,
 //! divided by the number of ranks) and every rank takes the same clipped Adam step. Because

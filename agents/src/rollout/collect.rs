@@ -10,7 +10,7 @@ use crate::actor_critic::ActorCritic;
 use crate::distribution::{ActionDist, EnvAction};
 use crate::memory::Memory;
 
-use super::PpoError;
+use super::RolloutError;
 use super::buffer::RolloutBuffer;
 use super::normalize::{ObsNormalizer, RewardNormalizer};
 
@@ -26,9 +26,9 @@ pub struct RolloutState {
     pub memory: Memory,
     /// RNG used to sample actions and to shuffle minibatches.
     pub rng: ChaCha8Rng,
-    /// Reward scaling (`ppo.norm_reward`), updated every step.
+    /// Reward scaling (the learner's `norm_reward`), updated every step.
     pub reward_norm: Option<RewardNormalizer>,
-    /// Observation normalisation (`ppo.norm_obs`), updated every step.
+    /// Observation normalisation (the learner's `norm_obs`), updated every step.
     pub obs_norm: Option<ObsNormalizer>,
 }
 
@@ -52,11 +52,11 @@ pub struct FinishedEpisode {
     pub stats: EpisodeStats,
 }
 
-/// Copies a tensor to a host `Vec<f32>`.
-pub(crate) fn to_host<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>, PpoError> {
+/// Copies a tensor to a host `Vec<f32>` (a read-back failure is a [`RolloutError::Tensor`]).
+pub fn to_host<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>, RolloutError> {
     t.into_data()
         .try_into_vec::<f32>()
-        .map_err(|e| PpoError::Tensor(format!("{e:?}")))
+        .map_err(|e| RolloutError::Tensor(format!("{e:?}")))
 }
 
 /// Collects `num_steps` steps from every env of `venv` with `policy` (a non-autodiff copy of
@@ -87,7 +87,7 @@ pub fn collect_rollout<P: ActorCritic, E: Env>(
     num_steps: usize,
     seq_len: usize,
     device: &Device,
-) -> Result<(RolloutBuffer, Vec<FinishedEpisode>), PpoError> {
+) -> Result<(RolloutBuffer, Vec<FinishedEpisode>), RolloutError> {
     collect_rollout_until(policy, venv, state, num_steps, seq_len, device, &mut |_| {
         false
     })
@@ -105,10 +105,10 @@ pub fn collect_rollout_until<P: ActorCritic, E: Env>(
     seq_len: usize,
     device: &Device,
     stop: &mut dyn FnMut(usize) -> bool,
-) -> Result<(RolloutBuffer, Vec<FinishedEpisode>), PpoError> {
+) -> Result<(RolloutBuffer, Vec<FinishedEpisode>), RolloutError> {
     if seq_len == 0 || !num_steps.is_multiple_of(seq_len) {
-        return Err(PpoError::InvalidConfig {
-            key: "ppo.seq_len",
+        return Err(RolloutError::InvalidConfig {
+            key: "seq_len",
             reason: format!("must divide num_steps ({num_steps}), got {seq_len}"),
         });
     }
@@ -148,7 +148,7 @@ pub fn collect_rollout_until<P: ActorCritic, E: Env>(
         state.memory = memory.detach();
         let param_width = params.dims()[1];
         if param_width != dist.param_width() {
-            return Err(PpoError::Tensor(format!(
+            return Err(RolloutError::Tensor(format!(
                 "the policy outputs {param_width} distribution parameters per step, the env's \
                  {} action space needs {} ({}); was the policy built for another env?",
                 venv.action_space(),
