@@ -288,11 +288,11 @@ fn gru_rejects_a_memory_of_another_batch_size() {
 /// A small policy of `kind` (every kind) with the given critic.
 fn small_policy(kind: PolicyKind, critic: CriticKind, device: &Device) -> Policy {
     let mut c = PolicyConfig::preset(kind);
-    c.d_model = 16;
-    c.d_ff = 32;
-    c.n_heads = 2;
-    c.span = 4;
-    c.hidden = 16;
+    c.set("d_model", 16).unwrap();
+    c.set("d_ff", 32).unwrap();
+    c.set("n_heads", 2).unwrap();
+    c.set("span", 4).unwrap();
+    c.set("hidden", 16).unwrap();
     c.critic = critic;
     c.init(OBS_DIM, NUM_ACTIONS, device).expect("config builds")
 }
