@@ -123,10 +123,10 @@ fn main() -> Result<()> {
                 params: toml::toml! { delay = 4 },
             }),
             policy: PolicyConfig::preset(kind)
-.with("d_model", 32)
-.unwrap()
-.with("hidden", 32)
-.unwrap(),
+                .with("d_model", 32)
+                .unwrap()
+                .with("hidden", 32)
+                .unwrap(),
             ppo: PpoConfig {
                 learning_rate: 1e-3,
                 ..PpoConfig::default()

@@ -196,10 +196,12 @@ mod tests {
     fn the_estimates_are_the_previous_numbers_and_name_the_kinds_sizes() {
         // What the single per-kind table gave before the kinds declared their own footprint.
         let total = |kind, critic| {
-            let mut cfg = TrainConfig::default();
-            cfg.policy = agents::PolicyConfig {
-                critic,
-                ..agents::PolicyConfig::preset(kind)
+            let cfg = TrainConfig {
+                policy: agents::PolicyConfig {
+                    critic,
+                    ..agents::PolicyConfig::preset(kind)
+                },
+                ..TrainConfig::default()
             };
             estimate_run_memory(&cfg, 27, 4).total()
         };
@@ -208,8 +210,10 @@ mod tests {
         assert_eq!(total(Gru, Shared), 9_236_324.0);
         assert_eq!(total(Mlp, Shared), 5_625_444.0);
         assert_eq!(total(Gru, Separate), 16_118_472.0);
-        let mut cfg = TrainConfig::default();
-        cfg.policy = agents::PolicyConfig::preset(Mlp);
+        let cfg = TrainConfig {
+            policy: agents::PolicyConfig::preset(Mlp),
+            ..TrainConfig::default()
+        };
         let keys = &estimate_run_memory(&cfg, 27, 4).parts[0].1;
         assert_eq!(keys, "policy sizes (hidden)");
     }

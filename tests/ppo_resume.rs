@@ -91,7 +91,10 @@ fn stop_and_resume_gives_identical_rows_for_every_policy() {
     for cfg in configs {
         let kind = format!(
             "{} (critic {}, norm_reward {}, norm_obs {})",
-            cfg.policy.kind(), cfg.policy.critic, cfg.ppo.norm_reward, cfg.ppo.norm_obs
+            cfg.policy.kind(),
+            cfg.policy.critic,
+            cfg.ppo.norm_reward,
+            cfg.ppo.norm_obs
         );
         let a = tempfile::tempdir().unwrap();
         let full = train_rows(&cfg, a.path());

@@ -103,18 +103,18 @@ mod tests {
 
     fn small(kind: PolicyKind) -> PolicyConfig {
         PolicyConfig::preset(kind)
-.with("d_model", 8)
-.unwrap()
-.with("n_heads", 2)
-.unwrap()
-.with("n_layers", 1)
-.unwrap()
-.with("d_ff", 16)
-.unwrap()
-.with("span", 4)
-.unwrap()
-.with("hidden", 8)
-.unwrap()
+            .with("d_model", 8)
+            .unwrap()
+            .with("n_heads", 2)
+            .unwrap()
+            .with("n_layers", 1)
+            .unwrap()
+            .with("d_ff", 16)
+            .unwrap()
+            .with("span", 4)
+            .unwrap()
+            .with("hidden", 8)
+            .unwrap()
     }
 
     fn policy(kind: PolicyKind) -> Policy {

@@ -258,7 +258,13 @@ pub(crate) struct AttentionSizes {
 impl AttentionSizes {
     /// [`check_config`] of these sizes.
     pub fn check(&self) -> Result<(), AttentionConfigError> {
-        check_config(self.d_model, self.n_heads, self.n_layers, self.d_ff, self.span)
+        check_config(
+            self.d_model,
+            self.n_heads,
+            self.n_layers,
+            self.d_ff,
+            self.span,
+        )
     }
 
     /// Approximate parameters of one network: embedding, per layer the attention projections

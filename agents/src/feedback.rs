@@ -748,11 +748,7 @@ impl crate::policy_spec::PolicySpec for FeedbackSpec {
     /// the starting window's `τ` vectors once per chunk; attention scores `τ + 1` key slots.
     fn extra_flops_per_step(&self, chunk: usize, _fused: bool) -> f64 {
         let sizes = self.sizes();
-        let (d, layers, span) = (
-            self.d_model as f64,
-            self.n_layers as f64,
-            self.span as f64,
-        );
+        let (d, layers, span) = (self.d_model as f64, self.n_layers as f64, self.span as f64);
         let groups = if self.share_kv { 1.0 } else { layers };
         let kv = 2.0 * d * 2.0 * d;
         let self_slots = if self.current_slot == CurrentSlot::Input {

@@ -54,9 +54,9 @@ pub use memory::{Memory, MemoryLayoutError};
 pub use mlp::{MlpConfig, MlpPolicy, MlpSpec};
 pub use onnx::{OnnxExport, OnnxSummary, export_onnx};
 pub use policy::{CriticKind, Policy, PolicyConfig, PolicyError};
-pub use policy_spec::{Field, MemoryFootprint, PolicySpec};
 pub use policy_io::{
     PolicyFileHeader, load_policy, load_policy_weights, read_policy_header, save_policy,
     save_policy_for, save_policy_with_normalizer,
 };
+pub use policy_spec::{Field, MemoryFootprint, PolicySpec};
 pub use transformer::{Transformer, TransformerConfig, TransformerSpec};

@@ -774,7 +774,11 @@ mod tests {
                 }),
                 other => panic!("{kind}.{}: {other}", field.name),
             };
-            assert!(config.set(field.name, changed).unwrap(), "{kind}.{}", field.name);
+            assert!(
+                config.set(field.name, changed).unwrap(),
+                "{kind}.{}",
+                field.name
+            );
         }
         assert_ne!(config, PolicyConfig::preset(kind));
         config
@@ -785,7 +789,11 @@ mod tests {
         for kind in PolicyKind::ALL {
             for config in [PolicyConfig::preset(kind), off_default(kind)] {
                 let text = toml::to_string(&config).unwrap();
-                assert_eq!(toml::from_str::<PolicyConfig>(&text).unwrap(), config, "{text}");
+                assert_eq!(
+                    toml::from_str::<PolicyConfig>(&text).unwrap(),
+                    config,
+                    "{text}"
+                );
                 let json = serde_json::to_string(&config).unwrap();
                 assert_eq!(serde_json::from_str::<PolicyConfig>(&json).unwrap(), config);
                 // Only the kind's own fields are written, after its `kind`.
@@ -809,19 +817,23 @@ mod tests {
         for kind in PolicyKind::ALL {
             let preset = PolicyConfig::preset(kind);
             for (field, value) in preset.spec.spec().values() {
-                let config: PolicyConfig = toml::from_str(&format!(
-                    "kind = \"{kind}\"\ncritic = \"separate\"\n"
-                ))
-                .unwrap();
+                let config: PolicyConfig =
+                    toml::from_str(&format!("kind = \"{kind}\"\ncritic = \"separate\"\n")).unwrap();
                 assert_eq!(config.get(field.name), Some(value), "{kind}.{}", field.name);
                 assert_eq!(config.critic, CriticKind::Separate);
-                assert!(!field.doc.trim().is_empty(), "{kind}.{} has no doc", field.name);
+                assert!(
+                    !field.doc.trim().is_empty(),
+                    "{kind}.{} has no doc",
+                    field.name
+                );
             }
         }
         let gru: PolicyConfig = toml::from_str("kind = \"gru\"\nd_model = 32").unwrap();
-        let feedback: PolicyConfig =
-            toml::from_str("kind = \"feedback\"\nd_model = 32").unwrap();
-        assert_eq!((gru.size("d_model"), gru.size("n_layers")), (Some(32), Some(1)));
+        let feedback: PolicyConfig = toml::from_str("kind = \"feedback\"\nd_model = 32").unwrap();
+        assert_eq!(
+            (gru.size("d_model"), gru.size("n_layers")),
+            (Some(32), Some(1))
+        );
         assert_eq!(
             (feedback.size("d_model"), feedback.size("n_layers")),
             (Some(32), Some(2))
@@ -862,9 +874,13 @@ mod tests {
         assert!(err.contains("share_kv"), "{err}");
         let err = mlp.set("bogus", 1).unwrap_err().to_string();
         assert!(err.contains("bogus"), "{err}");
-        let err = toml::from_str::<PolicyConfig>("d_model = 3").unwrap_err().to_string();
+        let err = toml::from_str::<PolicyConfig>("d_model = 3")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("kind") && err.contains("feedback"), "{err}");
-        let err = toml::from_str::<PolicyConfig>("kind = \"lstm\"").unwrap_err().to_string();
+        let err = toml::from_str::<PolicyConfig>("kind = \"lstm\"")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("lstm"), "{err}");
     }
 
@@ -886,8 +902,16 @@ mod tests {
     fn the_estimates_of_the_presets_are_the_previous_numbers() {
         // What the single table of estimates gave before the kinds declared their own.
         let cases = [
-            (PolicyKind::Feedback, 102_477.0, [249_664.0, 249_664.0, 257_856.0, 257_856.0]),
-            (PolicyKind::Transformer, 102_477.0, [216_896.0, 216_896.0, 216_896.0, 249_152.0]),
+            (
+                PolicyKind::Feedback,
+                102_477.0,
+                [249_664.0, 249_664.0, 257_856.0, 257_856.0],
+            ),
+            (
+                PolicyKind::Transformer,
+                102_477.0,
+                [216_896.0, 216_896.0, 216_896.0, 249_152.0],
+            ),
             (PolicyKind::Gru, 27_077.0, [200_000.0; 4]),
             (PolicyKind::Mlp, 6_277.0, [200_000.0; 4]),
         ];

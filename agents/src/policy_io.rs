@@ -276,7 +276,8 @@ fn read_file(path: &Path) -> Result<(PolicyFileHeader, Vec<u8>), PolicyError> {
             path,
             format!(
                 "header kind `{}` disagrees with config kind `{}`",
-                header.kind, header.config.kind()
+                header.kind,
+                header.config.kind()
             ),
         ));
     }

@@ -63,18 +63,18 @@ fn actions() -> [(&'static str, ActionDist); 3] {
 
 fn small(kind: PolicyKind) -> PolicyConfig {
     PolicyConfig::preset(kind)
-.with("d_model", 16)
-.unwrap()
-.with("n_heads", 2)
-.unwrap()
-.with("n_layers", 2)
-.unwrap()
-.with("d_ff", 32)
-.unwrap()
-.with("span", 4)
-.unwrap()
-.with("hidden", 16)
-.unwrap()
+        .with("d_model", 16)
+        .unwrap()
+        .with("n_heads", 2)
+        .unwrap()
+        .with("n_layers", 2)
+        .unwrap()
+        .with("d_ff", 32)
+        .unwrap()
+        .with("span", 4)
+        .unwrap()
+        .with("hidden", 16)
+        .unwrap()
 }
 
 /// Every case: a name, a config, an action space.
@@ -91,39 +91,41 @@ fn cases() -> Vec<(String, PolicyConfig, ActionDist)> {
     let variants = [
         (
             "feedback-mix-top",
-            feedback.clone()
-.with("memory_mix", MemoryMix::Top)
-.unwrap(),
+            feedback.clone().with("memory_mix", MemoryMix::Top).unwrap(),
             multi.clone(),
         ),
         (
             "feedback-mix-embedding",
-            feedback.clone()
-.with("memory_mix", MemoryMix::Embedding)
-.unwrap(),
+            feedback
+                .clone()
+                .with("memory_mix", MemoryMix::Embedding)
+                .unwrap(),
             gauss.clone(),
         ),
         (
             "feedback-null-slot",
-            feedback.clone()
-.with("current_slot", CurrentSlot::Null)
-.unwrap(),
+            feedback
+                .clone()
+                .with("current_slot", CurrentSlot::Null)
+                .unwrap(),
             cat.clone(),
         ),
         (
             "feedback-unshared-kv",
-            feedback.clone()
-.with("share_kv", false)
-.unwrap(),
+            feedback.clone().with("share_kv", false).unwrap(),
             multi.clone(),
         ),
         (
             "feedback-unshared-kv-null-slot-separate",
-            PolicyConfig { critic: CriticKind::Separate, ..feedback.clone()
-.with("share_kv", false)
-.unwrap()
-.with("current_slot", CurrentSlot::Null)
-.unwrap() },
+            PolicyConfig {
+                critic: CriticKind::Separate,
+                ..feedback
+                    .clone()
+                    .with("share_kv", false)
+                    .unwrap()
+                    .with("current_slot", CurrentSlot::Null)
+                    .unwrap()
+            },
             gauss.clone(),
         ),
         (
@@ -144,25 +146,24 @@ fn cases() -> Vec<(String, PolicyConfig, ActionDist)> {
         ),
         (
             "transformer-gating",
-            transformer.clone()
-.with("gating", true)
-.unwrap(),
+            transformer.clone().with("gating", true).unwrap(),
             cat.clone(),
         ),
         (
             "transformer-gating-span1",
             transformer
-.with("gating", true)
-.unwrap()
-.with("span", 1)
-.unwrap(),
+                .with("gating", true)
+                .unwrap()
+                .with("span", 1)
+                .unwrap(),
             multi.clone(),
         ),
         (
             "gru-2-layers-separate",
-            PolicyConfig { critic: CriticKind::Separate, ..small(PolicyKind::Gru)
-.with("n_layers", 2)
-.unwrap() },
+            PolicyConfig {
+                critic: CriticKind::Separate,
+                ..small(PolicyKind::Gru).with("n_layers", 2).unwrap()
+            },
             multi,
         ),
         (

@@ -423,7 +423,10 @@ learning_rate = 1e-3
         assert_eq!(p.arms.len(), 2);
         assert_eq!(p.experiment.final_fraction, 0.1);
         let c = p.run_config(&p.arms[0], 3, 1);
-        assert_eq!((c.seed, c.threads, c.policy.d_model), (3, 1, 16));
+        assert_eq!(
+            (c.seed, c.threads, c.policy.size("d_model")),
+            (3, 1, Some(16))
+        );
         assert_eq!(c.ppo.learning_rate, p.train.ppo.learning_rate);
         let c = p.run_config(&p.arms[1], 0, 1);
         assert_eq!(c.ppo.learning_rate, 1e-3);

@@ -362,7 +362,7 @@ impl clap::FromArgMatches for PolicyOverrides {
         }
         for flag in policy_flags() {
             let id = flag.id();
-            let value = match flag.value {
+            let value: Option<serde_json::Value> = match flag.value {
                 serde_json::Value::Bool(_) => matches.get_one::<bool>(&id).map(|v| (*v).into()),
                 serde_json::Value::Number(_) => {
                     matches.get_one::<usize>(&id).map(|v| (*v as u64).into())
@@ -387,7 +387,9 @@ impl Args for PolicyOverrides {
                     .long("policy")
                     .value_name("KIND")
                     .value_parser(clap::value_parser!(PolicyKind))
-                    .help("Policy architecture; fields not set in the file take this kind's preset"),
+                    .help(
+                        "Policy architecture; fields not set in the file take this kind's preset",
+                    ),
             )
             .arg(
                 Arg::new("policy.critic")
@@ -815,7 +817,7 @@ fn fill_learning_rate(tree: &mut Table) {
             // An unknown kind is reported when the tree is read.
             Err(_) => return,
         },
-        None => agents::PolicyConfig::default().kind,
+        None => agents::PolicyConfig::default().kind(),
     };
     let lr = crate::config::default_learning_rate(&env, policy);
     if let Ok(ppo) = table_at(tree, "ppo", "--learning-rate") {
@@ -1054,7 +1056,9 @@ mod tests {
             .unwrap()
             .policy;
         assert_eq!(q.get("share_kv"), Some(false.into()));
-        let q = resolve_words(&["--policy mlp", "--hidden 40"]).unwrap().policy;
+        let q = resolve_words(&["--policy mlp", "--hidden 40"])
+            .unwrap()
+            .policy;
         assert_eq!(q.size("hidden"), Some(40));
         let EnvConfig::Gridmaze(m) = &cfg.env else {
             panic!("expected a gridmaze env")
@@ -1223,7 +1227,11 @@ mod tests {
         let file = "[policy]\nkind = \"feedback\"\nd_model = 32\n";
         let cfg = resolve(file, &["--policy", "gru"]).unwrap();
         assert_eq!(cfg.policy.kind(), PolicyKind::Gru);
-        assert_eq!(cfg.policy.size("d_model"), Some(32), "an explicit key is kept");
+        assert_eq!(
+            cfg.policy.size("d_model"),
+            Some(32),
+            "an explicit key is kept"
+        );
         assert_eq!(
             cfg.policy.size("n_layers"),
             agents::PolicyConfig::preset(PolicyKind::Gru).size("n_layers")
@@ -1246,7 +1254,11 @@ mod tests {
                 };
                 let flag = format!("--{}", field.name.replace('_', "-"));
                 assert!(help.contains(&flag), "--help lacks {flag}");
-                assert!(help.contains(field.doc.trim()), "--help lacks {}'s doc", field.name);
+                assert!(
+                    help.contains(field.doc.trim()),
+                    "--help lacks {}'s doc",
+                    field.name
+                );
                 assert_eq!(flag_of(&format!("policy.{}", field.name)), flag);
                 let long = format!("--policy.{}", field.name);
                 for f in [flag.as_str(), long.as_str()] {
@@ -1259,7 +1271,10 @@ mod tests {
         }
         // The help gives each kind's default; a bad value names the flag.
         assert!(help.contains("1 (gru)"), "{help}");
-        let e = Cmd::try_parse_from(["test", "--span", "x"]).err().unwrap().to_string();
+        let e = Cmd::try_parse_from(["test", "--span", "x"])
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.contains("--span"), "{e}");
         let e = resolve("", &["--policy", "feedback", "--memory-mix", "x"]).unwrap_err();
         assert!(format!("{e:#}").contains("memory_mix"), "{e:#}");

@@ -368,7 +368,9 @@ fn python_memory(env: PythonMemoryEnv, kind: PolicyKind, preset: BudgetPreset) -
         ("d_ff", s.dim),
         ("span", s.memory),
     ] {
-        policy.set(field, value).expect("the sizes are policy fields");
+        policy
+            .set(field, value)
+            .expect("the sizes are policy fields");
     }
     let mut cfg = TrainConfig {
         num_envs: 16,
