@@ -256,6 +256,17 @@ pub(crate) struct AttentionSizes {
 }
 
 impl AttentionSizes {
+    /// The sizes of an attention kind's config.
+    pub fn new(d_model: usize, n_heads: usize, n_layers: usize, d_ff: usize, span: usize) -> Self {
+        Self {
+            d_model,
+            n_heads,
+            n_layers,
+            d_ff,
+            span,
+        }
+    }
+
     /// [`check_config`] of these sizes.
     pub fn check(&self) -> Result<(), AttentionConfigError> {
         check_config(

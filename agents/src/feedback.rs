@@ -62,8 +62,8 @@ use burn::tensor::activation::softmax;
 
 use crate::actor_critic::{ActorCritic, SequenceOutput, StepOutput};
 use crate::attention::{
-    AttentionConfigError, FeedForward, MASKED_SCORE, RelativePositionBias, check_memory_layout,
-    check_sizes,
+    AttentionConfigError, AttentionSizes, FeedForward, MASKED_SCORE, RelativePositionBias,
+    check_memory_layout, check_sizes,
 };
 use crate::heads::ActorCriticHeads;
 use crate::kernels;
@@ -720,14 +720,14 @@ crate::kind_config! {
 }
 
 impl FeedbackSpec {
-    fn sizes(&self) -> crate::attention::AttentionSizes {
-        crate::attention::AttentionSizes {
-            d_model: self.d_model,
-            n_heads: self.n_heads,
-            n_layers: self.n_layers,
-            d_ff: self.d_ff,
-            span: self.span,
-        }
+    fn sizes(&self) -> AttentionSizes {
+        AttentionSizes::new(
+            self.d_model,
+            self.n_heads,
+            self.n_layers,
+            self.d_ff,
+            self.span,
+        )
     }
 }
 

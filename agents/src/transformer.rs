@@ -44,8 +44,8 @@ use burn::tensor::activation::relu;
 
 use crate::actor_critic::{ActorCritic, SequenceOutput, StepOutput};
 use crate::attention::{
-    AttentionConfigError, FeedForward, GruGate, RelativePositionBias, check_memory_layout,
-    check_sizes, masked_attention, merge_heads, split_heads,
+    AttentionConfigError, AttentionSizes, FeedForward, GruGate, RelativePositionBias,
+    check_memory_layout, check_sizes, masked_attention, merge_heads, split_heads,
 };
 use crate::heads::ActorCriticHeads;
 use crate::kernels;
@@ -546,15 +546,15 @@ crate::kind_config! {
     /// The `transformer` kind's config: a [`Transformer`] (the policy config's fields for
     /// `kind = "transformer"`).
     pub struct TransformerSpec {
-        /// Model width: embedding and attention width.
+        /// Width of the embedding and of every layer's states.
         pub d_model: usize = 64,
-        /// Number of attention heads; must divide `d_model`.
+        /// Attention heads per layer (a divisor of `d_model`).
         pub n_heads: usize = 4,
-        /// Number of layers (transformer blocks).
+        /// Depth: blocks, each attending to the past states of the block below.
         pub n_layers: usize = 2,
-        /// Hidden width of each block's feed-forward network.
+        /// Hidden units of every block's feed-forward network.
         pub d_ff: usize = 256,
-        /// Attention span τ: how many past time steps a step can attend to.
+        /// The window: how many past steps each layer's states are kept and attended to.
         pub span: usize = 32,
         /// GTrXL-style gated residual connections instead of plain residuals.
         pub gating: bool = false,
@@ -562,14 +562,14 @@ crate::kind_config! {
 }
 
 impl TransformerSpec {
-    fn sizes(&self) -> crate::attention::AttentionSizes {
-        crate::attention::AttentionSizes {
-            d_model: self.d_model,
-            n_heads: self.n_heads,
-            n_layers: self.n_layers,
-            d_ff: self.d_ff,
-            span: self.span,
-        }
+    fn sizes(&self) -> AttentionSizes {
+        AttentionSizes::new(
+            self.d_model,
+            self.n_heads,
+            self.n_layers,
+            self.d_ff,
+            self.span,
+        )
     }
 }
 
