@@ -70,6 +70,7 @@ use crate::kernels;
 #[cfg(feature = "flex")]
 use crate::kernels::{host_values, tensor3};
 use crate::memory::Memory;
+use crate::policy::PolicyError;
 
 pub use crate::feedback_options::{CurrentSlot, MemoryMix};
 
@@ -735,7 +736,7 @@ impl crate::policy_spec::PolicySpec for FeedbackSpec {
     type Net = FeedbackTransformer;
     const ATTENTION: bool = true;
 
-    fn validate(&self) -> Result<(), crate::PolicyError> {
+    fn validate(&self) -> Result<(), PolicyError> {
         Ok(self.sizes().check()?)
     }
 
@@ -786,12 +787,7 @@ impl crate::policy_spec::PolicySpec for FeedbackSpec {
         }
     }
 
-    fn build(
-        &self,
-        obs_dim: usize,
-        num_actions: usize,
-        device: &Device,
-    ) -> Result<FeedbackTransformer, crate::PolicyError> {
+    fn build(&self, obs: usize, actions: usize, device: &Device) -> Result<Self::Net, PolicyError> {
         Ok(FeedbackTransformerConfig::new()
             .with_d_model(self.d_model)
             .with_n_heads(self.n_heads)
@@ -801,7 +797,7 @@ impl crate::policy_spec::PolicySpec for FeedbackSpec {
             .with_share_kv(self.share_kv)
             .with_memory_mix(self.memory_mix)
             .with_current_slot(self.current_slot)
-            .try_init(obs_dim, num_actions, device)?)
+            .try_init(obs, actions, device)?)
     }
 
     /// The tensor-operation path, which has the weights.

@@ -9,6 +9,7 @@ use crate::heads::{ActorCriticHeads, HIDDEN_GAIN, orthogonal_linear};
 #[cfg(feature = "flex")]
 use crate::kernels;
 use crate::memory::Memory;
+use crate::policy::PolicyError;
 
 /// Configuration of [`GruPolicy`].
 #[derive(Config, Debug)]
@@ -268,7 +269,7 @@ crate::kind_config! {
 impl crate::policy_spec::PolicySpec for GruSpec {
     type Net = GruPolicy;
 
-    fn validate(&self) -> Result<(), crate::PolicyError> {
+    fn validate(&self) -> Result<(), PolicyError> {
         crate::policy::at_least_one(&[("d_model", self.d_model), ("n_layers", self.n_layers)])
     }
 
@@ -306,15 +307,10 @@ impl crate::policy_spec::PolicySpec for GruSpec {
         }
     }
 
-    fn build(
-        &self,
-        obs_dim: usize,
-        num_actions: usize,
-        device: &Device,
-    ) -> Result<GruPolicy, crate::PolicyError> {
+    fn build(&self, obs: usize, actions: usize, device: &Device) -> Result<Self::Net, PolicyError> {
         Ok(GruConfig::new()
             .with_d_model(self.d_model)
             .with_n_layers(self.n_layers)
-            .init(obs_dim, num_actions, device))
+            .init(obs, actions, device))
     }
 }

@@ -8,6 +8,7 @@ use crate::heads::{ActorCriticHeads, HIDDEN_GAIN, orthogonal_linear};
 #[cfg(feature = "flex")]
 use crate::kernels;
 use crate::memory::Memory;
+use crate::policy::PolicyError;
 
 /// Configuration of [`MlpPolicy`].
 #[derive(Config, Debug)]
@@ -290,7 +291,7 @@ crate::kind_config! {
 impl crate::policy_spec::PolicySpec for MlpSpec {
     type Net = MlpPolicy;
 
-    fn validate(&self) -> Result<(), crate::PolicyError> {
+    fn validate(&self) -> Result<(), PolicyError> {
         crate::policy::at_least_one(&[("hidden", self.hidden)])
     }
 
@@ -322,14 +323,9 @@ impl crate::policy_spec::PolicySpec for MlpSpec {
         Self { hidden: units }
     }
 
-    fn build(
-        &self,
-        obs_dim: usize,
-        num_actions: usize,
-        device: &Device,
-    ) -> Result<MlpPolicy, crate::PolicyError> {
+    fn build(&self, obs: usize, actions: usize, device: &Device) -> Result<Self::Net, PolicyError> {
         Ok(MlpConfig::new()
             .with_hidden(self.hidden)
-            .init(obs_dim, num_actions, device))
+            .init(obs, actions, device))
     }
 }

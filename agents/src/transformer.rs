@@ -52,6 +52,7 @@ use crate::kernels;
 #[cfg(feature = "flex")]
 use crate::kernels::{host_values, tensor3};
 use crate::memory::Memory;
+use crate::policy::PolicyError;
 
 /// Configuration of a [`Transformer`].
 #[derive(Config, Debug)]
@@ -577,7 +578,7 @@ impl crate::policy_spec::PolicySpec for TransformerSpec {
     type Net = Transformer;
     const ATTENTION: bool = true;
 
-    fn validate(&self) -> Result<(), crate::PolicyError> {
+    fn validate(&self) -> Result<(), PolicyError> {
         Ok(self.sizes().check()?)
     }
 
@@ -620,12 +621,7 @@ impl crate::policy_spec::PolicySpec for TransformerSpec {
         }
     }
 
-    fn build(
-        &self,
-        obs_dim: usize,
-        num_actions: usize,
-        device: &Device,
-    ) -> Result<Transformer, crate::PolicyError> {
+    fn build(&self, obs: usize, actions: usize, device: &Device) -> Result<Self::Net, PolicyError> {
         Ok(TransformerConfig::new()
             .with_d_model(self.d_model)
             .with_n_heads(self.n_heads)
@@ -633,7 +629,7 @@ impl crate::policy_spec::PolicySpec for TransformerSpec {
             .with_d_ff(self.d_ff)
             .with_span(self.span)
             .with_gating(self.gating)
-            .try_init(obs_dim, num_actions, device)?)
+            .try_init(obs, actions, device)?)
     }
 
     fn step_with_attention(
