@@ -384,7 +384,9 @@ impl PolicyConfig {
 
     /// Approximate number of trainable parameters of one network of this config (actor, or
     /// critic), from the sizes alone, in `f64`: nothing is allocated, so it can vet sizes too
-    /// large to build. Within a few percent of [`PolicyConfig::num_parameters`] per network.
+    /// large to build. Within 10 % of [`PolicyConfig::num_parameters`] per network (an upper
+    /// bound for the Feedback Transformer, whose shared key/value projection it counts per
+    /// layer; within 1 % for the other kinds).
     pub fn approx_parameters(&self, obs_dim: usize, num_actions: usize) -> f64 {
         self.spec.spec().approx_parameters(obs_dim, num_actions)
     }
@@ -885,14 +887,21 @@ mod tests {
     }
 
     #[test]
-    fn approx_parameters_is_within_a_few_percent_for_every_kind() {
+    fn approx_parameters_is_close_to_the_count_for_every_kind() {
         for kind in PolicyKind::ALL {
             for config in [PolicyConfig::preset(kind), off_default(kind)] {
                 for (obs_dim, num_actions) in [(27, 4), (3, 2), (100, 9)] {
                     let exact = config.num_parameters(obs_dim, num_actions).unwrap() as f64;
                     let approx = config.networks() * config.approx_parameters(obs_dim, num_actions);
                     let rel = (approx - exact).abs() / exact;
-                    assert!(rel < 0.05, "{kind} {config:?}: {approx} vs {exact}");
+                    // The Feedback's shared key/value projection counts once per layer (an
+                    // upper bound): ≈ 9 % over at the preset, the other kinds within 1 %.
+                    let tolerance = if kind == PolicyKind::Feedback {
+                        0.10
+                    } else {
+                        0.01
+                    };
+                    assert!(rel < tolerance, "{kind} {config:?}: {approx} vs {exact}");
                 }
             }
         }

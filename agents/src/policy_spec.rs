@@ -77,7 +77,7 @@ pub trait PolicySpec:
 
     /// Approximate number of trainable parameters of one network for `obs_dim` features and
     /// an actor head of `num_actions` outputs, from the sizes alone (nothing is allocated):
-    /// within a few percent of the built network's count.
+    /// close to the built network's count (the memory estimate and size checks use it).
     fn approx_parameters(&self, obs_dim: usize, num_actions: usize) -> f64;
 
     /// Floating-point operations of one network's forward pass per env step beyond its

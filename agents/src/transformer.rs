@@ -582,8 +582,15 @@ impl crate::policy_spec::PolicySpec for TransformerSpec {
         Ok(self.sizes().check()?)
     }
 
+    /// With gating, each layer's two GRU-type gates add `2 · (6d² + d)`.
     fn approx_parameters(&self, obs_dim: usize, num_actions: usize) -> f64 {
-        self.sizes().approx_parameters(obs_dim, num_actions)
+        let d = self.d_model as f64;
+        let gates = if self.gating {
+            self.n_layers as f64 * 2.0 * (6.0 * d * d + d)
+        } else {
+            0.0
+        };
+        self.sizes().approx_parameters(obs_dim, num_actions) + gates
     }
 
     /// Attention scores `τ + 1` key slots per query on the fused path and when decoding; the
