@@ -122,11 +122,11 @@ fn main() -> Result<()> {
                 name: String::new(),
                 params: toml::toml! { delay = 4 },
             }),
-            policy: PolicyConfig {
-                d_model: 32,
-                hidden: 32,
-                ..PolicyConfig::preset(kind)
-            },
+            policy: PolicyConfig::preset(kind)
+                .with("d_model", 32)
+                .unwrap()
+                .with("hidden", 32)
+                .unwrap(),
             ppo: PpoConfig {
                 learning_rate: 1e-3,
                 ..PpoConfig::default()

@@ -73,7 +73,7 @@ pub fn human_bytes(bytes: f64) -> String {
 #[derive(Clone, Debug, PartialEq)]
 pub struct RunMemoryEstimate {
     /// `(part, the config keys that size it, bytes)`.
-    pub parts: Vec<(&'static str, &'static str, f64)>,
+    pub parts: Vec<(&'static str, String, f64)>,
 }
 
 impl RunMemoryEstimate {
@@ -86,6 +86,8 @@ impl RunMemoryEstimate {
 /// Estimates the memory a run of `cfg` needs for envs with `obs_dim` features and
 /// `num_actions` actions: weights and optimizer state, envs, the rollout buffer, the policy
 /// memory of every env, and the activations of one minibatch's forward and backward pass.
+/// The policy's parts come from its kind's declaration
+/// ([`agents::PolicySpec::approx_parameters`], [`agents::PolicySpec::footprint`]).
 /// Computed in `f64`, so absurd sizes give large numbers, never an overflow.
 pub fn estimate_run_memory(
     cfg: &TrainConfig,
@@ -95,50 +97,46 @@ pub fn estimate_run_memory(
     let p = &cfg.policy;
     let f = |x: usize| x as f64;
     let (n, t) = (f(cfg.num_envs), f(cfg.num_steps));
-    let (d, layers, span, heads, d_ff) = (
-        f(p.d_model),
-        f(p.n_layers),
-        f(p.span) + 1.0,
-        f(p.n_heads),
-        f(p.d_ff),
-    );
-    let nets = match p.critic {
-        agents::CriticKind::Shared => 1.0,
-        agents::CriticKind::Separate => 2.0,
-    };
-    let params = nets * p.approx_parameters(obs_dim, num_actions);
+    let params = p.networks() * p.approx_parameters(obs_dim, num_actions);
     // Per env and per step, f32 values.
-    let (memory_per_env, activations_per_step) = match p.kind {
-        agents::PolicyKind::Feedback | agents::PolicyKind::Transformer => (
-            span * d * (2.0 * layers + 2.0),
-            layers * (span * heads * 6.0 + d_ff * 4.0 + d * 20.0),
-        ),
-        agents::PolicyKind::Gru => (layers * d, layers * d * 12.0),
-        agents::PolicyKind::Mlp => (0.0, f(p.hidden) * 6.0),
-    };
+    let footprint = p.footprint();
+    // The policy's sizes, by their keys (`d_model, span`).
+    let sizes = p
+        .spec
+        .spec()
+        .values()
+        .into_iter()
+        .filter(|(_, v)| v.is_u64())
+        .map(|(field, _)| field.name)
+        .collect::<Vec<_>>()
+        .join(", ");
     let minibatch = n / f(cfg.ppo.num_minibatches.max(1));
     RunMemoryEstimate {
         parts: vec![
             (
                 "weights and optimizer state",
-                "policy sizes (d_model, d_ff, n_layers, hidden)",
+                format!("policy sizes ({sizes})"),
                 params * 4.0 * 5.0,
             ),
-            ("envs", "num_envs", n * (f(obs_dim) * 4.0 * 4.0 + 512.0)),
+            (
+                "envs",
+                "num_envs".into(),
+                n * (f(obs_dim) * 4.0 * 4.0 + 512.0),
+            ),
             (
                 "rollout buffer",
-                "num_envs × num_steps",
+                "num_envs × num_steps".into(),
                 n * t * (f(obs_dim) * 4.0 * 2.0 + 64.0),
             ),
             (
                 "policy memory",
-                "num_envs × span × d_model",
-                nets * n * memory_per_env * 4.0 * 3.0,
+                format!("num_envs × policy sizes ({sizes})"),
+                n * footprint.memory_per_env * 4.0 * 3.0,
             ),
             (
                 "update activations",
-                "num_envs / num_minibatches × num_steps × span, d_ff, d_model",
-                nets * minibatch * t * activations_per_step * 4.0,
+                format!("num_envs / num_minibatches × num_steps × policy sizes ({sizes})"),
+                minibatch * t * footprint.activations_per_step * 4.0,
             ),
         ],
     }
@@ -165,13 +163,12 @@ pub fn check_sizes_fit(cfg: &TrainConfig, obs_dim: usize, num_actions: usize) ->
     let (part, keys, bytes) = estimate
         .parts
         .iter()
-        .copied()
         .max_by(|a, b| a.2.total_cmp(&b.2))
         .expect("the estimate has parts");
     check_fits(estimate.total(), || {
         format!(
             "this run (mostly its {part}, about {}, sized by {keys})",
-            human_bytes(bytes)
+            human_bytes(*bytes)
         )
     })
 }
@@ -189,10 +186,36 @@ mod tests {
         big.num_envs = 1 << 40;
         assert!(estimate_run_memory(&big, 27, 4).total() > 1e15);
         let mut wide = cfg.clone();
-        wide.policy.d_model = 1 << 24;
-        wide.policy.d_ff = 1 << 24;
+        wide.policy.set("d_model", 1 << 24).unwrap();
+        wide.policy.set("d_ff", 1 << 24).unwrap();
         assert!(estimate_run_memory(&wide, 27, 4).total() > 1e15);
         assert_eq!(human_bytes(1536.0), "1.5 KiB");
+    }
+
+    #[test]
+    fn the_estimates_are_the_previous_numbers_and_name_the_kinds_sizes() {
+        // What the single per-kind table gave before the kinds declared their own footprint.
+        let total = |kind, critic| {
+            let cfg = TrainConfig {
+                policy: agents::PolicyConfig {
+                    critic,
+                    ..agents::PolicyConfig::preset(kind)
+                },
+                ..TrainConfig::default()
+            };
+            estimate_run_memory(&cfg, 27, 4).total()
+        };
+        use agents::{CriticKind::*, PolicyKind::*};
+        assert_eq!(total(Feedback, Shared), 64_860_676.0);
+        assert_eq!(total(Gru, Shared), 9_236_324.0);
+        assert_eq!(total(Mlp, Shared), 5_625_444.0);
+        assert_eq!(total(Gru, Separate), 16_118_472.0);
+        let cfg = TrainConfig {
+            policy: agents::PolicyConfig::preset(Mlp),
+            ..TrainConfig::default()
+        };
+        let keys = &estimate_run_memory(&cfg, 27, 4).parts[0].1;
+        assert_eq!(keys, "policy sizes (hidden)");
     }
 
     #[test]

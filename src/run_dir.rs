@@ -93,7 +93,7 @@ impl RunDir {
             None => Self::create_new(
                 &cfg.run_dir,
                 cfg.env.name(),
-                cfg.policy.kind.name(),
+                cfg.policy.kind().name(),
                 cfg.seed,
             ),
         }

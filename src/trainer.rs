@@ -757,7 +757,7 @@ pub(crate) fn announce(cfg: &TrainConfig, num_parameters: usize, run_dir: &std::
     eprintln!(
         "fbrl: {} · {} ({num_parameters} parameters) · {} envs × {} steps · {} updates → {}",
         cfg.env.name(),
-        cfg.policy.kind,
+        cfg.policy.kind(),
         cfg.num_envs,
         cfg.num_steps,
         cfg.num_updates(),

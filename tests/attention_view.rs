@@ -12,11 +12,11 @@ const SPAN: usize = 4;
 
 fn config(kind: PolicyKind, critic: CriticKind) -> PolicyConfig {
     let mut c = PolicyConfig::preset(kind);
-    c.d_model = 16;
-    c.n_heads = 2;
-    c.n_layers = 2;
-    c.d_ff = 32;
-    c.span = SPAN;
+    c.set("d_model", 16).unwrap();
+    c.set("n_heads", 2).unwrap();
+    c.set("n_layers", 2).unwrap();
+    c.set("d_ff", 32).unwrap();
+    c.set("span", SPAN).unwrap();
     c.critic = critic;
     c
 }

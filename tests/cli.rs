@@ -256,7 +256,7 @@ fn tiny_run_trains_evaluates_renders_and_plots() {
     let saved = TrainConfig::load(run.join("config.toml")).expect("config.toml is a valid config");
     assert_eq!(saved.seed, 3);
     assert_eq!(saved.num_envs, 4);
-    assert_eq!(saved.policy.kind, agents::PolicyKind::Mlp);
+    assert_eq!(saved.policy.kind(), agents::PolicyKind::Mlp);
     assert_eq!(metric_updates(&run), vec![1, 2, 3]);
 
     let o = fbrl(&["eval", run_s, "--episodes", "8"]);
@@ -746,7 +746,7 @@ fn custom_env_runs_are_recorded_as_custom_and_refused_by_the_cli() {
         ..TrainConfig::default()
     };
     cfg.ppo.num_minibatches = 2;
-    cfg.policy.kind = agents::PolicyKind::Mlp;
+    cfg.policy = agents::PolicyConfig::preset(agents::PolicyKind::Mlp);
     let opts = |sub: &str| fbrl::TrainOptions {
         run_dir: Some(dir.path().join(sub)),
         quiet: true,

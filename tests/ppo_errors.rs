@@ -106,7 +106,7 @@ fn invalid_configs_name_the_key() {
 fn tiny_cfg() -> TrainConfig {
     let mut cfg = TrainConfig::preset_gridmaze_single(PolicyKind::Gru);
     cfg.env = EnvConfig::Gridmaze(GridMazeConfig::single(7, 20));
-    cfg.policy.d_model = 16;
+    cfg.policy.set("d_model", 16).unwrap();
     cfg.num_envs = 4;
     cfg.num_steps = 8;
     cfg.ppo.num_minibatches = 2;

@@ -16,11 +16,11 @@ use ppo_common::{train_rows, train_until};
 
 fn small_cfg(kind: PolicyKind, updates: usize) -> TrainConfig {
     let mut policy = PolicyConfig::preset(kind);
-    policy.d_model = 32;
-    policy.d_ff = 64;
-    policy.n_heads = 2;
-    policy.span = 8;
-    policy.hidden = 32;
+    policy.set("d_model", 32).unwrap();
+    policy.set("d_ff", 64).unwrap();
+    policy.set("n_heads", 2).unwrap();
+    policy.set("span", 8).unwrap();
+    policy.set("hidden", 32).unwrap();
     TrainConfig {
         seed: 5,
         env: EnvConfig::Gridmaze(GridMazeConfig::multi(7, 24)),
@@ -91,7 +91,10 @@ fn stop_and_resume_gives_identical_rows_for_every_policy() {
     for cfg in configs {
         let kind = format!(
             "{} (critic {}, norm_reward {}, norm_obs {})",
-            cfg.policy.kind, cfg.policy.critic, cfg.ppo.norm_reward, cfg.ppo.norm_obs
+            cfg.policy.kind(),
+            cfg.policy.critic,
+            cfg.ppo.norm_reward,
+            cfg.ppo.norm_obs
         );
         let a = tempfile::tempdir().unwrap();
         let full = train_rows(&cfg, a.path());
@@ -164,7 +167,7 @@ fn stop_and_resume_is_bitwise_for_every_action_space() {
     cfg.env = EnvConfig::Gridmaze(GridMazeConfig::multi(7, 24).move_run().masked());
     configs.push(cfg);
     for cfg in configs {
-        let what = format!("{} on {}", cfg.policy.kind, cfg.env.name());
+        let what = format!("{} on {}", cfg.policy.kind(), cfg.env.name());
         let a = tempfile::tempdir().unwrap();
         let full = train_rows(&cfg, a.path());
         assert_eq!(full.len(), k);

@@ -82,8 +82,8 @@ fn cfg() -> TrainConfig {
         ..TrainConfig::default()
     };
     cfg.ppo.num_minibatches = 2;
-    cfg.policy.kind = agents::PolicyKind::Mlp;
-    cfg.policy.hidden = 8;
+    cfg.policy = agents::PolicyConfig::preset(agents::PolicyKind::Mlp);
+    cfg.policy.set("hidden", 8).unwrap();
     cfg
 }
 

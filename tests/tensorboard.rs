@@ -89,7 +89,7 @@ fn event_files(run: &Path) -> Vec<std::path::PathBuf> {
 
 fn cfg(updates: usize) -> TrainConfig {
     let mut policy = PolicyConfig::preset(PolicyKind::Mlp);
-    policy.hidden = 16;
+    policy.set("hidden", 16).unwrap();
     TrainConfig {
         env: EnvConfig::Gridmaze(GridMazeConfig::multi(7, 16)),
         policy,

@@ -102,15 +102,19 @@ mod tests {
     use crate::policy::{Policy, PolicyConfig, PolicyError, PolicyKind};
 
     fn small(kind: PolicyKind) -> PolicyConfig {
-        PolicyConfig {
-            d_model: 8,
-            n_heads: 2,
-            n_layers: 1,
-            d_ff: 16,
-            span: 4,
-            hidden: 8,
-            ..PolicyConfig::preset(kind)
-        }
+        PolicyConfig::preset(kind)
+            .with("d_model", 8)
+            .unwrap()
+            .with("n_heads", 2)
+            .unwrap()
+            .with("n_layers", 1)
+            .unwrap()
+            .with("d_ff", 16)
+            .unwrap()
+            .with("span", 4)
+            .unwrap()
+            .with("hidden", 8)
+            .unwrap()
     }
 
     fn policy(kind: PolicyKind) -> Policy {

@@ -244,6 +244,91 @@ pub(crate) fn check_memory_layout(policy: &str, expected: &[[usize; 3]], got: &[
     );
 }
 
+/// The sizes shared by the attention kinds (Feedback and Transformer), and the estimates their
+/// [`PolicySpec`](crate::policy_spec::PolicySpec)s share.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct AttentionSizes {
+    pub d_model: usize,
+    pub n_heads: usize,
+    pub n_layers: usize,
+    pub d_ff: usize,
+    pub span: usize,
+}
+
+impl AttentionSizes {
+    /// The sizes of an attention kind's config.
+    pub fn new(d_model: usize, n_heads: usize, n_layers: usize, d_ff: usize, span: usize) -> Self {
+        Self {
+            d_model,
+            n_heads,
+            n_layers,
+            d_ff,
+            span,
+        }
+    }
+
+    /// [`check_config`] of these sizes.
+    pub fn check(&self) -> Result<(), AttentionConfigError> {
+        check_config(
+            self.d_model,
+            self.n_heads,
+            self.n_layers,
+            self.d_ff,
+            self.span,
+        )
+    }
+
+    /// Approximate parameters of one network: embedding, per layer the attention projections
+    /// (with biases, an upper bound), the feed-forward block, two norms and the position bias,
+    /// then the heads and a final norm.
+    pub fn approx_parameters(&self, obs_dim: usize, num_actions: usize) -> f64 {
+        let f = |x: usize| x as f64;
+        let (d, ff) = (f(self.d_model), f(self.d_ff));
+        let per_layer = 4.0 * (d * d + d)
+            + 2.0 * d * ff
+            + ff
+            + d
+            + 4.0 * d
+            + f(self.span + 1) * f(self.n_heads);
+        f(obs_dim) * d
+            + d
+            + f(self.n_layers) * per_layer
+            + crate::policy_spec::heads_parameters(d, num_actions)
+            + 2.0 * d
+    }
+
+    /// Per env: `τ + 1` slots of keys, values and layer states; per update step: scores and
+    /// weights per head, the feed-forward block and the layer's other vectors.
+    pub fn footprint(&self) -> crate::policy_spec::MemoryFootprint {
+        let f = |x: usize| x as f64;
+        let (d, layers, span) = (f(self.d_model), f(self.n_layers), f(self.span) + 1.0);
+        crate::policy_spec::MemoryFootprint {
+            memory_per_env: span * d * (2.0 * layers + 2.0),
+            activations_per_step: layers
+                * (span * f(self.n_heads) * 6.0 + f(self.d_ff) * 4.0 + d * 20.0),
+        }
+    }
+
+    /// The relative cost of a standard transformer of these sizes: it grows with depth and,
+    /// through the attention window, with the span (span 128 costs ≈ 2.4× span 16).
+    pub fn relative_cost(&self) -> f64 {
+        self.n_layers.max(1) as f64 / 2.0 * (1.0 + self.span as f64 / 64.0) / 1.25
+    }
+
+    /// Operations of the score `q·k` and the weighted value (2·d each) of every layer for
+    /// `keys` key slots per query.
+    pub fn attention_flops(&self, keys: f64) -> f64 {
+        self.n_layers as f64 * 4.0 * self.d_model as f64 * keys
+    }
+
+    /// The widths of `units` heads' worth: `d_model = units · n_heads`, `d_ff = 4 · d_model`.
+    pub fn with_width(mut self, units: usize) -> Self {
+        self.d_model = units * self.n_heads;
+        self.d_ff = 4 * self.d_model;
+        self
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,6 +9,7 @@ use crate::heads::{ActorCriticHeads, HIDDEN_GAIN, orthogonal_linear};
 #[cfg(feature = "flex")]
 use crate::kernels;
 use crate::memory::Memory;
+use crate::policy::PolicyError;
 
 /// Configuration of [`GruPolicy`].
 #[derive(Config, Debug)]
@@ -253,3 +254,63 @@ impl ActorCritic for GruPolicy {
 
 #[cfg(all(test, feature = "flex"))]
 mod tests;
+
+crate::kind_config! {
+    /// The `gru` kind's config: a [`GruPolicy`] (the policy config's fields for
+    /// `kind = "gru"`).
+    pub struct GruSpec {
+        /// Model width: embedding and hidden-state size.
+        pub d_model: usize = 64,
+        /// Number of stacked GRU cells.
+        pub n_layers: usize = 1,
+    }
+}
+
+impl crate::policy_spec::PolicySpec for GruSpec {
+    type Net = GruPolicy;
+
+    fn validate(&self) -> Result<(), PolicyError> {
+        crate::policy::at_least_one(&[("d_model", self.d_model), ("n_layers", self.n_layers)])
+    }
+
+    /// Embedding, per cell the input and hidden projections `d → 3d` with biases, heads.
+    fn approx_parameters(&self, obs_dim: usize, num_actions: usize) -> f64 {
+        let d = self.d_model as f64;
+        obs_dim as f64 * d
+            + d
+            + self.n_layers as f64 * 2.0 * (3.0 * d * d + 3.0 * d)
+            + crate::policy_spec::heads_parameters(d, num_actions)
+    }
+
+    /// Per env the hidden state of every cell; per update step the gates and states.
+    fn footprint(&self) -> crate::policy_spec::MemoryFootprint {
+        let (d, layers) = (self.d_model as f64, self.n_layers as f64);
+        crate::policy_spec::MemoryFootprint {
+            memory_per_env: layers * d,
+            activations_per_step: layers * d * 12.0,
+        }
+    }
+
+    /// ≈ 32k env steps/s at d = 64.
+    fn relative_cost(&self) -> f64 {
+        0.35
+    }
+
+    fn depth(&self) -> usize {
+        self.n_layers
+    }
+
+    fn with_width(&self, units: usize) -> Self {
+        Self {
+            d_model: units,
+            ..self.clone()
+        }
+    }
+
+    fn build(&self, obs: usize, actions: usize, device: &Device) -> Result<Self::Net, PolicyError> {
+        Ok(GruConfig::new()
+            .with_d_model(self.d_model)
+            .with_n_layers(self.n_layers)
+            .init(obs, actions, device))
+    }
+}

@@ -8,6 +8,7 @@ use crate::heads::{ActorCriticHeads, HIDDEN_GAIN, orthogonal_linear};
 #[cfg(feature = "flex")]
 use crate::kernels;
 use crate::memory::Memory;
+use crate::policy::PolicyError;
 
 /// Configuration of [`MlpPolicy`].
 #[derive(Config, Debug)]
@@ -275,5 +276,56 @@ mod tests {
                 );
             }
         }
+    }
+}
+
+crate::kind_config! {
+    /// The `mlp` kind's config: an [`MlpPolicy`] (the policy config's fields for
+    /// `kind = "mlp"`).
+    pub struct MlpSpec {
+        /// Width of the two hidden layers.
+        pub hidden: usize = 64,
+    }
+}
+
+impl crate::policy_spec::PolicySpec for MlpSpec {
+    type Net = MlpPolicy;
+
+    fn validate(&self) -> Result<(), PolicyError> {
+        crate::policy::at_least_one(&[("hidden", self.hidden)])
+    }
+
+    /// Two hidden layers with biases, then the heads.
+    fn approx_parameters(&self, obs_dim: usize, num_actions: usize) -> f64 {
+        let h = self.hidden as f64;
+        obs_dim as f64 * h + h + h * h + h + crate::policy_spec::heads_parameters(h, num_actions)
+    }
+
+    /// No memory; per update step the two hidden layers.
+    fn footprint(&self) -> crate::policy_spec::MemoryFootprint {
+        crate::policy_spec::MemoryFootprint {
+            memory_per_env: 0.0,
+            activations_per_step: self.hidden as f64 * 6.0,
+        }
+    }
+
+    /// ≈ 145k env steps/s at width 64.
+    fn relative_cost(&self) -> f64 {
+        0.08
+    }
+
+    /// The two hidden layers.
+    fn depth(&self) -> usize {
+        2
+    }
+
+    fn with_width(&self, units: usize) -> Self {
+        Self { hidden: units }
+    }
+
+    fn build(&self, obs: usize, actions: usize, device: &Device) -> Result<Self::Net, PolicyError> {
+        Ok(MlpConfig::new()
+            .with_hidden(self.hidden)
+            .init(obs, actions, device))
     }
 }

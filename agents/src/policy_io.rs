@@ -145,11 +145,11 @@ impl PolicyFileHeader {
         dist: &ActionDist,
         obs_normalizer: Option<ObsNormalizer>,
     ) -> Result<Self, String> {
-        if policy.kind() != config.kind {
+        if policy.kind() != config.kind() {
             return Err(format!(
                 "the policy is a `{}` but its config says `{}`",
                 policy.kind(),
-                config.kind
+                config.kind()
             ));
         }
         let num_parameters = policy.num_parameters();
@@ -169,7 +169,7 @@ impl PolicyFileHeader {
         }
         Ok(Self {
             format_version: POLICY_FILE_VERSION,
-            kind: config.kind,
+            kind: config.kind(),
             config: config.clone(),
             obs_dim,
             num_actions: dist.head_width(),
@@ -271,12 +271,13 @@ fn read_file(path: &Path) -> Result<(PolicyFileHeader, Vec<u8>), PolicyError> {
         norm.check(header.obs_dim)
             .map_err(|e| corrupt(path, format!("bad observation normaliser: {e}")))?;
     }
-    if header.kind != header.config.kind {
+    if header.kind != header.config.kind() {
         return Err(corrupt(
             path,
             format!(
                 "header kind `{}` disagrees with config kind `{}`",
-                header.kind, header.config.kind
+                header.kind,
+                header.config.kind()
             ),
         ));
     }

@@ -44,14 +44,15 @@ use burn::tensor::activation::relu;
 
 use crate::actor_critic::{ActorCritic, SequenceOutput, StepOutput};
 use crate::attention::{
-    AttentionConfigError, FeedForward, GruGate, RelativePositionBias, check_memory_layout,
-    check_sizes, masked_attention, merge_heads, split_heads,
+    AttentionConfigError, AttentionSizes, FeedForward, GruGate, RelativePositionBias,
+    check_memory_layout, check_sizes, masked_attention, merge_heads, split_heads,
 };
 use crate::heads::ActorCriticHeads;
 use crate::kernels;
 #[cfg(feature = "flex")]
 use crate::kernels::{host_values, tensor3};
 use crate::memory::Memory;
+use crate::policy::PolicyError;
 
 /// Configuration of a [`Transformer`].
 #[derive(Config, Debug)]
@@ -539,5 +540,112 @@ impl ActorCritic for Transformer {
 
     fn num_parameters(&self) -> usize {
         self.num_params()
+    }
+}
+
+crate::kind_config! {
+    /// The `transformer` kind's config: a [`Transformer`] (the policy config's fields for
+    /// `kind = "transformer"`).
+    pub struct TransformerSpec {
+        /// Width of the embedding and of every layer's states.
+        pub d_model: usize = 64,
+        /// Attention heads per layer (a divisor of `d_model`).
+        pub n_heads: usize = 4,
+        /// Depth: blocks, each attending to the past states of the block below.
+        pub n_layers: usize = 2,
+        /// Hidden units of every block's feed-forward network.
+        pub d_ff: usize = 256,
+        /// The window: how many past steps each layer's states are kept and attended to.
+        pub span: usize = 32,
+        /// GTrXL-style gated residual connections instead of plain residuals.
+        pub gating: bool = false,
+    }
+}
+
+impl TransformerSpec {
+    fn sizes(&self) -> AttentionSizes {
+        AttentionSizes::new(
+            self.d_model,
+            self.n_heads,
+            self.n_layers,
+            self.d_ff,
+            self.span,
+        )
+    }
+}
+
+impl crate::policy_spec::PolicySpec for TransformerSpec {
+    type Net = Transformer;
+    const ATTENTION: bool = true;
+
+    fn validate(&self) -> Result<(), PolicyError> {
+        Ok(self.sizes().check()?)
+    }
+
+    /// With gating, each layer's two GRU-type gates add `2 · (6d² + d)`.
+    fn approx_parameters(&self, obs_dim: usize, num_actions: usize) -> f64 {
+        let d = self.d_model as f64;
+        let gates = if self.gating {
+            self.n_layers as f64 * 2.0 * (6.0 * d * d + d)
+        } else {
+            0.0
+        };
+        self.sizes().approx_parameters(obs_dim, num_actions) + gates
+    }
+
+    /// Attention scores `τ + 1` key slots per query on the fused path and when decoding; the
+    /// reference path scores the whole cached prefix plus chunk (`τ + chunk`) and masks most
+    /// of it.
+    fn extra_flops_per_step(&self, chunk: usize, fused: bool) -> f64 {
+        let span = self.span as f64;
+        let keys = if fused || chunk == 1 {
+            span + 1.0
+        } else {
+            span + chunk as f64
+        };
+        self.sizes().attention_flops(keys)
+    }
+
+    fn footprint(&self) -> crate::policy_spec::MemoryFootprint {
+        self.sizes().footprint()
+    }
+
+    /// 1 at 2 layers and span 16 (≈ 11k env steps/s at d = 64).
+    fn relative_cost(&self) -> f64 {
+        self.sizes().relative_cost()
+    }
+
+    fn depth(&self) -> usize {
+        self.n_layers
+    }
+
+    fn with_width(&self, units: usize) -> Self {
+        let sizes = self.sizes().with_width(units);
+        Self {
+            d_model: sizes.d_model,
+            d_ff: sizes.d_ff,
+            ..self.clone()
+        }
+    }
+
+    fn build(&self, obs: usize, actions: usize, device: &Device) -> Result<Self::Net, PolicyError> {
+        Ok(TransformerConfig::new()
+            .with_d_model(self.d_model)
+            .with_n_heads(self.n_heads)
+            .with_n_layers(self.n_layers)
+            .with_d_ff(self.d_ff)
+            .with_span(self.span)
+            .with_gating(self.gating)
+            .try_init(obs, actions, device)?)
+    }
+
+    fn step_with_attention(
+        net: &Transformer,
+        obs: Tensor<2>,
+        starts: Tensor<1>,
+        memory: Memory,
+    ) -> (StepOutput, Option<Vec<Tensor<3>>>) {
+        let (out, weights) = net.step_with_attention(obs, starts, memory);
+        (out, Some(weights))
     }
 }

@@ -209,7 +209,10 @@ fn memory_size_is_fixed() {
     for kind in KINDS {
         let config = PolicyConfig::preset(kind);
         let policy = config.init(OBS_DIM, NUM_ACTIONS, &device).unwrap();
-        let tau = config.span;
+        // The time scale of the presets' attention span (neither kind here has one).
+        let tau = PolicyConfig::preset(PolicyKind::Feedback)
+            .size("span")
+            .unwrap();
         let obs = obs_seq(b, 10 * tau, 6, &device);
         let mut memory = policy.init_memory(b, &device);
         let initial = (memory.shapes(), memory.bytes_per_env());
@@ -227,8 +230,9 @@ fn memory_size_is_fixed() {
         assert_eq!(at[0], initial, "{kind}: memory differs from init_memory");
         match kind {
             PolicyKind::Gru => {
-                assert_eq!(at[0].0, vec![[b, 1, config.d_model]]);
-                assert_eq!(at[0].1, config.d_model * 4);
+                let d_model = config.size("d_model").unwrap();
+                assert_eq!(at[0].0, vec![[b, 1, d_model]]);
+                assert_eq!(at[0].1, d_model * 4);
             }
             _ => assert_eq!(at[0].1, 0, "the MLP holds no memory"),
         }
@@ -288,11 +292,11 @@ fn gru_rejects_a_memory_of_another_batch_size() {
 /// A small policy of `kind` (every kind) with the given critic.
 fn small_policy(kind: PolicyKind, critic: CriticKind, device: &Device) -> Policy {
     let mut c = PolicyConfig::preset(kind);
-    c.d_model = 16;
-    c.d_ff = 32;
-    c.n_heads = 2;
-    c.span = 4;
-    c.hidden = 16;
+    c.set("d_model", 16).unwrap();
+    c.set("d_ff", 32).unwrap();
+    c.set("n_heads", 2).unwrap();
+    c.set("span", 4).unwrap();
+    c.set("hidden", 16).unwrap();
     c.critic = critic;
     c.init(OBS_DIM, NUM_ACTIONS, device).expect("config builds")
 }

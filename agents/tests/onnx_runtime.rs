@@ -62,15 +62,19 @@ fn actions() -> [(&'static str, ActionDist); 3] {
 }
 
 fn small(kind: PolicyKind) -> PolicyConfig {
-    PolicyConfig {
-        d_model: 16,
-        n_heads: 2,
-        n_layers: 2,
-        d_ff: 32,
-        span: 4,
-        hidden: 16,
-        ..PolicyConfig::preset(kind)
-    }
+    PolicyConfig::preset(kind)
+        .with("d_model", 16)
+        .unwrap()
+        .with("n_heads", 2)
+        .unwrap()
+        .with("n_layers", 2)
+        .unwrap()
+        .with("d_ff", 32)
+        .unwrap()
+        .with("span", 4)
+        .unwrap()
+        .with("hidden", 16)
+        .unwrap()
 }
 
 /// Every case: a name, a config, an action space.
@@ -87,43 +91,40 @@ fn cases() -> Vec<(String, PolicyConfig, ActionDist)> {
     let variants = [
         (
             "feedback-mix-top",
-            PolicyConfig {
-                memory_mix: MemoryMix::Top,
-                ..feedback.clone()
-            },
+            feedback.clone().with("memory_mix", MemoryMix::Top).unwrap(),
             multi.clone(),
         ),
         (
             "feedback-mix-embedding",
-            PolicyConfig {
-                memory_mix: MemoryMix::Embedding,
-                ..feedback.clone()
-            },
+            feedback
+                .clone()
+                .with("memory_mix", MemoryMix::Embedding)
+                .unwrap(),
             gauss.clone(),
         ),
         (
             "feedback-null-slot",
-            PolicyConfig {
-                current_slot: CurrentSlot::Null,
-                ..feedback.clone()
-            },
+            feedback
+                .clone()
+                .with("current_slot", CurrentSlot::Null)
+                .unwrap(),
             cat.clone(),
         ),
         (
             "feedback-unshared-kv",
-            PolicyConfig {
-                share_kv: false,
-                ..feedback.clone()
-            },
+            feedback.clone().with("share_kv", false).unwrap(),
             multi.clone(),
         ),
         (
             "feedback-unshared-kv-null-slot-separate",
             PolicyConfig {
-                share_kv: false,
-                current_slot: CurrentSlot::Null,
                 critic: CriticKind::Separate,
-                ..feedback.clone()
+                ..feedback
+                    .clone()
+                    .with("share_kv", false)
+                    .unwrap()
+                    .with("current_slot", CurrentSlot::Null)
+                    .unwrap()
             },
             gauss.clone(),
         ),
@@ -145,27 +146,23 @@ fn cases() -> Vec<(String, PolicyConfig, ActionDist)> {
         ),
         (
             "transformer-gating",
-            PolicyConfig {
-                gating: true,
-                ..transformer.clone()
-            },
+            transformer.clone().with("gating", true).unwrap(),
             cat.clone(),
         ),
         (
             "transformer-gating-span1",
-            PolicyConfig {
-                gating: true,
-                span: 1,
-                ..transformer
-            },
+            transformer
+                .with("gating", true)
+                .unwrap()
+                .with("span", 1)
+                .unwrap(),
             multi.clone(),
         ),
         (
             "gru-2-layers-separate",
             PolicyConfig {
-                n_layers: 2,
                 critic: CriticKind::Separate,
-                ..small(PolicyKind::Gru)
+                ..small(PolicyKind::Gru).with("n_layers", 2).unwrap()
             },
             multi,
         ),

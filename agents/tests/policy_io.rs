@@ -55,14 +55,17 @@ fn outputs(policy: &Policy, device: &Device) -> Vec<f32> {
 }
 
 fn small_config(kind: PolicyKind) -> PolicyConfig {
-    PolicyConfig {
-        d_model: 16,
-        n_heads: 2,
-        d_ff: 32,
-        span: 4,
-        hidden: 16,
-        ..PolicyConfig::preset(kind)
-    }
+    PolicyConfig::preset(kind)
+        .with("d_model", 16)
+        .unwrap()
+        .with("n_heads", 2)
+        .unwrap()
+        .with("d_ff", 32)
+        .unwrap()
+        .with("span", 4)
+        .unwrap()
+        .with("hidden", 16)
+        .unwrap()
 }
 
 #[test]
@@ -141,10 +144,7 @@ fn loading_into_another_architecture_is_an_error() {
     }
 
     // Same kind, another width.
-    let wider = PolicyConfig {
-        d_model: 32,
-        ..gru_config.clone()
-    };
+    let wider = gru_config.clone().with("d_model", 32).unwrap();
     let other = wider.init(OBS_DIM, NUM_ACTIONS, &device).unwrap();
     let err = load_policy_weights(&path, other).unwrap_err();
     let msg = err.to_string();
@@ -175,10 +175,7 @@ fn weights_that_do_not_fit_their_header_are_a_shape_mismatch() {
     let header_end = magic_len + bytes[magic_len..].iter().position(|&b| b == b'\n').unwrap();
     let mut header: serde_json::Value =
         serde_json::from_slice(&bytes[magic_len..header_end]).unwrap();
-    let wider = PolicyConfig {
-        hidden: 32,
-        ..config.clone()
-    };
+    let wider = config.clone().with("hidden", 32).unwrap();
     header["config"]["hidden"] = 32.into();
     header["num_parameters"] = wider.num_parameters(OBS_DIM, NUM_ACTIONS).unwrap().into();
     let mut edited = bytes[..magic_len].to_vec();

@@ -16,11 +16,11 @@ use rand_chacha::ChaCha8Rng;
 
 fn policy_for<E: Env>(kind: PolicyKind, venv: &VecEnv<E>, device: &Device) -> Policy {
     let mut cfg = PolicyConfig::preset(kind);
-    cfg.d_model = 32;
-    cfg.d_ff = 64;
-    cfg.n_heads = 2;
-    cfg.span = 8;
-    cfg.hidden = 32;
+    cfg.set("d_model", 32).unwrap();
+    cfg.set("d_ff", 64).unwrap();
+    cfg.set("n_heads", 2).unwrap();
+    cfg.set("span", 8).unwrap();
+    cfg.set("hidden", 32).unwrap();
     cfg.init_for_env(&venv.envs()[0], device).unwrap()
 }
 

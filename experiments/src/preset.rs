@@ -106,26 +106,11 @@ pub struct Arm {
 }
 
 impl Arm {
-    /// Relative cost per env step, 1 for a 2-layer Transformer with span 16 (training
-    /// throughput on one core with the fused CPU kernels, results/throughput and
-    /// results/memory_maze: Transformer ≈ 11k env steps/s, Feedback ≈ 7k, GRU ≈ 32k, MLP ≈
-    /// 145k at d = 64; attention arms scale with depth and, through the attention window, with
-    /// the span: span 128 costs ≈ 2.4× span 16; a separate critic doubles it), so that runners
-    /// start costly runs first.
+    /// Relative cost per env step, 1 for a 2-layer Transformer with span 16, from the policy
+    /// kind's declaration ([`agents::PolicyConfig::relative_cost`]), so that runners start
+    /// costly runs first.
     pub fn cost_per_step(&self) -> f64 {
-        let p = &self.policy;
-        let attention = p.n_layers.max(1) as f64 / 2.0 * (1.0 + p.span as f64 / 64.0) / 1.25;
-        let networks = match p.critic {
-            agents::CriticKind::Shared => 1.0,
-            agents::CriticKind::Separate => 2.0,
-        };
-        networks
-            * match p.kind {
-                agents::PolicyKind::Feedback => 1.55 * attention,
-                agents::PolicyKind::Transformer => attention,
-                agents::PolicyKind::Gru => 0.35,
-                agents::PolicyKind::Mlp => 0.08,
-            }
+        self.policy.relative_cost()
     }
 }
 
@@ -438,7 +423,10 @@ learning_rate = 1e-3
         assert_eq!(p.arms.len(), 2);
         assert_eq!(p.experiment.final_fraction, 0.1);
         let c = p.run_config(&p.arms[0], 3, 1);
-        assert_eq!((c.seed, c.threads, c.policy.d_model), (3, 1, 16));
+        assert_eq!(
+            (c.seed, c.threads, c.policy.size("d_model")),
+            (3, 1, Some(16))
+        );
         assert_eq!(c.ppo.learning_rate, p.train.ppo.learning_rate);
         let c = p.run_config(&p.arms[1], 0, 1);
         assert_eq!(c.ppo.learning_rate, 1e-3);

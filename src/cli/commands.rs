@@ -217,7 +217,7 @@ pub(super) fn eval(args: EvalArgs) -> Result<()> {
             "updates_done": loaded.checkpoint.state.updates_done,
             "env_steps": loaded.checkpoint.state.env_steps,
             "env": loaded.config.env.name(),
-            "policy": loaded.config.policy.kind.name(),
+            "policy": loaded.config.policy.kind().name(),
             "report": report,
         });
         println!("{}", serde_json::to_string_pretty(&out)?);

@@ -266,41 +266,178 @@ pub struct PpoOverrides {
     pub obs_clip: Option<f32>,
 }
 
-/// Overrides of the `[policy]` keys.
-#[derive(Args, Serialize, Clone, Debug, Default, PartialEq)]
-#[command(next_help_heading = "Policy")]
+/// Overrides of the `[policy]` keys: `--policy KIND`, `--critic`, and one flag per field of
+/// the registered kinds (`--d-model`, `--span`, …; also `--policy.FIELD`), made from the
+/// kinds' declarations: their fields, docs and defaults.
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct PolicyOverrides {
     /// Policy architecture; fields not set in the file take this kind's preset.
-    #[arg(id = "policy.kind", long = "policy", value_enum)]
     pub kind: Option<PolicyKind>,
-    /// Model width: embedding/attention width, GRU hidden size.
-    #[arg(long)]
-    pub d_model: Option<usize>,
-    /// Number of layers: transformer blocks or stacked GRU cells.
-    #[arg(long)]
-    pub n_layers: Option<usize>,
-    /// Number of attention heads (must divide --d-model).
-    #[arg(long)]
-    pub n_heads: Option<usize>,
-    /// Hidden width of each transformer block's feed-forward network.
-    #[arg(long)]
-    pub d_ff: Option<usize>,
-    /// Attention span τ: how many past steps a step can attend to.
-    #[arg(long)]
-    pub span: Option<usize>,
-    /// Feedback Transformer: share the memory's key/value projections across layers.
-    #[arg(long, value_name = "BOOL")]
-    pub share_kv: Option<bool>,
-    /// Transformer: GTrXL-style gated residual connections.
-    #[arg(long, value_name = "BOOL")]
-    pub gating: Option<bool>,
-    /// MLP: width of the two hidden layers.
-    #[arg(long)]
-    pub hidden: Option<usize>,
-    /// Value function: `shared` (a head on the actor's network) or `separate` (a second
-    /// network of the same kind and size; twice the compute).
-    #[arg(long, value_enum)]
+    /// Value function: `shared` or `separate`.
     pub critic: Option<CriticKind>,
+    /// The kinds' fields given, by key, as their config values.
+    pub fields: std::collections::BTreeMap<String, serde_json::Value>,
+}
+
+/// A field of one or more registered policy kinds, as the command line offers it.
+struct PolicyFlag {
+    /// The key, e.g. `d_model`.
+    name: &'static str,
+    /// The doc of the first kind that has it.
+    doc: &'static str,
+    /// Its value type, from its default: a number, a boolean or a name.
+    value: serde_json::Value,
+    /// `(kind, default)` of every kind that has it.
+    defaults: Vec<(PolicyKind, serde_json::Value)>,
+}
+
+impl PolicyFlag {
+    /// The id of its argument, the dotted config key.
+    fn id(&self) -> String {
+        format!("policy.{}", self.name)
+    }
+
+    /// Its help: the doc, then the kinds that have it with their defaults, grouped by value.
+    fn help(&self) -> String {
+        let mut groups: Vec<(String, Vec<&str>)> = Vec::new();
+        for (kind, value) in &self.defaults {
+            let shown = show_json(value);
+            match groups.iter_mut().find(|(v, _)| *v == shown) {
+                Some((_, kinds)) => kinds.push(kind.name()),
+                None => groups.push((shown, vec![kind.name()])),
+            }
+        }
+        let defaults: Vec<String> = groups
+            .iter()
+            .map(|(v, kinds)| format!("{v} ({})", kinds.join(", ")))
+            .collect();
+        format!(
+            "{} [default: {}; other kinds ignore it]",
+            self.doc.trim(),
+            defaults.join(", ")
+        )
+    }
+}
+
+/// A config value as the help shows it.
+fn show_json(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Every field of the registered policy kinds, once, in the order of the registry.
+fn policy_flags() -> Vec<PolicyFlag> {
+    let mut flags: Vec<PolicyFlag> = Vec::new();
+    for kind in PolicyKind::ALL {
+        for (field, value) in agents::PolicyConfig::preset(kind).spec.spec().values() {
+            match flags.iter_mut().find(|f| f.name == field.name) {
+                Some(flag) => flag.defaults.push((kind, value)),
+                None => flags.push(PolicyFlag {
+                    name: field.name,
+                    doc: field.doc,
+                    value: value.clone(),
+                    defaults: vec![(kind, value)],
+                }),
+            }
+        }
+    }
+    flags
+}
+
+impl clap::FromArgMatches for PolicyOverrides {
+    fn from_arg_matches(matches: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        let mut out = Self::default();
+        out.update_from_arg_matches(matches)?;
+        Ok(out)
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &clap::ArgMatches) -> Result<(), clap::Error> {
+        if let Some(kind) = matches.get_one::<PolicyKind>("policy.kind") {
+            self.kind = Some(*kind);
+        }
+        if let Some(critic) = matches.get_one::<CriticKind>("policy.critic") {
+            self.critic = Some(*critic);
+        }
+        for flag in policy_flags() {
+            let id = flag.id();
+            let value: Option<serde_json::Value> = match flag.value {
+                serde_json::Value::Bool(_) => matches.get_one::<bool>(&id).map(|v| (*v).into()),
+                serde_json::Value::Number(_) => {
+                    matches.get_one::<usize>(&id).map(|v| (*v as u64).into())
+                }
+                _ => matches.get_one::<String>(&id).map(|v| v.clone().into()),
+            };
+            if let Some(value) = value {
+                self.fields.insert(flag.name.to_string(), value);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Args for PolicyOverrides {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        use clap::Arg;
+        let mut cmd = cmd
+            .next_help_heading("Policy")
+            .arg(
+                Arg::new("policy.kind")
+                    .long("policy")
+                    .value_name("KIND")
+                    .value_parser(clap::value_parser!(PolicyKind))
+                    .help(
+                        "Policy architecture; fields not set in the file take this kind's preset",
+                    ),
+            )
+            .arg(
+                Arg::new("policy.critic")
+                    .long("critic")
+                    .value_parser(clap::value_parser!(CriticKind))
+                    .help(
+                        "Value function: `shared` (a head on the actor's network) or `separate` \
+                         (a second network of the same kind and size; twice the compute)",
+                    ),
+            );
+        for flag in policy_flags() {
+            let arg = Arg::new(flag.id())
+                .long(flag.name.replace('_', "-"))
+                .alias(flag.id())
+                .help(flag.help());
+            let arg = match flag.value {
+                serde_json::Value::Bool(_) => arg
+                    .value_name("BOOL")
+                    .value_parser(clap::value_parser!(bool)),
+                serde_json::Value::Number(_) => arg.value_parser(clap::value_parser!(usize)),
+                _ => arg.value_name("NAME"),
+            };
+            cmd = cmd.arg(arg);
+        }
+        cmd
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
+}
+
+impl Serialize for PolicyOverrides {
+    /// The given keys of `[policy]`: `kind`, `critic` and the fields.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(None)?;
+        if let Some(kind) = &self.kind {
+            map.serialize_entry("kind", kind)?;
+        }
+        if let Some(critic) = &self.critic {
+            map.serialize_entry("critic", critic)?;
+        }
+        for (field, value) in &self.fields {
+            map.serialize_entry(field, value)?;
+        }
+        map.end()
+    }
 }
 
 /// Overrides of the `[env]` keys (GridMaze's, then CueRecall's, then a Gymnasium env's).
@@ -418,8 +555,21 @@ pub(crate) fn help_with_defaults(mut cmd: clap::Command) -> clap::Command {
     };
     let mut defaults = Vec::new();
     leaves(&tree, "", &mut defaults);
-    let kind = agents::PolicyConfig::default().kind;
+    let kind = agents::PolicyConfig::default().kind();
     let env = default_env_kind();
+    // The tuned rates on GridMaze, kinds of one rate together: `1e-3 feedback, transformer; …`.
+    let mut rates: Vec<(f64, Vec<&str>)> = Vec::new();
+    for k in PolicyKind::ALL {
+        let lr = crate::config::default_learning_rate("gridmaze", k);
+        match rates.iter_mut().find(|(r, _)| *r == lr) {
+            Some((_, kinds)) => kinds.push(k.name()),
+            None => rates.push((lr, vec![k.name()])),
+        }
+    }
+    let rates: Vec<String> = rates
+        .iter()
+        .map(|(lr, kinds)| format!("{lr} {}", kinds.join(", ")))
+        .collect();
     for (key, value) in defaults {
         let flag = flag_of(&key);
         let Some(long) = flag.strip_prefix("--") else {
@@ -427,14 +577,13 @@ pub(crate) fn help_with_defaults(mut cmd: clap::Command) -> clap::Command {
         };
         let shown = match key.as_str() {
             "ppo.learning_rate" => format!(
-                "{} for feedback and transformer, {} gru, {} mlp on gridmaze; {} on other envs",
-                crate::config::default_learning_rate("gridmaze", PolicyKind::Feedback),
-                crate::config::default_learning_rate("gridmaze", PolicyKind::Gru),
-                crate::config::default_learning_rate("gridmaze", PolicyKind::Mlp),
+                "{} on gridmaze; {} on other envs",
+                rates.join("; "),
                 crate::config::default_learning_rate("", kind),
             ),
-            k if k.starts_with("policy.") && k != "policy.kind" => {
-                format!("{} ({kind} preset; each kind has its own)", show(&value))
+            // A field's help lists every kind's default already (`PolicyFlag::help`).
+            k if k.starts_with("policy.") && !matches!(k, "policy.kind" | "policy.critic") => {
+                continue;
             }
             k if k.starts_with("env.") && k != "env.kind" => format!("{} ({env})", show(&value)),
             _ => show(&value),
@@ -669,7 +818,7 @@ fn fill_learning_rate(tree: &mut Table) {
             // An unknown kind is reported when the tree is read.
             Err(_) => return,
         },
-        None => agents::PolicyConfig::default().kind,
+        None => agents::PolicyConfig::default().kind(),
     };
     let lr = crate::config::default_learning_rate(&env, policy);
     if let Ok(ppo) = table_at(tree, "ppo", "--learning-rate") {
@@ -859,9 +1008,7 @@ mod tests {
             "--n-heads 6",
             "--d-ff 96",
             "--span 12",
-            "--share-kv false",
             "--gating true",
-            "--hidden 40",
             "--maze-size 9",
             "--horizon 100",
             "--view-radius 2",
@@ -897,12 +1044,24 @@ mod tests {
             (1.5, Some(0.02), 1e-6)
         );
         let q = &cfg.policy;
-        assert_eq!(q.kind, PolicyKind::Transformer);
+        assert_eq!(q.kind(), PolicyKind::Transformer);
+        let agents::KindConfig::Transformer(t) = &q.spec else {
+            panic!("{q:?}")
+        };
         assert_eq!(
-            (q.d_model, q.n_layers, q.n_heads, q.d_ff, q.span),
+            (t.d_model, t.n_layers, t.n_heads, t.d_ff, t.span),
             (48, 3, 6, 96, 12)
         );
-        assert_eq!((q.share_kv, q.gating, q.hidden), (false, true, 40));
+        // Each kind's own fields reach them (a field of another kind is ignored).
+        assert!(t.gating);
+        let q = resolve_words(&["--policy feedback", "--share-kv false"])
+            .unwrap()
+            .policy;
+        assert_eq!(q.get("share_kv"), Some(false.into()));
+        let q = resolve_words(&["--policy mlp", "--hidden 40"])
+            .unwrap()
+            .policy;
+        assert_eq!(q.size("hidden"), Some(40));
         let EnvConfig::Gridmaze(m) = &cfg.env else {
             panic!("expected a gridmaze env")
         };
@@ -1097,12 +1256,58 @@ mod tests {
     fn switching_policy_kind_takes_the_preset_for_unset_fields() {
         let file = "[policy]\nkind = \"feedback\"\nd_model = 32\n";
         let cfg = resolve(file, &["--policy", "gru"]).unwrap();
-        assert_eq!(cfg.policy.kind, PolicyKind::Gru);
-        assert_eq!(cfg.policy.d_model, 32, "an explicit key is kept");
+        assert_eq!(cfg.policy.kind(), PolicyKind::Gru);
         assert_eq!(
-            cfg.policy.n_layers,
-            agents::PolicyConfig::preset(PolicyKind::Gru).n_layers
+            cfg.policy.size("d_model"),
+            Some(32),
+            "an explicit key is kept"
         );
+        assert_eq!(
+            cfg.policy.size("n_layers"),
+            agents::PolicyConfig::preset(PolicyKind::Gru).size("n_layers")
+        );
+    }
+
+    #[test]
+    fn every_field_of_every_kind_has_a_flag_from_the_registry() {
+        let help = Cmd::command().render_long_help().to_string();
+        for kind in PolicyKind::ALL {
+            let preset = agents::PolicyConfig::preset(kind);
+            for (field, value) in preset.spec.spec().values() {
+                // A value off the default, as the command line writes it.
+                let given = match &value {
+                    serde_json::Value::Number(n) => (n.as_u64().unwrap() * 2).to_string(),
+                    serde_json::Value::Bool(b) => (!b).to_string(),
+                    serde_json::Value::String(s) if s == "learned" => "top".into(),
+                    serde_json::Value::String(s) if s == "input" => "null".into(),
+                    other => panic!("{kind}.{}: add a value for {other}", field.name),
+                };
+                let flag = format!("--{}", field.name.replace('_', "-"));
+                assert!(help.contains(&flag), "--help lacks {flag}");
+                assert!(
+                    help.contains(field.doc.trim()),
+                    "--help lacks {}'s doc",
+                    field.name
+                );
+                assert_eq!(flag_of(&format!("policy.{}", field.name)), flag);
+                let long = format!("--policy.{}", field.name);
+                for f in [flag.as_str(), long.as_str()] {
+                    let cfg = resolve("", &["--policy", kind.name(), f, &given]).unwrap();
+                    let got = cfg.policy.get(field.name).unwrap();
+                    assert_ne!(got, value, "{kind}: {f} {given}");
+                    assert_eq!(show_json(&got), given, "{kind}: {f} {given}");
+                }
+            }
+        }
+        // The help gives each kind's default; a bad value names the flag.
+        assert!(help.contains("1 (gru)"), "{help}");
+        let e = Cmd::try_parse_from(["test", "--span", "x"])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("--span"), "{e}");
+        let e = resolve("", &["--policy", "feedback", "--memory-mix", "x"]).unwrap_err();
+        assert!(format!("{e:#}").contains("memory_mix"), "{e:#}");
     }
 
     #[test]

@@ -163,7 +163,7 @@ fn header(cfg: &TrainConfig, start: &RunStart) -> String {
     format!(
         "fbrl train: {} · {} · {} envs × {} steps · {num_updates} updates ({} env steps) → {}{}",
         cfg.env.name(),
-        cfg.policy.kind.name(),
+        cfg.policy.kind().name(),
         cfg.num_envs,
         cfg.num_steps,
         num_updates as u64 * cfg.batch_size() as u64,
@@ -344,7 +344,7 @@ fn train_mpi_rank(args: &TrainArgs, cfg: &TrainConfig) -> Result<()> {
                     "fbrl train: {} · {} · {ranks} ranks × {} envs × {} steps · {num_updates} \
                      updates → {}{}",
                     cfg.env.name(),
-                    cfg.policy.kind.name(),
+                    cfg.policy.kind().name(),
                     cfg.num_envs,
                     cfg.num_steps,
                     start.run_dir.display(),

@@ -778,7 +778,7 @@ pub fn train_distributed<E: Env>(
             eprintln!(
                 "fbrl: {} · {} ({} parameters) · {ranks} ranks × {} envs × {} steps · {num_updates} updates → {}",
                 cfg.env.name(),
-                cfg.policy.kind,
+                cfg.policy.kind(),
                 model.num_parameters(),
                 cfg.num_envs,
                 cfg.num_steps,

@@ -155,7 +155,7 @@ fn check(export: &OnnxExport<'_>) -> Result<(), String> {
         .map_err(|e| format!("action distribution: {e}"))?;
     let nets = std::iter::once(&policy.actor).chain(policy.critic.as_ref());
     for (which, net) in ["actor", "critic"].into_iter().zip(nets) {
-        let width = input_width(net);
+        let width = input_width(net)?;
         if width != export.obs_dim {
             return Err(format!(
                 "the {which} network reads {width} observation features, the export says obs_dim = {}",
@@ -170,7 +170,7 @@ fn check(export: &OnnxExport<'_>) -> Result<(), String> {
             ));
         }
     }
-    let head = head_width(&policy.actor);
+    let head = head_width(&policy.actor)?;
     if head != action.head_width() {
         return Err(format!(
             "the actor head has {head} outputs, {} needs {}",

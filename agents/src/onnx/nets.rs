@@ -127,34 +127,39 @@ pub(crate) struct Wanted {
 
 /// The shapes `[slots, width]` of a network's memory tensors (batch left out).
 pub(crate) fn memory_shapes(net: &PolicyNet) -> Vec<[usize; 2]> {
-    let shapes = match net {
-        PolicyNet::Feedback(p) => p.memory_shapes(1),
-        PolicyNet::Transformer(p) => p.memory_shapes(1),
-        PolicyNet::Gru(p) => vec![[1, p.cells.len(), p.d_model()]],
-        PolicyNet::Mlp(_) => vec![],
-    };
+    let shapes = net.inner().memory_shapes(1);
     shapes.into_iter().map(|[_, s, w]| [s, w]).collect()
 }
 
+/// The error of a policy kind that has no ONNX graph (a kind registered without one).
+fn no_graph(net: &PolicyNet) -> String {
+    format!("policy kind `{}` has no ONNX export", net.kind())
+}
+
 /// The number of observation features the network reads.
-pub(crate) fn input_width(net: &PolicyNet) -> usize {
+pub(crate) fn input_width(net: &PolicyNet) -> Result<usize, String> {
+    // A new kind exports once it has its arms here; until then its export is an error.
+    #[allow(unreachable_patterns)]
     match net {
-        PolicyNet::Feedback(p) => p.embed.weight.dims()[0],
-        PolicyNet::Transformer(p) => p.embed.weight.dims()[0],
-        PolicyNet::Gru(p) => p.embed.weight.dims()[0],
-        PolicyNet::Mlp(p) => p.layer1.weight.dims()[0],
+        PolicyNet::Feedback(p) => Ok(p.embed.weight.dims()[0]),
+        PolicyNet::Transformer(p) => Ok(p.embed.weight.dims()[0]),
+        PolicyNet::Gru(p) => Ok(p.embed.weight.dims()[0]),
+        PolicyNet::Mlp(p) => Ok(p.layer1.weight.dims()[0]),
+        _ => Err(no_graph(net)),
     }
 }
 
 /// The width of the network's actor head.
-pub(crate) fn head_width(net: &PolicyNet) -> usize {
+pub(crate) fn head_width(net: &PolicyNet) -> Result<usize, String> {
+    #[allow(unreachable_patterns)]
     let heads = match net {
         PolicyNet::Feedback(p) => &p.heads,
         PolicyNet::Transformer(p) => &p.heads,
         PolicyNet::Gru(p) => &p.heads,
         PolicyNet::Mlp(p) => &p.heads,
+        _ => return Err(no_graph(net)),
     };
-    heads.policy.weight.dims()[1]
+    Ok(heads.policy.weight.dims()[1])
 }
 
 /// One step of `net`, reading `memory` (its own tensors, in order).
@@ -164,11 +169,13 @@ pub(crate) fn emit_net(
     memory: &[String],
     wanted: Wanted,
 ) -> Result<NetStep, String> {
+    #[allow(unreachable_patterns)]
     match net {
         PolicyNet::Feedback(p) => feedback(cx, p, memory, wanted),
         PolicyNet::Transformer(p) => transformer(cx, p, memory, wanted),
         PolicyNet::Gru(p) => gru(cx, p, memory, wanted),
         PolicyNet::Mlp(p) => mlp(cx, p, wanted),
+        _ => Err(no_graph(net)),
     }
 }
 

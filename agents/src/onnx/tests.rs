@@ -52,12 +52,16 @@ fn the_written_file_decodes_and_names_its_inputs_and_outputs() {
     let dir = TempDir::new("decodes");
     let device = Device::flex();
     let config = PolicyConfig {
-        d_model: 8,
-        n_heads: 2,
-        d_ff: 16,
-        span: 3,
         critic: CriticKind::Separate,
         ..PolicyConfig::preset(PolicyKind::Feedback)
+            .with("d_model", 8)
+            .unwrap()
+            .with("n_heads", 2)
+            .unwrap()
+            .with("d_ff", 16)
+            .unwrap()
+            .with("span", 3)
+            .unwrap()
     };
     let action = ActionDist::Categorical { n: 4 };
     let policy = config.init_for(5, &action, &device).unwrap();
@@ -132,10 +136,9 @@ fn the_written_file_decodes_and_names_its_inputs_and_outputs() {
 fn a_gaussian_policy_has_no_mask_and_a_wrong_export_names_the_file() {
     let dir = TempDir::new("gaussian");
     let device = Device::flex();
-    let config = PolicyConfig {
-        hidden: 8,
-        ..PolicyConfig::preset(PolicyKind::Mlp)
-    };
+    let config = PolicyConfig::preset(PolicyKind::Mlp)
+        .with("hidden", 8)
+        .unwrap();
     let action = ActionDist::Gaussian {
         low: vec![-1.0; 2],
         high: vec![1.0; 2],

@@ -360,12 +360,18 @@ fn point_cue(kind: PolicyKind, preset: BudgetPreset) -> TrainConfig {
 fn python_memory(env: PythonMemoryEnv, kind: PolicyKind, preset: BudgetPreset) -> TrainConfig {
     let s = env.settings();
     let mut policy = PolicyConfig::preset(kind);
-    policy.d_model = s.dim;
-    policy.n_heads = s.heads;
-    policy.n_layers = s.layers;
-    // CleanRL's feed-forward is one d × d layer with ReLU.
-    policy.d_ff = s.dim;
-    policy.span = s.memory;
+    // CleanRL's feed-forward is one d × d layer with ReLU. A kind without a field ignores it.
+    for (field, value) in [
+        ("d_model", s.dim),
+        ("n_heads", s.heads),
+        ("n_layers", s.layers),
+        ("d_ff", s.dim),
+        ("span", s.memory),
+    ] {
+        policy
+            .set(field, value)
+            .expect("the sizes are policy fields");
+    }
     let mut cfg = TrainConfig {
         num_envs: 16,
         num_steps: s.num_steps,
@@ -663,13 +669,8 @@ fn build_jobs(
             config
                 .validate()
                 .with_context(|| format!("benchmark {}", b.id))?;
-            // Relative cost per env step (one-core training throughput, results/throughput).
-            let cost_per_step = match config.policy.kind {
-                PolicyKind::Feedback => 3.2,
-                PolicyKind::Transformer => 6.3,
-                PolicyKind::Gru => 1.0,
-                PolicyKind::Mlp => 0.45,
-            };
+            // Relative cost per env step, from the policy kind's declaration.
+            let cost_per_step = config.policy.relative_cost();
             jobs.push(Job {
                 name: format!("{} seed {seed}", b.id),
                 dir,
@@ -776,7 +777,7 @@ fn checks(benches: &[Bench], outcomes: &[Outcome]) -> Vec<(String, bool)> {
                 ),
                 s.mean >= PENDULUM_TARGET,
             )),
-            Suite::PointCue if b.config.policy.kind == PolicyKind::Mlp => checks.push((
+            Suite::PointCue if b.config.policy.kind() == PolicyKind::Mlp => checks.push((
                 format!(
                     "point_cue mlp (no memory): final success {:.3} [{:.3}, {:.3}] within {CHANCE_MARGIN} of chance 0.5 (seeds: {}; held-out greedy {})",
                     s.mean,
@@ -950,7 +951,7 @@ fn write_summary_csv(benches: &[Bench], outcomes: &[Outcome], out: &Path) -> Res
             b.suite.name().to_string(),
             b.id.clone(),
             b.config.env.name().to_string(),
-            b.config.policy.kind.name().to_string(),
+            b.config.policy.kind().name().to_string(),
             b.config.ppo.norm_reward.to_string(),
             b.metric.to_string(),
             b.config.total_steps.to_string(),
@@ -1125,7 +1126,7 @@ fn python_memory_seeds(benches: &[Bench], seeds: u64, runs_root: &Path) -> Resul
                 });
             out.push(PySeed {
                 env,
-                policy: b.config.policy.kind.name().into(),
+                policy: b.config.policy.kind().name().into(),
                 seed,
                 env_steps: m.last("env_steps")?.unwrap_or(f64::NAN),
                 wall_s: m.last("wall_time_s")?.unwrap_or(f64::NAN),
@@ -1303,7 +1304,7 @@ fn plot_python_memory(
                     .collect::<Result<Vec<_>, _>>()?;
                 let smooth = (b.config.num_updates() / 50).max(1);
                 bands.push(curves::group_curve(
-                    b.config.policy.kind.name(),
+                    b.config.policy.kind().name(),
                     &runs,
                     axis,
                     b.metric,

@@ -157,15 +157,16 @@ impl Bench {
     ) -> Result<Self> {
         agents::kernels::set_fused(fused);
         let device = Device::flex();
-        let config = PolicyConfig {
-            kind: model,
-            d_model: args.d_model,
-            n_heads: args.n_heads,
-            n_layers: depth,
-            d_ff: args.d_ff.unwrap_or(4 * args.d_model),
-            span: args.span,
-            ..PolicyConfig::preset(model)
-        };
+        let mut config = PolicyConfig::preset(model);
+        for (field, value) in [
+            ("d_model", args.d_model),
+            ("n_heads", args.n_heads),
+            ("n_layers", depth),
+            ("d_ff", args.d_ff.unwrap_or(4 * args.d_model)),
+            ("span", args.span),
+        ] {
+            config.set(field, value)?;
+        }
         let policy = config
             .init(args.obs_dim, args.num_actions, &device)
             .with_context(|| format!("building {model} with {depth} layers"))?;

@@ -344,8 +344,8 @@ fn measure_arm(plan: &Plan, arm: &Arm, params: usize, dirs: &[PathBuf]) -> Resul
         }
         Experiment::Depth => format!(
             "{} L={} · {} params",
-            arm.policy.kind.name(),
-            arm.policy.n_layers,
+            arm.policy.kind().name(),
+            arm.policy.depth(),
             fmt_params(params)
         ),
     };
@@ -767,7 +767,7 @@ fn draw_charts(plan: &Plan, results: &[ArmResult], refs: &[RefLine]) -> Result<V
         for ((s, r), c) in chart.series.iter_mut().zip(results).zip(&colors) {
             s.color = Some(*c);
             s.dashed = plan.experiment == Experiment::Depth
-                && r.arm.policy.kind == agents::PolicyKind::Transformer;
+                && r.arm.policy.kind() == agents::PolicyKind::Transformer;
         }
         chart.hlines = refs.to_vec();
         chart.note = Some(format!(
@@ -810,8 +810,8 @@ fn write_tables(plan: &Plan, results: &[ArmResult]) -> Result<()> {
         .map(|r| {
             vec![
                 r.arm.name.clone(),
-                r.arm.policy.kind.name().to_string(),
-                r.arm.policy.n_layers.to_string(),
+                r.arm.policy.kind().name().to_string(),
+                r.arm.policy.depth().to_string(),
                 r.params.to_string(),
                 r.finals.n.to_string(),
                 cell(Some(r.finals.mean)),
@@ -994,7 +994,7 @@ fn results_section(
 
 /// Colour of a depth-comparison arm: blues for Feedback, oranges/reds for Transformer.
 fn depth_color(arm: &Arm) -> usize {
-    match (arm.policy.kind, arm.policy.n_layers) {
+    match (arm.policy.kind(), arm.policy.depth()) {
         (agents::PolicyKind::Feedback, 1) => 9,
         (agents::PolicyKind::Feedback, _) => 0,
         (agents::PolicyKind::Transformer, 2) => 1,
@@ -1007,8 +1007,12 @@ fn depth_color(arm: &Arm) -> usize {
 /// Ablations: the default Feedback memory keeps the Feedback colour; each variant its own.
 fn ablation_color(arm: &Arm) -> usize {
     use agents::{CurrentSlot, MemoryMix};
-    let p = &arm.policy;
-    match (p.memory_mix, p.current_slot, p.share_kv) {
+    // Other kinds have the default Feedback memory's colour.
+    let (mix, slot, share_kv) = match &arm.policy.spec {
+        agents::KindConfig::Feedback(f) => (f.memory_mix, f.current_slot, f.share_kv),
+        _ => (MemoryMix::Learned, CurrentSlot::Input, true),
+    };
+    match (mix, slot, share_kv) {
         (MemoryMix::Learned, CurrentSlot::Input, true) => 0,
         (MemoryMix::Top, _, _) => 4,
         (MemoryMix::Embedding, _, _) => 5,

@@ -521,11 +521,10 @@ fn write_summary(plan: &Plan, measured: &[Measured]) -> Result<()> {
 /// computed is fed back, so nothing is relayed), `None` for the others (the Feedback
 /// Transformer relays, the GRU has no span).
 fn reach(arm: &Arm) -> Option<usize> {
-    let p = &arm.policy;
-    match p.kind {
-        agents::PolicyKind::Transformer => Some(p.n_layers * p.span),
-        agents::PolicyKind::Feedback if p.memory_mix == agents::MemoryMix::Embedding => {
-            Some(p.span)
+    match &arm.policy.spec {
+        agents::KindConfig::Transformer(t) => Some(t.n_layers * t.span),
+        agents::KindConfig::Feedback(f) if f.memory_mix == agents::MemoryMix::Embedding => {
+            Some(f.span)
         }
         _ => None,
     }
@@ -656,8 +655,8 @@ fn draw_chart(plan: &Plan, measured: &[Measured]) -> Result<SavedPlot> {
     let span = plan
         .arms
         .iter()
-        .find(|a| a.policy.kind.is_attention())
-        .map(|a| a.policy.span);
+        .find(|a| a.policy.kind().is_attention())
+        .and_then(|a| a.policy.size("span"));
     if let Some(span) = span {
         chart.vlines = vec![RefLine::new("attention span τ", span as f64)];
         let mut reaches: Vec<usize> = plan.arms.iter().filter_map(reach).collect();
@@ -950,7 +949,7 @@ fn readme(
         let lr = arm
             .learning_rate
             .unwrap_or(plan.preset.train.ppo.learning_rate);
-        let reach = match (reach(arm), arm.policy.kind) {
+        let reach = match (reach(arm), arm.policy.kind()) {
             (Some(r), agents::PolicyKind::Feedback) => format!("τ = {r} (no relay)"),
             (Some(r), _) => format!("L·τ = {r}"),
             (None, agents::PolicyKind::Feedback) => "relay".into(),

@@ -186,9 +186,14 @@ fn main() -> Result<()> {
     for name in &args.policies {
         let kind: PolicyKind = name.parse()?;
         let mut policy = PolicyConfig::preset(kind);
-        policy.d_model = args.d_model;
-        policy.hidden = args.d_model;
-        policy.n_layers = args.n_layers;
+        // A kind without a field ignores it.
+        for (field, value) in [
+            ("d_model", args.d_model),
+            ("hidden", args.d_model),
+            ("n_layers", args.n_layers),
+        ] {
+            policy.set(field, value)?;
+        }
         let obs_dim = GridMazeConfig::multi(args.size, 128).obs_len();
         let params = policy.num_parameters(obs_dim, 4)?;
         let mut by_path = Vec::new();
