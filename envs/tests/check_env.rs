@@ -198,6 +198,12 @@ impl Env for Toy {
     }
 }
 
+/// Asserts that the message `e` starts with `start` and ends with `end`.
+fn assert_between(e: &str, start: &str, end: &str) {
+    assert!(e.starts_with(start), "{e}");
+    assert!(e.ends_with(end), "{e}");
+}
+
 fn check(fault: Fault) -> Result<String, String> {
     let mut env = Toy::new(fault);
     let cfg = CheckConfig {
@@ -244,20 +250,20 @@ fn length_panic_is_caught_and_explained() {
 #[test]
 fn out_of_bounds_observation_names_element_value_and_bound() {
     let e = check(Fault::OutOfBounds).unwrap_err();
-    assert!(e.starts_with("step 2 of episode 0 (action "), "{e}");
-    assert!(
-        e.ends_with("observation element 1 is 1.5, above its upper bound 1"),
-        "{e}"
+    assert_between(
+        &e,
+        "step 2 of episode 0 (action ",
+        "observation element 1 is 1.5, above its upper bound 1",
     );
 }
 
 #[test]
 fn nan_observation_is_reported() {
     let e = check(Fault::NanObs).unwrap_err();
-    assert!(e.starts_with("step 1 of episode 0"), "{e}");
-    assert!(
-        e.ends_with("observation element 2 is NaN; observations must be finite"),
-        "{e}"
+    assert_between(
+        &e,
+        "step 1 of episode 0",
+        "observation element 2 is NaN; observations must be finite",
     );
 }
 
@@ -285,13 +291,10 @@ fn accepted_invalid_action_is_reported() {
 #[test]
 fn accepted_step_after_the_end_is_reported() {
     let e = check(Fault::AcceptsStepAfterDone).unwrap_err();
-    assert!(
-        e.starts_with("step was accepted after episode 0 ended ("),
-        "{e}"
-    );
-    assert!(
-        e.ends_with("it must return EnvError::StepAfterDone until the next reset"),
-        "{e}"
+    assert_between(
+        &e,
+        "step was accepted after episode 0 ended (",
+        "it must return EnvError::StepAfterDone until the next reset",
     );
 }
 
@@ -308,10 +311,10 @@ fn endless_episode_is_reported() {
 #[test]
 fn infinite_reward_is_reported() {
     let e = check(Fault::InfiniteReward).unwrap_err();
-    assert!(e.starts_with("step 3 of episode 0"), "{e}");
-    assert!(
-        e.ends_with("returned reward inf; rewards must be finite"),
-        "{e}"
+    assert_between(
+        &e,
+        "step 3 of episode 0",
+        "returned reward inf; rewards must be finite",
     );
 }
 
@@ -336,13 +339,10 @@ fn inconsistent_space_is_reported() {
 #[test]
 fn a_refusal_that_changes_the_env_is_reported() {
     let e = check(Fault::RefusalMoves).unwrap_err();
-    assert!(
-        e.starts_with("refusing the invalid action 2 changed the env: "),
-        "{e}"
-    );
-    assert!(
-        e.ends_with("a refused action must leave the env as it was"),
-        "{e}"
+    assert_between(
+        &e,
+        "refusing the invalid action 2 changed the env: ",
+        "a refused action must leave the env as it was",
     );
 }
 
@@ -659,13 +659,13 @@ fn a_mask_of_the_wrong_length_is_reported() {
         } else {
             (4, 5)
         };
-        assert!(e.starts_with("the action mask after reset(seed = "), "{e}");
-        assert!(
-            e.ends_with(&format!(
+        assert_between(
+            &e,
+            "the action mask after reset(seed = ",
+            &format!(
                 "it has {flags} flags; the {space} action space needs {width} (one per action \
                  value)"
-            )),
-            "{e}"
+            ),
         );
     }
 }
@@ -676,31 +676,21 @@ fn a_mask_that_forbids_every_value_of_a_dimension_is_reported() {
     let err = check_env(&mut Picker::discrete(MaskFault::EmptyDimension)).unwrap_err();
     assert!(matches!(err, CheckError::BadMask { .. }), "{err:?}");
     let e = err.to_string();
-    assert!(
-        e.starts_with("the action mask after step 2 of episode 0 (action "),
-        "{e}"
-    );
-    assert!(
-        e.ends_with(
-            "it forbids every value of dimension 0 of Discrete(3); at least one action must be \
-             allowed"
-        ),
-        "{e}"
+    assert_between(
+        &e,
+        "the action mask after step 2 of episode 0 (action ",
+        "it forbids every value of dimension 0 of Discrete(3); at least one action must be \
+             allowed",
     );
     // MultiDiscrete: every value of dimension 1 is forbidden, dimension 0 is fine.
     let err = check_env(&mut Picker::multi(MaskFault::EmptyDimension)).unwrap_err();
     assert!(matches!(err, CheckError::BadMask { .. }), "{err:?}");
     let e = err.to_string();
-    assert!(
-        e.starts_with("the action mask after step 2 of episode 0 (action ["),
-        "{e}"
-    );
-    assert!(
-        e.ends_with(
-            "it forbids every value of dimension 1 of MultiDiscrete([3, 2]); at least one \
-             action must be allowed"
-        ),
-        "{e}"
+    assert_between(
+        &e,
+        "the action mask after step 2 of episode 0 (action [",
+        "it forbids every value of dimension 1 of MultiDiscrete([3, 2]); at least one \
+             action must be allowed",
     );
 }
 
@@ -830,13 +820,11 @@ fn a_mask_on_a_box_space_is_reported() {
     let err = check_env(&mut Torque::new(BoxFault::MaskOnBox)).unwrap_err();
     assert!(matches!(err, CheckError::BadMask { .. }), "{err:?}");
     let e = err.to_string();
-    assert!(e.starts_with("the action mask after reset(seed = "), "{e}");
-    assert!(
-        e.ends_with(
-            "the env gives a mask of 2 flags, but its Box(shape [2]) action space cannot be \
-             masked (action_mask must return None)"
-        ),
-        "{e}"
+    assert_between(
+        &e,
+        "the action mask after reset(seed = ",
+        "the env gives a mask of 2 flags, but its Box(shape [2]) action space cannot be \
+             masked (action_mask must return None)",
     );
 }
 

@@ -1011,6 +1011,15 @@ fn multi_discrete_envs_step_and_auto_reset() {
     }
 }
 
+/// Restoring `bad` into `venv` is refused with an error about env `i` that contains `needle`.
+fn assert_restore_refused<E: Env>(venv: &mut VecEnv<E>, bad: &VecEnvState, i: usize, needle: &str) {
+    let e = venv.restore(bad).unwrap_err().to_string();
+    assert!(
+        e.starts_with(&format!("env {i}: ")) && e.contains(needle),
+        "{e}"
+    );
+}
+
 /// Steps `venv` through `actions[..at]`, saves, steps the rest; then restores a fresh VecEnv
 /// (another base seed) from the saved state as JSON and checks it continues identically.
 fn check_save_and_restore<E: Env>(
@@ -1081,26 +1090,14 @@ fn state_and_restore_reproduce_continuous_actions() {
         let mut other = make(base);
         let mut bad = saved.clone();
         bad.envs[i].continuous_actions[0] = -bad.envs[i].continuous_actions[0] - 0.5;
-        let e = other.restore(&bad).unwrap_err().to_string();
-        assert!(
-            e.starts_with(&format!("env {i}: ")) && e.contains("not deterministic"),
-            "{e}"
-        );
+        assert_restore_refused(&mut other, &bad, i, "not deterministic");
         // Half an action, or discrete actions for a continuous space, are refused.
         let mut bad = saved.clone();
         bad.envs[i].continuous_actions.pop();
-        let e = other.restore(&bad).unwrap_err().to_string();
-        assert!(
-            e.starts_with(&format!("env {i}: ")) && e.contains("not whole actions"),
-            "{e}"
-        );
+        assert_restore_refused(&mut other, &bad, i, "not whole actions");
         let mut bad = saved.clone();
         bad.envs[i].actions = vec![1];
-        let e = other.restore(&bad).unwrap_err().to_string();
-        assert!(
-            e.starts_with(&format!("env {i}: ")) && e.contains("not whole actions"),
-            "{e}"
-        );
+        assert_restore_refused(&mut other, &bad, i, "not whole actions");
         assert_eq!(other.restore(&saved).unwrap().len(), n * 3);
     }
 }
@@ -1134,11 +1131,7 @@ fn state_and_restore_reproduce_multi_discrete_actions() {
             .unwrap();
         let mut bad = saved.clone();
         bad.envs[i].actions.pop();
-        let e = make(base).restore(&bad).unwrap_err().to_string();
-        assert!(
-            e.starts_with(&format!("env {i}: ")) && e.contains("not whole actions"),
-            "{e}"
-        );
+        assert_restore_refused(&mut make(base), &bad, i, "not whole actions");
     }
 }
 

@@ -11,11 +11,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 repo=$(pwd)
+# shellcheck source=experiments/cluster/local-slurm-common.sh
+source experiments/cluster/local-slurm-common.sh
 
-if [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null; then
-    echo "SKIP: this test needs root and apt-get (it installs and starts slurm-wlm and munge)"
-    exit 0
-fi
+require_root_and_apt
 if ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null; then
     echo "== installing slurm-wlm and munge"
     DEBIAN_FRONTEND=noninteractive apt-get install -y slurm-wlm munge >/dev/null
@@ -26,72 +25,12 @@ echo "== building fbrl with the mpi feature"
 cargo build --release --features mpi --bin fbrl 2>&1 | tail -1
 bin="${CARGO_TARGET_DIR:-$repo/target}/release/fbrl"
 
-work=$(mktemp -d /tmp/fbrl-slurm-ddppo.XXXXXX)
-chmod 755 "$work"
-host=$(hostname -s)
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${pids[@]}"; do
-        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -9 "$pid" 2>/dev/null || true
-    done
-    echo "== stopped daemons (pids ${pids[*]:-none})"
-    [[ "${FBRL_KEEP:-}" == 1 ]] || rm -rf "$work"
-}
-trap cleanup EXIT
+remove_work=1
+start_work /tmp/fbrl-slurm-ddppo.XXXXXX
+start_munged
 
-echo "== munged"
-mkdir -p "$work/munge"
-dd if=/dev/urandom of="$work/munge/munge.key" bs=1024 count=1 status=none
-chmod 400 "$work/munge/munge.key"
-munged --foreground --force --key-file="$work/munge/munge.key" \
-    --socket="$work/munge/munge.socket" --pid-file="$work/munge/munged.pid" \
-    --log-file="$work/munge/munged.log" --seed-file="$work/munge/munged.seed" &
-pids+=($!)
-for _ in $(seq 50); do [[ -S "$work/munge/munge.socket" ]] && break; sleep 0.1; done
-
-echo "== slurm.conf (one node, 2 CPUs)"
-mkdir -p "$work/state" "$work/spool"
-cat > "$work/slurm.conf" <<CONF
-ClusterName=fbrlddppo
-SlurmctldHost=$host
-SlurmUser=root
-SlurmdUser=root
-AuthType=auth/munge
-AuthInfo=socket=$work/munge/munge.socket
-CredType=cred/munge
-MpiDefault=none
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-SwitchType=switch/none
-ReturnToService=2
-SchedulerType=sched/backfill
-SelectType=select/cons_tres
-SelectTypeParameters=CR_Core
-StateSaveLocation=$work/state
-SlurmdSpoolDir=$work/spool
-SlurmctldPidFile=$work/slurmctld.pid
-SlurmdPidFile=$work/slurmd.pid
-SlurmctldLogFile=$work/slurmctld.log
-SlurmdLogFile=$work/slurmd.log
-SlurmctldPort=16827
-SlurmdPort=16828
-MinJobAge=3600
-NodeName=$host CPUs=2 State=UNKNOWN
-PartitionName=test Nodes=$host Default=YES MaxTime=INFINITE State=UP
-CONF
-export SLURM_CONF="$work/slurm.conf"
-slurmctld -D -i -f "$SLURM_CONF" &
-pids+=($!)
-slurmd -D -f "$SLURM_CONF" &
-pids+=($!)
-for _ in $(seq 100); do
-    state=$(sinfo -h -n "$host" -o %t 2>/dev/null || true)
-    [[ "$state" == idle* ]] && break
-    sleep 0.2
-done
-sinfo
+write_slurm_conf fbrlddppo 16827 16828 </dev/null
+start_slurm
 
 plugin=pmix
 srun --mpi=list 2>&1 | grep -q pmix || plugin=pmi2
@@ -133,15 +72,7 @@ OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 mpirun -np 2 --oversub
     --bind-to none "$bin" train --distributed mpi --quiet -c "$work/cfg.toml" \
     --run-dir "$work/run-mpirun"
 
-strip() {
-    python3 - "$1" <<'PY'
-import csv, sys
-rows = list(csv.reader(open(sys.argv[1])))
-drop = {i for i, h in enumerate(rows[0]) if h in ("wall_time_s", "steps_per_s")}
-for r in rows:
-    print(",".join(c for i, c in enumerate(r) if i not in drop))
-PY
-}
+strip() { strip_columns "$1" wall_time_s steps_per_s; }
 status=0
 if diff <(strip "$work/run-slurm/metrics.csv") <(strip "$work/run-mpirun/metrics.csv") >/dev/null; then
     echo "same: metrics.csv ($(($(wc -l < "$work/run-slurm/metrics.csv") - 1)) rows, timing aside)"

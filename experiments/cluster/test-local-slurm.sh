@@ -11,11 +11,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 repo=$(pwd)
+# shellcheck source=experiments/cluster/local-slurm-common.sh
+source experiments/cluster/local-slurm-common.sh
 
-if [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null; then
-    echo "SKIP: this test needs root and apt-get (it installs and starts slurm-wlm and munge)"
-    exit 0
-fi
+require_root_and_apt
 if ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null \
     || ! command -v slurmdbd >/dev/null || ! command -v mariadbd >/dev/null; then
     echo "== installing slurm-wlm, slurmdbd, munge and mariadb-server"
@@ -26,31 +25,8 @@ fi
 echo "== building the maze binary"
 cargo build --release -p experiments --bin maze 2>&1 | tail -1
 
-work=$(mktemp -d /tmp/fbrl-slurm.XXXXXX)
-chmod 755 "$work"
-host=$(hostname -s)
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do
-        kill "$pid" 2>/dev/null || true
-    done
-    for pid in "${pids[@]}"; do
-        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -9 "$pid" 2>/dev/null || true
-    done
-    echo "== stopped daemons (pids ${pids[*]:-none})"
-}
-trap cleanup EXIT
-
-echo "== munged"
-mkdir -p "$work/munge"
-dd if=/dev/urandom of="$work/munge/munge.key" bs=1024 count=1 status=none
-chmod 400 "$work/munge/munge.key"
-munged --foreground --force --key-file="$work/munge/munge.key" \
-    --socket="$work/munge/munge.socket" --pid-file="$work/munge/munged.pid" \
-    --log-file="$work/munge/munged.log" --seed-file="$work/munge/munged.seed" &
-pids+=($!)
-for _ in $(seq 50); do [[ -S "$work/munge/munge.socket" ]] && break; sleep 0.1; done
+start_work /tmp/fbrl-slurm.XXXXXX
+start_munged
 
 echo "== MariaDB and slurmdbd (accounting, for sacct)"
 mariadb-install-db --user=root --datadir="$work/db" --auth-root-authentication-method=normal \
@@ -79,58 +55,20 @@ StoragePass=slurm
 CONF
 chmod 600 "$work/slurmdbd.conf"
 
-echo "== slurm.conf (one node, 2 CPUs)"
-mkdir -p "$work/state" "$work/spool"
-cat > "$work/slurm.conf" <<CONF
-ClusterName=fbrltest
-SlurmctldHost=$host
-SlurmUser=root
-SlurmdUser=root
-AuthType=auth/munge
-AuthInfo=socket=$work/munge/munge.socket
-CredType=cred/munge
-MpiDefault=none
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-SwitchType=switch/none
-ReturnToService=2
-SchedulerType=sched/backfill
-SelectType=select/cons_tres
-SelectTypeParameters=CR_Core
-StateSaveLocation=$work/state
-SlurmdSpoolDir=$work/spool
-SlurmctldPidFile=$work/slurmctld.pid
-SlurmdPidFile=$work/slurmd.pid
-SlurmctldLogFile=$work/slurmctld.log
-SlurmdLogFile=$work/slurmd.log
-SlurmctldPort=16817
-SlurmdPort=16818
+write_slurm_conf fbrltest 16817 16818 <<CONF
 AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=localhost
 AccountingStoragePort=16819
 AccountingStoragePass=$work/munge/munge.socket
 JobAcctGatherType=jobacct_gather/linux
-MinJobAge=3600
-NodeName=$host CPUs=2 State=UNKNOWN
-PartitionName=test Nodes=$host Default=YES MaxTime=INFINITE State=UP
 CONF
-export SLURM_CONF="$work/slurm.conf"
 
 echo "== slurmdbd, slurmctld and slurmd"
 slurmdbd -D &
 pids+=($!)
 for _ in $(seq 100); do sacctmgr -n list cluster >/dev/null 2>&1 && break; sleep 0.2; done
 sacctmgr -i add cluster fbrltest >/dev/null
-slurmctld -D -i -f "$SLURM_CONF" &
-pids+=($!)
-slurmd -D -f "$SLURM_CONF" &
-pids+=($!)
-for _ in $(seq 100); do
-    state=$(sinfo -h -n "$host" -o %t 2>/dev/null || true)
-    [[ "$state" == idle* ]] && break
-    sleep 0.2
-done
-sinfo
+start_slurm
 
 echo "== the tiny preset as a 4-task array plus the dependent report job"
 export FBRL_PRESET=tiny FBRL_RUNS_DIR="$work/runs" FBRL_OUT="$work/out-slurm"
@@ -164,15 +102,7 @@ echo "== the same preset in one process"
     --out "$work/out-single" --quiet --shard 0/1 >/dev/null 2>&1
 
 # Every column but the timing ones.
-strip() {
-    python3 - "$1" <<'PY'
-import csv, sys
-rows = list(csv.reader(open(sys.argv[1])))
-drop = {i for i, h in enumerate(rows[0]) if h in ("steps_per_s", "wall_time_s_per_run")}
-for r in rows:
-    print(",".join(c for i, c in enumerate(r) if i not in drop))
-PY
-}
+strip() { strip_columns "$1" steps_per_s wall_time_s_per_run; }
 status=0
 for f in summary.csv generalisation.csv; do
     if diff <(strip "$work/out-slurm/$f") <(strip "$work/out-single/$f") >/dev/null; then

@@ -97,12 +97,15 @@ pub(crate) fn softmax_in_place(v: &mut [f32]) {
     }
 }
 
+/// `dst += src`, element by element.
 pub(crate) fn add_into(dst: &mut [f32], src: &[f32]) {
     for (a, b) in dst.iter_mut().zip(src) {
         *a += b;
     }
 }
 
+/// `dst += ` the column sums of the row-major matrix `rows` (`dst.len()` columns), in row
+/// order.
 pub(crate) fn column_sums_into(dst: &mut [f32], rows: &[f32]) {
     for row in rows.chunks_exact(dst.len()) {
         add_into(dst, row);
@@ -128,4 +131,56 @@ pub(crate) fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
     for (y, x) in y.iter_mut().zip(x) {
         *y += a * x;
     }
+}
+
+/// The blocks of rows a batch of `batch` rows is split into, `(first row, rows)`: `per_block`
+/// rows each, the last one what is left. A function of the batch only (never of the number of
+/// threads), so that results are the same for any pool size.
+pub(crate) fn row_blocks(batch: usize, per_block: usize) -> Vec<(usize, usize)> {
+    (0..batch)
+        .step_by(per_block)
+        .map(|b0| (b0, per_block.min(batch - b0)))
+        .collect()
+}
+
+/// [`layer_norm_back`] of the LayerNorm whose gain and bias lie side by side at `ln` in the
+/// flat layout (gain `[d]`, then bias `[d]`): reads the gain from `p`, adds the gain's and the
+/// bias's gradients to `gp[ln..ln + 2d]` and the input's to `dx`.
+pub(crate) fn layer_norm_back_at(
+    p: &Params,
+    gp: &mut [f32],
+    (ln, d): (usize, usize),
+    dy: &[f32],
+    (hat, rstd): (&[f32], &[f32]),
+    dx: &mut [f32],
+) {
+    let (dg, rest) = gp[ln..].split_at_mut(d);
+    layer_norm_back(dy, hat, rstd, p.get(ln, d), dx, dg, &mut rest[..d]);
+}
+
+/// Offsets in a flat parameter vector, handed out one after the other in layout order.
+#[derive(Debug, Default)]
+pub(crate) struct Offsets(usize);
+
+impl Offsets {
+    /// The offset of the next `n` floats.
+    pub(crate) fn take(&mut self, n: usize) -> usize {
+        let start = self.0;
+        self.0 += n;
+        start
+    }
+
+    /// The number of floats handed out so far.
+    pub(crate) fn total(&self) -> usize {
+        self.0
+    }
+}
+
+/// The row-major `rows × bias.len()` matrix whose every row is `bias`.
+pub(crate) fn rows_of(bias: &[f32], rows: usize) -> Vec<f32> {
+    let mut m = Vec::with_capacity(rows * bias.len());
+    for _ in 0..rows {
+        m.extend_from_slice(bias);
+    }
+    m
 }

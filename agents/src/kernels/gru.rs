@@ -14,6 +14,7 @@
 use burn::prelude::*;
 use rayon::prelude::*;
 
+use super::common::{column_sums_into, rows_of};
 use super::linalg::{Transposed, gemm, gemm_t};
 use super::{FusedOp, ROWS_PER_BLOCK, apply};
 
@@ -118,24 +119,6 @@ fn sigmoid(x: f32) -> f32 {
 #[inline(always)]
 pub(super) fn tanh(x: f32) -> f32 {
     1.0 - 2.0 / (exp(2.0 * x) + 1.0)
-}
-
-/// The row-major `rows × bias.len()` matrix whose every row is `bias`.
-fn rows_of(bias: &[f32], rows: usize) -> Vec<f32> {
-    let mut m = Vec::with_capacity(rows * bias.len());
-    for _ in 0..rows {
-        m.extend_from_slice(bias);
-    }
-    m
-}
-
-/// `out += ` the column sums of the row-major matrix `m` (`out.len()` columns), in row order.
-fn add_column_sums(m: &[f32], out: &mut [f32]) {
-    for row in m.chunks_exact(out.len()) {
-        for (o, &v) in out.iter_mut().zip(row) {
-            *o += v;
-        }
-    }
 }
 
 impl GruStack {
@@ -370,9 +353,9 @@ impl GruStack {
                 let (dw_h, rest) = rest.split_at_mut(lay.w_len());
                 let db_h = &mut rest[..d3];
                 gemm_t(Transposed::A, (d, n_rows, d3), x, &dxp, 0.0, dw_i);
-                add_column_sums(&dxp, db_i);
+                column_sums_into(db_i, &dxp);
                 gemm_t(Transposed::A, (d, n_rows, d3), &h_prev_all, &dhp, 0.0, dw_h);
-                add_column_sums(&dhp, db_h);
+                column_sums_into(db_h, &dhp);
             }
             // The gradient of this layer's inputs: [rows·T, 3d] × [d, 3d]ᵀ.
             let w_i = &params[lay.w_input(l)..lay.b_input(l)];

@@ -13,6 +13,7 @@ use burn::nn::Linear;
 use burn::prelude::*;
 use rayon::prelude::*;
 
+use super::common::{column_sums_into, rows_of};
 use super::gru::tanh;
 use super::linalg::{Transposed, gemm, gemm_t};
 use super::{FusedOp, apply};
@@ -43,24 +44,6 @@ pub(crate) struct MlpNet {
 pub(crate) struct BlockSaved {
     h1: Vec<f32>,
     h2: Vec<f32>,
-}
-
-/// The row-major `rows × bias.len()` matrix whose every row is `bias`.
-fn rows_of(bias: &[f32], rows: usize) -> Vec<f32> {
-    let mut m = Vec::with_capacity(rows * bias.len());
-    for _ in 0..rows {
-        m.extend_from_slice(bias);
-    }
-    m
-}
-
-/// `out += ` the column sums of the row-major matrix `m` (`out.len()` columns), in row order.
-fn add_column_sums(m: &[f32], out: &mut [f32]) {
-    for row in m.chunks_exact(out.len()) {
-        for (o, &v) in out.iter_mut().zip(row) {
-            *o += v;
-        }
-    }
 }
 
 /// `g ⊙ (1 − h²)`, in place in `g`: the gradient through `h = tanh(z)`.
@@ -145,7 +128,7 @@ impl MlpNet {
         let mut dwh = vec![0.0; h * o];
         gemm_t(Transposed::A, (h, rows, o), &s.h2, g, 0.0, &mut dwh);
         let mut dbh = vec![0.0; o];
-        add_column_sums(g, &mut dbh);
+        column_sums_into(&mut dbh, g);
         let mut g2 = vec![0.0; rows * h];
         gemm_t(Transposed::B, (rows, o, h), g, heads_w, 0.0, &mut g2);
         // Second layer.
@@ -153,7 +136,7 @@ impl MlpNet {
         let mut dw2 = vec![0.0; h * h];
         gemm_t(Transposed::A, (h, rows, h), &s.h1, &g2, 0.0, &mut dw2);
         let mut db2 = vec![0.0; h];
-        add_column_sums(&g2, &mut db2);
+        column_sums_into(&mut db2, &g2);
         let mut g1 = vec![0.0; rows * h];
         gemm_t(Transposed::B, (rows, h, h), &g2, inputs[3], 0.0, &mut g1);
         // First layer.
@@ -161,7 +144,7 @@ impl MlpNet {
         let mut dw1 = vec![0.0; d * h];
         gemm_t(Transposed::A, (d, rows, h), x, &g1, 0.0, &mut dw1);
         let mut db1 = vec![0.0; h];
-        add_column_sums(&g1, &mut db1);
+        column_sums_into(&mut db1, &g1);
         let dx = if want_x {
             let mut dx = vec![0.0; rows * d];
             gemm_t(Transposed::B, (rows, h, d), &g1, inputs[1], 0.0, &mut dx);

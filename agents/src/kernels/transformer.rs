@@ -21,7 +21,10 @@
 
 use rayon::prelude::*;
 
-use super::common::{Params, add_into, axpy, column_sums_into, dot, layer_norm, layer_norm_back};
+use super::common::{
+    Offsets, Params, add_into, axpy, column_sums_into, dot, layer_norm, layer_norm_back_at,
+    row_blocks,
+};
 use super::glue::FusedOp;
 use super::linalg::{Transposed, gemm, gemm_t};
 use super::{ROWS_PER_BLOCK, pool};
@@ -92,12 +95,8 @@ pub(crate) struct Layout {
 impl Layout {
     pub(crate) fn new(dims: &Dims) -> Self {
         let (d, f) = (dims.d, dims.ff);
-        let mut at = 0;
-        let mut take = |n: usize| {
-            let start = at;
-            at += n;
-            start
-        };
+        let mut at = Offsets::default();
+        let mut take = |n: usize| at.take(n);
         let layers = (0..dims.layers)
             .map(|_| {
                 let mut layer = LayerAt {
@@ -129,7 +128,10 @@ impl Layout {
                 layer
             })
             .collect();
-        Self { layers, len: at }
+        Self {
+            layers,
+            len: at.total(),
+        }
     }
 }
 
@@ -792,15 +794,13 @@ fn layer_backward(
         &mut dln,
     );
     pool::recycle(dh);
-    let (gg, rest) = gp[la.ln_f_g..].split_at_mut(d);
-    layer_norm_back(
+    layer_norm_back_at(
+        p,
+        gp,
+        (la.ln_f_g, d),
         &dln,
-        &tr.f_hat[o * d..(o + n) * d],
-        &tr.f_rstd[o..o + n],
-        p.get(la.ln_f_g, d),
+        (&tr.f_hat[o * d..(o + n) * d], &tr.f_rstd[o..o + n]),
         &mut dxp,
-        gg,
-        &mut rest[..d],
     );
     // The attention sublayer.
     match la.gate_attn {
@@ -876,15 +876,13 @@ fn layer_backward(
         1.0,
         &mut dln,
     );
-    let (gg, rest) = gp[la.ln_a_g..].split_at_mut(d);
-    layer_norm_back(
+    layer_norm_back_at(
+        p,
+        gp,
+        (la.ln_a_g, d),
         &dln,
-        &tr.a_hat[o * d..(o + n) * d],
-        &tr.a_rstd[o..o + n],
-        p.get(la.ln_a_g, d),
+        (&tr.a_hat[o * d..(o + n) * d], &tr.a_rstd[o..o + n]),
         dx,
-        gg,
-        &mut rest[..d],
     );
     for v in [dxp, dsub, dln, datt, dq, dkv] {
         pool::recycle(v);
@@ -972,12 +970,9 @@ fn attend_back(
     }
 }
 
-/// The blocks of rows of a batch: `(first row, rows)`.
+/// The blocks of rows of a batch in training: `(first row, rows)`.
 fn blocks(batch: usize) -> Vec<(usize, usize)> {
-    (0..batch)
-        .step_by(ROWS_PER_BLOCK)
-        .map(|b0| (b0, ROWS_PER_BLOCK.min(batch - b0)))
-        .collect()
+    row_blocks(batch, ROWS_PER_BLOCK)
 }
 
 /// The cache of rows `b0..b0 + rows` per layer, from the cache tensors `[L][keys, values]`
@@ -1114,11 +1109,7 @@ pub(crate) fn decode_step(
 ) -> (Vec<f32>, Vec<Vec<f32>>) {
     let (d, span, layers) = (dims.d, dims.span, dims.layers);
     let batch = starts.len();
-    let blocks: Vec<(usize, usize)> = (0..batch)
-        .step_by(DECODE_ROWS_PER_BLOCK)
-        .map(|b0| (b0, DECODE_ROWS_PER_BLOCK.min(batch - b0)))
-        .collect();
-    let traces: Vec<Trace> = blocks
+    let traces: Vec<Trace> = row_blocks(batch, DECODE_ROWS_PER_BLOCK)
         .into_par_iter()
         .map(|(b0, rows)| {
             let input = BlockInput {

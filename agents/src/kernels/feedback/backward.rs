@@ -1,0 +1,471 @@
+//! The backward pass of a block: from the gradient of its outputs, back through the steps in
+//! reverse, into the gradients of the parameters, the inputs and the starting memory vectors.
+
+use super::forward::Trace;
+use super::layout::{Ctx, Dims, Layout, Sizes, mix_weights};
+use crate::feedback_options::MemoryMix;
+use crate::kernels::common::{Params, add_into, axpy, column_sums_into, dot, layer_norm_back_at};
+use crate::kernels::linalg::{Transposed, gemm_t};
+use crate::kernels::pool;
+
+/// Gradients of one block: every parameter `[Layout::len]`, the inputs `[rows, T, d]` and the
+/// starting memory vectors `[rows, τ, d]` (empty unless asked for).
+pub(super) struct BlockGrads {
+    pub(super) params: Vec<f32>,
+    pub(super) x0: Vec<f32>,
+    pub(super) m0: Vec<f32>,
+}
+
+/// The gradients a block's backward pass accumulates: every parameter, the inputs, and the
+/// per-step gradients of the linear layers' outputs kept for the weight products at the end.
+struct Grads {
+    params: Vec<f32>,
+    x0: Vec<f32>,
+    q: Vec<f32>,
+    kv_self: Vec<f32>,
+    xp: Vec<f32>,
+    hpre: Vec<f32>,
+    y: Vec<f32>,
+    kv_hist: Vec<f32>,
+    mixw: Vec<f32>,
+}
+
+impl Grads {
+    fn new(sz: &Sizes, n_params: usize) -> Self {
+        let Sizes {
+            d,
+            layers,
+            ff,
+            groups,
+            rows,
+            steps,
+            hist,
+            ..
+        } = *sz;
+        let per_layer = |w: usize| pool::zeros(layers * steps * rows * w);
+        Self {
+            params: pool::zeros(n_params),
+            x0: pool::zeros(rows * steps * d),
+            q: per_layer(d),
+            kv_self: per_layer(2 * d),
+            xp: per_layer(d),
+            hpre: per_layer(ff),
+            y: per_layer(d),
+            kv_hist: pool::zeros(groups * rows * hist * 2 * d),
+            mixw: vec![0.0; layers + 1],
+        }
+    }
+}
+
+/// The backward pass of one block given the gradient of its outputs `dtop [rows, T, d]`.
+pub(super) fn backward_block(
+    dims: &Dims,
+    at: &Layout,
+    p: &Params,
+    tr: &Trace,
+    dtop: &[f32],
+    want_m0: bool,
+) -> BlockGrads {
+    let sz = Sizes::new(dims, tr.rows, tr.steps);
+    let cx = Ctx { sz, dims, at, p };
+    let Sizes {
+        d,
+        layers,
+        rows,
+        steps,
+        ..
+    } = sz;
+    let mut gr = Grads::new(&sz, at.len);
+    let mix = mix_weights(p, at, dims);
+    let mut dxs = vec![0.0; (layers + 1) * rows * d];
+    let mut dm = vec![0.0; rows * d];
+    for t in (0..steps).rev() {
+        dxs.fill(0.0);
+        for r in 0..rows {
+            dxs[(layers * rows + r) * d..(layers * rows + r + 1) * d]
+                .copy_from_slice(&dtop[(r * steps + t) * d..(r * steps + t + 1) * d]);
+        }
+        // The memory vector of step t: every later step that read it is done.
+        memory_back(&cx, tr, &mut gr, t, &mut dm);
+        for l in 0..=layers {
+            let o = sz.lt(l, t);
+            gr.mixw[l] += dot(&tr.xs[o * d..(o + rows) * d], &dm);
+            for (a, b) in dxs[l * rows * d..(l + 1) * rows * d].iter_mut().zip(&dm) {
+                *a += mix[l] * b;
+            }
+        }
+        for l in (0..layers).rev() {
+            layer_backward(&cx, tr, &mut gr, (l, t), &mut dxs);
+        }
+        for r in 0..rows {
+            gr.x0[(r * steps + t) * d..(r * steps + t + 1) * d]
+                .copy_from_slice(&dxs[r * d..(r + 1) * d]);
+        }
+    }
+    let dm0 = start_window_back(&cx, tr, &mut gr, want_m0);
+    weight_gradients(&cx, tr, &mut gr);
+    // The mixing logits through the softmax.
+    if dims.mix == MemoryMix::Learned {
+        let s_dw: f32 = mix.iter().zip(&gr.mixw).map(|(s, w)| s * w).sum();
+        for l in 0..=layers {
+            gr.params[at.mix + l] += mix[l] * (gr.mixw[l] - s_dw);
+        }
+    }
+    let Grads {
+        params,
+        x0,
+        q,
+        kv_self,
+        xp,
+        hpre,
+        y,
+        kv_hist,
+        ..
+    } = gr;
+    for v in [q, kv_self, xp, hpre, y, kv_hist] {
+        pool::recycle(v);
+    }
+    BlockGrads {
+        params,
+        x0,
+        m0: dm0,
+    }
+}
+
+/// The gradient of step `t`'s memory vector (`dm [rows, d]`) from the gradients its keys and
+/// values received, through their projection and LayerNorm.
+fn memory_back(cx: &Ctx, tr: &Trace, gr: &mut Grads, t: usize, dm: &mut [f32]) {
+    let Sizes {
+        d,
+        span,
+        groups,
+        rows,
+        hist,
+        ..
+    } = cx.sz;
+    let p = cx.p;
+    dm.fill(0.0);
+    let mut dkv_rows = vec![0.0; rows * 2 * d];
+    let mut d_lnout = vec![0.0; rows * d];
+    let (mut hat, mut rstd) = (vec![0.0; rows * d], vec![0.0; rows]);
+    for g in 0..groups {
+        let ga = cx.at.groups[g];
+        for r in 0..rows {
+            let i = (g * rows + r) * hist + span + t;
+            dkv_rows[r * 2 * d..(r + 1) * 2 * d]
+                .copy_from_slice(&gr.kv_hist[i * 2 * d..(i + 1) * 2 * d]);
+            hat[r * d..(r + 1) * d].copy_from_slice(&tr.m_hat[i * d..(i + 1) * d]);
+            rstd[r] = tr.m_rstd[i];
+        }
+        gemm_t(
+            Transposed::B,
+            (rows, 2 * d, d),
+            &dkv_rows,
+            p.get(ga.wkv, 2 * d * d),
+            0.0,
+            &mut d_lnout,
+        );
+        layer_norm_back_at(p, &mut gr.params, (ga.ln_g, d), &d_lnout, (&hat, &rstd), dm);
+    }
+}
+
+/// Layer `l` at step `t` backwards: from the gradient of `x^{l+1}` (`dxs` row block `l + 1`)
+/// into the gradient of `x^l` (row block `l`) and the parameters.
+fn layer_backward(cx: &Ctx, tr: &Trace, gr: &mut Grads, (l, t): (usize, usize), dxs: &mut [f32]) {
+    let Sizes { d, ff, rows, .. } = cx.sz;
+    let (p, la) = (cx.p, cx.at.layers[l]);
+    let o = cx.sz.lt(l, t);
+    let (dlow, dhigh) = dxs.split_at_mut((l + 1) * rows * d);
+    let dy = &dhigh[..rows * d];
+    let dx = &mut dlow[l * rows * d..(l + 1) * rows * d];
+    gr.y[o * d..(o + rows) * d].copy_from_slice(dy);
+    // Feed-forward block.
+    let mut dhid = vec![0.0; rows * ff];
+    let mut d_lnout = vec![0.0; rows * d];
+    gemm_t(
+        Transposed::B,
+        (rows, d, ff),
+        dy,
+        p.get(la.w2, ff * d),
+        0.0,
+        &mut dhid,
+    );
+    let hid = &tr.hid[o * ff..(o + rows) * ff];
+    let dh_pre = &mut gr.hpre[o * ff..(o + rows) * ff];
+    for i in 0..rows * ff {
+        dh_pre[i] = if hid[i] > 0.0 { dhid[i] } else { 0.0 };
+    }
+    gemm_t(
+        Transposed::B,
+        (rows, ff, d),
+        dh_pre,
+        p.get(la.w1, d * ff),
+        0.0,
+        &mut d_lnout,
+    );
+    let dxp = &mut gr.xp[o * d..(o + rows) * d];
+    dxp.copy_from_slice(dy);
+    layer_norm_back_at(
+        p,
+        &mut gr.params,
+        (la.ln_f_g, d),
+        &d_lnout,
+        (&tr.f_hat[o * d..(o + rows) * d], &tr.f_rstd[o..o + rows]),
+        dxp,
+    );
+    add_into(dx, dxp);
+    // Attention, then the query and the current slot back to x^l.
+    let mut datt = vec![0.0; rows * d];
+    gemm_t(
+        Transposed::B,
+        (rows, d, d),
+        dxp,
+        p.get(la.wo, d * d),
+        0.0,
+        &mut datt,
+    );
+    attend_back(cx, tr, gr, (l, t), &datt);
+    query_slot_back(cx, tr, gr, (l, t), dx);
+}
+
+/// The attention of layer `l` at step `t` backwards, given the gradient of its output
+/// `datt [rows, d]`: into the query's, the current slot's and the window entries' gradients
+/// and the position bias.
+fn attend_back(cx: &Ctx, tr: &Trace, gr: &mut Grads, (l, t): (usize, usize), datt: &[f32]) {
+    let Sizes {
+        d,
+        heads,
+        span,
+        rows,
+        dh,
+        hist,
+        slots,
+        scale,
+        ..
+    } = cx.sz;
+    let g = cx.dims.group(l);
+    let bias_at = cx.at.layers[l].bias;
+    let o = cx.sz.lt(l, t);
+    let dq = &mut gr.q[o * d..(o + rows) * d];
+    dq.fill(0.0);
+    let dkvs = &mut gr.kv_self[o * 2 * d..(o + rows) * 2 * d];
+    dkvs.fill(0.0);
+    let mut dp = vec![0.0; slots];
+    for r in 0..rows {
+        let q = &tr.q[(o + r) * d..(o + r + 1) * d];
+        let kv_s = &tr.kv_self[(o + r) * 2 * d..(o + r + 1) * 2 * d];
+        let base = (g * rows + r) * hist;
+        for h in 0..heads {
+            let pw = &tr.p[((o + r) * heads + h) * slots..][..slots];
+            let da = &datt[r * d + h * dh..r * d + (h + 1) * dh];
+            let mut pdp = 0.0;
+            for j in 0..slots {
+                dp[j] = if pw[j] == 0.0 {
+                    0.0
+                } else {
+                    let v = if j < span {
+                        &tr.kv_hist[(base + t + j) * 2 * d + d + h * dh..][..dh]
+                    } else {
+                        &kv_s[d + h * dh..d + (h + 1) * dh]
+                    };
+                    dot(da, v)
+                };
+                pdp += pw[j] * dp[j];
+            }
+            let qh = &q[h * dh..(h + 1) * dh];
+            for j in 0..slots {
+                if pw[j] == 0.0 {
+                    continue;
+                }
+                let ds = pw[j] * (dp[j] - pdp);
+                gr.params[bias_at + h * slots + span - j] += ds;
+                let (k, dk_dv): (&[f32], &mut [f32]) = if j < span {
+                    let i = base + t + j;
+                    (
+                        &tr.kv_hist[i * 2 * d..(i + 1) * 2 * d],
+                        &mut gr.kv_hist[i * 2 * d..(i + 1) * 2 * d],
+                    )
+                } else {
+                    (kv_s, &mut dkvs[r * 2 * d..(r + 1) * 2 * d])
+                };
+                let dqh = &mut dq[r * d + h * dh..r * d + (h + 1) * dh];
+                axpy(dqh, ds * scale, &k[h * dh..(h + 1) * dh]);
+                let (dk, dv) = dk_dv.split_at_mut(d);
+                axpy(&mut dk[h * dh..(h + 1) * dh], ds * scale, qh);
+                axpy(&mut dv[h * dh..(h + 1) * dh], pw[j], da);
+            }
+        }
+    }
+}
+
+/// The query projection and the current slot's key/value of layer `l` at step `t`
+/// backwards: into `dx` (the gradient of `x^l`) and the parameters.
+fn query_slot_back(cx: &Ctx, tr: &Trace, gr: &mut Grads, (l, t): (usize, usize), dx: &mut [f32]) {
+    let Sizes { d, rows, .. } = cx.sz;
+    let (p, la) = (cx.p, cx.at.layers[l]);
+    let ga = cx.at.groups[cx.dims.group(l)];
+    let o = cx.sz.lt(l, t);
+    let mut d_lnout = vec![0.0; rows * d];
+    gemm_t(
+        Transposed::B,
+        (rows, d, d),
+        &gr.q[o * d..(o + rows) * d],
+        p.get(la.wq, d * d),
+        0.0,
+        &mut d_lnout,
+    );
+    layer_norm_back_at(
+        p,
+        &mut gr.params,
+        (la.ln_a_g, d),
+        &d_lnout,
+        (&tr.a_hat[o * d..(o + rows) * d], &tr.a_rstd[o..o + rows]),
+        dx,
+    );
+    let dkvs = &gr.kv_self[o * 2 * d..(o + rows) * 2 * d];
+    if cx.dims.null_slot {
+        column_sums_into(&mut gr.params[ga.null..ga.null + 2 * d], dkvs);
+        return;
+    }
+    gemm_t(
+        Transposed::B,
+        (rows, 2 * d, d),
+        dkvs,
+        p.get(ga.wkv, 2 * d * d),
+        0.0,
+        &mut d_lnout,
+    );
+    layer_norm_back_at(
+        p,
+        &mut gr.params,
+        (ga.ln_g, d),
+        &d_lnout,
+        (&tr.c_hat[o * d..(o + rows) * d], &tr.c_rstd[o..o + rows]),
+        dx,
+    );
+}
+
+/// The starting window's keys/values were computed from the starting memory vectors: their
+/// gradients go through that projection (parameters) and, if asked, to the vectors
+/// (`[rows, τ, d]`, else empty).
+fn start_window_back(cx: &Ctx, tr: &Trace, gr: &mut Grads, want_m0: bool) -> Vec<f32> {
+    let Sizes {
+        d,
+        span,
+        groups,
+        rows,
+        hist,
+        ..
+    } = cx.sz;
+    let p = cx.p;
+    let mut dm0 = vec![0.0; rows * span * d];
+    let mut d_ln0 = vec![0.0; span * d];
+    for g in 0..groups {
+        let ga = cx.at.groups[g];
+        for r in 0..rows {
+            let h0 = (g * rows + r) * hist;
+            gemm_t(
+                Transposed::B,
+                (span, 2 * d, d),
+                &gr.kv_hist[h0 * 2 * d..(h0 + span) * 2 * d],
+                p.get(ga.wkv, 2 * d * d),
+                0.0,
+                &mut d_ln0,
+            );
+            layer_norm_back_at(
+                p,
+                &mut gr.params,
+                (ga.ln_g, d),
+                &d_ln0,
+                (
+                    &tr.m_hat[h0 * d..(h0 + span) * d],
+                    &tr.m_rstd[h0..h0 + span],
+                ),
+                &mut dm0[r * span * d..(r + 1) * span * d],
+            );
+        }
+    }
+    if want_m0 { dm0 } else { Vec::new() }
+}
+
+/// Weight gradients: one product over all `T × rows` per matrix.
+fn weight_gradients(cx: &Ctx, tr: &Trace, gr: &mut Grads) {
+    let Sizes {
+        d,
+        layers,
+        ff,
+        groups,
+        rows,
+        steps,
+        hist,
+        ..
+    } = cx.sz;
+    let n = steps * rows;
+    let gp = &mut gr.params;
+    for l in 0..layers {
+        let la = cx.at.layers[l];
+        let ga = cx.at.groups[cx.dims.group(l)];
+        let o = cx.sz.lt(l, 0);
+        let (a_out, att, f_out) = (&tr.a_out[o * d..], &tr.att[o * d..], &tr.f_out[o * d..]);
+        gemm_t(
+            Transposed::A,
+            (d, n, d),
+            a_out,
+            &gr.q[o * d..],
+            1.0,
+            &mut gp[la.wq..la.wq + d * d],
+        );
+        gemm_t(
+            Transposed::A,
+            (d, n, d),
+            att,
+            &gr.xp[o * d..],
+            1.0,
+            &mut gp[la.wo..la.wo + d * d],
+        );
+        let w1 = &mut gp[la.w1..la.w1 + d * ff];
+        gemm_t(
+            Transposed::A,
+            (d, n, ff),
+            f_out,
+            &gr.hpre[o * ff..],
+            1.0,
+            w1,
+        );
+        column_sums_into(&mut gp[la.b1..la.b1 + ff], &gr.hpre[o * ff..(o + n) * ff]);
+        let w2 = &mut gp[la.w2..la.w2 + ff * d];
+        gemm_t(
+            Transposed::A,
+            (ff, n, d),
+            &tr.hid[o * ff..],
+            &gr.y[o * d..],
+            1.0,
+            w2,
+        );
+        column_sums_into(&mut gp[la.b2..la.b2 + d], &gr.y[o * d..(o + n) * d]);
+        if !cx.dims.null_slot {
+            let wkv = &mut gp[ga.wkv..ga.wkv + 2 * d * d];
+            gemm_t(
+                Transposed::A,
+                (d, n, 2 * d),
+                &tr.c_out[o * d..],
+                &gr.kv_self[o * 2 * d..],
+                1.0,
+                wkv,
+            );
+        }
+    }
+    for g in 0..groups {
+        let ga = cx.at.groups[g];
+        let o = g * rows * hist;
+        let wkv = &mut gp[ga.wkv..ga.wkv + 2 * d * d];
+        gemm_t(
+            Transposed::A,
+            (d, rows * hist, 2 * d),
+            &tr.m_out[o * d..],
+            &gr.kv_hist[o * 2 * d..],
+            1.0,
+            wkv,
+        );
+    }
+}

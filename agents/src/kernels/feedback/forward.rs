@@ -1,0 +1,476 @@
+//! The forward pass of a block of rows, step by step: each layer's attention over the memory
+//! window and its feed-forward block, then the step's memory vector and its keys and values.
+//! Everything the backward pass reads is kept in a [`Trace`].
+
+use super::layout::{Ctx, Dims, Layout, Sizes, mix_weights};
+use crate::kernels::common::{Params, axpy, dot, layer_norm};
+use crate::kernels::linalg::gemm;
+use crate::kernels::pool;
+
+/// The inputs of a block of rows that are not parameters.
+pub(super) struct BlockInput<'a> {
+    pub(super) rows: usize,
+    pub(super) steps: usize,
+    /// `[rows, T, d]`.
+    pub(super) x0: &'a [f32],
+    /// `[rows, T]`, 1.0 where an episode starts.
+    pub(super) starts: &'a [f32],
+    /// `[rows, τ]`, 1.0 where a starting memory slot holds a vector of the current episode.
+    pub(super) valid0: &'a [f32],
+    /// The starting window: memory vectors `[rows, τ, d]`, or cached keys/values.
+    pub(super) window: Window<'a>,
+}
+
+pub(super) enum Window<'a> {
+    /// Memory vectors `[rows, τ, d]`: keys and values are computed from them.
+    Vectors(&'a [f32]),
+    /// Keys/values per group `[G][rows, τ, 2d]` (already projected: decoding).
+    KeyValues(Vec<&'a [f32]>),
+}
+
+/// Everything the forward pass of a block computes that its backward pass reads. Per-layer
+/// arrays are `[L][T][rows][width]`, per-step ones `[T][rows][width]`, the memory history
+/// `[G][rows][τ+T][width]` (index `i < τ`: the starting window, `τ + t`: step `t`'s vector).
+
+#[derive(Debug, Default)]
+pub(crate) struct Trace {
+    pub(super) rows: usize,
+    pub(super) steps: usize,
+    /// Layer outputs `x^0..x^L`: `[L+1][T][rows][d]`.
+    pub(super) xs: Vec<f32>,
+    pub(super) a_hat: Vec<f32>,
+    pub(super) a_out: Vec<f32>,
+    pub(super) a_rstd: Vec<f32>,
+    pub(super) q: Vec<f32>,
+    pub(super) c_hat: Vec<f32>,
+    pub(super) c_out: Vec<f32>,
+    pub(super) c_rstd: Vec<f32>,
+    pub(super) kv_self: Vec<f32>,
+    /// Attention weights `[L][T][rows][H][τ+1]` (slot `τ`: the own input).
+    pub(super) p: Vec<f32>,
+    pub(super) att: Vec<f32>,
+    pub(super) f_hat: Vec<f32>,
+    pub(super) f_out: Vec<f32>,
+    pub(super) f_rstd: Vec<f32>,
+    /// Feed-forward hidden units after the ReLU, `[L][T][rows][F]`.
+    pub(super) hid: Vec<f32>,
+    /// `LN(m)` of every memory vector: `[G][rows][τ+T][d]` (hat and output), rstd `[G][rows][τ+T]`.
+    pub(super) m_hat: Vec<f32>,
+    pub(super) m_out: Vec<f32>,
+    pub(super) m_rstd: Vec<f32>,
+    pub(super) kv_hist: Vec<f32>,
+    /// The first history index each row may attend to at each step, `[T][rows]`.
+    pub(super) floor: Vec<usize>,
+}
+
+impl Drop for Trace {
+    fn drop(&mut self) {
+        for v in [
+            &mut self.xs,
+            &mut self.a_hat,
+            &mut self.a_out,
+            &mut self.a_rstd,
+            &mut self.q,
+            &mut self.c_hat,
+            &mut self.c_out,
+            &mut self.c_rstd,
+            &mut self.kv_self,
+            &mut self.p,
+            &mut self.att,
+            &mut self.f_hat,
+            &mut self.f_out,
+            &mut self.f_rstd,
+            &mut self.hid,
+            &mut self.m_hat,
+            &mut self.m_out,
+            &mut self.m_rstd,
+            &mut self.kv_hist,
+        ] {
+            pool::recycle(std::mem::take(v));
+        }
+    }
+}
+
+/// What a forward pass of a block returns besides its trace.
+pub(super) struct BlockOutput {
+    /// Last layer's outputs `[rows, T, d]`.
+    pub(super) top: Vec<f32>,
+    /// The last step's memory vector `[rows, d]`.
+    pub(super) last_m: Vec<f32>,
+}
+
+impl Trace {
+    /// Zeroed buffers for a block of `sz.rows` rows and `sz.steps` steps.
+    fn new(sz: &Sizes) -> Self {
+        let Sizes {
+            d,
+            heads,
+            layers,
+            ff,
+            groups,
+            rows,
+            steps,
+            hist,
+            slots,
+            ..
+        } = *sz;
+        let per_layer = |w: usize| pool::zeros(layers * steps * rows * w);
+        Trace {
+            rows,
+            steps,
+            xs: pool::zeros((layers + 1) * steps * rows * d),
+            a_hat: per_layer(d),
+            a_out: per_layer(d),
+            a_rstd: per_layer(1),
+            q: per_layer(d),
+            c_hat: per_layer(d),
+            c_out: per_layer(d),
+            c_rstd: per_layer(1),
+            kv_self: per_layer(2 * d),
+            p: per_layer(heads * slots),
+            att: per_layer(d),
+            f_hat: per_layer(d),
+            f_out: per_layer(d),
+            f_rstd: per_layer(1),
+            hid: per_layer(ff),
+            m_hat: pool::zeros(groups * rows * hist * d),
+            m_out: pool::zeros(groups * rows * hist * d),
+            m_rstd: pool::zeros(groups * rows * hist),
+            kv_hist: pool::zeros(groups * rows * hist * 2 * d),
+            floor: vec![0; steps * rows],
+        }
+    }
+}
+
+/// The forward pass of one block of rows.
+pub(super) fn forward_block(
+    dims: &Dims,
+    at: &Layout,
+    p: &Params,
+    input: &BlockInput,
+) -> (BlockOutput, Trace) {
+    let sz = Sizes::new(dims, input.rows, input.steps);
+    let cx = Ctx { sz, dims, at, p };
+    let Sizes {
+        d,
+        layers,
+        span,
+        rows,
+        steps,
+        ..
+    } = sz;
+    let mut tr = Trace::new(&sz);
+    start_window(&cx, &input.window, &mut tr);
+    let mix = mix_weights(p, at, dims);
+    let mut top = pool::zeros(rows * steps * d);
+    let mut floor: Vec<usize> = vec![0; rows];
+    let mut xp = vec![0.0; rows * d];
+    let mut m = vec![0.0; rows * d];
+    for t in 0..steps {
+        for r in 0..rows {
+            if input.starts[r * steps + t] > 0.5 {
+                floor[r] = span + t;
+            }
+            tr.floor[t * rows + r] = floor[r];
+        }
+        // x^0: the embedded observations of this step.
+        let o = sz.lt(0, t);
+        for r in 0..rows {
+            tr.xs[(o + r) * d..(o + r + 1) * d]
+                .copy_from_slice(&input.x0[(r * steps + t) * d..(r * steps + t + 1) * d]);
+        }
+        for l in 0..layers {
+            layer_forward(&cx, &mut tr, input.valid0, &floor, (l, t), &mut xp);
+        }
+        write_memory(&cx, &mut tr, &mix, t, &mut m);
+        let o = sz.lt(layers, t);
+        for r in 0..rows {
+            top[(r * steps + t) * d..(r * steps + t + 1) * d]
+                .copy_from_slice(&tr.xs[(o + r) * d..(o + r + 1) * d]);
+        }
+    }
+    (BlockOutput { top, last_m: m }, tr)
+}
+
+/// The starting window's keys and values: projected from the memory vectors, or copied from
+/// the cache.
+fn start_window(cx: &Ctx, window: &Window, tr: &mut Trace) {
+    let Sizes {
+        d,
+        span,
+        groups,
+        rows,
+        hist,
+        ..
+    } = cx.sz;
+    let p = cx.p;
+    let mut m_rows = vec![0.0; span * d];
+    let mut m_hat_rows = vec![0.0; span * d];
+    let mut m_out_rows = vec![0.0; span * d];
+    let mut m_rstd_rows = vec![0.0; span];
+    let mut kv_rows = vec![0.0; span * 2 * d];
+    for g in 0..groups {
+        let ga = cx.at.groups[g];
+        for r in 0..rows {
+            let h0 = (g * rows + r) * hist;
+            match window {
+                Window::Vectors(m0) => {
+                    m_rows.copy_from_slice(&m0[r * span * d..(r + 1) * span * d]);
+                    layer_norm(
+                        &m_rows,
+                        p.get(ga.ln_g, d),
+                        p.get(ga.ln_b, d),
+                        &mut m_hat_rows,
+                        &mut m_out_rows,
+                        &mut m_rstd_rows,
+                    );
+                    gemm(
+                        span,
+                        d,
+                        2 * d,
+                        &m_out_rows,
+                        p.get(ga.wkv, 2 * d * d),
+                        0.0,
+                        &mut kv_rows,
+                    );
+                    tr.m_hat[h0 * d..(h0 + span) * d].copy_from_slice(&m_hat_rows);
+                    tr.m_out[h0 * d..(h0 + span) * d].copy_from_slice(&m_out_rows);
+                    tr.m_rstd[h0..h0 + span].copy_from_slice(&m_rstd_rows);
+                    tr.kv_hist[h0 * 2 * d..(h0 + span) * 2 * d].copy_from_slice(&kv_rows);
+                }
+                Window::KeyValues(kv) => {
+                    tr.kv_hist[h0 * 2 * d..(h0 + span) * 2 * d]
+                        .copy_from_slice(&kv[g][r * span * 2 * d..(r + 1) * span * 2 * d]);
+                }
+            }
+        }
+    }
+}
+
+/// Layer `l` at step `t`: `x^{l+1}` from `x^l` (query, the current slot's key/value, the
+/// attention, the feed-forward block). `xp` is scratch `[rows, d]`.
+fn layer_forward(
+    cx: &Ctx,
+    tr: &mut Trace,
+    valid0: &[f32],
+    floor: &[usize],
+    (l, t): (usize, usize),
+    xp: &mut [f32],
+) {
+    let Sizes { d, rows, .. } = cx.sz;
+    let (p, la) = (cx.p, cx.at.layers[l]);
+    let ga = cx.at.groups[cx.dims.group(l)];
+    let o = cx.sz.lt(l, t);
+    let x = &tr.xs[o * d..(o + rows) * d];
+    layer_norm(
+        x,
+        p.get(la.ln_a_g, d),
+        p.get(la.ln_a_b, d),
+        &mut tr.a_hat[o * d..(o + rows) * d],
+        &mut tr.a_out[o * d..(o + rows) * d],
+        &mut tr.a_rstd[o..o + rows],
+    );
+    gemm(
+        rows,
+        d,
+        d,
+        &tr.a_out[o * d..],
+        p.get(la.wq, d * d),
+        0.0,
+        &mut tr.q[o * d..],
+    );
+    // The current step's slot: the own input's key and value, or the null pair.
+    if cx.dims.null_slot {
+        let null = p.get(ga.null, 2 * d);
+        for row in tr.kv_self[o * 2 * d..(o + rows) * 2 * d].chunks_exact_mut(2 * d) {
+            row.copy_from_slice(null);
+        }
+    } else {
+        layer_norm(
+            x,
+            p.get(ga.ln_g, d),
+            p.get(ga.ln_b, d),
+            &mut tr.c_hat[o * d..(o + rows) * d],
+            &mut tr.c_out[o * d..(o + rows) * d],
+            &mut tr.c_rstd[o..o + rows],
+        );
+        gemm(
+            rows,
+            d,
+            2 * d,
+            &tr.c_out[o * d..],
+            p.get(ga.wkv, 2 * d * d),
+            0.0,
+            &mut tr.kv_self[o * 2 * d..],
+        );
+    }
+    attend(cx, tr, valid0, floor, (l, t));
+    feed_forward(cx, tr, (l, t), xp);
+}
+
+/// The attention of each row and head of layer `l` at step `t` over the window and the
+/// current slot: weights into `tr.p`, outputs into `tr.att`.
+fn attend(cx: &Ctx, tr: &mut Trace, valid0: &[f32], floor: &[usize], (l, t): (usize, usize)) {
+    let Sizes {
+        d,
+        heads,
+        span,
+        rows,
+        dh,
+        hist,
+        slots,
+        scale,
+        ..
+    } = cx.sz;
+    let g = cx.dims.group(l);
+    let o = cx.sz.lt(l, t);
+    let bias = cx.p.get(cx.at.layers[l].bias, heads * slots);
+    let mut scores = vec![0.0; slots];
+    for r in 0..rows {
+        let q = &tr.q[(o + r) * d..(o + r + 1) * d];
+        let kv_s = &tr.kv_self[(o + r) * 2 * d..(o + r + 1) * 2 * d];
+        let base = (g * rows + r) * hist;
+        let lo = floor[r].max(t);
+        for h in 0..heads {
+            let qh = &q[h * dh..(h + 1) * dh];
+            let mut max = f32::NEG_INFINITY;
+            for j in 0..span {
+                let i = t + j;
+                let allowed = i >= lo && (i >= span || valid0[r * span + i] > 0.5);
+                scores[j] = if allowed {
+                    let k = &tr.kv_hist[(base + i) * 2 * d + h * dh..][..dh];
+                    let s = dot(qh, k) * scale + bias[h * slots + span - j];
+                    max = max.max(s);
+                    s
+                } else {
+                    f32::NEG_INFINITY
+                };
+            }
+            let s_self = dot(qh, &kv_s[h * dh..(h + 1) * dh]) * scale + bias[h * slots];
+            scores[span] = s_self;
+            max = max.max(s_self);
+            let mut sum = 0.0;
+            for s in scores.iter_mut() {
+                *s = if *s == f32::NEG_INFINITY {
+                    0.0
+                } else {
+                    (*s - max).exp()
+                };
+                sum += *s;
+            }
+            let pw = &mut tr.p[((o + r) * heads + h) * slots..][..slots];
+            for (w, s) in pw.iter_mut().zip(&scores) {
+                *w = s / sum;
+            }
+            let out = &mut tr.att[(o + r) * d + h * dh..][..dh];
+            out.fill(0.0);
+            for (j, &w) in pw.iter().enumerate() {
+                if w == 0.0 {
+                    continue;
+                }
+                let v = if j < span {
+                    &tr.kv_hist[(base + t + j) * 2 * d + d + h * dh..][..dh]
+                } else {
+                    &kv_s[d + h * dh..d + (h + 1) * dh]
+                };
+                axpy(out, w, v);
+            }
+        }
+    }
+}
+
+/// `x' = x + Att·Wo`, then `x^{l+1} = x' + FF(LN(x'))`, for layer `l` at step `t`.
+fn feed_forward(cx: &Ctx, tr: &mut Trace, (l, t): (usize, usize), xp: &mut [f32]) {
+    let Sizes { d, ff, rows, .. } = cx.sz;
+    let (p, la) = (cx.p, cx.at.layers[l]);
+    let o = cx.sz.lt(l, t);
+    let (below, above) = tr.xs.split_at_mut(cx.sz.lt(l + 1, t) * d);
+    let x = &below[o * d..(o + rows) * d];
+    let x_next = &mut above[..rows * d];
+    xp.copy_from_slice(x);
+    gemm(rows, d, d, &tr.att[o * d..], p.get(la.wo, d * d), 1.0, xp);
+    layer_norm(
+        xp,
+        p.get(la.ln_f_g, d),
+        p.get(la.ln_f_b, d),
+        &mut tr.f_hat[o * d..(o + rows) * d],
+        &mut tr.f_out[o * d..(o + rows) * d],
+        &mut tr.f_rstd[o..o + rows],
+    );
+    let hid = &mut tr.hid[o * ff..(o + rows) * ff];
+    for row in hid.chunks_exact_mut(ff) {
+        row.copy_from_slice(p.get(la.b1, ff));
+    }
+    gemm(
+        rows,
+        d,
+        ff,
+        &tr.f_out[o * d..],
+        p.get(la.w1, d * ff),
+        1.0,
+        hid,
+    );
+    for v in hid.iter_mut() {
+        *v = v.max(0.0);
+    }
+    let b2 = p.get(la.b2, d);
+    for (r, row) in x_next.chunks_exact_mut(d).enumerate() {
+        for i in 0..d {
+            row[i] = xp[r * d + i] + b2[i];
+        }
+    }
+    gemm(rows, ff, d, hid, p.get(la.w2, ff * d), 1.0, x_next);
+}
+
+/// The memory vector `m` of step `t` (the mix of the embedding and the layers' outputs) and
+/// its keys/values, appended to the history.
+fn write_memory(cx: &Ctx, tr: &mut Trace, mix: &[f32], t: usize, m: &mut [f32]) {
+    let Sizes {
+        d,
+        span,
+        groups,
+        rows,
+        hist,
+        ..
+    } = cx.sz;
+    let p = cx.p;
+    m.fill(0.0);
+    for (l, &w) in mix.iter().enumerate() {
+        let o = cx.sz.lt(l, t);
+        for (a, b) in m.iter_mut().zip(&tr.xs[o * d..(o + rows) * d]) {
+            *a += w * b;
+        }
+    }
+    let mut m_hat_t = vec![0.0; rows * d];
+    let mut m_out_t = vec![0.0; rows * d];
+    let mut m_rstd_t = vec![0.0; rows];
+    let mut kv_t = vec![0.0; rows * 2 * d];
+    for g in 0..groups {
+        let ga = cx.at.groups[g];
+        layer_norm(
+            m,
+            p.get(ga.ln_g, d),
+            p.get(ga.ln_b, d),
+            &mut m_hat_t,
+            &mut m_out_t,
+            &mut m_rstd_t,
+        );
+        gemm(
+            rows,
+            d,
+            2 * d,
+            &m_out_t,
+            p.get(ga.wkv, 2 * d * d),
+            0.0,
+            &mut kv_t,
+        );
+        for r in 0..rows {
+            let i = (g * rows + r) * hist + span + t;
+            tr.m_hat[i * d..(i + 1) * d].copy_from_slice(&m_hat_t[r * d..(r + 1) * d]);
+            tr.m_out[i * d..(i + 1) * d].copy_from_slice(&m_out_t[r * d..(r + 1) * d]);
+            tr.m_rstd[i] = m_rstd_t[r];
+            tr.kv_hist[i * 2 * d..(i + 1) * 2 * d]
+                .copy_from_slice(&kv_t[r * 2 * d..(r + 1) * 2 * d]);
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! The sizes of the model and of a block, and where each parameter lives in the flat
+//! parameter vector.
+
+use crate::feedback_options::MemoryMix;
+use crate::kernels::common::{Offsets, Params, softmax_in_place};
+
+/// Sizes of the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Dims {
+    /// Width `d`.
+    pub d: usize,
+    /// Attention heads `H`.
+    pub heads: usize,
+    /// Layers `L`.
+    pub layers: usize,
+    /// Feed-forward width.
+    pub ff: usize,
+    /// Span `τ`.
+    pub span: usize,
+    /// Key/value groups: 1 with `share_kv`, else `L`.
+    pub groups: usize,
+    /// What the memory vector is made of.
+    pub mix: MemoryMix,
+    /// Whether the current step's slot is a learned key/value pair per group
+    /// ([`CurrentSlot::Null`](crate::feedback_options::CurrentSlot::Null)) instead of the own input.
+    pub null_slot: bool,
+}
+
+impl Dims {
+    pub(super) fn dh(&self) -> usize {
+        self.d / self.heads
+    }
+
+    pub(super) fn group(&self, layer: usize) -> usize {
+        if self.groups == 1 { 0 } else { layer }
+    }
+}
+
+/// Offsets of one layer's parameters in the flat parameter vector.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct LayerAt {
+    pub(super) ln_a_g: usize,
+    pub(super) ln_a_b: usize,
+    pub(super) wq: usize,
+    pub(super) wo: usize,
+    pub(super) bias: usize,
+    pub(super) ln_f_g: usize,
+    pub(super) ln_f_b: usize,
+    pub(super) w1: usize,
+    pub(super) b1: usize,
+    pub(super) w2: usize,
+    pub(super) b2: usize,
+}
+
+/// Offsets of one key/value group's parameters.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct GroupAt {
+    pub(super) ln_g: usize,
+    pub(super) ln_b: usize,
+    pub(super) wkv: usize,
+    /// The null slot's key/value pair `[2d]`, with `null_slot`.
+    pub(super) null: usize,
+}
+
+/// Where each parameter lives in the flat vector. The order, which the policy's
+/// `flat_parameters` must follow: per layer `norm_attn.gamma, norm_attn.beta, query.weight,
+/// out.weight, position_bias.bias, norm_ff.gamma, norm_ff.beta, ff.hidden.weight,
+/// ff.hidden.bias, ff.output.weight, ff.output.bias`; then per group `norm.gamma, norm.beta,
+/// proj.weight` (and `null` with a null slot); then `layer_mix`. Weights are `[d_in, d_out]` row-major, the position bias
+/// `[H, τ+1]` by distance.
+#[derive(Debug, Clone)]
+pub(crate) struct Layout {
+    pub(super) layers: Vec<LayerAt>,
+    pub(super) groups: Vec<GroupAt>,
+    pub(super) mix: usize,
+    /// Total number of floats.
+    pub len: usize,
+}
+
+impl Layout {
+    pub(crate) fn new(dims: &Dims) -> Self {
+        let (d, f) = (dims.d, dims.ff);
+        let mut at = Offsets::default();
+        let mut take = |n: usize| at.take(n);
+        let layers = (0..dims.layers)
+            .map(|_| LayerAt {
+                ln_a_g: take(d),
+                ln_a_b: take(d),
+                wq: take(d * d),
+                wo: take(d * d),
+                bias: take(dims.heads * (dims.span + 1)),
+                ln_f_g: take(d),
+                ln_f_b: take(d),
+                w1: take(d * f),
+                b1: take(f),
+                w2: take(f * d),
+                b2: take(d),
+            })
+            .collect();
+        let groups = (0..dims.groups)
+            .map(|_| GroupAt {
+                ln_g: take(d),
+                ln_b: take(d),
+                wkv: take(d * 2 * d),
+                null: take(if dims.null_slot { 2 * d } else { 0 }),
+            })
+            .collect();
+        let mix = take(dims.layers + 1);
+        Self {
+            layers,
+            groups,
+            mix,
+            len: at.total(),
+        }
+    }
+}
+
+/// The sizes a block's passes work with: the model's, the block's, and what follows from them.
+#[derive(Clone, Copy)]
+pub(super) struct Sizes {
+    pub(super) d: usize,
+    pub(super) heads: usize,
+    pub(super) layers: usize,
+    pub(super) ff: usize,
+    pub(super) span: usize,
+    pub(super) groups: usize,
+    pub(super) rows: usize,
+    pub(super) steps: usize,
+    /// Width of a head.
+    pub(super) dh: usize,
+    /// Memory history per row: the starting window plus one vector per step.
+    pub(super) hist: usize,
+    /// Attention slots: the window plus the own input.
+    pub(super) slots: usize,
+    /// `1/√dh`.
+    pub(super) scale: f32,
+}
+
+impl Sizes {
+    pub(super) fn new(dims: &Dims, rows: usize, steps: usize) -> Self {
+        let dh = dims.dh();
+        Self {
+            d: dims.d,
+            heads: dims.heads,
+            layers: dims.layers,
+            ff: dims.ff,
+            span: dims.span,
+            groups: dims.groups,
+            rows,
+            steps,
+            dh,
+            hist: dims.span + steps,
+            slots: dims.span + 1,
+            scale: 1.0 / (dh as f32).sqrt(),
+        }
+    }
+    /// Offset (in rows) of layer `l`'s rows at step `t` in the per-layer arrays.
+    pub(super) fn lt(&self, l: usize, t: usize) -> usize {
+        (l * self.steps + t) * self.rows
+    }
+}
+
+/// The weights of the memory mix over the embedding and the layers' outputs, `[L + 1]`: the
+/// softmax of the mixing logits, or one-hot for the fixed mixes.
+pub(super) fn mix_weights(p: &Params, at: &Layout, dims: &Dims) -> Vec<f32> {
+    let n = dims.layers + 1;
+    match dims.mix {
+        MemoryMix::Learned => {
+            let mut w = p.get(at.mix, n).to_vec();
+            softmax_in_place(&mut w);
+            w
+        }
+        MemoryMix::Top => (0..n).map(|i| f32::from(u8::from(i + 1 == n))).collect(),
+        MemoryMix::Embedding => (0..n).map(|i| f32::from(u8::from(i == 0))).collect(),
+    }
+}
+
+/// What every stage of a block's passes reads: the sizes, the layout and the parameters.
+pub(super) struct Ctx<'a> {
+    pub(super) sz: Sizes,
+    pub(super) dims: &'a Dims,
+    pub(super) at: &'a Layout,
+    pub(super) p: &'a Params<'a>,
+}

@@ -1,0 +1,193 @@
+//! The Feedback Transformer's recurrence ([`crate::feedback`]) as one fused operation: the
+//! forward pass over a whole sequence, its hand-derived backward pass, and the single decoding
+//! step of the rollouts.
+//!
+//! The operation maps the embedded observations `x0 [B, T, d]`, the memory vectors the sequence
+//! starts from `m0 [B, τ, d]` and the trunk's parameters (flattened in the order of [`Layout`])
+//! to the last layer's outputs `[B, T, d]`; the actor-critic heads stay tensor operations. It
+//! computes exactly what the reference path of [`crate::feedback`] computes: pre-LN layers
+//! attending to the last `τ` memory vectors of the episode plus their own input, keys and values
+//! `Wkv · LN(m)` recomputed from the starting memory vectors with the current weights, the
+//! memory vector a softmax-weighted mix of the embedding and every layer's output.
+//!
+//! Each block of [`ROWS_PER_BLOCK`](super::ROWS_PER_BLOCK) batch rows runs on its own (rows do
+//! not interact); the products inside a step are matrix products over the rows of a block.
+//! The backward pass of a block keeps the per-step gradients of every linear layer's output and
+//! forms the weight gradients as one matrix product over all `T × rows` at the end; blocks'
+//! gradients are summed in block order.
+
+//!
+//! The files follow the three jobs: `layout.rs` (sizes and where each parameter lives),
+//! `forward.rs` (a block's forward pass and the trace it keeps), `backward.rs` (a block's
+//! backward pass); this file runs the blocks of a batch in parallel, for training
+//! ([`FeedbackSequence`]) and for one decoding step ([`decode_step`]).
+
+use rayon::prelude::*;
+
+mod backward;
+mod forward;
+mod layout;
+
+use self::backward::{BlockGrads, backward_block};
+pub(crate) use self::forward::Trace;
+use self::forward::{BlockInput, BlockOutput, Window, forward_block};
+pub(crate) use self::layout::{Dims, Layout};
+pub(crate) use super::common::Params;
+use super::common::{add_into, row_blocks};
+use super::glue::FusedOp;
+use super::{ROWS_PER_BLOCK, pool};
+
+/// The fused sequence operation: inputs `[params, x0 [B,T,d], m0 [B,τ,d]]`, output the last
+/// layer's outputs `[B, T, d]`.
+#[derive(Debug)]
+pub(crate) struct FeedbackSequence {
+    pub dims: Dims,
+    pub layout: Layout,
+    pub batch: usize,
+    pub steps: usize,
+    /// `[B, T]`.
+    pub starts: Vec<f32>,
+    /// `[B, τ]`.
+    pub valid0: Vec<f32>,
+}
+
+impl FeedbackSequence {
+    fn block_input<'a>(
+        &'a self,
+        x0: &'a [f32],
+        m0: &'a [f32],
+        b0: usize,
+        rows: usize,
+    ) -> BlockInput<'a> {
+        let (d, span, steps) = (self.dims.d, self.dims.span, self.steps);
+        BlockInput {
+            rows,
+            steps,
+            x0: &x0[b0 * steps * d..(b0 + rows) * steps * d],
+            starts: &self.starts[b0 * steps..(b0 + rows) * steps],
+            valid0: &self.valid0[b0 * span..(b0 + rows) * span],
+            window: Window::Vectors(&m0[b0 * span * d..(b0 + rows) * span * d]),
+        }
+    }
+
+    fn blocks(&self) -> Vec<(usize, usize)> {
+        row_blocks(self.batch, ROWS_PER_BLOCK)
+    }
+}
+
+impl FusedOp for FeedbackSequence {
+    type Saved = Vec<Trace>;
+
+    fn forward(&self, inputs: &[&[f32]], save: bool) -> (Vec<f32>, Option<Vec<Trace>>) {
+        let (params, x0, m0) = (Params::Flat(inputs[0]), inputs[1], inputs[2]);
+        let results: Vec<(BlockOutput, Trace)> = self
+            .blocks()
+            .into_par_iter()
+            .map(|(b0, rows)| {
+                forward_block(
+                    &self.dims,
+                    &self.layout,
+                    &params,
+                    &self.block_input(x0, m0, b0, rows),
+                )
+            })
+            .collect();
+        let mut top = Vec::with_capacity(self.batch * self.steps * self.dims.d);
+        let mut traces = Vec::with_capacity(results.len());
+        for (out, trace) in results {
+            top.extend_from_slice(&out.top);
+            pool::recycle(out.top);
+            traces.push(trace);
+        }
+        (top, save.then_some(traces))
+    }
+
+    fn backward(
+        &self,
+        inputs: &[&[f32]],
+        saved: &Vec<Trace>,
+        grad: &[f32],
+        wanted: &[bool],
+    ) -> Vec<Vec<f32>> {
+        let params = Params::Flat(inputs[0]);
+        let (d, span, steps) = (self.dims.d, self.dims.span, self.steps);
+        let want_m0 = wanted.get(2).copied().unwrap_or(false);
+        let grads: Vec<BlockGrads> = self
+            .blocks()
+            .into_par_iter()
+            .zip(saved.par_iter())
+            .map(|((b0, rows), trace)| {
+                backward_block(
+                    &self.dims,
+                    &self.layout,
+                    &params,
+                    trace,
+                    &grad[b0 * steps * d..(b0 + rows) * steps * d],
+                    want_m0,
+                )
+            })
+            .collect();
+        let mut gp = vec![0.0; self.layout.len];
+        let mut gx = Vec::with_capacity(self.batch * steps * d);
+        // Empty when the starting memory wants no gradient (the glue then registers none).
+        let mut gm = Vec::with_capacity(if want_m0 { self.batch * span * d } else { 0 });
+        for g in grads {
+            add_into(&mut gp, &g.params);
+            gx.extend_from_slice(&g.x0);
+            gm.extend_from_slice(&g.m0);
+            pool::recycle(g.params);
+            pool::recycle(g.x0);
+        }
+        vec![gp, gx, gm]
+    }
+}
+
+/// One decoding step for a batch: the embedded observations `x0 [B, d]`, the episode starts
+/// `[B]`, the window's cached keys/values per group `[G][B, τ, 2d]` and validity `[B, τ]`.
+/// Returns the last layer's outputs `[B, d]`, the new memory vectors `[B, d]` and their
+/// keys/values per group `[G][B, 2d]`.
+pub(crate) fn decode_step(
+    dims: &Dims,
+    at: &Layout,
+    params: &Params,
+    x0: &[f32],
+    starts: &[f32],
+    kv: &[Vec<f32>],
+    valid: &[f32],
+) -> (Vec<f32>, Vec<f32>, Vec<Vec<f32>>) {
+    let (d, span, groups) = (dims.d, dims.span, dims.groups);
+    let batch = starts.len();
+    let results: Vec<(BlockOutput, Trace)> = row_blocks(batch, ROWS_PER_BLOCK)
+        .into_par_iter()
+        .map(|(b0, rows)| {
+            let input = BlockInput {
+                rows,
+                steps: 1,
+                x0: &x0[b0 * d..(b0 + rows) * d],
+                starts: &starts[b0..b0 + rows],
+                valid0: &valid[b0 * span..(b0 + rows) * span],
+                window: Window::KeyValues(
+                    kv.iter()
+                        .map(|k| &k[b0 * span * 2 * d..(b0 + rows) * span * 2 * d])
+                        .collect(),
+                ),
+            };
+            forward_block(dims, at, params, &input)
+        })
+        .collect();
+    let mut top = Vec::with_capacity(batch * d);
+    let mut m = Vec::with_capacity(batch * d);
+    let mut new_kv = vec![Vec::with_capacity(batch * 2 * d); groups];
+    let hist = span + 1;
+    for (out, tr) in results {
+        top.extend_from_slice(&out.top);
+        m.extend_from_slice(&out.last_m);
+        for (g, kv_g) in new_kv.iter_mut().enumerate() {
+            for r in 0..tr.rows {
+                let i = (g * tr.rows + r) * hist + span;
+                kv_g.extend_from_slice(&tr.kv_hist[i * 2 * d..(i + 1) * 2 * d]);
+            }
+        }
+    }
+    (top, m, new_kv)
+}
