@@ -11,21 +11,12 @@ use fbrl::TrainConfig;
 
 mod cli_common;
 
-use cli_common::{FBRL, TINY, assert_fails_naming, fbrl, stderr, stdout};
+use cli_common::{FBRL, TINY, assert_fails_naming, fbrl, metric_updates, stderr, stdout};
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, text).unwrap();
     p
-}
-
-/// The `update` column of a metrics.csv.
-fn metric_updates(run: &Path) -> Vec<usize> {
-    fbrl::metrics::read_metrics(run.join("metrics.csv"))
-        .unwrap()
-        .iter()
-        .map(|row| row.update)
-        .collect()
 }
 
 #[test]

@@ -2,6 +2,8 @@
 //! writes one PNG per suite, summary.csv and the README block, and marks its checks as not
 //! checked (the tiny budgets are for the pipeline, not for learning).
 
+mod common;
+
 use std::process::Command;
 
 #[test]
@@ -11,10 +13,7 @@ fn benchmarks_tiny_end_to_end() {
     let out = root.join("out");
     let o = Command::new(env!("CARGO_BIN_EXE_benchmarks"))
         .args(["--preset", "tiny", "--seeds", "2", "--quiet", "--jobs", "2"])
-        .arg("--out")
-        .arg(&out)
-        .arg("--runs-dir")
-        .arg(root.join("runs"))
+        .args(common::out_and_runs(&out, &root.join("runs")))
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&o.stderr);
@@ -70,10 +69,7 @@ fn python_memory_needs_the_python_feature() {
     let root = std::env::temp_dir().join(format!("fbrl-e2e-bench-py-{}", std::process::id()));
     let o = Command::new(env!("CARGO_BIN_EXE_benchmarks"))
         .args(["--preset", "tiny", "--suites", "python-memory", "--quiet"])
-        .arg("--out")
-        .arg(root.join("out"))
-        .arg("--runs-dir")
-        .arg(root.join("runs"))
+        .args(common::out_and_runs(&root.join("out"), &root.join("runs")))
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&o.stderr);

@@ -3,25 +3,16 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
+use common::temp_dir;
 use experiments::report::read_csv;
-
-fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("fbrl-e2e-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 fn maze(out: &Path, runs: &Path, extra: &[&str]) -> String {
     let o = Command::new(env!("CARGO_BIN_EXE_maze"))
         .args(["--preset", "tiny", "--quiet", "--jobs", "2"])
-        .arg("--out")
-        .arg(out)
-        .arg("--runs-dir")
-        .arg(runs)
+        .args(common::out_and_runs(out, runs))
         .args(extra)
         .output()
         .unwrap();
@@ -184,10 +175,7 @@ fn unknown_policy_is_a_clear_error() {
     let root = temp_dir("bad");
     let o = Command::new(env!("CARGO_BIN_EXE_maze"))
         .args(["--preset", "tiny", "--quiet", "--policies", "feedback,lstm"])
-        .arg("--out")
-        .arg(root.join("out"))
-        .arg("--runs-dir")
-        .arg(root.join("runs"))
+        .args(common::out_and_runs(&root.join("out"), &root.join("runs")))
         .output()
         .unwrap();
     assert!(!o.status.success());
@@ -211,10 +199,10 @@ fn unknown_policy_is_a_clear_error() {
         let o = Command::new(env!("CARGO_BIN_EXE_maze"))
             .args(["--preset", "tiny", "--quiet", "--seeds", "1000000000"])
             .args(extra)
-            .arg("--out")
-            .arg(root.join("out-seeds"))
-            .arg("--runs-dir")
-            .arg(root.join("runs-seeds"))
+            .args(common::out_and_runs(
+                &root.join("out-seeds"),
+                &root.join("runs-seeds"),
+            ))
             .output()
             .unwrap();
         let stderr = String::from_utf8_lossy(&o.stderr);
@@ -246,10 +234,7 @@ fn a_diverged_run_is_named_and_the_report_refused() {
         ])
         .arg("--preset")
         .arg(&path)
-        .arg("--out")
-        .arg(root.join("out"))
-        .arg("--runs-dir")
-        .arg(root.join("runs"))
+        .args(common::out_and_runs(&root.join("out"), &root.join("runs")))
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&o.stderr);

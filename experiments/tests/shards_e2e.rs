@@ -2,22 +2,15 @@
 //! once, a killed shard resumes its unfinished run from its checkpoint, and `--report-only`
 //! writes the same summary as a single-process invocation.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
 
-use common::rows;
+use common::{rows, temp_dir};
 
 const MAZE: &str = env!("CARGO_BIN_EXE_maze");
-
-fn temp_dir(name: &str) -> PathBuf {
-    let p = std::env::temp_dir().join(format!("fbrl-e2e-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&p);
-    std::fs::create_dir_all(&p).unwrap();
-    p
-}
 
 fn maze_cmd(preset: &str, runs: &Path, out: &Path, extra: &[&str]) -> Command {
     let mut c = Command::new(MAZE);
@@ -50,6 +43,20 @@ fn summary_without_timing(out: &Path) -> Vec<Vec<String>> {
     rows.iter()
         .map(|cells| keep.iter().map(|&i| cells[i].clone()).collect())
         .collect()
+}
+
+/// Asserts that the 8 runs under `runs_root` were each started once and never resumed;
+/// `context` is added to the message of a failure.
+fn assert_each_trained_once(runs_root: &Path, context: &str) {
+    let counts = starts_and_resumes(runs_root);
+    assert_eq!(counts.len(), 8, "{counts:?}");
+    for (run, started, resumed) in &counts {
+        assert_eq!(
+            (*started, *resumed),
+            (1, 0),
+            "{run} was trained {started}+{resumed} times{context}"
+        );
+    }
 }
 
 /// How often each run of `runs_root` was started and resumed, from the runner's logs (a start
@@ -105,15 +112,7 @@ fn three_shards_at_once_train_every_run_once_and_report_like_one_process() {
             "a shard wrote a report"
         );
     }
-    let counts = starts_and_resumes(&shared.join("tiny"));
-    assert_eq!(counts.len(), 8, "{counts:?}");
-    for (run, started, resumed) in &counts {
-        assert_eq!(
-            (*started, *resumed),
-            (1, 0),
-            "{run} was trained {started}+{resumed} times"
-        );
-    }
+    assert_each_trained_once(&shared.join("tiny"), "");
 
     let report = root.join("out-report");
     let o = maze_cmd("tiny", &shared, &report, &["--report-only"])
@@ -235,15 +234,10 @@ fn overlapping_invocations_share_the_runs_without_losing_any() {
     .unwrap();
     let err_mlp = ok(mlp.wait_with_output().unwrap(), "the MLP-only invocation");
     let err_all = ok(all.wait_with_output().unwrap(), "the whole-grid invocation");
-    let counts = starts_and_resumes(&shared.join("tiny"));
-    assert_eq!(counts.len(), 8, "{counts:?}");
-    for (run, started, resumed) in &counts {
-        assert_eq!(
-            (*started, *resumed),
-            (1, 0),
-            "{run} was trained {started}+{resumed} times\nall:\n{err_all}\nmlp:\n{err_mlp}"
-        );
-    }
+    assert_each_trained_once(
+        &shared.join("tiny"),
+        &format!("\nall:\n{err_all}\nmlp:\n{err_mlp}"),
+    );
     // Every run has its full metrics.
     let tiny = shared.join("tiny");
     for entry in std::fs::read_dir(&tiny).unwrap() {
@@ -293,15 +287,7 @@ fn simultaneous_invocations_both_succeed_and_train_each_run_once() {
         .enumerate()
         .map(|(i, c)| ok(c.wait_with_output().unwrap(), &format!("invocation {i}")))
         .collect();
-    let counts = starts_and_resumes(&shared.join("tiny"));
-    assert_eq!(counts.len(), 8, "{counts:?}");
-    for (run, started, resumed) in &counts {
-        assert_eq!(
-            (*started, *resumed),
-            (1, 0),
-            "{run} was trained {started}+{resumed} times\n{errs:?}"
-        );
-    }
+    assert_each_trained_once(&shared.join("tiny"), &format!("\n{errs:?}"));
     for (i, err) in errs.iter().enumerate() {
         let skipped_claimed = err.contains("claimed by another process");
         assert_eq!(

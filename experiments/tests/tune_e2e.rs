@@ -4,25 +4,17 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
-fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("fbrl-e2e-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
+use common::temp_dir;
 
 fn tune(out: &Path, runs: &Path, extra: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_tune"))
         .args(["--preset", "tiny", "--quiet", "--jobs", "2", "--seeds", "2"])
         .args(["--policies", "feedback,mlp", "--lrs", "0.001,0.002"])
         .args(["--ent-coefs", "0,0.01"])
-        .arg("--out")
-        .arg(out)
-        .arg("--runs-dir")
-        .arg(runs)
+        .args(common::out_and_runs(out, runs))
         .args(extra)
         .output()
         .unwrap()
@@ -114,10 +106,7 @@ fn a_diverging_learning_rate_is_reported_and_the_sweep_goes_on() {
                 "--ent-coefs",
                 "0.01",
             ])
-            .arg("--out")
-            .arg(&out)
-            .arg("--runs-dir")
-            .arg(&runs)
+            .args(common::out_and_runs(&out, &runs))
             .output()
             .unwrap()
     };
@@ -175,10 +164,7 @@ fn a_diverging_learning_rate_is_reported_and_the_sweep_goes_on() {
     let o = Command::new(env!("CARGO_BIN_EXE_tune"))
         .args(["--preset", "tiny", "--quiet", "--jobs", "1", "--seeds", "1"])
         .args(["--policies", "mlp", "--lrs", "1e30", "--ent-coefs", "0.01"])
-        .arg("--out")
-        .arg(root.join("out-all"))
-        .arg("--runs-dir")
-        .arg(&runs)
+        .args(common::out_and_runs(&root.join("out-all"), &runs))
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&o.stderr).into_owned();

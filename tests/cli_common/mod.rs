@@ -1,6 +1,7 @@
 //! Shared helpers of the tests that drive the `fbrl` binary.
 #![allow(dead_code)]
 
+use std::path::Path;
 use std::process::{Command, Output};
 
 /// The `fbrl` binary under test.
@@ -13,6 +14,15 @@ pub fn fbrl(args: &[&str]) -> Output {
         .env("RUST_BACKTRACE", "0")
         .output()
         .expect("the fbrl binary runs")
+}
+
+/// The `update` column of a run's metrics.csv.
+pub fn metric_updates(run: &Path) -> Vec<usize> {
+    fbrl::metrics::read_metrics(run.join("metrics.csv"))
+        .unwrap()
+        .iter()
+        .map(|row| row.update)
+        .collect()
 }
 
 /// Its stdout as text.

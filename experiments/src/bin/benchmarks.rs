@@ -271,6 +271,29 @@ impl Bench {
     fn dir(&self, runs_root: &Path, seed: u64) -> PathBuf {
         runs_root.join(format!("{}__{seed}", self.id))
     }
+
+    /// The learning curve of the bench's `seeds` runs against `axis`, labelled `label`: the
+    /// mean with its 95 % band on 100 points, smoothed over 1/50 of the run's updates.
+    fn band(
+        &self,
+        label: &str,
+        seeds: u64,
+        runs_root: &Path,
+        axis: XAxis,
+    ) -> Result<curves::BandCurve> {
+        let runs = (0..seeds)
+            .map(|seed| Run::load(&self.dir(runs_root, seed)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let smooth = (self.config.num_updates() / 50).max(1);
+        Ok(curves::group_curve(
+            label,
+            &runs,
+            axis,
+            self.metric,
+            smooth,
+            100,
+        )?)
+    }
 }
 
 /// What a benchmark reached over its seeds.
@@ -863,18 +886,7 @@ fn plot_suites(
         let members: Vec<&Bench> = benches.iter().filter(|b| b.suite == suite).collect();
         let mut bands = Vec::new();
         for b in &members {
-            let runs = (0..seeds)
-                .map(|s| Run::load(&b.dir(runs_root, s)))
-                .collect::<Result<Vec<_>, _>>()?;
-            let smooth = (b.config.num_updates() / 50).max(1);
-            bands.push(curves::group_curve(
-                &b.label,
-                &runs,
-                XAxis::Steps,
-                b.metric,
-                smooth,
-                100,
-            )?);
+            bands.push(b.band(&b.label, seeds, runs_root, XAxis::Steps)?);
         }
         let (title, y_label) = match suite {
             Suite::Cartpole => (
@@ -1299,18 +1311,7 @@ fn plot_python_memory(
         for (axis, suffix) in [(XAxis::Steps, ""), (XAxis::Time, "_time")] {
             let mut bands = Vec::new();
             for b in &members {
-                let runs = (0..seeds)
-                    .map(|seed| Run::load(&b.dir(runs_root, seed)))
-                    .collect::<Result<Vec<_>, _>>()?;
-                let smooth = (b.config.num_updates() / 50).max(1);
-                bands.push(curves::group_curve(
-                    b.config.policy.kind().name(),
-                    &runs,
-                    axis,
-                    b.metric,
-                    smooth,
-                    100,
-                )?);
+                bands.push(b.band(b.config.policy.kind().name(), seeds, runs_root, axis)?);
             }
             let mut chart = LineChart::from_bands(
                 format!("{}, CleanRL ppo_trxl settings", s.title),

@@ -736,6 +736,22 @@ fn draw_bars(plan: &Plan, measured: &[Measured]) -> Result<()> {
     Ok(())
 }
 
+/// The cells of the arm named `arm` with what was measured for each, by learning rate.
+fn arm_cells<'a>(
+    plan: &'a Plan,
+    measured: &'a [Measured],
+    arm: &str,
+) -> Vec<(&'a Cell, &'a Measured)> {
+    let mut mine: Vec<(&Cell, &Measured)> = plan
+        .cells
+        .iter()
+        .zip(measured)
+        .filter(|(c, _)| c.arm.name == arm)
+        .collect();
+    mine.sort_by(|a, b| a.0.lr.total_cmp(&b.0.lr));
+    mine
+}
+
 /// Per arm: the tuned cells' rows in grid order and the chosen one: the most seeds solved,
 /// ties broken by the mean held-out greedy success, then by the mean final training success
 /// (then the smaller rate).
@@ -743,13 +759,7 @@ fn write_tuning(plan: &Plan, measured: &[Measured]) -> Result<Vec<(String, f64, 
     let mut rows = Vec::new();
     let mut chosen = Vec::new();
     for arm in &plan.arms {
-        let mut mine: Vec<(&Cell, &Measured)> = plan
-            .cells
-            .iter()
-            .zip(measured)
-            .filter(|(c, _)| c.arm.name == arm.name)
-            .collect();
-        mine.sort_by(|a, b| a.0.lr.total_cmp(&b.0.lr));
+        let mine = arm_cells(plan, measured, &arm.name);
         let key = |m: &Measured| {
             (
                 m.solved.k,
@@ -880,13 +890,7 @@ fn tuning_readme(
     );
     for arm in &plan.arms {
         let lr_chosen = chosen.iter().find(|c| c.0 == arm.name).map(|c| c.1);
-        let mut mine: Vec<(&Cell, &Measured)> = plan
-            .cells
-            .iter()
-            .zip(measured)
-            .filter(|(c, _)| c.arm.name == arm.name)
-            .collect();
-        mine.sort_by(|a, b| a.0.lr.total_cmp(&b.0.lr));
+        let mine = arm_cells(plan, measured, &arm.name);
         for (c, m) in mine {
             let mark = if Some(c.lr) == lr_chosen {
                 " **←**"

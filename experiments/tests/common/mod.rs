@@ -1,7 +1,8 @@
 //! Shared helpers of the experiment binaries' end-to-end tests.
 #![allow(dead_code)]
 
-use std::path::Path;
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
 
 /// A maze preset named `name` whose runs are GRUs of width 16 on the tiny maze: `seeds` seeds
 /// of `updates` updates (8 envs × 16 steps), a checkpoint every `checkpoint_every` updates.
@@ -61,4 +62,22 @@ pub fn tiny_preset_with_mlp(path: &Path, line: &str) {
     let preset = tiny.replace(arm, &format!("{arm}{line}\n"));
     assert_ne!(preset, tiny, "the tiny preset's mlp arm moved");
     std::fs::write(path, preset).unwrap();
+}
+
+/// A fresh, empty temporary directory for the test `name` (of this process).
+pub fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("fbrl-e2e-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// The arguments that put an experiment binary's report in `out` and its runs in `runs`.
+pub fn out_and_runs<'a>(out: &'a Path, runs: &'a Path) -> [&'a OsStr; 4] {
+    [
+        OsStr::new("--out"),
+        out.as_os_str(),
+        OsStr::new("--runs-dir"),
+        runs.as_os_str(),
+    ]
 }
