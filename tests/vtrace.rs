@@ -14,12 +14,16 @@ use ppo_common::{tail_mean, train_rows, train_until};
 
 fn small_policy(kind: PolicyKind) -> PolicyConfig {
     let mut policy = PolicyConfig::preset(kind);
-    policy.d_model = 32;
-    policy.d_ff = 64;
-    policy.n_layers = 1;
-    policy.n_heads = 2;
-    policy.span = 8;
-    policy.hidden = 32;
+    for (field, value) in [
+        ("d_model", 32),
+        ("d_ff", 64),
+        ("n_layers", 1),
+        ("n_heads", 2),
+        ("span", 8),
+        ("hidden", 32),
+    ] {
+        policy.set(field, value).unwrap();
+    }
     policy
 }
 
