@@ -296,7 +296,7 @@ impl TrainConfig {
             LearnerError::InvalidConfig { key, reason } => invalid(key, reason),
             other => invalid(section, other.to_string()),
         })?;
-        let seq_len = self.seq_len();
+        let seq_len = learner.seq_len().unwrap_or(self.num_steps);
         if !self.num_steps.is_multiple_of(seq_len) {
             return Err(invalid(
                 format!("{section}.seq_len"),

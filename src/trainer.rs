@@ -779,6 +779,7 @@ fn train_inner<E: Env>(
     let (mut venv, model) = build_envs_and_policy(cfg, make_env, &device, &ad_device)?;
     let mut learner = cfg.learner();
     let optim = learner.optimizer();
+    let seq_len = learner.seq_len().unwrap_or(t_len);
 
     // The lock is held for the whole run: one process at a time trains in a run directory.
     let (run, _lock, restart) = open_run(cfg, &opts)?;
@@ -837,7 +838,7 @@ fn train_inner<E: Env>(
             &mut venv,
             &mut state,
             t_len,
-            cfg.seq_len(),
+            seq_len,
             &device,
         )
         .with_context(|| format!("rollout of update {update} failed"))?;

@@ -814,13 +814,13 @@ pub fn train_distributed<E: Env>(
         .map(|f| ((f * ranks as f64).ceil() as usize).clamp(1, ranks));
     let num_minibatches = cfg.ppo.num_minibatches.max(1);
 
+    let seq_len = cfg.seq_len();
     while counters.updates_done < stop_at {
         let update = counters.updates_done + 1;
         let t0 = Instant::now();
         let lr = cfg.ppo.learning_rate_at(update - 1, num_updates);
         let before = NormSnapshot::of(&state);
         let rollout_policy = model.valid();
-        let seq_len = cfg.seq_len();
         let mut seen = 0usize;
         let mut preempt = |t: usize| match preempt_after {
             // Only where this rank keeps a whole number of sequences per minibatch.
@@ -1196,6 +1196,7 @@ pub fn reference_run<E: Env>(
         .enumerate()
         .map(|(r, v)| rank_fresh_state(cfg, v, &model, r, &device))
         .collect::<Result<Vec<_>>>()?;
+    let seq_len = cfg.seq_len();
     for update in 1..=updates {
         let lr = cfg.ppo.learning_rate_at(update - 1, num_updates);
         let policy = model.valid();
@@ -1203,8 +1204,7 @@ pub fn reference_run<E: Env>(
         let mut befores = Vec::with_capacity(ranks);
         for (venv, state) in venvs.iter_mut().zip(states.iter_mut()) {
             let before = NormSnapshot::of(state);
-            let (buf, _) =
-                collect_rollout(&policy, venv, state, cfg.num_steps, cfg.seq_len(), &device)?;
+            let (buf, _) = collect_rollout(&policy, venv, state, cfg.num_steps, seq_len, &device)?;
             bufs.push(buf);
             befores.push(before);
         }
