@@ -52,7 +52,7 @@ fn mpirun() -> Option<PathBuf> {
 /// `mpirun -np ranks fbrl <args>` as a command (root allowed, no binding to cores, the
 /// shared-memory transport without the single-copy mechanism containers forbid, and waiting
 /// ranks yielding the CPU: the tests may run with fewer cores than ranks).
-fn mpi_command(mpirun: &Path, ranks: usize, args: &[&str]) -> Command {
+fn mpi_command<S: AsRef<std::ffi::OsStr>>(mpirun: &Path, ranks: usize, args: &[S]) -> Command {
     let mut c = Command::new(mpirun);
     c.args([
         "-np",
@@ -63,12 +63,29 @@ fn mpi_command(mpirun: &Path, ranks: usize, args: &[&str]) -> Command {
     ])
     .arg(env!("CARGO_BIN_EXE_fbrl"))
     .args(args)
-    .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
-    .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
-    .env("OMPI_MCA_btl_vader_single_copy_mechanism", "none")
-    .env("OMPI_MCA_rmaps_base_oversubscribe", "1")
-    .env("OMPI_MCA_mpi_yield_when_idle", "1");
+    .env("OMPI_MCA_rmaps_base_oversubscribe", "1");
+    mpi_env(&mut c);
     c
+}
+
+/// The Open MPI settings every job of these tests runs with (see [`mpi_command`]).
+fn mpi_env(c: &mut Command) {
+    c.env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .env("OMPI_MCA_btl_vader_single_copy_mechanism", "none")
+        .env("OMPI_MCA_mpi_yield_when_idle", "1");
+}
+
+/// `fbrl train -q --distributed mpi -c <cfg> --run-dir <run>`'s arguments, then `extra`.
+fn train_args(cfg_path: &Path, run_dir: &Path, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = ["train", "-q", "--distributed", "mpi", "-c"]
+        .map(String::from)
+        .into();
+    args.push(cfg_path.to_str().unwrap().into());
+    args.push("--run-dir".into());
+    args.push(run_dir.to_str().unwrap().into());
+    args.extend(extra.iter().map(|a| a.to_string()));
+    args
 }
 
 fn run(mut c: Command) -> Output {
@@ -111,21 +128,11 @@ fn check_against_the_reference(mpirun: &Path, cfg: &TrainConfig, what: &str) {
     let cfg_path = write_cfg(dir.path(), "cfg.toml", cfg);
     let run_dir = dir.path().join("run");
     let updates = 3;
+    let stop = updates.to_string();
     let out = run(mpi_command(
         mpirun,
         2,
-        &[
-            "train",
-            "-q",
-            "--distributed",
-            "mpi",
-            "-c",
-            cfg_path.to_str().unwrap(),
-            "--run-dir",
-            run_dir.to_str().unwrap(),
-            "--stop-after",
-            &updates.to_string(),
-        ],
+        &train_args(&cfg_path, &run_dir, &["--stop-after", &stop]),
     ));
     assert!(out.status.success(), "mpirun failed:\n{}", text(&out));
 
@@ -215,16 +222,7 @@ fn two_ranks_learn_cartpole_like_one_process() {
     let out = run(mpi_command(
         &mpirun,
         2,
-        &[
-            "train",
-            "-q",
-            "--distributed",
-            "mpi",
-            "-c",
-            cfg_path.to_str().unwrap(),
-            "--run-dir",
-            run_dir.to_str().unwrap(),
-        ],
+        &train_args(&cfg_path, &run_dir, &[]),
     ));
     assert!(out.status.success(), "mpirun failed:\n{}", text(&out));
     let mpi_s = t0.elapsed().as_secs_f64();
@@ -301,48 +299,45 @@ fn wait_with_deadline(child: &mut Child, deadline: Duration) -> Option<std::proc
     None
 }
 
-#[test]
-fn a_killed_rank_ends_the_job_and_a_relaunch_resumes() {
-    let Some(mpirun) = mpirun() else { return };
-    let dir = tempfile::tempdir().unwrap();
+/// Starts a long CartPole job on 2 ranks in `dir/run` (a checkpoint every 2 updates, ranks
+/// giving up on a silent peer after `timeout_s`) and returns it, running, once its checkpoint
+/// of update `at` is on disk.
+fn long_job_past_checkpoint(
+    mpirun: &Path,
+    dir: &Path,
+    timeout_s: u64,
+    at: usize,
+) -> (Child, PathBuf) {
     let mut cfg = cartpole_cfg(2, 64, 2 * 2 * 64 * 1000);
     cfg.checkpoint_every = 2;
-    let cfg_path = write_cfg(dir.path(), "cfg.toml", &cfg);
-    let run_dir = dir.path().join("run");
-    let run_arg = run_dir.to_str().unwrap().to_string();
-    let mut cmd = mpi_command(
-        &mpirun,
-        2,
-        &[
-            "train",
-            "-q",
-            "--distributed",
-            "mpi",
-            "-c",
-            cfg_path.to_str().unwrap(),
-            "--run-dir",
-            &run_arg,
-        ],
-    );
-    cmd.env("FBRL_MPI_TIMEOUT_S", "20")
+    let cfg_path = write_cfg(dir, "cfg.toml", &cfg);
+    let run_dir = dir.join("run");
+    let mut cmd = mpi_command(mpirun, 2, &train_args(&cfg_path, &run_dir, &[]));
+    cmd.env("FBRL_MPI_TIMEOUT_S", timeout_s.to_string())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = cmd.spawn().unwrap();
-    // Wait for a checkpoint past the first one.
     let latest = run_dir.join("checkpoint").join("latest");
+    let want = format!("update_{at:06}");
     let t0 = Instant::now();
-    loop {
-        let name = std::fs::read_to_string(&latest).unwrap_or_default();
-        if name.trim() >= "update_000004" {
-            break;
-        }
+    while std::fs::read_to_string(&latest).unwrap_or_default().trim() < want.as_str() {
         assert!(
             t0.elapsed() < Duration::from_secs(300),
-            "no checkpoint after 5 minutes"
+            "no checkpoint of update {at} after 5 minutes"
         );
         assert!(child.try_wait().unwrap().is_none(), "the job ended early");
         std::thread::sleep(Duration::from_millis(100));
     }
+    (child, run_dir)
+}
+
+#[test]
+fn a_killed_rank_ends_the_job_and_a_relaunch_resumes() {
+    let Some(mpirun) = mpirun() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    // Wait for a checkpoint past the first one.
+    let (mut child, run_dir) = long_job_past_checkpoint(&mpirun, dir.path(), 20, 4);
+    let run_arg = run_dir.to_str().unwrap().to_string();
     let pid = rank_pid(1, &run_arg).expect("rank 1's process");
     let killed_at = Instant::now();
     let status = Command::new("kill")
@@ -414,30 +409,13 @@ fn ranks_with_different_configs_are_refused() {
     let b = write_cfg(dir.path(), "b.toml", &other);
     let run_dir = dir.path().join("run");
     let fbrl = env!("CARGO_BIN_EXE_fbrl");
-    let args = |c: &Path| {
-        vec![
-            fbrl.to_string(),
-            "train".into(),
-            "-q".into(),
-            "--distributed".into(),
-            "mpi".into(),
-            "-c".into(),
-            c.to_str().unwrap().into(),
-            "--run-dir".into(),
-            run_dir.to_str().unwrap().into(),
-        ]
-    };
     // MPMD: rank 0 runs a.toml, rank 1 b.toml.
     let mut c = Command::new(&mpirun);
-    c.args(["--oversubscribe", "--bind-to", "none", "-np", "1"])
-        .args(args(&a))
-        .arg(":")
-        .args(["-np", "1"])
-        .args(args(&b))
-        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
-        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
-        .env("OMPI_MCA_btl_vader_single_copy_mechanism", "none")
-        .env("OMPI_MCA_mpi_yield_when_idle", "1");
+    c.args(["--oversubscribe", "--bind-to", "none", "-np", "1", fbrl])
+        .args(train_args(&a, &run_dir, &[]))
+        .args([":", "-np", "1", fbrl])
+        .args(train_args(&b, &run_dir, &[]));
+    mpi_env(&mut c);
     let out = run(c);
     let log = text(&out);
     assert!(!out.status.success());
@@ -455,13 +433,7 @@ fn ranks_with_different_configs_are_refused() {
 fn distributed_outside_a_launcher_says_so() {
     let mut c = Command::new(env!("CARGO_BIN_EXE_fbrl"));
     c.args(["train", "-q", "--distributed", "mpi"]);
-    for var in [
-        "OMPI_COMM_WORLD_SIZE",
-        "PMIX_RANK",
-        "PMI_RANK",
-        "PMI_SIZE",
-        "MPI_LOCALNRANKS",
-    ] {
+    for var in fbrl::distributed::LAUNCHER_VARS {
         c.env_remove(var);
     }
     let out = c.output().unwrap();
@@ -474,36 +446,8 @@ fn distributed_outside_a_launcher_says_so() {
 fn a_hung_rank_ends_the_job_after_the_bounded_wait() {
     let Some(mpirun) = mpirun() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = cartpole_cfg(2, 64, 2 * 2 * 64 * 1000);
-    cfg.checkpoint_every = 2;
-    let cfg_path = write_cfg(dir.path(), "cfg.toml", &cfg);
-    let run_dir = dir.path().join("run");
+    let (mut child, run_dir) = long_job_past_checkpoint(&mpirun, dir.path(), 3, 2);
     let run_arg = run_dir.to_str().unwrap().to_string();
-    let mut cmd = mpi_command(
-        &mpirun,
-        2,
-        &[
-            "train",
-            "-q",
-            "--distributed",
-            "mpi",
-            "-c",
-            cfg_path.to_str().unwrap(),
-            "--run-dir",
-            &run_arg,
-        ],
-    );
-    cmd.env("FBRL_MPI_TIMEOUT_S", "3")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
-    let latest = run_dir.join("checkpoint").join("latest");
-    let t0 = Instant::now();
-    while std::fs::read_to_string(&latest).unwrap_or_default().trim() < "update_000002" {
-        assert!(t0.elapsed() < Duration::from_secs(300), "no checkpoint");
-        assert!(child.try_wait().unwrap().is_none(), "the job ended early");
-        std::thread::sleep(Duration::from_millis(100));
-    }
     // Rank 1 stops answering (SIGSTOP): rank 0 gives up after 3 s and the job ends.
     let pid = rank_pid(1, &run_arg).expect("rank 1's process");
     let stopped_at = Instant::now();
@@ -565,20 +509,12 @@ fn rollout_preemption_cuts_lagging_ranks_at_sequence_boundaries() {
     let full = (2 * 2 * 128) as u64;
     for preempt in [None, Some("0.5")] {
         let run_dir = dir.path().join(format!("run-{}", preempt.unwrap_or("off")));
-        let mut args = vec![
-            "train",
-            "-q",
-            "--distributed",
-            "mpi",
-            "-c",
-            cfg_path.to_str().unwrap(),
-            "--run-dir",
-            run_dir.to_str().unwrap(),
-        ];
-        if let Some(f) = preempt {
-            args.extend(["--preempt-fraction", f]);
-        }
-        let out = run(mpi_command(&mpirun, 2, &args));
+        let extra = preempt.map_or(vec![], |f| vec!["--preempt-fraction", f]);
+        let out = run(mpi_command(
+            &mpirun,
+            2,
+            &train_args(&cfg_path, &run_dir, &extra),
+        ));
         assert!(out.status.success(), "mpirun failed:\n{}", text(&out));
         let steps = steps_per_update(&run_dir);
         assert_eq!(steps.len(), 40);

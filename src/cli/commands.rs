@@ -186,14 +186,6 @@ pub(super) fn export(args: ExportArgs) -> Result<()> {
     Ok(())
 }
 
-fn selection(sample: bool) -> ActionSelection {
-    if sample {
-        ActionSelection::Sample
-    } else {
-        ActionSelection::Greedy
-    }
-}
-
 /// `fbrl eval`.
 pub(super) fn eval(args: EvalArgs) -> Result<()> {
     let loaded = load_policy(&args.path)?;
@@ -207,7 +199,7 @@ pub(super) fn eval(args: EvalArgs) -> Result<()> {
         &|| Ok(build_env(&env_cfg)?),
         args.episodes,
         eval_seed,
-        selection(args.sample),
+        args.actions.selection(),
         &loaded.device,
     )?;
     if args.json {
@@ -266,7 +258,7 @@ pub(super) fn render(args: RenderArgs) -> Result<()> {
         obs_norm,
         env,
         seed,
-        selection(args.sample),
+        args.actions.selection(),
         &loaded.device,
         args.attention,
         Some(args.max_steps as usize),

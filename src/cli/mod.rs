@@ -137,15 +137,34 @@ pub struct EvalArgs {
     /// Base seed of the held-out evaluation seeds (default: the run's seed + 1000000).
     #[arg(long)]
     pub seed: Option<u64>,
+    /// How actions are chosen.
+    #[command(flatten)]
+    pub actions: ActionChoice,
+    /// Print one JSON object (summary and per-episode results) instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `--greedy` / `--sample` of `fbrl eval` and `fbrl render`.
+#[derive(Args, Debug)]
+pub struct ActionChoice {
     /// Take the most likely action (the default).
     #[arg(long, conflicts_with = "sample")]
     pub greedy: bool,
     /// Sample actions from the policy instead of taking the most likely one.
     #[arg(long)]
     pub sample: bool,
-    /// Print one JSON object (summary and per-episode results) instead of text.
-    #[arg(long)]
-    pub json: bool,
+}
+
+impl ActionChoice {
+    /// The selection these flags ask for.
+    pub fn selection(&self) -> crate::eval::ActionSelection {
+        if self.sample {
+            crate::eval::ActionSelection::Sample
+        } else {
+            crate::eval::ActionSelection::Greedy
+        }
+    }
 }
 
 /// `fbrl render`.
@@ -160,12 +179,9 @@ pub struct RenderArgs {
     /// Episode seed (default: the first held-out evaluation seed of the run).
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Take the most likely action (the default).
-    #[arg(long, conflicts_with = "sample")]
-    pub greedy: bool,
-    /// Sample actions from the policy instead.
-    #[arg(long)]
-    pub sample: bool,
+    /// How actions are chosen.
+    #[command(flatten)]
+    pub actions: ActionChoice,
     /// Frame duration in hundredths of a second.
     #[arg(long, default_value_t = 15)]
     pub delay_cs: u16,

@@ -115,16 +115,19 @@ pub fn num_updates(cfg: &TrainConfig, ranks: usize) -> usize {
     (cfg.total_steps / (cfg.batch_size() * ranks).max(1) as u64) as usize
 }
 
+/// The environment variables by which [`mpi_launcher`] recognises a launcher.
+pub const LAUNCHER_VARS: [&str; 5] = [
+    "OMPI_COMM_WORLD_SIZE",
+    "PMIX_RANK",
+    "PMI_RANK",
+    "PMI_SIZE",
+    "MPI_LOCALNRANKS",
+];
+
 /// The launcher a process was started by, from its environment: `Some(description)` under
 /// `mpirun` / `mpiexec` (Open MPI, MPICH) or `srun --mpi=pmix|pmi2`.
 pub fn mpi_launcher() -> Option<String> {
-    for var in [
-        "OMPI_COMM_WORLD_SIZE",
-        "PMIX_RANK",
-        "PMI_RANK",
-        "PMI_SIZE",
-        "MPI_LOCALNRANKS",
-    ] {
+    for var in LAUNCHER_VARS {
         if let Ok(v) = std::env::var(var) {
             return Some(format!("{var}={v}"));
         }
