@@ -78,21 +78,7 @@ impl CueRecallConfig {
                 format!("must be at most 1000000, got {}", self.corridor_length),
             );
         }
-        if !self.success_reward.is_finite() {
-            return bad(
-                "success_reward",
-                format!("must be finite, got {}", self.success_reward),
-            );
-        }
-        if !self.failure_reward.is_finite() || self.failure_reward > self.success_reward {
-            return bad(
-                "failure_reward",
-                format!(
-                    "must be finite and at most success_reward ({}), got {}",
-                    self.success_reward, self.failure_reward
-                ),
-            );
-        }
+        check_outcome_rewards(self.success_reward, self.failure_reward)?;
         if self.junction_patience > 1_000_000 {
             return bad(
                 "junction_patience",
@@ -111,6 +97,29 @@ impl CueRecallConfig {
     pub fn max_steps(&self) -> u32 {
         self.corridor_length + self.junction_patience + 1
     }
+}
+
+/// Checks the rewards of a task that ends in success or failure: `success_reward` finite,
+/// `failure_reward` finite and at most `success_reward`; the error names the field.
+pub(crate) fn check_outcome_rewards(
+    success_reward: f32,
+    failure_reward: f32,
+) -> Result<(), EnvError> {
+    if !success_reward.is_finite() {
+        return Err(EnvError::InvalidConfig {
+            field: "success_reward",
+            reason: format!("must be finite, got {success_reward}"),
+        });
+    }
+    if !failure_reward.is_finite() || failure_reward > success_reward {
+        return Err(EnvError::InvalidConfig {
+            field: "failure_reward",
+            reason: format!(
+                "must be finite and at most success_reward ({success_reward}), got {failure_reward}"
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// A T-maze / cue-recall memory task.

@@ -7,6 +7,7 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::cue_recall::check_outcome_rewards;
 use crate::env::{Action, ActionSpace, BoxSpace, Env, EnvError, EpisodeStats, Step};
 use crate::episode::EpisodeGuard;
 use crate::render::Frame;
@@ -104,21 +105,7 @@ impl PointCueConfig {
                 format!("must be finite and > 0, got {}", self.max_speed),
             );
         }
-        if !self.success_reward.is_finite() {
-            return bad(
-                "success_reward",
-                format!("must be finite, got {}", self.success_reward),
-            );
-        }
-        if !self.failure_reward.is_finite() || self.failure_reward > self.success_reward {
-            return bad(
-                "failure_reward",
-                format!(
-                    "must be finite and at most success_reward ({}), got {}",
-                    self.success_reward, self.failure_reward
-                ),
-            );
-        }
+        check_outcome_rewards(self.success_reward, self.failure_reward)?;
         if !(self.step_cost.is_finite() && self.step_cost >= 0.0) {
             return bad(
                 "step_cost",
