@@ -364,6 +364,25 @@ impl TrainConfig {
         }
     }
 
+    /// Pendulum-v1 with the settings the continuous-control benchmark runs both CleanRL's
+    /// continuous PPO and ours with (4 envs × 1024 steps, 200 k steps, γ 0.9, 10 epochs, no
+    /// entropy bonus, learning rate 1e-3) and the `kind` preset policy.
+    pub fn preset_pendulum(kind: PolicyKind) -> Self {
+        let mut cfg = Self {
+            total_steps: 200_000,
+            num_envs: 4,
+            num_steps: 1024,
+            env: EnvConfig::Pendulum(envs::PendulumConfig::default()),
+            policy: PolicyConfig::preset(kind),
+            ..Self::default()
+        };
+        cfg.ppo.gamma = 0.9;
+        cfg.ppo.update_epochs = 10;
+        cfg.ppo.ent_coef = 0.0;
+        cfg.ppo.learning_rate = 1e-3;
+        cfg
+    }
+
     /// The cue-recall memory diagnostic (corridor of 8 steps): memory policies reach ≈ 100 %
     /// success, memoryless ones stay at chance.
     pub fn preset_cue_recall(kind: PolicyKind) -> Self {

@@ -122,20 +122,9 @@ fn memory_policy_solves_cue_recall_where_mlp_is_at_chance() {
 #[test]
 fn mlp_swings_up_the_pendulum_with_continuous_torque() {
     // CleanRL's continuous-PPO settings as measured in results/benchmarks/continuous.
-    let mut cfg = TrainConfig {
-        num_envs: 4,
-        num_steps: 1024,
-        total_steps: 200_000,
-        checkpoint_every: 0,
-        threads: 1,
-        env: EnvConfig::Pendulum(envs::PendulumConfig::default()),
-        policy: PolicyConfig::preset(PolicyKind::Mlp),
-        ..TrainConfig::default()
-    };
-    cfg.ppo.gamma = 0.9;
-    cfg.ppo.update_epochs = 10;
-    cfg.ppo.ent_coef = 0.0;
-    cfg.ppo.learning_rate = 1e-3;
+    let mut cfg = TrainConfig::preset_pendulum(PolicyKind::Mlp);
+    cfg.checkpoint_every = 0;
+    cfg.threads = 1;
     let dir = tempfile::tempdir().unwrap();
     let t0 = std::time::Instant::now();
     let rows = train_rows(&cfg, dir.path());

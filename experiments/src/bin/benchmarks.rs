@@ -42,8 +42,8 @@ use agents::ppo::PpoConfig;
 use agents::{PolicyConfig, PolicyKind};
 use anyhow::{Context, Result, bail};
 use clap::{Parser, ValueEnum};
+use envs::PointCueConfig;
 use envs::{CueRecallConfig, GridMazeConfig};
-use envs::{PendulumConfig, PointCueConfig};
 use experiments::evaluate::evaluate_run;
 use experiments::report::{self, cell};
 use experiments::runner::{self, Job};
@@ -348,18 +348,8 @@ fn gridmaze_single(scale: f32, preset: BudgetPreset) -> TrainConfig {
 
 /// Pendulum-v1 with the settings CleanRL's continuous PPO was measured with.
 fn pendulum(preset: BudgetPreset) -> TrainConfig {
-    let mut cfg = TrainConfig {
-        num_envs: 4,
-        num_steps: 1024,
-        env: EnvConfig::Pendulum(PendulumConfig::default()),
-        policy: PolicyConfig::preset(PolicyKind::Mlp),
-        ..TrainConfig::default()
-    };
-    cfg.ppo.gamma = 0.9;
-    cfg.ppo.update_epochs = 10;
-    cfg.ppo.ent_coef = 0.0;
-    cfg.ppo.learning_rate = 1e-3;
-    cfg.total_steps = budget(preset, 200_000, cfg.batch_size());
+    let mut cfg = TrainConfig::preset_pendulum(PolicyKind::Mlp);
+    cfg.total_steps = budget(preset, cfg.total_steps, cfg.batch_size());
     cfg
 }
 
