@@ -267,6 +267,26 @@ struct Bench {
     config: TrainConfig,
 }
 
+/// One checked bench per policy kind of `kinds`, judged on `success_rate`: `make` gives each
+/// its id and config.
+fn success_benches(
+    suite: Suite,
+    kinds: &[PolicyKind],
+    make: impl Fn(PolicyKind) -> (String, TrainConfig),
+) -> impl Iterator<Item = Bench> {
+    kinds.iter().map(move |&kind| {
+        let (id, config) = make(kind);
+        Bench {
+            suite,
+            id,
+            label: kind.name().into(),
+            metric: "success_rate",
+            control: false,
+            config,
+        }
+    })
+}
+
 impl Bench {
     fn dir(&self, runs_root: &Path, seed: u64) -> PathBuf {
         runs_root.join(format!("{}__{seed}", self.id))
@@ -512,35 +532,24 @@ fn benches(suites: &[Suite], python_envs: &[PythonMemoryEnv], preset: BudgetPres
                 control: false,
                 config: pendulum(preset),
             }),
-            Suite::PointCue => {
-                for kind in PolicyKind::ALL {
-                    out.push(Bench {
-                        suite,
-                        id: format!("point_cue__{kind}"),
-                        label: kind.name().into(),
-                        metric: "success_rate",
-                        control: false,
-                        config: point_cue(kind, preset),
-                    });
-                }
-            }
-            Suite::Memory => {
-                for kind in [
+            Suite::PointCue => out.extend(success_benches(suite, &PolicyKind::ALL, |kind| {
+                (format!("point_cue__{kind}"), point_cue(kind, preset))
+            })),
+            // The GRU's ×1 run is the scale suite's: same config, same directory.
+            Suite::Memory => out.extend(success_benches(
+                suite,
+                &[
                     PolicyKind::Feedback,
                     PolicyKind::Transformer,
                     PolicyKind::Gru,
-                ] {
-                    out.push(Bench {
-                        suite,
-                        // The GRU's ×1 run is the scale suite's: same config, same directory.
-                        id: format!("cue_recall-x1__{kind}"),
-                        label: kind.name().into(),
-                        metric: "success_rate",
-                        control: false,
-                        config: cue_recall(kind, 1.0, preset),
-                    });
-                }
-            }
+                ],
+                |kind| {
+                    (
+                        format!("cue_recall-x1__{kind}"),
+                        cue_recall(kind, 1.0, preset),
+                    )
+                },
+            )),
         }
     }
     out
