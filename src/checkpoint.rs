@@ -176,6 +176,30 @@ pub struct TrainerState {
     pub obs_norm: Option<ObsNormalizer>,
 }
 
+impl TrainerState {
+    /// The state of a run before its first update: no updates, steps or episodes yet, the
+    /// given `config` (TOML), RNG and envs, and the rollout fields empty (they are filled when a
+    /// checkpoint is written).
+    pub fn at_start(config: String, num_updates: usize, rng: RngState, venv: VecEnvState) -> Self {
+        Self {
+            version: CHECKPOINT_VERSION,
+            config,
+            updates_done: 0,
+            num_updates,
+            env_steps: 0,
+            wall_time_s: 0.0,
+            episodes: 0,
+            rng,
+            venv,
+            obs: vec![],
+            episode_starts: vec![],
+            memory: vec![],
+            reward_norm: None,
+            obs_norm: None,
+        }
+    }
+}
+
 /// One normaliser of a checkpoint against the run: `(what, state key, config key)` name it,
 /// `on` says whether the run uses it, `saved` is the result of checking the saved state (`None`
 /// when the checkpoint has none).

@@ -44,8 +44,8 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::checkpoint::{
-    CHECKPOINT_VERSION, RngState, TrainerState, memory_from_host, memory_to_host, open_latest,
-    save_checkpoint_with, write_atomic,
+    RngState, TrainerState, memory_from_host, memory_to_host, open_latest, save_checkpoint_with,
+    write_atomic,
 };
 use crate::config::{EnvConfig, TrainConfig};
 use crate::hooks::{TrainHook, UpdateContext};
@@ -425,22 +425,12 @@ fn fresh_start<E: Env>(
         reward_norm: learner.rollout_settings().reward_normalizer(n),
         obs_norm: learner.rollout_settings().obs_normalizer(obs_dim),
     };
-    let counters = TrainerState {
-        version: CHECKPOINT_VERSION,
-        config: cfg.to_toml(),
-        updates_done: 0,
-        num_updates: cfg.num_updates(),
-        env_steps: 0,
-        wall_time_s: 0.0,
-        episodes: 0,
-        rng: RngState::capture(&state.rng),
-        venv: venv.state(),
-        obs: vec![],
-        episode_starts: vec![],
-        memory: vec![],
-        reward_norm: None,
-        obs_norm: None,
-    };
+    let counters = TrainerState::at_start(
+        cfg.to_toml(),
+        cfg.num_updates(),
+        RngState::capture(&state.rng),
+        venv.state(),
+    );
     Ok((counters, state, metrics))
 }
 

@@ -66,8 +66,8 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{
-    CHECKPOINT_VERSION, RngState, SavedTensor, TrainerState, memory_from_host, memory_to_host,
-    open_checkpoint, save_checkpoint_with, write_atomic,
+    RngState, SavedTensor, TrainerState, memory_from_host, memory_to_host, open_checkpoint,
+    save_checkpoint_with, write_atomic,
 };
 use crate::config::{EnvConfig, TrainConfig};
 use crate::metrics::{InfoLog, MetricsWriter};
@@ -670,22 +670,12 @@ pub fn train_distributed<E: Env>(
         let mut start = || -> Result<Start> {
             if restart {
                 let state = rank_fresh_state(cfg, &mut venv, &model, rank, &device)?;
-                let counters = TrainerState {
-                    version: CHECKPOINT_VERSION,
-                    config: cfg.to_toml(),
-                    updates_done: 0,
+                let counters = TrainerState::at_start(
+                    cfg.to_toml(),
                     num_updates,
-                    env_steps: 0,
-                    wall_time_s: 0.0,
-                    episodes: 0,
-                    rng: RngState::capture(&state.rng),
-                    venv: venv.state(),
-                    obs: vec![],
-                    episode_starts: vec![],
-                    memory: vec![],
-                    reward_norm: None,
-                    obs_norm: None,
-                };
+                    RngState::capture(&state.rng),
+                    venv.state(),
+                );
                 Ok(Start {
                     model: model.clone(),
                     optim: adam(&cfg.ppo),
@@ -696,22 +686,12 @@ pub fn train_distributed<E: Env>(
                 Ok(Start {
                     model: model.clone(),
                     optim: adam(&cfg.ppo),
-                    counters: TrainerState {
-                        version: CHECKPOINT_VERSION,
-                        config: String::new(),
-                        updates_done: 0,
+                    counters: TrainerState::at_start(
+                        String::new(),
                         num_updates,
-                        env_steps: 0,
-                        wall_time_s: 0.0,
-                        episodes: 0,
-                        rng: RngState::capture(&ChaCha8Rng::seed_from_u64(0)),
-                        venv: VecEnvState::default(),
-                        obs: vec![],
-                        episode_starts: vec![],
-                        memory: vec![],
-                        reward_norm: None,
-                        obs_norm: None,
-                    },
+                        RngState::capture(&ChaCha8Rng::seed_from_u64(0)),
+                        VecEnvState::default(),
+                    ),
                     state: rank_fresh_state(cfg, &mut venv, &model, rank, &device)?,
                 })
             }
