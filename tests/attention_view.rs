@@ -11,12 +11,8 @@ use fbrl::eval::{ActionSelection, RecordedEpisode, record_episode};
 const SPAN: usize = 4;
 
 fn config(kind: PolicyKind, critic: CriticKind) -> PolicyConfig {
-    let mut c = PolicyConfig::preset(kind);
-    c.set("d_model", 16).unwrap();
-    c.set("n_heads", 2).unwrap();
+    let mut c = PolicyConfig::small(kind, 16, SPAN);
     c.set("n_layers", 2).unwrap();
-    c.set("d_ff", 32).unwrap();
-    c.set("span", SPAN).unwrap();
     c.critic = critic;
     c
 }

@@ -71,13 +71,8 @@ fn mlp_improves_on_gridmaze_single_over_random() {
 }
 
 fn cue_cfg(kind: PolicyKind) -> TrainConfig {
-    let mut policy = PolicyConfig::preset(kind);
-    policy.set("d_model", 32).unwrap();
-    policy.set("d_ff", 64).unwrap();
+    let mut policy = PolicyConfig::small(kind, 32, 8);
     policy.set("n_layers", 1).unwrap();
-    policy.set("n_heads", 2).unwrap();
-    policy.set("span", 8).unwrap();
-    policy.set("hidden", 32).unwrap();
     TrainConfig {
         env: EnvConfig::CueRecall(CueRecallConfig::with_corridor(4)),
         policy,

@@ -15,12 +15,7 @@ use fbrl::{EnvConfig, TrainConfig, TrainOptions, train_from_config};
 use ppo_common::{train_rows, train_until};
 
 fn small_cfg(kind: PolicyKind, updates: usize) -> TrainConfig {
-    let mut policy = PolicyConfig::preset(kind);
-    policy.set("d_model", 32).unwrap();
-    policy.set("d_ff", 64).unwrap();
-    policy.set("n_heads", 2).unwrap();
-    policy.set("span", 8).unwrap();
-    policy.set("hidden", 32).unwrap();
+    let policy = PolicyConfig::small(kind, 32, 8);
     TrainConfig {
         seed: 5,
         env: EnvConfig::Gridmaze(GridMazeConfig::multi(7, 24)),

@@ -13,17 +13,8 @@ use fbrl::{Algorithm, EnvConfig, TrainConfig};
 use ppo_common::{tail_mean, train_rows, train_until};
 
 fn small_policy(kind: PolicyKind) -> PolicyConfig {
-    let mut policy = PolicyConfig::preset(kind);
-    for (field, value) in [
-        ("d_model", 32),
-        ("d_ff", 64),
-        ("n_layers", 1),
-        ("n_heads", 2),
-        ("span", 8),
-        ("hidden", 32),
-    ] {
-        policy.set(field, value).unwrap();
-    }
+    let mut policy = PolicyConfig::small(kind, 32, 8);
+    policy.set("n_layers", 1).unwrap();
     policy
 }
 

@@ -325,6 +325,24 @@ impl PolicyConfig {
         Ok(true)
     }
 
+    /// The `kind` preset scaled down for tests and quick looks: `d_model` and `hidden` =
+    /// `width`, `d_ff` = 2 · `width`, 2 heads and the given `span` (each where the kind has the
+    /// field). Not validated (see [`PolicyConfig::validate`]).
+    pub fn small(kind: PolicyKind, width: usize, span: usize) -> Self {
+        let mut cfg = Self::preset(kind);
+        for (field, value) in [
+            ("d_model", width),
+            ("hidden", width),
+            ("d_ff", 2 * width),
+            ("n_heads", 2),
+            ("span", span),
+        ] {
+            cfg.set(field, value)
+                .expect("a field of the built-in kinds takes a number");
+        }
+        cfg
+    }
+
     /// [`PolicyConfig::set`] on a copy, for building configs in one expression.
     pub fn with(mut self, field: &str, value: impl Serialize) -> Result<Self, PolicyError> {
         self.set(field, value)?;

@@ -291,12 +291,7 @@ fn gru_rejects_a_memory_of_another_batch_size() {
 
 /// A small policy of `kind` (every kind) with the given critic.
 fn small_policy(kind: PolicyKind, critic: CriticKind, device: &Device) -> Policy {
-    let mut c = PolicyConfig::preset(kind);
-    c.set("d_model", 16).unwrap();
-    c.set("d_ff", 32).unwrap();
-    c.set("n_heads", 2).unwrap();
-    c.set("span", 4).unwrap();
-    c.set("hidden", 16).unwrap();
+    let mut c = PolicyConfig::small(kind, 16, 4);
     c.critic = critic;
     c.init(OBS_DIM, NUM_ACTIONS, device).expect("config builds")
 }

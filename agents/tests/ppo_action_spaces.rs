@@ -15,13 +15,9 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 fn policy_for<E: Env>(kind: PolicyKind, venv: &VecEnv<E>, device: &Device) -> Policy {
-    let mut cfg = PolicyConfig::preset(kind);
-    cfg.set("d_model", 32).unwrap();
-    cfg.set("d_ff", 64).unwrap();
-    cfg.set("n_heads", 2).unwrap();
-    cfg.set("span", 8).unwrap();
-    cfg.set("hidden", 32).unwrap();
-    cfg.init_for_env(&venv.envs()[0], device).unwrap()
+    PolicyConfig::small(kind, 32, 8)
+        .init_for_env(&venv.envs()[0], device)
+        .unwrap()
 }
 
 fn state_for<E: Env>(policy: &Policy, venv: &mut VecEnv<E>, device: &Device) -> RolloutState {
