@@ -1,5 +1,8 @@
-//! Numeric pieces shared by the fused kernels: LayerNorm forward and backward, dot products,
-//! and the parameters' storage as the kernels read it.
+//! Numeric pieces shared by the fused kernels: LayerNorm forward and backward (and the rows a
+//! LayerNorm saves for its backward), dot products, and the parameters' storage as the
+//! kernels read it.
+
+use super::pool;
 
 /// LayerNorm's epsilon (burn's default, which every norm of the policy uses).
 pub(crate) const LN_EPS: f32 = 1e-5;
@@ -49,6 +52,66 @@ pub(crate) fn layer_norm(
         for i in 0..d {
             hr[i] = (xr[i] - mean) * s;
             or[i] = hr[i] * g[i] + b[i];
+        }
+    }
+}
+
+/// What a LayerNorm over many rows of width `d` saves for its backward, in pooled buffers:
+/// the normalised rows `hat [rows, d]`, the outputs `out = hat·g + b` `[rows, d]` and each
+/// row's `1/σ` `[rows]`.
+#[derive(Debug, Default)]
+pub(crate) struct NormRows {
+    pub(crate) hat: Vec<f32>,
+    pub(crate) out: Vec<f32>,
+    pub(crate) rstd: Vec<f32>,
+    d: usize,
+}
+
+impl NormRows {
+    /// Buffers for `rows` rows of width `d`, from `alloc` ([`pool::zeros`] or
+    /// [`pool::scratch`]).
+    pub(crate) fn new(rows: usize, d: usize, alloc: fn(usize) -> Vec<f32>) -> Self {
+        Self {
+            hat: alloc(rows * d),
+            out: alloc(rows * d),
+            rstd: alloc(rows),
+            d,
+        }
+    }
+
+    /// LayerNorm of the rows `x` into rows `o..` of these buffers, with the gain and bias side
+    /// by side at `ln` in the flat layout (gain `[d]`, then bias `[d]`).
+    pub(crate) fn forward(&mut self, p: &Params, ln: usize, x: &[f32], o: usize) {
+        let d = self.d;
+        let n = x.len() / d;
+        layer_norm(
+            x,
+            p.get(ln, d),
+            p.get(ln + d, d),
+            &mut self.hat[o * d..(o + n) * d],
+            &mut self.out[o * d..(o + n) * d],
+            &mut self.rstd[o..o + n],
+        );
+    }
+
+    /// The outputs from row `o` on (the left operand of a product over rows `o..`).
+    pub(crate) fn out_from(&self, o: usize) -> &[f32] {
+        &self.out[o * self.d..]
+    }
+
+    /// `(hat, rstd)` of rows `o..o + n`: what [`layer_norm_back_at`] reads.
+    pub(crate) fn saved(&self, o: usize, n: usize) -> (&[f32], &[f32]) {
+        (
+            &self.hat[o * self.d..(o + n) * self.d],
+            &self.rstd[o..o + n],
+        )
+    }
+}
+
+impl Drop for NormRows {
+    fn drop(&mut self) {
+        for v in [&mut self.hat, &mut self.out, &mut self.rstd] {
+            pool::recycle(std::mem::take(v));
         }
     }
 }
