@@ -28,9 +28,9 @@
 //! Transformer's are): in a PPO update they come from the rollout's parameters, and no gradient
 //! reaches them.
 //!
-//! [`ActorCritic::forward_sequence`] runs parallel over time: the cached prefix from `memory0`
+//! [`crate::ActorCritic::forward_sequence`] runs parallel over time: the cached prefix from `memory0`
 //! (detached) is put in front of the chunk and one attention per layer covers the whole chunk
-//! under a causal + span + episode mask. [`ActorCritic::step`] is the same computation with a
+//! under a causal + span + episode mask. [`crate::ActorCritic::step`] is the same computation with a
 //! chunk of one step.
 //!
 //! On the flex CPU backend both calls run the fused kernel of [`crate::kernels`] (one
@@ -42,10 +42,11 @@ use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::relu;
 
-use crate::actor_critic::{ActorCritic, SequenceOutput, StepOutput};
+use crate::actor_critic::StepOutput;
 use crate::attention::{
-    AttentionConfigError, AttentionSizes, FeedForward, GruGate, RelativePositionBias,
-    check_memory_layout, check_sizes, masked_attention, merge_heads, split_heads,
+    AttentionConfigError, AttentionSizes, AttentionSpec, AttentionTrunk, FeedForward, GruGate,
+    RelativePositionBias, check_memory_layout, check_sizes, masked_attention, merge_heads,
+    split_heads,
 };
 use crate::heads::ActorCriticHeads;
 use crate::kernels;
@@ -244,13 +245,6 @@ fn span_layout(t: usize, tau: usize, device: &Device) -> (Tensor<2, Int>, Tensor
 }
 
 impl Transformer {
-    /// The shapes of this policy's memory for `batch` envs.
-    pub(crate) fn memory_shapes(&self, batch: usize) -> Vec<[usize; 3]> {
-        let mut shapes = vec![[batch, self.span, self.d_model]; 2 * self.layers.len()];
-        shapes.push([batch, self.span, 1]);
-        shapes
-    }
-
     /// Runs a chunk of `T` steps in parallel from a memory.
     ///
     /// # Shapes
@@ -267,7 +261,7 @@ impl Transformer {
         let tau = self.span;
         let keys = tau + t;
         let device = x.device();
-        check_memory_layout("Transformer", &self.memory_shapes(b), &memory.shapes());
+        check_memory_layout("Transformer", &self.window_shapes(b), &memory.shapes());
         let mut caches = memory.tensors;
         let valid = caches.pop().expect("checked layout").reshape([b, tau]); // [B, τ]
 
@@ -336,128 +330,13 @@ impl Transformer {
             attention,
         )
     }
-
-    /// [`ActorCritic::step`] that also returns each layer's attention weights `[B, H, τ+1]`
-    /// over the window: the `τ` previous steps oldest first, then the current step. Slots of
-    /// steps before the episode's start (or before the memory was first filled) get exactly 0.
-    pub fn step_with_attention(
-        &self,
-        obs: Tensor<2>,
-        starts: Tensor<1>,
-        memory: Memory,
-    ) -> (StepOutput, Vec<Tensor<3>>) {
-        let [b, _] = obs.dims();
-        let x = self.embed.forward(obs).reshape([b, 1, self.d_model]); // [B, 1, d]
-        let (top, memory, attention) = self.run(x, starts.reshape([b, 1]), memory);
-        let (logits, value) = self.heads.forward(top.reshape([b, self.d_model])); // [B, A], [B]
-        let attention = attention
-            .into_iter()
-            .map(|w| {
-                let [b, h, _, keys] = w.dims();
-                w.reshape([b, h, keys]) // [B, H, τ+1]
-            })
-            .collect();
-        ((logits, value.reshape([b]), memory), attention)
-    }
 }
 
-impl Transformer {
-    /// The layers over a chunk on the tensor-operation reference path: the embedded
-    /// observations `x [B, T, d]`, the episode starts `[B, T]` and the memory the chunk starts
-    /// from (not detached here, so the cache's gradient can be checked) → the last layer's
-    /// outputs `[B, T, d]`.
-    pub fn trunk_reference(&self, x: Tensor<3>, starts: Tensor<2>, memory: Memory) -> Tensor<3> {
-        self.run(x, starts, memory).0
-    }
-
-    /// [`ActorCritic::step`] on the tensor-operation reference path.
-    pub fn step_reference(&self, obs: Tensor<2>, starts: Tensor<1>, memory: Memory) -> StepOutput {
-        let [b, _] = obs.dims();
-        let x = self.embed.forward(obs).reshape([b, 1, self.d_model]); // [B, 1, d]
-        let (top, memory, _) = self.run(x, starts.reshape([b, 1]), memory);
-        let (logits, value) = self.heads.forward(top.reshape([b, self.d_model])); // [B, A], [B]
-        (logits, value.reshape([b]), memory)
-    }
-}
+impl Transformer {}
 
 /// The fused path (flex backend).
 #[cfg(feature = "flex")]
 impl Transformer {
-    /// [`Self::trunk_reference`] as one fused operation (flex backend only; the cache is not
-    /// detached here either).
-    pub fn trunk_fused(&self, x: Tensor<3>, starts: Tensor<2>, memory: Memory) -> Tensor<3> {
-        let [b, t, d] = x.dims();
-        let span = self.span;
-        check_memory_layout("Transformer", &self.memory_shapes(b), &memory.shapes());
-        let mut caches = memory.tensors;
-        let valid0 = caches.pop().expect("checked layout");
-        let dims = self.kernel_dims();
-        let op = kernels::transformer::TransformerSequence {
-            layout: kernels::transformer::Layout::new(&dims),
-            dims,
-            batch: b,
-            steps: t,
-            starts: host_values(starts),
-            valid0: host_values(valid0),
-        };
-        let cache = Tensor::cat(
-            caches
-                .into_iter()
-                .map(|c| c.reshape([b * span * d]))
-                .collect(),
-            0,
-        );
-        let out = kernels::apply(op, [self.flat_parameters(), x.reshape([b * t * d]), cache]);
-        out.reshape([b, t, d])
-    }
-
-    /// [`ActorCritic::step`] on the fused path (no autodiff): the new keys and values are
-    /// appended to the caches on the host.
-    pub fn step_fused(&self, obs: Tensor<2>, starts: Tensor<1>, memory: Memory) -> StepOutput {
-        let [b, _] = obs.dims();
-        let device = obs.device();
-        let (d, span) = (self.d_model, self.span);
-        check_memory_layout("Transformer", &self.memory_shapes(b), &memory.shapes());
-        let dims = self.kernel_dims();
-        let layout = kernels::transformer::Layout::new(&dims);
-        let x0 = self.embed.forward(obs); // [B, d]
-        let mut caches = memory.tensors;
-        let valid = host_values(caches.pop().expect("checked layout"));
-        // Read in place where the tensors allow it: the caches are the bulk of a step's data.
-        let cache: Vec<kernels::HostTensor> =
-            caches.into_iter().map(kernels::HostTensor::new).collect();
-        let cache: Vec<&[f32]> = cache.iter().map(kernels::HostTensor::values).collect();
-        let starts = host_values(starts);
-        let storage: Vec<kernels::HostTensor> = self
-            .parameter_tensors()
-            .into_iter()
-            .map(kernels::HostTensor::new)
-            .collect();
-        let parts = kernels::param_parts(&storage);
-        let (top, new_kv) = kernels::transformer::decode_step(
-            &dims,
-            &layout,
-            &kernels::common::Params::Parts(parts),
-            &host_values(x0),
-            &starts,
-            &cache,
-            &valid,
-        );
-        // Slide every cache on the host: drop the oldest slot, append the new entry.
-        let mut tensors = Vec::with_capacity(cache.len() + 1);
-        for (l, kv) in new_kv.iter().enumerate() {
-            for (half, old) in cache[2 * l..2 * l + 2].iter().enumerate() {
-                let out = kernels::slide_window(old, (b, span, d), |r| &kv[(2 * r + half) * d..]);
-                tensors.push(tensor3(out, [b, span, d], &device));
-            }
-        }
-        let new_valid = kernels::slide_valid(&valid, &starts, span);
-        tensors.push(tensor3(new_valid, [b, span, 1], &device));
-        let top = Tensor::<1>::from_data(TensorData::new(top, [b * d]), &device).reshape([b, d]);
-        let (logits, value) = self.heads.forward(top); // [B, A], [B]
-        (logits, value.reshape([b]), Memory { tensors })
-    }
-
     fn kernel_dims(&self) -> kernels::transformer::Dims {
         let first = &self.layers[0];
         kernels::transformer::Dims {
@@ -505,41 +384,125 @@ impl Transformer {
     }
 }
 
-impl ActorCritic for Transformer {
-    /// Empty caches: zero keys and values, every slot invalid.
-    fn init_memory(&self, batch: usize, device: &Device) -> Memory {
-        Memory::zeros(self.memory_shapes(batch), device)
+impl AttentionTrunk for Transformer {
+    fn embed(&self) -> &Linear {
+        &self.embed
     }
 
-    fn memory_shapes(&self, batch: usize) -> Vec<[usize; 3]> {
-        Transformer::memory_shapes(self, batch)
+    fn heads(&self) -> &ActorCriticHeads {
+        &self.heads
     }
 
-    fn step(&self, obs: Tensor<2>, starts: Tensor<1>, memory: Memory) -> StepOutput {
-        #[cfg(feature = "flex")]
-        if kernels::runs_fused(&obs.device()) && !obs.device().is_autodiff() {
-            return self.step_fused(obs, starts, memory);
-        }
-        self.step_reference(obs, starts, memory)
+    fn window_shapes(&self, batch: usize) -> Vec<[usize; 3]> {
+        let mut shapes = vec![[batch, self.span, self.d_model]; 2 * self.layers.len()];
+        shapes.push([batch, self.span, 1]);
+        shapes
     }
 
-    fn forward_sequence(&self, obs: Tensor<3>, starts: Tensor<2>, m0: Memory) -> SequenceOutput {
-        let [b, t, _] = obs.dims();
-        let x = self.embed.forward(obs); // [B, T, d]
-        #[cfg(feature = "flex")]
-        let top = if kernels::runs_fused(&x.device()) {
-            self.trunk_fused(x, starts, m0.detach())
-        } else {
-            self.trunk_reference(x, starts, m0.detach())
+    fn trunk_reference(&self, x: Tensor<3>, starts: Tensor<2>, memory: Memory) -> Tensor<3> {
+        self.run(x, starts, memory).0
+    }
+
+    #[cfg(feature = "flex")]
+    fn trunk_fused(&self, x: Tensor<3>, starts: Tensor<2>, memory: Memory) -> Tensor<3> {
+        let [b, t, d] = x.dims();
+        let span = self.span;
+        check_memory_layout("Transformer", &self.window_shapes(b), &memory.shapes());
+        let mut caches = memory.tensors;
+        let valid0 = caches.pop().expect("checked layout");
+        let dims = self.kernel_dims();
+        let op = kernels::transformer::TransformerSequence {
+            layout: kernels::transformer::Layout::new(&dims),
+            dims,
+            batch: b,
+            steps: t,
+            starts: host_values(starts),
+            valid0: host_values(valid0),
         };
-        #[cfg(not(feature = "flex"))]
-        let top = self.trunk_reference(x, starts, m0.detach());
-        let (logits, values) = self.heads.forward_sequence(top); // [B, T, A], [B, T]
-        (logits, values.reshape([b, t]))
+        let cache = Tensor::cat(
+            caches
+                .into_iter()
+                .map(|c| c.reshape([b * span * d]))
+                .collect(),
+            0,
+        );
+        let out = kernels::apply(op, [self.flat_parameters(), x.reshape([b * t * d]), cache]);
+        out.reshape([b, t, d])
     }
 
-    fn num_parameters(&self) -> usize {
-        self.num_params()
+    fn step_reference(&self, obs: Tensor<2>, starts: Tensor<1>, memory: Memory) -> StepOutput {
+        let [b, _] = obs.dims();
+        let x = self.embed.forward(obs).reshape([b, 1, self.d_model]); // [B, 1, d]
+        let (top, memory, _) = self.run(x, starts.reshape([b, 1]), memory);
+        let (logits, value) = self.heads.forward(top.reshape([b, self.d_model])); // [B, A], [B]
+        (logits, value.reshape([b]), memory)
+    }
+
+    /// The new keys and values are appended to the caches on the host.
+    #[cfg(feature = "flex")]
+    fn step_fused(&self, obs: Tensor<2>, starts: Tensor<1>, memory: Memory) -> StepOutput {
+        let [b, _] = obs.dims();
+        let device = obs.device();
+        let (d, span) = (self.d_model, self.span);
+        check_memory_layout("Transformer", &self.window_shapes(b), &memory.shapes());
+        let dims = self.kernel_dims();
+        let layout = kernels::transformer::Layout::new(&dims);
+        let x0 = self.embed.forward(obs); // [B, d]
+        let mut caches = memory.tensors;
+        let valid = host_values(caches.pop().expect("checked layout"));
+        // Read in place where the tensors allow it: the caches are the bulk of a step's data.
+        let cache: Vec<kernels::HostTensor> =
+            caches.into_iter().map(kernels::HostTensor::new).collect();
+        let cache: Vec<&[f32]> = cache.iter().map(kernels::HostTensor::values).collect();
+        let starts = host_values(starts);
+        let storage: Vec<kernels::HostTensor> = self
+            .parameter_tensors()
+            .into_iter()
+            .map(kernels::HostTensor::new)
+            .collect();
+        let parts = kernels::param_parts(&storage);
+        let (top, new_kv) = kernels::transformer::decode_step(
+            &dims,
+            &layout,
+            &kernels::common::Params::Parts(parts),
+            &host_values(x0),
+            &starts,
+            &cache,
+            &valid,
+        );
+        // Slide every cache on the host: drop the oldest slot, append the new entry.
+        let mut tensors = Vec::with_capacity(cache.len() + 1);
+        for (l, kv) in new_kv.iter().enumerate() {
+            for (half, old) in cache[2 * l..2 * l + 2].iter().enumerate() {
+                let out = kernels::slide_window(old, (b, span, d), |r| &kv[(2 * r + half) * d..]);
+                tensors.push(tensor3(out, [b, span, d], &device));
+            }
+        }
+        let new_valid = kernels::slide_valid(&valid, &starts, span);
+        tensors.push(tensor3(new_valid, [b, span, 1], &device));
+        let top = Tensor::<1>::from_data(TensorData::new(top, [b * d]), &device).reshape([b, d]);
+        let (logits, value) = self.heads.forward(top); // [B, A], [B]
+        (logits, value.reshape([b]), Memory { tensors })
+    }
+
+    fn step_with_attention(
+        &self,
+        obs: Tensor<2>,
+        starts: Tensor<1>,
+        memory: Memory,
+    ) -> (StepOutput, Vec<Tensor<3>>) {
+        let [b, _] = obs.dims();
+        let x = self.embed.forward(obs).reshape([b, 1, self.d_model]); // [B, 1, d]
+        let (top, memory, attention) = self.run(x, starts.reshape([b, 1]), memory);
+        let (logits, value) = self.heads.forward(top.reshape([b, self.d_model])); // [B, A], [B]
+        let attention = attention
+            .into_iter()
+            .map(|w| {
+                let [b, h, _, keys] = w.dims();
+                w.reshape([b, h, keys]) // [B, H, τ+1]
+            })
+            .collect();
+        ((logits, value.reshape([b]), memory), attention)
     }
 }
 
@@ -562,7 +525,12 @@ crate::kind_config! {
     }
 }
 
-impl TransformerSpec {
+impl AttentionSpec for TransformerSpec {
+    type Net = Transformer;
+
+    /// 1 at 2 layers and span 16 (≈ 11k env steps/s at d = 64).
+    const COST_FACTOR: f64 = 1.0;
+
     fn sizes(&self) -> AttentionSizes {
         AttentionSizes::new(
             self.d_model,
@@ -572,31 +540,29 @@ impl TransformerSpec {
             self.span,
         )
     }
-}
 
-impl crate::policy_spec::PolicySpec for TransformerSpec {
-    type Net = Transformer;
-    const ATTENTION: bool = true;
-
-    fn validate(&self) -> Result<(), PolicyError> {
-        Ok(self.sizes().check()?)
+    fn with_widths(&self, sizes: AttentionSizes) -> Self {
+        Self {
+            d_model: sizes.d_model,
+            d_ff: sizes.d_ff,
+            ..self.clone()
+        }
     }
 
     /// With gating, each layer's two GRU-type gates add `2 · (6d² + d)`.
-    fn approx_parameters(&self, obs_dim: usize, num_actions: usize) -> f64 {
+    fn extra_parameters(&self) -> f64 {
         let d = self.d_model as f64;
-        let gates = if self.gating {
+        if self.gating {
             self.n_layers as f64 * 2.0 * (6.0 * d * d + d)
         } else {
             0.0
-        };
-        self.sizes().approx_parameters(obs_dim, num_actions) + gates
+        }
     }
 
     /// Attention scores `τ + 1` key slots per query on the fused path and when decoding; the
     /// reference path scores the whole cached prefix plus chunk (`τ + chunk`) and masks most
     /// of it.
-    fn extra_flops_per_step(&self, chunk: usize, fused: bool) -> f64 {
+    fn attention_flops_per_step(&self, chunk: usize, fused: bool) -> f64 {
         let span = self.span as f64;
         let keys = if fused || chunk == 1 {
             span + 1.0
@@ -606,29 +572,12 @@ impl crate::policy_spec::PolicySpec for TransformerSpec {
         self.sizes().attention_flops(keys)
     }
 
-    fn footprint(&self) -> crate::policy_spec::MemoryFootprint {
-        self.sizes().footprint()
-    }
-
-    /// 1 at 2 layers and span 16 (≈ 11k env steps/s at d = 64).
-    fn relative_cost(&self) -> f64 {
-        self.sizes().relative_cost()
-    }
-
-    fn depth(&self) -> usize {
-        self.n_layers
-    }
-
-    fn with_width(&self, units: usize) -> Self {
-        let sizes = self.sizes().with_width(units);
-        Self {
-            d_model: sizes.d_model,
-            d_ff: sizes.d_ff,
-            ..self.clone()
-        }
-    }
-
-    fn build(&self, obs: usize, actions: usize, device: &Device) -> Result<Self::Net, PolicyError> {
+    fn init_net(
+        &self,
+        obs: usize,
+        actions: usize,
+        device: &Device,
+    ) -> Result<Self::Net, PolicyError> {
         Ok(TransformerConfig::new()
             .with_d_model(self.d_model)
             .with_n_heads(self.n_heads)
@@ -637,15 +586,5 @@ impl crate::policy_spec::PolicySpec for TransformerSpec {
             .with_span(self.span)
             .with_gating(self.gating)
             .try_init(obs, actions, device)?)
-    }
-
-    fn step_with_attention(
-        net: &Transformer,
-        obs: Tensor<2>,
-        starts: Tensor<1>,
-        memory: Memory,
-    ) -> (StepOutput, Option<Vec<Tensor<3>>>) {
-        let (out, weights) = net.step_with_attention(obs, starts, memory);
-        (out, Some(weights))
     }
 }
