@@ -22,8 +22,7 @@
 use rayon::prelude::*;
 
 use super::common::{
-    NormRows, Offsets, Params, add_into, axpy, column_sums_into, dot, layer_norm_back_at,
-    row_blocks,
+    FeedForwardAt, NormRows, Offsets, Params, add_into, axpy, dot, layer_norm_back_at, row_blocks,
 };
 use super::glue::FusedOp;
 use super::linalg::{Transposed, gemm, gemm_t};
@@ -68,12 +67,8 @@ struct LayerAt {
     wkv: usize,
     wo: usize,
     bias: usize,
-    /// The feed-forward block's LayerNorm: gain `[d]`, then bias `[d]`.
-    ln_f: usize,
-    w1: usize,
-    b1: usize,
-    w2: usize,
-    b2: usize,
+    /// The feed-forward block.
+    ff: FeedForwardAt,
     gate_attn: Option<GateAt>,
     gate_ff: Option<GateAt>,
 }
@@ -105,11 +100,7 @@ impl Layout {
                     wkv: take(d * 2 * d),
                     wo: take(d * d),
                     bias: take(dims.heads * (dims.span + 1)),
-                    ln_f: take(2 * d),
-                    w1: take(d * f),
-                    b1: take(f),
-                    w2: take(f * d),
-                    b2: take(d),
+                    ff: FeedForwardAt::take(&mut take, d, f),
                     gate_attn: None,
                     gate_ff: None,
                 };
@@ -515,29 +506,13 @@ fn layer_forward(cx: &Ctx, tr: &mut Trace, valid0: &[f32], prefix: Prefix, l: us
         }
     }
     let xp = &tr.xp[o * d..(o + n) * d];
-    tr.f.forward(p, la.ln_f, xp, o);
     let hid = &mut tr.hid[o * ff..(o + n) * ff];
-    for row in hid.chunks_exact_mut(ff) {
-        row.copy_from_slice(p.get(la.b1, ff));
-    }
-    gemm(n, d, ff, tr.f.out_from(o), p.get(la.w1, d * ff), 1.0, hid);
-    relu_in_place(hid);
-    let b2 = p.get(la.b2, d);
+    la.ff.hidden(p, (n, d, ff), xp, (&mut tr.f, o), hid);
     match la.gate_ff {
-        None => {
-            for (r, row) in x_next.chunks_exact_mut(d).enumerate() {
-                for i in 0..d {
-                    row[i] = xp[r * d + i] + b2[i];
-                }
-            }
-            gemm(n, ff, d, hid, p.get(la.w2, ff * d), 1.0, x_next);
-        }
+        None => la.ff.output(p, (n, d, ff), hid, Some(xp), x_next),
         Some(g) => {
             let y = &mut tr.sub[(2 * o + n) * d..(2 * o + 2 * n) * d];
-            for row in y.chunks_exact_mut(d) {
-                row.copy_from_slice(b2);
-            }
-            gemm(n, ff, d, hid, p.get(la.w2, ff * d), 1.0, y);
+            la.ff.output(p, (n, d, ff), hid, None, y);
             let rzh = &mut tr.gates[(6 * o + 3 * n) * d..(6 * o + 6 * n) * d];
             gate_forward(p, g, d, (xp, y), rzh, x_next);
         }
@@ -722,49 +697,20 @@ fn layer_backward(
         }
     }
     let hid = &tr.hid[o * ff..(o + n) * ff];
-    gemm_t(
-        Transposed::A,
-        (ff, n, d),
-        hid,
-        &dsub,
-        1.0,
-        &mut gp[la.w2..la.w2 + ff * d],
-    );
-    column_sums_into(&mut gp[la.b2..la.b2 + d], &dsub);
     let mut dh = pool::zeros(n * ff);
-    gemm_t(
-        Transposed::B,
+    let mut dln = pool::zeros(n * d);
+    la.ff.back(
+        (p, &mut *gp),
         (n, d, ff),
         &dsub,
-        p.get(la.w2, ff * d),
-        0.0,
+        (hid, &tr.f, o),
         &mut dh,
-    );
-    for (g, h) in dh.iter_mut().zip(hid) {
-        if *h <= 0.0 {
-            *g = 0.0;
-        }
-    }
-    gemm_t(
-        Transposed::A,
-        (d, n, ff),
-        tr.f.out_from(o),
-        &dh,
-        1.0,
-        &mut gp[la.w1..la.w1 + d * ff],
-    );
-    column_sums_into(&mut gp[la.b1..la.b1 + ff], &dh);
-    let mut dln = pool::zeros(n * d);
-    gemm_t(
-        Transposed::B,
-        (n, ff, d),
-        &dh,
-        p.get(la.w1, d * ff),
-        0.0,
         &mut dln,
+        &mut dxp,
     );
+    la.ff
+        .weight_grads(gp, (n, d, ff), (tr.f.out_from(o), &dh), (hid, &dsub));
     pool::recycle(dh);
-    layer_norm_back_at(p, gp, (la.ln_f, d), &dln, tr.f.saved(o, n), &mut dxp);
     // The attention sublayer.
     match la.gate_attn {
         None => {

@@ -237,3 +237,28 @@ pub fn on_threads<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
         .unwrap()
         .install(f)
 }
+
+/// `max |a − b|` over two equally long slices.
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+/// [`PolicyConfig::preset`] of `kind` at small sizes (width 16, 2 heads, feed-forward 32,
+/// span 4; hidden 16).
+pub fn small_config(kind: agents::PolicyKind) -> agents::PolicyConfig {
+    agents::PolicyConfig::preset(kind)
+        .with("d_model", 16)
+        .unwrap()
+        .with("n_heads", 2)
+        .unwrap()
+        .with("d_ff", 32)
+        .unwrap()
+        .with("span", 4)
+        .unwrap()
+        .with("hidden", 16)
+        .unwrap()
+}

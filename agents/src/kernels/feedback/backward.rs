@@ -180,37 +180,18 @@ fn layer_backward(cx: &Ctx, tr: &Trace, gr: &mut Grads, (l, t): (usize, usize), 
     let dx = &mut dlow[l * rows * d..(l + 1) * rows * d];
     gr.y[o * d..(o + rows) * d].copy_from_slice(dy);
     // Feed-forward block.
-    let mut dhid = vec![0.0; rows * ff];
     let mut d_lnout = vec![0.0; rows * d];
-    gemm_t(
-        Transposed::B,
-        (rows, d, ff),
-        dy,
-        p.get(la.w2, ff * d),
-        0.0,
-        &mut dhid,
-    );
     let hid = &tr.hid[o * ff..(o + rows) * ff];
     let dh_pre = &mut gr.hpre[o * ff..(o + rows) * ff];
-    for i in 0..rows * ff {
-        dh_pre[i] = if hid[i] > 0.0 { dhid[i] } else { 0.0 };
-    }
-    gemm_t(
-        Transposed::B,
-        (rows, ff, d),
-        dh_pre,
-        p.get(la.w1, d * ff),
-        0.0,
-        &mut d_lnout,
-    );
     let dxp = &mut gr.xp[o * d..(o + rows) * d];
     dxp.copy_from_slice(dy);
-    layer_norm_back_at(
-        p,
-        &mut gr.params,
-        (la.ln_f, d),
-        &d_lnout,
-        tr.f.saved(o, rows),
+    la.ff.back(
+        (p, &mut gr.params),
+        (rows, d, ff),
+        dy,
+        (hid, &tr.f, o),
+        dh_pre,
+        &mut d_lnout,
         dxp,
     );
     add_into(dx, dxp);
@@ -420,26 +401,12 @@ fn weight_gradients(cx: &Ctx, tr: &Trace, gr: &mut Grads) {
             1.0,
             &mut gp[la.wo..la.wo + d * d],
         );
-        let w1 = &mut gp[la.w1..la.w1 + d * ff];
-        gemm_t(
-            Transposed::A,
-            (d, n, ff),
-            f_out,
-            &gr.hpre[o * ff..],
-            1.0,
-            w1,
+        la.ff.weight_grads(
+            gp,
+            (n, d, ff),
+            (f_out, &gr.hpre[o * ff..]),
+            (&tr.hid[o * ff..], &gr.y[o * d..]),
         );
-        column_sums_into(&mut gp[la.b1..la.b1 + ff], &gr.hpre[o * ff..(o + n) * ff]);
-        let w2 = &mut gp[la.w2..la.w2 + ff * d];
-        gemm_t(
-            Transposed::A,
-            (ff, n, d),
-            &tr.hid[o * ff..],
-            &gr.y[o * d..],
-            1.0,
-            w2,
-        );
-        column_sums_into(&mut gp[la.b2..la.b2 + d], &gr.y[o * d..(o + n) * d]);
         if !cx.dims.null_slot {
             let wkv = &mut gp[ga.wkv..ga.wkv + 2 * d * d];
             gemm_t(

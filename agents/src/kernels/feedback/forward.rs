@@ -330,30 +330,9 @@ fn feed_forward(cx: &Ctx, tr: &mut Trace, (l, t): (usize, usize), xp: &mut [f32]
     let x_next = &mut above[..rows * d];
     xp.copy_from_slice(x);
     gemm(rows, d, d, &tr.att[o * d..], p.get(la.wo, d * d), 1.0, xp);
-    tr.f.forward(p, la.ln_f, xp, o);
     let hid = &mut tr.hid[o * ff..(o + rows) * ff];
-    for row in hid.chunks_exact_mut(ff) {
-        row.copy_from_slice(p.get(la.b1, ff));
-    }
-    gemm(
-        rows,
-        d,
-        ff,
-        tr.f.out_from(o),
-        p.get(la.w1, d * ff),
-        1.0,
-        hid,
-    );
-    for v in hid.iter_mut() {
-        *v = v.max(0.0);
-    }
-    let b2 = p.get(la.b2, d);
-    for (r, row) in x_next.chunks_exact_mut(d).enumerate() {
-        for i in 0..d {
-            row[i] = xp[r * d + i] + b2[i];
-        }
-    }
-    gemm(rows, ff, d, hid, p.get(la.w2, ff * d), 1.0, x_next);
+    la.ff.hidden(p, (rows, d, ff), xp, (&mut tr.f, o), hid);
+    la.ff.output(p, (rows, d, ff), hid, Some(xp), x_next);
 }
 
 /// The memory vector `m` of step `t` (the mix of the embedding and the layers' outputs) and

@@ -2,7 +2,7 @@
 //! parameter vector.
 
 use crate::feedback_options::MemoryMix;
-use crate::kernels::common::{Offsets, Params, softmax_in_place};
+use crate::kernels::common::{FeedForwardAt, Offsets, Params, softmax_in_place};
 
 /// Sizes of the model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,12 +44,8 @@ pub(super) struct LayerAt {
     pub(super) wq: usize,
     pub(super) wo: usize,
     pub(super) bias: usize,
-    /// The feed-forward block's LayerNorm: gain `[d]`, then bias `[d]`.
-    pub(super) ln_f: usize,
-    pub(super) w1: usize,
-    pub(super) b1: usize,
-    pub(super) w2: usize,
-    pub(super) b2: usize,
+    /// The feed-forward block.
+    pub(super) ff: FeedForwardAt,
 }
 
 /// Offsets of one key/value group's parameters.
@@ -88,11 +84,7 @@ impl Layout {
                 wq: take(d * d),
                 wo: take(d * d),
                 bias: take(dims.heads * (dims.span + 1)),
-                ln_f: take(2 * d),
-                w1: take(d * f),
-                b1: take(f),
-                w2: take(f * d),
-                b2: take(d),
+                ff: FeedForwardAt::take(&mut take, d, f),
             })
             .collect();
         let groups = (0..dims.groups)
