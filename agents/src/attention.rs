@@ -254,6 +254,21 @@ pub(crate) fn check_memory_layout(policy: &str, expected: &[[usize; 3]], got: &[
     );
 }
 
+/// The [`AttentionSizes`] of a config with the five size fields of the same names
+/// (`d_model, n_heads, n_layers, d_ff, span`): a network's config or a kind's.
+macro_rules! attention_sizes {
+    ($cfg:expr) => {
+        $crate::attention::AttentionSizes {
+            d_model: $cfg.d_model,
+            n_heads: $cfg.n_heads,
+            n_layers: $cfg.n_layers,
+            d_ff: $cfg.d_ff,
+            span: $cfg.span,
+        }
+    };
+}
+pub(crate) use attention_sizes;
+
 /// The sizes shared by the attention kinds (Feedback and Transformer), and the estimates their
 /// [`PolicySpec`](crate::policy_spec::PolicySpec)s share.
 #[derive(Clone, Copy, Debug)]
@@ -280,6 +295,16 @@ impl AttentionSizes {
             d_ff,
             span,
         }
+    }
+
+    /// [`check_sizes`] of these sizes for `obs_dim` features and `num_actions` outputs.
+    pub fn check_for(
+        &self,
+        obs_dim: usize,
+        num_actions: usize,
+    ) -> Result<(), AttentionConfigError> {
+        at_least_one(&[("obs_dim", obs_dim), ("num_actions", num_actions)])?;
+        self.check()
     }
 
     /// [`check_config`] of these sizes.

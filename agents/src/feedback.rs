@@ -63,7 +63,7 @@ use burn::tensor::activation::softmax;
 use crate::actor_critic::StepOutput;
 use crate::attention::{
     AttentionConfigError, AttentionSizes, AttentionSpec, AttentionTrunk, FeedForward, MASKED_SCORE,
-    RelativePositionBias, check_memory_layout, check_sizes,
+    RelativePositionBias, attention_sizes, check_memory_layout,
 };
 use crate::heads::ActorCriticHeads;
 use crate::kernels;
@@ -108,15 +108,7 @@ pub struct FeedbackTransformerConfig {
 impl FeedbackTransformerConfig {
     /// Checks the sizes, naming the first bad field.
     pub fn check(&self, obs_dim: usize, num_actions: usize) -> Result<(), AttentionConfigError> {
-        check_sizes(
-            obs_dim,
-            num_actions,
-            self.d_model,
-            self.n_heads,
-            self.n_layers,
-            self.d_ff,
-            self.span,
-        )
+        attention_sizes!(self).check_for(obs_dim, num_actions)
     }
 
     /// Builds the policy for observations of `obs_dim` floats and `num_actions` discrete
@@ -688,13 +680,7 @@ impl AttentionSpec for FeedbackSpec {
     const COST_FACTOR: f64 = 1.55;
 
     fn sizes(&self) -> AttentionSizes {
-        AttentionSizes::new(
-            self.d_model,
-            self.n_heads,
-            self.n_layers,
-            self.d_ff,
-            self.span,
-        )
+        attention_sizes!(self)
     }
 
     fn with_widths(&self, sizes: AttentionSizes) -> Self {

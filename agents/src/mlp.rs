@@ -114,7 +114,9 @@ mod tests {
 
     use super::*;
     use crate::kernels::mlp::MLP_ROWS_PER_BLOCK;
-    use crate::test_support::{assert_close, host, in_pool, random_tensor, randomize};
+    use crate::test_support::{
+        assert_each_close_and_nonzero, host, in_pool, random_tensor, randomize,
+    };
 
     const OBS_DIM: usize = 7;
     const HIDDEN: usize = 16;
@@ -191,13 +193,11 @@ mod tests {
         for rows in [1, 37, 2 * MLP_ROWS_PER_BLOCK + 3] {
             let fused = run(true, rows, 7);
             let reference = run(false, rows, 7);
-            for ((name, f), r) in names.iter().zip(&fused).zip(&reference) {
-                assert!(
-                    r.iter().any(|&v| v != 0.0),
-                    "{rows} rows: {name} is all zeros"
-                );
-                assert_close(&format!("{rows} rows: {name}"), f, r, 1e-4);
-            }
+            let outputs = names.iter().zip(&fused).zip(&reference);
+            assert_each_close_and_nonzero(
+                &format!("{rows} rows"),
+                outputs.map(|((name, f), r)| (name.to_string(), &f[..], &r[..])),
+            );
         }
     }
 

@@ -46,6 +46,21 @@ pub(crate) fn assert_close(what: &str, a: &[f32], b: &[f32], tol: f32) {
     );
 }
 
+/// For each `(name, fused, reference)`: the reference is not all zeros (it reaches the loss)
+/// and the fused values are close to it ([`assert_close`], 1e-4); messages start with `case`.
+pub(crate) fn assert_each_close_and_nonzero<'a>(
+    case: &str,
+    outputs: impl IntoIterator<Item = (String, &'a [f32], &'a [f32])>,
+) {
+    for (name, fused, reference) in outputs {
+        assert!(
+            reference.iter().any(|&v| v != 0.0),
+            "{case}: {name} is all zeros"
+        );
+        assert_close(&format!("{case}: {name}"), fused, reference, 1e-4);
+    }
+}
+
 /// `f` run on a rayon pool of `threads` threads.
 pub(crate) fn in_pool<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
     rayon::ThreadPoolBuilder::new()

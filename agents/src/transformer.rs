@@ -45,7 +45,7 @@ use burn::tensor::activation::relu;
 use crate::actor_critic::StepOutput;
 use crate::attention::{
     AttentionConfigError, AttentionSizes, AttentionSpec, AttentionTrunk, FeedForward, GruGate,
-    RelativePositionBias, check_memory_layout, check_sizes, masked_attention, merge_heads,
+    RelativePositionBias, attention_sizes, check_memory_layout, masked_attention, merge_heads,
     split_heads,
 };
 use crate::heads::ActorCriticHeads;
@@ -81,15 +81,7 @@ pub struct TransformerConfig {
 impl TransformerConfig {
     /// Checks the sizes, naming the first bad field.
     pub fn check(&self, obs_dim: usize, num_actions: usize) -> Result<(), AttentionConfigError> {
-        check_sizes(
-            obs_dim,
-            num_actions,
-            self.d_model,
-            self.n_heads,
-            self.n_layers,
-            self.d_ff,
-            self.span,
-        )
+        attention_sizes!(self).check_for(obs_dim, num_actions)
     }
 
     /// Builds the policy for observations of `obs_dim` floats and `num_actions` discrete
@@ -532,13 +524,7 @@ impl AttentionSpec for TransformerSpec {
     const COST_FACTOR: f64 = 1.0;
 
     fn sizes(&self) -> AttentionSizes {
-        AttentionSizes::new(
-            self.d_model,
-            self.n_heads,
-            self.n_layers,
-            self.d_ff,
-            self.span,
-        )
+        attention_sizes!(self)
     }
 
     fn with_widths(&self, sizes: AttentionSizes) -> Self {

@@ -11,8 +11,8 @@ use burn::prelude::*;
 
 mod common;
 use common::{
-    Outcome, Randomize, assert_close, assert_fused_steps_match, noise, on_threads, run_steps,
-    starts, tensor, trunk_pass, values, warmed_up,
+    Outcome, Randomize, assert_close, assert_fused_steps_match, assert_same_on_any_thread_count,
+    noise, run_steps, starts, tensor, trunk_pass, values, warmed_up,
 };
 
 const OBS: usize = 5;
@@ -133,17 +133,10 @@ fn fused_steps_match_the_fused_sequence() {
 /// outputs and gradients, bitwise, with one and with two threads.
 #[test]
 fn fused_gradients_do_not_depend_on_the_thread_count() {
-    let device = Device::flex().autodiff();
     for variant in [VARIANTS[0], VARIANTS[1]] {
-        let policy = policy(variant, &device);
-        let (b, t) = (19, 9);
-        let memory = warmed_up(&policy, b, OBS, 3, &device);
-        let obs = tensor(noise(b * t * OBS, 3), [b, t, OBS], &device);
-        let starts = starts(b, t, &[(4, 2), (17, 0)], &device);
-        let with = |threads| on_threads(threads, || run(&policy, &obs, &starts, &memory, true));
-        let (one, two) = (with(1), with(2));
-        assert_eq!(one.0, two.0);
-        assert_eq!(one.2, two.2);
-        assert_eq!(one.3, two.3);
+        let policy = policy(variant, &Device::flex().autodiff());
+        assert_same_on_any_thread_count(&policy, OBS, |obs, starts, memory| {
+            run(&policy, obs, starts, memory, true)
+        });
     }
 }

@@ -229,6 +229,26 @@ pub fn assert_fused_steps_match<P: ActorCritic>(
     }
 }
 
+/// The fused pass `run` over 19 envs × 9 steps from a warm memory of `policy`, with two
+/// episode starts, gives the same logits and gradients, bitwise, on one thread and on two.
+#[cfg(feature = "flex")]
+pub fn assert_same_on_any_thread_count<P: ActorCritic + Sync>(
+    policy: &P,
+    obs_dim: usize,
+    run: impl Fn(&Tensor<3>, &Tensor<2>, &Memory) -> Outcome + Sync,
+) {
+    let device = Device::flex().autodiff();
+    let (b, t) = (19, 9);
+    let memory = warmed_up(policy, b, obs_dim, 3, &device);
+    let obs = tensor(noise(b * t * obs_dim, 3), [b, t, obs_dim], &device);
+    let starts = starts(b, t, &[(4, 2), (17, 0)], &device);
+    let with = |threads| on_threads(threads, || run(&obs, &starts, &memory));
+    let (one, two) = (with(1), with(2));
+    assert_eq!(one.0, two.0);
+    assert_eq!(one.2, two.2);
+    assert_eq!(one.3, two.3);
+}
+
 /// `f` run on a rayon pool of `threads` threads.
 pub fn on_threads<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
     rayon::ThreadPoolBuilder::new()
