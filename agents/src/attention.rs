@@ -380,6 +380,18 @@ pub trait AttentionTrunk: Module {
     /// The actor and critic heads on the last layer's output.
     fn heads(&self) -> &ActorCriticHeads;
 
+    /// The trunk's parameter tensors in the order of its fused kernel's flat layout (what
+    /// [`Self::flat_parameters`] concatenates).
+    #[cfg(feature = "flex")]
+    fn parameter_tensors(&self) -> Vec<Tensor<1>>;
+
+    /// Every trunk parameter flattened into one vector in the fused kernel's layout order
+    /// (differentiable: the gradient of the vector reaches each parameter).
+    #[cfg(feature = "flex")]
+    fn flat_parameters(&self) -> Tensor<1> {
+        Tensor::cat(self.parameter_tensors(), 0)
+    }
+
     /// The shapes of this policy's memory for `batch` envs (its window and validity mask).
     fn window_shapes(&self, batch: usize) -> Vec<[usize; 3]>;
 

@@ -66,6 +66,7 @@ use crate::attention::{
     RelativePositionBias, attention_sizes, check_memory_layout,
 };
 use crate::heads::ActorCriticHeads;
+#[cfg(feature = "flex")]
 use crate::kernels;
 #[cfg(feature = "flex")]
 use crate::kernels::{host_values, tensor3};
@@ -458,9 +459,18 @@ impl FeedbackTransformer {
             null_slot: self.key_value[0].null.is_some(),
         }
     }
+}
 
-    /// The trunk's parameter tensors in [`kernels::feedback::Layout`] order (what
-    /// [`Self::flat_parameters`] concatenates).
+impl AttentionTrunk for FeedbackTransformer {
+    fn embed(&self) -> &Linear {
+        &self.embed
+    }
+
+    fn heads(&self) -> &ActorCriticHeads {
+        &self.heads
+    }
+
+    #[cfg(feature = "flex")]
     fn parameter_tensors(&self) -> Vec<Tensor<1>> {
         use kernels::{flat, push_feed_forward, push_norm as norm};
         let mut parts = Vec::new();
@@ -481,23 +491,6 @@ impl FeedbackTransformer {
         }
         parts.push(self.layer_mix.val());
         parts
-    }
-
-    /// Every trunk parameter flattened into one vector, in the order of
-    /// [`kernels::feedback::Layout`] (differentiable: the gradient of the vector reaches each
-    /// parameter).
-    fn flat_parameters(&self) -> Tensor<1> {
-        Tensor::cat(self.parameter_tensors(), 0)
-    }
-}
-
-impl AttentionTrunk for FeedbackTransformer {
-    fn embed(&self) -> &Linear {
-        &self.embed
-    }
-
-    fn heads(&self) -> &ActorCriticHeads {
-        &self.heads
     }
 
     fn window_shapes(&self, batch: usize) -> Vec<[usize; 3]> {

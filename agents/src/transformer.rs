@@ -49,6 +49,7 @@ use crate::attention::{
     split_heads,
 };
 use crate::heads::ActorCriticHeads;
+#[cfg(feature = "flex")]
 use crate::kernels;
 #[cfg(feature = "flex")]
 use crate::kernels::{host_values, tensor3};
@@ -340,9 +341,18 @@ impl Transformer {
             gating: first.gate_attn.is_some(),
         }
     }
+}
 
-    /// The trunk's parameter tensors in [`kernels::transformer::Layout`] order (what
-    /// [`Self::flat_parameters`] concatenates).
+impl AttentionTrunk for Transformer {
+    fn embed(&self) -> &Linear {
+        &self.embed
+    }
+
+    fn heads(&self) -> &ActorCriticHeads {
+        &self.heads
+    }
+
+    #[cfg(feature = "flex")]
     fn parameter_tensors(&self) -> Vec<Tensor<1>> {
         use kernels::{flat, push_feed_forward, push_norm as norm};
         fn gate(g: &GruGate, out: &mut Vec<Tensor<1>>) {
@@ -366,23 +376,6 @@ impl Transformer {
             }
         }
         parts
-    }
-
-    /// Every trunk parameter flattened into one vector, in the order of
-    /// [`kernels::transformer::Layout`] (differentiable: the gradient of the vector reaches
-    /// each parameter).
-    fn flat_parameters(&self) -> Tensor<1> {
-        Tensor::cat(self.parameter_tensors(), 0)
-    }
-}
-
-impl AttentionTrunk for Transformer {
-    fn embed(&self) -> &Linear {
-        &self.embed
-    }
-
-    fn heads(&self) -> &ActorCriticHeads {
-        &self.heads
     }
 
     fn window_shapes(&self, batch: usize) -> Vec<[usize; 3]> {
