@@ -1,11 +1,21 @@
 //! Pieces shared by the attention policies ([`crate::feedback`] and [`crate::transformer`]):
 //! a learned relative position bias over the attention span, masked multi-head softmax
-//! attention, the feed-forward block and the checks of their sizes.
+//! attention, the feed-forward block and the checks of their sizes; [`AttentionTrunk`], what
+//! both networks have, from which [`ActorCritic`] is implemented once for both, and
+//! [`AttentionSpec`], likewise for their configs' [`PolicySpec`].
 
 use burn::module::Param;
 use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::{relu, sigmoid, softmax};
+
+use crate::actor_critic::{ActorCritic, SequenceOutput, StepOutput};
+use crate::heads::ActorCriticHeads;
+#[cfg(feature = "flex")]
+use crate::kernels;
+use crate::memory::Memory;
+use crate::policy::PolicyError;
+use crate::policy_spec::{MemoryFootprint, PolicySpec, SpecFields};
 
 /// Score given to masked key slots before the softmax. `exp(MASKED_SCORE - max)` underflows to
 /// exactly `0.0` in `f32`, so a masked slot gets an attention weight of exactly zero: its value
@@ -244,14 +254,34 @@ pub(crate) fn check_memory_layout(policy: &str, expected: &[[usize; 3]], got: &[
     );
 }
 
+/// The [`AttentionSizes`] of a config with the five size fields of the same names
+/// (`d_model, n_heads, n_layers, d_ff, span`): a network's config or a kind's.
+macro_rules! attention_sizes {
+    ($cfg:expr) => {
+        $crate::attention::AttentionSizes {
+            d_model: $cfg.d_model,
+            n_heads: $cfg.n_heads,
+            n_layers: $cfg.n_layers,
+            d_ff: $cfg.d_ff,
+            span: $cfg.span,
+        }
+    };
+}
+pub(crate) use attention_sizes;
+
 /// The sizes shared by the attention kinds (Feedback and Transformer), and the estimates their
 /// [`PolicySpec`](crate::policy_spec::PolicySpec)s share.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct AttentionSizes {
+pub struct AttentionSizes {
+    /// Model width.
     pub d_model: usize,
+    /// Attention heads per layer.
     pub n_heads: usize,
+    /// Layers.
     pub n_layers: usize,
+    /// Hidden width of each layer's feed-forward block.
     pub d_ff: usize,
+    /// Attention span `τ` in steps.
     pub span: usize,
 }
 
@@ -265,6 +295,16 @@ impl AttentionSizes {
             d_ff,
             span,
         }
+    }
+
+    /// [`check_sizes`] of these sizes for `obs_dim` features and `num_actions` outputs.
+    pub fn check_for(
+        &self,
+        obs_dim: usize,
+        num_actions: usize,
+    ) -> Result<(), AttentionConfigError> {
+        at_least_one(&[("obs_dim", obs_dim), ("num_actions", num_actions)])?;
+        self.check()
     }
 
     /// [`check_config`] of these sizes.
@@ -299,10 +339,10 @@ impl AttentionSizes {
 
     /// Per env: `τ + 1` slots of keys, values and layer states; per update step: scores and
     /// weights per head, the feed-forward block and the layer's other vectors.
-    pub fn footprint(&self) -> crate::policy_spec::MemoryFootprint {
+    pub fn footprint(&self) -> MemoryFootprint {
         let f = |x: usize| x as f64;
         let (d, layers, span) = (f(self.d_model), f(self.n_layers), f(self.span) + 1.0);
-        crate::policy_spec::MemoryFootprint {
+        MemoryFootprint {
             memory_per_env: span * d * (2.0 * layers + 2.0),
             activations_per_step: layers
                 * (span * f(self.n_heads) * 6.0 + f(self.d_ff) * 4.0 + d * 20.0),
@@ -326,6 +366,181 @@ impl AttentionSizes {
         self.d_model = units * self.n_heads;
         self.d_ff = 4 * self.d_model;
         self
+    }
+}
+
+/// An attention policy: an observation embedding, a trunk of attention layers over a window
+/// of past steps (run by a fused CPU kernel on flex, by tensor operations elsewhere and in
+/// autodiff steps) and the actor-critic heads. [`ActorCritic`] is implemented once for every
+/// attention policy from these parts.
+pub trait AttentionTrunk: Module {
+    /// The observation embedding `obs_dim → d`.
+    fn embed(&self) -> &Linear;
+
+    /// The actor and critic heads on the last layer's output.
+    fn heads(&self) -> &ActorCriticHeads;
+
+    /// The trunk's parameter tensors in the order of its fused kernel's flat layout (what
+    /// [`Self::flat_parameters`] concatenates).
+    #[cfg(feature = "flex")]
+    fn parameter_tensors(&self) -> Vec<Tensor<1>>;
+
+    /// Every trunk parameter flattened into one vector in the fused kernel's layout order
+    /// (differentiable: the gradient of the vector reaches each parameter).
+    #[cfg(feature = "flex")]
+    fn flat_parameters(&self) -> Tensor<1> {
+        Tensor::cat(self.parameter_tensors(), 0)
+    }
+
+    /// The shapes of this policy's memory for `batch` envs (its window and validity mask).
+    fn window_shapes(&self, batch: usize) -> Vec<[usize; 3]>;
+
+    /// The layers over a chunk on the tensor-operation reference path: the embedded
+    /// observations `x [B, T, d]`, the episode starts `[B, T]` and the memory the chunk starts
+    /// from (not detached here, so its gradient can be checked) → the last layer's outputs
+    /// `[B, T, d]`.
+    fn trunk_reference(&self, x: Tensor<3>, starts: Tensor<2>, memory: Memory) -> Tensor<3>;
+
+    /// [`Self::trunk_reference`] as one fused operation (flex backend only; the memory is not
+    /// detached here either).
+    #[cfg(feature = "flex")]
+    fn trunk_fused(&self, x: Tensor<3>, starts: Tensor<2>, memory: Memory) -> Tensor<3>;
+
+    /// [`ActorCritic::step`] on the tensor-operation reference path.
+    fn step_reference(&self, obs: Tensor<2>, starts: Tensor<1>, memory: Memory) -> StepOutput;
+
+    /// [`ActorCritic::step`] on the fused path (flex backend, no autodiff).
+    #[cfg(feature = "flex")]
+    fn step_fused(&self, obs: Tensor<2>, starts: Tensor<1>, memory: Memory) -> StepOutput;
+
+    /// [`ActorCritic::step`] (on the tensor-operation path) that also returns each layer's
+    /// attention weights `[B, H, τ+1]` over the window: the `τ` previous steps oldest first,
+    /// then the current step's own slot. Slots of steps before the episode's start (or before
+    /// the memory was first filled) get exactly 0.
+    fn step_with_attention(
+        &self,
+        obs: Tensor<2>,
+        starts: Tensor<1>,
+        memory: Memory,
+    ) -> (StepOutput, Vec<Tensor<3>>);
+}
+
+impl<N: AttentionTrunk> ActorCritic for N {
+    /// An empty window: zero entries, every slot invalid.
+    fn init_memory(&self, batch: usize, device: &Device) -> Memory {
+        Memory::zeros(self.window_shapes(batch), device)
+    }
+
+    fn memory_shapes(&self, batch: usize) -> Vec<[usize; 3]> {
+        self.window_shapes(batch)
+    }
+
+    fn step(&self, obs: Tensor<2>, starts: Tensor<1>, memory: Memory) -> StepOutput {
+        #[cfg(feature = "flex")]
+        if kernels::runs_fused(&obs.device()) && !obs.device().is_autodiff() {
+            return self.step_fused(obs, starts, memory);
+        }
+        self.step_reference(obs, starts, memory)
+    }
+
+    fn forward_sequence(&self, obs: Tensor<3>, starts: Tensor<2>, m0: Memory) -> SequenceOutput {
+        let [b, t, _] = obs.dims();
+        let x = self.embed().forward(obs); // [B, T, d]
+        #[cfg(feature = "flex")]
+        let top = if kernels::runs_fused(&x.device()) {
+            self.trunk_fused(x, starts, m0.detach())
+        } else {
+            self.trunk_reference(x, starts, m0.detach())
+        };
+        #[cfg(not(feature = "flex"))]
+        let top = self.trunk_reference(x, starts, m0.detach());
+        let (logits, values) = self.heads().forward_sequence(top); // [B, T, A], [B, T]
+        (logits, values.reshape([b, t]))
+    }
+
+    fn num_parameters(&self) -> usize {
+        self.num_params()
+    }
+}
+
+/// The config of an attention kind: what differs between the kinds (their network, extra
+/// parameters and operations, cost); the rest of its [`PolicySpec`] (checks, estimates, depth,
+/// width) is implemented once from its [`AttentionSizes`].
+pub trait AttentionSpec: SpecFields {
+    /// The network it builds.
+    type Net: AttentionTrunk;
+
+    /// Training cost relative to a Transformer of the same sizes.
+    const COST_FACTOR: f64 = 1.0;
+
+    /// The sizes every attention kind has.
+    fn sizes(&self) -> AttentionSizes;
+
+    /// This config with the widths of `sizes` (`d_model`, `d_ff`).
+    fn with_widths(&self, sizes: AttentionSizes) -> Self;
+
+    /// Parameters beyond [`AttentionSizes::approx_parameters`].
+    fn extra_parameters(&self) -> f64 {
+        0.0
+    }
+
+    /// [`PolicySpec::extra_flops_per_step`].
+    fn attention_flops_per_step(&self, chunk: usize, fused: bool) -> f64;
+
+    /// [`PolicySpec::build`].
+    fn init_net(
+        &self,
+        obs: usize,
+        actions: usize,
+        device: &Device,
+    ) -> Result<Self::Net, PolicyError>;
+}
+
+impl<S: AttentionSpec> PolicySpec for S {
+    type Net = S::Net;
+    const ATTENTION: bool = true;
+
+    fn validate(&self) -> Result<(), PolicyError> {
+        Ok(self.sizes().check()?)
+    }
+
+    fn approx_parameters(&self, obs_dim: usize, num_actions: usize) -> f64 {
+        self.sizes().approx_parameters(obs_dim, num_actions) + self.extra_parameters()
+    }
+
+    fn extra_flops_per_step(&self, chunk: usize, fused: bool) -> f64 {
+        self.attention_flops_per_step(chunk, fused)
+    }
+
+    fn footprint(&self) -> MemoryFootprint {
+        self.sizes().footprint()
+    }
+
+    fn relative_cost(&self) -> f64 {
+        S::COST_FACTOR * self.sizes().relative_cost()
+    }
+
+    fn depth(&self) -> usize {
+        self.sizes().n_layers
+    }
+
+    fn with_width(&self, units: usize) -> Self {
+        self.with_widths(self.sizes().with_width(units))
+    }
+
+    fn build(&self, obs: usize, actions: usize, device: &Device) -> Result<Self::Net, PolicyError> {
+        self.init_net(obs, actions, device)
+    }
+
+    /// The tensor-operation path, which has the weights.
+    fn step_with_attention(
+        net: &S::Net,
+        obs: Tensor<2>,
+        starts: Tensor<1>,
+        memory: Memory,
+    ) -> (StepOutput, Option<Vec<Tensor<3>>>) {
+        let (out, weights) = net.step_with_attention(obs, starts, memory);
+        (out, Some(weights))
     }
 }
 

@@ -42,7 +42,7 @@
 //! of the current episode, 0 = empty or from an earlier episode).
 //!
 //! Stepping (rollouts, evaluation) reads the cached keys and values, so a step projects only the
-//! new vector. [`ActorCritic::forward_sequence`] (the PPO update) ignores the cache and
+//! new vector. [`crate::ActorCritic::forward_sequence`] (the PPO update) ignores the cache and
 //! recomputes the starting window's keys and values from the stored vectors with the current
 //! weights, as the paper's reference code does: nothing is stale after the first epoch, and the
 //! key/value projection and its LayerNorm get gradient through the starting window too. The
@@ -60,12 +60,13 @@ use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
 
-use crate::actor_critic::{ActorCritic, SequenceOutput, StepOutput};
+use crate::actor_critic::StepOutput;
 use crate::attention::{
-    AttentionConfigError, AttentionSizes, FeedForward, MASKED_SCORE, RelativePositionBias,
-    check_memory_layout, check_sizes,
+    AttentionConfigError, AttentionSizes, AttentionSpec, AttentionTrunk, FeedForward, MASKED_SCORE,
+    RelativePositionBias, attention_sizes, check_memory_layout,
 };
 use crate::heads::ActorCriticHeads;
+#[cfg(feature = "flex")]
 use crate::kernels;
 #[cfg(feature = "flex")]
 use crate::kernels::{host_values, tensor3};
@@ -108,15 +109,7 @@ pub struct FeedbackTransformerConfig {
 impl FeedbackTransformerConfig {
     /// Checks the sizes, naming the first bad field.
     pub fn check(&self, obs_dim: usize, num_actions: usize) -> Result<(), AttentionConfigError> {
-        check_sizes(
-            obs_dim,
-            num_actions,
-            self.d_model,
-            self.n_heads,
-            self.n_layers,
-            self.d_ff,
-            self.span,
-        )
+        attention_sizes!(self).check_for(obs_dim, num_actions)
     }
 
     /// Builds the policy for observations of `obs_dim` floats and `num_actions` discrete
@@ -253,20 +246,13 @@ struct StepConstants {
 }
 
 impl FeedbackTransformer {
-    /// The shapes of this policy's memory for `batch` envs.
-    pub(crate) fn memory_shapes(&self, batch: usize) -> Vec<[usize; 3]> {
-        let mut shapes = vec![[batch, self.span, self.d_model]; 1 + 2 * self.key_value.len()];
-        shapes.push([batch, self.span, 1]);
-        shapes
-    }
-
     /// The memory's tensors in working form. With `recompute`, the keys and values come from
     /// the memory vectors with the current weights (the cache is not read).
     fn window_from_memory(&self, memory: Memory, recompute: bool) -> Window {
         let batch = memory.batch_size().unwrap_or(0);
         check_memory_layout(
             "FeedbackTransformer",
-            &self.memory_shapes(batch),
+            &self.window_shapes(batch),
             &memory.shapes(),
         );
         let mut tensors = memory.tensors.into_iter();
@@ -437,32 +423,6 @@ impl FeedbackTransformer {
 
 /// The tensor-operation path (any backend; the reference the fused kernel is tested against).
 impl FeedbackTransformer {
-    /// The recurrence over a sequence with tensor operations: the embedded observations
-    /// `x0 [B, T, d]` and episode starts `[B, T]` from `memory0` to the last layer's outputs
-    /// `[B, T, d]`. The starting keys and values are recomputed from the memory vectors.
-    pub fn recurrence_reference(
-        &self,
-        x0: Tensor<3>,
-        episode_start: Tensor<2>,
-        memory0: Memory,
-    ) -> Tensor<3> {
-        let [b, _, d] = x0.dims();
-        let mut window = self.window_from_memory(memory0, true);
-        let consts = self.constants(b, &x0.device());
-        let mut tops = Vec::with_capacity(x0.dims()[1]);
-        for (x, start) in x0.iter_dim(1).zip(episode_start.iter_dim(1)) {
-            let (top, next, _) =
-                self.advance(x.reshape([b, d]), start.reshape([b, 1, 1]), window, &consts);
-            tops.push(top);
-            window = next;
-        }
-        Tensor::stack::<3>(tops, 1) // [B, T, d]
-    }
-
-    fn step_reference(&self, obs: Tensor<2>, starts: Tensor<1>, memory: Memory) -> StepOutput {
-        self.step_reference_with_weights(obs, starts, memory).0
-    }
-
     /// One step on the tensor-operation path and each layer's attention weights as
     /// [`Self::advance`] makes them, `[B, τ+1, H, 1]`.
     fn step_reference_with_weights(
@@ -482,41 +442,86 @@ impl FeedbackTransformer {
             attention,
         )
     }
-
-    /// [`ActorCritic::step`] (on the tensor-operation path) that also returns each layer's
-    /// attention weights `[B, H, τ+1]` over the window: the memory vectors of the `τ` previous
-    /// steps oldest first, then the current step's own slot. Slots of steps before the
-    /// episode's start (or before the memory was first filled) get exactly 0.
-    pub fn step_with_attention(
-        &self,
-        obs: Tensor<2>,
-        starts: Tensor<1>,
-        memory: Memory,
-    ) -> (StepOutput, Vec<Tensor<3>>) {
-        let (out, attention) = self.step_reference_with_weights(obs, starts, memory);
-        let attention = attention
-            .into_iter()
-            .map(|w| {
-                let [b, slots, h, _] = w.dims();
-                w.reshape([b, slots, h]).swap_dims(1, 2) // [B, H, τ+1]
-            })
-            .collect();
-        (out, attention)
-    }
 }
 
 /// The fused path (flex backend).
 #[cfg(feature = "flex")]
 impl FeedbackTransformer {
-    /// [`Self::recurrence_reference`] as one fused operation (flex backend only). Unlike
-    /// `forward_sequence`, the starting memory vectors are not detached here, so their gradient
-    /// can be checked.
-    pub fn recurrence_fused(
+    fn kernel_dims(&self) -> kernels::feedback::Dims {
+        kernels::feedback::Dims {
+            d: self.d_model,
+            heads: self.n_heads,
+            layers: self.layers.len(),
+            ff: self.layers[0].ff.hidden.weight.dims()[1],
+            span: self.span,
+            groups: self.key_value.len(),
+            mix: self.memory_mix,
+            null_slot: self.key_value[0].null.is_some(),
+        }
+    }
+}
+
+impl AttentionTrunk for FeedbackTransformer {
+    fn embed(&self) -> &Linear {
+        &self.embed
+    }
+
+    fn heads(&self) -> &ActorCriticHeads {
+        &self.heads
+    }
+
+    #[cfg(feature = "flex")]
+    fn parameter_tensors(&self) -> Vec<Tensor<1>> {
+        use kernels::{flat, push_feed_forward, push_norm as norm};
+        let mut parts = Vec::new();
+        for layer in &self.layers {
+            norm(&layer.norm_attn, &mut parts);
+            parts.push(flat(layer.query.weight.val()));
+            parts.push(flat(layer.out.weight.val()));
+            parts.push(flat(layer.position_bias.bias.val()));
+            norm(&layer.norm_ff, &mut parts);
+            push_feed_forward(&layer.ff, &mut parts);
+        }
+        for kv in &self.key_value {
+            norm(&kv.norm, &mut parts);
+            parts.push(flat(kv.proj.weight.val()));
+            if let Some(null) = &kv.null {
+                parts.push(null.val());
+            }
+        }
+        parts.push(self.layer_mix.val());
+        parts
+    }
+
+    fn window_shapes(&self, batch: usize) -> Vec<[usize; 3]> {
+        let mut shapes = vec![[batch, self.span, self.d_model]; 1 + 2 * self.key_value.len()];
+        shapes.push([batch, self.span, 1]);
+        shapes
+    }
+
+    /// The recurrence step by step; the starting keys and values are recomputed from the
+    /// memory vectors.
+    fn trunk_reference(
         &self,
         x0: Tensor<3>,
         episode_start: Tensor<2>,
         memory0: Memory,
     ) -> Tensor<3> {
+        let [b, _, d] = x0.dims();
+        let mut window = self.window_from_memory(memory0, true);
+        let consts = self.constants(b, &x0.device());
+        let mut tops = Vec::with_capacity(x0.dims()[1]);
+        for (x, start) in x0.iter_dim(1).zip(episode_start.iter_dim(1)) {
+            let (top, next, _) =
+                self.advance(x.reshape([b, d]), start.reshape([b, 1, 1]), window, &consts);
+            tops.push(top);
+            window = next;
+        }
+        Tensor::stack::<3>(tops, 1) // [B, T, d]
+    }
+
+    #[cfg(feature = "flex")]
+    fn trunk_fused(&self, x0: Tensor<3>, episode_start: Tensor<2>, memory0: Memory) -> Tensor<3> {
         let [b, t, d] = x0.dims();
         let span = self.span;
         let mut tensors = memory0.tensors;
@@ -547,13 +552,18 @@ impl FeedbackTransformer {
         out.reshape([b, t, d])
     }
 
+    fn step_reference(&self, obs: Tensor<2>, starts: Tensor<1>, memory: Memory) -> StepOutput {
+        self.step_reference_with_weights(obs, starts, memory).0
+    }
+
+    #[cfg(feature = "flex")]
     fn step_fused(&self, obs: Tensor<2>, starts: Tensor<1>, memory: Memory) -> StepOutput {
         let [b, _] = obs.dims();
         let device = obs.device();
         let (d, span) = (self.d_model, self.span);
         check_memory_layout(
             "FeedbackTransformer",
-            &self.memory_shapes(b),
+            &self.window_shapes(b),
             &memory.shapes(),
         );
         let dims = self.kernel_dims();
@@ -612,86 +622,22 @@ impl FeedbackTransformer {
         (logits, value.reshape([b]), Memory { tensors })
     }
 
-    fn kernel_dims(&self) -> kernels::feedback::Dims {
-        kernels::feedback::Dims {
-            d: self.d_model,
-            heads: self.n_heads,
-            layers: self.layers.len(),
-            ff: self.layers[0].ff.hidden.weight.dims()[1],
-            span: self.span,
-            groups: self.key_value.len(),
-            mix: self.memory_mix,
-            null_slot: self.key_value[0].null.is_some(),
-        }
-    }
-
-    /// The trunk's parameter tensors in [`kernels::feedback::Layout`] order (what
-    /// [`Self::flat_parameters`] concatenates).
-    fn parameter_tensors(&self) -> Vec<Tensor<1>> {
-        use kernels::{flat, push_feed_forward, push_norm as norm};
-        let mut parts = Vec::new();
-        for layer in &self.layers {
-            norm(&layer.norm_attn, &mut parts);
-            parts.push(flat(layer.query.weight.val()));
-            parts.push(flat(layer.out.weight.val()));
-            parts.push(flat(layer.position_bias.bias.val()));
-            norm(&layer.norm_ff, &mut parts);
-            push_feed_forward(&layer.ff, &mut parts);
-        }
-        for kv in &self.key_value {
-            norm(&kv.norm, &mut parts);
-            parts.push(flat(kv.proj.weight.val()));
-            if let Some(null) = &kv.null {
-                parts.push(null.val());
-            }
-        }
-        parts.push(self.layer_mix.val());
-        parts
-    }
-
-    /// Every trunk parameter flattened into one vector, in the order of
-    /// [`kernels::feedback::Layout`] (differentiable: the gradient of the vector reaches each
-    /// parameter).
-    fn flat_parameters(&self) -> Tensor<1> {
-        Tensor::cat(self.parameter_tensors(), 0)
-    }
-}
-
-impl ActorCritic for FeedbackTransformer {
-    /// An empty window: zero vectors, keys and values, every slot invalid.
-    fn init_memory(&self, batch: usize, device: &Device) -> Memory {
-        Memory::zeros(self.memory_shapes(batch), device)
-    }
-
-    fn memory_shapes(&self, batch: usize) -> Vec<[usize; 3]> {
-        FeedbackTransformer::memory_shapes(self, batch)
-    }
-
-    fn step(&self, obs: Tensor<2>, starts: Tensor<1>, memory: Memory) -> StepOutput {
-        #[cfg(feature = "flex")]
-        if kernels::runs_fused(&obs.device()) && !obs.device().is_autodiff() {
-            return self.step_fused(obs, starts, memory);
-        }
-        self.step_reference(obs, starts, memory)
-    }
-
-    fn forward_sequence(&self, obs: Tensor<3>, starts: Tensor<2>, m0: Memory) -> SequenceOutput {
-        let [b, t, _] = obs.dims();
-        let x0 = self.embed.forward(obs); // [B, T, d]
-        #[cfg(feature = "flex")]
-        let tops = if kernels::runs_fused(&x0.device()) {
-            self.recurrence_fused(x0, starts, m0.detach())
-        } else {
-            self.recurrence_reference(x0, starts, m0.detach())
-        };
-        #[cfg(not(feature = "flex"))]
-        let tops = self.recurrence_reference(x0, starts, m0.detach());
-        let (logits, values) = self.heads.forward_sequence(tops); // [B, T, A], [B, T]
-        (logits, values.reshape([b, t]))
-    }
-
-    fn num_parameters(&self) -> usize {
-        self.num_params()
+    /// The window's slots are the memory vectors of the `τ` previous steps.
+    fn step_with_attention(
+        &self,
+        obs: Tensor<2>,
+        starts: Tensor<1>,
+        memory: Memory,
+    ) -> (StepOutput, Vec<Tensor<3>>) {
+        let (out, attention) = self.step_reference_with_weights(obs, starts, memory);
+        let attention = attention
+            .into_iter()
+            .map(|w| {
+                let [b, slots, h, _] = w.dims();
+                w.reshape([b, slots, h]).swap_dims(1, 2) // [B, H, τ+1]
+            })
+            .collect();
+        (out, attention)
     }
 }
 
@@ -720,34 +666,28 @@ crate::kind_config! {
     }
 }
 
-impl FeedbackSpec {
-    fn sizes(&self) -> AttentionSizes {
-        AttentionSizes::new(
-            self.d_model,
-            self.n_heads,
-            self.n_layers,
-            self.d_ff,
-            self.span,
-        )
-    }
-}
-
-impl crate::policy_spec::PolicySpec for FeedbackSpec {
+impl AttentionSpec for FeedbackSpec {
     type Net = FeedbackTransformer;
-    const ATTENTION: bool = true;
 
-    fn validate(&self) -> Result<(), PolicyError> {
-        Ok(self.sizes().check()?)
+    /// ≈ 1.55× the Transformer of the same sizes (≈ 7k against 11k env steps/s at d = 64).
+    const COST_FACTOR: f64 = 1.55;
+
+    fn sizes(&self) -> AttentionSizes {
+        attention_sizes!(self)
     }
 
-    fn approx_parameters(&self, obs_dim: usize, num_actions: usize) -> f64 {
-        self.sizes().approx_parameters(obs_dim, num_actions)
+    fn with_widths(&self, sizes: AttentionSizes) -> Self {
+        Self {
+            d_model: sizes.d_model,
+            d_ff: sizes.d_ff,
+            ..self.clone()
+        }
     }
 
     /// A group's key/value projection `d → 2d` (counted once in the parameters, for the new
     /// memory vector) is also applied to every layer's own input (the current slot), and to
     /// the starting window's `τ` vectors once per chunk; attention scores `τ + 1` key slots.
-    fn extra_flops_per_step(&self, chunk: usize, _fused: bool) -> f64 {
+    fn attention_flops_per_step(&self, chunk: usize, _fused: bool) -> f64 {
         let sizes = self.sizes();
         let (d, layers, span) = (self.d_model as f64, self.n_layers as f64, self.span as f64);
         let groups = if self.share_kv { 1.0 } else { layers };
@@ -765,29 +705,12 @@ impl crate::policy_spec::PolicySpec for FeedbackSpec {
         kv * (self_slots + window) + sizes.attention_flops(span + 1.0)
     }
 
-    fn footprint(&self) -> crate::policy_spec::MemoryFootprint {
-        self.sizes().footprint()
-    }
-
-    /// ≈ 1.55× the Transformer of the same sizes (≈ 7k against 11k env steps/s at d = 64).
-    fn relative_cost(&self) -> f64 {
-        1.55 * self.sizes().relative_cost()
-    }
-
-    fn depth(&self) -> usize {
-        self.n_layers
-    }
-
-    fn with_width(&self, units: usize) -> Self {
-        let sizes = self.sizes().with_width(units);
-        Self {
-            d_model: sizes.d_model,
-            d_ff: sizes.d_ff,
-            ..self.clone()
-        }
-    }
-
-    fn build(&self, obs: usize, actions: usize, device: &Device) -> Result<Self::Net, PolicyError> {
+    fn init_net(
+        &self,
+        obs: usize,
+        actions: usize,
+        device: &Device,
+    ) -> Result<Self::Net, PolicyError> {
         Ok(FeedbackTransformerConfig::new()
             .with_d_model(self.d_model)
             .with_n_heads(self.n_heads)
@@ -798,16 +721,5 @@ impl crate::policy_spec::PolicySpec for FeedbackSpec {
             .with_memory_mix(self.memory_mix)
             .with_current_slot(self.current_slot)
             .try_init(obs, actions, device)?)
-    }
-
-    /// The tensor-operation path, which has the weights.
-    fn step_with_attention(
-        net: &FeedbackTransformer,
-        obs: Tensor<2>,
-        starts: Tensor<1>,
-        memory: Memory,
-    ) -> (StepOutput, Option<Vec<Tensor<3>>>) {
-        let (out, weights) = net.step_with_attention(obs, starts, memory);
-        (out, Some(weights))
     }
 }

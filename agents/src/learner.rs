@@ -115,6 +115,48 @@ pub struct LearnerStats {
 /// why it cannot be read.
 pub type ReadCheckpointFile<'a> = dyn FnMut(&str) -> Result<Option<Vec<u8>>, String> + 'a;
 
+/// The hyperparameters every learner's config has, under the same names in its own section
+/// (`[ppo]`, `[vtrace]`); [`learner_settings!`](crate::learner::learner_settings) reads them
+/// from a config.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LearnerSettings {
+    /// Adam learning rate (initial value when `anneal_lr` is on).
+    pub learning_rate: f64,
+    /// Anneal the learning rate linearly from `learning_rate` to 0 over the run.
+    pub anneal_lr: bool,
+    /// Adam ε.
+    pub adam_eps: f32,
+    /// Length of the sequences the update replays (`None`: whole rollouts).
+    pub seq_len: Option<usize>,
+    /// Number of minibatches per epoch.
+    pub num_minibatches: usize,
+    /// The reward and observation normalisation of the rollout.
+    pub rollout: RolloutSettings,
+}
+
+/// The [`LearnerSettings`] of a learner's config: its fields of the same names (the configs
+/// are separate structs, each its own TOML section that refuses unknown keys, so the shared
+/// fields are named here once rather than nested).
+macro_rules! learner_settings {
+    ($cfg:expr) => {
+        $crate::learner::LearnerSettings {
+            learning_rate: $cfg.learning_rate,
+            anneal_lr: $cfg.anneal_lr,
+            adam_eps: $cfg.adam_eps,
+            seq_len: $cfg.seq_len,
+            num_minibatches: $cfg.num_minibatches,
+            rollout: $crate::rollout::RolloutSettings {
+                gamma: $cfg.gamma,
+                norm_reward: $cfg.norm_reward,
+                reward_clip: $cfg.reward_clip,
+                norm_obs: $cfg.norm_obs,
+                obs_clip: $cfg.obs_clip,
+            },
+        }
+    };
+}
+pub(crate) use learner_settings;
+
 /// One learning algorithm over the shared rollout machinery (see the module docs).
 pub trait Learner {
     /// The algorithm's name as the config and the CLI spell it (`ppo`, `vtrace`).
@@ -129,20 +171,35 @@ pub trait Learner {
     /// `<name>.<field>`.
     fn validate(&self) -> Result<(), LearnerError>;
 
+    /// The settings every learner's config has under the same names.
+    fn settings(&self) -> LearnerSettings;
+
     /// The length of the sequences the update replays (`None`: whole rollouts).
-    fn seq_len(&self) -> Option<usize>;
+    fn seq_len(&self) -> Option<usize> {
+        self.settings().seq_len
+    }
 
     /// The number of minibatches per epoch (must divide the number of sequences).
-    fn num_minibatches(&self) -> usize;
+    fn num_minibatches(&self) -> usize {
+        self.settings().num_minibatches
+    }
 
     /// The reward and observation normalisation the rollout applies for this learner.
-    fn rollout_settings(&self) -> RolloutSettings;
+    fn rollout_settings(&self) -> RolloutSettings {
+        self.settings().rollout
+    }
 
-    /// The learning rate of update `update` (0-based) of `num_updates`.
-    fn learning_rate_at(&self, update: usize, num_updates: usize) -> f64;
+    /// The learning rate of update `update` (0-based) of `num_updates`: linear decay to 0
+    /// when `anneal_lr` is on ([`annealed_learning_rate`]), else constant.
+    fn learning_rate_at(&self, update: usize, num_updates: usize) -> f64 {
+        let s = self.settings();
+        annealed_learning_rate(s.learning_rate, s.anneal_lr, update, num_updates)
+    }
 
-    /// A fresh optimizer for the policy.
-    fn optimizer(&self) -> ModuleOptimizer;
+    /// A fresh optimizer for the policy: Adam with the config's ε ([`adam_with_eps`]).
+    fn optimizer(&self) -> ModuleOptimizer {
+        adam_with_eps(self.settings().adam_eps)
+    }
 
     /// The (non-autodiff) policy the rollout acts with, given the current `model`: the model
     /// itself for an on-policy learner, an older copy for one that learns off-policy.

@@ -27,6 +27,8 @@ pub mod policy_io;
 pub mod policy_spec;
 pub mod ppo;
 pub mod rollout;
+#[cfg(all(test, feature = "flex"))]
+mod test_support;
 pub mod transformer;
 pub mod vtrace;
 

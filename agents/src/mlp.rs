@@ -108,28 +108,19 @@ impl ActorCritic for MlpPolicy {
 
 #[cfg(all(test, feature = "flex"))]
 mod tests {
-    use burn::module::Param;
-    use burn::tensor::{Gradients, TensorData};
-    use rand::{RngExt, SeedableRng};
+    use burn::tensor::Gradients;
+    use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
 
     use super::*;
     use crate::kernels::mlp::MLP_ROWS_PER_BLOCK;
+    use crate::test_support::{
+        assert_each_close_and_nonzero, host, in_pool, random_tensor, randomize,
+    };
 
     const OBS_DIM: usize = 7;
     const HIDDEN: usize = 16;
     const NUM_ACTIONS: usize = 5;
-
-    fn random_tensor<const R: usize>(
-        shape: [usize; R],
-        scale: f32,
-        rng: &mut ChaCha8Rng,
-        device: &Device,
-    ) -> Tensor<R> {
-        let n = shape.iter().product();
-        let v: Vec<f32> = (0..n).map(|_| rng.random_range(-scale..scale)).collect();
-        Tensor::from_data(TensorData::new(v, shape), device)
-    }
 
     /// A policy whose every weight and bias is random (the heads' biases start at zero).
     fn random_policy(seed: u64, device: &Device) -> MlpPolicy {
@@ -143,22 +134,10 @@ mod tests {
             &mut policy.heads.policy,
             &mut policy.heads.value,
         ] {
-            let [d_in, d_out] = linear.weight.dims();
-            let scale = 1.5 / (d_in as f32).sqrt();
-            linear.weight =
-                Param::from_tensor(random_tensor([d_in, d_out], scale, &mut rng, device));
-            linear.bias = Some(Param::from_tensor(random_tensor(
-                [d_out],
-                0.5,
-                &mut rng,
-                device,
-            )));
+            let scale = 1.5 / (linear.weight.dims()[0] as f32).sqrt();
+            randomize(linear, scale, &mut rng, device);
         }
         policy
-    }
-
-    fn host<const R: usize>(t: Tensor<R>) -> Vec<f32> {
-        t.into_data().try_into_vec::<f32>().unwrap()
     }
 
     /// The gradient of every weight and bias, in module order.
@@ -177,21 +156,6 @@ mod tests {
             out.push(host(bias.grad(grads).expect("bias gradient")));
         }
         out
-    }
-
-    /// `max|a − b| ≤ tol · max(1, max|b|)`.
-    fn assert_close(what: &str, a: &[f32], b: &[f32], tol: f32) {
-        assert_eq!(a.len(), b.len(), "{what}: lengths");
-        let diff = a
-            .iter()
-            .zip(b)
-            .map(|(x, y)| (x - y).abs())
-            .fold(0.0, f32::max);
-        let scale = b.iter().map(|y| y.abs()).fold(1.0, f32::max);
-        assert!(
-            diff <= tol * scale,
-            "{what}: max |fused − reference| = {diff} (scale {scale})"
-        );
     }
 
     /// Logits, values, the observations' gradient and every parameter's gradient of a random
@@ -229,28 +193,20 @@ mod tests {
         for rows in [1, 37, 2 * MLP_ROWS_PER_BLOCK + 3] {
             let fused = run(true, rows, 7);
             let reference = run(false, rows, 7);
-            for ((name, f), r) in names.iter().zip(&fused).zip(&reference) {
-                assert!(
-                    r.iter().any(|&v| v != 0.0),
-                    "{rows} rows: {name} is all zeros"
-                );
-                assert_close(&format!("{rows} rows: {name}"), f, r, 1e-4);
-            }
+            let outputs = names.iter().zip(&fused).zip(&reference);
+            assert_each_close_and_nonzero(
+                &format!("{rows} rows"),
+                outputs.map(|((name, f), r)| (name.to_string(), &f[..], &r[..])),
+            );
         }
     }
 
     #[test]
     fn the_fused_mlp_is_bitwise_the_same_for_any_number_of_threads() {
         let rows = 2 * MLP_ROWS_PER_BLOCK + 3;
-        let in_pool = |threads: usize| {
-            rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap()
-                .install(|| run(true, rows, 11))
-        };
-        let one = in_pool(1);
-        assert_eq!(one, in_pool(2));
+        let with = |threads| in_pool(threads, || run(true, rows, 11));
+        let one = with(1);
+        assert_eq!(one, with(2));
         assert!(one.iter().flatten().all(|v| v.is_finite()));
     }
 

@@ -34,8 +34,11 @@ pub struct Field {
     pub doc: &'static str,
 }
 
-/// The fields of a kind's config, declared with [`kind_config!`](crate::kind_config).
-pub trait SpecFields {
+/// The fields of a kind's config, declared with [`kind_config!`](crate::kind_config) (which
+/// also derives what every kind's config is: cloned, compared, defaulted and (de)serialised).
+pub trait SpecFields:
+    Clone + fmt::Debug + PartialEq + Default + Serialize + DeserializeOwned + Send + Sync + 'static
+{
     /// Every field, in declaration order.
     const FIELDS: &'static [Field];
 }
@@ -53,18 +56,7 @@ pub struct MemoryFootprint {
 /// The declaration of a policy kind, implemented by its config (a struct declared with
 /// [`kind_config!`](crate::kind_config), so `Default` gives the kind's preset): everything the
 /// trainer, the command line and the cost tables need to know about the kind.
-pub trait PolicySpec:
-    SpecFields
-    + Clone
-    + fmt::Debug
-    + PartialEq
-    + Default
-    + Serialize
-    + DeserializeOwned
-    + Send
-    + Sync
-    + 'static
-{
+pub trait PolicySpec: SpecFields {
     /// The network it builds.
     type Net: ActorCritic;
 

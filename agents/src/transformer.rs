@@ -28,9 +28,9 @@
 //! Transformer's are): in a PPO update they come from the rollout's parameters, and no gradient
 //! reaches them.
 //!
-//! [`ActorCritic::forward_sequence`] runs parallel over time: the cached prefix from `memory0`
+//! [`crate::ActorCritic::forward_sequence`] runs parallel over time: the cached prefix from `memory0`
 //! (detached) is put in front of the chunk and one attention per layer covers the whole chunk
-//! under a causal + span + episode mask. [`ActorCritic::step`] is the same computation with a
+//! under a causal + span + episode mask. [`crate::ActorCritic::step`] is the same computation with a
 //! chunk of one step.
 //!
 //! On the flex CPU backend both calls run the fused kernel of [`crate::kernels`] (one
@@ -42,12 +42,14 @@ use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::relu;
 
-use crate::actor_critic::{ActorCritic, SequenceOutput, StepOutput};
+use crate::actor_critic::StepOutput;
 use crate::attention::{
-    AttentionConfigError, AttentionSizes, FeedForward, GruGate, RelativePositionBias,
-    check_memory_layout, check_sizes, masked_attention, merge_heads, split_heads,
+    AttentionConfigError, AttentionSizes, AttentionSpec, AttentionTrunk, FeedForward, GruGate,
+    RelativePositionBias, attention_sizes, check_memory_layout, masked_attention, merge_heads,
+    split_heads,
 };
 use crate::heads::ActorCriticHeads;
+#[cfg(feature = "flex")]
 use crate::kernels;
 #[cfg(feature = "flex")]
 use crate::kernels::{host_values, tensor3};
@@ -80,15 +82,7 @@ pub struct TransformerConfig {
 impl TransformerConfig {
     /// Checks the sizes, naming the first bad field.
     pub fn check(&self, obs_dim: usize, num_actions: usize) -> Result<(), AttentionConfigError> {
-        check_sizes(
-            obs_dim,
-            num_actions,
-            self.d_model,
-            self.n_heads,
-            self.n_layers,
-            self.d_ff,
-            self.span,
-        )
+        attention_sizes!(self).check_for(obs_dim, num_actions)
     }
 
     /// Builds the policy for observations of `obs_dim` floats and `num_actions` discrete
@@ -244,13 +238,6 @@ fn span_layout(t: usize, tau: usize, device: &Device) -> (Tensor<2, Int>, Tensor
 }
 
 impl Transformer {
-    /// The shapes of this policy's memory for `batch` envs.
-    pub(crate) fn memory_shapes(&self, batch: usize) -> Vec<[usize; 3]> {
-        let mut shapes = vec![[batch, self.span, self.d_model]; 2 * self.layers.len()];
-        shapes.push([batch, self.span, 1]);
-        shapes
-    }
-
     /// Runs a chunk of `T` steps in parallel from a memory.
     ///
     /// # Shapes
@@ -267,7 +254,7 @@ impl Transformer {
         let tau = self.span;
         let keys = tau + t;
         let device = x.device();
-        check_memory_layout("Transformer", &self.memory_shapes(b), &memory.shapes());
+        check_memory_layout("Transformer", &self.window_shapes(b), &memory.shapes());
         let mut caches = memory.tensors;
         let valid = caches.pop().expect("checked layout").reshape([b, tau]); // [B, τ]
 
@@ -336,59 +323,76 @@ impl Transformer {
             attention,
         )
     }
-
-    /// [`ActorCritic::step`] that also returns each layer's attention weights `[B, H, τ+1]`
-    /// over the window: the `τ` previous steps oldest first, then the current step. Slots of
-    /// steps before the episode's start (or before the memory was first filled) get exactly 0.
-    pub fn step_with_attention(
-        &self,
-        obs: Tensor<2>,
-        starts: Tensor<1>,
-        memory: Memory,
-    ) -> (StepOutput, Vec<Tensor<3>>) {
-        let [b, _] = obs.dims();
-        let x = self.embed.forward(obs).reshape([b, 1, self.d_model]); // [B, 1, d]
-        let (top, memory, attention) = self.run(x, starts.reshape([b, 1]), memory);
-        let (logits, value) = self.heads.forward(top.reshape([b, self.d_model])); // [B, A], [B]
-        let attention = attention
-            .into_iter()
-            .map(|w| {
-                let [b, h, _, keys] = w.dims();
-                w.reshape([b, h, keys]) // [B, H, τ+1]
-            })
-            .collect();
-        ((logits, value.reshape([b]), memory), attention)
-    }
 }
 
-impl Transformer {
-    /// The layers over a chunk on the tensor-operation reference path: the embedded
-    /// observations `x [B, T, d]`, the episode starts `[B, T]` and the memory the chunk starts
-    /// from (not detached here, so the cache's gradient can be checked) → the last layer's
-    /// outputs `[B, T, d]`.
-    pub fn trunk_reference(&self, x: Tensor<3>, starts: Tensor<2>, memory: Memory) -> Tensor<3> {
-        self.run(x, starts, memory).0
-    }
-
-    /// [`ActorCritic::step`] on the tensor-operation reference path.
-    pub fn step_reference(&self, obs: Tensor<2>, starts: Tensor<1>, memory: Memory) -> StepOutput {
-        let [b, _] = obs.dims();
-        let x = self.embed.forward(obs).reshape([b, 1, self.d_model]); // [B, 1, d]
-        let (top, memory, _) = self.run(x, starts.reshape([b, 1]), memory);
-        let (logits, value) = self.heads.forward(top.reshape([b, self.d_model])); // [B, A], [B]
-        (logits, value.reshape([b]), memory)
-    }
-}
+impl Transformer {}
 
 /// The fused path (flex backend).
 #[cfg(feature = "flex")]
 impl Transformer {
-    /// [`Self::trunk_reference`] as one fused operation (flex backend only; the cache is not
-    /// detached here either).
-    pub fn trunk_fused(&self, x: Tensor<3>, starts: Tensor<2>, memory: Memory) -> Tensor<3> {
+    fn kernel_dims(&self) -> kernels::transformer::Dims {
+        let first = &self.layers[0];
+        kernels::transformer::Dims {
+            d: self.d_model,
+            heads: first.n_heads,
+            layers: self.layers.len(),
+            ff: first.ff.hidden.weight.dims()[1],
+            span: self.span,
+            gating: first.gate_attn.is_some(),
+        }
+    }
+}
+
+impl AttentionTrunk for Transformer {
+    fn embed(&self) -> &Linear {
+        &self.embed
+    }
+
+    fn heads(&self) -> &ActorCriticHeads {
+        &self.heads
+    }
+
+    #[cfg(feature = "flex")]
+    fn parameter_tensors(&self) -> Vec<Tensor<1>> {
+        use kernels::{flat, push_feed_forward, push_norm as norm};
+        fn gate(g: &GruGate, out: &mut Vec<Tensor<1>>) {
+            out.push(flat(g.from_output.weight.val()));
+            out.push(flat(g.from_stream.weight.val()));
+            out.push(flat(g.candidate.weight.val()));
+            out.push(g.bias.val());
+        }
+        let mut parts = Vec::new();
+        for layer in &self.layers {
+            norm(&layer.norm_attn, &mut parts);
+            parts.push(flat(layer.query.weight.val()));
+            parts.push(flat(layer.key_value.weight.val()));
+            parts.push(flat(layer.out.weight.val()));
+            parts.push(flat(layer.position_bias.bias.val()));
+            norm(&layer.norm_ff, &mut parts);
+            push_feed_forward(&layer.ff, &mut parts);
+            if let (Some(ga), Some(gf)) = (&layer.gate_attn, &layer.gate_ff) {
+                gate(ga, &mut parts);
+                gate(gf, &mut parts);
+            }
+        }
+        parts
+    }
+
+    fn window_shapes(&self, batch: usize) -> Vec<[usize; 3]> {
+        let mut shapes = vec![[batch, self.span, self.d_model]; 2 * self.layers.len()];
+        shapes.push([batch, self.span, 1]);
+        shapes
+    }
+
+    fn trunk_reference(&self, x: Tensor<3>, starts: Tensor<2>, memory: Memory) -> Tensor<3> {
+        self.run(x, starts, memory).0
+    }
+
+    #[cfg(feature = "flex")]
+    fn trunk_fused(&self, x: Tensor<3>, starts: Tensor<2>, memory: Memory) -> Tensor<3> {
         let [b, t, d] = x.dims();
         let span = self.span;
-        check_memory_layout("Transformer", &self.memory_shapes(b), &memory.shapes());
+        check_memory_layout("Transformer", &self.window_shapes(b), &memory.shapes());
         let mut caches = memory.tensors;
         let valid0 = caches.pop().expect("checked layout");
         let dims = self.kernel_dims();
@@ -411,13 +415,21 @@ impl Transformer {
         out.reshape([b, t, d])
     }
 
-    /// [`ActorCritic::step`] on the fused path (no autodiff): the new keys and values are
-    /// appended to the caches on the host.
-    pub fn step_fused(&self, obs: Tensor<2>, starts: Tensor<1>, memory: Memory) -> StepOutput {
+    fn step_reference(&self, obs: Tensor<2>, starts: Tensor<1>, memory: Memory) -> StepOutput {
+        let [b, _] = obs.dims();
+        let x = self.embed.forward(obs).reshape([b, 1, self.d_model]); // [B, 1, d]
+        let (top, memory, _) = self.run(x, starts.reshape([b, 1]), memory);
+        let (logits, value) = self.heads.forward(top.reshape([b, self.d_model])); // [B, A], [B]
+        (logits, value.reshape([b]), memory)
+    }
+
+    /// The new keys and values are appended to the caches on the host.
+    #[cfg(feature = "flex")]
+    fn step_fused(&self, obs: Tensor<2>, starts: Tensor<1>, memory: Memory) -> StepOutput {
         let [b, _] = obs.dims();
         let device = obs.device();
         let (d, span) = (self.d_model, self.span);
-        check_memory_layout("Transformer", &self.memory_shapes(b), &memory.shapes());
+        check_memory_layout("Transformer", &self.window_shapes(b), &memory.shapes());
         let dims = self.kernel_dims();
         let layout = kernels::transformer::Layout::new(&dims);
         let x0 = self.embed.forward(obs); // [B, d]
@@ -458,88 +470,24 @@ impl Transformer {
         (logits, value.reshape([b]), Memory { tensors })
     }
 
-    fn kernel_dims(&self) -> kernels::transformer::Dims {
-        let first = &self.layers[0];
-        kernels::transformer::Dims {
-            d: self.d_model,
-            heads: first.n_heads,
-            layers: self.layers.len(),
-            ff: first.ff.hidden.weight.dims()[1],
-            span: self.span,
-            gating: first.gate_attn.is_some(),
-        }
-    }
-
-    /// The trunk's parameter tensors in [`kernels::transformer::Layout`] order (what
-    /// [`Self::flat_parameters`] concatenates).
-    fn parameter_tensors(&self) -> Vec<Tensor<1>> {
-        use kernels::{flat, push_feed_forward, push_norm as norm};
-        fn gate(g: &GruGate, out: &mut Vec<Tensor<1>>) {
-            out.push(flat(g.from_output.weight.val()));
-            out.push(flat(g.from_stream.weight.val()));
-            out.push(flat(g.candidate.weight.val()));
-            out.push(g.bias.val());
-        }
-        let mut parts = Vec::new();
-        for layer in &self.layers {
-            norm(&layer.norm_attn, &mut parts);
-            parts.push(flat(layer.query.weight.val()));
-            parts.push(flat(layer.key_value.weight.val()));
-            parts.push(flat(layer.out.weight.val()));
-            parts.push(flat(layer.position_bias.bias.val()));
-            norm(&layer.norm_ff, &mut parts);
-            push_feed_forward(&layer.ff, &mut parts);
-            if let (Some(ga), Some(gf)) = (&layer.gate_attn, &layer.gate_ff) {
-                gate(ga, &mut parts);
-                gate(gf, &mut parts);
-            }
-        }
-        parts
-    }
-
-    /// Every trunk parameter flattened into one vector, in the order of
-    /// [`kernels::transformer::Layout`] (differentiable: the gradient of the vector reaches
-    /// each parameter).
-    fn flat_parameters(&self) -> Tensor<1> {
-        Tensor::cat(self.parameter_tensors(), 0)
-    }
-}
-
-impl ActorCritic for Transformer {
-    /// Empty caches: zero keys and values, every slot invalid.
-    fn init_memory(&self, batch: usize, device: &Device) -> Memory {
-        Memory::zeros(self.memory_shapes(batch), device)
-    }
-
-    fn memory_shapes(&self, batch: usize) -> Vec<[usize; 3]> {
-        Transformer::memory_shapes(self, batch)
-    }
-
-    fn step(&self, obs: Tensor<2>, starts: Tensor<1>, memory: Memory) -> StepOutput {
-        #[cfg(feature = "flex")]
-        if kernels::runs_fused(&obs.device()) && !obs.device().is_autodiff() {
-            return self.step_fused(obs, starts, memory);
-        }
-        self.step_reference(obs, starts, memory)
-    }
-
-    fn forward_sequence(&self, obs: Tensor<3>, starts: Tensor<2>, m0: Memory) -> SequenceOutput {
-        let [b, t, _] = obs.dims();
-        let x = self.embed.forward(obs); // [B, T, d]
-        #[cfg(feature = "flex")]
-        let top = if kernels::runs_fused(&x.device()) {
-            self.trunk_fused(x, starts, m0.detach())
-        } else {
-            self.trunk_reference(x, starts, m0.detach())
-        };
-        #[cfg(not(feature = "flex"))]
-        let top = self.trunk_reference(x, starts, m0.detach());
-        let (logits, values) = self.heads.forward_sequence(top); // [B, T, A], [B, T]
-        (logits, values.reshape([b, t]))
-    }
-
-    fn num_parameters(&self) -> usize {
-        self.num_params()
+    fn step_with_attention(
+        &self,
+        obs: Tensor<2>,
+        starts: Tensor<1>,
+        memory: Memory,
+    ) -> (StepOutput, Vec<Tensor<3>>) {
+        let [b, _] = obs.dims();
+        let x = self.embed.forward(obs).reshape([b, 1, self.d_model]); // [B, 1, d]
+        let (top, memory, attention) = self.run(x, starts.reshape([b, 1]), memory);
+        let (logits, value) = self.heads.forward(top.reshape([b, self.d_model])); // [B, A], [B]
+        let attention = attention
+            .into_iter()
+            .map(|w| {
+                let [b, h, _, keys] = w.dims();
+                w.reshape([b, h, keys]) // [B, H, τ+1]
+            })
+            .collect();
+        ((logits, value.reshape([b]), memory), attention)
     }
 }
 
@@ -562,41 +510,38 @@ crate::kind_config! {
     }
 }
 
-impl TransformerSpec {
-    fn sizes(&self) -> AttentionSizes {
-        AttentionSizes::new(
-            self.d_model,
-            self.n_heads,
-            self.n_layers,
-            self.d_ff,
-            self.span,
-        )
-    }
-}
-
-impl crate::policy_spec::PolicySpec for TransformerSpec {
+impl AttentionSpec for TransformerSpec {
     type Net = Transformer;
-    const ATTENTION: bool = true;
 
-    fn validate(&self) -> Result<(), PolicyError> {
-        Ok(self.sizes().check()?)
+    /// 1 at 2 layers and span 16 (≈ 11k env steps/s at d = 64).
+    const COST_FACTOR: f64 = 1.0;
+
+    fn sizes(&self) -> AttentionSizes {
+        attention_sizes!(self)
+    }
+
+    fn with_widths(&self, sizes: AttentionSizes) -> Self {
+        Self {
+            d_model: sizes.d_model,
+            d_ff: sizes.d_ff,
+            ..self.clone()
+        }
     }
 
     /// With gating, each layer's two GRU-type gates add `2 · (6d² + d)`.
-    fn approx_parameters(&self, obs_dim: usize, num_actions: usize) -> f64 {
+    fn extra_parameters(&self) -> f64 {
         let d = self.d_model as f64;
-        let gates = if self.gating {
+        if self.gating {
             self.n_layers as f64 * 2.0 * (6.0 * d * d + d)
         } else {
             0.0
-        };
-        self.sizes().approx_parameters(obs_dim, num_actions) + gates
+        }
     }
 
     /// Attention scores `τ + 1` key slots per query on the fused path and when decoding; the
     /// reference path scores the whole cached prefix plus chunk (`τ + chunk`) and masks most
     /// of it.
-    fn extra_flops_per_step(&self, chunk: usize, fused: bool) -> f64 {
+    fn attention_flops_per_step(&self, chunk: usize, fused: bool) -> f64 {
         let span = self.span as f64;
         let keys = if fused || chunk == 1 {
             span + 1.0
@@ -606,29 +551,12 @@ impl crate::policy_spec::PolicySpec for TransformerSpec {
         self.sizes().attention_flops(keys)
     }
 
-    fn footprint(&self) -> crate::policy_spec::MemoryFootprint {
-        self.sizes().footprint()
-    }
-
-    /// 1 at 2 layers and span 16 (≈ 11k env steps/s at d = 64).
-    fn relative_cost(&self) -> f64 {
-        self.sizes().relative_cost()
-    }
-
-    fn depth(&self) -> usize {
-        self.n_layers
-    }
-
-    fn with_width(&self, units: usize) -> Self {
-        let sizes = self.sizes().with_width(units);
-        Self {
-            d_model: sizes.d_model,
-            d_ff: sizes.d_ff,
-            ..self.clone()
-        }
-    }
-
-    fn build(&self, obs: usize, actions: usize, device: &Device) -> Result<Self::Net, PolicyError> {
+    fn init_net(
+        &self,
+        obs: usize,
+        actions: usize,
+        device: &Device,
+    ) -> Result<Self::Net, PolicyError> {
         Ok(TransformerConfig::new()
             .with_d_model(self.d_model)
             .with_n_heads(self.n_heads)
@@ -637,15 +565,5 @@ impl crate::policy_spec::PolicySpec for TransformerSpec {
             .with_span(self.span)
             .with_gating(self.gating)
             .try_init(obs, actions, device)?)
-    }
-
-    fn step_with_attention(
-        net: &Transformer,
-        obs: Tensor<2>,
-        starts: Tensor<1>,
-        memory: Memory,
-    ) -> (StepOutput, Option<Vec<Tensor<3>>>) {
-        let (out, weights) = net.step_with_attention(obs, starts, memory);
-        (out, Some(weights))
     }
 }

@@ -28,13 +28,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::actor_critic::ActorCritic;
 use crate::learner::{
-    Learner, LearnerError, LearnerStats, ReadCheckpointFile, UpdateInput, adam_with_eps,
-    annealed_learning_rate, load_policy_weights_from, policy_weights,
+    Learner, LearnerError, LearnerSettings, LearnerStats, ReadCheckpointFile, UpdateInput,
+    learner_settings, load_policy_weights_from, policy_weights,
 };
 use crate::policy::Policy;
 use crate::rollout::collect::to_host;
 use crate::rollout::{
-    GaeInputs, RolloutBuffer, RolloutSettings, SequenceBatch, clip_grad_norm, explained_variance,
+    GaeInputs, RolloutBuffer, SequenceBatch, clip_grad_norm, explained_variance,
     shuffled_minibatches,
 };
 
@@ -324,35 +324,8 @@ impl Learner for VtraceLearner {
         self.cfg.validate()
     }
 
-    fn seq_len(&self) -> Option<usize> {
-        self.cfg.seq_len
-    }
-
-    fn num_minibatches(&self) -> usize {
-        self.cfg.num_minibatches
-    }
-
-    fn rollout_settings(&self) -> RolloutSettings {
-        RolloutSettings {
-            gamma: self.cfg.gamma,
-            norm_reward: self.cfg.norm_reward,
-            reward_clip: self.cfg.reward_clip,
-            norm_obs: self.cfg.norm_obs,
-            obs_clip: self.cfg.obs_clip,
-        }
-    }
-
-    fn learning_rate_at(&self, update: usize, num_updates: usize) -> f64 {
-        annealed_learning_rate(
-            self.cfg.learning_rate,
-            self.cfg.anneal_lr,
-            update,
-            num_updates,
-        )
-    }
-
-    fn optimizer(&self) -> ModuleOptimizer {
-        adam_with_eps(self.cfg.adam_eps)
+    fn settings(&self) -> LearnerSettings {
+        learner_settings!(self.cfg)
     }
 
     fn acting_policy(&mut self, model: &Policy) -> Policy {

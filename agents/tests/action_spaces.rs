@@ -11,6 +11,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 mod common;
+use common::{max_abs_diff, values as host};
 
 const OBS_DIM: usize = 5;
 
@@ -23,18 +24,6 @@ fn spaces() -> Vec<ActionDist> {
             high: vec![2.0, 1.0],
         },
     ]
-}
-
-fn host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data().try_into_vec::<f32>().unwrap()
-}
-
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
 }
 
 fn tensor3(data: Vec<f32>, shape: [usize; 3], device: &Device) -> Tensor<3> {

@@ -10,7 +10,7 @@ use burn::module::{Module, Param};
 use burn::prelude::*;
 
 mod common;
-use common::noise;
+use common::{noise, starts, values};
 
 const OBS: usize = 5;
 const ACTIONS: usize = 3;
@@ -72,18 +72,6 @@ fn obs_seq(b: usize, t: usize, seed: u64, device: &Device) -> Tensor<3> {
         TensorData::new(noise(b * t * OBS, seed), [b, t, OBS]),
         device,
     )
-}
-
-fn starts(b: usize, t: usize, ones: &[(usize, usize)], device: &Device) -> Tensor<2> {
-    let mut v = vec![0.0f32; b * t];
-    for &(env, step) in ones {
-        v[env * t + step] = 1.0;
-    }
-    Tensor::from_data(TensorData::new(v, [b, t]), device)
-}
-
-fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.try_into_vec_as::<f32>().unwrap()
 }
 
 fn max_abs_diff<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
@@ -346,6 +334,35 @@ fn perturb_step(obs: &[f32], s: usize) -> Vec<f32> {
     o
 }
 
+/// The output at step `t` changes with the observation of every step within the span before
+/// it and with none older (messages start with `what`).
+fn assert_sees_exactly_its_span(
+    what: &str,
+    policy: &dyn ActorCritic,
+    obs: &[f32],
+    t: usize,
+    device: &Device,
+) {
+    let base = output_at(policy, obs, t, device);
+    for s in 0..=t {
+        let d = max_abs_diff(
+            base.clone(),
+            output_at(policy, &perturb_step(obs, s), t, device),
+        );
+        if s + SPAN < t {
+            assert_eq!(
+                d, 0.0,
+                "{what}obs at step {s} (older than the span) reached step {t}"
+            );
+        } else {
+            assert!(
+                d > 1e-6,
+                "{what}obs at step {s} (inside the span) did not reach step {t}"
+            );
+        }
+    }
+}
+
 /// Acceptance 3 (span): the Feedback Transformer's attention window holds exactly the last τ
 /// memory vectors. Memory vectors normally mix every layer's output, so older observations can
 /// still reach step t through the intermediate memory vectors (that is the point of feedback
@@ -371,24 +388,8 @@ fn feedback_window_holds_exactly_span_memory_vectors() {
         ));
         assert_eq!(values(policy.layer_mix_weights()), [1.0, 0.0, 0.0]);
 
-        let base = output_at(&policy, &obs, t, &device);
-        for s in 0..=t {
-            let d = max_abs_diff(
-                base.clone(),
-                output_at(&policy, &perturb_step(&obs, s), t, &device),
-            );
-            if s + SPAN < t {
-                assert_eq!(
-                    d, 0.0,
-                    "share_kv={share_kv}: obs at step {s} (older than the span) reached step {t}"
-                );
-            } else {
-                assert!(
-                    d > 1e-6,
-                    "share_kv={share_kv}: obs at step {s} (inside the span) did not reach step {t}"
-                );
-            }
-        }
+        let what = format!("share_kv={share_kv}: ");
+        assert_sees_exactly_its_span(&what, &policy, &obs, t, &device);
 
         // With the default (uniform) mix, memory vectors carry the layers' outputs, which attended
         // to older memory: information older than the span reaches t through them.
@@ -417,24 +418,7 @@ fn one_layer_transformer_sees_exactly_its_span() {
     let policy = transformer_config()
         .with_n_layers(1)
         .init(OBS, ACTIONS, &device);
-    let base = output_at(&policy, &obs, t, &device);
-    for s in 0..=t {
-        let d = max_abs_diff(
-            base.clone(),
-            output_at(&policy, &perturb_step(&obs, s), t, &device),
-        );
-        if s + SPAN < t {
-            assert_eq!(
-                d, 0.0,
-                "obs at step {s} (older than the span) reached step {t}"
-            );
-        } else {
-            assert!(
-                d > 1e-6,
-                "obs at step {s} (inside the span) did not reach step {t}"
-            );
-        }
-    }
+    assert_sees_exactly_its_span("", &policy, &obs, t, &device);
 }
 
 /// Acceptance 4: the memory held per env has the same shapes and bytes after τ + 1 and after

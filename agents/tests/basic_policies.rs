@@ -12,6 +12,7 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 mod common;
+use common::{max_abs_diff, starts, values as host};
 
 const OBS_DIM: usize = 6;
 const NUM_ACTIONS: usize = 4;
@@ -33,27 +34,6 @@ fn obs_seq(b: usize, t: usize, seed: u64, device: &Device) -> Tensor<3> {
         TensorData::new(random_vec(b * t * OBS_DIM, seed), [b, t, OBS_DIM]),
         device,
     )
-}
-
-/// `[B, T]` episode starts with a 1 at each listed `(env, step)`.
-fn starts(b: usize, t: usize, at: &[(usize, usize)], device: &Device) -> Tensor<2> {
-    let mut v = vec![0.0f32; b * t];
-    for &(e, s) in at {
-        v[e * t + s] = 1.0;
-    }
-    Tensor::from_data(TensorData::new(v, [b, t]), device)
-}
-
-fn host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data().try_into_vec::<f32>().unwrap()
-}
-
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
 }
 
 /// A non-empty memory: the memory after `steps` random steps from a fresh one.

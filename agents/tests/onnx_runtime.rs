@@ -22,7 +22,7 @@ use agents::{
 };
 use burn::module::Module;
 use burn::prelude::*;
-use common::{Randomize, noise, values};
+use common::{Randomize, noise, small_config, values};
 
 const OBS_DIM: usize = 5;
 const BATCH: usize = 3;
@@ -61,20 +61,9 @@ fn actions() -> [(&'static str, ActionDist); 3] {
     ]
 }
 
+/// [`small_config`] with two layers (GRU included).
 fn small(kind: PolicyKind) -> PolicyConfig {
-    PolicyConfig::preset(kind)
-        .with("d_model", 16)
-        .unwrap()
-        .with("n_heads", 2)
-        .unwrap()
-        .with("n_layers", 2)
-        .unwrap()
-        .with("d_ff", 32)
-        .unwrap()
-        .with("span", 4)
-        .unwrap()
-        .with("hidden", 16)
-        .unwrap()
+    small_config(kind).with("n_layers", 2).unwrap()
 }
 
 /// Every case: a name, a config, an action space.

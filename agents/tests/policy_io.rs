@@ -4,10 +4,13 @@
 use std::path::PathBuf;
 
 use agents::{
-    ActionDist, ActorCritic, Policy, PolicyConfig, PolicyError, PolicyKind, load_policy,
-    load_policy_weights, read_policy_header, save_policy, save_policy_for,
+    ActionDist, ActorCritic, Policy, PolicyError, PolicyKind, load_policy, load_policy_weights,
+    read_policy_header, save_policy, save_policy_for,
 };
 use burn::prelude::*;
+
+mod common;
+use common::small_config;
 
 const OBS_DIM: usize = 5;
 const NUM_ACTIONS: usize = 3;
@@ -52,20 +55,6 @@ fn outputs(policy: &Policy, device: &Device) -> Vec<f32> {
         out.extend(values.into_data().try_into_vec::<f32>().unwrap());
     }
     out
-}
-
-fn small_config(kind: PolicyKind) -> PolicyConfig {
-    PolicyConfig::preset(kind)
-        .with("d_model", 16)
-        .unwrap()
-        .with("n_heads", 2)
-        .unwrap()
-        .with("d_ff", 32)
-        .unwrap()
-        .with("span", 4)
-        .unwrap()
-        .with("hidden", 16)
-        .unwrap()
 }
 
 #[test]

@@ -7,11 +7,13 @@ use agents::ActorCritic;
 use agents::memory::Memory;
 use agents::{Transformer, TransformerConfig};
 use burn::module::Module;
-use burn::optim::GradientsParams;
 use burn::prelude::*;
 
 mod common;
-use common::{CollectGrads, Randomize, assert_close, noise, run_steps, starts, tensor, values};
+use common::{
+    Outcome, Randomize, assert_close, assert_fused_steps_match, assert_same_on_any_thread_count,
+    noise, run_steps, starts, tensor, trunk_pass, values, warmed_up,
+};
 
 const OBS: usize = 5;
 const ACTIONS: usize = 3;
@@ -41,25 +43,6 @@ fn tag((layers, gating): Variant) -> String {
     )
 }
 
-/// A cache after `steps` real steps (one env has a start in the middle, so part of its window
-/// is from an earlier episode).
-fn warmed_up(policy: &Transformer, b: usize, steps: usize, device: &Device) -> Memory {
-    let mut memory = policy.init_memory(b, device);
-    for t in 0..steps {
-        let obs = tensor(noise(b * OBS, 100 + t as u64), [b, OBS], device);
-        let mut s = vec![0.0; b];
-        if t == steps - 2 {
-            s[1] = 1.0;
-        }
-        let (_, _, m) = policy.step(obs, tensor(s, [b], device), memory);
-        memory = m;
-    }
-    memory.detach()
-}
-
-/// What one pass gives: logits, values, every parameter's gradient, the cache's gradients.
-type Outcome = (Vec<f32>, Vec<f32>, Vec<Vec<f32>>, Vec<Vec<f32>>);
-
 /// Logits, values, every parameter's gradient and the starting cache's gradient (every key
 /// and value tensor) of `loss = Σ logits·u + Σ values·w`, by the fused or the reference trunk.
 fn run(
@@ -69,36 +52,8 @@ fn run(
     memory: &Memory,
     fused: bool,
 ) -> Outcome {
-    let device = obs.device();
-    let mut memory = memory.clone();
     let n_cache = memory.tensors.len() - 1;
-    for c in &mut memory.tensors[..n_cache] {
-        *c = c.clone().require_grad();
-    }
-    let cache: Vec<Tensor<3>> = memory.tensors[..n_cache].to_vec();
-    let [b, t, _] = obs.dims();
-    let x = policy.embed.forward(obs.clone());
-    let top = if fused {
-        policy.trunk_fused(x, starts.clone(), memory)
-    } else {
-        policy.trunk_reference(x, starts.clone(), memory)
-    };
-    let (logits, value) = policy.heads.forward_sequence(top); // [B, T, A], [B, T]
-    let u = tensor(noise(b * t * ACTIONS, 5), [b, t, ACTIONS], &device);
-    let w = tensor(noise(b * t, 6), [b, t], &device);
-    let loss = (logits.clone() * u).sum() + (value.clone() * w).sum();
-    let mut grads = loss.backward();
-    let dcache = cache
-        .iter()
-        .map(|c| values(c.grad(&grads).expect("the cache gets a gradient")))
-        .collect();
-    let grads = GradientsParams::from_module(&mut grads, policy);
-    let mut visitor = CollectGrads {
-        grads: &grads,
-        out: Vec::new(),
-    };
-    policy.visit(&mut visitor);
-    (values(logits), values(value), visitor.out, dcache)
+    trunk_pass(policy, (obs, starts), memory, n_cache, ACTIONS, fused)
 }
 
 fn compare(what: &str, fused: &Outcome, reference: &Outcome) {
@@ -128,7 +83,7 @@ fn fused_trunk_matches_the_reference_with_gradients() {
     for variant in VARIANTS {
         let policy = policy(variant, &device);
         let b = 3;
-        let memory = warmed_up(&policy, b, 6, &device);
+        let memory = warmed_up(&policy, b, OBS, 6, &device);
         for (t, ones) in [
             (3 * SPAN + 5, vec![(0, 5), (1, 0), (2, 9), (2, 10)]),
             (2, vec![(2, 1)]),
@@ -150,36 +105,8 @@ fn fused_step_matches_the_reference_step() {
     for variant in VARIANTS {
         let reference = policy(variant, &ad);
         let fused = reference.valid();
-        let plain = Device::flex();
-        let b = 5;
-        let mut m_ref = reference.init_memory(b, &ad);
-        let mut m_fused = fused.init_memory(b, &plain);
-        for t in 0..11 {
-            let o = noise(b * OBS, 40 + t);
-            let mut s = vec![0.0f32; b];
-            if t == 0 || t == 6 {
-                s[2] = 1.0;
-            }
-            let (l1, v1, m1) = reference.step(
-                tensor(o.clone(), [b, OBS], &ad),
-                tensor(s.clone(), [b], &ad),
-                m_ref,
-            );
-            let (l2, v2, m2) =
-                fused.step(tensor(o, [b, OBS], &plain), tensor(s, [b], &plain), m_fused);
-            let what = format!("{}, step {t}", tag(variant));
-            assert_close(&format!("{what}: logits"), &values(l2), &values(l1));
-            assert_close(&format!("{what}: values"), &values(v2), &values(v1));
-            assert_eq!(m1.shapes(), m2.shapes());
-            for (i, (a, b)) in m2.tensors.iter().zip(&m1.tensors).enumerate() {
-                assert_close(
-                    &format!("{what}: memory tensor {i}"),
-                    &values(a.clone()),
-                    &values(b.clone()),
-                );
-            }
-            (m_ref, m_fused) = (m1, m2);
-        }
+        let what = format!("{}, ", tag(variant));
+        assert_fused_steps_match(&what, (&reference, &fused), (5, OBS, 11), &[0, 6]);
     }
 }
 
@@ -191,7 +118,7 @@ fn fused_steps_match_the_fused_sequence() {
     for variant in VARIANTS {
         let policy = policy(variant, &device);
         let (b, t) = (4, 2 * SPAN + 3);
-        let memory = warmed_up(&policy, b, 5, &device);
+        let memory = warmed_up(&policy, b, OBS, 5, &device);
         let obs = tensor(noise(b * t * OBS, 21), [b, t, OBS], &device);
         let starts = starts(b, t, &[(0, 0), (2, 4), (3, 7)], &device);
         let (logits, values_seq) =
@@ -206,23 +133,10 @@ fn fused_steps_match_the_fused_sequence() {
 /// outputs and gradients, bitwise, with one and with two threads.
 #[test]
 fn fused_gradients_do_not_depend_on_the_thread_count() {
-    let device = Device::flex().autodiff();
     for variant in [VARIANTS[0], VARIANTS[1]] {
-        let policy = policy(variant, &device);
-        let (b, t) = (19, 9);
-        let memory = warmed_up(&policy, b, 3, &device);
-        let obs = tensor(noise(b * t * OBS, 3), [b, t, OBS], &device);
-        let starts = starts(b, t, &[(4, 2), (17, 0)], &device);
-        let with = |threads: usize| {
-            rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap()
-                .install(|| run(&policy, &obs, &starts, &memory, true))
-        };
-        let (one, two) = (with(1), with(2));
-        assert_eq!(one.0, two.0);
-        assert_eq!(one.2, two.2);
-        assert_eq!(one.3, two.3);
+        let policy = policy(variant, &Device::flex().autodiff());
+        assert_same_on_any_thread_count(&policy, OBS, |obs, starts, memory| {
+            run(&policy, obs, starts, memory, true)
+        });
     }
 }

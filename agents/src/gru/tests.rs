@@ -2,38 +2,20 @@
 //! parameter and of the initial hidden state, stepping against the sequence forward, and
 //! bitwise determinism across rayon pool sizes.
 
-use burn::module::Param;
 use burn::nn::Linear;
 use burn::tensor::Gradients;
-use rand::{RngExt, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use super::*;
+use crate::test_support::{
+    assert_close, assert_each_close_and_nonzero, host, in_pool, random_tensor, randomize,
+};
 
 const OBS_DIM: usize = 5;
 const NUM_ACTIONS: usize = 3;
 const D: usize = 8;
 const T: usize = 13;
-
-fn random_vec(n: usize, scale: f32, rng: &mut ChaCha8Rng) -> Vec<f32> {
-    (0..n).map(|_| rng.random_range(-scale..scale)).collect()
-}
-
-fn random_tensor<const R: usize>(
-    shape: [usize; R],
-    scale: f32,
-    rng: &mut ChaCha8Rng,
-    device: &Device,
-) -> Tensor<R> {
-    let n = shape.iter().product();
-    Tensor::from_data(TensorData::new(random_vec(n, scale, rng), shape), device)
-}
-
-fn randomize(linear: &mut Linear, scale: f32, rng: &mut ChaCha8Rng, device: &Device) {
-    let [d_in, d_out] = linear.weight.dims();
-    linear.weight = Param::from_tensor(random_tensor([d_in, d_out], scale, rng, device));
-    linear.bias = Some(Param::from_tensor(random_tensor([d_out], 0.5, rng, device)));
-}
 
 /// A policy whose every weight and bias is random (non-zero biases included).
 fn random_policy(
@@ -84,25 +66,6 @@ fn param_grads(policy: &GruPolicy, grads: &Gradients) -> Vec<(String, Vec<f32>)>
         ));
     }
     out
-}
-
-fn host<const R: usize>(t: Tensor<R>) -> Vec<f32> {
-    t.into_data().try_into_vec::<f32>().unwrap()
-}
-
-/// `max|a − b| ≤ tol · max(1, max|b|)`.
-fn assert_close(what: &str, a: &[f32], b: &[f32], tol: f32) {
-    assert_eq!(a.len(), b.len(), "{what}: lengths");
-    let diff = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max);
-    let scale = b.iter().map(|y| y.abs()).fold(1.0, f32::max);
-    assert!(
-        diff <= tol * scale,
-        "{what}: max |fused − reference| = {diff} (scale {scale})"
-    );
 }
 
 /// `[B, T]` episode starts: row 0 at t = 0 and in the middle, row 1 in the middle, the others
@@ -169,13 +132,11 @@ fn sequence_matches_reference(b: usize, n_layers: usize, seed: u64) {
         "{case}: h0 reaches the loss"
     );
     assert_eq!(grads.len(), 2 + 4 * n_layers + 4);
-    for ((name, g), (_, g_ref)) in grads.iter().zip(&grads_ref) {
-        assert!(
-            g_ref.iter().any(|&v| v != 0.0),
-            "{case}: {name} reaches the loss"
-        );
-        assert_close(&format!("{case}: d {name}"), g, g_ref, 1e-4);
-    }
+    let pairs = grads.iter().zip(&grads_ref);
+    assert_each_close_and_nonzero(
+        &case,
+        pairs.map(|((name, g), (_, g_ref))| (format!("d {name}"), &g[..], &g_ref[..])),
+    );
 }
 
 #[test]
@@ -324,21 +285,11 @@ fn the_kernel_is_bitwise_the_same_for_any_number_of_threads() {
     // Sequences (blocks of `ROWS_PER_BLOCK` rows) and single steps (larger blocks), each with
     // a last block that is not full.
     for (b, t) in [(2 * kernels::ROWS_PER_BLOCK + 1, T), (70, 1)] {
-        let in_pool = |threads: usize| {
-            rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap()
-                .install(|| kernel_run(b, t, 2, 50))
-        };
-        let one = in_pool(1);
-        let two = in_pool(2);
+        let with = |threads| in_pool(threads, || kernel_run(b, t, 2, 50));
+        let one = with(1);
+        let two = with(2);
         assert_eq!(one, two, "batch {b}, {t} step(s)");
-        assert_eq!(
-            one,
-            in_pool(2),
-            "batch {b}, {t} step(s): the same across runs"
-        );
+        assert_eq!(one, with(2), "batch {b}, {t} step(s): the same across runs");
         assert!(one[3].iter().all(|v| v.is_finite()) && one[3].iter().any(|&v| v != 0.0));
     }
 }

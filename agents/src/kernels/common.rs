@@ -1,5 +1,9 @@
-//! Numeric pieces shared by the fused kernels: LayerNorm forward and backward, dot products,
-//! and the parameters' storage as the kernels read it.
+//! Numeric pieces shared by the fused kernels: LayerNorm forward and backward (and the rows a
+//! LayerNorm saves for its backward), dot products, and the parameters' storage as the
+//! kernels read it.
+
+use super::linalg::{Transposed, gemm, gemm_t};
+use super::pool;
 
 /// LayerNorm's epsilon (burn's default, which every norm of the policy uses).
 pub(crate) const LN_EPS: f32 = 1e-5;
@@ -49,6 +53,66 @@ pub(crate) fn layer_norm(
         for i in 0..d {
             hr[i] = (xr[i] - mean) * s;
             or[i] = hr[i] * g[i] + b[i];
+        }
+    }
+}
+
+/// What a LayerNorm over many rows of width `d` saves for its backward, in pooled buffers:
+/// the normalised rows `hat [rows, d]`, the outputs `out = hat·g + b` `[rows, d]` and each
+/// row's `1/σ` `[rows]`.
+#[derive(Debug, Default)]
+pub(crate) struct NormRows {
+    pub(crate) hat: Vec<f32>,
+    pub(crate) out: Vec<f32>,
+    pub(crate) rstd: Vec<f32>,
+    d: usize,
+}
+
+impl NormRows {
+    /// Buffers for `rows` rows of width `d`, from `alloc` ([`pool::zeros`] or
+    /// [`pool::scratch`]).
+    pub(crate) fn new(rows: usize, d: usize, alloc: fn(usize) -> Vec<f32>) -> Self {
+        Self {
+            hat: alloc(rows * d),
+            out: alloc(rows * d),
+            rstd: alloc(rows),
+            d,
+        }
+    }
+
+    /// LayerNorm of the rows `x` into rows `o..` of these buffers, with the gain and bias side
+    /// by side at `ln` in the flat layout (gain `[d]`, then bias `[d]`).
+    pub(crate) fn forward(&mut self, p: &Params, ln: usize, x: &[f32], o: usize) {
+        let d = self.d;
+        let n = x.len() / d;
+        layer_norm(
+            x,
+            p.get(ln, d),
+            p.get(ln + d, d),
+            &mut self.hat[o * d..(o + n) * d],
+            &mut self.out[o * d..(o + n) * d],
+            &mut self.rstd[o..o + n],
+        );
+    }
+
+    /// The outputs from row `o` on (the left operand of a product over rows `o..`).
+    pub(crate) fn out_from(&self, o: usize) -> &[f32] {
+        &self.out[o * self.d..]
+    }
+
+    /// `(hat, rstd)` of rows `o..o + n`: what [`layer_norm_back_at`] reads.
+    pub(crate) fn saved(&self, o: usize, n: usize) -> (&[f32], &[f32]) {
+        (
+            &self.hat[o * self.d..(o + n) * self.d],
+            &self.rstd[o..o + n],
+        )
+    }
+}
+
+impl Drop for NormRows {
+    fn drop(&mut self) {
+        for v in [&mut self.hat, &mut self.out, &mut self.rstd] {
+            pool::recycle(std::mem::take(v));
         }
     }
 }
@@ -183,4 +247,141 @@ pub(crate) fn rows_of(bias: &[f32], rows: usize) -> Vec<f32> {
         m.extend_from_slice(bias);
     }
     m
+}
+
+/// Offsets of a pre-LN feed-forward block's parameters in a flat layout:
+/// `y = relu(LN(x)·W1 + b1)·W2 + b2`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FeedForwardAt {
+    /// The LayerNorm: gain `[d]`, then bias `[d]`.
+    pub(crate) ln: usize,
+    /// `W1 [d, F]`.
+    pub(crate) w1: usize,
+    /// `b1 [F]`.
+    pub(crate) b1: usize,
+    /// `W2 [F, d]`.
+    pub(crate) w2: usize,
+    /// `b2 [d]`.
+    pub(crate) b2: usize,
+}
+
+impl FeedForwardAt {
+    /// The next offsets `take` hands out, in the policy's order: `norm_ff.gamma, norm_ff.beta,
+    /// ff.hidden.weight, ff.hidden.bias, ff.output.weight, ff.output.bias`.
+    pub(crate) fn take(take: &mut impl FnMut(usize) -> usize, d: usize, ff: usize) -> Self {
+        Self {
+            ln: take(2 * d),
+            w1: take(d * ff),
+            b1: take(ff),
+            w2: take(ff * d),
+            b2: take(d),
+        }
+    }
+
+    /// The hidden units `hid = relu(LN(x)·W1 + b1)` `[n, F]` of the rows `x` `[n, d]`, the
+    /// LayerNorm saved at rows `o..` of `norm`.
+    pub(crate) fn hidden(
+        &self,
+        p: &Params,
+        (n, d, ff): (usize, usize, usize),
+        x: &[f32],
+        (norm, o): (&mut NormRows, usize),
+        hid: &mut [f32],
+    ) {
+        norm.forward(p, self.ln, x, o);
+        fill_rows(hid, p.get(self.b1, ff));
+        gemm(n, d, ff, norm.out_from(o), p.get(self.w1, d * ff), 1.0, hid);
+        for v in hid.iter_mut() {
+            *v = v.max(0.0);
+        }
+    }
+
+    /// The output `out = base + b2 + hid·W2` `[n, d]` of the hidden units `hid` `[n, F]`;
+    /// `base` is the residual stream `[n, d]`, or nothing.
+    pub(crate) fn output(
+        &self,
+        p: &Params,
+        (n, d, ff): (usize, usize, usize),
+        hid: &[f32],
+        base: Option<&[f32]>,
+        out: &mut [f32],
+    ) {
+        let b2 = p.get(self.b2, d);
+        match base {
+            Some(x) => {
+                for (r, row) in out.chunks_exact_mut(d).enumerate() {
+                    for i in 0..d {
+                        row[i] = x[r * d + i] + b2[i];
+                    }
+                }
+            }
+            None => fill_rows(out, b2),
+        }
+        gemm(n, ff, d, hid, p.get(self.w2, ff * d), 1.0, out);
+    }
+
+    /// The block backwards from the gradient `dy` `[n, d]` of its output to its input: the
+    /// gradient of the hidden units before the ReLU into `dh` `[n, F]` (`hid`: the units
+    /// after it), the LayerNorm's output gradient into `dln` `[n, d]`, its input gradient
+    /// added to `dx` and its gain's and bias's to `gp` (the products' weights and biases:
+    /// [`Self::weight_grads`]).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn back(
+        &self,
+        (p, gp): (&Params, &mut [f32]),
+        (n, d, ff): (usize, usize, usize),
+        dy: &[f32],
+        (hid, norm, o): (&[f32], &NormRows, usize),
+        dh: &mut [f32],
+        dln: &mut [f32],
+        dx: &mut [f32],
+    ) {
+        gemm_t(
+            Transposed::B,
+            (n, d, ff),
+            dy,
+            p.get(self.w2, ff * d),
+            0.0,
+            dh,
+        );
+        for (g, h) in dh.iter_mut().zip(hid) {
+            if *h <= 0.0 {
+                *g = 0.0;
+            }
+        }
+        gemm_t(
+            Transposed::B,
+            (n, ff, d),
+            dh,
+            p.get(self.w1, d * ff),
+            0.0,
+            dln,
+        );
+        layer_norm_back_at(p, gp, (self.ln, d), dln, norm.saved(o, n), dx);
+    }
+
+    /// Adds the gradients of `W1, b1, W2, b2` to `gp`, from `n` rows of the LayerNorm's output
+    /// `ln_out`, the hidden units' gradient before the ReLU `dh` and after it `hid`, and the
+    /// output's gradient `dy`.
+    pub(crate) fn weight_grads(
+        &self,
+        gp: &mut [f32],
+        (n, d, ff): (usize, usize, usize),
+        (ln_out, dh): (&[f32], &[f32]),
+        (hid, dy): (&[f32], &[f32]),
+    ) {
+        let w1 = &mut gp[self.w1..self.w1 + d * ff];
+        gemm_t(Transposed::A, (d, n, ff), ln_out, dh, 1.0, w1);
+        column_sums_into(&mut gp[self.b1..self.b1 + ff], &dh[..n * ff]);
+        let w2 = &mut gp[self.w2..self.w2 + ff * d];
+        gemm_t(Transposed::A, (ff, n, d), hid, dy, 1.0, w2);
+        column_sums_into(&mut gp[self.b2..self.b2 + d], &dy[..n * d]);
+    }
+}
+
+/// Every row of the row-major matrix `m` (rows of `row.len()`) set to `row`.
+pub(crate) fn fill_rows(m: &mut [f32], row: &[f32]) {
+    for r in m.chunks_exact_mut(row.len()) {
+        r.copy_from_slice(row);
+    }
 }

@@ -22,8 +22,7 @@
 use rayon::prelude::*;
 
 use super::common::{
-    Offsets, Params, add_into, axpy, column_sums_into, dot, layer_norm, layer_norm_back_at,
-    row_blocks,
+    FeedForwardAt, NormRows, Offsets, Params, add_into, axpy, dot, layer_norm_back_at, row_blocks,
 };
 use super::glue::FusedOp;
 use super::linalg::{Transposed, gemm, gemm_t};
@@ -62,18 +61,14 @@ struct GateAt {
 /// Offsets of one layer's parameters in the flat parameter vector.
 #[derive(Debug, Clone, Copy)]
 struct LayerAt {
-    ln_a_g: usize,
-    ln_a_b: usize,
+    /// The attention's LayerNorm: gain `[d]`, then bias `[d]`.
+    ln_a: usize,
     wq: usize,
     wkv: usize,
     wo: usize,
     bias: usize,
-    ln_f_g: usize,
-    ln_f_b: usize,
-    w1: usize,
-    b1: usize,
-    w2: usize,
-    b2: usize,
+    /// The feed-forward block.
+    ff: FeedForwardAt,
     gate_attn: Option<GateAt>,
     gate_ff: Option<GateAt>,
 }
@@ -100,18 +95,12 @@ impl Layout {
         let layers = (0..dims.layers)
             .map(|_| {
                 let mut layer = LayerAt {
-                    ln_a_g: take(d),
-                    ln_a_b: take(d),
+                    ln_a: take(2 * d),
                     wq: take(d * d),
                     wkv: take(d * 2 * d),
                     wo: take(d * d),
                     bias: take(dims.heads * (dims.span + 1)),
-                    ln_f_g: take(d),
-                    ln_f_b: take(d),
-                    w1: take(d * f),
-                    b1: take(f),
-                    w2: take(f * d),
-                    b2: take(d),
+                    ff: FeedForwardAt::take(&mut take, d, f),
                     gate_attn: None,
                     gate_ff: None,
                 };
@@ -196,9 +185,7 @@ pub(crate) struct Trace {
     steps: usize,
     /// Layer inputs `x^0..x^L` (`x^L`: the output), `[L+1][n][d]`.
     xs: Vec<f32>,
-    a_hat: Vec<f32>,
-    a_out: Vec<f32>,
-    a_rstd: Vec<f32>,
+    a: NormRows,
     q: Vec<f32>,
     /// Keys and values of the chunk's steps, `[L][n][2d]` (the prefix's are read from the
     /// cache).
@@ -208,9 +195,7 @@ pub(crate) struct Trace {
     att: Vec<f32>,
     /// The stream after the attention sublayer, `[L][n][d]`.
     xp: Vec<f32>,
-    f_hat: Vec<f32>,
-    f_out: Vec<f32>,
-    f_rstd: Vec<f32>,
+    f: NormRows,
     /// Feed-forward hidden units after the ReLU, `[L][n][F]`.
     hid: Vec<f32>,
     /// With gating: the sublayers' outputs before the ReLU, `[L][2][n][d]` (attention, then
@@ -225,17 +210,11 @@ impl Drop for Trace {
     fn drop(&mut self) {
         for v in [
             &mut self.xs,
-            &mut self.a_hat,
-            &mut self.a_out,
-            &mut self.a_rstd,
             &mut self.q,
             &mut self.kv,
             &mut self.p,
             &mut self.att,
             &mut self.xp,
-            &mut self.f_hat,
-            &mut self.f_out,
-            &mut self.f_rstd,
             &mut self.hid,
             &mut self.sub,
             &mut self.gates,
@@ -264,17 +243,13 @@ impl Trace {
             rows,
             steps,
             xs: pool::scratch((layers + 1) * n * d),
-            a_hat: per_layer(d),
-            a_out: per_layer(d),
-            a_rstd: per_layer(1),
+            a: NormRows::new(layers * n, d, pool::scratch),
             q: per_layer(d),
             kv: per_layer(2 * d),
             p: per_layer(heads * slots),
             att: per_layer(d),
             xp: per_layer(d),
-            f_hat: per_layer(d),
-            f_out: per_layer(d),
-            f_rstd: per_layer(1),
+            f: NormRows::new(layers * n, d, pool::scratch),
             hid: per_layer(ff),
             sub: if gating { per_layer(2 * d) } else { Vec::new() },
             gates: if gating { per_layer(6 * d) } else { Vec::new() },
@@ -494,15 +469,8 @@ fn layer_forward(cx: &Ctx, tr: &mut Trace, valid0: &[f32], prefix: Prefix, l: us
     let Sizes { d, ff, n, .. } = cx.sz;
     let (p, la) = (cx.p, cx.at.layers[l]);
     let o = l * n;
-    layer_norm(
-        &tr.xs[o * d..(o + n) * d],
-        p.get(la.ln_a_g, d),
-        p.get(la.ln_a_b, d),
-        &mut tr.a_hat[o * d..(o + n) * d],
-        &mut tr.a_out[o * d..(o + n) * d],
-        &mut tr.a_rstd[o..o + n],
-    );
-    let a_out = &tr.a_out[o * d..(o + n) * d];
+    tr.a.forward(p, la.ln_a, &tr.xs[o * d..(o + n) * d], o);
+    let a_out = &tr.a.out[o * d..(o + n) * d];
     gemm(n, d, d, a_out, p.get(la.wq, d * d), 0.0, &mut tr.q[o * d..]);
     gemm(
         n,
@@ -538,36 +506,13 @@ fn layer_forward(cx: &Ctx, tr: &mut Trace, valid0: &[f32], prefix: Prefix, l: us
         }
     }
     let xp = &tr.xp[o * d..(o + n) * d];
-    layer_norm(
-        xp,
-        p.get(la.ln_f_g, d),
-        p.get(la.ln_f_b, d),
-        &mut tr.f_hat[o * d..(o + n) * d],
-        &mut tr.f_out[o * d..(o + n) * d],
-        &mut tr.f_rstd[o..o + n],
-    );
     let hid = &mut tr.hid[o * ff..(o + n) * ff];
-    for row in hid.chunks_exact_mut(ff) {
-        row.copy_from_slice(p.get(la.b1, ff));
-    }
-    gemm(n, d, ff, &tr.f_out[o * d..], p.get(la.w1, d * ff), 1.0, hid);
-    relu_in_place(hid);
-    let b2 = p.get(la.b2, d);
+    la.ff.hidden(p, (n, d, ff), xp, (&mut tr.f, o), hid);
     match la.gate_ff {
-        None => {
-            for (r, row) in x_next.chunks_exact_mut(d).enumerate() {
-                for i in 0..d {
-                    row[i] = xp[r * d + i] + b2[i];
-                }
-            }
-            gemm(n, ff, d, hid, p.get(la.w2, ff * d), 1.0, x_next);
-        }
+        None => la.ff.output(p, (n, d, ff), hid, Some(xp), x_next),
         Some(g) => {
             let y = &mut tr.sub[(2 * o + n) * d..(2 * o + 2 * n) * d];
-            for row in y.chunks_exact_mut(d) {
-                row.copy_from_slice(b2);
-            }
-            gemm(n, ff, d, hid, p.get(la.w2, ff * d), 1.0, y);
+            la.ff.output(p, (n, d, ff), hid, None, y);
             let rzh = &mut tr.gates[(6 * o + 3 * n) * d..(6 * o + 6 * n) * d];
             gate_forward(p, g, d, (xp, y), rzh, x_next);
         }
@@ -752,56 +697,20 @@ fn layer_backward(
         }
     }
     let hid = &tr.hid[o * ff..(o + n) * ff];
-    gemm_t(
-        Transposed::A,
-        (ff, n, d),
-        hid,
-        &dsub,
-        1.0,
-        &mut gp[la.w2..la.w2 + ff * d],
-    );
-    column_sums_into(&mut gp[la.b2..la.b2 + d], &dsub);
     let mut dh = pool::zeros(n * ff);
-    gemm_t(
-        Transposed::B,
+    let mut dln = pool::zeros(n * d);
+    la.ff.back(
+        (p, &mut *gp),
         (n, d, ff),
         &dsub,
-        p.get(la.w2, ff * d),
-        0.0,
+        (hid, &tr.f, o),
         &mut dh,
-    );
-    for (g, h) in dh.iter_mut().zip(hid) {
-        if *h <= 0.0 {
-            *g = 0.0;
-        }
-    }
-    gemm_t(
-        Transposed::A,
-        (d, n, ff),
-        &tr.f_out[o * d..],
-        &dh,
-        1.0,
-        &mut gp[la.w1..la.w1 + d * ff],
-    );
-    column_sums_into(&mut gp[la.b1..la.b1 + ff], &dh);
-    let mut dln = pool::zeros(n * d);
-    gemm_t(
-        Transposed::B,
-        (n, ff, d),
-        &dh,
-        p.get(la.w1, d * ff),
-        0.0,
         &mut dln,
-    );
-    pool::recycle(dh);
-    layer_norm_back_at(
-        p,
-        gp,
-        (la.ln_f_g, d),
-        &dln,
-        (&tr.f_hat[o * d..(o + n) * d], &tr.f_rstd[o..o + n]),
         &mut dxp,
     );
+    la.ff
+        .weight_grads(gp, (n, d, ff), (tr.f.out_from(o), &dh), (hid, &dsub));
+    pool::recycle(dh);
     // The attention sublayer.
     match la.gate_attn {
         None => {
@@ -843,7 +752,7 @@ fn layer_backward(
         &mut gp[la.bias..],
     );
     // Queries, keys and values back to the normalised input.
-    let a_out = &tr.a_out[o * d..(o + n) * d];
+    let a_out = &tr.a.out[o * d..(o + n) * d];
     gemm_t(
         Transposed::A,
         (d, n, d),
@@ -876,14 +785,7 @@ fn layer_backward(
         1.0,
         &mut dln,
     );
-    layer_norm_back_at(
-        p,
-        gp,
-        (la.ln_a_g, d),
-        &dln,
-        (&tr.a_hat[o * d..(o + n) * d], &tr.a_rstd[o..o + n]),
-        dx,
-    );
+    layer_norm_back_at(p, gp, (la.ln_a, d), &dln, tr.a.saved(o, n), dx);
     for v in [dxp, dsub, dln, datt, dq, dkv] {
         pool::recycle(v);
     }

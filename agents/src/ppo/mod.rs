@@ -31,9 +31,10 @@ pub use update::{UpdatePlan, UpdateStats, ppo_update, ppo_update_with};
 
 use burn::optim::ModuleOptimizer;
 
-use crate::learner::{Learner, LearnerStats, UpdateInput, adam_with_eps};
+use crate::learner::{
+    Learner, LearnerSettings, LearnerStats, UpdateInput, adam_with_eps, learner_settings,
+};
 use crate::policy::Policy;
-use crate::rollout::RolloutSettings;
 
 /// Errors of the PPO machinery: the learners' errors ([`crate::learner::LearnerError`]).
 pub type PpoError = crate::learner::LearnerError;
@@ -74,30 +75,8 @@ impl Learner for PpoLearner {
         self.cfg.validate()
     }
 
-    fn seq_len(&self) -> Option<usize> {
-        self.cfg.seq_len
-    }
-
-    fn num_minibatches(&self) -> usize {
-        self.cfg.num_minibatches
-    }
-
-    fn rollout_settings(&self) -> RolloutSettings {
-        RolloutSettings {
-            gamma: self.cfg.gamma,
-            norm_reward: self.cfg.norm_reward,
-            reward_clip: self.cfg.reward_clip,
-            norm_obs: self.cfg.norm_obs,
-            obs_clip: self.cfg.obs_clip,
-        }
-    }
-
-    fn learning_rate_at(&self, update: usize, num_updates: usize) -> f64 {
-        self.cfg.learning_rate_at(update, num_updates)
-    }
-
-    fn optimizer(&self) -> ModuleOptimizer {
-        adam(&self.cfg)
+    fn settings(&self) -> LearnerSettings {
+        learner_settings!(self.cfg)
     }
 
     fn update(

@@ -68,6 +68,25 @@ pub struct RolloutBuffer {
     pub info_scalars: Vec<(&'static str, f64, u64)>,
 }
 
+/// The `[T, N_p, width]` (time-major) arrays `get` reads from each of `parts`, as one
+/// `[T, ΣN_p, width]` array: at every step the parts' envs side by side, part 0's first.
+fn interleave_envs<X: Copy>(
+    parts: &[RolloutBuffer],
+    t_len: usize,
+    width: usize,
+    get: &dyn Fn(&RolloutBuffer) -> &[X],
+) -> Vec<X> {
+    let n: usize = parts.iter().map(|p| p.num_envs).sum();
+    let mut out = Vec::with_capacity(t_len * n * width);
+    for t in 0..t_len {
+        for p in parts {
+            let row = p.num_envs * width;
+            out.extend_from_slice(&get(p)[t * row..(t + 1) * row]);
+        }
+    }
+    out
+}
+
 impl RolloutBuffer {
     /// An empty buffer for `num_steps` × `num_envs` transitions of actions from `dist`,
     /// starting from `memory0`.
@@ -159,25 +178,11 @@ impl RolloutBuffer {
             );
         }
         let n: usize = parts.iter().map(|p| p.num_envs).sum();
-        let time_major = |get: &dyn Fn(&RolloutBuffer) -> &[f32], width: usize| -> Vec<f32> {
-            let mut out = Vec::with_capacity(t_len * n * width);
-            for t in 0..t_len {
-                for p in parts {
-                    let row = p.num_envs * width;
-                    out.extend_from_slice(&get(p)[t * row..(t + 1) * row]);
-                }
-            }
-            out
+        let time_major = |get: &dyn Fn(&RolloutBuffer) -> &[f32], width| {
+            interleave_envs(parts, t_len, width, get)
         };
-        let bools = |get: &dyn Fn(&RolloutBuffer) -> &[bool], width: usize| -> Vec<bool> {
-            let mut out = Vec::with_capacity(t_len * n * width);
-            for t in 0..t_len {
-                for p in parts {
-                    let row = p.num_envs * width;
-                    out.extend_from_slice(&get(p)[t * row..(t + 1) * row]);
-                }
-            }
-            out
+        let bools = |get: &dyn Fn(&RolloutBuffer) -> &[bool], width| {
+            interleave_envs(parts, t_len, width, get)
         };
         let width = first.dist.action_width();
         let masks = match first.dist.mask_width() {

@@ -115,3 +115,170 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f32]) {
         "{what}: max |fused - reference| = {diff:e}, largest reference magnitude {scale:e}"
     );
 }
+
+/// A memory after `steps` real steps of `b` envs with `obs_dim` features (env 1 starts an
+/// episode two steps before the end, so part of its window is from an earlier episode).
+pub fn warmed_up<P: ActorCritic>(
+    policy: &P,
+    b: usize,
+    obs_dim: usize,
+    steps: usize,
+    device: &Device,
+) -> Memory {
+    let mut memory = policy.init_memory(b, device);
+    for t in 0..steps {
+        let obs = tensor(noise(b * obs_dim, 100 + t as u64), [b, obs_dim], device);
+        let mut s = vec![0.0; b];
+        if t == steps - 2 {
+            s[1] = 1.0;
+        }
+        let (_, _, m) = policy.step(obs, tensor(s, [b], device), memory);
+        memory = m;
+    }
+    memory.detach()
+}
+
+/// What one pass of [`trunk_pass`] gives: logits, values, every parameter's gradient and the
+/// gradients of the tracked memory tensors.
+pub type Outcome = (Vec<f32>, Vec<f32>, Vec<Vec<f32>>, Vec<Vec<f32>>);
+
+/// Logits, values, every parameter's gradient and the gradient of each of the first `tracked`
+/// tensors of `memory` of `loss = Σ logits·u + Σ values·w`, by the fused or the reference
+/// trunk of an attention policy with `actions` outputs.
+#[cfg(feature = "flex")]
+pub fn trunk_pass<P: agents::attention::AttentionTrunk>(
+    policy: &P,
+    (obs, starts): (&Tensor<3>, &Tensor<2>),
+    memory: &Memory,
+    tracked: usize,
+    actions: usize,
+    fused: bool,
+) -> Outcome {
+    let device = obs.device();
+    let mut memory = memory.clone();
+    for m in &mut memory.tensors[..tracked] {
+        *m = m.clone().require_grad();
+    }
+    let start: Vec<Tensor<3>> = memory.tensors[..tracked].to_vec();
+    let [b, t, _] = obs.dims();
+    let x = policy.embed().forward(obs.clone());
+    let top = if fused {
+        policy.trunk_fused(x, starts.clone(), memory)
+    } else {
+        policy.trunk_reference(x, starts.clone(), memory)
+    };
+    let (logits, value) = policy.heads().forward_sequence(top); // [B, T, A], [B, T]
+    let u = tensor(noise(b * t * actions, 5), [b, t, actions], &device);
+    let w = tensor(noise(b * t, 6), [b, t], &device);
+    let loss = (logits.clone() * u).sum() + (value.clone() * w).sum();
+    let mut grads = loss.backward();
+    let dmemory = start
+        .iter()
+        .map(|m| values(m.grad(&grads).expect("the starting memory gets a gradient")))
+        .collect();
+    let grads = GradientsParams::from_module(&mut grads, policy);
+    let mut visitor = CollectGrads {
+        grads: &grads,
+        out: Vec::new(),
+    };
+    policy.visit(&mut visitor);
+    (values(logits), values(value), visitor.out, dmemory)
+}
+
+/// The fused decoding step (plain flex, `fused`) against the reference step (the same weights
+/// under autodiff, `reference`) for `steps` steps of `b` envs from empty memories, env 2
+/// starting an episode at each step of `restarts`: logits, values and every memory tensor
+/// agree (messages start with `what`).
+pub fn assert_fused_steps_match<P: ActorCritic>(
+    what: &str,
+    (reference, fused): (&P, &P),
+    (b, obs_dim, steps): (usize, usize, u64),
+    restarts: &[u64],
+) {
+    let (ad, plain) = (Device::flex().autodiff(), Device::flex());
+    let mut m_ref = reference.init_memory(b, &ad);
+    let mut m_fused = fused.init_memory(b, &plain);
+    for t in 0..steps {
+        let o = noise(b * obs_dim, 40 + t);
+        let mut s = vec![0.0f32; b];
+        if restarts.contains(&t) {
+            s[2] = 1.0;
+        }
+        let (l1, v1, m1) = reference.step(
+            tensor(o.clone(), [b, obs_dim], &ad),
+            tensor(s.clone(), [b], &ad),
+            m_ref,
+        );
+        let (l2, v2, m2) = fused.step(
+            tensor(o, [b, obs_dim], &plain),
+            tensor(s, [b], &plain),
+            m_fused,
+        );
+        let what = format!("{what}step {t}");
+        assert_close(&format!("{what}: logits"), &values(l2), &values(l1));
+        assert_close(&format!("{what}: values"), &values(v2), &values(v1));
+        assert_eq!(m1.shapes(), m2.shapes());
+        for (i, (a, b)) in m2.tensors.iter().zip(&m1.tensors).enumerate() {
+            assert_close(
+                &format!("{what}: memory tensor {i}"),
+                &values(a.clone()),
+                &values(b.clone()),
+            );
+        }
+        (m_ref, m_fused) = (m1, m2);
+    }
+}
+
+/// The fused pass `run` over 19 envs × 9 steps from a warm memory of `policy`, with two
+/// episode starts, gives the same logits and gradients, bitwise, on one thread and on two.
+#[cfg(feature = "flex")]
+pub fn assert_same_on_any_thread_count<P: ActorCritic + Sync>(
+    policy: &P,
+    obs_dim: usize,
+    run: impl Fn(&Tensor<3>, &Tensor<2>, &Memory) -> Outcome + Sync,
+) {
+    let device = Device::flex().autodiff();
+    let (b, t) = (19, 9);
+    let memory = warmed_up(policy, b, obs_dim, 3, &device);
+    let obs = tensor(noise(b * t * obs_dim, 3), [b, t, obs_dim], &device);
+    let starts = starts(b, t, &[(4, 2), (17, 0)], &device);
+    let with = |threads| on_threads(threads, || run(&obs, &starts, &memory));
+    let (one, two) = (with(1), with(2));
+    assert_eq!(one.0, two.0);
+    assert_eq!(one.2, two.2);
+    assert_eq!(one.3, two.3);
+}
+
+/// `f` run on a rayon pool of `threads` threads.
+pub fn on_threads<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap()
+        .install(f)
+}
+
+/// `max |a − b|` over two equally long slices.
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+/// [`PolicyConfig::preset`] of `kind` at small sizes (width 16, 2 heads, feed-forward 32,
+/// span 4; hidden 16).
+pub fn small_config(kind: agents::PolicyKind) -> agents::PolicyConfig {
+    agents::PolicyConfig::preset(kind)
+        .with("d_model", 16)
+        .unwrap()
+        .with("n_heads", 2)
+        .unwrap()
+        .with("d_ff", 32)
+        .unwrap()
+        .with("span", 4)
+        .unwrap()
+        .with("hidden", 16)
+        .unwrap()
+}

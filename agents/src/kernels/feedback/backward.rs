@@ -154,8 +154,8 @@ fn memory_back(cx: &Ctx, tr: &Trace, gr: &mut Grads, t: usize, dm: &mut [f32]) {
             let i = (g * rows + r) * hist + span + t;
             dkv_rows[r * 2 * d..(r + 1) * 2 * d]
                 .copy_from_slice(&gr.kv_hist[i * 2 * d..(i + 1) * 2 * d]);
-            hat[r * d..(r + 1) * d].copy_from_slice(&tr.m_hat[i * d..(i + 1) * d]);
-            rstd[r] = tr.m_rstd[i];
+            hat[r * d..(r + 1) * d].copy_from_slice(&tr.m.hat[i * d..(i + 1) * d]);
+            rstd[r] = tr.m.rstd[i];
         }
         gemm_t(
             Transposed::B,
@@ -165,7 +165,7 @@ fn memory_back(cx: &Ctx, tr: &Trace, gr: &mut Grads, t: usize, dm: &mut [f32]) {
             0.0,
             &mut d_lnout,
         );
-        layer_norm_back_at(p, &mut gr.params, (ga.ln_g, d), &d_lnout, (&hat, &rstd), dm);
+        layer_norm_back_at(p, &mut gr.params, (ga.ln, d), &d_lnout, (&hat, &rstd), dm);
     }
 }
 
@@ -180,37 +180,18 @@ fn layer_backward(cx: &Ctx, tr: &Trace, gr: &mut Grads, (l, t): (usize, usize), 
     let dx = &mut dlow[l * rows * d..(l + 1) * rows * d];
     gr.y[o * d..(o + rows) * d].copy_from_slice(dy);
     // Feed-forward block.
-    let mut dhid = vec![0.0; rows * ff];
     let mut d_lnout = vec![0.0; rows * d];
-    gemm_t(
-        Transposed::B,
-        (rows, d, ff),
-        dy,
-        p.get(la.w2, ff * d),
-        0.0,
-        &mut dhid,
-    );
     let hid = &tr.hid[o * ff..(o + rows) * ff];
     let dh_pre = &mut gr.hpre[o * ff..(o + rows) * ff];
-    for i in 0..rows * ff {
-        dh_pre[i] = if hid[i] > 0.0 { dhid[i] } else { 0.0 };
-    }
-    gemm_t(
-        Transposed::B,
-        (rows, ff, d),
-        dh_pre,
-        p.get(la.w1, d * ff),
-        0.0,
-        &mut d_lnout,
-    );
     let dxp = &mut gr.xp[o * d..(o + rows) * d];
     dxp.copy_from_slice(dy);
-    layer_norm_back_at(
-        p,
-        &mut gr.params,
-        (la.ln_f_g, d),
-        &d_lnout,
-        (&tr.f_hat[o * d..(o + rows) * d], &tr.f_rstd[o..o + rows]),
+    la.ff.back(
+        (p, &mut gr.params),
+        (rows, d, ff),
+        dy,
+        (hid, &tr.f, o),
+        dh_pre,
+        &mut d_lnout,
         dxp,
     );
     add_into(dx, dxp);
@@ -317,9 +298,9 @@ fn query_slot_back(cx: &Ctx, tr: &Trace, gr: &mut Grads, (l, t): (usize, usize),
     layer_norm_back_at(
         p,
         &mut gr.params,
-        (la.ln_a_g, d),
+        (la.ln_a, d),
         &d_lnout,
-        (&tr.a_hat[o * d..(o + rows) * d], &tr.a_rstd[o..o + rows]),
+        tr.a.saved(o, rows),
         dx,
     );
     let dkvs = &gr.kv_self[o * 2 * d..(o + rows) * 2 * d];
@@ -338,9 +319,9 @@ fn query_slot_back(cx: &Ctx, tr: &Trace, gr: &mut Grads, (l, t): (usize, usize),
     layer_norm_back_at(
         p,
         &mut gr.params,
-        (ga.ln_g, d),
+        (ga.ln, d),
         &d_lnout,
-        (&tr.c_hat[o * d..(o + rows) * d], &tr.c_rstd[o..o + rows]),
+        tr.c.saved(o, rows),
         dx,
     );
 }
@@ -375,12 +356,9 @@ fn start_window_back(cx: &Ctx, tr: &Trace, gr: &mut Grads, want_m0: bool) -> Vec
             layer_norm_back_at(
                 p,
                 &mut gr.params,
-                (ga.ln_g, d),
+                (ga.ln, d),
                 &d_ln0,
-                (
-                    &tr.m_hat[h0 * d..(h0 + span) * d],
-                    &tr.m_rstd[h0..h0 + span],
-                ),
+                tr.m.saved(h0, span),
                 &mut dm0[r * span * d..(r + 1) * span * d],
             );
         }
@@ -406,7 +384,7 @@ fn weight_gradients(cx: &Ctx, tr: &Trace, gr: &mut Grads) {
         let la = cx.at.layers[l];
         let ga = cx.at.groups[cx.dims.group(l)];
         let o = cx.sz.lt(l, 0);
-        let (a_out, att, f_out) = (&tr.a_out[o * d..], &tr.att[o * d..], &tr.f_out[o * d..]);
+        let (a_out, att, f_out) = (tr.a.out_from(o), &tr.att[o * d..], tr.f.out_from(o));
         gemm_t(
             Transposed::A,
             (d, n, d),
@@ -423,32 +401,18 @@ fn weight_gradients(cx: &Ctx, tr: &Trace, gr: &mut Grads) {
             1.0,
             &mut gp[la.wo..la.wo + d * d],
         );
-        let w1 = &mut gp[la.w1..la.w1 + d * ff];
-        gemm_t(
-            Transposed::A,
-            (d, n, ff),
-            f_out,
-            &gr.hpre[o * ff..],
-            1.0,
-            w1,
+        la.ff.weight_grads(
+            gp,
+            (n, d, ff),
+            (f_out, &gr.hpre[o * ff..]),
+            (&tr.hid[o * ff..], &gr.y[o * d..]),
         );
-        column_sums_into(&mut gp[la.b1..la.b1 + ff], &gr.hpre[o * ff..(o + n) * ff]);
-        let w2 = &mut gp[la.w2..la.w2 + ff * d];
-        gemm_t(
-            Transposed::A,
-            (ff, n, d),
-            &tr.hid[o * ff..],
-            &gr.y[o * d..],
-            1.0,
-            w2,
-        );
-        column_sums_into(&mut gp[la.b2..la.b2 + d], &gr.y[o * d..(o + n) * d]);
         if !cx.dims.null_slot {
             let wkv = &mut gp[ga.wkv..ga.wkv + 2 * d * d];
             gemm_t(
                 Transposed::A,
                 (d, n, 2 * d),
-                &tr.c_out[o * d..],
+                tr.c.out_from(o),
                 &gr.kv_self[o * 2 * d..],
                 1.0,
                 wkv,
@@ -462,7 +426,7 @@ fn weight_gradients(cx: &Ctx, tr: &Trace, gr: &mut Grads) {
         gemm_t(
             Transposed::A,
             (d, rows * hist, 2 * d),
-            &tr.m_out[o * d..],
+            tr.m.out_from(o),
             &gr.kv_hist[o * 2 * d..],
             1.0,
             wkv,

@@ -3,7 +3,7 @@
 //! Everything the backward pass reads is kept in a [`Trace`].
 
 use super::layout::{Ctx, Dims, Layout, Sizes, mix_weights};
-use crate::kernels::common::{Params, axpy, dot, layer_norm};
+use crate::kernels::common::{NormRows, Params, axpy, dot, layer_norm};
 use crate::kernels::linalg::gemm;
 use crate::kernels::pool;
 
@@ -38,26 +38,18 @@ pub(crate) struct Trace {
     pub(super) steps: usize,
     /// Layer outputs `x^0..x^L`: `[L+1][T][rows][d]`.
     pub(super) xs: Vec<f32>,
-    pub(super) a_hat: Vec<f32>,
-    pub(super) a_out: Vec<f32>,
-    pub(super) a_rstd: Vec<f32>,
+    pub(super) a: NormRows,
     pub(super) q: Vec<f32>,
-    pub(super) c_hat: Vec<f32>,
-    pub(super) c_out: Vec<f32>,
-    pub(super) c_rstd: Vec<f32>,
+    pub(super) c: NormRows,
     pub(super) kv_self: Vec<f32>,
     /// Attention weights `[L][T][rows][H][τ+1]` (slot `τ`: the own input).
     pub(super) p: Vec<f32>,
     pub(super) att: Vec<f32>,
-    pub(super) f_hat: Vec<f32>,
-    pub(super) f_out: Vec<f32>,
-    pub(super) f_rstd: Vec<f32>,
+    pub(super) f: NormRows,
     /// Feed-forward hidden units after the ReLU, `[L][T][rows][F]`.
     pub(super) hid: Vec<f32>,
-    /// `LN(m)` of every memory vector: `[G][rows][τ+T][d]` (hat and output), rstd `[G][rows][τ+T]`.
-    pub(super) m_hat: Vec<f32>,
-    pub(super) m_out: Vec<f32>,
-    pub(super) m_rstd: Vec<f32>,
+    /// `LN(m)` of every memory vector: `[G][rows][τ+T]` rows.
+    pub(super) m: NormRows,
     pub(super) kv_hist: Vec<f32>,
     /// The first history index each row may attend to at each step, `[T][rows]`.
     pub(super) floor: Vec<usize>,
@@ -67,23 +59,11 @@ impl Drop for Trace {
     fn drop(&mut self) {
         for v in [
             &mut self.xs,
-            &mut self.a_hat,
-            &mut self.a_out,
-            &mut self.a_rstd,
             &mut self.q,
-            &mut self.c_hat,
-            &mut self.c_out,
-            &mut self.c_rstd,
             &mut self.kv_self,
             &mut self.p,
             &mut self.att,
-            &mut self.f_hat,
-            &mut self.f_out,
-            &mut self.f_rstd,
             &mut self.hid,
-            &mut self.m_hat,
-            &mut self.m_out,
-            &mut self.m_rstd,
             &mut self.kv_hist,
         ] {
             pool::recycle(std::mem::take(v));
@@ -119,23 +99,15 @@ impl Trace {
             rows,
             steps,
             xs: pool::zeros((layers + 1) * steps * rows * d),
-            a_hat: per_layer(d),
-            a_out: per_layer(d),
-            a_rstd: per_layer(1),
+            a: NormRows::new(layers * steps * rows, d, pool::zeros),
             q: per_layer(d),
-            c_hat: per_layer(d),
-            c_out: per_layer(d),
-            c_rstd: per_layer(1),
+            c: NormRows::new(layers * steps * rows, d, pool::zeros),
             kv_self: per_layer(2 * d),
             p: per_layer(heads * slots),
             att: per_layer(d),
-            f_hat: per_layer(d),
-            f_out: per_layer(d),
-            f_rstd: per_layer(1),
+            f: NormRows::new(layers * steps * rows, d, pool::zeros),
             hid: per_layer(ff),
-            m_hat: pool::zeros(groups * rows * hist * d),
-            m_out: pool::zeros(groups * rows * hist * d),
-            m_rstd: pool::zeros(groups * rows * hist),
+            m: NormRows::new(groups * rows * hist, d, pool::zeros),
             kv_hist: pool::zeros(groups * rows * hist * 2 * d),
             floor: vec![0; steps * rows],
         }
@@ -204,39 +176,22 @@ fn start_window(cx: &Ctx, window: &Window, tr: &mut Trace) {
         ..
     } = cx.sz;
     let p = cx.p;
-    let mut m_rows = vec![0.0; span * d];
-    let mut m_hat_rows = vec![0.0; span * d];
-    let mut m_out_rows = vec![0.0; span * d];
-    let mut m_rstd_rows = vec![0.0; span];
-    let mut kv_rows = vec![0.0; span * 2 * d];
     for g in 0..groups {
         let ga = cx.at.groups[g];
         for r in 0..rows {
             let h0 = (g * rows + r) * hist;
             match window {
                 Window::Vectors(m0) => {
-                    m_rows.copy_from_slice(&m0[r * span * d..(r + 1) * span * d]);
-                    layer_norm(
-                        &m_rows,
-                        p.get(ga.ln_g, d),
-                        p.get(ga.ln_b, d),
-                        &mut m_hat_rows,
-                        &mut m_out_rows,
-                        &mut m_rstd_rows,
-                    );
+                    tr.m.forward(p, ga.ln, &m0[r * span * d..(r + 1) * span * d], h0);
                     gemm(
                         span,
                         d,
                         2 * d,
-                        &m_out_rows,
+                        tr.m.out_from(h0),
                         p.get(ga.wkv, 2 * d * d),
                         0.0,
-                        &mut kv_rows,
+                        &mut tr.kv_hist[h0 * 2 * d..(h0 + span) * 2 * d],
                     );
-                    tr.m_hat[h0 * d..(h0 + span) * d].copy_from_slice(&m_hat_rows);
-                    tr.m_out[h0 * d..(h0 + span) * d].copy_from_slice(&m_out_rows);
-                    tr.m_rstd[h0..h0 + span].copy_from_slice(&m_rstd_rows);
-                    tr.kv_hist[h0 * 2 * d..(h0 + span) * 2 * d].copy_from_slice(&kv_rows);
                 }
                 Window::KeyValues(kv) => {
                     tr.kv_hist[h0 * 2 * d..(h0 + span) * 2 * d]
@@ -262,19 +217,12 @@ fn layer_forward(
     let ga = cx.at.groups[cx.dims.group(l)];
     let o = cx.sz.lt(l, t);
     let x = &tr.xs[o * d..(o + rows) * d];
-    layer_norm(
-        x,
-        p.get(la.ln_a_g, d),
-        p.get(la.ln_a_b, d),
-        &mut tr.a_hat[o * d..(o + rows) * d],
-        &mut tr.a_out[o * d..(o + rows) * d],
-        &mut tr.a_rstd[o..o + rows],
-    );
+    tr.a.forward(p, la.ln_a, x, o);
     gemm(
         rows,
         d,
         d,
-        &tr.a_out[o * d..],
+        tr.a.out_from(o),
         p.get(la.wq, d * d),
         0.0,
         &mut tr.q[o * d..],
@@ -286,19 +234,12 @@ fn layer_forward(
             row.copy_from_slice(null);
         }
     } else {
-        layer_norm(
-            x,
-            p.get(ga.ln_g, d),
-            p.get(ga.ln_b, d),
-            &mut tr.c_hat[o * d..(o + rows) * d],
-            &mut tr.c_out[o * d..(o + rows) * d],
-            &mut tr.c_rstd[o..o + rows],
-        );
+        tr.c.forward(p, ga.ln, x, o);
         gemm(
             rows,
             d,
             2 * d,
-            &tr.c_out[o * d..],
+            tr.c.out_from(o),
             p.get(ga.wkv, 2 * d * d),
             0.0,
             &mut tr.kv_self[o * 2 * d..],
@@ -389,37 +330,9 @@ fn feed_forward(cx: &Ctx, tr: &mut Trace, (l, t): (usize, usize), xp: &mut [f32]
     let x_next = &mut above[..rows * d];
     xp.copy_from_slice(x);
     gemm(rows, d, d, &tr.att[o * d..], p.get(la.wo, d * d), 1.0, xp);
-    layer_norm(
-        xp,
-        p.get(la.ln_f_g, d),
-        p.get(la.ln_f_b, d),
-        &mut tr.f_hat[o * d..(o + rows) * d],
-        &mut tr.f_out[o * d..(o + rows) * d],
-        &mut tr.f_rstd[o..o + rows],
-    );
     let hid = &mut tr.hid[o * ff..(o + rows) * ff];
-    for row in hid.chunks_exact_mut(ff) {
-        row.copy_from_slice(p.get(la.b1, ff));
-    }
-    gemm(
-        rows,
-        d,
-        ff,
-        &tr.f_out[o * d..],
-        p.get(la.w1, d * ff),
-        1.0,
-        hid,
-    );
-    for v in hid.iter_mut() {
-        *v = v.max(0.0);
-    }
-    let b2 = p.get(la.b2, d);
-    for (r, row) in x_next.chunks_exact_mut(d).enumerate() {
-        for i in 0..d {
-            row[i] = xp[r * d + i] + b2[i];
-        }
-    }
-    gemm(rows, ff, d, hid, p.get(la.w2, ff * d), 1.0, x_next);
+    la.ff.hidden(p, (rows, d, ff), xp, (&mut tr.f, o), hid);
+    la.ff.output(p, (rows, d, ff), hid, Some(xp), x_next);
 }
 
 /// The memory vector `m` of step `t` (the mix of the embedding and the layers' outputs) and
@@ -449,8 +362,8 @@ fn write_memory(cx: &Ctx, tr: &mut Trace, mix: &[f32], t: usize, m: &mut [f32]) 
         let ga = cx.at.groups[g];
         layer_norm(
             m,
-            p.get(ga.ln_g, d),
-            p.get(ga.ln_b, d),
+            p.get(ga.ln, d),
+            p.get(ga.ln + d, d),
             &mut m_hat_t,
             &mut m_out_t,
             &mut m_rstd_t,
@@ -466,9 +379,9 @@ fn write_memory(cx: &Ctx, tr: &mut Trace, mix: &[f32], t: usize, m: &mut [f32]) 
         );
         for r in 0..rows {
             let i = (g * rows + r) * hist + span + t;
-            tr.m_hat[i * d..(i + 1) * d].copy_from_slice(&m_hat_t[r * d..(r + 1) * d]);
-            tr.m_out[i * d..(i + 1) * d].copy_from_slice(&m_out_t[r * d..(r + 1) * d]);
-            tr.m_rstd[i] = m_rstd_t[r];
+            tr.m.hat[i * d..(i + 1) * d].copy_from_slice(&m_hat_t[r * d..(r + 1) * d]);
+            tr.m.out[i * d..(i + 1) * d].copy_from_slice(&m_out_t[r * d..(r + 1) * d]);
+            tr.m.rstd[i] = m_rstd_t[r];
             tr.kv_hist[i * 2 * d..(i + 1) * 2 * d]
                 .copy_from_slice(&kv_t[r * 2 * d..(r + 1) * 2 * d]);
         }

@@ -2,7 +2,7 @@
 //! parameter vector.
 
 use crate::feedback_options::MemoryMix;
-use crate::kernels::common::{Offsets, Params, softmax_in_place};
+use crate::kernels::common::{FeedForwardAt, Offsets, Params, softmax_in_place};
 
 /// Sizes of the model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,24 +39,20 @@ impl Dims {
 /// Offsets of one layer's parameters in the flat parameter vector.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct LayerAt {
-    pub(super) ln_a_g: usize,
-    pub(super) ln_a_b: usize,
+    /// The attention's LayerNorm: gain `[d]`, then bias `[d]`.
+    pub(super) ln_a: usize,
     pub(super) wq: usize,
     pub(super) wo: usize,
     pub(super) bias: usize,
-    pub(super) ln_f_g: usize,
-    pub(super) ln_f_b: usize,
-    pub(super) w1: usize,
-    pub(super) b1: usize,
-    pub(super) w2: usize,
-    pub(super) b2: usize,
+    /// The feed-forward block.
+    pub(super) ff: FeedForwardAt,
 }
 
 /// Offsets of one key/value group's parameters.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct GroupAt {
-    pub(super) ln_g: usize,
-    pub(super) ln_b: usize,
+    /// The memory's LayerNorm: gain `[d]`, then bias `[d]`.
+    pub(super) ln: usize,
     pub(super) wkv: usize,
     /// The null slot's key/value pair `[2d]`, with `null_slot`.
     pub(super) null: usize,
@@ -84,23 +80,16 @@ impl Layout {
         let mut take = |n: usize| at.take(n);
         let layers = (0..dims.layers)
             .map(|_| LayerAt {
-                ln_a_g: take(d),
-                ln_a_b: take(d),
+                ln_a: take(2 * d),
                 wq: take(d * d),
                 wo: take(d * d),
                 bias: take(dims.heads * (dims.span + 1)),
-                ln_f_g: take(d),
-                ln_f_b: take(d),
-                w1: take(d * f),
-                b1: take(f),
-                w2: take(f * d),
-                b2: take(d),
+                ff: FeedForwardAt::take(&mut take, d, f),
             })
             .collect();
         let groups = (0..dims.groups)
             .map(|_| GroupAt {
-                ln_g: take(d),
-                ln_b: take(d),
+                ln: take(2 * d),
                 wkv: take(d * 2 * d),
                 null: take(if dims.null_slot { 2 * d } else { 0 }),
             })
