@@ -35,11 +35,11 @@ pub use check::{CheckConfig, CheckError, CheckReport, check_env, check_env_with}
 pub use cue_recall::{CueRecall, CueRecallConfig};
 pub use env::{
     Action, ActionBuf, ActionSpace, BoxSpace, Discrete, Env, EnvError, EnvExt, EpisodeStats, Info,
-    InfoScalars, MAX_INFO_SCALARS, MaskProblem, MultiDiscrete, Step, derive_seed,
+    InfoScalars, MAX_INFO_SCALARS, MaskProblem, MultiDiscrete, Step, derive_seed, is_column_name,
 };
 pub use episode::EpisodeGuard;
 pub use gridmaze::{
-    ActionMode, Cell, Direction, GridMaze, GridMazeConfig, MazeMode, Pos, ReferencePolicy,
+    ActionMode, Cell, Direction, GOALS, GridMaze, GridMazeConfig, MazeMode, Pos, ReferencePolicy,
     ReferenceStats, reference_return, reference_stats,
 };
 #[cfg(feature = "gymnasium")]
