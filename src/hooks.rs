@@ -512,3 +512,73 @@ impl TrainHook for PeriodicEval {
 pub fn best_policy_path(run_dir: &Path) -> PathBuf {
     run_dir.join(BEST_POLICY_FILE)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `eval.csv` as the version before counts wrote it, for every env.
+    const OLD_EVAL: &str = "update,env_steps,episodes,return_mean,return_std,goals_mean,success_rate,length_mean,best\n\
+        3,96,5,0.2,0.4,0,0.2,4,1\n\
+        6,192,5,0.6,0.5,0,0.6,4,1\n";
+
+    fn cue_recall_eval() -> PeriodicEval {
+        PeriodicEval::new(
+            3,
+            5,
+            Box::new(|| Ok(Box::new(envs::CueRecall::new(Default::default())?) as Box<dyn Env>)),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn eval_columns_have_one_mean_per_count() {
+        assert_eq!(eval_columns(&[]), EVAL_COLUMNS);
+        assert!(!EVAL_COLUMNS.contains(&"goals_mean"));
+        // An env counting goals has the columns every run had before counts.
+        assert_eq!(
+            eval_columns(&["goals"]).join(","),
+            OLD_EVAL.lines().next().unwrap()
+        );
+        assert_eq!(
+            eval_header_counts(&eval_columns(&["goals", "keys"]).join(",")),
+            Some(vec!["goals".to_string(), "keys".to_string()])
+        );
+        assert_eq!(eval_header_counts("update,env_steps"), None);
+        assert_eq!(EvalScore::Goals.name(), "goals_mean");
+        assert_eq!(EvalScore::Count("keys").name(), "keys_mean");
+    }
+
+    #[test]
+    fn an_eval_log_of_the_format_before_counts_keeps_its_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(EVAL_FILE);
+        std::fs::write(&path, OLD_EVAL).unwrap();
+        let mut eval = cue_recall_eval();
+        // Resuming at update 6: the row of update 3 is kept, with its best score.
+        eval.open(&path, 6, &[]).unwrap();
+        assert_eq!(eval.columns, eval_columns(&["goals"]));
+        assert_eq!(eval.best, Some((0.2, 3)));
+        let kept = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(
+            kept,
+            OLD_EVAL.lines().take(2).collect::<Vec<_>>().join("\n") + "\n"
+        );
+
+        // A new log of an env without counts has no goals column, and a goals score there
+        // is an error naming the columns.
+        std::fs::remove_file(&path).unwrap();
+        let mut eval = cue_recall_eval().score(EvalScore::Goals);
+        let e = eval.open(&path, 1, &[]).unwrap_err().to_string();
+        assert!(
+            e.contains("`goals_mean`") && e.contains("return_mean"),
+            "{e}"
+        );
+        let mut eval = cue_recall_eval();
+        eval.open(&path, 1, &[]).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap().trim_end(),
+            EVAL_COLUMNS.join(",")
+        );
+    }
+}

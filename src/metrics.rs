@@ -136,9 +136,10 @@ impl CountColumns {
             names.len() <= MAX_INFO_SCALARS,
             "at most {MAX_INFO_SCALARS} counts, got {names:?}"
         );
-        let mut v = [f64::NAN; MAX_INFO_SCALARS];
-        for (slot, x) in v.iter_mut().zip(values).take(names.len()) {
-            *slot = *x;
+        // The unused slots stay 0, so that equal counts compare equal.
+        let mut v = [0.0; MAX_INFO_SCALARS];
+        for (i, slot) in v.iter_mut().enumerate().take(names.len()) {
+            *slot = values.get(i).copied().unwrap_or(f64::NAN);
         }
         Self {
             names: intern_list(names),
@@ -514,7 +515,7 @@ impl MetricsWriter {
         learner: &'static [&'static str],
     ) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
-        check_count_names(counts)?;
+        check_count_names(counts, learner)?;
         let file =
             File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
         let mut writer = row_writer(file);
@@ -672,20 +673,32 @@ impl MetricsWriter {
     }
 }
 
-/// Checks count names for the columns of a new `metrics.csv`: each a column name, once, at
-/// most [`MAX_INFO_SCALARS`].
-fn check_count_names(counts: &[&str]) -> Result<()> {
+/// Checks count names for the columns of a new `metrics.csv` whose learner columns are
+/// `learner`: each a column name, once, at most [`MAX_INFO_SCALARS`], and none whose column
+/// `<name>_mean` is already a column (e.g. `return`).
+fn check_count_names(counts: &[&str], learner: &[&'static str]) -> Result<()> {
     if counts.len() > MAX_INFO_SCALARS {
-        bail!("an env may declare at most {MAX_INFO_SCALARS} counts, this one declares {counts:?}");
+        bail!(
+            "an env may declare at most {MAX_INFO_SCALARS} counts (Env::episode_counts), this \
+             one declares {counts:?}"
+        );
     }
+    let taken = metrics_columns(&[], learner);
     for (i, name) in counts.iter().enumerate() {
         if !envs::is_column_name(name) {
             bail!(
-                "the env's count {name:?} cannot name a column: use letters, digits, `_`, `-` and `.`"
+                "the env's count {name:?} (Env::episode_counts) cannot name a column: use \
+                 letters, digits, `_`, `-` and `.`"
             );
         }
         if counts[..i].contains(name) {
-            bail!("the env declares the count `{name}` twice");
+            bail!("the env declares the count `{name}` twice (Env::episode_counts)");
+        }
+        if taken.contains(&count_column(name)) {
+            bail!(
+                "the env's count `{name}` (Env::episode_counts) would have the column \
+                 `{name}_mean`, which metrics.csv already has; rename the count"
+            );
         }
     }
     Ok(())
@@ -866,6 +879,9 @@ mod tests {
         assert_eq!(rows[0].lr, 2.5e-4);
         assert_eq!(rows[1].length_mean, 42.333333333333336);
         assert!(rows[1].success_rate.is_nan());
+        // The old writer's `goals_mean` reads as the count `goals`.
+        assert_eq!(rows[1].counts.get("goals"), Some(1.5));
+        assert!(rows[0].counts.get("goals").unwrap().is_nan());
         // Resuming rewrites the kept rows exactly as the old writer wrote them.
         drop(MetricsWriter::resume(&path, 2).unwrap());
         assert_eq!(std::fs::read_to_string(&path).unwrap(), OLD_FILE);
@@ -897,6 +913,95 @@ mod tests {
         assert!(back.return_mean.is_nan());
         assert_eq!(back.lr, 2.5e-4);
         assert_eq!(back.update, 3);
+        std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
+    }
+
+    #[test]
+    fn an_env_that_counts_goals_keeps_the_old_header_and_others_have_no_goals_column() {
+        let old_header = OLD_FILE.lines().next().unwrap();
+        let goals = temp_file("goals", "");
+        let mut w =
+            MetricsWriter::create_for(&goals, &["goals"], agents::ppo::PPO_COLUMNS).unwrap();
+        assert_eq!(w.counts(), ["goals"]);
+        let row = MetricsRow {
+            update: 1,
+            counts: CountColumns::new(&["goals"], &[2.25]),
+            ..Default::default()
+        };
+        w.append(&row).unwrap();
+        let text = std::fs::read_to_string(&goals).unwrap();
+        assert_eq!(text.lines().next().unwrap(), old_header);
+        assert_eq!(text.lines().nth(1).unwrap().split(',').nth(8), Some("2.25"));
+        let back = read_metrics(&goals).unwrap()[0];
+        assert_eq!((back.update, back.counts), (1, row.counts));
+        // A row without the file's counts does not fit.
+        let e = w.append(&MetricsRow::default()).unwrap_err().to_string();
+        assert!(e.contains("does not fit"), "{e}");
+
+        let plain = temp_file("plain", "");
+        drop(MetricsWriter::create(&plain).unwrap());
+        let header = std::fs::read_to_string(&plain).unwrap();
+        assert_eq!(header.trim_end(), METRICS_COLUMNS.join(","));
+        assert!(!header.contains("goals"));
+        for p in [goals, plain] {
+            std::fs::remove_dir_all(p.parent().unwrap()).unwrap();
+        }
+    }
+
+    #[test]
+    fn any_count_gets_a_mean_column_and_reads_back() {
+        let path = temp_file("counts", "");
+        let learner = agents::ppo::PPO_COLUMNS;
+        let mut w = MetricsWriter::create_for(&path, &["waits", "keys.found"], learner).unwrap();
+        let mut a = EpisodeStats::default();
+        a.counts.set("waits", 3.0);
+        a.counts.set("keys.found", 1.0);
+        let mut b = EpisodeStats::default();
+        // `b` reported no `keys.found`: it counts 0 of it.
+        b.counts.set("waits", 1.0);
+        let row = MetricsRow {
+            update: 1,
+            counts: CountColumns::of_episodes(w.counts(), [a, b].iter()),
+            ..Default::default()
+        };
+        assert_eq!(row.counts.get("waits"), Some(2.0));
+        assert_eq!(row.counts.get("keys.found"), Some(0.5));
+        assert_eq!(row.column("waits_mean"), Some(2.0));
+        w.append(&row).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let header: Vec<&str> = text.lines().next().unwrap().split(',').collect();
+        assert_eq!(
+            header[7..11],
+            [
+                "length_mean",
+                "waits_mean",
+                "keys.found_mean",
+                "success_rate"
+            ]
+        );
+        let back = read_metrics(&path).unwrap();
+        assert_eq!((back.len(), back[0].counts), (1, row.counts));
+        // No episode: the means are empty cells.
+        let none = CountColumns::of_episodes(&["waits"], [].iter());
+        assert!(none.get("waits").unwrap().is_nan());
+        // Resuming keeps the columns.
+        let w = MetricsWriter::resume(&path, 1).unwrap();
+        assert_eq!(w.counts(), ["waits", "keys.found"]);
+        assert_eq!(tensorboard_tag("waits_mean"), "episode/waits_mean");
+        assert!(is_metrics_column("waits_mean") && !is_metrics_column("waits"));
+
+        // Names that cannot be columns are refused, naming the count.
+        for (counts, needle) in [
+            (&["return"][..], "`return_mean`"),
+            (&["a b"][..], "\"a b\""),
+            (&["x", "x"][..], "twice"),
+        ] {
+            let e = MetricsWriter::create_for(&path, counts, learner)
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(e.contains(needle), "{e}");
+        }
         std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
     }
 

@@ -423,3 +423,30 @@ fn train_mpi_rank(args: &TrainArgs, cfg: &TrainConfig) -> Result<()> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::CountColumns;
+
+    #[test]
+    fn the_log_line_shows_the_env_counts_only() {
+        let row = MetricsRow {
+            update: 2,
+            return_mean: 1.5,
+            ..MetricsRow::default()
+        };
+        let plain = log_line(&row, 4);
+        assert!(plain.contains("return 1.500  success 0.00"), "{plain}");
+        assert!(!plain.contains("goals"), "{plain}");
+        let row = MetricsRow {
+            counts: CountColumns::new(&["goals"], &[2.25]),
+            ..row
+        };
+        let line = log_line(&row, 4);
+        assert!(
+            line.contains("return 1.500  goals 2.25  success 0.00"),
+            "{line}"
+        );
+    }
+}
