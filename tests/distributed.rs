@@ -171,9 +171,10 @@ fn check_against_the_reference(mpirun: &Path, cfg: &TrainConfig, what: &str) {
         max_diff <= 1e-5,
         "{what}: the 2-rank weights differ from the single-process reference by {max_diff}"
     );
-    // Rank 0 wrote the steps of both ranks.
+    // Rank 0 wrote the steps of both ranks; CartPole counts nothing: no count column.
     let rows = metrics_rows(&run_dir);
     assert_eq!(rows.len(), updates);
+    assert!(rows.iter().all(|r| r.counts.names.is_empty()));
     assert_eq!(
         rows[updates - 1].env_steps,
         (updates * 2 * cfg.num_envs * cfg.num_steps) as u64
@@ -195,6 +196,43 @@ fn two_ranks_take_the_steps_of_one_process_with_the_union_of_their_minibatches()
     cfg.ppo.seq_len = Some(16);
     cfg.checkpoint_every = 1;
     check_against_the_reference(&mpirun, &cfg, "GRU, seq_len 16");
+}
+
+#[test]
+fn a_gridmaze_run_logs_the_goals_of_both_ranks() {
+    let Some(mpirun) = mpirun() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    // Multi mode, reward 1 per goal, no step penalty: an episode's return is its goal count.
+    let mut cfg = cartpole_cfg(2, 32, 2 * 2 * 32 * 4);
+    cfg.env = EnvConfig::Gridmaze(envs::GridMazeConfig::multi(7, 32));
+    let cfg_path = write_cfg(dir.path(), "cfg.toml", &cfg);
+    let run_dir = dir.path().join("run");
+    let out = run(mpi_command(
+        &mpirun,
+        2,
+        &[
+            "train",
+            "-q",
+            "--distributed",
+            "mpi",
+            "-c",
+            cfg_path.to_str().unwrap(),
+            "--run-dir",
+            run_dir.to_str().unwrap(),
+        ],
+    ));
+    assert!(out.status.success(), "mpirun failed:\n{}", text(&out));
+    let header = std::fs::read_to_string(run_dir.join("metrics.csv")).unwrap();
+    let header: Vec<&str> = header.lines().next().unwrap().split(',').collect();
+    assert_eq!(header[7..10], ["length_mean", "goals_mean", "success_rate"]);
+    let rows = metrics_rows(&run_dir);
+    assert_eq!(rows.len(), 4);
+    // 2 ranks × 2 envs × 32 steps of episodes of 32 steps: 4 episodes per update.
+    assert!(rows.iter().all(|r| r.episodes == 4), "{rows:?}");
+    assert!(rows.iter().any(|r| r.counts.get("goals").unwrap() > 0.0));
+    for r in &rows {
+        assert_eq!(r.counts.get("goals"), Some(r.return_mean), "{r:?}");
+    }
 }
 
 #[test]
