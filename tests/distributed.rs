@@ -71,6 +71,37 @@ fn mpi_command(mpirun: &Path, ranks: usize, args: &[&str]) -> Command {
     c
 }
 
+/// `mpirun -np 2 fbrl train -q --distributed mpi -c cfg --run-dir run <extra>` as a command.
+fn train_command(mpirun: &Path, cfg: &Path, run_dir: &str, extra: &[&str]) -> Command {
+    let mut args = vec![
+        "train",
+        "-q",
+        "--distributed",
+        "mpi",
+        "-c",
+        cfg.to_str().unwrap(),
+        "--run-dir",
+        run_dir,
+    ];
+    args.extend_from_slice(extra);
+    mpi_command(mpirun, 2, &args)
+}
+
+/// Trains `cfg` on 2 ranks into `dir/run` (its config written to `dir/cfg.toml`) and returns
+/// the run directory; the job must succeed.
+fn train_two_ranks(mpirun: &Path, cfg: &TrainConfig, dir: &Path) -> PathBuf {
+    let cfg_path = write_cfg(dir, "cfg.toml", cfg);
+    let run_dir = dir.join("run");
+    let out = run(train_command(
+        mpirun,
+        &cfg_path,
+        run_dir.to_str().unwrap(),
+        &[],
+    ));
+    assert!(out.status.success(), "mpirun failed:\n{}", text(&out));
+    run_dir
+}
+
 fn run(mut c: Command) -> Output {
     c.output().expect("cannot start mpirun")
 }
@@ -111,21 +142,11 @@ fn check_against_the_reference(mpirun: &Path, cfg: &TrainConfig, what: &str) {
     let cfg_path = write_cfg(dir.path(), "cfg.toml", cfg);
     let run_dir = dir.path().join("run");
     let updates = 3;
-    let out = run(mpi_command(
+    let out = run(train_command(
         mpirun,
-        2,
-        &[
-            "train",
-            "-q",
-            "--distributed",
-            "mpi",
-            "-c",
-            cfg_path.to_str().unwrap(),
-            "--run-dir",
-            run_dir.to_str().unwrap(),
-            "--stop-after",
-            &updates.to_string(),
-        ],
+        &cfg_path,
+        run_dir.to_str().unwrap(),
+        &["--stop-after", &updates.to_string()],
     ));
     assert!(out.status.success(), "mpirun failed:\n{}", text(&out));
 
@@ -205,23 +226,7 @@ fn a_gridmaze_run_logs_the_goals_of_both_ranks() {
     // Multi mode, reward 1 per goal, no step penalty: an episode's return is its goal count.
     let mut cfg = cartpole_cfg(2, 32, 2 * 2 * 32 * 4);
     cfg.env = EnvConfig::Gridmaze(envs::GridMazeConfig::multi(7, 32));
-    let cfg_path = write_cfg(dir.path(), "cfg.toml", &cfg);
-    let run_dir = dir.path().join("run");
-    let out = run(mpi_command(
-        &mpirun,
-        2,
-        &[
-            "train",
-            "-q",
-            "--distributed",
-            "mpi",
-            "-c",
-            cfg_path.to_str().unwrap(),
-            "--run-dir",
-            run_dir.to_str().unwrap(),
-        ],
-    ));
-    assert!(out.status.success(), "mpirun failed:\n{}", text(&out));
+    let run_dir = train_two_ranks(&mpirun, &cfg, dir.path());
     let header = std::fs::read_to_string(run_dir.join("metrics.csv")).unwrap();
     let header: Vec<&str> = header.lines().next().unwrap().split(',').collect();
     assert_eq!(header[7..10], ["length_mean", "goals_mean", "success_rate"]);
@@ -247,24 +252,8 @@ fn two_ranks_learn_cartpole_like_one_process() {
     cfg.checkpoint_every = 0;
     cfg.ppo.seq_len = Some(64);
     cfg.ppo.num_minibatches = 4;
-    let cfg_path = write_cfg(dir.path(), "cfg.toml", &cfg);
-    let run_dir = dir.path().join("run");
     let t0 = Instant::now();
-    let out = run(mpi_command(
-        &mpirun,
-        2,
-        &[
-            "train",
-            "-q",
-            "--distributed",
-            "mpi",
-            "-c",
-            cfg_path.to_str().unwrap(),
-            "--run-dir",
-            run_dir.to_str().unwrap(),
-        ],
-    ));
-    assert!(out.status.success(), "mpirun failed:\n{}", text(&out));
+    let run_dir = train_two_ranks(&mpirun, &cfg, dir.path());
     let mpi_s = t0.elapsed().as_secs_f64();
     let last = tail_return(&metrics_rows(&run_dir));
 
@@ -348,20 +337,7 @@ fn a_killed_rank_ends_the_job_and_a_relaunch_resumes() {
     let cfg_path = write_cfg(dir.path(), "cfg.toml", &cfg);
     let run_dir = dir.path().join("run");
     let run_arg = run_dir.to_str().unwrap().to_string();
-    let mut cmd = mpi_command(
-        &mpirun,
-        2,
-        &[
-            "train",
-            "-q",
-            "--distributed",
-            "mpi",
-            "-c",
-            cfg_path.to_str().unwrap(),
-            "--run-dir",
-            &run_arg,
-        ],
-    );
+    let mut cmd = train_command(&mpirun, &cfg_path, &run_arg, &[]);
     cmd.env("FBRL_MPI_TIMEOUT_S", "20")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -517,20 +493,7 @@ fn a_hung_rank_ends_the_job_after_the_bounded_wait() {
     let cfg_path = write_cfg(dir.path(), "cfg.toml", &cfg);
     let run_dir = dir.path().join("run");
     let run_arg = run_dir.to_str().unwrap().to_string();
-    let mut cmd = mpi_command(
-        &mpirun,
-        2,
-        &[
-            "train",
-            "-q",
-            "--distributed",
-            "mpi",
-            "-c",
-            cfg_path.to_str().unwrap(),
-            "--run-dir",
-            &run_arg,
-        ],
-    );
+    let mut cmd = train_command(&mpirun, &cfg_path, &run_arg, &[]);
     cmd.env("FBRL_MPI_TIMEOUT_S", "3")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -603,20 +566,15 @@ fn rollout_preemption_cuts_lagging_ranks_at_sequence_boundaries() {
     let full = (2 * 2 * 128) as u64;
     for preempt in [None, Some("0.5")] {
         let run_dir = dir.path().join(format!("run-{}", preempt.unwrap_or("off")));
-        let mut args = vec![
-            "train",
-            "-q",
-            "--distributed",
-            "mpi",
-            "-c",
-            cfg_path.to_str().unwrap(),
-            "--run-dir",
+        let extra: Vec<&str> = preempt
+            .map(|f| vec!["--preempt-fraction", f])
+            .unwrap_or_default();
+        let out = run(train_command(
+            &mpirun,
+            &cfg_path,
             run_dir.to_str().unwrap(),
-        ];
-        if let Some(f) = preempt {
-            args.extend(["--preempt-fraction", f]);
-        }
-        let out = run(mpi_command(&mpirun, 2, &args));
+            &extra,
+        ));
         assert!(out.status.success(), "mpirun failed:\n{}", text(&out));
         let steps = steps_per_update(&run_dir);
         assert_eq!(steps.len(), 40);

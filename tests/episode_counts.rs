@@ -10,8 +10,8 @@ use envs::{
     Action, ActionSpace, BoxSpace, CueRecallConfig, Env, EnvError, GridMazeConfig, Info, Step,
 };
 use fbrl::metrics::{METRICS_COLUMNS, MetricsRow, read_metrics};
-use fbrl::{EnvConfig, TrainConfig, TrainOptions};
-use ppo_common::{TRAIN_LOCK, train_rows, train_until};
+use fbrl::{EnvConfig, TrainConfig};
+use ppo_common::{train_envs, train_rows, train_until};
 
 /// The header of a PPO GridMaze run's metrics.csv, as every run had it before counts.
 const GRIDMAZE_HEADER: &str = "update,env_steps,wall_time_s,episodes,return_mean,return_min,\
@@ -114,7 +114,6 @@ impl Env for Ticker {
 fn a_custom_env_gets_a_column_per_declared_count() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = small_cfg(EnvConfig::custom_env(), 2);
-    let _guard = TRAIN_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let make = |_| {
         Ok(Ticker {
             space: BoxSpace::uniform(1, 0.0, 1.0),
@@ -123,16 +122,7 @@ fn a_custom_env_gets_a_column_per_declared_count() {
         })
     };
     envs::check_env(&mut make(0).unwrap()).unwrap();
-    let summary = fbrl::train(
-        &cfg,
-        make,
-        TrainOptions {
-            run_dir: Some(dir.path().to_path_buf()),
-            quiet: true,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let summary = train_envs(&cfg, make, dir.path()).unwrap();
     let metrics = summary.run_dir.join("metrics.csv");
     let text = std::fs::read_to_string(&metrics).unwrap();
     let columns: Vec<&str> = text.lines().next().unwrap().split(',').collect();
