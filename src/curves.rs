@@ -767,6 +767,20 @@ mod tests {
     }
 
     #[test]
+    fn count_columns_are_those_between_length_and_success() {
+        let header: Vec<String> = crate::metrics::metrics_columns(&["waits", "keys"], &[])
+            .into_iter()
+            .map(str::to_string)
+            .collect();
+        assert_eq!(
+            count_columns(&header).collect::<Vec<_>>(),
+            ["waits_mean", "keys_mean"]
+        );
+        let header: Vec<String> = crate::METRICS_COLUMNS.map(str::to_string).to_vec();
+        assert_eq!(count_columns(&header).count(), 0);
+    }
+
+    #[test]
     fn parse_handles_empty_cells_and_partial_last_line() {
         let text = "update,env_steps,goals_mean\n1,100,\n2,200,1.5\n3,30";
         let t = MetricsTable::parse(text, Path::new("m.csv")).unwrap();

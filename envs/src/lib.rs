@@ -2,7 +2,8 @@
 //!
 //! - [`Env`]: the trait a user implements to plug in a task (flat `f32` observations;
 //!   discrete, multi-discrete or continuous actions, with optional action masks;
-//!   `terminated` vs `truncated`; named per-step scalars in [`Info`]).
+//!   `terminated` vs `truncated`; named per-step scalars and per-episode counts in [`Info`],
+//!   the counts declared by [`Env::episode_counts`]).
 //! - `GridMaze`: partially observable maze navigation, a new maze every episode.
 //! - `CueRecall`: a cue seen only at the start decides the right exit after a corridor.
 //! - [`EpisodeGuard`]: the step bookkeeping every env shares (reset before step, time limit,
