@@ -7,7 +7,9 @@
 //!
 //! The task: a light is shown on the first step only (left or right); the agent then walks
 //! down a dark corridor of `delay` steps and at the junction must turn towards the side the
-//! light was on. Without memory the best it can do is guess (success 50 %).
+//! light was on. Without memory the best it can do is guess (success 50 %). The env also
+//! counts the steps the agent dawdles at the junction (its own per-episode count `waits`,
+//! logged as the column `waits_mean` of `metrics.csv`).
 
 use anyhow::Result;
 use fbrl::agents::ppo::PpoConfig;
@@ -74,17 +76,20 @@ impl Env for RememberTheLight {
         if self.done {
             return Err(EnvError::StepAfterDone);
         }
-        let mut step = Step::default();
-        if self.t >= self.delay && action != 2 {
+        let at_junction = self.t >= self.delay;
+        // A count is reported on every step (0 when nothing happened), so that every episode
+        // has a total, 0 included.
+        let waited = at_junction && action == 2;
+        let mut step = Step {
+            info: Info::default().with_count("waits", f32::from(u8::from(waited))),
+            ..Step::default()
+        };
+        if at_junction && action != 2 {
             // At the junction, a turn ends the episode: +1 towards the light, 0 otherwise.
             let correct = (action == 0) == self.light_left;
             step.reward = if correct { 1.0 } else { 0.0 };
             step.terminated = true;
-            step.info = Info {
-                goal_reached: correct,
-                success: Some(correct),
-                ..Info::default()
-            };
+            step.info.success = Some(correct);
         } else {
             self.t += 1;
             // Dawdling at the junction is cut off by a time limit.
@@ -93,6 +98,11 @@ impl Env for RememberTheLight {
         self.done = step.done();
         self.observe(obs);
         Ok(step)
+    }
+
+    /// The counts the env reports, declared so that metrics.csv has a column for each.
+    fn episode_counts(&self) -> &'static [&'static str] {
+        &["waits"]
     }
 
     fn name(&self) -> String {
@@ -138,8 +148,10 @@ fn main() -> Result<()> {
             progress: Some(Box::new(move |row: &MetricsRow| {
                 if row.update.is_multiple_of(20) {
                     println!(
-                        "  {kind:<4} update {:>2}  success rate {:.2}",
-                        row.update, row.success_rate
+                        "  {kind:<4} update {:>2}  success rate {:.2}  waits/episode {:.2}",
+                        row.update,
+                        row.success_rate,
+                        row.counts.get("waits").unwrap_or(f64::NAN)
                     );
                 }
             })),

@@ -679,20 +679,33 @@ pub fn final_value(points: &[(f64, f64)], frac: f64) -> Option<f64> {
     Some(tail.iter().sum::<f64>() / tail.len() as f64)
 }
 
-/// Chooses the reward metric to plot for a set of runs: `goals_mean` when any run logged a
-/// goal count (GridMaze), otherwise `return_mean`.
-pub fn default_metric(runs: &[Run]) -> &'static str {
-    let has_goals = runs.iter().any(|r| {
-        r.metrics
-            .column("goals_mean")
-            .map(|c| c.iter().flatten().any(|v| *v != 0.0))
-            .unwrap_or(false)
-    });
-    if has_goals {
-        "goals_mean"
-    } else {
-        "return_mean"
-    }
+/// Chooses the reward metric to plot for a set of runs: the first column of an env's count
+/// (`<name>_mean` between `length_mean` and `success_rate`, e.g. GridMaze's `goals_mean`)
+/// that some run logged a non-zero value in, otherwise `return_mean`.
+pub fn default_metric(runs: &[Run]) -> String {
+    let logged = |column: &str| {
+        runs.iter().any(|r| {
+            r.metrics
+                .column(column)
+                .map(|c| c.iter().flatten().any(|v| *v != 0.0))
+                .unwrap_or(false)
+        })
+    };
+    runs.iter()
+        .flat_map(|r| count_columns(&r.metrics.header))
+        .find(|c| logged(c))
+        .map_or_else(|| "return_mean".to_string(), str::to_string)
+}
+
+/// The count columns of a `metrics.csv` header: those between `length_mean` and
+/// `success_rate` (see [`crate::metrics`]).
+fn count_columns(header: &[String]) -> impl Iterator<Item = &str> {
+    header
+        .iter()
+        .skip_while(|c| *c != "length_mean")
+        .skip(1)
+        .take_while(|c| *c != "success_rate")
+        .map(String::as_str)
 }
 
 /// The range a metrics column's values cannot leave: `(0, 1)` for the rates `success_rate`
@@ -751,6 +764,20 @@ mod tests {
 
     fn close(a: f64, b: f64, tol: f64) -> bool {
         (a - b).abs() <= tol
+    }
+
+    #[test]
+    fn count_columns_are_those_between_length_and_success() {
+        let header: Vec<String> = crate::metrics::metrics_columns(&["waits", "keys"], &[])
+            .into_iter()
+            .map(str::to_string)
+            .collect();
+        assert_eq!(
+            count_columns(&header).collect::<Vec<_>>(),
+            ["waits_mean", "keys_mean"]
+        );
+        let header: Vec<String> = crate::METRICS_COLUMNS.map(str::to_string).to_vec();
+        assert_eq!(count_columns(&header).count(), 0);
     }
 
     #[test]

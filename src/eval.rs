@@ -21,7 +21,7 @@ use serde::Serialize;
 
 use agents::ppo::ObsNormalizer;
 use agents::{ActionDist, ActorCritic, EnvAction, Policy};
-use envs::{Env, Frame, derive_seed};
+use envs::{Env, Frame, InfoScalars, derive_seed};
 
 /// Added to the training seed to get the default evaluation seed.
 pub const EVAL_SEED_OFFSET: u64 = 1_000_000;
@@ -57,8 +57,9 @@ pub struct EpisodeResult {
     pub ret: f64,
     /// Number of steps.
     pub length: u32,
-    /// Goals reached.
-    pub goals: u32,
+    /// The episode's totals of the env's counts ([`envs::Info::counts`], e.g. GridMaze's
+    /// `goals`), by name.
+    pub counts: InfoScalars,
     /// Success flag of the last step, for tasks that report one.
     pub success: Option<bool>,
     /// The episode was cut by the time limit.
@@ -82,8 +83,12 @@ pub struct EvalReport {
     pub return_min: f64,
     /// Largest episode return.
     pub return_max: f64,
-    /// Mean number of goals per episode.
-    pub goals_mean: f64,
+    /// The mean per-episode total of each of the env's counts: the counts it declares
+    /// ([`Env::episode_counts`]), then any other an episode reported (an episode without a
+    /// total of a name counts 0 of it). In JSON, one field `<name>_mean` each (e.g.
+    /// GridMaze's `goals_mean`).
+    #[serde(flatten)]
+    pub counts: CountMeans,
     /// Fraction of episodes that reported success, if the task reports it.
     pub success_rate: Option<f64>,
     /// Mean episode length in steps.
@@ -92,11 +97,57 @@ pub struct EvalReport {
     pub per_episode: Vec<EpisodeResult>,
 }
 
+/// The mean per-episode total of each count of an evaluation, in order (see
+/// [`EvalReport::counts`]); serialises as a map from `<name>_mean` to the mean.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CountMeans(pub Vec<(&'static str, f64)>);
+
+impl CountMeans {
+    /// The means over `episodes` of the counts `declared`, then of any other count an
+    /// episode reported, in the order first reported.
+    pub fn of_episodes(declared: &[&'static str], episodes: &[EpisodeResult]) -> Self {
+        let mut names: Vec<&'static str> = declared.to_vec();
+        for e in episodes {
+            for (name, _) in e.counts.iter() {
+                if !names.contains(&name) {
+                    names.push(name);
+                }
+            }
+        }
+        let n = episodes.len().max(1) as f64;
+        Self(
+            names
+                .into_iter()
+                .map(|name| {
+                    let sum: f64 = episodes
+                        .iter()
+                        .map(|e| f64::from(e.counts.get(name).unwrap_or(0.0)))
+                        .sum();
+                    (name, sum / n)
+                })
+                .collect(),
+        )
+    }
+
+    /// The mean of the count `name`, if the evaluation has it.
+    pub fn get(&self, name: &str) -> Option<f64> {
+        self.0.iter().find(|(n, _)| *n == name).map(|(_, m)| *m)
+    }
+}
+
+impl Serialize for CountMeans {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().map(|(name, m)| (format!("{name}_mean"), m)))
+    }
+}
+
 impl EvalReport {
-    /// Summarises a list of episodes.
+    /// Summarises a list of episodes of an env whose declared counts are `counts`
+    /// ([`Env::episode_counts`]).
     pub fn from_episodes(
         eval_seed: u64,
         actions: ActionSelection,
+        counts: &[&'static str],
         per_episode: Vec<EpisodeResult>,
     ) -> Self {
         let n = per_episode.len().max(1) as f64;
@@ -116,7 +167,7 @@ impl EvalReport {
             return_std: var.sqrt(),
             return_min: rets.iter().copied().fold(f64::INFINITY, f64::min),
             return_max: rets.iter().copied().fold(f64::NEG_INFINITY, f64::max),
-            goals_mean: per_episode.iter().map(|e| f64::from(e.goals)).sum::<f64>() / n,
+            counts: CountMeans::of_episodes(counts, &per_episode),
             success_rate: (!successes.is_empty())
                 .then(|| successes.iter().filter(|s| **s).count() as f64 / successes.len() as f64),
             length_mean: per_episode.iter().map(|e| f64::from(e.length)).sum::<f64>() / n,
@@ -233,6 +284,7 @@ pub fn evaluate(
         rng: ChaCha8Rng::seed_from_u64(eval_seed),
     };
     let mut results = Vec::with_capacity(episodes);
+    let mut counts = &[][..];
     let mut start = 0;
     while start < episodes {
         let b = MAX_BATCH.min(episodes - start);
@@ -240,6 +292,7 @@ pub fn evaluate(
             .map(|j| eval_episode_seed(eval_seed, j as u64))
             .collect();
         let mut envs = (0..b).map(|_| make_env()).collect::<Result<Vec<_>>>()?;
+        counts = envs[0].episode_counts();
         results.extend(play_batch(
             policy,
             obs_norm,
@@ -253,7 +306,9 @@ pub fn evaluate(
         )?);
         start += b;
     }
-    Ok(EvalReport::from_episodes(eval_seed, selection, results))
+    Ok(EvalReport::from_episodes(
+        eval_seed, selection, counts, results,
+    ))
 }
 
 /// Plays one episode per env in `envs` (reset with `seeds`), all in one batch, until every
@@ -290,7 +345,7 @@ fn play_batch(
             seed,
             ret: 0.0,
             length: 0,
-            goals: 0,
+            counts: InfoScalars::default(),
             success: None,
             truncated: false,
         })
@@ -337,7 +392,9 @@ fn play_batch(
             let r = &mut results[i];
             r.ret += f64::from(step.reward);
             r.length += 1;
-            r.goals += u32::from(step.info.goal_reached);
+            for (name, value) in step.info.counts.iter() {
+                r.counts.add(name, value);
+            }
             if step.done() {
                 done[i] = true;
                 r.success = step.info.success;
@@ -481,11 +538,13 @@ mod tests {
     use envs::{CueRecall, CueRecallConfig};
 
     fn episode(ret: f64, goals: u32, success: Option<bool>) -> EpisodeResult {
+        let mut counts = InfoScalars::default();
+        counts.set("goals", goals as f32);
         EpisodeResult {
             seed: 0,
             ret,
             length: 10,
-            goals,
+            counts,
             success,
             truncated: false,
         }
@@ -499,16 +558,36 @@ mod tests {
             episode(5.0, 3, Some(true)),
             episode(7.0, 6, Some(true)),
         ];
-        let r = EvalReport::from_episodes(5, ActionSelection::Greedy, eps);
+        let r = EvalReport::from_episodes(5, ActionSelection::Greedy, &["goals"], eps.clone());
         assert_eq!(r.episodes, 4);
         assert_eq!(r.return_mean, 4.0);
         // Sample std of 1, 3, 5, 7: sqrt(20 / 3).
         assert!((r.return_std - (20.0f64 / 3.0).sqrt()).abs() < 1e-12);
         assert_eq!((r.return_min, r.return_max), (1.0, 7.0));
-        assert_eq!(r.goals_mean, 3.0);
+        assert_eq!(r.counts.get("goals"), Some(3.0));
         assert_eq!(r.success_rate, Some(0.75));
-        let r = EvalReport::from_episodes(5, ActionSelection::Greedy, vec![episode(2.0, 0, None)]);
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["goals_mean"], 3.0);
+        assert_eq!(json["per_episode"][1]["counts"]["goals"], 2.0);
+        let r =
+            EvalReport::from_episodes(5, ActionSelection::Greedy, &[], vec![episode(2.0, 0, None)]);
         assert_eq!((r.return_std, r.success_rate), (0.0, None));
+        // A count reported without being declared is summarised too; a declared one that no
+        // episode reported has the mean 0.
+        assert_eq!(r.counts.0, vec![("goals", 0.0)]);
+        let mut eps = eps;
+        eps[0].counts = InfoScalars::default();
+        let r = EvalReport::from_episodes(5, ActionSelection::Greedy, &["keys"], eps);
+        assert_eq!(r.counts.0, vec![("keys", 0.0), ("goals", 11.0 / 4.0)]);
+        // An env without counts: no count fields.
+        let r = EvalReport::from_episodes(5, ActionSelection::Greedy, &[], vec![]);
+        let json = serde_json::to_value(&r).unwrap();
+        assert!(
+            json.as_object()
+                .unwrap()
+                .keys()
+                .all(|k| !k.starts_with("goals"))
+        );
     }
 
     #[test]

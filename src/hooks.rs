@@ -130,9 +130,10 @@ where
     }
 }
 
-/// Ends the run once a metrics column (a [`crate::METRICS_COLUMNS`] name, or a learner's own
-/// column) reaches a threshold:
-/// `≥ threshold`, or `≤` with [`StopWhen::below`].
+/// Ends the run once a metrics column (a [`crate::METRICS_COLUMNS`] name, a learner's own
+/// column, or an env's count column `<name>_mean`) reaches a threshold:
+/// `≥ threshold`, or `≤` with [`StopWhen::below`]. A column the run's `metrics.csv` does not
+/// have is an error at the first update.
 #[derive(Clone, Debug)]
 pub struct StopWhen {
     column: String,
@@ -145,7 +146,8 @@ impl StopWhen {
     pub fn at_least(column: &str, threshold: f64) -> Result<Self> {
         if !crate::metrics::is_metrics_column(column) {
             bail!(
-                "`{column}` is not a metrics column (one of: {})",
+                "`{column}` is not a metrics column (one of: {}, a learner's own column, or \
+                 `<count>_mean` for a count the env declares)",
                 crate::METRICS_COLUMNS.join(", ")
             );
         }
@@ -165,7 +167,13 @@ impl StopWhen {
 
 impl TrainHook for StopWhen {
     fn on_update(&mut self, ctx: &mut UpdateContext<'_>) -> Result<ControlFlow<String>> {
-        let value = ctx.row.column(&self.column).unwrap_or(f64::NAN);
+        let Some(value) = ctx.row.column(&self.column) else {
+            bail!(
+                "`{}` is not a column of this run's metrics.csv (its columns: {})",
+                self.column,
+                ctx.row.columns().join(", ")
+            );
+        };
         let reached = if self.below {
             value <= self.threshold
         } else {
@@ -187,25 +195,34 @@ impl TrainHook for StopWhen {
 pub enum EvalScore {
     /// Mean episode return.
     Return,
-    /// Mean goals per episode.
+    /// Mean goals per episode: the mean of the count `goals` (GridMaze's), the same as
+    /// `Count("goals")`.
     Goals,
+    /// The mean per-episode total of the env's count of this name ([`envs::Info::counts`]).
+    Count(&'static str),
     /// Success rate (tasks that report success).
     Success,
 }
 
 impl EvalScore {
+    /// The count a `Goals` score reads.
+    const GOALS: &'static str = "goals";
+
     fn of(self, report: &EvalReport) -> f64 {
         match self {
             EvalScore::Return => report.return_mean,
-            EvalScore::Goals => report.goals_mean,
+            EvalScore::Goals => report.counts.get(Self::GOALS).unwrap_or(f64::NAN),
+            EvalScore::Count(name) => report.counts.get(name).unwrap_or(f64::NAN),
             EvalScore::Success => report.success_rate.unwrap_or(f64::NAN),
         }
     }
 
+    /// Its column of `eval.csv`.
     fn name(self) -> &'static str {
         match self {
             EvalScore::Return => "return_mean",
-            EvalScore::Goals => "goals_mean",
+            EvalScore::Goals => crate::metrics::count_column(Self::GOALS),
+            EvalScore::Count(name) => crate::metrics::count_column(name),
             EvalScore::Success => "success_rate",
         }
     }
@@ -226,21 +243,65 @@ pub struct PeriodicEval {
     patience: Option<usize>,
     best: Option<(f64, usize)>,
     evals_since_best: usize,
-    opened: bool,
+    /// The columns of the open `eval.csv` (empty until it is opened).
+    columns: Vec<&'static str>,
 }
 
-/// The columns of `eval.csv`.
-pub const EVAL_COLUMNS: [&str; 9] = [
+/// The columns of `eval.csv` for an env without counts. An env's counts
+/// ([`Env::episode_counts`]) have a column `<name>_mean` each after `return_std`
+/// ([`eval_columns`]); a file keeps the columns it was created with.
+pub const EVAL_COLUMNS: [&str; 8] = [
     "update",
     "env_steps",
     "episodes",
     "return_mean",
     "return_std",
-    "goals_mean",
     "success_rate",
     "length_mean",
     "best",
 ];
+
+/// The columns of `eval.csv` before the env's counts.
+const EVAL_HEAD: usize = 5;
+
+/// The columns of `eval.csv` for an env whose counts are `counts`: [`EVAL_COLUMNS`] with
+/// `<name>_mean` for each count after `return_std`.
+pub fn eval_columns(counts: &[&str]) -> Vec<&'static str> {
+    EVAL_COLUMNS[..EVAL_HEAD]
+        .iter()
+        .copied()
+        .chain(counts.iter().map(|c| crate::metrics::count_column(c)))
+        .chain(EVAL_COLUMNS[EVAL_HEAD..].iter().copied())
+        .collect()
+}
+
+/// The mean of the count whose `eval.csv` column is `column` (`<name>_mean`) in `report`; 0
+/// when the report has no such count.
+fn report_count_mean(report: &EvalReport, column: &str) -> f64 {
+    report
+        .counts
+        .0
+        .iter()
+        .find(|(name, _)| crate::metrics::count_column(name) == column)
+        .map_or(0.0, |(_, mean)| *mean)
+}
+
+/// The counts of an `eval.csv` header, if it is [`eval_columns`] of some.
+fn eval_header_counts(header: &str) -> Option<Vec<String>> {
+    let cells: Vec<&str> = header.split(',').collect();
+    let tail = EVAL_COLUMNS.len() - EVAL_HEAD;
+    let counts: Vec<String> = cells
+        .get(EVAL_HEAD..cells.len().checked_sub(tail)?)?
+        .iter()
+        .map(|c| {
+            c.strip_suffix("_mean")
+                .filter(|n| envs::is_column_name(n))
+                .map(str::to_string)
+        })
+        .collect::<Option<_>>()?;
+    (eval_columns(&counts.iter().map(String::as_str).collect::<Vec<_>>()).join(",") == header)
+        .then_some(counts)
+}
 
 impl PeriodicEval {
     /// Evaluates every `every` updates on `episodes` episodes of envs from `make_env`.
@@ -260,7 +321,7 @@ impl PeriodicEval {
             patience: None,
             best: None,
             evals_since_best: 0,
-            opened: false,
+            columns: Vec::new(),
         })
     }
 
@@ -294,43 +355,56 @@ impl PeriodicEval {
         self
     }
 
-    /// Keeps the rows of an existing `eval.csv` before `update` (a resumed run) and the best
-    /// score among them; starts a new file otherwise.
-    fn open(&mut self, path: &Path, update: usize) -> Result<()> {
-        let header = EVAL_COLUMNS.join(",");
-        let mut kept = vec![header.clone()];
+    /// Keeps the rows of an existing `eval.csv` before `update` (a resumed run), its columns
+    /// and the best score among them; starts a new file with the columns of an env whose
+    /// counts are `counts` otherwise.
+    fn open(&mut self, path: &Path, update: usize, counts: &[&str]) -> Result<()> {
+        let mut header = eval_columns(counts).join(",");
+        let mut kept = Vec::new();
         if let Ok(text) = std::fs::read_to_string(path) {
             // A last line without its newline was cut by a kill: dropped.
             let complete = text.rfind('\n').map_or("", |end| &text[..end]);
             let mut lines = complete.lines();
-            if lines.next() != Some(header.as_str()) {
-                bail!(
+            match lines.next() {
+                Some(h) if eval_header_counts(h).is_some() => header = h.to_string(),
+                _ => bail!(
                     "{}: unexpected header (expected `{header}`); move the file away to \
                      start a new evaluation log",
                     path.display()
-                );
+                ),
             }
             for line in lines {
-                let cells: Vec<&str> = line.split(',').collect();
-                let Some(u) = cells.first().and_then(|c| c.parse::<usize>().ok()) else {
-                    continue;
-                };
-                if u >= update || cells.len() != EVAL_COLUMNS.len() {
-                    continue;
-                }
-                let column = EVAL_COLUMNS
-                    .iter()
-                    .position(|c| *c == self.score.name())
-                    .expect("the score is a column");
-                if let Ok(score) = cells[column].parse::<f64>()
-                    && self.best.is_none_or(|(b, _)| score > b)
-                {
-                    self.best = Some((score, u));
-                }
                 kept.push(line.to_string());
             }
         }
-        let mut text = kept.join("\n");
+        let file_counts = eval_header_counts(&header).expect("a checked header");
+        self.columns = eval_columns(&file_counts.iter().map(String::as_str).collect::<Vec<_>>());
+        let Some(column) = self.columns.iter().position(|c| *c == self.score.name()) else {
+            bail!(
+                "the evaluation score `{}` is not a column of {} (its columns: {}): the env \
+                 does not count it",
+                self.score.name(),
+                path.display(),
+                self.columns.join(", ")
+            );
+        };
+        let mut text = header;
+        for line in kept {
+            let cells: Vec<&str> = line.split(',').collect();
+            let Some(u) = cells.first().and_then(|c| c.parse::<usize>().ok()) else {
+                continue;
+            };
+            if u >= update || cells.len() != self.columns.len() {
+                continue;
+            }
+            if let Ok(score) = cells[column].parse::<f64>()
+                && self.best.is_none_or(|(b, _)| score > b)
+            {
+                self.best = Some((score, u));
+            }
+            text.push('\n');
+            text.push_str(&line);
+        }
         text.push('\n');
         crate::checkpoint::write_atomic(path, text.as_bytes())
     }
@@ -340,9 +414,11 @@ impl TrainHook for PeriodicEval {
     fn on_update(&mut self, ctx: &mut UpdateContext<'_>) -> Result<ControlFlow<String>> {
         let update = ctx.row.update;
         let path = ctx.run_dir.join(EVAL_FILE);
-        if !self.opened {
-            self.open(&path, update)?;
-            self.opened = true;
+        if self.columns.is_empty() {
+            let counts = (self.make_env)()
+                .context("cannot build the evaluation env")?
+                .episode_counts();
+            self.open(&path, update, counts)?;
         }
         if !(update.is_multiple_of(self.every) || update == ctx.num_updates) {
             return Ok(ControlFlow::Continue(()));
@@ -381,25 +457,33 @@ impl TrainHook for PeriodicEval {
                 String::new()
             }
         };
-        let line = [
-            update.to_string(),
-            ctx.row.env_steps.to_string(),
-            report.episodes.to_string(),
-            cell(report.return_mean),
-            cell(report.return_std),
-            cell(report.goals_mean),
-            cell(report.success_rate.unwrap_or(f64::NAN)),
-            cell(report.length_mean),
-            u8::from(improved).to_string(),
-        ]
-        .join(",");
+        let line = self
+            .columns
+            .iter()
+            .map(|column| match *column {
+                "update" => update.to_string(),
+                "env_steps" => ctx.row.env_steps.to_string(),
+                "episodes" => report.episodes.to_string(),
+                "return_mean" => cell(report.return_mean),
+                "return_std" => cell(report.return_std),
+                "success_rate" => cell(report.success_rate.unwrap_or(f64::NAN)),
+                "length_mean" => cell(report.length_mean),
+                "best" => u8::from(improved).to_string(),
+                // A count column: the report's mean, 0 for a count this env does not report
+                // (a file of the format before counts has `goals_mean` for every env).
+                count => cell(report_count_mean(&report, count)),
+            })
+            .collect::<Vec<_>>()
+            .join(",");
         let mut file = std::fs::OpenOptions::new()
             .append(true)
             .open(&path)
             .with_context(|| format!("cannot open {}", path.display()))?;
         writeln!(file, "{line}").with_context(|| format!("cannot write {}", path.display()))?;
         ctx.log_scalar("eval/return_mean", report.return_mean);
-        ctx.log_scalar("eval/goals_mean", report.goals_mean);
+        for (name, mean) in &report.counts.0 {
+            ctx.log_scalar(format!("eval/{name}_mean"), *mean);
+        }
         if let Some(rate) = report.success_rate {
             ctx.log_scalar("eval/success_rate", rate);
         }
@@ -427,4 +511,74 @@ impl TrainHook for PeriodicEval {
 /// The path of the best policy a [`PeriodicEval`] keeps in `run_dir`.
 pub fn best_policy_path(run_dir: &Path) -> PathBuf {
     run_dir.join(BEST_POLICY_FILE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `eval.csv` as the version before counts wrote it, for every env.
+    const OLD_EVAL: &str = "update,env_steps,episodes,return_mean,return_std,goals_mean,success_rate,length_mean,best\n\
+        3,96,5,0.2,0.4,0,0.2,4,1\n\
+        6,192,5,0.6,0.5,0,0.6,4,1\n";
+
+    fn cue_recall_eval() -> PeriodicEval {
+        PeriodicEval::new(
+            3,
+            5,
+            Box::new(|| Ok(Box::new(envs::CueRecall::new(Default::default())?) as Box<dyn Env>)),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn eval_columns_have_one_mean_per_count() {
+        assert_eq!(eval_columns(&[]), EVAL_COLUMNS);
+        assert!(!EVAL_COLUMNS.contains(&"goals_mean"));
+        // An env counting goals has the columns every run had before counts.
+        assert_eq!(
+            eval_columns(&["goals"]).join(","),
+            OLD_EVAL.lines().next().unwrap()
+        );
+        assert_eq!(
+            eval_header_counts(&eval_columns(&["goals", "keys"]).join(",")),
+            Some(vec!["goals".to_string(), "keys".to_string()])
+        );
+        assert_eq!(eval_header_counts("update,env_steps"), None);
+        assert_eq!(EvalScore::Goals.name(), "goals_mean");
+        assert_eq!(EvalScore::Count("keys").name(), "keys_mean");
+    }
+
+    #[test]
+    fn an_eval_log_of_the_format_before_counts_keeps_its_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(EVAL_FILE);
+        std::fs::write(&path, OLD_EVAL).unwrap();
+        let mut eval = cue_recall_eval();
+        // Resuming at update 6: the row of update 3 is kept, with its best score.
+        eval.open(&path, 6, &[]).unwrap();
+        assert_eq!(eval.columns, eval_columns(&["goals"]));
+        assert_eq!(eval.best, Some((0.2, 3)));
+        let kept = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(
+            kept,
+            OLD_EVAL.lines().take(2).collect::<Vec<_>>().join("\n") + "\n"
+        );
+
+        // A new log of an env without counts has no goals column, and a goals score there
+        // is an error naming the columns.
+        std::fs::remove_file(&path).unwrap();
+        let mut eval = cue_recall_eval().score(EvalScore::Goals);
+        let e = eval.open(&path, 1, &[]).unwrap_err().to_string();
+        assert!(
+            e.contains("`goals_mean`") && e.contains("return_mean"),
+            "{e}"
+        );
+        let mut eval = cue_recall_eval();
+        eval.open(&path, 1, &[]).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap().trim_end(),
+            EVAL_COLUMNS.join(",")
+        );
+    }
 }

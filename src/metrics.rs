@@ -1,21 +1,28 @@
 //! `metrics.csv`: one row per update, appended as the run goes, truncated on resume.
 //!
-//! [`MetricsRow`] is the schema: its fields, in order, are the columns, the learner's own
+//! [`MetricsRow`] is the schema: its fields, in order, are the columns, the env's counts
+//! ([`CountColumns`]: `<name>_mean` for each name of [`envs::Env::episode_counts`], e.g.
+//! GridMaze's `goals_mean`) between `length_mean` and `success_rate`, the learner's own
 //! ([`LearnerColumns`], named by the learner) between `entropy` and `explained_var`
-//! ([`metrics_columns`]; a PPO run's are [`METRICS_COLUMNS`]), read and written through the
-//! `csv` crate. A NaN or infinite value (e.g. no episode ended
-//! during the update) is an empty cell.
+//! ([`metrics_columns`]; a PPO run's on an env without counts are [`METRICS_COLUMNS`]), read
+//! and written through the `csv` crate. The columns are fixed when the file is created; a
+//! resumed run keeps its file's (a run made before counts existed has `goals_mean` whatever
+//! its env: it keeps it, 0 for an env that counts no goals). A NaN or infinite value (e.g. no
+//! episode ended during the update) is an empty cell.
 
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use agents::learner::MAX_LEARNER_COLUMNS;
 use anyhow::{Context, Result, bail};
+use envs::{EpisodeStats, MAX_INFO_SCALARS};
 use serde::Serialize;
 
-/// The columns of a PPO run's `metrics.csv`, in order: the fields of [`MetricsRow`] with
-/// PPO's own columns ([`agents::ppo::PPO_COLUMNS`]) as the learner's.
-pub const METRICS_COLUMNS: [&str; 19] = [
+/// The columns of the `metrics.csv` of a PPO run on an env without counts, in order: the
+/// fields of [`MetricsRow`] with PPO's own columns ([`agents::ppo::PPO_COLUMNS`]) as the
+/// learner's. An env's counts come after `length_mean` ([`metrics_columns`]).
+pub const METRICS_COLUMNS: [&str; 18] = [
     "update",
     "env_steps",
     "wall_time_s",
@@ -24,7 +31,6 @@ pub const METRICS_COLUMNS: [&str; 19] = [
     "return_min",
     "return_max",
     "length_mean",
-    "goals_mean",
     "success_rate",
     "policy_loss",
     "value_loss",
@@ -37,30 +43,140 @@ pub const METRICS_COLUMNS: [&str; 19] = [
     "steps_per_s",
 ];
 
-/// The columns every run has before the learner's own.
-const HEAD_COLUMNS: usize = 13;
+/// The columns every run has before the env's counts.
+const HEAD_COLUMNS: usize = 8;
+/// The columns every run has between the env's counts and the learner's own.
+const MIDDLE_COLUMNS: usize = 4;
 /// The columns every run has after the learner's own.
 const TAIL_COLUMNS: usize = 4;
 
-/// The columns of `metrics.csv` for a learner whose own columns are `learner`
-/// ([`agents::learner::Learner::metric_columns`]): the common ones with the learner's between
-/// `entropy` and `explained_var` (for PPO, [`METRICS_COLUMNS`]).
-pub fn metrics_columns(learner: &[&'static str]) -> Vec<&'static str> {
+/// The column of the count `name`: `<name>_mean`, its mean per-episode total.
+pub fn count_column(name: &str) -> &'static str {
+    intern(&format!("{name}_mean"))
+}
+
+/// The count whose column is `column` (`<name>_mean`, `name` a valid count name).
+fn column_count(column: &str) -> Option<&str> {
+    column
+        .strip_suffix("_mean")
+        .filter(|name| envs::is_column_name(name))
+}
+
+/// `text` as a `&'static str`: each distinct text is leaked once (column names, a handful).
+fn intern(text: &str) -> &'static str {
+    static NAMES: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
+    let mut names = NAMES.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(name) = names.iter().find(|n| **n == text) {
+        return name;
+    }
+    let name: &'static str = Box::leak(text.to_string().into_boxed_str());
+    names.push(name);
+    name
+}
+
+/// `names` as a `&'static` list (each distinct list is leaked once).
+fn intern_list(names: &[&str]) -> &'static [&'static str] {
+    static LISTS: Mutex<Vec<&'static [&'static str]>> = Mutex::new(Vec::new());
+    let mut lists = LISTS.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(list) = lists.iter().find(|l| **l == names) {
+        return list;
+    }
+    let list: &'static [&'static str] =
+        Box::leak(names.iter().map(|n| intern(n)).collect::<Box<[_]>>());
+    lists.push(list);
+    list
+}
+
+/// The columns of `metrics.csv` for an env whose counts are `counts`
+/// ([`envs::Env::episode_counts`]) and a learner whose own columns are `learner`
+/// ([`agents::learner::Learner::metric_columns`]): the common ones with `<count>_mean` for
+/// each count between `length_mean` and `success_rate`, and the learner's between `entropy`
+/// and `explained_var` (for PPO on an env without counts, [`METRICS_COLUMNS`]).
+pub fn metrics_columns(counts: &[&str], learner: &[&'static str]) -> Vec<&'static str> {
+    let middle = &METRICS_COLUMNS[HEAD_COLUMNS..HEAD_COLUMNS + MIDDLE_COLUMNS];
     let tail = &METRICS_COLUMNS[METRICS_COLUMNS.len() - TAIL_COLUMNS..];
     METRICS_COLUMNS[..HEAD_COLUMNS]
         .iter()
-        .chain(learner)
-        .chain(tail)
         .copied()
+        .chain(counts.iter().map(|c| count_column(c)))
+        .chain(middle.iter().copied())
+        .chain(learner.iter().copied())
+        .chain(tail.iter().copied())
         .collect()
 }
 
-/// Whether `column` is a column of some learner's `metrics.csv`.
+/// Whether `column` may be a column of a `metrics.csv`: a common one, some learner's own, or
+/// the `<name>_mean` of a count (which columns a run has depends on its env).
 pub fn is_metrics_column(column: &str) -> bool {
     METRICS_COLUMNS.contains(&column)
         || crate::config::Algorithm::ALL
             .iter()
             .any(|a| a.metric_columns().contains(&column))
+        || column_count(column).is_some()
+}
+
+/// The env's count columns of a metrics row: the count names and the mean per-episode total
+/// of each over the update's finished episodes.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct CountColumns {
+    /// The count names ([`envs::Env::episode_counts`]); the column of each is
+    /// [`count_column`] (`<name>_mean`).
+    pub names: &'static [&'static str],
+    /// The values, in the order of `names` (the rest unused).
+    pub values: [f64; MAX_INFO_SCALARS],
+}
+
+impl CountColumns {
+    /// The counts `names` with `values` (missing values are NaN; extra ones dropped).
+    ///
+    /// # Panics
+    /// With more than [`MAX_INFO_SCALARS`] names.
+    pub fn new(names: &[&str], values: &[f64]) -> Self {
+        assert!(
+            names.len() <= MAX_INFO_SCALARS,
+            "at most {MAX_INFO_SCALARS} counts, got {names:?}"
+        );
+        // The unused slots stay 0, so that equal counts compare equal.
+        let mut v = [0.0; MAX_INFO_SCALARS];
+        for (i, slot) in v.iter_mut().enumerate().take(names.len()) {
+            *slot = values.get(i).copied().unwrap_or(f64::NAN);
+        }
+        Self {
+            names: intern_list(names),
+            values: v,
+        }
+    }
+
+    /// The counts `names` over `episodes`: the mean per-episode total of each (an episode
+    /// without a total of a name counts 0 of it), NaN when there are no episodes.
+    pub fn of_episodes<'e>(
+        names: &[&str],
+        episodes: impl Iterator<Item = &'e EpisodeStats> + Clone,
+    ) -> Self {
+        let means: Vec<f64> = names
+            .iter()
+            .map(|name| {
+                let (sum, n) = episodes.clone().fold((0.0, 0usize), |(s, n), e| {
+                    (s + f64::from(e.count(name).unwrap_or(0.0)), n + 1)
+                });
+                if n == 0 { f64::NAN } else { sum / n as f64 }
+            })
+            .collect();
+        Self::new(names, &means)
+    }
+
+    /// The mean of the count `name`, if the row has it.
+    pub fn get(&self, name: &str) -> Option<f64> {
+        self.names
+            .iter()
+            .position(|n| *n == name)
+            .map(|i| self.values[i])
+    }
+
+    /// `(count name, value)` of every count, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, f64)> + '_ {
+        self.names.iter().copied().zip(self.values)
+    }
 }
 
 /// The learner's own columns of a metrics row: names (from the learner) and values.
@@ -123,8 +239,9 @@ pub struct MetricsRow {
     pub return_max: f64,
     /// Mean episode length, steps.
     pub length_mean: f64,
-    /// Mean goals reached per episode.
-    pub goals_mean: f64,
+    /// The env's counts: the mean per-episode total of each (columns `<name>_mean`, e.g.
+    /// GridMaze's `goals_mean`).
+    pub counts: CountColumns,
     /// Fraction of successful episodes among those reporting success (NaN if none did).
     pub success_rate: f64,
     /// Policy-gradient loss (PPO: the clipped surrogate).
@@ -160,13 +277,13 @@ impl MetricsRow {
         )
     }
 
-    /// The row's columns: [`metrics_columns`] of its learner's.
+    /// The row's columns: [`metrics_columns`] of its counts and its learner's.
     pub fn columns(&self) -> Vec<&'static str> {
-        metrics_columns(self.learner.names)
+        metrics_columns(self.counts.names, self.learner.names)
     }
 
-    /// The row of the `record` of a file whose learner columns are `learner`.
-    fn from_record(learner: &'static [&'static str], record: &csv::StringRecord) -> Result<Self> {
+    /// The row of the `record` of a file with the columns `layout`.
+    fn from_record(layout: Layout, record: &csv::StringRecord) -> Result<Self> {
         let text = |i: usize| record.get(i).unwrap_or("");
         let int = |i: usize| -> Result<u64> {
             text(i)
@@ -181,11 +298,17 @@ impl MetricsRow {
                     .with_context(|| format!("column {} is not a number: {t:?}", i + 1)),
             }
         };
-        let k = learner.len();
-        let values = (0..k)
+        let Layout { counts, learner } = layout;
+        let c = counts.len();
+        let count_values = (0..c)
             .map(|j| float(HEAD_COLUMNS + j))
             .collect::<Result<Vec<_>>>()?;
-        let tail = HEAD_COLUMNS + k;
+        let middle = HEAD_COLUMNS + c;
+        let k = learner.len();
+        let values = (0..k)
+            .map(|j| float(middle + MIDDLE_COLUMNS + j))
+            .collect::<Result<Vec<_>>>()?;
+        let tail = middle + MIDDLE_COLUMNS + k;
         Ok(Self {
             update: int(0)? as usize,
             env_steps: int(1)?,
@@ -195,11 +318,11 @@ impl MetricsRow {
             return_min: float(5)?,
             return_max: float(6)?,
             length_mean: float(7)?,
-            goals_mean: float(8)?,
-            success_rate: float(9)?,
-            policy_loss: float(10)?,
-            value_loss: float(11)?,
-            entropy: float(12)?,
+            counts: CountColumns::new(counts, &count_values),
+            success_rate: float(middle)?,
+            policy_loss: float(middle + 1)?,
+            value_loss: float(middle + 2)?,
+            entropy: float(middle + 3)?,
             learner: LearnerColumns::new(learner, &values),
             explained_var: float(tail)?,
             grad_norm: float(tail + 1)?,
@@ -222,7 +345,11 @@ impl Serialize for MetricsRow {
     /// The cells in the order of [`MetricsRow::columns`], named by them.
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
-        let mut st = s.serialize_struct("MetricsRow", HEAD_COLUMNS + 2 + TAIL_COLUMNS)?;
+        let width = self.counts.names.len() + self.learner.names.len();
+        let mut st = s.serialize_struct(
+            "MetricsRow",
+            HEAD_COLUMNS + MIDDLE_COLUMNS + TAIL_COLUMNS + width,
+        )?;
         st.serialize_field("update", &self.update)?;
         st.serialize_field("env_steps", &self.env_steps)?;
         st.serialize_field("wall_time_s", &Cell(self.wall_time_s))?;
@@ -232,13 +359,15 @@ impl Serialize for MetricsRow {
             ("return_min", self.return_min),
             ("return_max", self.return_max),
             ("length_mean", self.length_mean),
-            ("goals_mean", self.goals_mean),
+        ]
+        .into_iter()
+        .chain(self.counts.iter().map(|(n, x)| (count_column(n), x)))
+        .chain([
             ("success_rate", self.success_rate),
             ("policy_loss", self.policy_loss),
             ("value_loss", self.value_loss),
             ("entropy", self.entropy),
-        ]
-        .into_iter()
+        ])
         .chain(self.learner.iter())
         .chain([
             ("explained_var", self.explained_var),
@@ -265,22 +394,54 @@ mod cell {
     }
 }
 
-/// The metrics file at `path` as CSV records, and the learner columns its header names (the
-/// header must be [`metrics_columns`] of some learner's).
-fn reader<'t>(
-    path: &Path,
-    text: &'t [u8],
-) -> Result<(csv::Reader<&'t [u8]>, &'static [&'static str])> {
+/// The variable columns of a `metrics.csv`: the env's counts and the learner's own.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Layout {
+    /// The count names (columns `<name>_mean`).
+    counts: &'static [&'static str],
+    /// The learner's own columns.
+    learner: &'static [&'static str],
+}
+
+impl Layout {
+    /// The layout of the header `header`, if it is [`metrics_columns`] of some counts and
+    /// some learner's columns.
+    fn of_header(header: &csv::StringRecord) -> Option<Self> {
+        let end = header.iter().position(|c| c == "success_rate")?;
+        let counts = header
+            .iter()
+            .take(end)
+            .skip(HEAD_COLUMNS)
+            .map(column_count)
+            .collect::<Option<Vec<_>>>()?;
+        if counts.len() > MAX_INFO_SCALARS {
+            return None;
+        }
+        crate::config::Algorithm::ALL
+            .iter()
+            .map(|a| a.metric_columns())
+            .find(|learner| header.iter().eq(metrics_columns(&counts, learner)))
+            .map(|learner| Self {
+                counts: intern_list(&counts),
+                learner,
+            })
+    }
+
+    /// Number of columns.
+    fn width(&self) -> usize {
+        HEAD_COLUMNS + self.counts.len() + MIDDLE_COLUMNS + self.learner.len() + TAIL_COLUMNS
+    }
+}
+
+/// The metrics file at `path` as CSV records, and the layout its header names (the header
+/// must be [`metrics_columns`] of some counts and some learner's).
+fn reader<'t>(path: &Path, text: &'t [u8]) -> Result<(csv::Reader<&'t [u8]>, Layout)> {
     let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(text);
     let header = reader
         .headers()
         .with_context(|| format!("cannot read {}", path.display()))?;
-    let learner = crate::config::Algorithm::ALL
-        .iter()
-        .map(|a| a.metric_columns())
-        .find(|names| header.iter().eq(metrics_columns(names)));
-    match learner {
-        Some(names) => Ok((reader, names)),
+    match Layout::of_header(header) {
+        Some(layout) => Ok((reader, layout)),
         None => bail!(
             "{}: unexpected header `{}`",
             path.display(),
@@ -292,12 +453,12 @@ fn reader<'t>(
 /// One record as a row (errors name the file and the line).
 fn parse_row(
     path: &Path,
-    learner: &'static [&'static str],
+    layout: Layout,
     record: csv::Result<csv::StringRecord>,
 ) -> Result<MetricsRow> {
     let record = record.with_context(|| format!("cannot read {}", path.display()))?;
     let line = record.position().map_or(0, |p| p.line() as usize);
-    let width = HEAD_COLUMNS + learner.len() + TAIL_COLUMNS;
+    let width = layout.width();
     if record.len() != width {
         bail!(
             "{}: line {line}: expected {width} fields, got {}",
@@ -305,7 +466,7 @@ fn parse_row(
             record.len()
         );
     }
-    MetricsRow::from_record(learner, &record)
+    MetricsRow::from_record(layout, &record)
         .with_context(|| format!("{}: line {line}", path.display()))
 }
 
@@ -313,10 +474,10 @@ fn parse_row(
 pub fn read_metrics(path: impl AsRef<Path>) -> Result<Vec<MetricsRow>> {
     let path = path.as_ref();
     let text = std::fs::read(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let (reader, learner) = reader(path, &text)?;
+    let (reader, layout) = reader(path, &text)?;
     reader
         .into_records()
-        .map(|record| parse_row(path, learner, record))
+        .map(|record| parse_row(path, layout, record))
         .collect()
 }
 
@@ -333,31 +494,50 @@ fn row_writer<W: std::io::Write>(out: W) -> csv::Writer<W> {
 pub struct MetricsWriter {
     path: PathBuf,
     writer: csv::Writer<File>,
+    layout: Layout,
     tensorboard: Option<crate::tensorboard::EventWriter>,
 }
 
 impl MetricsWriter {
-    /// Creates a new `metrics.csv` with PPO's header (overwriting any file there).
+    /// Creates a new `metrics.csv` with the header of PPO on an env without counts
+    /// (overwriting any file there).
     pub fn create(path: impl AsRef<Path>) -> Result<Self> {
-        Self::create_for(path, agents::ppo::PPO_COLUMNS)
+        Self::create_for(path, &[], agents::ppo::PPO_COLUMNS)
     }
 
-    /// Creates a new `metrics.csv` with the header of a learner whose own columns are
-    /// `learner` (overwriting any file there).
-    pub fn create_for(path: impl AsRef<Path>, learner: &'static [&'static str]) -> Result<Self> {
+    /// Creates a new `metrics.csv` with the header of an env whose counts are `counts`
+    /// ([`envs::Env::episode_counts`]) and a learner whose own columns are `learner`
+    /// (overwriting any file there). Errors: more than [`MAX_INFO_SCALARS`] counts, a name
+    /// that cannot name a column, or one given twice.
+    pub fn create_for(
+        path: impl AsRef<Path>,
+        counts: &[&str],
+        learner: &'static [&'static str],
+    ) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
+        check_count_names(counts, learner)?;
         let file =
             File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
         let mut writer = row_writer(file);
         writer
-            .write_record(metrics_columns(learner))
+            .write_record(metrics_columns(counts, learner))
             .and_then(|()| writer.flush().map_err(csv::Error::from))
             .with_context(|| format!("cannot write {}", path.display()))?;
         Ok(Self {
             path,
             writer,
+            layout: Layout {
+                counts: intern_list(counts),
+                learner,
+            },
             tensorboard: None,
         })
+    }
+
+    /// The names of the counts the file has columns for (fixed when it was created): the
+    /// rows appended must have these counts ([`CountColumns::of_episodes`]).
+    pub fn counts(&self) -> &'static [&'static str] {
+        self.layout.counts
     }
 
     /// Also writes every appended row into a new TensorBoard event file in `dir`. For a
@@ -390,12 +570,12 @@ impl MetricsWriter {
             Some(end) => &text[..=end],
             None => &text[..0],
         };
-        let (reader, learner) = reader(&path, complete)
+        let (reader, layout) = reader(&path, complete)
             .with_context(|| format!("{}: missing or unexpected header", path.display()))?;
         let mut kept = Vec::with_capacity(keep_updates);
         for record in reader.into_records() {
             let expected = kept.len() + 1;
-            let row = match parse_row(&path, learner, record) {
+            let row = match parse_row(&path, layout, record) {
                 Ok(row) => row,
                 // Rows after the checkpoint are dropped anyway; a bad row before it is damage.
                 Err(e) if expected <= keep_updates => bail!(
@@ -424,7 +604,7 @@ impl MetricsWriter {
             );
         }
         let mut out = row_writer(Vec::new());
-        out.write_record(metrics_columns(learner))?;
+        out.write_record(metrics_columns(layout.counts, layout.learner))?;
         for row in &kept {
             out.serialize(row)?;
         }
@@ -439,12 +619,26 @@ impl MetricsWriter {
         Ok(Self {
             path,
             writer: row_writer(file),
+            layout,
             tensorboard: None,
         })
     }
 
-    /// Appends one row and flushes it to the OS.
+    /// Appends one row and flushes it to the OS. Errors: a row whose counts or learner
+    /// columns are not the file's.
     pub fn append(&mut self, row: &MetricsRow) -> Result<()> {
+        let layout = Layout {
+            counts: row.counts.names,
+            learner: row.learner.names,
+        };
+        if layout != self.layout {
+            bail!(
+                "{}: a row with the columns {:?} does not fit the file's columns {:?}",
+                self.path.display(),
+                metrics_columns(layout.counts, layout.learner),
+                metrics_columns(self.layout.counts, self.layout.learner)
+            );
+        }
         self.writer
             .serialize(row)
             .and_then(|()| self.writer.flush().map_err(csv::Error::from))
@@ -477,6 +671,37 @@ impl MetricsWriter {
             .sync_data()
             .with_context(|| format!("cannot sync {}", self.path.display()))
     }
+}
+
+/// Checks count names for the columns of a new `metrics.csv` whose learner columns are
+/// `learner`: each a column name, once, at most [`MAX_INFO_SCALARS`], and none whose column
+/// `<name>_mean` is already a column (e.g. `return`).
+fn check_count_names(counts: &[&str], learner: &[&'static str]) -> Result<()> {
+    if counts.len() > MAX_INFO_SCALARS {
+        bail!(
+            "an env may declare at most {MAX_INFO_SCALARS} counts (Env::episode_counts), this \
+             one declares {counts:?}"
+        );
+    }
+    let taken = metrics_columns(&[], learner);
+    for (i, name) in counts.iter().enumerate() {
+        if !envs::is_column_name(name) {
+            bail!(
+                "the env's count {name:?} (Env::episode_counts) cannot name a column: use \
+                 letters, digits, `_`, `-` and `.`"
+            );
+        }
+        if counts[..i].contains(name) {
+            bail!("the env declares the count `{name}` twice (Env::episode_counts)");
+        }
+        if taken.contains(&count_column(name)) {
+            bail!(
+                "the env's count `{name}` (Env::episode_counts) would have the column \
+                 `{name}_mean`, which metrics.csv already has; rename the count"
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The env's named step scalars per update ([`envs::Info::scalars`]), in long form: one line
@@ -596,8 +821,9 @@ pub fn tensorboard_tag(column: &str) -> String {
         {
             "losses"
         }
-        "episodes" | "return_mean" | "return_min" | "return_max" | "length_mean" | "goals_mean"
+        "episodes" | "return_mean" | "return_min" | "return_max" | "length_mean"
         | "success_rate" => "episode",
+        c if column_count(c).is_some() => "episode",
         _ => "train",
     };
     format!("{group}/{column}")
@@ -653,6 +879,9 @@ mod tests {
         assert_eq!(rows[0].lr, 2.5e-4);
         assert_eq!(rows[1].length_mean, 42.333333333333336);
         assert!(rows[1].success_rate.is_nan());
+        // The old writer's `goals_mean` reads as the count `goals`.
+        assert_eq!(rows[1].counts.get("goals"), Some(1.5));
+        assert!(rows[0].counts.get("goals").unwrap().is_nan());
         // Resuming rewrites the kept rows exactly as the old writer wrote them.
         drop(MetricsWriter::resume(&path, 2).unwrap());
         assert_eq!(std::fs::read_to_string(&path).unwrap(), OLD_FILE);
@@ -684,6 +913,95 @@ mod tests {
         assert!(back.return_mean.is_nan());
         assert_eq!(back.lr, 2.5e-4);
         assert_eq!(back.update, 3);
+        std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
+    }
+
+    #[test]
+    fn an_env_that_counts_goals_keeps_the_old_header_and_others_have_no_goals_column() {
+        let old_header = OLD_FILE.lines().next().unwrap();
+        let goals = temp_file("goals", "");
+        let mut w =
+            MetricsWriter::create_for(&goals, &["goals"], agents::ppo::PPO_COLUMNS).unwrap();
+        assert_eq!(w.counts(), ["goals"]);
+        let row = MetricsRow {
+            update: 1,
+            counts: CountColumns::new(&["goals"], &[2.25]),
+            ..Default::default()
+        };
+        w.append(&row).unwrap();
+        let text = std::fs::read_to_string(&goals).unwrap();
+        assert_eq!(text.lines().next().unwrap(), old_header);
+        assert_eq!(text.lines().nth(1).unwrap().split(',').nth(8), Some("2.25"));
+        let back = read_metrics(&goals).unwrap()[0];
+        assert_eq!((back.update, back.counts), (1, row.counts));
+        // A row without the file's counts does not fit.
+        let e = w.append(&MetricsRow::default()).unwrap_err().to_string();
+        assert!(e.contains("does not fit"), "{e}");
+
+        let plain = temp_file("plain", "");
+        drop(MetricsWriter::create(&plain).unwrap());
+        let header = std::fs::read_to_string(&plain).unwrap();
+        assert_eq!(header.trim_end(), METRICS_COLUMNS.join(","));
+        assert!(!header.contains("goals"));
+        for p in [goals, plain] {
+            std::fs::remove_dir_all(p.parent().unwrap()).unwrap();
+        }
+    }
+
+    #[test]
+    fn any_count_gets_a_mean_column_and_reads_back() {
+        let path = temp_file("counts", "");
+        let learner = agents::ppo::PPO_COLUMNS;
+        let mut w = MetricsWriter::create_for(&path, &["waits", "keys.found"], learner).unwrap();
+        let mut a = EpisodeStats::default();
+        a.counts.set("waits", 3.0);
+        a.counts.set("keys.found", 1.0);
+        let mut b = EpisodeStats::default();
+        // `b` reported no `keys.found`: it counts 0 of it.
+        b.counts.set("waits", 1.0);
+        let row = MetricsRow {
+            update: 1,
+            counts: CountColumns::of_episodes(w.counts(), [a, b].iter()),
+            ..Default::default()
+        };
+        assert_eq!(row.counts.get("waits"), Some(2.0));
+        assert_eq!(row.counts.get("keys.found"), Some(0.5));
+        assert_eq!(row.column("waits_mean"), Some(2.0));
+        w.append(&row).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let header: Vec<&str> = text.lines().next().unwrap().split(',').collect();
+        assert_eq!(
+            header[7..11],
+            [
+                "length_mean",
+                "waits_mean",
+                "keys.found_mean",
+                "success_rate"
+            ]
+        );
+        let back = read_metrics(&path).unwrap();
+        assert_eq!((back.len(), back[0].counts), (1, row.counts));
+        // No episode: the means are empty cells.
+        let none = CountColumns::of_episodes(&["waits"], [].iter());
+        assert!(none.get("waits").unwrap().is_nan());
+        // Resuming keeps the columns.
+        let w = MetricsWriter::resume(&path, 1).unwrap();
+        assert_eq!(w.counts(), ["waits", "keys.found"]);
+        assert_eq!(tensorboard_tag("waits_mean"), "episode/waits_mean");
+        assert!(is_metrics_column("waits_mean") && !is_metrics_column("waits"));
+
+        // Names that cannot be columns are refused, naming the count.
+        for (counts, needle) in [
+            (&["return"][..], "`return_mean`"),
+            (&["a b"][..], "\"a b\""),
+            (&["x", "x"][..], "twice"),
+        ] {
+            let e = MetricsWriter::create_for(&path, counts, learner)
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(e.contains(needle), "{e}");
+        }
         std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
     }
 

@@ -49,7 +49,7 @@ use crate::checkpoint::{
 };
 use crate::config::{EnvConfig, TrainConfig};
 use crate::hooks::{TrainHook, UpdateContext};
-use crate::metrics::{InfoLog, LearnerColumns, MetricsRow, MetricsWriter};
+use crate::metrics::{CountColumns, InfoLog, LearnerColumns, MetricsRow, MetricsWriter};
 use crate::run_dir::{INFO_FILE, RunDir};
 use crate::run_lock::RunLock;
 use crate::signals::{StopFlag, signal_name};
@@ -377,8 +377,9 @@ fn mean(xs: impl Iterator<Item = f64>) -> f64 {
     if n == 0 { f64::NAN } else { s / n as f64 }
 }
 
-/// Fills the episode columns of `row` from the episodes finished in a rollout.
-fn episode_columns(row: &mut MetricsRow, finished: &[FinishedEpisode]) {
+/// Fills the episode columns of `row` from the episodes finished in a rollout, with the
+/// counts `counts` (the metrics file's, [`MetricsWriter::counts`]).
+fn episode_columns(row: &mut MetricsRow, counts: &[&str], finished: &[FinishedEpisode]) {
     row.episodes = finished.len();
     row.return_mean = mean(finished.iter().map(|e| f64::from(e.stats.ret)));
     row.return_min = finished
@@ -390,7 +391,7 @@ fn episode_columns(row: &mut MetricsRow, finished: &[FinishedEpisode]) {
         .map(|e| f64::from(e.stats.ret))
         .fold(f64::NAN, f64::max);
     row.length_mean = mean(finished.iter().map(|e| f64::from(e.stats.length)));
-    row.goals_mean = mean(finished.iter().map(|e| f64::from(e.stats.goals)));
+    row.counts = CountColumns::of_episodes(counts, finished.iter().map(|e| &e.stats));
     row.success_rate = mean(
         finished
             .iter()
@@ -411,7 +412,12 @@ fn fresh_start<E: Env>(
 ) -> Result<(TrainerState, RolloutState, MetricsWriter)> {
     let (n, obs_dim) = (cfg.num_envs, venv.obs_dim());
     write_atomic(&run.config_path(), cfg.to_toml().as_bytes())?;
-    let mut metrics = MetricsWriter::create_for(run.metrics_path(), learner.metric_columns())?;
+    let mut metrics = MetricsWriter::create_for(
+        run.metrics_path(),
+        venv.envs()[0].episode_counts(),
+        learner.metric_columns(),
+    )
+    .context("cannot create the run's metrics.csv")?;
     if cfg.tensorboard {
         metrics = metrics.with_tensorboard(&run.tensorboard_dir(), None)?;
     }
@@ -659,11 +665,14 @@ pub(crate) fn stop_on_update_error<T>(
     }
 }
 
-/// The metrics row of the update `counters` has just counted.
+/// The metrics row of the update `counters` has just counted, with the episode counts
+/// `counts` (the metrics file's, [`MetricsWriter::counts`]).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn metrics_row(
     counters: &TrainerState,
     stats: &LearnerStats,
     columns: &'static [&'static str],
+    counts: &[&str],
     lr: f64,
     steps_per_s: f64,
     finished: &[FinishedEpisode],
@@ -682,7 +691,7 @@ pub(crate) fn metrics_row(
         steps_per_s,
         ..MetricsRow::default()
     };
-    episode_columns(&mut row, finished);
+    episode_columns(&mut row, counts, finished);
     row
 }
 
@@ -891,6 +900,7 @@ fn train_inner<E: Env>(
             &counters,
             &stats,
             learner.metric_columns(),
+            metrics.counts(),
             lr,
             steps_per_s,
             &finished,

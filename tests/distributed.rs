@@ -88,6 +88,20 @@ fn train_args(cfg_path: &Path, run_dir: &Path, extra: &[&str]) -> Vec<String> {
     args
 }
 
+/// Trains `cfg` on 2 ranks into `dir/run` (its config written to `dir/cfg.toml`) and returns
+/// the run directory; the job must succeed.
+fn train_two_ranks(mpirun: &Path, cfg: &TrainConfig, dir: &Path) -> PathBuf {
+    let cfg_path = write_cfg(dir, "cfg.toml", cfg);
+    let run_dir = dir.join("run");
+    let out = run(mpi_command(
+        mpirun,
+        2,
+        &train_args(&cfg_path, &run_dir, &[]),
+    ));
+    assert!(out.status.success(), "mpirun failed:\n{}", text(&out));
+    run_dir
+}
+
 fn run(mut c: Command) -> Output {
     c.output().expect("cannot start mpirun")
 }
@@ -178,9 +192,10 @@ fn check_against_the_reference(mpirun: &Path, cfg: &TrainConfig, what: &str) {
         max_diff <= 1e-5,
         "{what}: the 2-rank weights differ from the single-process reference by {max_diff}"
     );
-    // Rank 0 wrote the steps of both ranks.
+    // Rank 0 wrote the steps of both ranks; CartPole counts nothing: no count column.
     let rows = metrics_rows(&run_dir);
     assert_eq!(rows.len(), updates);
+    assert!(rows.iter().all(|r| r.counts.names.is_empty()));
     assert_eq!(
         rows[updates - 1].env_steps,
         (updates * 2 * cfg.num_envs * cfg.num_steps) as u64
@@ -205,6 +220,27 @@ fn two_ranks_take_the_steps_of_one_process_with_the_union_of_their_minibatches()
 }
 
 #[test]
+fn a_gridmaze_run_logs_the_goals_of_both_ranks() {
+    let Some(mpirun) = mpirun() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    // Multi mode, reward 1 per goal, no step penalty: an episode's return is its goal count.
+    let mut cfg = cartpole_cfg(2, 32, 2 * 2 * 32 * 4);
+    cfg.env = EnvConfig::Gridmaze(envs::GridMazeConfig::multi(7, 32));
+    let run_dir = train_two_ranks(&mpirun, &cfg, dir.path());
+    let header = std::fs::read_to_string(run_dir.join("metrics.csv")).unwrap();
+    let header: Vec<&str> = header.lines().next().unwrap().split(',').collect();
+    assert_eq!(header[7..10], ["length_mean", "goals_mean", "success_rate"]);
+    let rows = metrics_rows(&run_dir);
+    assert_eq!(rows.len(), 4);
+    // 2 ranks × 2 envs × 32 steps of episodes of 32 steps: 4 episodes per update.
+    assert!(rows.iter().all(|r| r.episodes == 4), "{rows:?}");
+    assert!(rows.iter().any(|r| r.counts.get("goals").unwrap() > 0.0));
+    for r in &rows {
+        assert_eq!(r.counts.get("goals"), Some(r.return_mean), "{r:?}");
+    }
+}
+
+#[test]
 fn two_ranks_learn_cartpole_like_one_process() {
     let Some(mpirun) = mpirun() else { return };
     let dir = tempfile::tempdir().unwrap();
@@ -216,15 +252,8 @@ fn two_ranks_learn_cartpole_like_one_process() {
     cfg.checkpoint_every = 0;
     cfg.ppo.seq_len = Some(64);
     cfg.ppo.num_minibatches = 4;
-    let cfg_path = write_cfg(dir.path(), "cfg.toml", &cfg);
-    let run_dir = dir.path().join("run");
     let t0 = Instant::now();
-    let out = run(mpi_command(
-        &mpirun,
-        2,
-        &train_args(&cfg_path, &run_dir, &[]),
-    ));
-    assert!(out.status.success(), "mpirun failed:\n{}", text(&out));
+    let run_dir = train_two_ranks(&mpirun, &cfg, dir.path());
     let mpi_s = t0.elapsed().as_secs_f64();
     let last = tail_return(&metrics_rows(&run_dir));
 

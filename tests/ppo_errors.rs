@@ -10,8 +10,8 @@ use agents::PolicyKind;
 use envs::{Action, ActionSpace, BoxSpace, Env, EnvError, GridMaze, GridMazeConfig, Step};
 use fbrl::checkpoint::{latest_checkpoint, open_latest};
 use fbrl::metrics::read_metrics;
-use fbrl::{EnvConfig, TrainConfig, TrainOptions, train};
-use ppo_common::{TRAIN_LOCK, train_until as run};
+use fbrl::{EnvConfig, TrainConfig};
+use ppo_common::{train_envs, train_until as run};
 
 fn parse_err(text: &str) -> String {
     match TrainConfig::from_toml_str(text, "bad.toml") {
@@ -324,18 +324,7 @@ fn non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint() {
             at: (i == 0).then_some(at),
         })
     };
-    let result = {
-        let _guard = TRAIN_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-        train(
-            &cfg,
-            make,
-            TrainOptions {
-                run_dir: Some(dir.path().to_path_buf()),
-                quiet: true,
-                ..Default::default()
-            },
-        )
-    };
+    let result = train_envs(&cfg, make, dir.path());
     let e = format!("{:#}", result.unwrap_err());
     assert_mentions(&e, &["non-finite", "update 3", "loss", "update_000002"]);
     println!("{e}");

@@ -36,7 +36,6 @@ fn key(r: &MetricsRow) -> Vec<u64> {
         r.return_min,
         r.return_max,
         r.length_mean,
-        r.goals_mean,
         r.success_rate,
         r.policy_loss,
         r.value_loss,
@@ -46,7 +45,10 @@ fn key(r: &MetricsRow) -> Vec<u64> {
         r.explained_var,
         r.grad_norm,
         r.lr,
-    ] {
+    ]
+    .into_iter()
+    .chain(r.counts.iter().map(|(_, x)| x))
+    {
         v.push(if x.is_nan() { u64::MAX } else { x.to_bits() });
     }
     v

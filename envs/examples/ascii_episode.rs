@@ -143,8 +143,9 @@ fn main() -> Result<(), Box<dyn Error>> {
             frames.push(env.frame(args.cell_px));
         }
         let t = env.time_step() as usize;
-        if t <= args.show || step.done() || step.info.goal_reached {
-            let note = match (step.info.goal_reached, env.config().mode) {
+        let goal_reached = step.info.counts.get(envs::GOALS) == Some(1.0);
+        if t <= args.show || step.done() || goal_reached {
+            let note = match (goal_reached, env.config().mode) {
                 (true, MazeMode::Multi) => "  <- goal reached, agent respawned",
                 (true, MazeMode::Single) => "  <- goal reached",
                 _ => "",

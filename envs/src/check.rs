@@ -177,6 +177,11 @@ pub enum CheckError {
         /// The reward.
         reward: f32,
     },
+    /// The env's counts ([`crate::Info::counts`], [`Env::episode_counts`]) break their
+    /// rules: a declared name that cannot name a column or is declared twice, too many names,
+    /// or a step reporting a count that is not declared or not finite.
+    #[error("{0}")]
+    Counts(String),
     /// The same seed and actions gave different trajectories.
     #[error(
         "the env is not deterministic: {0}; an env must own its RNG and seed it in reset, \
@@ -343,7 +348,49 @@ fn step_checked<E: Env + ?Sized>(
             reward: s.reward,
         });
     }
+    let declared = env.episode_counts();
+    for (name, value) in s.info.counts.iter() {
+        if !declared.contains(&name) {
+            return Err(CheckError::Counts(format!(
+                "{} reported the count `{name}`, which episode_counts() does not declare \
+                 ({declared:?}); declare every count so that metrics.csv has its column",
+                at()
+            )));
+        }
+        if !value.is_finite() {
+            return Err(CheckError::Counts(format!(
+                "{} reported the count `{name}` = {value}; counts must be finite",
+                at()
+            )));
+        }
+    }
     Ok(s)
+}
+
+/// Checks the names an env declares for its counts: column names, each once, at most
+/// [`crate::MAX_INFO_SCALARS`].
+fn check_declared_counts(declared: &[&str]) -> Result<(), CheckError> {
+    if declared.len() > crate::MAX_INFO_SCALARS {
+        return Err(CheckError::Counts(format!(
+            "episode_counts() declares {} counts ({declared:?}); an Info holds at most {}",
+            declared.len(),
+            crate::MAX_INFO_SCALARS
+        )));
+    }
+    for (i, name) in declared.iter().enumerate() {
+        if !crate::is_column_name(name) {
+            return Err(CheckError::Counts(format!(
+                "episode_counts() declares {name:?}; a count name is made of letters, digits, \
+                 `_`, `-` and `.`"
+            )));
+        }
+        if declared[..i].contains(name) {
+            return Err(CheckError::Counts(format!(
+                "episode_counts() declares `{name}` twice"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Checks one observation against the space: fully written, finite, within bounds.
@@ -477,6 +524,7 @@ pub fn check_env_with<E: Env + ?Sized>(
         return Err(CheckError::NoActions);
     }
     action_space.validate().map_err(CheckError::ActionSpace)?;
+    check_declared_counts(env.episode_counts())?;
     let d = space.flat_len();
     let mut obs = vec![0.0f32; d];
     let mut report = CheckReport {

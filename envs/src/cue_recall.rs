@@ -274,7 +274,6 @@ impl Env for CueRecall {
             };
             step.terminated = true;
             step.info.success = Some(success);
-            step.info.goal_reached = success;
         }
         self.episode.finish_step(&mut step);
         self.write_obs(obs);

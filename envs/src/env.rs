@@ -475,8 +475,6 @@ impl fmt::Display for Action<'_> {
 /// Extra facts about a transition, beyond reward and the end flags.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Info {
-    /// The agent reached a goal on this step (GridMaze counts goals per episode).
-    pub goal_reached: bool,
     /// Set on the last step of an episode of a task with a success criterion
     /// (e.g. the cue-recall task: the right exit was taken).
     pub success: Option<bool>,
@@ -484,13 +482,21 @@ pub struct Info {
     /// [`MAX_INFO_SCALARS`]: the trainer averages each name over the steps of an update that
     /// report it, into `metrics.csv` (column `info/<name>`) and TensorBoard.
     pub scalars: InfoScalars,
+    /// The env's named counts of this step (e.g. GridMaze's `goals`: 1 on the step that
+    /// reaches the goal), up to [`MAX_INFO_SCALARS`]: [`EpisodeStats`] sums each name over the
+    /// episode, and the trainer writes the mean per-episode total of each name the env
+    /// declares ([`Env::episode_counts`]) into `metrics.csv` (column `<name>_mean`). Report a
+    /// declared count on every step (0 when nothing happened), so that an episode without
+    /// any still totals 0 rather than having no total.
+    pub counts: InfoScalars,
 }
 
 /// Most named scalars one [`Info`] holds.
 pub const MAX_INFO_SCALARS: usize = 8;
 
-/// An env's named scalars of one step (see [`Info::scalars`]): a fixed-size list, so that
-/// stepping allocates nothing.
+/// Named numbers: an env's scalars or counts of one step ([`Info::scalars`],
+/// [`Info::counts`]) or an episode's count totals ([`EpisodeStats::counts`]); a fixed-size
+/// list, so that stepping allocates nothing. Serialises as a map from name to value.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct InfoScalars {
     entries: [(&'static str, f32); MAX_INFO_SCALARS],
@@ -525,26 +531,49 @@ impl InfoScalars {
     /// letters, digits, `_`, `-` and `.` (it becomes a column name): both are bugs of the env,
     /// reported at its call site.
     pub fn set(&mut self, name: &'static str, value: f32) {
-        assert!(
-            !name.is_empty()
-                && name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c)),
-            "info scalar name {name:?}: use letters, digits, `_`, `-` and `.`"
-        );
-        if let Some(slot) = self.entries[..self.len]
-            .iter_mut()
-            .find(|(n, _)| *n == name)
+        *self.slot(name) = value;
+    }
+
+    /// Adds `value` to `name` (a name not yet present starts from 0); panics as
+    /// [`InfoScalars::set`] does.
+    pub fn add(&mut self, name: &'static str, value: f32) {
+        *self.slot(name) += value;
+    }
+
+    /// The value of `name`, added as 0 if it is not present yet.
+    fn slot(&mut self, name: &'static str) -> &mut f32 {
+        if let Some(i) = self.entries[..self.len]
+            .iter()
+            .position(|(n, _)| *n == name)
         {
-            slot.1 = value;
-            return;
+            return &mut self.entries[i].1;
         }
         assert!(
-            self.len < MAX_INFO_SCALARS,
-            "info scalar {name:?}: an Info holds at most {MAX_INFO_SCALARS} named scalars"
+            is_column_name(name),
+            "info name {name:?}: use letters, digits, `_`, `-` and `.`"
         );
-        self.entries[self.len] = (name, value);
+        assert!(
+            self.len < MAX_INFO_SCALARS,
+            "info name {name:?}: an Info holds at most {MAX_INFO_SCALARS} named scalars or counts"
+        );
+        self.entries[self.len] = (name, 0.0);
         self.len += 1;
+        &mut self.entries[self.len - 1].1
+    }
+}
+
+/// Whether `name` can name an info scalar or count (it becomes part of a column name): not
+/// empty, only ASCII letters, digits, `_`, `-` and `.`.
+pub fn is_column_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+}
+
+impl serde::Serialize for InfoScalars {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.iter())
     }
 }
 
@@ -552,6 +581,12 @@ impl Info {
     /// This info with the named scalar `name = value` (see [`InfoScalars::set`]).
     pub fn with_scalar(mut self, name: &'static str, value: f32) -> Self {
         self.scalars.set(name, value);
+        self
+    }
+
+    /// This info with the named count `name = value` for this step (see [`Info::counts`]).
+    pub fn with_count(mut self, name: &'static str, value: f32) -> Self {
+        self.counts.set(name, value);
         self
     }
 }
@@ -583,8 +618,9 @@ pub struct EpisodeStats {
     pub ret: f32,
     /// Number of steps.
     pub length: u32,
-    /// Goals reached during the episode.
-    pub goals: u32,
+    /// Totals over the episode of the env's named counts ([`Info::counts`]), by name, in the
+    /// order they were first reported.
+    pub counts: InfoScalars,
     /// Success flag reported on the last step, for tasks that have one.
     pub success: Option<bool>,
     /// Ended by the time limit rather than a real termination.
@@ -697,6 +733,15 @@ pub trait Env: Send {
         true
     }
 
+    /// The names of the counts this env reports in [`Info::counts`] (e.g. GridMaze's
+    /// `["goals"]`), declared up front so that `metrics.csv` has a column `<name>_mean` for each
+    /// from its first row on. Default: none. Counts an env reports without declaring them
+    /// are still summed in [`EpisodeStats::counts`] and evaluations, but get no column;
+    /// [`crate::check_env`] reports them.
+    fn episode_counts(&self) -> &'static [&'static str] {
+        &[]
+    }
+
     /// A short name used in run directories and plot titles.
     fn name(&self) -> String {
         "custom".to_string()
@@ -731,6 +776,9 @@ impl<E: Env + ?Sized> Env for Box<E> {
     fn resumes_by_replay(&self) -> bool {
         (**self).resumes_by_replay()
     }
+    fn episode_counts(&self) -> &'static [&'static str] {
+        (**self).episode_counts()
+    }
     fn name(&self) -> String {
         (**self).name()
     }
@@ -761,25 +809,32 @@ impl<E: Env + ?Sized> EnvExt for E {}
 
 impl EpisodeStats {
     /// Adds one step to the running statistics of an episode whose length is now `t` steps:
-    /// its reward and goal; on its last step also whether it was truncated and its success.
+    /// its reward and counts; on its last step also whether it was truncated and its success.
     pub fn record(&mut self, step: &Step, t: u32) {
         self.ret += step.reward;
         self.length = t;
-        self.goals += u32::from(step.info.goal_reached);
+        for (name, value) in step.info.counts.iter() {
+            self.counts.add(name, value);
+        }
         self.truncated = step.truncated;
         if step.done() {
             self.success = step.info.success;
         }
     }
+
+    /// The episode's total of the count `name` ([`Info::counts`]); `None` when no step
+    /// reported it.
+    pub fn count(&self, name: &str) -> Option<f32> {
+        self.counts.get(name)
+    }
 }
 
 impl fmt::Display for EpisodeStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "return {:.3}, length {}, goals {}",
-            self.ret, self.length, self.goals
-        )?;
+        write!(f, "return {:.3}, length {}", self.ret, self.length)?;
+        for (name, total) in self.counts.iter() {
+            write!(f, ", {name} {total}")?;
+        }
         if let Some(s) = self.success {
             write!(f, ", success {s}")?;
         }

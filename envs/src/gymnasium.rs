@@ -391,8 +391,9 @@ where
 ///   continues a deterministic seed sequence (`derive_seed(last seed, 1)`, starting from 0).
 ///   Options are ignored.
 /// - `step` returns `(obs, reward, terminated, truncated, info)`; `info` holds
-///   `"goal_reached"` (bool) and, on the last step of tasks with a success criterion,
-///   `"success"` (bool).
+///   the env's counts of the step ([`crate::Info::counts`], e.g. GridMaze's `"goals"`, a
+///   number), `"goal_reached"` (bool: `goals > 0`) for envs that count goals, and, on the last
+///   step of tasks with a success criterion, `"success"` (bool).
 /// - gymnasium-rs's trait has no error channel: an invalid action, a step after the end or
 ///   before the first reset leaves the env unchanged and returns the current observation,
 ///   reward 0, both flags false and `info["error"]` with the message. Use
@@ -460,7 +461,13 @@ impl<E: Env> GymnasiumAdapter<E> {
         let s = self.env.step(action, &mut self.scratch)?;
         std::mem::swap(&mut self.obs, &mut self.scratch);
         let mut info = GymInfo::new();
-        info.insert("goal_reached".into(), Value::Bool(s.info.goal_reached));
+        for (name, value) in s.info.counts.iter() {
+            info.insert(name.into(), Value::from(value));
+        }
+        // GridMaze's goal flag, as before counts existed.
+        if let Some(goals) = s.info.counts.get(crate::GOALS) {
+            info.insert("goal_reached".into(), Value::Bool(goals > 0.0));
+        }
         if let Some(success) = s.info.success {
             info.insert("success".into(), Value::Bool(success));
         }

@@ -2,7 +2,8 @@
 //!
 //! - [`Env`]: the trait a user implements to plug in a task (flat `f32` observations;
 //!   discrete, multi-discrete or continuous actions, with optional action masks;
-//!   `terminated` vs `truncated`; named per-step scalars in [`Info`]).
+//!   `terminated` vs `truncated`; named per-step scalars and per-episode counts in [`Info`],
+//!   the counts declared by [`Env::episode_counts`]).
 //! - `GridMaze`: partially observable maze navigation, a new maze every episode.
 //! - `CueRecall`: a cue seen only at the start decides the right exit after a corridor.
 //! - [`EpisodeGuard`]: the step bookkeeping every env shares (reset before step, time limit,
@@ -35,11 +36,11 @@ pub use check::{CheckConfig, CheckError, CheckReport, check_env, check_env_with}
 pub use cue_recall::{CueRecall, CueRecallConfig};
 pub use env::{
     Action, ActionBuf, ActionSpace, BoxSpace, Discrete, Env, EnvError, EnvExt, EpisodeStats, Info,
-    InfoScalars, MAX_INFO_SCALARS, MaskProblem, MultiDiscrete, Step, derive_seed,
+    InfoScalars, MAX_INFO_SCALARS, MaskProblem, MultiDiscrete, Step, derive_seed, is_column_name,
 };
 pub use episode::EpisodeGuard;
 pub use gridmaze::{
-    ActionMode, Cell, Direction, GridMaze, GridMazeConfig, MazeMode, Pos, ReferencePolicy,
+    ActionMode, Cell, Direction, GOALS, GridMaze, GridMazeConfig, MazeMode, Pos, ReferencePolicy,
     ReferenceStats, reference_return, reference_stats,
 };
 #[cfg(feature = "gymnasium")]

@@ -302,7 +302,6 @@ impl Env for PointCue {
                 };
                 step.terminated = true;
                 step.info.success = Some(success);
-                step.info.goal_reached = success;
             }
         }
         self.episode.finish_step(&mut step);

@@ -34,6 +34,7 @@
 //! Envs that cannot be replayed ([`Env::resumes_by_replay`] is `false`, e.g. envs in Python)
 //! are resumed with [`VecEnv::restart`] instead: each starts its next episode.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -218,7 +219,11 @@ struct Slot {
 }
 
 /// Resume state of one env inside a [`VecEnvState`].
+///
+/// A state saved before envs had named counts holds `goals` (a number) instead of `counts`:
+/// it loads as the count `goals`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(from = "SlotStateFile")]
 pub struct EnvSlotState {
     /// Index of the current episode since the last reset (selects the reset seed).
     pub episode: u64,
@@ -231,8 +236,86 @@ pub struct EnvSlotState {
     pub continuous_actions: Vec<f32>,
     /// Sum of the rewards so far in the current episode.
     pub ret: f32,
-    /// Goals reached so far in the current episode.
-    pub goals: u32,
+    /// Totals so far of the env's counts in the current episode ([`EpisodeStats::counts`]).
+    #[serde(default, skip_serializing_if = "SavedCounts::is_empty")]
+    pub counts: SavedCounts,
+}
+
+/// An [`EnvSlotState`] as a file holds it, of this version or of the one before counts
+/// (which held `goals`).
+#[derive(Deserialize)]
+struct SlotStateFile {
+    episode: u64,
+    actions: Vec<usize>,
+    #[serde(default)]
+    continuous_actions: Vec<f32>,
+    ret: f32,
+    #[serde(default)]
+    counts: SavedCounts,
+    /// The earlier format's goals count.
+    #[serde(default)]
+    goals: Option<u32>,
+}
+
+impl From<SlotStateFile> for EnvSlotState {
+    fn from(f: SlotStateFile) -> Self {
+        let mut counts = f.counts;
+        if let Some(goals) = f.goals
+            && !counts.0.contains_key("goals")
+        {
+            counts.0.insert("goals".into(), goals as f32);
+        }
+        Self {
+            episode: f.episode,
+            actions: f.actions,
+            continuous_actions: f.continuous_actions,
+            ret: f.ret,
+            counts,
+        }
+    }
+}
+
+/// An episode's count totals by name, as a resume state keeps them (see
+/// [`EnvSlotState::counts`]).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SavedCounts(pub BTreeMap<String, f32>);
+
+impl SavedCounts {
+    /// The count totals of `stats`.
+    pub fn of(stats: &EpisodeStats) -> Self {
+        Self(
+            stats
+                .counts
+                .iter()
+                .map(|(name, total)| (name.to_string(), total))
+                .collect(),
+        )
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Whether both hold the same totals, bit for bit; a name missing on one side counts as
+    /// 0 there (a state of the format before counts holds `goals` 0 for every env).
+    fn same_as(&self, other: &Self) -> bool {
+        let total = |c: &Self, name: &str| c.0.get(name).copied().unwrap_or(0.0).to_bits();
+        self.0
+            .keys()
+            .chain(other.0.keys())
+            .all(|name| total(self, name) == total(other, name))
+    }
+}
+
+impl std::fmt::Display for SavedCounts {
+    /// `, name total` for each count.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0
+            .iter()
+            .try_for_each(|(name, total)| write!(f, ", {name} {total}"))
+    }
 }
 
 /// Everything needed to continue a [`VecEnv`] exactly where it was (see [`VecEnv::restore`]).
@@ -428,9 +511,8 @@ impl<'a, E: Env> Lanes<'a, E> {
             let action = actions.get(j, width);
             let s = env.step(action, obs).map_err(|e| in_env(index, e))?;
             slot.actions.push(action);
-            slot.stats.ret += s.reward;
-            slot.stats.length += 1;
-            slot.stats.goals += u32::from(s.info.goal_reached);
+            let t = slot.stats.length + 1;
+            slot.stats.record(&s, t);
             *reward = s.reward;
             *term = s.terminated;
             *trunc = s.truncated;
@@ -505,9 +587,8 @@ fn replay<E: Env>(
             )
         })?;
         slot.actions.push(action);
-        slot.stats.ret += s.reward;
-        slot.stats.length += 1;
-        slot.stats.goals += u32::from(s.info.goal_reached);
+        let t = slot.stats.length + 1;
+        slot.stats.record(&s, t);
         if s.done() {
             return Err(in_env(
                 index,
@@ -519,14 +600,14 @@ fn replay<E: Env>(
             ));
         }
     }
-    if slot.stats.ret.to_bits() != saved.ret.to_bits() || slot.stats.goals != saved.goals {
+    let replayed = SavedCounts::of(&slot.stats);
+    if slot.stats.ret.to_bits() != saved.ret.to_bits() || !replayed.same_as(&saved.counts) {
         return Err(in_env(
             index,
             EnvError::Other(format!(
-                "replaying the saved actions gave return {} and {} goals, but the saved state \
-                 has return {} and {} goals; the env is not deterministic given its reset \
-                 seed and actions",
-                slot.stats.ret, slot.stats.goals, saved.ret, saved.goals
+                "replaying the saved actions gave return {}{}, but the saved state has return \
+                 {}{}; the env is not deterministic given its reset seed and actions",
+                slot.stats.ret, replayed, saved.ret, saved.counts
             )),
         ));
     }
@@ -873,7 +954,7 @@ impl<E: Env> VecEnv<E> {
                     actions: s.actions.discrete.clone(),
                     continuous_actions: s.actions.continuous.clone(),
                     ret: s.stats.ret,
-                    goals: s.stats.goals,
+                    counts: SavedCounts::of(&s.stats),
                 })
                 .collect(),
         }

@@ -3,7 +3,7 @@
 
 use envs::{
     Action, ActionSpace, BoxSpace, CheckConfig, CheckError, CueRecall, CueRecallConfig, Env,
-    EnvError, GridMaze, GridMazeConfig, Step, check_env, check_env_with,
+    EnvError, GridMaze, GridMazeConfig, Info, Step, check_env, check_env_with,
 };
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -101,6 +101,10 @@ enum Fault {
     BadSpace,
     /// An invalid action is refused but moves the env anyway.
     RefusalMoves,
+    /// The count `hits` is reported but not declared.
+    UndeclaredCount,
+    /// The count `hits` is declared twice.
+    TwiceDeclaredCount,
 }
 
 impl Toy {
@@ -193,8 +197,15 @@ impl Env for Toy {
             reward,
             terminated,
             truncated: truncated && !terminated,
-            ..Step::default()
+            info: Info::default().with_count("hits", 1.0),
         })
+    }
+    fn episode_counts(&self) -> &'static [&'static str] {
+        match self.fault {
+            Fault::UndeclaredCount => &[],
+            Fault::TwiceDeclaredCount => &["hits", "hits"],
+            _ => &["hits"],
+        }
     }
 }
 
@@ -219,6 +230,17 @@ fn check(fault: Fault) -> Result<String, String> {
 fn the_toy_env_passes() {
     let text = check(Fault::None).unwrap();
     assert!(text.contains("env passed"), "{text}");
+}
+
+#[test]
+fn counts_must_be_declared_once() {
+    let e = check(Fault::UndeclaredCount).unwrap_err();
+    assert!(
+        e.starts_with("step 1 of episode 0") && e.contains("the count `hits`, which"),
+        "{e}"
+    );
+    let e = check(Fault::TwiceDeclaredCount).unwrap_err();
+    assert_eq!(e, "episode_counts() declares `hits` twice");
 }
 
 #[test]

@@ -27,6 +27,32 @@ fn obs_buf(env: &GridMaze) -> Vec<f32> {
     vec![0.0; env.observation_space().flat_len()]
 }
 
+/// Whether the step reached the goal (its count `goals` is 1).
+fn reached(s: &envs::Step) -> bool {
+    s.info.counts.get("goals") == Some(1.0)
+}
+
+#[test]
+fn goals_are_a_declared_count_reported_on_every_step() {
+    let mut env = GridMaze::new(GridMazeConfig::multi(7, 30)).unwrap();
+    assert_eq!(env.episode_counts(), ["goals"]);
+    let mut obs = obs_buf(&env);
+    env.reset(3, &mut obs).unwrap();
+    let mut total = 0.0;
+    while !env.is_done() {
+        let a = env.oracle_action();
+        let s = env.step(a.into(), &mut obs).unwrap();
+        let goals = s.info.counts.get("goals");
+        assert!(goals == Some(0.0) || goals == Some(1.0), "{goals:?}");
+        assert_eq!(s.info.counts.len(), 1);
+        total += goals.unwrap();
+    }
+    assert!(total > 0.0);
+    let st = env.episode_stats();
+    assert_eq!(st.count("goals"), Some(total));
+    assert!(st.to_string().contains(&format!("goals {total}")), "{st}");
+}
+
 /// A cheap deterministic action stream.
 fn actions(seed: u64, n: usize, len: usize) -> Vec<usize> {
     let mut x = seed | 1;
@@ -264,12 +290,12 @@ fn observation_encoding_on_hand_written_maze() {
     // Back left, then down onto the goal: terminated in single mode.
     env.step(3.into(), &mut obs).unwrap();
     let s = env.step(ACTION_DOWN.into(), &mut obs).unwrap();
-    assert!(s.terminated && !s.truncated && s.info.goal_reached);
+    assert!(s.terminated && !s.truncated && reached(&s));
     assert_eq!(s.reward, 1.0 - 0.25);
     // The final view is centred on the goal.
     assert_eq!(obs[12..15], G);
     let st = env.episode_stats();
-    assert_eq!((st.length, st.goals), (4, 1));
+    assert_eq!((st.length, st.count("goals")), (4, Some(1.0)));
     assert!((st.ret - (1.0 - 4.0 * 0.25)).abs() < 1e-6);
     assert_eq!(env.step(0.into(), &mut obs), Err(EnvError::StepAfterDone));
 }
@@ -346,7 +372,7 @@ fn egocentric_view_turns_with_the_agent() {
     env.step(ACTION_TURN_LEFT.into(), &mut obs).unwrap();
     let s = env.step(ACTION_FORWARD.into(), &mut obs).unwrap();
     assert!(
-        s.terminated && s.info.goal_reached,
+        s.terminated && reached(&s),
         "forward while facing south reaches the goal"
     );
     assert_eq!(env.episode_stats().length, 6);
@@ -376,7 +402,7 @@ fn multi_mode_respawns_counts_goals_and_truncates_at_horizon() {
         assert_eq!(env.goal_pos(), goal, "the goal stays");
         assert_eq!(env.cells(), maze, "the maze stays");
         assert_ne!(env.agent_pos(), goal, "the agent never stays on the goal");
-        if s.info.goal_reached {
+        if reached(&s) {
             goals += 1;
             assert_eq!(s.reward, 1.0);
             assert!(env.is_open(env.agent_pos()));
@@ -393,7 +419,10 @@ fn multi_mode_respawns_counts_goals_and_truncates_at_horizon() {
         "the oracle reaches the goal many times in 200 steps, got {goals}"
     );
     let st = env.episode_stats();
-    assert_eq!((st.goals, st.length, st.truncated), (goals, horizon, true));
+    assert_eq!(
+        (st.count("goals"), st.length, st.truncated),
+        (Some(goals as f32), horizon, true)
+    );
     assert_eq!(st.ret, ret);
     assert_eq!(env.step(0.into(), &mut obs), Err(EnvError::StepAfterDone));
     // Reset starts a fresh episode.
@@ -565,7 +594,7 @@ fn oracle_reaches_the_goal_in_exactly_the_shortest_path_length() {
                     break;
                 }
             }
-            assert!(env.episode_stats().goals == 1);
+            assert!(env.episode_stats().count("goals") == Some(1.0));
             assert_eq!(steps, d, "size {size}, seed {s}");
         }
     }
@@ -583,7 +612,7 @@ fn egocentric_oracle_reaches_the_goal() {
             env.step(a.into(), &mut obs).unwrap();
         }
         let st = env.episode_stats();
-        assert_eq!(st.goals, 1);
+        assert_eq!(st.count("goals"), Some(1.0));
         // Each move needs at most two turns before it.
         assert!(
             st.length >= d && st.length <= 3 * d,
@@ -617,7 +646,7 @@ fn wall_follower_reaches_the_goal_in_perfect_mazes() {
             }
             let st = env.episode_stats();
             assert!(
-                st.goals == 1 && !st.truncated,
+                st.count("goals") == Some(1.0) && !st.truncated,
                 "size {size} seed {s}: {st:?}"
             );
             // A wall follower walks each corridor at most twice (plus turns in place).
@@ -902,7 +931,7 @@ fn mask_is_exactly_the_moves_not_into_a_wall() {
                 assert_eq!(mask, expected_mask(&env), "{cfg:?} seed {seed} after {a}");
                 assert!(env.observation_space().contains(&obs));
                 // An allowed move always moves the agent (or takes it to the goal).
-                let moved = before != env.agent_pos() || s.info.goal_reached;
+                let moved = before != env.agent_pos() || reached(&s);
                 match cfg.actions {
                     ActionMode::Egocentric => {
                         if a == ActionBuf::Discrete(ACTION_FORWARD) {
@@ -1075,7 +1104,7 @@ fn running_moves_two_cells_and_stops_at_walls_and_the_goal() {
     let s = env
         .step(Action::MultiDiscrete(&[ACTION_LEFT, run]), &mut obs)
         .unwrap();
-    assert!(s.terminated && s.info.goal_reached);
+    assert!(s.terminated && reached(&s));
     assert_eq!(env.agent_pos(), Pos::new(5, 2));
     assert_eq!(obs[27..], [0.0, 0.0, 0.0, 1.0, 0.0, 1.0, 1.0]);
 
@@ -1116,7 +1145,7 @@ fn running_in_open_corridors_covers_two_cells() {
             let s = env
                 .step(Action::MultiDiscrete(&[d, STRIDE_RUN]), &mut obs)
                 .unwrap();
-            if s.info.goal_reached {
+            if reached(&s) {
                 continue;
             }
             let one = neighbour(p, d);
@@ -1183,7 +1212,7 @@ fn scripted_policies_walk_in_move_run_mode() {
             let a = GridMaze::walk(env.wall_follower_action());
             env.step(Action::MultiDiscrete(&a), &mut obs).unwrap();
         }
-        assert_eq!(env.episode_stats().goals, 1);
+        assert_eq!(env.episode_stats().count("goals"), Some(1.0));
     }
     for cfg in [
         GridMazeConfig::multi(7, 64).move_run(),

@@ -79,10 +79,10 @@ impl Env for Walk {
             terminated: end && self.seed.is_multiple_of(2),
             truncated: end && self.seed % 2 == 1,
             info: Info {
-                goal_reached: action == 2,
                 success: end.then_some(action == 1),
                 ..Info::default()
-            },
+            }
+            .with_count("goals", f32::from(u8::from(action == 2))),
         })
     }
 }
@@ -250,7 +250,9 @@ fn reference_actions<E: Env>(mut envs: Vec<E>, base: u64, actions: &[Vec<ActionB
             rec.infos[i] = s.info;
             stats[i].ret += s.reward;
             stats[i].length += 1;
-            stats[i].goals += u32::from(s.info.goal_reached);
+            for (name, value) in s.info.counts.iter() {
+                stats[i].counts.add(name, value);
+            }
             let next = &mut rec.obs[i * d..(i + 1) * d];
             if s.done() {
                 let mut st = std::mem::take(&mut stats[i]);
@@ -321,13 +323,15 @@ fn finished_stats_are_those_of_the_episode() {
             let ret: f32 = (0..len0)
                 .map(|k| if k + 1 == len0 { 1.0 } else { 2.0 } + 0.5 * k as f32)
                 .sum();
-            let expected = EpisodeStats {
+            let mut expected = EpisodeStats {
                 ret,
                 length: len0 as u32,
-                goals: len0 as u32 - 1,
                 success: Some(true),
                 truncated: seed0 % 2 == 1,
+                ..EpisodeStats::default()
             };
+            expected.counts.set("goals", len0 as f32 - 1.0);
+            assert_eq!(expected.count("goals"), Some(len0 as f32 - 1.0));
             assert_eq!(s.finished, vec![(0, expected)]);
         }
     }
@@ -412,7 +416,7 @@ fn gridmaze_matches_the_reference_on_every_path_and_thread_count() {
         expected
             .steps
             .iter()
-            .any(|r| r.infos.iter().any(|i| i.goal_reached))
+            .any(|r| r.infos.iter().any(|i| i.counts.get("goals") == Some(1.0)))
     );
 
     for p in [
@@ -538,6 +542,71 @@ fn restore_rejects_a_state_the_envs_do_not_reproduce() {
         e.starts_with("env 0: ") && e.contains("ended the episode"),
         "{e}"
     );
+    // A recorded count the replay does not give.
+    venv.reset().unwrap();
+    venv.step(&[1, 1]).unwrap();
+    let mut state = venv.state();
+    state.envs[1].counts.0.insert("goals".into(), 1.0);
+    let e = venv.restore(&state).unwrap_err().to_string();
+    assert!(
+        e.starts_with("env 1: ") && e.contains("goals 1") && e.contains("goals 0"),
+        "{e}"
+    );
+}
+
+/// A VecEnv state as checkpoints held it before envs had named counts: `goals` per env.
+#[test]
+fn states_of_the_format_before_counts_load_and_restore() {
+    let base = 31;
+    let make = |_| GridMaze::new(GridMazeConfig::multi(9, 40));
+    let mut venv = VecEnv::from_fn(2, base, make).unwrap();
+    venv.reset().unwrap();
+    // The oracle reaches a goal in env 0 within the first steps.
+    let mut goals = [0u32; 2];
+    for _ in 0..25 {
+        let a: Vec<usize> = venv
+            .envs_mut()
+            .iter_mut()
+            .map(|e| e.oracle_action())
+            .collect();
+        let s = venv.step(&a).unwrap();
+        for (g, info) in goals.iter_mut().zip(&s.infos) {
+            *g += info.counts.get("goals").unwrap() as u32;
+        }
+    }
+    assert!(goals[0] > 0, "{goals:?}");
+    let state = venv.state();
+    assert_eq!(state.envs[0].counts.0["goals"], goals[0] as f32);
+    // The same state in the earlier format.
+    let old = serde_json::json!({
+        "base_seed": state.base_seed,
+        "envs": state.envs.iter().zip(goals).map(|(e, g)| serde_json::json!({
+            "episode": e.episode, "actions": e.actions, "ret": e.ret, "goals": g,
+        })).collect::<Vec<_>>(),
+    });
+    let loaded: VecEnvState = serde_json::from_value(old.clone()).unwrap();
+    assert_eq!(loaded, state);
+    let mut other = VecEnv::from_fn(2, 999, make).unwrap();
+    assert_eq!(other.restore(&loaded).unwrap(), &venv.last().obs[..]);
+    // A wrong old-format count is still caught by the replay.
+    let mut wrong = old;
+    wrong["envs"][0]["goals"] = (goals[0] + 1).into();
+    let wrong: VecEnvState = serde_json::from_value(wrong).unwrap();
+    let e = other.restore(&wrong).unwrap_err().to_string();
+    assert!(e.contains("not deterministic"), "{e}");
+
+    // An env that counts nothing saved `goals: 0`.
+    let mut plain =
+        VecEnv::new(vec![envs::CueRecall::new(Default::default()).unwrap()], 4).unwrap();
+    plain.reset().unwrap();
+    plain.step(&[1]).unwrap();
+    let state = plain.state();
+    assert!(state.envs[0].counts.is_empty());
+    let mut old = serde_json::to_value(&state).unwrap();
+    old["envs"][0]["goals"] = 0.into();
+    let loaded: VecEnvState = serde_json::from_value(old).unwrap();
+    plain.restore(&loaded).unwrap();
+    assert_eq!(plain.state(), state);
 }
 
 #[test]

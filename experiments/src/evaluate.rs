@@ -18,7 +18,8 @@ pub const EVAL_FILE: &str = "heldout_eval.json";
 pub struct EvalMeans {
     /// Mean episode return.
     pub return_mean: f64,
-    /// Mean goals per episode.
+    /// Mean goals per episode: the mean of the count `goals` (GridMaze's; 0 for an env
+    /// that counts no goals).
     pub goals_mean: f64,
     /// Fraction of successful episodes, for tasks that report success.
     pub success_rate: Option<f64>,
@@ -77,7 +78,7 @@ pub fn evaluate_run(run_dir: &Path, episodes: usize) -> Result<HeldOutEval> {
         .with_context(|| format!("evaluating {}", run_dir.display()))?;
         means.push(EvalMeans {
             return_mean: r.return_mean,
-            goals_mean: r.goals_mean,
+            goals_mean: r.counts.get(envs::GOALS).unwrap_or(0.0),
             success_rate: r.success_rate,
         });
     }

@@ -236,7 +236,9 @@ pub(super) fn eval(args: EvalArgs) -> Result<()> {
         "mean return  {:.3} ± {:.3} (std; min {:.3}, max {:.3})",
         report.return_mean, report.return_std, report.return_min, report.return_max
     );
-    println!("goals/ep.    {:.3}", report.goals_mean);
+    for (name, mean) in &report.counts.0 {
+        println!("{:<12} {mean:.3}", format!("{name}/ep."));
+    }
     match report.success_rate {
         Some(s) => println!("success rate {:.1} %", 100.0 * s),
         None => println!("success rate n/a (the task reports none)"),
@@ -285,12 +287,16 @@ pub(super) fn render(args: RenderArgs) -> Result<()> {
     };
     envs::save_gif(&args.output, &frames, args.delay_cs)
         .with_context(|| format!("cannot write {}", args.output.display()))?;
+    let counts: String = result
+        .counts
+        .iter()
+        .map(|(name, total)| format!(", {total} {name}"))
+        .collect();
     println!(
-        "wrote {} ({} frames): seed {seed}, return {:.3}, {} goals, {} steps",
+        "wrote {} ({} frames): seed {seed}, return {:.3}{counts}, {} steps",
         args.output.display(),
         frames.len(),
         result.ret,
-        result.goals,
         result.length
     );
     Ok(())

@@ -221,7 +221,8 @@ pub struct PlotArgs {
     /// X axis: env steps or wall-clock time.
     #[arg(long, value_enum, default_value_t = XAxis::Steps)]
     pub x: XAxis,
-    /// Metrics column to plot (default: goals_mean for GridMaze, else return_mean).
+    /// Metrics column to plot (default: the env's count, goals_mean for GridMaze, else
+    /// return_mean).
     #[arg(long)]
     pub metric: Option<String>,
     /// What makes one line, within each env (runs of different envs never share a line):

@@ -82,13 +82,18 @@ fn log_line(row: &MetricsRow, num_updates: usize) -> String {
             _ => format!("{name} {v:.4}"),
         })
         .collect();
+    // The env's counts (GridMaze: `goals`).
+    let counts: String = row
+        .counts
+        .iter()
+        .map(|(name, v)| format!("{name} {}  ", fmt_opt(finite(v), 2)))
+        .collect();
     format!(
-        "update {}/{num_updates}  steps {}  return {}  goals {}  success {}  \
+        "update {}/{num_updates}  steps {}  return {}  {counts}success {}  \
          pg {:.4}  vf {:.4}  ent {:.3}  {}  ev {:.3}  {:.0} steps/s",
         row.update,
         row.env_steps,
         fmt_opt(finite(row.return_mean), 3),
-        fmt_opt(finite(row.goals_mean), 2),
         fmt_opt(finite(row.success_rate), 2),
         row.policy_loss,
         row.value_loss,
@@ -189,16 +194,24 @@ fn say(bar: &ProgressBar, line: String) {
 /// every `log_every` updates.
 fn progress(bar: ProgressBar, log_every: usize, num_updates: usize) -> ProgressFn<'static> {
     let mut recent_return = Recent::default();
-    let mut recent_goals = Recent::default();
+    // One running mean per count of the env (GridMaze: `goals`).
+    let mut recent_counts: Vec<Recent> = Vec::new();
     Box::new(move |row: &MetricsRow| {
         recent_return.push(row.return_mean);
-        recent_goals.push(row.goals_mean);
+        recent_counts.resize_with(row.counts.names.len(), Recent::default);
+        for (recent, (_, v)) in recent_counts.iter_mut().zip(row.counts.iter()) {
+            recent.push(v);
+        }
         if !bar.is_hidden() {
             bar.set_position(row.env_steps);
+            let counts: String = recent_counts
+                .iter()
+                .zip(row.counts.names)
+                .map(|(recent, name)| format!("{name} {}  ", fmt_opt(recent.mean(), 2)))
+                .collect();
             bar.set_message(format!(
-                "return {}  goals {}  {:.0} steps/s",
+                "return {}  {counts}{:.0} steps/s",
                 fmt_opt(recent_return.mean(), 3),
-                fmt_opt(recent_goals.mean(), 2),
                 row.steps_per_s
             ));
         }
@@ -408,5 +421,32 @@ fn train_mpi_rank(args: &TrainArgs, cfg: &TrainConfig) -> Result<()> {
             eprintln!("fbrl train (rank {rank} of {ranks}): {e:#}");
             group.abort(1)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::CountColumns;
+
+    #[test]
+    fn the_log_line_shows_the_env_counts_only() {
+        let row = MetricsRow {
+            update: 2,
+            return_mean: 1.5,
+            ..MetricsRow::default()
+        };
+        let plain = log_line(&row, 4);
+        assert!(plain.contains("return 1.500  success 0.00"), "{plain}");
+        assert!(!plain.contains("goals"), "{plain}");
+        let row = MetricsRow {
+            counts: CountColumns::new(&["goals"], &[2.25]),
+            ..row
+        };
+        let line = log_line(&row, 4);
+        assert!(
+            line.contains("return 1.500  goals 2.25  success 0.00"),
+            "{line}"
+        );
     }
 }

@@ -505,41 +505,67 @@ fn sync_normalizers(comm: &dyn Collective, state: &mut RolloutState, before: &No
     merge_shares(state, before, &shares);
 }
 
-/// Episodes and a stop request, as one rank sends them after an update.
-fn encode_after_update(signal: Option<i32>, finished: &[FinishedEpisode]) -> Vec<u8> {
+/// Bytes of an episode record before its counts.
+const EPISODE_RECORD: usize = 14;
+
+/// Episodes and a stop request, as one rank sends them after an update: the signal (i32),
+/// then per episode its env (u32), return (f32), length (u32), success (u8: none, false,
+/// true), truncated (u8) and the total of each of the env's counts `counts`
+/// ([`envs::Env::episode_counts`], the same on every rank; f32 each, in that order, 0 for
+/// a count the episode did not report); all little-endian.
+fn encode_after_update(
+    signal: Option<i32>,
+    counts: &[&str],
+    finished: &[FinishedEpisode],
+) -> Vec<u8> {
     let mut b = signal.unwrap_or(0).to_le_bytes().to_vec();
     for e in finished {
         b.extend((e.env as u32).to_le_bytes());
         b.extend(e.stats.ret.to_le_bytes());
         b.extend(e.stats.length.to_le_bytes());
-        b.extend(e.stats.goals.to_le_bytes());
         b.push(match e.stats.success {
             None => 0,
             Some(false) => 1,
             Some(true) => 2,
         });
         b.push(u8::from(e.stats.truncated));
+        for name in counts {
+            b.extend(e.stats.count(name).unwrap_or(0.0).to_le_bytes());
+        }
     }
     b
 }
 
-fn decode_after_update(b: &[u8], env_offset: usize, out: &mut Vec<FinishedEpisode>) -> i32 {
+/// The signal and the episodes of [`encode_after_update`]'s bytes, the episodes' envs
+/// numbered from `env_offset`.
+fn decode_after_update(
+    b: &[u8],
+    env_offset: usize,
+    counts: &[&'static str],
+    out: &mut Vec<FinishedEpisode>,
+) -> i32 {
     let signal = i32::from_le_bytes(b[..4].try_into().expect("4 bytes"));
-    for rec in b[4..].chunks_exact(18) {
+    for rec in b[4..].chunks_exact(EPISODE_RECORD + 4 * counts.len()) {
         let u = |i: usize| u32::from_le_bytes(rec[i..i + 4].try_into().expect("4 bytes"));
+        let mut stats = EpisodeStats {
+            ret: f32::from_bits(u(4)),
+            length: u(8),
+            success: match rec[12] {
+                0 => None,
+                1 => Some(false),
+                _ => Some(true),
+            },
+            truncated: rec[13] != 0,
+            ..EpisodeStats::default()
+        };
+        for (k, name) in counts.iter().enumerate() {
+            stats
+                .counts
+                .set(name, f32::from_bits(u(EPISODE_RECORD + 4 * k)));
+        }
         out.push(FinishedEpisode {
             env: env_offset + u(0) as usize,
-            stats: EpisodeStats {
-                ret: f32::from_bits(u(4)),
-                length: u(8),
-                goals: u(12),
-                success: match rec[16] {
-                    0 => None,
-                    1 => Some(false),
-                    _ => Some(true),
-                },
-                truncated: rec[17] != 0,
-            },
+            stats,
         });
     }
     signal
@@ -748,7 +774,12 @@ pub fn train_distributed<E: Env>(
     if let Some((run, lock, _)) = run0 {
         let mut metrics = if restart {
             write_atomic(&run.config_path(), cfg.to_toml().as_bytes())?;
-            MetricsWriter::create(run.metrics_path())?
+            MetricsWriter::create_for(
+                run.metrics_path(),
+                venv.envs()[0].episode_counts(),
+                agents::ppo::PPO_COLUMNS,
+            )
+            .context("cannot create the run's metrics.csv")?
         } else {
             MetricsWriter::resume(run.metrics_path(), counters.updates_done)?
         };
@@ -874,12 +905,15 @@ pub fn train_distributed<E: Env>(
 
         // Episodes of every rank, and whether any rank was asked to stop.
         let signal = opts.stop.as_ref().and_then(StopFlag::requested);
-        let all =
-            comm.all_gather_bytes(&encode_after_update(signal, &finished), "episode exchange");
+        let counts = venv.envs()[0].episode_counts();
+        let all = comm.all_gather_bytes(
+            &encode_after_update(signal, counts, &finished),
+            "episode exchange",
+        );
         let mut episodes = Vec::new();
         let mut signal = None;
         for (r, b) in all.iter().enumerate() {
-            let s = decode_after_update(b, r * n, &mut episodes);
+            let s = decode_after_update(b, r * n, counts, &mut episodes);
             if s != 0 && signal.is_none() {
                 signal = Some(s);
             }
@@ -897,6 +931,9 @@ pub fn train_distributed<E: Env>(
             &counters,
             &agents::learner::LearnerStats::from(stats),
             agents::ppo::PPO_COLUMNS,
+            writer
+                .as_ref()
+                .map_or(&[][..], |(_, _, metrics, _)| metrics.counts()),
             lr,
             steps_per_s,
             &episodes,
@@ -1273,21 +1310,40 @@ mod tests {
 
     #[test]
     fn episodes_round_trip_through_the_exchange() {
-        let eps = vec![FinishedEpisode {
-            env: 3,
-            stats: EpisodeStats {
-                ret: 1.5,
-                length: 17,
-                goals: 2,
-                success: Some(true),
-                truncated: true,
+        let mut stats = EpisodeStats {
+            ret: 1.5,
+            length: 17,
+            success: Some(true),
+            truncated: true,
+            ..EpisodeStats::default()
+        };
+        stats.counts.set("goals", 2.0);
+        stats.counts.set("keys", 0.5);
+        let mut plain = stats;
+        plain.counts = Default::default();
+        let eps = vec![
+            FinishedEpisode { env: 3, stats },
+            FinishedEpisode {
+                env: 0,
+                stats: plain,
             },
-        }];
-        let b = encode_after_update(Some(15), &eps);
+        ];
+        let names = ["goals", "keys"];
+        let b = encode_after_update(Some(15), &names, &eps);
+        assert_eq!(b.len(), 4 + 2 * (EPISODE_RECORD + 8));
         let mut out = Vec::new();
-        assert_eq!(decode_after_update(&b, 8, &mut out), 15);
-        assert_eq!(out[0].env, 11);
+        assert_eq!(decode_after_update(&b, 8, &names, &mut out), 15);
+        assert_eq!((out[0].env, out[1].env), (11, 8));
         assert_eq!(out[0].stats, eps[0].stats);
+        assert_eq!(out[0].stats.count("goals"), Some(2.0));
+        // An episode without counts arrives with totals 0.
+        assert_eq!(out[1].stats.count("keys"), Some(0.0));
+        // Without counts, the record is as short as it can be.
+        let b = encode_after_update(None, &[], &eps);
+        let mut out = Vec::new();
+        assert_eq!(decode_after_update(&b, 0, &[], &mut out), 0);
+        assert_eq!(b.len(), 4 + 2 * EPISODE_RECORD);
+        assert!(out[0].stats.counts.is_empty() && out[0].stats.ret == 1.5);
     }
 
     #[test]

@@ -13,7 +13,8 @@ pub struct RunsPlotOptions {
     pub x_axis: XAxis,
     /// Trailing moving-average window, in logged updates (1 = no smoothing).
     pub smooth: usize,
-    /// Metrics column to plot; `None` picks `goals_mean` for GridMaze runs, else `return_mean`.
+    /// Metrics column to plot; `None` picks an env's count (`goals_mean` for GridMaze runs,
+    /// see [`curves::default_metric`]), else `return_mean`.
     pub metric: Option<String>,
     /// How runs are put into lines (runs of different envs never share one).
     pub group_by: GroupBy,
@@ -69,7 +70,7 @@ pub fn plot_runs(
     let metric = opts
         .metric
         .clone()
-        .unwrap_or_else(|| curves::default_metric(&runs).to_string());
+        .unwrap_or_else(|| curves::default_metric(&runs));
     let groups = curves::group_runs(runs, opts.group_by);
     let env_name = |g: &curves::RunGroup| {
         if g.env.is_empty() {

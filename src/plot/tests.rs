@@ -6,7 +6,7 @@ use std::path::Path;
 use super::style::{format_tick, format_value};
 use super::*;
 use crate::curves::{BandCurve, GroupBy, XAxis};
-use crate::metrics::{MetricsRow, MetricsWriter};
+use crate::metrics::{CountColumns, MetricsRow, MetricsWriter};
 
 /// A fresh temporary directory (removed at the end of the test). Set
 /// `FBRL_PLOT_TEST_DIR` to write the charts there instead, to look at them.
@@ -183,7 +183,12 @@ fn plot_runs_groups_synthetic_run_dirs() {
         for seed in 0..3u64 {
             let run = dir.join(format!("gridmaze__{policy}__{seed}__20250101-000000"));
             std::fs::create_dir_all(&run).unwrap();
-            let mut metrics = MetricsWriter::create(run.join("metrics.csv")).unwrap();
+            let mut metrics = MetricsWriter::create_for(
+                run.join("metrics.csv"),
+                &["goals"],
+                agents::ppo::PPO_COLUMNS,
+            )
+            .unwrap();
             for u in 1..=20u64 {
                 // First update: no episode finished yet (empty reward cells).
                 let goals = if u == 1 {
@@ -196,7 +201,7 @@ fn plot_runs_groups_synthetic_run_dirs() {
                     env_steps: u * 1000,
                     wall_time_s: u as f64 * 0.5,
                     return_mean: goals,
-                    goals_mean: goals,
+                    counts: CountColumns::new(&["goals"], &[goals]),
                     ..MetricsRow::default()
                 };
                 metrics.append(&row).unwrap();

@@ -36,6 +36,24 @@ pub fn train_until(
     )
 }
 
+/// Trains `cfg` on the envs `make` builds, quietly, into `dir`.
+pub fn train_envs<E: Env>(
+    cfg: &TrainConfig,
+    make: impl Fn(usize) -> Result<E, EnvError> + Sync,
+    dir: &Path,
+) -> anyhow::Result<fbrl::RunSummary> {
+    let _guard = TRAIN_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    fbrl::train(
+        cfg,
+        make,
+        TrainOptions {
+            run_dir: Some(dir.to_path_buf()),
+            quiet: true,
+            ..Default::default()
+        },
+    )
+}
+
 /// Trains `cfg` quietly into `dir` and returns its metrics rows.
 pub fn train_rows(cfg: &TrainConfig, dir: &Path) -> Vec<MetricsRow> {
     let _guard = TRAIN_LOCK.lock().unwrap_or_else(|e| e.into_inner());

@@ -55,7 +55,7 @@ impl GridMaze {
             "t={}/{} goals={} return={:.2}",
             self.time_step(),
             self.cfg.horizon,
-            st.goals,
+            st.count(super::GOALS).unwrap_or(0.0),
             st.ret
         );
         s

@@ -162,11 +162,13 @@ struct Layout {
 ///
 /// # Rewards
 /// `goal_reward` (default 1) when the agent steps onto the goal, minus `step_penalty` (default
-/// 0) on every step.
+/// 0) on every step. Every step also reports the count `goals` ([`Info::counts`], declared by
+/// [`Env::episode_counts`]): 1 on the step that reaches the goal, else 0, so an episode's
+/// [`EpisodeStats::count`]`("goals")` is the number of goals it reached.
 ///
 /// # Termination
 /// - `single` mode: `terminated` when the agent reaches the goal.
-/// - `multi` mode (default): reaching the goal sets `Info::goal_reached`, and the agent respawns
+/// - `multi` mode (default): reaching the goal respawns the agent
 ///   at a uniformly random maze cell other than the goal (facing kept); the maze and goal stay
 ///   until the episode ends, so remembering them pays off. It never terminates.
 /// - Both: `truncated` when the step count reaches `horizon` (unless the same step terminated).
@@ -649,10 +651,7 @@ impl GridMaze {
             reward,
             terminated,
             truncated: false,
-            info: Info {
-                goal_reached,
-                ..Info::default()
-            },
+            info: Info::default().with_count(GOALS, f32::from(u8::from(goal_reached))),
         };
         self.episode.finish_step(&mut step);
         self.write_obs(obs);
@@ -731,6 +730,9 @@ impl GridMaze {
     }
 }
 
+/// The name of GridMaze's count of goals reached ([`Info::counts`]).
+pub const GOALS: &str = "goals";
+
 impl Env for GridMaze {
     fn observation_space(&self) -> &BoxSpace {
         &self.space
@@ -782,6 +784,10 @@ impl Env for GridMaze {
         let px = crate::render::CELL_PX.max(2);
         let a = self.agent_pos();
         Some([a.col * px, a.row * px, px, px])
+    }
+
+    fn episode_counts(&self) -> &'static [&'static str] {
+        &[GOALS]
     }
 
     fn name(&self) -> String {

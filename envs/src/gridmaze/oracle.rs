@@ -261,7 +261,7 @@ pub fn reference_stats(
         }
         let s = env.episode_stats();
         total.mean_return += f64::from(s.ret);
-        total.mean_goals += f64::from(s.goals);
+        total.mean_goals += f64::from(s.count(super::GOALS).unwrap_or(0.0));
         total.mean_length += f64::from(s.length);
     }
     let k = episodes as f64;
