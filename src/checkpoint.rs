@@ -452,6 +452,17 @@ impl VerifiedCheckpoint {
         self.dir.join(STATE_FILE)
     }
 
+    /// The first key in which the config this checkpoint was trained with (its record in
+    /// state.json) differs from `cfg`, if any: a config.toml edited since the checkpoint
+    /// would silently change a resumed or evaluated run.
+    pub fn differing_key(&self, cfg: &crate::TrainConfig) -> Result<Option<String>> {
+        let recorded = crate::TrainConfig::from_toml_str(
+            &self.state.config,
+            &format!("the config recorded in {}", self.state_path().display()),
+        )?;
+        crate::trainer::differing_key(&recorded, cfg)
+    }
+
     /// Checks the checkpoint's normalisers against the run's config `cfg` (the learner's
     /// `norm_reward` and `norm_obs`, e.g. `ppo.norm_reward`; `num_envs`) and observation size;
     /// the error names state.json and the normaliser.

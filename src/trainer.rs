@@ -463,11 +463,7 @@ fn resume_start<E: Env>(
     let (n, obs_dim, num_updates) = (cfg.num_envs, venv.obs_dim(), cfg.num_updates());
     let ckpt = open_latest(&run.checkpoint_dir())?;
     // A config.toml edited by hand since the checkpoint would silently change the run.
-    let recorded = TrainConfig::from_toml_str(
-        &ckpt.state.config,
-        &format!("the config recorded in {}", ckpt.state_path().display()),
-    )?;
-    if let Some(key) = differing_key(&recorded, cfg)? {
+    if let Some(key) = ckpt.differing_key(cfg)? {
         bail!(
             "cannot resume: `{key}` in {} differs from the config the checkpoint {} was \
              trained with (was config.toml edited?); restore it, or start a new run",
@@ -557,11 +553,12 @@ fn resume_start<E: Env>(
 }
 
 /// Writes a checkpoint of the run as it stands (weights, optimizer, counters, RNG, envs,
-/// observations, memory, normalisers) and returns its folder; then the run's policy file
-/// (weights and observation normaliser, for `agents::Agent`).
-fn checkpoint_now<E: Env>(
+/// observations, memory, normalisers, and the `extra` files: the learner's state, a
+/// distributed run's ranks) after syncing the metrics file, and returns its folder; then the
+/// run's policy file (weights and observation normaliser, for `agents::Agent`).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn write_checkpoint<E: Env>(
     cfg: &TrainConfig,
-    learner: &dyn Learner,
     run: &RunDir,
     model: &agents::Policy,
     optim: &ModuleOptimizer,
@@ -569,6 +566,7 @@ fn checkpoint_now<E: Env>(
     state: &RolloutState,
     venv: &VecEnv<E>,
     metrics: &mut MetricsWriter,
+    extra: Vec<(String, Vec<u8>)>,
 ) -> Result<PathBuf> {
     metrics.sync()?;
     counters.rng = RngState::capture(&state.rng);
@@ -578,8 +576,7 @@ fn checkpoint_now<E: Env>(
     counters.memory = memory_to_host(&state.memory)?;
     counters.reward_norm = state.reward_norm.clone();
     counters.obs_norm = state.obs_norm.clone();
-    let files = learner.checkpoint_files()?;
-    let extra: Vec<(&str, &[u8])> = files
+    let extra: Vec<(&str, &[u8])> = extra
         .iter()
         .map(|(name, bytes)| (name.as_str(), bytes.as_slice()))
         .collect();
@@ -764,6 +761,120 @@ pub(crate) fn announce(cfg: &TrainConfig, num_parameters: usize, run_dir: &std::
     );
 }
 
+/// The bookkeeping of a training loop, the same for one process and for the ranks of a
+/// distributed run: where this call started, where it stops, its timings and its last row.
+pub(crate) struct UpdateLoop {
+    started: Instant,
+    wall_at_start: f64,
+    steps_at_start: u64,
+    /// The run's number of updates.
+    pub(crate) num_updates: usize,
+    /// The update after which this call stops.
+    pub(crate) stop_at: usize,
+    log_every: usize,
+    /// The last metrics row written.
+    pub(crate) last_row: Option<MetricsRow>,
+    rollout_time_s: f64,
+    update_time_s: f64,
+}
+
+impl UpdateLoop {
+    /// A loop started at `started` from the counts of `counters`, for a run of `num_updates`
+    /// updates that this call ends after `stop_after_updates` (all when `None`).
+    pub(crate) fn new(
+        started: Instant,
+        counters: &TrainerState,
+        num_updates: usize,
+        stop_after_updates: Option<usize>,
+    ) -> Self {
+        Self {
+            started,
+            wall_at_start: counters.wall_time_s,
+            steps_at_start: counters.env_steps,
+            num_updates,
+            stop_at: stop_after_updates.unwrap_or(num_updates).min(num_updates),
+            log_every: (num_updates / 50).max(1),
+            last_row: None,
+            rollout_time_s: 0.0,
+            update_time_s: 0.0,
+        }
+    }
+
+    /// Adds the time from `t0` to now as rollout time and returns it.
+    pub(crate) fn rollout_done(&mut self, t0: Instant) -> std::time::Duration {
+        let t = t0.elapsed();
+        self.rollout_time_s += t.as_secs_f64();
+        t
+    }
+
+    /// Adds the time from `t0` to now, less the rollout's `t_rollout`, as update time.
+    pub(crate) fn update_done(&mut self, t0: Instant, t_rollout: std::time::Duration) {
+        self.update_time_s += (t0.elapsed() - t_rollout).as_secs_f64();
+    }
+
+    /// Counts update `update`, begun at `t0`, of `steps` env steps that finished `episodes`
+    /// episodes in `counters`, and returns its env steps per second.
+    pub(crate) fn count_update(
+        &self,
+        counters: &mut TrainerState,
+        update: usize,
+        steps: usize,
+        episodes: usize,
+        t0: Instant,
+    ) -> f64 {
+        counters.updates_done = update;
+        counters.env_steps += steps as u64;
+        counters.episodes += episodes as u64;
+        counters.wall_time_s = self.wall_at_start + self.started.elapsed().as_secs_f64();
+        steps as f64 / t0.elapsed().as_secs_f64().max(1e-9)
+    }
+
+    /// Writes `row` to the metrics file (and TensorBoard) with the info scalars' means of its
+    /// rollout `info_means` (to the info log too), then reports it.
+    pub(crate) fn log_row(
+        &self,
+        metrics: &mut MetricsWriter,
+        info_log: &mut InfoLog,
+        info_means: &[(&str, f64)],
+        row: &MetricsRow,
+        opts: &mut TrainOptions<'_>,
+    ) -> Result<()> {
+        metrics.append(row)?;
+        info_log.append(row.update, row.env_steps, info_means)?;
+        let info_tags: Vec<(String, f32)> = info_means
+            .iter()
+            .filter(|(_, v)| v.is_finite())
+            .map(|(name, v)| (format!("info/{name}"), *v as f32))
+            .collect();
+        metrics.scalars(row.env_steps, &info_tags)?;
+        report_row(opts, row, self.num_updates, self.log_every);
+        Ok(())
+    }
+
+    /// The summary of this call, which left the run at `counters` in `run_dir`.
+    pub(crate) fn summary(
+        self,
+        run_dir: PathBuf,
+        counters: &TrainerState,
+        stopped_early: Option<String>,
+    ) -> RunSummary {
+        let this_call = self.started.elapsed().as_secs_f64();
+        RunSummary {
+            run_dir,
+            updates_done: counters.updates_done,
+            num_updates: self.num_updates,
+            env_steps: counters.env_steps,
+            wall_time_s: counters.wall_time_s,
+            episodes: counters.episodes,
+            steps_per_s: (counters.env_steps - self.steps_at_start) as f64 / this_call.max(1e-9),
+            rollout_time_s: self.rollout_time_s,
+            update_time_s: self.update_time_s,
+            last_row: self.last_row,
+            stopped_early,
+        }
+    }
+}
+
 fn train_inner<E: Env>(
     cfg: &TrainConfig,
     make_env: &(impl Fn(usize) -> Result<E, EnvError> + Sync),
@@ -814,20 +925,12 @@ fn train_inner<E: Env>(
             dropped_episodes,
         });
     }
-    let wall_at_start = counters.wall_time_s;
-    let steps_at_start = counters.env_steps;
-    let stop_at = opts
-        .stop_after_updates
-        .unwrap_or(num_updates)
-        .min(num_updates);
-    let log_every = (num_updates / 50).max(1);
-    let mut last_row = None;
-    let (mut rollout_time_s, mut update_time_s) = (0.0f64, 0.0f64);
+    let mut lp = UpdateLoop::new(started, &counters, num_updates, opts.stop_after_updates);
     let ckpt_root = run.checkpoint_dir();
     let mut stopped_early = None;
     let mut info_log = InfoLog::open(run.path.join(INFO_FILE), counters.updates_done)?;
 
-    while counters.updates_done < stop_at {
+    while counters.updates_done < lp.stop_at {
         let update = counters.updates_done + 1;
         let t0 = Instant::now();
         let lr = learner.learning_rate_at(update - 1, num_updates);
@@ -842,8 +945,7 @@ fn train_inner<E: Env>(
         )
         .with_context(|| format!("rollout of update {update} failed"))?;
         drop(rollout_policy);
-        let t_rollout = t0.elapsed();
-        rollout_time_s += t_rollout.as_secs_f64();
+        let t_rollout = lp.rollout_done(t0);
         // A signal lets the update under way finish (then a checkpoint is written at it) unless
         // that takes more than the grace period from the signal: then the update is dropped.
         let stop = opts.stop.clone();
@@ -889,13 +991,9 @@ fn train_inner<E: Env>(
         }
         let (new_model, stats) = stop_on_update_error(update_result, update, &ckpt_root)?;
         model = new_model;
-        update_time_s += (t0.elapsed() - t_rollout).as_secs_f64();
+        lp.update_done(t0, t_rollout);
 
-        counters.updates_done = update;
-        counters.env_steps += (n * t_len) as u64;
-        counters.episodes += finished.len() as u64;
-        counters.wall_time_s = wall_at_start + started.elapsed().as_secs_f64();
-        let steps_per_s = (n * t_len) as f64 / t0.elapsed().as_secs_f64().max(1e-9);
+        let steps_per_s = lp.count_update(&mut counters, update, n * t_len, finished.len(), t0);
         let row = metrics_row(
             &counters,
             &stats,
@@ -905,16 +1003,13 @@ fn train_inner<E: Env>(
             steps_per_s,
             &finished,
         );
-        metrics.append(&row)?;
-        let info_means = buf.info_scalar_means();
-        info_log.append(update, row.env_steps, &info_means)?;
-        let info_tags: Vec<(String, f32)> = info_means
-            .iter()
-            .filter(|(_, v)| v.is_finite())
-            .map(|(name, v)| (format!("info/{name}"), *v as f32))
-            .collect();
-        metrics.scalars(row.env_steps, &info_tags)?;
-        report_row(&mut opts, &row, num_updates, log_every);
+        lp.log_row(
+            &mut metrics,
+            &mut info_log,
+            &buf.info_scalar_means(),
+            &row,
+            &mut opts,
+        )?;
         if stopped_early.is_none() {
             stopped_early = run_hooks(
                 &mut opts.hooks,
@@ -930,17 +1025,16 @@ fn train_inner<E: Env>(
             )
             .with_context(|| format!("a training hook failed after update {update}"))?;
         }
-        last_row = Some(row);
+        lp.last_row = Some(row);
 
         let signal = opts.stop.as_ref().and_then(StopFlag::requested);
         if is_periodic_checkpoint(cfg, update)
-            || update == stop_at
+            || update == lp.stop_at
             || signal.is_some()
             || stopped_early.is_some()
         {
-            let saved = checkpoint_now(
+            let saved = write_checkpoint(
                 cfg,
-                learner.as_ref(),
                 &run,
                 &model,
                 &optim,
@@ -948,6 +1042,7 @@ fn train_inner<E: Env>(
                 &state,
                 &venv,
                 &mut metrics,
+                learner.checkpoint_files()?,
             )?;
             if let Some(signal) = signal {
                 return Err(Interrupted {
@@ -966,20 +1061,7 @@ fn train_inner<E: Env>(
         }
     }
 
-    let this_call = started.elapsed().as_secs_f64();
-    Ok(RunSummary {
-        run_dir: run.path.clone(),
-        updates_done: counters.updates_done,
-        num_updates,
-        env_steps: counters.env_steps,
-        wall_time_s: counters.wall_time_s,
-        episodes: counters.episodes,
-        steps_per_s: (counters.env_steps - steps_at_start) as f64 / this_call.max(1e-9),
-        rollout_time_s,
-        update_time_s,
-        last_row,
-        stopped_early,
-    })
+    Ok(lp.summary(run.path.clone(), &counters, stopped_early))
 }
 
 /// Calls the hooks of a run after an update; the reason of the first one that ends the run.

@@ -81,14 +81,7 @@ pub fn load_policy(path: &Path) -> Result<LoadedPolicy> {
     };
     // A config.toml edited by hand since the checkpoint would evaluate another env or fail
     // on the weights' shapes: the checkpoint's own record decides, as for `--resume`.
-    let recorded = TrainConfig::from_toml_str(
-        &checkpoint.state.config,
-        &format!(
-            "the config recorded in {}",
-            checkpoint.state_path().display()
-        ),
-    )?;
-    if let Some(key) = crate::trainer::differing_key(&recorded, &config)? {
+    if let Some(key) = checkpoint.differing_key(&config)? {
         bail!(
             "`{key}` in {} differs from the config the checkpoint {} was trained with (was \
              config.toml edited?); restore it to evaluate this run",

@@ -67,16 +67,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{
     RngState, SavedTensor, TrainerState, memory_from_host, memory_to_host, open_checkpoint,
-    save_checkpoint_with, write_atomic,
+    write_atomic,
 };
 use crate::config::{EnvConfig, TrainConfig};
 use crate::metrics::{InfoLog, MetricsWriter};
 use crate::run_dir::{INFO_FILE, RunDir};
 use crate::signals::StopFlag;
 use crate::trainer::{
-    ENV_SEED_STREAM, Interrupted, RNG_SEED_STREAM, RunStart, RunSummary, TrainOptions,
-    differing_key, first_difference, init_policy, is_periodic_checkpoint, metrics_row, open_run,
-    report_row, stop_on_update_error,
+    ENV_SEED_STREAM, Interrupted, RNG_SEED_STREAM, RunStart, RunSummary, TrainOptions, UpdateLoop,
+    first_difference, init_policy, is_periodic_checkpoint, metrics_row, open_run,
+    stop_on_update_error, write_checkpoint,
 };
 
 /// Options of a distributed run beyond [`TrainOptions`].
@@ -813,15 +813,7 @@ pub fn train_distributed<E: Env>(
     // Every rank agrees that rank 0's files are open before the first update.
     agree(comm, "opening the run's files", Ok(()))?;
 
-    let wall_at_start = counters.wall_time_s;
-    let steps_at_start = counters.env_steps;
-    let stop_at = opts
-        .stop_after_updates
-        .unwrap_or(num_updates)
-        .min(num_updates);
-    let log_every = (num_updates / 50).max(1);
-    let mut last_row = None;
-    let (mut rollout_time_s, mut update_time_s) = (0.0f64, 0.0f64);
+    let mut lp = UpdateLoop::new(started, &counters, num_updates, opts.stop_after_updates);
     // With preemption: how many ranks must have finished before the others stop.
     let preempt_after = dopts
         .preempt_fraction
@@ -829,7 +821,7 @@ pub fn train_distributed<E: Env>(
     let num_minibatches = cfg.ppo.num_minibatches.max(1);
 
     let seq_len = cfg.seq_len();
-    while counters.updates_done < stop_at {
+    while counters.updates_done < lp.stop_at {
         let update = counters.updates_done + 1;
         let t0 = Instant::now();
         let lr = cfg.ppo.learning_rate_at(update - 1, num_updates);
@@ -873,8 +865,7 @@ pub fn train_distributed<E: Env>(
             (1.0, ranks * n * t_len)
         };
         sync_normalizers(comm, &mut state, &before);
-        let t_rollout = t0.elapsed();
-        rollout_time_s += t_rollout.as_secs_f64();
+        let t_rollout = lp.rollout_done(t0);
         buf.compute_advantages(cfg.ppo.gamma, cfg.ppo.gae_lambda);
         let mut order: Vec<usize> = (0..buf.num_envs * buf.chunks_per_env()).collect();
         let rng = &mut state.rng;
@@ -901,7 +892,7 @@ pub fn train_distributed<E: Env>(
             result.with_context(|| format!("PPO update {update} failed on rank {rank}"))?
         };
         model = new_model;
-        update_time_s += (t0.elapsed() - t_rollout).as_secs_f64();
+        lp.update_done(t0, t_rollout);
 
         // Episodes of every rank, and whether any rank was asked to stop.
         let signal = opts.stop.as_ref().and_then(StopFlag::requested);
@@ -922,11 +913,7 @@ pub fn train_distributed<E: Env>(
             flag.request(s);
         }
 
-        counters.updates_done = update;
-        counters.env_steps += global_batch as u64;
-        counters.episodes += episodes.len() as u64;
-        counters.wall_time_s = wall_at_start + started.elapsed().as_secs_f64();
-        let steps_per_s = global_batch as f64 / t0.elapsed().as_secs_f64().max(1e-9);
+        let steps_per_s = lp.count_update(&mut counters, update, global_batch, episodes.len(), t0);
         let row = metrics_row(
             &counters,
             &agents::learner::LearnerStats::from(stats),
@@ -939,20 +926,11 @@ pub fn train_distributed<E: Env>(
             &episodes,
         );
         if let Some((_, _, metrics, info_log)) = writer.as_mut() {
-            metrics.append(&row)?;
-            let info_means = buf.info_scalar_means();
-            info_log.append(update, row.env_steps, &info_means)?;
-            let info_tags: Vec<(String, f32)> = info_means
-                .iter()
-                .filter(|(_, v)| v.is_finite())
-                .map(|(name, v)| (format!("info/{name}"), *v as f32))
-                .collect();
-            metrics.scalars(row.env_steps, &info_tags)?;
-            report_row(&mut opts, &row, num_updates, log_every);
+            lp.log_row(metrics, info_log, &buf.info_scalar_means(), &row, &mut opts)?;
         }
-        last_row = Some(row);
+        lp.last_row = Some(row);
 
-        if is_periodic_checkpoint(cfg, update) || update == stop_at || signal.is_some() {
+        if is_periodic_checkpoint(cfg, update) || update == lp.stop_at || signal.is_some() {
             let saved = checkpoint_ranks(
                 comm,
                 cfg,
@@ -977,20 +955,7 @@ pub fn train_distributed<E: Env>(
         }
     }
 
-    let this_call = started.elapsed().as_secs_f64();
-    Ok(RunSummary {
-        run_dir: run_path,
-        updates_done: counters.updates_done,
-        num_updates,
-        env_steps: counters.env_steps,
-        wall_time_s: counters.wall_time_s,
-        episodes: counters.episodes,
-        steps_per_s: (counters.env_steps - steps_at_start) as f64 / this_call.max(1e-9),
-        rollout_time_s,
-        update_time_s,
-        last_row,
-        stopped_early: None,
-    })
+    Ok(lp.summary(run_path, &counters, None))
 }
 
 /// This rank's state for a checkpoint.
@@ -1055,35 +1020,22 @@ fn checkpoint_ranks<E: Env>(
     }
     let written = match writer {
         Some((run, metrics)) => {
-            let mut write = || -> Result<PathBuf> {
-                metrics.sync()?;
-                counters.rng = RngState::capture(&state.rng);
-                counters.venv = venv.state();
-                counters.obs = state.obs.clone();
-                counters.episode_starts = state.episode_starts.clone();
-                counters.memory = memory_to_host(&state.memory)?;
-                counters.reward_norm = state.reward_norm.clone();
-                counters.obs_norm = state.obs_norm.clone();
-                let ranks_json = serde_json::to_vec(&states)?;
-                let saved = save_checkpoint_with(
-                    &run.checkpoint_dir(),
-                    model,
-                    optim,
-                    counters,
-                    &[(RANKS_FILE, &ranks_json)],
-                )?;
-                agents::save_policy_with_normalizer(
-                    run.policy_path(),
-                    &model.valid(),
-                    &cfg.policy,
-                    venv.obs_dim(),
-                    &agents::ActionDist::from_space(venv.action_space()),
-                    state.obs_norm.as_ref(),
-                )
-                .context("cannot write the run's policy file")?;
-                Ok(saved)
-            };
-            write()
+            // An error here reaches every rank through `agree` below, as one in the writing.
+            serde_json::to_vec(&states)
+                .map_err(anyhow::Error::from)
+                .and_then(|ranks_json| {
+                    write_checkpoint(
+                        cfg,
+                        run,
+                        model,
+                        optim,
+                        counters,
+                        state,
+                        venv,
+                        metrics,
+                        vec![(RANKS_FILE.to_string(), ranks_json)],
+                    )
+                })
         }
         None => Ok(PathBuf::new()),
     };
@@ -1106,11 +1058,7 @@ fn resume_rank<E: Env>(
     device: &Device,
 ) -> Result<(Policy, ModuleOptimizer, TrainerState, RolloutState)> {
     let ckpt = open_checkpoint(dir)?;
-    let recorded = TrainConfig::from_toml_str(
-        &ckpt.state.config,
-        &format!("the config recorded in {}", ckpt.state_path().display()),
-    )?;
-    if let Some(key) = differing_key(&recorded, cfg)? {
+    if let Some(key) = ckpt.differing_key(cfg)? {
         bail!(
             "cannot resume: `{key}` differs from the config the checkpoint {} was trained with",
             dir.display()
