@@ -266,14 +266,11 @@ impl Env for CueRecall {
         if !self.at_junction() {
             self.position += 1;
         } else if action != CUE_ACTION_FORWARD {
-            let success = action - 1 == self.cue;
-            step.reward = if success {
-                self.cfg.success_reward
-            } else {
-                self.cfg.failure_reward
-            };
-            step.terminated = true;
-            step.info.success = Some(success);
+            step.terminate_with(
+                action - 1 == self.cue,
+                self.cfg.success_reward,
+                self.cfg.failure_reward,
+            );
         }
         self.episode.finish_step(&mut step);
         self.write_obs(obs);

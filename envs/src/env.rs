@@ -609,6 +609,18 @@ impl Step {
     pub fn done(&self) -> bool {
         self.terminated || self.truncated
     }
+
+    /// Ends the episode on a success or a failure (the tasks with a right and a wrong end):
+    /// terminated, `success` in its info, and the reward of that outcome added.
+    pub fn terminate_with(&mut self, success: bool, success_reward: f32, failure_reward: f32) {
+        self.reward += if success {
+            success_reward
+        } else {
+            failure_reward
+        };
+        self.terminated = true;
+        self.info.success = Some(success);
+    }
 }
 
 /// Statistics of one finished episode.

@@ -238,11 +238,7 @@ impl Env for Pendulum {
         self.episode.check_step()?;
         self.action_space().check(action)?;
         self.space.check_buffer(obs)?;
-        let Action::Continuous(&[u]) = action else {
-            return Err(EnvError::ActionOutsideSpace(format!(
-                "{action} is not a torque of one value"
-            )));
-        };
+        let u = action.continuous(1)?[0];
         let PendulumConfig {
             g,
             m,

@@ -280,11 +280,7 @@ impl Env for PointCue {
         self.episode.check_step()?;
         self.action_space().check(action)?;
         self.space.check_buffer(obs)?;
-        let Action::Continuous(&[a]) = action else {
-            return Err(EnvError::ActionOutsideSpace(format!(
-                "{action} is not an acceleration of one value"
-            )));
-        };
+        let a = action.continuous(1)?[0];
         let mut step = Step {
             reward: -self.cfg.step_cost,
             ..Step::default()
@@ -294,14 +290,11 @@ impl Env for PointCue {
             self.v = (self.cfg.damping * self.v + self.cfg.accel * a).clamp(-s, s);
             self.x = (self.x + self.v).clamp(-1.0, 1.0);
             if self.x.abs() >= self.cfg.goal {
-                let success = self.x.signum() == self.cue;
-                step.reward += if success {
-                    self.cfg.success_reward
-                } else {
-                    self.cfg.failure_reward
-                };
-                step.terminated = true;
-                step.info.success = Some(success);
+                step.terminate_with(
+                    self.x.signum() == self.cue,
+                    self.cfg.success_reward,
+                    self.cfg.failure_reward,
+                );
             }
         }
         self.episode.finish_step(&mut step);
