@@ -30,13 +30,13 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use agents::Memory;
-use agents::rollout::{ObsNormalizer, RewardNormalizer};
+use agents::rollout::{ObsNormalizer, RewardNormalizer, RolloutState};
 use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 use burn::prelude::*;
 use burn::store::ModuleRecord;
 use burn::tensor::{Bytes, TensorData};
-use envs::VecEnvState;
+use envs::{Env, VecEnv, VecEnvState};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
@@ -160,6 +160,41 @@ pub struct TrainerState {
     pub wall_time_s: f64,
     /// Episodes finished so far.
     pub episodes: u64,
+    /// Where the rollout stands (its keys stand at the top level of state.json).
+    #[serde(flatten)]
+    pub rollout: SavedRollout,
+}
+
+impl TrainerState {
+    /// The state of a run before its first update: no updates, steps or episodes yet, the
+    /// given `config` (TOML), RNG and envs, and the other rollout fields empty (they are filled
+    /// when a checkpoint is written).
+    pub fn at_start(config: String, num_updates: usize, rng: RngState, venv: VecEnvState) -> Self {
+        Self {
+            version: CHECKPOINT_VERSION,
+            config,
+            updates_done: 0,
+            num_updates,
+            env_steps: 0,
+            wall_time_s: 0.0,
+            episodes: 0,
+            rollout: SavedRollout {
+                rng,
+                venv,
+                obs: vec![],
+                episode_starts: vec![],
+                memory: vec![],
+                reward_norm: None,
+                obs_norm: None,
+            },
+        }
+    }
+}
+
+/// Where a rollout over a set of envs stands, as a checkpoint keeps it: what a resume needs
+/// to continue it bit for bit.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SavedRollout {
     /// Sampling / shuffling RNG.
     pub rng: RngState,
     /// The VecEnv's resume state.
@@ -176,27 +211,72 @@ pub struct TrainerState {
     pub obs_norm: Option<ObsNormalizer>,
 }
 
-impl TrainerState {
-    /// The state of a run before its first update: no updates, steps or episodes yet, the
-    /// given `config` (TOML), RNG and envs, and the rollout fields empty (they are filled when a
-    /// checkpoint is written).
-    pub fn at_start(config: String, num_updates: usize, rng: RngState, venv: VecEnvState) -> Self {
-        Self {
-            version: CHECKPOINT_VERSION,
-            config,
-            updates_done: 0,
-            num_updates,
-            env_steps: 0,
-            wall_time_s: 0.0,
-            episodes: 0,
-            rng,
-            venv,
-            obs: vec![],
-            episode_starts: vec![],
-            memory: vec![],
-            reward_norm: None,
-            obs_norm: None,
+impl SavedRollout {
+    /// The rollout of `state` over the envs of `venv`.
+    pub fn capture<E: Env>(state: &RolloutState, venv: &VecEnv<E>) -> Result<Self> {
+        Ok(Self {
+            rng: RngState::capture(&state.rng),
+            venv: venv.state(),
+            obs: state.obs.clone(),
+            episode_starts: state.episode_starts.clone(),
+            memory: memory_to_host(&state.memory)?,
+            reward_norm: state.reward_norm.clone(),
+            obs_norm: state.obs_norm.clone(),
+        })
+    }
+
+    /// The rollout state with the observations `obs` of the envs, after checking that there
+    /// is an episode-start flag for each of `num_envs` envs (`source` names where the saved
+    /// state was read in the error); the memory goes to `device`.
+    pub fn restore(
+        &self,
+        obs: Vec<f32>,
+        num_envs: usize,
+        device: &Device,
+        source: &str,
+    ) -> Result<RolloutState> {
+        if self.episode_starts.len() != num_envs {
+            bail!(
+                "{source} has {} episode-start flags for {num_envs} envs",
+                self.episode_starts.len()
+            );
         }
+        Ok(RolloutState {
+            obs,
+            episode_starts: self.episode_starts.clone(),
+            memory: memory_from_host(&self.memory, device)?,
+            rng: self.rng.restore()?,
+            reward_norm: self.reward_norm.clone(),
+            obs_norm: self.obs_norm.clone(),
+        })
+    }
+
+    /// Replays the envs of `venv` to the saved position and returns their observations,
+    /// after checking them bit for bit against the saved ones (`whose` names the envs and
+    /// `dir` the checkpoint in the errors).
+    pub fn replay<E: Env>(
+        &self,
+        venv: &mut VecEnv<E>,
+        whose: &str,
+        dir: &Path,
+    ) -> Result<Vec<f32>> {
+        let obs = venv
+            .restore(&self.venv)
+            .with_context(|| format!("cannot restore {whose} from {}", dir.display()))?
+            .to_vec();
+        if obs.len() != self.obs.len()
+            || obs
+                .iter()
+                .zip(&self.obs)
+                .any(|(a, b)| a.to_bits() != b.to_bits())
+        {
+            bail!(
+                "cannot resume from {}: replaying {whose} does not give the saved observations \
+                 (is the env deterministic given its seed and actions?)",
+                dir.display()
+            );
+        }
+        Ok(obs)
     }
 }
 
@@ -476,6 +556,7 @@ impl VerifiedCheckpoint {
             ("reward normaliser", "reward_norm", &key("norm_reward")),
             settings.norm_reward,
             self.state
+                .rollout
                 .reward_norm
                 .as_ref()
                 .map(|n| n.check(cfg.num_envs)),
@@ -484,7 +565,11 @@ impl VerifiedCheckpoint {
             &path,
             ("observation normaliser", "obs_norm", &key("norm_obs")),
             settings.norm_obs,
-            self.state.obs_norm.as_ref().map(|n| n.check(obs_dim)),
+            self.state
+                .rollout
+                .obs_norm
+                .as_ref()
+                .map(|n| n.check(obs_dim)),
         )
     }
 

@@ -44,8 +44,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::checkpoint::{
-    RngState, TrainerState, memory_from_host, memory_to_host, open_latest, save_checkpoint_with,
-    write_atomic,
+    RngState, SavedRollout, TrainerState, open_latest, save_checkpoint_with, write_atomic,
 };
 use crate::config::{EnvConfig, TrainConfig};
 use crate::hooks::{TrainHook, UpdateContext};
@@ -487,29 +486,14 @@ fn resume_start<E: Env>(
         );
     }
     let replay = venv.envs().iter().all(Env::resumes_by_replay);
+    let saved = &counters.rollout;
     let (obs, dropped_episodes) = if replay {
-        let obs = venv
-            .restore(&counters.venv)
-            .with_context(|| format!("cannot restore the envs from {}", ckpt.dir.display()))?
-            .to_vec();
-        if obs.len() != counters.obs.len()
-            || obs
-                .iter()
-                .zip(&counters.obs)
-                .any(|(a, b)| a.to_bits() != b.to_bits())
-        {
-            bail!(
-                "cannot resume from {}: replaying the envs does not give the saved observations \
-                 (is the env deterministic given its seed and actions?)",
-                ckpt.dir.display()
-            );
-        }
-        (obs, None)
+        (saved.replay(venv, "the envs", &ckpt.dir)?, None)
     } else {
         // The saved observations cannot be reproduced, so they are not compared: each env
         // starts its next episode (see the module docs).
         let obs = venv
-            .restart(&counters.venv)
+            .restart(&saved.venv)
             .with_context(|| format!("cannot restart the envs of {}", ckpt.dir.display()))?
             .to_vec();
         let in_progress = |s: &&envs::vec_env::EnvSlotState| {
@@ -517,25 +501,16 @@ fn resume_start<E: Env>(
         };
         (
             obs,
-            Some(counters.venv.envs.iter().filter(in_progress).count()),
+            Some(saved.venv.envs.iter().filter(in_progress).count()),
         )
     };
-    if counters.episode_starts.len() != n {
-        bail!(
-            "checkpoint {} has {} episode-start flags for {n} envs",
-            ckpt.dir.display(),
-            counters.episode_starts.len()
-        );
-    }
     ckpt.check_normalizers(cfg, obs_dim)?;
-    let mut state = RolloutState {
+    let mut state = saved.restore(
         obs,
-        episode_starts: counters.episode_starts.clone(),
-        memory: memory_from_host(&counters.memory, device)?,
-        rng: counters.rng.restore()?,
-        reward_norm: counters.reward_norm.clone(),
-        obs_norm: counters.obs_norm.clone(),
-    };
+        n,
+        device,
+        &format!("checkpoint {}", ckpt.dir.display()),
+    )?;
     if !replay {
         // Every env is at the start of an episode: the policy's memory and the discounted
         // returns of the reward normaliser start afresh.
@@ -569,13 +544,7 @@ pub(crate) fn write_checkpoint<E: Env>(
     extra: Vec<(String, Vec<u8>)>,
 ) -> Result<PathBuf> {
     metrics.sync()?;
-    counters.rng = RngState::capture(&state.rng);
-    counters.venv = venv.state();
-    counters.obs = state.obs.clone();
-    counters.episode_starts = state.episode_starts.clone();
-    counters.memory = memory_to_host(&state.memory)?;
-    counters.reward_norm = state.reward_norm.clone();
-    counters.obs_norm = state.obs_norm.clone();
+    counters.rollout = SavedRollout::capture(state, venv)?;
     let extra: Vec<(&str, &[u8])> = extra
         .iter()
         .map(|(name, bytes)| (name.as_str(), bytes.as_slice()))

@@ -68,7 +68,7 @@ pub fn evaluate_run(run_dir: &Path, episodes: usize) -> Result<HeldOutEval> {
     for mode in [ActionSelection::Greedy, ActionSelection::Sample] {
         let r = eval::evaluate(
             &policy,
-            ckpt.state.obs_norm.as_ref(),
+            ckpt.state.rollout.obs_norm.as_ref(),
             &|| Ok(env_cfg.build()?),
             episodes,
             eval_seed,

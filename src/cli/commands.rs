@@ -131,7 +131,7 @@ fn run_shapes(loaded: &LoadedPolicy, path: &Path) -> Result<(usize, agents::Acti
 pub(super) fn export(args: ExportArgs) -> Result<()> {
     let loaded = load_policy(&args.path)?;
     let (obs_dim, dist) = run_shapes(&loaded, &args.path)?;
-    let obs_norm = loaded.checkpoint.state.obs_norm.as_ref();
+    let obs_norm = loaded.checkpoint.state.rollout.obs_norm.as_ref();
     if args.onnx {
         let summary = agents::onnx::export_onnx(
             &agents::onnx::OnnxExport {
@@ -188,7 +188,7 @@ pub(super) fn eval(args: EvalArgs) -> Result<()> {
     let env_cfg = loaded.config.env.clone();
     let report = eval::evaluate(
         &loaded.policy,
-        loaded.checkpoint.state.obs_norm.as_ref(),
+        loaded.checkpoint.state.rollout.obs_norm.as_ref(),
         &|| Ok(build_env(&env_cfg)?),
         args.episodes,
         eval_seed,
@@ -247,7 +247,7 @@ pub(super) fn render(args: RenderArgs) -> Result<()> {
         eval::eval_episode_seed(loaded.config.seed.wrapping_add(EVAL_SEED_OFFSET), 0)
     });
     let env = build_env_for_render(&loaded.config.env)?;
-    let obs_norm = loaded.checkpoint.state.obs_norm.as_ref();
+    let obs_norm = loaded.checkpoint.state.rollout.obs_norm.as_ref();
     let ep = eval::record_episode(
         &loaded.policy,
         obs_norm,

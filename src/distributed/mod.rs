@@ -65,10 +65,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::{
-    RngState, SavedTensor, TrainerState, memory_from_host, memory_to_host, open_checkpoint,
-    write_atomic,
-};
+use crate::checkpoint::{RngState, SavedRollout, TrainerState, open_checkpoint, write_atomic};
 use crate::config::{EnvConfig, TrainConfig};
 use crate::metrics::{InfoLog, MetricsWriter};
 use crate::run_dir::{INFO_FILE, RunDir};
@@ -144,20 +141,11 @@ pub struct RankState {
     pub ranks: usize,
     /// FNV-1a 64 hash of the rank's weights (hex): the same on every rank.
     pub weights_hash: String,
-    /// Sampling / shuffling RNG.
-    pub rng: RngState,
-    /// The rank's VecEnv.
-    pub venv: VecEnvState,
-    /// Current observations `[num_envs, obs_dim]`.
-    pub obs: Vec<f32>,
-    /// Episode-start flags `[num_envs]`.
-    pub episode_starts: Vec<f32>,
-    /// The policy memory of the rank's envs.
-    pub memory: Vec<SavedTensor>,
-    /// Reward normaliser (merged statistics, this rank's discounted returns).
-    pub reward_norm: Option<RewardNormalizer>,
-    /// Observation normaliser (merged statistics).
-    pub obs_norm: Option<ObsNormalizer>,
+    /// Where the rank's rollout stands: its RNG, envs, observations, episode starts, policy
+    /// memory and normalisers (merged statistics, this rank's discounted returns); its keys
+    /// stand at the top level of the rank's entry.
+    #[serde(flatten)]
+    pub rollout: SavedRollout,
     /// The normalisers' `f64` figures as bit patterns (see [`normalizer_bits`]): JSON numbers
     /// may come back one unit in the last place off, these exactly, so that a resume
     /// continues bit for bit.
@@ -970,13 +958,7 @@ fn rank_state<E: Env>(
         rank,
         ranks,
         weights_hash: format!("{:016x}", weights_hash(model)),
-        rng: RngState::capture(&state.rng),
-        venv: venv.state(),
-        obs: state.obs.clone(),
-        episode_starts: state.episode_starts.clone(),
-        memory: memory_to_host(&state.memory)?,
-        reward_norm: state.reward_norm.clone(),
-        obs_norm: state.obs_norm.clone(),
+        rollout: SavedRollout::capture(state, venv)?,
         normalizer_bits: normalizer_bits(state),
     })
 }
@@ -1092,40 +1074,17 @@ fn resume_rank<E: Env>(
     if !venv.envs().iter().all(Env::resumes_by_replay) {
         bail!("a distributed run of envs that cannot replay their episodes cannot be resumed");
     }
-    let obs = venv
-        .restore(&mine.venv)
-        .with_context(|| format!("cannot restore rank {rank}'s envs from {}", dir.display()))?
-        .to_vec();
-    if obs.len() != mine.obs.len()
-        || obs
-            .iter()
-            .zip(&mine.obs)
-            .any(|(a, b)| a.to_bits() != b.to_bits())
-    {
-        bail!(
-            "cannot resume from {}: replaying rank {rank}'s envs does not give the saved \
-             observations",
-            dir.display()
-        );
-    }
-    if mine.episode_starts.len() != cfg.num_envs {
-        bail!(
-            "{}: rank {rank} has {} episode-start flags for {} envs",
-            dir.join(RANKS_FILE).display(),
-            mine.episode_starts.len(),
-            cfg.num_envs
-        );
-    }
+    let obs = mine
+        .rollout
+        .replay(venv, &format!("rank {rank}'s envs"), dir)?;
     let model = ckpt.load_model(model)?;
     let optim = ckpt.load_optim(optim)?;
-    let mut state = RolloutState {
+    let mut state = mine.rollout.restore(
         obs,
-        episode_starts: mine.episode_starts.clone(),
-        memory: memory_from_host(&mine.memory, device)?,
-        rng: mine.rng.restore()?,
-        reward_norm: mine.reward_norm.clone(),
-        obs_norm: mine.obs_norm.clone(),
-    };
+        cfg.num_envs,
+        device,
+        &format!("{}: rank {rank}", dir.join(RANKS_FILE).display()),
+    )?;
     if !mine.normalizer_bits.is_empty() {
         restore_normalizer_bits(&mut state, &mine.normalizer_bits)
             .with_context(|| format!("cannot resume rank {rank} from {}", dir.display()))?;
