@@ -54,8 +54,7 @@ pub fn check_sizes(
     d_ff: usize,
     span: usize,
 ) -> Result<(), AttentionConfigError> {
-    at_least_one(&[("obs_dim", obs_dim), ("num_actions", num_actions)])?;
-    check_config(d_model, n_heads, n_layers, d_ff, span)
+    AttentionSizes::new(d_model, n_heads, n_layers, d_ff, span).check_for(obs_dim, num_actions)
 }
 
 /// Checks the configured sizes of an attention policy (those of [`check_sizes`] that do not
@@ -253,6 +252,51 @@ pub(crate) fn check_memory_layout(policy: &str, expected: &[[usize; 3]], got: &[
          (was it made by this policy's `init_memory`?)"
     );
 }
+
+/// The end of a fused decoding step (flex backend): the window's validity `valid [B, τ]`,
+/// moved on by the step with its episode `starts [B]`, appended to the memory's other
+/// `tensors`, and the heads applied to the last layer's outputs `top` (`[B, d]` row-major on
+/// the host).
+#[cfg(feature = "flex")]
+pub(crate) fn fused_step_output(
+    heads: &ActorCriticHeads,
+    (top, d): (Vec<f32>, usize),
+    (valid, starts, span): (&[f32], &[f32], usize),
+    mut tensors: Vec<Tensor<3>>,
+    device: &Device,
+) -> StepOutput {
+    let b = starts.len();
+    let new_valid = kernels::slide_valid(valid, starts, span);
+    tensors.push(kernels::tensor3(new_valid, [b, span, 1], device));
+    let top = Tensor::<1>::from_data(TensorData::new(top, [b * d]), device).reshape([b, d]);
+    let (logits, value) = heads.forward(top); // [B, A], [B]
+    (logits, value.reshape([b]), Memory { tensors })
+}
+
+/// The `check` and `init` of an attention network's config: one with the five size fields of
+/// [`attention_sizes!`] and a `try_init` that builds `$net`.
+macro_rules! attention_config_checks {
+    ($net:ty) => {
+        /// Checks the sizes, naming the first bad field.
+        pub fn check(
+            &self,
+            obs_dim: usize,
+            num_actions: usize,
+        ) -> Result<(), $crate::attention::AttentionConfigError> {
+            $crate::attention::attention_sizes!(self).check_for(obs_dim, num_actions)
+        }
+
+        /// Builds the policy.
+        ///
+        /// # Panics
+        /// If a size is zero or `n_heads` does not divide `d_model` (see [`Self::try_init`]).
+        pub fn init(&self, obs_dim: usize, num_actions: usize, device: &Device) -> $net {
+            self.try_init(obs_dim, num_actions, device)
+                .unwrap_or_else(|e| panic!("{e}"))
+        }
+    };
+}
+pub(crate) use attention_config_checks;
 
 /// The [`AttentionSizes`] of a config with the five size fields of the same names
 /// (`d_model, n_heads, n_layers, d_ff, span`): a network's config or a kind's.

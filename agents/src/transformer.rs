@@ -43,10 +43,12 @@ use burn::prelude::*;
 use burn::tensor::activation::relu;
 
 use crate::actor_critic::StepOutput;
+#[cfg(feature = "flex")]
+use crate::attention::fused_step_output;
 use crate::attention::{
     AttentionConfigError, AttentionSizes, AttentionSpec, AttentionTrunk, FeedForward, GruGate,
-    RelativePositionBias, attention_sizes, check_memory_layout, masked_attention, merge_heads,
-    split_heads,
+    RelativePositionBias, attention_config_checks, attention_sizes, check_memory_layout,
+    masked_attention, merge_heads, split_heads,
 };
 use crate::heads::ActorCriticHeads;
 #[cfg(feature = "flex")]
@@ -80,10 +82,7 @@ pub struct TransformerConfig {
 }
 
 impl TransformerConfig {
-    /// Checks the sizes, naming the first bad field.
-    pub fn check(&self, obs_dim: usize, num_actions: usize) -> Result<(), AttentionConfigError> {
-        attention_sizes!(self).check_for(obs_dim, num_actions)
-    }
+    attention_config_checks!(Transformer);
 
     /// Builds the policy for observations of `obs_dim` floats and `num_actions` discrete
     /// actions, or says which size is wrong.
@@ -116,15 +115,6 @@ impl TransformerConfig {
             d_model: d,
             span: self.span,
         })
-    }
-
-    /// Builds the policy.
-    ///
-    /// # Panics
-    /// If a size is zero or `n_heads` does not divide `d_model` (see [`Self::try_init`]).
-    pub fn init(&self, obs_dim: usize, num_actions: usize, device: &Device) -> Transformer {
-        self.try_init(obs_dim, num_actions, device)
-            .unwrap_or_else(|e| panic!("{e}"))
     }
 }
 
@@ -436,15 +426,10 @@ impl AttentionTrunk for Transformer {
         let mut caches = memory.tensors;
         let valid = host_values(caches.pop().expect("checked layout"));
         // Read in place where the tensors allow it: the caches are the bulk of a step's data.
-        let cache: Vec<kernels::HostTensor> =
-            caches.into_iter().map(kernels::HostTensor::new).collect();
+        let cache = kernels::host_tensors(caches);
         let cache: Vec<&[f32]> = cache.iter().map(kernels::HostTensor::values).collect();
         let starts = host_values(starts);
-        let storage: Vec<kernels::HostTensor> = self
-            .parameter_tensors()
-            .into_iter()
-            .map(kernels::HostTensor::new)
-            .collect();
+        let storage = kernels::host_tensors(self.parameter_tensors());
         let parts = kernels::param_parts(&storage);
         let (top, new_kv) = kernels::transformer::decode_step(
             &dims,
@@ -463,11 +448,8 @@ impl AttentionTrunk for Transformer {
                 tensors.push(tensor3(out, [b, span, d], &device));
             }
         }
-        let new_valid = kernels::slide_valid(&valid, &starts, span);
-        tensors.push(tensor3(new_valid, [b, span, 1], &device));
-        let top = Tensor::<1>::from_data(TensorData::new(top, [b * d]), &device).reshape([b, d]);
-        let (logits, value) = self.heads.forward(top); // [B, A], [B]
-        (logits, value.reshape([b]), Memory { tensors })
+        let window = (&valid[..], &starts[..], span);
+        fused_step_output(&self.heads, (top, d), window, tensors, &device)
     }
 
     fn step_with_attention(
