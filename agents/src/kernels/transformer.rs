@@ -22,7 +22,8 @@
 use rayon::prelude::*;
 
 use super::common::{
-    FeedForwardAt, NormRows, Offsets, Params, add_into, axpy, dot, layer_norm_back_at, row_blocks,
+    FeedForwardAt, NormRows, Offsets, Params, add_into, axpy, dot, layer_norm_back_at,
+    relu_back_in_place, relu_in_place, row_blocks,
 };
 use super::glue::FusedOp;
 use super::linalg::{Transposed, gemm, gemm_t};
@@ -272,13 +273,6 @@ struct Ctx<'a> {
     p: &'a Params<'a>,
 }
 
-/// `v ← relu(v)`.
-fn relu_in_place(v: &mut [f32]) {
-    for x in v {
-        *x = x.max(0.0);
-    }
-}
-
 fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
 }
@@ -423,11 +417,7 @@ fn gate_backward(
         0.0,
         dy,
     );
-    for (g, y) in dy.iter_mut().zip(y) {
-        if *y <= 0.0 {
-            *g = 0.0;
-        }
-    }
+    relu_back_in_place(dy, y);
     for v in [dw, du, dah, drx, rx, yr] {
         pool::recycle(v);
     }
