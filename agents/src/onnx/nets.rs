@@ -225,14 +225,15 @@ fn feed_forward(
     linear(g, &h, &ff.output, &format!("{hint}.output"))
 }
 
-/// The actor and critic heads on features `[B, d]`.
+/// A network's step: the actor and critic heads on features `[B, d]`, and the `memory` after
+/// the step.
 fn emit_heads(
     g: &mut GraphBuilder,
     x: &str,
     heads: &ActorCriticHeads,
-    wanted: Wanted,
-    hint: &str,
-) -> Result<(Option<String>, Option<String>), String> {
+    (wanted, hint): (Wanted, &str),
+    memory: Vec<String>,
+) -> Result<NetStep, String> {
     let x = match &heads.norm {
         Some(ln) => norm(g, x, ln, &format!("{hint}.heads.norm"))?,
         None => x.to_string(),
@@ -253,7 +254,25 @@ fn emit_heads(
     } else {
         None
     };
-    Ok((logits, value))
+    Ok(NetStep {
+        logits,
+        value,
+        memory,
+    })
+}
+
+/// An attention network's step: [`emit_heads`] on features `[B, d]`, with the window's
+/// tensors after the step `next`, then its validity `valid [B, τ, 1]` moved on by the step.
+fn emit_window_step(
+    cx: &mut StepContext,
+    x: &str,
+    heads: &ActorCriticHeads,
+    (wanted, hint): (Wanted, &str),
+    (mut next, valid, tau): (Vec<String>, &str, usize),
+) -> Result<NetStep, String> {
+    let ones = cx.ones();
+    next.push(slide(&mut cx.g, valid, &ones, tau, 1));
+    emit_heads(&mut cx.g, x, heads, (wanted, hint), next)
 }
 
 /// Drops the oldest slot of a window `[B, τ, w]` and appends `new` (`[B, w]` or `[B, 1, w]`).
@@ -434,15 +453,7 @@ fn feedback(
         next.push(slide(g, &memory[1 + 2 * gi], &k, tau, d));
         next.push(slide(g, &memory[2 + 2 * gi], &v, tau, d));
     }
-    let ones = cx.ones();
-    next.push(slide(&mut cx.g, &valid, &ones, tau, 1));
-
-    let (logits, value) = emit_heads(&mut cx.g, &x, &p.heads, wanted, "feedback")?;
-    Ok(NetStep {
-        logits,
-        value,
-        memory: next,
-    })
+    emit_window_step(cx, &x, &p.heads, (wanted, "feedback"), (next, &valid, tau))
 }
 
 /// The GTrXL gate of a residual stream `x` and a sublayer output `y` (both `[B, d]`).
@@ -545,15 +556,13 @@ fn transformer(
         next.push(slide(g, &memory[2 * l], &k, tau, d));
         next.push(slide(g, &memory[2 * l + 1], &v, tau, d));
     }
-    let ones = cx.ones();
-    next.push(slide(&mut cx.g, &valid, &ones, tau, 1));
-
-    let (logits, value) = emit_heads(&mut cx.g, &x, &p.heads, wanted, "transformer")?;
-    Ok(NetStep {
-        logits,
-        value,
-        memory: next,
-    })
+    emit_window_step(
+        cx,
+        &x,
+        &p.heads,
+        (wanted, "transformer"),
+        (next, &valid, tau),
+    )
 }
 
 fn gru(
@@ -600,12 +609,7 @@ fn gru(
     } else {
         g.concat(&parts, 1)
     };
-    let (logits, value) = emit_heads(g, &x, &p.heads, wanted, "gru")?;
-    Ok(NetStep {
-        logits,
-        value,
-        memory: vec![next],
-    })
+    emit_heads(g, &x, &p.heads, (wanted, "gru"), vec![next])
 }
 
 fn mlp(cx: &mut StepContext, p: &MlpPolicy, wanted: Wanted) -> Result<NetStep, String> {
@@ -615,10 +619,5 @@ fn mlp(cx: &mut StepContext, p: &MlpPolicy, wanted: Wanted) -> Result<NetStep, S
     let x = g.unary("Tanh", &x);
     let x = linear(g, &x, &p.layer2, "mlp.layer2")?;
     let x = g.unary("Tanh", &x);
-    let (logits, value) = emit_heads(g, &x, &p.heads, wanted, "mlp")?;
-    Ok(NetStep {
-        logits,
-        value,
-        memory: vec![],
-    })
+    emit_heads(g, &x, &p.heads, (wanted, "mlp"), vec![])
 }
