@@ -373,6 +373,19 @@ impl FeedForwardAt {
     }
 }
 
+/// The product `y = x·W` of `n` rows backwards, `W [k, m]` at `w` in the flat layout, given
+/// the output's gradient `dy [n, m]`: adds `xᵀ·dy` to `W`'s gradient in `gp`, and `dy·Wᵀ` to
+/// `beta · dx` (`dx [n, k]`; a `beta` of 0 overwrites it).
+pub(crate) fn matmul_back(
+    (p, gp): (&Params, &mut [f32]),
+    (w, (n, k, m)): (usize, (usize, usize, usize)),
+    (x, dy): (&[f32], &[f32]),
+    (beta, dx): (f32, &mut [f32]),
+) {
+    gemm_t(Transposed::A, (k, n, m), x, dy, 1.0, &mut gp[w..w + k * m]);
+    gemm_t(Transposed::B, (n, m, k), dy, p.get(w, k * m), beta, dx);
+}
+
 /// `v ← relu(v)`.
 pub(crate) fn relu_in_place(v: &mut [f32]) {
     for x in v {
