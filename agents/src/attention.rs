@@ -238,6 +238,15 @@ impl GruGate {
     }
 }
 
+/// The residual connection of a sublayer output `y` to the stream `x` (both `[B, T, d]`):
+/// `x + y`, or with a GTrXL `gate` the gate of `x` and `relu(y)`.
+pub(crate) fn residual(gate: Option<&GruGate>, x: Tensor<3>, y: Tensor<3>) -> Tensor<3> {
+    match gate {
+        Some(gate) => gate.forward(x, relu(y)),
+        None => x + y,
+    }
+}
+
 /// Checks that a memory handed to a policy has the layout that policy's `init_memory` makes,
 /// with a clear message naming the policy, instead of a shape error deep inside a kernel.
 pub(crate) fn check_memory_layout(policy: &str, expected: &[[usize; 3]], got: &[[usize; 3]]) {

@@ -40,7 +40,6 @@
 
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
-use burn::tensor::activation::relu;
 
 use crate::actor_critic::StepOutput;
 #[cfg(feature = "flex")]
@@ -48,7 +47,7 @@ use crate::attention::fused_step_output;
 use crate::attention::{
     AttentionConfigError, AttentionSizes, AttentionSpec, AttentionTrunk, FeedForward, GruGate,
     RelativePositionBias, attention_config_checks, attention_sizes, check_memory_layout,
-    masked_attention, merge_heads, split_heads,
+    masked_attention, merge_heads, residual, split_heads,
 };
 use crate::heads::ActorCriticHeads;
 #[cfg(feature = "flex")]
@@ -179,15 +178,9 @@ impl TransformerLayer {
             allowed,
         ); // [B, H, T, Dh]
         let y = self.out.forward(merge_heads(attended)); // [B, T, d]
-        let x = match &self.gate_attn {
-            Some(gate) => gate.forward(x, relu(y)),
-            None => x + y,
-        };
+        let x = residual(self.gate_attn.as_ref(), x, y);
         let y = self.ff.forward(self.norm_ff.forward(x.clone())); // [B, T, d]
-        let x = match &self.gate_ff {
-            Some(gate) => gate.forward(x, relu(y)),
-            None => x + y,
-        };
+        let x = residual(self.gate_ff.as_ref(), x, y);
         (x, keys, values, weights)
     }
 }

@@ -456,6 +456,24 @@ fn feedback(
     emit_window_step(cx, &x, &p.heads, (wanted, "feedback"), (next, &valid, tau))
 }
 
+/// The residual connection of a sublayer output `y` to the stream `x` (both `[B, d]`):
+/// `x + y`, or with GTrXL gating the gate of `x` and `relu(y)`.
+fn residual(
+    g: &mut GraphBuilder,
+    (x, y): (&str, &str),
+    gating: Option<&GruGate>,
+    d: usize,
+    hint: &str,
+) -> Result<String, String> {
+    match gating {
+        Some(gt) => {
+            let y = g.unary("Relu", y);
+            gate(g, x, &y, gt, d, hint)
+        }
+        None => Ok(g.add(x, y)),
+    }
+}
+
 /// The GTrXL gate of a residual stream `x` and a sublayer output `y` (both `[B, d]`).
 fn gate(
     g: &mut GraphBuilder,
@@ -537,22 +555,12 @@ fn transformer(
             tau + 1,
         );
         let y = linear(g, &attended, &layer.out, &format!("{hint}.out"))?;
-        x = match &layer.gate_attn {
-            Some(ga) => {
-                let y = g.unary("Relu", &y);
-                gate(g, &x, &y, ga, d, &format!("{hint}.gate_attn"))?
-            }
-            None => g.add(&x, &y),
-        };
+        let gating = layer.gate_attn.as_ref();
+        x = residual(g, (&x, &y), gating, d, &format!("{hint}.gate_attn"))?;
         let n = norm(g, &x, &layer.norm_ff, &format!("{hint}.norm_ff"))?;
         let y = feed_forward(g, &n, &layer.ff, &format!("{hint}.ff"))?;
-        x = match &layer.gate_ff {
-            Some(gf) => {
-                let y = g.unary("Relu", &y);
-                gate(g, &x, &y, gf, d, &format!("{hint}.gate_ff"))?
-            }
-            None => g.add(&x, &y),
-        };
+        let gating = layer.gate_ff.as_ref();
+        x = residual(g, (&x, &y), gating, d, &format!("{hint}.gate_ff"))?;
         next.push(slide(g, &memory[2 * l], &k, tau, d));
         next.push(slide(g, &memory[2 * l + 1], &v, tau, d));
     }
