@@ -282,10 +282,20 @@ pub(crate) fn fused_step_output(
     (logits, value.reshape([b]), Memory { tensors })
 }
 
-/// The `check` and `init` of an attention network's config: one with the five size fields of
-/// [`attention_sizes!`] and a `try_init` that builds `$net`.
-macro_rules! attention_config_checks {
+/// The `check`, `init` and `with_sizes` of an attention network's config: one with the five
+/// size fields of [`attention_sizes!`] (and their `with_*` setters) and a `try_init` that
+/// builds `$net`.
+macro_rules! attention_config_methods {
     ($net:ty) => {
+        /// This config with the sizes `sizes`.
+        pub fn with_sizes(self, sizes: $crate::attention::AttentionSizes) -> Self {
+            self.with_d_model(sizes.d_model)
+                .with_n_heads(sizes.n_heads)
+                .with_n_layers(sizes.n_layers)
+                .with_d_ff(sizes.d_ff)
+                .with_span(sizes.span)
+        }
+
         /// Checks the sizes, naming the first bad field.
         pub fn check(
             &self,
@@ -305,7 +315,26 @@ macro_rules! attention_config_checks {
         }
     };
 }
-pub(crate) use attention_config_checks;
+pub(crate) use attention_config_methods;
+
+/// The [`AttentionSpec::sizes`] and [`AttentionSpec::with_widths`] of a kind's config (one with
+/// the five size fields of [`attention_sizes!`]).
+macro_rules! attention_spec_sizes {
+    () => {
+        fn sizes(&self) -> $crate::attention::AttentionSizes {
+            $crate::attention::attention_sizes!(self)
+        }
+
+        fn with_widths(&self, sizes: $crate::attention::AttentionSizes) -> Self {
+            Self {
+                d_model: sizes.d_model,
+                d_ff: sizes.d_ff,
+                ..self.clone()
+            }
+        }
+    };
+}
+pub(crate) use attention_spec_sizes;
 
 /// The [`AttentionSizes`] of a config with the five size fields of the same names
 /// (`d_model, n_heads, n_layers, d_ff, span`): a network's config or a kind's.

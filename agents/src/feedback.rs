@@ -64,8 +64,8 @@ use crate::actor_critic::StepOutput;
 #[cfg(feature = "flex")]
 use crate::attention::fused_step_output;
 use crate::attention::{
-    AttentionConfigError, AttentionSizes, AttentionSpec, AttentionTrunk, FeedForward, MASKED_SCORE,
-    RelativePositionBias, attention_config_checks, attention_sizes, check_memory_layout,
+    AttentionConfigError, AttentionSpec, AttentionTrunk, FeedForward, MASKED_SCORE,
+    RelativePositionBias, attention_config_methods, attention_spec_sizes, check_memory_layout,
 };
 use crate::heads::ActorCriticHeads;
 #[cfg(feature = "flex")]
@@ -109,7 +109,7 @@ pub struct FeedbackTransformerConfig {
 }
 
 impl FeedbackTransformerConfig {
-    attention_config_checks!(FeedbackTransformer);
+    attention_config_methods!(FeedbackTransformer);
 
     /// Builds the policy for observations of `obs_dim` floats and `num_actions` discrete
     /// actions, or says which size is wrong.
@@ -655,17 +655,7 @@ impl AttentionSpec for FeedbackSpec {
     /// ≈ 1.55× the Transformer of the same sizes (≈ 7k against 11k env steps/s at d = 64).
     const COST_FACTOR: f64 = 1.55;
 
-    fn sizes(&self) -> AttentionSizes {
-        attention_sizes!(self)
-    }
-
-    fn with_widths(&self, sizes: AttentionSizes) -> Self {
-        Self {
-            d_model: sizes.d_model,
-            d_ff: sizes.d_ff,
-            ..self.clone()
-        }
-    }
+    attention_spec_sizes!();
 
     /// A group's key/value projection `d → 2d` (counted once in the parameters, for the new
     /// memory vector) is also applied to every layer's own input (the current slot), and to
@@ -695,11 +685,7 @@ impl AttentionSpec for FeedbackSpec {
         device: &Device,
     ) -> Result<Self::Net, PolicyError> {
         Ok(FeedbackTransformerConfig::new()
-            .with_d_model(self.d_model)
-            .with_n_heads(self.n_heads)
-            .with_n_layers(self.n_layers)
-            .with_d_ff(self.d_ff)
-            .with_span(self.span)
+            .with_sizes(self.sizes())
             .with_share_kv(self.share_kv)
             .with_memory_mix(self.memory_mix)
             .with_current_slot(self.current_slot)

@@ -45,8 +45,8 @@ use crate::actor_critic::StepOutput;
 #[cfg(feature = "flex")]
 use crate::attention::fused_step_output;
 use crate::attention::{
-    AttentionConfigError, AttentionSizes, AttentionSpec, AttentionTrunk, FeedForward, GruGate,
-    RelativePositionBias, attention_config_checks, attention_sizes, check_memory_layout,
+    AttentionConfigError, AttentionSpec, AttentionTrunk, FeedForward, GruGate,
+    RelativePositionBias, attention_config_methods, attention_spec_sizes, check_memory_layout,
     masked_attention, merge_heads, residual, split_heads,
 };
 use crate::heads::ActorCriticHeads;
@@ -81,7 +81,7 @@ pub struct TransformerConfig {
 }
 
 impl TransformerConfig {
-    attention_config_checks!(Transformer);
+    attention_config_methods!(Transformer);
 
     /// Builds the policy for observations of `obs_dim` floats and `num_actions` discrete
     /// actions, or says which size is wrong.
@@ -491,17 +491,7 @@ impl AttentionSpec for TransformerSpec {
     /// 1 at 2 layers and span 16 (≈ 11k env steps/s at d = 64).
     const COST_FACTOR: f64 = 1.0;
 
-    fn sizes(&self) -> AttentionSizes {
-        attention_sizes!(self)
-    }
-
-    fn with_widths(&self, sizes: AttentionSizes) -> Self {
-        Self {
-            d_model: sizes.d_model,
-            d_ff: sizes.d_ff,
-            ..self.clone()
-        }
-    }
+    attention_spec_sizes!();
 
     /// With gating, each layer's two GRU-type gates add `2 · (6d² + d)`.
     fn extra_parameters(&self) -> f64 {
@@ -533,11 +523,7 @@ impl AttentionSpec for TransformerSpec {
         device: &Device,
     ) -> Result<Self::Net, PolicyError> {
         Ok(TransformerConfig::new()
-            .with_d_model(self.d_model)
-            .with_n_heads(self.n_heads)
-            .with_n_layers(self.n_layers)
-            .with_d_ff(self.d_ff)
-            .with_span(self.span)
+            .with_sizes(self.sizes())
             .with_gating(self.gating)
             .try_init(obs, actions, device)?)
     }

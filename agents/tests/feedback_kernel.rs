@@ -3,6 +3,7 @@
 //! determinism across thread counts.
 #![cfg(feature = "flex")]
 
+use agents::attention::AttentionSizes;
 use agents::feedback::{CurrentSlot, MemoryMix};
 use agents::memory::Memory;
 use agents::{FeedbackTransformer, FeedbackTransformerConfig};
@@ -34,11 +35,7 @@ const VARIANTS: [Variant; 6] = [
 
 fn config((share_kv, mix, slot): Variant) -> FeedbackTransformerConfig {
     FeedbackTransformerConfig::new()
-        .with_d_model(16)
-        .with_n_heads(2)
-        .with_n_layers(2)
-        .with_d_ff(24)
-        .with_span(4)
+        .with_sizes(AttentionSizes::new(16, 2, 2, 24, 4))
         .with_share_kv(share_kv)
         .with_memory_mix(mix)
         .with_current_slot(slot)

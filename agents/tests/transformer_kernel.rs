@@ -4,6 +4,7 @@
 #![cfg(feature = "flex")]
 
 use agents::ActorCritic;
+use agents::attention::AttentionSizes;
 use agents::memory::Memory;
 use agents::{Transformer, TransformerConfig};
 use burn::module::Module;
@@ -27,11 +28,7 @@ const VARIANTS: [Variant; 4] = [(2, false), (2, true), (1, false), (3, true)];
 
 fn policy((layers, gating): Variant, device: &Device) -> Transformer {
     TransformerConfig::new()
-        .with_d_model(16)
-        .with_n_heads(2)
-        .with_n_layers(layers)
-        .with_d_ff(24)
-        .with_span(SPAN)
+        .with_sizes(AttentionSizes::new(16, 2, layers, 24, SPAN))
         .with_gating(gating)
         .init(OBS, ACTIONS, device)
         .map(&mut Randomize { seed: 7 })
