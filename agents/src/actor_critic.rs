@@ -100,21 +100,18 @@ mod tests {
     use crate::distribution::ActionDist;
     use crate::kernels::{KERNELS_ENV, parse_kernels};
     use crate::policy::{Policy, PolicyConfig, PolicyError, PolicyKind};
+    use crate::test_support::preset_with;
 
     fn small(kind: PolicyKind) -> PolicyConfig {
-        PolicyConfig::preset(kind)
-            .with("d_model", 8)
-            .unwrap()
-            .with("n_heads", 2)
-            .unwrap()
-            .with("n_layers", 1)
-            .unwrap()
-            .with("d_ff", 16)
-            .unwrap()
-            .with("span", 4)
-            .unwrap()
-            .with("hidden", 8)
-            .unwrap()
+        let sizes = [
+            ("d_model", 8),
+            ("n_heads", 2),
+            ("n_layers", 1),
+            ("d_ff", 16),
+            ("span", 4),
+            ("hidden", 8),
+        ];
+        preset_with(kind, &sizes)
     }
 
     fn policy(kind: PolicyKind) -> Policy {

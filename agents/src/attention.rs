@@ -54,8 +54,7 @@ pub fn check_sizes(
     d_ff: usize,
     span: usize,
 ) -> Result<(), AttentionConfigError> {
-    at_least_one(&[("obs_dim", obs_dim), ("num_actions", num_actions)])?;
-    check_config(d_model, n_heads, n_layers, d_ff, span)
+    AttentionSizes::new(d_model, n_heads, n_layers, d_ff, span).check_for(obs_dim, num_actions)
 }
 
 /// Checks the configured sizes of an attention policy (those of [`check_sizes`] that do not
@@ -239,6 +238,15 @@ impl GruGate {
     }
 }
 
+/// The residual connection of a sublayer output `y` to the stream `x` (both `[B, T, d]`):
+/// `x + y`, or with a GTrXL `gate` the gate of `x` and `relu(y)`.
+pub(crate) fn residual(gate: Option<&GruGate>, x: Tensor<3>, y: Tensor<3>) -> Tensor<3> {
+    match gate {
+        Some(gate) => gate.forward(x, relu(y)),
+        None => x + y,
+    }
+}
+
 /// Checks that a memory handed to a policy has the layout that policy's `init_memory` makes,
 /// with a clear message naming the policy, instead of a shape error deep inside a kernel.
 pub(crate) fn check_memory_layout(policy: &str, expected: &[[usize; 3]], got: &[[usize; 3]]) {
@@ -253,6 +261,80 @@ pub(crate) fn check_memory_layout(policy: &str, expected: &[[usize; 3]], got: &[
          (was it made by this policy's `init_memory`?)"
     );
 }
+
+/// The end of a fused decoding step (flex backend): the window's validity `valid [B, τ]`,
+/// moved on by the step with its episode `starts [B]`, appended to the memory's other
+/// `tensors`, and the heads applied to the last layer's outputs `top` (`[B, d]` row-major on
+/// the host).
+#[cfg(feature = "flex")]
+pub(crate) fn fused_step_output(
+    heads: &ActorCriticHeads,
+    (top, d): (Vec<f32>, usize),
+    (valid, starts, span): (&[f32], &[f32], usize),
+    mut tensors: Vec<Tensor<3>>,
+    device: &Device,
+) -> StepOutput {
+    let b = starts.len();
+    let new_valid = kernels::slide_valid(valid, starts, span);
+    tensors.push(kernels::tensor3(new_valid, [b, span, 1], device));
+    let top = Tensor::<1>::from_data(TensorData::new(top, [b * d]), device).reshape([b, d]);
+    let (logits, value) = heads.forward(top); // [B, A], [B]
+    (logits, value.reshape([b]), Memory { tensors })
+}
+
+/// The `check`, `init` and `with_sizes` of an attention network's config: one with the five
+/// size fields of [`attention_sizes!`] (and their `with_*` setters) and a `try_init` that
+/// builds `$net`.
+macro_rules! attention_config_methods {
+    ($net:ty) => {
+        /// This config with the sizes `sizes`.
+        pub fn with_sizes(self, sizes: $crate::attention::AttentionSizes) -> Self {
+            self.with_d_model(sizes.d_model)
+                .with_n_heads(sizes.n_heads)
+                .with_n_layers(sizes.n_layers)
+                .with_d_ff(sizes.d_ff)
+                .with_span(sizes.span)
+        }
+
+        /// Checks the sizes, naming the first bad field.
+        pub fn check(
+            &self,
+            obs_dim: usize,
+            num_actions: usize,
+        ) -> Result<(), $crate::attention::AttentionConfigError> {
+            $crate::attention::attention_sizes!(self).check_for(obs_dim, num_actions)
+        }
+
+        /// Builds the policy.
+        ///
+        /// # Panics
+        /// If a size is zero or `n_heads` does not divide `d_model` (see [`Self::try_init`]).
+        pub fn init(&self, obs_dim: usize, num_actions: usize, device: &Device) -> $net {
+            self.try_init(obs_dim, num_actions, device)
+                .unwrap_or_else(|e| panic!("{e}"))
+        }
+    };
+}
+pub(crate) use attention_config_methods;
+
+/// The [`AttentionSpec::sizes`] and [`AttentionSpec::with_widths`] of a kind's config (one with
+/// the five size fields of [`attention_sizes!`]).
+macro_rules! attention_spec_sizes {
+    () => {
+        fn sizes(&self) -> $crate::attention::AttentionSizes {
+            $crate::attention::attention_sizes!(self)
+        }
+
+        fn with_widths(&self, sizes: $crate::attention::AttentionSizes) -> Self {
+            Self {
+                d_model: sizes.d_model,
+                d_ff: sizes.d_ff,
+                ..self.clone()
+            }
+        }
+    };
+}
+pub(crate) use attention_spec_sizes;
 
 /// The [`AttentionSizes`] of a config with the five size fields of the same names
 /// (`d_model, n_heads, n_layers, d_ff, span`): a network's config or a kind's.

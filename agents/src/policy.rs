@@ -884,23 +884,20 @@ mod tests {
         assert!(mlp.set("hidden", 3).unwrap());
         assert_eq!(mlp.size("hidden"), Some(3));
         // A field no kind has, and a value of the wrong type, are errors naming the field.
-        let err = toml::from_str::<PolicyConfig>("kind = \"mlp\"\nspam = 3")
-            .unwrap_err()
-            .to_string();
+        let parse_err = |text: &str| {
+            toml::from_str::<PolicyConfig>(text)
+                .unwrap_err()
+                .to_string()
+        };
+        let err = parse_err("kind = \"mlp\"\nspam = 3");
         assert!(err.contains("spam") && err.contains("hidden"), "{err}");
-        let err = toml::from_str::<PolicyConfig>("kind = \"feedback\"\nshare_kv = 3")
-            .unwrap_err()
-            .to_string();
+        let err = parse_err("kind = \"feedback\"\nshare_kv = 3");
         assert!(err.contains("share_kv"), "{err}");
         let err = mlp.set("bogus", 1).unwrap_err().to_string();
         assert!(err.contains("bogus"), "{err}");
-        let err = toml::from_str::<PolicyConfig>("d_model = 3")
-            .unwrap_err()
-            .to_string();
+        let err = parse_err("d_model = 3");
         assert!(err.contains("kind") && err.contains("feedback"), "{err}");
-        let err = toml::from_str::<PolicyConfig>("kind = \"lstm\"")
-            .unwrap_err()
-            .to_string();
+        let err = parse_err("kind = \"lstm\"");
         assert!(err.contains("lstm"), "{err}");
     }
 

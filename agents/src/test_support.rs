@@ -1,11 +1,13 @@
-//! Helpers shared by the unit tests of the fused kernels against their tensor-operation
-//! references (GRU, MLP).
+//! Helpers shared by the unit tests: the fused kernels against their tensor-operation
+//! references (GRU, MLP), and small policy configs.
 
 use burn::module::Param;
 use burn::nn::Linear;
 use burn::prelude::*;
 use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
+
+use crate::policy::{PolicyConfig, PolicyKind};
 
 /// A tensor of `shape` with entries uniform in `[-scale, scale)`.
 pub(crate) fn random_tensor<const R: usize>(
@@ -24,6 +26,15 @@ pub(crate) fn randomize(linear: &mut Linear, scale: f32, rng: &mut ChaCha8Rng, d
     let [d_in, d_out] = linear.weight.dims();
     linear.weight = Param::from_tensor(random_tensor([d_in, d_out], scale, rng, device));
     linear.bias = Some(Param::from_tensor(random_tensor([d_out], 0.5, rng, device)));
+}
+
+/// [`PolicyConfig::preset`] of `kind` with the sizes `fields` set.
+pub(crate) fn preset_with(kind: PolicyKind, fields: &[(&str, usize)]) -> PolicyConfig {
+    fields
+        .iter()
+        .fold(PolicyConfig::preset(kind), |config, &(field, value)| {
+            config.with(field, value).unwrap()
+        })
 }
 
 /// The values of `t` on the host.

@@ -40,13 +40,14 @@
 
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
-use burn::tensor::activation::relu;
 
 use crate::actor_critic::StepOutput;
+#[cfg(feature = "flex")]
+use crate::attention::fused_step_output;
 use crate::attention::{
-    AttentionConfigError, AttentionSizes, AttentionSpec, AttentionTrunk, FeedForward, GruGate,
-    RelativePositionBias, attention_sizes, check_memory_layout, masked_attention, merge_heads,
-    split_heads,
+    AttentionConfigError, AttentionSpec, AttentionTrunk, FeedForward, GruGate,
+    RelativePositionBias, attention_config_methods, attention_spec_sizes, check_memory_layout,
+    masked_attention, merge_heads, residual, split_heads,
 };
 use crate::heads::ActorCriticHeads;
 #[cfg(feature = "flex")]
@@ -80,10 +81,7 @@ pub struct TransformerConfig {
 }
 
 impl TransformerConfig {
-    /// Checks the sizes, naming the first bad field.
-    pub fn check(&self, obs_dim: usize, num_actions: usize) -> Result<(), AttentionConfigError> {
-        attention_sizes!(self).check_for(obs_dim, num_actions)
-    }
+    attention_config_methods!(Transformer);
 
     /// Builds the policy for observations of `obs_dim` floats and `num_actions` discrete
     /// actions, or says which size is wrong.
@@ -116,15 +114,6 @@ impl TransformerConfig {
             d_model: d,
             span: self.span,
         })
-    }
-
-    /// Builds the policy.
-    ///
-    /// # Panics
-    /// If a size is zero or `n_heads` does not divide `d_model` (see [`Self::try_init`]).
-    pub fn init(&self, obs_dim: usize, num_actions: usize, device: &Device) -> Transformer {
-        self.try_init(obs_dim, num_actions, device)
-            .unwrap_or_else(|e| panic!("{e}"))
     }
 }
 
@@ -189,15 +178,9 @@ impl TransformerLayer {
             allowed,
         ); // [B, H, T, Dh]
         let y = self.out.forward(merge_heads(attended)); // [B, T, d]
-        let x = match &self.gate_attn {
-            Some(gate) => gate.forward(x, relu(y)),
-            None => x + y,
-        };
+        let x = residual(self.gate_attn.as_ref(), x, y);
         let y = self.ff.forward(self.norm_ff.forward(x.clone())); // [B, T, d]
-        let x = match &self.gate_ff {
-            Some(gate) => gate.forward(x, relu(y)),
-            None => x + y,
-        };
+        let x = residual(self.gate_ff.as_ref(), x, y);
         (x, keys, values, weights)
     }
 }
@@ -436,15 +419,10 @@ impl AttentionTrunk for Transformer {
         let mut caches = memory.tensors;
         let valid = host_values(caches.pop().expect("checked layout"));
         // Read in place where the tensors allow it: the caches are the bulk of a step's data.
-        let cache: Vec<kernels::HostTensor> =
-            caches.into_iter().map(kernels::HostTensor::new).collect();
+        let cache = kernels::host_tensors(caches);
         let cache: Vec<&[f32]> = cache.iter().map(kernels::HostTensor::values).collect();
         let starts = host_values(starts);
-        let storage: Vec<kernels::HostTensor> = self
-            .parameter_tensors()
-            .into_iter()
-            .map(kernels::HostTensor::new)
-            .collect();
+        let storage = kernels::host_tensors(self.parameter_tensors());
         let parts = kernels::param_parts(&storage);
         let (top, new_kv) = kernels::transformer::decode_step(
             &dims,
@@ -463,11 +441,8 @@ impl AttentionTrunk for Transformer {
                 tensors.push(tensor3(out, [b, span, d], &device));
             }
         }
-        let new_valid = kernels::slide_valid(&valid, &starts, span);
-        tensors.push(tensor3(new_valid, [b, span, 1], &device));
-        let top = Tensor::<1>::from_data(TensorData::new(top, [b * d]), &device).reshape([b, d]);
-        let (logits, value) = self.heads.forward(top); // [B, A], [B]
-        (logits, value.reshape([b]), Memory { tensors })
+        let window = (&valid[..], &starts[..], span);
+        fused_step_output(&self.heads, (top, d), window, tensors, &device)
     }
 
     fn step_with_attention(
@@ -516,17 +491,7 @@ impl AttentionSpec for TransformerSpec {
     /// 1 at 2 layers and span 16 (≈ 11k env steps/s at d = 64).
     const COST_FACTOR: f64 = 1.0;
 
-    fn sizes(&self) -> AttentionSizes {
-        attention_sizes!(self)
-    }
-
-    fn with_widths(&self, sizes: AttentionSizes) -> Self {
-        Self {
-            d_model: sizes.d_model,
-            d_ff: sizes.d_ff,
-            ..self.clone()
-        }
-    }
+    attention_spec_sizes!();
 
     /// With gating, each layer's two GRU-type gates add `2 · (6d² + d)`.
     fn extra_parameters(&self) -> f64 {
@@ -558,11 +523,7 @@ impl AttentionSpec for TransformerSpec {
         device: &Device,
     ) -> Result<Self::Net, PolicyError> {
         Ok(TransformerConfig::new()
-            .with_d_model(self.d_model)
-            .with_n_heads(self.n_heads)
-            .with_n_layers(self.n_layers)
-            .with_d_ff(self.d_ff)
-            .with_span(self.span)
+            .with_sizes(self.sizes())
             .with_gating(self.gating)
             .try_init(obs, actions, device)?)
     }

@@ -4,6 +4,7 @@
 //! memory has a fixed size.
 
 use agents::ActorCritic;
+use agents::attention::AttentionSizes;
 use agents::memory::Memory;
 use agents::{FeedbackTransformer, FeedbackTransformerConfig, Transformer, TransformerConfig};
 use burn::module::{Module, Param};
@@ -19,22 +20,17 @@ const SPAN: usize = 4;
 /// A policy behind the interface, so every variant runs through the same test code.
 type BoxedPolicy = Box<dyn ActorCritic>;
 
+/// The sizes of every policy under test: width 16, 2 heads, 2 layers, feed-forward 32.
+fn sizes() -> AttentionSizes {
+    AttentionSizes::new(16, 2, 2, 32, SPAN)
+}
+
 fn feedback_config() -> FeedbackTransformerConfig {
-    FeedbackTransformerConfig::new()
-        .with_d_model(16)
-        .with_n_heads(2)
-        .with_n_layers(2)
-        .with_d_ff(32)
-        .with_span(SPAN)
+    FeedbackTransformerConfig::new().with_sizes(sizes())
 }
 
 fn transformer_config() -> TransformerConfig {
-    TransformerConfig::new()
-        .with_d_model(16)
-        .with_n_heads(2)
-        .with_n_layers(2)
-        .with_d_ff(32)
-        .with_span(SPAN)
+    TransformerConfig::new().with_sizes(sizes())
 }
 
 /// Every attention policy variant under test, small.

@@ -303,18 +303,8 @@ fn separate_critic_stepping_equals_forward_sequence() {
         let memory0 = warm_memory(&policy, b, 5, &device);
         let obs = obs_seq(b, t, 1, &device);
         let st = starts(b, t, &[(0, 0), (0, 5), (1, 3)], &device);
-        let mut memory = memory0.clone();
-        let (mut logits, mut values) = (Vec::new(), Vec::new());
-        for s in 0..t {
-            let o = obs.clone().narrow(1, s, 1).reshape([b, OBS_DIM]);
-            let e = st.clone().narrow(1, s, 1).reshape([b]);
-            let (l, v, m) = policy.step(o, e, memory);
-            logits.push(l);
-            values.push(v.reshape([b, 1]));
-            memory = m;
-        }
-        let step_logits = Tensor::stack::<3>(logits, 1);
-        let step_values = Tensor::cat(values, 1);
+        let (step_logits, step_values) =
+            common::run_steps(&policy, obs.clone(), st.clone(), memory0.clone());
         let (seq_logits, seq_values) = policy.forward_sequence(obs, st, memory0);
         let dl = max_abs_diff(&host(step_logits), &host(seq_logits));
         let dv = max_abs_diff(&host(step_values), &host(seq_values));

@@ -3,6 +3,7 @@
 //! determinism across thread counts.
 #![cfg(feature = "flex")]
 
+use agents::attention::AttentionSizes;
 use agents::feedback::{CurrentSlot, MemoryMix};
 use agents::memory::Memory;
 use agents::{FeedbackTransformer, FeedbackTransformerConfig};
@@ -11,8 +12,9 @@ use burn::prelude::*;
 
 mod common;
 use common::{
-    Outcome, Randomize, assert_close, assert_fused_steps_match, assert_same_on_any_thread_count,
-    noise, starts, tensor, trunk_pass, warmed_up,
+    Outcome, Randomize, assert_close, assert_fused_steps_match,
+    assert_outputs_and_parameter_grads_close, assert_same_on_any_thread_count, noise, starts,
+    tensor, trunk_pass, warmed_up,
 };
 
 const OBS: usize = 5;
@@ -33,11 +35,7 @@ const VARIANTS: [Variant; 6] = [
 
 fn config((share_kv, mix, slot): Variant) -> FeedbackTransformerConfig {
     FeedbackTransformerConfig::new()
-        .with_d_model(16)
-        .with_n_heads(2)
-        .with_n_layers(2)
-        .with_d_ff(24)
-        .with_span(4)
+        .with_sizes(AttentionSizes::new(16, 2, 2, 24, 4))
         .with_share_kv(share_kv)
         .with_memory_mix(mix)
         .with_current_slot(slot)
@@ -82,14 +80,10 @@ fn fused_recurrence_matches_the_reference_with_gradients() {
             mix.name(),
             slot.name()
         );
-        assert_close(&format!("{tag}: logits"), &fused.0, &reference.0);
-        assert_close(&format!("{tag}: values"), &fused.1, &reference.1);
-        assert_eq!(fused.2.len(), reference.2.len());
-        let mut nonzero = 0;
-        for (i, (g, r)) in fused.2.iter().zip(&reference.2).enumerate() {
-            assert_close(&format!("{tag}: gradient of parameter #{i}"), g, r);
-            nonzero += usize::from(r.iter().any(|v| *v != 0.0));
-        }
+        let nonzero = assert_outputs_and_parameter_grads_close(&tag, &fused, &reference)
+            .into_iter()
+            .filter(|nonzero| *nonzero)
+            .count();
         // A fixed mix leaves the mixing logits without a gradient.
         let unused = usize::from(mix != MemoryMix::Learned);
         assert_eq!(

@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 
 use agents::{
-    ActionDist, ActorCritic, Policy, PolicyError, PolicyKind, load_policy, load_policy_weights,
-    read_policy_header, save_policy, save_policy_for,
+    ActionDist, ActorCritic, Policy, PolicyConfig, PolicyError, PolicyKind, load_policy,
+    load_policy_weights, read_policy_header, save_policy, save_policy_for,
 };
 use burn::prelude::*;
 
@@ -37,6 +37,13 @@ impl Drop for TempDir {
     }
 }
 
+/// The [`small_config`] of `kind` and a policy it builds for `OBS_DIM` and `NUM_ACTIONS`.
+fn small_policy(kind: PolicyKind, device: &Device) -> (PolicyConfig, Policy) {
+    let config = small_config(kind);
+    let policy = config.init(OBS_DIM, NUM_ACTIONS, device).unwrap();
+    (config, policy)
+}
+
 /// Logits and values of a few steps from a fresh memory, on the host.
 fn outputs(policy: &Policy, device: &Device) -> Vec<f32> {
     let b = 2;
@@ -62,8 +69,7 @@ fn save_load_round_trip_gives_identical_outputs_for_every_kind() {
     let dir = TempDir::new("save_load_round_trip_gives_identical_outputs_for_every_kind");
     let device = Device::flex();
     for kind in PolicyKind::ALL {
-        let config = small_config(kind);
-        let policy = config.init(OBS_DIM, NUM_ACTIONS, &device).unwrap();
+        let (config, policy) = small_policy(kind, &device);
         let path = dir.file(&format!("{kind}.fbrl"));
         save_policy(&path, &policy, &config, OBS_DIM, NUM_ACTIONS).unwrap();
 
@@ -109,8 +115,7 @@ fn save_load_round_trip_gives_identical_outputs_for_every_kind() {
 fn loading_into_another_architecture_is_an_error() {
     let dir = TempDir::new("loading_into_another_architecture_is_an_error");
     let device = Device::flex();
-    let gru_config = small_config(PolicyKind::Gru);
-    let gru = gru_config.init(OBS_DIM, NUM_ACTIONS, &device).unwrap();
+    let (gru_config, gru) = small_policy(PolicyKind::Gru, &device);
     let path = dir.file("gru-for-mismatch.fbrl");
     save_policy(&path, &gru, &gru_config, OBS_DIM, NUM_ACTIONS).unwrap();
 
@@ -154,8 +159,7 @@ fn weights_that_do_not_fit_their_header_are_a_shape_mismatch() {
     // A header that claims d_model 32 in front of d_model 16 weights: burn's record validation
     // catches every tensor whose shape differs and the error names them.
     let device = Device::flex();
-    let config = small_config(PolicyKind::Mlp);
-    let policy = config.init(OBS_DIM, NUM_ACTIONS, &device).unwrap();
+    let (config, policy) = small_policy(PolicyKind::Mlp, &device);
     let path = dir.file("mlp-edited-header.fbrl");
     save_policy(&path, &policy, &config, OBS_DIM, NUM_ACTIONS).unwrap();
 
@@ -187,8 +191,7 @@ fn missing_truncated_and_corrupt_files_are_errors() {
     assert!(matches!(err, PolicyError::Io { .. }), "{err}");
     assert!(err.to_string().contains("does-not-exist.fbrl"), "{err}");
 
-    let config = small_config(PolicyKind::Feedback);
-    let policy = config.init(OBS_DIM, NUM_ACTIONS, &device).unwrap();
+    let (config, policy) = small_policy(PolicyKind::Feedback, &device);
     let path = dir.file("feedback-full.fbrl");
     save_policy(&path, &policy, &config, OBS_DIM, NUM_ACTIONS).unwrap();
     let bytes = std::fs::read(&path).unwrap();
@@ -243,8 +246,7 @@ fn missing_truncated_and_corrupt_files_are_errors() {
 fn saving_with_a_config_that_does_not_describe_the_policy_is_refused() {
     let dir = TempDir::new("saving_with_a_config_that_does_not_describe_the_policy_is_refused");
     let device = Device::flex();
-    let config = small_config(PolicyKind::Gru);
-    let policy = config.init(OBS_DIM, NUM_ACTIONS, &device).unwrap();
+    let (config, policy) = small_policy(PolicyKind::Gru, &device);
     let path = dir.file("refused.fbrl");
     let err = save_policy(
         &path,

@@ -291,9 +291,7 @@ impl FeedForwardAt {
         norm.forward(p, self.ln, x, o);
         fill_rows(hid, p.get(self.b1, ff));
         gemm(n, d, ff, norm.out_from(o), p.get(self.w1, d * ff), 1.0, hid);
-        for v in hid.iter_mut() {
-            *v = v.max(0.0);
-        }
+        relu_in_place(hid);
     }
 
     /// The output `out = base + b2 + hid·W2` `[n, d]` of the hidden units `hid` `[n, F]`;
@@ -344,11 +342,7 @@ impl FeedForwardAt {
             0.0,
             dh,
         );
-        for (g, h) in dh.iter_mut().zip(hid) {
-            if *h <= 0.0 {
-                *g = 0.0;
-            }
-        }
+        relu_back_in_place(dh, hid);
         gemm_t(
             Transposed::B,
             (n, ff, d),
@@ -376,6 +370,36 @@ impl FeedForwardAt {
         let w2 = &mut gp[self.w2..self.w2 + ff * d];
         gemm_t(Transposed::A, (ff, n, d), hid, dy, 1.0, w2);
         column_sums_into(&mut gp[self.b2..self.b2 + d], &dy[..n * d]);
+    }
+}
+
+/// The product `y = x·W` of `n` rows backwards, `W [k, m]` at `w` in the flat layout, given
+/// the output's gradient `dy [n, m]`: adds `xᵀ·dy` to `W`'s gradient in `gp`, and `dy·Wᵀ` to
+/// `beta · dx` (`dx [n, k]`; a `beta` of 0 overwrites it).
+pub(crate) fn matmul_back(
+    (p, gp): (&Params, &mut [f32]),
+    (w, (n, k, m)): (usize, (usize, usize, usize)),
+    (x, dy): (&[f32], &[f32]),
+    (beta, dx): (f32, &mut [f32]),
+) {
+    gemm_t(Transposed::A, (k, n, m), x, dy, 1.0, &mut gp[w..w + k * m]);
+    gemm_t(Transposed::B, (n, m, k), dy, p.get(w, k * m), beta, dx);
+}
+
+/// `v ← relu(v)`.
+pub(crate) fn relu_in_place(v: &mut [f32]) {
+    for x in v {
+        *x = x.max(0.0);
+    }
+}
+
+/// A ReLU backwards: `grad` (the output's gradient) becomes the input's, zero wherever `y`
+/// (the ReLU's input or output, alike in sign) is not positive.
+pub(crate) fn relu_back_in_place(grad: &mut [f32], y: &[f32]) {
+    for (g, y) in grad.iter_mut().zip(y) {
+        if *y <= 0.0 {
+            *g = 0.0;
+        }
     }
 }
 

@@ -219,18 +219,14 @@ mod tests {
         let y = apply(Mul, [a.clone() * 2.0, b.clone().exp()]);
         let loss = (y * Tensor::from_floats([1.0, -1.0, 0.5], &device)).sum();
         let grads = loss.backward();
-        let ga = a
-            .grad(&grads)
-            .unwrap()
-            .into_data()
-            .try_to_vec::<f32>()
-            .unwrap();
-        let gb = b
-            .grad(&grads)
-            .unwrap()
-            .into_data()
-            .try_to_vec::<f32>()
-            .unwrap();
+        let grad = |t: &Tensor<1>| {
+            t.grad(&grads)
+                .unwrap()
+                .into_data()
+                .try_to_vec::<f32>()
+                .unwrap()
+        };
+        let (ga, gb) = (grad(&a), grad(&b));
         let w = [1.0f32, -1.0, 0.5];
         for i in 0..3 {
             let (av, bv) = ([1.0f32, 2.0, 3.0][i], [4.0f32, 5.0, 6.0][i]);

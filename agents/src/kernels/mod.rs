@@ -145,6 +145,12 @@ pub(crate) fn tensor3(values: Vec<f32>, shape: [usize; 3], device: &Device) -> T
     Tensor::from_data(TensorData::new(values, shape), device)
 }
 
+/// Tensors read on the host, in place where they allow it (see [`HostTensor`]).
+#[cfg(feature = "flex")]
+pub(crate) fn host_tensors<const D: usize>(tensors: Vec<Tensor<D>>) -> Vec<HostTensor> {
+    tensors.into_iter().map(HostTensor::new).collect()
+}
+
 /// The parameter tensors of a decoding step read in place, and each one's offset in the
 /// kernel's flat layout (the tensors laid end to end): what [`common::Params::Parts`] takes.
 #[cfg(feature = "flex")]

@@ -22,7 +22,8 @@
 use rayon::prelude::*;
 
 use super::common::{
-    FeedForwardAt, NormRows, Offsets, Params, add_into, axpy, dot, layer_norm_back_at, row_blocks,
+    FeedForwardAt, NormRows, Offsets, Params, add_into, axpy, dot, layer_norm_back_at, matmul_back,
+    relu_back_in_place, relu_in_place, row_blocks,
 };
 use super::glue::FusedOp;
 use super::linalg::{Transposed, gemm, gemm_t};
@@ -272,13 +273,6 @@ struct Ctx<'a> {
     p: &'a Params<'a>,
 }
 
-/// `v ← relu(v)`.
-fn relu_in_place(v: &mut [f32]) {
-    for x in v {
-        *x = x.max(0.0);
-    }
-}
-
 fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
 }
@@ -388,46 +382,12 @@ fn gate_backward(
         &mut gp[g.ug..g.ug + d * d],
     );
     // Through U_r, U_z on the stream.
-    gemm_t(
-        Transposed::B,
-        (n, 2 * d, d),
-        &du,
-        p.get(g.ux, 2 * d * d),
-        1.0,
-        dx,
-    );
-    gemm_t(
-        Transposed::A,
-        (d, n, 2 * d),
-        x,
-        &du,
-        1.0,
-        &mut gp[g.ux..g.ux + 2 * d * d],
-    );
+    matmul_back((p, &mut *gp), (g.ux, (n, d, 2 * d)), (x, &du), (1.0, dx));
     // Through W_r, W_z, W_g on relu(y).
     let mut yr = y.to_vec();
     relu_in_place(&mut yr);
-    gemm_t(
-        Transposed::A,
-        (d, n, 3 * d),
-        &yr,
-        &dw,
-        1.0,
-        &mut gp[g.wy..g.wy + 3 * d * d],
-    );
-    gemm_t(
-        Transposed::B,
-        (n, 3 * d, d),
-        &dw,
-        p.get(g.wy, 3 * d * d),
-        0.0,
-        dy,
-    );
-    for (g, y) in dy.iter_mut().zip(y) {
-        if *y <= 0.0 {
-            *g = 0.0;
-        }
-    }
+    matmul_back((p, &mut *gp), (g.wy, (n, d, 3 * d)), (&yr, &dw), (0.0, dy));
+    relu_back_in_place(dy, y);
     for v in [dw, du, dah, drx, rx, yr] {
         pool::recycle(v);
     }
@@ -724,22 +684,13 @@ fn layer_backward(
             gate_backward(p, g, d, (x, y, rzh), &dxp, dx, &mut dsub, gp);
         }
     }
-    gemm_t(
-        Transposed::A,
-        (d, n, d),
-        &tr.att[o * d..],
-        &dsub,
-        1.0,
-        &mut gp[la.wo..la.wo + d * d],
-    );
     let mut datt = pool::zeros(n * d);
-    gemm_t(
-        Transposed::B,
-        (n, d, d),
-        &dsub,
-        p.get(la.wo, d * d),
-        0.0,
-        &mut datt,
+    let att = &tr.att[o * d..];
+    matmul_back(
+        (p, &mut *gp),
+        (la.wo, (n, d, d)),
+        (att, &dsub),
+        (0.0, &mut datt),
     );
     let mut dq = pool::zeros(n * d);
     let mut dkv = pool::zeros(n * 2 * d);
@@ -753,37 +704,17 @@ fn layer_backward(
     );
     // Queries, keys and values back to the normalised input.
     let a_out = &tr.a.out[o * d..(o + n) * d];
-    gemm_t(
-        Transposed::A,
-        (d, n, d),
-        a_out,
-        &dq,
-        1.0,
-        &mut gp[la.wq..la.wq + d * d],
+    matmul_back(
+        (p, &mut *gp),
+        (la.wq, (n, d, d)),
+        (a_out, &dq),
+        (0.0, &mut dln),
     );
-    gemm_t(
-        Transposed::B,
-        (n, d, d),
-        &dq,
-        p.get(la.wq, d * d),
-        0.0,
-        &mut dln,
-    );
-    gemm_t(
-        Transposed::A,
-        (d, n, 2 * d),
-        a_out,
-        &dkv,
-        1.0,
-        &mut gp[la.wkv..la.wkv + 2 * d * d],
-    );
-    gemm_t(
-        Transposed::B,
-        (n, 2 * d, d),
-        &dkv,
-        p.get(la.wkv, 2 * d * d),
-        1.0,
-        &mut dln,
+    matmul_back(
+        (p, gp),
+        (la.wkv, (n, d, 2 * d)),
+        (a_out, &dkv),
+        (1.0, &mut dln),
     );
     layer_norm_back_at(p, gp, (la.ln_a, d), &dln, tr.a.saved(o, n), dx);
     for v in [dxp, dsub, dln, datt, dq, dkv] {

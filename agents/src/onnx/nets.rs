@@ -225,14 +225,15 @@ fn feed_forward(
     linear(g, &h, &ff.output, &format!("{hint}.output"))
 }
 
-/// The actor and critic heads on features `[B, d]`.
+/// A network's step: the actor and critic heads on features `[B, d]`, and the `memory` after
+/// the step.
 fn emit_heads(
     g: &mut GraphBuilder,
     x: &str,
     heads: &ActorCriticHeads,
-    wanted: Wanted,
-    hint: &str,
-) -> Result<(Option<String>, Option<String>), String> {
+    (wanted, hint): (Wanted, &str),
+    memory: Vec<String>,
+) -> Result<NetStep, String> {
     let x = match &heads.norm {
         Some(ln) => norm(g, x, ln, &format!("{hint}.heads.norm"))?,
         None => x.to_string(),
@@ -253,7 +254,25 @@ fn emit_heads(
     } else {
         None
     };
-    Ok((logits, value))
+    Ok(NetStep {
+        logits,
+        value,
+        memory,
+    })
+}
+
+/// An attention network's step: [`emit_heads`] on features `[B, d]`, with the window's
+/// tensors after the step `next`, then its validity `valid [B, τ, 1]` moved on by the step.
+fn emit_window_step(
+    cx: &mut StepContext,
+    x: &str,
+    heads: &ActorCriticHeads,
+    (wanted, hint): (Wanted, &str),
+    (mut next, valid, tau): (Vec<String>, &str, usize),
+) -> Result<NetStep, String> {
+    let ones = cx.ones();
+    next.push(slide(&mut cx.g, valid, &ones, tau, 1));
+    emit_heads(&mut cx.g, x, heads, (wanted, hint), next)
 }
 
 /// Drops the oldest slot of a window `[B, τ, w]` and appends `new` (`[B, w]` or `[B, 1, w]`).
@@ -434,15 +453,25 @@ fn feedback(
         next.push(slide(g, &memory[1 + 2 * gi], &k, tau, d));
         next.push(slide(g, &memory[2 + 2 * gi], &v, tau, d));
     }
-    let ones = cx.ones();
-    next.push(slide(&mut cx.g, &valid, &ones, tau, 1));
+    emit_window_step(cx, &x, &p.heads, (wanted, "feedback"), (next, &valid, tau))
+}
 
-    let (logits, value) = emit_heads(&mut cx.g, &x, &p.heads, wanted, "feedback")?;
-    Ok(NetStep {
-        logits,
-        value,
-        memory: next,
-    })
+/// The residual connection of a sublayer output `y` to the stream `x` (both `[B, d]`):
+/// `x + y`, or with GTrXL gating the gate of `x` and `relu(y)`.
+fn residual(
+    g: &mut GraphBuilder,
+    (x, y): (&str, &str),
+    gating: Option<&GruGate>,
+    d: usize,
+    hint: &str,
+) -> Result<String, String> {
+    match gating {
+        Some(gt) => {
+            let y = g.unary("Relu", y);
+            gate(g, x, &y, gt, d, hint)
+        }
+        None => Ok(g.add(x, y)),
+    }
 }
 
 /// The GTrXL gate of a residual stream `x` and a sublayer output `y` (both `[B, d]`).
@@ -526,34 +555,22 @@ fn transformer(
             tau + 1,
         );
         let y = linear(g, &attended, &layer.out, &format!("{hint}.out"))?;
-        x = match &layer.gate_attn {
-            Some(ga) => {
-                let y = g.unary("Relu", &y);
-                gate(g, &x, &y, ga, d, &format!("{hint}.gate_attn"))?
-            }
-            None => g.add(&x, &y),
-        };
+        let gating = layer.gate_attn.as_ref();
+        x = residual(g, (&x, &y), gating, d, &format!("{hint}.gate_attn"))?;
         let n = norm(g, &x, &layer.norm_ff, &format!("{hint}.norm_ff"))?;
         let y = feed_forward(g, &n, &layer.ff, &format!("{hint}.ff"))?;
-        x = match &layer.gate_ff {
-            Some(gf) => {
-                let y = g.unary("Relu", &y);
-                gate(g, &x, &y, gf, d, &format!("{hint}.gate_ff"))?
-            }
-            None => g.add(&x, &y),
-        };
+        let gating = layer.gate_ff.as_ref();
+        x = residual(g, (&x, &y), gating, d, &format!("{hint}.gate_ff"))?;
         next.push(slide(g, &memory[2 * l], &k, tau, d));
         next.push(slide(g, &memory[2 * l + 1], &v, tau, d));
     }
-    let ones = cx.ones();
-    next.push(slide(&mut cx.g, &valid, &ones, tau, 1));
-
-    let (logits, value) = emit_heads(&mut cx.g, &x, &p.heads, wanted, "transformer")?;
-    Ok(NetStep {
-        logits,
-        value,
-        memory: next,
-    })
+    emit_window_step(
+        cx,
+        &x,
+        &p.heads,
+        (wanted, "transformer"),
+        (next, &valid, tau),
+    )
 }
 
 fn gru(
@@ -600,12 +617,7 @@ fn gru(
     } else {
         g.concat(&parts, 1)
     };
-    let (logits, value) = emit_heads(g, &x, &p.heads, wanted, "gru")?;
-    Ok(NetStep {
-        logits,
-        value,
-        memory: vec![next],
-    })
+    emit_heads(g, &x, &p.heads, (wanted, "gru"), vec![next])
 }
 
 fn mlp(cx: &mut StepContext, p: &MlpPolicy, wanted: Wanted) -> Result<NetStep, String> {
@@ -615,10 +627,5 @@ fn mlp(cx: &mut StepContext, p: &MlpPolicy, wanted: Wanted) -> Result<NetStep, S
     let x = g.unary("Tanh", &x);
     let x = linear(g, &x, &p.layer2, "mlp.layer2")?;
     let x = g.unary("Tanh", &x);
-    let (logits, value) = emit_heads(g, &x, &p.heads, wanted, "mlp")?;
-    Ok(NetStep {
-        logits,
-        value,
-        memory: vec![],
-    })
+    emit_heads(g, &x, &p.heads, (wanted, "mlp"), vec![])
 }

@@ -2,6 +2,7 @@ use super::proto::{ModelProto, tensor_shape_proto::dimension::Value as Dim, type
 use super::*;
 use crate::actor_critic::ActorCritic;
 use crate::policy::{CriticKind, PolicyConfig, PolicyKind};
+use crate::test_support::preset_with;
 use burn::prelude::*;
 use std::fs;
 use std::path::PathBuf;
@@ -53,15 +54,10 @@ fn the_written_file_decodes_and_names_its_inputs_and_outputs() {
     let device = Device::flex();
     let config = PolicyConfig {
         critic: CriticKind::Separate,
-        ..PolicyConfig::preset(PolicyKind::Feedback)
-            .with("d_model", 8)
-            .unwrap()
-            .with("n_heads", 2)
-            .unwrap()
-            .with("d_ff", 16)
-            .unwrap()
-            .with("span", 3)
-            .unwrap()
+        ..preset_with(
+            PolicyKind::Feedback,
+            &[("d_model", 8), ("n_heads", 2), ("d_ff", 16), ("span", 3)],
+        )
     };
     let action = ActionDist::Categorical { n: 4 };
     let policy = config.init_for(5, &action, &device).unwrap();

@@ -142,6 +142,25 @@ pub fn warmed_up<P: ActorCritic>(
 /// gradients of the tracked memory tensors.
 pub type Outcome = (Vec<f32>, Vec<f32>, Vec<Vec<f32>>, Vec<Vec<f32>>);
 
+/// Asserts that a fused pass's logits, values and parameter gradients match the reference
+/// pass's (see [`assert_close`]); returns, per parameter, whether its reference gradient has a
+/// non-zero entry.
+pub fn assert_outputs_and_parameter_grads_close(
+    what: &str,
+    fused: &Outcome,
+    reference: &Outcome,
+) -> Vec<bool> {
+    assert_close(&format!("{what}: logits"), &fused.0, &reference.0);
+    assert_close(&format!("{what}: values"), &fused.1, &reference.1);
+    assert_eq!(fused.2.len(), reference.2.len());
+    let mut nonzero = Vec::with_capacity(reference.2.len());
+    for (i, (g, r)) in fused.2.iter().zip(&reference.2).enumerate() {
+        assert_close(&format!("{what}: gradient of parameter #{i}"), g, r);
+        nonzero.push(r.iter().any(|v| *v != 0.0));
+    }
+    nonzero
+}
+
 /// Logits, values, every parameter's gradient and the gradient of each of the first `tracked`
 /// tensors of `memory` of `loss = Σ logits·u + Σ values·w`, by the fused or the reference
 /// trunk of an attention policy with `actions` outputs.
@@ -270,15 +289,15 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 /// [`PolicyConfig::preset`] of `kind` at small sizes (width 16, 2 heads, feed-forward 32,
 /// span 4; hidden 16).
 pub fn small_config(kind: agents::PolicyKind) -> agents::PolicyConfig {
-    agents::PolicyConfig::preset(kind)
-        .with("d_model", 16)
-        .unwrap()
-        .with("n_heads", 2)
-        .unwrap()
-        .with("d_ff", 32)
-        .unwrap()
-        .with("span", 4)
-        .unwrap()
-        .with("hidden", 16)
-        .unwrap()
+    let sizes = [
+        ("d_model", 16),
+        ("n_heads", 2),
+        ("d_ff", 32),
+        ("span", 4),
+        ("hidden", 16),
+    ];
+    sizes.into_iter().fold(
+        agents::PolicyConfig::preset(kind),
+        |config, (field, value)| config.with(field, value).unwrap(),
+    )
 }

@@ -157,15 +157,14 @@ fn memory_back(cx: &Ctx, tr: &Trace, gr: &mut Grads, t: usize, dm: &mut [f32]) {
             hat[r * d..(r + 1) * d].copy_from_slice(&tr.m.hat[i * d..(i + 1) * d]);
             rstd[r] = tr.m.rstd[i];
         }
-        gemm_t(
-            Transposed::B,
-            (rows, 2 * d, d),
+        ga.project_back(
+            (p, &mut gr.params),
+            (rows, d),
             &dkv_rows,
-            p.get(ga.wkv, 2 * d * d),
-            0.0,
+            (&hat, &rstd),
             &mut d_lnout,
+            dm,
         );
-        layer_norm_back_at(p, &mut gr.params, (ga.ln, d), &d_lnout, (&hat, &rstd), dm);
     }
 }
 
@@ -308,20 +307,12 @@ fn query_slot_back(cx: &Ctx, tr: &Trace, gr: &mut Grads, (l, t): (usize, usize),
         column_sums_into(&mut gr.params[ga.null..ga.null + 2 * d], dkvs);
         return;
     }
-    gemm_t(
-        Transposed::B,
-        (rows, 2 * d, d),
+    ga.project_back(
+        (p, &mut gr.params),
+        (rows, d),
         dkvs,
-        p.get(ga.wkv, 2 * d * d),
-        0.0,
-        &mut d_lnout,
-    );
-    layer_norm_back_at(
-        p,
-        &mut gr.params,
-        (ga.ln, d),
-        &d_lnout,
         tr.c.saved(o, rows),
+        &mut d_lnout,
         dx,
     );
 }
@@ -345,20 +336,12 @@ fn start_window_back(cx: &Ctx, tr: &Trace, gr: &mut Grads, want_m0: bool) -> Vec
         let ga = cx.at.groups[g];
         for r in 0..rows {
             let h0 = (g * rows + r) * hist;
-            gemm_t(
-                Transposed::B,
-                (span, 2 * d, d),
+            ga.project_back(
+                (p, &mut gr.params),
+                (span, d),
                 &gr.kv_hist[h0 * 2 * d..(h0 + span) * 2 * d],
-                p.get(ga.wkv, 2 * d * d),
-                0.0,
-                &mut d_ln0,
-            );
-            layer_norm_back_at(
-                p,
-                &mut gr.params,
-                (ga.ln, d),
-                &d_ln0,
                 tr.m.saved(h0, span),
+                &mut d_ln0,
                 &mut dm0[r * span * d..(r + 1) * span * d],
             );
         }

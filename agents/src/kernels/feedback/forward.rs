@@ -183,15 +183,8 @@ fn start_window(cx: &Ctx, window: &Window, tr: &mut Trace) {
             match window {
                 Window::Vectors(m0) => {
                     tr.m.forward(p, ga.ln, &m0[r * span * d..(r + 1) * span * d], h0);
-                    gemm(
-                        span,
-                        d,
-                        2 * d,
-                        tr.m.out_from(h0),
-                        p.get(ga.wkv, 2 * d * d),
-                        0.0,
-                        &mut tr.kv_hist[h0 * 2 * d..(h0 + span) * 2 * d],
-                    );
+                    let kv = &mut tr.kv_hist[h0 * 2 * d..(h0 + span) * 2 * d];
+                    ga.project(p, (span, d), tr.m.out_from(h0), kv);
                 }
                 Window::KeyValues(kv) => {
                     tr.kv_hist[h0 * 2 * d..(h0 + span) * 2 * d]
@@ -235,15 +228,7 @@ fn layer_forward(
         }
     } else {
         tr.c.forward(p, ga.ln, x, o);
-        gemm(
-            rows,
-            d,
-            2 * d,
-            tr.c.out_from(o),
-            p.get(ga.wkv, 2 * d * d),
-            0.0,
-            &mut tr.kv_self[o * 2 * d..],
-        );
+        ga.project(p, (rows, d), tr.c.out_from(o), &mut tr.kv_self[o * 2 * d..]);
     }
     attend(cx, tr, valid0, floor, (l, t));
     feed_forward(cx, tr, (l, t), xp);
@@ -368,15 +353,7 @@ fn write_memory(cx: &Ctx, tr: &mut Trace, mix: &[f32], t: usize, m: &mut [f32]) 
             &mut m_out_t,
             &mut m_rstd_t,
         );
-        gemm(
-            rows,
-            d,
-            2 * d,
-            &m_out_t,
-            p.get(ga.wkv, 2 * d * d),
-            0.0,
-            &mut kv_t,
-        );
+        ga.project(p, (rows, d), &m_out_t, &mut kv_t);
         for r in 0..rows {
             let i = (g * rows + r) * hist + span + t;
             tr.m.hat[i * d..(i + 1) * d].copy_from_slice(&m_hat_t[r * d..(r + 1) * d]);

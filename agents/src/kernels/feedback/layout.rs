@@ -2,7 +2,10 @@
 //! parameter vector.
 
 use crate::feedback_options::MemoryMix;
-use crate::kernels::common::{FeedForwardAt, Offsets, Params, softmax_in_place};
+use crate::kernels::common::{
+    FeedForwardAt, Offsets, Params, layer_norm_back_at, softmax_in_place,
+};
+use crate::kernels::linalg::{Transposed, gemm, gemm_t};
 
 /// Sizes of the model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +59,44 @@ pub(super) struct GroupAt {
     pub(super) wkv: usize,
     /// The null slot's key/value pair `[2d]`, with `null_slot`.
     pub(super) null: usize,
+}
+
+impl GroupAt {
+    /// The keys and values `kv [n, 2d]` (overwritten) of `n` memory rows from their
+    /// LayerNorm's output `ln_out [n, d]`: `ln_out · W_kv`.
+    pub(super) fn project(
+        &self,
+        p: &Params,
+        (n, d): (usize, usize),
+        ln_out: &[f32],
+        kv: &mut [f32],
+    ) {
+        gemm(n, d, 2 * d, ln_out, p.get(self.wkv, 2 * d * d), 0.0, kv);
+    }
+
+    /// [`Self::project`] and the LayerNorm before it backwards for `n` rows: the keys' and
+    /// values' gradient `dkv [n, 2d]` through `W_kv` into the LayerNorm's output gradient
+    /// `dln [n, d]` (overwritten), then through the LayerNorm (its saved `(hat, rstd)`) into
+    /// the memory rows' gradient `dm` (added to) and the norm's gain and bias in `gp`.
+    pub(super) fn project_back(
+        &self,
+        (p, gp): (&Params, &mut [f32]),
+        (n, d): (usize, usize),
+        dkv: &[f32],
+        saved: (&[f32], &[f32]),
+        dln: &mut [f32],
+        dm: &mut [f32],
+    ) {
+        gemm_t(
+            Transposed::B,
+            (n, 2 * d, d),
+            dkv,
+            p.get(self.wkv, 2 * d * d),
+            0.0,
+            dln,
+        );
+        layer_norm_back_at(p, gp, (self.ln, d), dln, saved, dm);
+    }
 }
 
 /// Where each parameter lives in the flat vector. The order, which the policy's
