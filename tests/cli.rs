@@ -11,12 +11,37 @@ use fbrl::TrainConfig;
 
 mod cli_common;
 
-use cli_common::{FBRL, TINY, assert_fails_naming, fbrl, metric_updates, stderr, stdout};
+use cli_common::{
+    FBRL, assert_fails_naming, eval_report, fbrl, metric_updates, stderr, stdout, tiny,
+};
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, text).unwrap();
     p
+}
+
+/// Trains 2 updates of 4 envs × 16 steps into `run` with `flags`; asserts that it succeeds.
+fn train_two_updates(run: &str, flags: &[&str]) {
+    let mut args = vec![
+        "train",
+        "--num-envs",
+        "4",
+        "--num-steps",
+        "16",
+        "--total-steps",
+        "128",
+        "--quiet",
+        "--run-dir",
+        run,
+    ];
+    args.extend_from_slice(flags);
+    let o = fbrl(&args);
+    assert!(
+        o.status.success(),
+        "train {flags:?} failed:\n{}",
+        stderr(&o)
+    );
 }
 
 #[test]
@@ -186,35 +211,25 @@ fn cartpole_with_normalisers_and_a_separate_critic_trains_and_evaluates() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("cartpole");
     let run_s = run.to_str().unwrap();
-    let o = fbrl(&[
-        "train",
-        "--env",
-        "cartpole",
-        "--policy",
-        "gru",
-        "--critic",
-        "separate",
-        "--norm-obs",
-        "true",
-        "--num-envs",
-        "4",
-        "--num-steps",
-        "16",
-        "--total-steps",
-        "128",
-        "--quiet",
-        "--run-dir",
+    train_two_updates(
         run_s,
-    ]);
-    assert!(o.status.success(), "train failed:\n{}", stderr(&o));
+        &[
+            "--env",
+            "cartpole",
+            "--policy",
+            "gru",
+            "--critic",
+            "separate",
+            "--norm-obs",
+            "true",
+        ],
+    );
     let saved = TrainConfig::load(run.join("config.toml")).unwrap();
     assert_eq!(saved.policy.critic, agents::CriticKind::Separate);
     assert!(saved.ppo.norm_obs && saved.ppo.norm_reward);
     assert_eq!(saved.env.name(), "cartpole");
-    let o = fbrl(&["eval", run_s, "--episodes", "3", "--json"]);
-    assert!(o.status.success(), "eval failed:\n{}", stderr(&o));
-    let json: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
-    assert_eq!(json["report"]["episodes"], 3);
+    let report = eval_report(&["eval", run_s, "--episodes", "3", "--json"]);
+    assert_eq!(report["episodes"], 3);
     assert_fails_naming(
         &["train", "--critic", "both", "--print-config"],
         &["--critic", "both"],
@@ -239,7 +254,7 @@ fn tiny_run_trains_evaluates_renders_and_plots() {
         "--run-dir",
         run_s,
     ];
-    args.extend_from_slice(TINY);
+    args.extend(tiny());
     let o = fbrl(&args);
     assert!(o.status.success(), "train failed:\n{}", stderr(&o));
     assert!(stderr(&o).contains("update 3/3"), "{}", stderr(&o));
@@ -261,12 +276,10 @@ fn tiny_run_trains_evaluates_renders_and_plots() {
     assert!(mean.is_finite() && mean >= 0.0, "{line}");
     assert!(out.contains("8 episodes"), "{out}");
 
-    let o = fbrl(&["eval", run_s, "-n", "4", "--sample", "--json"]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let json: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
-    assert_eq!(json["report"]["episodes"], 4);
-    assert_eq!(json["report"]["per_episode"].as_array().unwrap().len(), 4);
-    assert!(json["report"]["return_mean"].is_f64());
+    let report = eval_report(&["eval", run_s, "-n", "4", "--sample", "--json"]);
+    assert_eq!(report["episodes"], 4);
+    assert_eq!(report["per_episode"].as_array().unwrap().len(), 4);
+    assert!(report["return_mean"].is_f64());
 
     let gif = dir.path().join("episode.gif");
     let o = fbrl(&["render", run_s, "-o", gif.to_str().unwrap()]);
@@ -378,7 +391,7 @@ fn runs_are_named_and_plotted_by_env_and_label() {
         "--run-dir",
         run.to_str().unwrap(),
     ];
-    args.extend_from_slice(TINY);
+    args.extend(tiny());
     let o = fbrl(&args);
     assert!(o.status.success(), "train failed:\n{}", stderr(&o));
     let text = std::fs::read_to_string(run.join("config.toml")).unwrap();
@@ -511,30 +524,14 @@ fn every_action_space_trains_evaluates_and_renders() {
     for (name, flags) in cases {
         let run = dir.path().join(name);
         let run_s = run.to_str().unwrap();
-        let mut args = vec![
-            "train",
-            "--num-envs",
-            "4",
-            "--num-steps",
-            "16",
-            "--total-steps",
-            "128",
-            "--quiet",
-            "--run-dir",
-            run_s,
-        ];
-        args.extend_from_slice(flags);
-        let o = fbrl(&args);
-        assert!(o.status.success(), "{name}: train failed:\n{}", stderr(&o));
+        train_two_updates(run_s, flags);
         assert_eq!(metric_updates(&run), vec![1, 2], "{name}");
         for selection in [&[][..], &["--sample"][..]] {
             let mut eval = vec!["eval", run_s, "--episodes", "3", "--json"];
             eval.extend_from_slice(selection);
-            let o = fbrl(&eval);
-            assert!(o.status.success(), "{name}: eval failed:\n{}", stderr(&o));
-            let json: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
-            assert_eq!(json["report"]["episodes"], 3, "{name}");
-            assert!(json["report"]["return_mean"].is_f64(), "{name}");
+            let report = eval_report(&eval);
+            assert_eq!(report["episodes"], 3, "{name}");
+            assert!(report["return_mean"].is_f64(), "{name}");
         }
         let gif = dir.path().join(format!("{name}.gif"));
         let o = fbrl(&["render", run_s, "-o", gif.to_str().unwrap()]);
@@ -574,7 +571,7 @@ fn attention_policies_render_their_attention() {
         let run = dir.path().join(kind);
         let run_s = run.to_str().unwrap();
         let mut args = vec!["train", "--total-steps", "128", "--run-dir", run_s];
-        args.extend_from_slice(&TINY[2..]);
+        args.extend_from_slice(&tiny()[2..]);
         args.extend_from_slice(&["--policy", kind, "--d-model", "16", "--n-heads", "2"]);
         args.extend_from_slice(&["--d-ff", "32", "--span", "4"]);
         let o = fbrl(&args);
@@ -611,7 +608,7 @@ fn killed_run_resumes_without_lost_or_duplicated_rows() {
         "--run-dir",
         run_s,
     ];
-    args.extend_from_slice(TINY);
+    args.extend(tiny());
     let mut child = Command::new(FBRL)
         .args(&args)
         .stdout(Stdio::null())

@@ -13,14 +13,15 @@ use fbrl::{TrainConfig, TrainOptions};
 
 mod cli_common;
 
-use cli_common::{assert_fails_naming, fbrl, stderr, stdout};
+use cli_common::{assert_fails_naming, eval_report, fbrl, stderr, stdout};
 
 #[path = "../examples/deploy.rs"]
 mod deploy;
 
-/// Flags of a small Feedback run on CueRecall (the example's env) with an observation
-/// normaliser, so the policy file must carry it.
-fn train_cue_recall(run: &Path, total_steps: &str, extra: &[&str]) -> std::process::Output {
+/// Trains a small Feedback run on CueRecall (the example's env) with an observation
+/// normaliser, so the policy file must carry it; asserts that it succeeds and returns its
+/// stderr.
+fn train_cue_recall(run: &Path, total_steps: &str, extra: &[&str]) -> String {
     let mut args = vec![
         "train",
         "--env",
@@ -56,13 +57,15 @@ fn train_cue_recall(run: &Path, total_steps: &str, extra: &[&str]) -> std::proce
         run.to_str().unwrap(),
     ];
     args.extend_from_slice(extra);
-    fbrl(&args)
+    let o = fbrl(&args);
+    assert!(o.status.success(), "train failed:\n{}", stderr(&o));
+    stderr(&o)
 }
 
 /// Return and length of episode 0 of `fbrl eval RUN -n 1 --seed seed` and its reset seed.
 fn eval_one(run: &Path, seed: u64) -> (u64, f64, u64) {
     let seed = seed.to_string();
-    let o = fbrl(&[
+    let report = eval_report(&[
         "eval",
         run.to_str().unwrap(),
         "-n",
@@ -71,9 +74,7 @@ fn eval_one(run: &Path, seed: u64) -> (u64, f64, u64) {
         &seed,
         "--json",
     ]);
-    assert!(o.status.success(), "eval failed:\n{}", stderr(&o));
-    let json: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
-    let ep = &json["report"]["per_episode"][0];
+    let ep = &report["per_episode"][0];
     (
         ep["seed"].as_u64().unwrap(),
         ep["ret"].as_f64().unwrap(),
@@ -85,8 +86,7 @@ fn eval_one(run: &Path, seed: u64) -> (u64, f64, u64) {
 fn the_deploy_example_acts_like_fbrl_eval_and_export_writes_the_same_policy() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
-    let o = train_cue_recall(&run, "512", &[]);
-    assert!(o.status.success(), "train failed:\n{}", stderr(&o));
+    train_cue_recall(&run, "512", &[]);
     let policy = run.join("policy.fbrl");
     let agent = Agent::load(&policy).unwrap();
     let norm = agent
@@ -154,8 +154,7 @@ fn the_deploy_example_acts_like_fbrl_eval_and_export_writes_the_same_policy() {
 fn agent_errors_name_the_problem() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
-    let o = train_cue_recall(&run, "128", &[]);
-    assert!(o.status.success(), "train failed:\n{}", stderr(&o));
+    train_cue_recall(&run, "128", &[]);
     let agent = Agent::load(run.join("policy.fbrl")).unwrap();
     let mut memory = agent.initial_memory(2);
     let err = agent
@@ -194,8 +193,7 @@ fn evaluation_during_training_matches_fbrl_eval_and_stops_the_run_early() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
     // 8 updates; an evaluation every 3 updates and after the last.
-    let o = train_cue_recall(&run, "1024", &["--eval-every", "3", "--eval-episodes", "5"]);
-    assert!(o.status.success(), "train failed:\n{}", stderr(&o));
+    train_cue_recall(&run, "1024", &["--eval-every", "3", "--eval-episodes", "5"]);
     let eval = std::fs::read_to_string(run.join("eval.csv")).unwrap();
     let rows: Vec<Vec<&str>> = eval
         .lines()
@@ -206,15 +204,13 @@ fn evaluation_during_training_matches_fbrl_eval_and_stops_the_run_early() {
     assert_eq!(updates, ["3", "6", "8"], "{eval}");
     assert!(run.join("best_policy.fbrl").is_file());
     // The last evaluation is `fbrl eval -n 5` of the final policy.
-    let o = fbrl(&["eval", run.to_str().unwrap(), "-n", "5", "--json"]);
-    assert!(o.status.success(), "eval failed:\n{}", stderr(&o));
-    let json: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let report = eval_report(&["eval", run.to_str().unwrap(), "-n", "5", "--json"]);
     let last: f64 = rows[2][3].parse().unwrap();
-    assert_eq!(last, json["report"]["return_mean"].as_f64().unwrap());
+    assert_eq!(last, report["return_mean"].as_f64().unwrap());
 
     // A target every policy reaches ends the run at the first evaluation, with a checkpoint.
     let early = dir.path().join("early");
-    let o = train_cue_recall(
+    let err = train_cue_recall(
         &early,
         "1024",
         &[
@@ -226,8 +222,6 @@ fn evaluation_during_training_matches_fbrl_eval_and_stops_the_run_early() {
             "-1000",
         ],
     );
-    assert!(o.status.success(), "train failed:\n{}", stderr(&o));
-    let err = stderr(&o);
     assert!(err.contains("stopped early after update 2 of 8"), "{err}");
     assert!(!err.contains("signal"), "{err}");
     let rows = fbrl::metrics::read_metrics(early.join("metrics.csv")).unwrap();

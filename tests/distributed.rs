@@ -317,6 +317,14 @@ fn rank_pid(rank: usize, marker: &str) -> Option<u32> {
     None
 }
 
+/// Sends `signal` (`-9`, `-STOP`) to the process `pid`; whether `kill` succeeded.
+fn signal(pid: u32, signal: &str) -> bool {
+    Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 fn wait_with_deadline(child: &mut Child, deadline: Duration) -> Option<std::process::ExitStatus> {
     let t0 = Instant::now();
     while t0.elapsed() < deadline {
@@ -330,13 +338,13 @@ fn wait_with_deadline(child: &mut Child, deadline: Duration) -> Option<std::proc
 
 /// Starts a long CartPole job on 2 ranks in `dir/run` (a checkpoint every 2 updates, ranks
 /// giving up on a silent peer after `timeout_s`) and returns it, running, once its checkpoint
-/// of update `at` is on disk.
+/// of update `at` is on disk, with its run folder and the pid of its rank 1.
 fn long_job_past_checkpoint(
     mpirun: &Path,
     dir: &Path,
     timeout_s: u64,
     at: usize,
-) -> (Child, PathBuf) {
+) -> (Child, PathBuf, u32) {
     let mut cfg = cartpole_cfg(2, 64, 2 * 2 * 64 * 1000);
     cfg.checkpoint_every = 2;
     let cfg_path = write_cfg(dir, "cfg.toml", &cfg);
@@ -357,7 +365,8 @@ fn long_job_past_checkpoint(
         assert!(child.try_wait().unwrap().is_none(), "the job ended early");
         std::thread::sleep(Duration::from_millis(100));
     }
-    (child, run_dir)
+    let pid = rank_pid(1, run_dir.to_str().unwrap()).expect("rank 1's process");
+    (child, run_dir, pid)
 }
 
 #[test]
@@ -365,15 +374,10 @@ fn a_killed_rank_ends_the_job_and_a_relaunch_resumes() {
     let Some(mpirun) = mpirun() else { return };
     let dir = tempfile::tempdir().unwrap();
     // Wait for a checkpoint past the first one.
-    let (mut child, run_dir) = long_job_past_checkpoint(&mpirun, dir.path(), 20, 4);
+    let (mut child, run_dir, pid) = long_job_past_checkpoint(&mpirun, dir.path(), 20, 4);
     let run_arg = run_dir.to_str().unwrap().to_string();
-    let pid = rank_pid(1, &run_arg).expect("rank 1's process");
     let killed_at = Instant::now();
-    let status = Command::new("kill")
-        .args(["-9", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    assert!(signal(pid, "-9"));
     let bound = Duration::from_secs(60);
     let Some(status) = wait_with_deadline(&mut child, bound) else {
         child.kill().ok();
@@ -475,31 +479,17 @@ fn distributed_outside_a_launcher_says_so() {
 fn a_hung_rank_ends_the_job_after_the_bounded_wait() {
     let Some(mpirun) = mpirun() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, run_dir) = long_job_past_checkpoint(&mpirun, dir.path(), 3, 2);
-    let run_arg = run_dir.to_str().unwrap().to_string();
     // Rank 1 stops answering (SIGSTOP): rank 0 gives up after 3 s and the job ends.
-    let pid = rank_pid(1, &run_arg).expect("rank 1's process");
+    let (mut child, run_dir, pid) = long_job_past_checkpoint(&mpirun, dir.path(), 3, 2);
     let stopped_at = Instant::now();
-    assert!(
-        Command::new("kill")
-            .args(["-STOP", &pid.to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
+    assert!(signal(pid, "-STOP"));
     let Some(status) = wait_with_deadline(&mut child, Duration::from_secs(60)) else {
         child.kill().ok();
-        Command::new("kill")
-            .args(["-9", &pid.to_string()])
-            .status()
-            .ok();
+        signal(pid, "-9");
         panic!("the job still runs 60 s after rank 1 stopped answering");
     };
     let ended_after = stopped_at.elapsed();
-    Command::new("kill")
-        .args(["-9", &pid.to_string()])
-        .status()
-        .ok();
+    signal(pid, "-9");
     let log = text(&child.wait_with_output().unwrap());
     println!(
         "rank 1 stopped: the job ended after {:.1} s with {status}: {}",

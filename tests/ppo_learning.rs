@@ -13,6 +13,23 @@ use envs::{CueRecall, CueRecallConfig, GridMaze, GridMazeConfig};
 use fbrl::{EnvConfig, TrainConfig};
 use ppo_common::{random_policy, tail_mean, train_rows};
 
+/// Trains `cfg` (`what` names it) and prints its mean return over the first and the last 10 %
+/// of its updates; returns them.
+fn first_and_last_tenth(cfg: &TrainConfig, what: &str) -> (f64, f64) {
+    let dir = tempfile::tempdir().unwrap();
+    let t0 = std::time::Instant::now();
+    let rows = train_rows(cfg, dir.path());
+    let tail = (rows.len() / 10).max(1);
+    let last = tail_mean(&rows, tail, |r| r.return_mean);
+    let first = tail_mean(&rows[..tail], tail, |r| r.return_mean);
+    println!(
+        "{what}, {} steps in {:.1}s: mean return {first:.1} over the first 10 % of updates, {last:.1} over the last 10 %",
+        cfg.total_steps,
+        t0.elapsed().as_secs_f64()
+    );
+    (first, last)
+}
+
 /// CartPole returns are ~50× GridMaze's per episode: with the default `PpoConfig` (reward
 /// scaling on) the MLP must still learn it; without scaling it stalls far below.
 #[test]
@@ -21,17 +38,7 @@ fn mlp_solves_cartpole_with_the_default_settings() {
     cfg.total_steps = 200_000;
     cfg.checkpoint_every = 0;
     cfg.threads = 1;
-    let dir = tempfile::tempdir().unwrap();
-    let t0 = std::time::Instant::now();
-    let rows = train_rows(&cfg, dir.path());
-    let tail = rows.len() / 10;
-    let last = tail_mean(&rows, tail, |r| r.return_mean);
-    let first = tail_mean(&rows[..tail], tail, |r| r.return_mean);
-    println!(
-        "cartpole, MLP, {} steps in {:.1}s: mean return {first:.1} over the first 10 % of updates, {last:.1} over the last 10 %",
-        cfg.total_steps,
-        t0.elapsed().as_secs_f64()
-    );
+    let (_, last) = first_and_last_tenth(&cfg, "cartpole, MLP");
     assert!(last >= 400.0, "CartPole return {last:.1} < 400");
 }
 
@@ -120,17 +127,7 @@ fn mlp_swings_up_the_pendulum_with_continuous_torque() {
     let mut cfg = TrainConfig::preset_pendulum(PolicyKind::Mlp);
     cfg.checkpoint_every = 0;
     cfg.threads = 1;
-    let dir = tempfile::tempdir().unwrap();
-    let t0 = std::time::Instant::now();
-    let rows = train_rows(&cfg, dir.path());
-    let tail = (rows.len() / 10).max(1);
-    let last = tail_mean(&rows, tail, |r| r.return_mean);
-    let first = tail_mean(&rows[..tail], tail, |r| r.return_mean);
-    println!(
-        "pendulum, MLP, {} steps in {:.1}s: mean return {first:.1} over the first 10 % of updates, {last:.1} over the last 10 %",
-        cfg.total_steps,
-        t0.elapsed().as_secs_f64()
-    );
+    let (first, last) = first_and_last_tenth(&cfg, "pendulum, MLP");
     assert!(last >= -600.0, "Pendulum return {last:.1} < -600");
     assert!(last >= first + 400.0, "return {first:.1} → {last:.1}");
 }

@@ -12,7 +12,7 @@ use agents::{CriticKind, PolicyConfig, PolicyKind};
 use envs::GridMazeConfig;
 use fbrl::metrics::{MetricsRow, read_metrics};
 use fbrl::{EnvConfig, TrainConfig, TrainOptions, train_from_config};
-use ppo_common::{train_rows, train_until};
+use ppo_common::{bits, resume_to_end, row_bits, train_rows, train_until};
 
 fn small_cfg(kind: PolicyKind, updates: usize) -> TrainConfig {
     let policy = PolicyConfig::small(kind, 32, 8);
@@ -28,42 +28,15 @@ fn small_cfg(kind: PolicyKind, updates: usize) -> TrainConfig {
     }
 }
 
-/// Every column but the wall-clock ones, as raw bits (NaN compares equal to NaN).
-fn key(r: &MetricsRow) -> Vec<u64> {
-    let mut v = vec![r.update as u64, r.env_steps, r.episodes as u64];
-    for x in [
-        r.return_mean,
-        r.return_min,
-        r.return_max,
-        r.length_mean,
-        r.success_rate,
-        r.policy_loss,
-        r.value_loss,
-        r.entropy,
-        r.learner.values[0],
-        r.learner.values[1],
-        r.explained_var,
-        r.grad_norm,
-        r.lr,
-    ]
-    .into_iter()
-    .chain(r.counts.iter().map(|(_, x)| x))
-    {
-        v.push(if x.is_nan() { u64::MAX } else { x.to_bits() });
-    }
-    v
-}
-
+/// Asserts that the rows `b` are the rows `a` in every column but the wall-clock ones
+/// (bitwise, NaN equal to NaN); `what` names them.
 fn assert_same_rows(a: &[MetricsRow], b: &[MetricsRow], what: &str) {
-    assert_eq!(a.len(), b.len(), "{what}: {} rows vs {}", a.len(), b.len());
-    for (x, y) in a.iter().zip(b) {
-        assert_eq!(
-            key(x),
-            key(y),
-            "{what}: row of update {} differs:\n{x:?}\n{y:?}",
-            x.update
-        );
-    }
+    let key = |r: &MetricsRow| {
+        let mut v = row_bits(r);
+        v.extend(r.counts.iter().map(|(_, x)| bits(x)));
+        v
+    };
+    ppo_common::assert_same_rows(a, b, what, key);
 }
 
 /// Both normalisers on (reward scaling is on by default) and, optionally, a separate critic.
@@ -102,8 +75,7 @@ fn stop_and_resume_gives_identical_rows_for_every_policy() {
         train_until(&cfg, b.path(), false, Some(3)).unwrap();
         assert_eq!(read_metrics(b.path().join("metrics.csv")).unwrap().len(), 3);
         train_until(&cfg, b.path(), true, Some(5)).unwrap();
-        train_until(&cfg, b.path(), true, None).unwrap();
-        let resumed = read_metrics(b.path().join("metrics.csv")).unwrap();
+        let resumed = resume_to_end(&cfg, b.path());
         assert_same_rows(&full, &resumed, &kind);
         println!("{kind}: {k} updates in one go == 3 + resume 2 + resume 1 (bitwise)");
     }
@@ -121,8 +93,7 @@ fn resume_without_the_latest_pointer_uses_the_newest_checkpoint() {
     let latest = b.path().join("checkpoint").join("latest");
     assert!(latest.exists());
     std::fs::remove_file(&latest).unwrap();
-    train_until(&cfg, b.path(), true, None).unwrap();
-    let resumed = read_metrics(b.path().join("metrics.csv")).unwrap();
+    let resumed = resume_to_end(&cfg, b.path());
     assert_same_rows(&full, &resumed, "resumed without `latest`");
     // The same with a damaged pointer.
     let c = tempfile::tempdir().unwrap();
@@ -132,8 +103,7 @@ fn resume_without_the_latest_pointer_uses_the_newest_checkpoint() {
         "update_0\u{0}garbage",
     )
     .unwrap();
-    train_until(&cfg, c.path(), true, None).unwrap();
-    let resumed = read_metrics(c.path().join("metrics.csv")).unwrap();
+    let resumed = resume_to_end(&cfg, c.path());
     assert_same_rows(&full, &resumed, "resumed with a damaged `latest`");
 }
 
@@ -170,8 +140,7 @@ fn stop_and_resume_is_bitwise_for_every_action_space() {
         assert_eq!(full.len(), k);
         let b = tempfile::tempdir().unwrap();
         train_until(&cfg, b.path(), false, Some(2)).unwrap();
-        train_until(&cfg, b.path(), true, None).unwrap();
-        let resumed = read_metrics(b.path().join("metrics.csv")).unwrap();
+        let resumed = resume_to_end(&cfg, b.path());
         assert_same_rows(&full, &resumed, &what);
         println!("{what}: {k} updates in one go == 2 + resume 3 (bitwise)");
     }
@@ -245,8 +214,7 @@ fn sigkill_mid_run_then_resume() {
         "the child finished before it was killed"
     );
 
-    train_until(&cfg, &run, true, None).unwrap();
-    let resumed = read_metrics(&metrics).unwrap();
+    let resumed = resume_to_end(&cfg, &run);
 
     let reference = tempfile::tempdir().unwrap();
     let full = train_rows(&cfg, reference.path());

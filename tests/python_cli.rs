@@ -10,42 +10,21 @@
 #![cfg(feature = "python")]
 
 mod cli_common;
+#[path = "../envs/tests/common/python.rs"]
+mod python_common;
 
-use std::io::Write;
-use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
-use cli_common::{FBRL, stderr};
+use cli_common::{TINY_PPO, command, metric_updates, stderr, tiny_mlp};
 use fbrl::{EnvConfig, TrainConfig};
+use python_common::minigrid_ready;
 
 /// Where the test envs written in Python live (`pom_env:make`).
 const TEST_ENVS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/envs/tests/python");
 
-/// Whether the embedded Python runs Gymnasium and MiniGrid envs; when it does not: a panic
-/// with `FBRL_REQUIRE_PYTHON_ENVS=1`, else a loud message and `false`.
-fn python_ready(test: &str) -> bool {
-    let minigrid = envs::PyEnvSpec::new("MiniGrid-MemoryS9-v0")
-        .with_wrapper("minigrid.wrappers:ImgObsWrapper");
-    let Err(problem) = envs::PyGymEnv::new(&minigrid) else {
-        return true;
-    };
-    if std::env::var("FBRL_REQUIRE_PYTHON_ENVS").as_deref() == Ok("1") {
-        panic!("FBRL_REQUIRE_PYTHON_ENVS=1 but the embedded Python is not ready: {problem}");
-    }
-    // Written to the process's stderr directly, so the test harness does not capture it.
-    let _ = writeln!(
-        std::io::stderr(),
-        "\n!!!!!!!!\n!!! SKIPPED {test}: the embedded Python cannot run Gymnasium envs: {problem}\n\
-         !!! set FBRL_PYTHON to the python of a venv with gymnasium and minigrid\n!!!!!!!!\n"
-    );
-    false
-}
-
 /// Runs `fbrl args` with the test envs importable.
 fn fbrl(args: &[&str]) -> Output {
-    Command::new(FBRL)
-        .args(args)
-        .env("RUST_BACKTRACE", "0")
+    command(args)
         .env("PYTHONPATH", TEST_ENVS)
         .output()
         .expect("the fbrl binary runs")
@@ -60,48 +39,36 @@ fn ok(args: &[&str]) -> String {
 }
 
 /// Flags of a tiny run: MLP, 4 envs × 32 steps, a checkpoint after each update.
-const TINY: &[&str] = &[
-    "--policy",
-    "mlp",
-    "--hidden",
-    "16",
-    "--num-envs",
-    "4",
-    "--num-steps",
-    "32",
-    "--num-minibatches",
-    "2",
-    "--update-epochs",
-    "2",
-    "--checkpoint-every",
-    "1",
-    "--threads",
-    "1",
-    "--quiet",
-];
+fn tiny() -> Vec<&'static str> {
+    [
+        tiny_mlp("32"),
+        TINY_PPO.to_vec(),
+        vec!["--checkpoint-every", "1"],
+    ]
+    .concat()
+}
 
-fn updates(run: &Path) -> Vec<usize> {
-    fbrl::metrics::read_metrics(run.join("metrics.csv"))
-        .unwrap()
-        .iter()
-        .map(|r| r.update)
-        .collect()
+/// The arguments of a tiny run into `run` with `flags`, of `total_steps` env steps.
+fn train_args<'a>(run: &'a str, flags: &[&'a str], total_steps: &'a str) -> Vec<&'a str> {
+    let mut args = vec!["train", "--run-dir", run];
+    args.extend_from_slice(flags);
+    args.extend(tiny());
+    args.extend_from_slice(&["--total-steps", total_steps]);
+    args
 }
 
 #[test]
 fn cartpole_trains_resumes_by_restarting_episodes_evaluates_and_renders() {
-    if !python_ready("cartpole_trains_resumes_by_restarting_episodes_evaluates_and_renders") {
+    if !minigrid_ready("cartpole_trains_resumes_by_restarting_episodes_evaluates_and_renders") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("cartpole");
     let run_s = run.to_str().unwrap();
-    let mut args = vec!["train", "--env", "gym:CartPole-v1", "--run-dir", run_s];
-    args.extend_from_slice(TINY);
-    args.extend_from_slice(&["--total-steps", "256", "--stop-after", "1"]);
-    let err = ok(&args);
+    let flags = ["--env", "gym:CartPole-v1", "--stop-after", "1"];
+    let err = ok(&train_args(run_s, &flags, "256"));
     assert!(err.contains("CartPole-v1"), "{err}");
-    assert_eq!(updates(&run), [1]);
+    assert_eq!(metric_updates(&run), [1]);
     let cfg = TrainConfig::load(run.join("config.toml")).unwrap();
     let EnvConfig::Gym(gym) = &cfg.env else {
         panic!("{:?}", cfg.env)
@@ -120,7 +87,7 @@ fn cartpole_trains_resumes_by_restarting_episodes_evaluates_and_renders() {
             && err.contains("differ from those of an uninterrupted run"),
         "{err}"
     );
-    assert_eq!(updates(&run), [1, 2]);
+    assert_eq!(metric_updates(&run), [1, 2]);
 
     let o = fbrl(&["eval", run_s, "-n", "3"]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -135,27 +102,22 @@ fn cartpole_trains_resumes_by_restarting_episodes_evaluates_and_renders() {
 
 #[test]
 fn kwargs_and_wrapper_are_recorded_and_bad_envs_are_clear_errors() {
-    if !python_ready("kwargs_and_wrapper_are_recorded_and_bad_envs_are_clear_errors") {
+    if !minigrid_ready("kwargs_and_wrapper_are_recorded_and_bad_envs_are_clear_errors") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     // MiniGrid's memory task with its image observation, and a smaller view.
     let run = dir.path().join("minigrid");
     let run_s = run.to_str().unwrap();
-    let mut args = vec![
-        "train",
+    let flags = [
         "--env",
         "gym:MiniGrid-MemoryS9-v0",
         "--env-kwargs",
         r#"{"agent_view_size": 5}"#,
         "--wrapper",
         "minigrid.wrappers:ImgObsWrapper",
-        "--run-dir",
-        run_s,
     ];
-    args.extend_from_slice(TINY);
-    args.extend_from_slice(&["--total-steps", "128"]);
-    ok(&args);
+    ok(&train_args(run_s, &flags, "128"));
     let cfg = TrainConfig::load(run.join("config.toml")).unwrap();
     let EnvConfig::Gym(gym) = &cfg.env else {
         panic!("{:?}", cfg.env)
@@ -180,10 +142,7 @@ fn kwargs_and_wrapper_are_recorded_and_bad_envs_are_clear_errors() {
     // A factory of one's own; it draws no rgb_array frames, which render says.
     let run = dir.path().join("pom");
     let run_s = run.to_str().unwrap();
-    let mut args = vec!["train", "--env", "gym:pom_env:make", "--run-dir", run_s];
-    args.extend_from_slice(TINY);
-    args.extend_from_slice(&["--total-steps", "128"]);
-    ok(&args);
+    ok(&train_args(run_s, &["--env", "gym:pom_env:make"], "128"));
     let o = fbrl(&[
         "render",
         run_s,
@@ -216,11 +175,7 @@ fn kwargs_and_wrapper_are_recorded_and_bad_envs_are_clear_errors() {
     ];
     for (i, (flags, needles)) in cases.iter().enumerate() {
         let run = dir.path().join(format!("bad{i}"));
-        let mut args = vec!["train", "--run-dir", run.to_str().unwrap()];
-        args.extend_from_slice(flags);
-        args.extend_from_slice(TINY);
-        args.extend_from_slice(&["--total-steps", "128"]);
-        let o = fbrl(&args);
+        let o = fbrl(&train_args(run.to_str().unwrap(), flags, "128"));
         let err = stderr(&o);
         assert!(!o.status.success(), "{flags:?} succeeded");
         assert!(!err.contains("panicked"), "{flags:?} panicked:\n{err}");

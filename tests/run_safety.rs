@@ -14,14 +14,14 @@ use fbrl::metrics::{MetricsRow, read_metrics};
 
 mod cli_common;
 
-use cli_common::{FBRL, TINY, assert_fails_naming, fbrl, stderr};
+use cli_common::{FBRL, assert_fails_naming, fbrl, stderr, tiny};
 
 /// A tiny MLP run of `updates` updates (4 envs × 16 steps) in `run`, checkpointing every
 /// `every` updates.
 fn train_args(run: &Path, updates: usize, every: usize) -> Vec<String> {
     ["train", "--seed", "4"]
-        .iter()
-        .chain(TINY)
+        .into_iter()
+        .chain(tiny())
         .map(|s| s.to_string())
         .chain([
             "--total-steps".to_string(),
@@ -60,6 +60,22 @@ fn wait_for_rows(child: &mut Child, run: &Path, rows: usize) {
     }
 }
 
+/// Trains `updates` updates in `run` (a checkpoint every `every`) to the end; asserts that it
+/// succeeds.
+fn train(run: &Path, updates: usize, every: usize) {
+    let args = train_args(run, updates, every);
+    let o = fbrl(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+/// Starts training `updates` updates in `run` (a checkpoint every `every`) and returns the
+/// process once it has logged `rows` rows.
+fn start_training(run: &Path, updates: usize, every: usize, rows: usize) -> Child {
+    let mut child = spawn(&train_args(run, updates, every));
+    wait_for_rows(&mut child, run, rows);
+    child
+}
+
 /// Every column but the wall-clock ones, as bits.
 fn key(r: &MetricsRow) -> Vec<u64> {
     vec![
@@ -85,13 +101,7 @@ fn rows(run: &Path) -> Vec<Vec<u64>> {
 
 fn reference_rows(dir: &Path, updates: usize) -> Vec<Vec<u64>> {
     let run = dir.join("reference");
-    let o = fbrl(
-        &train_args(&run, updates, 1000)
-            .iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>(),
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
+    train(&run, updates, 1000);
     rows(&run)
 }
 
@@ -109,8 +119,7 @@ fn a_second_process_on_a_training_run_is_refused_and_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
     let updates = 1500;
-    let mut first = spawn(&train_args(&run, updates, 5));
-    wait_for_rows(&mut first, &run, 6);
+    let first = start_training(&run, updates, 5, 6);
     let run_s = run.to_str().unwrap();
     for _ in 0..3 {
         let err = assert_fails_naming(
@@ -148,8 +157,7 @@ fn a_second_process_on_a_training_run_is_refused_and_changes_nothing() {
 fn eval_while_the_run_rotates_its_checkpoint_every_update_never_fails() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
-    let mut trainer = spawn(&train_args(&run, 1_000_000, 1));
-    wait_for_rows(&mut trainer, &run, 2);
+    let mut trainer = start_training(&run, 1_000_000, 1, 2);
     let run_s = run.to_str().unwrap();
     let mut calls = 0;
     while calls < 200 {
@@ -172,8 +180,7 @@ fn stop_with(signal: &str, code: i32) {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
     let updates = 300;
-    let mut child = spawn(&train_args(&run, updates, 1000));
-    wait_for_rows(&mut child, &run, 5);
+    let child = start_training(&run, updates, 1000, 5);
     kill(&child, signal);
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -268,8 +275,7 @@ fn a_killed_run_without_a_checkpoint_resumes_from_its_config() {
     let run = dir.path().join("run");
     let updates = 200;
     // Checkpoints only at the end (`--checkpoint-every 0`): a SIGKILL mid-run leaves none.
-    let mut child = spawn(&train_args(&run, updates, 0));
-    wait_for_rows(&mut child, &run, 3);
+    let mut child = start_training(&run, updates, 0, 3);
     child.kill().unwrap(); // SIGKILL: no handler runs, the lock file stays behind
     child.wait().unwrap();
     let _ = std::fs::remove_dir_all(run.join("checkpoint"));
@@ -331,13 +337,7 @@ fn values_that_cannot_be_honoured_are_refused_before_anything_is_written() {
     );
 
     // A trained run: absurd evaluation sizes are refused too.
-    let o = fbrl(
-        &train_args(&run, 3, 1)
-            .iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>(),
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
+    train(&run, 3, 1);
     let run_s = run.to_str().unwrap();
     assert_fails_naming(
         &["eval", run_s, "--episodes", "100000000000"],
@@ -357,13 +357,7 @@ fn damaged_or_edited_run_files_are_named() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
     let run_s = run.to_str().unwrap();
-    let o = fbrl(
-        &train_args(&run, 6, 3)
-            .iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>(),
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
+    train(&run, 6, 3);
     // Stop at update 4: the checkpoint (update 3) covers rows 1–3.
     let rows_text = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
 

@@ -8,36 +8,14 @@ mod ppo_common;
 use agents::vtrace::VtraceConfig;
 use agents::{PolicyConfig, PolicyKind};
 use envs::{CueRecallConfig, GridMazeConfig};
-use fbrl::metrics::{MetricsRow, read_metrics};
+use fbrl::metrics::read_metrics;
 use fbrl::{Algorithm, EnvConfig, TrainConfig};
-use ppo_common::{tail_mean, train_rows, train_until};
+use ppo_common::{assert_same_rows, resume_to_end, row_bits, tail_mean, train_rows, train_until};
 
 fn small_policy(kind: PolicyKind) -> PolicyConfig {
     let mut policy = PolicyConfig::small(kind, 32, 8);
     policy.set("n_layers", 1).unwrap();
     policy
-}
-
-/// Every column but the wall-clock ones, as raw bits (NaN compares equal to NaN).
-fn key(r: &MetricsRow) -> Vec<u64> {
-    let mut v = vec![r.update as u64, r.env_steps, r.episodes as u64];
-    let cells = [
-        r.return_mean,
-        r.return_min,
-        r.return_max,
-        r.length_mean,
-        r.success_rate,
-        r.policy_loss,
-        r.value_loss,
-        r.entropy,
-        r.explained_var,
-        r.grad_norm,
-        r.lr,
-    ];
-    for x in cells.into_iter().chain(r.learner.iter().map(|(_, x)| x)) {
-        v.push(if x.is_nan() { u64::MAX } else { x.to_bits() });
-    }
-    v
 }
 
 #[test]
@@ -70,17 +48,9 @@ fn vtrace_resumes_bit_for_bit_with_and_without_a_policy_lag() {
         );
         let b = tempfile::tempdir().unwrap();
         train_until(&cfg, b.path(), false, Some(3)).unwrap();
-        train_until(&cfg, b.path(), true, None).unwrap();
-        let resumed = read_metrics(b.path().join("metrics.csv")).unwrap();
-        assert_eq!(full.len(), resumed.len());
-        for (x, y) in full.iter().zip(&resumed) {
-            assert_eq!(
-                key(x),
-                key(y),
-                "{kind} lag {lag}: row of update {} differs:\n{x:?}\n{y:?}",
-                x.update
-            );
-        }
+        let resumed = resume_to_end(&cfg, b.path());
+        // Every column but the wall-clock ones (and the env's counts), bitwise.
+        assert_same_rows(&full, &resumed, &format!("{kind} lag {lag}"), row_bits);
         // The weights, not the file bytes: a policy file also records burn's parameter ids,
         // which are fresh in every process.
         let weights = |dir: &std::path::Path| {
@@ -132,34 +102,18 @@ fn vtrace_with_a_feedback_policy_solves_cue_recall() {
 fn fbrl_train_algo_vtrace_trains_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
-    let args = [
-        "train",
-        "--algo",
-        "vtrace",
-        "--policy",
-        "mlp",
-        "--hidden",
-        "16",
-        "--num-envs",
-        "4",
-        "--num-steps",
-        "16",
-        "--total-steps",
-        "256",
-        "--maze-size",
-        "7",
-        "--horizon",
-        "16",
-        "--threads",
-        "1",
-        "--quiet",
+    // The tiny run without PPO's flags, which V-trace refuses.
+    let mut args = vec!["train", "--algo", "vtrace", "--total-steps", "256"];
+    args.extend(cli_common::tiny_mlp("16"));
+    args.extend(cli_common::TINY_MAZE);
+    args.extend([
         "--set",
         "vtrace.num_minibatches=2",
         "--set",
         "vtrace.rho_bar=0.9",
         "--run-dir",
         run.to_str().unwrap(),
-    ];
+    ]);
     let o = cli_common::fbrl(&args);
     assert!(o.status.success(), "{}", cli_common::stderr(&o));
     let cfg = TrainConfig::load(run.join("config.toml")).unwrap();

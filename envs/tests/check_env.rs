@@ -65,14 +65,53 @@ fn passes_on_cue_recall() {
     }
 }
 
+/// The episode under way in each env below: its random stream, its step count and whether it
+/// has ended.
+#[derive(Clone)]
+struct Episode {
+    rng: ChaCha8Rng,
+    t: u32,
+    done: bool,
+}
+
+impl Episode {
+    /// Before the first reset: no episode to step.
+    fn new() -> Self {
+        Self {
+            rng: ChaCha8Rng::seed_from_u64(0),
+            t: 0,
+            done: true,
+        }
+    }
+
+    /// Starts an episode, its random stream seeded with `seed`.
+    fn start(&mut self, seed: u64) {
+        self.rng = ChaCha8Rng::seed_from_u64(seed);
+        self.start_unseeded();
+    }
+
+    /// Starts an episode that goes on with the random stream of the last one.
+    fn start_unseeded(&mut self) {
+        self.t = 0;
+        self.done = false;
+    }
+
+    /// Counts a step; a step after the end is refused.
+    fn tick(&mut self) -> Result<(), EnvError> {
+        if self.done {
+            return Err(EnvError::StepAfterDone);
+        }
+        self.t += 1;
+        Ok(())
+    }
+}
+
 /// A correct env that each test breaks in one way.
 #[derive(Clone)]
 struct Toy {
     space: BoxSpace,
-    rng: ChaCha8Rng,
+    ep: Episode,
     pos: f32,
-    t: u32,
-    done: bool,
     fault: Fault,
 }
 
@@ -120,10 +159,8 @@ impl Toy {
         }
         Self {
             space,
-            rng: ChaCha8Rng::seed_from_u64(0),
+            ep: Episode::new(),
             pos: 0.0,
-            t: 0,
-            done: false,
             fault,
         }
     }
@@ -131,12 +168,12 @@ impl Toy {
     fn write(&self, obs: &mut [f32]) {
         let v = [
             self.pos,
-            if self.fault == Fault::OutOfBounds && self.t >= 2 {
+            if self.fault == Fault::OutOfBounds && self.ep.t >= 2 {
                 1.5
             } else {
-                (self.t as f32 / 100.0).min(1.0)
+                (self.ep.t as f32 / 100.0).min(1.0)
             },
-            if self.fault == Fault::NanObs && self.t >= 1 {
+            if self.fault == Fault::NanObs && self.ep.t >= 1 {
                 f32::NAN
             } else {
                 0.5
@@ -158,12 +195,12 @@ impl Env for Toy {
         ActionSpace::discrete(2)
     }
     fn reset(&mut self, seed: u64, obs: &mut [f32]) -> Result<(), EnvError> {
-        if self.fault != Fault::Nondeterministic {
-            self.rng = ChaCha8Rng::seed_from_u64(seed);
+        if self.fault == Fault::Nondeterministic {
+            self.ep.start_unseeded();
+        } else {
+            self.ep.start(seed);
         }
-        self.pos = self.rng.random_range(-0.1..0.1);
-        self.t = 0;
-        self.done = false;
+        self.pos = self.ep.rng.random_range(-0.1..0.1);
         self.write(obs);
         Ok(())
     }
@@ -178,17 +215,18 @@ impl Env for Toy {
                 return Err(e);
             }
         };
-        if self.done && self.fault != Fault::AcceptsStepAfterDone {
-            return Err(EnvError::StepAfterDone);
+        if self.fault == Fault::AcceptsStepAfterDone {
+            self.ep.t += 1;
+        } else {
+            self.ep.tick()?;
         }
         let dir = if action == 1 { 0.1 } else { -0.1 };
-        self.pos = (self.pos + dir + self.rng.random_range(-0.05..0.05)).clamp(-1.0, 1.0);
-        self.t += 1;
+        self.pos = (self.pos + dir + self.ep.rng.random_range(-0.05..0.05)).clamp(-1.0, 1.0);
         let terminated = self.pos.abs() >= 0.5 && self.fault != Fault::Endless;
-        let truncated = self.t >= 60 && self.fault != Fault::Endless;
-        self.done = terminated || truncated;
+        let truncated = self.ep.t >= 60 && self.fault != Fault::Endless;
+        self.ep.done = terminated || truncated;
         self.write(obs);
-        let reward = if self.fault == Fault::InfiniteReward && self.t == 3 {
+        let reward = if self.fault == Fault::InfiniteReward && self.ep.t == 3 {
             f32::INFINITY
         } else {
             1.0
@@ -213,6 +251,14 @@ impl Env for Toy {
 fn assert_between(e: &str, start: &str, end: &str) {
     assert!(e.starts_with(start), "{e}");
     assert!(e.ends_with(end), "{e}");
+}
+
+/// Asserts that `check_env` refuses `env` for its action mask, with a message that starts with
+/// `start` and ends with `end`.
+fn assert_bad_mask(env: &mut impl Env, start: &str, end: &str) {
+    let err = check_env(env).unwrap_err();
+    assert!(matches!(err, CheckError::BadMask { .. }), "{err:?}");
+    assert_between(&err.to_string(), start, end);
 }
 
 fn check(fault: Fault) -> Result<String, String> {
@@ -389,11 +435,9 @@ fn errors_are_matchable() {
 struct Picker {
     space: BoxSpace,
     actions: ActionSpace,
-    rng: ChaCha8Rng,
+    ep: Episode,
     mask: Vec<bool>,
     blocked: usize,
-    t: u32,
-    done: bool,
     fault: MaskFault,
 }
 
@@ -421,11 +465,9 @@ impl Picker {
         Self {
             space: BoxSpace::uniform(3, 0.0, 1.0),
             actions,
-            rng: ChaCha8Rng::seed_from_u64(0),
+            ep: Episode::new(),
             mask: Vec::new(),
             blocked: 0,
-            t: 0,
-            done: true,
             fault,
         }
     }
@@ -439,16 +481,16 @@ impl Picker {
     }
 
     fn draw_mask(&mut self) {
-        self.blocked = self.rng.random_range(0..3);
+        self.blocked = self.ep.rng.random_range(0..3);
         self.mask = (0..3).map(|v| v != self.blocked).collect();
         if matches!(self.actions, ActionSpace::MultiDiscrete(_)) {
-            self.mask.extend([true, self.t.is_multiple_of(2)]);
+            self.mask.extend([true, self.ep.t.is_multiple_of(2)]);
         }
         match self.fault {
             MaskFault::ShortMask => {
                 self.mask.pop();
             }
-            MaskFault::EmptyDimension if self.t >= 2 => {
+            MaskFault::EmptyDimension if self.ep.t >= 2 => {
                 let last = *self.nvec().last().unwrap();
                 let len = self.mask.len();
                 self.mask[len - last..].fill(false);
@@ -458,9 +500,9 @@ impl Picker {
     }
 
     fn write(&self, obs: &mut [f32]) {
-        obs[0] = self.t as f32 / 6.0;
+        obs[0] = self.ep.t as f32 / 6.0;
         obs[1] = self.blocked as f32 / 2.0;
-        obs[2] = (self.t % 2) as f32;
+        obs[2] = (self.ep.t % 2) as f32;
     }
 }
 
@@ -472,16 +514,14 @@ impl Env for Picker {
         self.actions.clone()
     }
     fn reset(&mut self, seed: u64, obs: &mut [f32]) -> Result<(), EnvError> {
-        self.rng = ChaCha8Rng::seed_from_u64(seed);
-        self.t = 0;
-        self.done = false;
+        self.ep.start(seed);
         self.draw_mask();
         self.write(obs);
         Ok(())
     }
     fn step(&mut self, action: Action<'_>, obs: &mut [f32]) -> Result<Step, EnvError> {
         self.actions.check(action)?;
-        if self.done {
+        if self.ep.done {
             return Err(EnvError::StepAfterDone);
         }
         let values = match action {
@@ -500,13 +540,13 @@ impl Env for Picker {
                 start += n;
             }
         }
-        self.t += 1;
-        self.done = self.t >= 6;
+        self.ep.t += 1;
+        self.ep.done = self.ep.t >= 6;
         self.draw_mask();
         self.write(obs);
         Ok(Step {
             reward: values[0] as f32,
-            truncated: self.done,
+            truncated: self.ep.done,
             ..Step::default()
         })
     }
@@ -522,10 +562,8 @@ impl Env for Picker {
 struct Torque {
     space: BoxSpace,
     actions: ActionSpace,
-    rng: ChaCha8Rng,
+    ep: Episode,
     pos: f32,
-    t: u32,
-    done: bool,
     fault: BoxFault,
 }
 
@@ -549,17 +587,15 @@ impl Torque {
                 low: vec![-1.0, 0.0],
                 high: vec![1.0, 2.0],
             }),
-            rng: ChaCha8Rng::seed_from_u64(0),
+            ep: Episode::new(),
             pos: 0.0,
-            t: 0,
-            done: true,
             fault,
         }
     }
 
     fn write(&self, obs: &mut [f32]) {
         obs[0] = self.pos;
-        obs[1] = self.t as f32 / 20.0;
+        obs[1] = self.ep.t as f32 / 20.0;
     }
 }
 
@@ -571,10 +607,8 @@ impl Env for Torque {
         self.actions.clone()
     }
     fn reset(&mut self, seed: u64, obs: &mut [f32]) -> Result<(), EnvError> {
-        self.rng = ChaCha8Rng::seed_from_u64(seed);
-        self.pos = self.rng.random_range(-0.2..0.2);
-        self.t = 0;
-        self.done = false;
+        self.ep.start(seed);
+        self.pos = self.ep.rng.random_range(-0.2..0.2);
         self.write(obs);
         Ok(())
     }
@@ -604,15 +638,12 @@ impl Env for Torque {
             }
             BoxFault::None | BoxFault::MaskOnBox => self.actions.check(action)?,
         }
-        if self.done {
-            return Err(EnvError::StepAfterDone);
-        }
+        self.ep.tick()?;
         let push = 0.2 * x[0] * (1.0 - 0.4 * x[1]);
-        self.pos = (self.pos + push + self.rng.random_range(-0.05..0.05)).clamp(-1.0, 1.0);
-        self.t += 1;
+        self.pos = (self.pos + push + self.ep.rng.random_range(-0.05..0.05)).clamp(-1.0, 1.0);
         let terminated = self.pos.abs() >= 0.8;
-        let truncated = !terminated && self.t >= 20;
-        self.done = terminated || truncated;
+        let truncated = !terminated && self.ep.t >= 20;
+        self.ep.done = terminated || truncated;
         self.write(obs);
         Ok(Step {
             reward: -0.1 * x[1] + f32::from(u8::from(terminated)),
@@ -673,16 +704,13 @@ fn a_mask_of_the_wrong_length_is_reported() {
         (Picker::discrete(MaskFault::ShortMask), "Discrete(3)"),
         (Picker::multi(MaskFault::ShortMask), "MultiDiscrete([3, 2])"),
     ] {
-        let err = check_env(&mut env).unwrap_err();
-        assert!(matches!(err, CheckError::BadMask { .. }), "{err:?}");
-        let e = err.to_string();
         let (flags, width) = if space == "Discrete(3)" {
             (2, 3)
         } else {
             (4, 5)
         };
-        assert_between(
-            &e,
+        assert_bad_mask(
+            &mut env,
             "the action mask after reset(seed = ",
             &format!(
                 "it has {flags} flags; the {space} action space needs {width} (one per action \
@@ -695,21 +723,15 @@ fn a_mask_of_the_wrong_length_is_reported() {
 #[test]
 fn a_mask_that_forbids_every_value_of_a_dimension_is_reported() {
     // Discrete: the mask forbids every action.
-    let err = check_env(&mut Picker::discrete(MaskFault::EmptyDimension)).unwrap_err();
-    assert!(matches!(err, CheckError::BadMask { .. }), "{err:?}");
-    let e = err.to_string();
-    assert_between(
-        &e,
+    assert_bad_mask(
+        &mut Picker::discrete(MaskFault::EmptyDimension),
         "the action mask after step 2 of episode 0 (action ",
         "it forbids every value of dimension 0 of Discrete(3); at least one action must be \
              allowed",
     );
     // MultiDiscrete: every value of dimension 1 is forbidden, dimension 0 is fine.
-    let err = check_env(&mut Picker::multi(MaskFault::EmptyDimension)).unwrap_err();
-    assert!(matches!(err, CheckError::BadMask { .. }), "{err:?}");
-    let e = err.to_string();
-    assert_between(
-        &e,
+    assert_bad_mask(
+        &mut Picker::multi(MaskFault::EmptyDimension),
         "the action mask after step 2 of episode 0 (action [",
         "it forbids every value of dimension 1 of MultiDiscrete([3, 2]); at least one \
              action must be allowed",
@@ -839,11 +861,8 @@ fn a_continuous_env_that_accepts_out_of_bounds_actions_is_reported() {
 
 #[test]
 fn a_mask_on_a_box_space_is_reported() {
-    let err = check_env(&mut Torque::new(BoxFault::MaskOnBox)).unwrap_err();
-    assert!(matches!(err, CheckError::BadMask { .. }), "{err:?}");
-    let e = err.to_string();
-    assert_between(
-        &e,
+    assert_bad_mask(
+        &mut Torque::new(BoxFault::MaskOnBox),
         "the action mask after reset(seed = ",
         "the env gives a mask of 2 flags, but its Box(shape [2]) action space cannot be \
              masked (action_mask must return None)",

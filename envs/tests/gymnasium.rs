@@ -2,6 +2,8 @@
 //! as gymnasium-rs Envs.
 #![cfg(feature = "gymnasium")]
 
+mod common;
+
 use envs::gymnasium::gym_seed;
 use envs::{
     Action, ActionSpace, Env, EnvError, EnvExt, GridMaze, GridMazeConfig, GridMazeGym, GymCartPole,
@@ -12,6 +14,8 @@ use gymnasium_rs::core::{Env as GymEnv, Info as GymInfo, Options, Reward, Space}
 use gymnasium_rs::envs::cartpole::CartPole;
 use ndarray::Array1;
 use serde_json::Value;
+
+use common::step_error;
 
 fn assert_send<T: Send>() {}
 
@@ -493,23 +497,14 @@ macro_rules! box_action_tests {
                 venv.reset().unwrap();
 
                 // Refused: discrete actions, the wrong number of values, a force out of range.
-                let e = venv
-                    .step_actions(VecActions::Discrete(&[0, 0, 0]))
-                    .unwrap_err()
-                    .to_string();
+                let e = step_error(&mut venv, VecActions::Discrete(&[0, 0, 0]));
                 assert!(
                     e.contains("env 0") && e.contains("not an action of Box"),
                     "{e}"
                 );
-                let e = venv
-                    .step_actions(VecActions::Continuous(&[0.0, 0.0]))
-                    .unwrap_err()
-                    .to_string();
+                let e = step_error(&mut venv, VecActions::Continuous(&[0.0, 0.0]));
                 assert!(e.contains("expected 3 action values"), "{e}");
-                let e = venv
-                    .step_actions(VecActions::Continuous(&[0.0, 2.0, 0.0]))
-                    .unwrap_err()
-                    .to_string();
+                let e = step_error(&mut venv, VecActions::Continuous(&[0.0, 2.0, 0.0]));
                 assert!(
                     e.contains("env 1") && e.contains("2, outside [-1, 1]"),
                     "{e}"

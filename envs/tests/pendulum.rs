@@ -1,10 +1,14 @@
 //! Pendulum: Gymnasium's Pendulum-v1 dynamics and reward step by step, the speed clip, the
 //! time limit, refused actions, determinism per seed and config validation.
 
+mod common;
+
 use envs::pendulum::angle_normalize;
 use envs::{Action, ActionSpace, Env, EnvError, EnvExt, Pendulum, PendulumConfig, check_env};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+
+use common::assert_bad_configs;
 
 fn env() -> Pendulum {
     Pendulum::new(PendulumConfig::default()).unwrap()
@@ -327,14 +331,7 @@ fn bad_configs_name_the_field() {
             "max_episode_steps",
         ),
     ];
-    for (cfg, field) in cases {
-        match Pendulum::new(cfg.clone()) {
-            Err(EnvError::InvalidConfig { field: f, reason }) => {
-                assert_eq!(f, field, "{cfg:?}: {reason}");
-            }
-            other => panic!("{cfg:?} gave {other:?}"),
-        }
-    }
+    assert_bad_configs(Pendulum::new, cases);
 }
 
 #[test]

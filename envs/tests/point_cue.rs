@@ -1,9 +1,13 @@
 //! PointCue: the cue is visible only at the first step, the mass is held during the delay,
 //! pushing towards the remembered cue always succeeds and a fixed push is at chance.
 
+mod common;
+
 use envs::{Action, ActionSpace, Env, EnvError, PointCue, PointCueConfig, check_env};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+
+use common::assert_bad_configs;
 
 fn obs_buf(env: &PointCue) -> Vec<f32> {
     vec![0.0; env.observation_space().flat_len()]
@@ -337,14 +341,7 @@ fn bad_configs_name_the_field() {
             "step_cost",
         ),
     ];
-    for (cfg, field) in cases {
-        match PointCue::new(cfg.clone()) {
-            Err(EnvError::InvalidConfig { field: f, reason }) => {
-                assert_eq!(f, field, "{cfg:?}: {reason}");
-            }
-            other => panic!("{cfg:?} gave {other:?}"),
-        }
-    }
+    assert_bad_configs(PointCue::new, cases);
 }
 
 #[test]

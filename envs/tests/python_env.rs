@@ -8,11 +8,12 @@
 //! fail. The test envs written in Python live in `tests/python/` (added to `sys.path`).
 #![cfg(feature = "python")]
 
+mod common;
+
 use envs::python::{PyEnvSpec, PyGymEnv, python_seed};
 use envs::{
     Action, ActionSpace, Env, EnvError, EnvExt, Parallelism, VecEnv, check_env, derive_seed,
 };
-use std::io::Write;
 
 use pyo3::prelude::*;
 
@@ -39,20 +40,7 @@ fn python_ready(test: &str) -> bool {
             })
         }),
     };
-    let Some(problem) = problem else {
-        return true;
-    };
-    if std::env::var("FBRL_REQUIRE_PYTHON_ENVS").as_deref() == Ok("1") {
-        panic!("FBRL_REQUIRE_PYTHON_ENVS=1 but the embedded Python is not ready: {problem}");
-    }
-    // Written to the process's stderr directly, so the test harness does not capture it.
-    let _ = writeln!(
-        std::io::stderr(),
-        "\n!!!!!!!!\n!!! SKIPPED {test}: the embedded Python cannot run Gymnasium envs: {problem}\n\
-         !!! python3 -m venv ~/gym-venv && ~/gym-venv/bin/pip install gymnasium minigrid numpy,\n\
-         !!! then set FBRL_PYTHON=~/gym-venv/bin/python\n!!!!!!!!\n"
-    );
-    false
+    common::python::ready(test, problem)
 }
 
 macro_rules! require_python {
@@ -61,6 +49,13 @@ macro_rules! require_python {
             return;
         }
     };
+}
+
+/// Asserts that the message `e` contains every one of `parts`.
+fn assert_names_all(e: &str, parts: &[&str]) {
+    for part in parts {
+        assert!(e.contains(part), "{part:?} missing from: {e}");
+    }
 }
 
 /// The error of making `spec`, as text.
@@ -130,14 +125,15 @@ fn minigrid_memory_with_img_obs_wrapper_passes_check_env() {
     check_env(&mut env).unwrap_or_else(|e| panic!("{e}"));
     // Its own observation is a Dict: refused, naming the space and the wrappers that help.
     let e = make_error(&PyEnvSpec::new("minigrid:MiniGrid-MemoryS9-v0"));
-    for part in [
-        "MiniGrid-MemoryS9-v0",
-        "Dict",
-        "FlattenObservation",
-        "ImgObsWrapper",
-    ] {
-        assert!(e.contains(part), "{part:?} missing from: {e}");
-    }
+    assert_names_all(
+        &e,
+        &[
+            "MiniGrid-MemoryS9-v0",
+            "Dict",
+            "FlattenObservation",
+            "ImgObsWrapper",
+        ],
+    );
 }
 
 #[test]
@@ -324,23 +320,25 @@ fn bad_envs_are_clear_errors_naming_the_env_and_the_exception() {
     assert!(e.contains("Text") && e.contains("not supported"), "{e}");
     // An env id that does not exist, a keyword argument the env refuses.
     let e = make_error(&PyEnvSpec::new("NoSuchEnv-v0"));
-    for part in [
-        "`NoSuchEnv-v0`",
-        "cannot make it",
-        "NameNotFound",
-        "doesn't exist",
-        "gym:PACKAGE:NoSuchEnv-v0",
-    ] {
-        assert!(e.contains(part), "{part:?} missing from: {e}");
-    }
+    assert_names_all(
+        &e,
+        &[
+            "`NoSuchEnv-v0`",
+            "cannot make it",
+            "NameNotFound",
+            "doesn't exist",
+            "gym:PACKAGE:NoSuchEnv-v0",
+        ],
+    );
     let e = make_error(&PyEnvSpec::new("CartPole-v1").with_kwarg("bogus", 1));
-    for part in [
-        "`CartPole-v1`",
-        "TypeError",
-        "unexpected keyword argument 'bogus'",
-    ] {
-        assert!(e.contains(part), "{part:?} missing from: {e}");
-    }
+    assert_names_all(
+        &e,
+        &[
+            "`CartPole-v1`",
+            "TypeError",
+            "unexpected keyword argument 'bogus'",
+        ],
+    );
     let e = make_error(&PyEnvSpec::new("pom_env:make").with_kwarg("num_cues", 1));
     assert!(e.contains("ValueError: num_cues must be at least 2"), "{e}");
     let e = make_error(&PyEnvSpec::new("no_such_module_here:make"));

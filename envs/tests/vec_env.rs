@@ -1,5 +1,7 @@
 //! VecEnv: seeding, auto-reset, episode statistics, errors, parallel paths and resume.
 
+mod common;
+
 use envs::{
     Action, ActionBuf, ActionSpace, BoxSpace, Env, EnvError, EpisodeStats, GridMaze,
     GridMazeConfig, Info, Parallelism, Step, VecActions, VecEnv, VecEnvState, VecStep, derive_seed,
@@ -7,17 +9,75 @@ use envs::{
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use common::step_error;
+
+/// The episode under way in each env below: its seed, its step count and its length.
+#[derive(Clone, Debug)]
+struct Episode {
+    seed: u64,
+    t: u32,
+    len: u32,
+    started: bool,
+    done: bool,
+}
+
+impl Episode {
+    /// Before the first reset.
+    fn new() -> Self {
+        Self {
+            seed: 0,
+            t: 0,
+            len: 0,
+            started: false,
+            done: false,
+        }
+    }
+
+    /// Starts the episode of `seed`, `len` steps long.
+    fn start(&mut self, seed: u64, len: u32) {
+        self.seed = seed;
+        self.t = 0;
+        self.len = len;
+        self.started = true;
+        self.done = false;
+    }
+
+    /// Refuses a step before the first reset or after the end.
+    fn check_step(&self) -> Result<(), EnvError> {
+        if !self.started {
+            return Err(EnvError::NotReset);
+        }
+        if self.done {
+            return Err(EnvError::StepAfterDone);
+        }
+        Ok(())
+    }
+
+    /// Counts a step; whether it ends the episode.
+    fn tick(&mut self) -> bool {
+        self.t += 1;
+        self.done = self.t == self.len;
+        self.done
+    }
+
+    /// The fraction of the episode done.
+    fn progress(&self) -> f32 {
+        self.t as f32 / self.len as f32
+    }
+
+    /// The seed as an observation in `[0, 1)`.
+    fn seed_obs(&self) -> f32 {
+        (self.seed % 1000) as f32 / 1000.0
+    }
+}
+
 /// A small deterministic env whose episodes are easy to predict: the length is `2 + seed % 5`,
 /// even seeds terminate and odd seeds truncate, the reward is `action + 0.5·t`, action 2
 /// reaches a goal, and the last step reports success when its action is 1.
 #[derive(Clone, Debug)]
 struct Walk {
     space: BoxSpace,
-    seed: u64,
-    t: u32,
-    len: u32,
-    started: bool,
-    done: bool,
+    ep: Episode,
     /// Env-level failure injection: `step` fails with this message at this step count.
     fail_at: Option<u32>,
 }
@@ -26,18 +86,14 @@ impl Walk {
     fn new() -> Self {
         Self {
             space: BoxSpace::uniform(3, 0.0, 1.0),
-            seed: 0,
-            t: 0,
-            len: 0,
-            started: false,
-            done: false,
+            ep: Episode::new(),
             fail_at: None,
         }
     }
 
     fn write(&self, obs: &mut [f32], action: usize) {
-        obs[0] = self.t as f32 / self.len as f32;
-        obs[1] = (self.seed % 1000) as f32 / 1000.0;
+        obs[0] = self.ep.progress();
+        obs[1] = self.ep.seed_obs();
         obs[2] = action as f32 / 2.0;
     }
 }
@@ -50,34 +106,23 @@ impl Env for Walk {
         ActionSpace::discrete(3)
     }
     fn reset(&mut self, seed: u64, obs: &mut [f32]) -> Result<(), EnvError> {
-        self.seed = seed;
-        self.t = 0;
-        self.len = 2 + (seed % 5) as u32;
-        self.started = true;
-        self.done = false;
+        self.ep.start(seed, 2 + (seed % 5) as u32);
         self.write(obs, 0);
         Ok(())
     }
     fn step(&mut self, action: Action<'_>, obs: &mut [f32]) -> Result<Step, EnvError> {
         let action = action.discrete(3)?;
-        if !self.started {
-            return Err(EnvError::NotReset);
-        }
-        if self.done {
-            return Err(EnvError::StepAfterDone);
-        }
-        if self.fail_at == Some(self.t) {
+        self.ep.check_step()?;
+        if self.fail_at == Some(self.ep.t) {
             return Err(EnvError::Other("simulated failure".into()));
         }
-        let reward = action as f32 + 0.5 * self.t as f32;
-        self.t += 1;
+        let reward = action as f32 + 0.5 * self.ep.t as f32;
+        let end = self.ep.tick();
         self.write(obs, action);
-        let end = self.t == self.len;
-        self.done = end;
         Ok(Step {
             reward,
-            terminated: end && self.seed.is_multiple_of(2),
-            truncated: end && self.seed % 2 == 1,
+            terminated: end && self.ep.seed.is_multiple_of(2),
+            truncated: end && self.ep.seed % 2 == 1,
             info: Info {
                 success: end.then_some(action == 1),
                 ..Info::default()
@@ -280,6 +325,11 @@ fn maze(size: usize, horizon: u32) -> GridMaze {
     GridMaze::new(GridMazeConfig::multi(size, horizon)).unwrap()
 }
 
+/// A VecEnv of `n` copies of `env`, of base seed `seed`, stepping on the path `p`.
+fn copies<E: Env + Clone>(env: E, n: usize, seed: u64, p: Parallelism) -> VecEnv<E> {
+    VecEnv::new(vec![env; n], seed).unwrap().with_parallelism(p)
+}
+
 fn pool(threads: usize) -> rayon::ThreadPool {
     rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
@@ -356,7 +406,7 @@ fn auto_reset_keeps_the_final_obs_and_starts_the_next_episode() {
                 assert_eq!(fin[0], 1.0);
                 assert_eq!(obs[0], 0.0);
                 assert_ne!(obs[1], fin[1], "the next episode has a new seed");
-                let k = venv.envs()[i].seed;
+                let k = venv.envs()[i].ep.seed;
                 let mut fresh = Walk::new();
                 let mut first = vec![0.0; d];
                 fresh.reset(k, &mut first).unwrap();
@@ -711,24 +761,16 @@ fn accessors_report_the_spaces() {
 #[derive(Clone, Debug)]
 struct Drift {
     space: BoxSpace,
-    seed: u64,
+    ep: Episode,
     pos: f32,
-    t: u32,
-    len: u32,
-    started: bool,
-    done: bool,
 }
 
 impl Drift {
     fn new() -> Self {
         Self {
             space: BoxSpace::uniform(3, 0.0, 1.0),
-            seed: 0,
+            ep: Episode::new(),
             pos: 0.0,
-            t: 0,
-            len: 0,
-            started: false,
-            done: false,
         }
     }
 
@@ -742,8 +784,8 @@ impl Drift {
 
     fn write(&self, obs: &mut [f32]) {
         obs[0] = self.pos;
-        obs[1] = self.t as f32 / self.len as f32;
-        obs[2] = (self.seed % 1000) as f32 / 1000.0;
+        obs[1] = self.ep.progress();
+        obs[2] = self.ep.seed_obs();
     }
 }
 
@@ -755,12 +797,8 @@ impl Env for Drift {
         Drift::space()
     }
     fn reset(&mut self, seed: u64, obs: &mut [f32]) -> Result<(), EnvError> {
-        self.seed = seed;
+        self.ep.start(seed, 3 + (seed % 4) as u32);
         self.pos = 0.2 + (seed % 7) as f32 / 10.0;
-        self.t = 0;
-        self.len = 3 + (seed % 4) as u32;
-        self.started = true;
-        self.done = false;
         self.write(obs);
         Ok(())
     }
@@ -769,19 +807,13 @@ impl Env for Drift {
         let Action::Continuous(x) = action else {
             unreachable!("the space accepts only continuous actions")
         };
-        if !self.started {
-            return Err(EnvError::NotReset);
-        }
-        if self.done {
-            return Err(EnvError::StepAfterDone);
-        }
+        self.ep.check_step()?;
         self.pos = (self.pos + x[0] * x[1] / 4.0).clamp(0.0, 1.0);
-        self.t += 1;
-        self.done = self.t == self.len;
+        let end = self.ep.tick();
         self.write(obs);
         Ok(Step {
             reward: x[0] * x[1],
-            truncated: self.done,
+            truncated: end,
             ..Step::default()
         })
     }
@@ -795,13 +827,9 @@ impl Env for Drift {
 struct Pick {
     space: BoxSpace,
     multi: bool,
-    seed: u64,
-    t: u32,
-    len: u32,
+    ep: Episode,
     last: [usize; 2],
     mask: Vec<bool>,
-    started: bool,
-    done: bool,
     /// Whether `action_mask` gives the mask and the env enforces it.
     gives_mask: bool,
     /// Steps taken since the env was made; from this many on, the mask forbids every value
@@ -817,13 +845,9 @@ impl Pick {
         Self {
             space: BoxSpace::uniform(4, 0.0, 1.0),
             multi: true,
-            seed: 0,
-            t: 0,
-            len: 0,
+            ep: Episode::new(),
             last: [0, 0],
             mask: Vec::new(),
-            started: false,
-            done: false,
             gives_mask: true,
             steps_taken: 0,
             empty_mask_from: None,
@@ -840,14 +864,14 @@ impl Pick {
 
     /// The value of dimension 0 the mask forbids now.
     fn forbidden(&self) -> usize {
-        ((self.seed + u64::from(self.t)) % 3) as usize
+        ((self.ep.seed + u64::from(self.ep.t)) % 3) as usize
     }
 
     fn update(&mut self, obs: &mut [f32]) {
         let f = self.forbidden();
         self.mask = (0..3).map(|v| v != f).collect();
         if self.multi {
-            self.mask.extend([true, self.t.is_multiple_of(2)]);
+            self.mask.extend([true, self.ep.t.is_multiple_of(2)]);
         }
         if self.empty_mask_from.is_some_and(|k| self.steps_taken >= k) {
             self.mask[..3].fill(false);
@@ -855,10 +879,10 @@ impl Pick {
         if self.short_mask {
             self.mask.pop();
         }
-        obs[0] = self.t as f32 / self.len as f32;
+        obs[0] = self.ep.progress();
         obs[1] = self.last[0] as f32 / 2.0;
         obs[2] = self.last[1] as f32;
-        obs[3] = (self.seed % 1000) as f32 / 1000.0;
+        obs[3] = self.ep.seed_obs();
     }
 }
 
@@ -874,12 +898,8 @@ impl Env for Pick {
         }
     }
     fn reset(&mut self, seed: u64, obs: &mut [f32]) -> Result<(), EnvError> {
-        self.seed = seed;
-        self.t = 0;
-        self.len = 2 + (seed % 3) as u32;
+        self.ep.start(seed, 2 + (seed % 3) as u32);
         self.last = [0, 0];
-        self.started = true;
-        self.done = false;
         self.update(obs);
         Ok(())
     }
@@ -890,25 +910,19 @@ impl Env for Pick {
             Action::MultiDiscrete(a) => [a[0], a[1]],
             Action::Continuous(_) => unreachable!("the space refuses continuous actions"),
         };
-        if !self.started {
-            return Err(EnvError::NotReset);
-        }
-        if self.done {
-            return Err(EnvError::StepAfterDone);
-        }
-        if self.gives_mask && (a[0] == self.forbidden() || (a[1] == 1 && self.t % 2 == 1)) {
+        self.ep.check_step()?;
+        if self.gives_mask && (a[0] == self.forbidden() || (a[1] == 1 && self.ep.t % 2 == 1)) {
             return Err(EnvError::ActionOutsideSpace(format!(
                 "{action} is forbidden now"
             )));
         }
-        self.t += 1;
+        let end = self.ep.tick();
         self.steps_taken += 1;
         self.last = a;
-        self.done = self.t == self.len;
         self.update(obs);
         Ok(Step {
             reward: (a[0] + 10 * a[1]) as f32,
-            terminated: self.done,
+            terminated: end,
             ..Step::default()
         })
     }
@@ -1027,9 +1041,7 @@ fn continuous_envs_step_and_auto_reset() {
     assert!(ended.len() > 20, "{} episodes ended", ended.len());
     assert!(ended.iter().all(|(_, s)| s.truncated && s.length >= 3));
     for p in [Parallelism::Sequential, Parallelism::Rayon] {
-        let mut venv = VecEnv::new(vec![Drift::new(); n], base)
-            .unwrap()
-            .with_parallelism(p);
+        let mut venv = copies(Drift::new(), n, base, p);
         assert_eq!(venv.action_space(), &Drift::space());
         assert_eq!(venv.num_actions(), 2);
         let got = run_actions(&mut venv, &actions);
@@ -1052,9 +1064,7 @@ fn multi_discrete_envs_step_and_auto_reset() {
     let n = 6;
     let base = 4;
     for p in [Parallelism::Sequential, Parallelism::Rayon] {
-        let mut venv = VecEnv::new(vec![Pick::multi(); n], base)
-            .unwrap()
-            .with_parallelism(p);
+        let mut venv = copies(Pick::multi(), n, base, p);
         assert_eq!(
             venv.action_space(),
             &ActionSpace::multi_discrete(vec![3, 2])
@@ -1127,11 +1137,7 @@ fn state_and_restore_reproduce_continuous_actions() {
     let base = 12;
     let actions = random_box_actions(n, 40, 6);
     for p in [Parallelism::Sequential, Parallelism::Rayon] {
-        let make = |seed| {
-            VecEnv::new(vec![Drift::new(); n], seed)
-                .unwrap()
-                .with_parallelism(p)
-        };
+        let make = |seed| copies(Drift::new(), n, seed, p);
         let saved = check_save_and_restore(make(base), make(999), &actions, 21);
         // The continuous actions of the current episodes are what is replayed.
         assert!(saved.envs.iter().all(|e| e.actions.is_empty()));
@@ -1178,11 +1184,7 @@ fn state_and_restore_reproduce_multi_discrete_actions() {
     let mut probe = VecEnv::new(vec![Pick::multi(); n], base).unwrap();
     let (_, actions) = drive(&mut probe, &[3, 2], 30, 8);
     for p in [Parallelism::Sequential, Parallelism::Rayon] {
-        let make = |seed| {
-            VecEnv::new(vec![Pick::multi(); n], seed)
-                .unwrap()
-                .with_parallelism(p)
-        };
+        let make = |seed| copies(Pick::multi(), n, seed, p);
         let saved = check_save_and_restore(make(base), make(999), &actions, 13);
         assert!(saved.envs.iter().all(|e| e.continuous_actions.is_empty()));
         assert!(saved.envs.iter().all(|e| e.actions.len() % 2 == 0));
@@ -1208,16 +1210,11 @@ fn state_and_restore_reproduce_multi_discrete_actions() {
 fn a_wrong_number_or_kind_of_actions_is_an_error() {
     // Continuous: 3 envs × 2 values.
     let mut venv = VecEnv::new(vec![Drift::new(); 3], 1).unwrap();
-    let e = venv
-        .step_actions(VecActions::Continuous(&[0.0; 6]))
-        .unwrap_err()
-        .to_string();
+    let e = step_error(&mut venv, VecActions::Continuous(&[0.0; 6]));
     assert!(e.contains("before reset"), "{e}");
     venv.reset().unwrap();
-    let err =
-        |venv: &mut VecEnv<Drift>, a: VecActions<'_>| venv.step_actions(a).unwrap_err().to_string();
     assert_eq!(
-        err(&mut venv, VecActions::Continuous(&[0.0; 5])),
+        step_error(&mut venv, VecActions::Continuous(&[0.0; 5])),
         "expected 6 action values (3 envs × 2 per action of Box(shape [2])), got 5"
     );
     assert_eq!(
@@ -1225,22 +1222,22 @@ fn a_wrong_number_or_kind_of_actions_is_an_error() {
         "expected 6 action values (3 envs × 2 per action of Box(shape [2])), got 3"
     );
     assert_eq!(
-        err(&mut venv, VecActions::Discrete(&[0; 6])),
+        step_error(&mut venv, VecActions::Discrete(&[0; 6])),
         "env 0: invalid action: action 0 is not an action of Box(shape [2])"
     );
     assert_eq!(
-        err(&mut venv, VecActions::MultiDiscrete(&[0; 6])),
+        step_error(&mut venv, VecActions::MultiDiscrete(&[0; 6])),
         "env 0: invalid action: action [0, 0] is not an action of Box(shape [2])"
     );
     assert_eq!(
-        err(
+        step_error(
             &mut venv,
             VecActions::Continuous(&[0.0, 1.0, 0.5, 1.0, 1.5, 1.0])
         ),
         "env 2: invalid action: action element 0 is 1.5, outside [-1, 1]"
     );
     assert_eq!(
-        err(
+        step_error(
             &mut venv,
             VecActions::Continuous(&[0.0, 1.0, 0.5, f32::NAN, 0.0, 1.0])
         ),
@@ -1261,14 +1258,12 @@ fn a_wrong_number_or_kind_of_actions_is_an_error() {
     venv.reset().unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let ok = flat_usize(&allowed_actions(&venv.last().masks, &[3, 2], 2, &mut rng));
-    let err =
-        |venv: &mut VecEnv<Pick>, a: VecActions<'_>| venv.step_actions(a).unwrap_err().to_string();
     assert_eq!(
-        err(&mut venv, VecActions::MultiDiscrete(&ok[..3])),
+        step_error(&mut venv, VecActions::MultiDiscrete(&ok[..3])),
         "expected 4 action values (2 envs × 2 per action of MultiDiscrete([3, 2])), got 3"
     );
     assert_eq!(
-        err(&mut venv, VecActions::Continuous(&[0.0; 4])),
+        step_error(&mut venv, VecActions::Continuous(&[0.0; 4])),
         "env 0: invalid action: action [0.0, 0.0] is not an action of MultiDiscrete([3, 2])"
     );
     assert_eq!(
@@ -1281,7 +1276,7 @@ fn a_wrong_number_or_kind_of_actions_is_an_error() {
     let mut bad = ok.clone();
     bad[3] = 2;
     assert_eq!(
-        err(&mut venv, VecActions::MultiDiscrete(&bad)),
+        step_error(&mut venv, VecActions::MultiDiscrete(&bad)),
         format!(
             "env 1: invalid action: action [{}, 2]: dimension 1 is 2, outside 0..2",
             ok[2]
@@ -1315,9 +1310,9 @@ fn masks_follow_resets_and_steps() {
         if !e.gives_mask {
             return vec![true; 5];
         }
-        let f = ((e.seed + u64::from(e.t)) % 3) as usize;
+        let f = ((e.ep.seed + u64::from(e.ep.t)) % 3) as usize;
         let mut row: Vec<bool> = (0..3).map(|v| v != f).collect();
-        row.extend([true, e.t.is_multiple_of(2)]);
+        row.extend([true, e.ep.t.is_multiple_of(2)]);
         row
     };
     let check_rows = |venv: &VecEnv<Pick>| {
@@ -1329,8 +1324,8 @@ fn masks_follow_resets_and_steps() {
     };
     check_rows(&venv);
     for (i, e) in venv.envs().iter().enumerate() {
-        assert_eq!(e.seed, derive_seed(derive_seed(base, i as u64), 0));
-        assert_eq!(e.t, 0);
+        assert_eq!(e.ep.seed, derive_seed(derive_seed(base, i as u64), 0));
+        assert_eq!(e.ep.t, 0);
     }
     let mut rng = ChaCha8Rng::seed_from_u64(3);
     let mut episodes = vec![0u64; n];
@@ -1345,9 +1340,9 @@ fn masks_follow_resets_and_steps() {
             resets += 1;
             episodes[i] += 1;
             let e = &venv.envs()[i];
-            assert_eq!(e.t, 0);
+            assert_eq!(e.ep.t, 0);
             assert_eq!(
-                e.seed,
+                e.ep.seed,
                 derive_seed(derive_seed(base, i as u64), episodes[i])
             );
         }
@@ -1382,10 +1377,7 @@ fn a_masked_action_is_refused_naming_the_env() {
         let f = venv.envs()[2].forbidden();
         let mut bad = flat_usize(&ok);
         bad[4] = f;
-        let e = venv
-            .step_actions(VecActions::MultiDiscrete(&bad))
-            .unwrap_err()
-            .to_string();
+        let e = step_error(&mut venv, VecActions::MultiDiscrete(&bad));
         assert_eq!(
             e,
             format!(
@@ -1395,13 +1387,10 @@ fn a_masked_action_is_refused_naming_the_env() {
             )
         );
         // On odd steps dimension 1 forbids value 1.
-        if venv.envs()[1].t % 2 == 1 {
+        if venv.envs()[1].ep.t % 2 == 1 {
             let mut bad = flat_usize(&ok);
             bad[3] = 1;
-            let e = venv
-                .step_actions(VecActions::MultiDiscrete(&bad))
-                .unwrap_err()
-                .to_string();
+            let e = step_error(&mut venv, VecActions::MultiDiscrete(&bad));
             assert_eq!(
                 e,
                 format!(

@@ -6,19 +6,20 @@ mod common;
 
 use std::process::Command;
 
+use common::temp_dir;
+
+const BENCHMARKS: &str = env!("CARGO_BIN_EXE_benchmarks");
+
 #[test]
 fn benchmarks_tiny_end_to_end() {
-    let root = std::env::temp_dir().join(format!("fbrl-e2e-bench-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
+    let root = temp_dir("bench");
     let out = root.join("out");
-    let o = Command::new(env!("CARGO_BIN_EXE_benchmarks"))
-        .args(["--preset", "tiny", "--seeds", "2", "--quiet", "--jobs", "2"])
-        .args(common::out_and_runs(&out, &root.join("runs")))
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(o.status.success(), "benchmarks failed:\n{stderr}");
+    let (stdout, _) = common::succeeds(
+        Command::new(BENCHMARKS)
+            .args(["--preset", "tiny", "--seeds", "2", "--quiet", "--jobs", "2"])
+            .args(common::out_and_runs(&out, &root.join("runs"))),
+        "benchmarks",
+    );
     // Cartpole 1, memory 3, scale 2, pendulum 1, point_cue 4 checks; controls are not
     // checked.
     assert_eq!(
@@ -66,14 +67,13 @@ fn benchmarks_tiny_end_to_end() {
 #[cfg(not(feature = "python"))]
 #[test]
 fn python_memory_needs_the_python_feature() {
-    let root = std::env::temp_dir().join(format!("fbrl-e2e-bench-py-{}", std::process::id()));
-    let o = Command::new(env!("CARGO_BIN_EXE_benchmarks"))
-        .args(["--preset", "tiny", "--suites", "python-memory", "--quiet"])
-        .args(common::out_and_runs(&root.join("out"), &root.join("runs")))
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success(), "{stderr}");
+    let root = temp_dir("bench-py");
+    let stderr = common::fails(
+        Command::new(BENCHMARKS)
+            .args(["--preset", "tiny", "--suites", "python-memory", "--quiet"])
+            .args(common::out_and_runs(&root.join("out"), &root.join("runs"))),
+    );
     assert!(stderr.contains("--features python"), "{stderr}");
     assert!(!root.join("runs").exists(), "no run started");
+    std::fs::remove_dir_all(root).unwrap();
 }

@@ -6,19 +6,17 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::temp_dir;
+use common::{fails, succeeds, temp_dir};
 use experiments::report::read_csv;
 
+const MAZE: &str = env!("CARGO_BIN_EXE_maze");
+
 fn maze(out: &Path, runs: &Path, extra: &[&str]) -> String {
-    let o = Command::new(env!("CARGO_BIN_EXE_maze"))
-        .args(["--preset", "tiny", "--quiet", "--jobs", "2"])
+    let mut c = Command::new(MAZE);
+    c.args(["--preset", "tiny", "--quiet", "--jobs", "2"])
         .args(common::out_and_runs(out, runs))
-        .args(extra)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
-    assert!(o.status.success(), "maze failed:\n{stderr}");
-    stderr
+        .args(extra);
+    succeeds(&mut c, "maze").1
 }
 
 fn png_size(path: &Path) -> (u32, u32) {
@@ -152,17 +150,15 @@ fn maze_tiny_end_to_end_with_resume() {
         preset.replace("update_epochs = 2", "update_epochs = 3"),
     )
     .unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_maze"))
-        .arg("--preset")
-        .arg(&edited)
-        .args(["--quiet", "--out"])
-        .arg(&out)
-        .arg("--runs-dir")
-        .arg(&runs)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success());
+    let stderr = fails(
+        Command::new(MAZE)
+            .arg("--preset")
+            .arg(&edited)
+            .args(["--quiet", "--out"])
+            .arg(&out)
+            .arg("--runs-dir")
+            .arg(&runs),
+    );
     assert!(
         stderr.contains("`ppo.update_epochs`") && stderr.contains("gridmaze__feedback__0"),
         "{stderr}"
@@ -173,41 +169,31 @@ fn maze_tiny_end_to_end_with_resume() {
 #[test]
 fn unknown_policy_is_a_clear_error() {
     let root = temp_dir("bad");
-    let o = Command::new(env!("CARGO_BIN_EXE_maze"))
-        .args(["--preset", "tiny", "--quiet", "--policies", "feedback,lstm"])
-        .args(common::out_and_runs(&root.join("out"), &root.join("runs")))
-        .output()
-        .unwrap();
-    assert!(!o.status.success());
-    let stderr = String::from_utf8_lossy(&o.stderr);
+    let stderr = fails(
+        Command::new(MAZE)
+            .args(["--preset", "tiny", "--quiet", "--policies", "feedback,lstm"])
+            .args(common::out_and_runs(&root.join("out"), &root.join("runs"))),
+    );
     assert!(
         stderr.contains("`lstm`") && stderr.contains("arms:"),
         "{stderr}"
     );
-    let o = Command::new(env!("CARGO_BIN_EXE_maze"))
-        .args(["--preset", "nope"])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        !o.status.success() && stderr.contains("maze_nope.toml"),
-        "{stderr}"
-    );
+    let stderr = fails(Command::new(MAZE).args(["--preset", "nope"]));
+    assert!(stderr.contains("maze_nope.toml"), "{stderr}");
     // A seed count that would only exhaust memory is refused at once, with or without
     // --report-only, before any folder is made.
     for extra in [&[][..], &["--report-only"][..]] {
-        let o = Command::new(env!("CARGO_BIN_EXE_maze"))
-            .args(["--preset", "tiny", "--quiet", "--seeds", "1000000000"])
-            .args(extra)
-            .args(common::out_and_runs(
-                &root.join("out-seeds"),
-                &root.join("runs-seeds"),
-            ))
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&o.stderr);
+        let stderr = fails(
+            Command::new(MAZE)
+                .args(["--preset", "tiny", "--quiet", "--seeds", "1000000000"])
+                .args(extra)
+                .args(common::out_and_runs(
+                    &root.join("out-seeds"),
+                    &root.join("runs-seeds"),
+                )),
+        );
         assert!(
-            !o.status.success() && stderr.contains("--seeds 1000000000 is more than"),
+            stderr.contains("--seeds 1000000000 is more than"),
             "{stderr}"
         );
         assert!(!root.join("runs-seeds").exists());
@@ -221,24 +207,10 @@ fn unknown_policy_is_a_clear_error() {
 fn a_diverged_run_is_named_and_the_report_refused() {
     let root = temp_dir("diverge");
     let path = root.join("maze_diverge.toml");
-    common::tiny_preset_with_mlp(&path, "learning_rate = 1e30");
-    let o = Command::new(env!("CARGO_BIN_EXE_maze"))
-        .args([
-            "--quiet",
-            "--jobs",
-            "2",
-            "--seeds",
-            "1",
-            "--policies",
-            "gru,mlp",
-        ])
-        .arg("--preset")
-        .arg(&path)
-        .args(common::out_and_runs(&root.join("out"), &root.join("runs")))
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success(), "{stderr}");
+    let stderr = fails(
+        common::gru_and_mlp_with(MAZE, &path, "learning_rate = 1e30")
+            .args(common::out_and_runs(&root.join("out"), &root.join("runs"))),
+    );
     assert!(!stderr.contains("panicked at"), "{stderr}");
     assert!(
         stderr.contains("stopped on a non-finite loss or gradient")
@@ -260,9 +232,10 @@ fn a_diverged_run_is_named_and_the_report_refused() {
 #[test]
 fn quick_presets_report_under_the_runs_folder_by_default() {
     let root = temp_dir("default-out");
-    let runs = root.join("runs");
-    let o = Command::new(env!("CARGO_BIN_EXE_maze"))
-        .args([
+    // `bin` on one seed of the tiny preset's MLP, without `--out`, run in `root`.
+    let quick = |bin: &str, runs: &Path, extra: &[&str]| {
+        let mut c = Command::new(bin);
+        c.args([
             "--preset",
             "tiny",
             "--quiet",
@@ -271,31 +244,21 @@ fn quick_presets_report_under_the_runs_folder_by_default() {
             "--policies",
             "mlp",
         ])
+        .args(extra)
         .arg("--runs-dir")
-        .arg(&runs)
-        .current_dir(&root)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        .arg(runs)
+        .current_dir(&root);
+        succeeds(&mut c, bin);
+    };
+    let runs = root.join("runs");
+    quick(MAZE, &runs, &[]);
     assert!(runs.join("tiny/report/summary.csv").exists());
     assert!(!root.join("results").exists());
-    let o = Command::new(env!("CARGO_BIN_EXE_tune"))
-        .args([
-            "--preset",
-            "tiny",
-            "--quiet",
-            "--seeds",
-            "1",
-            "--policies",
-            "mlp",
-        ])
-        .args(["--lrs", "0.001", "--ent-coefs", "0.01"])
-        .arg("--runs-dir")
-        .arg(root.join("tune-runs"))
-        .current_dir(&root)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    quick(
+        env!("CARGO_BIN_EXE_tune"),
+        &root.join("tune-runs"),
+        &["--lrs", "0.001", "--ent-coefs", "0.01"],
+    );
     assert!(root.join("tune-runs/tiny/report/tuning.csv").exists());
     assert!(!root.join("results").exists());
     std::fs::remove_dir_all(root).unwrap();

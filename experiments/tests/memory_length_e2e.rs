@@ -4,25 +4,22 @@
 //! comparisons, and — the tiny preset naming no results folder — all of it under the runs
 //! folder, never into results/.
 
+mod common;
+
 use std::process::Command;
 
 fn run(args: &[&str], root: &std::path::Path) -> String {
-    let o = Command::new(env!("CARGO_BIN_EXE_memory_length"))
-        .args(["--preset", "tiny", "--quiet", "--jobs", "2"])
+    let mut c = Command::new(env!("CARGO_BIN_EXE_memory_length"));
+    c.args(["--preset", "tiny", "--quiet", "--jobs", "2"])
         .args(args)
         .arg("--runs-dir")
-        .arg(root.join("runs"))
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(o.status.success(), "memory_length failed:\n{stderr}");
-    String::from_utf8_lossy(&o.stdout).into_owned()
+        .arg(root.join("runs"));
+    common::succeeds(&mut c, "memory_length").0
 }
 
 #[test]
 fn memory_length_tiny_end_to_end() {
-    let root = std::env::temp_dir().join(format!("fbrl-e2e-memlen-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
+    let root = common::temp_dir("memlen");
     let read = |p: std::path::PathBuf| experiments::report::read_csv(&p).unwrap().1;
 
     // Tuning: 4 arms × 2 rates × 1 seed at delay 2, on the tuning seeds (1000, …).

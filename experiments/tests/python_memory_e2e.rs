@@ -8,50 +8,27 @@
 //! prints a loud skip message and passes, unless `FBRL_REQUIRE_PYTHON_ENVS=1`. Run with
 //! `cargo test --release -p experiments --features python --test python_memory_e2e`.
 
-use std::io::Write;
-use std::process::Command;
+mod common;
+#[path = "../../envs/tests/common/python.rs"]
+mod python_common;
 
-/// Whether the embedded Python runs MiniGrid envs; when it does not: a panic with
-/// `FBRL_REQUIRE_PYTHON_ENVS=1`, else a loud message and `false`.
-fn python_ready() -> bool {
-    let minigrid = envs::PyEnvSpec::new("MiniGrid-MemoryS9-v0")
-        .with_wrapper("minigrid.wrappers:ImgObsWrapper");
-    let Err(problem) = envs::PyGymEnv::new(&minigrid) else {
-        return true;
-    };
-    if std::env::var("FBRL_REQUIRE_PYTHON_ENVS").as_deref() == Ok("1") {
-        panic!("FBRL_REQUIRE_PYTHON_ENVS=1 but the embedded Python is not ready: {problem}");
-    }
-    let _ = writeln!(
-        std::io::stderr(),
-        "\n!!!!!!!!\n!!! SKIPPED python_memory_tiny_end_to_end: the embedded Python cannot run \
-         Gymnasium envs: {problem}\n!!! set FBRL_PYTHON to the python of a venv with gymnasium \
-         and minigrid\n!!!!!!!!\n"
-    );
-    false
-}
+use std::process::Command;
 
 #[test]
 fn python_memory_tiny_end_to_end() {
-    if !python_ready() {
+    if !python_common::minigrid_ready("python_memory_tiny_end_to_end") {
         return;
     }
-    let root = std::env::temp_dir().join(format!("fbrl-e2e-pymem-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
+    let root = common::temp_dir("pymem");
     let out = root.join("out");
-    let o = Command::new(env!("CARGO_BIN_EXE_benchmarks"))
-        .args(["--preset", "tiny", "--suites", "python-memory"])
-        .args(["--seeds", "2", "--quiet"])
-        .arg("--out")
-        .arg(&out)
-        .arg("--runs-dir")
-        .arg(root.join("runs"))
-        .env_remove("PYTHONPATH")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(o.status.success(), "benchmarks failed:\n{stderr}\n{stdout}");
+    let (stdout, _) = common::succeeds(
+        Command::new(env!("CARGO_BIN_EXE_benchmarks"))
+            .args(["--preset", "tiny", "--suites", "python-memory"])
+            .args(["--seeds", "2", "--quiet"])
+            .args(common::out_and_runs(&out, &root.join("runs")))
+            .env_remove("PYTHONPATH"),
+        "benchmarks",
+    );
     // Two envs × two policies, reported, none checked.
     assert_eq!(
         stdout.matches("report  python-memory").count(),

@@ -5,31 +5,27 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
-use common::temp_dir;
+use common::{fails, succeeds, temp_dir};
 
-fn tune(out: &Path, runs: &Path, extra: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tune"))
-        .args(["--preset", "tiny", "--quiet", "--jobs", "2", "--seeds", "2"])
+const TUNE: &str = env!("CARGO_BIN_EXE_tune");
+
+fn tune(out: &Path, runs: &Path, extra: &[&str]) -> Command {
+    let mut c = Command::new(TUNE);
+    c.args(["--preset", "tiny", "--quiet", "--jobs", "2", "--seeds", "2"])
         .args(["--policies", "feedback,mlp", "--lrs", "0.001,0.002"])
         .args(["--ent-coefs", "0,0.01"])
         .args(common::out_and_runs(out, runs))
-        .args(extra)
-        .output()
-        .unwrap()
+        .args(extra);
+    c
 }
 
 #[test]
 fn tune_tiny_end_to_end() {
     let root = temp_dir("tune");
     let (out, runs) = (root.join("out"), root.join("runs"));
-    let o = tune(&out, &runs, &[]);
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    );
-    assert!(o.status.success(), "tune failed:\n{stderr}");
+    let (stdout, stderr) = succeeds(&mut tune(&out, &runs, &[]), "tune");
     // 2 arms × 2 learning rates × 2 entropy coefficients × 2 seeds.
     assert!(stderr.contains("= 16 runs"), "{stderr}");
     assert!(
@@ -55,35 +51,28 @@ fn tune_tiny_end_to_end() {
     );
 
     // Run again: every run is finished, nothing is trained, the report is rewritten.
-    let o = tune(&out, &runs, &[]);
-    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
-    assert!(o.status.success(), "second tune failed:\n{stderr}");
+    let (_, stderr) = succeeds(&mut tune(&out, &runs, &[]), "second tune");
     assert!(
         stderr.contains("16 finished already, 0 to resume, 0 to start"),
         "{stderr}"
     );
 
     // A value the sweep cannot use is refused before anything runs, naming the flag.
-    let o = tune(
-        &root.join("out-bad"),
-        &root.join("runs-bad"),
-        &["--lrs", "0.001,-1"],
-    );
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success());
+    let bad_lrs = |lrs: &str| {
+        fails(&mut tune(
+            &root.join("out-bad"),
+            &root.join("runs-bad"),
+            &["--lrs", lrs],
+        ))
+    };
+    let stderr = bad_lrs("0.001,-1");
     assert!(
         stderr.contains("--lrs: -1 is not a valid value"),
         "{stderr}"
     );
     assert!(!root.join("runs-bad").exists());
     // So is one value written twice, which would train the same runs twice.
-    let o = tune(
-        &root.join("out-bad"),
-        &root.join("runs-bad"),
-        &["--lrs", "1e-3,0.001"],
-    );
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success());
+    let stderr = bad_lrs("1e-3,0.001");
     assert!(stderr.contains("--lrs: 0.001 is listed twice"), "{stderr}");
     assert!(!root.join("runs-bad").exists());
 }
@@ -96,8 +85,8 @@ fn a_diverging_learning_rate_is_reported_and_the_sweep_goes_on() {
     let root = temp_dir("tune-diverge");
     let (out, runs) = (root.join("out"), root.join("runs"));
     let sweep = || {
-        Command::new(env!("CARGO_BIN_EXE_tune"))
-            .args(["--preset", "tiny", "--quiet", "--jobs", "2", "--seeds", "1"])
+        let mut c = Command::new(TUNE);
+        c.args(["--preset", "tiny", "--quiet", "--jobs", "2", "--seeds", "1"])
             .args([
                 "--policies",
                 "mlp",
@@ -106,16 +95,10 @@ fn a_diverging_learning_rate_is_reported_and_the_sweep_goes_on() {
                 "--ent-coefs",
                 "0.01",
             ])
-            .args(common::out_and_runs(&out, &runs))
-            .output()
-            .unwrap()
+            .args(common::out_and_runs(&out, &runs));
+        c
     };
-    let o = sweep();
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    );
-    assert!(o.status.success(), "tune failed:\n{stderr}");
+    let (stdout, stderr) = succeeds(&mut sweep(), "tune");
     assert!(!stderr.contains("panicked at"), "{stderr}");
     assert!(
         stderr.contains("diverged mlp lr 1000000000000000000000000000000"),
@@ -152,23 +135,19 @@ fn a_diverging_learning_rate_is_reported_and_the_sweep_goes_on() {
     );
 
     // Again: both runs are done (one trained, one diverged); nothing is trained.
-    let o = sweep();
-    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
-    assert!(o.status.success(), "second tune failed:\n{stderr}");
+    let (_, stderr) = succeeds(&mut sweep(), "second tune");
     assert!(
         stderr.contains("2 finished already, 0 to resume, 0 to start"),
         "{stderr}"
     );
 
     // Only diverging settings: a clear error naming the arm, no panic.
-    let o = Command::new(env!("CARGO_BIN_EXE_tune"))
-        .args(["--preset", "tiny", "--quiet", "--jobs", "1", "--seeds", "1"])
-        .args(["--policies", "mlp", "--lrs", "1e30", "--ent-coefs", "0.01"])
-        .args(common::out_and_runs(&root.join("out-all"), &runs))
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
-    assert!(!o.status.success());
+    let stderr = fails(
+        Command::new(TUNE)
+            .args(["--preset", "tiny", "--quiet", "--jobs", "1", "--seeds", "1"])
+            .args(["--policies", "mlp", "--lrs", "1e30", "--ent-coefs", "0.01"])
+            .args(common::out_and_runs(&root.join("out-all"), &runs)),
+    );
     assert!(!stderr.contains("panicked at"), "{stderr}");
     assert!(
         stderr.contains("arm mlp: every setting diverged"),
@@ -182,26 +161,13 @@ fn a_diverging_learning_rate_is_reported_and_the_sweep_goes_on() {
 fn lr_factors_scale_each_arms_own_rate() {
     let root = temp_dir("tune-factors");
     let path = root.join("maze_factors.toml");
-    common::tiny_preset_with_mlp(&path, "learning_rate = 3e-3");
-    let o = Command::new(env!("CARGO_BIN_EXE_tune"))
-        .args([
-            "--quiet",
-            "--jobs",
-            "2",
-            "--seeds",
-            "1",
-            "--policies",
-            "gru,mlp",
-        ])
-        .args(["--lr-factors", "0.5,2,mlp:4", "--ent-coefs", "0.01"])
-        .arg("--preset")
-        .arg(&path)
-        .arg("--runs-dir")
-        .arg(root.join("runs"))
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
-    assert!(o.status.success(), "{stderr}");
+    let (_, stderr) = succeeds(
+        common::gru_and_mlp_with(TUNE, &path, "learning_rate = 3e-3")
+            .args(["--lr-factors", "0.5,2,mlp:4", "--ent-coefs", "0.01"])
+            .arg("--runs-dir")
+            .arg(root.join("runs")),
+        "tune",
+    );
     assert!(stderr.contains("= 5 runs"), "{stderr}");
     let mut dirs: Vec<String> = std::fs::read_dir(root.join("runs/tiny"))
         .unwrap()
@@ -224,29 +190,21 @@ fn lr_factors_scale_each_arms_own_rate() {
     let tuning = std::fs::read_to_string(root.join("runs/tiny/report/tuning.csv")).unwrap();
     assert!(tuning.contains("\nmlp,0.006,0.01,1,"), "{tuning}");
     // A factor for an arm that is not tuned is refused, naming it.
-    let o = Command::new(env!("CARGO_BIN_EXE_tune"))
-        .args([
-            "--preset",
-            "tiny",
-            "--policies",
-            "mlp",
-            "--lr-factors",
-            "1,gru:2",
-        ])
-        .output()
-        .unwrap();
-    assert!(!o.status.success());
+    let stderr = fails(Command::new(TUNE).args([
+        "--preset",
+        "tiny",
+        "--policies",
+        "mlp",
+        "--lr-factors",
+        "1,gru:2",
+    ]));
     assert!(
-        String::from_utf8_lossy(&o.stderr).contains("`gru` in `gru:2` is not one of the arms"),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
+        stderr.contains("`gru` in `gru:2` is not one of the arms"),
+        "{stderr}"
     );
     // Both ways of giving the rates at once is refused.
-    let o = Command::new(env!("CARGO_BIN_EXE_tune"))
-        .args(["--preset", "tiny", "--lrs", "0.001", "--lr-factors", "2"])
-        .output()
-        .unwrap();
-    assert!(!o.status.success());
-    assert!(String::from_utf8_lossy(&o.stderr).contains("--lr-factors"));
+    let stderr =
+        fails(Command::new(TUNE).args(["--preset", "tiny", "--lrs", "0.001", "--lr-factors", "2"]));
+    assert!(stderr.contains("--lr-factors"));
     std::fs::remove_dir_all(root).unwrap();
 }

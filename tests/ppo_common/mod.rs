@@ -36,6 +36,12 @@ pub fn train_until(
     )
 }
 
+/// Resumes the run of `cfg` in `dir` to its end; returns its metrics rows.
+pub fn resume_to_end(cfg: &TrainConfig, dir: &Path) -> Vec<MetricsRow> {
+    train_until(cfg, dir, true, None).unwrap();
+    read_metrics(dir.join("metrics.csv")).unwrap()
+}
+
 /// Trains `cfg` on the envs `make` builds, quietly, into `dir`.
 pub fn train_envs<E: Env>(
     cfg: &TrainConfig,
@@ -102,6 +108,50 @@ pub fn random_policy<E: Env>(
             succ as f64 / ns as f64
         },
     )
+}
+
+/// `x` as raw bits, NaN as one value: NaN compares equal to NaN.
+pub fn bits(x: f64) -> u64 {
+    if x.is_nan() { u64::MAX } else { x.to_bits() }
+}
+
+/// Every column of a metrics row but the wall-clock ones and the env's counts, as raw bits.
+pub fn row_bits(r: &MetricsRow) -> Vec<u64> {
+    let mut v = vec![r.update as u64, r.env_steps, r.episodes as u64];
+    let cells = [
+        r.return_mean,
+        r.return_min,
+        r.return_max,
+        r.length_mean,
+        r.success_rate,
+        r.policy_loss,
+        r.value_loss,
+        r.entropy,
+        r.explained_var,
+        r.grad_norm,
+        r.lr,
+    ];
+    let learner = r.learner.iter().map(|(_, x)| x);
+    v.extend(cells.into_iter().chain(learner).map(bits));
+    v
+}
+
+/// Asserts that the rows `b` are the rows `a`, compared by `key`; `what` names them.
+pub fn assert_same_rows(
+    a: &[MetricsRow],
+    b: &[MetricsRow],
+    what: &str,
+    key: impl Fn(&MetricsRow) -> Vec<u64>,
+) {
+    assert_eq!(a.len(), b.len(), "{what}: {} rows vs {}", a.len(), b.len());
+    for (x, y) in a.iter().zip(b) {
+        assert_eq!(
+            key(x),
+            key(y),
+            "{what}: row of update {} differs:\n{x:?}\n{y:?}",
+            x.update
+        );
+    }
 }
 
 /// Mean of a column over the last `k` rows that have a value.

@@ -3,6 +3,7 @@
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 /// A maze preset named `name` whose runs are GRUs of width 16 on the tiny maze: `seeds` seeds
 /// of `updates` updates (8 envs × 16 steps), a checkpoint every `checkpoint_every` updates.
@@ -62,6 +63,43 @@ pub fn tiny_preset_with_mlp(path: &Path, line: &str) {
     let preset = tiny.replace(arm, &format!("{arm}{line}\n"));
     assert_ne!(preset, tiny, "the tiny preset's mlp arm moved");
     std::fs::write(path, preset).unwrap();
+}
+
+/// A command running the experiment binary `bin` quietly in 2 jobs on one seed of the `gru`
+/// and `mlp` arms of the tiny preset, written to `preset` with `line` added to its `mlp` arm.
+pub fn gru_and_mlp_with(bin: &str, preset: &Path, line: &str) -> Command {
+    tiny_preset_with_mlp(preset, line);
+    let mut c = Command::new(bin);
+    c.args([
+        "--quiet",
+        "--jobs",
+        "2",
+        "--seeds",
+        "1",
+        "--policies",
+        "gru,mlp",
+    ])
+    .arg("--preset")
+    .arg(preset);
+    c
+}
+
+/// Runs `cmd` to completion and asserts that it succeeds (`what` names it if not); returns
+/// its stdout and stderr.
+pub fn succeeds(cmd: &mut Command, what: &str) -> (String, String) {
+    let o = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "{what} failed:\n{stderr}\n{stdout}");
+    (stdout, stderr)
+}
+
+/// Runs `cmd` to completion and asserts that it fails; returns its stderr.
+pub fn fails(cmd: &mut Command) -> String {
+    let o = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(!o.status.success(), "{stderr}");
+    stderr
 }
 
 /// A fresh, empty temporary directory for the test `name` (of this process).
