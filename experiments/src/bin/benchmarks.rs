@@ -766,6 +766,17 @@ fn checks(benches: &[Bench], outcomes: &[Outcome]) -> Vec<(String, bool)> {
         if b.control {
             continue;
         }
+        // A memory task's line: `what`'s final success against `target`, with the held-out score.
+        let success = |what: String, target: &str| {
+            format!(
+                "{what}: final success {:.3} [{:.3}, {:.3}] {target} (seeds: {}; held-out greedy {})",
+                s.mean,
+                s.ci_low,
+                s.ci_high,
+                fmt_seeds(o, 3),
+                o.greedy.map_or("-".into(), |g| format!("{:.3}", g.mean))
+            )
+        };
         match b.suite {
             Suite::Cartpole => checks.push((
                 format!(
@@ -778,15 +789,7 @@ fn checks(benches: &[Bench], outcomes: &[Outcome]) -> Vec<(String, bool)> {
                 s.mean >= CARTPOLE_TARGET,
             )),
             Suite::Memory => checks.push((
-                format!(
-                    "memory {}: final success {:.3} [{:.3}, {:.3}] ≥ {MEMORY_TARGET} (seeds: {}; held-out greedy {})",
-                    b.label,
-                    s.mean,
-                    s.ci_low,
-                    s.ci_high,
-                    fmt_seeds(o, 3),
-                    o.greedy.map_or("-".into(), |g| format!("{:.3}", g.mean))
-                ),
+                success(format!("memory {}", b.label), &format!("≥ {MEMORY_TARGET}")),
                 s.mean >= MEMORY_TARGET,
             )),
             Suite::Pendulum => checks.push((
@@ -800,25 +803,16 @@ fn checks(benches: &[Bench], outcomes: &[Outcome]) -> Vec<(String, bool)> {
                 s.mean >= PENDULUM_TARGET,
             )),
             Suite::PointCue if b.config.policy.kind() == PolicyKind::Mlp => checks.push((
-                format!(
-                    "point_cue mlp (no memory): final success {:.3} [{:.3}, {:.3}] within {CHANCE_MARGIN} of chance 0.5 (seeds: {}; held-out greedy {})",
-                    s.mean,
-                    s.ci_low,
-                    s.ci_high,
-                    fmt_seeds(o, 3),
-                    o.greedy.map_or("-".into(), |g| format!("{:.3}", g.mean))
+                success(
+                    "point_cue mlp (no memory)".into(),
+                    &format!("within {CHANCE_MARGIN} of chance 0.5"),
                 ),
                 (s.mean - 0.5).abs() <= CHANCE_MARGIN,
             )),
             Suite::PointCue => checks.push((
-                format!(
-                    "point_cue {}: final success {:.3} [{:.3}, {:.3}] ≥ {POINT_CUE_TARGET} (seeds: {}; held-out greedy {})",
-                    b.label,
-                    s.mean,
-                    s.ci_low,
-                    s.ci_high,
-                    fmt_seeds(o, 3),
-                    o.greedy.map_or("-".into(), |g| format!("{:.3}", g.mean))
+                success(
+                    format!("point_cue {}", b.label),
+                    &format!("≥ {POINT_CUE_TARGET}"),
                 ),
                 s.mean >= POINT_CUE_TARGET,
             )),
