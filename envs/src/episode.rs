@@ -8,7 +8,8 @@
 //! let mut guard = EpisodeGuard::new(2);
 //! assert_eq!(guard.check_step(), Err(EnvError::NotReset));
 //! guard.start();
-//! // In `step`: refuse a step the episode does not allow, run the dynamics, then count it.
+//! // In `step`: refuse a step the episode does not allow (`begin_step` also checks the action
+//! // and the observation buffer against the env's spaces), run the dynamics, then count it.
 //! guard.check_step().unwrap();
 //! let mut step = Step { reward: 1.0, ..Step::default() };
 //! guard.finish_step(&mut step);
@@ -19,7 +20,7 @@
 //! assert_eq!(guard.check_step(), Err(EnvError::StepAfterDone));
 //! ```
 
-use crate::env::{EnvError, EpisodeStats, Step};
+use crate::env::{Action, ActionSpace, BoxSpace, EnvError, EpisodeStats, Step};
 
 /// The episode state of one env: whether an episode runs, its step count against the time
 /// limit, and its running [`EpisodeStats`]. An env calls [`EpisodeGuard::start`] in `reset`,
@@ -74,6 +75,21 @@ impl EpisodeGuard {
         } else {
             Ok(())
         }
+    }
+
+    /// The whole preamble of a `step`: [`Self::check_step`], then `action` against the env's
+    /// action space `actions` and the observation buffer `obs` against its observation space
+    /// `observations`; the first failing check's error.
+    pub fn begin_step(
+        &self,
+        actions: &ActionSpace,
+        action: Action<'_>,
+        observations: &BoxSpace,
+        obs: &[f32],
+    ) -> Result<(), EnvError> {
+        self.check_step()?;
+        actions.check(action)?;
+        observations.check_buffer(obs)
     }
 
     /// Counts the step whose dynamics gave `step`: the step count grows by one, the time limit

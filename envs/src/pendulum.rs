@@ -235,9 +235,8 @@ impl Env for Pendulum {
     }
 
     fn step(&mut self, action: Action<'_>, obs: &mut [f32]) -> Result<Step, EnvError> {
-        self.episode.check_step()?;
-        self.action_space().check(action)?;
-        self.space.check_buffer(obs)?;
+        self.episode
+            .begin_step(&self.action_space(), action, &self.space, obs)?;
         let u = action.continuous(1)?[0];
         let PendulumConfig {
             g,

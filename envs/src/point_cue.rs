@@ -277,9 +277,8 @@ impl Env for PointCue {
     }
 
     fn step(&mut self, action: Action<'_>, obs: &mut [f32]) -> Result<Step, EnvError> {
-        self.episode.check_step()?;
-        self.action_space().check(action)?;
-        self.space.check_buffer(obs)?;
+        self.episode
+            .begin_step(&self.action_space(), action, &self.space, obs)?;
         let a = action.continuous(1)?[0];
         let mut step = Step {
             reward: -self.cfg.step_cost,
