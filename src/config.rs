@@ -252,7 +252,24 @@ impl TrainConfig {
 
     /// The resolved config as TOML (every key written, defaults included).
     pub fn to_toml(&self) -> String {
-        toml::to_string_pretty(self).expect("a TrainConfig always serialises to TOML")
+        let mut text =
+            toml::to_string_pretty(self).expect("a TrainConfig always serialises to TOML");
+        // A V-trace run records its own section in full even at its defaults (a PPO run's
+        // config leaves the unused section out), so that a later change of a default cannot
+        // change what the run's config means.
+        if self.algorithm == Algorithm::Vtrace && is_default(&self.vtrace) {
+            #[derive(Serialize)]
+            struct Section<'a> {
+                vtrace: &'a VtraceConfig,
+            }
+            let section = toml::to_string_pretty(&Section {
+                vtrace: &self.vtrace,
+            })
+            .expect("a V-trace config always serialises to TOML");
+            text.push('\n');
+            text.push_str(&section);
+        }
+        text
     }
 
     /// Transitions per rollout, `num_envs · num_steps` (computed at runtime).
@@ -400,6 +417,21 @@ impl TrainConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_vtrace_run_records_its_section_at_the_defaults() {
+        let cfg = TrainConfig {
+            algorithm: Algorithm::Vtrace,
+            ..TrainConfig::default()
+        };
+        let text = cfg.to_toml();
+        assert!(
+            text.contains("[vtrace]") && text.contains("entropy_cost"),
+            "{text}"
+        );
+        assert_eq!(TrainConfig::from_toml_str(&text, "<test>").unwrap(), cfg);
+        assert!(!TrainConfig::default().to_toml().contains("[vtrace]"));
+    }
 
     #[test]
     fn default_round_trips_through_toml() {
