@@ -190,6 +190,16 @@ impl FeedForward {
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         self.output.forward(relu(self.hidden.forward(x)))
     }
+
+    /// The hidden weight and bias, then the output weight and bias, appended to a fused
+    /// kernel's parameter list.
+    #[cfg(feature = "flex")]
+    pub(crate) fn push_parameters(&self, out: &mut Vec<Tensor<1>>) {
+        out.push(kernels::flat(self.hidden.weight.val()));
+        out.push(self.hidden.bias.as_ref().expect("bias").val());
+        out.push(kernels::flat(self.output.weight.val()));
+        out.push(self.output.bias.as_ref().expect("bias").val());
+    }
 }
 
 /// The GRU-type gate of GTrXL (Parisotto et al. 2020) that replaces a residual connection:

@@ -462,7 +462,7 @@ impl AttentionTrunk for FeedbackTransformer {
 
     #[cfg(feature = "flex")]
     fn parameter_tensors(&self) -> Vec<Tensor<1>> {
-        use kernels::{flat, push_feed_forward, push_norm as norm};
+        use kernels::{flat, push_norm as norm};
         let mut parts = Vec::new();
         for layer in &self.layers {
             norm(&layer.norm_attn, &mut parts);
@@ -470,7 +470,7 @@ impl AttentionTrunk for FeedbackTransformer {
             parts.push(flat(layer.out.weight.val()));
             parts.push(flat(layer.position_bias.bias.val()));
             norm(&layer.norm_ff, &mut parts);
-            push_feed_forward(&layer.ff, &mut parts);
+            layer.ff.push_parameters(&mut parts);
         }
         for kv in &self.key_value {
             norm(&kv.norm, &mut parts);

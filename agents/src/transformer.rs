@@ -337,7 +337,7 @@ impl AttentionTrunk for Transformer {
 
     #[cfg(feature = "flex")]
     fn parameter_tensors(&self) -> Vec<Tensor<1>> {
-        use kernels::{flat, push_feed_forward, push_norm as norm};
+        use kernels::{flat, push_norm as norm};
         fn gate(g: &GruGate, out: &mut Vec<Tensor<1>>) {
             out.push(flat(g.from_output.weight.val()));
             out.push(flat(g.from_stream.weight.val()));
@@ -352,7 +352,7 @@ impl AttentionTrunk for Transformer {
             parts.push(flat(layer.out.weight.val()));
             parts.push(flat(layer.position_bias.bias.val()));
             norm(&layer.norm_ff, &mut parts);
-            push_feed_forward(&layer.ff, &mut parts);
+            layer.ff.push_parameters(&mut parts);
             if let (Some(ga), Some(gf)) = (&layer.gate_attn, &layer.gate_ff) {
                 gate(ga, &mut parts);
                 gate(gf, &mut parts);

@@ -180,16 +180,6 @@ pub(crate) fn push_norm(ln: &burn::nn::LayerNorm, out: &mut Vec<Tensor<1>>) {
     out.push(ln.beta.as_ref().expect("LayerNorm with beta").val());
 }
 
-/// A feed-forward block's hidden weight and bias, then its output weight and bias, for a
-/// kernel's parameter list.
-#[cfg(feature = "flex")]
-pub(crate) fn push_feed_forward(ff: &crate::attention::FeedForward, out: &mut Vec<Tensor<1>>) {
-    out.push(flat(ff.hidden.weight.val()));
-    out.push(ff.hidden.bias.as_ref().expect("bias").val());
-    out.push(flat(ff.output.weight.val()));
-    out.push(ff.output.bias.as_ref().expect("bias").val());
-}
-
 /// A window `[B, τ, width]` moved on by one step on the host: per row the oldest slot is
 /// dropped and `new(row)` (`width` floats) appended.
 #[cfg(feature = "flex")]
