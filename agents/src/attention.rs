@@ -44,41 +44,6 @@ pub enum AttentionConfigError {
     },
 }
 
-/// Checks the sizes shared by both attention policies.
-pub fn check_sizes(
-    obs_dim: usize,
-    num_actions: usize,
-    d_model: usize,
-    n_heads: usize,
-    n_layers: usize,
-    d_ff: usize,
-    span: usize,
-) -> Result<(), AttentionConfigError> {
-    AttentionSizes::new(d_model, n_heads, n_layers, d_ff, span).check_for(obs_dim, num_actions)
-}
-
-/// Checks the configured sizes of an attention policy (those of [`check_sizes`] that do not
-/// depend on the environment).
-pub fn check_config(
-    d_model: usize,
-    n_heads: usize,
-    n_layers: usize,
-    d_ff: usize,
-    span: usize,
-) -> Result<(), AttentionConfigError> {
-    at_least_one(&[
-        ("d_model", d_model),
-        ("n_heads", n_heads),
-        ("n_layers", n_layers),
-        ("d_ff", d_ff),
-        ("span", span),
-    ])?;
-    if !d_model.is_multiple_of(n_heads) {
-        return Err(AttentionConfigError::HeadsDoNotDivide { d_model, n_heads });
-    }
-    Ok(())
-}
-
 /// The first of `sizes` that is zero, as an error naming it.
 fn at_least_one(sizes: &[(&'static str, usize)]) -> Result<(), AttentionConfigError> {
     match sizes.iter().find(|(_, value)| *value == 0) {
@@ -362,7 +327,7 @@ macro_rules! attention_sizes {
 pub(crate) use attention_sizes;
 
 /// The sizes shared by the attention kinds (Feedback and Transformer), and the estimates their
-/// [`PolicySpec`](crate::policy_spec::PolicySpec)s share.
+/// [`PolicySpec`]s share.
 #[derive(Clone, Copy, Debug)]
 pub struct AttentionSizes {
     /// Model width.
@@ -389,7 +354,8 @@ impl AttentionSizes {
         }
     }
 
-    /// [`check_sizes`] of these sizes for `obs_dim` features and `num_actions` outputs.
+    /// Checks these sizes (see [`Self::check`]) for `obs_dim` features and `num_actions`
+    /// outputs, naming the first bad field.
     pub fn check_for(
         &self,
         obs_dim: usize,
@@ -399,15 +365,27 @@ impl AttentionSizes {
         self.check()
     }
 
-    /// [`check_config`] of these sizes.
+    /// Checks the configured sizes (those that do not depend on the environment): none is
+    /// zero and `n_heads` divides `d_model`; the error names the first bad field.
     pub fn check(&self) -> Result<(), AttentionConfigError> {
-        check_config(
-            self.d_model,
-            self.n_heads,
-            self.n_layers,
-            self.d_ff,
-            self.span,
-        )
+        let Self {
+            d_model,
+            n_heads,
+            n_layers,
+            d_ff,
+            span,
+        } = *self;
+        at_least_one(&[
+            ("d_model", d_model),
+            ("n_heads", n_heads),
+            ("n_layers", n_layers),
+            ("d_ff", d_ff),
+            ("span", span),
+        ])?;
+        if !d_model.is_multiple_of(n_heads) {
+            return Err(AttentionConfigError::HeadsDoNotDivide { d_model, n_heads });
+        }
+        Ok(())
     }
 
     /// Approximate parameters of one network: embedding, per layer the attention projections
@@ -686,6 +664,10 @@ mod tests {
 
     #[test]
     fn sizes_are_checked() {
+        let check_sizes = |obs_dim, num_actions, d_model, n_heads, n_layers, d_ff, span| {
+            AttentionSizes::new(d_model, n_heads, n_layers, d_ff, span)
+                .check_for(obs_dim, num_actions)
+        };
         assert_eq!(check_sizes(3, 4, 64, 4, 2, 256, 32), Ok(()));
         assert_eq!(
             check_sizes(3, 4, 64, 5, 2, 256, 32),

@@ -116,7 +116,7 @@ pub struct LearnerStats {
 pub type ReadCheckpointFile<'a> = dyn FnMut(&str) -> Result<Option<Vec<u8>>, String> + 'a;
 
 /// The hyperparameters every learner's config has, under the same names in its own section
-/// (`[ppo]`, `[vtrace]`); [`learner_settings!`](crate::learner::learner_settings) reads them
+/// (`[ppo]`, `[vtrace]`); `learner_settings!` reads them
 /// from a config.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct LearnerSettings {
