@@ -736,8 +736,7 @@ pub(crate) struct UpdateLoop {
     started: Instant,
     wall_at_start: f64,
     steps_at_start: u64,
-    /// The run's number of updates.
-    pub(crate) num_updates: usize,
+    num_updates: usize,
     /// The update after which this call stops.
     pub(crate) stop_at: usize,
     log_every: usize,

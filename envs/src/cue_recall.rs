@@ -259,9 +259,9 @@ impl Env for CueRecall {
     }
 
     fn step(&mut self, action: Action<'_>, obs: &mut [f32]) -> Result<Step, EnvError> {
-        self.episode
-            .begin_step(&self.action_space(), action, &self.space, obs)?;
+        self.episode.check_step()?;
         let action = action.discrete(self.cfg.num_cues + 1)?;
+        self.space.check_buffer(obs)?;
         let mut step = Step::default();
         if !self.at_junction() {
             self.position += 1;

@@ -79,7 +79,8 @@ impl EpisodeGuard {
 
     /// The whole preamble of a `step`: [`Self::check_step`], then `action` against the env's
     /// action space `actions` and the observation buffer `obs` against its observation space
-    /// `observations`; the first failing check's error.
+    /// `observations`; the first failing check's error. (A discrete env reads and checks its
+    /// action in one go with `action.discrete(n)`, after [`Self::check_step`].)
     pub fn begin_step(
         &self,
         actions: &ActionSpace,
