@@ -39,7 +39,7 @@ use crate::actor_critic::ActorCritic;
 use crate::distribution::{ActionDist, EnvAction};
 use crate::memory::Memory;
 use crate::policy::{Policy, PolicyConfig, PolicyError};
-use crate::policy_io::{PolicyFileHeader, read_policy_file, write_policy_file};
+use crate::policy_io::{PolicyFileHeader, read_policy_file, save_policy_with_normalizer};
 use crate::ppo::ObsNormalizer;
 
 /// A trained policy ready to act: the network, its action distribution and the observation
@@ -155,8 +155,8 @@ impl Agent {
 
     /// Writes the agent as a policy file (atomically; normaliser included).
     pub fn save(&self, path: impl AsRef<Path>) -> Result<(), PolicyError> {
-        write_policy_file(
-            path.as_ref(),
+        save_policy_with_normalizer(
+            path,
             &self.policy,
             &self.header.config,
             self.header.obs_dim,

@@ -117,7 +117,7 @@ pub fn save_policy_for(
     obs_dim: usize,
     dist: &ActionDist,
 ) -> Result<(), PolicyError> {
-    write_policy_file(path.as_ref(), policy, config, obs_dim, dist, None)
+    save_policy_with_normalizer(path, policy, config, obs_dim, dist, None)
 }
 
 /// [`save_policy_for`] with the observation normaliser the policy was trained with, so that
@@ -131,7 +131,22 @@ pub fn save_policy_with_normalizer(
     dist: &ActionDist,
     obs_normalizer: Option<&ObsNormalizer>,
 ) -> Result<(), PolicyError> {
-    write_policy_file(path.as_ref(), policy, config, obs_dim, dist, obs_normalizer)
+    let path = path.as_ref();
+    let mut header =
+        PolicyFileHeader::describe(policy, config, obs_dim, dist, obs_normalizer.cloned())
+            .map_err(|m| mismatch(path, format!("refusing to save: {m}")))?;
+    let weights = policy
+        .clone()
+        .into_record()
+        .into_bytes()
+        .map_err(|e| corrupt(path, format!("cannot serialise the weights: {e}")))?;
+    header.weights_bytes = weights.len() as u64;
+    let header_json = serde_json::to_string(&header).expect("the header serialises to JSON");
+
+    write_atomically(
+        path,
+        &[POLICY_FILE_MAGIC, header_json.as_bytes(), b"\n", &weights],
+    )
 }
 
 impl PolicyFileHeader {
@@ -182,32 +197,6 @@ impl PolicyFileHeader {
             weights_bytes: 0,
         })
     }
-}
-
-/// Writes a policy file (see the module docs) atomically.
-pub(crate) fn write_policy_file(
-    path: &Path,
-    policy: &Policy,
-    config: &PolicyConfig,
-    obs_dim: usize,
-    dist: &ActionDist,
-    obs_normalizer: Option<&ObsNormalizer>,
-) -> Result<(), PolicyError> {
-    let mut header =
-        PolicyFileHeader::describe(policy, config, obs_dim, dist, obs_normalizer.cloned())
-            .map_err(|m| mismatch(path, format!("refusing to save: {m}")))?;
-    let weights = policy
-        .clone()
-        .into_record()
-        .into_bytes()
-        .map_err(|e| corrupt(path, format!("cannot serialise the weights: {e}")))?;
-    header.weights_bytes = weights.len() as u64;
-    let header_json = serde_json::to_string(&header).expect("the header serialises to JSON");
-
-    write_atomically(
-        path,
-        &[POLICY_FILE_MAGIC, header_json.as_bytes(), b"\n", &weights],
-    )
 }
 
 /// Writes `parts`, one after the other, to a sibling temporary file of `path` (parent

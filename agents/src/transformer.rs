@@ -308,8 +308,6 @@ impl Transformer {
     }
 }
 
-impl Transformer {}
-
 /// The fused path (flex backend).
 #[cfg(feature = "flex")]
 impl Transformer {

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::config_check::at_least;
 use crate::env::EnvError;
 
 /// Settings of CartPole (`kind = "cartpole"`): reward 1 per step, terminated when the pole
@@ -23,13 +24,7 @@ impl Default for CartPoleConfig {
 impl CartPoleConfig {
     /// Checks the fields; the error names the field.
     pub fn validate(&self) -> Result<(), EnvError> {
-        if self.max_steps == 0 {
-            return Err(EnvError::InvalidConfig {
-                field: "max_steps",
-                reason: "must be at least 1, got 0".into(),
-            });
-        }
-        Ok(())
+        at_least("max_steps", self.max_steps, 1)
     }
 
     /// Builds the env (gymnasium-rs's CartPole through [`crate::GymnasiumEnv`]).

@@ -7,6 +7,7 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::config_check::{at_least, at_most, outcome_rewards};
 use crate::env::{Action, ActionSpace, BoxSpace, Env, EnvError, EpisodeStats, Step};
 use crate::episode::EpisodeGuard;
 
@@ -58,33 +59,11 @@ impl CueRecallConfig {
 
     /// Checks every field; the error names the first offending field.
     pub fn validate(&self) -> Result<(), EnvError> {
-        let bad =
-            |field: &'static str, reason: String| Err(EnvError::InvalidConfig { field, reason });
-        if self.num_cues < 2 {
-            return bad(
-                "num_cues",
-                format!("must be at least 2, got {}", self.num_cues),
-            );
-        }
-        if self.num_cues > 64 {
-            return bad(
-                "num_cues",
-                format!("must be at most 64, got {}", self.num_cues),
-            );
-        }
-        if self.corridor_length > 1_000_000 {
-            return bad(
-                "corridor_length",
-                format!("must be at most 1000000, got {}", self.corridor_length),
-            );
-        }
-        check_outcome_rewards(self.success_reward, self.failure_reward)?;
-        if self.junction_patience > 1_000_000 {
-            return bad(
-                "junction_patience",
-                format!("must be at most 1000000, got {}", self.junction_patience),
-            );
-        }
+        at_least("num_cues", self.num_cues, 2)?;
+        at_most("num_cues", self.num_cues, 64)?;
+        at_most("corridor_length", self.corridor_length, 1_000_000)?;
+        outcome_rewards(self.success_reward, self.failure_reward)?;
+        at_most("junction_patience", self.junction_patience, 1_000_000)?;
         Ok(())
     }
 
@@ -97,29 +76,6 @@ impl CueRecallConfig {
     pub fn max_steps(&self) -> u32 {
         self.corridor_length + self.junction_patience + 1
     }
-}
-
-/// Checks the rewards of a task that ends in success or failure: `success_reward` finite,
-/// `failure_reward` finite and at most `success_reward`; the error names the field.
-pub(crate) fn check_outcome_rewards(
-    success_reward: f32,
-    failure_reward: f32,
-) -> Result<(), EnvError> {
-    if !success_reward.is_finite() {
-        return Err(EnvError::InvalidConfig {
-            field: "success_reward",
-            reason: format!("must be finite, got {success_reward}"),
-        });
-    }
-    if !failure_reward.is_finite() || failure_reward > success_reward {
-        return Err(EnvError::InvalidConfig {
-            field: "failure_reward",
-            reason: format!(
-                "must be finite and at most success_reward ({success_reward}), got {failure_reward}"
-            ),
-        });
-    }
-    Ok(())
 }
 
 /// A T-maze / cue-recall memory task.

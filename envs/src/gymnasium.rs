@@ -74,60 +74,32 @@ pub trait GymAction: Sized {
     fn from_action(action: Action<'_>) -> Option<Self>;
 }
 
-impl GymAction for i32 {
-    const CONTINUOUS: bool = false;
+/// [`GymAction`] for types that hold one kind of action: `$variant`'s payload `$a` becomes
+/// `$conv`.
+macro_rules! gym_actions {
+    ($continuous:literal, $variant:ident: $($t:ty [$a:ident => $conv:expr]),+ $(,)?) => {$(
+        impl GymAction for $t {
+            const CONTINUOUS: bool = $continuous;
 
-    fn from_action(action: Action<'_>) -> Option<Self> {
-        match action {
-            Action::Discrete(a) => i32::try_from(a).ok(),
-            _ => None,
+            fn from_action(action: Action<'_>) -> Option<Self> {
+                match action {
+                    Action::$variant($a) => $conv,
+                    _ => None,
+                }
+            }
         }
-    }
+    )+};
 }
 
-impl GymAction for i64 {
-    const CONTINUOUS: bool = false;
-
-    fn from_action(action: Action<'_>) -> Option<Self> {
-        match action {
-            Action::Discrete(a) => i64::try_from(a).ok(),
-            _ => None,
-        }
-    }
-}
-
-impl GymAction for usize {
-    const CONTINUOUS: bool = false;
-
-    fn from_action(action: Action<'_>) -> Option<Self> {
-        match action {
-            Action::Discrete(a) => Some(a),
-            _ => None,
-        }
-    }
-}
-
-impl GymAction for Array1<f32> {
-    const CONTINUOUS: bool = true;
-
-    fn from_action(action: Action<'_>) -> Option<Self> {
-        match action {
-            Action::Continuous(x) => Some(Array1::from(x.to_vec())),
-            _ => None,
-        }
-    }
-}
-
-impl GymAction for Vec<f32> {
-    const CONTINUOUS: bool = true;
-
-    fn from_action(action: Action<'_>) -> Option<Self> {
-        match action {
-            Action::Continuous(x) => Some(x.to_vec()),
-            _ => None,
-        }
-    }
-}
+gym_actions!(false, Discrete:
+    i32 [a => i32::try_from(a).ok()],
+    i64 [a => i64::try_from(a).ok()],
+    usize [a => Some(a)],
+);
+gym_actions!(true, Continuous:
+    Array1<f32> [x => Some(Array1::from(x.to_vec()))],
+    Vec<f32> [x => Some(x.to_vec())],
+);
 
 /// Where a wrapped episode stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

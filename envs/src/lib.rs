@@ -17,6 +17,7 @@
 
 pub mod cartpole;
 pub mod check;
+mod config_check;
 pub mod cue_recall;
 pub mod env;
 pub mod episode;

@@ -8,6 +8,7 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::config_check::{at_least, invalid, positive};
 use crate::env::{Action, ActionSpace, BoxSpace, Env, EnvError, EpisodeStats, Step};
 use crate::episode::EpisodeGuard;
 use crate::render::Frame;
@@ -52,43 +53,32 @@ impl Default for PendulumConfig {
 impl PendulumConfig {
     /// Checks every field; the error names the first offending field.
     pub fn validate(&self) -> Result<(), EnvError> {
-        let bad =
-            |field: &'static str, reason: String| Err(EnvError::InvalidConfig { field, reason });
         if !self.g.is_finite() {
-            return bad("g", format!("must be finite, got {}", self.g));
+            return Err(invalid("g", format!("must be finite, got {}", self.g)));
         }
-        let positive = [
-            ("m", self.m),
-            ("l", self.l),
-            ("dt", self.dt),
-            ("max_torque", self.max_torque),
-        ];
-        for (field, v) in positive {
-            if !(v.is_finite() && v > 0.0) {
-                return bad(field, format!("must be finite and > 0, got {v}"));
-            }
-        }
+        positive("m", self.m)?;
+        positive("l", self.l)?;
+        positive("dt", self.dt)?;
+        positive("max_torque", self.max_torque)?;
         if !(self.max_speed.is_finite() && self.max_speed >= 1.0) {
-            return bad(
+            return Err(invalid(
                 "max_speed",
                 format!(
                     "must be finite and at least 1 (the reset draws the speed from [-1, 1]), \
                      got {}",
                     self.max_speed
                 ),
-            );
+            ));
         }
-        if (self.max_speed as f32).is_infinite() || (self.max_torque as f32).is_infinite() {
-            let (field, v) = if (self.max_speed as f32).is_infinite() {
-                ("max_speed", self.max_speed)
-            } else {
-                ("max_torque", self.max_torque)
-            };
-            return bad(field, format!("must fit in an f32, got {v}"));
+        for (field, v) in [
+            ("max_speed", self.max_speed),
+            ("max_torque", self.max_torque),
+        ] {
+            if (v as f32).is_infinite() {
+                return Err(invalid(field, format!("must fit in an f32, got {v}")));
+            }
         }
-        if self.max_episode_steps == 0 {
-            return bad("max_episode_steps", "must be at least 1, got 0".into());
-        }
+        at_least("max_episode_steps", self.max_episode_steps, 1)?;
         Ok(())
     }
 }

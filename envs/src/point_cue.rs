@@ -7,7 +7,9 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::cue_recall::check_outcome_rewards;
+use crate::config_check::{
+    at_most, in_range, invalid, non_negative, outcome_rewards, positive, unit_interval,
+};
 use crate::env::{Action, ActionSpace, BoxSpace, Env, EnvError, EpisodeStats, Step};
 use crate::episode::EpisodeGuard;
 use crate::render::Frame;
@@ -70,48 +72,19 @@ impl PointCueConfig {
 
     /// Checks every field; the error names the first offending field.
     pub fn validate(&self) -> Result<(), EnvError> {
-        let bad =
-            |field: &'static str, reason: String| Err(EnvError::InvalidConfig { field, reason });
-        if self.delay > 1_000_000 {
-            return bad(
-                "delay",
-                format!("must be at most 1000000, got {}", self.delay),
-            );
-        }
-        if self.go_steps == 0 || self.go_steps > 1_000_000 {
-            return bad(
-                "go_steps",
-                format!("must be in 1..=1000000, got {}", self.go_steps),
-            );
-        }
+        at_most("delay", self.delay, 1_000_000)?;
+        in_range("go_steps", self.go_steps, 1, 1_000_000)?;
         if !(self.goal > 0.0 && self.goal <= 1.0) {
-            return bad("goal", format!("must be in (0, 1], got {}", self.goal));
+            return Err(invalid(
+                "goal",
+                format!("must be in (0, 1], got {}", self.goal),
+            ));
         }
-        if !(self.accel.is_finite() && self.accel > 0.0) {
-            return bad(
-                "accel",
-                format!("must be finite and > 0, got {}", self.accel),
-            );
-        }
-        if !(0.0..=1.0).contains(&self.damping) {
-            return bad(
-                "damping",
-                format!("must be in [0, 1], got {}", self.damping),
-            );
-        }
-        if !(self.max_speed.is_finite() && self.max_speed > 0.0) {
-            return bad(
-                "max_speed",
-                format!("must be finite and > 0, got {}", self.max_speed),
-            );
-        }
-        check_outcome_rewards(self.success_reward, self.failure_reward)?;
-        if !(self.step_cost.is_finite() && self.step_cost >= 0.0) {
-            return bad(
-                "step_cost",
-                format!("must be finite and >= 0, got {}", self.step_cost),
-            );
-        }
+        positive("accel", self.accel)?;
+        unit_interval("damping", self.damping)?;
+        positive("max_speed", self.max_speed)?;
+        outcome_rewards(self.success_reward, self.failure_reward)?;
+        non_negative("step_cost", self.step_cost)?;
         Ok(())
     }
 

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::config_check::{at_least, invalid, non_negative, unit_interval};
 use crate::env::{ActionSpace, EnvError};
 
 /// Smallest allowed maze side length (cells, walls included).
@@ -175,15 +176,8 @@ impl GridMazeConfig {
                 ),
             ));
         }
-        if self.horizon == 0 {
-            return Err(invalid("horizon", "must be at least 1, got 0".to_string()));
-        }
-        if !self.goal_reward.is_finite() || self.goal_reward < 0.0 {
-            return Err(invalid(
-                "goal_reward",
-                format!("must be finite and ≥ 0, got {}", self.goal_reward),
-            ));
-        }
+        at_least("horizon", self.horizon, 1)?;
+        non_negative("goal_reward", self.goal_reward)?;
         if !self.step_penalty.is_finite() || self.step_penalty < 0.0 {
             return Err(invalid(
                 "step_penalty",
@@ -193,13 +187,7 @@ impl GridMazeConfig {
                 ),
             ));
         }
-        if !(0.0..=1.0).contains(&self.loop_density) {
-            return Err(invalid(
-                "loop_density",
-                format!("must be in [0, 1], got {}", self.loop_density),
-            ));
-        }
-        Ok(())
+        unit_interval("loop_density", self.loop_density)
     }
 
     /// Number of discrete actions: 4 (absolute) or 3 (egocentric). `move_run` has no single
@@ -247,8 +235,4 @@ impl GridMazeConfig {
             + 1
             + usize::from(self.time_feature)
     }
-}
-
-fn invalid(field: &'static str, reason: String) -> EnvError {
-    EnvError::InvalidConfig { field, reason }
 }
