@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::config_check::{at_least, at_most, outcome_rewards};
 use crate::env::{Action, ActionSpace, BoxSpace, Env, EnvError, EpisodeStats, Step};
 use crate::episode::EpisodeGuard;
+use crate::render::Frame;
 
 /// Action 0: move forward along the corridor (waits in place at the junction).
 pub const CUE_ACTION_FORWARD: usize = 0;
@@ -120,6 +121,8 @@ pub struct CueRecall {
     rng: ChaCha8Rng,
     cue: usize,
     position: u32,
+    /// The exit taken, once the episode has ended with one.
+    exit: Option<usize>,
     episode: EpisodeGuard,
 }
 
@@ -135,6 +138,7 @@ impl CueRecall {
             rng: ChaCha8Rng::seed_from_u64(0),
             cue: 0,
             position: 0,
+            exit: None,
             episode,
         })
     }
@@ -174,6 +178,26 @@ impl CueRecall {
         }
     }
 
+    /// Where [`Env::render_rgb`] draws things.
+    fn picture(&self) -> Picture {
+        let cells = self.cfg.corridor_length as usize + 1;
+        let track = (cells * CELL).min(MAX_TRACK);
+        let exit_h = (MAX_EXITS / self.cfg.num_cues).clamp(2, CELL);
+        let exits = self.cfg.num_cues * exit_h;
+        let body = exits.max(CELL);
+        Picture {
+            cells,
+            track,
+            cell_w: (track / cells).max(1),
+            row_y: MARGIN + (body - CELL) / 2,
+            exits_x: MARGIN + track + 2,
+            exits_y: MARGIN + (body - exits) / 2,
+            exit_h,
+            width: 2 * MARGIN + track + 2 + CELL,
+            height: 2 * MARGIN + body,
+        }
+    }
+
     fn write_obs(&self, obs: &mut [f32]) {
         obs.fill(0.0);
         let k = self.cfg.num_cues;
@@ -209,6 +233,7 @@ impl Env for CueRecall {
         self.rng = ChaCha8Rng::seed_from_u64(seed);
         self.cue = self.rng.random_range(0..self.cfg.num_cues);
         self.position = 0;
+        self.exit = None;
         self.episode.start();
         self.write_obs(obs);
         Ok(())
@@ -222,6 +247,7 @@ impl Env for CueRecall {
         if !self.at_junction() {
             self.position += 1;
         } else if action != CUE_ACTION_FORWARD {
+            self.exit = Some(action - 1);
             step.terminate_with(
                 action - 1 == self.cue,
                 self.cfg.success_reward,
@@ -259,7 +285,106 @@ impl Env for CueRecall {
         Some(out)
     }
 
+    /// The corridor as a row of grey cells from the start (left) to the darker junction, the
+    /// exits as a column of coloured cells right of it, the agent as a dark square (on the exit
+    /// it took once it has taken one). At the first step the start cell shows the cue in its
+    /// exit's colour, as the first observation does.
+    fn render_rgb(&self) -> Option<Frame> {
+        let pic = self.picture();
+        let mut frame = Frame::new(pic.width, pic.height);
+        frame.fill_rect(0, 0, pic.width, pic.height, [255, 255, 255]);
+        frame.fill_rect(MARGIN, pic.row_y, pic.track, CELL, [200, 200, 200]);
+        if pic.cell_w >= 4 {
+            for c in 1..pic.cells {
+                frame.fill_rect(pic.cell_x(c) - 1, pic.row_y, 1, CELL, [255, 255, 255]);
+            }
+        }
+        let junction = pic.cell_x(pic.cells - 1);
+        frame.fill_rect(junction, pic.row_y, pic.cell_w, CELL, [140, 140, 140]);
+        let k = self.cfg.num_cues;
+        for i in 0..k {
+            let y = pic.exits_y + i * pic.exit_h;
+            let h = pic.exit_h - usize::from(pic.exit_h > 2);
+            frame.fill_rect(pic.exits_x, y, CELL, h, cue_colour(i, k));
+        }
+        if self.episode.elapsed() == 0 {
+            frame.fill_rect(MARGIN, pic.row_y, pic.cell_w, CELL, cue_colour(self.cue, k));
+        }
+        let [x, y, w, h] = self.agent_rect()?;
+        frame.fill_rect(x, y, w, h, [30, 30, 30]);
+        Some(frame)
+    }
+
+    fn agent_rect(&self) -> Option<[usize; 4]> {
+        let pic = self.picture();
+        Some(match self.exit {
+            Some(i) => [
+                pic.exits_x + 2,
+                pic.exits_y + i * pic.exit_h,
+                CELL - 4,
+                pic.exit_h.saturating_sub(1).max(1),
+            ],
+            None => {
+                let w = pic.cell_w.clamp(3, CELL - 4);
+                let x = pic.cell_x(self.position as usize) + pic.cell_w.saturating_sub(w) / 2;
+                [x.min(MARGIN + pic.track - w), pic.row_y + 2, w, CELL - 4]
+            }
+        })
+    }
+
     fn name(&self) -> String {
         format!("cue-recall-{}", self.cfg.corridor_length)
     }
+}
+
+/// Cell size of [`CueRecall::render_rgb`] in pixels (a long corridor's cells are narrower).
+const CELL: usize = 12;
+/// Blank border around the picture.
+const MARGIN: usize = 4;
+/// Widest the corridor is drawn.
+const MAX_TRACK: usize = 480;
+/// Tallest the column of exits is drawn.
+const MAX_EXITS: usize = 384;
+
+/// The pixel layout of a [`CueRecall`] picture.
+struct Picture {
+    /// Corridor cells, start to junction.
+    cells: usize,
+    /// Width of the corridor.
+    track: usize,
+    /// Width of one corridor cell (at least 1; cells may share pixels when there are many).
+    cell_w: usize,
+    /// Top of the corridor row.
+    row_y: usize,
+    /// Left edge of the exits.
+    exits_x: usize,
+    /// Top of the first exit.
+    exits_y: usize,
+    /// Height of one exit.
+    exit_h: usize,
+    width: usize,
+    height: usize,
+}
+
+impl Picture {
+    /// Left edge of corridor cell `c`.
+    fn cell_x(&self, c: usize) -> usize {
+        MARGIN + c * self.track / self.cells
+    }
+}
+
+/// A colour of its own for each of `k` cues: hues evenly around the colour wheel.
+fn cue_colour(i: usize, k: usize) -> [u8; 3] {
+    let h = 6.0 * i as f32 / k as f32;
+    let x = 1.0 - (h % 2.0 - 1.0).abs();
+    let (r, g, b) = match h as usize {
+        0 => (1.0, x, 0.0),
+        1 => (x, 1.0, 0.0),
+        2 => (0.0, 1.0, x),
+        3 => (0.0, x, 1.0),
+        4 => (x, 0.0, 1.0),
+        _ => (1.0, 0.0, x),
+    };
+    let c = |v: f32| (40.0 + 170.0 * v).round() as u8;
+    [c(r), c(g), c(b)]
 }

@@ -24,6 +24,7 @@ use serde_json::Value;
 
 use crate::env::{Action, ActionSpace, BoxSpace, Env, EnvError, Step, derive_seed};
 use crate::gridmaze::GridMaze;
+use crate::render::Frame;
 
 /// Converts u64 seeds to gymnasium-rs's `i32` seeds by folding the high half into the low
 /// half (distinct u64 seeds may collide; nearby ones do not).
@@ -115,8 +116,11 @@ enum Phase {
 ///
 /// Seeds: our `u64` reset seed is passed to the wrapped env's `reset` as [`gym_seed`]`(seed)`.
 /// Determinism is the wrapped env's: CartPole reseeds its RNG in `reset`, so it is
-/// deterministic. Rendering is not forwarded (CartPole's `render` is unimplemented in
-/// gymnasium-rs 0.1.1 and panics).
+/// deterministic.
+///
+/// Rendering: the wrapped env's own `render` is not called (CartPole's is unimplemented in
+/// gymnasium-rs 0.1.1 and panics); [`GymnasiumEnv::with_renderer`] draws the RGB frames from
+/// the last observation instead ([`GymnasiumEnv::cartpole`] sets one).
 pub struct GymnasiumEnv<G, O = Array1<f32>, A = i32> {
     inner: G,
     space: BoxSpace,
@@ -125,8 +129,14 @@ pub struct GymnasiumEnv<G, O = Array1<f32>, A = i32> {
     t: u32,
     phase: Phase,
     name: String,
+    renderer: Option<Renderer>,
+    /// The last observation, kept only when there is a renderer.
+    last_obs: Vec<f32>,
     _types: PhantomData<fn(A) -> O>,
 }
+
+/// Draws an RGB frame from an observation (see [`GymnasiumEnv::with_renderer`]).
+pub type Renderer = fn(&[f32]) -> Frame;
 
 impl<G, O, A> GymnasiumEnv<G, O, A>
 where
@@ -199,6 +209,8 @@ where
             t: 0,
             phase: Phase::NotReset,
             name: "gymnasium".into(),
+            renderer: None,
+            last_obs: Vec::new(),
             _types: PhantomData,
         })
     }
@@ -242,6 +254,13 @@ where
         self
     }
 
+    /// Draws [`Env::render_rgb`]'s frames with `renderer`, from the last observation (frames
+    /// of one size, whatever the observation, so that an episode makes one GIF).
+    pub fn with_renderer(mut self, renderer: Renderer) -> Self {
+        self.renderer = Some(renderer);
+        self
+    }
+
     /// The time limit, if any.
     pub fn time_limit(&self) -> Option<u32> {
         self.max_steps
@@ -262,7 +281,7 @@ where
         self.inner
     }
 
-    fn write_obs(&self, o: &O, obs: &mut [f32]) -> Result<(), EnvError> {
+    fn write_obs(&mut self, o: &O, obs: &mut [f32]) -> Result<(), EnvError> {
         if o.len() != obs.len() {
             return Err(EnvError::ObsBufferLength {
                 got: obs.len(),
@@ -270,6 +289,10 @@ where
             });
         }
         o.write_to(obs);
+        if self.renderer.is_some() {
+            self.last_obs.clear();
+            self.last_obs.extend_from_slice(obs);
+        }
         Ok(())
     }
 }
@@ -297,6 +320,8 @@ impl GymnasiumEnv<CartPole> {
             t: 0,
             phase: Phase::NotReset,
             name: "CartPole-v1".into(),
+            renderer: Some(draw_cartpole),
+            last_obs: Vec::new(),
             _types: PhantomData,
         }
     }
@@ -352,9 +377,41 @@ where
         })
     }
 
+    fn render_rgb(&self) -> Option<Frame> {
+        if self.phase == Phase::NotReset {
+            return None;
+        }
+        self.renderer.map(|draw| draw(&self.last_obs))
+    }
+
     fn name(&self) -> String {
         self.name.clone()
     }
+}
+
+/// CartPole from its observation `[x, ẋ, θ, θ̇]`: the cart on its track (the track spans the
+/// termination bounds ±2.4), the pole at angle `θ` from upright (positive leans right).
+fn draw_cartpole(obs: &[f32]) -> Frame {
+    const W: usize = 240;
+    const H: usize = 120;
+    const X_LIMIT: f64 = 2.4;
+    let (x, theta) = (f64::from(obs[0]), f64::from(obs[2]));
+    let mut frame = Frame::new(W, H);
+    frame.fill_rect(0, 0, W, H, [255, 255, 255]);
+    let track_y = 90.0;
+    frame.fill_rect(0, track_y as usize, W, 1, [0, 0, 0]);
+    let half_track = W as f64 / 2.0 - 20.0;
+    let cart_x = W as f64 / 2.0 + (x / X_LIMIT).clamp(-1.1, 1.1) * half_track;
+    let (cart_w, cart_h) = (30.0, 14.0);
+    let left = (cart_x - cart_w / 2.0).max(0.0) as usize;
+    let top = (track_y - cart_h / 2.0) as usize;
+    frame.fill_rect(left, top, cart_w as usize, cart_h as usize, [0, 0, 0]);
+    let axle = (cart_x, top as f64);
+    let length = 70.0;
+    let tip = (axle.0 + length * theta.sin(), axle.1 - length * theta.cos());
+    frame.fill_segment(axle, tip, 3.0, [202, 152, 101]);
+    frame.fill_disc(axle, 3.0, [129, 132, 203]);
+    frame
 }
 
 /// One of our envs seen through gymnasium-rs's `Env<Array1<f32>, i32>` trait.

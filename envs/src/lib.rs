@@ -45,7 +45,7 @@ pub use gridmaze::{
     ReferenceStats, reference_return, reference_stats,
 };
 #[cfg(feature = "gymnasium")]
-pub use gymnasium::{GridMazeGym, GymCartPole, GymnasiumAdapter, GymnasiumEnv};
+pub use gymnasium::{GridMazeGym, GymCartPole, GymnasiumAdapter, GymnasiumEnv, Renderer};
 pub use pendulum::{Pendulum, PendulumConfig};
 pub use point_cue::{PointCue, PointCueConfig};
 #[cfg(feature = "python")]

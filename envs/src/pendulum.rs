@@ -284,22 +284,8 @@ impl Env for Pendulum {
             centre - length * self.th.sin(),
             centre - length * self.th.cos(),
         );
-        let half_width = 0.05 * SIZE as f64;
-        for y in 0..SIZE {
-            for x in 0..SIZE {
-                let p = (x as f64 + 0.5, y as f64 + 0.5);
-                let colour = if distance(p, (centre, centre)) <= 0.03 * SIZE as f64 {
-                    Some(PIVOT)
-                } else if segment_distance(p, (centre, centre), tip) <= half_width {
-                    Some(ROD)
-                } else {
-                    None
-                };
-                if let Some(c) = colour {
-                    frame.fill_rect(x, y, 1, 1, c);
-                }
-            }
-        }
+        frame.fill_segment((centre, centre), tip, 0.05 * SIZE as f64, ROD);
+        frame.fill_disc((centre, centre), 0.03 * SIZE as f64, PIVOT);
         // The last torque as a bar along the bottom edge, from the middle towards its sign.
         if let Some(u) = self.last_u {
             let half = SIZE / 2;
@@ -314,20 +300,4 @@ impl Env for Pendulum {
     fn name(&self) -> String {
         "Pendulum-v1".to_string()
     }
-}
-
-fn distance(a: (f64, f64), b: (f64, f64)) -> f64 {
-    (a.0 - b.0).hypot(a.1 - b.1)
-}
-
-/// Distance from `p` to the segment from `a` to `b`.
-fn segment_distance(p: (f64, f64), a: (f64, f64), b: (f64, f64)) -> f64 {
-    let (dx, dy) = (b.0 - a.0, b.1 - a.1);
-    let len2 = dx * dx + dy * dy;
-    let s = if len2 > 0.0 {
-        (((p.0 - a.0) * dx + (p.1 - a.1) * dy) / len2).clamp(0.0, 1.0)
-    } else {
-        0.0
-    };
-    distance(p, (a.0 + s * dx, a.1 + s * dy))
 }

@@ -71,6 +71,29 @@ impl Frame {
         }
     }
 
+    /// Fills the pixels whose centres lie within `half_width` of the segment from `a` to `b`
+    /// (a thick line with round ends), with `colour`; points are `(x, y)` in pixels.
+    pub fn fill_segment(&mut self, a: (f64, f64), b: (f64, f64), half_width: f64, colour: [u8; 3]) {
+        self.fill_where(colour, |p| segment_distance(p, a, b) <= half_width);
+    }
+
+    /// Fills the pixels whose centres lie within `radius` of `centre`, with `colour`.
+    pub fn fill_disc(&mut self, centre: (f64, f64), radius: f64, colour: [u8; 3]) {
+        self.fill_where(colour, |p| distance(p, centre) <= radius);
+    }
+
+    /// Fills every pixel whose centre `inside` accepts.
+    fn fill_where(&mut self, colour: [u8; 3], inside: impl Fn((f64, f64)) -> bool) {
+        for y in 0..self.height {
+            for x in 0..self.width {
+                if inside((x as f64 + 0.5, y as f64 + 0.5)) {
+                    let i = 3 * (y * self.width + x);
+                    self.rgb[i..i + 3].copy_from_slice(&colour);
+                }
+            }
+        }
+    }
+
     /// Copies `other` into this frame with its top-left corner at (`x`, `y`), clipped.
     pub fn paste(&mut self, other: &Frame, x: usize, y: usize) {
         for yy in 0..other.height.min(self.height.saturating_sub(y)) {
@@ -80,6 +103,22 @@ impl Frame {
             self.rgb[dst..dst + 3 * w].copy_from_slice(&other.rgb[src..src + 3 * w]);
         }
     }
+}
+
+fn distance(a: (f64, f64), b: (f64, f64)) -> f64 {
+    (a.0 - b.0).hypot(a.1 - b.1)
+}
+
+/// Distance from `p` to the segment from `a` to `b`.
+fn segment_distance(p: (f64, f64), a: (f64, f64), b: (f64, f64)) -> f64 {
+    let (dx, dy) = (b.0 - a.0, b.1 - a.1);
+    let len2 = dx * dx + dy * dy;
+    let s = if len2 > 0.0 {
+        (((p.0 - a.0) * dx + (p.1 - a.1) * dy) / len2).clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    distance(p, (a.0 + s * dx, a.1 + s * dy))
 }
 
 /// Writes frames of one size into an animated, looping GIF file.

@@ -176,3 +176,73 @@ fn determinism_and_errors() {
     assert!(env.render_ascii().unwrap().contains('@'));
     assert_eq!(env.name(), "cue-recall-0");
 }
+
+#[test]
+fn renders_the_corridor_the_cue_and_the_exit_taken() {
+    let cfg = CueRecallConfig {
+        num_cues: 3,
+        ..CueRecallConfig::with_corridor(4)
+    };
+    let mut env = CueRecall::new(cfg.clone()).unwrap();
+    let mut obs = vec![0.0; cfg.obs_len()];
+    // Two seeds with different cues show the cue in different colours at the start cell.
+    let mut starts = Vec::new();
+    for seed in 0..20 {
+        env.reset(seed, &mut obs).unwrap();
+        let frame = env.render_rgb().unwrap();
+        let [x, y, _, _] = env.agent_rect().unwrap();
+        // The start cell's corner, beside the agent's square.
+        starts.push((env.cue(), frame.pixel(x - 1, y + 1).unwrap()));
+    }
+    let colour_of = |cue: usize| starts.iter().find(|s| s.0 == cue).map(|s| s.1);
+    let (a, b) = (colour_of(0).unwrap(), colour_of(1).unwrap());
+    assert_ne!(a, b, "different cues, different colours");
+    assert!(starts.iter().all(|s| colour_of(s.0) == Some(s.1)));
+
+    env.reset(0, &mut obs).unwrap();
+    let first = env.render_rgb().unwrap();
+    let at_start = env.agent_rect().unwrap();
+    env.step(Action::Discrete(CUE_ACTION_FORWARD), &mut obs)
+        .unwrap();
+    let second = env.render_rgb().unwrap();
+    let moved = env.agent_rect().unwrap();
+    assert_eq!((first.width, first.height), (second.width, second.height));
+    assert!(moved[0] > at_start[0], "{moved:?} vs {at_start:?}");
+    // The cue is gone from the start cell after the first step.
+    let corner = (at_start[0] - 1, at_start[1] + 1);
+    assert_ne!(
+        first.pixel(corner.0, corner.1),
+        second.pixel(corner.0, corner.1)
+    );
+    while !env.at_junction() {
+        env.step(Action::Discrete(CUE_ACTION_FORWARD), &mut obs)
+            .unwrap();
+    }
+    let at_junction = env.agent_rect().unwrap();
+    env.step(Action::Discrete(1 + env.cue()), &mut obs).unwrap();
+    let on_exit = env.agent_rect().unwrap();
+    assert!(
+        on_exit[0] > at_junction[0],
+        "{on_exit:?} vs {at_junction:?}"
+    );
+    let last = env.render_rgb().unwrap();
+    assert_eq!(last.pixel(on_exit[0], on_exit[1]), Some([30, 30, 30]));
+
+    // Long corridors and many cues keep the picture small.
+    for (corridor, cues) in [(1_000_000, 2), (0, 64), (7, 64)] {
+        let cfg = CueRecallConfig {
+            num_cues: cues,
+            ..CueRecallConfig::with_corridor(corridor)
+        };
+        let mut env = CueRecall::new(cfg.clone()).unwrap();
+        let mut obs = vec![0.0; cfg.obs_len()];
+        env.reset(3, &mut obs).unwrap();
+        let frame = env.render_rgb().unwrap();
+        assert!(
+            frame.width <= 512 && frame.height <= 512,
+            "{corridor} {cues}"
+        );
+        let [x, y, w, h] = env.agent_rect().unwrap();
+        assert!(x + w <= frame.width && y + h <= frame.height);
+    }
+}

@@ -6,9 +6,9 @@ mod common;
 
 use envs::gymnasium::gym_seed;
 use envs::{
-    Action, ActionSpace, Env, EnvError, EnvExt, GridMaze, GridMazeConfig, GridMazeGym, GymCartPole,
-    GymnasiumAdapter, GymnasiumEnv, Parallelism, Pendulum, PendulumConfig, VecActions, VecEnv,
-    check_env,
+    Action, ActionSpace, Env, EnvError, EnvExt, Frame, GridMaze, GridMazeConfig, GridMazeGym,
+    GymCartPole, GymnasiumAdapter, GymnasiumEnv, Parallelism, Pendulum, PendulumConfig, VecActions,
+    VecEnv, check_env,
 };
 use gymnasium_rs::core::{Env as GymEnv, Info as GymInfo, Options, Reward, Space};
 use gymnasium_rs::envs::cartpole::CartPole;
@@ -49,6 +49,43 @@ fn gymnasium_rs_cartpole_bounds_fail_check_env_and_the_fix_is_needed() {
     let e = check_env(&mut raw).unwrap_err().to_string();
     assert!(e.contains("observation element 2 is"), "{e}");
     assert!(e.contains("bound 0.2094"), "{e}");
+}
+
+#[test]
+fn cartpole_draws_frames_from_its_observation() {
+    let mut env = GymCartPole::cartpole();
+    assert!(
+        env.render_rgb().is_none(),
+        "nothing to draw before the first reset"
+    );
+    env.reset_vec(3).unwrap();
+    let first = env.render_rgb().unwrap();
+    let mut obs = vec![0.0; 4];
+    // Pushing right for a while moves the cart and tips the pole: the picture changes.
+    for _ in 0..8 {
+        env.step(Action::Discrete(1), &mut obs).unwrap();
+    }
+    let later = env.render_rgb().unwrap();
+    assert_eq!((first.width, first.height), (later.width, later.height));
+    assert_ne!(first, later);
+    let white = [255, 255, 255];
+    assert!(
+        later.rgb.chunks(3).any(|p| p != white),
+        "something is drawn"
+    );
+
+    // A user's renderer sees the last observation.
+    fn brightness(obs: &[f32]) -> Frame {
+        let mut frame = Frame::new(1, 1);
+        let v = (obs[0].abs() * 1000.0).min(255.0) as u8;
+        frame.fill_rect(0, 0, 1, 1, [v, v, v]);
+        frame
+    }
+    let mut env = GymnasiumEnv::new(CartPole::new())
+        .unwrap()
+        .with_renderer(brightness);
+    let obs = env.reset_vec(3).unwrap();
+    assert_eq!(env.render_rgb(), Some(brightness(&obs)));
 }
 
 #[test]
