@@ -178,26 +178,6 @@ impl CueRecall {
         }
     }
 
-    /// Where [`Env::render_rgb`] draws things.
-    fn picture(&self) -> Picture {
-        let cells = self.cfg.corridor_length as usize + 1;
-        let track = (cells * CELL).min(MAX_TRACK);
-        let exit_h = (MAX_EXITS / self.cfg.num_cues).clamp(2, CELL);
-        let exits = self.cfg.num_cues * exit_h;
-        let body = exits.max(CELL);
-        Picture {
-            cells,
-            track,
-            cell_w: (track / cells).max(1),
-            row_y: MARGIN + (body - CELL) / 2,
-            exits_x: MARGIN + track + 2,
-            exits_y: MARGIN + (body - exits) / 2,
-            exit_h,
-            width: 2 * MARGIN + track + 2 + CELL,
-            height: 2 * MARGIN + body,
-        }
-    }
-
     fn write_obs(&self, obs: &mut [f32]) {
         obs.fill(0.0);
         let k = self.cfg.num_cues;
@@ -290,25 +270,49 @@ impl Env for CueRecall {
     /// it took once it has taken one). At the first step the start cell shows the cue in its
     /// exit's colour, as the first observation does.
     fn render_rgb(&self) -> Option<Frame> {
-        let pic = self.picture();
+        let pic = Picture::new(&self.cfg);
         let mut frame = Frame::new(pic.width, pic.height);
         frame.fill_rect(0, 0, pic.width, pic.height, [255, 255, 255]);
-        frame.fill_rect(MARGIN, pic.row_y, pic.track, CELL, [200, 200, 200]);
+        frame.fill_rect(
+            Picture::MARGIN,
+            pic.row_y,
+            pic.track,
+            Picture::CELL,
+            [200, 200, 200],
+        );
         if pic.cell_w >= 4 {
             for c in 1..pic.cells {
-                frame.fill_rect(pic.cell_x(c) - 1, pic.row_y, 1, CELL, [255, 255, 255]);
+                frame.fill_rect(
+                    pic.cell_x(c) - 1,
+                    pic.row_y,
+                    1,
+                    Picture::CELL,
+                    [255, 255, 255],
+                );
             }
         }
         let junction = pic.cell_x(pic.cells - 1);
-        frame.fill_rect(junction, pic.row_y, pic.cell_w, CELL, [140, 140, 140]);
+        frame.fill_rect(
+            junction,
+            pic.row_y,
+            pic.cell_w,
+            Picture::CELL,
+            [140, 140, 140],
+        );
         let k = self.cfg.num_cues;
         for i in 0..k {
             let y = pic.exits_y + i * pic.exit_h;
             let h = pic.exit_h - usize::from(pic.exit_h > 2);
-            frame.fill_rect(pic.exits_x, y, CELL, h, cue_colour(i, k));
+            frame.fill_rect(pic.exits_x, y, Picture::CELL, h, cue_colour(i, k));
         }
         if self.episode.elapsed() == 0 {
-            frame.fill_rect(MARGIN, pic.row_y, pic.cell_w, CELL, cue_colour(self.cue, k));
+            frame.fill_rect(
+                Picture::MARGIN,
+                pic.row_y,
+                pic.cell_w,
+                Picture::CELL,
+                cue_colour(self.cue, k),
+            );
         }
         let [x, y, w, h] = self.agent_rect()?;
         frame.fill_rect(x, y, w, h, [30, 30, 30]);
@@ -316,18 +320,23 @@ impl Env for CueRecall {
     }
 
     fn agent_rect(&self) -> Option<[usize; 4]> {
-        let pic = self.picture();
+        let pic = Picture::new(&self.cfg);
         Some(match self.exit {
             Some(i) => [
                 pic.exits_x + 2,
                 pic.exits_y + i * pic.exit_h,
-                CELL - 4,
+                Picture::CELL - 4,
                 pic.exit_h.saturating_sub(1).max(1),
             ],
             None => {
-                let w = pic.cell_w.clamp(3, CELL - 4);
+                let w = pic.cell_w.clamp(3, Picture::CELL - 4);
                 let x = pic.cell_x(self.position as usize) + pic.cell_w.saturating_sub(w) / 2;
-                [x.min(MARGIN + pic.track - w), pic.row_y + 2, w, CELL - 4]
+                [
+                    x.min(Picture::MARGIN + pic.track - w),
+                    pic.row_y + 2,
+                    w,
+                    Picture::CELL - 4,
+                ]
             }
         })
     }
@@ -336,15 +345,6 @@ impl Env for CueRecall {
         format!("cue-recall-{}", self.cfg.corridor_length)
     }
 }
-
-/// Cell size of [`CueRecall::render_rgb`] in pixels (a long corridor's cells are narrower).
-const CELL: usize = 12;
-/// Blank border around the picture.
-const MARGIN: usize = 4;
-/// Widest the corridor is drawn.
-const MAX_TRACK: usize = 480;
-/// Tallest the column of exits is drawn.
-const MAX_EXITS: usize = 384;
 
 /// The pixel layout of a [`CueRecall`] picture.
 struct Picture {
@@ -367,9 +367,38 @@ struct Picture {
 }
 
 impl Picture {
+    /// Cell size in pixels (a long corridor's cells are narrower).
+    const CELL: usize = 12;
+    /// Blank border around the picture.
+    const MARGIN: usize = 4;
+    /// Widest the corridor is drawn.
+    const MAX_TRACK: usize = 480;
+    /// Tallest the column of exits is drawn.
+    const MAX_EXITS: usize = 384;
+
+    /// Where `render_rgb` draws things for `cfg`.
+    fn new(cfg: &CueRecallConfig) -> Self {
+        let cells = cfg.corridor_length as usize + 1;
+        let track = (cells * Self::CELL).min(Self::MAX_TRACK);
+        let exit_h = (Self::MAX_EXITS / cfg.num_cues).clamp(2, Self::CELL);
+        let exits = cfg.num_cues * exit_h;
+        let body = exits.max(Self::CELL);
+        Self {
+            cells,
+            track,
+            cell_w: (track / cells).max(1),
+            row_y: Self::MARGIN + (body - Self::CELL) / 2,
+            exits_x: Self::MARGIN + track + 2,
+            exits_y: Self::MARGIN + (body - exits) / 2,
+            exit_h,
+            width: 2 * Self::MARGIN + track + 2 + Self::CELL,
+            height: 2 * Self::MARGIN + body,
+        }
+    }
+
     /// Left edge of corridor cell `c`.
     fn cell_x(&self, c: usize) -> usize {
-        MARGIN + c * self.track / self.cells
+        Self::MARGIN + c * self.track / self.cells
     }
 }
 
