@@ -761,10 +761,7 @@ pub fn group_curve(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn close(a: f64, b: f64, tol: f64) -> bool {
-        (a - b).abs() <= tol
-    }
+    use crate::stats::tests::close;
 
     #[test]
     fn count_columns_are_those_between_length_and_success() {
@@ -900,57 +897,51 @@ mod tests {
         let root = std::env::temp_dir().join(format!("fbrl-curves-load-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
         let metrics = "env_steps,return_mean\n1,0.5\n";
-        let with_config = root.join("gridmaze__mlp__4__1700000000");
-        std::fs::create_dir_all(&with_config).unwrap();
-        std::fs::write(with_config.join("metrics.csv"), metrics).unwrap();
-        std::fs::write(
-            with_config.join("config.toml"),
-            "label = \"big\"\nseed = 7\n[env]\nkind = \"custom\"\nname = \"keydoor\"\n\
-             [env.params]\nsize = 9\n[policy]\nkind = \"gru\"\n",
-        )
-        .unwrap();
-        let run = Run::load(&with_config).unwrap();
-        assert_eq!(
+        // A run folder `name` under `root` with `metrics` and, when given, a config.toml.
+        let run_dir = |name: &str, config: Option<&str>| {
+            let dir = root.join(name);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("metrics.csv"), metrics).unwrap();
+            if let Some(config) = config {
+                std::fs::write(dir.join("config.toml"), config).unwrap();
+            }
+            dir
+        };
+        fn identity(run: &Run) -> (&str, &str, &str, Option<u64>) {
             (
                 run.env.as_str(),
                 run.policy.as_str(),
                 run.label.as_str(),
-                run.seed
+                run.seed,
+            )
+        }
+        let with_config = run_dir(
+            "gridmaze__mlp__4__1700000000",
+            Some(
+                "label = \"big\"\nseed = 7\n[env]\nkind = \"custom\"\nname = \"keydoor\"\n\
+                 [env.params]\nsize = 9\n[policy]\nkind = \"gru\"\n",
             ),
-            ("keydoor", "gru", "big", Some(7))
         );
+        let run = Run::load(&with_config).unwrap();
+        assert_eq!(identity(&run), ("keydoor", "gru", "big", Some(7)));
         assert_eq!(
             run.env_identity(),
             "{kind = \"custom\", name = \"keydoor\", params = {size = 9}}"
         );
         // No label: the policy kind is the label.
-        let unlabelled = root.join("my_run");
-        std::fs::create_dir_all(&unlabelled).unwrap();
-        std::fs::write(unlabelled.join("metrics.csv"), metrics).unwrap();
-        std::fs::write(
-            unlabelled.join("config.toml"),
-            "[env]\nkind = \"cue_recall\"\n[policy]\nkind = \"feedback\"\n",
-        )
-        .unwrap();
+        let unlabelled = run_dir(
+            "my_run",
+            Some("[env]\nkind = \"cue_recall\"\n[policy]\nkind = \"feedback\"\n"),
+        );
         let run = Run::load(&unlabelled).unwrap();
         assert_eq!(
             (run.env.as_str(), run.policy.as_str(), run.label.as_str()),
             ("cue_recall", "feedback", "feedback")
         );
         // No config.toml: the directory name.
-        let bare = root.join("pendulum__mlp__3__1700000000");
-        std::fs::create_dir_all(&bare).unwrap();
-        std::fs::write(bare.join("metrics.csv"), metrics).unwrap();
+        let bare = run_dir("pendulum__mlp__3__1700000000", None);
         let run = Run::load(&bare).unwrap();
-        assert_eq!(
-            (
-                run.env.as_str(),
-                run.policy.as_str(),
-                run.label.as_str(),
-                run.seed
-            ),
-            ("pendulum", "mlp", "mlp", Some(3))
-        );
+        assert_eq!(identity(&run), ("pendulum", "mlp", "mlp", Some(3)));
         assert_eq!(run.env_config, None);
         assert_eq!(run.env_identity(), "pendulum");
         // A config.toml that is not TOML is an error naming it.

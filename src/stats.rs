@@ -203,10 +203,11 @@ pub fn fisher_exact_counts(k_a: u64, n_a: u64, k_b: u64, n_b: u64) -> f64 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn close(a: f64, b: f64, tol: f64) -> bool {
+    /// Whether `a` and `b` differ by at most `tol`.
+    pub(crate) fn close(a: f64, b: f64, tol: f64) -> bool {
         (a - b).abs() <= tol
     }
 

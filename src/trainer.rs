@@ -112,6 +112,29 @@ pub struct TrainOptions<'a> {
     pub hooks: Vec<Box<dyn TrainHook + 'a>>,
 }
 
+impl TrainOptions<'_> {
+    /// Calls [`TrainOptions::on_start`] (once) with the start of the run in `run_dir` at
+    /// `counters`; `restart`: the run starts from its config (a new run, or a resumed one
+    /// without a checkpoint); `dropped_episodes`: see [`RunStart::dropped_episodes`].
+    pub(crate) fn report_start(
+        &mut self,
+        run_dir: &std::path::Path,
+        counters: &TrainerState,
+        restart: bool,
+        dropped_episodes: Option<usize>,
+    ) {
+        if let Some(on_start) = self.on_start.take() {
+            on_start(&RunStart {
+                run_dir: run_dir.to_path_buf(),
+                updates_done: counters.updates_done,
+                env_steps: counters.env_steps,
+                restarted: restart && self.resume,
+                dropped_episodes,
+            });
+        }
+    }
+}
+
 /// The run stopped at a signal: after the update under way, with a checkpoint written at the
 /// update it had reached; or, when that update goes on for more than [`UPDATE_STOP_GRACE`]
 /// after the signal, within one minibatch of that, dropping the update: the run then resumes
@@ -747,6 +770,28 @@ pub(crate) struct UpdateLoop {
 }
 
 impl UpdateLoop {
+    /// The error of a run in `run_dir` stopped by `signal` with `update` updates done and kept,
+    /// resuming from `checkpoint` (empty when none was written yet); `dropped_update`: the update
+    /// under way was dropped.
+    pub(crate) fn interrupted(
+        &self,
+        signal: i32,
+        update: usize,
+        checkpoint: PathBuf,
+        run_dir: PathBuf,
+        dropped_update: bool,
+    ) -> anyhow::Error {
+        Interrupted {
+            signal,
+            update,
+            num_updates: self.num_updates,
+            checkpoint,
+            run_dir,
+            dropped_update,
+        }
+        .into()
+    }
+
     /// A loop started at `started` from the counts of `counters`, for a run of `num_updates`
     /// updates that this call ends after `stop_after_updates` (all when `None`).
     pub(crate) fn new(
@@ -884,15 +929,7 @@ fn train_inner<E: Env>(
             eprintln!("fbrl: {}", dropped_episodes_note(dropped));
         }
     }
-    if let Some(on_start) = opts.on_start.take() {
-        on_start(&RunStart {
-            run_dir: run.path.clone(),
-            updates_done: counters.updates_done,
-            env_steps: counters.env_steps,
-            restarted: restart && opts.resume,
-            dropped_episodes,
-        });
-    }
+    opts.report_start(&run.path, &counters, restart, dropped_episodes);
     let mut lp = UpdateLoop::new(started, &counters, num_updates, opts.stop_after_updates);
     let ckpt_root = run.checkpoint_dir();
     let mut stopped_early = None;
@@ -947,15 +984,13 @@ fn train_inner<E: Env>(
                 .and_then(StopFlag::requested)
                 .unwrap_or(15);
             let checkpoint = crate::checkpoint::latest_checkpoint(&ckpt_root)?;
-            return Err(Interrupted {
+            return Err(lp.interrupted(
                 signal,
-                update: counters.updates_done,
-                num_updates,
-                checkpoint: checkpoint.unwrap_or_default(),
-                run_dir: run.path.clone(),
-                dropped_update: true,
-            }
-            .into());
+                counters.updates_done,
+                checkpoint.unwrap_or_default(),
+                run.path.clone(),
+                true,
+            ));
         }
         let (new_model, stats) = stop_on_update_error(update_result, update, &ckpt_root)?;
         model = new_model;
@@ -1013,15 +1048,7 @@ fn train_inner<E: Env>(
                 learner.checkpoint_files()?,
             )?;
             if let Some(signal) = signal {
-                return Err(Interrupted {
-                    signal,
-                    update,
-                    num_updates,
-                    checkpoint: saved,
-                    run_dir: run.path.clone(),
-                    dropped_update: false,
-                }
-                .into());
+                return Err(lp.interrupted(signal, update, saved, run.path.clone(), false));
             }
         }
         if stopped_early.is_some() {

@@ -12,19 +12,12 @@ use agents::{CriticKind, PolicyConfig, PolicyKind};
 use envs::GridMazeConfig;
 use fbrl::metrics::{MetricsRow, read_metrics};
 use fbrl::{EnvConfig, TrainConfig, TrainOptions, train_from_config};
-use ppo_common::{bits, resume_to_end, row_bits, train_rows, train_until};
+use ppo_common::{bits, maze_cfg, resume_to_end, row_bits, train_rows, train_until};
 
 fn small_cfg(kind: PolicyKind, updates: usize) -> TrainConfig {
-    let policy = PolicyConfig::small(kind, 32, 8);
     TrainConfig {
         seed: 5,
-        env: EnvConfig::Gridmaze(GridMazeConfig::multi(7, 24)),
-        policy,
-        num_envs: 8,
-        num_steps: 16,
-        total_steps: (8 * 16 * updates) as u64,
-        checkpoint_every: 2,
-        ..TrainConfig::default()
+        ..maze_cfg(PolicyConfig::small(kind, 32, 8), 24, 8, 16, updates)
     }
 }
 

@@ -7,14 +7,13 @@
 use std::path::Path;
 
 use agents::{PolicyConfig, PolicyKind};
-use envs::GridMazeConfig;
+use fbrl::TrainConfig;
 use fbrl::metrics::read_metrics;
 use fbrl::metrics::row_scalars;
 use fbrl::tensorboard::TENSORBOARD_DIR;
-use fbrl::{EnvConfig, TrainConfig};
 
 mod ppo_common;
-use ppo_common::train_until;
+use ppo_common::{maze_cfg, train_until};
 
 /// `tensorflow.Event` (the fields this reader needs).
 #[derive(Clone, PartialEq, prost::Message)]
@@ -91,15 +90,9 @@ fn cfg(updates: usize) -> TrainConfig {
     let mut policy = PolicyConfig::preset(PolicyKind::Mlp);
     policy.set("hidden", 16).unwrap();
     TrainConfig {
-        env: EnvConfig::Gridmaze(GridMazeConfig::multi(7, 16)),
-        policy,
-        num_envs: 4,
-        num_steps: 16,
-        total_steps: (4 * 16 * updates) as u64,
-        checkpoint_every: 2,
         threads: 1,
         tensorboard: true,
-        ..TrainConfig::default()
+        ..maze_cfg(policy, 16, 4, 16, updates)
     }
 }
 

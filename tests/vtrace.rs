@@ -7,10 +7,12 @@ mod ppo_common;
 
 use agents::vtrace::VtraceConfig;
 use agents::{PolicyConfig, PolicyKind};
-use envs::{CueRecallConfig, GridMazeConfig};
+use envs::CueRecallConfig;
 use fbrl::metrics::read_metrics;
 use fbrl::{Algorithm, EnvConfig, TrainConfig};
-use ppo_common::{assert_same_rows, resume_to_end, row_bits, tail_mean, train_rows, train_until};
+use ppo_common::{
+    assert_same_rows, maze_cfg, resume_to_end, row_bits, tail_mean, train_rows, train_until,
+};
 
 fn small_policy(kind: PolicyKind) -> PolicyConfig {
     let mut policy = PolicyConfig::small(kind, 32, 8);
@@ -24,19 +26,13 @@ fn vtrace_resumes_bit_for_bit_with_and_without_a_policy_lag() {
     for (kind, lag) in [(PolicyKind::Feedback, 0), (PolicyKind::Gru, 2)] {
         let cfg = TrainConfig {
             seed: 5,
-            env: EnvConfig::Gridmaze(GridMazeConfig::multi(7, 24)),
-            policy: small_policy(kind),
-            num_envs: 8,
-            num_steps: 16,
-            total_steps: (8 * 16 * k) as u64,
-            checkpoint_every: 2,
             algorithm: Algorithm::Vtrace,
             vtrace: VtraceConfig {
                 policy_lag: lag,
                 norm_obs: true,
                 ..VtraceConfig::default()
             },
-            ..TrainConfig::default()
+            ..maze_cfg(small_policy(kind), 24, 8, 16, k)
         };
         let a = tempfile::tempdir().unwrap();
         let full = train_rows(&cfg, a.path());

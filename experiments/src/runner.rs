@@ -97,6 +97,17 @@ pub fn run_worker_if_requested() -> Option<Result<()>> {
     Some(worker(&args[2..]))
 }
 
+/// The `main` of an experiment binary: trains the run of a worker when this process was
+/// started as one ([`run_worker_if_requested`]), else parses the command line into `A` and
+/// calls `run` with it and the time the command started.
+pub fn experiment_main<A: clap::Parser>(run: impl FnOnce(A, Instant) -> Result<()>) -> Result<()> {
+    if let Some(result) = run_worker_if_requested() {
+        return result;
+    }
+    let started = Instant::now();
+    run(A::parse(), started)
+}
+
 fn worker(args: &[String]) -> Result<()> {
     let [config, dir, mode, parent, stop_after] = args else {
         bail!("{WORKER_ARG} expects: CONFIG RUN_DIR fresh|resume PARENT_PID STOP_AFTER|-");

@@ -14,6 +14,8 @@
 //! a Kubernetes Indexed Job (`JOB_COMPLETION_INDEX`, with the count from `--shard-count` or
 //! `FBRL_SHARD_COUNT`); otherwise the process runs the whole grid.
 
+use std::path::Path;
+
 use anyhow::{Context, Result, bail};
 
 use crate::runner::Job;
@@ -145,12 +147,26 @@ impl std::fmt::Display for Shard {
 /// first checks that every run of the grid is finished, naming those that are not).
 /// Returns `None` when this process was one shard of several: it trained its runs and the
 /// report is left to `--report-only` (a single shard, `0/1`, is the whole grid and reports).
-/// `run` trains a list of jobs (the runner).
+/// The runs train with [`crate::runner::run_jobs`], `at_once` at a time (at most one per run
+/// of this process's part), with their logs in `<runs_root>/logs`; `quiet` and `stop_after`
+/// are passed on to it.
 pub fn train_grid(
     args: &ShardArgs,
     jobs: &[Job],
-    run: impl FnOnce(&[Job]) -> Result<crate::runner::RunReport>,
+    at_once: usize,
+    runs_root: &Path,
+    quiet: bool,
+    stop_after: Option<usize>,
 ) -> Result<Option<crate::runner::RunReport>> {
+    let run = |mine: &[Job]| {
+        crate::runner::run_jobs(
+            mine,
+            at_once.min(mine.len()).max(1),
+            &runs_root.join("logs"),
+            quiet,
+            stop_after,
+        )
+    };
     if args.report_only {
         let missing = unfinished(jobs)?;
         if !missing.is_empty() {

@@ -71,9 +71,9 @@ use crate::metrics::{InfoLog, MetricsWriter};
 use crate::run_dir::{INFO_FILE, RunDir};
 use crate::signals::StopFlag;
 use crate::trainer::{
-    ENV_SEED_STREAM, Interrupted, RNG_SEED_STREAM, RunStart, RunSummary, TrainOptions, UpdateLoop,
-    first_difference, init_policy, is_periodic_checkpoint, metrics_row, open_run,
-    stop_on_update_error, write_checkpoint,
+    ENV_SEED_STREAM, RNG_SEED_STREAM, RunSummary, TrainOptions, UpdateLoop, first_difference,
+    init_policy, is_periodic_checkpoint, metrics_row, open_run, stop_on_update_error,
+    write_checkpoint,
 };
 
 /// Options of a distributed run beyond [`TrainOptions`].
@@ -787,15 +787,7 @@ pub fn train_distributed<E: Env>(
                 run.path.display()
             );
         }
-        if let Some(on_start) = opts.on_start.take() {
-            on_start(&RunStart {
-                run_dir: run.path.clone(),
-                updates_done: counters.updates_done,
-                env_steps: counters.env_steps,
-                restarted: restart && opts.resume,
-                dropped_episodes: None,
-            });
-        }
+        opts.report_start(&run.path, &counters, restart, None);
         writer = Some((run, lock, metrics, info_log));
     }
     // Every rank agrees that rank 0's files are open before the first update.
@@ -930,15 +922,7 @@ pub fn train_distributed<E: Env>(
                 &venv,
             )?;
             if let Some(signal) = signal {
-                return Err(Interrupted {
-                    signal,
-                    update,
-                    num_updates,
-                    checkpoint: saved,
-                    run_dir: run_path.clone(),
-                    dropped_update: false,
-                }
-                .into());
+                return Err(lp.interrupted(signal, update, saved, run_path.clone(), false));
             }
         }
     }

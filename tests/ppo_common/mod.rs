@@ -4,9 +4,10 @@
 use std::path::Path;
 use std::sync::Mutex;
 
-use envs::{Env, EnvError, VecEnv};
+use agents::PolicyConfig;
+use envs::{Env, EnvError, GridMazeConfig, VecEnv};
 use fbrl::metrics::{MetricsRow, read_metrics};
-use fbrl::{TrainConfig, TrainOptions, train_from_config};
+use fbrl::{EnvConfig, TrainConfig, TrainOptions, train_from_config};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -14,6 +15,26 @@ use rand_chacha::ChaCha8Rng;
 /// backend's global RNG: training runs take this lock so each run's initialisation is
 /// reproducible.
 pub static TRAIN_LOCK: Mutex<()> = Mutex::new(());
+
+/// A run of `updates` updates of `num_envs` envs × `num_steps` steps on GridMaze
+/// `multi(7, horizon)` with `policy`, a checkpoint every 2 updates, the rest default.
+pub fn maze_cfg(
+    policy: PolicyConfig,
+    horizon: u32,
+    num_envs: usize,
+    num_steps: usize,
+    updates: usize,
+) -> TrainConfig {
+    TrainConfig {
+        env: EnvConfig::Gridmaze(GridMazeConfig::multi(7, horizon)),
+        policy,
+        num_envs,
+        num_steps,
+        total_steps: (num_envs * num_steps * updates) as u64,
+        checkpoint_every: 2,
+        ..TrainConfig::default()
+    }
+}
 
 /// Trains `cfg` quietly into `dir` (resuming the run there with `resume`), stopping after
 /// `stop` updates if given.

@@ -556,11 +556,12 @@ fn benches(suites: &[Suite], python_envs: &[PythonMemoryEnv], preset: BudgetPres
 }
 
 fn main() -> Result<()> {
-    if let Some(result) = runner::run_worker_if_requested() {
-        return result;
-    }
-    let args = Args::parse();
-    let t0 = std::time::Instant::now();
+    runner::experiment_main(run)
+}
+
+/// Trains the benchmarks `args` ask for (the command started at `t0`), then checks and plots
+/// them.
+fn run(args: Args, t0: std::time::Instant) -> Result<()> {
     if args.seeds == 0 {
         bail!("--seeds must be at least 1");
     }

@@ -143,11 +143,12 @@ struct Plan {
 const METRIC: &str = "goals_mean";
 
 fn main() -> Result<()> {
-    if let Some(result) = runner::run_worker_if_requested() {
-        return result;
-    }
-    let args = Args::parse();
-    let t0 = std::time::Instant::now();
+    runner::experiment_main(run)
+}
+
+/// Trains the runs `args` ask for (the command started at `t0`), then evaluates, plots and
+/// summarises them.
+fn run(args: Args, t0: std::time::Instant) -> Result<()> {
     let plan = plan(&args)?;
     let e = &plan.preset.experiment;
     eprintln!(
@@ -164,15 +165,14 @@ fn main() -> Result<()> {
         plan.threads,
         plan.runs_root.display()
     );
-    let Some(run_report) = shard::train_grid(&args.shard, &plan.jobs, |mine| {
-        runner::run_jobs(
-            mine,
-            plan.jobs_at_once.min(mine.len()).max(1),
-            &plan.runs_root.join("logs"),
-            args.quiet,
-            args.stop_after_updates,
-        )
-    })?
+    let Some(run_report) = shard::train_grid(
+        &args.shard,
+        &plan.jobs,
+        plan.jobs_at_once,
+        &plan.runs_root,
+        args.quiet,
+        args.stop_after_updates,
+    )?
     else {
         return Ok(());
     };
@@ -481,18 +481,14 @@ fn pair_tests(plan: &Plan, results: &[ArmResult]) -> Vec<PairTest> {
     for (i, j) in comparison_pairs(plan, results) {
         let (a, b) = (&results[i], &results[j]);
         for (name, read) in measures() {
-            let va: Vec<f64> = a
-                .seeds
-                .iter()
-                .map(&read)
-                .filter(|v| v.is_finite())
-                .collect();
-            let vb: Vec<f64> = b
-                .seeds
-                .iter()
-                .map(&read)
-                .filter(|v| v.is_finite())
-                .collect();
+            let finite = |r: &ArmResult| -> Vec<f64> {
+                r.seeds
+                    .iter()
+                    .map(&read)
+                    .filter(|v| v.is_finite())
+                    .collect()
+            };
+            let (va, vb) = (finite(a), finite(b));
             let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
             tests.push(PairTest {
                 a: a.arm.name.clone(),

@@ -127,12 +127,34 @@ struct Measured {
     solved: Proportion,
 }
 
-fn main() -> Result<()> {
-    if let Some(result) = runner::run_worker_if_requested() {
-        return result;
+impl Measured {
+    /// The mean greedy success rate over the seeds (`None` without seeds).
+    fn mean_greedy(&self) -> Option<f64> {
+        mean(self.seeds.iter().map(SeedResult::greedy))
     }
-    let args = Args::parse();
-    let t0 = std::time::Instant::now();
+
+    /// The mean final training success rate over the seeds that have one.
+    fn mean_train_final(&self) -> Option<f64> {
+        mean(self.seeds.iter().filter_map(|s| s.train_final))
+    }
+
+    /// Each seed's greedy success rate with `decimals` decimals, joined by `sep`.
+    fn greedy_rates(&self, decimals: usize, sep: &str) -> String {
+        self.seeds
+            .iter()
+            .map(|s| format!("{:.*}", decimals, s.greedy()))
+            .collect::<Vec<_>>()
+            .join(sep)
+    }
+}
+
+fn main() -> Result<()> {
+    runner::experiment_main(run)
+}
+
+/// Trains the runs `args` ask for (the command started at `t0`), then evaluates them and
+/// writes the tables, charts and README.
+fn run(args: Args, t0: std::time::Instant) -> Result<()> {
     let plan = plan(&args)?;
     let e = &plan.preset.experiment;
     eprintln!(
@@ -146,15 +168,14 @@ fn main() -> Result<()> {
         plan.preset.train.total_steps,
         plan.runs_root.display()
     );
-    let Some(run_report) = shard::train_grid(&args.shard, &plan.jobs, |mine| {
-        runner::run_jobs(
-            mine,
-            plan.at_once.min(mine.len()).max(1),
-            &plan.runs_root.join("logs"),
-            args.quiet,
-            None,
-        )
-    })?
+    let Some(run_report) = shard::train_grid(
+        &args.shard,
+        &plan.jobs,
+        plan.at_once,
+        &plan.runs_root,
+        args.quiet,
+        None,
+    )?
     else {
         return Ok(());
     };
@@ -493,8 +514,8 @@ fn write_summary(plan: &Plan, measured: &[Measured]) -> Result<()> {
                 cell(Some(m.solved.rate)),
                 cell(Some(m.solved.low)),
                 cell(Some(m.solved.high)),
-                cell(mean(m.seeds.iter().map(SeedResult::greedy))),
-                cell(mean(m.seeds.iter().filter_map(|s| s.train_final))),
+                cell(m.mean_greedy()),
+                cell(m.mean_train_final()),
             ]
         })
         .collect();
@@ -763,8 +784,8 @@ fn write_tuning(plan: &Plan, measured: &[Measured]) -> Result<Vec<(String, f64, 
         let key = |m: &Measured| {
             (
                 m.solved.k,
-                mean(m.seeds.iter().map(SeedResult::greedy)).unwrap_or(0.0),
-                mean(m.seeds.iter().filter_map(|s| s.train_final)).unwrap_or(0.0),
+                m.mean_greedy().unwrap_or(0.0),
+                m.mean_train_final().unwrap_or(0.0),
             )
         };
         let mut best = 0;
@@ -782,13 +803,9 @@ fn write_tuning(plan: &Plan, measured: &[Measured]) -> Result<Vec<(String, f64, 
                 c.lr.to_string(),
                 m.solved.n.to_string(),
                 m.solved.k.to_string(),
-                m.seeds
-                    .iter()
-                    .map(|s| format!("{:.3}", s.greedy()))
-                    .collect::<Vec<_>>()
-                    .join(" "),
-                cell(mean(m.seeds.iter().map(SeedResult::greedy))),
-                cell(mean(m.seeds.iter().filter_map(|s| s.train_final))),
+                m.greedy_rates(3, " "),
+                cell(m.mean_greedy()),
+                cell(m.mean_train_final()),
                 u8::from(i == best).to_string(),
             ]);
         }
@@ -903,13 +920,9 @@ fn tuning_readme(
                 c.lr,
                 m.solved.k,
                 m.solved.n,
-                m.seeds
-                    .iter()
-                    .map(|s| format!("{:.2}", s.greedy()))
-                    .collect::<Vec<_>>()
-                    .join(" / "),
-                cell(mean(m.seeds.iter().map(SeedResult::greedy))),
-                cell(mean(m.seeds.iter().filter_map(|s| s.train_final))),
+                m.greedy_rates(2, " / "),
+                cell(m.mean_greedy()),
+                cell(m.mean_train_final()),
             ));
         }
     }

@@ -238,10 +238,11 @@ fn score(setting: &Setting, metric: &str, fraction: f64) -> Result<Scored> {
 }
 
 fn main() -> Result<()> {
-    if let Some(result) = runner::run_worker_if_requested() {
-        return result;
-    }
-    let mut args = Args::parse();
+    runner::experiment_main(|args, _started| run(args))
+}
+
+/// Trains the sweep `args` ask for, then scores it and writes the tables, heat maps and README.
+fn run(mut args: Args) -> Result<()> {
     check_values("lrs", &args.lrs, false)?;
     check_values("ent-coefs", &args.ent_coefs, true)?;
     experiments::preset::check_seeds(args.seeds)?;
@@ -275,15 +276,14 @@ fn main() -> Result<()> {
         preset.train.total_steps,
         runs_root.display()
     );
-    let Some(run_report) = shard::train_grid(&args.shard, &jobs, |mine| {
-        runner::run_jobs(
-            mine,
-            jobs_at_once.min(mine.len()).max(1),
-            &runs_root.join("logs"),
-            args.quiet,
-            None,
-        )
-    })?
+    let Some(run_report) = shard::train_grid(
+        &args.shard,
+        &jobs,
+        jobs_at_once,
+        &runs_root,
+        args.quiet,
+        None,
+    )?
     else {
         return Ok(());
     };
