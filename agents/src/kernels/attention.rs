@@ -3,9 +3,7 @@
 //! block's passes work with, a block's inputs, the fused sequence operation's description and
 //! the joining of its blocks' gradients.
 
-use rayon::prelude::*;
-
-use super::common::{Params, add_into, row_blocks};
+use super::common::{Params, add_into, map_saved_blocks, row_blocks};
 use super::{ROWS_PER_BLOCK, pool};
 
 /// Sizes every attention trunk has.
@@ -181,18 +179,13 @@ impl<D: AsRef<TrunkDims>, L> Sequence<D, L> {
         mut window: impl FnMut((usize, usize), Vec<f32>),
     ) -> (Vec<f32>, Vec<f32>) {
         let (d, steps) = (self.dims.as_ref().d, self.steps);
-        let grads: Vec<BlockGrads> = self
-            .blocks()
-            .into_par_iter()
-            .zip(saved.par_iter())
-            .map(|((b0, rows), s)| {
-                block(
-                    (b0, rows),
-                    s,
-                    &grad[b0 * steps * d..(b0 + rows) * steps * d],
-                )
-            })
-            .collect();
+        let grads = map_saved_blocks(self.blocks(), saved, |(b0, rows), s| {
+            block(
+                (b0, rows),
+                s,
+                &grad[b0 * steps * d..(b0 + rows) * steps * d],
+            )
+        });
         let mut gp = vec![0.0; len];
         let mut gx = Vec::with_capacity(self.batch * steps * d);
         for (rows, g) in self.blocks().into_iter().zip(grads) {

@@ -2,6 +2,8 @@
 //! LayerNorm saves for its backward), dot products, and the parameters' storage as the
 //! kernels read it.
 
+use rayon::prelude::*;
+
 use super::linalg::{Transposed, gemm, gemm_t};
 use super::pool;
 
@@ -207,6 +209,20 @@ pub(crate) fn row_blocks(batch: usize, per_block: usize) -> Vec<(usize, usize)> 
         .collect()
 }
 
+/// `f` on every block of rows (`(first row, rows)`, as [`row_blocks`] lists them) with what
+/// the block's forward pass saved, in parallel; the results in block order.
+pub(crate) fn map_saved_blocks<S: Sync, T: Send>(
+    blocks: Vec<(usize, usize)>,
+    saved: &[S],
+    f: impl Fn((usize, usize), &S) -> T + Sync + Send,
+) -> Vec<T> {
+    blocks
+        .into_par_iter()
+        .zip(saved.par_iter())
+        .map(|(rows, s)| f(rows, s))
+        .collect()
+}
+
 /// [`layer_norm_back`] of the LayerNorm whose gain and bias lie side by side at `ln` in the
 /// flat layout (gain `[d]`, then bias `[d]`): reads the gain from `p`, adds the gain's and the
 /// bias's gradients to `gp[ln..ln + 2d]` and the input's to `dx`.
@@ -334,23 +350,9 @@ impl FeedForwardAt {
         dln: &mut [f32],
         dx: &mut [f32],
     ) {
-        gemm_t(
-            Transposed::B,
-            (n, d, ff),
-            dy,
-            p.get(self.w2, ff * d),
-            0.0,
-            dh,
-        );
+        matmul_back_input(p, (self.w2, (n, ff, d)), dy, (0.0, dh));
         relu_back_in_place(dh, hid);
-        gemm_t(
-            Transposed::B,
-            (n, ff, d),
-            dh,
-            p.get(self.w1, d * ff),
-            0.0,
-            dln,
-        );
+        matmul_back_input(p, (self.w1, (n, d, ff)), dh, (0.0, dln));
         layer_norm_back_at(p, gp, (self.ln, d), dln, norm.saved(o, n), dx);
     }
 
@@ -383,6 +385,17 @@ pub(crate) fn matmul_back(
     (beta, dx): (f32, &mut [f32]),
 ) {
     gemm_t(Transposed::A, (k, n, m), x, dy, 1.0, &mut gp[w..w + k * m]);
+    matmul_back_input(p, (w, (n, k, m)), dy, (beta, dx));
+}
+
+/// The input's part of [`matmul_back`]: adds `dy·Wᵀ` to `beta · dx` (`dx [n, k]`; a `beta`
+/// of 0 overwrites it), `W [k, m]` at `w` in the flat layout.
+pub(crate) fn matmul_back_input(
+    p: &Params,
+    (w, (n, k, m)): (usize, (usize, usize, usize)),
+    dy: &[f32],
+    (beta, dx): (f32, &mut [f32]),
+) {
     gemm_t(Transposed::B, (n, m, k), dy, p.get(w, k * m), beta, dx);
 }
 

@@ -24,7 +24,7 @@ use rayon::prelude::*;
 use super::attention::{self, BlockGrads, Sizes, TrunkDims};
 use super::common::{
     FeedForwardAt, NormRows, Offsets, Params, axpy, dot, layer_norm_back_at, matmul_back,
-    relu_back_in_place, relu_in_place, row_blocks,
+    matmul_back_input, relu_back_in_place, relu_in_place, row_blocks,
 };
 use super::glue::FusedOp;
 use super::linalg::{Transposed, gemm, gemm_t};
@@ -303,14 +303,7 @@ fn gate_backward(
     }
     // Through U_g (r ⊙ x).
     let mut drx = pool::zeros(n * d);
-    gemm_t(
-        Transposed::B,
-        (n, d, d),
-        &dah,
-        p.get(g.ug, d * d),
-        0.0,
-        &mut drx,
-    );
+    matmul_back_input(p, (g.ug, (n, d, d)), &dah, (0.0, &mut drx));
     let mut rx = pool::zeros(n * d);
     for k in 0..n * d {
         rx[k] = r[k] * x[k];

@@ -5,7 +5,9 @@ use super::forward::Trace;
 use super::layout::{Ctx, Dims, LayerStep, Layout, mix_weights};
 use crate::feedback_options::MemoryMix;
 use crate::kernels::attention::{BlockGrads, Sizes};
-use crate::kernels::common::{Params, add_into, axpy, column_sums_into, dot, layer_norm_back_at};
+use crate::kernels::common::{
+    Params, add_into, axpy, column_sums_into, dot, layer_norm_back_at, matmul_back_input,
+};
 use crate::kernels::linalg::{Transposed, gemm_t};
 use crate::kernels::pool;
 
@@ -182,14 +184,7 @@ fn layer_backward(cx: &Ctx, tr: &Trace, gr: &mut Grads, ls: LayerStep, dxs: &mut
     add_into(dx, dxp);
     // Attention, then the query and the current slot back to x^l.
     let mut datt = vec![0.0; rows * d];
-    gemm_t(
-        Transposed::B,
-        (rows, d, d),
-        dxp,
-        p.get(la.wo, d * d),
-        0.0,
-        &mut datt,
-    );
+    matmul_back_input(p, (la.wo, (rows, d, d)), dxp, (0.0, &mut datt));
     attend_back(cx, tr, gr, ls, &datt);
     query_slot_back(cx, tr, gr, ls, dx);
 }
@@ -268,14 +263,8 @@ fn query_slot_back(cx: &Ctx, tr: &Trace, gr: &mut Grads, ls: LayerStep, dx: &mut
     let LayerStep { la, ga, o, .. } = ls;
     let p = cx.p;
     let mut d_lnout = vec![0.0; rows * d];
-    gemm_t(
-        Transposed::B,
-        (rows, d, d),
-        &gr.q[o * d..(o + rows) * d],
-        p.get(la.wq, d * d),
-        0.0,
-        &mut d_lnout,
-    );
+    let dq = &gr.q[o * d..(o + rows) * d];
+    matmul_back_input(p, (la.wq, (rows, d, d)), dq, (0.0, &mut d_lnout));
     layer_norm_back_at(
         p,
         &mut gr.params,

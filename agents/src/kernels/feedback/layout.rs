@@ -4,9 +4,9 @@
 use crate::feedback_options::MemoryMix;
 use crate::kernels::attention::{self, Sizes, TrunkDims};
 use crate::kernels::common::{
-    FeedForwardAt, Offsets, Params, layer_norm_back_at, softmax_in_place,
+    FeedForwardAt, Offsets, Params, layer_norm_back_at, matmul_back_input, softmax_in_place,
 };
-use crate::kernels::linalg::{Transposed, gemm, gemm_t};
+use crate::kernels::linalg::gemm;
 
 /// Sizes of the model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,14 +82,7 @@ impl GroupAt {
         dln: &mut [f32],
         dm: &mut [f32],
     ) {
-        gemm_t(
-            Transposed::B,
-            (n, 2 * d, d),
-            dkv,
-            p.get(self.wkv, 2 * d * d),
-            0.0,
-            dln,
-        );
+        matmul_back_input(p, (self.wkv, (n, d, 2 * d)), dkv, (0.0, dln));
         layer_norm_back_at(p, gp, (self.ln, d), dln, saved, dm);
     }
 }
