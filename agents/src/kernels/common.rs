@@ -366,11 +366,9 @@ impl FeedForwardAt {
         (ln_out, dh): (&[f32], &[f32]),
         (hid, dy): (&[f32], &[f32]),
     ) {
-        let w1 = &mut gp[self.w1..self.w1 + d * ff];
-        gemm_t(Transposed::A, (d, n, ff), ln_out, dh, 1.0, w1);
+        matmul_back_weight(gp, (self.w1, (n, d, ff)), (ln_out, dh));
         column_sums_into(&mut gp[self.b1..self.b1 + ff], &dh[..n * ff]);
-        let w2 = &mut gp[self.w2..self.w2 + ff * d];
-        gemm_t(Transposed::A, (ff, n, d), hid, dy, 1.0, w2);
+        matmul_back_weight(gp, (self.w2, (n, ff, d)), (hid, dy));
         column_sums_into(&mut gp[self.b2..self.b2 + d], &dy[..n * d]);
     }
 }
@@ -384,8 +382,18 @@ pub(crate) fn matmul_back(
     (x, dy): (&[f32], &[f32]),
     (beta, dx): (f32, &mut [f32]),
 ) {
-    gemm_t(Transposed::A, (k, n, m), x, dy, 1.0, &mut gp[w..w + k * m]);
+    matmul_back_weight(gp, (w, (n, k, m)), (x, dy));
     matmul_back_input(p, (w, (n, k, m)), dy, (beta, dx));
+}
+
+/// The weight's part of [`matmul_back`]: adds `xᵀ·dy` to `W`'s gradient in `gp`, `W [k, m]`
+/// at `w` in the flat layout.
+pub(crate) fn matmul_back_weight(
+    gp: &mut [f32],
+    (w, (n, k, m)): (usize, (usize, usize, usize)),
+    (x, dy): (&[f32], &[f32]),
+) {
+    gemm_t(Transposed::A, (k, n, m), x, dy, 1.0, &mut gp[w..w + k * m]);
 }
 
 /// The input's part of [`matmul_back`]: adds `dy·Wᵀ` to `beta · dx` (`dx [n, k]`; a `beta`

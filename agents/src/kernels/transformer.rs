@@ -24,10 +24,10 @@ use rayon::prelude::*;
 use super::attention::{self, BlockGrads, Sizes, TrunkDims};
 use super::common::{
     FeedForwardAt, NormRows, Offsets, Params, axpy, dot, layer_norm_back_at, matmul_back,
-    matmul_back_input, relu_back_in_place, relu_in_place, row_blocks,
+    matmul_back_input, matmul_back_weight, relu_back_in_place, relu_in_place, row_blocks,
 };
 use super::glue::FusedOp;
-use super::linalg::{Transposed, gemm, gemm_t};
+use super::linalg::gemm;
 use super::pool;
 
 /// Sizes of the model.
@@ -313,14 +313,7 @@ fn gate_backward(
         dw[i * 3 * d + c] = dar;
         du[i * 2 * d + c] = dar;
     }
-    gemm_t(
-        Transposed::A,
-        (d, n, d),
-        &rx,
-        &dah,
-        1.0,
-        &mut gp[g.ug..g.ug + d * d],
-    );
+    matmul_back_weight(gp, (g.ug, (n, d, d)), (&rx, &dah));
     // Through U_r, U_z on the stream.
     matmul_back((p, &mut *gp), (g.ux, (n, d, 2 * d)), (x, &du), (1.0, dx));
     // Through W_r, W_z, W_g on relu(y).

@@ -7,8 +7,8 @@ use crate::feedback_options::MemoryMix;
 use crate::kernels::attention::{BlockGrads, Sizes};
 use crate::kernels::common::{
     Params, add_into, axpy, column_sums_into, dot, layer_norm_back_at, matmul_back_input,
+    matmul_back_weight,
 };
-use crate::kernels::linalg::{Transposed, gemm_t};
 use crate::kernels::pool;
 
 /// The gradients a block's backward pass accumulates: every parameter, the inputs, and the
@@ -327,22 +327,8 @@ fn weight_gradients(cx: &Ctx, tr: &Trace, gr: &mut Grads) {
     for l in 0..layers {
         let LayerStep { la, ga, o, .. } = cx.layer_step(l, 0);
         let (a_out, att, f_out) = (tr.a.out_from(o), &tr.att[o * d..], tr.f.out_from(o));
-        gemm_t(
-            Transposed::A,
-            (d, n, d),
-            a_out,
-            &gr.q[o * d..],
-            1.0,
-            &mut gp[la.wq..la.wq + d * d],
-        );
-        gemm_t(
-            Transposed::A,
-            (d, n, d),
-            att,
-            &gr.xp[o * d..],
-            1.0,
-            &mut gp[la.wo..la.wo + d * d],
-        );
+        matmul_back_weight(gp, (la.wq, (n, d, d)), (a_out, &gr.q[o * d..]));
+        matmul_back_weight(gp, (la.wo, (n, d, d)), (att, &gr.xp[o * d..]));
         la.ff.weight_grads(
             gp,
             (n, d, ff),
@@ -350,27 +336,13 @@ fn weight_gradients(cx: &Ctx, tr: &Trace, gr: &mut Grads) {
             (&tr.hid[o * ff..], &gr.y[o * d..]),
         );
         if !cx.dims.null_slot {
-            let wkv = &mut gp[ga.wkv..ga.wkv + 2 * d * d];
-            gemm_t(
-                Transposed::A,
-                (d, n, 2 * d),
-                tr.c.out_from(o),
-                &gr.kv_self[o * 2 * d..],
-                1.0,
-                wkv,
-            );
+            let (c_out, dkv) = (tr.c.out_from(o), &gr.kv_self[o * 2 * d..]);
+            matmul_back_weight(gp, (ga.wkv, (n, d, 2 * d)), (c_out, dkv));
         }
     }
     for (g, ga) in cx.at.groups.iter().enumerate() {
         let o = cx.sz.history(g, 0);
-        let wkv = &mut gp[ga.wkv..ga.wkv + 2 * d * d];
-        gemm_t(
-            Transposed::A,
-            (d, rows * hist, 2 * d),
-            tr.m.out_from(o),
-            &gr.kv_hist[o * 2 * d..],
-            1.0,
-            wkv,
-        );
+        let (m_out, dkv) = (tr.m.out_from(o), &gr.kv_hist[o * 2 * d..]);
+        matmul_back_weight(gp, (ga.wkv, (rows * hist, d, 2 * d)), (m_out, dkv));
     }
 }
