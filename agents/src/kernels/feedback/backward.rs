@@ -1,7 +1,7 @@
 //! The backward pass of a block: from the gradient of its outputs, back through the steps in
 //! reverse, into the gradients of the parameters, the inputs and the starting memory vectors.
 
-use super::forward::Trace;
+use super::forward::{Trace, slot_value};
 use super::layout::{Ctx, Dims, LayerStep, Layout, mix_weights};
 use crate::feedback_options::MemoryMix;
 use crate::kernels::attention::{BlockGrads, Sizes};
@@ -221,11 +221,7 @@ fn attend_back(cx: &Ctx, tr: &Trace, gr: &mut Grads, ls: LayerStep, datt: &[f32]
                 dp[j] = if pw[j] == 0.0 {
                     0.0
                 } else {
-                    let v = if j < span {
-                        &tr.kv_hist[(base + t + j) * 2 * d + d + h * dh..][..dh]
-                    } else {
-                        &kv_s[d + h * dh..d + (h + 1) * dh]
-                    };
+                    let v = slot_value(&cx.sz, (&tr.kv_hist, kv_s), base + t, (j, h));
                     dot(da, v)
                 };
                 pdp += pw[j] * dp[j];

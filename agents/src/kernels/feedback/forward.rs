@@ -275,14 +275,28 @@ fn attend(cx: &Ctx, tr: &mut Trace, valid0: &[f32], floor: &[usize], ls: LayerSt
                 if w == 0.0 {
                     continue;
                 }
-                let v = if j < span {
-                    &tr.kv_hist[(base + t + j) * 2 * d + d + h * dh..][..dh]
-                } else {
-                    &kv_s[d + h * dh..d + (h + 1) * dh]
-                };
+                let v = slot_value(&cx.sz, (&tr.kv_hist, kv_s), base + t, (j, h));
                 axpy(out, w, v);
             }
         }
+    }
+}
+
+/// Head `h`'s value in slot `j` of a row's window: for `j < τ` that of the memory history
+/// entry `at + j` (`at`: the row's history start plus the step; `kv_hist`: key/value pairs
+/// `[2d]`), else that of the current slot's pair `kv_s`.
+#[inline]
+pub(super) fn slot_value<'a>(
+    sz: &Sizes,
+    (kv_hist, kv_s): (&'a [f32], &'a [f32]),
+    at: usize,
+    (j, h): (usize, usize),
+) -> &'a [f32] {
+    let (d, dh) = (sz.d, sz.dh);
+    if j < sz.span {
+        &kv_hist[(at + j) * 2 * d + d + h * dh..][..dh]
+    } else {
+        &kv_s[d + h * dh..d + (h + 1) * dh]
     }
 }
 

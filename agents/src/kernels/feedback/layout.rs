@@ -136,12 +136,14 @@ impl Layout {
 /// Offsets in a block's arrays, in the feedback kernel's order.
 impl Sizes {
     /// Offset (in rows) of layer `l`'s rows at step `t` in the per-layer arrays.
+    #[inline]
     pub(super) fn lt(&self, l: usize, t: usize) -> usize {
         (l * self.steps + t) * self.rows
     }
 
     /// Offset (in rows) of row `r`'s memory history in group `g`'s part of the history
     /// arrays.
+    #[inline]
     pub(super) fn history(&self, g: usize, r: usize) -> usize {
         (g * self.rows + r) * self.hist
     }
