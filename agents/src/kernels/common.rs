@@ -209,6 +209,23 @@ pub(crate) fn row_blocks(batch: usize, per_block: usize) -> Vec<(usize, usize)> 
         .collect()
 }
 
+/// The forward pass `block` on every block of rows (`(first row, rows)`, as [`row_blocks`]
+/// lists them) in parallel; returns the blocks' outputs (`output` of what a block returns)
+/// joined in block order (`len` floats reserved), and what the blocks returned, in block order.
+pub(crate) fn forward_blocks<S: Send>(
+    blocks: Vec<(usize, usize)>,
+    len: usize,
+    block: impl Fn((usize, usize)) -> S + Sync + Send,
+    output: impl Fn(&S) -> &[f32],
+) -> (Vec<f32>, Vec<S>) {
+    let results: Vec<S> = blocks.into_par_iter().map(block).collect();
+    let mut joined = Vec::with_capacity(len);
+    for s in &results {
+        joined.extend_from_slice(output(s));
+    }
+    (joined, results)
+}
+
 /// `f` on every block of rows (`(first row, rows)`, as [`row_blocks`] lists them) with what
 /// the block's forward pass saved, in parallel; the results in block order.
 pub(crate) fn map_saved_blocks<S: Sync, T: Send>(

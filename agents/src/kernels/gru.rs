@@ -12,9 +12,10 @@
 //! that the gate loops vectorise.
 
 use burn::prelude::*;
-use rayon::prelude::*;
 
-use super::common::{add_into, column_sums_into, map_saved_blocks, row_blocks, rows_of};
+use super::common::{
+    add_into, column_sums_into, forward_blocks, map_saved_blocks, row_blocks, rows_of,
+};
 use super::linalg::{Transposed, gemm, gemm_t};
 use super::{FusedOp, ROWS_PER_BLOCK, apply};
 
@@ -370,15 +371,12 @@ impl FusedOp for GruStack {
     fn forward(&self, inputs: &[&[f32]], _save: bool) -> (Vec<f32>, Option<Vec<BlockSaved>>) {
         self.check(inputs);
         let (b, t, d, n_layers) = (self.batch, self.steps, self.d, self.layers);
-        let saved: Vec<BlockSaved> = self
-            .blocks()
-            .into_par_iter()
-            .map(|(b0, rows)| self.forward_block(inputs, b0, rows))
-            .collect();
-        let mut output = Vec::with_capacity(b * t * d + b * n_layers * d);
-        for s in &saved {
-            output.extend_from_slice(&s.outs[n_layers - 1]);
-        }
+        let (mut output, saved) = forward_blocks(
+            self.blocks(),
+            b * t * d + b * n_layers * d,
+            |(b0, rows)| self.forward_block(inputs, b0, rows),
+            |s| &s.outs[n_layers - 1],
+        );
         for s in &saved {
             let rows = s.outs[0].len() / (t * d);
             for r in 0..rows {

@@ -9,14 +9,14 @@
 //! derivative of `tanh` is `1 − tanh²`). Blocks run in parallel and their parameter gradients
 //! are summed in block order, so results do not depend on the number of threads.
 
-use burn::nn::Linear;
-use burn::prelude::*;
-use rayon::prelude::*;
-
-use super::common::{add_into, column_sums_into, map_saved_blocks, row_blocks, rows_of};
+use super::common::{
+    add_into, column_sums_into, forward_blocks, map_saved_blocks, row_blocks, rows_of,
+};
 use super::gru::tanh;
 use super::linalg::{Transposed, gemm, gemm_t};
 use super::{FusedOp, apply};
+use burn::nn::Linear;
+use burn::prelude::*;
 
 /// Rows of the batch one parallel task processes (fixed: the split must not depend on the
 /// number of threads).
@@ -157,17 +157,13 @@ impl FusedOp for MlpNet {
     fn forward(&self, inputs: &[&[f32]], save: bool) -> (Vec<f32>, Option<Vec<BlockSaved>>) {
         self.check(inputs);
         let (w, b) = self.joined_heads(inputs);
-        let blocks: Vec<(Vec<f32>, BlockSaved)> = self
-            .blocks()
-            .into_par_iter()
-            .map(|(r0, rows)| self.forward_block(inputs, (&w, &b), r0, rows))
-            .collect();
-        let mut output = Vec::with_capacity(self.rows * self.out_width());
-        let mut saved = Vec::with_capacity(blocks.len());
-        for (out, s) in blocks {
-            output.extend_from_slice(&out);
-            saved.push(s);
-        }
+        let (output, blocks) = forward_blocks(
+            self.blocks(),
+            self.rows * self.out_width(),
+            |(r0, rows)| self.forward_block(inputs, (&w, &b), r0, rows),
+            |(out, _)| out,
+        );
+        let saved = blocks.into_iter().map(|(_, s)| s).collect();
         (output, save.then_some(saved))
     }
 

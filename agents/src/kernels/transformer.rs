@@ -19,12 +19,11 @@
 //! rows runs on its own; blocks' parameter gradients are summed in block order, so results do
 //! not depend on the number of threads.
 
-use rayon::prelude::*;
-
 use super::attention::{self, BlockGrads, Sizes, TrunkDims};
 use super::common::{
-    FeedForwardAt, NormRows, Offsets, Params, axpy, dot, layer_norm_back_at, matmul_back,
-    matmul_back_input, matmul_back_weight, relu_back_in_place, relu_in_place, row_blocks,
+    FeedForwardAt, NormRows, Offsets, Params, axpy, dot, forward_blocks, layer_norm_back_at,
+    matmul_back, matmul_back_input, matmul_back_weight, relu_back_in_place, relu_in_place,
+    row_blocks,
 };
 use super::glue::FusedOp;
 use super::linalg::gemm;
@@ -176,6 +175,12 @@ impl Drop for Trace {
 }
 
 impl Trace {
+    /// The last layer's outputs `[rows, T, d]`.
+    fn top(&self, dims: &TrunkDims) -> &[f32] {
+        let (d, layers, n) = (dims.d, dims.layers, self.rows * self.steps);
+        &self.xs[layers * n * d..(layers + 1) * n * d]
+    }
+
     /// Buffers for a block; every one is fully written by the forward pass.
     fn new(sz: &Sizes, gating: bool) -> Self {
         let Sizes {
@@ -759,22 +764,16 @@ impl FusedOp for TransformerSequence {
     fn forward(&self, inputs: &[&[f32]], save: bool) -> (Vec<f32>, Option<Vec<Trace>>) {
         let (params, x0) = (Params::Flat(inputs[0]), inputs[1]);
         let cache = split_cache(inputs[2], &self.dims, self.batch);
-        let (d, steps) = (self.dims.trunk.d, self.steps);
-        let traces: Vec<Trace> = self
-            .blocks()
-            .into_par_iter()
-            .map(|rows| {
+        let (top, traces) = forward_blocks(
+            self.blocks(),
+            self.batch * self.steps * self.dims.trunk.d,
+            |rows| {
                 let cache = cache_rows(&cache, &self.dims, rows);
                 let input = self.block_input(x0, rows, cache);
                 forward_block(&self.dims, &self.layout, &params, &input)
-            })
-            .collect();
-        let mut top = Vec::with_capacity(self.batch * steps * d);
-        let layers = self.dims.trunk.layers;
-        for tr in &traces {
-            let n = tr.rows * steps;
-            top.extend_from_slice(&tr.xs[layers * n * d..(layers + 1) * n * d]);
-        }
+            },
+            |tr| tr.top(&self.dims.trunk),
+        );
         (top, save.then_some(traces))
     }
 
@@ -841,20 +840,20 @@ pub(crate) fn decode_step(
 ) -> (Vec<f32>, Vec<Vec<f32>>) {
     let (d, layers) = (dims.trunk.d, dims.trunk.layers);
     let batch = starts.len();
-    let traces: Vec<Trace> = row_blocks(batch, DECODE_ROWS_PER_BLOCK)
-        .into_par_iter()
-        .map(|rows| {
+    let (top, traces) = forward_blocks(
+        row_blocks(batch, DECODE_ROWS_PER_BLOCK),
+        batch * d,
+        |rows| {
             let window = cache_rows(cache, dims, rows);
             let io = (x0, starts, valid);
             let input = BlockInput::rows_of(&dims.trunk, 1, io, rows, window);
             forward_block(dims, at, params, &input)
-        })
-        .collect();
-    let mut top = Vec::with_capacity(batch * d);
+        },
+        |tr| tr.top(&dims.trunk),
+    );
     let mut new_kv = vec![Vec::with_capacity(batch * 2 * d); layers];
     for tr in &traces {
         let n = tr.rows;
-        top.extend_from_slice(&tr.xs[layers * n * d..(layers + 1) * n * d]);
         for (l, kv_l) in new_kv.iter_mut().enumerate() {
             kv_l.extend_from_slice(&tr.kv[2 * l * n * d..2 * (l + 1) * n * d]);
         }

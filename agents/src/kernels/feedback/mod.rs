@@ -22,19 +22,17 @@
 //! backward pass); this file runs the blocks of a batch in parallel, for training
 //! ([`FeedbackSequence`]) and for one decoding step ([`decode_step`]).
 
-use rayon::prelude::*;
-
 mod backward;
 mod forward;
 mod layout;
 
 use self::backward::backward_block;
 pub(crate) use self::forward::Trace;
-use self::forward::{BlockInput, BlockOutput, Window, forward_block};
+use self::forward::{BlockInput, Window, forward_block};
 pub(crate) use self::layout::{Dims, Layout};
 use super::attention::{self, TrunkDims};
 pub(crate) use super::common::Params;
-use super::common::row_blocks;
+use super::common::{forward_blocks, row_blocks};
 use super::glue::FusedOp;
 use super::{ROWS_PER_BLOCK, pool};
 
@@ -47,23 +45,24 @@ impl FusedOp for FeedbackSequence {
 
     fn forward(&self, inputs: &[&[f32]], save: bool) -> (Vec<f32>, Option<Vec<Trace>>) {
         let (params, x0, m0) = (Params::Flat(inputs[0]), inputs[1], inputs[2]);
-        let results: Vec<(BlockOutput, Trace)> = self
-            .blocks()
-            .into_par_iter()
-            .map(|(b0, rows)| {
-                let (d, span) = (self.dims.trunk.d, self.dims.trunk.span);
+        let (d, span) = (self.dims.trunk.d, self.dims.trunk.span);
+        let (top, results) = forward_blocks(
+            self.blocks(),
+            self.batch * self.steps * d,
+            |(b0, rows)| {
                 let m0 = Window::Vectors(&m0[b0 * span * d..(b0 + rows) * span * d]);
                 let input = self.block_input(x0, (b0, rows), m0);
                 forward_block(&self.dims, &self.layout, &params, &input)
+            },
+            |(out, _)| &out.top,
+        );
+        let traces = results
+            .into_iter()
+            .map(|(out, trace)| {
+                pool::recycle(out.top);
+                trace
             })
             .collect();
-        let mut top = Vec::with_capacity(self.batch * self.steps * self.dims.trunk.d);
-        let mut traces = Vec::with_capacity(results.len());
-        for (out, trace) in results {
-            top.extend_from_slice(&out.top);
-            pool::recycle(out.top);
-            traces.push(trace);
-        }
         (top, save.then_some(traces))
     }
 
@@ -106,9 +105,10 @@ pub(crate) fn decode_step(
 ) -> (Vec<f32>, Vec<f32>, Vec<Vec<f32>>) {
     let (d, span, groups) = (dims.trunk.d, dims.trunk.span, dims.groups);
     let batch = starts.len();
-    let results: Vec<(BlockOutput, Trace)> = row_blocks(batch, ROWS_PER_BLOCK)
-        .into_par_iter()
-        .map(|(b0, rows)| {
+    let (top, results) = forward_blocks(
+        row_blocks(batch, ROWS_PER_BLOCK),
+        batch * d,
+        |(b0, rows)| {
             let window = Window::KeyValues(
                 kv.iter()
                     .map(|k| &k[b0 * span * 2 * d..(b0 + rows) * span * 2 * d])
@@ -117,14 +117,13 @@ pub(crate) fn decode_step(
             let io = (x0, starts, valid);
             let input = BlockInput::rows_of(&dims.trunk, 1, io, (b0, rows), window);
             forward_block(dims, at, params, &input)
-        })
-        .collect();
-    let mut top = Vec::with_capacity(batch * d);
+        },
+        |(out, _)| &out.top,
+    );
     let mut m = Vec::with_capacity(batch * d);
     let mut new_kv = vec![Vec::with_capacity(batch * 2 * d); groups];
     let hist = span + 1;
     for (out, tr) in results {
-        top.extend_from_slice(&out.top);
         m.extend_from_slice(&out.last_m);
         for (g, kv_g) in new_kv.iter_mut().enumerate() {
             for r in 0..tr.rows {
