@@ -127,6 +127,24 @@ impl<'a, W> BlockInput<'a, W> {
     }
 }
 
+impl<W> BlockInput<'_, W> {
+    /// The first history index each row may attend to at each step, `[rows][T]` into
+    /// `floor`: `τ + t` of the last step `t` so far that started an episode of the row, 0
+    /// where none has.
+    pub(crate) fn episode_floors(&self, span: usize, floor: &mut [usize]) {
+        let steps = self.steps;
+        for r in 0..self.rows {
+            let mut first = 0;
+            for t in 0..steps {
+                if self.starts[r * steps + t] > 0.5 {
+                    first = span + t;
+                }
+                floor[r * steps + t] = first;
+            }
+        }
+    }
+}
+
 /// A fused sequence operation of an attention trunk: inputs `[params, x0 [B,T,d], window]`,
 /// output the last layer's outputs `[B, T, d]`.
 #[derive(Debug)]

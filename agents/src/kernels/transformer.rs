@@ -337,25 +337,11 @@ fn forward_block(dims: &Dims, at: &Layout, p: &Params, input: &BlockInput) -> Tr
     let cx = Ctx::new(dims, at, p, (input.rows, input.steps));
     let sz = cx.sz;
     let Sizes {
-        d,
-        layers,
-        span,
-        rows,
-        steps,
-        n,
-        ..
+        d, layers, span, n, ..
     } = sz;
     let mut tr = Trace::new(&sz, dims.gating);
     tr.xs[..n * d].copy_from_slice(input.x0);
-    for r in 0..rows {
-        let mut floor = 0;
-        for t in 0..steps {
-            if input.starts[r * steps + t] > 0.5 {
-                floor = span + t;
-            }
-            tr.floor[r * steps + t] = floor;
-        }
-    }
+    input.episode_floors(span, &mut tr.floor);
     for l in 0..layers {
         layer_forward(&cx, &mut tr, input.valid0, input.window[l], l);
     }

@@ -42,7 +42,7 @@ pub(crate) struct Trace {
     /// `LN(m)` of every memory vector: `[G][rows][τ+T]` rows.
     pub(super) m: NormRows,
     pub(super) kv_hist: Vec<f32>,
-    /// The first history index each row may attend to at each step, `[T][rows]`.
+    /// The first history index each row may attend to at each step, `[rows][T]`.
     pub(super) floor: Vec<usize>,
 }
 
@@ -126,16 +126,10 @@ pub(super) fn forward_block(
     start_window(&cx, &input.window, &mut tr);
     let mix = mix_weights(p, at, dims);
     let mut top = pool::zeros(rows * steps * d);
-    let mut floor: Vec<usize> = vec![0; rows];
+    input.episode_floors(span, &mut tr.floor);
     let mut xp = vec![0.0; rows * d];
     let mut m = vec![0.0; rows * d];
     for t in 0..steps {
-        for r in 0..rows {
-            if input.starts[r * steps + t] > 0.5 {
-                floor[r] = span + t;
-            }
-            tr.floor[t * rows + r] = floor[r];
-        }
         // x^0: the embedded observations of this step.
         let o = sz.lt(0, t);
         for r in 0..rows {
@@ -144,7 +138,7 @@ pub(super) fn forward_block(
         }
         for l in 0..layers {
             let ls = cx.layer_step(l, t);
-            layer_forward(&cx, &mut tr, input.valid0, &floor, ls, &mut xp);
+            layer_forward(&cx, &mut tr, input.valid0, ls, &mut xp);
         }
         write_memory(&cx, &mut tr, &mix, t, &mut m);
         let o = sz.lt(layers, t);
@@ -181,14 +175,7 @@ fn start_window(cx: &Ctx, window: &Window, tr: &mut Trace) {
 
 /// Layer `l` at step `t`: `x^{l+1}` from `x^l` (query, the current slot's key/value, the
 /// attention, the feed-forward block). `xp` is scratch `[rows, d]`.
-fn layer_forward(
-    cx: &Ctx,
-    tr: &mut Trace,
-    valid0: &[f32],
-    floor: &[usize],
-    ls: LayerStep,
-    xp: &mut [f32],
-) {
+fn layer_forward(cx: &Ctx, tr: &mut Trace, valid0: &[f32], ls: LayerStep, xp: &mut [f32]) {
     let Sizes { d, rows, .. } = cx.sz;
     let LayerStep { la, ga, o, .. } = ls;
     let p = cx.p;
@@ -213,18 +200,19 @@ fn layer_forward(
         tr.c.forward(p, ga.ln, x, o);
         ga.project(p, (rows, d), tr.c.out_from(o), &mut tr.kv_self[o * 2 * d..]);
     }
-    attend(cx, tr, valid0, floor, ls);
+    attend(cx, tr, valid0, ls);
     feed_forward(cx, tr, ls, xp);
 }
 
 /// The attention of each row and head of layer `l` at step `t` over the window and the
 /// current slot: weights into `tr.p`, outputs into `tr.att`.
-fn attend(cx: &Ctx, tr: &mut Trace, valid0: &[f32], floor: &[usize], ls: LayerStep) {
+fn attend(cx: &Ctx, tr: &mut Trace, valid0: &[f32], ls: LayerStep) {
     let Sizes {
         d,
         heads,
         span,
         rows,
+        steps,
         dh,
         slots,
         scale,
@@ -237,7 +225,7 @@ fn attend(cx: &Ctx, tr: &mut Trace, valid0: &[f32], floor: &[usize], ls: LayerSt
         let q = &tr.q[(o + r) * d..(o + r + 1) * d];
         let kv_s = &tr.kv_self[(o + r) * 2 * d..(o + r + 1) * 2 * d];
         let base = cx.sz.history(g, r);
-        let lo = floor[r].max(t);
+        let lo = tr.floor[r * steps + t].max(t);
         for h in 0..heads {
             let qh = &q[h * dh..(h + 1) * dh];
             let mut max = f32::NEG_INFINITY;
