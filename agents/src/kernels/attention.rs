@@ -125,9 +125,7 @@ impl<'a, W> BlockInput<'a, W> {
             window,
         }
     }
-}
 
-impl<W> BlockInput<'_, W> {
     /// The first history index each row may attend to at each step, `[rows][T]` into
     /// `floor`: `τ + t` of the last step `t` so far that started an episode of the row, 0
     /// where none has.
