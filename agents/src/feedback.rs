@@ -439,11 +439,13 @@ impl FeedbackTransformer {
 impl FeedbackTransformer {
     fn kernel_dims(&self) -> kernels::feedback::Dims {
         kernels::feedback::Dims {
-            d: self.d_model,
-            heads: self.n_heads,
-            layers: self.layers.len(),
-            ff: self.layers[0].ff.hidden.weight.dims()[1],
-            span: self.span,
+            trunk: kernels::attention::TrunkDims {
+                d: self.d_model,
+                heads: self.n_heads,
+                layers: self.layers.len(),
+                ff: self.layers[0].ff.hidden.weight.dims()[1],
+                span: self.span,
+            },
             groups: self.key_value.len(),
             mix: self.memory_mix,
             null_slot: self.key_value[0].null.is_some(),

@@ -314,11 +314,13 @@ impl Transformer {
     fn kernel_dims(&self) -> kernels::transformer::Dims {
         let first = &self.layers[0];
         kernels::transformer::Dims {
-            d: self.d_model,
-            heads: first.n_heads,
-            layers: self.layers.len(),
-            ff: first.ff.hidden.weight.dims()[1],
-            span: self.span,
+            trunk: kernels::attention::TrunkDims {
+                d: self.d_model,
+                heads: first.n_heads,
+                layers: self.layers.len(),
+                ff: first.ff.hidden.weight.dims()[1],
+                span: self.span,
+            },
             gating: first.gate_attn.is_some(),
         }
     }

@@ -2,6 +2,8 @@
 //! LayerNorm saves for its backward), dot products, and the parameters' storage as the
 //! kernels read it.
 
+use rayon::prelude::*;
+
 use super::linalg::{Transposed, gemm, gemm_t};
 use super::pool;
 
@@ -207,6 +209,37 @@ pub(crate) fn row_blocks(batch: usize, per_block: usize) -> Vec<(usize, usize)> 
         .collect()
 }
 
+/// The forward pass `block` on every block of rows (`(first row, rows)`, as [`row_blocks`]
+/// lists them) in parallel; returns the blocks' outputs (`output` of what a block returns)
+/// joined in block order (`len` floats reserved), and what the blocks returned, in block order.
+pub(crate) fn forward_blocks<S: Send>(
+    blocks: Vec<(usize, usize)>,
+    len: usize,
+    block: impl Fn((usize, usize)) -> S + Sync + Send,
+    output: impl Fn(&S) -> &[f32],
+) -> (Vec<f32>, Vec<S>) {
+    let results: Vec<S> = blocks.into_par_iter().map(block).collect();
+    let mut joined = Vec::with_capacity(len);
+    for s in &results {
+        joined.extend_from_slice(output(s));
+    }
+    (joined, results)
+}
+
+/// `f` on every block of rows (`(first row, rows)`, as [`row_blocks`] lists them) with what
+/// the block's forward pass saved, in parallel; the results in block order.
+pub(crate) fn map_saved_blocks<S: Sync, T: Send>(
+    blocks: Vec<(usize, usize)>,
+    saved: &[S],
+    f: impl Fn((usize, usize), &S) -> T + Sync + Send,
+) -> Vec<T> {
+    blocks
+        .into_par_iter()
+        .zip(saved.par_iter())
+        .map(|(rows, s)| f(rows, s))
+        .collect()
+}
+
 /// [`layer_norm_back`] of the LayerNorm whose gain and bias lie side by side at `ln` in the
 /// flat layout (gain `[d]`, then bias `[d]`): reads the gain from `p`, adds the gain's and the
 /// bias's gradients to `gp[ln..ln + 2d]` and the input's to `dx`.
@@ -334,23 +367,9 @@ impl FeedForwardAt {
         dln: &mut [f32],
         dx: &mut [f32],
     ) {
-        gemm_t(
-            Transposed::B,
-            (n, d, ff),
-            dy,
-            p.get(self.w2, ff * d),
-            0.0,
-            dh,
-        );
+        matmul_back_input(p, (self.w2, (n, ff, d)), dy, (0.0, dh));
         relu_back_in_place(dh, hid);
-        gemm_t(
-            Transposed::B,
-            (n, ff, d),
-            dh,
-            p.get(self.w1, d * ff),
-            0.0,
-            dln,
-        );
+        matmul_back_input(p, (self.w1, (n, d, ff)), dh, (0.0, dln));
         layer_norm_back_at(p, gp, (self.ln, d), dln, norm.saved(o, n), dx);
     }
 
@@ -364,11 +383,9 @@ impl FeedForwardAt {
         (ln_out, dh): (&[f32], &[f32]),
         (hid, dy): (&[f32], &[f32]),
     ) {
-        let w1 = &mut gp[self.w1..self.w1 + d * ff];
-        gemm_t(Transposed::A, (d, n, ff), ln_out, dh, 1.0, w1);
+        matmul_back_weight(gp, (self.w1, (n, d, ff)), (ln_out, dh));
         column_sums_into(&mut gp[self.b1..self.b1 + ff], &dh[..n * ff]);
-        let w2 = &mut gp[self.w2..self.w2 + ff * d];
-        gemm_t(Transposed::A, (ff, n, d), hid, dy, 1.0, w2);
+        matmul_back_weight(gp, (self.w2, (n, ff, d)), (hid, dy));
         column_sums_into(&mut gp[self.b2..self.b2 + d], &dy[..n * d]);
     }
 }
@@ -382,7 +399,28 @@ pub(crate) fn matmul_back(
     (x, dy): (&[f32], &[f32]),
     (beta, dx): (f32, &mut [f32]),
 ) {
+    matmul_back_weight(gp, (w, (n, k, m)), (x, dy));
+    matmul_back_input(p, (w, (n, k, m)), dy, (beta, dx));
+}
+
+/// The weight's part of [`matmul_back`]: adds `xᵀ·dy` to `W`'s gradient in `gp`, `W [k, m]`
+/// at `w` in the flat layout.
+pub(crate) fn matmul_back_weight(
+    gp: &mut [f32],
+    (w, (n, k, m)): (usize, (usize, usize, usize)),
+    (x, dy): (&[f32], &[f32]),
+) {
     gemm_t(Transposed::A, (k, n, m), x, dy, 1.0, &mut gp[w..w + k * m]);
+}
+
+/// The input's part of [`matmul_back`]: adds `dy·Wᵀ` to `beta · dx` (`dx [n, k]`; a `beta`
+/// of 0 overwrites it), `W [k, m]` at `w` in the flat layout.
+pub(crate) fn matmul_back_input(
+    p: &Params,
+    (w, (n, k, m)): (usize, (usize, usize, usize)),
+    dy: &[f32],
+    (beta, dx): (f32, &mut [f32]),
+) {
     gemm_t(Transposed::B, (n, m, k), dy, p.get(w, k * m), beta, dx);
 }
 

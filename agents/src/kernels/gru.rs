@@ -12,9 +12,10 @@
 //! that the gate loops vectorise.
 
 use burn::prelude::*;
-use rayon::prelude::*;
 
-use super::common::{column_sums_into, rows_of};
+use super::common::{
+    add_into, column_sums_into, forward_blocks, map_saved_blocks, row_blocks, rows_of,
+};
 use super::linalg::{Transposed, gemm, gemm_t};
 use super::{FusedOp, ROWS_PER_BLOCK, apply};
 
@@ -147,14 +148,9 @@ impl GruStack {
         ROWS_PER_BLOCK * (MIN_BLOCK_ROW_STEPS / (ROWS_PER_BLOCK * self.steps)).max(1)
     }
 
-    fn blocks(&self) -> usize {
-        self.batch.div_ceil(self.rows_per_block())
-    }
-
-    /// The first row and the number of rows of block `blk`.
-    fn block_rows(&self, blk: usize) -> (usize, usize) {
-        let b0 = blk * self.rows_per_block();
-        (b0, self.rows_per_block().min(self.batch - b0))
+    /// The blocks of rows of the batch: `(first row, rows)`.
+    fn blocks(&self) -> Vec<(usize, usize)> {
+        row_blocks(self.batch, self.rows_per_block())
     }
 
     fn check(&self, inputs: &[&[f32]]) {
@@ -375,17 +371,12 @@ impl FusedOp for GruStack {
     fn forward(&self, inputs: &[&[f32]], _save: bool) -> (Vec<f32>, Option<Vec<BlockSaved>>) {
         self.check(inputs);
         let (b, t, d, n_layers) = (self.batch, self.steps, self.d, self.layers);
-        let saved: Vec<BlockSaved> = (0..self.blocks())
-            .into_par_iter()
-            .map(|blk| {
-                let (b0, rows) = self.block_rows(blk);
-                self.forward_block(inputs, b0, rows)
-            })
-            .collect();
-        let mut output = Vec::with_capacity(b * t * d + b * n_layers * d);
-        for s in &saved {
-            output.extend_from_slice(&s.outs[n_layers - 1]);
-        }
+        let (mut output, saved) = forward_blocks(
+            self.blocks(),
+            b * t * d + b * n_layers * d,
+            |(b0, rows)| self.forward_block(inputs, b0, rows),
+            |s| &s.outs[n_layers - 1],
+        );
         for s in &saved {
             let rows = s.outs[0].len() / (t * d);
             for r in 0..rows {
@@ -405,14 +396,9 @@ impl FusedOp for GruStack {
         wanted: &[bool],
     ) -> Vec<Vec<f32>> {
         self.check(inputs);
-        let blocks: Vec<(Vec<f32>, Vec<f32>, Vec<f32>)> = saved
-            .par_iter()
-            .enumerate()
-            .map(|(blk, s)| {
-                let (b0, rows) = self.block_rows(blk);
-                self.backward_block(inputs, s, grad, b0, rows, wanted[1])
-            })
-            .collect();
+        let blocks = map_saved_blocks(self.blocks(), saved, |(b0, rows), s| {
+            self.backward_block(inputs, s, grad, b0, rows, wanted[1])
+        });
         let mut dx = Vec::new();
         let mut dh0 = Vec::new();
         let mut dparams = if wanted[1] {
@@ -428,9 +414,7 @@ impl FusedOp for GruStack {
             if wanted[2] {
                 dh0.extend_from_slice(bh);
             }
-            for (a, &v) in dparams.iter_mut().zip(bp) {
-                *a += v;
-            }
+            add_into(&mut dparams, bp);
         }
         let dstarts = if wanted[3] {
             vec![0.0; self.batch * self.steps]

@@ -9,14 +9,14 @@
 //! derivative of `tanh` is `1 − tanh²`). Blocks run in parallel and their parameter gradients
 //! are summed in block order, so results do not depend on the number of threads.
 
-use burn::nn::Linear;
-use burn::prelude::*;
-use rayon::prelude::*;
-
-use super::common::{column_sums_into, rows_of};
+use super::common::{
+    add_into, column_sums_into, forward_blocks, map_saved_blocks, row_blocks, rows_of,
+};
 use super::gru::tanh;
 use super::linalg::{Transposed, gemm, gemm_t};
 use super::{FusedOp, apply};
+use burn::nn::Linear;
+use burn::prelude::*;
 
 /// Rows of the batch one parallel task processes (fixed: the split must not depend on the
 /// number of threads).
@@ -54,14 +54,9 @@ fn through_tanh(g: &mut [f32], h: &[f32]) {
 }
 
 impl MlpNet {
-    fn blocks(&self) -> usize {
-        self.rows.div_ceil(MLP_ROWS_PER_BLOCK)
-    }
-
-    /// First row and number of rows of block `blk`.
-    fn block_rows(&self, blk: usize) -> (usize, usize) {
-        let r0 = blk * MLP_ROWS_PER_BLOCK;
-        (r0, MLP_ROWS_PER_BLOCK.min(self.rows - r0))
+    /// The blocks of rows: `(first row, rows)`.
+    fn blocks(&self) -> Vec<(usize, usize)> {
+        row_blocks(self.rows, MLP_ROWS_PER_BLOCK)
     }
 
     /// Width of the output (and of the joined head weights): the logits and the value.
@@ -162,19 +157,13 @@ impl FusedOp for MlpNet {
     fn forward(&self, inputs: &[&[f32]], save: bool) -> (Vec<f32>, Option<Vec<BlockSaved>>) {
         self.check(inputs);
         let (w, b) = self.joined_heads(inputs);
-        let blocks: Vec<(Vec<f32>, BlockSaved)> = (0..self.blocks())
-            .into_par_iter()
-            .map(|blk| {
-                let (r0, rows) = self.block_rows(blk);
-                self.forward_block(inputs, (&w, &b), r0, rows)
-            })
-            .collect();
-        let mut output = Vec::with_capacity(self.rows * self.out_width());
-        let mut saved = Vec::with_capacity(blocks.len());
-        for (out, s) in blocks {
-            output.extend_from_slice(&out);
-            saved.push(s);
-        }
+        let (output, blocks) = forward_blocks(
+            self.blocks(),
+            self.rows * self.out_width(),
+            |(r0, rows)| self.forward_block(inputs, (&w, &b), r0, rows),
+            |(out, _)| out,
+        );
+        let saved = blocks.into_iter().map(|(_, s)| s).collect();
         (output, save.then_some(saved))
     }
 
@@ -187,13 +176,9 @@ impl FusedOp for MlpNet {
     ) -> Vec<Vec<f32>> {
         self.check(inputs);
         let (w, _) = self.joined_heads(inputs);
-        let blocks: Vec<(Vec<f32>, [Vec<f32>; 6])> = saved
-            .par_iter()
-            .enumerate()
-            .map(|(blk, s)| {
-                self.backward_block(inputs, &w, s, grad, self.block_rows(blk), wanted[0])
-            })
-            .collect();
+        let blocks = map_saved_blocks(self.blocks(), saved, |rows, s| {
+            self.backward_block(inputs, &w, s, grad, rows, wanted[0])
+        });
         let (h, a) = (self.hidden, self.actions);
         let mut dx = Vec::new();
         let mut dparams = [
@@ -208,9 +193,7 @@ impl FusedOp for MlpNet {
         for (bx, bp) in &blocks {
             dx.extend_from_slice(bx);
             for (acc, part) in dparams.iter_mut().zip(bp) {
-                for (s, &v) in acc.iter_mut().zip(part) {
-                    *s += v;
-                }
+                add_into(acc, part);
             }
         }
         let [dw1, db1, dw2, db2, dwh, dbh] = dparams;

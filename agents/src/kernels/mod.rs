@@ -29,6 +29,8 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use burn::prelude::*;
 
 #[cfg(feature = "flex")]
+pub(crate) mod attention;
+#[cfg(feature = "flex")]
 pub(crate) mod common;
 #[cfg(feature = "flex")]
 pub(crate) mod feedback;

@@ -19,31 +19,29 @@
 //! rows runs on its own; blocks' parameter gradients are summed in block order, so results do
 //! not depend on the number of threads.
 
-use rayon::prelude::*;
-
+use super::attention::{self, BlockGrads, Sizes, TrunkDims};
 use super::common::{
-    FeedForwardAt, NormRows, Offsets, Params, add_into, axpy, dot, layer_norm_back_at, matmul_back,
-    relu_back_in_place, relu_in_place, row_blocks,
+    FeedForwardAt, NormRows, Offsets, Params, axpy, dot, forward_blocks, layer_norm_back_at,
+    matmul_back, matmul_back_input, matmul_back_weight, relu_back_in_place, relu_in_place,
+    row_blocks,
 };
 use super::glue::FusedOp;
-use super::linalg::{Transposed, gemm, gemm_t};
-use super::{ROWS_PER_BLOCK, pool};
+use super::linalg::gemm;
+use super::pool;
 
 /// Sizes of the model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Dims {
-    /// Width `d`.
-    pub d: usize,
-    /// Attention heads `H`.
-    pub heads: usize,
-    /// Layers `L`.
-    pub layers: usize,
-    /// Feed-forward width.
-    pub ff: usize,
-    /// Span `τ`.
-    pub span: usize,
+    /// The sizes every attention trunk has.
+    pub trunk: TrunkDims,
     /// GTrXL gates instead of residual connections.
     pub gating: bool,
+}
+
+impl AsRef<TrunkDims> for Dims {
+    fn as_ref(&self) -> &TrunkDims {
+        &self.trunk
+    }
 }
 
 /// Offsets of one GTrXL gate's parameters.
@@ -90,17 +88,17 @@ pub(crate) struct Layout {
 
 impl Layout {
     pub(crate) fn new(dims: &Dims) -> Self {
-        let (d, f) = (dims.d, dims.ff);
+        let (d, f) = (dims.trunk.d, dims.trunk.ff);
         let mut at = Offsets::default();
         let mut take = |n: usize| at.take(n);
-        let layers = (0..dims.layers)
+        let layers = (0..dims.trunk.layers)
             .map(|_| {
                 let mut layer = LayerAt {
                     ln_a: take(2 * d),
                     wq: take(d * d),
                     wkv: take(d * 2 * d),
                     wo: take(d * d),
-                    bias: take(dims.heads * (dims.span + 1)),
+                    bias: take(dims.trunk.heads * (dims.trunk.span + 1)),
                     ff: FeedForwardAt::take(&mut take, d, f),
                     gate_attn: None,
                     gate_ff: None,
@@ -125,58 +123,9 @@ impl Layout {
     }
 }
 
-/// The sizes a block's passes work with.
-#[derive(Clone, Copy)]
-struct Sizes {
-    d: usize,
-    heads: usize,
-    layers: usize,
-    ff: usize,
-    span: usize,
-    rows: usize,
-    steps: usize,
-    /// `rows × steps`: the rows of every batched product.
-    n: usize,
-    /// Width of a head.
-    dh: usize,
-    /// Attention slots of a query: the `τ` steps before it and its own.
-    slots: usize,
-    /// `1/√dh`.
-    scale: f32,
-}
-
-impl Sizes {
-    fn new(dims: &Dims, rows: usize, steps: usize) -> Self {
-        let dh = dims.d / dims.heads;
-        Self {
-            d: dims.d,
-            heads: dims.heads,
-            layers: dims.layers,
-            ff: dims.ff,
-            span: dims.span,
-            rows,
-            steps,
-            n: rows * steps,
-            dh,
-            slots: dims.span + 1,
-            scale: 1.0 / (dh as f32).sqrt(),
-        }
-    }
-}
-
-/// The inputs of a block of rows that are not parameters.
-struct BlockInput<'a> {
-    rows: usize,
-    steps: usize,
-    /// `[rows, T, d]`.
-    x0: &'a [f32],
-    /// `[rows, T]`, 1.0 where an episode starts.
-    starts: &'a [f32],
-    /// `[rows, τ]`, 1.0 where a cached step belongs to the current episode.
-    valid0: &'a [f32],
-    /// Per layer the cached keys and values of the block's rows.
-    cache: Vec<Prefix<'a>>,
-}
+/// The inputs of a block of rows that are not parameters; the window is the cached keys and
+/// values per layer.
+type BlockInput<'a> = attention::BlockInput<'a, Vec<Prefix<'a>>>;
 
 /// Everything the forward pass of a block computes that its backward pass reads. Row `i` of a
 /// per-layer array `[L][n][width]` is step `i % T` of the block's row `i / T`.
@@ -226,6 +175,12 @@ impl Drop for Trace {
 }
 
 impl Trace {
+    /// The last layer's outputs `[rows, T, d]`.
+    fn top(&self, dims: &TrunkDims) -> &[f32] {
+        let (d, layers, n) = (dims.d, dims.layers, self.rows * self.steps);
+        &self.xs[layers * n * d..(layers + 1) * n * d]
+    }
+
     /// Buffers for a block; every one is fully written by the forward pass.
     fn new(sz: &Sizes, gating: bool) -> Self {
         let Sizes {
@@ -266,12 +221,9 @@ struct Prefix<'a> {
     values: &'a [f32],
 }
 
-/// What every stage of a block's passes reads: the sizes, the layout and the parameters.
-struct Ctx<'a> {
-    sz: Sizes,
-    at: &'a Layout,
-    p: &'a Params<'a>,
-}
+/// What every stage of a block's passes reads: the sizes, the dims, the layout and the
+/// parameters.
+type Ctx<'a> = attention::Ctx<'a, Dims, Layout>;
 
 fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
@@ -356,14 +308,7 @@ fn gate_backward(
     }
     // Through U_g (r ⊙ x).
     let mut drx = pool::zeros(n * d);
-    gemm_t(
-        Transposed::B,
-        (n, d, d),
-        &dah,
-        p.get(g.ug, d * d),
-        0.0,
-        &mut drx,
-    );
+    matmul_back_input(p, (g.ug, (n, d, d)), &dah, (0.0, &mut drx));
     let mut rx = pool::zeros(n * d);
     for k in 0..n * d {
         rx[k] = r[k] * x[k];
@@ -373,14 +318,7 @@ fn gate_backward(
         dw[i * 3 * d + c] = dar;
         du[i * 2 * d + c] = dar;
     }
-    gemm_t(
-        Transposed::A,
-        (d, n, d),
-        &rx,
-        &dah,
-        1.0,
-        &mut gp[g.ug..g.ug + d * d],
-    );
+    matmul_back_weight(gp, (g.ug, (n, d, d)), (&rx, &dah));
     // Through U_r, U_z on the stream.
     matmul_back((p, &mut *gp), (g.ux, (n, d, 2 * d)), (x, &du), (1.0, dx));
     // Through W_r, W_z, W_g on relu(y).
@@ -396,30 +334,16 @@ fn gate_backward(
 /// The forward pass of one block of rows. Returns the trace (whose last layer block of `xs`
 /// is the output, and whose `kv` holds every layer's new keys and values).
 fn forward_block(dims: &Dims, at: &Layout, p: &Params, input: &BlockInput) -> Trace {
-    let sz = Sizes::new(dims, input.rows, input.steps);
-    let cx = Ctx { sz, at, p };
+    let cx = Ctx::new(dims, at, p, (input.rows, input.steps));
+    let sz = cx.sz;
     let Sizes {
-        d,
-        layers,
-        span,
-        rows,
-        steps,
-        n,
-        ..
+        d, layers, span, n, ..
     } = sz;
     let mut tr = Trace::new(&sz, dims.gating);
     tr.xs[..n * d].copy_from_slice(input.x0);
-    for r in 0..rows {
-        let mut floor = 0;
-        for t in 0..steps {
-            if input.starts[r * steps + t] > 0.5 {
-                floor = span + t;
-            }
-            tr.floor[r * steps + t] = floor;
-        }
-    }
+    input.episode_floors(span, &mut tr.floor);
     for l in 0..layers {
-        layer_forward(&cx, &mut tr, input.valid0, input.cache[l], l);
+        layer_forward(&cx, &mut tr, input.valid0, input.window[l], l);
     }
     tr
 }
@@ -574,16 +498,9 @@ fn attend(cx: &Ctx, tr: &mut Trace, valid0: &[f32], prefix: Prefix, l: usize) {
     }
 }
 
-/// Gradients of one block: every parameter `[Layout::len]`, the inputs `[rows, T, d]` and,
-/// when asked for, the cached keys and values `[L][keys, values][rows][τ][d]`.
-struct BlockGrads {
-    params: Vec<f32>,
-    x0: Vec<f32>,
-    cache: Vec<f32>,
-}
-
 /// The backward pass of one block given the gradient of its outputs `dtop [rows, T, d]` and
-/// the cache it started from.
+/// the cache it started from; the window's gradient is that of the cached keys and values
+/// `[L][keys, values][rows][τ][d]` (empty unless `want_cache`).
 fn backward_block(
     dims: &Dims,
     at: &Layout,
@@ -592,8 +509,8 @@ fn backward_block(
     dtop: &[f32],
     want_cache: bool,
 ) -> BlockGrads {
-    let sz = Sizes::new(dims, tr.rows, tr.steps);
-    let cx = Ctx { sz, at, p };
+    let cx = Ctx::new(dims, at, p, (tr.rows, tr.steps));
+    let sz = cx.sz;
     let Sizes {
         d,
         layers,
@@ -620,7 +537,7 @@ fn backward_block(
     BlockGrads {
         params: gp,
         x0: dx_high,
-        cache: dprefix,
+        window: dprefix,
     }
 }
 
@@ -803,15 +720,10 @@ fn attend_back(
     }
 }
 
-/// The blocks of rows of a batch in training: `(first row, rows)`.
-fn blocks(batch: usize) -> Vec<(usize, usize)> {
-    row_blocks(batch, ROWS_PER_BLOCK)
-}
-
 /// The cache of rows `b0..b0 + rows` per layer, from the cache tensors `[L][keys, values]`
 /// of the batch (`[B, τ, d]` each).
 fn cache_rows<'a>(cache: &[&'a [f32]], dims: &Dims, (b0, rows): (usize, usize)) -> Vec<Prefix<'a>> {
-    let w = dims.span * dims.d;
+    let w = dims.trunk.span * dims.trunk.d;
     cache
         .chunks_exact(2)
         .map(|kv| Prefix {
@@ -823,22 +735,14 @@ fn cache_rows<'a>(cache: &[&'a [f32]], dims: &Dims, (b0, rows): (usize, usize)) 
 
 /// The flat cache input `[L][keys, values][B][τ][d]` as its `2L` tensors.
 fn split_cache<'a>(cache: &'a [f32], dims: &Dims, batch: usize) -> Vec<&'a [f32]> {
-    cache.chunks_exact(batch * dims.span * dims.d).collect()
+    cache
+        .chunks_exact(batch * dims.trunk.span * dims.trunk.d)
+        .collect()
 }
 
 /// The fused sequence operation: inputs `[params, x0 [B,T,d], cache [L][2][B,τ,d]]`, output
 /// the last layer's outputs `[B, T, d]`.
-#[derive(Debug)]
-pub(crate) struct TransformerSequence {
-    pub dims: Dims,
-    pub layout: Layout,
-    pub batch: usize,
-    pub steps: usize,
-    /// `[B, T]`.
-    pub starts: Vec<f32>,
-    /// `[B, τ]`.
-    pub valid0: Vec<f32>,
-}
+pub(crate) type TransformerSequence = attention::Sequence<Dims, Layout>;
 
 impl FusedOp for TransformerSequence {
     type Saved = Vec<Trace>;
@@ -846,27 +750,16 @@ impl FusedOp for TransformerSequence {
     fn forward(&self, inputs: &[&[f32]], save: bool) -> (Vec<f32>, Option<Vec<Trace>>) {
         let (params, x0) = (Params::Flat(inputs[0]), inputs[1]);
         let cache = split_cache(inputs[2], &self.dims, self.batch);
-        let (d, span, steps) = (self.dims.d, self.dims.span, self.steps);
-        let traces: Vec<Trace> = blocks(self.batch)
-            .into_par_iter()
-            .map(|(b0, rows)| {
-                let input = BlockInput {
-                    rows,
-                    steps,
-                    x0: &x0[b0 * steps * d..(b0 + rows) * steps * d],
-                    starts: &self.starts[b0 * steps..(b0 + rows) * steps],
-                    valid0: &self.valid0[b0 * span..(b0 + rows) * span],
-                    cache: cache_rows(&cache, &self.dims, (b0, rows)),
-                };
+        let (top, traces) = forward_blocks(
+            self.blocks(),
+            self.batch * self.steps * self.dims.trunk.d,
+            |rows| {
+                let cache = cache_rows(&cache, &self.dims, rows);
+                let input = self.block_input(x0, rows, cache);
                 forward_block(&self.dims, &self.layout, &params, &input)
-            })
-            .collect();
-        let mut top = Vec::with_capacity(self.batch * steps * d);
-        let layers = self.dims.layers;
-        for tr in &traces {
-            let n = tr.rows * steps;
-            top.extend_from_slice(&tr.xs[layers * n * d..(layers + 1) * n * d]);
-        }
+            },
+            |tr| tr.top(&self.dims.trunk),
+        );
         (top, save.then_some(traces))
     }
 
@@ -879,24 +772,10 @@ impl FusedOp for TransformerSequence {
     ) -> Vec<Vec<f32>> {
         let params = Params::Flat(inputs[0]);
         let cache = split_cache(inputs[2], &self.dims, self.batch);
-        let (d, span, steps, layers) = (self.dims.d, self.dims.span, self.steps, self.dims.layers);
+        let TrunkDims {
+            d, span, layers, ..
+        } = self.dims.trunk;
         let want_cache = wanted.get(2).copied().unwrap_or(false);
-        let grads: Vec<BlockGrads> = blocks(self.batch)
-            .into_par_iter()
-            .zip(saved.par_iter())
-            .map(|((b0, rows), trace)| {
-                backward_block(
-                    &self.dims,
-                    &self.layout,
-                    &params,
-                    (trace, &cache_rows(&cache, &self.dims, (b0, rows))),
-                    &grad[b0 * steps * d..(b0 + rows) * steps * d],
-                    want_cache,
-                )
-            })
-            .collect();
-        let mut gp = vec![0.0; self.layout.len];
-        let mut gx = Vec::with_capacity(self.batch * steps * d);
         // Empty when the cache wants no gradient (the glue then registers none).
         let mut gc = if want_cache {
             vec![0.0; 2 * layers * self.batch * span * d]
@@ -904,20 +783,25 @@ impl FusedOp for TransformerSequence {
             Vec::new()
         };
         let w = span * d;
-        for ((b0, rows), g) in blocks(self.batch).into_iter().zip(grads) {
-            add_into(&mut gp, &g.params);
-            gx.extend_from_slice(&g.x0);
-            if want_cache {
-                // [L][keys, values][rows] of the block into [L][keys, values][B].
-                for (part, src) in g.cache.chunks_exact(rows * w).enumerate() {
-                    let at = (part * self.batch + b0) * w;
-                    gc[at..at + rows * w].copy_from_slice(src);
+        let (gp, gx) = self.backward_blocks(
+            (saved, grad),
+            self.layout.len,
+            |rows, trace, dtop| {
+                let cache = cache_rows(&cache, &self.dims, rows);
+                let (p, at) = (&params, &self.layout);
+                backward_block(&self.dims, at, p, (trace, &cache), dtop, want_cache)
+            },
+            |(b0, rows), dcache| {
+                if want_cache {
+                    // [L][keys, values][rows] of the block into [L][keys, values][B].
+                    for (part, src) in dcache.chunks_exact(rows * w).enumerate() {
+                        let at = (part * self.batch + b0) * w;
+                        gc[at..at + rows * w].copy_from_slice(src);
+                    }
                 }
-            }
-            pool::recycle(g.params);
-            pool::recycle(g.x0);
-            pool::recycle(g.cache);
-        }
+                pool::recycle(dcache);
+            },
+        );
         vec![gp, gx, gc]
     }
 }
@@ -940,27 +824,22 @@ pub(crate) fn decode_step(
     cache: &[&[f32]],
     valid: &[f32],
 ) -> (Vec<f32>, Vec<Vec<f32>>) {
-    let (d, span, layers) = (dims.d, dims.span, dims.layers);
+    let (d, layers) = (dims.trunk.d, dims.trunk.layers);
     let batch = starts.len();
-    let traces: Vec<Trace> = row_blocks(batch, DECODE_ROWS_PER_BLOCK)
-        .into_par_iter()
-        .map(|(b0, rows)| {
-            let input = BlockInput {
-                rows,
-                steps: 1,
-                x0: &x0[b0 * d..(b0 + rows) * d],
-                starts: &starts[b0..b0 + rows],
-                valid0: &valid[b0 * span..(b0 + rows) * span],
-                cache: cache_rows(cache, dims, (b0, rows)),
-            };
+    let (top, traces) = forward_blocks(
+        row_blocks(batch, DECODE_ROWS_PER_BLOCK),
+        batch * d,
+        |rows| {
+            let window = cache_rows(cache, dims, rows);
+            let io = (x0, starts, valid);
+            let input = BlockInput::rows_of(&dims.trunk, 1, io, rows, window);
             forward_block(dims, at, params, &input)
-        })
-        .collect();
-    let mut top = Vec::with_capacity(batch * d);
+        },
+        |tr| tr.top(&dims.trunk),
+    );
     let mut new_kv = vec![Vec::with_capacity(batch * 2 * d); layers];
     for tr in &traces {
         let n = tr.rows;
-        top.extend_from_slice(&tr.xs[layers * n * d..(layers + 1) * n * d]);
         for (l, kv_l) in new_kv.iter_mut().enumerate() {
             kv_l.extend_from_slice(&tr.kv[2 * l * n * d..2 * (l + 1) * n * d]);
         }

@@ -204,16 +204,38 @@ pub fn trunk_pass<P: agents::attention::AttentionTrunk>(
     (values(logits), values(value), visitor.out, dmemory)
 }
 
-/// The fused decoding step (plain flex, `fused`) against the reference step (the same weights
-/// under autodiff, `reference`) for `steps` steps of `b` envs from empty memories, env 2
-/// starting an episode at each step of `restarts`: logits, values and every memory tensor
-/// agree (messages start with `what`).
-pub fn assert_fused_steps_match<P: ActorCritic>(
+/// An attention policy whose fused trunk the kernel tests check against its reference trunk.
+#[cfg(feature = "flex")]
+pub trait FusedTrunk: agents::attention::AttentionTrunk + Sync {
+    /// How many leading tensors of `memory` the trunk reads, and so get a gradient (the rest
+    /// are derived from them, or the validity mask).
+    fn tracked(memory: &Memory) -> usize;
+}
+
+/// [`trunk_pass`] tracking the memory tensors the trunk reads ([`FusedTrunk::tracked`]).
+#[cfg(feature = "flex")]
+pub fn fused_trunk_pass<P: FusedTrunk>(
+    policy: &P,
+    (obs, starts): (&Tensor<3>, &Tensor<2>),
+    memory: &Memory,
+    actions: usize,
+    fused: bool,
+) -> Outcome {
+    let tracked = P::tracked(memory);
+    trunk_pass(policy, (obs, starts), memory, tracked, actions, fused)
+}
+
+/// The fused decoding step (plain flex, `reference.valid()`) against the reference step (the
+/// same weights under autodiff, `reference`) for `steps` steps of `b` envs from empty
+/// memories, env 2 starting an episode at each step of `restarts`: logits, values and every
+/// memory tensor agree (messages start with `what`).
+pub fn assert_fused_steps_match<P: ActorCritic + burn::module::Module>(
     what: &str,
-    (reference, fused): (&P, &P),
+    reference: &P,
     (b, obs_dim, steps): (usize, usize, u64),
     restarts: &[u64],
 ) {
+    let fused = reference.valid();
     let (ad, plain) = (Device::flex().autodiff(), Device::flex());
     let mut m_ref = reference.init_memory(b, &ad);
     let mut m_fused = fused.init_memory(b, &plain);
@@ -248,20 +270,21 @@ pub fn assert_fused_steps_match<P: ActorCritic>(
     }
 }
 
-/// The fused pass `run` over 19 envs × 9 steps from a warm memory of `policy`, with two
-/// episode starts, gives the same logits and gradients, bitwise, on one thread and on two.
+/// The fused pass ([`fused_trunk_pass`], `actions` outputs) over 19 envs × 9 steps from a
+/// warm memory of `policy`, with two episode starts, gives the same logits and gradients,
+/// bitwise, on one thread and on two.
 #[cfg(feature = "flex")]
-pub fn assert_same_on_any_thread_count<P: ActorCritic + Sync>(
+pub fn assert_same_on_any_thread_count<P: FusedTrunk>(
     policy: &P,
-    obs_dim: usize,
-    run: impl Fn(&Tensor<3>, &Tensor<2>, &Memory) -> Outcome + Sync,
+    (obs_dim, actions): (usize, usize),
 ) {
     let device = Device::flex().autodiff();
     let (b, t) = (19, 9);
     let memory = warmed_up(policy, b, obs_dim, 3, &device);
     let obs = tensor(noise(b * t * obs_dim, 3), [b, t, obs_dim], &device);
     let starts = starts(b, t, &[(4, 2), (17, 0)], &device);
-    let with = |threads| on_threads(threads, || run(&obs, &starts, &memory));
+    let run = || fused_trunk_pass(policy, (&obs, &starts), &memory, actions, true);
+    let with = |threads| on_threads(threads, run);
     let (one, two) = (with(1), with(2));
     assert_eq!(one.0, two.0);
     assert_eq!(one.2, two.2);

@@ -1,20 +1,15 @@
 //! The backward pass of a block: from the gradient of its outputs, back through the steps in
 //! reverse, into the gradients of the parameters, the inputs and the starting memory vectors.
 
-use super::forward::Trace;
-use super::layout::{Ctx, Dims, Layout, Sizes, mix_weights};
+use super::forward::{Trace, slot_value};
+use super::layout::{Ctx, Dims, LayerStep, Layout, mix_weights};
 use crate::feedback_options::MemoryMix;
-use crate::kernels::common::{Params, add_into, axpy, column_sums_into, dot, layer_norm_back_at};
-use crate::kernels::linalg::{Transposed, gemm_t};
+use crate::kernels::attention::{BlockGrads, Sizes};
+use crate::kernels::common::{
+    Params, add_into, axpy, column_sums_into, dot, layer_norm_back_at, matmul_back_input,
+    matmul_back_weight,
+};
 use crate::kernels::pool;
-
-/// Gradients of one block: every parameter `[Layout::len]`, the inputs `[rows, T, d]` and the
-/// starting memory vectors `[rows, τ, d]` (empty unless asked for).
-pub(super) struct BlockGrads {
-    pub(super) params: Vec<f32>,
-    pub(super) x0: Vec<f32>,
-    pub(super) m0: Vec<f32>,
-}
 
 /// The gradients a block's backward pass accumulates: every parameter, the inputs, and the
 /// per-step gradients of the linear layers' outputs kept for the weight products at the end.
@@ -31,12 +26,11 @@ struct Grads {
 }
 
 impl Grads {
-    fn new(sz: &Sizes, n_params: usize) -> Self {
+    fn new(sz: &Sizes, groups: usize, n_params: usize) -> Self {
         let Sizes {
             d,
             layers,
             ff,
-            groups,
             rows,
             steps,
             hist,
@@ -57,7 +51,9 @@ impl Grads {
     }
 }
 
-/// The backward pass of one block given the gradient of its outputs `dtop [rows, T, d]`.
+/// The backward pass of one block given the gradient of its outputs `dtop [rows, T, d]`; the
+/// window's gradient is that of the starting memory vectors `[rows, τ, d]` (empty unless
+/// `want_m0`).
 pub(super) fn backward_block(
     dims: &Dims,
     at: &Layout,
@@ -66,8 +62,8 @@ pub(super) fn backward_block(
     dtop: &[f32],
     want_m0: bool,
 ) -> BlockGrads {
-    let sz = Sizes::new(dims, tr.rows, tr.steps);
-    let cx = Ctx { sz, dims, at, p };
+    let cx = Ctx::new(dims, at, p, (tr.rows, tr.steps));
+    let sz = cx.sz;
     let Sizes {
         d,
         layers,
@@ -75,7 +71,7 @@ pub(super) fn backward_block(
         steps,
         ..
     } = sz;
-    let mut gr = Grads::new(&sz, at.len);
+    let mut gr = Grads::new(&sz, dims.groups, at.len);
     let mix = mix_weights(p, at, dims);
     let mut dxs = vec![0.0; (layers + 1) * rows * d];
     let mut dm = vec![0.0; rows * d];
@@ -95,7 +91,7 @@ pub(super) fn backward_block(
             }
         }
         for l in (0..layers).rev() {
-            layer_backward(&cx, tr, &mut gr, (l, t), &mut dxs);
+            layer_backward(&cx, tr, &mut gr, cx.layer_step(l, t), &mut dxs);
         }
         for r in 0..rows {
             gr.x0[(r * steps + t) * d..(r * steps + t + 1) * d]
@@ -128,30 +124,22 @@ pub(super) fn backward_block(
     BlockGrads {
         params,
         x0,
-        m0: dm0,
+        window: dm0,
     }
 }
 
 /// The gradient of step `t`'s memory vector (`dm [rows, d]`) from the gradients its keys and
 /// values received, through their projection and LayerNorm.
 fn memory_back(cx: &Ctx, tr: &Trace, gr: &mut Grads, t: usize, dm: &mut [f32]) {
-    let Sizes {
-        d,
-        span,
-        groups,
-        rows,
-        hist,
-        ..
-    } = cx.sz;
+    let Sizes { d, span, rows, .. } = cx.sz;
     let p = cx.p;
     dm.fill(0.0);
     let mut dkv_rows = vec![0.0; rows * 2 * d];
     let mut d_lnout = vec![0.0; rows * d];
     let (mut hat, mut rstd) = (vec![0.0; rows * d], vec![0.0; rows]);
-    for g in 0..groups {
-        let ga = cx.at.groups[g];
+    for (g, ga) in cx.at.groups.iter().enumerate() {
         for r in 0..rows {
-            let i = (g * rows + r) * hist + span + t;
+            let i = cx.sz.history(g, r) + span + t;
             dkv_rows[r * 2 * d..(r + 1) * 2 * d]
                 .copy_from_slice(&gr.kv_hist[i * 2 * d..(i + 1) * 2 * d]);
             hat[r * d..(r + 1) * d].copy_from_slice(&tr.m.hat[i * d..(i + 1) * d]);
@@ -170,10 +158,10 @@ fn memory_back(cx: &Ctx, tr: &Trace, gr: &mut Grads, t: usize, dm: &mut [f32]) {
 
 /// Layer `l` at step `t` backwards: from the gradient of `x^{l+1}` (`dxs` row block `l + 1`)
 /// into the gradient of `x^l` (row block `l`) and the parameters.
-fn layer_backward(cx: &Ctx, tr: &Trace, gr: &mut Grads, (l, t): (usize, usize), dxs: &mut [f32]) {
+fn layer_backward(cx: &Ctx, tr: &Trace, gr: &mut Grads, ls: LayerStep, dxs: &mut [f32]) {
     let Sizes { d, ff, rows, .. } = cx.sz;
-    let (p, la) = (cx.p, cx.at.layers[l]);
-    let o = cx.sz.lt(l, t);
+    let LayerStep { l, la, o, .. } = ls;
+    let p = cx.p;
     let (dlow, dhigh) = dxs.split_at_mut((l + 1) * rows * d);
     let dy = &dhigh[..rows * d];
     let dx = &mut dlow[l * rows * d..(l + 1) * rows * d];
@@ -196,36 +184,26 @@ fn layer_backward(cx: &Ctx, tr: &Trace, gr: &mut Grads, (l, t): (usize, usize), 
     add_into(dx, dxp);
     // Attention, then the query and the current slot back to x^l.
     let mut datt = vec![0.0; rows * d];
-    gemm_t(
-        Transposed::B,
-        (rows, d, d),
-        dxp,
-        p.get(la.wo, d * d),
-        0.0,
-        &mut datt,
-    );
-    attend_back(cx, tr, gr, (l, t), &datt);
-    query_slot_back(cx, tr, gr, (l, t), dx);
+    matmul_back_input(p, (la.wo, (rows, d, d)), dxp, (0.0, &mut datt));
+    attend_back(cx, tr, gr, ls, &datt);
+    query_slot_back(cx, tr, gr, ls, dx);
 }
 
 /// The attention of layer `l` at step `t` backwards, given the gradient of its output
 /// `datt [rows, d]`: into the query's, the current slot's and the window entries' gradients
 /// and the position bias.
-fn attend_back(cx: &Ctx, tr: &Trace, gr: &mut Grads, (l, t): (usize, usize), datt: &[f32]) {
+fn attend_back(cx: &Ctx, tr: &Trace, gr: &mut Grads, ls: LayerStep, datt: &[f32]) {
     let Sizes {
         d,
         heads,
         span,
         rows,
         dh,
-        hist,
         slots,
         scale,
         ..
     } = cx.sz;
-    let g = cx.dims.group(l);
-    let bias_at = cx.at.layers[l].bias;
-    let o = cx.sz.lt(l, t);
+    let LayerStep { t, la, g, o, .. } = ls;
     let dq = &mut gr.q[o * d..(o + rows) * d];
     dq.fill(0.0);
     let dkvs = &mut gr.kv_self[o * 2 * d..(o + rows) * 2 * d];
@@ -234,7 +212,7 @@ fn attend_back(cx: &Ctx, tr: &Trace, gr: &mut Grads, (l, t): (usize, usize), dat
     for r in 0..rows {
         let q = &tr.q[(o + r) * d..(o + r + 1) * d];
         let kv_s = &tr.kv_self[(o + r) * 2 * d..(o + r + 1) * 2 * d];
-        let base = (g * rows + r) * hist;
+        let base = cx.sz.history(g, r);
         for h in 0..heads {
             let pw = &tr.p[((o + r) * heads + h) * slots..][..slots];
             let da = &datt[r * d + h * dh..r * d + (h + 1) * dh];
@@ -243,11 +221,7 @@ fn attend_back(cx: &Ctx, tr: &Trace, gr: &mut Grads, (l, t): (usize, usize), dat
                 dp[j] = if pw[j] == 0.0 {
                     0.0
                 } else {
-                    let v = if j < span {
-                        &tr.kv_hist[(base + t + j) * 2 * d + d + h * dh..][..dh]
-                    } else {
-                        &kv_s[d + h * dh..d + (h + 1) * dh]
-                    };
+                    let v = slot_value(&cx.sz, (&tr.kv_hist, kv_s), base + t, (j, h));
                     dot(da, v)
                 };
                 pdp += pw[j] * dp[j];
@@ -258,7 +232,7 @@ fn attend_back(cx: &Ctx, tr: &Trace, gr: &mut Grads, (l, t): (usize, usize), dat
                     continue;
                 }
                 let ds = pw[j] * (dp[j] - pdp);
-                gr.params[bias_at + h * slots + span - j] += ds;
+                gr.params[la.bias + h * slots + span - j] += ds;
                 let (k, dk_dv): (&[f32], &mut [f32]) = if j < span {
                     let i = base + t + j;
                     (
@@ -280,20 +254,13 @@ fn attend_back(cx: &Ctx, tr: &Trace, gr: &mut Grads, (l, t): (usize, usize), dat
 
 /// The query projection and the current slot's key/value of layer `l` at step `t`
 /// backwards: into `dx` (the gradient of `x^l`) and the parameters.
-fn query_slot_back(cx: &Ctx, tr: &Trace, gr: &mut Grads, (l, t): (usize, usize), dx: &mut [f32]) {
+fn query_slot_back(cx: &Ctx, tr: &Trace, gr: &mut Grads, ls: LayerStep, dx: &mut [f32]) {
     let Sizes { d, rows, .. } = cx.sz;
-    let (p, la) = (cx.p, cx.at.layers[l]);
-    let ga = cx.at.groups[cx.dims.group(l)];
-    let o = cx.sz.lt(l, t);
+    let LayerStep { la, ga, o, .. } = ls;
+    let p = cx.p;
     let mut d_lnout = vec![0.0; rows * d];
-    gemm_t(
-        Transposed::B,
-        (rows, d, d),
-        &gr.q[o * d..(o + rows) * d],
-        p.get(la.wq, d * d),
-        0.0,
-        &mut d_lnout,
-    );
+    let dq = &gr.q[o * d..(o + rows) * d];
+    matmul_back_input(p, (la.wq, (rows, d, d)), dq, (0.0, &mut d_lnout));
     layer_norm_back_at(
         p,
         &mut gr.params,
@@ -321,21 +288,13 @@ fn query_slot_back(cx: &Ctx, tr: &Trace, gr: &mut Grads, (l, t): (usize, usize),
 /// gradients go through that projection (parameters) and, if asked, to the vectors
 /// (`[rows, τ, d]`, else empty).
 fn start_window_back(cx: &Ctx, tr: &Trace, gr: &mut Grads, want_m0: bool) -> Vec<f32> {
-    let Sizes {
-        d,
-        span,
-        groups,
-        rows,
-        hist,
-        ..
-    } = cx.sz;
+    let Sizes { d, span, rows, .. } = cx.sz;
     let p = cx.p;
     let mut dm0 = vec![0.0; rows * span * d];
     let mut d_ln0 = vec![0.0; span * d];
-    for g in 0..groups {
-        let ga = cx.at.groups[g];
+    for (g, ga) in cx.at.groups.iter().enumerate() {
         for r in 0..rows {
-            let h0 = (g * rows + r) * hist;
+            let h0 = cx.sz.history(g, r);
             ga.project_back(
                 (p, &mut gr.params),
                 (span, d),
@@ -355,35 +314,17 @@ fn weight_gradients(cx: &Ctx, tr: &Trace, gr: &mut Grads) {
         d,
         layers,
         ff,
-        groups,
         rows,
-        steps,
+        n,
         hist,
         ..
     } = cx.sz;
-    let n = steps * rows;
     let gp = &mut gr.params;
     for l in 0..layers {
-        let la = cx.at.layers[l];
-        let ga = cx.at.groups[cx.dims.group(l)];
-        let o = cx.sz.lt(l, 0);
+        let LayerStep { la, ga, o, .. } = cx.layer_step(l, 0);
         let (a_out, att, f_out) = (tr.a.out_from(o), &tr.att[o * d..], tr.f.out_from(o));
-        gemm_t(
-            Transposed::A,
-            (d, n, d),
-            a_out,
-            &gr.q[o * d..],
-            1.0,
-            &mut gp[la.wq..la.wq + d * d],
-        );
-        gemm_t(
-            Transposed::A,
-            (d, n, d),
-            att,
-            &gr.xp[o * d..],
-            1.0,
-            &mut gp[la.wo..la.wo + d * d],
-        );
+        matmul_back_weight(gp, (la.wq, (n, d, d)), (a_out, &gr.q[o * d..]));
+        matmul_back_weight(gp, (la.wo, (n, d, d)), (att, &gr.xp[o * d..]));
         la.ff.weight_grads(
             gp,
             (n, d, ff),
@@ -391,28 +332,13 @@ fn weight_gradients(cx: &Ctx, tr: &Trace, gr: &mut Grads) {
             (&tr.hid[o * ff..], &gr.y[o * d..]),
         );
         if !cx.dims.null_slot {
-            let wkv = &mut gp[ga.wkv..ga.wkv + 2 * d * d];
-            gemm_t(
-                Transposed::A,
-                (d, n, 2 * d),
-                tr.c.out_from(o),
-                &gr.kv_self[o * 2 * d..],
-                1.0,
-                wkv,
-            );
+            let (c_out, dkv) = (tr.c.out_from(o), &gr.kv_self[o * 2 * d..]);
+            matmul_back_weight(gp, (ga.wkv, (n, d, 2 * d)), (c_out, dkv));
         }
     }
-    for g in 0..groups {
-        let ga = cx.at.groups[g];
-        let o = g * rows * hist;
-        let wkv = &mut gp[ga.wkv..ga.wkv + 2 * d * d];
-        gemm_t(
-            Transposed::A,
-            (d, rows * hist, 2 * d),
-            tr.m.out_from(o),
-            &gr.kv_hist[o * 2 * d..],
-            1.0,
-            wkv,
-        );
+    for (g, ga) in cx.at.groups.iter().enumerate() {
+        let o = cx.sz.history(g, 0);
+        let (m_out, dkv) = (tr.m.out_from(o), &gr.kv_hist[o * 2 * d..]);
+        matmul_back_weight(gp, (ga.wkv, (rows * hist, d, 2 * d)), (m_out, dkv));
     }
 }

@@ -2,25 +2,16 @@
 //! window and its feed-forward block, then the step's memory vector and its keys and values.
 //! Everything the backward pass reads is kept in a [`Trace`].
 
-use super::layout::{Ctx, Dims, Layout, Sizes, mix_weights};
+use super::layout::{Ctx, Dims, LayerStep, Layout, mix_weights};
+use crate::kernels::attention::{self, Sizes};
 use crate::kernels::common::{NormRows, Params, axpy, dot, layer_norm};
 use crate::kernels::linalg::gemm;
 use crate::kernels::pool;
 
 /// The inputs of a block of rows that are not parameters.
-pub(super) struct BlockInput<'a> {
-    pub(super) rows: usize,
-    pub(super) steps: usize,
-    /// `[rows, T, d]`.
-    pub(super) x0: &'a [f32],
-    /// `[rows, T]`, 1.0 where an episode starts.
-    pub(super) starts: &'a [f32],
-    /// `[rows, τ]`, 1.0 where a starting memory slot holds a vector of the current episode.
-    pub(super) valid0: &'a [f32],
-    /// The starting window: memory vectors `[rows, τ, d]`, or cached keys/values.
-    pub(super) window: Window<'a>,
-}
+pub(super) type BlockInput<'a> = attention::BlockInput<'a, Window<'a>>;
 
+/// The starting window: memory vectors `[rows, τ, d]`, or cached keys/values.
 pub(super) enum Window<'a> {
     /// Memory vectors `[rows, τ, d]`: keys and values are computed from them.
     Vectors(&'a [f32]),
@@ -51,7 +42,7 @@ pub(crate) struct Trace {
     /// `LN(m)` of every memory vector: `[G][rows][τ+T]` rows.
     pub(super) m: NormRows,
     pub(super) kv_hist: Vec<f32>,
-    /// The first history index each row may attend to at each step, `[T][rows]`.
+    /// The first history index each row may attend to at each step, `[rows][T]`.
     pub(super) floor: Vec<usize>,
 }
 
@@ -80,14 +71,14 @@ pub(super) struct BlockOutput {
 }
 
 impl Trace {
-    /// Zeroed buffers for a block of `sz.rows` rows and `sz.steps` steps.
-    fn new(sz: &Sizes) -> Self {
+    /// Zeroed buffers for a block of `sz.rows` rows and `sz.steps` steps, with `groups`
+    /// key/value groups.
+    fn new(sz: &Sizes, groups: usize) -> Self {
         let Sizes {
             d,
             heads,
             layers,
             ff,
-            groups,
             rows,
             steps,
             hist,
@@ -121,8 +112,8 @@ pub(super) fn forward_block(
     p: &Params,
     input: &BlockInput,
 ) -> (BlockOutput, Trace) {
-    let sz = Sizes::new(dims, input.rows, input.steps);
-    let cx = Ctx { sz, dims, at, p };
+    let cx = Ctx::new(dims, at, p, (input.rows, input.steps));
+    let sz = cx.sz;
     let Sizes {
         d,
         layers,
@@ -131,20 +122,14 @@ pub(super) fn forward_block(
         steps,
         ..
     } = sz;
-    let mut tr = Trace::new(&sz);
+    let mut tr = Trace::new(&sz, dims.groups);
     start_window(&cx, &input.window, &mut tr);
     let mix = mix_weights(p, at, dims);
     let mut top = pool::zeros(rows * steps * d);
-    let mut floor: Vec<usize> = vec![0; rows];
+    input.episode_floors(span, &mut tr.floor);
     let mut xp = vec![0.0; rows * d];
     let mut m = vec![0.0; rows * d];
     for t in 0..steps {
-        for r in 0..rows {
-            if input.starts[r * steps + t] > 0.5 {
-                floor[r] = span + t;
-            }
-            tr.floor[t * rows + r] = floor[r];
-        }
         // x^0: the embedded observations of this step.
         let o = sz.lt(0, t);
         for r in 0..rows {
@@ -152,7 +137,8 @@ pub(super) fn forward_block(
                 .copy_from_slice(&input.x0[(r * steps + t) * d..(r * steps + t + 1) * d]);
         }
         for l in 0..layers {
-            layer_forward(&cx, &mut tr, input.valid0, &floor, (l, t), &mut xp);
+            let ls = cx.layer_step(l, t);
+            layer_forward(&cx, &mut tr, input.valid0, ls, &mut xp);
         }
         write_memory(&cx, &mut tr, &mix, t, &mut m);
         let o = sz.lt(layers, t);
@@ -167,19 +153,11 @@ pub(super) fn forward_block(
 /// The starting window's keys and values: projected from the memory vectors, or copied from
 /// the cache.
 fn start_window(cx: &Ctx, window: &Window, tr: &mut Trace) {
-    let Sizes {
-        d,
-        span,
-        groups,
-        rows,
-        hist,
-        ..
-    } = cx.sz;
+    let Sizes { d, span, rows, .. } = cx.sz;
     let p = cx.p;
-    for g in 0..groups {
-        let ga = cx.at.groups[g];
+    for (g, ga) in cx.at.groups.iter().enumerate() {
         for r in 0..rows {
-            let h0 = (g * rows + r) * hist;
+            let h0 = cx.sz.history(g, r);
             match window {
                 Window::Vectors(m0) => {
                     tr.m.forward(p, ga.ln, &m0[r * span * d..(r + 1) * span * d], h0);
@@ -197,18 +175,10 @@ fn start_window(cx: &Ctx, window: &Window, tr: &mut Trace) {
 
 /// Layer `l` at step `t`: `x^{l+1}` from `x^l` (query, the current slot's key/value, the
 /// attention, the feed-forward block). `xp` is scratch `[rows, d]`.
-fn layer_forward(
-    cx: &Ctx,
-    tr: &mut Trace,
-    valid0: &[f32],
-    floor: &[usize],
-    (l, t): (usize, usize),
-    xp: &mut [f32],
-) {
+fn layer_forward(cx: &Ctx, tr: &mut Trace, valid0: &[f32], ls: LayerStep, xp: &mut [f32]) {
     let Sizes { d, rows, .. } = cx.sz;
-    let (p, la) = (cx.p, cx.at.layers[l]);
-    let ga = cx.at.groups[cx.dims.group(l)];
-    let o = cx.sz.lt(l, t);
+    let LayerStep { la, ga, o, .. } = ls;
+    let p = cx.p;
     let x = &tr.xs[o * d..(o + rows) * d];
     tr.a.forward(p, la.ln_a, x, o);
     gemm(
@@ -230,33 +200,32 @@ fn layer_forward(
         tr.c.forward(p, ga.ln, x, o);
         ga.project(p, (rows, d), tr.c.out_from(o), &mut tr.kv_self[o * 2 * d..]);
     }
-    attend(cx, tr, valid0, floor, (l, t));
-    feed_forward(cx, tr, (l, t), xp);
+    attend(cx, tr, valid0, ls);
+    feed_forward(cx, tr, ls, xp);
 }
 
 /// The attention of each row and head of layer `l` at step `t` over the window and the
 /// current slot: weights into `tr.p`, outputs into `tr.att`.
-fn attend(cx: &Ctx, tr: &mut Trace, valid0: &[f32], floor: &[usize], (l, t): (usize, usize)) {
+fn attend(cx: &Ctx, tr: &mut Trace, valid0: &[f32], ls: LayerStep) {
     let Sizes {
         d,
         heads,
         span,
         rows,
+        steps,
         dh,
-        hist,
         slots,
         scale,
         ..
     } = cx.sz;
-    let g = cx.dims.group(l);
-    let o = cx.sz.lt(l, t);
-    let bias = cx.p.get(cx.at.layers[l].bias, heads * slots);
+    let LayerStep { t, la, g, o, .. } = ls;
+    let bias = cx.p.get(la.bias, heads * slots);
     let mut scores = vec![0.0; slots];
     for r in 0..rows {
         let q = &tr.q[(o + r) * d..(o + r + 1) * d];
         let kv_s = &tr.kv_self[(o + r) * 2 * d..(o + r + 1) * 2 * d];
-        let base = (g * rows + r) * hist;
-        let lo = floor[r].max(t);
+        let base = cx.sz.history(g, r);
+        let lo = tr.floor[r * steps + t].max(t);
         for h in 0..heads {
             let qh = &q[h * dh..(h + 1) * dh];
             let mut max = f32::NEG_INFINITY;
@@ -294,22 +263,36 @@ fn attend(cx: &Ctx, tr: &mut Trace, valid0: &[f32], floor: &[usize], (l, t): (us
                 if w == 0.0 {
                     continue;
                 }
-                let v = if j < span {
-                    &tr.kv_hist[(base + t + j) * 2 * d + d + h * dh..][..dh]
-                } else {
-                    &kv_s[d + h * dh..d + (h + 1) * dh]
-                };
+                let v = slot_value(&cx.sz, (&tr.kv_hist, kv_s), base + t, (j, h));
                 axpy(out, w, v);
             }
         }
     }
 }
 
+/// Head `h`'s value in slot `j` of a row's window: for `j < τ` that of the memory history
+/// entry `at + j` (`at`: the row's history start plus the step; `kv_hist`: key/value pairs
+/// `[2d]`), else that of the current slot's pair `kv_s`.
+#[inline]
+pub(super) fn slot_value<'a>(
+    sz: &Sizes,
+    (kv_hist, kv_s): (&'a [f32], &'a [f32]),
+    at: usize,
+    (j, h): (usize, usize),
+) -> &'a [f32] {
+    let (d, dh) = (sz.d, sz.dh);
+    if j < sz.span {
+        &kv_hist[(at + j) * 2 * d + d + h * dh..][..dh]
+    } else {
+        &kv_s[d + h * dh..d + (h + 1) * dh]
+    }
+}
+
 /// `x' = x + Att·Wo`, then `x^{l+1} = x' + FF(LN(x'))`, for layer `l` at step `t`.
-fn feed_forward(cx: &Ctx, tr: &mut Trace, (l, t): (usize, usize), xp: &mut [f32]) {
+fn feed_forward(cx: &Ctx, tr: &mut Trace, ls: LayerStep, xp: &mut [f32]) {
     let Sizes { d, ff, rows, .. } = cx.sz;
-    let (p, la) = (cx.p, cx.at.layers[l]);
-    let o = cx.sz.lt(l, t);
+    let LayerStep { l, t, la, o, .. } = ls;
+    let p = cx.p;
     let (below, above) = tr.xs.split_at_mut(cx.sz.lt(l + 1, t) * d);
     let x = &below[o * d..(o + rows) * d];
     let x_next = &mut above[..rows * d];
@@ -323,14 +306,7 @@ fn feed_forward(cx: &Ctx, tr: &mut Trace, (l, t): (usize, usize), xp: &mut [f32]
 /// The memory vector `m` of step `t` (the mix of the embedding and the layers' outputs) and
 /// its keys/values, appended to the history.
 fn write_memory(cx: &Ctx, tr: &mut Trace, mix: &[f32], t: usize, m: &mut [f32]) {
-    let Sizes {
-        d,
-        span,
-        groups,
-        rows,
-        hist,
-        ..
-    } = cx.sz;
+    let Sizes { d, span, rows, .. } = cx.sz;
     let p = cx.p;
     m.fill(0.0);
     for (l, &w) in mix.iter().enumerate() {
@@ -343,8 +319,7 @@ fn write_memory(cx: &Ctx, tr: &mut Trace, mix: &[f32], t: usize, m: &mut [f32]) 
     let mut m_out_t = vec![0.0; rows * d];
     let mut m_rstd_t = vec![0.0; rows];
     let mut kv_t = vec![0.0; rows * 2 * d];
-    for g in 0..groups {
-        let ga = cx.at.groups[g];
+    for (g, ga) in cx.at.groups.iter().enumerate() {
         layer_norm(
             m,
             p.get(ga.ln, d),
@@ -355,7 +330,7 @@ fn write_memory(cx: &Ctx, tr: &mut Trace, mix: &[f32], t: usize, m: &mut [f32]) 
         );
         ga.project(p, (rows, d), &m_out_t, &mut kv_t);
         for r in 0..rows {
-            let i = (g * rows + r) * hist + span + t;
+            let i = cx.sz.history(g, r) + span + t;
             tr.m.hat[i * d..(i + 1) * d].copy_from_slice(&m_hat_t[r * d..(r + 1) * d]);
             tr.m.out[i * d..(i + 1) * d].copy_from_slice(&m_out_t[r * d..(r + 1) * d]);
             tr.m.rstd[i] = m_rstd_t[r];

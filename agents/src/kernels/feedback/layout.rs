@@ -2,24 +2,17 @@
 //! parameter vector.
 
 use crate::feedback_options::MemoryMix;
+use crate::kernels::attention::{self, Sizes, TrunkDims};
 use crate::kernels::common::{
-    FeedForwardAt, Offsets, Params, layer_norm_back_at, softmax_in_place,
+    FeedForwardAt, Offsets, Params, layer_norm_back_at, matmul_back_input, softmax_in_place,
 };
-use crate::kernels::linalg::{Transposed, gemm, gemm_t};
+use crate::kernels::linalg::gemm;
 
 /// Sizes of the model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Dims {
-    /// Width `d`.
-    pub d: usize,
-    /// Attention heads `H`.
-    pub heads: usize,
-    /// Layers `L`.
-    pub layers: usize,
-    /// Feed-forward width.
-    pub ff: usize,
-    /// Span `τ`.
-    pub span: usize,
+    /// The sizes every attention trunk has.
+    pub trunk: TrunkDims,
     /// Key/value groups: 1 with `share_kv`, else `L`.
     pub groups: usize,
     /// What the memory vector is made of.
@@ -30,12 +23,14 @@ pub(crate) struct Dims {
 }
 
 impl Dims {
-    pub(super) fn dh(&self) -> usize {
-        self.d / self.heads
-    }
-
     pub(super) fn group(&self, layer: usize) -> usize {
         if self.groups == 1 { 0 } else { layer }
+    }
+}
+
+impl AsRef<TrunkDims> for Dims {
+    fn as_ref(&self) -> &TrunkDims {
+        &self.trunk
     }
 }
 
@@ -87,14 +82,7 @@ impl GroupAt {
         dln: &mut [f32],
         dm: &mut [f32],
     ) {
-        gemm_t(
-            Transposed::B,
-            (n, 2 * d, d),
-            dkv,
-            p.get(self.wkv, 2 * d * d),
-            0.0,
-            dln,
-        );
+        matmul_back_input(p, (self.wkv, (n, d, 2 * d)), dkv, (0.0, dln));
         layer_norm_back_at(p, gp, (self.ln, d), dln, saved, dm);
     }
 }
@@ -116,15 +104,15 @@ pub(crate) struct Layout {
 
 impl Layout {
     pub(crate) fn new(dims: &Dims) -> Self {
-        let (d, f) = (dims.d, dims.ff);
+        let (d, f) = (dims.trunk.d, dims.trunk.ff);
         let mut at = Offsets::default();
         let mut take = |n: usize| at.take(n);
-        let layers = (0..dims.layers)
+        let layers = (0..dims.trunk.layers)
             .map(|_| LayerAt {
                 ln_a: take(2 * d),
                 wq: take(d * d),
                 wo: take(d * d),
-                bias: take(dims.heads * (dims.span + 1)),
+                bias: take(dims.trunk.heads * (dims.trunk.span + 1)),
                 ff: FeedForwardAt::take(&mut take, d, f),
             })
             .collect();
@@ -135,7 +123,7 @@ impl Layout {
                 null: take(if dims.null_slot { 2 * d } else { 0 }),
             })
             .collect();
-        let mix = take(dims.layers + 1);
+        let mix = take(dims.trunk.layers + 1);
         Self {
             layers,
             groups,
@@ -145,55 +133,41 @@ impl Layout {
     }
 }
 
-/// The sizes a block's passes work with: the model's, the block's, and what follows from them.
-#[derive(Clone, Copy)]
-pub(super) struct Sizes {
-    pub(super) d: usize,
-    pub(super) heads: usize,
-    pub(super) layers: usize,
-    pub(super) ff: usize,
-    pub(super) span: usize,
-    pub(super) groups: usize,
-    pub(super) rows: usize,
-    pub(super) steps: usize,
-    /// Width of a head.
-    pub(super) dh: usize,
-    /// Memory history per row: the starting window plus one vector per step.
-    pub(super) hist: usize,
-    /// Attention slots: the window plus the own input.
-    pub(super) slots: usize,
-    /// `1/√dh`.
-    pub(super) scale: f32,
-}
-
+/// Offsets in a block's arrays, in the feedback kernel's order.
 impl Sizes {
-    pub(super) fn new(dims: &Dims, rows: usize, steps: usize) -> Self {
-        let dh = dims.dh();
-        Self {
-            d: dims.d,
-            heads: dims.heads,
-            layers: dims.layers,
-            ff: dims.ff,
-            span: dims.span,
-            groups: dims.groups,
-            rows,
-            steps,
-            dh,
-            hist: dims.span + steps,
-            slots: dims.span + 1,
-            scale: 1.0 / (dh as f32).sqrt(),
-        }
-    }
     /// Offset (in rows) of layer `l`'s rows at step `t` in the per-layer arrays.
+    #[inline]
     pub(super) fn lt(&self, l: usize, t: usize) -> usize {
         (l * self.steps + t) * self.rows
     }
+
+    /// Offset (in rows) of row `r`'s memory history in group `g`'s part of the history
+    /// arrays.
+    #[inline]
+    pub(super) fn history(&self, g: usize, r: usize) -> usize {
+        (g * self.rows + r) * self.hist
+    }
+}
+
+/// Layer `l` at step `t` as the stages of both passes index it.
+#[derive(Clone, Copy)]
+pub(super) struct LayerStep {
+    pub(super) l: usize,
+    pub(super) t: usize,
+    /// The layer's parameters.
+    pub(super) la: LayerAt,
+    /// The layer's key/value group.
+    pub(super) g: usize,
+    /// That group's parameters.
+    pub(super) ga: GroupAt,
+    /// Offset (in rows) of the layer's rows at step `t` in the per-layer arrays.
+    pub(super) o: usize,
 }
 
 /// The weights of the memory mix over the embedding and the layers' outputs, `[L + 1]`: the
 /// softmax of the mixing logits, or one-hot for the fixed mixes.
 pub(super) fn mix_weights(p: &Params, at: &Layout, dims: &Dims) -> Vec<f32> {
-    let n = dims.layers + 1;
+    let n = dims.trunk.layers + 1;
     match dims.mix {
         MemoryMix::Learned => {
             let mut w = p.get(at.mix, n).to_vec();
@@ -205,10 +179,21 @@ pub(super) fn mix_weights(p: &Params, at: &Layout, dims: &Dims) -> Vec<f32> {
     }
 }
 
-/// What every stage of a block's passes reads: the sizes, the layout and the parameters.
-pub(super) struct Ctx<'a> {
-    pub(super) sz: Sizes,
-    pub(super) dims: &'a Dims,
-    pub(super) at: &'a Layout,
-    pub(super) p: &'a Params<'a>,
+/// What every stage of a block's passes reads: the sizes, the dims, the layout and the
+/// parameters.
+pub(super) type Ctx<'a> = attention::Ctx<'a, Dims, Layout>;
+
+impl Ctx<'_> {
+    /// Layer `l` at step `t`.
+    pub(super) fn layer_step(&self, l: usize, t: usize) -> LayerStep {
+        let g = self.dims.group(l);
+        LayerStep {
+            l,
+            t,
+            la: self.at.layers[l],
+            g,
+            ga: self.at.groups[g],
+            o: self.sz.lt(l, t),
+        }
+    }
 }

@@ -22,83 +22,47 @@
 //! backward pass); this file runs the blocks of a batch in parallel, for training
 //! ([`FeedbackSequence`]) and for one decoding step ([`decode_step`]).
 
-use rayon::prelude::*;
-
 mod backward;
 mod forward;
 mod layout;
 
-use self::backward::{BlockGrads, backward_block};
+use self::backward::backward_block;
 pub(crate) use self::forward::Trace;
-use self::forward::{BlockInput, BlockOutput, Window, forward_block};
+use self::forward::{BlockInput, Window, forward_block};
 pub(crate) use self::layout::{Dims, Layout};
+use super::attention::{self, TrunkDims};
 pub(crate) use super::common::Params;
-use super::common::{add_into, row_blocks};
+use super::common::{forward_blocks, row_blocks};
 use super::glue::FusedOp;
 use super::{ROWS_PER_BLOCK, pool};
 
 /// The fused sequence operation: inputs `[params, x0 [B,T,d], m0 [B,τ,d]]`, output the last
 /// layer's outputs `[B, T, d]`.
-#[derive(Debug)]
-pub(crate) struct FeedbackSequence {
-    pub dims: Dims,
-    pub layout: Layout,
-    pub batch: usize,
-    pub steps: usize,
-    /// `[B, T]`.
-    pub starts: Vec<f32>,
-    /// `[B, τ]`.
-    pub valid0: Vec<f32>,
-}
-
-impl FeedbackSequence {
-    fn block_input<'a>(
-        &'a self,
-        x0: &'a [f32],
-        m0: &'a [f32],
-        b0: usize,
-        rows: usize,
-    ) -> BlockInput<'a> {
-        let (d, span, steps) = (self.dims.d, self.dims.span, self.steps);
-        BlockInput {
-            rows,
-            steps,
-            x0: &x0[b0 * steps * d..(b0 + rows) * steps * d],
-            starts: &self.starts[b0 * steps..(b0 + rows) * steps],
-            valid0: &self.valid0[b0 * span..(b0 + rows) * span],
-            window: Window::Vectors(&m0[b0 * span * d..(b0 + rows) * span * d]),
-        }
-    }
-
-    fn blocks(&self) -> Vec<(usize, usize)> {
-        row_blocks(self.batch, ROWS_PER_BLOCK)
-    }
-}
+pub(crate) type FeedbackSequence = attention::Sequence<Dims, Layout>;
 
 impl FusedOp for FeedbackSequence {
     type Saved = Vec<Trace>;
 
     fn forward(&self, inputs: &[&[f32]], save: bool) -> (Vec<f32>, Option<Vec<Trace>>) {
         let (params, x0, m0) = (Params::Flat(inputs[0]), inputs[1], inputs[2]);
-        let results: Vec<(BlockOutput, Trace)> = self
-            .blocks()
-            .into_par_iter()
-            .map(|(b0, rows)| {
-                forward_block(
-                    &self.dims,
-                    &self.layout,
-                    &params,
-                    &self.block_input(x0, m0, b0, rows),
-                )
+        let (d, span) = (self.dims.trunk.d, self.dims.trunk.span);
+        let (top, results) = forward_blocks(
+            self.blocks(),
+            self.batch * self.steps * d,
+            |(b0, rows)| {
+                let m0 = Window::Vectors(&m0[b0 * span * d..(b0 + rows) * span * d]);
+                let input = self.block_input(x0, (b0, rows), m0);
+                forward_block(&self.dims, &self.layout, &params, &input)
+            },
+            |(out, _)| &out.top,
+        );
+        let traces = results
+            .into_iter()
+            .map(|(out, trace)| {
+                pool::recycle(out.top);
+                trace
             })
             .collect();
-        let mut top = Vec::with_capacity(self.batch * self.steps * self.dims.d);
-        let mut traces = Vec::with_capacity(results.len());
-        for (out, trace) in results {
-            top.extend_from_slice(&out.top);
-            pool::recycle(out.top);
-            traces.push(trace);
-        }
         (top, save.then_some(traces))
     }
 
@@ -110,34 +74,18 @@ impl FusedOp for FeedbackSequence {
         wanted: &[bool],
     ) -> Vec<Vec<f32>> {
         let params = Params::Flat(inputs[0]);
-        let (d, span, steps) = (self.dims.d, self.dims.span, self.steps);
+        let TrunkDims { d, span, .. } = self.dims.trunk;
         let want_m0 = wanted.get(2).copied().unwrap_or(false);
-        let grads: Vec<BlockGrads> = self
-            .blocks()
-            .into_par_iter()
-            .zip(saved.par_iter())
-            .map(|((b0, rows), trace)| {
-                backward_block(
-                    &self.dims,
-                    &self.layout,
-                    &params,
-                    trace,
-                    &grad[b0 * steps * d..(b0 + rows) * steps * d],
-                    want_m0,
-                )
-            })
-            .collect();
-        let mut gp = vec![0.0; self.layout.len];
-        let mut gx = Vec::with_capacity(self.batch * steps * d);
         // Empty when the starting memory wants no gradient (the glue then registers none).
         let mut gm = Vec::with_capacity(if want_m0 { self.batch * span * d } else { 0 });
-        for g in grads {
-            add_into(&mut gp, &g.params);
-            gx.extend_from_slice(&g.x0);
-            gm.extend_from_slice(&g.m0);
-            pool::recycle(g.params);
-            pool::recycle(g.x0);
-        }
+        let (gp, gx) = self.backward_blocks(
+            (saved, grad),
+            self.layout.len,
+            |_, trace, dtop| {
+                backward_block(&self.dims, &self.layout, &params, trace, dtop, want_m0)
+            },
+            |_, m0| gm.extend_from_slice(&m0),
+        );
         vec![gp, gx, gm]
     }
 }
@@ -155,32 +103,27 @@ pub(crate) fn decode_step(
     kv: &[Vec<f32>],
     valid: &[f32],
 ) -> (Vec<f32>, Vec<f32>, Vec<Vec<f32>>) {
-    let (d, span, groups) = (dims.d, dims.span, dims.groups);
+    let (d, span, groups) = (dims.trunk.d, dims.trunk.span, dims.groups);
     let batch = starts.len();
-    let results: Vec<(BlockOutput, Trace)> = row_blocks(batch, ROWS_PER_BLOCK)
-        .into_par_iter()
-        .map(|(b0, rows)| {
-            let input = BlockInput {
-                rows,
-                steps: 1,
-                x0: &x0[b0 * d..(b0 + rows) * d],
-                starts: &starts[b0..b0 + rows],
-                valid0: &valid[b0 * span..(b0 + rows) * span],
-                window: Window::KeyValues(
-                    kv.iter()
-                        .map(|k| &k[b0 * span * 2 * d..(b0 + rows) * span * 2 * d])
-                        .collect(),
-                ),
-            };
+    let (top, results) = forward_blocks(
+        row_blocks(batch, ROWS_PER_BLOCK),
+        batch * d,
+        |(b0, rows)| {
+            let window = Window::KeyValues(
+                kv.iter()
+                    .map(|k| &k[b0 * span * 2 * d..(b0 + rows) * span * 2 * d])
+                    .collect(),
+            );
+            let io = (x0, starts, valid);
+            let input = BlockInput::rows_of(&dims.trunk, 1, io, (b0, rows), window);
             forward_block(dims, at, params, &input)
-        })
-        .collect();
-    let mut top = Vec::with_capacity(batch * d);
+        },
+        |(out, _)| &out.top,
+    );
     let mut m = Vec::with_capacity(batch * d);
     let mut new_kv = vec![Vec::with_capacity(batch * 2 * d); groups];
     let hist = span + 1;
     for (out, tr) in results {
-        top.extend_from_slice(&out.top);
         m.extend_from_slice(&out.last_m);
         for (g, kv_g) in new_kv.iter_mut().enumerate() {
             for r in 0..tr.rows {
