@@ -178,6 +178,29 @@ impl CueRecall {
         }
     }
 
+    /// Where the agent is drawn in `pic`: `[x, y, width, height]`, on the exit it took once it
+    /// has taken one.
+    fn agent_in(&self, pic: &Picture) -> [usize; 4] {
+        match self.exit {
+            Some(i) => [
+                pic.exits_x + 2,
+                pic.exits_y + i * pic.exit_h,
+                Picture::CELL - 4,
+                pic.exit_h.saturating_sub(1).max(1),
+            ],
+            None => {
+                let w = pic.cell_w.clamp(3, Picture::CELL - 4);
+                let x = pic.cell_x(self.position as usize) + pic.cell_w.saturating_sub(w) / 2;
+                [
+                    x.min(Picture::MARGIN + pic.track - w),
+                    pic.row_y + 2,
+                    w,
+                    Picture::CELL - 4,
+                ]
+            }
+        }
+    }
+
     fn write_obs(&self, obs: &mut [f32]) {
         obs.fill(0.0);
         let k = self.cfg.num_cues;
@@ -314,31 +337,13 @@ impl Env for CueRecall {
                 cue_colour(self.cue, k),
             );
         }
-        let [x, y, w, h] = self.agent_rect()?;
+        let [x, y, w, h] = self.agent_in(&pic);
         frame.fill_rect(x, y, w, h, [30, 30, 30]);
         Some(frame)
     }
 
     fn agent_rect(&self) -> Option<[usize; 4]> {
-        let pic = Picture::new(&self.cfg);
-        Some(match self.exit {
-            Some(i) => [
-                pic.exits_x + 2,
-                pic.exits_y + i * pic.exit_h,
-                Picture::CELL - 4,
-                pic.exit_h.saturating_sub(1).max(1),
-            ],
-            None => {
-                let w = pic.cell_w.clamp(3, Picture::CELL - 4);
-                let x = pic.cell_x(self.position as usize) + pic.cell_w.saturating_sub(w) / 2;
-                [
-                    x.min(Picture::MARGIN + pic.track - w),
-                    pic.row_y + 2,
-                    w,
-                    Picture::CELL - 4,
-                ]
-            }
-        })
+        Some(self.agent_in(&Picture::new(&self.cfg)))
     }
 
     fn name(&self) -> String {

@@ -201,7 +201,13 @@ where
                 ),
             });
         }
-        Ok(Self {
+        Ok(Self::wrapping(inner, space, action_space))
+    }
+
+    /// `inner` with the spaces it is seen through, before its first reset: no time limit, no
+    /// renderer, named "gymnasium".
+    fn wrapping(inner: G, space: BoxSpace, action_space: ActionSpace) -> Self {
+        Self {
             inner,
             space,
             action_space,
@@ -212,7 +218,7 @@ where
             renderer: None,
             last_obs: Vec::new(),
             _types: PhantomData,
-        })
+        }
     }
 
     /// Ends each episode with `truncated` after `max_steps` steps (unless it terminated);
@@ -312,18 +318,11 @@ impl GymnasiumEnv<CartPole> {
             low: vec![-X_LIMIT, f32::MIN, -ANGLE_LIMIT, f32::MIN],
             high: vec![X_LIMIT, f32::MAX, ANGLE_LIMIT, f32::MAX],
         };
-        Self {
-            inner: CartPole::new(),
-            space,
-            action_space: ActionSpace::discrete(2),
-            max_steps: Some(500),
-            t: 0,
-            phase: Phase::NotReset,
-            name: "CartPole-v1".into(),
-            renderer: Some(draw_cartpole),
-            last_obs: Vec::new(),
-            _types: PhantomData,
-        }
+        let mut env = Self::wrapping(CartPole::new(), space, ActionSpace::discrete(2))
+            .with_name("CartPole-v1")
+            .with_renderer(draw_cartpole);
+        env.max_steps = Some(500);
+        env
     }
 }
 

@@ -9,14 +9,15 @@
 //! derivative of `tanh` is `1 − tanh²`). Blocks run in parallel and their parameter gradients
 //! are summed in block order, so results do not depend on the number of threads.
 
+use burn::nn::Linear;
+use burn::prelude::*;
+
 use super::common::{
     add_into, column_sums_into, forward_blocks, map_saved_blocks, row_blocks, rows_of,
 };
 use super::gru::tanh;
 use super::linalg::{Transposed, gemm, gemm_t};
 use super::{FusedOp, apply};
-use burn::nn::Linear;
-use burn::prelude::*;
 
 /// Rows of the batch one parallel task processes (fixed: the split must not depend on the
 /// number of threads).
