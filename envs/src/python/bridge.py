@@ -15,6 +15,7 @@ What crosses over:
 
 import importlib
 import json
+import os
 import traceback
 
 import gymnasium
@@ -71,6 +72,11 @@ def make(env_id, kwargs_json, wrapper, render):
     kwargs = json.loads(kwargs_json)
     if render:
         kwargs["render_mode"] = "rgb_array"
+        # rgb_array frames are drawn off screen, but pygame-based renderers (`pygame.init()`)
+        # still start SDL's video system, which on a machine without a display session prints
+        # "error: XDG_RUNTIME_DIR is invalid". SDL's `dummy` driver draws the same frames
+        # without one; a driver the user chose is kept.
+        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     # The wrapper's module is imported first: its package may be what registers the env
     # (`minigrid.wrappers` imports `minigrid`, which registers the MiniGrid ids).
     wrap = _resolve(wrapper, "--wrapper") if wrapper else None
