@@ -23,7 +23,10 @@
 //!
 //! # Integrity
 //! Loading checks each file against the manifest; a missing, truncated or corrupted file is an
-//! error naming it.
+//! error naming it. Every write keeps the checkpoint before the new one, so when the newest is
+//! damaged after it was written (a disk fault, an interrupted copy of the run), [`open_latest`]
+//! opens that earlier one instead and says so: the run loses the updates in between, not the
+//! run.
 
 use std::fs::{self, File};
 use std::io::Write;
@@ -633,10 +636,7 @@ fn newest_complete(ckpt_root: &Path) -> Result<Option<PathBuf>> {
     for entry in entries {
         let entry = entry.with_context(|| format!("cannot list {}", ckpt_root.display()))?;
         let name = entry.file_name().to_string_lossy().to_string();
-        let Some(n) = name
-            .strip_prefix("update_")
-            .and_then(|n| n.parse::<u64>().ok())
-        else {
+        let Some(n) = update_number(&name) else {
             continue;
         };
         if entry.path().is_dir() && newest.as_ref().is_none_or(|(m, _)| n > *m) {
@@ -648,6 +648,14 @@ fn newest_complete(ckpt_root: &Path) -> Result<Option<PathBuf>> {
 
 /// Opens the checkpoint in folder `dir`, checking every file against the manifest.
 pub fn open_checkpoint(dir: &Path) -> Result<VerifiedCheckpoint> {
+    let model_bytes = intact_files(dir)?;
+    read_verified(dir, model_bytes)
+}
+
+/// Checks the manifest of the checkpoint in `dir` and every file against it (the damage a
+/// checkpoint can suffer after it was written: a file missing, truncated or corrupted);
+/// returns the model file's bytes.
+fn intact_files(dir: &Path) -> Result<Vec<u8>> {
     let mpath = dir.join(MANIFEST_FILE);
     let mbytes = fs::read(&mpath).with_context(|| {
         format!(
@@ -695,6 +703,11 @@ pub fn open_checkpoint(dir: &Path) -> Result<VerifiedCheckpoint> {
             model_bytes = bytes;
         }
     }
+    Ok(model_bytes)
+}
+
+/// The checkpoint in `dir`, whose files [`intact_files`] checked, with its state read.
+fn read_verified(dir: &Path, model_bytes: Vec<u8>) -> Result<VerifiedCheckpoint> {
     let spath = dir.join(STATE_FILE);
     let state: TrainerState = serde_json::from_slice(&fs::read(&spath)?)
         .with_context(|| format!("checkpoint file {} cannot be parsed", spath.display()))?;
@@ -714,7 +727,9 @@ pub fn open_checkpoint(dir: &Path) -> Result<VerifiedCheckpoint> {
 
 /// Opens the newest checkpoint under `ckpt_root` (see [`open_checkpoint`]). A checkpoint that
 /// vanishes while it is being read (a running trainer rotated it away) is not an error: the
-/// newer one `latest` names by then is read instead.
+/// newer one `latest` names by then is read instead. A damaged one (its manifest or a file
+/// missing, truncated or corrupted) gives way to the newest intact checkpoint before it, with
+/// a warning on stderr that names the damage; with none left, its error is returned.
 pub fn open_latest(ckpt_root: &Path) -> Result<VerifiedCheckpoint> {
     let mut attempts = 0;
     loop {
@@ -724,12 +739,55 @@ pub fn open_latest(ckpt_root: &Path) -> Result<VerifiedCheckpoint> {
                 ckpt_root.display()
             );
         };
-        match open_checkpoint(&dir) {
-            Ok(ckpt) => return Ok(ckpt),
+        match intact_files(&dir) {
+            Ok(model_bytes) => return read_verified(&dir, model_bytes),
             Err(_) if !dir.exists() && attempts < 10 => attempts += 1,
-            Err(e) => return Err(e),
+            Err(e) => return open_before(ckpt_root, &dir, e),
         }
     }
+}
+
+/// The newest intact checkpoint under `ckpt_root` older than the damaged `damaged` (whose
+/// error is `damage`), or that error when there is none.
+fn open_before(
+    ckpt_root: &Path,
+    damaged: &Path,
+    damage: anyhow::Error,
+) -> Result<VerifiedCheckpoint> {
+    let Some(limit) = damaged
+        .file_name()
+        .and_then(|n| update_number(&n.to_string_lossy()))
+    else {
+        return Err(damage);
+    };
+    let mut earlier: Vec<(u64, PathBuf)> = fs::read_dir(ckpt_root)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let n = update_number(&e.file_name().to_string_lossy())?;
+            (n < limit && e.path().is_dir()).then(|| (n, e.path()))
+        })
+        .collect();
+    earlier.sort_unstable_by_key(|e| std::cmp::Reverse(e.0));
+    for (_, dir) in earlier {
+        if let Ok(ckpt) = open_checkpoint(&dir) {
+            eprintln!(
+                "warning: cannot open checkpoint {} ({damage:#}); using {}, the newest intact \
+                 checkpoint before it (update {})",
+                damaged.display(),
+                dir.display(),
+                ckpt.state.updates_done
+            );
+            return Ok(ckpt);
+        }
+    }
+    Err(damage)
+}
+
+/// `N` of a complete checkpoint folder's name `update_N` (not a `.tmp` leftover).
+fn update_number(name: &str) -> Option<u64> {
+    name.strip_prefix("update_")?.parse().ok()
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! Error paths: invalid configs name the key; corrupted or truncated checkpoints name the
-//! file; a normaliser state that does not fit the run names the normaliser; a non-finite loss stops the run with the update and the quantity and leaves the last
+//! file, and a damaged newest one gives way to the intact one before it; a normaliser state that does not fit the run names the normaliser; a non-finite loss stops the run with the update and the quantity and leaves the last
 //! good checkpoint readable.
 
 mod ppo_common;
@@ -8,7 +8,7 @@ use std::path::Path;
 
 use agents::PolicyKind;
 use envs::{Action, ActionSpace, BoxSpace, Env, EnvError, GridMaze, GridMazeConfig, Step};
-use fbrl::checkpoint::{latest_checkpoint, open_latest};
+use fbrl::checkpoint::{latest_checkpoint, open_checkpoint, open_latest};
 use fbrl::metrics::read_metrics;
 use fbrl::{EnvConfig, TrainConfig};
 use ppo_common::{train_envs, train_until as run};
@@ -115,20 +115,24 @@ fn tiny_cfg() -> TrainConfig {
     cfg
 }
 
-/// Writes a checkpoint at update 2, damages one of its files with `damage`, and checks that
-/// both opening it and resuming from it fail naming `file` and `what`.
+/// Writes checkpoints up to update 2, damages one file of each with `damage` (so that no
+/// intact one is left to fall back on), and checks that opening the newest, opening the run
+/// and resuming it fail naming `file` and `what`.
 fn damaged(file: &str, what: &str, damage: impl Fn(&Path)) {
     let cfg = tiny_cfg();
     let dir = tempfile::tempdir().unwrap();
     run(&cfg, dir.path(), false, Some(2)).unwrap();
-    let ckpt = latest_checkpoint(&dir.path().join("checkpoint"))
-        .unwrap()
-        .unwrap();
-    damage(&ckpt.join(file));
-    let e = format!(
-        "{:#}",
-        open_latest(&dir.path().join("checkpoint")).unwrap_err()
-    );
+    let root = dir.path().join("checkpoint");
+    let ckpt = latest_checkpoint(&root).unwrap().unwrap();
+    for entry in std::fs::read_dir(&root).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            damage(&path.join(file));
+        }
+    }
+    let e = format!("{:#}", open_checkpoint(&ckpt).unwrap_err());
+    assert_mentions(&e, &[file, what]);
+    let e = format!("{:#}", open_latest(&root).unwrap_err());
     assert_mentions(&e, &[file, what]);
     let e = format!("{:#}", run(&cfg, dir.path(), true, None).unwrap_err());
     assert_mentions(&e, &[file, what]);
@@ -157,6 +161,41 @@ fn corrupted_and_truncated_checkpoints_give_clear_errors() {
     damaged("state.json", "corrupted", flip_byte);
     damaged("manifest.json", "corrupted or truncated", truncate);
     damaged("model.bpk", "missing", |p| std::fs::remove_file(p).unwrap());
+}
+
+/// A newest checkpoint damaged after it was written (here: a file truncated, as by an
+/// interrupted copy) gives way to the one before it, which every write keeps: opening the run
+/// reads that one, and `--resume` continues from it to exactly the rows of an uninterrupted
+/// run. A damaged checkpoint with none intact before it stays an error (above).
+#[test]
+fn a_damaged_newest_checkpoint_gives_way_to_the_one_before() {
+    let cfg = tiny_cfg();
+    let reference = tempfile::tempdir().unwrap();
+    let want = ppo_common::train_rows(&cfg, reference.path());
+
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("checkpoint");
+    run(&cfg, dir.path(), false, Some(4)).unwrap();
+    let newest = latest_checkpoint(&root).unwrap().unwrap();
+    assert!(newest.ends_with("update_000004"), "{}", newest.display());
+    truncate(&newest.join("optim.bpk"));
+
+    let ckpt = open_latest(&root).unwrap();
+    assert!(
+        ckpt.dir.ends_with("update_000002"),
+        "{}",
+        ckpt.dir.display()
+    );
+    assert_eq!(ckpt.state.updates_done, 2);
+    let got = ppo_common::resume_to_end(&cfg, dir.path());
+    ppo_common::assert_same_rows(
+        &got,
+        &want,
+        "resumed from the checkpoint before the damaged one",
+        ppo_common::row_bits,
+    );
+    // The run wrote intact checkpoints again over the damaged one.
+    assert_eq!(open_latest(&root).unwrap().state.updates_done, 6);
 }
 
 /// A run killed before its first checkpoint (only config.toml and some metrics rows exist) is

@@ -21,7 +21,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use fbrl::checkpoint::{latest_checkpoint, open_checkpoint};
+use fbrl::checkpoint::{latest_checkpoint, open_latest};
 use fbrl::curves::MetricsTable;
 use fbrl::signals::signal_name;
 use fbrl::{StopFlag, TrainConfig, TrainOptions};
@@ -63,13 +63,16 @@ pub enum RunStatus {
 /// naming the first differing key, never silently reused.
 pub fn run_status(dir: &Path, cfg: &TrainConfig) -> Result<RunStatus> {
     let diverged = fbrl::run_dir::divergence(dir).map(|d| RunStatus::Diverged(d.update));
-    let Some(ckpt) = latest_checkpoint(&dir.join(fbrl::run_dir::CHECKPOINT_DIR))? else {
+    let root = dir.join(fbrl::run_dir::CHECKPOINT_DIR);
+    if latest_checkpoint(&root)?.is_none() {
         return Ok(diverged.unwrap_or(RunStatus::Fresh));
-    };
-    let state = open_checkpoint(&ckpt)?.state;
+    }
+    // The checkpoint a resume would continue from (the one before a damaged newest one).
+    let ckpt = open_latest(&root)?;
+    let state = ckpt.state;
     let recorded = TrainConfig::from_toml_str(
         &state.config,
-        &format!("the config recorded in {}", ckpt.display()),
+        &format!("the config recorded in {}", ckpt.dir.display()),
     )?;
     if let Some(key) = fbrl::trainer::differing_key(&recorded, cfg)? {
         bail!(

@@ -719,10 +719,9 @@ pub fn train_distributed<E: Env>(
         mut state,
     } = start;
     if !restart {
-        // Every rank resumes from the checkpoint rank 0 found.
+        // Every rank resumes from the checkpoint rank 0 found (the newest intact one).
         let chosen = if rank == 0 {
-            crate::checkpoint::latest_checkpoint(&ckpt_root)
-                .map(|p| p.map(|p| p.display().to_string()).unwrap_or_default())
+            crate::checkpoint::open_latest(&ckpt_root).map(|c| c.dir.display().to_string())
         } else {
             Ok(String::new())
         };
