@@ -320,11 +320,31 @@ fn resume_with_a_different_config_is_refused() {
     assert_mentions(&e, &["ppo.learning_rate", "config.toml"]);
 }
 
-/// GridMaze whose env 0 returns a NaN reward at its `at`-th step.
+/// GridMaze that returns a NaN reward at its `at`-th step, or panics at its `panic_at`-th.
 struct NanReward {
     inner: GridMaze,
     steps: usize,
     at: Option<usize>,
+    panic_at: Option<usize>,
+}
+
+impl NanReward {
+    /// The GridMaze of `cfg`, with the faults `at` and `panic_at`.
+    fn new(
+        cfg: &TrainConfig,
+        at: Option<usize>,
+        panic_at: Option<usize>,
+    ) -> Result<Self, EnvError> {
+        let EnvConfig::Gridmaze(c) = &cfg.env else {
+            unreachable!()
+        };
+        Ok(Self {
+            inner: GridMaze::new(c.clone())?,
+            steps: 0,
+            at,
+            panic_at,
+        })
+    }
 }
 
 impl Env for NanReward {
@@ -340,6 +360,9 @@ impl Env for NanReward {
     fn step(&mut self, action: Action<'_>, obs: &mut [f32]) -> Result<Step, EnvError> {
         let mut s = self.inner.step(action, obs)?;
         self.steps += 1;
+        if Some(self.steps) == self.panic_at {
+            panic!("injected panic at step {}", self.steps);
+        }
         if Some(self.steps) == self.at {
             s.reward = f32::NAN;
         }
@@ -353,16 +376,7 @@ fn non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     // NaN during update 3's rollout (steps 17..24 of each env); checkpoint at update 2.
     let at = 2 * cfg.num_steps + 3;
-    let make = |i: usize| -> Result<NanReward, EnvError> {
-        let EnvConfig::Gridmaze(c) = &cfg.env else {
-            unreachable!()
-        };
-        Ok(NanReward {
-            inner: GridMaze::new(c.clone())?,
-            steps: 0,
-            at: (i == 0).then_some(at),
-        })
-    };
+    let make = |i: usize| NanReward::new(&cfg, (i == 0).then_some(at), None);
     let result = train_envs(&cfg, make, dir.path());
     let e = format!("{:#}", result.unwrap_err());
     assert_mentions(&e, &["non-finite", "update 3", "loss", "update_000002"]);
@@ -389,4 +403,31 @@ fn non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint() {
     let e = format!("{:#}", run(&huge, dir.path(), true, None).unwrap_err());
     assert_mentions(&e, &["non-finite"]);
     assert!(fbrl::run_dir::divergence(dir.path()).is_some());
+}
+
+/// A panic in an env's own code (a bug in a user's `step`) stops the run with an error naming
+/// the env, the step and its episode's reset seed, instead of unwinding out of the trainer: the
+/// last checkpoint stays the one to resume from, and the run's lock is released.
+#[test]
+fn a_panicking_env_stops_the_run_with_an_error_naming_it() {
+    let cfg = tiny_cfg();
+    let dir = tempfile::tempdir().unwrap();
+    // A panic in env 1 during update 3's rollout; checkpoint at update 2.
+    let at = 2 * cfg.num_steps + 3;
+    let make = |i: usize| NanReward::new(&cfg, None, (i == 1).then_some(at));
+    let e = format!("{:#}", train_envs(&cfg, make, dir.path()).unwrap_err());
+    assert_mentions(
+        &e,
+        &[
+            "update 3",
+            "env 1 panicked in step",
+            "reset seed",
+            &format!("injected panic at step {at}"),
+        ],
+    );
+    assert_eq!(e.matches("injected panic").count(), 1, "said once: {e}");
+    println!("{e}");
+    let ckpt = open_latest(&dir.path().join("checkpoint")).unwrap();
+    assert_eq!(ckpt.state.updates_done, 2);
+    assert!(!dir.path().join(fbrl::run_lock::LOCK_FILE).exists());
 }

@@ -57,15 +57,22 @@ pub enum LearnerError {
         /// Index of the update (1-based, as counted by the trainer).
         update: usize,
     },
-    /// The environments reported an error.
+    /// The environments reported an error (its message is this error's; it is not repeated
+    /// as a source).
     #[error("environment error: {0}")]
-    Env(#[from] envs::EnvError),
+    Env(envs::EnvError),
     /// A tensor could not be read back to the host.
     #[error("tensor read-back failed: {0}")]
     Tensor(String),
     /// The learner's checkpoint state is missing or unreadable.
     #[error("learner checkpoint state: {0}")]
     State(String),
+}
+
+impl From<envs::EnvError> for LearnerError {
+    fn from(e: envs::EnvError) -> Self {
+        Self::Env(e)
+    }
 }
 
 impl From<RolloutError> for LearnerError {

@@ -288,20 +288,22 @@ fn guarded<T>(
     obs_len: usize,
     f: impl FnOnce() -> T,
 ) -> Result<T, CheckError> {
-    catch_unwind(AssertUnwindSafe(f)).map_err(|payload| {
-        let message = if let Some(s) = payload.downcast_ref::<&str>() {
-            (*s).to_string()
-        } else if let Some(s) = payload.downcast_ref::<String>() {
-            s.clone()
-        } else {
-            "(no message)".to_string()
-        };
-        CheckError::Panicked {
-            at: at(),
-            message,
-            obs_len,
-        }
+    catch_unwind(AssertUnwindSafe(f)).map_err(|payload| CheckError::Panicked {
+        at: at(),
+        message: panic_message(&*payload),
+        obs_len,
     })
+}
+
+/// The message a panic was raised with (`panic!`'s text), or "(no message)".
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(no message)".to_string()
+    }
 }
 
 /// Maps an env error to a check error, turning a buffer-length complaint into an

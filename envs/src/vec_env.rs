@@ -35,6 +35,7 @@
 //! are resumed with [`VecEnv::restart`] instead: each starts its next episode.
 
 use std::collections::BTreeMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -42,6 +43,7 @@ use std::time::{Duration, Instant};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::check::panic_message;
 use crate::env::{
     Action, ActionSpace, BoxSpace, Env, EnvError, EpisodeStats, Info, MaskProblem, derive_seed,
 };
@@ -355,6 +357,21 @@ fn in_env(index: usize, e: EnvError) -> EnvError {
     EnvError::Other(format!("env {index}: {e}"))
 }
 
+/// Runs `call`, env `index`'s own `reset` or `step`: its error is prefixed with the index, and
+/// a panic in it becomes an error too, naming the env, what it was `doing` (with the episode's
+/// seed, so that the failure can be reproduced alone) and the panic's message, instead of
+/// unwinding through the rollout.
+fn call_env<T>(
+    index: usize,
+    doing: impl FnOnce() -> String,
+    call: impl FnOnce() -> Result<T, EnvError>,
+) -> Result<T, EnvError> {
+    match catch_unwind(AssertUnwindSafe(call)) {
+        Ok(result) => result.map_err(|e| in_env(index, e)),
+        Err(payload) => Err(panicked(index, doing(), &*payload)),
+    }
+}
+
 /// Mutable views of one contiguous run of envs and their slices of the buffers.
 struct Lanes<'a, E> {
     /// Index of the first env of the run.
@@ -491,8 +508,30 @@ impl<'a, E: Env> Lanes<'a, E> {
         }
     }
 
-    /// Steps every env of the run; auto-resets those that end.
+    /// Steps every env of the run; auto-resets those that end. A panic in an env's own code is
+    /// caught once for the whole run (not per call, which would cost the hot loop) and becomes
+    /// an error naming the env and the call it was in.
     fn step(self, base_seed: u64, obs_dim: usize) -> Result<(), EnvError> {
+        let mut calling = Calling::default();
+        catch_unwind(AssertUnwindSafe(|| {
+            self.step_envs(base_seed, obs_dim, &mut calling)
+        }))
+        .unwrap_or_else(|payload| {
+            Err(panicked(
+                calling.index,
+                calling.describe(base_seed),
+                &*payload,
+            ))
+        })
+    }
+
+    /// [`Lanes::step`]'s loop; `calling` is kept up to date with the env call under way.
+    fn step_envs(
+        self,
+        base_seed: u64,
+        obs_dim: usize,
+        calling: &mut Calling,
+    ) -> Result<(), EnvError> {
         let obs_rows = self.obs.chunks_exact_mut(obs_dim);
         let final_rows = self.final_obs.chunks_exact_mut(obs_dim);
         let (actions, width) = (self.actions, self.action_width);
@@ -509,9 +548,14 @@ impl<'a, E: Env> Lanes<'a, E> {
         {
             let index = self.first + j;
             let action = actions.get(j, width);
+            let t = slot.stats.length + 1;
+            *calling = Calling {
+                index,
+                episode: slot.episode,
+                step: Some(t),
+            };
             let s = env.step(action, obs).map_err(|e| in_env(index, e))?;
             slot.actions.push(action);
-            let t = slot.stats.length + 1;
             slot.stats.record(&s, t);
             *reward = s.reward;
             *term = s.terminated;
@@ -525,6 +569,8 @@ impl<'a, E: Env> Lanes<'a, E> {
                 slot.finished = Some(stats);
                 slot.actions.clear();
                 slot.episode += 1;
+                calling.episode = slot.episode;
+                calling.step = None;
                 env.reset(episode_seed(base_seed, index, slot.episode), obs)
                     .map_err(|e| in_env(index, e))?;
             } else {
@@ -533,6 +579,36 @@ impl<'a, E: Env> Lanes<'a, E> {
         }
         Ok(())
     }
+}
+
+/// The env call a run's step loop is making, recorded so that a panic in it can be reported.
+#[derive(Clone, Copy, Debug, Default)]
+struct Calling {
+    /// The env's index.
+    index: usize,
+    /// Its episode.
+    episode: u64,
+    /// The step of the episode (1-based) it is taking; `None` while it resets.
+    step: Option<u32>,
+}
+
+impl Calling {
+    /// What the env was doing, with its episode's seed (under `base_seed`).
+    fn describe(self, base_seed: u64) -> String {
+        let seed = episode_seed(base_seed, self.index, self.episode);
+        match self.step {
+            Some(t) => format!("step {t} of episode {} (reset seed {seed})", self.episode),
+            None => format!("reset for episode {} (seed {seed})", self.episode),
+        }
+    }
+}
+
+/// The error of env `index`'s panic (`payload`) while `doing`.
+fn panicked(index: usize, doing: String, payload: &(dyn std::any::Any + Send)) -> EnvError {
+    EnvError::Other(format!(
+        "env {index} panicked in {doing}: {}",
+        panic_message(payload)
+    ))
 }
 
 /// Resets env `index` into episode `slot.episode` and replays `saved`'s actions, checking
@@ -549,8 +625,12 @@ fn replay<E: Env>(
     slot.actions.clear();
     slot.stats = EpisodeStats::default();
     slot.finished = None;
-    env.reset(episode_seed(base_seed, index, slot.episode), obs)
-        .map_err(|e| in_env(index, e))?;
+    let seed = episode_seed(base_seed, index, slot.episode);
+    call_env(
+        index,
+        || format!("reset for episode {} (seed {seed})", slot.episode),
+        || env.reset(seed, obs),
+    )?;
     let space = env.action_space();
     let width = space.action_width();
     let saved_actions: Vec<Action<'_>> = match space {
@@ -580,12 +660,15 @@ fn replay<E: Env>(
     }
     let total = saved_actions.len();
     for (t, &action) in saved_actions.iter().enumerate() {
-        let s = env.step(action, obs).map_err(|e| {
-            in_env(
-                index,
-                EnvError::Other(format!("replaying saved action {t} of {total} failed: {e}")),
-            )
-        })?;
+        let s = call_env(
+            index,
+            || format!("replaying saved action {t} of {total} (reset seed {seed})"),
+            || {
+                env.step(action, obs).map_err(|e| {
+                    EnvError::Other(format!("replaying saved action {t} of {total} failed: {e}"))
+                })
+            },
+        )?;
         slot.actions.push(action);
         let t = slot.stats.length + 1;
         slot.stats.record(&s, t);
@@ -862,7 +945,9 @@ impl<E: Env> VecEnv<E> {
     /// actions of another kind than the action space, an action outside the action space or
     /// forbidden by the env's current mask (the message names the env index), or no
     /// [`VecEnv::reset`] yet. An error from an env's own `step`/`reset` names the env index
-    /// and leaves the VecEnv needing a `reset` or `restore`.
+    /// and leaves the VecEnv needing a `reset` or `restore`; so does a panic in them, which is
+    /// caught and returned as an error naming the env, the step or reset and the episode's
+    /// seed, with the panic's message.
     pub fn step_actions(&mut self, actions: VecActions<'_>) -> Result<&VecStep, EnvError> {
         let n = self.envs.len();
         if !self.ready {
@@ -1045,8 +1130,12 @@ impl<E: Env> VecEnv<E> {
                 episode: saved.episode + 1,
                 ..Slot::default()
             };
-            env.reset(episode_seed(state.base_seed, i, slot.episode), obs)
-                .map_err(|e| in_env(i, e))?;
+            let seed = episode_seed(state.base_seed, i, slot.episode);
+            call_env(
+                i,
+                || format!("reset for episode {} (seed {seed})", slot.episode),
+                || env.reset(seed, obs),
+            )?;
         }
         self.rebuilt()
     }

@@ -80,6 +80,12 @@ struct Walk {
     ep: Episode,
     /// Env-level failure injection: `step` fails with this message at this step count.
     fail_at: Option<u32>,
+    /// `step` panics at this step count (a bug in an env's own code).
+    panic_at: Option<u32>,
+    /// `reset` panics after this many resets.
+    panic_at_reset: Option<u32>,
+    /// Resets so far.
+    resets: u32,
 }
 
 impl Walk {
@@ -88,6 +94,9 @@ impl Walk {
             space: BoxSpace::uniform(3, 0.0, 1.0),
             ep: Episode::new(),
             fail_at: None,
+            panic_at: None,
+            panic_at_reset: None,
+            resets: 0,
         }
     }
 
@@ -106,6 +115,11 @@ impl Env for Walk {
         ActionSpace::discrete(3)
     }
     fn reset(&mut self, seed: u64, obs: &mut [f32]) -> Result<(), EnvError> {
+        assert!(
+            self.panic_at_reset != Some(self.resets),
+            "simulated panic in reset"
+        );
+        self.resets += 1;
         self.ep.start(seed, 2 + (seed % 5) as u32);
         self.write(obs, 0);
         Ok(())
@@ -116,6 +130,7 @@ impl Env for Walk {
         if self.fail_at == Some(self.ep.t) {
             return Err(EnvError::Other("simulated failure".into()));
         }
+        assert!(self.panic_at != Some(self.ep.t), "simulated panic");
         let reward = action as f32 + 0.5 * self.ep.t as f32;
         let end = self.ep.tick();
         self.write(obs, action);
@@ -701,18 +716,71 @@ fn errors_name_the_env_and_the_problem() {
     );
 }
 
+/// Steps `envs` (base seed `base`, path `p`) twice with action 0, the second step failing:
+/// returns the VecEnv and that step's error, after checking that the VecEnv then refuses to
+/// step until it is reset.
+fn second_step_fails(envs: Vec<Walk>, base: u64, p: Parallelism) -> (VecEnv<Walk>, String) {
+    let n = envs.len();
+    let mut venv = VecEnv::new(envs, base).unwrap().with_parallelism(p);
+    venv.reset().unwrap();
+    venv.step(&vec![0; n]).unwrap();
+    let e = venv.step(&vec![0; n]).unwrap_err().to_string();
+    let refused = venv.step(&vec![0; n]).unwrap_err().to_string();
+    assert!(refused.contains("call VecEnv::reset"), "{refused}");
+    (venv, e)
+}
+
+/// A panic in an env's own `step` or `reset` (a bug in a user's env) is an error on every
+/// path, naming the env, what it was doing with its episode's seed (to reproduce it alone)
+/// and the panic's message; the VecEnv then needs a reset, as after any env error.
+#[test]
+fn a_panicking_env_is_an_error_naming_it_and_its_seed() {
+    for p in [Parallelism::Sequential, Parallelism::Rayon] {
+        let mut envs = vec![Walk::new(); 6];
+        envs[4].panic_at = Some(1);
+        let (_, e) = second_step_fails(envs, 7, p);
+        let seed = derive_seed(derive_seed(7, 4), 0);
+        assert_eq!(
+            e,
+            format!("env 4 panicked in step 2 of episode 0 (reset seed {seed}): simulated panic"),
+            "{p:?}"
+        );
+
+        // In the first reset, and in the automatic reset after an episode ends.
+        for (resets, episode) in [(0, 0), (1, 1)] {
+            let mut envs = vec![Walk::new(); 6];
+            envs[1].panic_at_reset = Some(resets);
+            let mut venv = VecEnv::new(envs, 7).unwrap().with_parallelism(p);
+            let e = if resets == 0 {
+                venv.reset().unwrap_err().to_string()
+            } else {
+                venv.reset().unwrap();
+                // Episodes last at least 2 steps and at most 6.
+                (0..6)
+                    .find_map(|_| venv.step(&[0; 6]).err())
+                    .expect("env 1's episode ends within 6 steps")
+                    .to_string()
+            };
+            let seed = derive_seed(derive_seed(7, 1), episode);
+            assert_eq!(
+                e,
+                format!(
+                    "env 1 panicked in reset for episode {episode} (seed {seed}): simulated \
+                     panic in reset"
+                ),
+                "{p:?}"
+            );
+        }
+    }
+}
+
 #[test]
 fn an_env_failure_names_the_env_and_requires_a_reset() {
     for p in [Parallelism::Sequential, Parallelism::Rayon] {
         let mut envs = vec![Walk::new(); 6];
         envs[4].fail_at = Some(1);
-        let mut venv = VecEnv::new(envs, 0).unwrap().with_parallelism(p);
-        venv.reset().unwrap();
-        venv.step(&[0; 6]).unwrap();
-        let e = venv.step(&[0; 6]).unwrap_err().to_string();
+        let (mut venv, e) = second_step_fails(envs, 0, p);
         assert_eq!(e, "env 4: simulated failure", "{p:?}");
-        let e = venv.step(&[0; 6]).unwrap_err().to_string();
-        assert!(e.contains("call VecEnv::reset"), "{e}");
         venv.reset().unwrap();
         venv.step(&[0; 6]).unwrap();
     }

@@ -40,12 +40,19 @@ pub enum RolloutError {
         /// What is wrong with it.
         reason: String,
     },
-    /// The environments reported an error.
+    /// The environments reported an error (its message is this error's; it is not repeated
+    /// as a source).
     #[error("environment error: {0}")]
-    Env(#[from] envs::EnvError),
+    Env(envs::EnvError),
     /// A tensor could not be read back to the host, or the policy does not fit the envs.
     #[error("tensor read-back failed: {0}")]
     Tensor(String),
+}
+
+impl From<envs::EnvError> for RolloutError {
+    fn from(e: envs::EnvError) -> Self {
+        Self::Env(e)
+    }
 }
 
 /// The reward and observation normalisation a learner asks the rollout for (the keys of its
