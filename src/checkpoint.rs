@@ -396,7 +396,62 @@ pub fn save_checkpoint_with<M: Module>(
     if tmp.exists() {
         fs::remove_dir_all(&tmp).with_context(|| format!("cannot remove {}", tmp.display()))?;
     }
-    fs::create_dir(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+    if let Err(e) = write_files(&tmp, model, optim, state, extra) {
+        // A partial folder is never read, and would hold the space a retry needs (a full disk).
+        let _ = fs::remove_dir_all(&tmp);
+        return Err(e.context(format!(
+            "the checkpoint of update {} was not written (the checkpoints already in {} are \
+             unchanged)",
+            state.updates_done,
+            ckpt_root.display()
+        )));
+    }
+
+    if dest.exists() {
+        fs::remove_dir_all(&dest).with_context(|| format!("cannot remove {}", dest.display()))?;
+    }
+    fs::rename(&tmp, &dest)
+        .with_context(|| format!("cannot rename {} to {}", tmp.display(), dest.display()))?;
+    fsync_dir(ckpt_root)?;
+    write_atomic(&ckpt_root.join(LATEST), format!("{name}\n").as_bytes())?;
+
+    // The new checkpoint is live: drop the older ones and leftover temporary folders, but
+    // keep the previous one, which a reader that read `latest` just before may still be
+    // opening (`fbrl eval` during training).
+    let mut older: Vec<(String, PathBuf)> = Vec::new();
+    for entry in
+        fs::read_dir(ckpt_root).with_context(|| format!("cannot list {}", ckpt_root.display()))?
+    {
+        let entry = entry?;
+        let fname = entry.file_name().to_string_lossy().to_string();
+        if fname.starts_with("update_") && fname != name && entry.path().is_dir() {
+            older.push((fname, entry.path()));
+        }
+    }
+    // Names sort by update (zero-padded); `.tmp` leftovers sort after their update.
+    older.sort();
+    let keep = older
+        .iter()
+        .rposition(|(f, _)| !f.ends_with(".tmp") && f.as_str() < name.as_str());
+    for (k, (_, path)) in older.iter().enumerate() {
+        if Some(k) != keep {
+            fs::remove_dir_all(path)
+                .with_context(|| format!("cannot remove {}", path.display()))?;
+        }
+    }
+    Ok(dest)
+}
+
+/// Writes the files of a checkpoint (`model`, `optim`, `state`, `extra` and the manifest of
+/// them) into the new folder `tmp`, each fsynced.
+fn write_files<M: Module>(
+    tmp: &Path,
+    model: &M,
+    optim: &ModuleOptimizer,
+    state: &TrainerState,
+    extra: &[(&str, &[u8])],
+) -> Result<()> {
+    fs::create_dir(tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
 
     model
         .clone()
@@ -435,41 +490,8 @@ pub fn save_checkpoint_with<M: Module>(
     fs::write(&mpath, serde_json::to_vec_pretty(&manifest)?)
         .with_context(|| format!("cannot write {}", mpath.display()))?;
     fsync_file(&mpath)?;
-    fsync_dir(&tmp)?;
-
-    if dest.exists() {
-        fs::remove_dir_all(&dest).with_context(|| format!("cannot remove {}", dest.display()))?;
-    }
-    fs::rename(&tmp, &dest)
-        .with_context(|| format!("cannot rename {} to {}", tmp.display(), dest.display()))?;
-    fsync_dir(ckpt_root)?;
-    write_atomic(&ckpt_root.join(LATEST), format!("{name}\n").as_bytes())?;
-
-    // The new checkpoint is live: drop the older ones and leftover temporary folders, but
-    // keep the previous one, which a reader that read `latest` just before may still be
-    // opening (`fbrl eval` during training).
-    let mut older: Vec<(String, PathBuf)> = Vec::new();
-    for entry in
-        fs::read_dir(ckpt_root).with_context(|| format!("cannot list {}", ckpt_root.display()))?
-    {
-        let entry = entry?;
-        let fname = entry.file_name().to_string_lossy().to_string();
-        if fname.starts_with("update_") && fname != name && entry.path().is_dir() {
-            older.push((fname, entry.path()));
-        }
-    }
-    // Names sort by update (zero-padded); `.tmp` leftovers sort after their update.
-    older.sort();
-    let keep = older
-        .iter()
-        .rposition(|(f, _)| !f.ends_with(".tmp") && f.as_str() < name.as_str());
-    for (k, (_, path)) in older.iter().enumerate() {
-        if Some(k) != keep {
-            fs::remove_dir_all(path)
-                .with_context(|| format!("cannot remove {}", path.display()))?;
-        }
-    }
-    Ok(dest)
+    fsync_dir(tmp)?;
+    Ok(())
 }
 
 /// A checkpoint found on disk and verified against its manifest.
@@ -806,5 +828,45 @@ mod tests {
         for _ in 0..100 {
             assert_eq!(rng.next_u64(), back.next_u64());
         }
+    }
+
+    /// A checkpoint whose writing fails part-way (here: an extra file that cannot be created)
+    /// leaves no partial folder behind, says which update it was and that the checkpoints on
+    /// disk are unchanged, and the previous checkpoint stays `latest` and opens.
+    #[test]
+    fn a_failed_write_leaves_no_partial_folder_and_the_previous_checkpoint_intact() {
+        let device = Device::flex();
+        let model = burn::nn::LinearConfig::new(3, 2).init(&device);
+        let optim: ModuleOptimizer = burn::optim::AdamConfig::new().init();
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("checkpoint");
+        let venv = VecEnvState {
+            base_seed: 1,
+            envs: vec![],
+        };
+        let mut state = TrainerState::at_start(
+            String::new(),
+            4,
+            RngState::capture(&ChaCha8Rng::seed_from_u64(1)),
+            venv,
+        );
+        state.updates_done = 1;
+        let first = save_checkpoint(&root, &model, &optim, &state).unwrap();
+
+        state.updates_done = 2;
+        let bytes = [1u8, 2, 3];
+        let e = save_checkpoint_with(&root, &model, &optim, &state, &[("no/such/dir", &bytes)])
+            .unwrap_err();
+        let e = format!("{e:#}");
+        assert!(
+            e.contains("checkpoint of update 2 was not written")
+                && e.contains("unchanged")
+                && e.contains("no/such/dir"),
+            "{e}"
+        );
+        assert!(!root.join("update_000002.tmp").exists());
+        assert!(!root.join("update_000002").exists());
+        let kept = open_latest(&root).unwrap();
+        assert_eq!((kept.dir, kept.state.updates_done), (first, 1));
     }
 }
