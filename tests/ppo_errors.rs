@@ -320,19 +320,20 @@ fn resume_with_a_different_config_is_refused() {
     assert_mentions(&e, &["ppo.learning_rate", "config.toml"]);
 }
 
-/// GridMaze that returns a NaN reward at its `at`-th step, or panics at its `panic_at`-th.
-struct NanReward {
+/// GridMaze that returns the reward `r` at its `n`-th step (`at = Some((n, r))`), or panics
+/// at its `panic_at`-th.
+struct FaultyMaze {
     inner: GridMaze,
     steps: usize,
-    at: Option<usize>,
+    at: Option<(usize, f32)>,
     panic_at: Option<usize>,
 }
 
-impl NanReward {
+impl FaultyMaze {
     /// The GridMaze of `cfg`, with the faults `at` and `panic_at`.
     fn new(
         cfg: &TrainConfig,
-        at: Option<usize>,
+        at: Option<(usize, f32)>,
         panic_at: Option<usize>,
     ) -> Result<Self, EnvError> {
         let EnvConfig::Gridmaze(c) = &cfg.env else {
@@ -347,7 +348,7 @@ impl NanReward {
     }
 }
 
-impl Env for NanReward {
+impl Env for FaultyMaze {
     fn observation_space(&self) -> &BoxSpace {
         self.inner.observation_space()
     }
@@ -363,8 +364,8 @@ impl Env for NanReward {
         if Some(self.steps) == self.panic_at {
             panic!("injected panic at step {}", self.steps);
         }
-        if Some(self.steps) == self.at {
-            s.reward = f32::NAN;
+        if let Some((_, r)) = self.at.filter(|(n, _)| *n == self.steps) {
+            s.reward = r;
         }
         Ok(s)
     }
@@ -372,11 +373,14 @@ impl Env for NanReward {
 
 #[test]
 fn non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint() {
-    let cfg = tiny_cfg();
+    // An env's NaN is refused where it appears (below), so the loss is made non-finite by a
+    // finite reward too large for f32 returns: the largest f32, unscaled, during update 3's
+    // rollout (steps 17..24 of each env); checkpoint at update 2.
+    let mut cfg = tiny_cfg();
+    cfg.ppo.norm_reward = false;
     let dir = tempfile::tempdir().unwrap();
-    // NaN during update 3's rollout (steps 17..24 of each env); checkpoint at update 2.
     let at = 2 * cfg.num_steps + 3;
-    let make = |i: usize| NanReward::new(&cfg, (i == 0).then_some(at), None);
+    let make = |i: usize| FaultyMaze::new(&cfg, (i == 0).then_some((at, f32::MAX)), None);
     let result = train_envs(&cfg, make, dir.path());
     let e = format!("{:#}", result.unwrap_err());
     assert_mentions(&e, &["non-finite", "update 3", "loss", "update_000002"]);
@@ -414,7 +418,7 @@ fn a_panicking_env_stops_the_run_with_an_error_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     // A panic in env 1 during update 3's rollout; checkpoint at update 2.
     let at = 2 * cfg.num_steps + 3;
-    let make = |i: usize| NanReward::new(&cfg, None, (i == 1).then_some(at));
+    let make = |i: usize| FaultyMaze::new(&cfg, None, (i == 1).then_some(at));
     let e = format!("{:#}", train_envs(&cfg, make, dir.path()).unwrap_err());
     assert_mentions(
         &e,
@@ -430,4 +434,27 @@ fn a_panicking_env_stops_the_run_with_an_error_naming_it() {
     let ckpt = open_latest(&dir.path().join("checkpoint")).unwrap();
     assert_eq!(ckpt.state.updates_done, 2);
     assert!(!dir.path().join(fbrl::run_lock::LOCK_FILE).exists());
+}
+
+/// A NaN or infinite reward or observation from an env is refused where it appears, naming the
+/// env, the step and its episode's reset seed, instead of reaching the loss; the last
+/// checkpoint stays the one to resume from.
+#[test]
+fn a_non_finite_reward_from_an_env_is_an_error_naming_it() {
+    let cfg = tiny_cfg();
+    let dir = tempfile::tempdir().unwrap();
+    let at = 2 * cfg.num_steps + 3;
+    let make = |i: usize| FaultyMaze::new(&cfg, (i == 2).then_some((at, f32::NAN)), None);
+    let e = format!("{:#}", train_envs(&cfg, make, dir.path()).unwrap_err());
+    assert_mentions(
+        &e,
+        &[
+            "update 3",
+            "env 2 returned a non-finite reward (NaN) in step",
+            "reset seed",
+        ],
+    );
+    println!("{e}");
+    let ckpt = open_latest(&dir.path().join("checkpoint")).unwrap();
+    assert_eq!(ckpt.state.updates_done, 2);
 }

@@ -372,6 +372,26 @@ fn call_env<T>(
     }
 }
 
+/// Resets env `index` into `episode` with `seed` through [`call_env`], refusing a first
+/// observation that is not finite.
+fn reset_env<E: Env>(
+    index: usize,
+    env: &mut E,
+    episode: u64,
+    seed: u64,
+    obs: &mut [f32],
+) -> Result<(), EnvError> {
+    let doing = || format!("reset for episode {episode} (seed {seed})");
+    call_env(index, doing, || env.reset(seed, obs))?;
+    match non_finite(None, obs) {
+        Some(what) => Err(EnvError::Other(format!(
+            "env {index} returned {what} in {}",
+            doing()
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Mutable views of one contiguous run of envs and their slices of the buffers.
 struct Lanes<'a, E> {
     /// Index of the first env of the run.
@@ -555,6 +575,12 @@ impl<'a, E: Env> Lanes<'a, E> {
                 step: Some(t),
             };
             let s = env.step(action, obs).map_err(|e| in_env(index, e))?;
+            if let Some(what) = non_finite(Some(s.reward), obs) {
+                return Err(EnvError::Other(format!(
+                    "env {index} returned {what} in {}",
+                    calling.describe(base_seed)
+                )));
+            }
             slot.actions.push(action);
             slot.stats.record(&s, t);
             *reward = s.reward;
@@ -573,6 +599,12 @@ impl<'a, E: Env> Lanes<'a, E> {
                 calling.step = None;
                 env.reset(episode_seed(base_seed, index, slot.episode), obs)
                     .map_err(|e| in_env(index, e))?;
+                if let Some(what) = non_finite(None, obs) {
+                    return Err(EnvError::Other(format!(
+                        "env {index} returned {what} in {}",
+                        calling.describe(base_seed)
+                    )));
+                }
             } else {
                 slot.finished = None;
             }
@@ -603,6 +635,23 @@ impl Calling {
     }
 }
 
+/// What is not finite in a step's `reward` (none for a reset) and observation `obs`: a NaN or
+/// infinite value from an env is refused where it appears, naming the env and the step,
+/// rather than reaching the policy and the loss.
+fn non_finite(reward: Option<f32>, obs: &[f32]) -> Option<String> {
+    if let Some(r) = reward.filter(|r| !r.is_finite()) {
+        return Some(format!("a non-finite reward ({r})"));
+    }
+    // A value is NaN or infinite when its exponent bits are all set. The largest exponent
+    // over the row is taken without an early exit, so that the hot path vectorises.
+    const EXPONENT: u32 = 0x7f80_0000;
+    if obs.iter().fold(0, |m, x| m.max(x.to_bits() & EXPONENT)) != EXPONENT {
+        return None;
+    }
+    let (k, x) = obs.iter().enumerate().find(|(_, x)| !x.is_finite())?;
+    Some(format!("a non-finite observation (element {k} is {x})"))
+}
+
 /// The error of env `index`'s panic (`payload`) while `doing`.
 fn panicked(index: usize, doing: String, payload: &(dyn std::any::Any + Send)) -> EnvError {
     EnvError::Other(format!(
@@ -626,11 +675,7 @@ fn replay<E: Env>(
     slot.stats = EpisodeStats::default();
     slot.finished = None;
     let seed = episode_seed(base_seed, index, slot.episode);
-    call_env(
-        index,
-        || format!("reset for episode {} (seed {seed})", slot.episode),
-        || env.reset(seed, obs),
-    )?;
+    reset_env(index, env, slot.episode, seed, obs)?;
     let space = env.action_space();
     let width = space.action_width();
     let saved_actions: Vec<Action<'_>> = match space {
@@ -945,9 +990,10 @@ impl<E: Env> VecEnv<E> {
     /// actions of another kind than the action space, an action outside the action space or
     /// forbidden by the env's current mask (the message names the env index), or no
     /// [`VecEnv::reset`] yet. An error from an env's own `step`/`reset` names the env index
-    /// and leaves the VecEnv needing a `reset` or `restore`; so does a panic in them, which is
+    /// and leaves the VecEnv needing a `reset` or `restore`; so do a panic in them, which is
     /// caught and returned as an error naming the env, the step or reset and the episode's
-    /// seed, with the panic's message.
+    /// seed, with the panic's message, and a NaN or infinite reward or observation value,
+    /// refused as it appears with the same details.
     pub fn step_actions(&mut self, actions: VecActions<'_>) -> Result<&VecStep, EnvError> {
         let n = self.envs.len();
         if !self.ready {
@@ -1131,11 +1177,7 @@ impl<E: Env> VecEnv<E> {
                 ..Slot::default()
             };
             let seed = episode_seed(state.base_seed, i, slot.episode);
-            call_env(
-                i,
-                || format!("reset for episode {} (seed {seed})", slot.episode),
-                || env.reset(seed, obs),
-            )?;
+            reset_env(i, env, slot.episode, seed, obs)?;
         }
         self.rebuilt()
     }

@@ -86,6 +86,10 @@ struct Walk {
     panic_at_reset: Option<u32>,
     /// Resets so far.
     resets: u32,
+    /// `step` writes an infinite observation value at this step count.
+    inf_obs_at: Option<u32>,
+    /// `reset` writes a NaN observation value after this many resets.
+    nan_obs_at_reset: Option<u32>,
 }
 
 impl Walk {
@@ -97,6 +101,8 @@ impl Walk {
             panic_at: None,
             panic_at_reset: None,
             resets: 0,
+            inf_obs_at: None,
+            nan_obs_at_reset: None,
         }
     }
 
@@ -119,9 +125,12 @@ impl Env for Walk {
             self.panic_at_reset != Some(self.resets),
             "simulated panic in reset"
         );
-        self.resets += 1;
         self.ep.start(seed, 2 + (seed % 5) as u32);
         self.write(obs, 0);
+        if self.nan_obs_at_reset == Some(self.resets) {
+            obs[0] = f32::NAN;
+        }
+        self.resets += 1;
         Ok(())
     }
     fn step(&mut self, action: Action<'_>, obs: &mut [f32]) -> Result<Step, EnvError> {
@@ -132,8 +141,12 @@ impl Env for Walk {
         }
         assert!(self.panic_at != Some(self.ep.t), "simulated panic");
         let reward = action as f32 + 0.5 * self.ep.t as f32;
+        let inf_obs = self.inf_obs_at == Some(self.ep.t);
         let end = self.ep.tick();
         self.write(obs, action);
+        if inf_obs {
+            obs[1] = f32::INFINITY;
+        }
         Ok(Step {
             reward,
             terminated: end && self.ep.seed.is_multiple_of(2),
@@ -771,6 +784,40 @@ fn a_panicking_env_is_an_error_naming_it_and_its_seed() {
                 "{p:?}"
             );
         }
+    }
+}
+
+/// A NaN or infinite observation from an env's `step` or `reset` is refused where it appears,
+/// naming the env, the element and the step or reset with its seed.
+#[test]
+fn a_non_finite_observation_is_an_error_naming_the_env() {
+    for p in [Parallelism::Sequential, Parallelism::Rayon] {
+        let mut envs = vec![Walk::new(); 6];
+        envs[3].inf_obs_at = Some(1);
+        let (_, e) = second_step_fails(envs, 5, p);
+        let seed = derive_seed(derive_seed(5, 3), 0);
+        assert_eq!(
+            e,
+            format!(
+                "env 3 returned a non-finite observation (element 1 is inf) in step 2 of \
+                 episode 0 (reset seed {seed})"
+            ),
+            "{p:?}"
+        );
+
+        let mut envs = vec![Walk::new(); 6];
+        envs[2].nan_obs_at_reset = Some(0);
+        let mut venv = VecEnv::new(envs, 5).unwrap().with_parallelism(p);
+        let e = venv.reset().unwrap_err().to_string();
+        let seed = derive_seed(derive_seed(5, 2), 0);
+        assert_eq!(
+            e,
+            format!(
+                "env 2 returned a non-finite observation (element 0 is NaN) in reset for \
+                 episode 0 (seed {seed})"
+            ),
+            "{p:?}"
+        );
     }
 }
 
