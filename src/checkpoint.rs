@@ -769,6 +769,21 @@ pub fn open_latest(ckpt_root: &Path) -> Result<VerifiedCheckpoint> {
     }
 }
 
+/// [`open_latest`] for the process that continues the run (it holds the run's lock): after
+/// falling back past a damaged checkpoint, `latest` is pointed at the checkpoint the run
+/// continues from, so that the run's messages name that one until its next checkpoint
+/// replaces the damaged folder.
+pub fn open_latest_to_continue(ckpt_root: &Path) -> Result<VerifiedCheckpoint> {
+    let ckpt = open_latest(ckpt_root)?;
+    if latest_checkpoint(ckpt_root)?.as_deref() != Some(ckpt.dir.as_path())
+        && let Some(name) = ckpt.dir.file_name()
+    {
+        let line = format!("{}\n", name.to_string_lossy());
+        write_atomic(&ckpt_root.join(LATEST), line.as_bytes())?;
+    }
+    Ok(ckpt)
+}
+
 /// The newest intact checkpoint under `ckpt_root` older than the damaged `damaged` (whose
 /// error is `damage`), or that error when there is none.
 fn open_before(

@@ -44,7 +44,8 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::checkpoint::{
-    RngState, SavedRollout, TrainerState, open_latest, save_checkpoint_with, write_atomic,
+    RngState, SavedRollout, TrainerState, open_latest_to_continue, save_checkpoint_with,
+    write_atomic,
 };
 use crate::config::{EnvConfig, TrainConfig};
 use crate::hooks::{TrainHook, UpdateContext};
@@ -483,7 +484,7 @@ fn resume_start<E: Env>(
     Option<usize>,
 )> {
     let (n, obs_dim, num_updates) = (cfg.num_envs, venv.obs_dim(), cfg.num_updates());
-    let ckpt = open_latest(&run.checkpoint_dir())?;
+    let ckpt = open_latest_to_continue(&run.checkpoint_dir())?;
     // A config.toml edited by hand since the checkpoint would silently change the run.
     if let Some(key) = ckpt.differing_key(cfg)? {
         bail!(

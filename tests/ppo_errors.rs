@@ -187,6 +187,10 @@ fn a_damaged_newest_checkpoint_gives_way_to_the_one_before() {
         ckpt.dir.display()
     );
     assert_eq!(ckpt.state.updates_done, 2);
+    // A reader changes nothing; the run that continues points `latest` at its checkpoint.
+    assert_eq!(latest_checkpoint(&root).unwrap(), Some(newest.clone()));
+    run(&cfg, dir.path(), true, Some(2)).unwrap();
+    assert_eq!(latest_checkpoint(&root).unwrap(), Some(ckpt.dir.clone()));
     let got = ppo_common::resume_to_end(&cfg, dir.path());
     ppo_common::assert_same_rows(
         &got,

@@ -721,7 +721,8 @@ pub fn train_distributed<E: Env>(
     if !restart {
         // Every rank resumes from the checkpoint rank 0 found (the newest intact one).
         let chosen = if rank == 0 {
-            crate::checkpoint::open_latest(&ckpt_root).map(|c| c.dir.display().to_string())
+            crate::checkpoint::open_latest_to_continue(&ckpt_root)
+                .map(|c| c.dir.display().to_string())
         } else {
             Ok(String::new())
         };
