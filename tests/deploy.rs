@@ -172,6 +172,13 @@ fn agent_errors_name_the_problem() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("mask"), "{err}");
+    let mut obs = vec![0.0; 2 * agent.obs_dim()];
+    obs[agent.obs_dim() + 1] = f32::NAN;
+    let err = agent.act(&obs, &mut memory, true).unwrap_err().to_string();
+    assert!(
+        err.contains("env 1, feature 1") && err.contains("NaN"),
+        "{err}"
+    );
     // After errors the memory still works; sampled actions come with log-probabilities ≤ 0.
     let acted = agent
         .act(&vec![0.0; 2 * agent.obs_dim()], &mut memory, false)

@@ -216,7 +216,8 @@ impl Agent {
 
     /// One step for a batch of envs: `obs` holds `B × obs_dim` raw observations (row-major,
     /// `B = memory.batch()`). `greedy` picks the most likely action (a Gaussian's mean),
-    /// otherwise one is sampled. The memory moves on by one step.
+    /// otherwise one is sampled. The memory moves on by one step. Inputs of the wrong size and
+    /// NaN or infinite observation values are errors that leave the memory as it was.
     pub fn act(
         &self,
         obs: &[f32],
@@ -246,6 +247,15 @@ impl Agent {
                  ({} values expected)",
                 obs.len(),
                 b * obs_dim
+            )));
+        }
+        if let Some(k) = obs.iter().position(|x| !x.is_finite()) {
+            // Refused before the policy runs: a NaN would stay in that env's memory.
+            return Err(bad_input(format!(
+                "observation value {k} (env {}, feature {}) is {}: observations must be finite",
+                k / obs_dim,
+                k % obs_dim,
+                obs[k]
             )));
         }
         let masks = match (masks, self.dist.mask_width()) {
