@@ -769,18 +769,50 @@ pub fn open_latest(ckpt_root: &Path) -> Result<VerifiedCheckpoint> {
     }
 }
 
-/// [`open_latest`] for the process that continues the run (it holds the run's lock): after
-/// falling back past a damaged checkpoint, `latest` is pointed at the checkpoint the run
-/// continues from, so that the run's messages name that one until its next checkpoint
-/// replaces the damaged folder.
+/// [`open_latest`] for the process that continues the run (it holds the run's lock). After
+/// falling back past damaged checkpoints, it moves them aside (`update_N` becomes
+/// `damaged_update_N`, kept for inspection and never read again) and points `latest` at the
+/// checkpoint the run continues from. Otherwise the run's messages would name a damaged
+/// checkpoint, and its next write would keep a damaged one as "the previous checkpoint"
+/// instead of the intact one.
 pub fn open_latest_to_continue(ckpt_root: &Path) -> Result<VerifiedCheckpoint> {
     let ckpt = open_latest(ckpt_root)?;
-    if latest_checkpoint(ckpt_root)?.as_deref() != Some(ckpt.dir.as_path())
-        && let Some(name) = ckpt.dir.file_name()
-    {
-        let line = format!("{}\n", name.to_string_lossy());
-        write_atomic(&ckpt_root.join(LATEST), line.as_bytes())?;
+    let Some(chosen) = ckpt
+        .dir
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+    else {
+        return Ok(ckpt);
+    };
+    if latest_checkpoint(ckpt_root)?.as_deref() == Some(ckpt.dir.as_path()) {
+        return Ok(ckpt);
     }
+    let limit = update_number(&chosen).unwrap_or(u64::MAX);
+    for entry in
+        fs::read_dir(ckpt_root).with_context(|| format!("cannot list {}", ckpt_root.display()))?
+    {
+        let path = entry?.path();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        if update_number(&name).is_some_and(|n| n > limit) && path.is_dir() {
+            let aside = ckpt_root.join(format!("damaged_{name}"));
+            if aside.exists() {
+                fs::remove_dir_all(&aside)
+                    .with_context(|| format!("cannot remove {}", aside.display()))?;
+            }
+            fs::rename(&path, &aside).with_context(|| {
+                format!("cannot move {} to {}", path.display(), aside.display())
+            })?;
+            eprintln!(
+                "moved the damaged checkpoint {} to {}",
+                path.display(),
+                aside.display()
+            );
+        }
+    }
+    write_atomic(&ckpt_root.join(LATEST), format!("{chosen}\n").as_bytes())?;
     Ok(ckpt)
 }
 

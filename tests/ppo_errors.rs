@@ -191,6 +191,9 @@ fn a_damaged_newest_checkpoint_gives_way_to_the_one_before() {
     assert_eq!(latest_checkpoint(&root).unwrap(), Some(newest.clone()));
     run(&cfg, dir.path(), true, Some(2)).unwrap();
     assert_eq!(latest_checkpoint(&root).unwrap(), Some(ckpt.dir.clone()));
+    // The damaged checkpoint is moved aside, so that the next write keeps the intact one as
+    // the previous checkpoint.
+    assert!(!newest.exists() && root.join("damaged_update_000004").is_dir());
     let got = ppo_common::resume_to_end(&cfg, dir.path());
     ppo_common::assert_same_rows(
         &got,
