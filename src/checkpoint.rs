@@ -651,21 +651,26 @@ pub fn latest_checkpoint(ckpt_root: &Path) -> Result<Option<PathBuf>> {
 
 /// The `update_N` folder (not a `.tmp` leftover) with the largest `N` under `ckpt_root`.
 fn newest_complete(ckpt_root: &Path) -> Result<Option<PathBuf>> {
+    Ok(update_folders(ckpt_root)?.pop().map(|(_, p)| p))
+}
+
+/// The complete checkpoint folders `update_N` under `ckpt_root` with their `N`, by `N`; none
+/// when the folder cannot be read.
+fn update_folders(ckpt_root: &Path) -> Result<Vec<(u64, PathBuf)>> {
     let Ok(entries) = fs::read_dir(ckpt_root) else {
-        return Ok(None);
+        return Ok(Vec::new());
     };
-    let mut newest: Option<(u64, PathBuf)> = None;
+    let mut folders = Vec::new();
     for entry in entries {
         let entry = entry.with_context(|| format!("cannot list {}", ckpt_root.display()))?;
-        let name = entry.file_name().to_string_lossy().to_string();
-        let Some(n) = update_number(&name) else {
-            continue;
-        };
-        if entry.path().is_dir() && newest.as_ref().is_none_or(|(m, _)| n > *m) {
-            newest = Some((n, entry.path()));
+        if let Some(n) = update_number(&entry.file_name().to_string_lossy())
+            && entry.path().is_dir()
+        {
+            folders.push((n, entry.path()));
         }
     }
-    Ok(newest.map(|(_, p)| p))
+    folders.sort_unstable();
+    Ok(folders)
 }
 
 /// Opens the checkpoint in folder `dir`, checking every file against the manifest.
@@ -753,6 +758,11 @@ fn read_verified(dir: &Path, model_bytes: Vec<u8>) -> Result<VerifiedCheckpoint>
 /// missing, truncated or corrupted) gives way to the newest intact checkpoint before it, with
 /// a warning on stderr that names the damage; with none left, its error is returned.
 pub fn open_latest(ckpt_root: &Path) -> Result<VerifiedCheckpoint> {
+    open_newest(ckpt_root).map(|(ckpt, _)| ckpt)
+}
+
+/// [`open_latest`], and whether it fell back past a damaged checkpoint.
+fn open_newest(ckpt_root: &Path) -> Result<(VerifiedCheckpoint, bool)> {
     let mut attempts = 0;
     loop {
         let Some(dir) = latest_checkpoint(ckpt_root)? else {
@@ -762,9 +772,9 @@ pub fn open_latest(ckpt_root: &Path) -> Result<VerifiedCheckpoint> {
             );
         };
         match intact_files(&dir) {
-            Ok(model_bytes) => return read_verified(&dir, model_bytes),
+            Ok(model_bytes) => return Ok((read_verified(&dir, model_bytes)?, false)),
             Err(_) if !dir.exists() && attempts < 10 => attempts += 1,
-            Err(e) => return open_before(ckpt_root, &dir, e),
+            Err(e) => return Ok((open_before(ckpt_root, &dir, e)?, true)),
         }
     }
 }
@@ -776,41 +786,32 @@ pub fn open_latest(ckpt_root: &Path) -> Result<VerifiedCheckpoint> {
 /// checkpoint, and its next write would keep a damaged one as "the previous checkpoint"
 /// instead of the intact one.
 pub fn open_latest_to_continue(ckpt_root: &Path) -> Result<VerifiedCheckpoint> {
-    let ckpt = open_latest(ckpt_root)?;
-    let Some(chosen) = ckpt
+    let (ckpt, fell_back) = open_newest(ckpt_root)?;
+    let chosen = ckpt
         .dir
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
-    else {
+        .unwrap_or_default();
+    let Some(limit) = update_number(&chosen).filter(|_| fell_back) else {
         return Ok(ckpt);
     };
-    if latest_checkpoint(ckpt_root)?.as_deref() == Some(ckpt.dir.as_path()) {
-        return Ok(ckpt);
-    }
-    let limit = update_number(&chosen).unwrap_or(u64::MAX);
-    for entry in
-        fs::read_dir(ckpt_root).with_context(|| format!("cannot list {}", ckpt_root.display()))?
+    for (_, path) in update_folders(ckpt_root)?
+        .into_iter()
+        .filter(|(n, _)| *n > limit)
     {
-        let path = entry?.path();
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().to_string())
-            .unwrap_or_default();
-        if update_number(&name).is_some_and(|n| n > limit) && path.is_dir() {
-            let aside = ckpt_root.join(format!("damaged_{name}"));
-            if aside.exists() {
-                fs::remove_dir_all(&aside)
-                    .with_context(|| format!("cannot remove {}", aside.display()))?;
-            }
-            fs::rename(&path, &aside).with_context(|| {
-                format!("cannot move {} to {}", path.display(), aside.display())
-            })?;
-            eprintln!(
-                "moved the damaged checkpoint {} to {}",
-                path.display(),
-                aside.display()
-            );
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        let aside = ckpt_root.join(format!("damaged_{name}"));
+        if aside.exists() {
+            fs::remove_dir_all(&aside)
+                .with_context(|| format!("cannot remove {}", aside.display()))?;
         }
+        fs::rename(&path, &aside)
+            .with_context(|| format!("cannot move {} to {}", path.display(), aside.display()))?;
+        eprintln!(
+            "moved the damaged checkpoint {} to {}",
+            path.display(),
+            aside.display()
+        );
     }
     write_atomic(&ckpt_root.join(LATEST), format!("{chosen}\n").as_bytes())?;
     Ok(ckpt)
@@ -829,17 +830,8 @@ fn open_before(
     else {
         return Err(damage);
     };
-    let mut earlier: Vec<(u64, PathBuf)> = fs::read_dir(ckpt_root)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let n = update_number(&e.file_name().to_string_lossy())?;
-            (n < limit && e.path().is_dir()).then(|| (n, e.path()))
-        })
-        .collect();
-    earlier.sort_unstable_by_key(|e| std::cmp::Reverse(e.0));
-    for (_, dir) in earlier {
+    let earlier = update_folders(ckpt_root).unwrap_or_default();
+    for (_, dir) in earlier.into_iter().rev().filter(|(n, _)| *n < limit) {
         if let Ok(ckpt) = open_checkpoint(&dir) {
             eprintln!(
                 "warning: cannot open checkpoint {} ({damage:#}); using {}, the newest intact \

@@ -372,24 +372,27 @@ fn call_env<T>(
     }
 }
 
-/// Resets env `index` into `episode` with `seed` through [`call_env`], refusing a first
-/// observation that is not finite.
+/// Resets env `index` into `episode` (its seed derived from `base_seed`) through
+/// [`call_env`], refusing a first observation that is not finite.
 fn reset_env<E: Env>(
     index: usize,
     env: &mut E,
     episode: u64,
-    seed: u64,
+    base_seed: u64,
     obs: &mut [f32],
 ) -> Result<(), EnvError> {
-    let doing = || format!("reset for episode {episode} (seed {seed})");
-    call_env(index, doing, || env.reset(seed, obs))?;
-    match non_finite(None, obs) {
-        Some(what) => Err(EnvError::Other(format!(
-            "env {index} returned {what} in {}",
-            doing()
-        ))),
-        None => Ok(()),
-    }
+    let calling = Calling {
+        index,
+        episode,
+        step: None,
+    };
+    let seed = episode_seed(base_seed, index, episode);
+    call_env(
+        index,
+        || calling.describe(base_seed),
+        || env.reset(seed, obs),
+    )?;
+    check_finite(calling, base_seed, None, obs)
 }
 
 /// Mutable views of one contiguous run of envs and their slices of the buffers.
@@ -575,12 +578,7 @@ impl<'a, E: Env> Lanes<'a, E> {
                 step: Some(t),
             };
             let s = env.step(action, obs).map_err(|e| in_env(index, e))?;
-            if let Some(what) = non_finite(Some(s.reward), obs) {
-                return Err(EnvError::Other(format!(
-                    "env {index} returned {what} in {}",
-                    calling.describe(base_seed)
-                )));
-            }
+            check_finite(*calling, base_seed, Some(s.reward), obs)?;
             slot.actions.push(action);
             slot.stats.record(&s, t);
             *reward = s.reward;
@@ -599,12 +597,7 @@ impl<'a, E: Env> Lanes<'a, E> {
                 calling.step = None;
                 env.reset(episode_seed(base_seed, index, slot.episode), obs)
                     .map_err(|e| in_env(index, e))?;
-                if let Some(what) = non_finite(None, obs) {
-                    return Err(EnvError::Other(format!(
-                        "env {index} returned {what} in {}",
-                        calling.describe(base_seed)
-                    )));
-                }
+                check_finite(*calling, base_seed, None, obs)?;
             } else {
                 slot.finished = None;
             }
@@ -635,21 +628,34 @@ impl Calling {
     }
 }
 
-/// What is not finite in a step's `reward` (none for a reset) and observation `obs`: a NaN or
-/// infinite value from an env is refused where it appears, naming the env and the step,
-/// rather than reaching the policy and the loss.
-fn non_finite(reward: Option<f32>, obs: &[f32]) -> Option<String> {
-    if let Some(r) = reward.filter(|r| !r.is_finite()) {
-        return Some(format!("a non-finite reward ({r})"));
-    }
-    // A value is NaN or infinite when its exponent bits are all set. The largest exponent
-    // over the row is taken without an early exit, so that the hot path vectorises.
-    const EXPONENT: u32 = 0x7f80_0000;
-    if obs.iter().fold(0, |m, x| m.max(x.to_bits() & EXPONENT)) != EXPONENT {
-        return None;
-    }
-    let (k, x) = obs.iter().enumerate().find(|(_, x)| !x.is_finite())?;
-    Some(format!("a non-finite observation (element {k} is {x})"))
+/// Refuses a NaN or infinite `reward` (none for a reset) or observation value in `obs` from
+/// the env call `calling` where it appears, naming the env and the call, rather than letting
+/// it reach the policy and the loss.
+fn check_finite(
+    calling: Calling,
+    base_seed: u64,
+    reward: Option<f32>,
+    obs: &[f32],
+) -> Result<(), EnvError> {
+    let what = if let Some(r) = reward.filter(|r| !r.is_finite()) {
+        format!("a non-finite reward ({r})")
+    } else {
+        // A value is NaN or infinite when its exponent bits are all set. The largest exponent
+        // over the row is taken without an early exit, so that the hot path vectorises.
+        const EXPONENT: u32 = 0x7f80_0000;
+        if obs.iter().fold(0, |m, x| m.max(x.to_bits() & EXPONENT)) != EXPONENT {
+            return Ok(());
+        }
+        let Some((k, x)) = obs.iter().enumerate().find(|(_, x)| !x.is_finite()) else {
+            return Ok(());
+        };
+        format!("a non-finite observation (element {k} is {x})")
+    };
+    Err(EnvError::Other(format!(
+        "env {} returned {what} in {}",
+        calling.index,
+        calling.describe(base_seed)
+    )))
 }
 
 /// The error of env `index`'s panic (`payload`) while `doing`.
@@ -674,8 +680,8 @@ fn replay<E: Env>(
     slot.actions.clear();
     slot.stats = EpisodeStats::default();
     slot.finished = None;
+    reset_env(index, env, slot.episode, base_seed, obs)?;
     let seed = episode_seed(base_seed, index, slot.episode);
-    reset_env(index, env, slot.episode, seed, obs)?;
     let space = env.action_space();
     let width = space.action_width();
     let saved_actions: Vec<Action<'_>> = match space {
@@ -1176,8 +1182,7 @@ impl<E: Env> VecEnv<E> {
                 episode: saved.episode + 1,
                 ..Slot::default()
             };
-            let seed = episode_seed(state.base_seed, i, slot.episode);
-            reset_env(i, env, slot.episode, seed, obs)?;
+            reset_env(i, env, slot.episode, state.base_seed, obs)?;
         }
         self.rebuilt()
     }
