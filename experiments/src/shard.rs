@@ -29,7 +29,32 @@ pub struct Shard {
     pub count: usize,
 }
 
-/// The shard options every grid-running binary takes.
+/// The options every grid-running binary takes: how many runs train at once, the progress
+/// display and the sharding.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct GridArgs {
+    /// Runs trained at once (default: one per core); each gets cores / jobs threads.
+    #[arg(long)]
+    pub jobs: Option<usize>,
+    /// No progress bar: plain lines only.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Sharding over a cluster and `--report-only` (alias `--no-train`).
+    #[command(flatten)]
+    pub shard: ShardArgs,
+}
+
+impl GridArgs {
+    /// How many of a grid's `runs` train at once: `--jobs`, else one per core, at most
+    /// `runs` (and at least one).
+    pub fn at_once(&self, runs: usize) -> usize {
+        self.jobs
+            .unwrap_or_else(crate::runner::cores)
+            .clamp(1, runs.max(1))
+    }
+}
+
+/// The shard options of [`GridArgs`].
 #[derive(clap::Args, Clone, Debug, Default)]
 pub struct ShardArgs {
     /// Train only shard I of N of the grid (0-based, e.g. `--shard 2/4`); default: from
@@ -148,22 +173,22 @@ impl std::fmt::Display for Shard {
 /// Returns `None` when this process was one shard of several: it trained its runs and the
 /// report is left to `--report-only` (a single shard, `0/1`, is the whole grid and reports).
 /// The runs train with [`crate::runner::run_jobs`], `at_once` at a time (at most one per run
-/// of this process's part), with their logs in `<runs_root>/logs`; `quiet` and `stop_after`
+/// of this process's part), with their logs in `<runs_root>/logs`; `--quiet` and `stop_after`
 /// are passed on to it.
 pub fn train_grid(
-    args: &ShardArgs,
+    grid: &GridArgs,
     jobs: &[Job],
     at_once: usize,
     runs_root: &Path,
-    quiet: bool,
     stop_after: Option<usize>,
 ) -> Result<Option<crate::runner::RunReport>> {
+    let args = &grid.shard;
     let run = |mine: &[Job]| {
         crate::runner::run_jobs(
             mine,
             at_once.min(mine.len()).max(1),
             &runs_root.join("logs"),
-            quiet,
+            grid.quiet,
             stop_after,
         )
     };

@@ -22,15 +22,28 @@ pub(crate) trait FusedOp: Debug + Send + Sync + 'static {
     /// The output for `inputs`, and (when `save`) what the backward pass needs.
     fn forward(&self, inputs: &[&[f32]], save: bool) -> (Vec<f32>, Option<Self::Saved>);
 
-    /// The gradient of every input given the output's gradient `grad`; `wanted[i]` says
-    /// whether input `i` needs one (an empty vector may be returned otherwise).
-    fn backward(
-        &self,
-        inputs: &[&[f32]],
-        saved: &Self::Saved,
-        grad: &[f32],
-        wanted: &[bool],
-    ) -> Vec<Vec<f32>>;
+    /// The gradient of every input given the output's gradient (an empty vector may be
+    /// returned for an input that [`BackwardInput::wants`] none).
+    fn backward(&self, b: BackwardInput<'_, Self::Saved>) -> Vec<Vec<f32>>;
+}
+
+/// What [`FusedOp::backward`] works from.
+pub(crate) struct BackwardInput<'a, S> {
+    /// The inputs of the forward pass.
+    pub inputs: &'a [&'a [f32]],
+    /// What the forward pass saved.
+    pub saved: &'a S,
+    /// The gradient of the output.
+    pub grad: &'a [f32],
+    /// Whether each input needs a gradient (see [`Self::wants`]).
+    wanted: &'a [bool],
+}
+
+impl<S> BackwardInput<'_, S> {
+    /// Whether input `i` needs a gradient (false for an input the op does not have).
+    pub(crate) fn wants(&self, i: usize) -> bool {
+        self.wanted.get(i).copied().unwrap_or(false)
+    }
 }
 
 /// Whether tensors on `device` can go through [`apply`].
@@ -115,7 +128,12 @@ impl<Op: FusedOp, const N: usize> Backward<Flex, N> for FusedBackward<Op> {
         let state = ops.state;
         let wanted: Vec<bool> = ops.parents.iter().map(Option::is_some).collect();
         let inputs: Vec<&[f32]> = state.inputs.iter().map(Vec::as_slice).collect();
-        let input_grads = state.op.backward(&inputs, &state.saved, &grad, &wanted);
+        let input_grads = state.op.backward(BackwardInput {
+            inputs: &inputs,
+            saved: &state.saved,
+            grad: &grad,
+            wanted: &wanted,
+        });
         for (parent, g) in ops.parents.into_iter().zip(input_grads) {
             if let Some(node) = parent {
                 grads.register::<Flex>(node.id, flex(g));
@@ -201,11 +219,11 @@ mod tests {
                 .collect();
             (y, Some(()))
         }
-        fn backward(&self, inputs: &[&[f32]], _: &(), grad: &[f32], _: &[bool]) -> Vec<Vec<f32>> {
-            let (a, b) = (inputs[0], inputs[1]);
+        fn backward(&self, b: BackwardInput<'_, ()>) -> Vec<Vec<f32>> {
+            let (x, y, grad) = (b.inputs[0], b.inputs[1], b.grad);
             vec![
-                grad.iter().zip(b).map(|(g, b)| g * b).collect(),
-                grad.iter().zip(a).map(|(g, a)| g * a).collect(),
+                grad.iter().zip(y).map(|(g, y)| g * y).collect(),
+                grad.iter().zip(x).map(|(g, x)| g * x).collect(),
             ]
         }
     }

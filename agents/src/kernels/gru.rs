@@ -17,7 +17,7 @@ use super::common::{
     add_into, column_sums_into, forward_blocks, map_saved_blocks, row_blocks, rows_of,
 };
 use super::linalg::{Transposed, gemm, gemm_t};
-use super::{FusedOp, ROWS_PER_BLOCK, apply};
+use super::{BackwardInput, FusedOp, ROWS_PER_BLOCK, apply};
 
 /// The fewest row-steps (batch rows × steps) a parallel block is given where the batch allows.
 const MIN_BLOCK_ROW_STEPS: usize = 32;
@@ -388,35 +388,30 @@ impl FusedOp for GruStack {
         (output, Some(saved))
     }
 
-    fn backward(
-        &self,
-        inputs: &[&[f32]],
-        saved: &Vec<BlockSaved>,
-        grad: &[f32],
-        wanted: &[bool],
-    ) -> Vec<Vec<f32>> {
+    fn backward(&self, b: BackwardInput<'_, Vec<BlockSaved>>) -> Vec<Vec<f32>> {
+        let inputs = b.inputs;
         self.check(inputs);
-        let blocks = map_saved_blocks(self.blocks(), saved, |(b0, rows), s| {
-            self.backward_block(inputs, s, grad, b0, rows, wanted[1])
+        let blocks = map_saved_blocks(self.blocks(), b.saved, |(b0, rows), s| {
+            self.backward_block(inputs, s, b.grad, b0, rows, b.wants(1))
         });
         let mut dx = Vec::new();
         let mut dh0 = Vec::new();
-        let mut dparams = if wanted[1] {
+        let mut dparams = if b.wants(1) {
             vec![0.0; self.param_len()]
         } else {
             Vec::new()
         };
         // Block order, whatever the number of threads.
         for (bx, bh, bp) in &blocks {
-            if wanted[0] {
+            if b.wants(0) {
                 dx.extend_from_slice(bx);
             }
-            if wanted[2] {
+            if b.wants(2) {
                 dh0.extend_from_slice(bh);
             }
             add_into(&mut dparams, bp);
         }
-        let dstarts = if wanted[3] {
+        let dstarts = if b.wants(3) {
             vec![0.0; self.batch * self.steps]
         } else {
             Vec::new()

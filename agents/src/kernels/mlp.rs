@@ -17,7 +17,7 @@ use super::common::{
 };
 use super::gru::tanh;
 use super::linalg::{Transposed, gemm, gemm_t};
-use super::{FusedOp, apply};
+use super::{BackwardInput, FusedOp, apply};
 
 /// Rows of the batch one parallel task processes (fixed: the split must not depend on the
 /// number of threads).
@@ -168,17 +168,12 @@ impl FusedOp for MlpNet {
         (output, save.then_some(saved))
     }
 
-    fn backward(
-        &self,
-        inputs: &[&[f32]],
-        saved: &Vec<BlockSaved>,
-        grad: &[f32],
-        wanted: &[bool],
-    ) -> Vec<Vec<f32>> {
+    fn backward(&self, b: BackwardInput<'_, Vec<BlockSaved>>) -> Vec<Vec<f32>> {
+        let inputs = b.inputs;
         self.check(inputs);
         let (w, _) = self.joined_heads(inputs);
-        let blocks = map_saved_blocks(self.blocks(), saved, |rows, s| {
-            self.backward_block(inputs, &w, s, grad, rows, wanted[0])
+        let blocks = map_saved_blocks(self.blocks(), b.saved, |rows, s| {
+            self.backward_block(inputs, &w, s, b.grad, rows, b.wants(0))
         });
         let (h, a) = (self.hidden, self.actions);
         let mut dx = Vec::new();

@@ -49,7 +49,7 @@ pub(crate) mod transformer;
 
 #[cfg(feature = "flex")]
 #[allow(unused_imports)]
-pub(crate) use glue::{FusedOp, HostTensor, apply};
+pub(crate) use glue::{BackwardInput, FusedOp, HostTensor, apply};
 
 /// Rows of the batch a parallel task processes. Fixed, so that the split (and so every result)
 /// does not depend on the number of threads.

@@ -25,7 +25,7 @@ use super::common::{
     matmul_back, matmul_back_input, matmul_back_weight, relu_back_in_place, relu_in_place,
     row_blocks,
 };
-use super::glue::FusedOp;
+use super::glue::{BackwardInput, FusedOp};
 use super::linalg::gemm;
 use super::pool;
 
@@ -763,19 +763,13 @@ impl FusedOp for TransformerSequence {
         (top, save.then_some(traces))
     }
 
-    fn backward(
-        &self,
-        inputs: &[&[f32]],
-        saved: &Vec<Trace>,
-        grad: &[f32],
-        wanted: &[bool],
-    ) -> Vec<Vec<f32>> {
-        let params = Params::Flat(inputs[0]);
-        let cache = split_cache(inputs[2], &self.dims, self.batch);
+    fn backward(&self, b: BackwardInput<'_, Vec<Trace>>) -> Vec<Vec<f32>> {
+        let params = Params::Flat(b.inputs[0]);
+        let cache = split_cache(b.inputs[2], &self.dims, self.batch);
         let TrunkDims {
             d, span, layers, ..
         } = self.dims.trunk;
-        let want_cache = wanted.get(2).copied().unwrap_or(false);
+        let want_cache = b.wants(2);
         // Empty when the cache wants no gradient (the glue then registers none).
         let mut gc = if want_cache {
             vec![0.0; 2 * layers * self.batch * span * d]
@@ -784,7 +778,7 @@ impl FusedOp for TransformerSequence {
         };
         let w = span * d;
         let (gp, gx) = self.backward_blocks(
-            (saved, grad),
+            (b.saved, b.grad),
             self.layout.len,
             |rows, trace, dtop| {
                 let cache = cache_rows(&cache, &self.dims, rows);

@@ -22,7 +22,7 @@ use experiments::evaluate::evaluate_run;
 use experiments::preset::{self, Arm, Preset, select_arms};
 use experiments::report::{self, cell};
 use experiments::runner::{self, Job};
-use experiments::shard::{self, ShardArgs};
+use experiments::shard::{self, GridArgs};
 use fbrl::EnvConfig;
 use fbrl::curves::{self, BandCurve, Run, Summary, XAxis};
 use fbrl::plot::{Bar, BarChart, LineChart, RefLine, SavedPlot, policy_color};
@@ -66,19 +66,13 @@ struct Args {
     /// Root of the run directories (`<runs-dir>/<preset>/gridmaze__<arm>__<seed>`).
     #[arg(long, default_value = "runs/maze")]
     runs_dir: PathBuf,
-    /// Runs trained at once (default: one per core); each gets cores / jobs threads.
-    #[arg(long)]
-    jobs: Option<usize>,
-    /// Sharding over a cluster and `--report-only` (alias `--no-train`).
+    /// Runs at once, progress display, sharding over a cluster and `--report-only`.
     #[command(flatten)]
-    shard: ShardArgs,
+    grid: GridArgs,
     /// Stop every run after this many updates (with a checkpoint) and exit; the same command
     /// without it resumes them.
     #[arg(long)]
     stop_after_updates: Option<usize>,
-    /// No progress bar: plain lines only.
-    #[arg(long)]
-    quiet: bool,
 }
 
 /// Fractions of a run's env steps at which the reward is read ("reward at fixed marks").
@@ -166,11 +160,10 @@ fn run(args: Args, t0: std::time::Instant) -> Result<()> {
         plan.runs_root.display()
     );
     let Some(run_report) = shard::train_grid(
-        &args.shard,
+        &args.grid,
         &plan.jobs,
         plan.jobs_at_once,
         &plan.runs_root,
-        args.quiet,
         args.stop_after_updates,
     )?
     else {
@@ -271,7 +264,7 @@ fn plan(args: &Args) -> Result<Plan> {
     let arms = select_arms(all_arms, args.policies.as_deref())?;
     let runs_root = args.runs_dir.join(&sub);
     let n_jobs = arms.len() * seeds as usize;
-    let jobs_at_once = args.jobs.unwrap_or_else(runner::cores).clamp(1, n_jobs);
+    let jobs_at_once = args.grid.at_once(n_jobs);
     let threads = (runner::cores() / jobs_at_once).max(1);
     let mut jobs = Vec::new();
     let mut arm_dirs: Vec<Vec<PathBuf>> = Vec::new();

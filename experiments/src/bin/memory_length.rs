@@ -25,7 +25,7 @@ use experiments::evaluate::{HeldOutEval, evaluate_run};
 use experiments::preset::{self, Arm, PerArm, Preset, select_arms};
 use experiments::report::{self, cell};
 use experiments::runner::{self, Job};
-use experiments::shard::{self, ShardArgs};
+use experiments::shard::{self, GridArgs};
 use fbrl::curves::{self, Run};
 use fbrl::plot::{Bar, BarChart, LineChart, RefLine, SavedPlot, Series, policy_color};
 use fbrl::stats::{self, Proportion};
@@ -70,15 +70,9 @@ struct Args {
     /// Root of the run directories.
     #[arg(long, default_value = "runs/memory_length")]
     runs_dir: PathBuf,
-    /// Runs trained (and evaluated) at once (default: one per core).
-    #[arg(long)]
-    jobs: Option<usize>,
-    /// No progress bar: plain lines only.
-    #[arg(long)]
-    quiet: bool,
-    /// Sharding over a cluster and `--report-only`.
+    /// Runs at once, progress display, sharding over a cluster and `--report-only`.
     #[command(flatten)]
-    shard: ShardArgs,
+    grid: GridArgs,
 }
 
 /// One (arm, delay, learning rate) and its runs over seeds.
@@ -156,10 +150,9 @@ fn main() -> Result<()> {
 /// writes the tables, charts and README.
 fn run(args: Args, t0: std::time::Instant) -> Result<()> {
     let plan = plan(&args)?;
-    let e = &plan.preset.experiment;
     eprintln!(
         "memory length {}{}: {} arms × {} delays, {} (arm, delay, learning rate) cells, {} runs of {} env steps → {}",
-        e.name,
+        plan.preset.experiment.name,
         if plan.tuning { " (tuning)" } else { "" },
         plan.arms.len(),
         plan.delays.len(),
@@ -168,14 +161,8 @@ fn run(args: Args, t0: std::time::Instant) -> Result<()> {
         plan.preset.train.total_steps,
         plan.runs_root.display()
     );
-    let Some(run_report) = shard::train_grid(
-        &args.shard,
-        &plan.jobs,
-        plan.at_once,
-        &plan.runs_root,
-        args.quiet,
-        None,
-    )?
+    let Some(run_report) =
+        shard::train_grid(&args.grid, &plan.jobs, plan.at_once, &plan.runs_root, None)?
     else {
         return Ok(());
     };
@@ -326,7 +313,7 @@ fn plan(args: &Args) -> Result<Plan> {
         }
     }
     let n = cells.iter().map(|c| c.seeds.len()).sum::<usize>();
-    let at_once = args.jobs.unwrap_or_else(runner::cores).clamp(1, n);
+    let at_once = args.grid.at_once(n);
     let threads = (runner::cores() / at_once).max(1);
     // The runner starts the costliest job first; the cost given here is the position in the
     // wanted order (delay as given, then seed, then arm), so that runs start in that order.

@@ -20,7 +20,7 @@ use clap::Parser;
 use experiments::preset::{self, Arm, PerArm, Preset, select_arms};
 use experiments::report::{self, cell};
 use experiments::runner::{self, Job};
-use experiments::shard::{self, ShardArgs};
+use experiments::shard::{self, GridArgs};
 use fbrl::curves::{self, Run, Summary};
 use fbrl::plot::HeatMap;
 
@@ -60,15 +60,9 @@ struct Args {
     /// Root of the run directories (`<runs-dir>/<preset>/<arm>__lr<lr>__ent<ent>__<seed>`).
     #[arg(long, default_value = "runs/tune")]
     runs_dir: PathBuf,
-    /// Runs trained at once (default: one per core); each gets cores / jobs threads.
-    #[arg(long)]
-    jobs: Option<usize>,
-    /// Sharding over a cluster and `--report-only` (alias `--no-train`).
+    /// Runs at once, progress display, sharding over a cluster and `--report-only`.
     #[command(flatten)]
-    shard: ShardArgs,
-    /// No progress bar: plain lines only.
-    #[arg(long)]
-    quiet: bool,
+    grid: GridArgs,
 }
 
 impl Args {
@@ -263,7 +257,7 @@ fn run(mut args: Args) -> Result<()> {
     }
     let n_lrs: usize = arms.iter().map(|a| args.lrs_of(a, &preset).len()).sum();
     let n_runs = n_lrs * args.ent_coefs.len() * args.seeds as usize;
-    let jobs_at_once = args.jobs.unwrap_or_else(runner::cores).clamp(1, n_runs);
+    let jobs_at_once = args.grid.at_once(n_runs);
     let threads = (runner::cores() / jobs_at_once).max(1);
     let (settings, jobs) = grid(&preset, &arms, &args, &runs_root, threads);
     eprintln!(
@@ -276,14 +270,7 @@ fn run(mut args: Args) -> Result<()> {
         preset.train.total_steps,
         runs_root.display()
     );
-    let Some(run_report) = shard::train_grid(
-        &args.shard,
-        &jobs,
-        jobs_at_once,
-        &runs_root,
-        args.quiet,
-        None,
-    )?
+    let Some(run_report) = shard::train_grid(&args.grid, &jobs, jobs_at_once, &runs_root, None)?
     else {
         return Ok(());
     };

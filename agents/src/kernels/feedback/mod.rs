@@ -33,7 +33,7 @@ pub(crate) use self::layout::{Dims, Layout};
 use super::attention::{self, TrunkDims};
 pub(crate) use super::common::Params;
 use super::common::{forward_blocks, row_blocks};
-use super::glue::FusedOp;
+use super::glue::{BackwardInput, FusedOp};
 use super::{ROWS_PER_BLOCK, pool};
 
 /// The fused sequence operation: inputs `[params, x0 [B,T,d], m0 [B,τ,d]]`, output the last
@@ -66,20 +66,14 @@ impl FusedOp for FeedbackSequence {
         (top, save.then_some(traces))
     }
 
-    fn backward(
-        &self,
-        inputs: &[&[f32]],
-        saved: &Vec<Trace>,
-        grad: &[f32],
-        wanted: &[bool],
-    ) -> Vec<Vec<f32>> {
-        let params = Params::Flat(inputs[0]);
+    fn backward(&self, b: BackwardInput<'_, Vec<Trace>>) -> Vec<Vec<f32>> {
+        let params = Params::Flat(b.inputs[0]);
         let TrunkDims { d, span, .. } = self.dims.trunk;
-        let want_m0 = wanted.get(2).copied().unwrap_or(false);
+        let want_m0 = b.wants(2);
         // Empty when the starting memory wants no gradient (the glue then registers none).
         let mut gm = Vec::with_capacity(if want_m0 { self.batch * span * d } else { 0 });
         let (gp, gx) = self.backward_blocks(
-            (saved, grad),
+            (b.saved, b.grad),
             self.layout.len,
             |_, trace, dtop| {
                 backward_block(&self.dims, &self.layout, &params, trace, dtop, want_m0)
