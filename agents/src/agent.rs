@@ -216,8 +216,9 @@ impl Agent {
 
     /// One step for a batch of envs: `obs` holds `B × obs_dim` raw observations (row-major,
     /// `B = memory.batch()`). `greedy` picks the most likely action (a Gaussian's mean),
-    /// otherwise one is sampled. The memory moves on by one step. Inputs of the wrong size and
-    /// NaN or infinite observation values are errors that leave the memory as it was.
+    /// otherwise one is sampled. The memory moves on by one step. Inputs of the wrong size, NaN
+    /// or infinite observation values and NaN policy outputs (weights or inputs large enough
+    /// to overflow the network) are errors that leave the memory as it was.
     pub fn act(
         &self,
         obs: &[f32],
@@ -289,14 +290,43 @@ impl Agent {
         let obs_t = Tensor::<2>::from_data(TensorData::new(policy_obs, [b, obs_dim]), &self.device);
         let starts =
             Tensor::<1>::from_data(TensorData::new(memory.starts.clone(), [b]), &self.device);
+        // Kept until the step's outputs are read: a failed step leaves the memory and the
+        // sampling RNG as they were.
+        let before = state.clone();
         let (params, values, next) = self.policy.step(obs_t, starts, state);
-        memory.memory = Some(next);
-        memory.starts.fill(0.0);
+        let mut rng = memory.rng.clone();
+        match self.choose(params, values, masks, greedy, &mut rng) {
+            Ok(acted) => {
+                memory.memory = Some(next);
+                memory.starts.fill(0.0);
+                memory.rng = rng;
+                Ok(acted)
+            }
+            Err(e) => {
+                memory.memory = Some(before);
+                Err(e)
+            }
+        }
+    }
+
+    /// The actions (each env's mode, or samples from `rng`) and values of one step's policy
+    /// outputs; NaN outputs are an error.
+    fn choose(
+        &self,
+        params: Tensor<2>,
+        values: Tensor<1>,
+        masks: Option<Tensor<2, Bool>>,
+        greedy: bool,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<Acted, PolicyError> {
         let p = self.dist.param_width();
         let table = read_f32(self.dist.sampling_table(params, masks))?;
         let values = read_f32(values)?;
-        let mut actions = Vec::with_capacity(b * self.dist.action_width());
-        let mut log_probs = Vec::with_capacity(b);
+        if values.iter().any(|v| v.is_nan()) {
+            return Err(bad_input("the policy produced NaN values"));
+        }
+        let mut actions = Vec::with_capacity(values.len() * self.dist.action_width());
+        let mut log_probs = Vec::with_capacity(values.len());
         for row in table.chunks(p) {
             if row.iter().any(|v| v.is_nan()) {
                 return Err(bad_input("the policy produced NaN outputs"));
@@ -306,7 +336,7 @@ impl Agent {
                 self.dist.mode_row(row, &mut actions);
                 log_probs.push(self.dist.log_prob_row(row, &actions[first..]));
             } else {
-                log_probs.push(self.dist.sample_row(row, &mut memory.rng, &mut actions));
+                log_probs.push(self.dist.sample_row(row, rng, &mut actions));
             }
         }
         Ok(Acted {
