@@ -283,6 +283,28 @@ fn spaces_map_as_documented() {
     check_env(&mut env).unwrap_or_else(|e| panic!("{e}"));
 }
 
+/// The success flag is `info["success"]` or `info["is_success"]` on an episode's last step,
+/// given as a bool or as a number that is 0 or 1 (gymnasium-robotics' float32
+/// `is_success`); any other value is no flag.
+#[test]
+fn success_flags_are_read_from_bools_and_zero_one_numbers() {
+    require_python!("success_flags_are_read_from_bools_and_zero_one_numbers");
+    for (kind, want) in [
+        ("float_success", Some(true)),
+        ("int_success", Some(true)),
+        ("array_success", Some(true)),
+        ("fractional_success", None),
+        ("fine", None),
+    ] {
+        let mut env = PyGymEnv::new(&PyEnvSpec::new("odd_envs:make").with_kwarg("kind", kind))
+            .unwrap_or_else(|e| panic!("{kind}: {e}"));
+        env.reset_vec(0).unwrap();
+        let last = (0..5).map(|_| env.step_vec(1).unwrap().1).last().unwrap();
+        assert!(last.terminated, "{kind}");
+        assert_eq!(last.info.success, want, "{kind}");
+    }
+}
+
 #[test]
 fn bad_envs_are_clear_errors_naming_the_env_and_the_exception() {
     require_python!("bad_envs_are_clear_errors_naming_the_env_and_the_exception");

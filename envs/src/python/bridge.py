@@ -10,7 +10,7 @@ What crosses over:
 - actions: an int (Discrete), a list of ints (MultiDiscrete, MultiBinary) or a list of floats
   (Box), converted here to what the env's action space holds;
 - the action mask: `info["action_mask"]` as a list of bools, or None;
-- success: `info["success"]` or `info["is_success"]` when it is a bool, else None.
+- success: `info["success"]` or `info["is_success"]` when it is a bool or a 0/1 number, else None.
 """
 
 import importlib
@@ -256,12 +256,18 @@ class Actions:
 
 
 def _success(info):
-    """`info["success"]` (or `info["is_success"]`) when it is a bool, else None."""
+    """`info["success"]` (or `info["is_success"]`) as a flag: a bool, or a number (or
+    one-element array) that is 0 or 1, as gymnasium-robotics reports `is_success` (a float32);
+    None otherwise."""
     if not isinstance(info, dict):
         return None
     for key in ("success", "is_success"):
         value = info.get(key)
+        if isinstance(value, np.ndarray) and value.size == 1:
+            value = value.reshape(-1)[0]
         if isinstance(value, (bool, np.bool_)):
+            return bool(value)
+        if isinstance(value, (int, float, np.integer, np.floating)) and value in (0, 1):
             return bool(value)
     return None
 

@@ -35,8 +35,9 @@
 //! - `info["action_mask"]` after `reset` and `step`, when present, is the
 //!   [`Env::action_mask`] (a `MultiDiscrete` mask as one flat array or a tuple of per-dimension
 //!   arrays); actions it forbids are refused before they reach Python.
-//! - `info["success"]` (or `info["is_success"]`), when it is a bool on the last step of an
-//!   episode, is [`crate::Info::success`]. Other info entries are not passed on: a Python env
+//! - `info["success"]` (or `info["is_success"]`), when it is a bool or a number that is 0 or 1
+//!   (gymnasium-robotics' `is_success` is a float32) on the last step of an episode, is
+//!   [`crate::Info::success`]. Other info entries are not passed on: a Python env
 //!   reports no counts ([`crate::Info::counts`]; its [`Env::episode_counts`] is empty), so
 //!   its runs' `metrics.csv` has no count columns.
 //! - Rewards must be finite; a NaN or infinite reward is an error.

@@ -67,7 +67,20 @@ class OddEnv(gym.Env):
         reward = float("nan") if self.kind == "nan_reward" and self.t == 2 else 1.0
         if self.kind == "old_api":
             return self._obs(), reward, self.t >= 5, {}
-        return self._obs(), reward, self.t >= 5, False, {}
+        return self._obs(), reward, self.t >= 5, False, self._info()
+
+    def _info(self):
+        """The success flag, in the form `kind` names."""
+        done = self.t >= 5
+        if self.kind == "float_success":
+            return {"is_success": np.float32(done)}
+        if self.kind == "int_success":
+            return {"success": int(done)}
+        if self.kind == "array_success":
+            return {"is_success": np.array([done], dtype=np.float64)}
+        if self.kind == "fractional_success":
+            return {"is_success": 0.5}
+        return {}
 
     def render(self):
         frame = np.zeros((4, 6, 3), dtype=np.uint8)
