@@ -623,3 +623,9 @@ pub fn cores() -> usize {
         .map(|n| n.get())
         .unwrap_or(1)
 }
+
+/// How many of `runs` runs train at once: `jobs` (a `--jobs` flag), else one per core; at
+/// most `runs` and at least one.
+pub fn at_once(jobs: Option<usize>, runs: usize) -> usize {
+    jobs.unwrap_or_else(cores).clamp(1, runs.max(1))
+}

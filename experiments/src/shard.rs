@@ -45,12 +45,9 @@ pub struct GridArgs {
 }
 
 impl GridArgs {
-    /// How many of a grid's `runs` train at once: `--jobs`, else one per core, at most
-    /// `runs` (and at least one).
+    /// How many of a grid's `runs` train at once ([`crate::runner::at_once`] of `--jobs`).
     pub fn at_once(&self, runs: usize) -> usize {
-        self.jobs
-            .unwrap_or_else(crate::runner::cores)
-            .clamp(1, runs.max(1))
+        crate::runner::at_once(self.jobs, runs)
     }
 }
 

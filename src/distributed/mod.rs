@@ -65,7 +65,9 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::{RngState, SavedRollout, TrainerState, open_checkpoint, write_atomic};
+use crate::checkpoint::{
+    RngState, SavedRollout, TrainerState, VerifiedCheckpoint, open_checkpoint, write_atomic,
+};
 use crate::config::{EnvConfig, TrainConfig};
 use crate::metrics::{InfoLog, MetricsWriter};
 use crate::run_dir::{INFO_FILE, RunDir};
@@ -720,29 +722,35 @@ pub fn train_distributed<E: Env>(
     } = start;
     if !restart {
         // Every rank resumes from the checkpoint rank 0 found (the newest intact one).
-        let chosen = if rank == 0 {
-            crate::checkpoint::open_latest_to_continue(&ckpt_root)
-                .map(|c| c.dir.display().to_string())
+        let (chosen, opened) = if rank == 0 {
+            match crate::checkpoint::open_latest_to_continue(&ckpt_root) {
+                Ok(c) => (Ok(c.dir.display().to_string()), Some(c)),
+                Err(e) => (Err(e), None),
+            }
         } else {
-            Ok(String::new())
+            (Ok(String::new()), None)
         };
         let chosen = agree(comm, "finding the latest checkpoint", chosen)?;
         let all = comm.all_gather_bytes(chosen.as_bytes(), "checkpoint choice");
         let dir = PathBuf::from(String::from_utf8_lossy(&all[0]).to_string());
+        // Rank 0 opened (and checked) it while choosing; the others open it now.
+        let ckpt = opened.map_or_else(|| open_checkpoint(&dir), Ok);
         let resumed = agree(
             comm,
             "resuming from the checkpoint",
-            resume_rank(
-                cfg,
-                &dir,
-                rank,
-                ranks,
-                num_updates,
-                &mut venv,
-                model,
-                optim,
-                &device,
-            ),
+            ckpt.and_then(|ckpt| {
+                resume_rank(
+                    cfg,
+                    &ckpt,
+                    rank,
+                    ranks,
+                    num_updates,
+                    &mut venv,
+                    model,
+                    optim,
+                    &device,
+                )
+            }),
         )?;
         (model, optim, counters, state) = resumed;
     }
@@ -1010,11 +1018,11 @@ fn checkpoint_ranks<E: Env>(
     Ok(PathBuf::from(String::from_utf8_lossy(&all[0]).to_string()))
 }
 
-/// A rank's model, optimizer, counters and rollout state from the checkpoint in `dir`.
+/// A rank's model, optimizer, counters and rollout state from the opened checkpoint `ckpt`.
 #[allow(clippy::too_many_arguments)]
 fn resume_rank<E: Env>(
     cfg: &TrainConfig,
-    dir: &std::path::Path,
+    ckpt: &VerifiedCheckpoint,
     rank: usize,
     ranks: usize,
     num_updates: usize,
@@ -1023,7 +1031,7 @@ fn resume_rank<E: Env>(
     optim: ModuleOptimizer,
     device: &Device,
 ) -> Result<(Policy, ModuleOptimizer, TrainerState, RolloutState)> {
-    let ckpt = open_checkpoint(dir)?;
+    let dir = ckpt.dir.as_path();
     if let Some(key) = ckpt.differing_key(cfg)? {
         bail!(
             "cannot resume: `{key}` differs from the config the checkpoint {} was trained with",

@@ -702,7 +702,7 @@ fn build_jobs(
             });
         }
     }
-    let at_once = jobs_arg.unwrap_or_else(runner::cores).clamp(1, jobs.len());
+    let at_once = runner::at_once(jobs_arg, jobs.len());
     let threads = (runner::cores() / at_once).max(1);
     for j in &mut jobs {
         j.config.threads = threads;
